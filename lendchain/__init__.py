@@ -1,0 +1,3 @@
+"""lendchain: an open consortium ledger for lending."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,106 @@
+"""Canonical msgpack, hashing and domain-separated signing bytes.
+
+Every value that is hashed, signed, stored or sent is encoded here, so that
+all nodes produce the same bytes for the same value:
+
+- Only nil, bool, int (-2**63 .. 2**64-1), bytes, str, arrays and maps with
+  str keys are allowed. Floats, ext types and non-str map keys are refused.
+- Maps are written with their keys sorted (code point order, which equals
+  UTF-8 byte order); integers in their shortest form (msgpack's own rule);
+  str and bytes are kept apart (``use_bin_type=True``).
+- Decoding is strict: after decoding, the value is encoded again and must give
+  back exactly the input. That one check refuses non-minimal integers,
+  unsorted or duplicate map keys, floats and every other second spelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgpack
+
+MAX_DEPTH = 32
+DEFAULT_MAX_SIZE = 1 << 20
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+class CodecError(ValueError):
+    """Bytes or a value that are not canonical lendchain msgpack."""
+
+
+def _canonical(value: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise CodecError(f"value is nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise CodecError(f"integer {value} is outside the 64-bit range")
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CodecError(f"map key {key!r} is not a str")
+        return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+    raise CodecError(f"type {type(value).__name__} cannot be encoded (no floats, no objects)")
+
+
+def pack(value: Any) -> bytes:
+    """Encode ``value`` canonically."""
+    return msgpack.packb(_canonical(value, 0), use_bin_type=True)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise CodecError(f"msgpack ext type {code} is not allowed")
+
+
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Decode canonical bytes, refusing anything that is not exactly canonical."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise CodecError(f"encoded value is {len(data)} bytes, more than the limit of {max_size}")
+    if not data:
+        raise CodecError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_refuse_ext,
+        )
+    except CodecError:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise CodecError(f"malformed msgpack ({type(e).__name__}: {e})") from None
+    if pack(value) != data:
+        raise CodecError("encoding is not canonical (unsorted or duplicate keys, or a long form)")
+    return value
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def hash_value(value: Any) -> bytes:
+    """sha256 of the canonical encoding of ``value``."""
+    return hashlib.sha256(pack(value)).digest()
+
+
+def signing_bytes(tag: str, chain_id: str, body: Any) -> bytes:
+    """The bytes a signature covers: purpose tag, chain id and canonical body.
+
+    A signature made for one purpose (tag) or one chain never verifies for
+    another, because both are inside the signed bytes.
+    """
+    if not tag.startswith("lendchain/"):
+        raise CodecError(f"signing tag {tag!r} must start with 'lendchain/'")
+    return pack([tag, chain_id, body])

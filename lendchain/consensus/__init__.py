@@ -1,0 +1,1 @@
+"""PBFT consensus core: a pure state machine, no I/O, no clock, no randomness."""

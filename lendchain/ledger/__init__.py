@@ -1,0 +1,1 @@
+"""The deterministic application: transactions, loan state, blocks."""

@@ -1,0 +1,306 @@
+"""Node configuration and genesis, both TOML, validated on load.
+
+Every error names the file, the key and what to do about it, and an unknown
+key (a typo) is refused with the nearest known key suggested: a node that
+silently ignores ``listn = …`` would start with a default nobody chose.
+
+The genesis is the consortium's constitution: chain id, the voting members in
+order (the primary of view v is ``members[v mod n]``), read-only observers,
+and consensus parameters. Its hash is the previous-block hash of block 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lendchain import codec
+from lendchain.crypto import PUBLIC_KEY_SIZE
+from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member
+
+
+class ConfigError(ValueError):
+    """A configuration or genesis file that cannot be used as written."""
+
+
+@dataclass(frozen=True)
+class MempoolConfig:
+    max_txs: int = 100_000
+    max_bytes: int = 128 * 1024 * 1024
+    tx_ttl_ms: int = 10 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    name: str
+    genesis_path: Path
+    genesis: Genesis
+    key_file: Path
+    passphrase_file: Path | None
+    data_dir: Path
+    p2p_listen: str
+    api_host: str
+    api_port: int
+    api_token_file: Path | None
+    mempool: MempoolConfig
+    log_level: str
+    log_format: str
+
+    @property
+    def member(self) -> Member:
+        member = self.genesis.member(self.name)
+        assert member is not None  # checked on load
+        return member
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+
+# Reading ------------------------------------------------------------------
+
+
+class _Table:
+    """One TOML table being read: tracks which keys were used to catch typos."""
+
+    def __init__(self, data: dict[str, Any], file: Path, prefix: str) -> None:
+        self.data = data
+        self.file = file
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.file}: '{self.where(key)}' {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, what: str = ""):
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, f"is missing; add it ({what or _kind_name(kind)})")
+            return default
+        value = self.data[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise self.error(
+                key, f"must be {what or _kind_name(kind)}, not {type(value).__name__} {value!r}"
+            )
+        return value
+
+    def positive_int(self, key: str, default: Any = ...) -> int:
+        value = self.get(key, int, default, what="a positive integer")
+        if value <= 0:
+            raise self.error(key, f"must be a positive integer, not {value}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> _Table:
+        raw = self.get(key, dict, ... if required else {}, what="a table")
+        return _Table(raw, self.file, f"{self.where(key)}.")
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                hint = difflib.get_close_matches(key, sorted(self.used), n=1)
+                fix = f"did you mean '{self.prefix}{hint[0]}'?" if hint else "remove it"
+                raise ConfigError(f"{self.file}: unknown key '{self.where(key)}'; {fix}")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {
+        int: "an integer",
+        str: "a string",
+        dict: "a table",
+        list: "a list",
+        bool: "true/false",
+    }
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _load_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path} cannot be read: {e.strerror}") from None
+
+
+def _check_multiaddr(t: _Table, key: str, value: str) -> str:
+    parts = value.split("/")
+    # /ip4/<addr>/tcp/<port>  or  /dns4/<name>/tcp/<port>
+    if (
+        len(parts) != 5
+        or parts[0] != ""
+        or parts[1] not in ("ip4", "ip6", "dns4", "dns")
+        or parts[3] != "tcp"
+    ):
+        raise t.error(key, f"must be a multiaddr like '/ip4/127.0.0.1/tcp/47101', not {value!r}")
+    if parts[1] in ("ip4", "ip6"):
+        try:
+            ipaddress.ip_address(parts[2])
+        except ValueError:
+            raise t.error(key, f"has an invalid IP address {parts[2]!r}") from None
+    if not parts[4].isdigit() or not 0 < int(parts[4]) < 65536:
+        raise t.error(key, f"has an invalid TCP port {parts[4]!r}")
+    return value
+
+
+def _read_member(t: _Table, voting: bool) -> Member:
+    name = t.get("name", str, what="the member's short name, e.g. 'bank1'")
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise t.error("name", f"must be letters, digits, '-' or '_', not {name!r}")
+    key_hex = t.get("public_key", str, what="the member's Ed25519 public key in hex")
+    try:
+        public_key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise t.error("public_key", "is not hex") from None
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise t.error(
+            "public_key", f"must be {PUBLIC_KEY_SIZE} bytes ({2 * PUBLIC_KEY_SIZE} hex digits)"
+        )
+    address = _check_multiaddr(t, "address", t.get("address", str))
+    roles = t.get("roles", list, [], what="a list of role names")
+    for role in roles:
+        if role not in ROLES:
+            raise t.error("roles", f"has unknown role {role!r}; known roles: {', '.join(ROLES)}")
+    t.finish()
+    return Member(name, public_key, address, tuple(roles), voting)
+
+
+def genesis_from_doc(doc: dict[str, Any], path: Path) -> Genesis:
+    top = _Table(doc, path, "")
+    chain_id = top.get("chain_id", str, what="a chain id such as 'lendchain-test-1'")
+    if not chain_id or len(chain_id) > 64:
+        raise top.error("chain_id", "must be 1 to 64 characters")
+    genesis_time_ms = top.get("genesis_time_ms", int, what="milliseconds since the Unix epoch")
+    c = top.table("consensus")
+    defaults = ConsensusParams()
+    consensus = ConsensusParams(
+        **{name: c.positive_int(name, getattr(defaults, name)) for name in defaults.__dict__}
+    )
+    c.finish()
+    if consensus.watermark_window < consensus.checkpoint_interval * 2:
+        raise c.error("watermark_window", "must be at least twice consensus.checkpoint_interval")
+    raw_members = top.get("members", list, what="a list of [[members]] tables")
+    members = []
+    for i, raw in enumerate(raw_members):
+        if not isinstance(raw, dict):
+            raise top.error("members", "must be a list of tables ([[members]])")
+        members.append(_read_member(_Table(raw, path, f"members[{i}]."), True))
+    observers = []
+    for i, raw in enumerate(top.get("observers", list, [])):
+        if not isinstance(raw, dict):
+            raise top.error("observers", "must be a list of tables ([[observers]])")
+        observers.append(_read_member(_Table(raw, path, f"observers[{i}]."), False))
+    app = top.get("app", dict, {})
+    top.finish()
+    if not members:
+        raise ConfigError(f"{path}: 'members' is empty; a chain needs at least one voting member")
+    names = [m.name for m in members + observers]
+    keys = [m.public_key for m in members + observers]
+    for what, values in (("name", names), ("public_key", keys)):
+        dup = {v for v in values if values.count(v) > 1}
+        if dup:
+            shown = ", ".join(sorted(v.hex() if isinstance(v, bytes) else v for v in dup))
+            raise ConfigError(f"{path}: two members share the {what} {shown}; each must be unique")
+    try:
+        codec.pack(app)
+    except codec.CodecError as e:
+        raise top.error("app", f"cannot be encoded canonically ({e})") from None
+    return Genesis(chain_id, genesis_time_ms, tuple(members), tuple(observers), consensus, app)
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    path = Path(path)
+    return genesis_from_doc(_load_toml(path, "genesis file"), path)
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path).resolve()
+    doc = _load_toml(path, "node config")
+    top = _Table(doc, path, "")
+    base = path.parent
+
+    def rel(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    name = top.get("name", str, what="this node's member name from the genesis")
+    genesis_path = rel(top.get("genesis", str, "genesis.toml"))
+    key_file = rel(top.get("key_file", str, what="the path of this node's key file"))
+    passphrase = top.get("passphrase_file", str, "")
+    data_dir = rel(top.get("data_dir", str, what="the directory for this node's LevelDB"))
+
+    p2p = top.table("p2p")
+    p2p_listen = p2p.get("listen", str, "")
+    if p2p_listen:
+        _check_multiaddr(p2p, "listen", p2p_listen)
+    p2p.finish()
+
+    api = top.table("api")
+    api_listen = api.get("listen", str, "127.0.0.1:8100", what="'host:port'")
+    host, _, port = api_listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise api.error(
+            "listen", f"must be 'host:port' such as '127.0.0.1:8101', not {api_listen!r}"
+        )
+    token_file = api.get("token_file", str, "")
+    api.finish()
+    if host not in ("127.0.0.1", "localhost", "::1") and not token_file:
+        raise api.error(
+            "listen",
+            f"binds {host}, beyond this machine, so api.token_file must name a bearer token file",
+        )
+
+    mp = top.table("mempool")
+    md = MempoolConfig()
+    mempool = MempoolConfig(
+        max_txs=mp.positive_int("max_txs", md.max_txs),
+        max_bytes=mp.positive_int("max_bytes", md.max_bytes),
+        tx_ttl_ms=mp.positive_int("tx_ttl_ms", md.tx_ttl_ms),
+    )
+    mp.finish()
+
+    log = top.table("log")
+    level = log.get("level", str, "info")
+    if level not in ("debug", "info", "warning", "error"):
+        raise log.error("level", f"must be one of debug, info, warning, error, not {level!r}")
+    log_format = log.get("format", str, "text")
+    if log_format not in ("text", "json"):
+        raise log.error("format", f"must be 'text' or 'json', not {log_format!r}")
+    log.finish()
+    top.finish()
+
+    genesis = load_genesis(genesis_path)
+    member = genesis.member(name)
+    if member is None:
+        known = ", ".join(m.name for m in genesis.members + genesis.observers)
+        raise top.error("name", f"is {name!r}, which is not in {genesis_path} (members: {known})")
+    return NodeConfig(
+        path=path,
+        name=name,
+        genesis_path=genesis_path,
+        genesis=genesis,
+        key_file=key_file,
+        passphrase_file=rel(passphrase) if passphrase else None,
+        data_dir=data_dir,
+        p2p_listen=p2p_listen or member.address,
+        api_host=host,
+        api_port=int(port),
+        api_token_file=rel(token_file) if token_file else None,
+        mempool=mempool,
+        log_level=level,
+        log_format=log_format,
+    )
