@@ -1,0 +1,208 @@
+"""The mempool: signed transactions waiting for a block.
+
+Owns three promises the API makes to a client:
+
+- a transaction the node accepted is either committed, or reported as
+  expired or rejected with a reason (``recent_outcome``) — never dropped
+  silently;
+- the pool is bounded in transactions and bytes; when it is full the API
+  refuses new work (HTTP 503 with a retry hint) instead of accepting and
+  dropping it;
+- per sender, transactions leave in nonce order, so a block never carries
+  a nonce gap (``candidates``).
+
+It does not check signatures or state; callers do that before ``add``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from lendchain.node.config import MempoolConfig
+
+# How many recent expiries/rejections are remembered for status queries.
+OUTCOME_MEMORY = 100_000
+
+
+class MempoolFull(Exception):
+    """The pool is at its size limit; the client should retry later."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class PendingTx:
+    tx_id: bytes
+    sender: str
+    nonce: int
+    raw: bytes
+    added_ms: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Why a transaction the node once held is no longer pending."""
+
+    status: str  # "expired" | "rejected"
+    code: str
+    message: str
+
+
+@dataclass
+class _Sender:
+    by_nonce: dict[int, PendingTx] = field(default_factory=dict)
+
+
+class Mempool:
+    def __init__(self, config: MempoolConfig) -> None:
+        self.config = config
+        self._by_id: dict[bytes, PendingTx] = {}
+        # Arrival order across senders: the fairness order for block building.
+        self._arrival: OrderedDict[bytes, None] = OrderedDict()
+        self._senders: dict[str, _Sender] = {}
+        self._bytes = 0
+        self._outcomes: OrderedDict[bytes, Outcome] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._by_id
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_id: bytes) -> PendingTx | None:
+        return self._by_id.get(tx_id)
+
+    def add(self, tx: PendingTx) -> bool:
+        """Add a checked transaction; False if it was already pending.
+
+        A second transaction for the same (sender, nonce) is refused: the
+        first one seen wins, like a bank refusing a duplicate cheque number.
+        """
+        if tx.tx_id in self._by_id:
+            return False
+        if len(self._by_id) >= self.config.max_txs or self._bytes + len(tx.raw) > self.config.max_bytes:
+            raise MempoolFull(
+                f"mempool is full ({len(self._by_id)} txs, {self._bytes} bytes); retry shortly"
+            )
+        sender = self._senders.setdefault(tx.sender, _Sender())
+        existing = sender.by_nonce.get(tx.nonce)
+        if existing is not None:
+            raise ValueError(
+                f"nonce {tx.nonce} of {tx.sender} is already taken by pending tx {existing.tx_id.hex()}"
+            )
+        sender.by_nonce[tx.nonce] = tx
+        self._by_id[tx.tx_id] = tx
+        self._arrival[tx.tx_id] = None
+        self._bytes += len(tx.raw)
+        self._outcomes.pop(tx.tx_id, None)
+        return True
+
+    def pending_nonces(self, sender: str) -> list[int]:
+        entry = self._senders.get(sender)
+        return sorted(entry.by_nonce) if entry else []
+
+    def candidates(
+        self, next_nonce: Callable[[str], int], max_txs: int, max_bytes: int
+    ) -> Iterator[PendingTx]:
+        """Transactions for the next block: per sender contiguous from its next nonce.
+
+        Senders are visited in the arrival order of their oldest pending
+        transaction; a sender whose next nonce is missing is skipped.
+        """
+        emitted = 0
+        size = 0
+        seen_senders: set[str] = set()
+        for tx_id in self._arrival:
+            tx = self._by_id[tx_id]
+            if tx.sender in seen_senders:
+                continue
+            seen_senders.add(tx.sender)
+            by_nonce = self._senders[tx.sender].by_nonce
+            nonce = next_nonce(tx.sender)
+            while nonce in by_nonce:
+                item = by_nonce[nonce]
+                if emitted >= max_txs or size + len(item.raw) > max_bytes:
+                    return
+                yield item
+                emitted += 1
+                size += len(item.raw)
+                nonce += 1
+
+    def remove(self, tx_ids: list[bytes]) -> None:
+        """Drop transactions that were committed."""
+        for tx_id in tx_ids:
+            self._drop(tx_id)
+
+    def prune_stale(self, sender: str, next_nonce: int) -> list[PendingTx]:
+        """Reject this sender's pending txs whose nonce was used by a committed tx."""
+        entry = self._senders.get(sender)
+        if entry is None:
+            return []
+        stale = [tx for nonce, tx in entry.by_nonce.items() if nonce < next_nonce]
+        for tx in stale:
+            self._drop(tx.tx_id)
+            self._remember(
+                tx.tx_id,
+                Outcome("rejected", "bad_nonce", f"nonce {tx.nonce} was used by another committed tx"),
+            )
+        return stale
+
+    def expire(self, now_ms: int) -> list[PendingTx]:
+        """Remove and report transactions older than the TTL."""
+        cutoff = now_ms - self.config.tx_ttl_ms
+        expired = []
+        for tx_id in self._arrival:
+            tx = self._by_id[tx_id]
+            if tx.added_ms > cutoff:
+                break
+            expired.append(tx)
+        for tx in expired:
+            self._drop(tx.tx_id)
+            self._remember(
+                tx.tx_id,
+                Outcome("expired", "expired", f"not committed within {self.config.tx_ttl_ms} ms"),
+            )
+        return expired
+
+    def older_than(self, cutoff_ms: int, limit: int) -> list[PendingTx]:
+        """Pending transactions that arrived before ``cutoff_ms`` (for re-gossip)."""
+        found = []
+        for tx_id in self._arrival:
+            tx = self._by_id[tx_id]
+            if tx.added_ms >= cutoff_ms or len(found) >= limit:
+                break
+            found.append(tx)
+        return found
+
+    def recent_outcome(self, tx_id: bytes) -> Outcome | None:
+        return self._outcomes.get(tx_id)
+
+    def reject(self, tx_id: bytes, code: str, message: str) -> None:
+        """Drop a pending tx that can never commit, remembering why."""
+        if tx_id in self._by_id:
+            self._drop(tx_id)
+        self._remember(tx_id, Outcome("rejected", code, message))
+
+    def _drop(self, tx_id: bytes) -> None:
+        tx = self._by_id.pop(tx_id, None)
+        if tx is None:
+            return
+        self._arrival.pop(tx_id, None)
+        self._bytes -= len(tx.raw)
+        entry = self._senders[tx.sender]
+        entry.by_nonce.pop(tx.nonce, None)
+        if not entry.by_nonce:
+            del self._senders[tx.sender]
+
+    def _remember(self, tx_id: bytes, outcome: Outcome) -> None:
+        self._outcomes[tx_id] = outcome
+        while len(self._outcomes) > OUTCOME_MEMORY:
+            self._outcomes.popitem(last=False)

@@ -1,0 +1,88 @@
+"""Canonical msgpack: one encoding per value, strict decoding, domain-separated signing."""
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lendchain import codec
+from lendchain.crypto import SigningKey, verify
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=64)
+    | st.text(max_size=32)
+)
+values = st.recursive(
+    leaves,
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    max_leaves=30,
+)
+
+
+@given(values)
+def test_round_trip_is_identity_and_canonical(value):
+    encoded = codec.pack(value)
+    assert codec.unpack(encoded) == value
+    assert codec.pack(codec.unpack(encoded)) == encoded
+
+
+@given(st.dictionaries(st.text(max_size=8), st.integers(0, 1000), min_size=2, max_size=8))
+def test_map_key_order_does_not_change_the_encoding(mapping):
+    reversed_map = dict(reversed(list(mapping.items())))
+    assert codec.pack(mapping) == codec.pack(reversed_map)
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (msgpack.packb({"b": 1, "a": 2}), "not canonical"),  # unsorted keys
+        (b"\xcd\x00\x05", "not canonical"),  # 5 as uint16: a long form
+        (msgpack.packb(1.5), "float"),
+        (msgpack.packb(msgpack.ExtType(1, b"x")), "ext type"),
+        (msgpack.packb({1: 2}, strict_types=False), "malformed"),  # non-str key
+        (b"\x92\x01", "malformed"),  # truncated array
+        (b"\xc1", "malformed"),  # reserved byte
+        (b"", "empty"),
+        (msgpack.packb(1) + b"\x00", "malformed"),  # trailing bytes
+    ],
+)
+def test_non_canonical_or_malformed_input_is_refused(raw, reason):
+    with pytest.raises(codec.CodecError, match=reason):
+        codec.unpack(raw)
+
+
+def test_oversized_input_is_refused_before_decoding():
+    with pytest.raises(codec.CodecError, match="more than the limit"):
+        codec.unpack(codec.pack(b"x" * 2000), max_size=1000)
+
+
+def test_deep_nesting_is_refused():
+    value = []
+    for _ in range(codec.MAX_DEPTH + 2):
+        value = [value]
+    with pytest.raises(codec.CodecError, match="nested deeper"):
+        codec.pack(value)
+
+
+@pytest.mark.parametrize("bad", [1.0, object(), {1: "x"}, 2**64, -(2**63) - 1, {"a": {2}}])
+def test_unencodable_values_are_refused(bad):
+    with pytest.raises(codec.CodecError):
+        codec.pack(bad)
+
+
+def test_signature_is_bound_to_purpose_and_chain():
+    key = SigningKey(bytes(range(32)))
+    body = {"amount": 100}
+    signature = key.sign("lendchain/tx/1", "chain-a", body)
+    assert verify(key.public_key, signature, "lendchain/tx/1", "chain-a", body)
+    assert not verify(key.public_key, signature, "lendchain/tx/1", "chain-b", body)
+    assert not verify(key.public_key, signature, "lendchain/commit/1", "chain-a", body)
+    assert not verify(key.public_key, signature, "lendchain/tx/1", "chain-a", {"amount": 101})
+
+
+def test_signing_tags_must_be_namespaced():
+    with pytest.raises(codec.CodecError, match="must start with"):
+        codec.signing_bytes("tx", "chain", {})

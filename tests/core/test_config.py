@@ -1,0 +1,88 @@
+"""Node config and genesis validation: every error names the file, the key and the fix."""
+
+import tomllib
+
+import pytest
+import tomli_w
+
+from lendchain.node.config import ConfigError, load_genesis, load_node_config
+from lendchain.node.testnet import generate_testnet
+
+
+@pytest.fixture
+def net(tmp_path):
+    return generate_testnet(tmp_path / "net", 4)
+
+
+def _edit(path, change):
+    doc = tomllib.loads(path.read_text())
+    change(doc)
+    path.write_text(tomli_w.dumps(doc))
+
+
+def test_generated_testnet_loads(net):
+    config = load_node_config(net.configs[2])
+    assert config.name == "bank3"
+    assert config.genesis.n == 4 and config.genesis.f == 1
+    assert config.member.public_key == net.genesis.members[2].public_key
+    assert config.api_url == "http://127.0.0.1:8103"
+    assert load_genesis(net.out / "genesis.toml").hash() == net.genesis.hash()
+
+
+def test_testnet_refuses_to_overwrite(net):
+    with pytest.raises(ConfigError, match="already holds a network"):
+        generate_testnet(net.out, 4)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(mempol={"max_txs": 3}), "unknown key 'mempol'; did you mean 'mempool'"),
+        (lambda d: d["api"].update(listn="x"), "unknown key 'api.listn'; did you mean 'api.listen'"),
+        (lambda d: d["api"].update(listen="127.0.0.1"), "'api.listen' must be 'host:port'"),
+        (lambda d: d["api"].update(listen="0.0.0.0:8101"), "api.token_file must name a bearer token"),
+        (lambda d: d.update(name="bank9"), "'name' is 'bank9', which is not in"),
+        (lambda d: d.pop("key_file"), "'key_file' is missing"),
+        (lambda d: d.update(mempool={"max_txs": -1}), "'mempool.max_txs' must be a positive integer"),
+        (lambda d: d.update(log={"level": "loud"}), "'log.level' must be one of"),
+        (lambda d: d.update(p2p={"listen": "127.0.0.1:47101"}), "'p2p.listen' must be a multiaddr"),
+    ],
+)
+def test_node_config_errors_name_the_key(net, change, message):
+    path = net.configs[0]
+    _edit(path, change)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_node_config(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["members"][1].update(public_key="zz"), r"'members\[1\].public_key' is not hex"),
+        (lambda d: d["members"][0].update(roles=["banker"]), "unknown role 'banker'"),
+        (lambda d: d["members"][1].update(name="bank1"), "two members share the name bank1"),
+        (lambda d: d["consensus"].update(checkpoint_intervl=5), "did you mean 'consensus.checkpoint_interval'"),
+        (lambda d: d["consensus"].update(watermark_window=10), "at least twice"),
+        (lambda d: d.update(members=[]), "needs at least one voting member"),
+        (lambda d: d.update(chain_id=7), "'chain_id' must be a chain id .* not int 7"),
+    ],
+)
+def test_genesis_errors_name_the_key(net, change, message):
+    path = net.out / "genesis.toml"
+    _edit(path, change)
+    with pytest.raises(ConfigError, match=message):
+        load_genesis(path)
+
+
+def test_invalid_toml_is_named(net):
+    net.configs[0].write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_node_config(net.configs[0])
+
+
+def test_genesis_hash_changes_with_any_member_detail(net):
+    path = net.out / "genesis.toml"
+    before = load_genesis(path).hash()
+    _edit(path, lambda d: d["members"][3].update(address="/ip4/127.0.0.1/tcp/47999"))
+    assert load_genesis(path).hash() != before

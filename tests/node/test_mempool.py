@@ -1,0 +1,80 @@
+"""Mempool: bounded, nonce-ordered, and never loses a tx without saying why."""
+
+import pytest
+
+from lendchain.node.config import MempoolConfig
+from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
+
+
+def tx(sender: str, nonce: int, size: int = 10, added_ms: int = 0) -> PendingTx:
+    tx_id = f"{sender}:{nonce}".encode().ljust(32, b".")
+    return PendingTx(tx_id, sender, nonce, b"x" * size, added_ms)
+
+
+def test_candidates_are_contiguous_per_sender_from_the_next_nonce():
+    pool = Mempool(MempoolConfig())
+    for item in [tx("a", 2), tx("a", 0), tx("b", 5), tx("a", 1), tx("a", 4), tx("b", 6)]:
+        pool.add(item)
+    next_nonce = {"a": 0, "b": 5}
+    chosen = [(t.sender, t.nonce) for t in pool.candidates(next_nonce.__getitem__, 100, 10_000)]
+    # a's 4 waits for the missing 3; senders in order of their first arrival.
+    assert chosen == [("a", 0), ("a", 1), ("a", 2), ("b", 5), ("b", 6)]
+
+
+def test_sender_with_a_gap_at_its_next_nonce_is_skipped():
+    pool = Mempool(MempoolConfig())
+    pool.add(tx("a", 3))
+    pool.add(tx("b", 0))
+    chosen = [(t.sender, t.nonce) for t in pool.candidates({"a": 0, "b": 0}.__getitem__, 100, 10_000)]
+    assert chosen == [("b", 0)]
+
+
+def test_candidates_respect_block_limits():
+    pool = Mempool(MempoolConfig())
+    for n in range(10):
+        pool.add(tx("a", n, size=100))
+    assert len(list(pool.candidates(lambda s: 0, 3, 10_000))) == 3
+    assert len(list(pool.candidates(lambda s: 0, 100, 450))) == 4
+
+
+@pytest.mark.parametrize("limit", [{"max_txs": 2}, {"max_bytes": 25}])
+def test_full_pool_refuses_instead_of_dropping(limit):
+    pool = Mempool(MempoolConfig(**limit))
+    pool.add(tx("a", 0))
+    pool.add(tx("a", 1))
+    with pytest.raises(MempoolFull, match="retry"):
+        pool.add(tx("a", 2))
+    assert len(pool) == 2
+
+
+def test_duplicates_and_nonce_conflicts():
+    pool = Mempool(MempoolConfig())
+    assert pool.add(tx("a", 0)) is True
+    assert pool.add(tx("a", 0)) is False
+    rival = PendingTx(b"other".ljust(32, b"."), "a", 0, b"y", 0)
+    with pytest.raises(ValueError, match="already taken"):
+        pool.add(rival)
+
+
+def test_expiry_and_stale_nonces_are_reported_not_silent():
+    pool = Mempool(MempoolConfig(tx_ttl_ms=1000))
+    old, young = tx("a", 0, added_ms=0), tx("b", 0, added_ms=900)
+    pool.add(old)
+    pool.add(young)
+    assert [t.tx_id for t in pool.expire(now_ms=1500)] == [old.tx_id]
+    assert pool.recent_outcome(old.tx_id).status == "expired"
+    assert young.tx_id in pool
+    stale = tx("b", 1)
+    pool.add(stale)
+    pool.prune_stale("b", next_nonce=2)
+    assert len(pool) == 0 and pool.size_bytes == 0
+    assert pool.recent_outcome(stale.tx_id).code == "bad_nonce"
+
+
+def test_remove_committed_frees_space():
+    pool = Mempool(MempoolConfig(max_txs=1))
+    first = tx("a", 0)
+    pool.add(first)
+    pool.remove([first.tx_id])
+    pool.add(tx("a", 1))
+    assert len(pool) == 1 and pool.pending_nonces("a") == [1]
