@@ -62,7 +62,10 @@ def test_node_config_errors_name_the_key(net, change, message):
         (lambda d: d["members"][1].update(public_key="zz"), r"'members\[1\].public_key' is not hex"),
         (lambda d: d["members"][0].update(roles=["banker"]), "unknown role 'banker'"),
         (lambda d: d["members"][1].update(name="bank1"), "two members share the name bank1"),
-        (lambda d: d["consensus"].update(checkpoint_intervl=5), "did you mean 'consensus.checkpoint_interval'"),
+        (
+            lambda d: d["consensus"].update(checkpoint_intervl=5),
+            "did you mean 'consensus.checkpoint_interval'",
+        ),
         (lambda d: d["consensus"].update(watermark_window=10), "at least twice"),
         (lambda d: d.update(members=[]), "needs at least one voting member"),
         (lambda d: d.update(chain_id=7), "'chain_id' must be a chain id .* not int 7"),
