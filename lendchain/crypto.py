@@ -188,9 +188,7 @@ def _read_key_doc(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise KeyFileError(
-            f"key file {path} does not exist; create one with 'lendchain keys new'"
-        ) from None
+        raise KeyFileError(f"key file {path} does not exist; create one with 'lendchain keys new'") from None
     except OSError as e:
         raise KeyFileError(f"key file {path} cannot be read: {e.strerror}") from None
     try:
@@ -202,9 +200,7 @@ def _read_key_doc(path: Path) -> dict[str, Any]:
     return doc
 
 
-def read_key_file(
-    path: str | Path, passphrase: str | None = None, check_mode: bool = True
-) -> SigningKey:
+def read_key_file(path: str | Path, passphrase: str | None = None, check_mode: bool = True) -> SigningKey:
     """Load a key file, refusing one that group or others can read."""
     path = Path(path)
     doc = _read_key_doc(path)
@@ -212,8 +208,7 @@ def read_key_file(
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             raise KeyFileError(
-                f"key file {path} is readable by group or others (mode {mode:04o}); "
-                f"run 'chmod 600 {path}'"
+                f"key file {path} is readable by group or others (mode {mode:04o}); run 'chmod 600 {path}'"
             )
     try:
         if "encryption" in doc:

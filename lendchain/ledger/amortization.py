@@ -1,0 +1,53 @@
+"""Which repayment schedule a loan follows: annuity or equal principal.
+
+``annuity`` is ``schedule.annuity_schedule`` (equal instalments). With
+``equal_principal`` every instalment repays ``amount // term`` of principal
+(the last one also the remainder ``amount % term``) plus that month's
+interest on what is outstanding, rounded down as in ``schedule`` — so
+instalments fall over time and the debt is exactly amortized in ``term``
+periods. Both give ``schedule.Instalment`` rows, so allocation and servicing
+work the same on either. Integers only.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from lendchain.ledger.schedule import Instalment, annuity_schedule, period_interest
+
+SCHEDULE_KINDS = ("annuity", "equal_principal")
+
+
+def equal_principal_schedule(amount: int, rate_bps: int, term: int) -> list[Instalment]:
+    if amount <= 0 or term <= 0 or rate_bps < 0:
+        raise ValueError("a schedule needs a positive amount and term and a non-negative rate")
+    return list(_equal_principal(amount, rate_bps, term))
+
+
+@lru_cache(maxsize=4096)
+def _equal_principal(amount: int, rate_bps: int, term: int) -> tuple[Instalment, ...]:
+    share = amount // term
+    outstanding = amount
+    rows = []
+    for number in range(1, term + 1):
+        interest = period_interest(outstanding, rate_bps)
+        principal = outstanding if number == term else share
+        outstanding -= principal
+        rows.append(Instalment(number, principal + interest, interest, principal, outstanding))
+    return tuple(rows)
+
+
+def build_schedule(kind: str, amount: int, rate_bps: int, term: int) -> list[Instalment]:
+    if kind == "equal_principal":
+        return equal_principal_schedule(amount, rate_bps, term)
+    if kind == "annuity":
+        return annuity_schedule(amount, rate_bps, term)
+    raise ValueError(f"unknown schedule kind {kind!r}; known: {', '.join(SCHEDULE_KINDS)}")
+
+
+def loan_schedule(loan: dict[str, Any]) -> list[Instalment]:
+    """The schedule of a loan whose offer was accepted (loans from before schedules default to annuity)."""
+    return build_schedule(
+        loan.get("schedule_kind", "annuity"), loan["amount"], loan["rate_bps"], loan["term_months"]
+    )

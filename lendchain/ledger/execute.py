@@ -1,0 +1,92 @@
+"""Executing a list of transactions against a state: the one place that does it.
+
+``execute_txs`` is shared by the proposer (``make_block``, which leaves out
+transactions that cannot be included) and by validators (``check_block``,
+which refuses a block that includes one). Whether a transaction can be
+included depends only on its shape and its sender's nonce; once included, a
+handler's refusal is recorded as the transaction's result (see ``errors``).
+
+The handler of each kind (``kinds.lookup_kind``) reads and writes through a
+``TxContext``; its writes reach the block only when it returns normally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lendchain.ledger import merkle
+from lendchain.ledger.context import BlockOverlay, TxContext
+from lendchain.ledger.errors import InvalidBlock, TxRejected
+from lendchain.ledger.kinds import lookup_kind
+from lendchain.ledger.state import (
+    BlockExecution,
+    Dropped,
+    StateReader,
+    TxResult,
+    get_params,
+    nonce_key,
+    seal_changes,
+)
+from lendchain.ledger.transactions import Transaction, check_stateless
+
+
+def execute_txs(
+    reader: StateReader,
+    txs: Sequence[Transaction],
+    *,
+    height: int,
+    timestamp_ms: int,
+    chain_id: str,
+    strict: bool,
+) -> tuple[list[Transaction], BlockExecution]:
+    """Apply ``txs`` in order on top of ``reader``; return the included txs and the execution.
+
+    Signatures are not checked here (callers check them once, in bulk). With
+    ``strict`` a transaction that cannot be included raises ``InvalidBlock``
+    naming it; without, it is left out and listed in ``execution.dropped``.
+    """
+    overlay = BlockOverlay(reader)
+    params = get_params(reader)
+    included: list[Transaction] = []
+    results: list[TxResult] = []
+    dropped: list[Dropped] = []
+    seen: set[bytes] = set()
+    for index, tx in enumerate(txs):
+        tx_id = tx.id
+        try:
+            if tx_id in seen:
+                raise TxRejected("duplicate", f"transaction {tx_id.hex()} appears twice in the block")
+            check_stateless(tx, chain_id, check_signature=False)
+            key = nonce_key(tx.sender)
+            expected = overlay.read(key) or 0
+            if tx.nonce != expected:
+                raise TxRejected(
+                    "bad_nonce", f"field 'nonce' is {tx.nonce}, but {tx.sender}'s next nonce is {expected}"
+                )
+        except TxRejected as e:
+            if strict:
+                raise InvalidBlock(f"tx {index} ({tx_id.hex()[:16]}) cannot be included: {e}") from None
+            dropped.append(Dropped(tx_id, e.code, e.message))
+            continue
+        seen.add(tx_id)
+        overlay.write(key, expected + 1)
+        kind = lookup_kind(tx.kind)
+        assert kind is not None  # check_stateless refused unknown kinds
+        context = TxContext(overlay, tx_id, height, timestamp_ms, params)
+        try:
+            kind.handler(context, tx)
+        except TxRejected as e:
+            results.append(TxResult(tx_id, e.code, e.message))
+        else:
+            for write_key, value in context.writes.items():
+                overlay.write(write_key, value)
+            results.append(TxResult(tx_id, "ok", "", tuple(context.events)))
+        included.append(tx)
+    changes = overlay.changes()
+    state_root = seal_changes(reader, changes)
+    execution = BlockExecution(changes, state_root, results, [tx.id for tx in included], dropped)
+    return included, execution
+
+
+def results_root(results: Sequence[TxResult]) -> bytes:
+    return merkle.merkle_root([result.leaf() for result in results])

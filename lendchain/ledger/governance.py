@@ -1,0 +1,182 @@
+"""Governance: changes to the scorecard or to a member's roles, executed at a 2f+1 quorum.
+
+Kinds:
+
+- ``gov.propose`` {action, key, value}: a voting member proposes a change and
+  votes for it. Actions:
+
+  - ``scorecard.set``: ``key`` is a scorecard entry (``base``, ``min``,
+    ``max``, ``on_time_points``, ``on_time_cap``, ``late_points``,
+    ``late_cap``, ``default_points``) with an integer ``value``, or
+    ``tables.<factor>`` with ``value`` ``"bound:points,…"`` (bounds strictly
+    increasing);
+  - ``member.roles``: ``key`` is a member's DID, ``value`` its new
+    comma-separated roles.
+
+  The value is checked when proposed, so a proposal that reaches quorum
+  always applies.
+- ``gov.vote`` {proposal_id}: another voting member votes for it. When the
+  votes reach ``2f+1`` of the ``n`` voting members of the genesis (the
+  ``members`` state key), the change is applied in that same transaction and
+  the proposal records who voted and at which height it was executed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from lendchain.genesis import ROLES
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.schema import Field, Schema
+from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
+from lendchain.ledger.state import VOTING_MEMBERS_KEY, institution_key
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
+
+ACTIONS = ("scorecard.set", "member.roles")
+SCORECARD_INTS = (
+    "base",
+    "min",
+    "max",
+    "on_time_points",
+    "on_time_cap",
+    "late_points",
+    "late_cap",
+    "default_points",
+)
+_INT = r"-?\d{1,7}"
+_TABLE = re.compile(rf"{_INT}:{_INT}(,{_INT}:{_INT}){{0,15}}")
+
+
+def proposal_key(proposal_id: bytes) -> bytes:
+    return b"proposal/" + proposal_id
+
+
+def quorum(n: int) -> int:
+    """2f+1 for n = 3f+1 members (f = (n−1)//3), as PBFT counts."""
+    return 2 * ((n - 1) // 3) + 1
+
+
+def scorecard_of(ctx: TxContext) -> dict[str, Any]:
+    return ctx.get(SCORECARD_KEY) or DEFAULT_SCORECARD
+
+
+def _refuse(message: str) -> TxRejected:
+    return TxRejected("bad_payload", f"gov.propose {message}")
+
+
+def parse_change(ctx: TxContext, action: str, key: str, value: str) -> Any:
+    """The checked value the change will store; refuses a change that could not apply."""
+    if action == "member.roles":
+        if ctx.get(institution_key(key)) is None:
+            raise _refuse(f"field 'key' names no consortium member ({key})")
+        roles = sorted(set(value.split(","))) if value else []
+        unknown = [role for role in roles if role not in ROLES]
+        if unknown:
+            raise _refuse(f"field 'value' has unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}")
+        return roles
+    if key in SCORECARD_INTS:
+        if not re.fullmatch(_INT, value):
+            raise _refuse(f"field 'value' must be an integer for scorecard entry {key!r}, got {value!r}")
+        card = {**scorecard_of(ctx), key: int(value)}
+        if card["min"] > card["max"]:
+            raise _refuse(
+                f"field 'value' would make the scorecard's min {card['min']} above its max {card['max']}"
+            )
+        return int(value)
+    factor = key.removeprefix("tables.")
+    if key.startswith("tables.") and factor in REPORT_FACTORS:
+        if not _TABLE.fullmatch(value):
+            raise _refuse(f"field 'value' must be 'bound:points,…' for {key!r}, got {value!r}")
+        rows = [[int(x) for x in row.split(":")] for row in value.split(",")]
+        if any(a[0] >= b[0] for a, b in zip(rows, rows[1:], strict=False)):
+            raise _refuse(f"field 'value' for {key!r} needs strictly increasing bounds")
+        return rows
+    raise _refuse(
+        f"field 'key' {key!r} is no scorecard entry; use one of {', '.join(SCORECARD_INTS)} or tables.<factor>"
+    )
+
+
+def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
+    key, value = proposal["key"], proposal["parsed"]
+    if proposal["action"] == "member.roles":
+        ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
+        return
+    card = dict(scorecard_of(ctx))
+    if key.startswith("tables."):
+        card["tables"] = {**card["tables"], key.removeprefix("tables."): value}
+    else:
+        card[key] = value
+    ctx.put(SCORECARD_KEY, card)
+
+
+def _voting_members(ctx: TxContext) -> list[str]:
+    return ctx.get(VOTING_MEMBERS_KEY) or []
+
+
+def _require_voter(ctx: TxContext, tx: Transaction) -> None:
+    if tx.sender not in _voting_members(ctx):
+        raise TxRejected("forbidden", f"{tx.kind} needs a voting member; {tx.sender} is not one")
+
+
+def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], voter: str) -> None:
+    votes = [*proposal["votes"], voter]
+    proposal = {**proposal, "votes": votes}
+    needed = quorum(len(_voting_members(ctx)))
+    if len(votes) >= needed:
+        apply_change(ctx, proposal)
+        proposal |= {"status": "executed", "executed_height": ctx.height, "executed_tx": ctx.tx_id}
+        ctx.emit(
+            "gov.executed", proposal_id=proposal_id.hex(), action=proposal["action"], key=proposal["key"]
+        )
+    ctx.put(proposal_key(proposal_id), proposal)
+    ctx.emit("gov.voted", proposal_id=proposal_id.hex(), voter=voter, votes=len(votes), needed=needed)
+
+
+def propose(ctx: TxContext, tx: Transaction) -> None:
+    _require_voter(ctx, tx)
+    action, key, value = tx.payload["action"], tx.payload["key"], tx.payload["value"]
+    proposal = {
+        "action": action,
+        "key": key,
+        "value": value,
+        "parsed": parse_change(ctx, action, key, value),
+        "proposer": tx.sender,
+        "votes": [],
+        "status": "open",
+        "height": ctx.height,
+    }
+    _record_vote(ctx, ctx.tx_id, proposal, tx.sender)
+
+
+def vote(ctx: TxContext, tx: Transaction) -> None:
+    _require_voter(ctx, tx)
+    proposal_id = bytes.fromhex(tx.payload["proposal_id"])
+    proposal = ctx.get(proposal_key(proposal_id))
+    if proposal is None:
+        raise TxRejected("not_found", f"gov.vote field 'proposal_id' names no proposal ({proposal_id.hex()})")
+    if proposal["status"] != "open":
+        raise TxRejected(
+            "invalid_state", f"proposal {proposal_id.hex()[:16]} is already {proposal['status']}"
+        )
+    if tx.sender in proposal["votes"]:
+        raise TxRejected("duplicate", f"{tx.sender} already voted for proposal {proposal_id.hex()[:16]}")
+    _record_vote(ctx, proposal_id, proposal, tx.sender)
+
+
+register_kind(
+    "gov.propose",
+    Schema(
+        (
+            Field("action", "str", choices=ACTIONS),
+            Field("key", "str", min=1, max=80),
+            Field("value", "str", max=400),
+        )
+    ),
+    propose,
+)
+register_kind("gov.vote", Schema((Field("proposal_id", "str", pattern=r"[0-9a-f]{64}"),)), vote)

@@ -1,0 +1,222 @@
+"""Identity, consent and credit data: KYC attestations, consents, credit reports.
+
+Kinds:
+
+- ``kyc.attest`` {subject, level, expires_ms, evidence_hash}: a member with the
+  ``kyc`` role attests a registered party. Only the level, the expiry and the
+  hash of the evidence the member keeps off chain are stored.
+- ``consent.grant`` {member, scopes, until_ms}: a registered party lets a
+  member use the named scopes (``kyc``, ``credit``, ``documents``, comma
+  separated) until a block time. ``consent.revoke`` {member} ends it.
+- ``credit.report`` {subject, income_band, dti_bps, history_months,
+  obligations, evidence_hash}: a member with the ``bureau`` or ``lender`` role
+  reports coarse credit features of a party that consented to scope
+  ``credit`` for that member. The latest report of a subject counts.
+
+Times are block timestamps (ms); an attestation or consent is valid while
+the block time is before its expiry. The repayment history the score also
+uses is summed from the borrower's loans (counters kept by ``servicing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.schema import Field, Schema
+from lendchain.ledger.scoring import EMPTY_HISTORY, SCORECARD_KEY, Score, credit_score
+from lendchain.ledger.state import borrower_loans_key, institution_key, loan_key, party_key
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
+
+SCOPES = ("kyc", "credit", "documents")
+DID_PATTERN = r"did:key:z[1-9A-HJ-NP-Za-km-z]{40,60}"
+HEX_HASH = r"[0-9a-f]{64}"
+_SCOPES_PATTERN = rf"({'|'.join(SCOPES)})(,({'|'.join(SCOPES)}))*"
+KYC_LEVELS = (1, 2, 3)
+
+Getter = Callable[[bytes], Any]
+
+
+def kyc_key(did: str) -> bytes:
+    return b"kyc/" + did.encode()
+
+
+def consent_key(party: str, member: str) -> bytes:
+    return b"consent/" + party.encode() + b"/" + member.encode()
+
+
+def credit_key(did: str) -> bytes:
+    return b"credit/" + did.encode()
+
+
+# Reads shared by handlers (ctx.get) and queries (a reader's decoded get) --------
+
+
+def member_roles_of(get: Getter, did: str) -> tuple[str, ...]:
+    institution = get(institution_key(did))
+    return tuple(institution["roles"]) if institution else ()
+
+
+def valid_kyc(get: Getter, did: str, now_ms: int) -> dict[str, Any] | None:
+    """The party's KYC attestation if it has not expired at ``now_ms``."""
+    attestation = get(kyc_key(did))
+    if attestation is None or attestation["expires_ms"] <= now_ms:
+        return None
+    return attestation
+
+
+def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -> bool:
+    consent = get(consent_key(party, member))
+    return consent is not None and scope in consent["scopes"] and consent["until_ms"] > now_ms
+
+
+def repayment_history(get: Getter, did: str) -> dict[str, int]:
+    """Instalments paid on time and late, loans defaulted and closed, over the borrower's loans."""
+    history = dict(EMPTY_HISTORY)
+    for loan_id in get(borrower_loans_key(did)) or []:
+        loan = get(loan_key(loan_id))
+        history["on_time"] += loan.get("on_time", 0)
+        history["late"] += loan.get("late", 0)
+        history["defaults"] += 1 if loan.get("defaulted_ms") is not None else 0
+        history["closed"] += 1 if loan["state"] == "closed" else 0
+    return history
+
+
+def score_of(get: Getter, did: str) -> Score:
+    """The borrower's score from the latest credit report, chain history and scorecard."""
+    return credit_score(get(credit_key(did)), repayment_history(get, did), get(SCORECARD_KEY))
+
+
+# Handlers ---------------------------------------------------------------------
+
+
+def _require_role(ctx: TxContext, tx: Transaction, roles: tuple[str, ...]) -> None:
+    if not set(member_roles_of(ctx.get, tx.sender)) & set(roles):
+        raise TxRejected(
+            "forbidden",
+            f"{tx.kind} needs a member with the {' or '.join(roles)} role; {tx.sender} is not one",
+        )
+
+
+def _require_party(ctx: TxContext, tx: Transaction, did: str, field: str) -> dict[str, Any]:
+    party = ctx.get(party_key(did))
+    if party is None:
+        raise TxRejected("not_found", f"{tx.kind} field {field!r} names no registered party ({did})")
+    return party
+
+
+def _require_future(ctx: TxContext, tx: Transaction, field: str) -> int:
+    until = tx.payload[field]
+    if until <= ctx.timestamp_ms:
+        raise TxRejected(
+            "bad_payload",
+            f"{tx.kind} field {field!r} is {until}, not after the block time {ctx.timestamp_ms}",
+        )
+    return until
+
+
+def attest_kyc(ctx: TxContext, tx: Transaction) -> None:
+    _require_role(ctx, tx, ("kyc",))
+    subject = tx.payload["subject"]
+    _require_party(ctx, tx, subject, "subject")
+    expires = _require_future(ctx, tx, "expires_ms")
+    ctx.put(
+        kyc_key(subject),
+        {
+            "level": tx.payload["level"],
+            "expires_ms": expires,
+            "evidence_hash": bytes.fromhex(tx.payload["evidence_hash"]),
+            "attester": tx.sender,
+            "height": ctx.height,
+        },
+    )
+    ctx.emit("kyc.attested", subject=subject, level=tx.payload["level"], expires_ms=expires)
+
+
+def grant_consent(ctx: TxContext, tx: Transaction) -> None:
+    _require_party(ctx, tx, tx.sender, "sender")
+    member = tx.payload["member"]
+    if ctx.get(institution_key(member)) is None:
+        raise TxRejected("not_found", f"consent.grant field 'member' names no consortium member ({member})")
+    until = _require_future(ctx, tx, "until_ms")
+    scopes = sorted(set(tx.payload["scopes"].split(",")))
+    ctx.put(consent_key(tx.sender, member), {"scopes": scopes, "until_ms": until, "height": ctx.height})
+    ctx.emit("consent.granted", party=tx.sender, member=member, scopes=scopes, until_ms=until)
+
+
+def revoke_consent(ctx: TxContext, tx: Transaction) -> None:
+    member = tx.payload["member"]
+    if ctx.get(consent_key(tx.sender, member)) is None:
+        raise TxRejected(
+            "not_found", f"consent.revoke field 'member': {tx.sender} has given no consent to {member}"
+        )
+    ctx.delete(consent_key(tx.sender, member))
+    ctx.emit("consent.revoked", party=tx.sender, member=member)
+
+
+def report_credit(ctx: TxContext, tx: Transaction) -> None:
+    _require_role(ctx, tx, ("bureau", "lender"))
+    subject = tx.payload["subject"]
+    _require_party(ctx, tx, subject, "subject")
+    if not has_consent(ctx.get, subject, tx.sender, "credit", ctx.timestamp_ms):
+        raise TxRejected(
+            "forbidden",
+            f"credit.report field 'subject': {subject} has not consented to scope 'credit' for {tx.sender}",
+        )
+    report = {name: tx.payload[name] for name in ("income_band", "dti_bps", "history_months", "obligations")}
+    report |= {
+        "evidence_hash": bytes.fromhex(tx.payload["evidence_hash"]),
+        "reporter": tx.sender,
+        "height": ctx.height,
+    }
+    ctx.put(credit_key(subject), report)
+    ctx.emit("credit.reported", subject=subject, reporter=tx.sender)
+
+
+_DID = {"type": "str", "pattern": DID_PATTERN}
+_EVIDENCE = Field("evidence_hash", "str", pattern=HEX_HASH)
+_TIME = {"type": "int", "min": 0, "max": 2**62}
+
+register_kind(
+    "kyc.attest",
+    Schema(
+        (
+            Field("subject", **_DID),
+            Field("level", "int", min=KYC_LEVELS[0], max=KYC_LEVELS[-1]),
+            Field("expires_ms", **_TIME),
+            _EVIDENCE,
+        )
+    ),
+    attest_kyc,
+)
+register_kind(
+    "consent.grant",
+    Schema(
+        (
+            Field("member", **_DID),
+            Field("scopes", "str", max=64, pattern=_SCOPES_PATTERN),
+            Field("until_ms", **_TIME),
+        )
+    ),
+    grant_consent,
+)
+register_kind("consent.revoke", Schema((Field("member", **_DID),)), revoke_consent)
+register_kind(
+    "credit.report",
+    Schema(
+        (
+            Field("subject", **_DID),
+            Field("income_band", "int", min=1, max=10),
+            Field("dti_bps", "int", min=0, max=1_000_000),
+            Field("history_months", "int", min=0, max=1200),
+            Field("obligations", "int", min=0, max=1000),
+            _EVIDENCE,
+        )
+    ),
+    report_credit,
+)

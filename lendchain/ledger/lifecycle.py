@@ -1,0 +1,114 @@
+"""The loan lifecycle: every allowed transition of a loan, in one table.
+
+Rules of this file (after h11's ``_state.py``):
+
+- Everything that changes a loan's ``state`` goes through ``advance``, and
+  ``advance`` allows exactly the transitions in ``TRANSITIONS``. To add a
+  state or an event, add rows here; nowhere else decides.
+- A transition is caused by an event (a transaction kind, or an internal
+  event such as ``paid_off`` that the ledger raises itself) and may be caused
+  only by one actor: the loan's ``borrower``, any member with the ``lender``
+  role, the loan's ``servicer`` (the lender whose offer was accepted), or the
+  ``ledger`` itself.
+- This file knows nothing about amounts or storage; the handlers in
+  ``loans.py`` check those and ask this table whether the move is allowed.
+
+A refused transition raises ``TxRejected`` naming the transaction, the loan,
+its state and why: ``invalid_state`` when the event is not allowed in that
+state, ``forbidden`` when the signer is not the actor the row requires.
+"""
+
+from __future__ import annotations
+
+from lendchain.ledger.errors import TxRejected
+
+# States
+NEW = "new"  # before loan.apply: the loan does not exist yet
+APPLIED = "applied"
+OFFERED = "offered"
+ACCEPTED = "accepted"
+DISBURSED = "disbursed"
+REPAYING = "repaying"
+CLOSED = "closed"
+CANCELLED = "cancelled"
+FUNDING = "funding"  # a syndicated offer was accepted; funders commit shares until the deadline
+FUNDED = "funded"
+UNFUNDED = "unfunded"  # the funding deadline passed first; commitments were released
+OVERDUE = "overdue"
+DEFAULTED = "defaulted"
+
+# Actors
+BORROWER = "borrower"
+LENDER = "lender"
+SERVICER = "servicer"
+LEDGER = "ledger"
+FUNDER = "funder"  # a registered investor or a lender member, other than the borrower
+MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
+
+# Internal events
+PAID_OFF = "paid_off"
+NEEDS_FUNDING = "needs_funding"
+FULLY_FUNDED = "fully_funded"
+FELL_OVERDUE = "fell_overdue"  # an instalment is unpaid past its due time plus grace
+WENT_DEFAULT = "went_default"  # an instalment is unpaid past the default threshold
+CURED = "cured"  # a payment brought an overdue loan back within grace
+
+# (state, event) -> (next state, the one actor allowed to cause it)
+TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
+    (NEW, "loan.apply"): (APPLIED, BORROWER),
+    (APPLIED, "loan.offer"): (OFFERED, LENDER),
+    (OFFERED, "loan.offer"): (OFFERED, LENDER),
+    (OFFERED, "loan.accept"): (ACCEPTED, BORROWER),
+    (APPLIED, "loan.cancel"): (CANCELLED, BORROWER),
+    (OFFERED, "loan.cancel"): (CANCELLED, BORROWER),
+    (ACCEPTED, "loan.disburse"): (DISBURSED, SERVICER),
+    (DISBURSED, "loan.repay"): (REPAYING, SERVICER),
+    (REPAYING, "loan.repay"): (REPAYING, SERVICER),
+    (REPAYING, PAID_OFF): (CLOSED, LEDGER),
+    # Funding by several funders (funding.py)
+    (ACCEPTED, NEEDS_FUNDING): (FUNDING, LEDGER),
+    (FUNDING, "loan.fund"): (FUNDING, FUNDER),
+    (FUNDING, FULLY_FUNDED): (FUNDED, LEDGER),
+    (FUNDING, "loan.fund_expire"): (UNFUNDED, MEMBER),
+    (FUNDED, "loan.disburse"): (DISBURSED, SERVICER),
+    # Servicing driven by block time (servicing.py)
+    (DISBURSED, "loan.service"): (DISBURSED, MEMBER),
+    (REPAYING, "loan.service"): (REPAYING, MEMBER),
+    (OVERDUE, "loan.service"): (OVERDUE, MEMBER),
+    (DISBURSED, FELL_OVERDUE): (OVERDUE, LEDGER),
+    (REPAYING, FELL_OVERDUE): (OVERDUE, LEDGER),
+    (OVERDUE, WENT_DEFAULT): (DEFAULTED, LEDGER),
+    (OVERDUE, "loan.repay"): (OVERDUE, SERVICER),
+    (OVERDUE, CURED): (REPAYING, LEDGER),
+    (OVERDUE, PAID_OFF): (CLOSED, LEDGER),
+    (DEFAULTED, "loan.repay"): (DEFAULTED, SERVICER),  # recoveries after default
+    (DEFAULTED, PAID_OFF): (CLOSED, LEDGER),
+    # Prepayment: the whole debt at once, future interest waived (servicing.py)
+    (DISBURSED, "loan.prepay"): (CLOSED, SERVICER),
+    (REPAYING, "loan.prepay"): (CLOSED, SERVICER),
+    (OVERDUE, "loan.prepay"): (CLOSED, SERVICER),
+    (DEFAULTED, "loan.prepay"): (CLOSED, SERVICER),
+}
+
+_ACTOR_NAMES = {
+    BORROWER: "the loan's borrower",
+    LENDER: "a member with the lender role",
+    SERVICER: "the lender whose offer was accepted",
+    LEDGER: "the ledger itself",
+    FUNDER: "a registered investor or a lender member other than the borrower",
+    MEMBER: "a consortium member",
+}
+
+
+def advance(state: str, event: str, actors: frozenset[str], tx_id: bytes, loan_id: bytes) -> str:
+    """The loan's next state, or TxRejected saying which tx, loan, state and why."""
+    row = TRANSITIONS.get((state, event))
+    if row is not None and row[1] in actors:
+        return row[0]
+    where = f"tx {tx_id.hex()[:16]} ({event}) on loan {loan_id.hex()[:16]} in state {state!r}"
+    if row is None:
+        allowed = sorted(s for (s, e) in TRANSITIONS if e == event)
+        raise TxRejected(
+            "invalid_state", f"{where} is refused: {event} is only allowed in state {', '.join(allowed)}"
+        )
+    raise TxRejected("forbidden", f"{where} is refused: only {_ACTOR_NAMES[row[1]]} may do this")

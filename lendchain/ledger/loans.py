@@ -1,0 +1,341 @@
+"""Parties and the loan lifecycle: the handlers of the core loan kinds.
+
+Kinds: ``party.register`` (a borrower or investor registers its own DID),
+``loan.apply`` (borrower; with the chain parameter ``require_kyc`` it needs
+an unexpired KYC attestation), ``loan.offer`` {loan_id, rate_bps, schedule?
+(annuity | equal_principal), funding_window_ms? (a syndicated offer, see
+``funding``)} by a lender member, ``loan.accept`` (borrower, picks one
+offer), ``loan.cancel`` (borrower, before accepting) and ``loan.disburse``
+(the servicer: the lender whose offer was accepted). Which event may happen
+in which state, and by whom, is decided only by ``lifecycle.TRANSITIONS``;
+this module checks amounts and references.
+
+The domain modules built on these handlers — ``servicing`` (``loan.repay``,
+``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
+through ``APPLICATION_HOOKS``), ``documents``, ``governance`` and ``audit`` —
+import this module and are imported at its end, so importing the ledger
+registers every kind.
+
+Ids: a loan's id is the id of its ``loan.apply`` tx and an offer's id the id of
+its ``loan.offer`` tx (a policy's auto-offer: see ``policies``), so ids are
+unique and known to the sender before the tx commits. Members (institutions)
+come from the genesis with their roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.amortization import SCHEDULE_KINDS, build_schedule, loan_schedule
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.identity import valid_kyc
+from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.schema import Field, Schema
+from lendchain.ledger.state import (
+    borrower_loans_key,
+    institution_key,
+    lender_loans_key,
+    loan_history_key,
+    loan_key,
+    offer_key,
+    party_key,
+)
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
+
+PARTY_ROLES = ("borrower", "investor")
+MAX_AMOUNT = 10**15  # minor units; far above any single loan, far below 2**63
+MAX_RATE_BPS = 100_000  # 1000 % a year
+HEX_ID = r"[0-9a-f]{64}"
+MAX_FUNDING_WINDOW_MS = 365 * 86_400_000
+
+
+# Who is the sender? ------------------------------------------------------------
+
+
+def member_roles(ctx: TxContext, did: str) -> tuple[str, ...]:
+    """The genesis roles of a member, or () for anyone else."""
+    institution = ctx.get(institution_key(did))
+    return tuple(institution["roles"]) if institution else ()
+
+
+def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozenset[str]:
+    actors = set()
+    roles = member_roles(ctx, did)
+    if roles or ctx.get(institution_key(did)) is not None:
+        actors.add(lc.MEMBER)
+    if "lender" in roles:
+        actors.add(lc.LENDER)
+    party = None if roles else ctx.get(party_key(did))
+    if loan is not None:
+        if loan["borrower"] == did:
+            actors.add(lc.BORROWER)
+        elif "lender" in roles or (party is not None and party["role"] == "investor"):
+            actors.add(lc.FUNDER)
+        if loan.get("lender") == did:
+            actors.add(lc.SERVICER)
+    return frozenset(actors)
+
+
+def load_loan(ctx: TxContext, tx: Transaction, field: str = "loan_id") -> tuple[bytes, dict[str, Any]]:
+    loan_id = bytes.fromhex(tx.payload[field])
+    loan = ctx.get(loan_key(loan_id))
+    if loan is None:
+        raise TxRejected("not_found", f"{tx.kind} field {field!r} names no known loan ({loan_id.hex()})")
+    return loan_id, loan
+
+
+def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: str, **fields: Any) -> int:
+    """Append one entry to the loan's history (its own key, so a write stays O(1)); new length."""
+    number = loan["history_len"]
+    entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, **fields}
+    ctx.put(loan_history_key(loan_id, number), entry)
+    return number + 1
+
+
+def schedule_of(loan: dict[str, Any]) -> list:
+    return loan_schedule(loan)
+
+
+def append_index(ctx: TxContext, key: bytes, item: bytes) -> None:
+    ctx.put(key, [*(ctx.get(key) or []), item])
+
+
+# Called with (ctx, loan id) after a loan.apply succeeds; policies.py adds auto-offers here.
+APPLICATION_HOOKS: list[Callable[[TxContext, bytes], None]] = []
+
+
+# Handlers ------------------------------------------------------------------------
+
+
+def register_party(ctx: TxContext, tx: Transaction) -> None:
+    if member_roles(ctx, tx.sender) or ctx.get(institution_key(tx.sender)) is not None:
+        raise TxRejected(
+            "forbidden", f"sender {tx.sender} is a consortium member; members act with their genesis roles"
+        )
+    if ctx.get(party_key(tx.sender)) is not None:
+        raise TxRejected("invalid_state", f"party {tx.sender} is already registered")
+    party = {"role": tx.payload["role"], "registered_height": ctx.height}
+    if "attestation" in tx.payload:
+        party["attestation"] = tx.payload["attestation"]
+    ctx.put(party_key(tx.sender), party)
+    ctx.emit("party.registered", did=tx.sender, role=tx.payload["role"])
+
+
+def apply_for_loan(ctx: TxContext, tx: Transaction) -> None:
+    party = ctx.get(party_key(tx.sender))
+    actors = frozenset({lc.BORROWER}) if party and party["role"] == "borrower" else frozenset()
+    if not actors:
+        raise TxRejected(
+            "forbidden",
+            f"sender {tx.sender} is not a registered borrower; send party.register with role borrower first",
+        )
+    state = lc.advance(lc.NEW, tx.kind, actors, ctx.tx_id, ctx.tx_id)
+    if ctx.params.get("require_kyc") and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
+        raise TxRejected(
+            "forbidden",
+            f"loan.apply sender {tx.sender} has no valid KYC attestation; a kyc member must send kyc.attest",
+        )
+    currency = tx.payload["currency"]
+    if currency not in ctx.params["currencies"]:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.apply field 'currency' is {currency!r}; this chain lends in "
+            f"{', '.join(ctx.params['currencies'])}",
+        )
+    term = tx.payload["term_months"]
+    if term > ctx.params["max_term_months"]:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.apply field 'term_months' is {term}, more than this chain's {ctx.params['max_term_months']}",
+        )
+    loan = {
+        "borrower": tx.sender,
+        "amount": tx.payload["amount"],
+        "currency": currency,
+        "term_months": term,
+        "purpose": tx.payload["purpose"],
+        "state": state,
+        "applied_ms": ctx.timestamp_ms,
+        "offers": [],
+        "offer_id": None,
+        "lender": None,
+        "rate_bps": None,
+        "disbursed_ms": None,
+        "principal_paid": 0,
+        "interest_paid": 0,
+        "progress": [0, 0, 0],
+        "history_len": 0,
+    }
+    loan["history_len"] = with_history(ctx.tx_id, loan, ctx, tx.kind, amount=loan["amount"])
+    ctx.put(loan_key(ctx.tx_id), loan)
+    append_index(ctx, borrower_loans_key(tx.sender), ctx.tx_id)
+    ctx.emit("loan.applied", loan_id=ctx.tx_id.hex(), amount=loan["amount"], currency=currency)
+    for hook in APPLICATION_HOOKS:
+        hook(ctx, ctx.tx_id)
+
+
+def make_offer(
+    ctx: TxContext,
+    loan_id: bytes,
+    loan: dict[str, Any],
+    *,
+    offer_id: bytes,
+    lender: str,
+    actors: frozenset[str],
+    rate_bps: int,
+    terms: dict[str, Any],
+) -> dict[str, Any]:
+    """Record one offer on ``loan`` (manual, or automatic from a policy); the loan as updated."""
+    state = lc.advance(loan["state"], "loan.offer", actors, ctx.tx_id, loan_id)
+    if len(loan["offers"]) >= ctx.params["max_offers_per_loan"]:
+        raise TxRejected(
+            "invalid_state",
+            f"loan {loan_id.hex()[:16]} already has {len(loan['offers'])} offers, the most allowed",
+        )
+    rows = build_schedule(terms["schedule"], loan["amount"], rate_bps, loan["term_months"])
+    offer = {
+        "loan_id": loan_id,
+        "lender": lender,
+        "rate_bps": rate_bps,
+        "instalment": rows[0].payment,
+        "total_interest": sum(row.interest for row in rows),
+        "height": ctx.height,
+        "status": "open",
+        **terms,
+    }
+    ctx.put(offer_key(offer_id), offer)
+    loan = {
+        **loan,
+        "state": state,
+        "offers": [*loan["offers"], offer_id],
+        "history_len": with_history(
+            loan_id, loan, ctx, "loan.offer", offer_id=offer_id.hex(), rate_bps=rate_bps
+        ),
+    }
+    ctx.put(loan_key(loan_id), loan)
+    ctx.emit("loan.offered", loan_id=loan_id.hex(), offer_id=offer_id.hex(), rate_bps=rate_bps)
+    return loan
+
+
+def offer_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    terms = {"schedule": tx.payload.get("schedule", "annuity")}
+    if "funding_window_ms" in tx.payload:
+        terms["funding_window_ms"] = tx.payload["funding_window_ms"]
+    make_offer(
+        ctx,
+        loan_id,
+        loan,
+        offer_id=ctx.tx_id,
+        lender=tx.sender,
+        actors=loan_actors(ctx, tx.sender, loan),
+        rate_bps=tx.payload["rate_bps"],
+        terms=terms,
+    )
+
+
+def accept_offer(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    offer_id = bytes.fromhex(tx.payload["offer_id"])
+    if offer_id not in loan["offers"]:
+        raise TxRejected(
+            "not_found",
+            f"loan.accept field 'offer_id' names no offer on loan {loan_id.hex()[:16]} ({offer_id.hex()})",
+        )
+    offer = ctx.get(offer_key(offer_id))
+    for other in loan["offers"]:
+        status = "accepted" if other == offer_id else "declined"
+        ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": status})
+    loan = {
+        **loan,
+        "state": state,
+        "offer_id": offer_id,
+        "lender": offer["lender"],
+        "rate_bps": offer["rate_bps"],
+        "schedule_kind": offer["schedule"],
+        "history_len": with_history(loan_id, loan, ctx, tx.kind, offer_id=offer_id.hex()),
+    }
+    if "funding_window_ms" in offer:
+        loan = funding.start_funding(ctx, loan_id, loan, offer["funding_window_ms"])
+    ctx.put(loan_key(loan_id), loan)
+    append_index(ctx, lender_loans_key(offer["lender"]), loan_id)
+    ctx.emit("loan.accepted", loan_id=loan_id.hex(), offer_id=offer_id.hex(), lender=offer["lender"])
+
+
+def cancel_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    for other in loan["offers"]:
+        ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": "withdrawn"})
+    ctx.put(
+        loan_key(loan_id),
+        {**loan, "state": state, "history_len": with_history(loan_id, loan, ctx, tx.kind)},
+    )
+    ctx.emit("loan.cancelled", loan_id=loan_id.hex())
+
+
+def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    ctx.put(
+        loan_key(loan_id),
+        {
+            **loan,
+            "state": state,
+            "disbursed_ms": ctx.timestamp_ms,
+            "history_len": with_history(loan_id, loan, ctx, tx.kind, amount=loan["amount"]),
+        },
+    )
+    ctx.emit("loan.disbursed", loan_id=loan_id.hex(), amount=loan["amount"], currency=loan["currency"])
+
+
+LOAN_ID_FIELD = Field("loan_id", "str", pattern=HEX_ID)
+
+register_kind(
+    "party.register",
+    Schema(
+        (
+            Field("role", "str", choices=PARTY_ROLES),
+            Field("attestation", "str", required=False, pattern=HEX_ID),
+        )
+    ),
+    register_party,
+)
+register_kind(
+    "loan.apply",
+    Schema(
+        (
+            Field("amount", "int", min=1, max=MAX_AMOUNT),
+            Field("currency", "str", pattern=r"[A-Z]{3}"),
+            Field("term_months", "int", min=1, max=1200),
+            Field("purpose", "str", min=1, max=140),
+        )
+    ),
+    apply_for_loan,
+)
+register_kind(
+    "loan.offer",
+    Schema(
+        (
+            LOAN_ID_FIELD,
+            Field("rate_bps", "int", min=0, max=MAX_RATE_BPS),
+            Field("schedule", "str", required=False, choices=SCHEDULE_KINDS),
+            Field("funding_window_ms", "int", required=False, min=1, max=MAX_FUNDING_WINDOW_MS),
+        )
+    ),
+    offer_loan,
+)
+register_kind("loan.accept", Schema((LOAN_ID_FIELD, Field("offer_id", "str", pattern=HEX_ID))), accept_offer)
+register_kind("loan.cancel", Schema((LOAN_ID_FIELD,)), cancel_loan)
+register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
+
+# The domain modules that build on these handlers register their kinds on import;
+# they import this module, so they are imported last.
+from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
+from lendchain.ledger import audit  # noqa: E402, F401  (after the kinds: it reads blocks and queries)

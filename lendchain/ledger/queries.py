@@ -1,0 +1,200 @@
+"""Read-only views of ledger state as JSON-ready dicts (bytes become hex).
+
+``lookup(reader, kind, ref)`` is what the API's ``/loans/{id}`` and
+``/parties/{did}`` answer; it returns None for anything unknown, including a
+reference that is not even well-formed (the API turns that into a 404 naming
+the reference).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from lendchain.ledger.amortization import loan_schedule
+from lendchain.ledger.documents import document_key
+from lendchain.ledger.governance import proposal_key
+from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
+from lendchain.ledger.policies import policy_key
+from lendchain.ledger.schedule import Progress, amount_owed
+from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
+from lendchain.ledger.state import (
+    StateReader,
+    borrower_loans_key,
+    institution_key,
+    lender_loans_key,
+    loan_history_key,
+    loan_key,
+    next_nonce,
+    offer_key,
+    party_key,
+    read_value,
+)
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
+REMINDER_INSTALMENTS = 3  # the next unpaid instalments shown per loan
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_json(item) for item in value]
+    return value
+
+
+def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """A registered party (role borrower/investor) or a genesis member (role member)."""
+    party = read_value(reader, party_key(did))
+    if party is not None:
+        return {
+            "did": did,
+            "kind": "party",
+            **to_json(party),
+            "nonce": next_nonce(reader, did),
+            **credit_view(reader, did),
+        }
+    institution = read_value(reader, institution_key(did))
+    if institution is not None:
+        return {
+            "did": did,
+            "kind": "member",
+            "role": "member",
+            **to_json(institution),
+            "nonce": next_nonce(reader, did),
+        }
+    return None
+
+
+def credit_view(reader: StateReader, did: str) -> dict[str, Any]:
+    """A party's KYC attestation, latest credit report, repayment history and explained score."""
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    return {
+        "kyc": to_json(get(kyc_key(did))),
+        "credit_report": to_json(get(credit_key(did))),
+        "repayment_history": repayment_history(get, did),
+        "credit_score": score_of(get, did).to_value(),
+        "reminders": (get_reminders(reader, did) or {"loans": []})["loans"],
+    }
+
+
+def get_score(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """The explained credit score of a registered party (None for anyone else)."""
+    if read_value(reader, party_key(did)) is None:
+        return None
+    return {"did": did, **credit_view(reader, did)["credit_score"]}
+
+
+def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
+    offer = read_value(reader, offer_key(offer_id))
+    return None if offer is None else {"offer_id": offer_id.hex(), **to_json(offer)}
+
+
+def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
+    """A loan with its offers, history and, once an offer is accepted, schedule and balances."""
+    loan = read_value(reader, loan_key(loan_id))
+    if loan is None:
+        return None
+    view = {"loan_id": loan_id.hex(), **to_json(loan)}
+    view["offers"] = [get_offer(reader, offer_id) for offer_id in loan["offers"]]
+    view["documents"] = [
+        {"document_id": doc_id.hex(), **to_json(read_value(reader, document_key(doc_id)))}
+        for doc_id in loan.get("documents", [])
+    ]
+    view["history"] = [
+        to_json(read_value(reader, loan_history_key(loan_id, n))) for n in range(loan["history_len"])
+    ]
+    if loan["rate_bps"] is not None:
+        rows = loan_schedule(loan)
+        view["schedule"] = [row.to_value() for row in rows]
+        view["outstanding_principal"] = loan["amount"] - loan["principal_paid"]
+        view["amount_owed"] = amount_owed(rows, Progress(*loan["progress"]))
+        view["instalments_paid"] = loan["progress"][0]
+    return view
+
+
+def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """The instalments a borrower owes, or a servicer expects, on its live loans.
+
+    The chain has no clock of its own, so each instalment carries its
+    ``due_ms`` and the caller compares it with its time (or the head block's);
+    ``penalty_due`` is what accrued up to the loan's last evaluation.
+    """
+    rows = []
+    for role, key in (("borrower", borrower_loans_key(did)), ("servicer", lender_loans_key(did))):
+        for loan_id in read_value(reader, key) or []:
+            loan = read_value(reader, loan_key(loan_id))
+            if loan["state"] not in SERVICED_STATES:
+                continue
+            schedule = loan_schedule(loan)
+            unpaid = unpaid_instalments(loan, schedule)[:REMINDER_INSTALMENTS]
+            rows.append(
+                {
+                    "loan_id": loan_id.hex(),
+                    "role": role,
+                    "state": loan["state"],
+                    "penalty_due": penalty_due(loan),
+                    "instalments": [
+                        {"number": n, "due_ms": due_ms(loan, n), "amount": left} for n, left in unpaid
+                    ],
+                }
+            )
+    if (
+        not rows
+        and read_value(reader, party_key(did)) is None
+        and read_value(reader, institution_key(did)) is None
+    ):
+        return None
+    return {"did": did, "loans": rows}
+
+
+def _by_hex_id(
+    key_of: Callable[[bytes], bytes], name: str
+) -> Callable[[StateReader, str], dict[str, Any] | None]:
+    def lookup_one(reader: StateReader, ref: str) -> dict[str, Any] | None:
+        if not _HEX_ID.fullmatch(ref):
+            return None
+        value = read_value(reader, key_of(bytes.fromhex(ref)))
+        return None if value is None else {f"{name}_id": ref, **to_json(value)}
+
+    return lookup_one
+
+
+def _loan(reader: StateReader, ref: str) -> dict[str, Any] | None:
+    return get_loan(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
+
+
+def _offer(reader: StateReader, ref: str) -> dict[str, Any] | None:
+    return get_offer(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
+
+
+_LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
+    "loan": _loan,
+    "offer": _offer,
+    "party": get_party,
+    "score": get_score,
+    "reminders": get_reminders,
+    "policy": _by_hex_id(policy_key, "policy"),
+    "proposal": _by_hex_id(proposal_key, "proposal"),
+}
+
+
+def register_lookup(kind: str, lookup_fn: Callable[[StateReader, str], dict[str, Any] | None]) -> None:
+    """Let a domain module answer ``lookup(reader, kind, ref)`` for a new kind."""
+    if kind in _LOOKUPS:
+        raise ValueError(f"lookup kind {kind!r} is already registered")
+    _LOOKUPS[kind] = lookup_fn
+
+
+def lookup(reader: StateReader, kind: str, ref: str) -> dict[str, Any] | None:
+    """The JSON view of ``ref`` of ``kind`` (loan, offer, party), or None when unknown."""
+    found = _LOOKUPS.get(kind)
+    if found is None:
+        raise ValueError(f"unknown lookup kind {kind!r}; known: {', '.join(sorted(_LOOKUPS))}")
+    return found(reader, ref)

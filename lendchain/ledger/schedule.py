@@ -1,0 +1,138 @@
+"""Annuity repayment schedules in integer arithmetic.
+
+A loan of ``amount`` minor units at ``rate_bps`` basis points a year over
+``term`` months is repaid in ``term`` monthly instalments. The periodic rate
+is ``r = rate_bps / 120_000`` (a year is 12 equal periods). The closed-form
+annuity instalment is ``A = P·r·(1+r)^n / ((1+r)^n − 1)`` (``P/n`` at 0%).
+
+Rounding rule, chosen so the borrower is never charged more than the exact
+schedule and the debt is always fully amortized in ``term`` periods:
+
+- the regular instalment is ``A`` rounded UP to a whole minor unit;
+- each period's interest is ``outstanding · rate_bps / 120_000`` rounded DOWN;
+- principal = instalment − interest, never more than what is outstanding;
+- the last instalment is whatever is left (outstanding + its interest), so it
+  absorbs all rounding; since every earlier period repaid at least the exact
+  principal, it is never larger than the regular instalment.
+
+Everything is computed exactly with integers; there are no floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+BPS_PER_UNIT = 10_000
+PERIODS_PER_YEAR = 12
+_PERIOD_DENOMINATOR = BPS_PER_UNIT * PERIODS_PER_YEAR
+
+
+@dataclass(frozen=True)
+class Instalment:
+    number: int  # 1-based
+    payment: int
+    interest: int
+    principal: int
+    outstanding_after: int
+
+    def to_value(self) -> dict[str, int]:
+        return {
+            "number": self.number,
+            "payment": self.payment,
+            "interest": self.interest,
+            "principal": self.principal,
+            "outstanding_after": self.outstanding_after,
+        }
+
+
+def period_interest(outstanding: int, rate_bps: int) -> int:
+    """One month's interest on ``outstanding``, rounded down."""
+    return outstanding * rate_bps // _PERIOD_DENOMINATOR
+
+
+def annuity_instalment(amount: int, rate_bps: int, term: int) -> int:
+    """The regular instalment: the closed-form annuity rounded up to a minor unit."""
+    if amount <= 0 or term <= 0 or rate_bps < 0:
+        raise ValueError("an annuity needs a positive amount and term and a non-negative rate")
+    if rate_bps == 0:
+        return -(-amount // term)
+    # With r = b/D: (1+r)^n = (D+b)^n / D^n, so A = P·b·(D+b)^n / (D·((D+b)^n − D^n)).
+    growth = (_PERIOD_DENOMINATOR + rate_bps) ** term
+    numerator = amount * rate_bps * growth
+    denominator = _PERIOD_DENOMINATOR * (growth - _PERIOD_DENOMINATOR**term)
+    return -(-numerator // denominator)
+
+
+def annuity_schedule(amount: int, rate_bps: int, term: int) -> list[Instalment]:
+    """All ``term`` instalments under the rounding rule in the module docstring."""
+    return list(_annuity_schedule(amount, rate_bps, term))
+
+
+@lru_cache(maxsize=4096)
+def _annuity_schedule(amount: int, rate_bps: int, term: int) -> tuple[Instalment, ...]:
+    regular = annuity_instalment(amount, rate_bps, term)
+    outstanding = amount
+    rows = []
+    for number in range(1, term + 1):
+        interest = period_interest(outstanding, rate_bps)
+        if number == term:
+            principal = outstanding
+        else:
+            principal = min(regular - interest, outstanding)
+        outstanding -= principal
+        rows.append(Instalment(number, principal + interest, interest, principal, outstanding))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far repayment has got: whole instalments paid, and what of the current one."""
+
+    instalments_paid: int = 0
+    interest_paid: int = 0  # of the current instalment
+    principal_paid: int = 0  # of the current instalment
+
+
+def amount_owed(schedule: list[Instalment], progress: Progress) -> int:
+    """Everything still to pay under the schedule, from ``progress`` on."""
+    rest = sum(row.payment for row in schedule[progress.instalments_paid :])
+    return rest - progress.interest_paid - progress.principal_paid
+
+
+def allocate_payment(
+    schedule: list[Instalment], progress: Progress, amount: int
+) -> tuple[int, int, Progress]:
+    """Split ``amount`` into (interest, principal) and the new progress.
+
+    Payments go to instalments in order; within one instalment interest is
+    paid first, then principal. A payment may cover several instalments.
+    Scheduled interest is owed in full even when paid early (first cut: no
+    prepayment discount). Raises ValueError for a non-positive amount or one
+    above ``amount_owed``.
+    """
+    if amount <= 0:
+        raise ValueError(f"a payment must be positive, got {amount}")
+    owed = amount_owed(schedule, progress)
+    if amount > owed:
+        raise ValueError(f"a payment of {amount} is more than the {owed} still owed")
+    interest = principal = 0
+    paid, on_interest, on_principal = (
+        progress.instalments_paid,
+        progress.interest_paid,
+        progress.principal_paid,
+    )
+    left = amount
+    while left > 0:
+        row = schedule[paid]
+        step = min(left, row.interest - on_interest)
+        on_interest += step
+        interest += step
+        left -= step
+        step = min(left, row.principal - on_principal)
+        on_principal += step
+        principal += step
+        left -= step
+        if on_interest == row.interest and on_principal == row.principal:
+            paid, on_interest, on_principal = paid + 1, 0, 0
+    return interest, principal, Progress(paid, on_interest, on_principal)

@@ -1,0 +1,78 @@
+"""Payload schemas: the stateless shape of each transaction kind's payload.
+
+A schema is a tuple of ``Field``s. ``check_payload`` refuses missing and
+unknown fields, wrong types and out-of-range values with ``bad_payload`` and
+a message naming the field, so every kind gets the same checks for free.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from lendchain.ledger.errors import TxRejected
+
+# The JSON-compatible type names a field may have; bool is not an int here.
+_TYPES: dict[str, type] = {"int": int, "str": str, "bytes": bytes, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    required: bool = True
+    min: int | None = None  # smallest int value, or shortest str/bytes length
+    max: int | None = None  # largest int value, or longest str/bytes length
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None  # a full-match regex for str fields
+
+    def __post_init__(self) -> None:
+        if self.type not in _TYPES:
+            raise ValueError(f"field {self.name!r} has unknown type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class Schema:
+    fields: tuple[Field, ...]
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
+
+    def field_names(self) -> frozenset[str]:
+        return self.names
+
+
+def check_payload(kind: str, schema: Schema, payload: Any) -> None:
+    """Raise ``TxRejected('bad_payload', …)`` unless ``payload`` matches ``schema``."""
+    if not isinstance(payload, dict):
+        raise TxRejected("bad_payload", f"{kind} payload must be a map, got {type(payload).__name__}")
+    unknown = sorted(set(payload) - schema.field_names())
+    if unknown:
+        raise TxRejected("bad_payload", f"{kind} payload has unknown field {unknown[0]!r}")
+    for f in schema.fields:
+        if f.name not in payload:
+            if f.required:
+                raise TxRejected("bad_payload", f"{kind} payload is missing field {f.name!r}")
+            continue
+        _check_field(kind, f, payload[f.name])
+
+
+def _check_field(kind: str, f: Field, value: Any) -> None:
+    where = f"{kind} field {f.name!r}"
+    expected = _TYPES[f.type]
+    # bool is a subclass of int in Python; a payload must not pass True as an amount.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise TxRejected("bad_payload", f"{where} must be {f.type}, got {type(value).__name__}")
+    size = value if f.type == "int" else len(value) if f.type in ("str", "bytes") else None
+    unit = "" if f.type == "int" else " long"
+    if size is not None and f.min is not None and size < f.min:
+        raise TxRejected("bad_payload", f"{where} must be at least {f.min}{unit}, got {size}")
+    if size is not None and f.max is not None and size > f.max:
+        raise TxRejected("bad_payload", f"{where} must be at most {f.max}{unit}, got {size}")
+    if f.choices and value not in f.choices:
+        raise TxRejected("bad_payload", f"{where} must be one of {', '.join(f.choices)}, got {value!r}")
+    if f.pattern is not None and not re.fullmatch(f.pattern, value):
+        raise TxRejected("bad_payload", f"{where} must match {f.pattern}, got {value!r}")

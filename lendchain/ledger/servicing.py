@@ -1,0 +1,289 @@
+"""Servicing: due dates, overdue and default, penalty interest and repayments.
+
+Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
+
+- instalment ``n`` (1-based) of a disbursed loan is due at
+  ``disbursed_ms + n · MONTH_MS`` (a month is 30 days);
+- a loan is *evaluated* whenever a ``loan.repay`` or ``loan.service`` tx
+  touches it: if its oldest unpaid instalment is past due plus
+  ``grace_days`` it becomes ``overdue``; past due plus ``default_days`` it
+  becomes ``defaulted`` (counted in the borrower's repayment history);
+- penalty interest (``penalty_bps`` a year) accrues on each unpaid amount
+  from its due time plus grace. Between two evaluations the unpaid amounts do
+  not change (only payments change them, and a payment evaluates first), so
+  the accrual ``Σ remaining_i · elapsed_i · penalty_bps / (YEAR_MS · 10 000)``
+  is exact; it is rounded down once per evaluation, in the borrower's favour.
+  A defaulted loan stops accruing.
+- a payment goes to penalty first, then to the schedule (interest, then
+  principal, instalment by instalment); more than is owed is refused naming
+  the amount owed. Each instalment a payment completes counts as on time or
+  late on the loan (``on_time``/``late``); a default stamps ``defaulted_ms``.
+  The borrower's repayment history, which the score reads, sums these over
+  the borrower's loans (``identity.repayment_history``), so a repayment
+  writes no key besides the loan's own.
+
+``loan.prepay`` {loan_id, amount} settles the whole debt at once: penalty,
+the interest of every unpaid instalment whose period has begun, and all
+outstanding principal; later interest is waived. ``amount`` must be exactly
+that (the refusal names it), and the loan closes.
+
+``loan.service`` {loan_id} lets any member trigger the evaluation, so a loan
+nobody pays still turns overdue and defaulted on chain. The parameters come
+from the chain parameters (genesis ``[app]``) with ``SERVICING_DEFAULTS``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.funding import distribute
+from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.loans import (
+    LOAN_ID_FIELD,
+    MAX_AMOUNT,
+    load_loan,
+    loan_actors,
+    schedule_of,
+    with_history,
+)
+from lendchain.ledger.schedule import Instalment, Progress, allocate_payment, amount_owed
+from lendchain.ledger.schema import Field, Schema
+from lendchain.ledger.state import loan_key
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
+
+DAY_MS = 86_400_000
+MONTH_MS = 30 * DAY_MS
+YEAR_MS = 365 * DAY_MS
+SERVICING_DEFAULTS = {"grace_days": 5, "default_days": 90, "penalty_bps": 1000}
+SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
+
+
+def servicing_param(params: dict[str, Any], name: str) -> int:
+    return params.get(name, SERVICING_DEFAULTS[name])
+
+
+def due_ms(loan: dict[str, Any], number: int) -> int:
+    return loan["disbursed_ms"] + number * MONTH_MS
+
+
+def unpaid_instalments(loan: dict[str, Any], schedule: list[Instalment]) -> list[tuple[int, int]]:
+    """(instalment number, amount still unpaid) for every instalment not yet fully paid."""
+    paid, on_interest, on_principal = loan["progress"]
+    rows = [(row.number, row.payment) for row in schedule[paid:]]
+    if rows:
+        rows[0] = (rows[0][0], rows[0][1] - on_interest - on_principal)
+    return rows
+
+
+def arrears(
+    loan: dict[str, Any], schedule: list[Instalment], now_ms: int, grace_ms: int
+) -> list[tuple[int, int]]:
+    """The unpaid instalments that are past due plus grace at ``now_ms`` (stops at the first that is not)."""
+    paid, on_interest, on_principal = loan["progress"]
+    rows = []
+    for row in schedule[paid:]:
+        if due_ms(loan, row.number) + grace_ms >= now_ms:
+            break
+        rows.append((row.number, row.payment - (on_interest + on_principal if row.number == paid + 1 else 0)))
+    return rows
+
+
+def penalty_accrued(
+    loan: dict[str, Any], schedule: list[Instalment], now_ms: int, params: dict[str, Any]
+) -> int:
+    """Penalty interest since the last evaluation, rounded down (see the module docstring)."""
+    grace_ms = servicing_param(params, "grace_days") * DAY_MS
+    as_of = loan.get("penalty_as_of_ms") or 0
+    weighted = 0
+    for number, left in arrears(loan, schedule, now_ms, grace_ms):
+        weighted += left * (now_ms - max(as_of, due_ms(loan, number) + grace_ms))
+    return weighted * servicing_param(params, "penalty_bps") // (YEAR_MS * 10_000)
+
+
+def penalty_due(loan: dict[str, Any]) -> int:
+    return loan.get("penalty_owed", 0) - loan.get("penalty_paid", 0)
+
+
+def _counted(loan: dict[str, Any], field: str, times: int = 1) -> dict[str, Any]:
+    """The loan with its ``on_time``/``late`` instalment counter raised (the score sums them)."""
+    return {**loan, field: loan.get(field, 0) + times} if times else loan
+
+
+def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
+    """The loan after accruing penalty and applying overdue/default at this block's time."""
+    if loan["state"] not in SERVICED_STATES:
+        return loan
+    now = ctx.timestamp_ms
+    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    first_unpaid = loan["progress"][0] + 1
+    if first_unpaid > loan["term_months"] or due_ms(loan, first_unpaid) + grace_ms >= now:
+        return loan  # the common case: nothing is late, so no schedule is needed
+    schedule = schedule_of(loan)
+    late = arrears(loan, schedule, now, grace_ms)
+    if not late:
+        # Nothing accrues, and the accrual start need not move: instalments that fall
+        # overdue later accrue from their own due time plus grace.
+        return loan
+    loan = {
+        **loan,
+        "penalty_owed": loan.get("penalty_owed", 0) + penalty_accrued(loan, schedule, now, ctx.params),
+        "penalty_as_of_ms": now,
+    }
+    number = late[0][0]
+    oldest_due = due_ms(loan, number)
+    ledger = frozenset({lc.LEDGER})
+    if loan["state"] != lc.OVERDUE:
+        loan["state"] = lc.advance(loan["state"], lc.FELL_OVERDUE, ledger, ctx.tx_id, loan_id)
+        loan["history_len"] = with_history(
+            loan_id, loan, ctx, "loan.overdue", instalment=number, due_ms=oldest_due
+        )
+        ctx.emit("loan.overdue", loan_id=loan_id.hex(), instalment=number, due_ms=oldest_due)
+    if now > oldest_due + servicing_param(ctx.params, "default_days") * DAY_MS:
+        loan["state"] = lc.advance(loan["state"], lc.WENT_DEFAULT, ledger, ctx.tx_id, loan_id)
+        loan["history_len"] = with_history(
+            loan_id, loan, ctx, "loan.defaulted", instalment=number, due_ms=oldest_due
+        )
+        loan["defaulted_ms"] = now
+        ctx.emit("loan.defaulted", loan_id=loan_id.hex(), instalment=number, due_ms=oldest_due)
+    return loan
+
+
+def service_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    loan = evaluate(ctx, loan_id, loan)
+    ctx.put(loan_key(loan_id), loan)
+    ctx.emit("loan.serviced", loan_id=loan_id.hex(), state=loan["state"], penalty_due=penalty_due(loan))
+
+
+def repay_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    # Evaluating first is safe: a refusal below discards what the evaluation wrote.
+    loan = evaluate(ctx, loan_id, loan)
+    actors = loan_actors(ctx, tx.sender, loan)
+    state = lc.advance(loan["state"], tx.kind, actors, ctx.tx_id, loan_id)
+    schedule = schedule_of(loan)
+    progress = Progress(*loan["progress"])
+    amount = tx.payload["amount"]
+    owed_penalty = penalty_due(loan)
+    owed = amount_owed(schedule, progress) + owed_penalty
+    if amount > owed:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.repay field 'amount' is {amount}, more than the {owed} still owed on loan {loan_id.hex()[:16]}",
+        )
+    penalty = min(amount, owed_penalty)
+    interest = principal = 0
+    new_progress = progress
+    if amount > penalty:
+        interest, principal, new_progress = allocate_payment(schedule, progress, amount - penalty)
+    now = ctx.timestamp_ms
+    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    completed = range(progress.instalments_paid + 1, new_progress.instalments_paid + 1)
+    late = sum(1 for number in completed if now > due_ms(loan, number) + grace_ms)
+    loan = _counted(_counted(loan, "late", late), "on_time", len(completed) - late)
+    loan = {
+        **loan,
+        "principal_paid": loan["principal_paid"] + principal,
+        "interest_paid": loan["interest_paid"] + interest,
+        "penalty_paid": loan.get("penalty_paid", 0) + penalty,
+        "progress": [new_progress.instalments_paid, new_progress.interest_paid, new_progress.principal_paid],
+    }
+    if amount == owed:
+        state = lc.advance(state, lc.PAID_OFF, frozenset({lc.LEDGER}), ctx.tx_id, loan_id)
+    elif state == lc.OVERDUE and not arrears(loan, schedule, now, grace_ms):
+        state = lc.advance(state, lc.CURED, frozenset({lc.LEDGER}), ctx.tx_id, loan_id)
+    loan["state"] = state
+    _record_payment(ctx, tx, loan_id, loan, "loan.repaid", amount, penalty, interest, principal)
+
+
+def payoff(loan: dict[str, Any], schedule: list[Instalment], now_ms: int) -> tuple[int, int, int]:
+    """(penalty, interest, principal) that settle the loan at ``now_ms``.
+
+    Interest is owed for every unpaid instalment whose period has begun (the
+    first unpaid one always); the interest of later periods is waived.
+    """
+    interest = 0
+    for position, (number, _) in enumerate(unpaid_instalments(loan, schedule)):
+        if position == 0 or due_ms(loan, number - 1) <= now_ms:
+            row = schedule[number - 1]
+            interest += row.interest - (loan["progress"][1] if position == 0 else 0)
+    return penalty_due(loan), interest, loan["amount"] - loan["principal_paid"]
+
+
+def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    loan = evaluate(ctx, loan_id, loan)
+    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    schedule = schedule_of(loan)
+    now = ctx.timestamp_ms
+    penalty, interest, principal = payoff(loan, schedule, now)
+    amount = tx.payload["amount"]
+    if amount != penalty + interest + principal:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.prepay field 'amount' is {amount}; settling loan {loan_id.hex()[:16]} now takes exactly "
+            f"{penalty + interest + principal} (penalty {penalty}, interest {interest}, principal {principal})",
+        )
+    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    loan = _counted(loan, "late", len(arrears(loan, schedule, now, grace_ms)))
+    loan = {
+        **loan,
+        "state": state,
+        "principal_paid": loan["principal_paid"] + principal,
+        "interest_paid": loan["interest_paid"] + interest,
+        "penalty_paid": loan.get("penalty_paid", 0) + penalty,
+        "progress": [len(schedule), 0, 0],
+        "prepaid_ms": now,
+    }
+    _record_payment(ctx, tx, loan_id, loan, "loan.prepaid", amount, penalty, interest, principal)
+
+
+def _record_payment(
+    ctx: TxContext,
+    tx: Transaction,
+    loan_id: bytes,
+    loan: dict[str, Any],
+    event: str,
+    amount: int,
+    penalty: int,
+    interest: int,
+    principal: int,
+) -> None:
+    """History entry, funders' shares, the stored loan and the event for one payment."""
+    loan["history_len"] = with_history(
+        loan_id, loan, ctx, tx.kind, amount=amount, penalty=penalty, interest=interest, principal=principal
+    )
+    if "funding" in loan:
+        loan = distribute(loan, amount)
+    ctx.put(loan_key(loan_id), loan)
+    ctx.emit(
+        event,
+        loan_id=loan_id.hex(),
+        penalty=penalty,
+        interest=interest,
+        principal=principal,
+        state=loan["state"],
+    )
+
+
+register_kind("loan.service", Schema((LOAN_ID_FIELD,)), service_loan)
+register_kind(
+    "loan.prepay", Schema((LOAN_ID_FIELD, Field("amount", "int", min=1, max=MAX_AMOUNT))), prepay_loan
+)
+register_kind(
+    "loan.repay",
+    Schema(
+        (
+            LOAN_ID_FIELD,
+            Field("amount", "int", min=1, max=MAX_AMOUNT),
+            Field("reference", "str", required=False, max=64),
+        )
+    ),
+    repay_loan,
+)

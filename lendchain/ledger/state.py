@@ -1,0 +1,255 @@
+"""Ledger state: its keys, its genesis, its commitment and what a block did to it.
+
+State is a map from byte keys to canonical msgpack values. Keys are
+``<kind>/<id>``: ``nonce/<did>``, ``party/<did>``, ``inst/<did>``,
+``loan/<id>``, ``loanlog/<id><n>`` (a loan's n-th history entry),
+``offer/<id>``, ``bloans/<did>`` and ``lloans/<did>`` (a borrower's and a
+servicer's loan ids), ``members`` (voting member DIDs) and ``params``. Domain modules add their own
+kinds; nothing here iterates over keys, so new kinds cost nothing.
+
+State commitment (one hash per block, compared across nodes)::
+
+    changes_digest_h = sha256(pack(sorted [[key, value-or-nil], ...] written by block h))
+    state_root_h     = sha256("lendchain/state/1" || state_root_{h-1} || changes_digest_h)
+    state_root_0     = the same with state_root_{-1} = 32 zero bytes and the genesis state as changes
+
+The state also holds its own latest root under ``STATE_ROOT_KEY`` (left out
+of the digest, and stored as the raw 32 bytes rather than msgpack), so any reader — the store at its head, or an overlay of a
+pending block — yields the parent root a new block chains from.
+
+Cost: O(number of changed keys) per block — one sort, one pack and two
+hashes; no tree is kept. What it proves: two nodes with the same genesis and
+the same state root at height h applied identical change sets at every
+height up to h, so they hold identical states; any divergence (one differing
+value) shows as a different root from that block on. What it does not give:
+proofs for a single key (a light client cannot check one loan against the
+root), and it cannot be recomputed from a state snapshot alone, only by
+replaying the change sets from genesis (what ``verify-chain`` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+
+from lendchain import codec
+from lendchain.genesis import Genesis
+
+STATE_ROOT_TAG = b"lendchain/state/1"
+ZERO_ROOT = bytes(32)
+PARAMS_KEY = b"params"
+STATE_ROOT_KEY = b"meta/state_root"
+VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members (governance quorums)
+
+# Ledger parameters; genesis.app overrides any of them.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "currencies": ["CHF", "EUR", "GBP", "INR", "KES", "USD"],
+    "max_term_months": 480,
+    "max_offers_per_loan": 16,
+}
+
+
+class StateReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class MemoryState:
+    """A StateReader over a dict; a scratch state for replays and tests."""
+
+    def __init__(self, values: dict[bytes, bytes] | None = None) -> None:
+        self.values: dict[bytes, bytes] = dict(values or {})
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.values.get(key)
+
+    def apply(self, changes: dict[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.values.pop(key, None)
+            else:
+                self.values[key] = value
+
+
+class OverlayReader:
+    """Reads ``changes`` of a pending block first (``None`` = deleted), then ``parent``."""
+
+    def __init__(self, parent: StateReader, changes: dict[bytes, bytes | None]) -> None:
+        self.parent = parent
+        self.changes = changes
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self.parent.get(key)
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """What one included transaction did: ``code`` is ``ok`` or a stable rejection code."""
+
+    tx_id: bytes
+    code: str
+    message: str = ""
+    events: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    def to_value(self) -> list[Any]:
+        """Stored form (the tx id is the index key, so it is not repeated)."""
+        return [self.code, self.message, list(self.events)]
+
+    @classmethod
+    def from_value(cls, tx_id: bytes, value: Any) -> TxResult:
+        code, message, events = value
+        return cls(tx_id, code, message, tuple(events))
+
+    def leaf(self) -> bytes:
+        """The bytes hashed into a block's results root."""
+        return codec.pack([self.tx_id, self.code, self.message, list(self.events)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tx_id": self.tx_id.hex(),
+            "code": self.code,
+            "ok": self.ok,
+            "message": self.message,
+            "events": list(self.events),
+        }
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A candidate the proposer left out of its block, and why (for the mempool)."""
+
+    tx_id: bytes
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BlockExecution:
+    """The effect of one block: state changes (``None`` deletes), new root, per-tx results."""
+
+    changes: dict[bytes, bytes | None]
+    state_root: bytes
+    results: list[TxResult]
+    tx_ids: list[bytes]
+    dropped: list[Dropped] = field(default_factory=list)
+
+
+def nonce_key(did: str) -> bytes:
+    return b"nonce/" + did.encode()
+
+
+def party_key(did: str) -> bytes:
+    return b"party/" + did.encode()
+
+
+def institution_key(did: str) -> bytes:
+    return b"inst/" + did.encode()
+
+
+def loan_key(loan_id: bytes) -> bytes:
+    return b"loan/" + loan_id
+
+
+def loan_history_key(loan_id: bytes, number: int) -> bytes:
+    return b"loanlog/" + loan_id + number.to_bytes(4, "big")
+
+
+def offer_key(offer_id: bytes) -> bytes:
+    return b"offer/" + offer_id
+
+
+def borrower_loans_key(did: str) -> bytes:
+    """The ids of every loan ``did`` applied for, in order."""
+    return b"bloans/" + did.encode()
+
+
+def lender_loans_key(did: str) -> bytes:
+    """The ids of every loan whose accepted offer is ``did``'s, in order."""
+    return b"lloans/" + did.encode()
+
+
+# Commitment -----------------------------------------------------------------
+
+
+def changes_digest(changes: dict[bytes, bytes | None]) -> bytes:
+    items = [[key, changes[key]] for key in sorted(changes) if key != STATE_ROOT_KEY]
+    # A list of [bytes, bytes-or-nil] pairs is already canonical: msgpack.packb gives
+    # exactly codec.pack's bytes without walking every item.
+    return codec.sha256(msgpack.packb(items, use_bin_type=True))
+
+
+def next_state_root(prev_root: bytes, changes: dict[bytes, bytes | None]) -> bytes:
+    return codec.sha256(STATE_ROOT_TAG + prev_root + changes_digest(changes))
+
+
+def current_state_root(reader: StateReader) -> bytes:
+    """The root of the state ``reader`` shows (kept in the state under STATE_ROOT_KEY)."""
+    root = reader.get(STATE_ROOT_KEY)
+    if root is None:
+        raise ValueError("the state holds no state root; it was not built from a genesis")
+    return root
+
+
+def seal_changes(reader: StateReader, changes: dict[bytes, bytes | None]) -> bytes:
+    """Chain ``changes`` onto ``reader``'s root, record the new root in ``changes``, return it."""
+    root = next_state_root(current_state_root(reader), changes)
+    changes[STATE_ROOT_KEY] = root
+    return root
+
+
+def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
+    """The state at height 0: members as institutions, ledger parameters, and its root."""
+    changes: dict[bytes, bytes | None] = {}
+    for member in genesis.members + genesis.observers:
+        changes[institution_key(member.did)] = codec.pack(
+            {
+                "name": member.name,
+                "public_key": member.public_key,
+                "roles": list(member.roles),
+                "voting": member.voting,
+            }
+        )
+    changes[VOTING_MEMBERS_KEY] = codec.pack([member.did for member in genesis.members])
+    try:
+        changes[PARAMS_KEY] = codec.pack({**DEFAULT_PARAMS, **genesis.app})
+    except codec.CodecError as e:
+        raise ValueError(f"genesis [app] parameters cannot be stored: {e}") from None
+    changes[STATE_ROOT_KEY] = next_state_root(ZERO_ROOT, changes)
+    return changes
+
+
+def genesis_state_root(genesis: Genesis) -> bytes:
+    root = genesis_changes(genesis)[STATE_ROOT_KEY]
+    assert root is not None
+    return root
+
+
+def genesis_state(genesis: Genesis) -> MemoryState:
+    """A scratch state at height 0 (tests, benchmarks, replays)."""
+    state = MemoryState()
+    state.apply(genesis_changes(genesis))
+    return state
+
+
+# Reading ------------------------------------------------------------------------
+
+
+def read_value(reader: StateReader, key: bytes) -> Any | None:
+    raw = reader.get(key)
+    return None if raw is None else codec.unpack(raw)
+
+
+def next_nonce(reader: StateReader, did: str) -> int:
+    """The nonce ``did``'s next transaction must carry (0 for a new sender)."""
+    return read_value(reader, nonce_key(did)) or 0
+
+
+def get_params(reader: StateReader) -> dict[str, Any]:
+    return read_value(reader, PARAMS_KEY) or dict(DEFAULT_PARAMS)

@@ -1,0 +1,196 @@
+"""The signed transaction envelope and its stateless checks.
+
+Wire form: the canonical msgpack array ``[body, signature]`` where ``body`` is
+the map ``{chain_id, created_ms, kind, nonce, payload, sender}`` and
+``signature`` is the sender's 64-byte Ed25519 signature of
+``codec.signing_bytes('lendchain/tx/1', chain_id, body)``. The tx id is the
+sha256 of the whole wire form, so it commits to the signature as well.
+
+A decoded transaction keeps its wire bytes: nothing is encoded twice, and the
+signed bytes are sliced out of the wire form rather than packed again (a
+msgpack array is its header followed by its elements, so
+``pack([tag, chain_id, body])`` is ``0x93 + pack(tag) + pack(chain_id) +
+body_bytes``).
+
+Checks are split by cost: ``check_stateless(..., check_signature=False)`` is
+cheap (size, encoding, chain id, kind, payload schema, sender);
+``verify_signature`` is the Ed25519 check, which the node runs once per tx
+and remembers by tx id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from lendchain import codec
+from lendchain.crypto import DidError, SigningKey, public_key_from_did, verify_raw
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.kinds import lookup_kind
+from lendchain.ledger.schema import check_payload
+
+TX_TAG = "lendchain/tx/1"
+MAX_TX_SIZE = 64 * 1024
+_SIGNATURE_SIZE = 64
+# msgpack bin8 header (0xc4, length 64) + 64 signature bytes ends every wire form.
+_SIGNATURE_TAIL = 2 + _SIGNATURE_SIZE
+_BODY_FIELDS = {
+    "chain_id": str,
+    "created_ms": int,
+    "kind": str,
+    "nonce": int,
+    "payload": dict,
+    "sender": str,
+}
+_TAG_PREFIX = b"\x93" + codec.pack(TX_TAG)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    chain_id: str
+    kind: str
+    sender: str
+    nonce: int
+    created_ms: int
+    payload: dict[str, Any]
+    signature: bytes
+    _encoded: bytes = field(default=b"", repr=False, compare=False)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "created_ms": self.created_ms,
+            "kind": self.kind,
+            "nonce": self.nonce,
+            "payload": self.payload,
+            "sender": self.sender,
+        }
+
+    def encode(self) -> bytes:
+        """The canonical wire form (cached: the bytes this tx was decoded from or built as)."""
+        if not self._encoded:
+            object.__setattr__(self, "_encoded", codec.pack([self.body(), self.signature]))
+        return self._encoded
+
+    @property
+    def id(self) -> bytes:
+        cached = self.__dict__.get("_id")
+        if cached is None:
+            cached = codec.sha256(self.encode())
+            object.__setattr__(self, "_id", cached)
+        return cached
+
+    def signing_bytes(self) -> bytes:
+        """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
+        raw = self.encode()
+        return _TAG_PREFIX + codec.pack(self.chain_id) + raw[1:-_SIGNATURE_TAIL]
+
+
+def build_transaction(
+    key: SigningKey,
+    chain_id: str,
+    kind: str,
+    nonce: int,
+    payload: dict[str, Any],
+    created_ms: int,
+) -> Transaction:
+    """Sign a new transaction from ``key``'s did:key."""
+    body = {
+        "chain_id": chain_id,
+        "created_ms": created_ms,
+        "kind": kind,
+        "nonce": nonce,
+        "payload": payload,
+        "sender": key.did,
+    }
+    signature = key.sign(TX_TAG, chain_id, body)
+    return Transaction(chain_id, kind, key.did, nonce, created_ms, payload, signature)
+
+
+def decode_transaction(raw: bytes) -> Transaction:
+    """Decode wire bytes, refusing oversize, malformed or non-canonical input."""
+    if len(raw) > MAX_TX_SIZE:
+        raise TxRejected("too_large", f"transaction is {len(raw)} bytes, more than {MAX_TX_SIZE}")
+    try:
+        value = codec.unpack(raw, max_size=MAX_TX_SIZE)
+    except codec.CodecError as e:
+        raise TxRejected("malformed", f"transaction is not canonical msgpack: {e}") from None
+    if not isinstance(value, list) or len(value) != 2:
+        raise TxRejected("malformed", "transaction must be the array [body, signature]")
+    body, signature = value
+    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_SIZE:
+        raise TxRejected("malformed", f"field 'signature' must be {_SIGNATURE_SIZE} bytes")
+    if not isinstance(body, dict):
+        raise TxRejected("malformed", "transaction body must be a map")
+    if set(body) != set(_BODY_FIELDS):
+        extra = sorted(set(body) ^ set(_BODY_FIELDS))
+        raise TxRejected("malformed", f"transaction body has a missing or unknown field {extra[0]!r}")
+    for name, expected in _BODY_FIELDS.items():
+        if not isinstance(body[name], expected) or isinstance(body[name], bool):
+            raise TxRejected("malformed", f"field {name!r} must be {expected.__name__}")
+    if body["nonce"] < 0:
+        raise TxRejected("malformed", f"field 'nonce' must not be negative, got {body['nonce']}")
+    return Transaction(
+        body["chain_id"],
+        body["kind"],
+        body["sender"],
+        body["nonce"],
+        body["created_ms"],
+        body["payload"],
+        signature,
+        bytes(raw),
+    )
+
+
+@lru_cache(maxsize=65536)
+def sender_public_key(did: str) -> bytes:
+    """The public key of a did:key (cached: base58 decoding costs more than hashing)."""
+    return public_key_from_did(did)
+
+
+def verify_signature(tx: Transaction) -> bool:
+    """True when ``tx.signature`` is its sender's signature of its body for its chain."""
+    try:
+        public_key = sender_public_key(tx.sender)
+    except DidError:
+        return False
+    return verify_raw(public_key, tx.signature, tx.signing_bytes())
+
+
+def verify_signatures(txs: Sequence[Transaction], workers: int = 2) -> list[bool]:
+    """``verify_signature`` for many txs, on ``workers`` threads (libsodium releases the GIL)."""
+    if workers <= 1 or len(txs) < 2 * workers:
+        return [verify_signature(tx) for tx in txs]
+    # One slice per worker: ThreadPoolExecutor.map ignores chunksize, and a future per tx
+    # costs more than the check itself.
+    step = -(-len(txs) // workers)
+    slices = [txs[start : start + step] for start in range(0, len(txs), step)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        checked = pool.map(lambda part: [verify_signature(tx) for tx in part], slices)
+        return [good for part in checked for good in part]
+
+
+def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = True) -> None:
+    """Raise TxRejected unless ``tx`` is well-formed for ``chain_id`` (no state needed).
+
+    Pass ``check_signature=False`` for a tx whose signature was already
+    verified (the caller keeps the set of verified tx ids).
+    """
+    size = len(tx.encode())
+    if size > MAX_TX_SIZE:
+        raise TxRejected("too_large", f"transaction is {size} bytes, more than {MAX_TX_SIZE}")
+    if tx.chain_id != chain_id:
+        raise TxRejected("wrong_chain", f"field 'chain_id' is {tx.chain_id!r}, this chain is {chain_id!r}")
+    kind = lookup_kind(tx.kind)
+    if kind is None:
+        raise TxRejected("unknown_kind", f"field 'kind' names unknown transaction kind {tx.kind!r}")
+    try:
+        sender_public_key(tx.sender)
+    except DidError as e:
+        raise TxRejected("malformed", f"field 'sender' is not an Ed25519 did:key ({e})") from None
+    check_payload(tx.kind, kind.schema, tx.payload)
+    if check_signature and not verify_signature(tx):
+        raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")

@@ -1,0 +1,157 @@
+"""Audit exports verify offline against the genesis, and a tampered byte fails (issue 6, item 8)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+
+import pytest
+import tomli_w
+from click.testing import CliRunner
+
+from lendchain import codec
+from lendchain.cli import domain
+from lendchain.consensus.certificate import CommitCertificate
+from lendchain.consensus.quorum import tag
+from lendchain.ledger import queries
+from lendchain.ledger.audit import AuditError, export_loan, verify_export
+from lendchain.ledger.block import Block
+from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
+
+
+class CertifiedBlocks:
+    """Blocks of a test chain with commit certificates signed by three of its four members."""
+
+    def __init__(self, chain: Chain, keys) -> None:
+        self.chain = chain
+        self.keys = keys
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.chain.blocks[height - 1][0]
+
+    def certificate(self, height: int) -> bytes | None:
+        digest = Block.decode(self.block_bytes(height)).hash()
+        body = [0, height, digest]
+        members = self.chain.genesis.members
+        signatures = tuple(
+            (member.name, key.sign(tag("commit"), CHAIN_ID, body))
+            for member, key in list(zip(members, self.keys, strict=True))[:3]
+        )
+        return CommitCertificate(0, height, digest, signatures).encode()
+
+
+@pytest.fixture
+def exported():
+    genesis, members = make_genesis()
+    chain = Chain.start(genesis)
+    borrower, lender = seeded_key(1), members[0]
+    chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"}))
+    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
+    loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    offer_id = chain.run_one(
+        chain.tx(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 700})
+    ).tx_id.hex()
+    chain.run(
+        chain.tx(borrower, "loan.accept", {"loan_id": loan_id, "offer_id": offer_id}),
+        chain.tx(seeded_key(5), "party.register", {"role": "investor"}),
+    )
+    chain.run_one(chain.tx(lender, "loan.disburse", {"loan_id": loan_id}))
+    chain.run_one(chain.tx(lender, "loan.repay", {"loan_id": loan_id, "amount": 3000}))
+    document = export_loan(chain.state, CertifiedBlocks(chain, members), bytes.fromhex(loan_id))
+    return genesis, document, loan_id, borrower, lender
+
+
+def test_export_lists_every_change_with_height_tx_and_signer(exported):
+    genesis, document, loan_id, borrower, lender = exported
+    rows = [(e["kind"], e["signer"]) for e in document["entries"]]
+    assert rows == [
+        ("loan.apply", borrower.did),
+        ("loan.offer", lender.did),
+        ("loan.accept", borrower.did),
+        ("loan.disburse", lender.did),
+        ("loan.repay", lender.did),
+    ]
+    assert [e["height"] for e in document["entries"]] == [2, 3, 4, 5, 6]
+    assert document["entries"][2]["index"] == 0 and len(document["entries"][2]["proof"]) == 1
+    summary = verify_export(json.loads(json.dumps(document)), genesis)
+    assert summary == {
+        "loan_id": loan_id,
+        "entries": 5,
+        "heights": [2, 3, 4, 5, 6],
+        "signers": sorted([borrower.did, lender.did]),
+    }
+
+
+def flip(hex_text: str, at: int) -> str:
+    raw = bytearray(bytes.fromhex(hex_text))
+    raw[at % len(raw)] ^= 0x01
+    return raw.hex()
+
+
+@pytest.mark.parametrize(
+    ("field", "at", "names"),
+    [
+        ("tx", -3, "tx_id"),
+        ("tx_rehashed", -3, "signature"),
+        ("tx", 40, "entry 1"),
+        ("header", -1, "certificate"),
+        ("certificate", -2, "certificate"),
+        ("proof", 5, "inclusion proof"),
+    ],
+)
+def test_a_tampered_byte_does_not_verify(exported, field, at, names):
+    genesis, document, *_ = exported
+    tampered = copy.deepcopy(document)
+    entry = tampered["entries"][1]
+    if field == "proof":
+        tampered["entries"][2]["proof"][0] = flip(tampered["entries"][2]["proof"][0], at)
+    elif field == "tx_rehashed":  # a forger who also fixes the tx id
+        entry["tx"] = flip(entry["tx"], at)
+        entry["tx_id"] = codec.sha256(bytes.fromhex(entry["tx"])).hex()
+    else:
+        entry[field] = flip(entry[field], at)
+    with pytest.raises(AuditError, match=names):
+        verify_export(tampered, genesis)
+
+
+def test_other_lies_are_caught(exported):
+    genesis, document, *_ = exported
+    dropped_first = {**document, "entries": document["entries"][1:]}
+    with pytest.raises(AuditError, match="loan.apply"):
+        verify_export(dropped_first, genesis)
+    relabelled = copy.deepcopy(document)
+    relabelled["entries"][3]["signer"] = relabelled["entries"][0]["signer"]
+    with pytest.raises(AuditError, match="signer"):
+        verify_export(relabelled, genesis)
+    strangers = tuple(
+        replace(member, public_key=seeded_key(200 + i).public_key) for i, member in enumerate(genesis.members)
+    )
+    other_genesis = replace(genesis, members=strangers)
+    with pytest.raises(AuditError, match="certificate"):
+        verify_export(document, other_genesis)
+    with pytest.raises(AuditError, match="format"):
+        verify_export({"entries": []}, genesis)
+
+
+def test_audit_lookup_needs_a_reader_that_serves_blocks(exported):
+    genesis, _, loan_id, *_ = exported
+    chain = Chain.start(genesis)
+    assert queries.lookup(chain.state, "audit", loan_id) is None
+
+
+def test_cli_audit_verify_checks_a_file_against_a_genesis_file(exported, tmp_path):
+    genesis, document, loan_id, *_ = exported
+    genesis_file = tmp_path / "genesis.toml"
+    genesis_file.write_text(tomli_w.dumps(genesis.to_toml_doc()))
+    good = tmp_path / "export.json"
+    good.write_text(json.dumps(document))
+    result = CliRunner().invoke(domain.audit, ["verify", str(good), "--genesis", str(genesis_file)])
+    assert result.exit_code == 0, result.output
+    assert f"loan {loan_id}, 5 txs" in result.output
+    tampered = copy.deepcopy(document)
+    tampered["entries"][4]["header"] = flip(tampered["entries"][4]["header"], 20)
+    bad = tmp_path / "tampered.json"
+    bad.write_text(json.dumps(tampered))
+    result = CliRunner().invoke(domain.audit, ["verify", str(bad), "--genesis", str(genesis_file)])
+    assert result.exit_code == 1 and "does not verify: entry 4" in result.output

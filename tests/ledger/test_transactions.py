@@ -1,0 +1,178 @@
+"""Transaction envelope: encoding, ids, signatures and stateless checks."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lendchain import codec
+from lendchain.ledger.transactions import (
+    MAX_TX_SIZE,
+    TX_TAG,
+    Transaction,
+    TxRejected,
+    build_transaction,
+    check_stateless,
+    decode_transaction,
+    verify_signature,
+    verify_signatures,
+)
+from tests.ledger.chain import CHAIN_ID, seeded_key
+
+KEY = seeded_key(7)
+APPLY = {"amount": 500_00, "currency": "EUR", "term_months": 24, "purpose": "bike"}
+
+
+def tx(payload=None, kind="loan.apply", chain_id=CHAIN_ID, nonce=0, key=KEY) -> Transaction:
+    return build_transaction(key, chain_id, kind, nonce, payload or APPLY, 1)
+
+
+def code_of(fn, *args, **kwargs) -> TxRejected:
+    with pytest.raises(TxRejected) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def test_round_trip_keeps_id_and_signature():
+    original = tx()
+    decoded = decode_transaction(original.encode())
+    assert decoded == original
+    assert decoded.id == original.id == codec.sha256(original.encode())
+    assert verify_signature(decoded)
+    check_stateless(decoded, CHAIN_ID)
+
+
+def test_signing_bytes_sliced_from_wire_equal_codec_signing_bytes():
+    t = tx()
+    assert t.signing_bytes() == codec.signing_bytes(TX_TAG, CHAIN_ID, t.body())
+
+
+@given(
+    amount=st.integers(1, 10**15),
+    term=st.integers(1, 480),
+    purpose=st.text(min_size=1, max_size=140),
+    nonce=st.integers(0, 2**63 - 1),
+)
+def test_round_trip_property(amount, term, purpose, nonce):
+    t = tx({"amount": amount, "currency": "USD", "term_months": term, "purpose": purpose}, nonce=nonce)
+    decoded = decode_transaction(t.encode())
+    assert decoded == t and decoded.id == t.id
+    assert verify_signature(decoded)
+
+
+def test_signature_for_another_chain_does_not_verify():
+    other = tx(chain_id="another-chain")
+    # Same body, but claims this chain: the signature was made for the other one.
+    forged = Transaction(
+        CHAIN_ID, other.kind, other.sender, other.nonce, other.created_ms, other.payload, other.signature
+    )
+    assert not verify_signature(forged)
+    assert code_of(check_stateless, forged, CHAIN_ID).code == "bad_signature"
+
+
+def test_signature_over_tampered_payload_does_not_verify():
+    t = tx()
+    tampered = Transaction(
+        t.chain_id, t.kind, t.sender, t.nonce, t.created_ms, {**t.payload, "amount": 1}, t.signature
+    )
+    assert not verify_signature(tampered)
+    assert verify_signatures([t, tampered, t, tampered, t], workers=2) == [True, False, True, False, True]
+
+
+def test_signature_by_another_key_for_this_sender_is_refused():
+    t = tx()
+    mallory = seeded_key(8)
+    stolen = Transaction(
+        t.chain_id,
+        t.kind,
+        t.sender,
+        t.nonce,
+        t.created_ms,
+        t.payload,
+        mallory.sign(TX_TAG, CHAIN_ID, t.body()),
+    )
+    assert not verify_signature(stolen)
+
+
+def test_wrong_chain_is_refused_before_the_signature():
+    error = code_of(check_stateless, tx(chain_id="other"), CHAIN_ID)
+    assert error.code == "wrong_chain" and "chain_id" in error.message
+
+
+def test_unknown_kind():
+    error = code_of(check_stateless, tx(kind="loan.steal"), CHAIN_ID)
+    assert error.code == "unknown_kind" and "loan.steal" in error.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**APPLY, "amount": 0}, "amount"),
+        ({**APPLY, "amount": True}, "amount"),
+        ({**APPLY, "amount": "100"}, "amount"),
+        ({**APPLY, "currency": "euro"}, "currency"),
+        ({**APPLY, "term_months": 0}, "term_months"),
+        ({**APPLY, "purpose": ""}, "purpose"),
+        ({k: v for k, v in APPLY.items() if k != "purpose"}, "purpose"),
+        ({**APPLY, "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_payload_names_the_field(payload, field):
+    error = code_of(check_stateless, tx(payload), CHAIN_ID)
+    assert error.code == "bad_payload"
+    assert repr(field) in error.message
+
+
+def test_payload_must_be_a_map_for_the_kind():
+    t = tx({"loan_id": "ab" * 32})
+    error = code_of(check_stateless, t, CHAIN_ID)
+    assert error.code == "bad_payload" and "'loan_id'" in error.message
+
+
+def test_sender_must_be_a_did_key():
+    t = tx()
+    bad = Transaction(
+        t.chain_id, t.kind, "did:web:bank.example", t.nonce, t.created_ms, t.payload, t.signature
+    )
+    error = code_of(check_stateless, bad, CHAIN_ID)
+    assert error.code == "malformed" and "'sender'" in error.message
+
+
+def test_oversized_transaction_is_refused():
+    raw = b"\x00" * (MAX_TX_SIZE + 1)
+    assert code_of(decode_transaction, raw).code == "too_large"
+    big = tx({**APPLY, "purpose": "x" * (MAX_TX_SIZE)})
+    assert code_of(check_stateless, big, CHAIN_ID).code == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b"\xc1", "canonical"),
+        (codec.pack([1, 2, 3]), "[body, signature]"),
+        (codec.pack([{}, b"\x00" * 64]), "field"),
+        (codec.pack(["body", b"\x00" * 64]), "map"),
+        (codec.pack([{}, b"short"]), "'signature'"),
+    ],
+)
+def test_malformed_wire_bytes(raw, needle):
+    error = code_of(decode_transaction, raw)
+    assert error.code == "malformed" and needle in error.message
+
+
+def test_wrong_field_type_and_negative_nonce():
+    body = tx().body()
+    sig = bytes(64)
+    error = code_of(decode_transaction, codec.pack([{**body, "nonce": "1"}, sig]))
+    assert error.code == "malformed" and "'nonce'" in error.message
+    error = code_of(decode_transaction, codec.pack([{**body, "nonce": -1}, sig]))
+    assert error.code == "malformed" and "negative" in error.message
+
+
+def test_non_canonical_encoding_is_refused():
+    raw = tx().encode()
+    # Re-encode the nonce 0 as a uint8 (0xcc 0x00) instead of a positive fixint.
+    longer = raw.replace(codec.pack("nonce") + b"\x00", codec.pack("nonce") + b"\xcc\x00", 1)
+    assert longer != raw
+    assert code_of(decode_transaction, longer).code == "malformed"
