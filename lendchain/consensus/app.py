@@ -1,0 +1,27 @@
+"""The interface through which consensus orders opaque blocks.
+
+Consensus never looks inside a block: the application builds, hashes and
+validates blocks, and executes the ones consensus delivers (the driver feeds
+the resulting state root back as an ``Executed`` event).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class BlockApp(Protocol):
+    def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
+        """A block with transactions on top of ``prev_digest``, or None when there is nothing to propose yet."""
+
+    def empty_block(self, height: int, prev_digest: bytes, now_ms: int) -> bytes:
+        """A block with no transactions (a null request)."""
+
+    def digest(self, block: bytes) -> bytes:
+        """The block's 32-byte hash. May raise on bytes that are not a block."""
+
+    def validate(self, height: int, prev_digest: bytes, block: bytes, now_ms: int) -> str | None:
+        """None when ``block`` is a valid block at ``height`` on ``prev_digest``, else the reason."""
+
+    def has_pending_work(self) -> bool:
+        """True while transactions wait to be ordered (arms the view-change timer)."""

@@ -1,0 +1,104 @@
+"""What goes into ``Replica.step`` (events) and what comes out (actions).
+
+The driver performs the actions of one step in order. ``Persist`` must be on
+disk before any later action of the same step is performed: it protects the
+vote that the following ``Send``/``Broadcast`` carries.
+
+WAL records are key/value pairs; an empty value (``b""``) deletes the key.
+The driver hands every record still on disk back to ``Replica(..., wal=...)``
+on restart, in any order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- events (inputs) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The driver's clock, in milliseconds; the replica has no other clock."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class Receive:
+    """Raw bytes from ``sender``, a member name authenticated by the transport."""
+
+    sender: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Executed:
+    """The driver executed the block delivered at ``height``; ``state_root`` is the state after it."""
+
+    height: int
+    digest: bytes
+    state_root: bytes
+
+
+@dataclass(frozen=True)
+class SyncedBlock:
+    """A committed block fetched from a peer during catch-up; trusted only through its certificate."""
+
+    height: int
+    block: bytes
+    certificate: bytes
+
+
+# -- actions (outputs) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write these WAL records durably before performing the next action (b"" value = delete)."""
+
+    entries: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class Send:
+    to: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """Send to every other member."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Execute and store this committed block; emitted in height order, once per height."""
+
+    height: int
+    block: bytes
+    digest: bytes
+    certificate: bytes
+
+
+@dataclass(frozen=True)
+class FetchBlocks:
+    """This replica is behind: fetch committed blocks ``from_height..to_height`` from ``peers``."""
+
+    from_height: int
+    to_height: int
+    peers: list[str]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Evidence or suspicion of misbehaviour by ``member`` (``kind`` is a short slug)."""
+
+    member: str
+    kind: str
+    detail: str
+
+
+Event = Tick | Receive | Executed | SyncedBlock
+Action = Persist | Send | Broadcast | Deliver | FetchBlocks | Fault

@@ -1,0 +1,127 @@
+"""A hand-driven cluster for paper tests: messages go only where the test sends them."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from lendchain import codec
+from lendchain.consensus import messages as m
+from lendchain.consensus.events import (
+    Broadcast,
+    Deliver,
+    Executed,
+    Fault,
+    FetchBlocks,
+    Persist,
+    Receive,
+    Send,
+    Tick,
+)
+from lendchain.consensus.replica import Replica
+from lendchain.crypto import SigningKey
+from lendchain.genesis import ConsensusParams
+from lendchain.sim.app import SimApp, Workload
+
+CHAIN = "test-chain"
+GENESIS = codec.sha256(b"test genesis")
+PARAMS = ConsensusParams(checkpoint_interval=2, watermark_window=4, view_change_timeout_ms=100)
+
+
+class Cluster:
+    def __init__(self, n: int = 4, params: ConsensusParams = PARAMS) -> None:
+        self.names = [f"r{i}" for i in range(n)]
+        self.keys = {name: SigningKey(codec.sha256(name.encode())) for name in self.names}
+        self.members = [(name, self.keys[name].public_key) for name in self.names]
+        self.params = params
+        self.workload = Workload()
+        self.apps: dict[str, SimApp] = {}
+        self.replicas: dict[str, Replica] = {}
+        self.wals: dict[str, dict[bytes, bytes]] = {name: {} for name in self.names}
+        self.chains: dict[str, list[Deliver]] = {name: [] for name in self.names}
+        self.faults: dict[str, list[Fault]] = {name: [] for name in self.names}
+        self.fetches: dict[str, list[FetchBlocks]] = {name: [] for name in self.names}
+        self.outbox: deque[tuple[str, str, bytes]] = deque()  # (sender, to, payload)
+        self.down: set[str] = set()
+        self.now = 0
+        for name in self.names:
+            self.restart(name)
+
+    def restart(self, name: str) -> Replica:
+        app = SimApp(name, self.workload, GENESIS)
+        for delivered in self.chains[name]:
+            app.execute(delivered.block, delivered.digest)
+        head = self.chains[name][-1].digest if self.chains[name] else GENESIS
+        self.apps[name] = app
+        self.replicas[name] = Replica(
+            CHAIN,
+            self.members,
+            name,
+            self.keys[name],
+            app,
+            self.params,
+            len(self.chains[name]),
+            head,
+            list(self.wals[name].items()),
+        )
+        return self.replicas[name]
+
+    def submit(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.workload.submit(b"tx" + len(self.workload.txs).to_bytes(6, "big"))
+
+    def step(self, name: str, event: Any) -> list[Any]:
+        work, out = deque([event]), []
+        while work:
+            actions = self.replicas[name].step(work.popleft())
+            out.extend(actions)
+            for action in actions:
+                if isinstance(action, Persist):
+                    for key, value in action.entries:
+                        if value:
+                            self.wals[name][key] = value
+                        else:
+                            self.wals[name].pop(key, None)
+                elif isinstance(action, Broadcast):
+                    self.outbox.extend((name, to, action.payload) for to in self.names if to != name)
+                elif isinstance(action, Send):
+                    self.outbox.append((name, action.to, action.payload))
+                elif isinstance(action, Deliver):
+                    self.chains[name].append(action)
+                    root = self.apps[name].execute(action.block, action.digest)
+                    work.append(Executed(action.height, action.digest, root))
+                elif isinstance(action, Fault):
+                    self.faults[name].append(action)
+                elif isinstance(action, FetchBlocks):
+                    self.fetches[name].append(action)
+        return out
+
+    def tick(self, ms: int = 10, only: list[str] | None = None) -> None:
+        self.now += ms
+        for name in only or self.names:
+            if name not in self.down:
+                self.step(name, Tick(self.now))
+
+    def deliver_all(self, drop: Any = None, limit: int = 100_000) -> None:
+        """Deliver queued messages until none are left; ``drop(sender, to, message)`` filters."""
+        for _ in range(limit):
+            if not self.outbox:
+                return
+            sender, to, payload = self.outbox.popleft()
+            if to in self.down or sender in self.down:
+                continue
+            if drop is not None and drop(sender, to, m.decode(payload, 1 << 30)):
+                continue
+            self.step(to, Receive(sender, payload))
+        raise AssertionError("messages kept flowing after the limit")
+
+    def run(self, ms: int, drop: Any = None, only: list[str] | None = None) -> None:
+        for _ in range(ms // 10):
+            self.tick(10, only)
+            self.deliver_all(drop)
+
+    def heights(self) -> dict[str, int]:
+        return {name: len(chain) for name, chain in self.chains.items()}
+
+    def sign(self, signer: str, cls: type[m.Message], **fields: Any) -> bytes:
+        return m.sign(self.keys[signer], CHAIN, cls, signer, **fields).encode()
