@@ -85,13 +85,14 @@ class _Table:
         self.used.add(key)
         if key not in self.data:
             if default is ...:
+                typo = difflib.get_close_matches(key, [k for k in self.data if isinstance(k, str)], n=1)
+                if typo:
+                    raise self.error(key, f"is missing, and '{self.where(typo[0])}' looks like a typo of it")
                 raise self.error(key, f"is missing; add it ({what or _kind_name(kind)})")
             return default
         value = self.data[key]
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise self.error(
-                key, f"must be {what or _kind_name(kind)}, not {type(value).__name__} {value!r}"
-            )
+            raise self.error(key, f"must be {what or _kind_name(kind)}, not {type(value).__name__} {value!r}")
         return value
 
     def positive_int(self, key: str, default: Any = ...) -> int:
@@ -133,6 +134,10 @@ def _load_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {e.start} cannot be decoded); save it as UTF-8"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{what} {path} cannot be read: {e.strerror}") from None
 
@@ -167,9 +172,7 @@ def _read_member(t: _Table, voting: bool) -> Member:
     except ValueError:
         raise t.error("public_key", "is not hex") from None
     if len(public_key) != PUBLIC_KEY_SIZE:
-        raise t.error(
-            "public_key", f"must be {PUBLIC_KEY_SIZE} bytes ({2 * PUBLIC_KEY_SIZE} hex digits)"
-        )
+        raise t.error("public_key", f"must be {PUBLIC_KEY_SIZE} bytes ({2 * PUBLIC_KEY_SIZE} hex digits)")
     address = _check_multiaddr(t, "address", t.get("address", str))
     roles = t.get("roles", list, [], what="a list of role names")
     for role in roles:
@@ -253,9 +256,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     api_listen = api.get("listen", str, "127.0.0.1:8100", what="'host:port'")
     host, _, port = api_listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise api.error(
-            "listen", f"must be 'host:port' such as '127.0.0.1:8101', not {api_listen!r}"
-        )
+        raise api.error("listen", f"must be 'host:port' such as '127.0.0.1:8101', not {api_listen!r}")
     token_file = api.get("token_file", str, "")
     api.finish()
     if host not in ("127.0.0.1", "localhost", "::1") and not token_file:

@@ -89,9 +89,7 @@ class Mempool:
         if tx.tx_id in self._by_id:
             return False
         if len(self._by_id) >= self.config.max_txs or self._bytes + len(tx.raw) > self.config.max_bytes:
-            raise MempoolFull(
-                f"mempool is full ({len(self._by_id)} txs, {self._bytes} bytes); retry shortly"
-            )
+            raise MempoolFull(f"mempool is full ({len(self._by_id)} txs, {self._bytes} bytes); retry shortly")
         sender = self._senders.setdefault(tx.sender, _Sender())
         existing = sender.by_nonce.get(tx.nonce)
         if existing is not None:

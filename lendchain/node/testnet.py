@@ -48,9 +48,7 @@ def generate_testnet(
     if nodes < 1:
         raise ConfigError("a test network needs at least one node")
     if (out / "genesis.toml").exists():
-        raise ConfigError(
-            f"{out} already holds a network (genesis.toml); choose an empty directory"
-        )
+        raise ConfigError(f"{out} already holds a network (genesis.toml); choose an empty directory")
     out.mkdir(parents=True, exist_ok=True)
     names = [f"bank{i + 1}" for i in range(nodes)] + [f"regulator{i + 1}" for i in range(observers)]
     members: list[Member] = []

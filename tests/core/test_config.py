@@ -89,3 +89,12 @@ def test_genesis_hash_changes_with_any_member_detail(net):
     before = load_genesis(path).hash()
     _edit(path, lambda d: d["members"][3].update(address="/ip4/127.0.0.1/tcp/47999"))
     assert load_genesis(path).hash() != before
+
+
+def test_a_config_that_is_not_utf8_is_a_clean_error(tmp_path):
+    from lendchain.node.config import ConfigError, load_node_config
+
+    path = tmp_path / "node.toml"
+    path.write_bytes(b'name = "bank1"\nkey_file = "k\xe8y"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_node_config(path)

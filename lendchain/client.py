@@ -1,0 +1,135 @@
+"""A small HTTP client for a node's API, used by the CLI, devnet and tests.
+
+Transactions are built and signed locally (the key never leaves this
+process) and sent as hex. Every failure becomes a ``NodeError`` with one
+sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from lendchain.crypto import SigningKey
+from lendchain.ledger.transactions import Transaction, build_transaction
+
+
+class NodeError(Exception):
+    """The node could not be reached or refused the request."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NodeClient:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._chain_id: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise NodeError(f"node at {self.url} did not answer {method} {path} in time") from None
+        except httpx.HTTPError as e:
+            raise NodeError(f"cannot reach node at {self.url} ({type(e).__name__}); is it running?") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400 and not (
+            response.status_code == 400 and isinstance(body, dict) and "status" in body
+        ):
+            if isinstance(body, dict) and "message" in body:
+                raise NodeError(body["message"], response.status_code, body.get("error"))
+            raise NodeError(
+                f"node at {self.url} answered HTTP {response.status_code} to {method} {path}",
+                response.status_code,
+            )
+        return body
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    # -- chain ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/status")
+
+    @property
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = self.status()["chain_id"]
+        return self._chain_id
+
+    def next_nonce(self, did: str) -> int:
+        return int(self.get(f"/nonces/{did}")["next_nonce"])
+
+    def build(
+        self, key: SigningKey, kind: str, payload: dict[str, Any], nonce: int | None = None
+    ) -> Transaction:
+        if nonce is None:
+            nonce = self.next_nonce(key.did)
+        return build_transaction(
+            key, self.chain_id, kind, payload=payload, nonce=nonce, created_ms=int(time.time() * 1000)
+        )
+
+    def submit(self, tx: Transaction) -> dict[str, Any]:
+        result = self.request("POST", "/txs", json={"tx": tx.encode().hex()})
+        if result.get("status") == "rejected":
+            raise NodeError(
+                f"transaction rejected ({result['code']}): {result['message']}", 400, result["code"]
+            )
+        return result
+
+    def submit_many(self, txs: list[Transaction]) -> list[dict[str, Any]]:
+        return self.request("POST", "/txs", json={"txs": [tx.encode().hex() for tx in txs]})["results"]
+
+    def tx(self, tx_id: str) -> dict[str, Any]:
+        return self.get(f"/txs/{tx_id}")
+
+    def wait_tx(self, tx_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Wait until the node reports the tx committed, expired or rejected."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            status = self.get(f"/txs/{tx_id}", wait_ms=int(max(0, min(remaining, 10)) * 1000))
+            if status["status"] != "pending":
+                return status
+            if remaining <= 0:
+                raise NodeError(f"tx {tx_id} still pending after {timeout_s:.0f} s")
+
+    def send(
+        self, key: SigningKey, kind: str, payload: dict[str, Any], wait: bool = True, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """Build, sign, submit and (by default) wait for one transaction."""
+        tx = self.build(key, kind, payload)
+        self.submit(tx)
+        if not wait:
+            return {"id": tx.id.hex(), "status": "accepted"}
+        status = self.wait_tx(tx.id.hex(), timeout_s)
+        result = status.get("result") or {}
+        if status["status"] != "committed":
+            raise NodeError(f"tx {tx.id.hex()} was {status['status']}: {status.get('message', '')}")
+        if result.get("code") != "ok":
+            raise NodeError(
+                f"tx {tx.id.hex()} committed in block {status['height']} but failed "
+                f"({result.get('code')}): {result.get('message')}",
+                code=result.get("code"),
+            )
+        return status

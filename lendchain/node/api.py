@@ -1,0 +1,252 @@
+"""The node's local HTTP API: a Starlette app served by Hypercorn inside the node's trio loop.
+
+JSON in and out; transactions travel as hex of their canonical encoding.
+Every error is ``{"error": code, "message": sentence}`` with a 4xx/5xx status
+and never echoes a secret. The app only translates HTTP to calls on a
+``NodeFacade`` (the daemon), so it can be tested without a network.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lendchain.node.mempool import MempoolFull
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BATCH_TXS = 10_000
+_OPEN_PATHS = ("/health", "/ready")
+# The console's HTML/JS/CSS hold no chain data, and a browser cannot put a
+# bearer header on a page load: the page is open, every API call it makes is not.
+CONSOLE_DIR = Path(__file__).parent / "console"
+_CONSOLE_PREFIX = "/console"
+_TAKEN = ("accepted", "known")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class NodeFacade(Protocol):
+    """What the API needs from the node daemon."""
+
+    metrics_registry: CollectorRegistry
+
+    def submit(self, raw_txs: list[bytes]) -> list[dict[str, Any]]: ...
+    def tx_status(self, tx_id: bytes) -> dict[str, Any]: ...
+    def block(self, ref: str) -> dict[str, Any] | None: ...
+    def blocks(self, start: int, limit: int) -> list[dict[str, Any]]: ...
+    def commits_since(self, height: int, limit: int) -> dict[str, Any]: ...
+    async def wait_for_height(self, height: int, timeout_s: float) -> None: ...
+    async def wait_tx(self, tx_id: bytes, timeout_s: float) -> dict[str, Any]: ...
+    def query(self, kind: str, ref: str) -> dict[str, Any] | None: ...
+    def status(self) -> dict[str, Any]: ...
+    def is_ready(self) -> bool: ...
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+class _Guard:
+    """Bearer-token check and body-size limit, before any route runs."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        path = scope["path"]
+        if self.token is not None and path not in _OPEN_PATHS and not _is_console(path):
+            supplied = headers.get(b"authorization", b"")
+            expected = b"Bearer " + self.token
+            if not hmac.compare_digest(supplied, expected):
+                await _error(401, "unauthorized", "missing or wrong bearer token")(scope, receive, send)
+                return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _error(413, "too_large", f"request body is over {MAX_BODY_BYTES} bytes")(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_console(path: str) -> bool:
+    return path == _CONSOLE_PREFIX or path.startswith(_CONSOLE_PREFIX + "/")
+
+
+def _route(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except ApiError as e:
+            return _error(e.status, e.code, e.message, e.headers)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result)
+
+    return endpoint
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
+        raise ApiError(400, "bad_request", f"query parameter '{name}' must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def _hex_param(value: str, name: str, size: int | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"'{name}' must be hex") from None
+    if size is not None and len(raw) != size:
+        raise ApiError(400, "bad_request", f"'{name}' must be {size} bytes ({2 * size} hex digits)")
+    return raw
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "request body is not valid JSON") from None
+
+
+def build_app(node: NodeFacade, token: str | None = None) -> Starlette:
+    async def submit(request: Request) -> Any:
+        doc = await _json_body(request)
+        if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
+            raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
+        items = [doc["tx"]] if "tx" in doc else doc["txs"]
+        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+            raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
+        if len(items) > MAX_BATCH_TXS:
+            raise ApiError(413, "too_large", f"a batch holds at most {MAX_BATCH_TXS} txs, got {len(items)}")
+        raw = [_hex_param(t, f"txs[{i}]") for i, t in enumerate(items)]
+        try:
+            results = node.submit(raw)
+        except MempoolFull as e:
+            raise ApiError(503, "mempool_full", str(e), {"Retry-After": str(e.retry_after_s)}) from None
+        if "tx" in doc:
+            result = results[0]
+            return JSONResponse(result, status_code=202 if result["status"] in _TAKEN else 400)
+        taken = any(r["status"] in _TAKEN for r in results)
+        return JSONResponse({"results": results}, status_code=202 if taken else 400)
+
+    async def tx_status(request: Request) -> Any:
+        tx_id = _hex_param(request.path_params["tx_id"], "tx id", 32)
+        wait_ms = _int_param(request, "wait_ms", 0, 0, 60_000)
+        if wait_ms:
+            status = await node.wait_tx(tx_id, wait_ms / 1000)
+        else:
+            status = node.tx_status(tx_id)
+        if status["status"] == "unknown":
+            raise ApiError(404, "not_found", f"no transaction {tx_id.hex()} is known to this node")
+        return status
+
+    async def block(request: Request) -> Any:
+        found = node.block(request.path_params["ref"])
+        if found is None:
+            raise ApiError(404, "not_found", f"no block {request.path_params['ref']}")
+        return found
+
+    async def blocks(request: Request) -> Any:
+        start = _int_param(request, "from", 1, 0, 2**62)
+        limit = _int_param(request, "limit", 20, 1, 500)
+        return {"blocks": node.blocks(start, limit)}
+
+    async def commits(request: Request) -> Any:
+        since = _int_param(request, "since", 0, 0, 2**62)
+        wait_ms = _int_param(request, "wait_ms", 0, 0, 60_000)
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        if wait_ms:
+            await node.wait_for_height(since + 1, wait_ms / 1000)
+        return node.commits_since(since, limit)
+
+    def query_route(kind: str) -> Callable[[Request], Awaitable[Any]]:
+        async def handler(request: Request) -> Any:
+            ref = request.path_params["ref"]
+            found = node.query(kind, ref)
+            if found is None:
+                raise ApiError(404, "not_found", f"no {kind} {ref}")
+            return found
+
+        return handler
+
+    async def status(request: Request) -> Any:
+        return node.status()
+
+    async def health(request: Request) -> Any:
+        return {"status": "ok"}
+
+    async def ready(request: Request) -> Any:
+        if not node.is_ready():
+            raise ApiError(503, "not_ready", "node is starting or catching up")
+        return {"status": "ready"}
+
+    async def metrics(request: Request) -> Any:
+        return Response(generate_latest(node.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/txs", _route(submit), methods=["POST"]),
+        Route("/txs/{tx_id}", _route(tx_status)),
+        Route("/blocks", _route(blocks)),
+        Route("/blocks/{ref}", _route(block)),
+        Route("/commits", _route(commits)),
+        Route("/loans/{ref}", _route(query_route("loan"))),
+        Route("/parties/{ref}", _route(query_route("party"))),
+        Route("/nonces/{ref}", _route(query_route("nonce"))),
+        Route("/scores/{ref}", _route(query_route("score"))),
+        Route("/reminders/{ref}", _route(query_route("reminders"))),
+        Route("/audit/{ref}", _route(query_route("audit"))),
+        Route("/offers/{ref}", _route(query_route("offer"))),
+        Route("/policies/{ref}", _route(query_route("policy"))),
+        Route("/proposals/{ref}", _route(query_route("proposal"))),
+        Route("/status", _route(status)),
+        Route("/health", _route(health)),
+        Route("/ready", _route(ready)),
+        Route("/metrics", _route(metrics)),
+        Mount(_CONSOLE_PREFIX, StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, "not_found", f"no route {request.method} {request.url.path}")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        return _error(500, "internal", "the node failed to answer this request; see its log")
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Guard, token=token)],
+        exception_handlers={404: not_found, 405: bad_method, 500: crashed},
+    )

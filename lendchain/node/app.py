@@ -1,0 +1,222 @@
+"""The node's side of the consensus ``BlockApp`` contract: mempool + ledger + store.
+
+The replica orders opaque blocks; this module gives them meaning. A block is
+executed once per node: when it is proposed here or validated as a
+proposal, its execution is kept by digest, and committing it writes that
+same execution. Only a block learnt through catch-up (never validated here)
+is executed at commit time — after its commit certificate was checked.
+
+Signatures are checked once per node: every tx id that passed a signature
+check (API, gossip or a validated proposal) goes into ``verified``, and block
+validation skips those.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from lendchain.genesis import Genesis
+from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
+from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
+from lendchain.ledger.transactions import decode_transaction
+from lendchain.node.mempool import Mempool
+from lendchain.node.store import ChainStore
+
+# Bounds on the caches that make "once per node" true.
+VERIFIED_MEMORY = 500_000
+DIGEST_MEMORY = 256
+
+
+class ExecutionDiverged(RuntimeError):
+    """A committed block cannot be executed here: this node's state is wrong."""
+
+
+class BoundedSet:
+    """Insertion-ordered set that forgets its oldest members past a size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A block this node built or validated, waiting to commit."""
+
+    height: int
+    block: Block
+    execution: BlockExecution
+
+
+class NodeApp:
+    def __init__(
+        self, genesis: Genesis, me: str, store: ChainStore, mempool: Mempool, log: logging.Logger
+    ) -> None:
+        self.genesis = genesis
+        self.me = me
+        self.store = store
+        self.mempool = mempool
+        self.log = log
+        self.verified = BoundedSet(VERIFIED_MEMORY)
+        self._pending: dict[bytes, _Pending] = {}
+        self._digests: OrderedDict[bytes, bytes] = OrderedDict()
+        self.last_commit_ms = 0
+
+    # -- BlockApp -----------------------------------------------------------
+
+    def has_pending_work(self) -> bool:
+        return len(self.mempool) > 0
+
+    def digest(self, block: bytes) -> bytes:
+        found = self._digests.get(block)
+        if found is None:
+            found = Block.decode(block).hash()
+            self._digests[block] = found
+            if len(self._digests) > DIGEST_MEMORY:
+                self._digests.popitem(last=False)
+        return found
+
+    def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
+        params = self.genesis.consensus
+        if not self.mempool:
+            return None
+        # Batch: wait for a full block or for the block interval to pass.
+        if (
+            len(self.mempool) < params.max_block_txs
+            and now_ms - self.last_commit_ms < params.block_interval_ms
+        ):
+            return None
+        return self._build(height, prev_digest, now_ms, with_txs=True)
+
+    def empty_block(self, height: int, prev_digest: bytes, now_ms: int) -> bytes:
+        raw = self._build(height, prev_digest, now_ms, with_txs=False)
+        assert raw is not None
+        return raw
+
+    def validate(self, height: int, prev_digest: bytes, block: bytes, now_ms: int) -> str | None:
+        parent = self._parent(prev_digest)
+        if parent is None:
+            return f"parent {prev_digest.hex()[:16]} of height {height} is unknown here"
+        reader, parent_ts = parent
+        try:
+            decoded, execution = check_block(
+                block,
+                expected_height=height,
+                parent_hash=prev_digest,
+                parent_timestamp_ms=parent_ts,
+                reader=reader,
+                now_ms=now_ms,
+                max_skew_ms=self.genesis.consensus.max_clock_skew_ms,
+                chain_id=self.genesis.chain_id,
+                verified_tx_ids=self.verified,
+            )
+        except InvalidBlock as e:
+            return str(e)
+        for raw in decoded.txs:
+            self.verified.add(decode_transaction(raw).id)
+        self._pending[decoded.hash()] = _Pending(height, decoded, execution)
+        return None
+
+    # -- commit ------------------------------------------------------------
+
+    def commit(self, height: int, block: bytes, digest: bytes, certificate: bytes, now_ms: int) -> bytes:
+        """Execute (if needed) and store a committed block; returns its state root."""
+        pending = self._pending.pop(digest, None)
+        head = self.store.head()
+        if pending is None or head.hash != pending.block.header.prev_hash:
+            try:
+                decoded, execution = check_block(
+                    block,
+                    expected_height=height,
+                    parent_hash=head.hash,
+                    parent_timestamp_ms=head.timestamp_ms,
+                    reader=self.store,
+                    now_ms=None,
+                    max_skew_ms=self.genesis.consensus.max_clock_skew_ms,
+                    chain_id=self.genesis.chain_id,
+                    verified_tx_ids=self.verified,
+                )
+            except InvalidBlock as e:
+                raise ExecutionDiverged(
+                    f"committed block {height} ({digest.hex()[:16]}) does not execute on this node's "
+                    f"state: {e}; stop this node and resync its data directory from a peer"
+                ) from None
+        else:
+            decoded, execution = pending.block, pending.execution
+        self.store.commit_block(block, certificate, execution)
+        tx_ids = []
+        senders = set()
+        for raw in decoded.txs:
+            tx = decode_transaction(raw)
+            tx_ids.append(tx.id)
+            senders.add(tx.sender)
+        self.mempool.remove(tx_ids)
+        for sender in senders:
+            stale = self.mempool.prune_stale(sender, next_nonce(self.store, sender))
+            tx_ids.extend(tx.tx_id for tx in stale)
+        self.store.pending_delete(tx_ids)
+        self._pending = {d: p for d, p in self._pending.items() if p.height > height}
+        self.last_commit_ms = now_ms
+        return execution.state_root
+
+    # -- helpers -------------------------------------------------------------
+
+    def _parent(self, prev_digest: bytes) -> tuple[StateReader, int] | None:
+        """The state and timestamp a block on top of ``prev_digest`` executes against."""
+        head = self.store.head()
+        if prev_digest == head.hash:
+            return self.store, head.timestamp_ms
+        pending = self._pending.get(prev_digest)
+        if pending is None:
+            return None
+        parent = self._parent(pending.block.header.prev_hash)
+        if parent is None:
+            return None
+        return OverlayReader(parent[0], pending.execution.changes), pending.block.header.timestamp_ms
+
+    def _build(self, height: int, prev_digest: bytes, now_ms: int, with_txs: bool) -> bytes | None:
+        parent = self._parent(prev_digest)
+        if parent is None:
+            return None
+        reader, parent_ts = parent
+        params = self.genesis.consensus
+        candidates = []
+        if with_txs:
+            for pending in self.mempool.candidates(
+                lambda did: next_nonce(reader, did), params.max_block_txs, params.max_block_bytes
+            ):
+                candidates.append(decode_transaction(pending.raw))
+        block, execution = make_block(
+            parent_hash=prev_digest,
+            parent_timestamp_ms=parent_ts,
+            height=height,
+            proposer=self.me,
+            candidate_txs=candidates,
+            reader=reader,
+            now_ms=now_ms,
+            chain_id=self.genesis.chain_id,
+        )
+        if reader is self.store:
+            # Against committed state a dropped tx can never commit: tell its sender why.
+            # (On top of an uncommitted block a "used nonce" may be that block's own tx.)
+            for dropped in execution.dropped:
+                self.mempool.reject(dropped.tx_id, dropped.code, dropped.message)
+            if execution.dropped:
+                self.store.pending_delete([d.tx_id for d in execution.dropped])
+        if with_txs and not block.txs:
+            return None
+        raw = block.encode()
+        digest = block.hash()
+        self._digests[raw] = digest
+        self._pending[digest] = _Pending(height, block, execution)
+        return raw

@@ -1,0 +1,548 @@
+// The lendchain console: a read-only view of one node, drawn from that node's API only.
+//
+// One poll a second asks /status and any new blocks; the network and chain views
+// render from what the poll keeps, so the charts fill in whichever view is open.
+// Data is put in the page as text nodes only (never as HTML), since tx payloads
+// and purposes are written by anyone who can submit a transaction.
+"use strict";
+
+const TOKEN_KEY = "lendchain.console.token";
+const KEEP_BLOCKS = 500; // the most /blocks hands out in one answer
+const CHART_SECONDS = 120;
+
+const poll = {
+  status: null,
+  blocks: [], // newest last, at most KEEP_BLOCKS
+  polls: 0,
+  viewChanges: [], // {at, from, to, how}
+  reachable: true,
+};
+
+// ---- API access --------------------------------------------------------------
+
+function takeToken() {
+  const url = new URL(window.location.href);
+  const supplied = url.searchParams.get("token");
+  if (supplied) {
+    sessionStorage.setItem(TOKEN_KEY, supplied);
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const token = takeToken();
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path) {
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  let response;
+  try {
+    response = await fetch(path, { headers, cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, "this node does not answer (" + e.message + ")");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    throw new ApiError(401, "this node needs its API token: open /console/?token=YOUR_TOKEN");
+  }
+  if (!response.ok) throw new ApiError(response.status, body.message || response.statusText);
+  return body;
+}
+
+// ---- DOM helpers ---------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "onclick") el.addEventListener("click", value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const short = (hex, n = 12) => (hex && hex.length > n + 2 ? hex.slice(0, n) + "…" : hex || "");
+const link = (hash, text, cls) => h("a", { href: hash, class: cls }, text);
+const blockLink = (height) => link("#/block/" + height, "#" + height);
+const txLink = (id) => link("#/tx/" + id, short(id), "mono");
+const loanLink = (id) => link("#/loan/" + id, short(id), "mono");
+const partyLink = (did) => (did ? link("#/party/" + encodeURIComponent(did), short(did, 24), "mono") : "—");
+const pill = (text, kind) => h("span", { class: "pill " + kind }, text);
+const card = (label, value, id) => h("div", { class: "card" }, h("div", { class: "label" }, label),
+  h("div", { class: "value", id }, value));
+
+function time(ms) {
+  if (!ms) return "—";
+  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+}
+
+function money(amount, currency) {
+  if (amount === null || amount === undefined) return "—";
+  const sign = amount < 0 ? "-" : "";
+  const abs = Math.abs(amount);
+  const units = Math.trunc(abs / 100).toLocaleString("en");
+  return `${sign}${units}.${String(abs % 100).padStart(2, "0")}${currency ? " " + currency : ""}`;
+}
+
+function kv(pairs) {
+  return h("dl", { class: "kv" }, pairs.filter(Boolean).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function table(columns, rows, onRow) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.map((row) => {
+      const tr = h("tr", { class: onRow ? "clickable" : null, dataset: row.dataset || {} },
+        row.cells.map((cell) => h("td", {}, cell)));
+      if (onRow) tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") onRow(row); });
+      return tr;
+    })));
+}
+
+function banner(message) {
+  const el = document.getElementById("banner");
+  el.hidden = !message;
+  el.textContent = message || "";
+}
+
+// ---- the poll ----------------------------------------------------------------
+
+async function refresh() {
+  const status = await api("/status");
+  const previous = poll.status;
+  poll.status = status;
+  document.getElementById("node-name").textContent = `${status.name} · ${status.chain_id}`;
+  if (previous && status.view !== previous.view) {
+    poll.viewChanges.push({ at: Date.now(), from: previous.view, to: status.view, how: "seen by this console" });
+  }
+  const last = poll.blocks.length ? poll.blocks[poll.blocks.length - 1].header.height : 0;
+  if (status.height > last) {
+    const from = Math.max(last + 1, status.height - KEEP_BLOCKS + 1, 1);
+    const got = await api(`/blocks?from=${from}&limit=${status.height - from + 1}`);
+    poll.blocks = poll.blocks.filter((b) => b.header.height < from).concat(got.blocks).slice(-KEEP_BLOCKS);
+  }
+  poll.polls += 1;
+}
+
+async function tick() {
+  try {
+    await refresh();
+    poll.reachable = true;
+    banner(null);
+  } catch (e) {
+    poll.reachable = false;
+    banner(e.message);
+  }
+  if (live[currentView]) live[currentView]();
+  setTimeout(tick, 1000);
+}
+
+// Blocks and txs committed in each of the last CHART_SECONDS seconds, by block timestamp,
+// so the chart has history as soon as the page opens. Seconds older than the oldest
+// kept block are left out when the keep is full (they would read as idle).
+function rates() {
+  if (!poll.blocks.length) return [];
+  const newest = poll.blocks[poll.blocks.length - 1].header.timestamp_ms;
+  const end = Math.max(Date.now(), newest);
+  const full = poll.blocks.length >= KEEP_BLOCKS;
+  const oldest = poll.blocks[0].header.timestamp_ms;
+  const out = [];
+  for (let i = CHART_SECONDS - 1; i >= 0; i--) {
+    const lo = end - (i + 1) * 1000;
+    if (full && lo < oldest) continue;
+    const inSecond = poll.blocks.filter((b) => b.header.timestamp_ms > lo && b.header.timestamp_ms <= lo + 1000);
+    out.push({ blocksPerS: inSecond.length, txPerS: inSecond.reduce((sum, b) => sum + b.header.tx_count, 0) });
+  }
+  return out;
+}
+
+function blockTimes() {
+  const out = [];
+  for (let i = 1; i < poll.blocks.length; i++) {
+    const a = poll.blocks[i - 1].header;
+    const b = poll.blocks[i].header;
+    if (b.height === a.height + 1) out.push({ height: b.height, ms: b.timestamp_ms - a.timestamp_ms });
+  }
+  return out;
+}
+
+// On-chain view changes: consecutive certificates committed in different views.
+function certificateViewChanges() {
+  const out = [];
+  for (let i = 1; i < poll.blocks.length; i++) {
+    const a = poll.blocks[i - 1];
+    const b = poll.blocks[i];
+    if (a.certificate && b.certificate && b.certificate.view !== a.certificate.view) {
+      out.push({ at: b.header.timestamp_ms, from: a.certificate.view, to: b.certificate.view,
+        how: `certificate of block #${b.header.height}` });
+    }
+  }
+  return out;
+}
+
+// ---- charts --------------------------------------------------------------------
+
+function drawChart(canvas, series, maxHint, unit) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  const pad = { left: 44, right: 8, top: 8, bottom: 18 };
+  const w = width - pad.left - pad.right;
+  const hgt = height - pad.top - pad.bottom;
+  const values = series.flatMap((s) => s.points);
+  const max = Math.max(maxHint, ...values) * 1.15 || 1;
+  ctx.strokeStyle = "#dde2e8";
+  ctx.fillStyle = "#6b7684";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const y = pad.top + hgt - (hgt * i) / 4;
+    ctx.beginPath();
+    ctx.moveTo(pad.left, y);
+    ctx.lineTo(pad.left + w, y);
+    ctx.stroke();
+    const label = (max * i) / 4;
+    ctx.fillText(label >= 10 ? label.toFixed(0) : label.toFixed(1), 4, y + 4);
+  }
+  ctx.fillText(unit, pad.left, height - 4);
+  for (const s of series) {
+    const n = Math.max(s.points.length - 1, 1);
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    s.points.forEach((v, i) => {
+      const x = pad.left + (w * i) / n;
+      const y = pad.top + hgt - (hgt * v) / max;
+      if (i === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+  }
+}
+
+function legend(items) {
+  return h("div", { class: "legend" }, items.map(([color, text]) => h("span", {},
+    h("i", { style: "background:" + color }), text)));
+}
+
+// ---- network view ----------------------------------------------------------------
+
+function memberRows(status) {
+  const lastSigned = {};
+  const lastProposed = {};
+  for (const b of poll.blocks) {
+    lastProposed[b.header.proposer] = b.header.height;
+    for (const signer of (b.certificate && b.certificate.signers) || []) lastSigned[signer] = b.header.height;
+  }
+  return status.members.map((name) => {
+    const self = name === status.name;
+    const connected = self || status.peers.includes(name);
+    const link = self ? pill("this node", "info") : connected ? pill("connected", "ok") : pill("not connected", "bad");
+    return {
+      dataset: { member: name, connected: String(connected) },
+      cells: [
+        h("strong", {}, name),
+        link,
+        name === status.primary ? pill("primary", "info") : "",
+        self ? String(status.height) : lastSigned[name] ? "signed #" + lastSigned[name] : "—",
+        lastProposed[name] ? "#" + lastProposed[name] : "—",
+      ],
+    };
+  });
+}
+
+function renderNetwork() {
+  const root = document.getElementById("view");
+  const status = poll.status;
+  if (!status) {
+    root.replaceChildren(h("p", { class: "muted" }, "waiting for this node's status…"));
+    return;
+  }
+  const sync = status.sync || {};
+  const viewState = status.in_view_change ? pill("view change", "warn") : pill("normal", "ok");
+  const changes = certificateViewChanges().concat(poll.viewChanges).sort((a, b) => b.at - a.at).slice(0, 8);
+  const existing = document.getElementById("chart-rate");
+  const charts = existing ? null : [
+    h("div", { class: "row" },
+      h("div", { class: "panel" }, h("h3", {}, "Throughput (last 2 minutes, by block timestamp)"),
+        h("canvas", { id: "chart-rate" }), legend([["#2457c5", "blocks/s"], ["#1f8a4c", "tx/s"]])),
+      h("div", { class: "panel" }, h("h3", {}, "Block time (last 60 blocks)"),
+        h("canvas", { id: "chart-blocktime" }), legend([["#b7791f", "ms between block timestamps"]]))),
+  ];
+  const top = h("div", { id: "network-top" },
+    h("h2", {}, "Network as seen by ", status.name),
+    h("div", { class: "cards" },
+      card("height", String(status.height), "stat-height"),
+      card("view / primary", `${status.view ?? "—"} / ${status.primary ?? "—"}`, "stat-view"),
+      card("consensus", viewState),
+      card("peers connected", `${status.peers.length} of ${Math.max(status.members.length - 1, 0)}`, "stat-peers"),
+      card("mempool", `${status.mempool.txs} txs · ${(status.mempool.bytes / 1024).toFixed(1)} KiB`, "stat-mempool"),
+      card("sync", `${sync.state || "—"} (target ${sync.target ?? "—"})`),
+      card("role", status.role),
+      card("uptime", `${Math.round(status.uptime_s || 0)} s`)),
+    h("div", { class: "row" },
+      h("div", { class: "panel" }, h("h3", {}, "Members"),
+        table(["member", "link from this node", "", "height", "last proposed"], memberRows(status)),
+        h("p", { class: "muted" }, "A member's height is the last block whose commit certificate it signed, " +
+          "among the recent blocks this node holds.")),
+      h("div", { class: "panel" }, h("h3", {}, "Recent view changes"),
+        changes.length
+          ? table(["when", "view", "seen in"], changes.map((c) => ({ cells: [time(c.at), `${c.from} → ${c.to}`, c.how] })))
+          : h("p", { class: "muted" }, "none among the recent blocks"),
+        h("h3", {}, "Head"),
+        kv([["hash", h("span", { class: "mono" }, short(status.head_hash, 24))],
+          ["state root", h("span", { class: "mono" }, short(status.state_root, 24))],
+          ["stable checkpoint", String(status.stable_checkpoint ?? "—")]]))));
+  if (existing) {
+    document.getElementById("network-top").replaceWith(top);
+  } else {
+    root.replaceChildren(top, ...charts);
+  }
+  drawCharts();
+}
+
+function drawCharts() {
+  const rateCanvas = document.getElementById("chart-rate");
+  if (!rateCanvas) return;
+  const r = rates();
+  drawChart(rateCanvas, [
+    { color: "#2457c5", points: r.map((x) => x.blocksPerS) },
+    { color: "#1f8a4c", points: r.map((x) => x.txPerS) },
+  ], 1, "per second");
+  drawChart(document.getElementById("chart-blocktime"),
+    [{ color: "#b7791f", points: blockTimes().slice(-60).map((x) => x.ms) }], 100, "ms");
+}
+
+// ---- chain view --------------------------------------------------------------------
+
+function blockRow(b) {
+  const cert = b.certificate || { view: "—", signers: [] };
+  return {
+    height: b.header.height,
+    dataset: { height: String(b.header.height) },
+    cells: [blockLink(b.header.height), h("span", { class: "mono" }, short(b.hash)), time(b.header.timestamp_ms),
+      b.header.proposer, String(b.header.tx_count), String(cert.view), cert.signers.join(", ")],
+  };
+}
+
+function renderChain() {
+  const rows = poll.blocks.slice(-50).reverse().map(blockRow);
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Recent blocks"), h("p", { class: "muted" }, "The newest 50; click one for its transactions."),
+    h("div", { class: "panel" }, rows.length
+      ? table(["height", "hash", "time", "proposer", "txs", "view", "certificate signers"], rows,
+        (row) => { window.location.hash = "#/block/" + row.height; })
+      : h("p", { class: "muted" }, "no blocks yet")));
+}
+
+function eventSummary(event) {
+  const parts = Object.entries(event).filter(([k]) => k !== "event" && k !== "loan_id");
+  return h("span", {}, h("strong", {}, event.event || "event"), " ",
+    event.loan_id ? ["loan ", loanLink(event.loan_id), " "] : "",
+    parts.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "));
+}
+
+function resultCell(result) {
+  if (!result) return "—";
+  return h("div", {}, result.ok ? pill(result.code, "ok") : pill(result.code, "bad"),
+    result.message ? " " + result.message : "",
+    (result.events || []).map((e) => h("div", {}, eventSummary(e))));
+}
+
+async function renderBlock(ref) {
+  const b = await api("/blocks/" + encodeURIComponent(ref));
+  const statuses = await Promise.all(b.txs.map((id) => api("/txs/" + id)));
+  const header = b.header;
+  const cert = b.certificate || { view: "—", signers: [] };
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Block #", String(header.height)),
+    h("div", { class: "panel" }, kv([
+      ["hash", h("span", { class: "mono" }, b.hash)],
+      ["previous", header.height > 1 ? link("#/block/" + (header.height - 1), short(header.prev_hash, 24), "mono") : short(header.prev_hash, 24)],
+      ["time", time(header.timestamp_ms)],
+      ["proposer", header.proposer],
+      ["state root", h("span", { class: "mono" }, header.state_root)],
+      ["certificate", `view ${cert.view}, signed by ${cert.signers.join(", ")}`],
+    ])),
+    h("div", { class: "panel", id: "block-txs" }, h("h3", {}, `${b.txs.length} transactions`),
+      table(["#", "tx", "result"], statuses.map((s, i) => ({ cells: [String(i), txLink(s.id), resultCell(s.result)] })))));
+}
+
+async function renderTx(id) {
+  const s = await api("/txs/" + id);
+  const result = s.result || {};
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Transaction"),
+    h("div", { class: "panel" }, kv([
+      ["id", h("span", { class: "mono" }, s.id)],
+      ["status", s.status],
+      s.height ? ["block", blockLink(s.height)] : null,
+      s.index !== undefined ? ["index in block", String(s.index)] : null,
+      ["result", resultCell(s.result)],
+      s.code ? ["refused", `${s.code}: ${s.message}`] : null,
+    ])),
+    (result.events || []).some((e) => e.loan_id === s.id)
+      ? h("p", {}, "This transaction opened a loan: ", loanLink(s.id)) : "");
+}
+
+// ---- loan and party pages --------------------------------------------------------------
+
+async function blockTimesByHeight(heights) {
+  const out = {};
+  await Promise.all([...new Set(heights)].map(async (height) => {
+    const kept = poll.blocks.find((b) => b.header.height === height);
+    out[height] = kept ? kept.header.timestamp_ms : (await api("/blocks/" + height)).header.timestamp_ms;
+  }));
+  return out;
+}
+
+const BAD_EVENTS = /overdue|default|cancel|expire|refus/;
+
+function timelineItem(entry, times, currency) {
+  const details = Object.entries(entry)
+    .filter(([k]) => !["event", "height", "tx_id"].includes(k))
+    .map(([k, v]) => (["amount", "interest", "principal", "penalty"].includes(k) ? `${k} ${money(v, currency)}` : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
+  return h("li", { class: BAD_EVENTS.test(entry.event) ? "bad" : null, dataset: { event: entry.event } },
+    h("span", { class: "event" }, entry.event), " · block ", blockLink(entry.height), " · ", time(times[entry.height]),
+    entry.tx_id ? [" · tx ", txLink(entry.tx_id)] : "",
+    details.length ? h("div", { class: "muted" }, details.join(" · ")) : "");
+}
+
+function scheduleRows(loan) {
+  const paid = loan.instalments_paid || 0;
+  const late = /overdue|default/.test(loan.state);
+  return (loan.schedule || []).map((row) => {
+    const status = row.number <= paid ? pill("paid", "ok")
+      : row.number === paid + 1 && loan.state !== "closed" ? (late ? pill("overdue", "bad") : pill("due next", "warn"))
+        : pill("scheduled", "info");
+    return { dataset: { instalment: String(row.number) },
+      cells: [String(row.number), money(row.payment, loan.currency), money(row.principal, loan.currency),
+        money(row.interest, loan.currency), money(row.outstanding_after, loan.currency), status] };
+  });
+}
+
+function scorePanel(party) {
+  const score = party && party.credit_score;
+  if (!score) return "";
+  return h("div", { class: "panel" }, h("h3", {}, `Credit score ${score.score}`),
+    table(["factor", "value", "points", "source"], score.factors.map((f) => ({
+      cells: [f.factor, f.value === null ? "—" : String(f.value), String(f.points), f.source] }))));
+}
+
+async function renderLoan(id) {
+  const loan = await api("/loans/" + id);
+  const [times, borrower] = await Promise.all([
+    blockTimesByHeight(loan.history.map((e) => e.height)),
+    api("/parties/" + encodeURIComponent(loan.borrower)).catch(() => null),
+  ]);
+  const c = loan.currency;
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Loan ", h("span", { class: "mono" }, short(loan.loan_id, 16)), " ",
+      pill(loan.state, /overdue|default/.test(loan.state) ? "bad" : "info")),
+    h("div", { class: "cards" },
+      card("amount", money(loan.amount, c)),
+      card("term / rate", `${loan.term_months} months / ${loan.rate_bps ?? "—"} bps`),
+      card("principal paid", money(loan.principal_paid, c)),
+      card("interest paid", money(loan.interest_paid, c)),
+      card("outstanding principal", money(loan.outstanding_principal, c)),
+      card("owed in total", money(loan.amount_owed, c))),
+    h("div", { class: "row" },
+      h("div", { class: "panel" }, h("h3", {}, "Timeline"),
+        h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, times, c)))),
+      h("div", { class: "panel" }, h("h3", {}, "Parties"), kv([
+        ["loan id", h("span", { class: "mono" }, loan.loan_id)],
+        ["borrower", partyLink(loan.borrower)],
+        ["lender", partyLink(loan.lender)],
+        ["purpose", loan.purpose || "—"],
+        ["applied", time(loan.applied_ms)],
+        ["disbursed", time(loan.disbursed_ms)],
+        ["penalty owed", money(loan.penalty_owed, c)],
+      ]))),
+    h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
+      ? table(["#", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
+      : h("p", { class: "muted" }, "no schedule until an offer is accepted")),
+    scorePanel(borrower));
+}
+
+async function renderParty(did) {
+  const party = await api("/parties/" + encodeURIComponent(did));
+  const history = party.repayment_history;
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Party"),
+    h("div", { class: "panel" }, kv([
+      ["did", h("span", { class: "mono" }, party.did)],
+      ["kind", party.kind], ["role", party.role],
+      party.registered_height ? ["registered", blockLink(party.registered_height)] : null,
+      ["next nonce", String(party.nonce)],
+      ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
+      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults, ${history.closed} closed`] : null,
+    ])),
+    scorePanel(party));
+}
+
+// ---- search and routing --------------------------------------------------------------
+
+async function search(query) {
+  const q = query.trim();
+  if (/^\d+$/.test(q)) return "#/block/" + q;
+  if (q.startsWith("did:")) return "#/party/" + encodeURIComponent(q);
+  if (/^[0-9a-fA-F]{64}$/.test(q)) {
+    const id = q.toLowerCase();
+    // A loan's id is the id of its loan.apply tx, so a tx lookup answers both.
+    const tx = await api("/txs/" + id).catch((e) => (e.status === 404 ? null : Promise.reject(e)));
+    if (tx) return (tx.result && (tx.result.events || []).some((e) => e.loan_id === id)) ? "#/loan/" + id : "#/tx/" + id;
+    return "#/block/" + id;
+  }
+  throw new ApiError(400, `"${q}" is not a height, a 64-digit hex id or a did`);
+}
+
+const live = { network: renderNetwork, chain: renderChain };
+let currentView = "network";
+
+async function route() {
+  const [, view = "network", ...rest] = window.location.hash.split("/");
+  const arg = decodeURIComponent(rest.join("/"));
+  currentView = view;
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === view);
+  const pages = { block: renderBlock, tx: renderTx, loan: renderLoan, party: renderParty };
+  const root = document.getElementById("view");
+  if (live[view]) return live[view]();
+  if (!pages[view]) return void (window.location.hash = "#/network");
+  root.replaceChildren(h("p", { class: "muted" }, "loading…"));
+  try {
+    await pages[view](arg);
+  } catch (e) {
+    root.replaceChildren(h("h2", {}, "Not found"), h("p", { id: "not-found" }, e.message));
+  }
+}
+
+document.getElementById("search").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = document.getElementById("search-input");
+  try {
+    window.location.hash = await search(input.value);
+  } catch (e) {
+    document.getElementById("view").replaceChildren(h("h2", {}, "Search"), h("p", { id: "not-found" }, e.message));
+  }
+});
+window.addEventListener("hashchange", route);
+window.addEventListener("resize", drawCharts);
+route();
+tick();

@@ -1,0 +1,468 @@
+"""The node daemon: store, mempool, replica, network and API in one trio nursery.
+
+``Node.run`` owns every task the node starts; cancelling it (SIGINT/SIGTERM)
+stops them all, closes the store and returns, so the process exits 0.
+Voting members run a PBFT replica; observers (e.g. a regulator) follow the
+chain read-only through the same catch-up path, verifying every commit
+certificate against the genesis member list.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from lendchain import codec
+from lendchain.consensus.replica import Replica
+from lendchain.crypto import SigningKey
+from lendchain.ledger.block import Block
+from lendchain.ledger.state import next_nonce
+from lendchain.ledger.transactions import TxRejected, check_stateless, decode_transaction
+from lendchain.node.api import build_app
+from lendchain.node.app import ExecutionDiverged, NodeApp
+from lendchain.node.config import NodeConfig
+from lendchain.node.driver import (
+    ConsensusDriver,
+    SyncServer,
+    decode_sync_response,
+    now_ms,
+    verify_certificate,
+)
+from lendchain.node.faults import Faults
+from lendchain.node.logs import setup_logging
+from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
+from lendchain.node.metrics import NodeMetrics
+from lendchain.node.network import Network, NetworkError
+from lendchain.node.store import ChainStore, StoreError
+from lendchain.node.views import NodeViews
+
+GOSSIP_FLUSH_S = 0.02
+GOSSIP_MAX_TXS = 2000
+# py-libp2p's yamux splits a write into 64 KiB frames and locks per frame, so two
+# tasks writing one pubsub stream can interleave a big RPC and the receiver dies on
+# a protobuf DecodeError. A gossip message under one frame is written atomically.
+GOSSIP_MAX_BYTES = 56 * 1024
+REGOSSIP_AFTER_MS = 3000
+MAINTENANCE_S = 1.0
+# A sender may queue at most this many nonces ahead of its committed one.
+MAX_NONCE_GAP = 10_000
+OBSERVER_POLL_S = 0.5
+
+
+class Node(NodeViews):
+    def __init__(self, config: NodeConfig, key: SigningKey, *, network_options: dict[str, Any] | None = None):
+        genesis = config.genesis
+        member = config.member
+        if key.public_key != member.public_key:
+            raise ValueError(
+                f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
+                f"lists {member.public_key.hex()[:16]}… for {config.name}; use {config.name}'s key"
+            )
+        self.config = config
+        self.genesis = genesis
+        self.key = key
+        self.log = logging.getLogger(f"lendchain.{config.name}")
+        self.metrics = NodeMetrics()
+        self.metrics_registry = self.metrics.registry
+        self.store = ChainStore.open(config.data_dir, genesis, create=True)
+        self.mempool = Mempool(config.mempool)
+        self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
+        self.voting = member.voting
+        self.members = [(m.name, m.public_key) for m in genesis.members]
+        self.replica: Replica | None = None
+        if self.voting:
+            head = self.store.head()
+            self.replica = Replica(
+                genesis.chain_id,
+                self.members,
+                config.name,
+                key,
+                self.app,
+                genesis.consensus,
+                head.height,
+                head.hash,
+                self.store.wal_items(),
+            )
+        self.network = Network(
+            key=key,
+            me=config.name,
+            members=list(genesis.members + genesis.observers),
+            listen=config.p2p_listen,
+            chain_id=genesis.chain_id,
+            on_frame=self._on_frame,
+            on_request=self._on_request,
+            validate_gossip=self._validate_gossip,
+            on_gossip=self._on_gossip,
+            log=self.log,
+            **(network_options or {}),
+        )
+        self.metrics.attach_network(self.network.stats)
+        self.faults = Faults.from_env()
+        self._sync_server = SyncServer(self.store)
+        self.driver: ConsensusDriver | None = None
+        if self.replica is not None:
+            self.driver = ConsensusDriver(
+                self.replica,
+                self.app,
+                self.store,
+                self._send,
+                self._broadcast,
+                self._request,
+                self.metrics,
+                self.log,
+            )
+            self.driver.commit_listeners.append(self._on_commit)
+        self._gossip_outbox: list[bytes] = []
+        self._gossip_decoded: OrderedDict[bytes, list] = OrderedDict()
+        self._accepted_at: dict[bytes, float] = {}
+        self._commit_event = trio.Event()
+        self._started = time.monotonic()
+        self._recent_commits: deque[float] = deque(maxlen=512)
+        self._ready = False
+        self._observer_target = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.network.run)
+                if self.driver is not None:
+                    await nursery.start(self.driver.run)
+                else:
+                    nursery.start_soon(self._follow_as_observer)
+                self._restore_pending()
+                nursery.start_soon(self._gossip_flusher)
+                nursery.start_soon(self._maintenance)
+                if self.faults.active:
+                    self.log.warning("fault injection enabled from %s (tests only)", self.faults.path)
+                    nursery.start_soon(self.faults.watch, self.log)
+                api_urls = await nursery.start(self._serve_api)
+                self._ready = True
+                self.log.info(
+                    "node %s up: height %d, p2p %s, api %s",
+                    self.config.name,
+                    self.store.head().height,
+                    self.config.p2p_listen,
+                    ", ".join(api_urls),
+                )
+                task_status.started()
+        finally:
+            self.store.close()
+
+    async def _serve_api(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        cfg = HypercornConfig()
+        host = self.config.api_host
+        cfg.bind = [f"[{host}]:{self.config.api_port}" if ":" in host else f"{host}:{self.config.api_port}"]
+        cfg.accesslog = None
+        cfg.errorlog = logging.getLogger("hypercorn.error")
+        cfg.keep_alive_timeout = 30
+        token = None
+        if self.config.api_token_file is not None:
+            token = self.config.api_token_file.read_text().strip()
+        await serve(build_app(self, token), cfg, task_status=task_status)
+
+    def is_ready(self) -> bool:
+        return self._ready and (self.driver is None or self.driver.sync_target <= self.store.head().height)
+
+    # -- transactions in --------------------------------------------------------
+
+    def submit(self, raw_txs: list[bytes]) -> list[dict[str, Any]]:
+        results = []
+        for raw in raw_txs:
+            result = self._accept(raw, source="api")
+            results.append(result)
+        return results
+
+    def _accept(self, raw: bytes, source: str, verified: bool = False) -> dict[str, Any]:
+        try:
+            tx = decode_transaction(raw)
+        except TxRejected as e:
+            self.metrics.tx_rejected.labels(e.code).inc()
+            return {"id": None, "status": "rejected", "code": e.code, "message": e.message}
+        tx_id = tx.id
+        known = self._known_status(tx_id)
+        if known is not None:
+            return {"id": tx_id.hex(), "status": "known", "state": known}
+        try:
+            if not verified and tx_id not in self.app.verified:
+                check_stateless(tx, self.genesis.chain_id)
+                self.app.verified.add(tx_id)
+            expected = self._next_nonce(tx.sender)
+            if tx.nonce < next_nonce(self.store, tx.sender):
+                raise TxRejected(
+                    "bad_nonce", f"nonce {tx.nonce} of {tx.sender} is already used; next is {expected}"
+                )
+            if tx.nonce > expected + MAX_NONCE_GAP:
+                raise TxRejected(
+                    "bad_nonce", f"nonce {tx.nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
+                )
+            self.mempool.add(PendingTx(tx_id, tx.sender, tx.nonce, raw, now_ms()))
+        except TxRejected as e:
+            self.metrics.tx_rejected.labels(e.code).inc()
+            return {"id": tx_id.hex(), "status": "rejected", "code": e.code, "message": e.message}
+        except MempoolFull:
+            self.metrics.tx_rejected.labels("mempool_full").inc()
+            raise
+        except ValueError as e:  # same sender and nonce already pending
+            self.metrics.tx_rejected.labels("duplicate_nonce").inc()
+            return {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce", "message": str(e)}
+        self.metrics.tx_accepted.labels(source).inc()
+        self._accepted_at[tx_id] = time.monotonic()
+        if source == "api":
+            # Kept in LevelDB until it commits, expires or is rejected: a crash does not lose it.
+            self.store.pending_put([(tx_id, raw)])
+        if source in ("api", "restore"):
+            self._gossip_outbox.append(raw)
+        return {"id": tx_id.hex(), "status": "accepted"}
+
+    def _restore_pending(self) -> None:
+        """Put back the txs this node accepted before a crash or restart and had not committed."""
+        restored = gone = 0
+        items = self.store.pending_items()
+        items.sort(key=lambda item: decode_transaction(item[1]).nonce)
+        for tx_id, raw in items:
+            result = self._accept(raw, source="restore")
+            if result["status"] == "accepted":
+                self.store.pending_put([(tx_id, raw)])
+                restored += 1
+            else:
+                self.store.pending_delete([tx_id])
+                gone += 1
+        if restored or gone:
+            self.log.info(
+                "restored %d accepted txs into the mempool (%d had committed or lapsed)", restored, gone
+            )
+
+    def _next_nonce(self, sender: str) -> int:
+        committed = next_nonce(self.store, sender)
+        pending = self.mempool.pending_nonces(sender)
+        expected = committed
+        for nonce in pending:
+            if nonce == expected:
+                expected += 1
+        return expected
+
+    def _known_status(self, tx_id: bytes) -> str | None:
+        if self.store.tx_location(tx_id) is not None:
+            return "committed"
+        if tx_id in self.mempool:
+            return "pending"
+        return None
+
+    # -- gossip ---------------------------------------------------------------
+
+    def _validate_gossip(self, data: bytes) -> bool:
+        try:
+            items = codec.unpack(data, max_size=64 << 20)
+            if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+                return False
+            txs = [decode_transaction(raw) for raw in items]
+            for tx in txs:
+                if tx.id not in self.app.verified:
+                    check_stateless(tx, self.genesis.chain_id)
+        except (codec.CodecError, TxRejected):
+            return False
+        for tx in txs:
+            self.app.verified.add(tx.id)
+        self._gossip_decoded[data] = items
+        while len(self._gossip_decoded) > 64:
+            self._gossip_decoded.popitem(last=False)
+        return True
+
+    def _on_gossip(self, data: bytes) -> None:
+        if self.faults.drops_gossip():
+            return
+        items = self._gossip_decoded.pop(data, None)
+        if items is None:
+            if not self._validate_gossip(data):
+                return
+            items = self._gossip_decoded.pop(data)
+        self.metrics.gossip_txs.labels("in").inc(len(items))
+        for raw in items:
+            try:
+                self._accept(raw, source="gossip", verified=True)
+            except MempoolFull:
+                self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
+                return
+
+    async def _gossip_flusher(self) -> None:
+        while True:
+            await trio.sleep(GOSSIP_FLUSH_S)
+            while self._gossip_outbox:
+                batch = self._take_gossip_batch()
+                self.metrics.gossip_txs.labels("out").inc(len(batch))
+                if not self.faults.drops_gossip():
+                    await self.network.publish(codec.pack(batch))
+
+    def _take_gossip_batch(self) -> list[bytes]:
+        """The oldest outbox txs that fit in one gossip message (at least one)."""
+        size = count = 0
+        for raw in self._gossip_outbox[:GOSSIP_MAX_TXS]:
+            size += len(raw) + 5  # msgpack bin header
+            if count and size > GOSSIP_MAX_BYTES:
+                break
+            count += 1
+        batch = self._gossip_outbox[:count]
+        del self._gossip_outbox[:count]
+        return batch
+
+    async def _maintenance(self) -> None:
+        """Expire old txs, re-gossip unconfirmed ones, refresh gauges."""
+        while True:
+            await trio.sleep(MAINTENANCE_S)
+            now = now_ms()
+            expired = self.mempool.expire(now)
+            for tx in expired:
+                self.log.info("tx %s expired after %d ms", tx.tx_id.hex(), self.config.mempool.tx_ttl_ms)
+                self._accepted_at.pop(tx.tx_id, None)
+            if expired:
+                self.store.pending_delete([tx.tx_id for tx in expired])
+            stale = self.mempool.older_than(now - REGOSSIP_AFTER_MS, GOSSIP_MAX_TXS)
+            if stale:
+                self._gossip_outbox.extend(tx.raw for tx in stale)
+            self.metrics.peers.set(len(self.network.connected_members()))
+            self.metrics.mempool_txs.set(len(self.mempool))
+            self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+
+    # -- commits -------------------------------------------------------------
+
+    def _on_frame(self, sender: str, frame: bytes) -> None:
+        if self.driver is not None and not self.faults.cuts(sender):
+            self.driver.on_frame(sender, frame)
+
+    async def _on_request(self, sender: str, payload: bytes) -> bytes:
+        if self.faults.cuts(sender):
+            await trio.sleep_forever()  # a partitioned peer's request times out, as on a real cut
+        return await self._sync_server.handle(sender, payload)
+
+    def _send(self, to: str, payload: bytes) -> bool:
+        return False if self.faults.cuts(to) else self.network.send(to, payload)
+
+    def _broadcast(self, payload: bytes) -> None:
+        if not self.faults.active:
+            self.network.broadcast(payload)
+            return
+        for member in self.genesis.members:
+            if member.name != self.config.name and not self.faults.cuts(member.name):
+                self.network.send(member.name, payload)
+
+    async def _request(self, to: str, payload: bytes, timeout_s: float) -> bytes:
+        if self.faults.cuts(to):
+            await trio.sleep(timeout_s)
+            raise TimeoutError(f"request to {to} timed out (fault injection)")
+        return await self.network.request(to, payload, timeout_s)
+
+    def _on_commit(self, height: int) -> None:
+        block = self.store.block(height)
+        now = time.monotonic()
+        self.metrics.txs_committed.inc(len(block.txs))
+        for raw in block.txs:
+            accepted = self._accepted_at.pop(decode_transaction(raw).id, None)
+            if accepted is not None:
+                self.metrics.commit_latency.observe(now - accepted)
+        self._recent_commits.append(now)
+        self._commit_event.set()
+        self._commit_event = trio.Event()
+
+    async def wait_for_height(self, height: int, timeout_s: float) -> None:
+        with trio.move_on_after(timeout_s):
+            while self.store.head().height < height:
+                await self._commit_event.wait()
+
+    async def wait_tx(self, tx_id: bytes, timeout_s: float) -> dict[str, Any]:
+        with trio.move_on_after(timeout_s):
+            while self.tx_status(tx_id)["status"] == "pending":
+                await self._commit_event.wait()
+        return self.tx_status(tx_id)
+
+    async def _follow_as_observer(self) -> None:
+        """Read-only follower: fetch certified blocks from any member and apply them."""
+        while True:
+            head = self.store.head()
+            progressed = False
+            for name, _ in self.members:
+                if name not in self.network.connected_members():
+                    continue
+                try:
+                    payload = codec.pack({"from": head.height + 1, "to": head.height + 64})
+                    target, blocks = decode_sync_response(await self._request(name, payload, 10.0))
+                except Exception as e:
+                    self.log.warning("observer sync from %s failed: %s", name, e)
+                    continue
+                self._observer_target = max(self._observer_target, target)
+                for height, block, certificate in blocks:
+                    if height != self.store.head().height + 1:
+                        break
+                    try:
+                        cert = verify_certificate(self.genesis.chain_id, self.members, certificate)
+                    except ValueError as e:
+                        self.log.warning(
+                            "member %s served block %d with a bad certificate: %s", name, height, e
+                        )
+                        break
+                    if cert.height != height or cert.digest != Block.decode(block).hash():
+                        self.log.warning(
+                            "member %s served block %d that its certificate does not cover", name, height
+                        )
+                        break
+                    self.app.commit(height, block, cert.digest, certificate, now_ms())
+                    self._on_commit(height)
+                    progressed = True
+                break
+            if not progressed:
+                await trio.sleep(OBSERVER_POLL_S)
+
+
+async def serve_node(node: Node) -> None:
+    """Run ``node`` until SIGINT or SIGTERM, then shut it down cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.run)
+            async for signum in signals:
+                node.log.info("received %s, shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_node(config: NodeConfig, key: SigningKey) -> int:
+    """The ``lendchain start`` process: returns its exit code."""
+    setup_logging(config.name, config.log_level, config.log_format)
+    log = logging.getLogger(f"lendchain.{config.name}")
+    try:
+        node = Node(config, key)
+    except (StoreError, ValueError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+    try:
+        trio.run(serve_node, node)
+    except Exception as e:  # trio wraps task errors in exception groups: find the cause
+        diverged = _first(e, ExecutionDiverged)
+        if diverged is not None:
+            log.error("stopped: %s", diverged)
+            return 3
+        cause = _first(e, (NetworkError, StoreError, OSError))
+        if cause is None:
+            raise
+        log.error("stopped: %s", cause)
+        return 1
+    log.info("stopped cleanly")
+    return 0
+
+
+def _first(error: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
+    """The first exception of ``kinds`` in ``error`` or, depth first, in its exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first(inner, kinds)
+            if found is not None:
+                return found
+        return None
+    return error if isinstance(error, kinds) else None

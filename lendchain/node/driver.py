@@ -1,0 +1,224 @@
+"""The consensus driver: the only place where replica actions become I/O.
+
+One task owns the replica and steps it with events in arrival order (frames
+from peers, clock ticks, blocks fetched during catch-up). The actions each
+step returns are carried out in order, which is what makes votes crash-safe:
+a ``Persist`` reaches disk (one synced LevelDB batch) before any ``Send`` or
+``Broadcast`` that follows it in the same list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from lendchain import codec
+from lendchain.consensus.certificate import CommitCertificate
+from lendchain.consensus.events import (
+    Broadcast,
+    Deliver,
+    Executed,
+    Fault,
+    FetchBlocks,
+    Persist,
+    Receive,
+    Send,
+    SyncedBlock,
+    Tick,
+)
+from lendchain.consensus.replica import Replica
+from lendchain.node.app import NodeApp
+from lendchain.node.metrics import NodeMetrics
+from lendchain.node.store import ChainStore
+
+TICK_S = 0.02
+EVENT_QUEUE = 100_000
+SYNC_BATCH_BLOCKS = 64
+SYNC_TIMEOUT_S = 10.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SyncServer:
+    """Answers catch-up requests from peers with committed blocks and certificates."""
+
+    def __init__(self, store: ChainStore, max_bytes: int = 8 << 20) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+
+    async def handle(self, member: str, payload: bytes) -> bytes:
+        try:
+            request = codec.unpack(payload, max_size=1024)
+            start, end = int(request["from"]), int(request["to"])
+        except (codec.CodecError, KeyError, TypeError, ValueError):
+            return codec.pack({"error": "bad sync request"})
+        head = self.store.head().height
+        blocks = []
+        size = 0
+        for height in range(max(start, 1), min(end, head, start + SYNC_BATCH_BLOCKS - 1) + 1):
+            block = self.store.block_bytes(height)
+            certificate = self.store.certificate(height)
+            if block is None or certificate is None:
+                break
+            blocks.append([height, block, certificate])
+            size += len(block) + len(certificate)
+            if size > self.max_bytes:
+                break
+        return codec.pack({"head": head, "blocks": blocks})
+
+
+def decode_sync_response(payload: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
+    doc = codec.unpack(payload, max_size=64 << 20)
+    if not isinstance(doc, dict) or "blocks" not in doc:
+        raise ValueError(f"peer answered a sync request with {doc!r:.80}")
+    blocks = []
+    for item in doc["blocks"]:
+        height, block, certificate = item
+        if not isinstance(height, int) or not isinstance(block, bytes) or not isinstance(certificate, bytes):
+            raise ValueError("malformed block in sync response")
+        blocks.append((height, block, certificate))
+    return int(doc["head"]), blocks
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        replica: Replica,
+        app: NodeApp,
+        store: ChainStore,
+        send: Callable[[str, bytes], bool],
+        broadcast: Callable[[bytes], None],
+        request: Callable[[str, bytes, float], object],
+        metrics: NodeMetrics,
+        log: logging.Logger,
+    ) -> None:
+        self.replica = replica
+        self.app = app
+        self.store = store
+        self._send = send
+        self._broadcast = broadcast
+        self._request = request
+        self.metrics = metrics
+        self.log = log
+        self._inbox_send, self._inbox = trio.open_memory_channel(EVENT_QUEUE)
+        self._nursery: trio.Nursery | None = None
+        self._fetching = False
+        self.commit_listeners: list[Callable[[int], None]] = []
+        self.sync_target = 0
+        self._height_changed = trio.Event()
+
+    # Called from network reader tasks: must never block.
+    def on_frame(self, sender: str, frame: bytes) -> None:
+        try:
+            self._inbox_send.send_nowait(Receive(sender, frame))
+        except trio.WouldBlock:
+            self.metrics.dropped_frames.labels(sender).inc()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            async for event in self._inbox:
+                self._step(event)
+
+    async def _ticker(self) -> None:
+        while True:
+            await self._inbox_send.send(Tick(now_ms()))
+            await trio.sleep(TICK_S)
+
+    def _step(self, first: object) -> None:
+        queue = deque([first])
+        while queue:
+            actions = self.replica.step(queue.popleft())
+            for action in actions:
+                follow_up = self._perform(action)
+                if follow_up is not None:
+                    queue.append(follow_up)
+        self.metrics.observe_replica(self.replica)
+
+    def _perform(self, action: object) -> object | None:
+        if isinstance(action, Persist):
+            self.store.wal_write(action.entries)
+        elif isinstance(action, Send):
+            self._send(action.to, action.payload)
+        elif isinstance(action, Broadcast):
+            self._broadcast(action.payload)
+        elif isinstance(action, Deliver):
+            started = time.perf_counter()
+            state_root = self.app.commit(
+                action.height, action.block, action.digest, action.certificate, now_ms()
+            )
+            self.metrics.on_commit(action.height, self.app, time.perf_counter() - started)
+            for listener in self.commit_listeners:
+                listener(action.height)
+            self._height_changed.set()
+            self._height_changed = trio.Event()
+            return Executed(action.height, action.digest, state_root)
+        elif isinstance(action, FetchBlocks):
+            self.sync_target = max(self.sync_target, action.to_height)
+            if not self._fetching and self._nursery is not None:
+                self._fetching = True
+                self._nursery.start_soon(self._fetch, action)
+        elif isinstance(action, Fault):
+            self.metrics.faults.labels(action.member, action.kind).inc()
+            self.log.warning("fault by member=%s kind=%s: %s", action.member, action.kind, action.detail)
+        else:
+            raise TypeError(f"the driver does not know action {action!r}")
+        return None
+
+    async def _fetch(self, action: FetchBlocks) -> None:
+        """Fetch missing blocks from peers; the replica verifies each certificate."""
+        try:
+            start = self.store.head().height + 1
+            peers = list(action.peers)
+            while start <= self.sync_target and peers:
+                peer = peers[0]
+                payload = codec.pack({"from": start, "to": self.sync_target})
+                try:
+                    _, blocks = decode_sync_response(
+                        await self._request(peer, payload, SYNC_TIMEOUT_S)  # type: ignore[misc]
+                    )
+                except Exception as e:  # a peer that fails to serve is skipped, not trusted
+                    self.log.warning("catch-up from %s failed: %s", peer, e)
+                    peers.pop(0)
+                    continue
+                if not blocks:
+                    peers.pop(0)
+                    continue
+                for height, block, certificate in blocks:
+                    await self._inbox_send.send(SyncedBlock(height, block, certificate))
+                self.log.info(
+                    "catching up: fetched blocks %d..%d of %d from %s",
+                    blocks[0][0],
+                    blocks[-1][0],
+                    self.sync_target,
+                    peer,
+                )
+                # Let the replica apply this batch before asking for the next; a batch it
+                # refuses (bad certificate) is not waited on forever: the next peer is asked.
+                applied = False
+                with trio.move_on_after(SYNC_TIMEOUT_S):
+                    while self.store.head().height < blocks[-1][0]:
+                        await self._height_changed.wait()
+                    applied = True
+                if not applied:
+                    self.log.warning("blocks from %s were not applied; asking another member", peer)
+                    peers.pop(0)
+                start = self.store.head().height + 1
+        finally:
+            self._fetching = False
+
+
+def verify_certificate(
+    chain_id: str, members: list[tuple[str, bytes]], certificate: bytes
+) -> CommitCertificate:
+    cert = CommitCertificate.decode(certificate)
+    cert.verify(chain_id, members)
+    return cert

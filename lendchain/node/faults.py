@@ -1,0 +1,91 @@
+"""Test-only fault injection for real node processes.
+
+A multi-process test cannot reach inside a node, so a node started with
+``LENDCHAIN_FAULTS_FILE=/path/faults.json`` re-reads that file every
+``POLL_S`` seconds and applies what it says to its own traffic:
+
+- ``"isolate": true`` — drop every consensus frame, sync request and gossip
+  message in and out: the node is partitioned from everyone (the libp2p
+  connections stay up, as behind a black-holing firewall).
+- ``"drop_from": ["bank2", ...]`` — drop consensus frames and sync traffic
+  from and to these members only.
+- ``"gossip_drop": 0.0..1.0`` — drop this share of gossip messages, in and out.
+
+Without the variable nothing here runs and nothing is dropped. The docker
+tests cut real links with ``docker network disconnect`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+ENV = "LENDCHAIN_FAULTS_FILE"
+POLL_S = 0.2
+
+
+@dataclass
+class Faults:
+    path: Path | None = None
+    isolate: bool = False
+    drop_from: frozenset[str] = field(default_factory=frozenset)
+    gossip_drop: float = 0.0
+    dropped: int = 0
+    _mtime: float = 0.0
+    _random: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_env(cls) -> Faults:
+        value = os.environ.get(ENV)
+        return cls(Path(value)) if value else cls()
+
+    @property
+    def active(self) -> bool:
+        return self.path is not None
+
+    def cuts(self, member: str) -> bool:
+        """Whether traffic to or from ``member`` is dropped right now."""
+        if self.isolate or member in self.drop_from:
+            self.dropped += 1
+            return True
+        return False
+
+    def drops_gossip(self) -> bool:
+        if self.isolate or (self.gossip_drop and self._random.random() < self.gossip_drop):
+            self.dropped += 1
+            return True
+        return False
+
+    def reload(self, log: logging.Logger) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = -1.0
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            doc = json.loads(self.path.read_text()) if mtime >= 0 else {}
+        except (OSError, ValueError) as e:
+            log.warning("fault file %s unreadable (%s); keeping the previous faults", self.path, e)
+            return
+        self.isolate = bool(doc.get("isolate", False))
+        self.drop_from = frozenset(doc.get("drop_from", []))
+        self.gossip_drop = float(doc.get("gossip_drop", 0.0))
+        log.warning(
+            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f",
+            self.isolate,
+            sorted(self.drop_from),
+            self.gossip_drop,
+        )
+
+    async def watch(self, log: logging.Logger) -> None:
+        while True:
+            self.reload(log)
+            await trio.sleep(POLL_S)

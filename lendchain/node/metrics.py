@@ -1,0 +1,92 @@
+"""Prometheus metrics of one node, in a registry of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _NetworkCollector(Collector):
+    """Exports the network layer's counters at scrape time."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.stats = stats
+
+    def collect(self):
+        stats = self.stats()
+        for name, value in stats.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield GaugeMetricFamily(f"lendchain_p2p_{name}", f"network: {name}", value=value)
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.height = Gauge("lendchain_height", "committed height", registry=r)
+        self.view = Gauge("lendchain_view", "current PBFT view", registry=r)
+        self.view_changes = Counter("lendchain_view_changes", "views entered after the first", registry=r)
+        self.blocks = Counter("lendchain_blocks_committed", "blocks committed", registry=r)
+        self.txs_committed = Counter("lendchain_txs_committed", "transactions committed", registry=r)
+        self.tx_accepted = Counter(
+            "lendchain_tx_accepted", "transactions accepted by API or gossip", ["source"], registry=r
+        )
+        self.tx_rejected = Counter("lendchain_tx_rejected", "transactions refused", ["reason"], registry=r)
+        self.block_time = Histogram(
+            "lendchain_block_interval_seconds",
+            "time between commits",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "lendchain_block_commit_seconds",
+            "time to store a block",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            "lendchain_commit_latency_seconds",
+            "from acceptance at this node to commit",
+            buckets=(0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+        self.peers = Gauge("lendchain_peers_connected", "members connected", registry=r)
+        self.mempool_txs = Gauge("lendchain_mempool_txs", "transactions waiting", registry=r)
+        self.mempool_bytes = Gauge("lendchain_mempool_bytes", "bytes waiting", registry=r)
+        self.faults = Counter(
+            "lendchain_faults", "misbehaviour seen, by member and kind", ["member", "kind"], registry=r
+        )
+        self.dropped_frames = Counter(
+            "lendchain_dropped_frames", "consensus frames dropped on a full inbox", ["member"], registry=r
+        )
+        self.gossip_txs = Counter(
+            "lendchain_gossip_txs", "transactions sent and received by gossip", ["direction"], registry=r
+        )
+        self._last_commit = 0.0
+        self._last_view = 0
+
+    def attach_network(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.registry.register(_NetworkCollector(stats))
+
+    def observe_replica(self, replica: Any) -> None:
+        view = replica.view
+        if view > self._last_view:
+            self.view_changes.inc(view - self._last_view)
+            self._last_view = view
+        self.view.set(view)
+
+    def on_commit(self, height: int, app: Any, store_seconds: float) -> None:
+        now = time.monotonic()
+        if self._last_commit:
+            self.block_time.observe(now - self._last_commit)
+        self._last_commit = now
+        self.height.set(height)
+        self.blocks.inc()
+        self.commit_seconds.observe(store_seconds)
+        self.mempool_txs.set(len(app.mempool))
+        self.mempool_bytes.set(app.mempool.size_bytes)

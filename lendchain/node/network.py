@@ -1,0 +1,542 @@
+"""The node's network layer: member-only libp2p host, consensus streams, requests, gossip.
+
+Theory of operation. Every member runs one host whose PeerID is derived from
+its genesis key; the genesis member list is the allow-list, enforced right
+after the Noise handshake (``network_host.MemberOnlyNoise``). For each other
+member a supervisor task keeps one long-lived outbound stream on
+``/lendchain/consensus/1``, dialling the member's genesis address with
+backoff whenever there is no connection; a single writer drains that member's
+bounded queue, many frames per write, so frames from this node to that member
+arrive in order. The member's own outbound stream is our inbound one, read
+by the stream handler. Idle links carry PINGs; a link silent for
+``dead_after_s`` is treated as dead and its connection closed, which makes
+both sides redial. A write that does not finish within ``write_timeout_s`` is
+never cancelled half-way: the stream is reset instead and the link rebuilt.
+Catch-up requests use one short stream each on ``/lendchain/request/1``.
+Transactions travel on gossipsub (``network_host.build_pubsub``).
+
+Nothing here contacts an address that is not in the genesis.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.tools.anyio_service import background_trio_service
+
+from lendchain.crypto import SigningKey
+from lendchain.genesis import Member
+from lendchain.node.network_host import build_host, build_pubsub, check_listen_address_free, peer_id_of
+from lendchain.node.network_link import MemberLink, bounded, quietly
+from lendchain.node.network_wire import (
+    DEFAULT_MAX_FRAME,
+    FrameKind,
+    FrameReader,
+    WireError,
+    decode_hello,
+    encode_frame,
+    encode_hello,
+)
+
+CONSENSUS_PROTOCOL = TProtocol("/lendchain/consensus/1")
+REQUEST_PROTOCOL = TProtocol("/lendchain/request/1")
+# Permanent peerstore entry for genesis addresses (libp2p's connect() adds 120 s ones).
+_ADDR_TTL = 10**9
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "max_frame_size": DEFAULT_MAX_FRAME,  # bytes per consensus frame / request / response
+    "max_gossip_size": 8 * 1024 * 1024,  # bytes per gossip message
+    "queue_frames": 10_000,  # outbound frames queued per member before dropping
+    "batch_bytes": 1024 * 1024,  # bytes coalesced into one stream write
+    "ping_interval_s": 1.0,  # heartbeat on an idle link
+    "dead_after_s": 5.0,  # a link silent this long is dead
+    "write_timeout_s": 10.0,  # a write stalled this long resets the link
+    "dial_timeout_s": 5.0,
+    "redial_min_s": 0.1,
+    "redial_max_s": 2.0,
+    "gossip_heartbeat_s": 0.25,
+    "dial_grace_s": 0.5,  # how long the member with the larger PeerID waits for the other's dial
+    "gossip_repair_s": 3.0,  # a linked member not subscribed to gossip this long is reconnected
+    # Fault injection for tests: probability that an inbound consensus frame / a
+    # gossip message is dropped at this node instead of being delivered.
+    "frame_loss": 0.0,
+    "gossip_loss": 0.0,
+}
+
+
+class NetworkError(Exception):
+    """A network operation failed: unknown member, not connected, timeout, peer error."""
+
+
+class Network:
+    def __init__(
+        self,
+        *,
+        key: SigningKey,
+        me: str,
+        members: list[Member],
+        listen: str,
+        chain_id: str,
+        on_frame: Callable[[str, bytes], None],
+        on_request: Callable[[str, bytes], Awaitable[bytes]],
+        validate_gossip: Callable[[bytes], bool],
+        on_gossip: Callable[[bytes], None],
+        log: logging.Logger,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(DEFAULT_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"unknown network option(s) {sorted(unknown)}; known ones are {sorted(DEFAULT_OPTIONS)}"
+            )
+        self.options = {**DEFAULT_OPTIONS, **options}
+        for name, value in self.options.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"network option {name} must be a number, got {value!r}")
+            if name.endswith("_loss") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"network option {name} is a probability between 0 and 1, got {value}")
+            if not name.endswith("_loss") and value <= 0:
+                raise ValueError(f"network option {name} must be positive, got {value}")
+        by_name = {m.name: m for m in members}
+        if len(by_name) != len(members):
+            raise ValueError("member names must be unique")
+        if me not in by_name:
+            raise ValueError(f"{me!r} is not in the member list; the node key must belong to a member")
+        if by_name[me].public_key != key.public_key:
+            raise ValueError(f"the key given does not match {me}'s public key in the member list")
+        self.key = key
+        self.me = me
+        self.chain_id = chain_id
+        self.topic = f"lendchain/{chain_id}/txs/1"
+        self._listen = multiaddr.Multiaddr(listen or by_name[me].address)
+        self._on_frame = on_frame
+        self._on_request = on_request
+        self._validate_gossip = validate_gossip
+        self._on_gossip = on_gossip
+        self.log = log
+        self.my_peer_id = peer_id_of(key.public_key)
+        self._links: dict[str, MemberLink] = {m.name: MemberLink(m) for m in members if m.name != me}
+        self._by_peer: dict[ID, MemberLink] = {link.peer_id: link for link in self._links.values()}
+        self._counters: dict[str, int] = dict.fromkeys(
+            (
+                "frames_in",
+                "frames_out",
+                "bytes_in",
+                "bytes_out",
+                "dropped",
+                "rejected_peers",
+                "wire_errors",
+                "gossip_in",
+                "gossip_out",
+                "gossip_rejected",
+                "requests_in",
+                "requests_out",
+                "reconnects",
+                "injected_losses",
+                "gossip_repairs",
+            ),
+            0,
+        )
+        self._host = None
+        self._pubsub = None
+        self._router = None
+
+    # -- public API ------------------------------------------------------------------
+
+    def send(self, to: str, payload: bytes) -> bool:
+        """Queue one consensus frame for ``to``; False when unknown, not connected or full."""
+        link = self._links.get(to)
+        if link is None or not link.up:
+            return False
+        return self._enqueue(link, payload)
+
+    def broadcast(self, payload: bytes) -> None:
+        """Queue one consensus frame for every other voting member that is connected."""
+        for link in self._links.values():
+            if link.member.voting and link.up:
+                self._enqueue(link, payload)
+
+    async def request(self, to: str, payload: bytes, timeout_s: float) -> bytes:
+        """Ask ``to`` (e.g. for blocks) and return its answer; NetworkError on any failure."""
+        link = self._links.get(to)
+        if link is None:
+            raise NetworkError(f"cannot send a request to {to!r}: not a member")
+        self._check_size(payload, "request")
+        if self._host is None or not self._connected(link):
+            raise NetworkError(f"cannot send a request to {to}: not connected")
+        self._counters["requests_out"] += 1
+        stream: INetStream | None = None
+        try:
+            with trio.fail_after(timeout_s):
+                stream = await self._host.new_stream(link.peer_id, [REQUEST_PROTOCOL])
+                await stream.write(encode_frame(FrameKind.REQUEST, payload))
+                kind, answer = await FrameReader(stream, self.options["max_frame_size"]).read_frame()
+        except trio.TooSlowError:
+            raise NetworkError(f"request to {to} timed out after {timeout_s} s") from None
+        except (WireError, EOFError) as e:
+            raise NetworkError(f"request to {to} failed: {e}") from None
+        except Exception as e:  # libp2p raises many unrelated types for a broken stream
+            raise NetworkError(f"request to {to} failed: {type(e).__name__}: {e}") from None
+        finally:
+            if stream is not None:
+                await quietly(stream.reset())
+        if kind is FrameKind.ERROR:
+            raise NetworkError(f"{to} could not answer the request: {answer.decode(errors='replace')}")
+        if kind is not FrameKind.RESPONSE:
+            raise NetworkError(f"{to} answered a request with a {kind.name} frame")
+        return answer
+
+    async def publish(self, data: bytes) -> None:
+        """Gossip ``data`` (a batch of transactions) to every member."""
+        if len(data) > self.options["max_gossip_size"]:
+            raise ValueError(
+                f"gossip message of {len(data)} bytes exceeds max_gossip_size "
+                f"{self.options['max_gossip_size']}; split the batch"
+            )
+        if self._pubsub is None:
+            raise NetworkError("cannot publish: the network is not running")
+        await self._pubsub.publish(self.topic, data)
+        self._counters["gossip_out"] += 1
+
+    def connected_members(self) -> set[str]:
+        return {name for name, link in self._links.items() if link.up}
+
+    def stats(self) -> dict[str, int | float]:
+        return {
+            **self._counters,
+            "connected": len(self.connected_members()),
+            "queued": sum(len(link.queue) for link in self._links.values()),
+            "gossip_peers": len(self.gossip_members()),
+        }
+
+    def gossip_members(self) -> set[str]:
+        """Members in this node's gossip mesh for the transaction topic."""
+        if self._router is None:
+            return set()
+        mesh = self._router.mesh.get(self.topic, ())
+        return {self._by_peer[pid].member.name for pid in mesh if pid in self._by_peer}
+
+    @property
+    def peer_id(self) -> str:
+        return self.my_peer_id.to_base58()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, keep every member connected, serve streams and gossip until cancelled."""
+        try:
+            check_listen_address_free(self._listen)
+        except OSError as e:
+            raise NetworkError(
+                f"cannot listen on {self._listen}: is the port already in use? ({e})"
+            ) from None
+        host = build_host(self.key, self._listen, self._is_member, self._refused)
+        pubsub, router = build_pubsub(
+            host,
+            peers=len(self._links),
+            heartbeat_s=self.options["gossip_heartbeat_s"],
+            max_message_size=self.options["max_gossip_size"],
+            deliver=self._deliver_gossip,
+        )
+        for link in self._links.values():
+            host.get_peerstore().add_addrs(link.peer_id, [link.maddr], _ADDR_TTL)
+        host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
+        host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
+        async with host.run(listen_addrs=[self._listen]):
+            if str(self._listen) not in host.get_network().listeners:
+                raise NetworkError(f"cannot listen on {self._listen}: is the port already in use?")
+            async with background_trio_service(pubsub), background_trio_service(router):
+                await pubsub.wait_until_ready()
+                pubsub.set_topic_validator(self.topic, self._gossip_validator, is_async_validator=False)
+                await pubsub.subscribe(self.topic)
+                self._host, self._pubsub, self._router = host, pubsub, router
+                try:
+                    async with trio.open_nursery() as nursery:
+                        for link in self._links.values():
+                            nursery.start_soon(self._maintain, link)
+                        nursery.start_soon(self._repair_gossip)
+                        self.log.info("p2p listening on %s as %s", self._listen, self.peer_id)
+                        task_status.started()
+                finally:
+                    self._host = self._pubsub = self._router = None
+                    # py-libp2p's own shutdown closes listeners and connections from a
+                    # cancelled scope, so the closes are abandoned: the port stays bound
+                    # and peers keep half-dead connections. Close them here, shielded.
+                    swarm = host.get_network()
+                    for listener in list(swarm.listeners.values()):
+                        await bounded(listener.close())
+                    for link in self._links.values():
+                        await bounded(host.disconnect(link.peer_id))
+                    for link in self._links.values():
+                        link.up = False
+
+    # -- membership ------------------------------------------------------------------
+
+    def _is_member(self, peer_id: ID) -> bool:
+        return peer_id in self._by_peer
+
+    def _refused(self, peer_id: ID, direction: str) -> None:
+        self._counters["rejected_peers"] += 1
+        self.log.warning("refused %s connection from non-member peer %s", direction, peer_id)
+
+    def _connected(self, link: MemberLink) -> bool:
+        assert self._host is not None
+        return any(not conn.is_closed for conn in self._host.get_network().get_connections(link.peer_id))
+
+    # -- outbound: one supervisor per member -------------------------------------------
+
+    def _enqueue(self, link: MemberLink, payload: bytes) -> bool:
+        self._check_size(payload, "frame")
+        if not link.enqueue(payload, self.options["queue_frames"]):
+            self._counters["dropped"] += 1
+            return False
+        return True
+
+    def _check_size(self, payload: bytes, what: str) -> None:
+        if len(payload) > self.options["max_frame_size"]:
+            raise ValueError(
+                f"{what} of {len(payload)} bytes exceeds max_frame_size {self.options['max_frame_size']}"
+            )
+
+    async def _maintain(self, link: MemberLink) -> None:
+        """Keep one outbound consensus stream to ``link``'s member, redialling with backoff."""
+        assert self._host is not None
+        host = self._host
+        delay = self.options["redial_min_s"]
+        ever_up = False
+        # Both members dialling each other at once leaves two connections, and
+        # py-libp2p's pubsub then sometimes loses a subscription on one of them. The
+        # member with the larger PeerID gives the other a head start.
+        dials_second = self.my_peer_id.to_bytes() > link.peer_id.to_bytes()
+        while True:
+            if dials_second and link.failed_dials == 0 and not self._connected(link):
+                with trio.move_on_after(self.options["dial_grace_s"]):
+                    while not self._connected(link):
+                        await trio.sleep(0.02)
+            try:
+                with trio.fail_after(self.options["dial_timeout_s"]):
+                    if not self._connected(link):
+                        # A failed dial puts the peer in a 60 s negative cache; a member is
+                        # always worth another try.
+                        host.get_network().unblock_peer(link.peer_id)
+                        await host.connect(PeerInfo(link.peer_id, [link.maddr]))
+                    stream = await host.new_stream(link.peer_id, [CONSENSUS_PROTOCOL])
+            except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors
+                # A connection that cannot open a stream is half-dead (e.g. the peer
+                # vanished without closing it): drop it so the next attempt dials afresh.
+                await bounded(host.disconnect(link.peer_id))
+                link.failed_dials += 1
+                n = link.failed_dials
+                log = self.log.info if n in (1, 10) or n % 100 == 0 else self.log.debug
+                log("cannot reach %s at %s (attempt %d): %s", link.member.name, link.maddr, n, e)
+                await trio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.options["redial_max_s"])
+                continue
+            if ever_up:
+                self._counters["reconnects"] += 1
+            ever_up = True
+            link.failed_dials = 0
+            delay = self.options["redial_min_s"]
+            self.log.info("link to %s up", link.member.name)
+            reason = await self._run_link(link, stream)
+            link.up = False
+            self.log.info("link to %s down: %s", link.member.name, reason)
+            await trio.sleep(delay)
+
+    async def _run_link(self, link: MemberLink, stream: INetStream) -> str:
+        """Write ``link``'s queue to ``stream`` until it breaks; returns why it ended."""
+        reason = "cancelled"
+
+        async def writer() -> None:
+            nonlocal reason
+            try:
+                await link.write_loop(
+                    stream,
+                    encode_hello(self.chain_id, self.me),
+                    self.options["ping_interval_s"],
+                    self.options["batch_bytes"],
+                    self._counters,
+                )
+            except Exception as e:
+                reason = f"write failed: {type(e).__name__}: {e}"
+            nursery.cancel_scope.cancel()
+
+        async def watchdog() -> None:
+            nonlocal reason
+            while True:
+                await trio.sleep(min(0.25, self.options["ping_interval_s"]))
+                now = trio.current_time()
+                started = link.write_started
+                if started is not None and now - started > self.options["write_timeout_s"]:
+                    reason = f"write stalled for {now - started:.1f} s; connection closed"
+                    break
+                if link.up and now - link.last_heard > self.options["dead_after_s"]:
+                    reason = f"nothing heard for {now - link.last_heard:.1f} s; connection closed"
+                    break
+            nursery.cancel_scope.cancel()
+            await bounded(self._host.disconnect(link.peer_id))
+
+        link.last_heard = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            nursery.start_soon(watchdog)
+        await bounded(stream.reset())
+        return reason
+
+    # -- inbound ---------------------------------------------------------------------
+
+    def _link_of_stream(self, stream: INetStream) -> MemberLink | None:
+        link = self._by_peer.get(stream.muxed_conn.peer_id)
+        if link is None:  # the Noise gate makes this unreachable; belt and braces
+            self._refused(stream.muxed_conn.peer_id, "stream")
+        return link
+
+    async def _handle_consensus_stream(self, stream: INetStream) -> None:
+        link = self._link_of_stream(stream)
+        if link is None:
+            await quietly(stream.reset())
+            return
+        name = link.member.name
+        reader = FrameReader(stream, self.options["max_frame_size"])
+        try:
+            with trio.fail_after(self.options["dead_after_s"]):
+                kind, payload = await reader.read_frame()
+            if kind is not FrameKind.HELLO:
+                raise WireError(f"first frame is {kind.name}, expected HELLO")
+            chain_id, claimed = decode_hello(payload)
+            if chain_id != self.chain_id:
+                raise WireError(f"peer is on chain {chain_id!r}, we are on {self.chain_id!r}")
+            if claimed != name:
+                raise WireError(f"peer says it is {claimed!r} but its key is {name}'s")
+            previous, link.inbound = link.inbound, stream
+            if previous is not None:
+                await quietly(previous.reset())
+            while True:
+                with trio.fail_after(self.options["dead_after_s"]):
+                    kind, payload = await reader.read_frame()
+                link.last_heard = trio.current_time()
+                if kind is FrameKind.DATA:
+                    if self._inject_loss("frame_loss"):
+                        continue
+                    self._counters["frames_in"] += 1
+                    self._counters["bytes_in"] += len(payload) + 5
+                    try:
+                        self._on_frame(name, payload)
+                    except Exception:
+                        self.log.exception("consensus frame handler failed on a frame from %s", name)
+                elif kind is not FrameKind.PING:
+                    raise WireError(f"unexpected {kind.name} frame on the consensus stream")
+        except WireError as e:
+            self._counters["wire_errors"] += 1
+            self.log.warning("closing consensus stream from %s (%s): %s", name, link.peer_id, e)
+        except trio.TooSlowError:
+            self.log.info(
+                "consensus stream from %s silent for %.1f s; closing", name, self.options["dead_after_s"]
+            )
+        except Exception as e:  # EOF, reset, connection lost
+            self.log.debug("consensus stream from %s ended: %s: %s", name, type(e).__name__, e)
+        finally:
+            if link.inbound is stream:
+                link.inbound = None
+            await bounded(stream.reset())
+
+    async def _handle_request_stream(self, stream: INetStream) -> None:
+        link = self._link_of_stream(stream)
+        if link is None:
+            await quietly(stream.reset())
+            return
+        name = link.member.name
+        try:
+            with trio.fail_after(self.options["dead_after_s"]):
+                kind, payload = await FrameReader(stream, self.options["max_frame_size"]).read_frame()
+            if kind is not FrameKind.REQUEST:
+                raise WireError(f"first frame is {kind.name}, expected REQUEST")
+            self._counters["requests_in"] += 1
+            try:
+                answer = encode_frame(FrameKind.RESPONSE, await self._on_request(name, payload))
+                if len(answer) - 5 > self.options["max_frame_size"]:
+                    raise ValueError(f"response of {len(answer) - 5} bytes exceeds max_frame_size")
+            except Exception as e:
+                self.log.exception("request handler failed on a request from %s", name)
+                answer = encode_frame(FrameKind.ERROR, f"{type(e).__name__}: {e}".encode())
+            await stream.write(answer)
+            await stream.close()
+        except WireError as e:
+            self._counters["wire_errors"] += 1
+            self.log.warning("closing request stream from %s (%s): %s", name, link.peer_id, e)
+            await quietly(stream.reset())
+        except Exception as e:
+            self.log.debug("request stream from %s ended: %s: %s", name, type(e).__name__, e)
+            await quietly(stream.reset())
+
+    async def _repair_gossip(self) -> None:
+        """Reconnect a member whose gossip subscription never arrived.
+
+        With two connections to one member, py-libp2p 0.8.1's pubsub can lose the
+        member's subscription announcement; neither side notices, and gossip
+        between them stops. Every member subscribes before it dials, so a member
+        linked for a while without a known subscription is in that state.
+        """
+        assert self._pubsub is not None and self._host is not None
+        first_repair_s = self.options["gossip_repair_s"]
+        # A reconnect also resets the consensus link, so repeated repairs back off.
+        repair_after = {name: first_repair_s for name in self._links}
+        while True:
+            await trio.sleep(min(1.0, first_repair_s / 2))
+            subscribed = self._pubsub.peer_topics.get(self.topic, set())
+            now = trio.current_time()
+            for name, link in self._links.items():
+                if link.peer_id in subscribed:
+                    repair_after[name] = first_repair_s
+                elif link.up and now - link.up_since > repair_after[name]:
+                    self._counters["gossip_repairs"] += 1
+                    self.log.warning(
+                        "%s is linked but its gossip subscription is missing after %.1f s; reconnecting",
+                        name,
+                        now - link.up_since,
+                    )
+                    repair_after[name] = min(repair_after[name] * 2, 120.0)
+                    link.up_since = now
+                    await bounded(self._host.disconnect(link.peer_id))
+
+    def _inject_loss(self, option: str) -> bool:
+        if self.options[option] and random.random() < self.options[option]:
+            self._counters["injected_losses"] += 1
+            return True
+        return False
+
+    # -- gossip ----------------------------------------------------------------------
+
+    def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        if forwarder == self.my_peer_id:
+            return True  # our own publish: the daemon checked it before publishing
+        if ID(msg.from_id) not in self._by_peer:
+            self._counters["gossip_rejected"] += 1
+            return False
+        try:
+            valid = bool(self._validate_gossip(msg.data))
+        except Exception:
+            self.log.exception("gossip validator raised; rejecting the message")
+            valid = False
+        if not valid:
+            self._counters["gossip_rejected"] += 1
+        return valid
+
+    def _deliver_gossip(self, msg: rpc_pb2.Message) -> None:
+        if ID(msg.from_id) == self.my_peer_id or self._inject_loss("gossip_loss"):
+            return
+        self._counters["gossip_in"] += 1
+        try:
+            self._on_gossip(msg.data)
+        except Exception:
+            self.log.exception("gossip handler failed")

@@ -1,0 +1,235 @@
+"""Building the py-libp2p host and gossipsub router for a closed consortium.
+
+Owns the libp2p-specific configuration so that ``network.py`` reads as
+lendchain logic: the identity comes from the member's Ed25519 seed (so every
+PeerID is computable from the genesis), security is Noise only (the library
+default would also offer plaintext, which proves nothing), a Noise subclass
+refuses non-member PeerIDs right after the handshake (py-libp2p has no PeerID
+gater), and gossipsub is tuned for ≤ 16 known peers on a permissioned network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost, IRawConnection, ISecureConn
+from libp2p.crypto.ed25519 import Ed25519PublicKey
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.identity_utils import create_identity_from_seed
+from libp2p.network.config import RetryConfig
+from libp2p.peer.id import ID
+from libp2p.pubsub import pubsub as _pubsub_module
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.security.exceptions import HandshakeFailure
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from lendchain.crypto import SigningKey
+
+# py-libp2p 0.8.1 creates each peer's outbound pubsub queue as ``RpcQueue()``
+# with room for 32 RPCs and drops the rest silently; the class name is looked
+# up in the pubsub module at that moment, so a roomier subclass placed there
+# raises the limit for every Pubsub in this process (only ours exist).
+PUBSUB_PEER_QUEUE = 1024
+
+
+class _RoomyRpcQueue(RpcQueue):
+    # Outbound RPCs above this are dropped silently (1 MiB by default); raised to
+    # the largest max_gossip_size of any network built in this process.
+    max_rpc_bytes = 1024 * 1024
+
+    def __init__(self, max_size: int = PUBSUB_PEER_QUEUE, **kwargs) -> None:
+        kwargs.setdefault("max_message_size", self.max_rpc_bytes)
+        super().__init__(max_size, **kwargs)
+
+
+_pubsub_module.RpcQueue = _RoomyRpcQueue  # type: ignore[misc]
+
+
+class _DropDialErrors(logging.Filter):
+    """libp2p logs every failed TCP dial at ERROR (to stderr, through logging's last
+    resort handler); the network layer redials members every few seconds and logs
+    reachability itself, so these lines are only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to open TCP stream")
+
+
+logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_DropDialErrors())
+
+
+def check_listen_address_free(listen: multiaddr.Multiaddr) -> None:
+    """Raise OSError when another socket already listens on ``listen``'s TCP port.
+
+    py-libp2p 0.8.1 listens with SO_REUSEPORT (for hole punching), so a second
+    node on a busy port would start without error and the kernel would split
+    incoming connections between the two. A bind without SO_REUSEPORT finds it.
+    """
+    protocols = {p.name for p in listen.protocols()}
+    if "tcp" not in protocols:
+        return
+    family, host = (
+        (socket.AF_INET6, listen.value_for_protocol("ip6"))
+        if "ip6" in protocols
+        else (socket.AF_INET, listen.value_for_protocol("ip4"))
+    )
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR ignores connections in TIME_WAIT (a node restarted on its port)
+        # but still fails against a listening socket, which is what we look for.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, int(listen.value_for_protocol("tcp"))))
+
+
+def peer_id_of(public_key: bytes) -> ID:
+    """The libp2p PeerID of a member, from its 32-byte Ed25519 genesis public key."""
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
+
+
+class MemberOnlyNoise(NoiseTransport):
+    """Noise XX that refuses a peer whose authenticated PeerID is not a member.
+
+    The check runs after the handshake proved the remote holds its key and
+    before the muxer, identify or any lendchain protocol sees the connection.
+    """
+
+    def __init__(
+        self, key_pair, is_member: Callable[[ID], bool], on_refused: Callable[[ID, str], None]
+    ) -> None:
+        super().__init__(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        self._is_member = is_member
+        self._on_refused = on_refused
+
+    async def _gate(self, secure_conn: ISecureConn, direction: str) -> ISecureConn:
+        remote = secure_conn.get_remote_peer()
+        if not self._is_member(remote):
+            self._on_refused(remote, direction)
+            await secure_conn.close()
+            raise HandshakeFailure(f"peer {remote} is not a member of this consortium")
+        return secure_conn
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        return await self._gate(await super().secure_inbound(conn), "inbound")
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        return await self._gate(await super().secure_outbound(conn, peer_id), "outbound")
+
+
+def build_host(
+    key: SigningKey,
+    listen: multiaddr.Multiaddr,
+    is_member: Callable[[ID], bool],
+    on_refused: Callable[[ID, str], None],
+) -> IHost:
+    key_pair = create_identity_from_seed(key.seed)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: MemberOnlyNoise(key_pair, is_member, on_refused)},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        listen_addrs=[listen],
+        enable_mDNS=False,
+        enable_upnp=False,
+        bootstrap=None,
+    )
+    swarm = host.get_network()
+    # The swarm's auto-connector dials any peer in the peerstore (including
+    # addresses learned through identify) to reach 150+ connections; members are
+    # dialled by the network layer, at genesis addresses only.
+    swarm.auto_connector.maybe_connect = _never_auto_connect  # type: ignore[method-assign]
+    # Each dial retries 3 times with its own backoff; the network layer has its own.
+    swarm.retry_config = RetryConfig(max_retries=0)
+    return host
+
+
+async def _never_auto_connect() -> None:
+    return None
+
+
+def content_message_id(msg: rpc_pb2.Message) -> bytes:
+    """Gossip message id = hash of publisher, seqno and data.
+
+    A message relayed along several paths keeps all three, so it is recognised
+    as one. A node that publishes the same batch again (re-gossip of txs not yet
+    committed) uses a new seqno, so peers that lost the first copy after marking
+    it seen still take the second; the data in the hash keeps a restarted node's
+    reused seqno (see ``build_pubsub``) from ever colliding with an old message.
+    """
+    h = hashlib.sha256()
+    for part in (msg.from_id, msg.seqno, msg.data):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
+class DeliveringPubsub(Pubsub):
+    """Pubsub that hands validated messages straight to a callback.
+
+    The stock subscription channel holds 32 messages and drops the rest with a
+    warning each; our callback is synchronous and never blocks, so it is called
+    in place of the channel.
+    """
+
+    deliver: Callable[[rpc_pb2.Message], None] = staticmethod(lambda msg: None)  # type: ignore[assignment]
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        if any(topic in self.topic_ids for topic in publish_message.topicIDs):
+            self.deliver(publish_message)
+
+
+def build_pubsub(
+    host: IHost,
+    peers: int,
+    heartbeat_s: float,
+    max_message_size: int,
+    deliver: Callable[[rpc_pb2.Message], None],
+) -> tuple[DeliveringPubsub, GossipSub]:
+    """A gossipsub router sized for ``peers`` other members on a closed network."""
+    max_rpc_bytes = max_message_size + 64 * 1024  # room for the signed envelope and peer record
+    _RoomyRpcQueue.max_rpc_bytes = max(_RoomyRpcQueue.max_rpc_bytes, max_rpc_bytes)
+    degree = max(1, min(6, peers))
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V11],
+        degree=degree,
+        degree_low=max(1, min(4, degree)),
+        degree_high=max(degree, min(12, peers)),
+        time_to_live=30,
+        # IHAVE gossip covers ~2 s of history at the short heartbeat.
+        gossip_window=max(3, int(2.0 / heartbeat_s)),
+        gossip_history=max(5, int(4.0 / heartbeat_s)),
+        heartbeat_initial_delay=0.05,
+        heartbeat_interval=heartbeat_s,  # type: ignore[arg-type]  # trio.sleep takes floats
+        prune_back_off=5,
+        unsubscribe_back_off=2,
+        # Defaults meant for open networks that break a small closed one: the
+        # adaptive mode stretches the heartbeat to 30-60 s, spam protection drops
+        # more than 10 messages/s per peer, eclipse protection wants 3 distinct IPs.
+        adaptive_gossip_enabled=False,
+        spam_protection_enabled=False,
+        eclipse_protection_enabled=False,
+        max_pending_messages_per_peer=1000,
+    )
+    pubsub = DeliveringPubsub(
+        host,
+        router,
+        cache_size=4096,
+        seen_ttl=120,
+        strict_signing=True,
+        msg_id_constructor=content_message_id,
+        max_inbound_rpc_size=max_rpc_bytes,
+    )
+    pubsub.deliver = deliver  # type: ignore[method-assign]
+    # Sequence numbers start at the time in seconds; a node restarted within
+    # fewer seconds than it published would reuse them. Content ids make this
+    # harmless, and nanoseconds keep seqnos unique for anything that uses them.
+    pubsub.counter = time.time_ns()
+    return pubsub, router

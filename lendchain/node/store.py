@@ -1,0 +1,369 @@
+"""The chain store: blocks, certificates, tx index, state and consensus WAL in one LevelDB.
+
+Keys by prefix (heights are 8-byte big-endian, so blocks sort by height)::
+
+    m:<name>     chain metadata: genesis hash, chain id, head
+    b:<height>   block wire bytes          c:<height>  commit certificate
+    h:<hash>     block hash -> height      t:<tx id>   [height, index, result]
+    s:<key>      ledger state              w:<key>     consensus WAL records
+
+A committed block and all its effects (block, certificate, hash and tx
+indexes, state changes, new head) are written in ONE WriteBatch with
+sync=True, so after a crash the store is at the previous head or the new one,
+never between. ``open`` checks that head, stored head block, state root and
+indexes agree, and names the height and what disagrees when they do not.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import plyvel
+
+from lendchain import codec
+from lendchain.genesis import Genesis
+from lendchain.ledger.block import Block, InvalidBlock, check_block
+from lendchain.ledger.state import (
+    STATE_ROOT_KEY,
+    BlockExecution,
+    MemoryState,
+    TxResult,
+    genesis_changes,
+    genesis_state_root,
+)
+
+_META = b"m:"
+_BLOCK = b"b:"
+_CERT = b"c:"
+_HASH = b"h:"
+_TX = b"t:"
+_STATE = b"s:"
+_WAL = b"w:"
+# Accepted, not yet committed txs: written (unsynced: a process crash keeps them, the OS
+# page cache holds them) before the API answers 202, reloaded into the mempool on start.
+_PENDING = b"p:"
+_GENESIS_KEY = _META + b"genesis"
+_CHAIN_ID_KEY = _META + b"chain_id"
+_HEAD_KEY = _META + b"head"
+_FORMAT_KEY = _META + b"format"
+FORMAT = 1
+# On open, this many blocks below the head are checked to link by hash.
+RECENT_BLOCKS_CHECKED = 16
+_RESTORE = "the data directory is corrupt; restore it from a peer or a backup"
+
+
+class StoreError(Exception):
+    """The data directory cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Head:
+    height: int
+    hash: bytes
+    state_root: bytes
+    timestamp_ms: int
+
+
+def _height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + struct.pack(">Q", height)
+
+
+class ChainStore:
+    """One node's LevelDB. Implements ``StateReader`` (``get``) over committed state."""
+
+    def __init__(self, db: plyvel.DB, path: Path, genesis: Genesis) -> None:
+        self._db = db
+        self.path = path
+        self.genesis = genesis
+        self._head = self._read_head()
+
+    # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, genesis: Genesis, create: bool = True) -> ChainStore:
+        """Open (or with ``create``, initialise) the store at ``path`` for ``genesis``."""
+        path = Path(path)
+        if not create and not (path / "CURRENT").exists():
+            raise StoreError(f"{path} holds no chain store; start the node once to create it")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+        except plyvel.IOError as e:
+            if "lock" in str(e).lower():
+                raise StoreError(
+                    f"data directory {path} is in use by another process (is a node already running?)"
+                ) from None
+            raise StoreError(f"cannot open data directory {path}: {e}") from None
+        except plyvel.CorruptionError as e:
+            raise StoreError(f"data directory {path} is damaged ({e}); {_RESTORE}") from None
+        except OSError as e:
+            raise StoreError(f"cannot create data directory {path}: {e.strerror}") from None
+        try:
+            cls._initialise(db, path, genesis)
+            store = cls(db, path, genesis)
+            store._check_consistency()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    @staticmethod
+    def _initialise(db: plyvel.DB, path: Path, genesis: Genesis) -> None:
+        stored = db.get(_GENESIS_KEY)
+        if stored is None:
+            with db.iterator(include_value=False) as keys:
+                if next(keys, None) is not None:
+                    raise StoreError(f"{path} holds a LevelDB that is not a lendchain chain store")
+            changes = genesis_changes(genesis)
+            head = [0, genesis.hash(), changes[STATE_ROOT_KEY], genesis.genesis_time_ms]
+            with db.write_batch(sync=True) as batch:
+                for key, value in changes.items():
+                    batch.put(_STATE + key, value)
+                batch.put(_CHAIN_ID_KEY, genesis.chain_id.encode())
+                batch.put(_FORMAT_KEY, codec.pack(FORMAT))
+                batch.put(_HEAD_KEY, codec.pack(head))
+                batch.put(_GENESIS_KEY, genesis.hash())
+            return
+        if stored != genesis.hash():
+            chain_id = (db.get(_CHAIN_ID_KEY) or b"?").decode(errors="replace")
+            raise StoreError(
+                f"data directory {path} belongs to chain {chain_id!r} with genesis "
+                f"{stored.hex()[:16]}, not to this genesis ({genesis.chain_id!r}, "
+                f"{genesis.hash().hex()[:16]}); use another data directory or the matching genesis"
+            )
+
+    def _read_head(self) -> Head:
+        raw = self._db.get(_HEAD_KEY)
+        try:
+            height, block_hash, state_root, timestamp_ms = codec.unpack(raw)
+        except (codec.CodecError, TypeError, ValueError):
+            raise StoreError(f"the chain head record in {self.path} is unreadable; {_RESTORE}") from None
+        return Head(height, block_hash, state_root, timestamp_ms)
+
+    def _check_consistency(self) -> None:
+        head = self._head
+        where = f"data directory {self.path}"
+        if self._db.get(_STATE + STATE_ROOT_KEY) != head.state_root:
+            raise StoreError(
+                f"{where}: the state root in the state does not match the head record at "
+                f"height {head.height}; {_RESTORE}"
+            )
+        if self._db.get(_height_key(_BLOCK, head.height + 1)) is not None:
+            raise StoreError(f"{where}: a block is stored above the head height {head.height}; {_RESTORE}")
+        if head.height == 0:
+            if head.hash != self.genesis.hash() or head.state_root != genesis_state_root(self.genesis):
+                raise StoreError(f"{where}: the head at height 0 is not this genesis; {_RESTORE}")
+            return
+        block = self._checked_block(head.height)
+        if block.hash() != head.hash:
+            raise StoreError(
+                f"{where}: block {head.height} hashes to {block.hash().hex()[:16]}, but the head "
+                f"record says {head.hash.hex()[:16]}; {_RESTORE}"
+            )
+        if block.header.state_root != head.state_root:
+            raise StoreError(
+                f"{where}: state root at head {head.height} does not match block {head.height}'s "
+                f"header; {_RESTORE}"
+            )
+        if block.header.timestamp_ms != head.timestamp_ms:
+            raise StoreError(f"{where}: head timestamp disagrees with block {head.height}; {_RESTORE}")
+        if self.height_of_hash(head.hash) != head.height:
+            raise StoreError(f"{where}: the hash index does not list block {head.height}; {_RESTORE}")
+        if self.certificate(head.height) is None:
+            raise StoreError(f"{where}: block {head.height} has no commit certificate; {_RESTORE}")
+        for raw_tx in block.txs:
+            if self.tx_location(codec.sha256(raw_tx)) is None:
+                raise StoreError(
+                    f"{where}: the tx index lacks a transaction of block {head.height}; {_RESTORE}"
+                )
+        child = block
+        for height in range(head.height - 1, max(0, head.height - RECENT_BLOCKS_CHECKED) - 1, -1):
+            parent_hash = self.genesis.hash() if height == 0 else self._checked_block(height).hash()
+            if child.header.prev_hash != parent_hash:
+                raise StoreError(
+                    f"{where}: block {height + 1} does not link to block {height} by hash; {_RESTORE}"
+                )
+            if height > 0:
+                child = self._checked_block(height)
+
+    def _checked_block(self, height: int) -> Block:
+        raw = self.block_bytes(height)
+        if raw is None:
+            raise StoreError(f"data directory {self.path}: block {height} is missing; {_RESTORE}")
+        try:
+            block = Block.decode(raw)
+        except InvalidBlock as e:
+            raise StoreError(
+                f"data directory {self.path}: stored block {height} is damaged ({e}); {_RESTORE}"
+            ) from None
+        if block.header.height != height:
+            raise StoreError(
+                f"data directory {self.path}: block stored at height {height} says it is "
+                f"{block.header.height}; {_RESTORE}"
+            )
+        return block
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+
+    def __enter__(self) -> ChainStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(_STATE + key)
+
+    def state_keys(self) -> list[bytes]:
+        """Every key of the committed state (for audits; the whole key set in memory)."""
+        with self._db.iterator(prefix=_STATE, include_value=False) as keys:
+            return [key[len(_STATE) :] for key in keys]
+
+    def head(self) -> Head:
+        return self._head
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self._db.get(_height_key(_BLOCK, height))
+
+    def block(self, height: int) -> Block | None:
+        raw = self.block_bytes(height)
+        return None if raw is None else Block.decode(raw)
+
+    def certificate(self, height: int) -> bytes | None:
+        return self._db.get(_height_key(_CERT, height))
+
+    def height_of_hash(self, block_hash: bytes) -> int | None:
+        if block_hash == self.genesis.hash():
+            return 0
+        raw = self._db.get(_HASH + block_hash)
+        return None if raw is None else struct.unpack(">Q", raw)[0]
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
+        raw = self._db.get(_TX + tx_id)
+        if raw is None:
+            return None
+        height, index, result = codec.unpack(raw)
+        return height, index, TxResult.from_value(tx_id, result)
+
+    # -- writing ---------------------------------------------------------------
+
+    def commit_block(self, raw_block: bytes, certificate: bytes, execution: BlockExecution) -> Head:
+        """Store a committed block with its certificate and effects, atomically and durably."""
+        block = Block.decode(raw_block)
+        header = block.header
+        head = self._head
+        if header.height != head.height + 1:
+            raise StoreError(f"cannot store block {header.height} on head {head.height}; blocks go in order")
+        if header.prev_hash != head.hash:
+            raise StoreError(
+                f"block {header.height} builds on {header.prev_hash.hex()[:16]}, not on the stored "
+                f"head {head.hash.hex()[:16]}"
+            )
+        if header.state_root != execution.state_root:
+            raise StoreError(f"block {header.height}'s state root is not the one its execution gives")
+        if len(execution.results) != len(block.txs) or len(execution.tx_ids) != len(block.txs):
+            raise StoreError(f"block {header.height} has {len(block.txs)} txs but its execution has not")
+        block_hash = header.hash()
+        new_head = Head(header.height, block_hash, header.state_root, header.timestamp_ms)
+        height_bytes = struct.pack(">Q", header.height)
+        with self._db.write_batch(sync=True) as batch:
+            batch.put(_BLOCK + height_bytes, raw_block)
+            batch.put(_CERT + height_bytes, certificate)
+            batch.put(_HASH + block_hash, height_bytes)
+            for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
+                batch.put(_TX + tx_id, codec.pack([header.height, index, result.to_value()]))
+            for key, value in execution.changes.items():
+                if value is None:
+                    batch.delete(_STATE + key)
+                else:
+                    batch.put(_STATE + key, value)
+            batch.put(
+                _HEAD_KEY,
+                codec.pack([new_head.height, new_head.hash, new_head.state_root, new_head.timestamp_ms]),
+            )
+        self._head = new_head
+        return new_head
+
+    def wal_items(self) -> list[tuple[bytes, bytes]]:
+        """Every consensus WAL record still on disk, in key order."""
+        with self._db.iterator(prefix=_WAL) as records:
+            return [(key[len(_WAL) :], value) for key, value in records]
+
+    def wal_write(self, entries: list[tuple[bytes, bytes]]) -> None:
+        """Write WAL records durably (one synced batch); an empty value deletes the record."""
+        with self._db.write_batch(sync=True) as batch:
+            for key, value in entries:
+                if value == b"":
+                    batch.delete(_WAL + key)
+                else:
+                    batch.put(_WAL + key, value)
+
+    def pending_put(self, txs: list[tuple[bytes, bytes]]) -> None:
+        """Remember accepted txs (id, raw) so a restart does not lose them."""
+        with self._db.write_batch(sync=False) as batch:
+            for tx_id, raw in txs:
+                batch.put(_PENDING + tx_id, raw)
+
+    def pending_delete(self, tx_ids: list[bytes]) -> None:
+        with self._db.write_batch(sync=False) as batch:
+            for tx_id in tx_ids:
+                batch.delete(_PENDING + tx_id)
+
+    def pending_items(self) -> list[tuple[bytes, bytes]]:
+        with self._db.iterator(prefix=_PENDING) as records:
+            return [(key[len(_PENDING) :], value) for key, value in records]
+
+
+def verify_chain(store: ChainStore, upto: int | None = None) -> int:
+    """Re-execute every stored block from genesis and compare every hash and root.
+
+    Returns the number of blocks checked; raises StoreError naming the first
+    height where a stored block, index or the stored state disagrees with the
+    replay. Holds a full copy of the state in memory while it runs.
+    """
+    genesis = store.genesis
+    state = MemoryState()
+    state.apply(genesis_changes(genesis))
+    parent_hash, parent_ts = genesis.hash(), genesis.genesis_time_ms
+    last = store.head().height if upto is None else upto
+    for height in range(1, last + 1):
+        raw = store.block_bytes(height)
+        if raw is None:
+            raise StoreError(f"verify-chain: block {height} is missing")
+        try:
+            block, execution = check_block(
+                raw,
+                expected_height=height,
+                parent_hash=parent_hash,
+                parent_timestamp_ms=parent_ts,
+                reader=state,
+                now_ms=None,
+                max_skew_ms=0,
+                chain_id=genesis.chain_id,
+            )
+        except InvalidBlock as e:
+            raise StoreError(f"verify-chain: block {height} fails: {e}") from None
+        if store.height_of_hash(block.hash()) != height:
+            raise StoreError(f"verify-chain: the hash index does not point at block {height}")
+        for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
+            if store.tx_location(tx_id) != (height, index, result):
+                raise StoreError(f"verify-chain: the tx index entry of tx {index} in block {height} is wrong")
+        state.apply(execution.changes)
+        parent_hash, parent_ts = block.hash(), block.header.timestamp_ms
+    if upto is None:
+        head = store.head()
+        if head.hash != parent_hash:
+            raise StoreError(f"verify-chain: the head record does not match block {last}")
+        for key, value in state.values.items():
+            if store.get(key) != value:
+                raise StoreError(f"verify-chain: stored state key {key!r} differs from the replay at {last}")
+        for key in store.state_keys():
+            if key not in state.values:
+                raise StoreError(f"verify-chain: stored state key {key!r} is not in the replay at {last}")
+    return last
