@@ -1,0 +1,3 @@
+from lendchain.cli import main
+
+main()

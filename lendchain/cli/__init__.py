@@ -1,0 +1,52 @@
+"""The ``lendchain`` command line.
+
+Operators create keys, generate test networks and start nodes; bank systems
+and people submit a loan's life and query the chain. Commands that talk to a
+node go through its HTTP API (``--node`` or ``--config``) and sign
+transactions locally with ``--key``; nothing here opens a running node's
+LevelDB.
+
+Every error a user can cause ends in one sentence on stderr and exit code 1
+(2 for usage errors, as click does) — never a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from lendchain.cli.chain import block, status, tx, verify_chain
+from lendchain.cli.docker import docker
+from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
+from lendchain.cli.keys import keys
+from lendchain.cli.loans import loan, party
+from lendchain.cli.network import devnet, start, testnet
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.version_option(package_name="lendchain")
+def main(as_json: bool) -> None:
+    """lendchain: a consortium ledger for lending (PBFT over py-libp2p).
+
+    \b
+    Quick start:
+      lendchain devnet                 # 4 local nodes and a demo loan
+      lendchain status --node http://127.0.0.1:8101
+    """
+
+
+for command in (
+    keys,
+    testnet,
+    start,
+    devnet,
+    status,
+    tx,
+    block,
+    party,
+    loan,
+    verify_chain,
+    docker,
+    *DOMAIN_COMMANDS,
+):
+    main.add_command(command)

@@ -1,0 +1,148 @@
+"""Helpers shared by the CLI's command modules: errors, output, clients, signers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lendchain.crypto import CryptoError, SigningKey, key_file_is_encrypted, read_key_file
+from lendchain.node.config import ConfigError, load_node_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NODE = "http://127.0.0.1:8101"
+
+
+def user_errors(fn: F) -> F:
+    """Turn the errors a user can cause into one line on stderr and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lendchain.client import NodeError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, CryptoError, NodeError, FileExistsError) as e:
+            raise click.ClickException(str(e)) from None
+        except json.JSONDecodeError as e:
+            raise click.ClickException(f"payload is not valid JSON: {e}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def read_passphrase(passphrase_file: str | None) -> str | None:
+    if passphrase_file:
+        try:
+            return Path(passphrase_file).read_text().rstrip("\n")
+        except OSError as e:
+            raise click.ClickException(
+                f"cannot read passphrase file {passphrase_file}: {e.strerror}"
+            ) from None
+    return os.environ.get("LENDCHAIN_PASSPHRASE")
+
+
+def emit(ctx: click.Context, value: Any, human: Callable[[Any], str] | None = None) -> None:
+    """Print ``value`` as JSON with ``--json`` (or without a human form), else as text."""
+    if ctx.find_root().params.get("as_json") or human is None:
+        click.echo(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        click.echo(human(value))
+
+
+def client_options(fn: F) -> F:
+    fn = click.option(
+        "--node",
+        "node_url",
+        envvar="LENDCHAIN_NODE",
+        help=f"Node API URL (default: from --config, else {DEFAULT_NODE}).",
+    )(fn)
+    fn = click.option(
+        "--config",
+        "config_path",
+        envvar="LENDCHAIN_CONFIG",
+        type=click.Path(dir_okay=False),
+        help="A node config to take the API address, token and default key from.",
+    )(fn)
+    fn = click.option(
+        "--token-file",
+        envvar="LENDCHAIN_TOKEN_FILE",
+        type=click.Path(dir_okay=False),
+        help="File holding the API bearer token.",
+    )(fn)
+    return fn
+
+
+def signer_options(fn: F) -> F:
+    fn = click.option(
+        "--key",
+        "key_path",
+        envvar="LENDCHAIN_KEY",
+        type=click.Path(dir_okay=False),
+        help="Key file to sign with (default: the --config node's key).",
+    )(fn)
+    fn = click.option("--passphrase-file", type=click.Path(dir_okay=False), help="For an encrypted key.")(fn)
+    fn = click.option("--no-wait", is_flag=True, help="Return once the node accepted the tx.")(fn)
+    fn = click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the commit.")(
+        fn
+    )
+    return client_options(fn)
+
+
+def make_client(node_url: str | None, config_path: str | None, token_file: str | None):
+    from lendchain.client import NodeClient
+
+    if config_path:
+        config = load_node_config(config_path)
+        node_url = node_url or config.api_url
+        if token_file is None and config.api_token_file is not None:
+            token_file = str(config.api_token_file)
+    token = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as e:
+            raise click.ClickException(f"cannot read token file {token_file}: {e.strerror}") from None
+    return NodeClient(node_url or DEFAULT_NODE, token)
+
+
+def client_from(kw: dict[str, Any]):
+    return make_client(kw["node_url"], kw["config_path"], kw["token_file"])
+
+
+def load_signer(key_path: str | None, config_path: str | None, passphrase_file: str | None) -> SigningKey:
+    if key_path is None and config_path:
+        key_path = str(load_node_config(config_path).key_file)
+    if key_path is None:
+        raise click.ClickException("no signing key: give --key FILE (or --config with a node key)")
+    if key_file_is_encrypted(key_path):
+        return read_key_file(key_path, read_passphrase(passphrase_file))
+    return read_key_file(key_path)
+
+
+def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Sign ``payload`` as a ``kind`` tx with the chosen key, submit it, wait, print it."""
+    key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"])
+    with client_from(kw) as client:
+        result = client.send(key, kind, payload, wait=not kw["no_wait"], timeout_s=kw["timeout"])
+    emit(ctx, result, describe_tx)
+    return result
+
+
+def describe_tx(status: dict[str, Any]) -> str:
+    if status.get("status") != "committed":
+        message = status.get("message")
+        return f"tx {status['id']} {status['status']}" + (f": {message}" if message else "")
+    result = status.get("result") or {}
+    lines = [f"tx {status['id']} committed in block {status['height']}: {result.get('code', '?')}"]
+    for key, value in sorted(result.items()):
+        if key.endswith("_id") and isinstance(value, str):
+            lines.append(f"  {key}: {value}")
+    for event in result.get("events", []):
+        lines.append(f"  event: {json.dumps(event, sort_keys=True)}")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""``lendchain status``, ``tx`` and ``block``: reading the chain and sending any tx kind."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from lendchain.cli._common import (
+    client_from,
+    client_options,
+    describe_tx,
+    emit,
+    send_tx,
+    signer_options,
+    user_errors,
+)
+
+
+@click.command()
+@client_options
+@click.pass_context
+@user_errors
+def status(ctx: click.Context, **kw: Any) -> None:
+    """Show a node's height, view, primary, peers and mempool."""
+    with client_from(kw) as client:
+        value = client.status()
+
+    def human(v: dict[str, Any]) -> str:
+        role = "voting member" if v.get("role") == "member" else "observer"
+        sync = v.get("sync", {})
+        return "\n".join(
+            [
+                f"node     {v['name']} ({role}) on {v['chain_id']}",
+                f"height   {v['height']}  head {v['head_hash'][:16]}",
+                f"view     {v.get('view', '-')}  primary {v.get('primary', '-')}"
+                + ("  (view change in progress)" if v.get("in_view_change") else ""),
+                f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
+                f"peers    {', '.join(v.get('peers', [])) or 'none'}",
+                f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
+            ]
+        )
+
+    emit(ctx, value, human)
+
+
+@click.group()
+def tx() -> None:
+    """Send any transaction kind, or look one up."""
+
+
+@tx.command("send")
+@click.argument("kind")
+@click.argument("payload")
+@signer_options
+@click.pass_context
+@user_errors
+def tx_send(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
+    """Sign and submit a KIND transaction with a JSON object PAYLOAD."""
+    body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise click.ClickException('payload must be a JSON object, such as \'{"role": "borrower"}\'')
+    send_tx(ctx, kw, kind, body)
+
+
+@tx.command("show")
+@click.argument("tx_id")
+@click.option("--wait", "wait_s", default=0.0, help="Wait up to this many seconds for it to commit.")
+@client_options
+@click.pass_context
+@user_errors
+def tx_show(ctx: click.Context, tx_id: str, wait_s: float, **kw: Any) -> None:
+    """Show a transaction's status, block and result."""
+    with client_from(kw) as client:
+        value = client.wait_tx(tx_id, wait_s) if wait_s > 0 else client.tx(tx_id)
+    emit(ctx, value, describe_tx)
+
+
+@click.group()
+def block() -> None:
+    """Read blocks and their commit certificates."""
+
+
+@block.command("show")
+@click.argument("ref", default="head")
+@client_options
+@click.pass_context
+@user_errors
+def block_show(ctx: click.Context, ref: str, **kw: Any) -> None:
+    """Show a block by height, hash or 'head', with who signed its commit certificate."""
+    with client_from(kw) as client:
+        value = client.get(f"/blocks/{ref}")
+    emit(ctx, value)
+
+
+@block.command("list")
+@click.option("--from", "start", default=1, show_default=True, help="First height.")
+@click.option("--limit", default=20, show_default=True)
+@client_options
+@click.pass_context
+@user_errors
+def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
+    """List block headers from a height."""
+    with client_from(kw) as client:
+        value = client.get("/blocks", start=start, limit=limit)
+
+    def human(v: Any) -> str:
+        blocks = v.get("blocks", v) if isinstance(v, dict) else v
+        return "\n".join(
+            f"{b['height']:>8}  {b['hash'][:16]}  txs={len(b.get('txs', [])) if isinstance(b.get('txs'), list) else b.get('tx_count', '?')}"
+            for b in blocks
+        )
+
+    emit(ctx, value, human)
+
+
+@click.command("verify-chain")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    envvar="LENDCHAIN_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="The (stopped) node whose data directory to check.",
+)
+@click.pass_context
+@user_errors
+def verify_chain(ctx: click.Context, config_path: str) -> None:
+    """Replay a stopped node's chain from genesis and check every hash, root and certificate."""
+    from lendchain.node.config import load_node_config
+    from lendchain.node.driver import verify_certificate
+    from lendchain.node.store import ChainStore, StoreError
+    from lendchain.node.store import verify_chain as replay
+
+    config = load_node_config(config_path)
+    members = [(m.name, m.public_key) for m in config.genesis.members]
+    try:
+        store = ChainStore.open(config.data_dir, config.genesis, create=False)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        checked = replay(store)
+        head = store.head()
+        for height in range(1, head.height + 1):
+            try:
+                cert = verify_certificate(config.genesis.chain_id, members, store.certificate(height) or b"")
+            except ValueError as e:
+                raise click.ClickException(
+                    f"block {height}: commit certificate does not verify: {e}"
+                ) from None
+            if cert.height != height or cert.digest != store.block(height).hash():
+                raise click.ClickException(f"block {height}: its commit certificate covers another block")
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        store.close()
+    value = {
+        "blocks": checked,
+        "height": head.height,
+        "head_hash": head.hash.hex(),
+        "state_root": head.state_root.hex(),
+    }
+    emit(ctx, value, lambda v: f"ok: {v['blocks']} blocks replayed and certified up to height {v['height']}")
+
+
+@tx.command("status")
+@click.argument("tx_id")
+@client_options
+@click.pass_context
+@user_errors
+def tx_status(ctx: click.Context, tx_id: str, **kw: Any) -> None:
+    """Show a transaction's status now (pending, committed with its result, expired, rejected)."""
+    with client_from(kw) as client:
+        emit(ctx, client.tx(tx_id), describe_tx)
+
+
+@tx.command("wait")
+@click.argument("tx_id")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait.")
+@client_options
+@click.pass_context
+@user_errors
+def tx_wait(ctx: click.Context, tx_id: str, timeout: float, **kw: Any) -> None:
+    """Wait until a transaction commits (or expires or is rejected); exit 1 if it did not commit."""
+    with client_from(kw) as client:
+        value = client.wait_tx(tx_id, timeout)
+    emit(ctx, value, describe_tx)
+    if value.get("status") != "committed":
+        ctx.exit(1)

@@ -1,0 +1,157 @@
+"""``lendchain party`` and ``lendchain loan``: a loan's life from the command line.
+
+A loan's id is the id of its ``loan.apply`` transaction and an offer's id
+is the id of its ``loan.offer`` transaction; both are printed when they
+commit. Amounts are integers in minor units (cents), rates in basis points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lendchain.cli._common import client_from, client_options, emit, send_tx, signer_options, user_errors
+
+
+def _sent_id(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any], label: str) -> None:
+    status = send_tx(ctx, kw, kind, payload)
+    if not ctx.find_root().params.get("as_json") and status.get("status") == "committed":
+        click.echo(f"{label}: {status['id']}")
+
+
+@click.group()
+def party() -> None:
+    """Register and look up parties (borrowers, investors) by did:key."""
+
+
+@party.command("register")
+@click.option("--role", required=True, type=click.Choice(["borrower", "investor"]))
+@click.option("--attestation", help="Hex sha256 of an off-chain KYC document (optional).")
+@signer_options
+@click.pass_context
+@user_errors
+def party_register(ctx: click.Context, role: str, attestation: str | None, **kw: Any) -> None:
+    """Register the --key's did:key as a borrower or investor."""
+    payload: dict[str, Any] = {"role": role}
+    if attestation:
+        payload["attestation"] = attestation
+    send_tx(ctx, kw, "party.register", payload)
+
+
+@party.command("show")
+@click.argument("did")
+@client_options
+@click.pass_context
+@user_errors
+def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
+    """Show a party's registration."""
+    with client_from(kw) as client:
+        emit(ctx, client.get(f"/parties/{did}"))
+
+
+@click.group()
+def loan() -> None:
+    """Apply for, offer, accept, disburse, repay and show loans."""
+
+
+@loan.command("apply")
+@click.option("--amount", required=True, type=click.IntRange(1), help="Principal in minor units (cents).")
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
+@click.option("--term", "term_months", required=True, type=click.IntRange(1), help="Term in months.")
+@click.option("--purpose", required=True, help="A short purpose, e.g. 'working capital'.")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_apply(
+    ctx: click.Context, amount: int, currency: str, term_months: int, purpose: str, **kw: Any
+) -> None:
+    """Apply for a loan as the --key's registered borrower; prints the loan id."""
+    payload = {"amount": amount, "currency": currency, "term_months": term_months, "purpose": purpose}
+    _sent_id(ctx, kw, "loan.apply", payload, "loan id")
+
+
+@loan.command("offer")
+@click.argument("loan_id")
+@click.option("--rate-bps", required=True, type=click.IntRange(0), help="Annual rate in basis points.")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_offer(ctx: click.Context, loan_id: str, rate_bps: int, **kw: Any) -> None:
+    """Offer LOAN_ID an annuity at --rate-bps, signed by a lender member; prints the offer id."""
+    _sent_id(ctx, kw, "loan.offer", {"loan_id": loan_id, "rate_bps": rate_bps}, "offer id")
+
+
+@loan.command("accept")
+@click.argument("loan_id")
+@click.argument("offer_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_accept(ctx: click.Context, loan_id: str, offer_id: str, **kw: Any) -> None:
+    """Accept OFFER_ID for LOAN_ID, as its borrower."""
+    send_tx(ctx, kw, "loan.accept", {"loan_id": loan_id, "offer_id": offer_id})
+
+
+@loan.command("cancel")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_cancel(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Withdraw an application before it is disbursed, as its borrower."""
+    send_tx(ctx, kw, "loan.cancel", {"loan_id": loan_id})
+
+
+@loan.command("disburse")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_disburse(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Record the payout of an accepted loan, as its lender."""
+    send_tx(ctx, kw, "loan.disburse", {"loan_id": loan_id})
+
+
+@loan.command("repay")
+@click.argument("loan_id")
+@click.option("--amount", required=True, type=click.IntRange(1), help="Received, in minor units.")
+@click.option("--reference", help="The payment's reference in the lender's books.")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_repay(ctx: click.Context, loan_id: str, amount: int, reference: str | None, **kw: Any) -> None:
+    """Record a received repayment, as the loan's lender (servicer)."""
+    payload: dict[str, Any] = {"loan_id": loan_id, "amount": amount}
+    if reference:
+        payload["reference"] = reference
+    send_tx(ctx, kw, "loan.repay", payload)
+
+
+@loan.command("show")
+@click.argument("loan_id")
+@client_options
+@click.pass_context
+@user_errors
+def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Show a loan: state, amounts, schedule, history."""
+    with client_from(kw) as client:
+        value = client.get(f"/loans/{loan_id}")
+
+    def human(v: dict[str, Any]) -> str:
+        lines = [f"loan {loan_id}: {v.get('state')}"]
+        for key in (
+            "borrower",
+            "lender",
+            "amount",
+            "currency",
+            "term_months",
+            "rate_bps",
+            "principal_paid",
+            "interest_paid",
+        ):
+            if v.get(key) is not None:
+                lines.append(f"  {key:<15} {v[key]}")
+        return "\n".join(lines)
+
+    emit(ctx, value, human)

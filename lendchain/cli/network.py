@@ -1,0 +1,116 @@
+"""``lendchain testnet``, ``start`` and ``devnet``: making networks and running nodes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lendchain.cli._common import emit, read_passphrase, user_errors
+from lendchain.crypto import read_key_file
+from lendchain.node.config import load_node_config
+
+
+@click.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Empty directory to write.")
+@click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 64), help="Voting members.")
+@click.option(
+    "--observers", default=0, show_default=True, type=click.IntRange(0, 16), help="Read-only members."
+)
+@click.option("--chain-id", default="lendchain-test-1", show_default=True)
+@click.option("--p2p-port", default=47100, show_default=True, help="Base port: node i listens on base+i.")
+@click.option("--api-port", default=8100, show_default=True, help="Base port: node i serves on base+i.")
+@click.option("--docker", is_flag=True, help="Address members on the docker-compose network.")
+@click.pass_context
+@user_errors
+def testnet(
+    ctx: click.Context,
+    out: str,
+    nodes: int,
+    observers: int,
+    chain_id: str,
+    p2p_port: int,
+    api_port: int,
+    docker: bool,
+) -> None:
+    """Generate keys, a genesis and one config per node for a test network."""
+    from lendchain.node.testnet import generate_testnet
+
+    layout = generate_testnet(
+        out,
+        nodes,
+        chain_id=chain_id,
+        p2p_base_port=p2p_port,
+        api_base_port=api_port,
+        observers=observers,
+        docker=docker,
+    )
+    value = {
+        "genesis": str(layout.out / "genesis.toml"),
+        "configs": [str(p) for p in layout.configs],
+        "n": layout.genesis.n,
+        "f": layout.genesis.f,
+    }
+    emit(
+        ctx,
+        value,
+        lambda v: "\n".join(
+            [f"wrote {v['genesis']}: n={v['n']} voting members, tolerates f={v['f']} faulty; start each with"]
+            + [f"  lendchain start --config {c}" for c in v["configs"]]
+        ),
+    )
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    envvar="LENDCHAIN_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="The node's TOML config.",
+)
+@click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False), help="Overrides the config's passphrase_file."
+)
+@user_errors
+def start(config_path: str, passphrase_file: str | None) -> None:
+    """Run a node in the foreground until SIGINT or SIGTERM."""
+    config = load_node_config(config_path)
+    if passphrase_file is None and config.passphrase_file is not None:
+        passphrase_file = str(config.passphrase_file)
+    key = read_key_file(config.key_file, read_passphrase(passphrase_file))
+    from lendchain.node.daemon import run_node  # after the checks: importing the daemon is slow
+
+    sys.exit(run_node(config, key))
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    default=".lendchain-devnet",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where keys, configs, data and logs go (reused if it already holds a devnet).",
+)
+@click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Run a loan through the network.")
+@click.option(
+    "--exit", "exit_after", is_flag=True, help="Stop the network after the demo instead of serving."
+)
+@click.option("--api-port", default=8100, show_default=True, help="Base API port: node i serves on base+i.")
+@click.option("--p2p-port", default=47100, show_default=True, help="Base p2p port: node i listens on base+i.")
+@user_errors
+def devnet(directory: str, nodes: int, demo: bool, exit_after: bool, api_port: int, p2p_port: int) -> None:
+    """Run a local N-node network as processes on 127.0.0.1, with a demo loan.
+
+    Serves until Ctrl-C (or exits after the demo with --exit).
+    """
+    from lendchain.node.devnet import run_devnet
+
+    code = run_devnet(
+        Path(directory), nodes, demo=demo, exit_after=exit_after, api_port=api_port, p2p_port=p2p_port
+    )
+    sys.exit(code)

@@ -1,0 +1,97 @@
+"""CLI commands that need no running node: keys, testnet, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from lendchain.cli import main
+from lendchain.crypto import read_key_file
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_keys_new_writes_a_private_key_file_and_prints_its_did(run, tmp_path):
+    result = run("keys", "new", "alice.key")
+    assert result.exit_code == 0, result.output
+    did = result.output.strip()
+    assert did.startswith("did:key:z6Mk")
+    assert stat.S_IMODE(os.stat(tmp_path / "alice.key").st_mode) == 0o600
+    assert read_key_file(tmp_path / "alice.key").did == did
+    shown = run("--json", "keys", "show", "alice.key")
+    assert json.loads(shown.output)["did"] == did
+
+
+def test_keys_new_refuses_to_overwrite(run):
+    assert run("keys", "new", "alice.key").exit_code == 0
+    result = run("keys", "new", "alice.key")
+    assert result.exit_code == 1
+    assert "alice.key" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_encrypted_key_needs_its_passphrase(run, tmp_path):
+    (tmp_path / "pass").write_text("correct horse\n")
+    assert run("keys", "new", "bob.key", "--passphrase-file", "pass").exit_code == 0
+    shown = json.loads(run("--json", "keys", "show", "bob.key").output)
+    assert shown["encrypted"] is True
+    key = read_key_file(tmp_path / "bob.key", "correct horse")
+    assert key.did == shown["did"]
+
+
+def test_testnet_writes_genesis_and_configs(run, tmp_path):
+    result = run("--json", "testnet", "--out", "net", "--nodes", "4", "--observers", "1")
+    assert result.exit_code == 0, result.output
+    value = json.loads(result.output)
+    assert value["n"] == 4 and value["f"] == 1
+    assert len(value["configs"]) == 5
+    again = run("testnet", "--out", "net")
+    assert again.exit_code == 1
+    assert "already holds a network" in again.output
+
+
+def test_start_with_a_config_typo_names_the_key(run, tmp_path):
+    run("testnet", "--out", "net", "--nodes", "4")
+    config = tmp_path / "net" / "bank1.toml"
+    config.write_text(config.read_text().replace("data_dir", "data_dri"))
+    result = run("start", "--config", str(config))
+    assert result.exit_code == 1
+    assert "data_dri" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_start_refuses_a_world_readable_key(run, tmp_path):
+    run("testnet", "--out", "net", "--nodes", "4")
+    key = tmp_path / "net" / "keys" / "bank1.key"
+    key.chmod(0o644)
+    result = run("start", "--config", str(tmp_path / "net" / "bank1.toml"))
+    assert result.exit_code == 1
+    assert "chmod 600" in result.output
+
+
+def test_client_commands_say_when_no_node_answers(run):
+    result = run("status", "--node", "http://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "cannot reach node" in result.output
+
+
+def test_tx_send_rejects_a_non_object_payload(run):
+    run("keys", "new", "alice.key")
+    result = run(
+        "tx", "send", "party.register", "[1, 2]", "--key", "alice.key", "--node", "http://127.0.0.1:9"
+    )
+    assert result.exit_code == 1
+    assert "JSON object" in result.output
