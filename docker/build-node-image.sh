@@ -3,10 +3,14 @@
 #
 #   docker/build-node-image.sh [--force]
 #
-# 1. pip wheel: lendchain and every dependency as wheels in docker/wheels/,
-#    built with this machine's Python 3.11 (its ABI must match the base's
-#    python3.11; fastecdsa has no manylinux wheel and compiles against
-#    libgmp-dev, which this script installs with apt when it is missing).
+# 1. pip wheel: every dependency into docker/wheels/deps/ and lendchain into
+#    docker/wheels/app/, built with this machine's Python 3.11 (its ABI must
+#    match the base's python3.11; fastecdsa has no manylinux wheel and
+#    compiles against libgmp-dev, which this script installs with apt when it
+#    is missing). The dependency wheels are kept while pyproject.toml and the
+#    Python version stay the same, so a rebuild after a code change only
+#    builds the lendchain wheel (and docker reuses the dependency layer);
+#    rm -rf docker/wheels to fetch them again.
 # 2. docker build with BASE_IMAGE, by default lendchain-base:bookworm (made by
 #    docker/build-base-image.sh). With a registry, use the official image:
 #      LENDCHAIN_BASE_IMAGE=python:3.11-slim-bookworm docker/build-node-image.sh
@@ -23,7 +27,7 @@ force=0
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-node-image: unknown argument '$arg' (only --force)" >&2; exit 2 ;;
     esac
 done
@@ -56,13 +60,27 @@ if [ ! -e /usr/include/gmp.h ] && [ ! -e /usr/include/x86_64-linux-gnu/gmp.h ]; 
 fi
 
 start=$(date +%s)
-rm -rf "$repo/docker/wheels"
-echo "build-node-image: building wheels into docker/wheels"
-"$python" -m pip wheel --quiet "$repo" -w "$repo/docker/wheels" \
-    || die "pip wheel failed (output above)."
+wheels="$repo/docker/wheels"
+stamp="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1) python$pyver"
+if [ "$(cat "$wheels/deps/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$wheels"
+    echo "build-node-image: building lendchain and dependency wheels into docker/wheels"
+    "$python" -m pip wheel --quiet "$repo" -w "$wheels/deps" || die "pip wheel failed (output above)."
+    mkdir -p "$wheels/app"
+    mv "$wheels"/deps/lendchain-*.whl "$wheels/app/"
+    echo "$stamp" > "$wheels/deps/.stamp"
+else
+    rm -rf "$wheels/app"
+    echo "build-node-image: dependency wheels are current; building the lendchain wheel"
+    "$python" -m pip wheel --quiet --no-deps "$repo" -w "$wheels/app" || die "pip wheel failed (output above)."
+fi
 wheels_done=$(date +%s)
 
 echo "build-node-image: docker build $image on $base"
-docker build --build-arg BASE_IMAGE="$base" -t "$image" "$repo" \
+docker build --force-rm --build-arg BASE_IMAGE="$base" -t "$image" "$repo" \
     || die "docker build failed (output above)."
+# Name the (cached) first stage too, so pruning untagged images keeps the
+# dependency layer that the next build reuses.
+docker build --quiet --force-rm --target venv --build-arg BASE_IMAGE="$base" -t "${image%:*}:venv-stage" "$repo" >/dev/null \
+    || die "tagging the venv stage failed."
 echo "build-node-image: built $image in $(( $(date +%s) - start ))s (wheels $(( wheels_done - start ))s)"
