@@ -1,0 +1,253 @@
+"""The web console in a real browser against four real nodes on 127.0.0.1 (issue 9).
+
+Headless Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright's
+Python package; browsers cannot be downloaded here. bank4 guards its API with
+a bearer token so the console's token handling runs against the real guard.
+Screenshots go to ``tests/console/artifacts/`` (not committed). Every wait is
+on a condition in the page or the cluster, with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from lendchain.client import NodeClient
+from lendchain.crypto import SigningKey, read_key_file
+from lendchain.node.cluster import Cluster, free_port_block
+from lendchain.node.testnet import generate_testnet
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TOKEN_NODE = "bank4"
+WAIT_MS = 60_000
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)"
+)
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing (apt-get install -y chromium); Playwright cannot download a browser here",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    out = tmp_path_factory.mktemp("console-net")
+    p2p = free_port_block(8)
+    api = free_port_block(8, start=p2p + 20)
+    layout = generate_testnet(out / "net", 4, p2p_base_port=p2p, api_base_port=api)
+    token = secrets.token_hex(16)
+    token_path = out / "net" / "api.token"
+    token_path.write_text(token + "\n")
+    config_path = out / "net" / f"{TOKEN_NODE}.toml"
+    config = tomllib.loads(config_path.read_text())
+    config["api"]["token_file"] = str(token_path)
+    config_path.write_text(tomli_w.dumps(config))
+    cluster = Cluster(list(layout.configs), out / "logs")
+    cluster.token = token
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        cluster.wait_agree([n for n in cluster.names if n != TOKEN_NODE], timeout_s=60)
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+class ConsolePage:
+    """One browser tab on one node's console, recording every console error and page error."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def text(self, selector: str) -> str:
+        return self.page.locator(selector).inner_text()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_console(browser):
+    opened: list[ConsolePage] = []
+
+    def open_(url: str) -> ConsolePage:
+        page = ConsolePage(browser, url)
+        opened.append(page)
+        return page
+
+    yield open_
+    for page in opened:
+        page.close()
+
+
+def register_borrowers(url: str, count: int) -> None:
+    with NodeClient(url, timeout=10) as client:
+        for _ in range(count):
+            client.submit(
+                client.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
+            )
+
+
+def test_network_view_shows_members_peers_and_updates_without_reload(net, open_console):
+    console = open_console(net["bank1"].url + "/console")
+    page = console.page
+    for name in net.names:
+        page.wait_for_selector(f"[data-member={name}][data-connected=true]")
+    assert "this node" in console.text("[data-member=bank1]")
+    primary = net["bank1"].get("/status")["primary"]
+    assert "primary" in console.text(f"[data-member={primary}]")
+    assert page.locator("#chart-rate").is_visible() and page.locator("#chart-blocktime").is_visible()
+
+    height = int(console.text("#stat-height"))
+    register_borrowers(net["bank2"].url, 5)
+    page.wait_for_function(
+        f"Number(document.getElementById('stat-height').textContent) > {height} && poll.polls >= 3"
+    )
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    console.shot("network")
+    assert console.errors == []
+
+
+def test_chain_view_lists_blocks_and_a_block_shows_its_txs_with_results(net, open_console):
+    register_borrowers(net["bank1"].url, 3)
+    console = open_console(net["bank1"].url + "/console/#/chain")
+    page = console.page
+    page.wait_for_selector("tr[data-height]")
+    newest = page.locator("tr[data-height]").first
+    cells = newest.locator("td").all_inner_texts()
+    assert cells[3] in net.names  # proposer
+    assert len(cells[6].split(", ")) >= 3  # a commit certificate holds a quorum of signers
+    console.shot("chain")
+
+    with_txs = next(
+        b for b in net["bank1"].get("/blocks?from=1&limit=50")["blocks"] if b["header"]["tx_count"]
+    )
+    page.locator(f"tr[data-height='{with_txs['header']['height']}']").click()
+    page.wait_for_selector("#block-txs td")
+    assert f"{len(with_txs['txs'])} transactions" in console.text("#block-txs")
+    assert "ok" in console.text("#block-txs")
+    assert "party.register" in console.text("#block-txs")
+
+    for query, expected in ((str(with_txs["header"]["height"]), "#/block/"), (with_txs["txs"][0], "#/tx/")):
+        page.fill("#search-input", query)
+        page.press("#search-input", "Enter")
+        page.wait_for_url(re.compile(re.escape(expected)))
+    page.wait_for_selector("text=committed")
+    assert console.errors == []
+
+
+def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net, open_console, tmp_path):
+    from click.testing import CliRunner
+
+    from lendchain.cli import main
+
+    runner = CliRunner()
+
+    def cli(*args: str, node: str) -> dict:
+        result = runner.invoke(main, ["--json", *args, "--node", net[node].url])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    borrower = str(tmp_path / "borrower.key")
+    lender = str(net["bank2"].config.key_file)
+    assert runner.invoke(main, ["keys", "new", borrower]).exit_code == 0
+    cli("party", "register", "--role", "borrower", "--key", borrower, node="bank1")
+    apply_args = ["--amount", "2400000", "--currency", "EUR", "--term", "12", "--purpose", "a bakery oven"]
+    loan_id = cli("loan", "apply", *apply_args, "--key", borrower, node="bank1")["id"]
+    offer_id = cli("loan", "offer", loan_id, "--rate-bps", "700", "--key", lender, node="bank2")["id"]
+    cli("loan", "accept", loan_id, offer_id, "--key", borrower, node="bank3")
+    cli("loan", "disburse", loan_id, "--key", lender, node="bank1")
+    loan = cli("loan", "show", loan_id, node="bank1")
+    cli(
+        "loan",
+        "repay",
+        loan_id,
+        "--amount",
+        str(loan["schedule"][0]["payment"]),
+        "--key",
+        lender,
+        node="bank2",
+    )
+    net.wait_agree(["bank1", "bank2", "bank3"], timeout_s=60)
+
+    console = open_console(net["bank3"].url + "/console/")
+    page = console.page
+    page.fill("#search-input", loan_id)
+    page.press("#search-input", "Enter")
+    page.wait_for_url(re.compile("#/loan/" + loan_id))
+    page.wait_for_selector("#loan-timeline li[data-event='loan.repay']")
+    events = page.locator("#loan-timeline li").evaluate_all("items => items.map(i => i.dataset.event)")
+    assert events == ["loan.apply", "loan.offer", "loan.accept", "loan.disburse", "loan.repay"]
+    first = console.text("#loan-timeline li >> nth=0")
+    assert "block #" in first and "UTC" in first and "24,000.00 EUR" in first
+    assert "paid" in console.text("tr[data-instalment='1']")
+    assert "due next" in console.text("tr[data-instalment='2']")
+    assert "repaying" in console.text("h2")
+    assert "Credit score" in page.content()
+    console.shot("loan")
+
+    page.fill("#search-input", read_key_file(Path(borrower)).did)
+    page.press("#search-input", "Enter")
+    page.wait_for_selector("text=repayments")
+    assert "1 on time" in console.text("main")
+    assert console.errors == []
+
+
+def test_a_token_protected_node_takes_the_token_from_the_url_once(net, open_console):
+    url = net[TOKEN_NODE].url
+    locked = open_console(url + "/console/")
+    locked.page.wait_for_selector("#banner:not([hidden])")
+    assert "needs its API token" in locked.text("#banner")
+
+    console = open_console(f"{url}/console/?token={net.token}#/chain")
+    page = console.page
+    page.wait_for_selector("tr[data-height]")
+    assert "token=" not in page.url
+    assert page.evaluate("sessionStorage.getItem('lendchain.console.token')") == net.token
+    page.reload()
+    page.wait_for_selector("tr[data-height]")
+    assert console.errors == []
+
+
+def test_a_killed_node_shows_as_not_connected_on_another_nodes_network_view(net, open_console):
+    console = open_console(net["bank1"].url + "/console/#/network")
+    page = console.page
+    page.wait_for_selector("[data-member=bank3][data-connected=true]")
+    net.kill("bank3")
+    page.wait_for_selector("[data-member=bank3][data-connected=false]")
+    assert "not connected" in console.text("[data-member=bank3]")
+    for name in ("bank2", "bank4"):
+        assert page.locator(f"[data-member={name}]").get_attribute("data-connected") == "true"
+    console.shot("network-node-down")
+    assert console.errors == []
