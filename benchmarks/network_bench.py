@@ -1,0 +1,523 @@
+"""Network benchmark: n real node processes on 127.0.0.1, signed loan txs in, commits out.
+
+Starts a fresh n-member test network in a temporary directory, pre-signs M
+transactions, submits them in batches spread over all nodes and learns
+commits from one node's ``GET /commits`` long-poll. Reports committed tx/s,
+commit latency from submission (p50/p95/p99), CPU seconds per committed tx
+summed over all nodes (``/proc/<pid>/stat``), RSS per node, bytes on disk per
+tx and view changes, as a table or as JSON.
+
+The workload is a lending mix. Every borrower registers and applies for a
+loan; every ``--lifecycle-every``-th loan then walks on: a lender offers,
+the borrower accepts, the lender disburses and takes two repayments. A tx
+that needs an earlier one committed (an offer needs its application) is
+released only once that one is seen committed, and a sender's txs are
+released in nonce order, to the node that sender talks to.
+
+Submission is closed-loop (at most ``--window`` txs outstanding) or open-loop
+at a fixed ``--rate`` tx/s. The benchmark process itself shares the machine
+with the nodes; its CPU is not counted in "CPU per tx".
+
+Usage:
+  python benchmarks/network_bench.py [--nodes 4] [--txs 60000] [--window 6000]
+  python benchmarks/network_bench.py --rate 1000 --txs 30000
+  python benchmarks/network_bench.py --smoke --json
+Set LENDCHAIN_BENCH_PROFILE=DIR to run node processes under cProfile
+(one ``<node>.prof`` per node in DIR, written when the node stops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger.transactions import Transaction, build_transaction
+from lendchain.node.cluster import Cluster, NodeProcess, free_port_block
+from lendchain.node.testnet import generate_testnet
+
+PROFILE_ENV = "LENDCHAIN_BENCH_PROFILE"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BATCH_MAX = 1000
+TICK_S = 0.01
+
+
+# -- workload ------------------------------------------------------------------
+
+
+@dataclass
+class PlannedTx:
+    index: int
+    tx_id: str
+    hex: str
+    sender: str
+    kind: str
+    node: int
+    after: int | None = None  # index of a tx that must be committed first
+    next_same_sender: int | None = None  # released when this one is submitted
+
+
+@dataclass
+class Workload:
+    txs: list[PlannedTx]
+    first_of_sender: list[int]  # txs with no predecessor of their sender
+
+    def kinds(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tx in self.txs:
+            counts[tx.kind] = counts.get(tx.kind, 0) + 1
+        return counts
+
+
+def build_workload(
+    total: int, chain_id: str, lenders: list[SigningKey], nodes: int, lifecycle_every: int, chunk: int = 100
+) -> Workload:
+    """About ``total`` signed txs: borrowers' registrations and applications, some full lifecycles."""
+    created_ms = int(time.time() * 1000)
+    planned: list[PlannedTx] = []
+    last_of_sender: dict[str, int] = {}
+    nonces: dict[str, int] = {}
+    node_of: dict[str, int] = {}
+    firsts: list[int] = []
+
+    def add(key: SigningKey, kind: str, payload: dict, after: int | None = None) -> Transaction:
+        nonce = nonces.get(key.did, 0)
+        nonces[key.did] = nonce + 1
+        tx = build_transaction(key, chain_id, kind, nonce=nonce, payload=payload, created_ms=created_ms)
+        node = node_of.setdefault(key.did, len(node_of) % nodes)
+        item = PlannedTx(len(planned), tx.id.hex(), tx.encode().hex(), key.did, kind, node, after)
+        previous = last_of_sender.get(key.did)
+        if previous is None:
+            firsts.append(item.index)
+        else:
+            planned[previous].next_same_sender = item.index
+        last_of_sender[key.did] = item.index
+        planned.append(item)
+        return tx
+
+    per_group = 2 * lifecycle_every + 5  # lifecycle_every borrowers, one of them goes all the way
+    groups = max(1, total // per_group)
+    borrowers = [SigningKey.generate() for _ in range(groups * lifecycle_every)]
+    applications: list[tuple[SigningKey, int, Transaction]] = []
+    for i, borrower in enumerate(borrowers):
+        add(borrower, "party.register", {"role": "borrower"})
+        apply = add(
+            borrower,
+            "loan.apply",
+            {"amount": 100_000 + i, "currency": "EUR", "term_months": 12, "purpose": "working capital"},
+        )
+        if i % lifecycle_every == 0:
+            applications.append((borrower, len(planned) - 1, apply))
+    # Lenders act on their loans a chunk at a time: offers, then (once accepted) disbursements and
+    # repayments, so a lender's nonce order never waits on a later chunk.
+    for start in range(0, len(applications), chunk * len(lenders)):
+        for li, lender in enumerate(lenders):
+            mine = applications[start + li * chunk : start + (li + 1) * chunk]
+            offers = []
+            for borrower, apply_index, apply in mine:
+                offer = add(lender, "loan.offer", {"loan_id": apply.id.hex(), "rate_bps": 850}, apply_index)
+                offers.append(len(planned) - 1)
+                add(
+                    borrower,
+                    "loan.accept",
+                    {"loan_id": apply.id.hex(), "offer_id": offer.id.hex()},
+                    len(planned) - 1,
+                )
+            accepts = [i + 1 for i in offers]
+            for (_, _, apply), accept_index in zip(mine, accepts, strict=True):
+                add(lender, "loan.disburse", {"loan_id": apply.id.hex()}, accept_index)
+            disbursed = len(planned) - len(mine)
+            for k, (_, _, apply) in enumerate(mine):
+                add(lender, "loan.repay", {"loan_id": apply.id.hex(), "amount": 9_000}, disbursed + k)
+            for k, (_, _, apply) in enumerate(mine):
+                add(lender, "loan.repay", {"loan_id": apply.id.hex(), "amount": 9_000}, disbursed + k)
+    return Workload(planned, firsts)
+
+
+# -- node processes -------------------------------------------------------------
+
+
+def start_node(cluster: Cluster, name: str, profile_dir: Path | None) -> None:
+    if profile_dir is None:
+        cluster.start(name)
+        return
+    node = cluster[name]
+    argv = [sys.executable, "-m", "cProfile", "-o", str(profile_dir / f"{name}.prof")]
+    argv += ["-m", "lendchain", "start", "--config", str(node.config_path)]
+    with open(node.log_path, "ab") as log:
+        node.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
+        )
+
+
+def cpu_seconds(node: NodeProcess) -> float:
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def memory_mb(node: NodeProcess) -> dict[str, float]:
+    found = {}
+    for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# -- driving the load ------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    workload: Workload
+    submitted_at: list[float] = field(default_factory=list)
+    committed_at: list[float] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    retries: int = 0
+    blocks: list[tuple[int, int]] = field(default_factory=list)  # (height, txs)
+
+
+class Submitter(threading.Thread):
+    """Posts batches to one node, in order; records when each tx left."""
+
+    def __init__(self, url: str, run: Run, errors: queue.Queue) -> None:
+        super().__init__(daemon=True)
+        self.http = httpx.Client(base_url=url, timeout=60)
+        self.run_state = run
+        self.inbox: queue.Queue[list[PlannedTx] | None] = queue.Queue()
+        self.errors = errors
+
+    def run(self) -> None:
+        while (batch := self.inbox.get()) is not None:
+            try:
+                self._post(batch)
+            except Exception as e:  # reported by the main loop, which stops the run
+                self.errors.put(f"{self.http.base_url}: {e!r}")
+
+    def _post(self, batch: list[PlannedTx]) -> None:
+        body = {"txs": [tx.hex for tx in batch]}
+        while True:
+            sent = time.monotonic()
+            for tx in batch:
+                self.run_state.submitted_at[tx.index] = sent
+            response = self.http.post("/txs", json=body)
+            if response.status_code != 503:
+                break
+            self.run_state.retries += 1
+            time.sleep(0.05)
+        for tx, result in zip(batch, response.json()["results"], strict=True):
+            if result["status"] == "rejected":
+                self.run_state.rejected[tx.index] = f"{result['code']}: {result['message']}"
+
+
+class CommitWatcher(threading.Thread):
+    """Follows one node's /commits long-poll and hands committed tx ids to the main loop."""
+
+    def __init__(self, url: str, run: Run, since: int, out: queue.Queue) -> None:
+        super().__init__(daemon=True)
+        self.http = httpx.Client(base_url=url, timeout=30)
+        self.run_state = run
+        self.since = since
+        self.out = out
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                doc = self.http.get("/commits", params={"since": self.since, "wait_ms": 500, "limit": 1000})
+                doc.raise_for_status()
+            except httpx.HTTPError:
+                time.sleep(0.05)
+                continue
+            now = time.monotonic()
+            for commit in doc.json()["commits"]:
+                self.since = commit["height"]
+                self.run_state.blocks.append((commit["height"], len(commit["txs"])))
+                self.out.put((now, commit["txs"]))
+
+
+def stuck_report(nodes: list[NodeProcess], run: Run, limit: int = 5) -> str:
+    """What the nodes say about a few submitted txs that never committed."""
+    stuck = [i for i, t in enumerate(run.committed_at) if run.submitted_at[i] and not t]
+    lines = [f"{len(stuck)} submitted txs not seen committed"]
+    for index in stuck[:limit]:
+        tx = run.workload.txs[index]
+        states = []
+        for node in nodes:
+            response = httpx.get(f"{node.url}/txs/{tx.tx_id}", timeout=5)
+            states.append(f"{node.name}={response.json().get('status', response.status_code)}")
+        lines.append(f"{tx.kind} {tx.tx_id[:12]} sent to {nodes[tx.node].name}: {' '.join(states)}")
+    return "\n  ".join(lines)
+
+
+def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since: int) -> tuple[Run, float]:
+    n = len(workload.txs)
+    run = Run(workload, [0.0] * n, [0.0] * n)
+    by_id = {tx.tx_id: tx.index for tx in workload.txs}
+    dependents: dict[int, list[int]] = {}
+    for tx in workload.txs:
+        if tx.after is not None:
+            dependents.setdefault(tx.after, []).append(tx.index)
+    pred_done = [False] * n
+    dep_done = [tx.after is None for tx in workload.txs]
+    for i in workload.first_of_sender:
+        pred_done[i] = True
+    bulk = deque(i for i in workload.first_of_sender if dep_done[i])
+    urgent: deque[int] = deque()
+    errors: queue.Queue = queue.Queue()
+    commits: queue.Queue = queue.Queue()
+    nodes = [cluster[name] for name in cluster.names]
+    submitters = [Submitter(node.url, run, errors) for node in nodes]
+    watcher = CommitWatcher(nodes[0].url, run, since, commits)
+    for thread in [*submitters, watcher]:
+        thread.start()
+
+    committed = sent = 0
+    started = time.monotonic()
+    last_commit = started
+    next_progress = started + 1
+    deadline = started + args.timeout
+    try:
+        while committed + len(run.rejected) < n:
+            now = time.monotonic()
+            idle = sent == committed + len(run.rejected) and not urgent and not bulk
+            if idle and sent:  # what is left waits on a rejected tx
+                break
+            if now > deadline:
+                raise SystemExit(
+                    f"gave up after {args.timeout:.0f} s: {committed} of {n} txs committed; "
+                    f"{stuck_report(nodes, run)}"
+                )
+            if not errors.empty():
+                raise SystemExit(f"submission failed: {errors.get()}")
+            while not commits.empty():
+                seen, tx_ids = commits.get()
+                for tx_id in tx_ids:
+                    index = by_id.get(tx_id)
+                    if index is None or run.committed_at[index]:
+                        continue
+                    run.committed_at[index] = seen
+                    committed += 1
+                    last_commit = seen
+                    for j in dependents.get(index, ()):
+                        dep_done[j] = True
+                        if pred_done[j]:
+                            urgent.append(j)
+            if args.rate:
+                budget = int(args.rate * (now - started)) - sent
+            else:
+                budget = args.window - (sent - committed - len(run.rejected))
+            batches: list[list[PlannedTx]] = [[] for _ in nodes]
+            while budget > 0 and (urgent or bulk):
+                tx = workload.txs[urgent.popleft() if urgent else bulk.popleft()]
+                batches[tx.node].append(tx)
+                budget -= 1
+                sent += 1
+                follower = tx.next_same_sender
+                if follower is not None:
+                    pred_done[follower] = True
+                    if dep_done[follower]:
+                        urgent.append(follower)
+            for submitter, batch in zip(submitters, batches, strict=True):
+                for start in range(0, len(batch), BATCH_MAX):
+                    submitter.inbox.put(batch[start : start + BATCH_MAX])
+            if now >= next_progress and not args.json:
+                elapsed = now - started
+                print(
+                    f"\r{elapsed:6.1f} s  sent {sent:>7}/{n}  committed {committed:>7}  "
+                    f"({committed / elapsed:7.0f} tx/s)  height {watcher.since}",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                next_progress += 1
+            time.sleep(TICK_S)
+    finally:
+        watcher.stopped.set()
+        for submitter in submitters:
+            submitter.inbox.put(None)
+        if not args.json:
+            print(file=sys.stderr)
+    return run, last_commit - started
+
+
+# -- report ----------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def status_views(cluster: Cluster) -> dict[str, int]:
+    return {name: cluster[name].get("/status")["view"] for name in cluster.names}
+
+
+def view_changes_metric(node: NodeProcess) -> int:
+    text = httpx.get(node.url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("lendchain_view_changes_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -> dict:
+    done = [i for i, t in enumerate(run.committed_at) if t]
+    latencies_ms = [(run.committed_at[i] - run.submitted_at[i]) * 1000 for i in done]
+    committed = len(done)
+    cpu_total = sum(n["cpu_s"] for n in nodes.values())
+    disk_total = sum(n["disk_bytes"] for n in nodes.values())
+    sizes = [txs for _, txs in run.blocks if txs]
+    return {
+        "nodes": args.nodes,
+        "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "submitted": len(run.workload.txs),
+        "committed": committed,
+        "rejected": len(run.rejected),
+        "kinds": run.workload.kinds(),
+        "duration_s": round(duration_s, 2),
+        "committed_tx_per_s": round(committed / duration_s, 1) if duration_s else 0.0,
+        "latency_ms": {
+            "p50": round(percentile(latencies_ms, 0.50), 1),
+            "p95": round(percentile(latencies_ms, 0.95), 1),
+            "p99": round(percentile(latencies_ms, 0.99), 1),
+            "mean": round(statistics.fmean(latencies_ms), 1) if latencies_ms else 0.0,
+        },
+        "cpu_ms_per_tx": round(1000 * cpu_total / committed, 3) if committed else None,
+        "cpu_s_total": round(cpu_total, 2),
+        "disk_bytes_per_tx": round(disk_total / args.nodes / committed) if committed else None,
+        "blocks": len(run.blocks),
+        "txs_per_block": {"mean": round(statistics.fmean(sizes), 1), "max": max(sizes)} if sizes else {},
+        "view_changes": max(n["view_changes"] for n in nodes.values()),
+        "mempool_503_retries": run.retries,
+        "per_node": nodes,
+    }
+
+
+def print_table(result: dict) -> None:
+    lat = result["latency_ms"]
+    rows = [
+        ("nodes / mode", f"{result['nodes']} / {result['mode']}"),
+        ("txs submitted / committed", f"{result['submitted']} / {result['committed']}"),
+        ("rejected", result["rejected"]),
+        ("mix", ", ".join(f"{k} {v}" for k, v in result["kinds"].items())),
+        ("duration (first submit..last commit)", f"{result['duration_s']} s"),
+        ("committed tx/s", result["committed_tx_per_s"]),
+        ("latency p50 / p95 / p99", f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms"),
+        ("CPU per committed tx (all nodes)", f"{result['cpu_ms_per_tx']} ms"),
+        ("bytes on disk per tx (per node)", result["disk_bytes_per_tx"]),
+        ("blocks (txs per block mean / max)", f"{result['blocks']} ({result['txs_per_block']})"),
+        ("view changes", result["view_changes"]),
+    ]
+    for name, node in result["per_node"].items():
+        rows.append((f"  {name}", f"cpu {node['cpu_s']} s, RSS {node['rss_mb']} MB (peak {node['peak_mb']})"))
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+# -- main --------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--txs", type=int, default=30_000, help="about this many txs")
+    parser.add_argument("--window", type=int, default=6_000, help="closed loop: txs outstanding")
+    parser.add_argument("--rate", type=float, default=0, help="open loop: offered tx/s")
+    parser.add_argument("--lifecycle-every", type=int, default=4, help="every k-th loan is offered, repaid")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--smoke", action="store_true", help="a few hundred txs (CI)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--keep", action="store_true", help="keep the network directory")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.txs, args.window, args.timeout = 300, 300, 120
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    profile = os.environ.get(PROFILE_ENV)
+    profile_dir = Path(profile).resolve() if profile else None
+    if profile_dir:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="lendchain-bench-"))
+    p2p = free_port_block(args.nodes + 2)
+    api = free_port_block(args.nodes + 2, start=p2p + args.nodes + 20)
+    layout = generate_testnet(tmp / "net", args.nodes, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster(list(layout.configs), tmp / "logs")
+    lenders = [
+        read_key_file(tmp / "net" / "keys" / f"{m.name}.key")
+        for m in layout.genesis.members
+        if "lender" in m.roles
+    ]
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+    started = time.perf_counter()
+    workload = build_workload(args.txs, layout.genesis.chain_id, lenders, args.nodes, args.lifecycle_every)
+    log(
+        f"signed {len(workload.txs)} txs in {time.perf_counter() - started:.1f} s; starting {args.nodes} nodes"
+    )
+    try:
+        for name in cluster.names:
+            start_node(cluster, name, profile_dir)
+        cluster.wait_healthy(timeout_s=90)
+        head = cluster.wait_agree(timeout_s=60)
+        nodes = [cluster[name] for name in cluster.names]
+        cpu0 = {n.name: cpu_seconds(n) for n in nodes}
+        disk0 = {n.name: disk_bytes(n.config.data_dir) for n in nodes}
+        run, duration = drive(cluster, workload, args, head["height"])
+        cpu1 = {n.name: cpu_seconds(n) for n in nodes}
+        cluster.wait_agree(timeout_s=60)
+        views = status_views(cluster)
+        per_node = {}
+        for n in nodes:
+            memory = memory_mb(n)
+            per_node[n.name] = {
+                "cpu_s": round(cpu1[n.name] - cpu0[n.name], 2),
+                "rss_mb": round(memory["VmRSS"], 1),
+                "peak_mb": round(memory["VmHWM"], 1),
+                "disk_bytes": disk_bytes(n.config.data_dir) - disk0[n.name],
+                "view": views[n.name],
+                "view_changes": view_changes_metric(n),
+            }
+    finally:
+        cluster.stop_all()
+        if not args.keep and not profile_dir:
+            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        elif args.keep:
+            log(f"network kept in {tmp}")
+    result = report(args, run, duration, per_node)
+    if run.rejected:
+        sample = list(run.rejected.items())[:3]
+        log(f"{len(run.rejected)} txs rejected, e.g. {sample}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
