@@ -1,9 +1,9 @@
 """Single-process ledger benchmark: decode, verify, execute and store signed loan txs.
 
 Builds N signed transactions that walk loans through their whole life
-(register, apply, offer, accept, disburse, repayments), cuts them into
-blocks of B as a proposer would, then measures what a validating node does
-with them, stage by stage, on a fresh LevelDB:
+(register, KYC attestation, apply, offer, accept, disburse, repayments),
+cuts them into blocks of B as a proposer would, then measures what a
+validating node does with them, stage by stage, on a fresh LevelDB:
 
   decode    decode_transaction of every tx's wire bytes
   verify    Ed25519 signature checks (1 thread, and W threads)
@@ -33,7 +33,7 @@ from lendchain.ledger.transactions import (
 from lendchain.node.store import ChainStore
 
 CHAIN_ID = "lendchain-bench"
-TXS_PER_LOAN = 10  # register, apply, offer, accept, disburse, 5 repayments
+TXS_PER_LOAN = 11  # register, kyc.attest, apply, offer, accept, disburse, 5 repayments
 TERM = 5
 
 
@@ -42,7 +42,7 @@ def build_workload(n: int) -> tuple[Genesis, list[Transaction]]:
     genesis = Genesis(
         CHAIN_ID,
         1_700_000_000_000,
-        (Member("bank1", lender.public_key, "/ip4/127.0.0.1/tcp/1", ("lender",)),),
+        (Member("bank1", lender.public_key, "/ip4/127.0.0.1/tcp/1", ("lender", "kyc")),),
     )
     borrowers = [SigningKey(i.to_bytes(4, "big") * 8) for i in range(1, n // TXS_PER_LOAN + 1)]
     nonces: dict[str, int] = {}
@@ -53,6 +53,8 @@ def build_workload(n: int) -> tuple[Genesis, list[Transaction]]:
         return build_transaction(key, CHAIN_ID, kind, nonce, payload, 1_700_000_000_000)
 
     txs = [sign(b, "party.register", {"role": "borrower"}) for b in borrowers]
+    kyc = {"level": 2, "expires_ms": 1_700_000_000_000 + 10 * 365 * 86_400_000, "evidence_hash": "ab" * 32}
+    txs += [sign(lender, "kyc.attest", {"subject": b.did, **kyc}) for b in borrowers]
     applies = [
         sign(
             b,

@@ -7,8 +7,9 @@ commit latency from submission (p50/p95/p99), CPU seconds per committed tx
 summed over all nodes (``/proc/<pid>/stat``), RSS per node, bytes on disk per
 tx and view changes, as a table or as JSON.
 
-The workload is a lending mix. Every borrower registers and applies for a
-loan; every ``--lifecycle-every``-th loan then walks on: a lender offers,
+The workload is a lending mix. Every borrower registers, a member with the
+``kyc`` role attests it once the registration has committed (``loan.apply``
+needs a valid KYC attestation), and the borrower applies for a loan; every ``--lifecycle-every``-th loan then walks on: a lender offers,
 the borrower accepts, the lender disburses and takes two repayments. A tx
 that needs an earlier one committed (an offer needs its application) is
 released only once that one is seen committed, and a sender's txs are
@@ -54,6 +55,7 @@ PROFILE_ENV = "LENDCHAIN_BENCH_PROFILE"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_MAX = 1000
 TICK_S = 0.01
+KYC_VALID_MS = 365 * 86_400_000
 
 
 # -- workload ------------------------------------------------------------------
@@ -84,9 +86,15 @@ class Workload:
 
 
 def build_workload(
-    total: int, chain_id: str, lenders: list[SigningKey], nodes: int, lifecycle_every: int, chunk: int = 100
+    total: int,
+    chain_id: str,
+    lenders: list[SigningKey],
+    attesters: list[SigningKey],
+    nodes: int,
+    lifecycle_every: int,
+    chunk: int = 100,
 ) -> Workload:
-    """About ``total`` signed txs: borrowers' registrations and applications, some full lifecycles."""
+    """About ``total`` signed txs: registrations, KYC attestations, applications, some full lifecycles."""
     created_ms = int(time.time() * 1000)
     planned: list[PlannedTx] = []
     last_of_sender: dict[str, int] = {}
@@ -109,16 +117,24 @@ def build_workload(
         planned.append(item)
         return tx
 
-    per_group = 2 * lifecycle_every + 5  # lifecycle_every borrowers, one of them goes all the way
+    per_group = 3 * lifecycle_every + 5  # lifecycle_every borrowers, one of them goes all the way
     groups = max(1, total // per_group)
     borrowers = [SigningKey.generate() for _ in range(groups * lifecycle_every)]
     applications: list[tuple[SigningKey, int, Transaction]] = []
     for i, borrower in enumerate(borrowers):
         add(borrower, "party.register", {"role": "borrower"})
+        attestation = {
+            "subject": borrower.did,
+            "level": 2,
+            "expires_ms": created_ms + KYC_VALID_MS,
+            "evidence_hash": f"{i:064x}",
+        }
+        add(attesters[i % len(attesters)], "kyc.attest", attestation, len(planned) - 1)
         apply = add(
             borrower,
             "loan.apply",
             {"amount": 100_000 + i, "currency": "EUR", "term_months": 12, "purpose": "working capital"},
+            len(planned) - 1,
         )
         if i % lifecycle_every == 0:
             applications.append((borrower, len(planned) - 1, apply))
@@ -468,14 +484,19 @@ def main(argv: list[str] | None = None) -> dict:
     api = free_port_block(args.nodes + 2, start=p2p + args.nodes + 20)
     layout = generate_testnet(tmp / "net", args.nodes, p2p_base_port=p2p, api_base_port=api)
     cluster = Cluster(list(layout.configs), tmp / "logs")
-    lenders = [
-        read_key_file(tmp / "net" / "keys" / f"{m.name}.key")
-        for m in layout.genesis.members
-        if "lender" in m.roles
-    ]
+    lenders, attesters = (
+        [
+            read_key_file(tmp / "net" / "keys" / f"{m.name}.key")
+            for m in layout.genesis.members
+            if role in m.roles
+        ]
+        for role in ("lender", "kyc")
+    )
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     started = time.perf_counter()
-    workload = build_workload(args.txs, layout.genesis.chain_id, lenders, args.nodes, args.lifecycle_every)
+    workload = build_workload(
+        args.txs, layout.genesis.chain_id, lenders, attesters, args.nodes, args.lifecycle_every
+    )
     log(
         f"signed {len(workload.txs)} txs in {time.perf_counter() - started:.1f} s; starting {args.nodes} nodes"
     )

@@ -1,8 +1,9 @@
 """Parties and the loan lifecycle: the handlers of the core loan kinds.
 
 Kinds: ``party.register`` (a borrower or investor registers its own DID),
-``loan.apply`` (borrower; with the chain parameter ``require_kyc`` it needs
-an unexpired KYC attestation), ``loan.offer`` {loan_id, rate_bps, schedule?
+``loan.apply`` (borrower; it needs an unexpired KYC attestation from a
+member with the ``kyc`` role unless the genesis sets ``require_kyc = false``
+in ``[app]``), ``loan.offer`` {loan_id, rate_bps, schedule?
 (annuity | equal_principal), funding_window_ms? (a syndicated offer, see
 ``funding``)} by a lender member, ``loan.accept`` (borrower, picks one
 offer), ``loan.cancel`` (borrower, before accepting) and ``loan.disburse``
@@ -135,10 +136,12 @@ def apply_for_loan(ctx: TxContext, tx: Transaction) -> None:
             f"sender {tx.sender} is not a registered borrower; send party.register with role borrower first",
         )
     state = lc.advance(lc.NEW, tx.kind, actors, ctx.tx_id, ctx.tx_id)
-    if ctx.params.get("require_kyc") and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
+    # A missing parameter means required: a chain opts out explicitly, never by omission.
+    if ctx.params.get("require_kyc", True) and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
         raise TxRejected(
             "forbidden",
-            f"loan.apply sender {tx.sender} has no valid KYC attestation; a kyc member must send kyc.attest",
+            f"loan.apply sender {tx.sender} has no valid KYC attestation; a member with the kyc role "
+            "must send kyc.attest for it first",
         )
     currency = tx.payload["currency"]
     if currency not in ctx.params["currencies"]:

@@ -48,6 +48,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "currencies": ["CHF", "EUR", "GBP", "INR", "KES", "USD"],
     "max_term_months": 480,
     "max_offers_per_loan": 16,
+    # loan.apply needs an unexpired KYC attestation; a genesis turns it off with require_kyc = false.
+    "require_kyc": True,
 }
 
 

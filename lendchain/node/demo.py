@@ -1,19 +1,26 @@
 """The devnet's demo: one loan walked through its life, each step sent to a different node.
 
-A borrower (a fresh did:key) registers and applies through bank1's API;
-bank2, as lender, offers through bank2's API; the borrower accepts through
-bank3; bank2 disburses and records two repayments through bank4. Each step
-waits for its commit, and at the end every node must report the same head.
+A borrower (a fresh did:key) registers through bank1's API; a member with
+the ``kyc`` role (the first one in the genesis, as the bank that onboarded the
+customer) attests its KYC, which ``loan.apply`` requires; the borrower applies
+through bank1; bank2, as lender, offers through bank2's API; the borrower
+accepts through bank3; bank2 disburses and records two repayments through
+bank4. Each step waits for its commit, and at the end every node must report
+the same head.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
-from lendchain.node.cluster import Cluster
+from lendchain.node.cluster import Cluster, ClusterError
+
+KYC_VALID_MS = 365 * 86_400_000
 
 
 def _borrower_key(directory: Path) -> SigningKey:
@@ -25,13 +32,24 @@ def _borrower_key(directory: Path) -> SigningKey:
     return key
 
 
+def _kyc_member(cluster: Cluster) -> str:
+    """The first member whose genesis roles include ``kyc``: it attests the demo borrower."""
+    genesis = cluster[cluster.names[0]].config.genesis
+    for member in genesis.members:
+        if "kyc" in member.roles and member.name in cluster.names:
+            return member.name
+    raise ClusterError("the demo needs a member with the kyc role in the genesis; none of the nodes has it")
+
+
 def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
     names = cluster.names
     node = [names[i % len(names)] for i in range(4)]
-    clients = {name: NodeClient(cluster[name].url) for name in set(node)}
+    kyc_name = _kyc_member(cluster)
+    clients = {name: NodeClient(cluster[name].url) for name in {*node, kyc_name}}
     lender_name = node[1]
     lender = read_key_file(cluster[lender_name].config.key_file)
     borrower = _borrower_key(directory)
+    kyc_member = read_key_file(cluster[kyc_name].config.key_file)
     lines = [f"demo loan: borrower {borrower.did[:24]}…, lender {lender_name}"]
 
     def step(via: str, key: SigningKey, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +59,13 @@ def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
 
     try:
         step(node[0], borrower, "party.register", {"role": "borrower"})
+        attestation = {
+            "subject": borrower.did,
+            "level": 2,
+            "expires_ms": int(time.time() * 1000) + KYC_VALID_MS,  # compared with block time
+            "evidence_hash": hashlib.sha256(b"demo KYC file of " + borrower.did.encode()).hexdigest(),
+        }
+        step(kyc_name, kyc_member, "kyc.attest", attestation)
         loan_id = step(
             node[0],
             borrower,

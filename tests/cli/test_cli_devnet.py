@@ -33,13 +33,13 @@ def test_devnet_runs_a_demo_loan_and_its_chain_verifies_offline(tmp_path):
             timeout=60,
         )
         assert verify.returncode == 0, verify.stderr
-        assert "replayed and certified up to height 7" in verify.stdout
+        assert "replayed and certified up to height 8" in verify.stdout
 
     # A second run reuses the same network and continues its chain.
     again = subprocess.run(args, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reusing the network" in again.stdout
-    assert "agree at height 14" in again.stdout
+    assert "agree at height 16" in again.stdout
 
 
 def test_verify_chain_refuses_a_directory_without_a_chain(tmp_path):

@@ -19,6 +19,7 @@ import pytest
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node import dockernet
+from lendchain.node.config import load_genesis
 from lendchain.node.dockernet import DockerNet, wait_for
 from tests.docker.conftest import free_ports
 
@@ -60,6 +61,19 @@ def register(c: NodeClient) -> str:
     tx = c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
     c.submit(tx)
     return tx.id.hex()
+
+
+def kyc_attester(net: DockerNet) -> SigningKey:
+    """The key of the first bank whose genesis roles include kyc: it onboards borrowers."""
+    genesis = load_genesis(net.network_dir / "genesis.toml")
+    name = next(m.name for m in genesis.members if "kyc" in m.roles)
+    return read_key_file(net.network_dir / "keys" / f"{name}.key")
+
+
+def kyc_payload(subject: str) -> dict:
+    """A level-2 KYC attestation valid for a day (block time is compared with ``expires_ms``)."""
+    expires = int(time.time() * 1000) + 86_400_000
+    return {"subject": subject, "level": 2, "expires_ms": expires, "evidence_hash": "ab" * 32}
 
 
 def committed_everywhere(net: DockerNet, tx_ids: list[str], nodes: list[str], timeout_s: float = 60) -> None:
@@ -112,6 +126,7 @@ def test_all_four_healthy_and_a_loan_commits_on_all_with_one_block_hash(net, com
     lender = read_key_file(net.network_dir / "keys" / "bank1.key")
     borrower = SigningKey.generate()
     steps = [bank1.send(borrower, "party.register", {"role": "borrower"})]
+    steps.append(bank1.send(kyc_attester(net), "kyc.attest", kyc_payload(borrower.did)))
     apply = {"amount": 250_000, "currency": "EUR", "term_months": 24, "purpose": "working capital"}
     steps.append(bank1.send(borrower, "loan.apply", apply))
     loan_id = steps[-1]["id"]
@@ -143,6 +158,21 @@ def test_the_host_cli_applies_for_a_loan_on_bank1_and_all_four_commit_it(net, co
         [sys.executable, "-m", "lendchain", "keys", "new", str(key)], check=True, capture_output=True
     )
     cli("tx", "send", *node, "--key", str(key), "party.register", '{"role": "borrower"}')
+    # A bank with the kyc role attests the borrower with the CLI, as it would after its own checks.
+    attester = next(
+        m.name for m in load_genesis(net.network_dir / "genesis.toml").members if "kyc" in m.roles
+    )
+    attest = [
+        "kyc",
+        "attest",
+        cli("keys", "show", str(key))["did"],
+        "--level",
+        "2",
+        "--evidence-hash",
+        "ab" * 32,
+    ]
+    attested = cli(*attest, *node, "--key", str(net.network_dir / "keys" / f"{attester}.key"))
+    assert attested["status"] == "committed" and attested["result"]["code"] == "ok"
     apply = '{"amount": 80000, "currency": "EUR", "term_months": 6, "purpose": "equipment"}'
     applied = cli("tx", "send", *node, "--key", str(key), "loan.apply", apply)
     assert applied["status"] == "committed" and applied["result"]["code"] == "ok"

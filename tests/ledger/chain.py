@@ -13,15 +13,24 @@ from lendchain.ledger.transactions import Transaction, build_transaction
 
 CHAIN_ID = "lendchain-ledger-test"
 GENESIS_MS = 1_700_000_000_000
+KYC_EXPIRES_MS = GENESIS_MS + 10**13  # far beyond any block time a test reaches
 
 
 def seeded_key(n: int) -> SigningKey:
     return SigningKey(bytes([n]) * 32)
 
 
+def member_key(index: int) -> SigningKey:
+    """The key of ``make_genesis``'s member ``index`` (0-based: bank1 is 0)."""
+    return seeded_key(100 + index)
+
+
+KYC_MEMBER = 3  # bank4 has the kyc role under make_genesis's default roles
+
+
 def make_genesis(roles: list[tuple[str, ...]] | None = None) -> tuple[Genesis, list[SigningKey]]:
-    roles = roles or [("lender",), ("lender", "bureau"), ("regulator",), ("bureau",)]
-    keys = [seeded_key(100 + i) for i in range(len(roles))]
+    roles = roles or [("lender",), ("lender", "bureau"), ("regulator",), ("kyc", "bureau")]
+    keys = [member_key(i) for i in range(len(roles))]
     members = tuple(
         Member(f"bank{i + 1}", key.public_key, f"/ip4/127.0.0.1/tcp/{47100 + i}", member_roles)
         for i, (key, member_roles) in enumerate(zip(keys, roles, strict=True))
@@ -89,6 +98,21 @@ class Chain:
         assert replay.changes == execution.changes
         self.apply(checked, execution)
         return execution.results
+
+    def attest(self, attester: SigningKey, subject: str, level: int = 2) -> Transaction:
+        """A ``kyc.attest`` of ``subject`` by ``attester`` (a member with the kyc role)."""
+        payload = {
+            "subject": subject,
+            "level": level,
+            "expires_ms": KYC_EXPIRES_MS,
+            "evidence_hash": "ab" * 32,
+        }
+        return self.tx(attester, "kyc.attest", payload)
+
+    def onboard(self, party: SigningKey, attester: SigningKey, role: str = "borrower") -> None:
+        """Register ``party`` and have ``attester`` attest its KYC, in one block (loan.apply needs both)."""
+        results = self.run(self.tx(party, "party.register", {"role": role}), self.attest(attester, party.did))
+        assert [r.code for r in results] == ["ok", "ok"], results
 
     def run_one(self, tx: Transaction) -> TxResult:
         results = self.run(tx)

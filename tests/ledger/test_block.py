@@ -29,9 +29,10 @@ APPLY = {"amount": 50_000, "currency": "USD", "term_months": 6, "purpose": "stoc
 
 @pytest.fixture
 def chain() -> Chain:
-    genesis, _ = make_genesis()
+    genesis, members = make_genesis()
     chain = Chain.start(genesis)
     chain.run(*(chain.tx(seeded_key(i), "party.register", {"role": "borrower"}) for i in range(1, 4)))
+    chain.run(*(chain.attest(members[3], seeded_key(i).did) for i in range(1, 4)))
     return chain
 
 

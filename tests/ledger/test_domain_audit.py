@@ -46,7 +46,7 @@ def exported():
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     borrower, lender = seeded_key(1), members[0]
-    chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"}))
+    chain.onboard(borrower, members[3])
     apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
     loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
     offer_id = chain.run_one(

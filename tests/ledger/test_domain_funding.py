@@ -20,7 +20,7 @@ def world():
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     borrower, alice, bob = seeded_key(1), seeded_key(2), seeded_key(3)
-    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    chain.onboard(borrower, members[3])
     for investor in (alice, bob):
         assert chain.run_one(chain.tx(investor, "party.register", {"role": "investor"})).ok
     lender = members[0]

@@ -18,7 +18,7 @@ def world():
     genesis, members = make_genesis(ROLES)
     chain = Chain.start(genesis)
     borrower = seeded_key(1)
-    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    chain.onboard(borrower, members[3])
     return chain, borrower, members
 
 

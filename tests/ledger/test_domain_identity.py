@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lendchain.ledger import queries
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, credit_score, table_points
+from lendchain.node.config import load_genesis
 from tests.ledger.chain import GENESIS_MS, Chain, make_genesis, seeded_key
 
 ROLES = [("lender",), ("lender", "bureau"), ("regulator",), ("kyc", "bureau")]
@@ -66,19 +70,34 @@ def test_kyc_attest_refusals(world, signer, change, code, names):
     assert result.code == code and names in result.message
 
 
-def test_loan_needs_kyc_when_the_chain_requires_it():
+def test_loan_needs_valid_kyc_by_default():
     genesis, members = make_genesis(ROLES)
-    genesis = type(genesis)(
-        genesis.chain_id, genesis.genesis_time_ms, genesis.members, app={"require_kyc": True}
-    )
+    assert "require_kyc" not in genesis.app
     chain = Chain.start(genesis)
     borrower = seeded_key(1)
     chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"}))
     apply = {"amount": 1000, "currency": "EUR", "term_months": 6, "purpose": "tools"}
     refused = chain.run_one(chain.tx(borrower, "loan.apply", apply))
-    assert refused.code == "forbidden" and "KYC" in refused.message
-    attest = {"subject": borrower.did, "level": 1, "expires_ms": FAR, "evidence_hash": EVIDENCE}
+    assert refused.code == "forbidden" and "KYC" in refused.message and "kyc.attest" in refused.message
+    soon = chain.head_ms + 5000
+    attest = {"subject": borrower.did, "level": 1, "expires_ms": soon, "evidence_hash": EVIDENCE}
     assert chain.run_one(chain.tx(members[3], "kyc.attest", attest)).ok
+    assert chain.run_one(chain.tx(borrower, "loan.apply", apply)).ok
+    # Once the attestation has expired (block time >= expires_ms), applying is refused again.
+    chain.head_ms = soon
+    expired = chain.run_one(chain.tx(borrower, "loan.apply", apply))
+    assert expired.code == "forbidden" and "KYC" in expired.message
+
+
+def test_a_genesis_can_turn_the_kyc_requirement_off_explicitly(tmp_path):
+    genesis, _ = make_genesis(ROLES)
+    text = tomli_w.dumps(replace(genesis, app={"require_kyc": False}).to_toml_doc())
+    assert "[app]\nrequire_kyc = false" in text
+    (tmp_path / "genesis.toml").write_text(text)
+    chain = Chain.start(load_genesis(tmp_path / "genesis.toml"))
+    borrower = seeded_key(1)
+    chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"}))
+    apply = {"amount": 1000, "currency": "EUR", "term_months": 6, "purpose": "tools"}
     assert chain.run_one(chain.tx(borrower, "loan.apply", apply)).ok
 
 

@@ -42,7 +42,7 @@ def world():
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     borrower, investor = seeded_key(1), seeded_key(2)
-    chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"}))
+    chain.onboard(borrower, members[3])
     chain.run_one(chain.tx(investor, "party.register", {"role": "investor"}))
     return chain, borrower, investor, members
 

@@ -26,7 +26,7 @@ def world():
     genesis, members = make_genesis(ROLES)
     chain = Chain.start(genesis)
     borrower = seeded_key(1)
-    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    chain.onboard(borrower, members[3])
     return chain, borrower, members
 
 
@@ -94,7 +94,7 @@ def test_better_score_gets_the_better_band(world):
         ({}, {"term_months": 25}),
         ({"bands": "301:900"}, {}),
         ({"max_exposure": 49_999}, {}),
-        ({"min_kyc_level": 1}, {}),
+        ({"min_kyc_level": 3}, {}),  # the borrower is attested at level 2
     ],
 )
 def test_policies_that_do_not_match_make_no_offer(world, policy_change, apply_change):

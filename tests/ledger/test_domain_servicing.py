@@ -16,7 +16,7 @@ def world():
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     borrower = seeded_key(1)
-    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    chain.onboard(borrower, members[3])
     lender = members[0]
     loan_id = chain.run_one(chain.tx(borrower, "loan.apply", APPLY)).tx_id.hex()
     offer_id = chain.run_one(

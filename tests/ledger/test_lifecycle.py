@@ -19,7 +19,7 @@ def world():
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     borrower, investor, stranger = seeded_key(1), seeded_key(2), seeded_key(3)
-    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    chain.onboard(borrower, members[3])
     assert chain.run_one(chain.tx(investor, "party.register", {"role": "investor"})).ok
     lender, lender2, regulator = members[0], members[1], members[2]
     return chain, borrower, investor, stranger, lender, lender2, regulator

@@ -64,6 +64,11 @@ def register(c: NodeClient, key: SigningKey | None = None) -> str:
     return tx.id.hex()
 
 
+def kyc_member(cluster: Cluster) -> str:
+    """The first member whose genesis roles include kyc (loan.apply needs its attestation)."""
+    return next(m.name for m in cluster["bank1"].config.genesis.members if "kyc" in m.roles)
+
+
 def committed_everywhere(
     cluster: Cluster, tx_ids: list[str], names: list[str], timeout_s: float = 60
 ) -> None:
@@ -339,8 +344,21 @@ def test_a_loan_walked_through_its_life_with_the_cli_on_different_nodes(net, tmp
 
     borrower = str(tmp_path / "borrower.key")
     lender = str(net["bank2"].config.key_file)
-    assert runner.invoke(main, ["keys", "new", borrower]).exit_code == 0
+    created = runner.invoke(main, ["--json", "keys", "new", borrower])
+    assert created.exit_code == 0, created.output
     cli("party", "register", "--role", "borrower", "--key", borrower, node="bank1")
+    # A bank with the kyc role attests the borrower before it may apply.
+    bank = kyc_member(net)
+    attest = [
+        "kyc",
+        "attest",
+        json.loads(created.output)["did"],
+        "--level",
+        "2",
+        "--evidence-hash",
+        "ab" * 32,
+    ]
+    cli(*attest, "--key", str(net[bank].config.key_file), node=bank)
     loan_id = cli(
         "loan",
         "apply",
@@ -380,8 +398,12 @@ def test_a_regulator_exports_a_loan_and_verifies_it_offline_against_the_genesis(
     runner = CliRunner()
     borrower = SigningKey.generate()
     lender = read_key_file(net["bank2"].config.key_file)
+    attester = read_key_file(net[kyc_member(net)].config.key_file)
     with client(net, "bank1") as c:
         c.send(borrower, "party.register", {"role": "borrower"})
+        far = int(time.time() * 1000) + 86_400_000
+        kyc = {"subject": borrower.did, "level": 2, "expires_ms": far, "evidence_hash": "cd" * 32}
+        c.send(attester, "kyc.attest", kyc)
         loan_id = c.send(
             borrower,
             "loan.apply",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from lendchain.client import NodeClient, NodeError
-from lendchain.crypto import SigningKey
+from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 
@@ -28,9 +29,14 @@ def test_kill_9_mid_stream_loses_no_committed_tx_and_the_chain_verifies(tmp_path
     committed: list[str] = []
     stop = threading.Event()
 
+    bank1 = read_key_file(cluster["bank1"].config.key_file)  # the one member; it has the kyc role
+
     def stream() -> None:
         with NodeClient(url, timeout=5) as c:
             c.send(sender, "party.register", {"role": "borrower"})
+            far = int(time.time() * 1000) + 86_400_000
+            kyc = {"subject": sender.did, "level": 2, "expires_ms": far, "evidence_hash": "ab" * 32}
+            c.send(bank1, "kyc.attest", kyc)
             nonce = 1
             while not stop.is_set():
                 txs = [

@@ -17,21 +17,29 @@ from lendchain import codec
 from lendchain.ledger.block import check_block
 from lendchain.ledger.state import STATE_ROOT_KEY, genesis_state_root
 from lendchain.node.store import ChainStore, StoreError, verify_chain
-from tests.ledger.chain import Chain, make_genesis, seeded_key
+from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 
 REPO = Path(__file__).resolve().parents[2]
 APPLY = {"amount": 10_000, "currency": "EUR", "term_months": 3, "purpose": "tools"}
 
 
 def grow(store: ChainStore, chain: Chain, blocks: int, per_block: int = 3) -> list[bytes]:
-    """Commit ``blocks`` blocks of loan applications; return the committed tx ids."""
+    """Commit ``blocks`` blocks of loan applications; return the committed tx ids.
+
+    The first block registers the ``per_block`` borrowers and then has a kyc
+    member attest each of them (``per_block`` more txs); later blocks apply.
+    """
     tx_ids = []
     for _ in range(blocks):
-        txs = []
+        txs, attests = [], []
         for i in range(per_block):
             key = seeded_key(1 + i)
-            kind = "loan.apply" if chain.nonces.get(key.did) else "party.register"
-            txs.append(chain.tx(key, kind, APPLY if kind == "loan.apply" else {"role": "borrower"}))
+            if chain.nonces.get(key.did):
+                txs.append(chain.tx(key, "loan.apply", APPLY))
+            else:
+                txs.append(chain.tx(key, "party.register", {"role": "borrower"}))
+                attests.append(chain.attest(member_key(KYC_MEMBER), key.did))
+        txs += attests
         block, execution = chain.cut(txs)
         store.commit_block(block.encode(), b"certificate-%d" % block.header.height, execution)
         chain.apply(block, execution)
@@ -191,7 +199,8 @@ def test_verify_chain_finds_tampered_state_and_index(tmp_path, genesis):
         with pytest.raises(StoreError, match="stored state key b'extra' is not in the replay"):
             verify_chain(store)
     _tamper(tmp_path / "db", b"s:extra", None)
-    _tamper(tmp_path / "db", b"t:" + tx_ids[4], codec.pack([2, 0, ["ok", "", []]]))
+    # Block 1 holds 3 registrations and 3 attestations, so tx_ids[7] is tx 1 of block 2.
+    _tamper(tmp_path / "db", b"t:" + tx_ids[7], codec.pack([2, 0, ["ok", "", []]]))
     with ChainStore.open(tmp_path / "db", genesis) as store:
         with pytest.raises(StoreError, match="tx index entry of tx 1 in block 2"):
             verify_chain(store)
