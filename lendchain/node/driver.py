@@ -13,10 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
 from lendchain import codec
+from lendchain.consensus import messages
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.events import (
     Broadcast,
@@ -39,6 +41,12 @@ TICK_S = 0.02
 EVENT_QUEUE = 100_000
 SYNC_BATCH_BLOCKS = 64
 SYNC_TIMEOUT_S = 10.0
+# Faults the replica reports before a message's signature has been checked: such a
+# message says nothing about its claimed signer.
+UNAUTHENTICATED_FAULTS = frozenset({"non-member", "garbage", "impersonation", "bad-signature"})
+# How a canonical PRE-PREPARE starts (a 5-array, then its kind): re-decoding one would
+# copy and re-check a whole block just to read a height its PREPAREs and COMMITs also name.
+PREPREPARE_PREFIX = b"\x95" + codec.pack(messages.PrePrepare.KIND)
 
 
 def now_ms() -> int:
@@ -86,6 +94,25 @@ def decode_sync_response(payload: bytes) -> tuple[int, list[tuple[int, bytes, by
     return int(doc["head"]), blocks
 
 
+@dataclass(frozen=True)
+class MemberSighting:
+    """The highest block height a member's signed messages named, and when it last sent one."""
+
+    height: int
+    seen_at: float  # time.monotonic()
+
+
+def height_named(message: messages.Message) -> int | None:
+    """The block height a consensus message shows its signer working on or holding."""
+    if isinstance(message, messages.PrePrepare | messages.Prepare | messages.Commit | messages.Checkpoint):
+        return message.height
+    if isinstance(message, messages.ViewChange):
+        return message.committed_height
+    if isinstance(message, messages.CertAnnounce):
+        return message.certificate.height
+    return None  # NEW-VIEW: the member is alive, its height is not said
+
+
 class ConsensusDriver:
     def __init__(
         self,
@@ -112,6 +139,7 @@ class ConsensusDriver:
         self.commit_listeners: list[Callable[[int], None]] = []
         self.sync_target = 0
         self._height_changed = trio.Event()
+        self.member_sightings: dict[str, MemberSighting] = {}
 
     # Called from network reader tasks: must never block.
     def on_frame(self, sender: str, frame: bytes) -> None:
@@ -136,12 +164,30 @@ class ConsensusDriver:
     def _step(self, first: object) -> None:
         queue = deque([first])
         while queue:
-            actions = self.replica.step(queue.popleft())
+            event = queue.popleft()
+            actions = self.replica.step(event)
+            if isinstance(event, Receive):
+                self._note_sighting(event, actions)
             for action in actions:
                 follow_up = self._perform(action)
                 if follow_up is not None:
                     queue.append(follow_up)
         self.metrics.observe_replica(self.replica)
+
+    def _note_sighting(self, received: Receive, actions: list[object]) -> None:
+        """Remember how far ``received.sender`` is, once the replica accepted its signature."""
+        if any(
+            isinstance(a, Fault) and a.member == received.sender and a.kind in UNAUTHENTICATED_FAULTS
+            for a in actions
+        ):
+            return
+        named = None
+        if not received.payload.startswith(PREPREPARE_PREFIX):
+            # The replica decoded these same bytes a moment ago, so this cannot fail.
+            named = height_named(messages.decode(received.payload, len(received.payload)))
+        before = self.member_sightings.get(received.sender)
+        height = max(named or 0, before.height if before else 0)
+        self.member_sightings[received.sender] = MemberSighting(height, time.monotonic())
 
     def _perform(self, action: object) -> object | None:
         if isinstance(action, Persist):

@@ -1,19 +1,28 @@
 """What a node shows: tx status, blocks with certificates, chain queries, status.
 
-Mixed into ``Node``; everything here only reads the store, the mempool and
-the replica.
+Mixed into ``Node``; everything here only reads the store, the mempool, the
+replica and what the consensus driver has seen of the other members. The
+ledger's views know state only; who signed a loan's history entry and when
+its block was cut come from the block store, so they are added here.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from lendchain.crypto import did_from_public_key
 from lendchain.ledger import queries
+from lendchain.ledger.block import Block
 from lendchain.ledger.state import next_nonce
-from lendchain.ledger.transactions import decode_transaction
-from lendchain.node.driver import verify_certificate
+from lendchain.ledger.transactions import Transaction, decode_transaction
+from lendchain.node.driver import MemberSighting, verify_certificate
+
+# An idle member still re-announces its head certificate at least every two view-change
+# timeouts; this many such intervals without a word and it counts as silent.
+SILENT_INTERVALS = 3
 
 
 class NodeViews:
@@ -21,12 +30,18 @@ class NodeViews:
         location = self.store.tx_location(tx_id)
         if location is not None:
             height, index, result = location
+            block = self.store.block(height)
+            tx = decode_transaction(block.txs[index])
             return {
                 "id": tx_id.hex(),
                 "status": "committed",
                 "height": height,
                 "index": index,
-                "block_hash": self.store.block(height).hash().hex(),
+                "block_hash": block.hash().hex(),
+                "timestamp_ms": block.header.timestamp_ms,
+                "kind": tx.kind,
+                "sender": tx.sender,
+                "sender_name": self._member_names.get(tx.sender),
                 "result": result.to_json(),
             }
         if tx_id in self.mempool:
@@ -93,7 +108,50 @@ class NodeViews:
                 "committed_nonce": next_nonce(self.store, ref),
                 "next_nonce": self._next_nonce(ref),
             }
-        return queries.lookup(self.store, kind, ref)
+        found = queries.lookup(self.store, kind, ref)
+        if kind == "loan" and found is not None:
+            self._add_signers(found["history"])
+        return found
+
+    @cached_property
+    def _member_names(self) -> dict[str, str]:
+        """did:key → name of every genesis member, voting or observer."""
+        return {m.did: m.name for m in (*self.genesis.members, *self.genesis.observers)}
+
+    def _party(self, did: str) -> dict[str, Any]:
+        return {"did": did, "name": self._member_names.get(did)}
+
+    def _add_signers(self, history: list[dict[str, Any]]) -> None:
+        """Give each loan history entry its block's time and who signed it.
+
+        An entry recorded under its tx's own kind (``loan.repay`` by a
+        ``loan.repay`` tx) was signed by that tx's sender. Any other entry (an
+        instalment falling overdue, a policy's automatic offer) is the chain's
+        own doing while it executed that tx: its ``signer`` is None, and
+        ``tx_kind`` / ``tx_sender`` name the tx that set it off.
+        """
+        blocks: dict[int, Block | None] = {}
+
+        def block_at(height: int) -> Block | None:
+            if height not in blocks:
+                blocks[height] = self.store.block(height)
+            return blocks[height]
+
+        for entry in history:
+            block = block_at(entry["height"])
+            tx = self._committed_tx(entry.get("tx_id"), block_at)
+            entry["timestamp_ms"] = block.header.timestamp_ms if block else None
+            entry["tx_kind"] = tx.kind if tx else None
+            entry["tx_sender"] = self._party(tx.sender) if tx else None
+            entry["signer"] = self._party(tx.sender) if tx and tx.kind == entry["event"] else None
+
+    def _committed_tx(self, tx_id: str | None, block_at: Callable[[int], Block | None]) -> Transaction | None:
+        location = self.store.tx_location(bytes.fromhex(tx_id)) if tx_id else None
+        if location is None:
+            return None
+        height, index, _ = location
+        block = block_at(height)
+        return decode_transaction(block.txs[index]) if block else None
 
     def status(self) -> dict[str, Any]:
         head = self.store.head()
@@ -113,6 +171,7 @@ class NodeViews:
             "stable_checkpoint": replica.stable_checkpoint if replica else None,
             "members": [m.name for m in self.genesis.members],
             "peers": sorted(self.network.connected_members()),
+            "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
             "sync": {
                 "state": "catching_up" if target > head.height else "synced",
@@ -121,6 +180,33 @@ class NodeViews:
             },
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def _member_heights(self, own_height: int) -> list[dict[str, Any]]:
+        """Each voting member's height as its signed consensus messages named it, and its last word.
+
+        ``height`` and ``last_seen_s`` are None for a member not heard from since this
+        node started; ``silent`` is a member heard from once that then stopped.
+        """
+        sightings = self.driver.member_sightings if self.driver else {}
+        connected = self.network.connected_members()
+        silent_after_s = SILENT_INTERVALS * 2 * self.genesis.consensus.view_change_timeout_ms / 1000
+        now = time.monotonic()
+        rows = []
+        for member in self.genesis.members:
+            is_self = member.name == self.config.name
+            seen = MemberSighting(own_height, now) if is_self else sightings.get(member.name)
+            last_seen_s = round(now - seen.seen_at, 1) if seen else None
+            rows.append(
+                {
+                    "name": member.name,
+                    "height": seen.height if seen else None,
+                    "last_seen_s": last_seen_s,
+                    "connected": is_self or member.name in connected,
+                    "self": is_self,
+                    "silent": last_seen_s is not None and last_seen_s > silent_after_s,
+                }
+            )
+        return rows
 
     def _commit_rate(self, window_s: float = 10.0) -> float:
         """Blocks committed per second over the last ``window_s`` (catch-up progress)."""

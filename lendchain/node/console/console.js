@@ -78,7 +78,13 @@ const link = (hash, text, cls) => h("a", { href: hash, class: cls }, text);
 const blockLink = (height) => link("#/block/" + height, "#" + height);
 const txLink = (id) => link("#/tx/" + id, short(id), "mono");
 const loanLink = (id) => link("#/loan/" + id, short(id), "mono");
-const partyLink = (did) => (did ? link("#/party/" + encodeURIComponent(did), short(did, 24), "mono") : "—");
+const partyLink = (did) => {
+  if (!did) return "—";
+  const a = link("#/party/" + encodeURIComponent(did), short(did, 24), "mono");
+  a.title = did;
+  return a;
+};
+const senderOf = (s) => (s.sender ? [s.sender_name ? s.sender_name + " " : "", partyLink(s.sender)] : "—");
 const pill = (text, kind) => h("span", { class: "pill " + kind }, text);
 const card = (label, value, id) => h("div", { class: "card" }, h("div", { class: "label" }, label),
   h("div", { class: "value", id }, value));
@@ -244,25 +250,35 @@ function legend(items) {
 
 // ---- network view ----------------------------------------------------------------
 
+const BEHIND_BLOCKS = 2; // a member's votes may trail this node's head by a block or so
+
+// A member's state as this node sees it: down (no link, or heard from once and then
+// silent), behind (its signed messages name a height well below ours), or up.
+function memberState(row, ownHeight) {
+  if (row.self) return ["this node", "info", "self"];
+  if (!row.connected || row.silent) return ["down", "bad", "down"];
+  if (row.height === null) return ["not heard yet", "warn", "unheard"];
+  if (row.height < ownHeight - BEHIND_BLOCKS) return ["behind", "warn", "behind"];
+  return ["up", "ok", "up"];
+}
+
 function memberRows(status) {
-  const lastSigned = {};
   const lastProposed = {};
-  for (const b of poll.blocks) {
-    lastProposed[b.header.proposer] = b.header.height;
-    for (const signer of (b.certificate && b.certificate.signers) || []) lastSigned[signer] = b.header.height;
-  }
-  return status.members.map((name) => {
-    const self = name === status.name;
-    const connected = self || status.peers.includes(name);
-    const link = self ? pill("this node", "info") : connected ? pill("connected", "ok") : pill("not connected", "bad");
+  for (const b of poll.blocks) lastProposed[b.header.proposer] = b.header.height;
+  return status.member_heights.map((row) => {
+    const link = row.self ? pill("this node", "info")
+      : row.connected ? pill("connected", "ok") : pill("not connected", "bad");
+    const [label, kind, state] = memberState(row, status.height);
     return {
-      dataset: { member: name, connected: String(connected) },
+      dataset: { member: row.name, connected: String(row.connected), state, height: String(row.height ?? "") },
       cells: [
-        h("strong", {}, name),
+        h("strong", {}, row.name),
         link,
-        name === status.primary ? pill("primary", "info") : "",
-        self ? String(status.height) : lastSigned[name] ? "signed #" + lastSigned[name] : "—",
-        lastProposed[name] ? "#" + lastProposed[name] : "—",
+        row.name === status.primary ? pill("primary", "info") : "",
+        row.height === null ? "—" : "#" + row.height,
+        row.self ? "—" : row.last_seen_s === null ? "never" : `${row.last_seen_s} s ago`,
+        row.self ? "" : pill(label, kind),
+        lastProposed[row.name] ? "#" + lastProposed[row.name] : "—",
       ],
     };
   });
@@ -299,9 +315,10 @@ function renderNetwork() {
       card("uptime", `${Math.round(status.uptime_s || 0)} s`)),
     h("div", { class: "row" },
       h("div", { class: "panel" }, h("h3", {}, "Members"),
-        table(["member", "link from this node", "", "height", "last proposed"], memberRows(status)),
-        h("p", { class: "muted" }, "A member's height is the last block whose commit certificate it signed, " +
-          "among the recent blocks this node holds.")),
+        table(["member", "link from this node", "", "height", "last heard", "state", "last proposed"],
+          memberRows(status)),
+        h("p", { class: "muted" }, "A member's height is the highest block its signed consensus messages " +
+          "to this node named; a member with no link to this node, or gone quiet, is down.")),
       h("div", { class: "panel" }, h("h3", {}, "Recent view changes"),
         changes.length
           ? table(["when", "view", "seen in"], changes.map((c) => ({ cells: [time(c.at), `${c.from} → ${c.to}`, c.how] })))
@@ -382,7 +399,8 @@ async function renderBlock(ref) {
       ["certificate", `view ${cert.view}, signed by ${cert.signers.join(", ")}`],
     ])),
     h("div", { class: "panel", id: "block-txs" }, h("h3", {}, `${b.txs.length} transactions`),
-      table(["#", "tx", "result"], statuses.map((s, i) => ({ cells: [String(i), txLink(s.id), resultCell(s.result)] })))));
+      table(["#", "tx", "kind", "signed by", "result"], statuses.map((s, i) => ({
+        cells: [String(i), txLink(s.id), s.kind || "—", senderOf(s), resultCell(s.result)] })))));
 }
 
 async function renderTx(id) {
@@ -393,7 +411,9 @@ async function renderTx(id) {
     h("div", { class: "panel" }, kv([
       ["id", h("span", { class: "mono" }, s.id)],
       ["status", s.status],
-      s.height ? ["block", blockLink(s.height)] : null,
+      s.kind ? ["kind", s.kind] : null,
+      s.sender ? ["signed by", senderOf(s)] : null,
+      s.height ? ["block", [blockLink(s.height), " · ", time(s.timestamp_ms)]] : null,
       s.index !== undefined ? ["index in block", String(s.index)] : null,
       ["result", resultCell(s.result)],
       s.code ? ["refused", `${s.code}: ${s.message}`] : null,
@@ -404,23 +424,32 @@ async function renderTx(id) {
 
 // ---- loan and party pages --------------------------------------------------------------
 
-async function blockTimesByHeight(heights) {
-  const out = {};
-  await Promise.all([...new Set(heights)].map(async (height) => {
-    const kept = poll.blocks.find((b) => b.header.height === height);
-    out[height] = kept ? kept.header.timestamp_ms : (await api("/blocks/" + height)).header.timestamp_ms;
-  }));
-  return out;
-}
-
 const BAD_EVENTS = /overdue|default|cancel|expire|refus/;
 
-function timelineItem(entry, times, currency) {
+// Who signed a history entry: a member by name (and did), a party by did, or, for what
+// the chain did by itself while executing someone's tx (an instalment falling overdue,
+// a policy's automatic offer), the chain at that block.
+function signerOf(entry) {
+  if (entry.signer) {
+    return ["signed by ", entry.signer.name ? [h("strong", {}, entry.signer.name), " "] : "", partyLink(entry.signer.did)];
+  }
+  const cause = entry.tx_sender
+    ? [" during ", entry.tx_kind, " by ", entry.tx_sender.name || partyLink(entry.tx_sender.did)] : "";
+  return [h("strong", {}, `chain (block ${entry.height})`), cause];
+}
+
+const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty"];
+
+function timelineItem(entry, currency) {
   const details = Object.entries(entry)
-    .filter(([k]) => !["event", "height", "tx_id"].includes(k))
-    .map(([k, v]) => (["amount", "interest", "principal", "penalty"].includes(k) ? `${k} ${money(v, currency)}` : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
-  return h("li", { class: BAD_EVENTS.test(entry.event) ? "bad" : null, dataset: { event: entry.event } },
-    h("span", { class: "event" }, entry.event), " · block ", blockLink(entry.height), " · ", time(times[entry.height]),
+    .filter(([k]) => !TIMELINE_KEYS.includes(k))
+    .map(([k, v]) => (MONEY_KEYS.includes(k) ? `${k} ${money(v, currency)}` : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
+  const signer = entry.signer ? entry.signer.did : "chain";
+  return h("li", { class: BAD_EVENTS.test(entry.event) ? "bad" : null,
+    dataset: { event: entry.event, signer, height: String(entry.height) } },
+    h("span", { class: "event" }, entry.event), " · ", h("span", { class: "signer" }, signerOf(entry)),
+    " · block ", blockLink(entry.height), " · ", time(entry.timestamp_ms),
     entry.tx_id ? [" · tx ", txLink(entry.tx_id)] : "",
     details.length ? h("div", { class: "muted" }, details.join(" · ")) : "");
 }
@@ -448,10 +477,7 @@ function scorePanel(party) {
 
 async function renderLoan(id) {
   const loan = await api("/loans/" + id);
-  const [times, borrower] = await Promise.all([
-    blockTimesByHeight(loan.history.map((e) => e.height)),
-    api("/parties/" + encodeURIComponent(loan.borrower)).catch(() => null),
-  ]);
+  const borrower = await api("/parties/" + encodeURIComponent(loan.borrower)).catch(() => null);
   const c = loan.currency;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Loan ", h("span", { class: "mono" }, short(loan.loan_id, 16)), " ",
@@ -465,7 +491,7 @@ async function renderLoan(id) {
       card("owed in total", money(loan.amount_owed, c))),
     h("div", { class: "row" },
       h("div", { class: "panel" }, h("h3", {}, "Timeline"),
-        h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, times, c)))),
+        h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, c)))),
       h("div", { class: "panel" }, h("h3", {}, "Parties"), kv([
         ["loan id", h("span", { class: "mono" }, loan.loan_id)],
         ["borrower", partyLink(loan.borrower)],
