@@ -105,6 +105,8 @@ class Node(NodeViews):
         )
         self.metrics.attach_network(self.network.stats)
         self.faults = Faults.from_env()
+        if self.faults.active:
+            self.store.block_write_fault = self.faults.block_write_fault
         self._sync_server = SyncServer(self.store)
         self.driver: ConsensusDriver | None = None
         if self.replica is not None:
@@ -318,6 +320,7 @@ class Node(NodeViews):
         """Expire old txs, re-gossip unconfirmed ones, refresh gauges."""
         while True:
             await trio.sleep(MAINTENANCE_S)
+            self.store.raise_if_write_failed()  # e.g. an API write hit a full disk: stop now
             now = now_ms()
             expired = self.mempool.expire(now)
             for tx in expired:

@@ -10,6 +10,12 @@ A multi-process test cannot reach inside a node, so a node started with
 - ``"drop_from": ["bank2", ...]`` — drop consensus frames and sync traffic
   from and to these members only.
 - ``"gossip_drop": 0.0..1.0`` — drop this share of gossip messages, in and out.
+- ``"store_fault": "disk_full"`` — every block write fails as LevelDB fails on
+  a full disk (nothing written; "No space left on device").
+  ``"store_fault": "fsync_error"`` — the block's batch reaches the OS unsynced,
+  then the write fails as on a failed fsync ("Input/output error"), so after
+  a restart the block may or may not be there. Either way the store refuses
+  all further writes and the node stops (see store.py).
 
 Without the variable nothing here runs and nothing is dropped. The docker
 tests cut real links with ``docker network disconnect`` instead.
@@ -28,6 +34,7 @@ import trio
 
 ENV = "LENDCHAIN_FAULTS_FILE"
 POLL_S = 0.2
+STORE_FAULTS = ("disk_full", "fsync_error")
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Faults:
     isolate: bool = False
     drop_from: frozenset[str] = field(default_factory=frozenset)
     gossip_drop: float = 0.0
+    store_fault: str | None = None
     dropped: int = 0
     _mtime: float = 0.0
     _random: random.Random = field(default_factory=random.Random)
@@ -62,6 +70,10 @@ class Faults:
             return True
         return False
 
+    def block_write_fault(self) -> str | None:
+        """The store's hook: which failure the next block write meets (None: it succeeds)."""
+        return self.store_fault
+
     def reload(self, log: logging.Logger) -> None:
         try:
             mtime = self.path.stat().st_mtime
@@ -78,11 +90,17 @@ class Faults:
         self.isolate = bool(doc.get("isolate", False))
         self.drop_from = frozenset(doc.get("drop_from", []))
         self.gossip_drop = float(doc.get("gossip_drop", 0.0))
+        store_fault = doc.get("store_fault")
+        if store_fault is not None and store_fault not in STORE_FAULTS:
+            log.warning("fault file %s: unknown store_fault %r; ignoring it", self.path, store_fault)
+            store_fault = None
+        self.store_fault = store_fault
         log.warning(
-            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f",
+            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f store_fault=%s",
             self.isolate,
             sorted(self.drop_from),
             self.gossip_drop,
+            self.store_fault,
         )
 
     async def watch(self, log: logging.Logger) -> None:

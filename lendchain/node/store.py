@@ -12,11 +12,25 @@ indexes, state changes, new head) are written in ONE WriteBatch with
 sync=True, so after a crash the store is at the previous head or the new one,
 never between. ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
+
+Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
+MANIFEST or log record, or a missing table, refuses to open), and ``open``
+then reads every record once with block checksums verified, so a truncated
+or bit-flipped table file is found at start-up rather than when a peer asks
+for an old block. Every later read verifies checksums too.
+
+Failed writes (disk full, I/O error, failed fsync): the first one poisons the
+store, and every later write raises the same StoreError without touching
+LevelDB. LevelDB does not stop writing after a failed log append, and a
+record torn by that failure makes the log reader drop records written after
+it on reopen: a later synced write would be acknowledged and then lost. So
+the node stops, and a restart reopens the store at its last complete block.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +66,8 @@ FORMAT = 1
 # On open, this many blocks below the head are checked to link by hash.
 RECENT_BLOCKS_CHECKED = 16
 _RESTORE = "the data directory is corrupt; restore it from a peer or a backup"
+# Test-only write faults (lendchain.node.faults): how LevelDB reports each one.
+_INJECTED = {"disk_full": "No space left on device", "fsync_error": "Input/output error"}
 
 
 class StoreError(Exception):
@@ -70,6 +86,31 @@ def _height_key(prefix: bytes, height: int) -> bytes:
     return prefix + struct.pack(">Q", height)
 
 
+def _leveldb_says(error: plyvel.Error) -> str:
+    """LevelDB's own message ("IO error: <file>: No space left on device"), as text."""
+    raw = error.args[0] if error.args else b""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
+    said = _leveldb_says(error)
+    where = "" if str(path) in said else " in one of its table files (*.ldb)"
+    return StoreError(f"data directory {path} is damaged: reading it failed{where} ({said}); {_RESTORE}")
+
+
+def _open_files(path: Path) -> str:
+    """The files LevelDB reads to open ``path``, for messages that do not name one."""
+    names = ["CURRENT"]
+    try:
+        current = (path / "CURRENT").read_text(errors="replace").strip()
+    except OSError:
+        current = ""
+    if current.startswith("MANIFEST-"):
+        names.append(current)
+    names += sorted(p.name for p in path.glob("*.log"))
+    return ", ".join(names)
+
+
 class ChainStore:
     """One node's LevelDB. Implements ``StateReader`` (``get``) over committed state."""
 
@@ -77,6 +118,9 @@ class ChainStore:
         self._db = db
         self.path = path
         self.genesis = genesis
+        self.write_error: StoreError | None = None
+        # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
+        self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
 
     # -- opening ---------------------------------------------------------------
@@ -91,19 +135,27 @@ class ChainStore:
             path.mkdir(parents=True, exist_ok=True)
             db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
         except plyvel.IOError as e:
-            if "lock" in str(e).lower():
+            if "lock" in _leveldb_says(e).lower():
                 raise StoreError(
                     f"data directory {path} is in use by another process (is a node already running?)"
                 ) from None
-            raise StoreError(f"cannot open data directory {path}: {e}") from None
+            raise StoreError(f"cannot open data directory {path}: {_leveldb_says(e)}") from None
         except plyvel.CorruptionError as e:
-            raise StoreError(f"data directory {path} is damaged ({e}); {_RESTORE}") from None
+            said = _leveldb_says(e)
+            files = "" if str(path) in said else f" in one of {_open_files(path)}"
+            raise StoreError(
+                f"data directory {path} is damaged: LevelDB reports '{said}'{files}; {_RESTORE}"
+            ) from None
         except OSError as e:
             raise StoreError(f"cannot create data directory {path}: {e.strerror}") from None
         try:
             cls._initialise(db, path, genesis)
             store = cls(db, path, genesis)
             store._check_consistency()
+            store._check_checksums()
+        except plyvel.Error as e:
+            db.close()
+            raise _read_failed(path, e) from None
         except BaseException:
             db.close()
             raise
@@ -111,20 +163,23 @@ class ChainStore:
 
     @staticmethod
     def _initialise(db: plyvel.DB, path: Path, genesis: Genesis) -> None:
-        stored = db.get(_GENESIS_KEY)
+        stored = db.get(_GENESIS_KEY, verify_checksums=True)
         if stored is None:
             with db.iterator(include_value=False) as keys:
                 if next(keys, None) is not None:
                     raise StoreError(f"{path} holds a LevelDB that is not a lendchain chain store")
             changes = genesis_changes(genesis)
             head = [0, genesis.hash(), changes[STATE_ROOT_KEY], genesis.genesis_time_ms]
-            with db.write_batch(sync=True) as batch:
-                for key, value in changes.items():
-                    batch.put(_STATE + key, value)
-                batch.put(_CHAIN_ID_KEY, genesis.chain_id.encode())
-                batch.put(_FORMAT_KEY, codec.pack(FORMAT))
-                batch.put(_HEAD_KEY, codec.pack(head))
-                batch.put(_GENESIS_KEY, genesis.hash())
+            try:
+                with db.write_batch(sync=True) as batch:
+                    for key, value in changes.items():
+                        batch.put(_STATE + key, value)
+                    batch.put(_CHAIN_ID_KEY, genesis.chain_id.encode())
+                    batch.put(_FORMAT_KEY, codec.pack(FORMAT))
+                    batch.put(_HEAD_KEY, codec.pack(head))
+                    batch.put(_GENESIS_KEY, genesis.hash())
+            except plyvel.Error as e:
+                raise StoreError(f"cannot initialise data directory {path}: {_leveldb_says(e)}") from None
             return
         if stored != genesis.hash():
             chain_id = (db.get(_CHAIN_ID_KEY) or b"?").decode(errors="replace")
@@ -135,22 +190,47 @@ class ChainStore:
             )
 
     def _read_head(self) -> Head:
-        raw = self._db.get(_HEAD_KEY)
+        raw = self._get(_HEAD_KEY)
         try:
             height, block_hash, state_root, timestamp_ms = codec.unpack(raw)
         except (codec.CodecError, TypeError, ValueError):
             raise StoreError(f"the chain head record in {self.path} is unreadable; {_RESTORE}") from None
         return Head(height, block_hash, state_root, timestamp_ms)
 
+    def _check_checksums(self) -> None:
+        """Read every record once with checksums verified (LevelDB checks tables lazily)."""
+        try:
+            with self._db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
+                for _ in keys:
+                    pass
+        except plyvel.Error as e:
+            raise self._read_failed(e) from None
+
+    def _read_failed(self, error: plyvel.Error) -> StoreError:
+        return _read_failed(self.path, error)
+
+    def _get(self, key: bytes) -> bytes | None:
+        try:
+            return self._db.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise self._read_failed(e) from None
+
+    def _scan(self, prefix: bytes, include_value: bool = True) -> list:
+        try:
+            with self._db.iterator(prefix=prefix, include_value=include_value, verify_checksums=True) as it:
+                return list(it)
+        except plyvel.Error as e:
+            raise self._read_failed(e) from None
+
     def _check_consistency(self) -> None:
         head = self._head
         where = f"data directory {self.path}"
-        if self._db.get(_STATE + STATE_ROOT_KEY) != head.state_root:
+        if self._get(_STATE + STATE_ROOT_KEY) != head.state_root:
             raise StoreError(
                 f"{where}: the state root in the state does not match the head record at "
                 f"height {head.height}; {_RESTORE}"
             )
-        if self._db.get(_height_key(_BLOCK, head.height + 1)) is not None:
+        if self._get(_height_key(_BLOCK, head.height + 1)) is not None:
             raise StoreError(f"{where}: a block is stored above the head height {head.height}; {_RESTORE}")
         if head.height == 0:
             if head.hash != self.genesis.hash() or head.state_root != genesis_state_root(self.genesis):
@@ -218,34 +298,33 @@ class ChainStore:
     # -- reading ---------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(_STATE + key)
+        return self._get(_STATE + key)
 
     def state_keys(self) -> list[bytes]:
         """Every key of the committed state (for audits; the whole key set in memory)."""
-        with self._db.iterator(prefix=_STATE, include_value=False) as keys:
-            return [key[len(_STATE) :] for key in keys]
+        return [key[len(_STATE) :] for key in self._scan(_STATE, include_value=False)]
 
     def head(self) -> Head:
         return self._head
 
     def block_bytes(self, height: int) -> bytes | None:
-        return self._db.get(_height_key(_BLOCK, height))
+        return self._get(_height_key(_BLOCK, height))
 
     def block(self, height: int) -> Block | None:
         raw = self.block_bytes(height)
         return None if raw is None else Block.decode(raw)
 
     def certificate(self, height: int) -> bytes | None:
-        return self._db.get(_height_key(_CERT, height))
+        return self._get(_height_key(_CERT, height))
 
     def height_of_hash(self, block_hash: bytes) -> int | None:
         if block_hash == self.genesis.hash():
             return 0
-        raw = self._db.get(_HASH + block_hash)
+        raw = self._get(_HASH + block_hash)
         return None if raw is None else struct.unpack(">Q", raw)[0]
 
     def tx_location(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
-        raw = self._db.get(_TX + tx_id)
+        raw = self._get(_TX + tx_id)
         if raw is None:
             return None
         height, index, result = codec.unpack(raw)
@@ -272,52 +351,83 @@ class ChainStore:
         block_hash = header.hash()
         new_head = Head(header.height, block_hash, header.state_root, header.timestamp_ms)
         height_bytes = struct.pack(">Q", header.height)
-        with self._db.write_batch(sync=True) as batch:
-            batch.put(_BLOCK + height_bytes, raw_block)
-            batch.put(_CERT + height_bytes, certificate)
-            batch.put(_HASH + block_hash, height_bytes)
-            for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
-                batch.put(_TX + tx_id, codec.pack([header.height, index, result.to_value()]))
-            for key, value in execution.changes.items():
-                if value is None:
-                    batch.delete(_STATE + key)
-                else:
-                    batch.put(_STATE + key, value)
-            batch.put(
+        ops: list[tuple[bytes, bytes | None]] = [
+            (_BLOCK + height_bytes, raw_block),
+            (_CERT + height_bytes, certificate),
+            (_HASH + block_hash, height_bytes),
+        ]
+        for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
+            ops.append((_TX + tx_id, codec.pack([header.height, index, result.to_value()])))
+        ops += [(_STATE + key, value) for key, value in execution.changes.items()]
+        ops.append(
+            (
                 _HEAD_KEY,
                 codec.pack([new_head.height, new_head.hash, new_head.state_root, new_head.timestamp_ms]),
             )
+        )
+        self._write(ops, sync=True, what=f"block {header.height}", fault=self.block_write_fault)
         self._head = new_head
         return new_head
 
+    def _write(
+        self,
+        ops: list[tuple[bytes, bytes | None]],
+        *,
+        sync: bool,
+        what: str,
+        fault: Callable[[], str | None] | None = None,
+    ) -> None:
+        """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store."""
+        if self.write_error is not None:
+            raise self.write_error
+        injected = fault() if fault is not None else None
+        try:
+            if injected == "disk_full":  # as LevelDB reports ENOSPC on its log append
+                raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
+            batch = self._db.write_batch(sync=sync and injected is None)
+            for key, value in ops:
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            batch.write()
+            if injected == "fsync_error":  # the record reached the OS; whether it is durable is unknown
+                raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
+        except plyvel.Error as e:
+            self.write_error = StoreError(
+                f"writing {what} to data directory {self.path} failed ({_leveldb_says(e)}); "
+                f"blocks up to {self._head.height} are stored safely, and the store takes no more "
+                f"writes: free space or fix the disk, then start the node again"
+            )
+            raise self.write_error from None
+
+    def _log_file(self) -> Path:
+        logs = sorted(self.path.glob("*.log"))
+        return logs[-1] if logs else self.path / "LOG"
+
+    def raise_if_write_failed(self) -> None:
+        """Raise the StoreError of a failed write, if any write failed (the daemon then stops)."""
+        if self.write_error is not None:
+            raise self.write_error
+
     def wal_items(self) -> list[tuple[bytes, bytes]]:
         """Every consensus WAL record still on disk, in key order."""
-        with self._db.iterator(prefix=_WAL) as records:
-            return [(key[len(_WAL) :], value) for key, value in records]
+        return [(key[len(_WAL) :], value) for key, value in self._scan(_WAL)]
 
     def wal_write(self, entries: list[tuple[bytes, bytes]]) -> None:
         """Write WAL records durably (one synced batch); an empty value deletes the record."""
-        with self._db.write_batch(sync=True) as batch:
-            for key, value in entries:
-                if value == b"":
-                    batch.delete(_WAL + key)
-                else:
-                    batch.put(_WAL + key, value)
+        ops = [(_WAL + key, value or None) for key, value in entries]
+        self._write(ops, sync=True, what="consensus WAL records")
 
     def pending_put(self, txs: list[tuple[bytes, bytes]]) -> None:
         """Remember accepted txs (id, raw) so a restart does not lose them."""
-        with self._db.write_batch(sync=False) as batch:
-            for tx_id, raw in txs:
-                batch.put(_PENDING + tx_id, raw)
+        self._write([(_PENDING + tx_id, raw) for tx_id, raw in txs], sync=False, what="accepted txs")
 
     def pending_delete(self, tx_ids: list[bytes]) -> None:
-        with self._db.write_batch(sync=False) as batch:
-            for tx_id in tx_ids:
-                batch.delete(_PENDING + tx_id)
+        self._write([(_PENDING + tx_id, None) for tx_id in tx_ids], sync=False, what="accepted txs")
 
     def pending_items(self) -> list[tuple[bytes, bytes]]:
-        with self._db.iterator(prefix=_PENDING) as records:
-            return [(key[len(_PENDING) :], value) for key, value in records]
+        return [(key[len(_PENDING) :], value) for key, value in self._scan(_PENDING)]
 
 
 def verify_chain(store: ChainStore, upto: int | None = None) -> int:
