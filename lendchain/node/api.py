@@ -4,12 +4,20 @@ JSON in and out; transactions travel as hex of their canonical encoding.
 Every error is ``{"error": code, "message": sentence}`` with a 4xx/5xx status
 and never echoes a secret. The app only translates HTTP to calls on a
 ``NodeFacade`` (the daemon), so it can be tested without a network.
+
+Protection, in the guard in front of every route: the bearer token (when
+configured; compared in constant time), a per-client-address rate limit on
+writes and on failed token checks (429 with Retry-After), and a cap on the
+request body, counted as it streams in, not only from Content-Length. No
+CORS headers are sent, so a browser page from another origin cannot read
+answers or send JSON writes.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,11 +31,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
+from lendchain.node.ratelimit import RateLimiter, retry_after_header
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_BATCH_TXS = 10_000
 _OPEN_PATHS = ("/health", "/ready")
+_READS = ("GET", "HEAD", "OPTIONS")
 # The console's HTML/JS/CSS hold no chain data, and a browser cannot put a
 # bearer header on a page load: the page is open, every API call it makes is not.
 CONSOLE_DIR = Path(__file__).parent / "console"
@@ -66,11 +75,15 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 class _Guard:
-    """Bearer-token check and body-size limit, before any route runs."""
+    """Rate limit, bearer-token check and body-size limit, before any route runs."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str | None, limits: ApiLimits, clock: Callable[[], float]
+    ) -> None:
         self.app = app
         self.token = token.encode() if token else None
+        self.limits = limits
+        self.writes = RateLimiter(limits.write_rate_per_s, limits.write_burst, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,19 +91,40 @@ class _Guard:
             return
         headers = dict(scope["headers"])
         path = scope["path"]
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        is_read = scope["method"] in _READS
+        if not is_read and not await self._allow(client, scope, receive, send):
+            return
         if self.token is not None and path not in _OPEN_PATHS and not _is_console(path):
             supplied = headers.get(b"authorization", b"")
             expected = b"Bearer " + self.token
             if not hmac.compare_digest(supplied, expected):
+                # A wrong guess costs from the write budget: token guessing is rate limited too.
+                if is_read and not await self._allow(client, scope, receive, send):
+                    return
                 await _error(401, "unauthorized", "missing or wrong bearer token")(scope, receive, send)
                 return
+        limit = self.limits.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await _error(413, "too_large", f"request body is over {MAX_BODY_BYTES} bytes")(
-                scope, receive, send
-            )
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _error(413, "too_large", f"request body is over {limit} bytes")(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    async def _allow(self, client: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        wait_s = self.writes.check(client)
+        if wait_s == 0.0:
+            return True
+        retry = retry_after_header(wait_s)
+        response = _error(
+            429,
+            "rate_limited",
+            f"too many requests from {client} (at most {self.limits.write_rate_per_s:g} writes per "
+            f"second, bursts of {self.limits.write_burst}); retry after {retry} s",
+            {"Retry-After": retry},
+        )
+        await response(scope, receive, send)
+        return False
 
 
 def _is_console(path: str) -> bool:
@@ -129,26 +163,39 @@ def _hex_param(value: str, name: str, size: int | None = None) -> bytes:
     return raw
 
 
-async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+async def _json_body(request: Request, limit: int) -> Any:
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body has no Content-Length to check up front
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"request body is over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "bad_request", "request body is not valid JSON") from None
 
 
-def build_app(node: NodeFacade, token: str | None = None) -> Starlette:
+def build_app(
+    node: NodeFacade,
+    token: str | None = None,
+    limits: ApiLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    limits = limits or ApiLimits()
+
     async def submit(request: Request) -> Any:
-        doc = await _json_body(request)
+        doc = await _json_body(request, limits.max_body_bytes)
         if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
             raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
         items = [doc["tx"]] if "tx" in doc else doc["txs"]
         if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
             raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
-        if len(items) > MAX_BATCH_TXS:
-            raise ApiError(413, "too_large", f"a batch holds at most {MAX_BATCH_TXS} txs, got {len(items)}")
+        if len(items) > limits.max_batch_txs:
+            raise ApiError(
+                413, "too_large", f"a batch holds at most {limits.max_batch_txs} txs, got {len(items)}"
+            )
         raw = [_hex_param(t, f"txs[{i}]") for i, t in enumerate(items)]
         try:
             results = node.submit(raw)
@@ -247,6 +294,6 @@ def build_app(node: NodeFacade, token: str | None = None) -> Starlette:
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(_Guard, token=token, limits=limits, clock=clock)],
         exception_handlers={404: not_found, 405: bad_method, 500: crashed},
     )

@@ -35,6 +35,21 @@ class MempoolConfig:
 
 
 @dataclass(frozen=True)
+class ApiLimits:
+    """The ``[api]`` table's limits on what one request, and one client, may ask of the node."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_batch_txs: int = 10_000
+    # Per client address, on writes (POST) and failed bearer-token checks.
+    write_rate_per_s: float = 200.0
+    write_burst: int = 400
+
+
+# A bearer token shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     name: str
@@ -47,6 +62,7 @@ class NodeConfig:
     api_host: str
     api_port: int
     api_token_file: Path | None
+    api_limits: ApiLimits
     mempool: MempoolConfig
     log_level: str
     log_format: str
@@ -258,6 +274,18 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise api.error("listen", f"must be 'host:port' such as '127.0.0.1:8101', not {api_listen!r}")
     token_file = api.get("token_file", str, "")
+    ad = ApiLimits()
+    write_rate = api.get("write_rate_per_s", (int, float), ad.write_rate_per_s, what="requests per second")
+    if isinstance(write_rate, bool) or write_rate <= 0:
+        raise api.error(
+            "write_rate_per_s", f"must be a positive number of requests per second, not {write_rate}"
+        )
+    api_limits = ApiLimits(
+        max_body_bytes=api.positive_int("max_body_bytes", ad.max_body_bytes),
+        max_batch_txs=api.positive_int("max_batch_txs", ad.max_batch_txs),
+        write_rate_per_s=float(write_rate),
+        write_burst=api.positive_int("write_burst", ad.write_burst),
+    )
     api.finish()
     if host not in ("127.0.0.1", "localhost", "::1") and not token_file:
         raise api.error(
@@ -301,7 +329,26 @@ def load_node_config(path: str | Path) -> NodeConfig:
         api_host=host,
         api_port=int(port),
         api_token_file=rel(token_file) if token_file else None,
+        api_limits=api_limits,
         mempool=mempool,
         log_level=level,
         log_format=log_format,
     )
+
+
+def read_api_token(path: Path) -> str:
+    """The bearer token in ``path``; refuses an unreadable, empty or short one (the API would be open)."""
+    try:
+        token = path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"api token file {path} cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"api token file {path} is not text; write a token such as `openssl rand -hex 32`"
+        ) from None
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"api token file {path} holds {'no token' if not token else 'a token that is too short'}; "
+            f"write at least {MIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32 > {path}`)"
+        )
+    return token

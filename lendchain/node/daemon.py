@@ -27,7 +27,7 @@ from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
-from lendchain.node.config import NodeConfig
+from lendchain.node.config import NodeConfig, read_api_token
 from lendchain.node.driver import (
     ConsensusDriver,
     SyncServer,
@@ -66,6 +66,7 @@ class Node(NodeViews):
                 f"lists {member.public_key.hex()[:16]}… for {config.name}; use {config.name}'s key"
             )
         self.config = config
+        self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
         self.key = key
         self.log = logging.getLogger(f"lendchain.{config.name}")
@@ -166,10 +167,8 @@ class Node(NodeViews):
         cfg.accesslog = None
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.keep_alive_timeout = 30
-        token = None
-        if self.config.api_token_file is not None:
-            token = self.config.api_token_file.read_text().strip()
-        await serve(build_app(self, token), cfg, task_status=task_status)
+        app = build_app(self, self.api_token, self.config.api_limits)
+        await serve(app, cfg, task_status=task_status)
 
     def is_ready(self) -> bool:
         return self._ready and (self.driver is None or self.driver.sync_target <= self.store.head().height)

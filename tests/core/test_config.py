@@ -5,7 +5,7 @@ import tomllib
 import pytest
 import tomli_w
 
-from lendchain.node.config import ConfigError, load_genesis, load_node_config
+from lendchain.node.config import ApiLimits, ConfigError, load_genesis, load_node_config, read_api_token
 from lendchain.node.testnet import generate_testnet
 
 
@@ -46,6 +46,20 @@ def test_testnet_refuses_to_overwrite(net):
         (lambda d: d.update(mempool={"max_txs": -1}), "'mempool.max_txs' must be a positive integer"),
         (lambda d: d.update(log={"level": "loud"}), "'log.level' must be one of"),
         (lambda d: d.update(p2p={"listen": "127.0.0.1:47101"}), "'p2p.listen' must be a multiaddr"),
+        (
+            lambda d: d["api"].update(write_rate=5),
+            "unknown key 'api.write_rate'; did you mean 'api.write_rate_per_s'",
+        ),
+        (lambda d: d["api"].update(write_brust=5), "did you mean 'api.write_burst'"),
+        (lambda d: d["api"].update(write_rate_per_s=0), "'api.write_rate_per_s' must be a positive number"),
+        (
+            lambda d: d["api"].update(write_rate_per_s=True),
+            "'api.write_rate_per_s' must be a positive number",
+        ),
+        (lambda d: d["api"].update(write_rate_per_s="fast"), "'api.write_rate_per_s' must be requests per"),
+        (lambda d: d["api"].update(write_burst=0), "'api.write_burst' must be a positive integer"),
+        (lambda d: d["api"].update(max_body_bytes=-1), "'api.max_body_bytes' must be a positive integer"),
+        (lambda d: d["api"].update(max_batch_txs=1.5), "'api.max_batch_txs' must be a positive integer"),
     ],
 )
 def test_node_config_errors_name_the_key(net, change, message):
@@ -98,3 +112,30 @@ def test_a_config_that_is_not_utf8_is_a_clean_error(tmp_path):
     path.write_bytes(b'name = "bank1"\nkey_file = "k\xe8y"\n')
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_node_config(path)
+
+
+def test_the_api_is_local_with_default_limits_unless_configured(net):
+    _edit(net.configs[0], lambda d: d.pop("api"))
+    config = load_node_config(net.configs[0])
+    assert (config.api_host, config.api_port, config.api_token_file) == ("127.0.0.1", 8100, None)
+    assert config.api_limits == ApiLimits()
+    _edit(
+        net.configs[1],
+        lambda d: d["api"].update(write_rate_per_s=2.5, write_burst=10, max_body_bytes=4096, max_batch_txs=7),
+    )
+    assert load_node_config(net.configs[1]).api_limits == ApiLimits(4096, 7, 2.5, 10)
+
+
+def test_an_api_token_file_must_hold_a_long_enough_token(tmp_path):
+    path = tmp_path / "api.token"
+    with pytest.raises(ConfigError, match=f"api token file {path} cannot be read"):
+        read_api_token(path)
+    path.write_text("\n")
+    with pytest.raises(ConfigError, match="holds no token; write at least 16 random characters"):
+        read_api_token(path)
+    path.write_text("hunter2\n")
+    with pytest.raises(ConfigError, match="a token that is too short") as info:
+        read_api_token(path)
+    assert "hunter2" not in str(info.value)
+    path.write_text("  0123456789abcdef0123  \n")
+    assert read_api_token(path) == "0123456789abcdef0123"

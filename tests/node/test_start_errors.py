@@ -53,3 +53,17 @@ def test_a_data_dir_of_another_chain_is_refused(tmp_path):
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_empty_api_token_file_is_refused_rather_than_leaving_the_api_open(tmp_path):
+    p2p = free_port_block(2)
+    api = free_port_block(2, start=p2p + 10)
+    layout = generate_testnet(tmp_path / "net", 1, p2p_base_port=p2p, api_base_port=api)
+    config = layout.configs[0]
+    token = tmp_path / "net" / "api.token"
+    token.write_text("\n")
+    config.write_text(config.read_text().replace("[api]\n", '[api]\ntoken_file = "api.token"\n'))
+    result = _start(config)
+    assert result.returncode == 1
+    assert f"cannot start: api token file {token} holds no token" in result.stderr
+    assert "Traceback" not in result.stderr
