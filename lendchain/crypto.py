@@ -214,8 +214,8 @@ def read_key_file(path: str | Path, passphrase: str | None = None, check_mode: b
         if "encryption" in doc:
             if not passphrase:
                 raise KeyFileError(
-                    f"key file {path} is encrypted; give its passphrase "
-                    "(--passphrase-file or LENDCHAIN_PASSPHRASE)"
+                    f"key file {path} is encrypted and no passphrase was given; set passphrase_file "
+                    "in the node config, pass --passphrase-file, or set LENDCHAIN_PASSPHRASE"
                 )
             enc = doc["encryption"]
             box_key = nacl.pwhash.argon2id.kdf(
