@@ -13,7 +13,9 @@ covers the header only, and the header commits to the body through roots.
   proposal and gets another root refuses the block before voting, so nodes
   can never commit diverging states under one block hash.
 - ``results_root`` is the Merkle root of the per-tx results (code, message,
-  events), so receipts are committed too.
+  events), so receipts are committed too; when the ledger's own work at the
+  start of the block (``execute.run_block_hooks``) emitted events, one more
+  leaf after the tx results commits them.
 - ``timestamp_ms`` comes from the proposer: strictly after the parent's, and
   validators refuse one more than ``max_skew_ms`` ahead of their own clock.
 
@@ -187,7 +189,7 @@ def make_block(
         tx_count=len(body),
         tx_root=tx_root(body),
         state_root=execution.state_root,
-        results_root=results_root(execution.results),
+        results_root=results_root(execution.results, execution.ledger_events),
     )
     return Block(header, body), execution
 
@@ -255,6 +257,6 @@ def check_block(
             f"block {header.height} state root {header.state_root.hex()[:16]} does not match "
             f"the state root {execution.state_root.hex()[:16]} its execution gives here"
         )
-    if results_root(execution.results) != header.results_root:
+    if results_root(execution.results, execution.ledger_events) != header.results_root:
         raise InvalidBlock(f"block {header.height} results root does not match its execution here")
     return block, execution

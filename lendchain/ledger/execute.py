@@ -8,16 +8,28 @@ handler's refusal is recorded as the transaction's result (see ``errors``).
 
 The handler of each kind (``kinds.lookup_kind``) reads and writes through a
 ``TxContext``; its writes reach the block only when it returns normally.
+
+Before the first transaction the block hooks run (``kinds.register_block_hook``;
+servicing's due-loan pass): at the start rather than the end, so every
+transaction of the block sees loans as they stand at the block's time (a
+repayment in the same block pays an instalment already marked overdue, with
+its penalty) and the hooks' work does not depend on which transactions the
+proposer picked. Their writes are state changes like any tx's; their events
+are committed as one extra leaf, ``ledger_result_leaf``, after the tx results
+in the results root (only when there are any, so a block without ledger
+events has the same results root as before).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from lendchain import codec
 from lendchain.ledger import merkle
 from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.errors import InvalidBlock, TxRejected
-from lendchain.ledger.kinds import lookup_kind
+from lendchain.ledger.kinds import LEDGER_TX_ID, block_hooks, lookup_kind
 from lendchain.ledger.state import (
     BlockExecution,
     Dropped,
@@ -47,6 +59,7 @@ def execute_txs(
     """
     overlay = BlockOverlay(reader)
     params = get_params(reader)
+    ledger_events = run_block_hooks(overlay, height, timestamp_ms, params)
     included: list[Transaction] = []
     results: list[TxResult] = []
     dropped: list[Dropped] = []
@@ -84,9 +97,38 @@ def execute_txs(
         included.append(tx)
     changes = overlay.changes()
     state_root = seal_changes(reader, changes)
-    execution = BlockExecution(changes, state_root, results, [tx.id for tx in included], dropped)
+    execution = BlockExecution(
+        changes, state_root, results, [tx.id for tx in included], dropped, ledger_events
+    )
     return included, execution
 
 
-def results_root(results: Sequence[TxResult]) -> bytes:
-    return merkle.merkle_root([result.leaf() for result in results])
+def run_block_hooks(
+    overlay: BlockOverlay, height: int, timestamp_ms: int, params: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """Run every block hook in one ledger context; its writes go to ``overlay``. Returns its events."""
+    context = TxContext(overlay, LEDGER_TX_ID, height, timestamp_ms, params)
+    for hook in block_hooks():
+        hook(context)
+    for key, value in context.writes.items():
+        overlay.write(key, value)
+    return tuple(context.events)
+
+
+LEDGER_RESULT_TAG = "lendchain/ledger-events/1"
+
+
+def ledger_result_leaf(events: Sequence[dict[str, Any]]) -> bytes:
+    """The results-root leaf of a block's ledger events (a 2-array, never a tx result's 4-array)."""
+    return codec.pack([LEDGER_RESULT_TAG, list(events)])
+
+
+def result_leaves(results: Sequence[TxResult], ledger_events: Sequence[dict[str, Any]] = ()) -> list[bytes]:
+    leaves = [result.leaf() for result in results]
+    if ledger_events:
+        leaves.append(ledger_result_leaf(ledger_events))
+    return leaves
+
+
+def results_root(results: Sequence[TxResult], ledger_events: Sequence[dict[str, Any]] = ()) -> bytes:
+    return merkle.merkle_root(result_leaves(results, ledger_events))

@@ -1,10 +1,17 @@
-"""The registry of transaction kinds: kind name -> (payload schema, handler).
+"""The registry of transaction kinds and block hooks.
 
 A domain module adds its kinds at import time with ``register_kind``; the
 stateless checks (``transactions.check_stateless``) and the executor look
 kinds up here and know nothing else about them. ``lendchain.ledger``'s
 ``__init__`` imports every domain module, so importing any part of the
 ledger registers every kind.
+
+A block hook (``register_block_hook``) is work the ledger does by itself at
+the start of every block, before its first transaction, with a context whose
+``tx_id`` is ``LEDGER_TX_ID``: servicing's due-loan pass is one. Its writes
+go into the block's state changes like a transaction's, and its events into
+the block's results root (see ``execute``). A hook must be deterministic and
+bounded, and must not refuse: it has no sender to refuse.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ class TxKind:
 
 _KINDS: dict[str, TxKind] = {}
 
+# The tx id a block hook's context carries (and its history entries record): no tx has it.
+LEDGER_TX_ID = bytes(32)
+BlockHook = Callable[["TxContext"], None]
+_BLOCK_HOOKS: list[tuple[str, BlockHook]] = []
+
 
 def register_kind(name: str, schema: Schema, handler: Handler) -> None:
     """Add a transaction kind; registering one name twice is a programming error."""
@@ -47,3 +59,14 @@ def lookup_kind(name: str) -> TxKind | None:
 
 def known_kinds() -> tuple[str, ...]:
     return tuple(sorted(_KINDS))
+
+
+def register_block_hook(name: str, hook: BlockHook) -> None:
+    """Run ``hook`` at the start of every block, after the hooks registered before it."""
+    if any(existing == name for existing, _ in _BLOCK_HOOKS):
+        raise ValueError(f"block hook {name!r} is already registered")
+    _BLOCK_HOOKS.append((name, hook))
+
+
+def block_hooks() -> tuple[BlockHook, ...]:
+    return tuple(hook for _, hook in _BLOCK_HOOKS)

@@ -286,15 +286,14 @@ def cancel_loan(ctx: TxContext, tx: Transaction) -> None:
 def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
-    ctx.put(
-        loan_key(loan_id),
-        {
-            **loan,
-            "state": state,
-            "disbursed_ms": ctx.timestamp_ms,
-            "history_len": with_history(loan_id, loan, ctx, tx.kind, amount=loan["amount"]),
-        },
-    )
+    loan = {
+        **loan,
+        "state": state,
+        "disbursed_ms": ctx.timestamp_ms,
+        "history_len": with_history(loan_id, loan, ctx, tx.kind, amount=loan["amount"]),
+    }
+    # From now on the ledger checks the loan's instalments at each block (servicing's due-loan pass).
+    ctx.put(loan_key(loan_id), servicing.track(ctx, loan_id, loan))
     ctx.emit("loan.disbursed", loan_id=loan_id.hex(), amount=loan["amount"], currency=loan["currency"])
 
 

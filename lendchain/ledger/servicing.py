@@ -4,10 +4,12 @@ Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
 
 - instalment ``n`` (1-based) of a disbursed loan is due at
   ``disbursed_ms + n · MONTH_MS`` (a month is 30 days);
-- a loan is *evaluated* whenever a ``loan.repay`` or ``loan.service`` tx
-  touches it: if its oldest unpaid instalment is past due plus
-  ``grace_days`` it becomes ``overdue``; past due plus ``default_days`` it
-  becomes ``defaulted`` (counted in the borrower's repayment history);
+- a loan is *evaluated* at the start of the first block at or after the
+  time its state may change by itself (the due-loan pass below), and
+  whenever a ``loan.repay``, ``loan.prepay`` or ``loan.service`` tx touches
+  it: if its oldest unpaid instalment is past due plus ``grace_days`` it
+  becomes ``overdue``; past due plus ``default_days`` it becomes
+  ``defaulted`` (counted in the borrower's repayment history);
 - penalty interest (``penalty_bps`` a year) accrues on each unpaid amount
   from its due time plus grace. Between two evaluations the unpaid amounts do
   not change (only payments change them, and a payment evaluates first), so
@@ -27,20 +29,41 @@ the interest of every unpaid instalment whose period has begun, and all
 outstanding principal; later interest is waived. ``amount`` must be exactly
 that (the refusal names it), and the loan closes.
 
-``loan.service`` {loan_id} lets any member trigger the evaluation, so a loan
-nobody pays still turns overdue and defaulted on chain. The parameters come
-from the chain parameters (genesis ``[app]``) with ``SERVICING_DEFAULTS``.
+The due-loan pass. Every serviced loan is filed in the due-loan index
+(``due.py``) under its next check: just after its first unpaid instalment's
+due time plus grace (it may fall overdue), or for an overdue loan the
+earlier of that for the next instalment (more arrears, penalty) and just
+after its oldest unpaid instalment's due time plus ``default_days`` (it
+defaults). At the start of every block, before its transactions (see
+``execute``), the pass evaluates the loans filed at or before the block
+time, in key order, emits the same ``loan.overdue``/``loan.defaulted``
+events and history entries a tx would (the history entry's ``tx_id`` is
+``kinds.LEDGER_TX_ID``, the events go to the block's ledger result) and
+files each loan again under its next check, or takes it out once it is
+closed or defaulted. So a loan nobody pays turns overdue and defaulted
+through blocks that do not mention it. The pass evaluates at most
+``max_evaluations_per_block`` loans (chain parameter, default
+``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block
+continues in key order, so a block's extra work is bounded. Blocks are only
+cut when there are transactions (or in a view change), so on an idle chain
+the pass runs with the next block; evaluation by block time makes the
+amounts the same either way.
+
+``loan.service`` {loan_id} still lets any member trigger the evaluation at
+once. The parameters come from the chain parameters (genesis ``[app]``) with
+``SERVICING_DEFAULTS``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lendchain.ledger import due
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.funding import distribute
-from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.loans import (
     LOAN_ID_FIELD,
     MAX_AMOUNT,
@@ -61,6 +84,7 @@ MONTH_MS = 30 * DAY_MS
 YEAR_MS = 365 * DAY_MS
 SERVICING_DEFAULTS = {"grace_days": 5, "default_days": 90, "penalty_bps": 1000}
 SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
+MAX_EVALUATIONS_PER_BLOCK = 256
 
 
 def servicing_param(params: dict[str, Any], name: str) -> int:
@@ -153,10 +177,42 @@ def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, 
     return loan
 
 
+def next_check_ms(loan: dict[str, Any], now_ms: int, params: dict[str, Any]) -> int | None:
+    """When the loan's state may next change by itself (after ``now_ms``), or None if it cannot."""
+    if loan["state"] not in SERVICED_STATES:
+        return None
+    first_unpaid = loan["progress"][0] + 1
+    term = loan["term_months"]
+    if first_unpaid > term:
+        return None
+    grace_ms = servicing_param(params, "grace_days") * DAY_MS
+    # The first unpaid instalment not yet past due plus grace at now_ms (ceiling division).
+    number = max(first_unpaid, -(-(now_ms - grace_ms - loan["disbursed_ms"]) // MONTH_MS))
+    checks = []
+    if number <= term:
+        checks.append(due_ms(loan, number) + grace_ms + 1)
+    if loan["state"] == lc.OVERDUE:
+        checks.append(due_ms(loan, first_unpaid) + servicing_param(params, "default_days") * DAY_MS + 1)
+    return max(min(checks), now_ms + 1) if checks else None
+
+
+def track(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
+    """The loan filed in the due-loan index under its next check (or taken out of it)."""
+    return due.reschedule(ctx, loan_id, loan, next_check_ms(loan, ctx.timestamp_ms, ctx.params))
+
+
+def due_loan_pass(ctx: TxContext) -> None:
+    """The block hook: evaluate the loans whose check time has come (see the module docstring)."""
+    limit = ctx.params.get("max_evaluations_per_block", MAX_EVALUATIONS_PER_BLOCK)
+    for loan_id in due.due_loans(ctx, limit):
+        loan = evaluate(ctx, loan_id, ctx.get(loan_key(loan_id)))
+        ctx.put(loan_key(loan_id), track(ctx, loan_id, loan))
+
+
 def service_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
-    loan = evaluate(ctx, loan_id, loan)
+    loan = track(ctx, loan_id, evaluate(ctx, loan_id, loan))
     ctx.put(loan_key(loan_id), loan)
     ctx.emit("loan.serviced", loan_id=loan_id.hex(), state=loan["state"], penalty_due=penalty_due(loan))
 
@@ -261,6 +317,7 @@ def _record_payment(
     )
     if "funding" in loan:
         loan = distribute(loan, amount)
+    loan = track(ctx, loan_id, loan)
     ctx.put(loan_key(loan_id), loan)
     ctx.emit(
         event,
@@ -272,6 +329,7 @@ def _record_payment(
     )
 
 
+register_block_hook("servicing.due_loans", due_loan_pass)
 register_kind("loan.service", Schema((LOAN_ID_FIELD,)), service_loan)
 register_kind(
     "loan.prepay", Schema((LOAN_ID_FIELD, Field("amount", "int", min=1, max=MAX_AMOUNT))), prepay_loan

@@ -141,6 +141,9 @@ class BlockExecution:
     results: list[TxResult]
     tx_ids: list[bytes]
     dropped: list[Dropped] = field(default_factory=list)
+    # Events of the ledger's own work at the start of the block (block hooks: the due-loan
+    # pass); committed as one extra leaf after the tx results in the results root.
+    ledger_events: tuple[dict[str, Any], ...] = ()
 
 
 def nonce_key(did: str) -> bytes:

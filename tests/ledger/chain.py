@@ -49,6 +49,7 @@ class Chain:
     head_ms: int = GENESIS_MS
     nonces: dict[str, int] = field(default_factory=dict)
     blocks: list[tuple[bytes, BlockExecution]] = field(default_factory=list)
+    ledger_events: tuple[dict[str, Any], ...] = ()  # of the last block: the ledger's own work (due-loan pass)
 
     @classmethod
     def start(cls, genesis: Genesis) -> Chain:
@@ -80,6 +81,7 @@ class Chain:
         self.head_hash = block.hash()
         self.head_ms = block.header.timestamp_ms
         self.blocks.append((block.encode(), execution))
+        self.ledger_events = execution.ledger_events
 
     def run(self, *txs: Transaction) -> list[TxResult]:
         """Cut a block of ``txs``, validate it as a peer would, apply it; return the results."""
