@@ -52,7 +52,7 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
 
 @click.group()
 def loan() -> None:
-    """Apply for, offer, accept, disburse, repay and show loans."""
+    """Apply for, offer, accept, disburse, repay, prepay and show loans."""
 
 
 @loan.command("apply")
@@ -126,6 +126,18 @@ def loan_repay(ctx: click.Context, loan_id: str, amount: int, reference: str | N
     if reference:
         payload["reference"] = reference
     send_tx(ctx, kw, "loan.repay", payload)
+
+
+@loan.command("prepay")
+@click.argument("loan_id")
+@click.option("--amount", required=True, type=click.IntRange(1), help="Received, in minor units.")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_prepay(ctx: click.Context, loan_id: str, amount: int, **kw: Any) -> None:
+    """Record a prepayment, as the loan's servicer: the full payoff closes the loan; less reduces
+    the principal and lowers the remaining instalments (same term)."""
+    send_tx(ctx, kw, "loan.prepay", {"loan_id": loan_id, "amount": amount})
 
 
 @loan.command("show")

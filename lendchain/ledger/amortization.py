@@ -7,10 +7,18 @@ interest on what is outstanding, rounded down as in ``schedule`` — so
 instalments fall over time and the debt is exactly amortized in ``term``
 periods. Both give ``schedule.Instalment`` rows, so allocation and servicing
 work the same on either. Integers only.
+
+A partial prepayment (``servicing``) records ``[settled, principal]`` in the
+loan's ``reschedules``: the first ``settled`` instalments stay as they were,
+and the remaining ``principal`` is amortized again, by the same kind and rate
+and the same rounding rules, over the periods left of the original term
+(numbered ``settled + 1`` … ``term``). The term is kept and the instalments
+fall: the borrower's due dates do not move, only what is due on them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -47,7 +55,10 @@ def build_schedule(kind: str, amount: int, rate_bps: int, term: int) -> list[Ins
 
 
 def loan_schedule(loan: dict[str, Any]) -> list[Instalment]:
-    """The schedule of a loan whose offer was accepted (loans from before schedules default to annuity)."""
-    return build_schedule(
-        loan.get("schedule_kind", "annuity"), loan["amount"], loan["rate_bps"], loan["term_months"]
-    )
+    """The schedule of a loan whose offer was accepted, after its partial prepayments (if any)."""
+    kind = loan.get("schedule_kind", "annuity")  # loans from before schedule kinds are annuities
+    rows = build_schedule(kind, loan["amount"], loan["rate_bps"], loan["term_months"])
+    for settled, principal in loan.get("reschedules", []):
+        rest = build_schedule(kind, principal, loan["rate_bps"], loan["term_months"] - settled)
+        rows = rows[:settled] + [replace(row, number=settled + row.number) for row in rest]
+    return rows

@@ -83,11 +83,12 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (OVERDUE, PAID_OFF): (CLOSED, LEDGER),
     (DEFAULTED, "loan.repay"): (DEFAULTED, SERVICER),  # recoveries after default
     (DEFAULTED, PAID_OFF): (CLOSED, LEDGER),
-    # Prepayment: the whole debt at once, future interest waived (servicing.py)
-    (DISBURSED, "loan.prepay"): (CLOSED, SERVICER),
-    (REPAYING, "loan.prepay"): (CLOSED, SERVICER),
-    (OVERDUE, "loan.prepay"): (CLOSED, SERVICER),
-    (DEFAULTED, "loan.prepay"): (CLOSED, SERVICER),
+    # Prepayment (servicing.py): in full, future interest waived (then paid_off closes the loan),
+    # or in part on a loan without arrears (principal reduced, the rest of the schedule recomputed)
+    (DISBURSED, "loan.prepay"): (REPAYING, SERVICER),
+    (REPAYING, "loan.prepay"): (REPAYING, SERVICER),
+    (OVERDUE, "loan.prepay"): (OVERDUE, SERVICER),
+    (DEFAULTED, "loan.prepay"): (DEFAULTED, SERVICER),
 }
 
 _ACTOR_NAMES = {

@@ -24,10 +24,22 @@ Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
   the borrower's loans (``identity.repayment_history``), so a repayment
   writes no key besides the loan's own.
 
-``loan.prepay`` {loan_id, amount} settles the whole debt at once: penalty,
+``loan.prepay`` {loan_id, amount}. The payoff at block time is: penalty,
 the interest of every unpaid instalment whose period has begun, and all
-outstanding principal; later interest is waived. ``amount`` must be exactly
-that (the refusal names it), and the loan closes.
+outstanding principal; later interest is waived.
+
+- ``amount`` equal to the payoff settles the whole debt and closes the loan;
+- ``amount`` above it is refused naming the payoff;
+- ``amount`` below it is a partial prepayment, allowed on a loan without
+  arrears and before its last period: it must be more than the penalty and
+  begun interest, which it pays first; the rest reduces the outstanding
+  principal. The instalments whose period has begun count as settled (their
+  interest is paid, their principal is part of what is amortized again) and
+  the remaining principal is amortized afresh over the rest of the original
+  term (``amortization``: same kind, same rate, integer rounding as ever).
+  We keep the term and lower the instalments rather than shortening the
+  term, so due dates, the due-loan index and the borrower's reminders stay
+  where they were.
 
 The due-loan pass. Every serviced loan is filed in the due-loan index
 (``due.py``) under its next check: just after its first unpaid instalment's
@@ -280,13 +292,18 @@ def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
     now = ctx.timestamp_ms
     penalty, interest, principal = payoff(loan, schedule, now)
     amount = tx.payload["amount"]
-    if amount != penalty + interest + principal:
+    owed = penalty + interest + principal
+    if amount > owed:
         raise TxRejected(
             "bad_payload",
-            f"loan.prepay field 'amount' is {amount}; settling loan {loan_id.hex()[:16]} now takes exactly "
-            f"{penalty + interest + principal} (penalty {penalty}, interest {interest}, principal {principal})",
+            f"loan.prepay field 'amount' is {amount}, more than the {owed} that settles loan "
+            f"{loan_id.hex()[:16]} now (penalty {penalty}, interest {interest}, principal {principal})",
         )
     grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    if amount < owed:
+        _prepay_part(ctx, tx, loan_id, {**loan, "state": state}, schedule, (penalty, interest, principal))
+        return
+    state = lc.advance(state, lc.PAID_OFF, frozenset({lc.LEDGER}), ctx.tx_id, loan_id)
     loan = _counted(loan, "late", len(arrears(loan, schedule, now, grace_ms)))
     loan = {
         **loan,
@@ -298,6 +315,62 @@ def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
         "prepaid_ms": now,
     }
     _record_payment(ctx, tx, loan_id, loan, "loan.prepaid", amount, penalty, interest, principal)
+
+
+def _prepay_part(
+    ctx: TxContext,
+    tx: Transaction,
+    loan_id: bytes,
+    loan: dict[str, Any],
+    schedule: list[Instalment],
+    due_now: tuple[int, int, int],
+) -> None:
+    """A partial prepayment (see the module docstring); ``due_now`` is the payoff's three parts."""
+    penalty, interest, principal = due_now
+    amount = tx.payload["amount"]
+    now = ctx.timestamp_ms
+    where = f"loan {loan_id.hex()[:16]}"
+    if arrears(loan, schedule, now, servicing_param(ctx.params, "grace_days") * DAY_MS):
+        raise TxRejected(
+            "invalid_state",
+            f"loan.prepay field 'amount' is {amount}, less than the {penalty + interest + principal} that "
+            f"settles {where}, which has arrears: bring it current with loan.repay, or prepay in full",
+        )
+    # The last period that has begun: every unpaid instalment up to it is settled now.
+    settled = min(
+        loan["term_months"], max(loan["progress"][0] + 1, (now - loan["disbursed_ms"]) // MONTH_MS + 1)
+    )
+    if settled == loan["term_months"]:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.prepay field 'amount' is {amount}, but {where} is in its last period: "
+            f"prepay the full {penalty + interest + principal} or pay with loan.repay",
+        )
+    if amount <= penalty + interest:
+        raise TxRejected(
+            "bad_payload",
+            f"loan.prepay field 'amount' is {amount}; a partial prepayment of {where} must be more than "
+            f"the {penalty + interest} of penalty and interest due now (use loan.repay for less)",
+        )
+    paid_principal = amount - penalty - interest
+    remaining = principal - paid_principal
+    loan = {
+        **loan,
+        "principal_paid": loan["principal_paid"] + paid_principal,
+        "interest_paid": loan["interest_paid"] + interest,
+        "penalty_paid": loan.get("penalty_paid", 0) + penalty,
+        "progress": [settled, 0, 0],
+        "reschedules": [*loan.get("reschedules", []), [settled, remaining]],
+    }
+    next_row = schedule_of(loan)[settled]
+    ctx.emit(
+        "loan.rescheduled",
+        loan_id=loan_id.hex(),
+        settled_instalments=settled,
+        outstanding_principal=remaining,
+        next_instalment=next_row.payment,
+    )
+    _record_payment(ctx, tx, loan_id, loan, "loan.prepaid", amount, penalty, interest, paid_principal)
 
 
 def _record_payment(
