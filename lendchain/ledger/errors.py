@@ -25,6 +25,7 @@ REJECTION_CODES = (
     "invalid_state",
     "not_found",
     "duplicate",
+    "expired",  # the thing acted on has run out of time (a governance proposal past its voting period)
 )
 
 

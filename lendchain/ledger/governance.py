@@ -19,20 +19,32 @@ Kinds:
   votes reach ``2f+1`` of the ``n`` voting members of the genesis (the
   ``members`` state key), the change is applied in that same transaction and
   the proposal records who voted and at which height it was executed.
+
+Expiry. A proposal is open for ``voting_period_ms`` of block time (chain
+parameter, default one week): it records ``expires_ms`` = proposal block
+time + period. A vote in a block whose time is at or past ``expires_ms`` is
+refused with code ``expired``, so an expired proposal is never executed. At
+the start of every block (a block hook, see ``kinds``) the ledger marks the
+open proposals whose time is up as ``expired`` (event ``gov.expired`` in the
+block's ledger events), so queries show them as such; open proposals are
+kept in ``gov/open`` as ``[expires_ms, proposal_id]`` sorted, and at most
+``MAX_EXPIRIES_PER_BLOCK`` are marked per block (the rest in later blocks;
+votes are refused on time alone in the meantime).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import insort
 from typing import TYPE_CHECKING, Any
 
 from lendchain.genesis import ROLES
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
-from lendchain.ledger.state import VOTING_MEMBERS_KEY, institution_key
+from lendchain.ledger.state import DEFAULT_PARAMS, VOTING_MEMBERS_KEY, institution_key
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -48,6 +60,8 @@ SCORECARD_INTS = (
     "late_cap",
     "default_points",
 )
+OPEN_PROPOSALS_KEY = b"gov/open"
+MAX_EXPIRIES_PER_BLOCK = 64
 _INT = r"-?\d{1,7}"
 _TABLE = re.compile(rf"{_INT}:{_INT}(,{_INT}:{_INT}){{0,15}}")
 
@@ -123,6 +137,12 @@ def _require_voter(ctx: TxContext, tx: Transaction) -> None:
         raise TxRejected("forbidden", f"{tx.kind} needs a voting member; {tx.sender} is not one")
 
 
+def _close(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any]) -> None:
+    """Take a proposal that is no longer open out of ``gov/open``."""
+    entry = [proposal["expires_ms"], proposal_id]
+    ctx.put(OPEN_PROPOSALS_KEY, [other for other in ctx.get(OPEN_PROPOSALS_KEY) or [] if other != entry])
+
+
 def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], voter: str) -> None:
     votes = [*proposal["votes"], voter]
     proposal = {**proposal, "votes": votes}
@@ -130,6 +150,7 @@ def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], v
     if len(votes) >= needed:
         apply_change(ctx, proposal)
         proposal |= {"status": "executed", "executed_height": ctx.height, "executed_tx": ctx.tx_id}
+        _close(ctx, proposal_id, proposal)
         ctx.emit(
             "gov.executed", proposal_id=proposal_id.hex(), action=proposal["action"], key=proposal["key"]
         )
@@ -149,7 +170,12 @@ def propose(ctx: TxContext, tx: Transaction) -> None:
         "votes": [],
         "status": "open",
         "height": ctx.height,
+        "expires_ms": ctx.timestamp_ms
+        + ctx.params.get("voting_period_ms", DEFAULT_PARAMS["voting_period_ms"]),
     }
+    open_proposals = list(ctx.get(OPEN_PROPOSALS_KEY) or [])
+    insort(open_proposals, [proposal["expires_ms"], ctx.tx_id])
+    ctx.put(OPEN_PROPOSALS_KEY, open_proposals)
     _record_vote(ctx, ctx.tx_id, proposal, tx.sender)
 
 
@@ -159,6 +185,14 @@ def vote(ctx: TxContext, tx: Transaction) -> None:
     proposal = ctx.get(proposal_key(proposal_id))
     if proposal is None:
         raise TxRejected("not_found", f"gov.vote field 'proposal_id' names no proposal ({proposal_id.hex()})")
+    if proposal["status"] == "expired" or (
+        proposal["status"] == "open" and ctx.timestamp_ms >= proposal.get("expires_ms", ctx.timestamp_ms + 1)
+    ):
+        raise TxRejected(
+            "expired",
+            f"gov.vote field 'proposal_id': proposal {proposal_id.hex()[:16]} expired at "
+            f"{proposal['expires_ms']} (block time {ctx.timestamp_ms}); propose the change again",
+        )
     if proposal["status"] != "open":
         raise TxRejected(
             "invalid_state", f"proposal {proposal_id.hex()[:16]} is already {proposal['status']}"
@@ -168,6 +202,22 @@ def vote(ctx: TxContext, tx: Transaction) -> None:
     _record_vote(ctx, proposal_id, proposal, tx.sender)
 
 
+def expire_proposals(ctx: TxContext) -> None:
+    """The block hook: mark open proposals whose voting period is over as expired."""
+    open_proposals = ctx.get(OPEN_PROPOSALS_KEY) or []
+    due = [entry for entry in open_proposals[:MAX_EXPIRIES_PER_BLOCK] if entry[0] <= ctx.timestamp_ms]
+    if not due:
+        return
+    for expires_ms, proposal_id in due:
+        proposal = ctx.get(proposal_key(proposal_id))
+        ctx.put(proposal_key(proposal_id), {**proposal, "status": "expired", "expired_height": ctx.height})
+        ctx.emit(
+            "gov.expired", proposal_id=proposal_id.hex(), expires_ms=expires_ms, votes=len(proposal["votes"])
+        )
+    ctx.put(OPEN_PROPOSALS_KEY, open_proposals[len(due) :])
+
+
+register_block_hook("governance.expire_proposals", expire_proposals)
 register_kind(
     "gov.propose",
     Schema(

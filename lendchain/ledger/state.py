@@ -50,6 +50,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_offers_per_loan": 16,
     # loan.apply needs an unexpired KYC attestation; a genesis turns it off with require_kyc = false.
     "require_kyc": True,
+    "voting_period_ms": 7 * 86_400_000,  # a governance proposal's votes count for a week of block time
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lendchain.ledger import queries
@@ -104,3 +106,43 @@ def test_only_voting_members_propose_and_vote(world):
     proposal_id = propose(chain, members[0], "scorecard.set", "base", "1").tx_id.hex()
     assert vote(chain, borrower, proposal_id).code == "forbidden"
     assert vote(chain, members[1], "00" * 32).code == "not_found"
+
+
+def test_a_proposal_expires_after_the_voting_period_and_is_never_executed(world):
+    chain, borrower, members = world
+    score = queries.lookup(chain.state, "score", borrower.did)["score"]
+    proposed = propose(chain, members[0], "scorecard.set", "base", "350")
+    proposal_id = proposed.tx_id.hex()
+    record = queries.lookup(chain.state, "proposal", proposal_id)
+    assert record["status"] == "open" and record["expires_ms"] == chain.head_ms + 7 * 86_400_000
+    chain.head_ms = record["expires_ms"] - 2000  # the next block is 1 ms before expiry
+    assert vote(chain, members[1], proposal_id).ok
+    chain.head_ms = record["expires_ms"] - 1000  # the next block is at the expiry time
+    late = vote(chain, members[2], proposal_id)
+    assert late.code == "expired" and "'proposal_id'" in late.message and "expired at" in late.message
+    assert chain.ledger_events == (
+        {"event": "gov.expired", "proposal_id": proposal_id, "expires_ms": record["expires_ms"], "votes": 2},
+    )
+    record = queries.lookup(chain.state, "proposal", proposal_id)
+    assert record["status"] == "expired" and record["expired_height"] == chain.height
+    assert record["votes"] == [members[0].did, members[1].did]
+    assert queries.lookup(chain.state, "score", borrower.did)["score"] == score
+    assert read_value(chain.state, b"gov/open") == []
+    assert vote(chain, members[3], proposal_id).code == "expired"
+
+
+def test_the_voting_period_is_a_chain_parameter_and_executed_proposals_leave_the_open_list():
+    genesis, members = make_genesis(ROLES)
+    chain = Chain.start(replace(genesis, app={"voting_period_ms": 60_000}))
+    first = propose(chain, members[0], "scorecard.set", "base", "310").tx_id.hex()
+    second = propose(chain, members[0], "scorecard.set", "base", "320").tx_id.hex()
+    expiry = queries.lookup(chain.state, "proposal", first)["expires_ms"]
+    assert expiry == chain.head_ms - 1000 + 60_000
+    vote(chain, members[1], second)
+    assert vote(chain, members[2], second).events[0]["event"] == "gov.executed"
+    assert [entry[1].hex() for entry in read_value(chain.state, b"gov/open")] == [first]
+    chain.head_ms += 60_000
+    chain.run()
+    assert [e["event"] for e in chain.ledger_events] == ["gov.expired"]
+    assert queries.lookup(chain.state, "proposal", first)["status"] == "expired"
+    assert queries.lookup(chain.state, "proposal", second)["status"] == "executed"
