@@ -27,6 +27,7 @@ from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
+from lendchain.node.byzantine import ByzantineSender
 from lendchain.node.config import NodeConfig, read_api_token
 from lendchain.node.driver import (
     ConsensusDriver,
@@ -104,10 +105,21 @@ class Node(NodeViews):
             log=self.log,
             **(network_options or {}),
         )
-        self.metrics.attach_network(self.network.stats)
+        self.metrics.attach_network(self.network.stats, self.network.member_stats)
         self.faults = Faults.from_env()
         if self.faults.active:
             self.store.block_write_fault = self.faults.block_write_fault
+        self.byzantine: ByzantineSender | None = None
+        if self.faults.active and self.replica is not None:
+            self.byzantine = ByzantineSender(
+                self.config.name,
+                self.key,
+                self.genesis.chain_id,
+                self.app,
+                self.network.send,
+                self.network.send_unchecked,
+                self.network.options["max_frame_size"],
+            )
         self._sync_server = SyncServer(self.store)
         self.driver: ConsensusDriver | None = None
         if self.replica is not None:
@@ -147,6 +159,8 @@ class Node(NodeViews):
                 if self.faults.active:
                     self.log.warning("fault injection enabled from %s (tests only)", self.faults.path)
                     nursery.start_soon(self.faults.watch, self.log)
+                    if self.byzantine is not None:
+                        nursery.start_soon(self._flood_as_byzantine)
                 api_urls = await nursery.start(self._serve_api)
                 self._ready = True
                 self.log.info(
@@ -346,15 +360,45 @@ class Node(NodeViews):
         return await self._sync_server.handle(sender, payload)
 
     def _send(self, to: str, payload: bytes) -> bool:
-        return False if self.faults.cuts(to) else self.network.send(to, payload)
+        if self.faults.cuts(to):
+            return False
+        liar = self._liar()
+        if liar is not None:
+            liar.send(to, payload)
+            return True
+        return self.network.send(to, payload)
 
     def _broadcast(self, payload: bytes) -> None:
         if not self.faults.active:
             self.network.broadcast(payload)
             return
-        for member in self.genesis.members:
-            if member.name != self.config.name and not self.faults.cuts(member.name):
-                self.network.send(member.name, payload)
+        others = [
+            m.name
+            for m in self.genesis.members
+            if m.voting and m.name != self.config.name and not self.faults.cuts(m.name)
+        ]
+        liar = self._liar()
+        if liar is not None:
+            liar.broadcast(payload, others)
+            return
+        for name in others:
+            self.network.send(name, payload)
+
+    async def _flood_as_byzantine(self) -> None:
+        others = [m.name for m in self.genesis.members if m.voting and m.name != self.config.name]
+        while True:
+            await trio.sleep(0.01)
+            liar = self._liar()
+            if liar is not None:
+                liar.flood_tick(others)
+
+    def _liar(self) -> ByzantineSender | None:
+        """The Byzantine sender when a test's fault file makes this member lie."""
+        if self.byzantine is None or not self.faults.byzantine:
+            return None
+        if self.byzantine.kind != self.faults.byzantine:
+            self.byzantine.set_kind(self.faults.byzantine)
+        return self.byzantine
 
     async def _request(self, to: str, payload: bytes, timeout_s: float) -> bytes:
         if self.faults.cuts(to):

@@ -10,6 +10,8 @@ A multi-process test cannot reach inside a node, so a node started with
 - ``"drop_from": ["bank2", ...]`` — drop consensus frames and sync traffic
   from and to these members only.
 - ``"gossip_drop": 0.0..1.0`` — drop this share of gossip messages, in and out.
+- ``"byzantine": "equivocate"`` — this member lies on every consensus
+  frame it sends, in the way named (``lendchain.node.byzantine``).
 - ``"store_fault": "disk_full"`` — every block write fails as LevelDB fails on
   a full disk (nothing written; "No space left on device").
   ``"store_fault": "fsync_error"`` — the block's batch reaches the OS unsynced,
@@ -32,6 +34,8 @@ from pathlib import Path
 
 import trio
 
+from lendchain.node.byzantine import KINDS as BYZANTINE_KINDS
+
 ENV = "LENDCHAIN_FAULTS_FILE"
 POLL_S = 0.2
 STORE_FAULTS = ("disk_full", "fsync_error")
@@ -43,6 +47,7 @@ class Faults:
     isolate: bool = False
     drop_from: frozenset[str] = field(default_factory=frozenset)
     gossip_drop: float = 0.0
+    byzantine: str = ""  # a kind from lendchain.node.byzantine.KINDS: this member lies
     store_fault: str | None = None
     dropped: int = 0
     _mtime: float = 0.0
@@ -95,12 +100,18 @@ class Faults:
             log.warning("fault file %s: unknown store_fault %r; ignoring it", self.path, store_fault)
             store_fault = None
         self.store_fault = store_fault
+        byzantine = str(doc.get("byzantine", ""))
+        if byzantine and byzantine not in BYZANTINE_KINDS:
+            log.warning("fault file %s: unknown byzantine kind %r; staying honest", self.path, byzantine)
+            byzantine = ""
+        self.byzantine = byzantine
         log.warning(
-            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f store_fault=%s",
+            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f store_fault=%s byzantine=%s",
             self.isolate,
             sorted(self.drop_from),
             self.gossip_drop,
             self.store_fault,
+            self.byzantine or "no",
         )
 
     async def watch(self, log: logging.Logger) -> None:

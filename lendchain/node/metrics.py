@@ -14,14 +14,29 @@ from prometheus_client.registry import Collector
 class _NetworkCollector(Collector):
     """Exports the network layer's counters at scrape time."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], dict[str, Any]],
+        member_stats: Callable[[], dict[str, dict[str, int]]] | None,
+    ) -> None:
         self.stats = stats
+        self.member_stats = member_stats
 
     def collect(self):
         stats = self.stats()
         for name, value in stats.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 yield GaugeMetricFamily(f"lendchain_p2p_{name}", f"network: {name}", value=value)
+        if self.member_stats is not None:
+            throttled = GaugeMetricFamily(
+                "lendchain_p2p_throttled",
+                "times a member exceeded its inbound budget, by unit",
+                labels=["member", "unit"],
+            )
+            for member, units in sorted(self.member_stats().items()):
+                for unit, count in sorted(units.items()):
+                    throttled.add_metric([member, unit], count)
+            yield throttled
 
 
 class NodeMetrics:
@@ -70,8 +85,12 @@ class NodeMetrics:
         self._last_commit = 0.0
         self._last_view = 0
 
-    def attach_network(self, stats: Callable[[], dict[str, Any]]) -> None:
-        self.registry.register(_NetworkCollector(stats))
+    def attach_network(
+        self,
+        stats: Callable[[], dict[str, Any]],
+        member_stats: Callable[[], dict[str, dict[str, int]]] | None = None,
+    ) -> None:
+        self.registry.register(_NetworkCollector(stats, member_stats))
 
     def observe_replica(self, replica: Any) -> None:
         view = replica.view

@@ -15,6 +15,14 @@ never cancelled half-way: the stream is reset instead and the link rebuilt.
 Catch-up requests use one short stream each on ``/lendchain/request/1``.
 Transactions travel on gossipsub (``network_host.build_pubsub``).
 
+Each member has an inbound budget (``network_link.InboundBudget``): consensus
+frames beyond ``peer_frames_per_s`` / ``peer_bytes_per_s`` are read later
+rather than dropped, which pushes back on that member's stream alone, and
+gossip it relays beyond ``peer_gossip_bytes_per_s`` is refused before any
+decoding (its origin re-gossips what was lost). A flooding member thus costs
+the others a bounded share of this node, and is named in the log and in
+``member_stats``.
+
 Nothing here contacts an address that is not in the genesis.
 """
 
@@ -37,7 +45,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
 from lendchain.node.network_host import build_host, build_pubsub, check_listen_address_free, peer_id_of
-from lendchain.node.network_link import MemberLink, bounded, quietly
+from lendchain.node.network_link import InboundBudget, MemberLink, bounded, quietly
 from lendchain.node.network_wire import (
     DEFAULT_MAX_FRAME,
     FrameKind,
@@ -67,6 +75,15 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "gossip_heartbeat_s": 0.25,
     "dial_grace_s": 0.5,  # how long the member with the larger PeerID waits for the other's dial
     "gossip_repair_s": 3.0,  # a linked member not subscribed to gossip this long is reconnected
+    # Inbound budget per member (sustained rate, burst). Honest members send a few
+    # consensus frames per block; these bounds only bite on a flooding member.
+    "peer_frames_per_s": 500,
+    "peer_frames_burst": 2000,
+    "peer_bytes_per_s": 32 * 1024 * 1024,
+    "peer_bytes_burst": 64 * 1024 * 1024,
+    "peer_gossip_bytes_per_s": 8 * 1024 * 1024,
+    "peer_gossip_bytes_burst": 16 * 1024 * 1024,
+    "throttle_warn_every_s": 10.0,
     # Fault injection for tests: probability that an inbound consensus frame / a
     # gossip message is dropped at this node instead of being delivered.
     "frame_loss": 0.0,
@@ -144,6 +161,8 @@ class Network:
                 "reconnects",
                 "injected_losses",
                 "gossip_repairs",
+                "throttled_frames",
+                "throttled_gossip",
             ),
             0,
         )
@@ -159,6 +178,11 @@ class Network:
         if link is None or not link.up:
             return False
         return self._enqueue(link, payload)
+
+    def send_unchecked(self, to: str, payload: bytes) -> bool:
+        """``send`` without the size check: only a test's Byzantine member uses it."""
+        link = self._links.get(to)
+        return link is not None and link.up and link.enqueue(payload, self.options["queue_frames"])
 
     def broadcast(self, payload: bytes) -> None:
         """Queue one consensus frame for every other voting member that is connected."""
@@ -219,6 +243,12 @@ class Network:
             "gossip_peers": len(self.gossip_members()),
         }
 
+    def member_stats(self) -> dict[str, dict[str, int]]:
+        """Per member: how often its inbound budget was exceeded, by unit."""
+        return {
+            name: dict(link.budget.throttled) if link.budget else {} for name, link in self._links.items()
+        }
+
     def gossip_members(self) -> set[str]:
         """Members in this node's gossip mesh for the transaction topic."""
         if self._router is None:
@@ -248,8 +278,15 @@ class Network:
             max_message_size=self.options["max_gossip_size"],
             deliver=self._deliver_gossip,
         )
+        o = self.options
+        rates = {
+            "frames": (o["peer_frames_per_s"], o["peer_frames_burst"]),
+            "bytes": (o["peer_bytes_per_s"], o["peer_bytes_burst"]),
+            "gossip_bytes": (o["peer_gossip_bytes_per_s"], o["peer_gossip_bytes_burst"]),
+        }
         for link in self._links.values():
             host.get_peerstore().add_addrs(link.peer_id, [link.maddr], _ADDR_TTL)
+            link.budget = InboundBudget(rates, trio.current_time())
         host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
         async with host.run(listen_addrs=[self._listen]):
@@ -428,6 +465,11 @@ class Network:
                 if kind is FrameKind.DATA:
                     if self._inject_loss("frame_loss"):
                         continue
+                    wait = link.budget.delay(link.last_heard, frames=1, bytes=len(payload))
+                    if wait > 0:
+                        self._counters["throttled_frames"] += 1
+                        self._warn_throttled(link, "consensus frames")
+                        await trio.sleep(wait)
                     self._counters["frames_in"] += 1
                     self._counters["bytes_in"] += len(payload) + 5
                     try:
@@ -509,6 +551,13 @@ class Network:
                     link.up_since = now
                     await bounded(self._host.disconnect(link.peer_id))
 
+    def _warn_throttled(self, link: MemberLink, what: str) -> None:
+        if link.due_throttle_warning(trio.current_time(), self.options["throttle_warn_every_s"]):
+            self.log.warning(
+                "rate limiting %s: it sends %s faster than its budget allows (over budget so far: %s)",
+                link.member.name, what, link.budget.throttled,
+            )  # fmt: skip
+
     def _inject_loss(self, option: str) -> bool:
         if self.options[option] and random.random() < self.options[option]:
             self._counters["injected_losses"] += 1
@@ -523,6 +572,12 @@ class Network:
         if ID(msg.from_id) not in self._by_peer:
             self._counters["gossip_rejected"] += 1
             return False
+        link = self._by_peer.get(forwarder)
+        if link is not None and link.budget is not None:
+            if not link.budget.admit(trio.current_time(), gossip_bytes=len(msg.data)):
+                self._counters["throttled_gossip"] += 1
+                self._warn_throttled(link, "gossip")
+                return False
         try:
             valid = bool(self._validate_gossip(msg.data))
         except Exception:

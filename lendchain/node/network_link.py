@@ -23,6 +23,48 @@ from lendchain.node.network_host import peer_id_of
 from lendchain.node.network_wire import FrameKind, encode_frame
 
 
+class InboundBudget:
+    """How much one member may send us: a token bucket per unit (frames, bytes, ...).
+
+    ``rates`` maps a unit to (per second, burst). ``delay`` charges the bucket
+    and returns how long to wait before what was charged is covered — reading
+    a stream that much later applies backpressure without losing a frame.
+    ``admit`` charges only when the tokens are there, else refuses.
+    """
+
+    def __init__(self, rates: dict[str, tuple[float, float]], now: float) -> None:
+        self.rates = rates
+        self.tokens = {unit: burst for unit, (_, burst) in rates.items()}
+        self.at = now
+        self.throttled = dict.fromkeys(rates, 0)
+
+    def _refill(self, now: float) -> None:
+        elapsed, self.at = max(0.0, now - self.at), max(self.at, now)
+        for unit, (rate, burst) in self.rates.items():
+            self.tokens[unit] = min(burst, self.tokens[unit] + elapsed * rate)
+
+    def delay(self, now: float, **amounts: float) -> float:
+        self._refill(now)
+        wait = 0.0
+        for unit, amount in amounts.items():
+            self.tokens[unit] -= amount
+            if self.tokens[unit] < 0:
+                wait = max(wait, -self.tokens[unit] / self.rates[unit][0])
+                self.throttled[unit] += 1
+        return wait
+
+    def admit(self, now: float, **amounts: float) -> bool:
+        self._refill(now)
+        short = [unit for unit, amount in amounts.items() if self.tokens[unit] < amount]
+        for unit in short:
+            self.throttled[unit] += 1
+        if short:
+            return False
+        for unit, amount in amounts.items():
+            self.tokens[unit] -= amount
+        return True
+
+
 class MemberLink:
     def __init__(self, member: Member) -> None:
         self.member = member
@@ -36,6 +78,15 @@ class MemberLink:
         self.write_started: float | None = None  # trio time the current write began
         self.inbound: INetStream | None = None
         self.failed_dials = 0  # since the link was last up
+        self.budget: InboundBudget | None = None  # set by Network.run from its options
+        self.warned_throttle_at = -1e9  # trio time of the last "rate limited" warning
+
+    def due_throttle_warning(self, now: float, every_s: float) -> bool:
+        """Whether to log that this member is rate limited (at most once per ``every_s``)."""
+        if now - self.warned_throttle_at < every_s:
+            return False
+        self.warned_throttle_at = now
+        return True
 
     def enqueue(self, payload: bytes, limit: int) -> bool:
         if len(self.queue) >= limit:

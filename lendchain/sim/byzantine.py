@@ -2,11 +2,17 @@
 
 A Byzantine member runs the honest replica (so it knows the current view and
 height) and then lies on the way out, signing its lies with its real key.
+The filter knows nothing of block contents: ``forge_block(height, block,
+valid)`` returns another block for the same height and its digest — one the
+honest members would accept (``valid``, for equivocation) or one they must
+refuse. The
+simulator passes ``sim_forger``; a real node passes one built on its ledger.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from lendchain import codec
 from lendchain.consensus import messages as m
@@ -24,11 +30,35 @@ KINDS = (
 )
 
 
+BlockForger = Callable[[int, bytes, bool], tuple[bytes, bytes]]
+
+
+def sim_forger(name: str, rng: random.Random) -> BlockForger:
+    """Forges blocks in the simulator's block format."""
+
+    def forge(height: int, block: bytes, valid: bool) -> tuple[bytes, bytes]:
+        txs = [b"tx" + bytes(rng.randrange(256) for _ in range(6))] if valid else [b"bad-tx!!"]
+        _h, prev, timestamp_ms, _p, _txs = decode_block(block)
+        forged = encode_block(height, prev, timestamp_ms, name, txs)
+        return forged, codec.sha256(forged)
+
+    return forge
+
+
 class Byzantine:
-    def __init__(self, kind: str, name: str, key: SigningKey, chain_id: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        key: SigningKey,
+        chain_id: str,
+        rng: random.Random,
+        forge_block: BlockForger | None = None,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown Byzantine kind {kind!r}; choose one of {KINDS}")
         self.kind, self.name, self.key, self.chain_id, self.rng = kind, name, key, chain_id, rng
+        self.forge_block = forge_block or sim_forger(name, rng)
         self.seen: list[bytes] = []
 
     def _sign(self, cls: type[m.Message], **fields: object) -> bytes:
@@ -70,11 +100,5 @@ class Byzantine:
         return honest
 
     def _other_block(self, pp: m.PrePrepare) -> bytes:
-        txs = [b"tx" + bytes(self.rng.randrange(256) for _ in range(6))]
-        if self.kind == "invalid-block":
-            txs = [b"bad-tx!!"]
-        _h, prev, timestamp_ms, _p, _txs = decode_block(pp.block)
-        block = encode_block(pp.height, prev, timestamp_ms, self.name, txs)
-        return self._sign(
-            m.PrePrepare, view=pp.view, height=pp.height, digest=codec.sha256(block), block=block
-        )
+        block, digest = self.forge_block(pp.height, pp.block, self.kind == "equivocate")
+        return self._sign(m.PrePrepare, view=pp.view, height=pp.height, digest=digest, block=block)

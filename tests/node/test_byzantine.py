@@ -1,0 +1,166 @@
+"""A Byzantine member among real node processes (issue 8).
+
+One member holds its real key and lies on every consensus frame it sends
+(``lendchain.node.byzantine``), switched by its fault file. The three honest
+members must keep committing, never disagree on a block, and name the liar
+in their metrics and logs. Waiting is always on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lendchain.client import NodeClient, NodeError
+from lendchain.crypto import SigningKey
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.faults import ENV as FAULTS_ENV
+from lendchain.node.testnet import generate_testnet
+
+pytestmark = pytest.mark.slow
+
+HONEST_BACKUPS = ["bank1", "bank2", "bank3"]  # bank4 lies; bank1 is primary of view 0
+
+
+def start_network(root: Path, liar: str, kind: str) -> Cluster:
+    p2p = free_port_block(8)
+    api = free_port_block(8, start=p2p + 20)
+    layout = generate_testnet(root / "net", 4, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster(layout.configs, root / "logs")
+    for name in cluster.names:
+        cluster[name].env[FAULTS_ENV] = str(root / f"{name}.faults.json")
+    set_faults(cluster, liar, byzantine=kind)
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+    except Exception:
+        cluster.stop_all()
+        raise
+    return cluster
+
+
+def set_faults(cluster: Cluster, name: str, **faults) -> None:
+    path = Path(cluster[name].env[FAULTS_ENV])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(faults))
+    tmp.replace(path)
+
+
+def submit(cluster: Cluster, names: list[str], count: int) -> list[str]:
+    tx_ids = []
+    for i in range(count):
+        with NodeClient(cluster[names[i % len(names)]].url, timeout=10) as c:
+            tx = c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
+            c.submit(tx)
+            tx_ids.append(tx.id.hex())
+    return tx_ids
+
+
+def committed_on(cluster: Cluster, names: list[str], tx_ids: list[str], timeout_s: float = 90) -> None:
+    for name in names:
+        with NodeClient(cluster[name].url, timeout=10) as c:
+            for tx_id in tx_ids:
+
+                def committed(c: NodeClient = c, tx_id: str = tx_id) -> bool:
+                    try:
+                        return c.get(f"/txs/{tx_id}", wait_ms=2000)["status"] == "committed"
+                    except NodeError as e:
+                        if e.status == 404:
+                            return False
+                        raise
+
+                wait_for(committed, timeout_s, f"tx {tx_id[:16]} to commit on {name}")
+
+
+def assert_honest_agree(cluster: Cluster, honest: list[str]) -> int:
+    """The honest members hold the same block at every height up to the lowest head."""
+    head = min(cluster.heights(honest).values())
+    for height in range(1, head + 1):
+        hashes = {cluster[n].get(f"/blocks/{height}")["hash"] for n in honest}
+        assert len(hashes) == 1, f"honest members disagree at height {height}: {hashes}"
+    return head
+
+
+def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> float:
+    """Sum of a Prometheus series on ``name``'s /metrics whose labels include ``labels``."""
+    text = httpx.get(cluster[name].url + "/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{metric_name}(?:\{{(.*)\}})? (\S+)$", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def log_of(cluster: Cluster, name: str) -> str:
+    return cluster[name].log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("kind", ["invalid-block", "equivocate"])
+def test_a_lying_primary_is_replaced_and_the_honest_members_agree(tmp_path, kind):
+    cluster = start_network(tmp_path, "bank1", kind)
+    honest = ["bank2", "bank3", "bank4"]
+    try:
+        tx_ids = submit(cluster, honest, 6)
+        committed_on(cluster, honest, tx_ids, timeout_s=120)
+        assert_honest_agree(cluster, honest)
+        for name in honest:
+            status = cluster[name].get("/status")
+            assert status["view"] >= 1 and status["primary"] != "bank1", status
+        if kind == "invalid-block":
+            seen = sum(metric(cluster, n, "lendchain_faults_total", member="bank1", kind=kind) for n in honest)
+            assert seen >= 1
+            assert any("fault by member=bank1 kind=invalid-block" in log_of(cluster, n) for n in honest)
+    finally:
+        cluster.stop_all()
+
+
+def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
+    cluster = start_network(tmp_path, "bank4", "silent")
+    honest = HONEST_BACKUPS
+    try:
+        for kind in ("silent", "garbage", "conflicting-votes", "replay", "oversized", "flood"):
+            set_faults(cluster, "bank4", byzantine=kind)
+            wait_for(lambda kind=kind: f"byzantine={kind}" in log_of(cluster, "bank4"), 10, f"bank4 to {kind}")
+            tx_ids = submit(cluster, honest, 6)
+            committed_on(cluster, honest, tx_ids)
+            assert_honest_agree(cluster, honest)
+            if kind == "garbage":
+                assert sum(metric(cluster, n, "lendchain_faults_total", member="bank4") for n in honest) >= 1
+            if kind == "oversized":
+                wait_for(
+                    lambda: any("closing consensus stream from bank4" in log_of(cluster, n) for n in honest),
+                    30,
+                    "an honest member to refuse bank4's oversized frame",
+                )
+            if kind == "flood":
+                wait_for(
+                    lambda: sum(metric(cluster, n, "lendchain_p2p_throttled", member="bank4") for n in honest),
+                    30,
+                    "bank4's flood to be rate limited",
+                )
+                assert any("rate limiting bank4" in log_of(cluster, n) for n in honest)
+                for other in ("bank1", "bank2", "bank3"):  # the honest ones are never throttled
+                    assert all(metric(cluster, n, "lendchain_p2p_throttled", member=other) == 0 for n in honest)
+
+        # A view change while bank4 lies in its VIEW-CHANGE: cut off the primary.
+        set_faults(cluster, "bank4", byzantine="lying-view-change")
+        primary = cluster["bank2"].get("/status")["primary"]
+        assert primary in honest
+        set_faults(cluster, primary, isolate=True)
+        others = [n for n in honest if n != primary]
+        tx_ids = submit(cluster, others, 4)
+        committed_on(cluster, others, tx_ids, timeout_s=120)
+        set_faults(cluster, primary)
+        committed_on(cluster, honest, tx_ids, timeout_s=120)
+        assert_honest_agree(cluster, honest)
+        assert all(cluster[n].running for n in cluster.names)
+    finally:
+        cluster.stop_all()
