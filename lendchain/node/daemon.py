@@ -10,6 +10,7 @@ certificate against the genesis member list.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections import OrderedDict, deque
@@ -142,6 +143,8 @@ class Node(NodeViews):
         self._recent_commits: deque[float] = deque(maxlen=512)
         self._ready = False
         self._observer_target = 0
+        # Test-only traffic delay (fault file "delay_ms"): frames wait here.
+        self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Node(NodeViews):
                     nursery.start_soon(self.faults.watch, self.log)
                     if self.byzantine is not None:
                         nursery.start_soon(self._flood_as_byzantine)
+                    nursery.start_soon(self._send_delayed, self._delayed_out)
                 api_urls = await nursery.start(self._serve_api)
                 self._ready = True
                 self.log.info(
@@ -360,6 +364,27 @@ class Node(NodeViews):
         return await self._sync_server.handle(sender, payload)
 
     def _send(self, to: str, payload: bytes) -> bool:
+        if self.faults.delay_ms:
+            self._delayed.send_nowait((trio.current_time() + self.faults.delay_ms / 1000, to, payload))
+            return True
+        return self._send_now(to, payload)
+
+    def _broadcast(self, payload: bytes) -> None:
+        if self.faults.delay_ms:
+            self._delayed.send_nowait((trio.current_time() + self.faults.delay_ms / 1000, None, payload))
+            return
+        self._broadcast_now(payload)
+
+    async def _send_delayed(self, delayed: trio.MemoryReceiveChannel) -> None:
+        """Test-only traffic delay: frames leave in order, each ``delay_ms`` after it was sent."""
+        async for due, to, payload in delayed:
+            await trio.sleep_until(due)
+            if to is None:
+                self._broadcast_now(payload)
+            else:
+                self._send_now(to, payload)
+
+    def _send_now(self, to: str, payload: bytes) -> bool:
         if self.faults.cuts(to):
             return False
         liar = self._liar()
@@ -368,7 +393,7 @@ class Node(NodeViews):
             return True
         return self.network.send(to, payload)
 
-    def _broadcast(self, payload: bytes) -> None:
+    def _broadcast_now(self, payload: bytes) -> None:
         if not self.faults.active:
             self.network.broadcast(payload)
             return

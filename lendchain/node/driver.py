@@ -49,8 +49,18 @@ UNAUTHENTICATED_FAULTS = frozenset({"non-member", "garbage", "impersonation", "b
 PREPREPARE_PREFIX = b"\x95" + codec.pack(messages.PrePrepare.KIND)
 
 
+_clock_skew_ms = 0  # only a test's fault file sets it (``set_clock_skew``)
+
+
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """This node's wall clock in ms, as the consensus and the mempool see it."""
+    return time.time_ns() // 1_000_000 + _clock_skew_ms
+
+
+def set_clock_skew(skew_ms: int) -> None:
+    """Test-only: make this process's clock run ``skew_ms`` ahead (or behind, if negative)."""
+    global _clock_skew_ms
+    _clock_skew_ms = skew_ms
 
 
 class SyncServer:

@@ -10,6 +10,9 @@ A multi-process test cannot reach inside a node, so a node started with
 - ``"drop_from": ["bank2", ...]`` — drop consensus frames and sync traffic
   from and to these members only.
 - ``"gossip_drop": 0.0..1.0`` — drop this share of gossip messages, in and out.
+- ``"delay_ms": 200`` — hold every consensus frame this node sends that long.
+- ``"clock_skew_ms": 1500`` — this node's clock runs that far ahead (or
+  behind, if negative).
 - ``"byzantine": "equivocate"`` — this member lies on every consensus
   frame it sends, in the way named (``lendchain.node.byzantine``).
 - ``"store_fault": "disk_full"`` — every block write fails as LevelDB fails on
@@ -35,6 +38,7 @@ from pathlib import Path
 import trio
 
 from lendchain.node.byzantine import KINDS as BYZANTINE_KINDS
+from lendchain.node.driver import set_clock_skew
 
 ENV = "LENDCHAIN_FAULTS_FILE"
 POLL_S = 0.2
@@ -47,6 +51,8 @@ class Faults:
     isolate: bool = False
     drop_from: frozenset[str] = field(default_factory=frozenset)
     gossip_drop: float = 0.0
+    delay_ms: int = 0
+    clock_skew_ms: int = 0
     byzantine: str = ""  # a kind from lendchain.node.byzantine.KINDS: this member lies
     store_fault: str | None = None
     dropped: int = 0
@@ -100,16 +106,22 @@ class Faults:
             log.warning("fault file %s: unknown store_fault %r; ignoring it", self.path, store_fault)
             store_fault = None
         self.store_fault = store_fault
+        self.delay_ms = max(0, int(doc.get("delay_ms", 0)))
+        self.clock_skew_ms = int(doc.get("clock_skew_ms", 0))
+        set_clock_skew(self.clock_skew_ms)
         byzantine = str(doc.get("byzantine", ""))
         if byzantine and byzantine not in BYZANTINE_KINDS:
             log.warning("fault file %s: unknown byzantine kind %r; staying honest", self.path, byzantine)
             byzantine = ""
         self.byzantine = byzantine
         log.warning(
-            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f store_fault=%s byzantine=%s",
+            "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f delay_ms=%d clock_skew_ms=%d "
+            "store_fault=%s byzantine=%s",
             self.isolate,
             sorted(self.drop_from),
             self.gossip_drop,
+            self.delay_ms,
+            self.clock_skew_ms,
             self.store_fault,
             self.byzantine or "no",
         )

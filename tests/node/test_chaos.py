@@ -89,7 +89,7 @@ def test_chaos_keeps_one_chain_and_loses_no_accepted_tx(tmp_path):
         deadline = time.monotonic() + CHAOS_S
         while time.monotonic() < deadline:
             victim = rng.choice(cluster.names)
-            fault = rng.choice(["kill", "stop", "partition", "gossip_loss"])
+            fault = rng.choice(["kill", "stop", "partition", "gossip_loss", "delay", "clock_skew"])
             injected[fault] += 1
             if fault in ("kill", "stop"):
                 if fault == "kill":
@@ -104,9 +104,17 @@ def test_chaos_keeps_one_chain_and_loses_no_accepted_tx(tmp_path):
                 _set_faults(faults[victim], isolate=True)
                 _hold(cluster, rng.uniform(1.0, 4.0))
                 _set_faults(faults[victim])
-            else:
+            elif fault == "gossip_loss":
                 _set_faults(faults[victim], gossip_drop=0.7)
                 _hold(cluster, rng.uniform(1.0, 3.0))
+                _set_faults(faults[victim])
+            elif fault == "delay":
+                _set_faults(faults[victim], delay_ms=rng.choice([50, 200, 800]))
+                _hold(cluster, rng.uniform(1.0, 4.0))
+                _set_faults(faults[victim])
+            else:  # within and beyond the genesis's 5 s bound on proposal timestamps
+                _set_faults(faults[victim], clock_skew_ms=rng.choice([-8000, -1500, 1500, 8000]))
+                _hold(cluster, rng.uniform(1.0, 4.0))
                 _set_faults(faults[victim])
             _hold(cluster, rng.uniform(0.2, 1.0))
         stop.set()
