@@ -431,7 +431,7 @@ def audit_export(ctx: click.Context, loan_id: str, out: str, **kw: Any) -> None:
 @click.pass_context
 @user_errors
 def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
-    """Check an export against the genesis alone: signatures, inclusion proofs, certificates."""
+    """Check an export against the genesis alone: signatures, proofs, certificates, no entry missing."""
     from lendchain.ledger.audit import AuditError, verify_export
     from lendchain.node.config import load_genesis
 
@@ -442,7 +442,10 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
         raise click.ClickException(f"{file} does not verify: {e}") from None
 
     def human(v: dict[str, Any]) -> str:
-        return f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}"
+        return (
+            f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
+            f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
+        )
 
     emit(ctx, summary, human)
 

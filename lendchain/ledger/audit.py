@@ -1,24 +1,43 @@
 """Audit: a loan's full history as a self-proving export, and its offline check.
 
-``export_loan`` turns a loan's history (every entry names its block height
-and tx id) into a JSON document with, per transaction that changed the loan:
-the signed tx wire bytes (so its signer, kind and payload can be read and its
-signature checked), its RFC 6962 inclusion proof in the block, the block
-header, and the block's commit certificate. ``verify_export`` checks such a
-document against the genesis alone — no node, no state:
+``export_loan`` turns a loan's history into a JSON document that proves,
+against the genesis alone — no node, no state —, each change and that none
+is missing. It holds:
+
+- ``history``: every history entry of the loan, in order, as its canonical
+  bytes. Each entry names the hash of the one before (``prev``, see
+  ``loans.with_history``), so the hash of the last one (the head) commits to
+  the whole sequence.
+- ``entries``: one per transaction (or per block of the ledger's own work,
+  ``kind`` ``ledger``) that extended the history, with the range of history
+  entries it made; the signed tx wire bytes, their RFC 6962 inclusion proof
+  in the block, the block header and the block's commit certificate; and
+  the receipt (the tx's result, or the block's ledger events) with its
+  inclusion proof in the header's ``results_root``. Every receipt that
+  extends a loan's history ends with a ``loan.history`` event naming the
+  history's new length and head (``TxContext.receipt_events``).
+
+``verify_export`` checks, naming the entry and the check that failed:
 
 1. each tx decodes, its id is the sha256 of its bytes, its signature is its
    sender's, it is for this chain, and it concerns this loan (the first one
-   is the ``loan.apply`` whose id is the loan id);
-2. the tx is in the block: the proof leads from its bytes at its index to
-   the header's ``tx_root``;
-3. the block is final: the certificate holds a 2f+1 quorum of genesis
-   members' COMMIT signatures over that header's hash at that height.
+   is the ``loan.apply`` whose id is the loan id); it is in its block (proof
+   to ``tx_root``); the block is final (a 2f+1 quorum of genesis members'
+   COMMIT signatures over that header);
+2. the history is one hash chain (each ``prev`` is the hash of the entry
+   before) and the entries split it into consecutive ranges, each made by
+   its own tx (or by the ledger, at its own height);
+3. each receipt is in its block's results (proof to ``results_root``), is
+   the tx's successful result (or the ledger events, as the leaf after the
+   tx results), and commits to the length and head of the history up to the
+   end of its range.
 
-A changed byte anywhere breaks one of these and the check names the entry
-and what failed. What an export does not prove: the loan's current state
-(``state_at_export`` is informative; the state root commits to change sets,
-not to single keys) and that no later change was left out.
+So a history entry left out, added, changed or moved breaks a hash link or
+the head a certified receipt commits to. What an export cannot prove: that
+the loan changed no more after its last entry (the state root commits to
+change sets, not to single keys, so the current record cannot be proved;
+``state_at_export`` is informative). The verifier reports the height up to
+which the history is proved complete.
 """
 
 from __future__ import annotations
@@ -31,11 +50,23 @@ from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
 from lendchain.ledger.block import Block, BlockHeader
 from lendchain.ledger.errors import InvalidBlock, TxRejected
+from lendchain.ledger.execute import LEDGER_RESULT_TAG, result_leaves
+from lendchain.ledger.kinds import LEDGER_TX_ID
 from lendchain.ledger.queries import register_lookup, to_json
-from lendchain.ledger.state import StateReader, loan_history_key, loan_key, read_value
+from lendchain.ledger.state import (
+    ZERO_ROOT,
+    StateReader,
+    TxResult,
+    history_entry_hash,
+    ledger_events_key,
+    loan_history_key,
+    loan_key,
+    read_value,
+)
 from lendchain.ledger.transactions import decode_transaction, verify_signature
 
-AUDIT_FORMAT = "lendchain/audit/1"
+AUDIT_FORMAT = "lendchain/audit/2"
+LEDGER_KIND = "ledger"  # an entry made by the ledger's own work at the start of a block
 
 
 class AuditError(ValueError):
@@ -43,11 +74,24 @@ class AuditError(ValueError):
 
 
 class BlockSource(Protocol):
-    """Committed blocks and their certificates by height (the node's ChainStore is one)."""
+    """Committed blocks, certificates and tx results (the node's ChainStore is one)."""
 
     def block_bytes(self, height: int) -> bytes | None: ...
 
     def certificate(self, height: int) -> bytes | None: ...
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int, TxResult] | None: ...
+
+
+def _block_receipts(reader: StateReader, blocks: BlockSource, height: int, block: Block) -> list[bytes]:
+    """The leaves of block ``height``'s results root: tx results, then its ledger events if any."""
+    results = []
+    for raw in block.txs:
+        location = blocks.tx_location(codec.sha256(raw))
+        if location is None:
+            raise AuditError(f"the result of a tx in block {height} is not stored here")
+        results.append(location[2])
+    return result_leaves(results, read_value(reader, ledger_events_key(height)) or [])
 
 
 def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dict[str, Any] | None:
@@ -55,39 +99,57 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
         return None
-    history = [read_value(reader, loan_history_key(loan_id, n)) for n in range(loan["history_len"])]
+    raw_history = [reader.get(loan_history_key(loan_id, n)) for n in range(loan["history_len"])]
+    history = [codec.unpack(raw) for raw in raw_history]
     entries: list[dict[str, Any]] = []
-    decoded: dict[int, Block] = {}
-    for item in history:
-        if entries and entries[-1]["tx_id"] == item["tx_id"].hex():
+    decoded: dict[int, tuple[Block, list[bytes]]] = {}
+    for number, item in enumerate(history):
+        height, tx_id = item["height"], item["tx_id"]
+        if entries and (entries[-1]["height"], entries[-1]["tx_id"]) == (height, tx_id.hex()):
             entries[-1]["events"].append(item["event"])
+            entries[-1]["history_to"] = number + 1
             continue
-        height = item["height"]
         if height not in decoded:
             raw = blocks.block_bytes(height)
             if raw is None:
                 raise AuditError(f"block {height} of loan {loan_id.hex()[:16]}'s history is not stored here")
-            decoded[height] = Block.decode(raw)
-        block = decoded[height]
-        index = next(i for i, tx in enumerate(block.txs) if codec.sha256(tx) == item["tx_id"])
-        tx = decode_transaction(block.txs[index])
-        entries.append(
-            {
-                "events": [item["event"]],
-                "height": height,
-                "tx_id": item["tx_id"].hex(),
+            block = Block.decode(raw)
+            decoded[height] = (block, _block_receipts(reader, blocks, height, block))
+        block, receipts = decoded[height]
+        entry: dict[str, Any] = {
+            "events": [item["event"]],
+            "height": height,
+            "tx_id": tx_id.hex(),
+            "history_from": number,
+            "history_to": number + 1,
+            "header": codec.pack(block.header.to_value()).hex(),
+            "certificate": (blocks.certificate(height) or b"").hex(),
+        }
+        if tx_id == LEDGER_TX_ID:
+            index = len(block.txs)
+            entry |= {"signer": None, "kind": LEDGER_KIND}
+        else:
+            index = next(i for i, tx in enumerate(block.txs) if codec.sha256(tx) == tx_id)
+            tx = decode_transaction(block.txs[index])
+            entry |= {
                 "signer": tx.sender,
                 "kind": tx.kind,
                 "tx": block.txs[index].hex(),
                 "index": index,
                 "proof": [node.hex() for node in block.tx_proof(index)],
-                "header": codec.pack(block.header.to_value()).hex(),
-                "certificate": (blocks.certificate(height) or b"").hex(),
             }
-        )
+        entry |= {
+            "receipt": receipts[index].hex(),
+            "receipt_index": index,
+            "receipt_count": len(receipts),
+            "receipt_proof": [node.hex() for node in merkle.inclusion_proof(receipts, index)],
+        }
+        entries.append(entry)
     return {
         "format": AUDIT_FORMAT,
         "loan_id": loan_id.hex(),
+        "history": [raw.hex() for raw in raw_history],
+        "history_head": history_entry_hash(raw_history[-1]).hex(),
         "entries": entries,
         "state_at_export": to_json(loan),
     }
@@ -100,15 +162,30 @@ def _hex(entry: dict[str, Any], field: str) -> bytes:
         raise AuditError(f"field {field!r} is missing or not hex") from None
 
 
-def _check_entry(entry: dict[str, Any], loan_id: bytes, first: bool, genesis: Genesis) -> int:
+def _check_block(entry: dict[str, Any], genesis: Genesis) -> BlockHeader:
+    """The entry's block header, checked final under the genesis members."""
+    header_value = codec.unpack(_hex(entry, "header"))
+    if not isinstance(header_value, list) or len(header_value) != 9:
+        raise AuditError("the block header is not the 9-field array")
+    header = BlockHeader(*header_value)
+    if header.height != entry.get("height") or header.chain_id != genesis.chain_id:
+        raise AuditError("the block header's height or chain differs from the entry")
+    certificate = CommitCertificate.decode(_hex(entry, "certificate"))
+    certificate.verify(genesis.chain_id, [(m.name, m.public_key) for m in genesis.members])
+    if certificate.height != header.height or certificate.digest != header.hash():
+        raise AuditError(f"the commit certificate covers another block than {header.height}")
+    return header
+
+
+def _check_tx(entry: dict[str, Any], loan_id: bytes, first: bool, header: BlockHeader, chain_id: str) -> None:
     raw = _hex(entry, "tx")
     tx = decode_transaction(raw)
     if codec.sha256(raw).hex() != entry.get("tx_id"):
         raise AuditError("the tx bytes do not hash to its tx_id")
     if not verify_signature(tx):
         raise AuditError(f"the tx signature is not {tx.sender}'s")
-    if tx.chain_id != genesis.chain_id:
-        raise AuditError(f"the tx is for chain {tx.chain_id!r}, not {genesis.chain_id!r}")
+    if tx.chain_id != chain_id:
+        raise AuditError(f"the tx is for chain {tx.chain_id!r}, not {chain_id!r}")
     if first:
         if tx.kind != "loan.apply" or codec.sha256(raw) != loan_id:
             raise AuditError("the first entry is not the loan.apply whose id is the loan id")
@@ -116,23 +193,67 @@ def _check_entry(entry: dict[str, Any], loan_id: bytes, first: bool, genesis: Ge
         raise AuditError(f"the {tx.kind} tx does not name this loan")
     if entry.get("signer") != tx.sender or entry.get("kind") != tx.kind:
         raise AuditError("signer or kind differ from the signed tx")
-    header_value = codec.unpack(_hex(entry, "header"))
-    if not isinstance(header_value, list) or len(header_value) != 9:
-        raise AuditError("the block header is not the 9-field array")
-    header = BlockHeader(*header_value)
-    if header.height != entry.get("height") or header.chain_id != genesis.chain_id:
-        raise AuditError("the block header's height or chain differs from the entry")
     proof = [bytes.fromhex(node) for node in entry.get("proof", [])]
     index = entry.get("index")
     if not isinstance(index, int) or not merkle.verify_inclusion(
         raw, index, header.tx_count, proof, header.tx_root
     ):
         raise AuditError(f"the inclusion proof does not lead to block {header.height}'s tx_root")
-    certificate = CommitCertificate.decode(_hex(entry, "certificate"))
-    certificate.verify(genesis.chain_id, [(m.name, m.public_key) for m in genesis.members])
-    if certificate.height != header.height or certificate.digest != header.hash():
-        raise AuditError(f"the commit certificate covers another block than {header.height}")
-    return header.height
+
+
+def _check_receipt(
+    entry: dict[str, Any], header: BlockHeader, loan_id: bytes, length: int, head: bytes
+) -> None:
+    """The receipt is in the block's results and commits to the history's length and head."""
+    raw = _hex(entry, "receipt")
+    index, count = entry.get("receipt_index"), entry.get("receipt_count")
+    ledger = entry.get("kind") == LEDGER_KIND
+    if not isinstance(index, int) or not isinstance(count, int):
+        raise AuditError("receipt_index or receipt_count is missing")
+    if count not in (header.tx_count, header.tx_count + 1) or (ledger and index != header.tx_count):
+        raise AuditError(f"the receipt is not at a result position of block {header.height}")
+    proof = [bytes.fromhex(node) for node in entry.get("receipt_proof", [])]
+    if not merkle.verify_inclusion(raw, index, count, proof, header.results_root):
+        raise AuditError(f"the receipt proof does not lead to block {header.height}'s results_root")
+    receipt = codec.unpack(raw)
+    if ledger:
+        if not (isinstance(receipt, list) and len(receipt) == 2 and receipt[0] == LEDGER_RESULT_TAG):
+            raise AuditError("the receipt is not the block's ledger events")
+        events = receipt[1]
+    else:
+        if not (
+            isinstance(receipt, list)
+            and len(receipt) == 4
+            and isinstance(receipt[0], bytes)
+            and receipt[0].hex() == entry.get("tx_id")
+        ):
+            raise AuditError("the receipt is not this tx's result")
+        if receipt[1] != "ok":
+            raise AuditError(f"the receipt says the tx failed ({receipt[1]})")
+        events = receipt[3]
+    commitment = {"event": "loan.history", "loan_id": loan_id.hex(), "length": length, "head": head.hex()}
+    if commitment not in events:
+        raise AuditError(f"the receipt does not commit to the loan's first {length} history entries as given")
+
+
+def _check_history(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The decoded history entries and the head after each; AuditError on a broken hash link."""
+    history = document.get("history")
+    if not isinstance(history, list) or not history:
+        raise AuditError("the export lists no history")
+    entries, heads, prev = [], [], ZERO_ROOT
+    for number, text in enumerate(history):
+        try:
+            raw = bytes.fromhex(text)
+            item = codec.unpack(raw)
+        except (TypeError, ValueError, codec.CodecError):
+            raise AuditError(f"history entry {number} is not canonical msgpack in hex") from None
+        if not isinstance(item, dict) or item.get("prev") != prev:
+            raise AuditError(f"history entry {number} does not link to the entry before it")
+        prev = history_entry_hash(raw)
+        entries.append(item)
+        heads.append(prev)
+    return entries, heads
 
 
 def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
@@ -146,23 +267,49 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     entries = document.get("entries")
     if not isinstance(entries, list) or not entries:
         raise AuditError("the export lists no entries")
-    heights = []
+    history, heads = _check_history(document)
+    heights, covered = [], 0
     for number, entry in enumerate(entries):
         try:
-            heights.append(_check_entry(entry, loan_id, number == 0, genesis))
+            header = _check_block(entry, genesis)
+            if entry.get("kind") != LEDGER_KIND:
+                _check_tx(entry, loan_id, number == 0, header, genesis.chain_id)
+            elif number == 0 or entry.get("tx_id") != LEDGER_TX_ID.hex():
+                raise AuditError("a ledger entry cannot open a loan's history or name a tx")
+            start, end = entry.get("history_from"), entry.get("history_to")
+            if start != covered or not isinstance(end, int) or not start < end <= len(history):
+                raise AuditError(f"it covers history entries {start}..{end}, but the next one is {covered}")
+            for item in history[start:end]:
+                if item.get("height") != entry.get("height") or item["tx_id"].hex() != entry.get("tx_id"):
+                    raise AuditError("a history entry in its range was made by another tx or block")
+            _check_receipt(entry, header, loan_id, end, heads[end - 1])
         except AuditError as e:
             raise AuditError(f"entry {number}: {e}") from None
-        except (ValueError, TypeError, KeyError, TxRejected, InvalidBlock) as e:  # encodings, certificates
+        except (ValueError, TypeError, KeyError, AttributeError, TxRejected, InvalidBlock) as e:  # encodings
             raise AuditError(f"entry {number}: {e}") from None
+        heights.append(header.height)
+        covered = end
+    if covered != len(history):
+        raise AuditError(f"history entries {covered}.. are covered by no entry")
+    if document.get("history_head", heads[-1].hex()) != heads[-1].hex():
+        raise AuditError("field 'history_head' is not the hash of the last history entry")
     if heights != sorted(heights):
         raise AuditError("entries are not in block order")
-    signers = sorted({entry["signer"] for entry in entries})
-    return {"loan_id": loan_id.hex(), "entries": len(entries), "heights": heights, "signers": signers}
+    signers = sorted({entry["signer"] for entry in entries if entry.get("signer")})
+    return {
+        "loan_id": loan_id.hex(),
+        "entries": len(entries),
+        "heights": heights,
+        "signers": signers,
+        "history_length": len(history),
+        "history_head": heads[-1].hex(),
+        "complete_to_height": heights[-1],
+    }
 
 
 def _audit_lookup(reader: StateReader, ref: str) -> dict[str, Any] | None:
     """``lookup(store, "audit", loan_id)`` where the reader also serves blocks (a node's store)."""
-    if not (hasattr(reader, "block_bytes") and hasattr(reader, "certificate")):
+    if not all(hasattr(reader, name) for name in ("block_bytes", "certificate", "tx_location")):
         return None
     try:
         loan_id = bytes.fromhex(ref)

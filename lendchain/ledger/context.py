@@ -97,6 +97,9 @@ class TxContext:
         self.params = params
         self.events: list[dict[str, Any]] = []
         self.writes: dict[bytes, Any | None] = {}
+        # loan id -> (history length, hash of its last entry) for every loan whose history this
+        # context extended; the executor turns them into ``loan.history`` receipt events.
+        self.history_heads: dict[bytes, tuple[int, bytes]] = {}
         self._overlay = overlay
 
     def get(self, key: bytes) -> Any | None:
@@ -112,3 +115,15 @@ class TxContext:
     def emit(self, event: str, **fields: Any) -> None:
         """Record a small receipt event; values must be JSON-friendly (ids as hex)."""
         self.events.append({"event": event, **fields})
+
+    def receipt_events(self) -> list[dict[str, Any]]:
+        """The emitted events, then one ``loan.history`` commitment per loan whose history grew.
+
+        The commitment (length and head hash of the loan's history after this tx)
+        lands in the results root, so an audit export can prove no entry is missing.
+        """
+        commitments = [
+            {"event": "loan.history", "loan_id": loan_id.hex(), "length": length, "head": head.hex()}
+            for loan_id, (length, head) in self.history_heads.items()
+        ]
+        return [*self.events, *commitments]

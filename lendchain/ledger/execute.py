@@ -17,7 +17,12 @@ its penalty) and the hooks' work does not depend on which transactions the
 proposer picked. Their writes are state changes like any tx's; their events
 are committed as one extra leaf, ``ledger_result_leaf``, after the tx results
 in the results root (only when there are any, so a block without ledger
-events has the same results root as before).
+events has the same results root as before), and kept in state under
+``ledgerev/<height>``.
+
+Every receipt (a tx's result, or the ledger events) ends with one
+``loan.history`` event per loan whose history it extended: the history's new
+length and head hash (``TxContext.receipt_events``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from lendchain.ledger.state import (
     StateReader,
     TxResult,
     get_params,
+    ledger_events_key,
     nonce_key,
     seal_changes,
 )
@@ -93,7 +99,7 @@ def execute_txs(
         else:
             for write_key, value in context.writes.items():
                 overlay.write(write_key, value)
-            results.append(TxResult(tx_id, "ok", "", tuple(context.events)))
+            results.append(TxResult(tx_id, "ok", "", tuple(context.receipt_events())))
         included.append(tx)
     changes = overlay.changes()
     state_root = seal_changes(reader, changes)
@@ -110,9 +116,14 @@ def run_block_hooks(
     context = TxContext(overlay, LEDGER_TX_ID, height, timestamp_ms, params)
     for hook in block_hooks():
         hook(context)
+    events = context.receipt_events()
+    if events:
+        # Kept in state too: the node stores tx results, not these, and an audit export
+        # needs them to prove a ledger-made history entry against the results root.
+        context.put(ledger_events_key(height), events)
     for key, value in context.writes.items():
         overlay.write(key, value)
-    return tuple(context.events)
+    return tuple(events)
 
 
 LEDGER_RESULT_TAG = "lendchain/ledger-events/1"

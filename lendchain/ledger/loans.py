@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.amortization import SCHEDULE_KINDS, build_schedule, loan_schedule
-from lendchain.ledger.context import TxContext
+from lendchain.ledger.context import TxContext, pack_state_value
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import valid_kyc
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import (
+    ZERO_ROOT,
     borrower_loans_key,
+    history_entry_hash,
     institution_key,
     lender_loans_key,
     loan_history_key,
@@ -91,10 +93,22 @@ def load_loan(ctx: TxContext, tx: Transaction, field: str = "loan_id") -> tuple[
 
 
 def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: str, **fields: Any) -> int:
-    """Append one entry to the loan's history (its own key, so a write stays O(1)); new length."""
+    """Append one entry to the loan's history (its own key, so a write stays O(1)); new length.
+
+    The entry names the hash of the one before (``prev``; 32 zero bytes for the
+    first), so the hash of the last entry — the head — commits to the whole history.
+    """
     number = loan["history_len"]
-    entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, **fields}
+    known = ctx.history_heads.get(loan_id)
+    if number == 0:
+        prev = ZERO_ROOT
+    elif known is not None and known[0] == number:
+        prev = known[1]
+    else:
+        prev = history_entry_hash(pack_state_value(ctx.get(loan_history_key(loan_id, number - 1))))
+    entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, "prev": prev, **fields}
     ctx.put(loan_history_key(loan_id, number), entry)
+    ctx.history_heads[loan_id] = (number + 1, history_entry_hash(pack_state_value(entry)))
     return number + 1
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from lendchain import codec
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import proposal_key
@@ -22,6 +23,7 @@ from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unp
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
+    history_entry_hash,
     institution_key,
     lender_loans_key,
     loan_history_key,
@@ -107,9 +109,10 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
         {"document_id": doc_id.hex(), **to_json(read_value(reader, document_key(doc_id)))}
         for doc_id in loan.get("documents", [])
     ]
-    view["history"] = [
-        to_json(read_value(reader, loan_history_key(loan_id, n))) for n in range(loan["history_len"])
-    ]
+    raw_history = [reader.get(loan_history_key(loan_id, n)) for n in range(loan["history_len"])]
+    view["history"] = [to_json(codec.unpack(raw)) for raw in raw_history]
+    # The hash of the last entry commits to the whole history (each entry names its predecessor's).
+    view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
     if loan["rate_bps"] is not None:
         rows = loan_schedule(loan)
         view["schedule"] = [row.to_value() for row in rows]

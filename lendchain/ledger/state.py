@@ -2,7 +2,10 @@
 
 State is a map from byte keys to canonical msgpack values. Keys are
 ``<kind>/<id>``: ``nonce/<did>``, ``party/<did>``, ``inst/<did>``,
-``loan/<id>``, ``loanlog/<id><n>`` (a loan's n-th history entry),
+``loan/<id>``, ``loanlog/<id><n>`` (a loan's n-th history entry; each names
+the hash of the one before in ``prev``, so the last one's hash commits to the
+whole history), ``ledgerev/<height>`` (the events of a block's own ledger
+work, see ``execute``),
 ``offer/<id>``, ``bloans/<did>`` and ``lloans/<did>`` (a borrower's and a
 servicer's loan ids), ``members`` (voting member DIDs) and ``params``. Domain modules add their own
 kinds; nothing here iterates over keys, so new kinds cost nothing.
@@ -165,6 +168,19 @@ def loan_key(loan_id: bytes) -> bytes:
 
 def loan_history_key(loan_id: bytes, number: int) -> bytes:
     return b"loanlog/" + loan_id + number.to_bytes(4, "big")
+
+
+HISTORY_TAG = b"lendchain/loan-history/1"
+
+
+def history_entry_hash(raw_entry: bytes) -> bytes:
+    """The hash of one history entry's canonical bytes; the next entry's ``prev`` is this."""
+    return codec.sha256(HISTORY_TAG + raw_entry)
+
+
+def ledger_events_key(height: int) -> bytes:
+    """The events of block ``height``'s own ledger work (block hooks), kept for audit exports."""
+    return b"ledgerev/" + height.to_bytes(8, "big")
 
 
 def offer_key(offer_id: bytes) -> bytes:

@@ -38,6 +38,11 @@ def make_genesis(roles: list[tuple[str, ...]] | None = None) -> tuple[Genesis, l
     return Genesis(CHAIN_ID, GENESIS_MS, members), keys
 
 
+def domain_events(events) -> list[dict[str, Any]]:
+    """Receipt events without the ``loan.history`` commitments a receipt ends with."""
+    return [event for event in events if event["event"] != "loan.history"]
+
+
 @dataclass
 class Chain:
     """State plus head; ``run`` signs, cuts, checks and applies one block."""

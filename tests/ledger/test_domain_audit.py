@@ -17,6 +17,8 @@ from lendchain.consensus.quorum import tag
 from lendchain.ledger import queries
 from lendchain.ledger.audit import AuditError, export_loan, verify_export
 from lendchain.ledger.block import Block
+from lendchain.ledger.servicing import DAY_MS
+from lendchain.ledger.state import history_entry_hash
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
 
 
@@ -29,6 +31,13 @@ class CertifiedBlocks:
 
     def block_bytes(self, height: int) -> bytes | None:
         return self.chain.blocks[height - 1][0]
+
+    def tx_location(self, tx_id: bytes):
+        for height, (_, execution) in enumerate(self.chain.blocks, start=1):
+            if tx_id in execution.tx_ids:
+                index = execution.tx_ids.index(tx_id)
+                return height, index, execution.results[index]
+        return None
 
     def certificate(self, height: int) -> bytes | None:
         digest = Block.decode(self.block_bytes(height)).hash()
@@ -80,6 +89,9 @@ def test_export_lists_every_change_with_height_tx_and_signer(exported):
         "entries": 5,
         "heights": [2, 3, 4, 5, 6],
         "signers": sorted([borrower.did, lender.did]),
+        "history_length": 5,
+        "history_head": document["history_head"],
+        "complete_to_height": 6,
     }
 
 
@@ -117,8 +129,8 @@ def test_a_tampered_byte_does_not_verify(exported, field, at, names):
 
 def test_other_lies_are_caught(exported):
     genesis, document, *_ = exported
-    dropped_first = {**document, "entries": document["entries"][1:]}
-    with pytest.raises(AuditError, match="loan.apply"):
+    dropped_first = {**document, "entries": document["entries"][1:], "history": document["history"][1:]}
+    with pytest.raises(AuditError, match="history entry 0 does not link"):
         verify_export(dropped_first, genesis)
     relabelled = copy.deepcopy(document)
     relabelled["entries"][3]["signer"] = relabelled["entries"][0]["signer"]
@@ -149,9 +161,94 @@ def test_cli_audit_verify_checks_a_file_against_a_genesis_file(exported, tmp_pat
     result = CliRunner().invoke(domain.audit, ["verify", str(good), "--genesis", str(genesis_file)])
     assert result.exit_code == 0, result.output
     assert f"loan {loan_id}, 5 txs" in result.output
+    assert "5 history entries are complete up to block 6" in result.output
     tampered = copy.deepcopy(document)
     tampered["entries"][4]["header"] = flip(tampered["entries"][4]["header"], 20)
     bad = tmp_path / "tampered.json"
     bad.write_text(json.dumps(tampered))
     result = CliRunner().invoke(domain.audit, ["verify", str(bad), "--genesis", str(genesis_file)])
     assert result.exit_code == 1 and "does not verify: entry 4" in result.output
+
+
+def without(document: dict, entry: int | None = None, history: int | None = None) -> dict:
+    """A copy of the export with one entry and/or one history entry left out."""
+    forged = copy.deepcopy(document)
+    if entry is not None:
+        del forged["entries"][entry]
+    if history is not None:
+        del forged["history"][history]
+    return forged
+
+
+@pytest.mark.parametrize(
+    ("entry", "history", "names"),
+    [
+        (2, 2, "entry 2: .*does not link|history entry 2 does not link"),  # the accept, wholly
+        (2, None, "entry 2: it covers history entries 3..4, but the next one is 2"),
+        (None, 2, "history entry 2 does not link"),
+    ],
+)
+def test_an_export_with_one_entry_removed_does_not_verify(exported, entry, history, names):
+    genesis, document, *_ = exported
+    with pytest.raises(AuditError, match=names):
+        verify_export(without(document, entry, history), genesis)
+
+
+def relink(history: list[str], start: int) -> list[str]:
+    """Rewrite every entry's ``prev`` from ``start`` on, as a forger who recomputes the chain would."""
+    history = list(history)
+    for number in range(start, len(history)):
+        item = codec.unpack(bytes.fromhex(history[number]))
+        item["prev"] = history_entry_hash(bytes.fromhex(history[number - 1]))
+        history[number] = codec.pack(item).hex()
+    return history
+
+
+def test_a_relinked_history_still_fails_on_the_certified_head(exported):
+    genesis, document, *_ = exported
+    forged = without(document, 2, 2)  # the accept, wholly, and the chain re-linked over the gap
+    forged["history"] = relink(forged["history"], 2)
+    for entry in forged["entries"][2:]:
+        entry["history_from"] -= 1
+        entry["history_to"] -= 1
+    with pytest.raises(AuditError, match="entry 2: the receipt does not commit to the loan's first 3"):
+        verify_export(forged, genesis)
+    swapped = copy.deepcopy(document)  # two entries in the other order
+    swapped["entries"][3], swapped["entries"][4] = swapped["entries"][4], swapped["entries"][3]
+    with pytest.raises(AuditError, match="entry 3"):
+        verify_export(swapped, genesis)
+    changed = copy.deepcopy(document)  # the repayment's amount rewritten, chain recomputed
+    item = codec.unpack(bytes.fromhex(changed["history"][4]))
+    changed["history"][4] = codec.pack({**item, "amount": 1}).hex()
+    with pytest.raises(AuditError, match="entry 4: the receipt does not commit"):
+        verify_export(changed, genesis)
+
+
+def test_entries_made_by_the_ledger_itself_are_proved_by_the_block_results():
+    genesis, members = make_genesis()
+    chain = Chain.start(genesis)
+    borrower, lender = seeded_key(1), members[0]
+    chain.onboard(borrower, members[3])
+    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
+    loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    offer_id = chain.run_one(
+        chain.tx(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 700})
+    ).tx_id.hex()
+    chain.run_one(chain.tx(borrower, "loan.accept", {"loan_id": loan_id, "offer_id": offer_id}))
+    chain.run_one(chain.tx(lender, "loan.disburse", {"loan_id": loan_id}))
+    chain.head_ms += 40 * DAY_MS
+    chain.run()  # nobody mentions the loan: the due-loan pass finds it overdue
+    chain.run_one(chain.tx(lender, "loan.repay", {"loan_id": loan_id, "amount": 3500}))
+    document = export_loan(chain.state, CertifiedBlocks(chain, members), bytes.fromhex(loan_id))
+    kinds = [(e["kind"], e["events"]) for e in document["entries"]]
+    assert kinds[4:] == [("ledger", ["loan.overdue"]), ("loan.repay", ["loan.repay"])]
+    assert document["entries"][4]["signer"] is None and "tx" not in document["entries"][4]
+    summary = verify_export(json.loads(json.dumps(document)), genesis)
+    assert summary["entries"] == 6 and summary["history_length"] == 6
+    assert summary["complete_to_height"] == chain.height
+    with pytest.raises(AuditError, match="history entry 4 does not link"):
+        verify_export(without(document, 4, 4), genesis)
+    relabelled = copy.deepcopy(document)  # the ledger entry passed off as the repayment's
+    relabelled["entries"][4]["kind"] = "loan.repay"
+    with pytest.raises(AuditError, match="entry 4"):
+        verify_export(relabelled, genesis)

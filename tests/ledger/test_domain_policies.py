@@ -46,7 +46,12 @@ def test_two_competing_policies_both_offer_in_the_application_block(world):
     second = publish(chain, members[1], bands="300:1300")
     result = apply(chain, borrower)
     assert result.ok
-    assert [e["event"] for e in result.events] == ["loan.applied", "loan.offered", "loan.offered"]
+    assert [e["event"] for e in result.events] == [
+        "loan.applied",
+        "loan.offered",
+        "loan.offered",
+        "loan.history",
+    ]
     loan_id = result.tx_id
     view = queries.lookup(chain.state, "loan", loan_id.hex())
     assert view["state"] == "offered"
@@ -101,7 +106,7 @@ def test_policies_that_do_not_match_make_no_offer(world, policy_change, apply_ch
     chain, borrower, members = world
     publish(chain, members[0], **policy_change)
     result = apply(chain, borrower, **apply_change)
-    assert result.ok and [e["event"] for e in result.events] == ["loan.applied"]
+    assert result.ok and [e["event"] for e in result.events] == ["loan.applied", "loan.history"]
 
 
 def test_exposure_counts_live_loans_of_the_same_lender(world):
@@ -113,9 +118,9 @@ def test_exposure_counts_live_loans_of_the_same_lender(world):
         chain.tx(borrower, "loan.accept", {"loan_id": first.tx_id.hex(), "offer_id": offer_id})
     ).ok
     second = apply(chain, borrower)
-    assert [e["event"] for e in second.events] == ["loan.applied"]  # 50 000 + 50 000 > 90 000
+    assert [e["event"] for e in second.events] == ["loan.applied", "loan.history"]  # 50 000 + 50 000 > 90 000
     third = apply(chain, borrower, amount=40_000)
-    assert [e["event"] for e in third.events] == ["loan.applied", "loan.offered"]
+    assert [e["event"] for e in third.events] == ["loan.applied", "loan.offered", "loan.history"]
 
 
 def test_withdrawn_policy_offers_no_more(world):
@@ -126,7 +131,7 @@ def test_withdrawn_policy_offers_no_more(world):
     assert chain.run_one(chain.tx(members[0], "policy.withdraw", {"policy_id": policy_id})).ok
     again = chain.run_one(chain.tx(members[0], "policy.withdraw", {"policy_id": policy_id}))
     assert again.code == "invalid_state"
-    assert [e["event"] for e in apply(chain, borrower).events] == ["loan.applied"]
+    assert [e["event"] for e in apply(chain, borrower).events] == ["loan.applied", "loan.history"]
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,8 @@ def test_full_payoff_is_unchanged_and_overpayment_names_the_payoff(world):
     assert refused.code == "bad_payload"
     assert "more than the 121200 that settles" in refused.message and "interest 1200" in refused.message
     closed = prepay(chain, lender, loan_id, 121_200)
-    assert closed.ok and closed.events[-1]["state"] == "closed"
-    assert [e["event"] for e in closed.events] == ["loan.prepaid"]
+    assert closed.ok and closed.events[0]["state"] == "closed"
+    assert [e["event"] for e in closed.events] == ["loan.prepaid", "loan.history"]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from lendchain.ledger import queries
 from lendchain.ledger.servicing import DAY_MS, MONTH_MS, YEAR_MS
-from tests.ledger.chain import Chain, make_genesis, seeded_key
+from tests.ledger.chain import Chain, domain_events, make_genesis, seeded_key
 
 APPLY = {"amount": 120_000, "currency": "EUR", "term_months": 12, "purpose": "a kitchen"}
 
@@ -48,7 +48,7 @@ def test_on_time_repayment_to_closure_counts_in_history_and_score(world):
         result = chain.run_one(
             chain.tx(members[0], "loan.repay", {"loan_id": loan_id, "amount": row["payment"]})
         )
-        assert result.ok and result.events[-1]["penalty"] == 0
+        assert result.ok and domain_events(result.events)[-1]["penalty"] == 0
     assert loan(chain, loan_id)["state"] == "closed"
     assert history(chain, borrower.did) == {"on_time": 12, "late": 0, "defaults": 0, "closed": 1}
     factors = {
@@ -69,7 +69,7 @@ def test_late_payment_accrues_penalty_goes_overdue_and_is_cured(world):
     at(chain, due + 15 * DAY_MS)
     serviced = chain.run_one(chain.tx(members[1], "loan.service", {"loan_id": loan_id}))
     # The block's due-loan pass ran first: the tx finds the loan overdue already.
-    assert [e["event"] for e in chain.ledger_events] == ["loan.overdue"]
+    assert [e["event"] for e in chain.ledger_events] == ["loan.overdue", "loan.history"]
     assert [e["event"] for e in serviced.events] == ["loan.serviced"]
     penalty = first * (10 * DAY_MS) * 1000 // (YEAR_MS * 10_000)
     view = loan(chain, loan_id)
@@ -77,7 +77,8 @@ def test_late_payment_accrues_penalty_goes_overdue_and_is_cured(world):
     assert view["history"][-1]["event"] == "loan.overdue"
     # Penalty first, then the instalment: the loan is back within grace.
     paid = chain.run_one(chain.tx(members[0], "loan.repay", {"loan_id": loan_id, "amount": penalty + first}))
-    assert paid.ok and paid.events[-1]["penalty"] == penalty and paid.events[-1]["state"] == "repaying"
+    prepaid = domain_events(paid.events)[-1]
+    assert paid.ok and prepaid["penalty"] == penalty and prepaid["state"] == "repaying"
     assert loan(chain, loan_id)["penalty_paid"] == penalty
     assert history(chain, borrower.did)["late"] == 1
 
@@ -98,7 +99,7 @@ def test_default_past_threshold_is_recorded_and_lowers_the_score(world):
     before = queries.lookup(chain.state, "score", borrower.did)["score"]
     at(chain, loan(chain, loan_id)["disbursed_ms"] + MONTH_MS + 91 * DAY_MS)
     chain.run()  # an empty block: the due-loan pass alone finds the loan 91 days late
-    assert [e["event"] for e in chain.ledger_events] == ["loan.overdue", "loan.defaulted"]
+    assert [e["event"] for e in chain.ledger_events] == ["loan.overdue", "loan.defaulted", "loan.history"]
     assert loan(chain, loan_id)["state"] == "defaulted"
     assert history(chain, borrower.did)["defaults"] == 1
     assert queries.lookup(chain.state, "score", borrower.did)["score"] == before - 200
@@ -118,7 +119,7 @@ def test_overpayment_is_refused_naming_the_amount_owed_with_penalty(world):
     owed = int(refused.message.split("than the ")[1].split(" ")[0])
     assert owed > view["amount_owed"]  # the penalty is part of what is owed
     closed = chain.run_one(chain.tx(members[0], "loan.repay", {"loan_id": loan_id, "amount": owed}))
-    assert closed.ok and closed.events[-1]["state"] == "closed"
+    assert closed.ok and domain_events(closed.events)[-1]["state"] == "closed"
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,7 @@ def test_prepayment_settles_principal_and_begun_interest_and_waives_the_rest(wor
         == "forbidden"
     )
     result = chain.run_one(chain.tx(members[0], "loan.prepay", {"loan_id": loan_id, "amount": owed}))
-    assert result.ok and result.events[-1]["state"] == "closed"
+    assert result.ok and domain_events(result.events)[-1]["state"] == "closed"
     view = loan(chain, loan_id)
     assert view["principal_paid"] == APPLY["amount"] and view["amount_owed"] == 0
     assert view["interest_paid"] == first["interest"] + schedule[1]["interest"]
