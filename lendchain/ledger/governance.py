@@ -11,7 +11,10 @@ Kinds:
     ``tables.<factor>`` with ``value`` ``"bound:points,…"`` (bounds strictly
     increasing);
   - ``member.roles``: ``key`` is a member's DID, ``value`` its new
-    comma-separated roles.
+    comma-separated roles;
+  - ``member.rotate_key``: ``key`` is a voting member's DID, ``value``
+    ``"<new node public key hex>:<proof hex>"``; scheduled to take effect
+    ``key_rotation_delay_blocks`` after execution (see ``keyrotation``).
 
   The value is checked when proposed, so a proposal that reaches quorum
   always applies.
@@ -41,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 from lendchain.genesis import ROLES
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
+from lendchain.ledger.keyrotation import apply_rotation, parse_rotation
 from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
@@ -49,7 +54,7 @@ from lendchain.ledger.state import DEFAULT_PARAMS, VOTING_MEMBERS_KEY, instituti
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-ACTIONS = ("scorecard.set", "member.roles")
+ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY)
 SCORECARD_INTS = (
     "base",
     "min",
@@ -117,6 +122,9 @@ def parse_change(ctx: TxContext, action: str, key: str, value: str) -> Any:
 
 def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     key, value = proposal["key"], proposal["parsed"]
+    if proposal["action"] == ROTATE_KEY:
+        apply_rotation(ctx, value)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -165,7 +173,9 @@ def propose(ctx: TxContext, tx: Transaction) -> None:
         "action": action,
         "key": key,
         "value": value,
-        "parsed": parse_change(ctx, action, key, value),
+        "parsed": parse_rotation(ctx, tx.chain_id, key, value)
+        if action == ROTATE_KEY
+        else parse_change(ctx, action, key, value),
         "proposer": tx.sender,
         "votes": [],
         "status": "open",

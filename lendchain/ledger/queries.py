@@ -17,6 +17,7 @@ from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import proposal_key
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
+from lendchain.ledger.keyrotation import node_keys_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
@@ -185,6 +186,7 @@ _LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
     "reminders": get_reminders,
     "policy": _by_hex_id(policy_key, "policy"),
     "proposal": _by_hex_id(proposal_key, "proposal"),
+    "node_keys": node_keys_view,
 }
 
 

@@ -1,0 +1,163 @@
+"""Node key rotation: the governance action ``member.rotate_key`` and the key schedule in state.
+
+A member's *node key* signs its consensus messages and is its libp2p identity.
+The genesis fixes the first one; a governance proposal replaces it:
+
+- ``gov.propose`` {action ``member.rotate_key``, key: the member's DID,
+  value ``"<new public key hex>:<proof hex>"``}. The proof is the NEW key's
+  signature over ``signing_bytes(ROTATION_TAG, chain_id, [member name, new
+  public key])``, so nobody can schedule a key they do not hold for anyone,
+  and a proof made for one member or one chain is worthless for another.
+- Checked when proposed: the member exists and votes, the key is 32 bytes,
+  the proof verifies, and the key is no member's genesis key and appears in
+  no member's schedule (a key is never reused, not even by its owner).
+- Executed at the 2f+1 quorum like every proposal: ``NODE_KEYS_KEY`` gets
+  ``[effective_height, public_key]`` appended under the member's name, with
+  ``effective_height`` = executing block height + ``key_rotation_delay_blocks``
+  (chain parameter, default ``DEFAULT_DELAY_BLOCKS``, at least
+  ``MIN_DELAY_BLOCKS``). Uniqueness is checked again at execution (two open
+  proposals may name the same key); the vote that would execute a conflicting
+  one is refused with ``duplicate``.
+
+Why a delay: consensus verifies a message for height h with the key valid at
+h. A node that executed block e knows every rotation with an effective height
+up to e + delay (a rotation executed later takes effect later still), so the
+consensus core treats its schedule as complete up to that *horizon* and never
+judges a message above it (see ``lendchain.consensus.keys``). A node votes only
+at its committed height + 1, so a delay of 2 is already safe; the default
+leaves room for a lagging node to keep judging its peers' messages normally.
+
+What does not rotate: the member's DID (its ledger identity, derived from the
+genesis key) and the key that signs its transactions. Only the node key moves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lendchain.crypto import did_from_public_key, verify
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.state import VOTING_MEMBERS_KEY, StateReader, institution_key, read_value
+
+ACTION = "member.rotate_key"
+ROTATION_TAG = "lendchain/key-rotation/1"
+NODE_KEYS_KEY = b"nodekeys"  # {member name: [[effective_height, public_key], ...]} rotations only
+DEFAULT_DELAY_BLOCKS = 20
+MIN_DELAY_BLOCKS = 2
+# Flipped once the node layer feeds rotations into consensus; until then the action is refused.
+SUPPORTED = False
+_VALUE = re.compile(r"([0-9a-f]{64}):([0-9a-f]{128})")
+
+
+def proof_body(member_name: str, public_key: bytes) -> list[Any]:
+    """What the new key signs (under ``ROTATION_TAG`` and the chain id) to prove it is held."""
+    return [member_name, public_key]
+
+
+def rotation_value(public_key: bytes, proof: bytes) -> str:
+    """The ``value`` of a ``member.rotate_key`` proposal."""
+    return f"{public_key.hex()}:{proof.hex()}"
+
+
+def delay_blocks(params: dict[str, Any]) -> int:
+    return int(params.get("key_rotation_delay_blocks", DEFAULT_DELAY_BLOCKS))
+
+
+def scheduled_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:
+    """Every executed rotation: member name -> [[effective_height, public_key], ...] in order."""
+    return read_value(reader, NODE_KEYS_KEY) or {}
+
+
+def _refuse(message: str) -> TxRejected:
+    return TxRejected("bad_payload", f"gov.propose {ACTION} {message}")
+
+
+def _key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
+    """The member that holds or held ``public_key`` (genesis or scheduled), if any."""
+    holder = ctx.get(institution_key(did_from_public_key(public_key)))
+    if holder is not None:
+        return holder["name"]
+    for name, entries in (ctx.get(NODE_KEYS_KEY) or {}).items():
+        if any(entry[1] == public_key for entry in entries):
+            return name
+    return None
+
+
+def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -> dict[str, Any]:
+    """The checked rotation ``{name, public_key, proof}``; refuses one that could not apply."""
+    if not SUPPORTED:
+        raise TxRejected("forbidden", f"gov.propose {ACTION} is not yet supported by this node software")
+    if member_did not in (ctx.get(VOTING_MEMBERS_KEY) or []):
+        raise _refuse(f"field 'key' names no voting member ({member_did})")
+    match = _VALUE.fullmatch(value)
+    if match is None:
+        raise _refuse(
+            "field 'value' must be '<new public key, 64 hex>:<proof, 128 hex>'; "
+            "build it with `lendchain gov propose-rotate-key`"
+        )
+    public_key, proof = bytes.fromhex(match[1]), bytes.fromhex(match[2])
+    name = ctx.get(institution_key(member_did))["name"]
+    if delay_blocks(ctx.params) < MIN_DELAY_BLOCKS:
+        raise _refuse(f"needs chain parameter key_rotation_delay_blocks >= {MIN_DELAY_BLOCKS}")
+    try:
+        proven = verify(public_key, proof, ROTATION_TAG, chain_id, proof_body(name, public_key))
+    except Exception:  # a public key that is not a curve point
+        proven = False
+    if not proven:
+        raise _refuse(f"proof is not the new key's signature of {name}'s rotation on chain {chain_id}")
+    holder = _key_in_use(ctx, public_key)
+    if holder is not None:
+        raise _refuse(f"new key {public_key.hex()[:16]}… is already {holder}'s node key (now or scheduled)")
+    return {"name": name, "public_key": public_key, "proof": proof}
+
+
+def apply_rotation(ctx: TxContext, rotation: dict[str, Any]) -> None:
+    """Schedule the rotation at this block's height + the delay (the quorum was just reached)."""
+    name, public_key = rotation["name"], rotation["public_key"]
+    holder = _key_in_use(ctx, public_key)
+    if holder is not None:
+        raise TxRejected(
+            "duplicate", f"{ACTION}: key {public_key.hex()[:16]}… became {holder}'s node key meanwhile"
+        )
+    effective_height = ctx.height + delay_blocks(ctx.params)
+    schedule = dict(ctx.get(NODE_KEYS_KEY) or {})
+    schedule[name] = [*schedule.get(name, []), [effective_height, public_key]]
+    ctx.put(NODE_KEYS_KEY, schedule)
+    ctx.emit(
+        "member.key_rotation",
+        member=name,
+        public_key=public_key.hex(),
+        effective_height=effective_height,
+        proof=rotation["proof"].hex(),
+    )
+
+
+def node_keys_view(reader: StateReader, name: str) -> dict[str, Any] | None:
+    """``lookup(reader, "node_keys", name)``: the genesis key and every rotation of member ``name``.
+
+    ``name`` ``*`` answers every voting member. The key valid at height h is the
+    last rotation whose effective height is at or below h, else the genesis key.
+    """
+    members = []
+    for did in read_value(reader, VOTING_MEMBERS_KEY) or []:
+        institution = read_value(reader, institution_key(did))
+        if name in ("*", institution["name"]):
+            members.append(institution)
+    if not members:
+        return None
+    rotations = scheduled_rotations(reader)
+    return {
+        "members": [
+            {
+                "name": member["name"],
+                "genesis_key": member["public_key"].hex(),
+                "rotations": [
+                    {"effective_height": height, "public_key": key.hex()}
+                    for height, key in rotations.get(member["name"], [])
+                ],
+            }
+            for member in members
+        ]
+    }

@@ -1,0 +1,157 @@
+"""Node key rotation through governance (``member.rotate_key``, see ``lendchain.ledger.keyrotation``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from lendchain.ledger import keyrotation, queries
+from lendchain.ledger.block import Block, check_block
+from lendchain.ledger.keyrotation import (
+    DEFAULT_DELAY_BLOCKS,
+    NODE_KEYS_KEY,
+    ROTATION_TAG,
+    proof_body,
+    rotation_value,
+    scheduled_rotations,
+)
+from lendchain.ledger.state import read_value
+from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
+
+ACTION = "member.rotate_key"
+
+
+@pytest.fixture(autouse=True)
+def _supported(monkeypatch):
+    monkeypatch.setattr(keyrotation, "SUPPORTED", True)
+
+
+@pytest.fixture
+def world():
+    genesis, members = make_genesis()
+    return Chain.start(genesis), members
+
+
+def proof(new_key, name="bank2", chain_id=CHAIN_ID):
+    return new_key.sign(ROTATION_TAG, chain_id, proof_body(name, new_key.public_key))
+
+
+def propose(chain, proposer, target_did, value):
+    payload = {"action": ACTION, "key": target_did, "value": value}
+    return chain.run_one(chain.tx(proposer, "gov.propose", payload))
+
+
+def vote(chain, voter, proposal_id):
+    return chain.run_one(chain.tx(voter, "gov.vote", {"proposal_id": proposal_id}))
+
+
+def test_rotation_is_scheduled_at_execution_height_plus_delay(world):
+    chain, members = world
+    new_key = seeded_key(42)
+    proposed = propose(chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key)))
+    assert proposed.ok, proposed.message
+    proposal_id = proposed.tx_id.hex()
+    assert vote(chain, members[1], proposal_id).ok
+    assert read_value(chain.state, NODE_KEYS_KEY) is None  # 2 of 3 votes: nothing scheduled
+    executed = vote(chain, members[2], proposal_id)
+    assert executed.ok
+    effective = chain.height + DEFAULT_DELAY_BLOCKS
+    assert scheduled_rotations(chain.state) == {"bank2": [[effective, new_key.public_key]]}
+    rotation = next(e for e in executed.events if e["event"] == "member.key_rotation")
+    assert rotation["member"] == "bank2" and rotation["effective_height"] == effective
+    assert rotation["proof"] == proof(new_key).hex()
+    view = queries.lookup(chain.state, "node_keys", "bank2")["members"][0]
+    assert view["genesis_key"] == members[1].public_key.hex()
+    assert view["rotations"] == [{"effective_height": effective, "public_key": new_key.public_key.hex()}]
+    assert len(queries.lookup(chain.state, "node_keys", "*")["members"]) == 4
+    assert queries.lookup(chain.state, "node_keys", "nobody") is None
+
+
+def test_delay_is_a_chain_parameter():
+    genesis, members = make_genesis()
+    chain = Chain.start(replace(genesis, app={"key_rotation_delay_blocks": 7}))
+    new_key = seeded_key(42)
+    proposal_id = propose(
+        chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key))
+    ).tx_id.hex()
+    vote(chain, members[1], proposal_id)
+    vote(chain, members[2], proposal_id)
+    assert scheduled_rotations(chain.state)["bank2"] == [[chain.height + 7, new_key.public_key]]
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("other member's name", "proof is not"),
+        ("other chain", "proof is not"),
+        ("signed by old key", "proof is not"),
+        ("genesis key of another member", "already bank3"),
+        ("malformed", "must be"),
+        ("not a member", "no voting member"),
+    ],
+)
+def test_bad_rotation_is_refused_when_proposed(world, case, needle):
+    chain, members = world
+    new_key = seeded_key(42)
+    target = members[1].did
+    value = rotation_value(new_key.public_key, proof(new_key))
+    if case == "other member's name":
+        value = rotation_value(new_key.public_key, proof(new_key, name="bank3"))
+    elif case == "other chain":
+        value = rotation_value(new_key.public_key, proof(new_key, chain_id="another-chain"))
+    elif case == "signed by old key":
+        signature = members[1].sign(ROTATION_TAG, CHAIN_ID, proof_body("bank2", new_key.public_key))
+        value = rotation_value(new_key.public_key, signature)
+    elif case == "genesis key of another member":
+        value = rotation_value(members[2].public_key, proof(members[2]))
+    elif case == "malformed":
+        value = new_key.public_key.hex()
+    elif case == "not a member":
+        target = seeded_key(9).did
+    result = propose(chain, members[0], target, value)
+    assert result.code == "bad_payload" and needle in result.message, result.message
+    assert read_value(chain.state, NODE_KEYS_KEY) is None
+
+
+def test_a_scheduled_key_is_never_reused(world):
+    chain, members = world
+    new_key = seeded_key(42)
+    value = rotation_value(new_key.public_key, proof(new_key))
+    first = propose(chain, members[0], members[1].did, value).tx_id.hex()
+    second = propose(chain, members[2], members[1].did, value).tx_id.hex()  # both open: both pass
+    vote(chain, members[1], first)
+    assert vote(chain, members[2], first).ok
+    vote(chain, members[0], second)
+    conflicting = vote(chain, members[1], second)
+    assert conflicting.code == "duplicate" and "bank2" in conflicting.message
+    assert len(scheduled_rotations(chain.state)["bank2"]) == 1
+    again = propose(chain, members[3], members[1].did, value)
+    assert again.code == "bad_payload" and "already bank2" in again.message
+
+
+def test_rotation_replays_identically(world):
+    """Determinism: a peer replaying the blocks reaches the same state root (``Chain.run`` checks)."""
+    chain, members = world
+    new_key = seeded_key(42)
+    proposal_id = propose(
+        chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key))
+    ).tx_id.hex()
+    vote(chain, members[1], proposal_id)
+    vote(chain, members[2], proposal_id)
+    other = Chain.start(chain.genesis)
+    for encoded, execution in chain.blocks:
+        block = Block.decode(encoded)
+        checked, replay = check_block(
+            encoded,
+            expected_height=other.height + 1,
+            parent_hash=other.head_hash,
+            parent_timestamp_ms=other.head_ms,
+            reader=other.state,
+            now_ms=block.header.timestamp_ms,
+            max_skew_ms=5000,
+            chain_id=CHAIN_ID,
+        )
+        assert replay.state_root == execution.state_root
+        other.apply(checked, replay)
+    assert scheduled_rotations(other.state) == scheduled_rotations(chain.state)
