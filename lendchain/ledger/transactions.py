@@ -20,6 +20,7 @@ and remembers by tx id.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -110,8 +111,29 @@ def build_transaction(
     return Transaction(chain_id, kind, key.did, nonce, created_ms, payload, signature)
 
 
+# A node meets each tx many times (API or gossip, proposal, validation, commit,
+# queries), always as the same bytes: decoded txs are kept by their bytes.
+# Transactions are immutable, so sharing one object is safe; the bound keeps
+# a few seconds of traffic at thousands of tx/s.
+DECODE_CACHE_SIZE = 16384
+_decoded: dict[bytes, Transaction] = {}
+_decoded_lock = threading.Lock()
+
+
 def decode_transaction(raw: bytes) -> Transaction:
     """Decode wire bytes, refusing oversize, malformed or non-canonical input."""
+    raw = bytes(raw)
+    tx = _decoded.get(raw)
+    if tx is None:
+        tx = _decode_transaction(raw)
+        with _decoded_lock:  # a client may decode from several threads
+            if len(_decoded) >= DECODE_CACHE_SIZE:
+                del _decoded[next(iter(_decoded))]  # the oldest entry
+            _decoded[raw] = tx
+    return tx
+
+
+def _decode_transaction(raw: bytes) -> Transaction:
     if len(raw) > MAX_TX_SIZE:
         raise TxRejected("too_large", f"transaction is {len(raw)} bytes, more than {MAX_TX_SIZE}")
     try:

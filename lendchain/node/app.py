@@ -9,11 +9,18 @@ is executed at commit time — after its commit certificate was checked.
 Signatures are checked once per node: every tx id that passed a signature
 check (API, gossip or a validated proposal) goes into ``verified``, and block
 validation skips those.
+
+Blocks are sized to the network (``BlockSizer``): with one height in flight,
+a block that takes longer than the view-change timeout to go round makes the
+backups depose an honest primary, so a proposal carries what this network
+has been committing in a quarter of that timeout, up to the genesis's
+``max_block_txs``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -49,6 +56,31 @@ class BoundedSet:
             self._items.popitem(last=False)
 
 
+class BlockSizer:
+    """How many txs the next proposal carries: the measured commit rate times ``target_s``.
+
+    The rate is measured between consecutive commits while the mempool stayed
+    non-empty (an idle wait is not a slow network) and smoothed; the cap
+    stays between ``min_txs`` and ``max_txs``.
+    """
+
+    SMOOTHING = 0.3
+
+    def __init__(self, max_txs: int, target_s: float, min_txs: int = 100, start_txs: int = 500) -> None:
+        self.max_txs, self.target_s = max_txs, target_s
+        self.min_txs = min(min_txs, max_txs)
+        self.cap = max(self.min_txs, min(start_txs, max_txs))
+        self.rate: float | None = None
+        self._last: float | None = None  # time of the last commit that left work behind
+
+    def on_commit(self, txs: int, now_s: float, work_left: bool) -> None:
+        if self._last is not None and txs > 0 and now_s > self._last:
+            sample = txs / (now_s - self._last)
+            self.rate = sample if self.rate is None else self.rate + self.SMOOTHING * (sample - self.rate)
+            self.cap = max(self.min_txs, min(self.max_txs, int(self.rate * self.target_s)))
+        self._last = now_s if work_left else None
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A block this node built or validated, waiting to commit."""
@@ -71,6 +103,8 @@ class NodeApp:
         self._pending: dict[bytes, _Pending] = {}
         self._digests: OrderedDict[bytes, bytes] = OrderedDict()
         self.last_commit_ms = 0
+        params = genesis.consensus
+        self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
 
     # -- BlockApp -----------------------------------------------------------
 
@@ -91,10 +125,7 @@ class NodeApp:
         if not self.mempool:
             return None
         # Batch: wait for a full block or for the block interval to pass.
-        if (
-            len(self.mempool) < params.max_block_txs
-            and now_ms - self.last_commit_ms < params.block_interval_ms
-        ):
+        if len(self.mempool) < self.sizer.cap and now_ms - self.last_commit_ms < params.block_interval_ms:
             return None
         return self._build(height, prev_digest, now_ms, with_txs=True)
 
@@ -167,6 +198,7 @@ class NodeApp:
         self.store.pending_delete(tx_ids)
         self._pending = {d: p for d, p in self._pending.items() if p.height > height}
         self.last_commit_ms = now_ms
+        self.sizer.on_commit(len(decoded.txs), time.monotonic(), work_left=len(self.mempool) > 0)
         return execution.state_root
 
     # -- helpers -------------------------------------------------------------
@@ -193,7 +225,7 @@ class NodeApp:
         candidates = []
         if with_txs:
             for pending in self.mempool.candidates(
-                lambda did: next_nonce(reader, did), params.max_block_txs, params.max_block_bytes
+                lambda did: next_nonce(reader, did), self.sizer.cap, params.max_block_bytes
             ):
                 candidates.append(decode_transaction(pending.raw))
         block, execution = make_block(

@@ -176,3 +176,22 @@ def test_non_canonical_encoding_is_refused():
     longer = raw.replace(codec.pack("nonce") + b"\x00", codec.pack("nonce") + b"\xcc\x00", 1)
     assert longer != raw
     assert code_of(decode_transaction, longer).code == "malformed"
+
+
+def test_decoding_the_same_bytes_again_gives_the_same_transaction_from_the_cache(monkeypatch):
+    from lendchain.ledger import transactions
+
+    raw = tx(nonce=41).encode()
+    first = decode_transaction(raw)
+    assert decode_transaction(bytearray(raw)) is first  # any bytes-like spelling of the same bytes
+    assert decode_transaction(tx(nonce=42).encode()) is not first
+    # Refusals are never cached: the same bad bytes are refused every time.
+    bad = raw[:-1]
+    assert code_of(decode_transaction, bad).code == code_of(decode_transaction, bad).code == "malformed"
+    # The cache is bounded: the oldest entry goes first.
+    monkeypatch.setattr(transactions, "DECODE_CACHE_SIZE", 3)
+    monkeypatch.setattr(transactions, "_decoded", {})
+    raws = [tx(nonce=n).encode() for n in range(4)]
+    decoded = [decode_transaction(r) for r in raws]
+    assert list(transactions._decoded) == raws[1:]
+    assert decode_transaction(raws[0]) is not decoded[0] and decode_transaction(raws[0]) == decoded[0]
