@@ -10,6 +10,10 @@
 
 Signatures inside a certificate are the very signatures of the messages that
 formed it (same tag, same body), so a certificate needs no signer of its own.
+
+``members`` is either a fixed (name, public key) list or a ``KeySchedule``;
+a certificate is checked with the keys valid at its own height (``keys.py``),
+so one formed after a member rotated its key verifies with the new key.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lendchain import codec
+from lendchain.consensus.keys import KeySchedule, KeysNotYetKnown, members_at
 from lendchain.consensus.quorum import quorum, tag
 from lendchain.crypto import verify
 
@@ -31,6 +36,14 @@ class CertificateError(ValueError):
 
 
 Signatures = tuple[tuple[str, bytes], ...]
+Members = Sequence[tuple[str, bytes]] | KeySchedule
+
+
+def _members_at(members: Members, height: int) -> list[tuple[str, bytes]]:
+    try:
+        return members_at(members, height)
+    except KeysNotYetKnown as e:
+        raise CertificateError(str(e)) from None
 
 
 def _uint(value: Any, what: str) -> int:
@@ -119,13 +132,15 @@ class CommitCertificate:
             raise CertificateError(f"commit certificate is not canonical msgpack: {e}") from None
         return cls.from_value(value)
 
-    def signers(self, members: Sequence[tuple[str, bytes]]) -> list[str]:
+    def signers(self, members: Members) -> list[str]:
         """The members whose signatures the certificate lists, in member order (not verified here)."""
         named = {name for name, _ in self.signatures}
-        return [name for name, _ in members if name in named]
+        order = members.names if isinstance(members, KeySchedule) else [name for name, _ in members]
+        return [name for name in order if name in named]
 
-    def verify(self, chain_id: str, members: Sequence[tuple[str, bytes]]) -> None:
+    def verify(self, chain_id: str, members: Members) -> None:
         """Raise CertificateError unless a quorum of members signed COMMIT(view, height, digest)."""
+        members = _members_at(members, self.height)
         check_quorum(
             chain_id,
             members,
@@ -169,8 +184,9 @@ class PreparedCertificate:
             _signatures(value[4]),
         )
 
-    def verify(self, chain_id: str, members: Sequence[tuple[str, bytes]]) -> None:
+    def verify(self, chain_id: str, members: Members) -> None:
         """Raise unless the view's primary pre-prepared the digest and a quorum minus one backups prepared it."""
+        members = _members_at(members, self.height)
         primary, primary_key = members[self.view % len(members)]
         body = [self.view, self.height, self.digest]
         if not verify(primary_key, self.primary_signature, tag("preprepare"), chain_id, body):
@@ -195,10 +211,11 @@ class CheckpointProof:
             raise CertificateError("a checkpoint proof is [height, state root, signatures]")
         return cls(_uint(value[0], "height"), value[1], _signatures(value[2]))
 
-    def verify(self, chain_id: str, members: Sequence[tuple[str, bytes]]) -> None:
+    def verify(self, chain_id: str, members: Members) -> None:
         """Raise unless a quorum signed CHECKPOINT(height, state root); genesis needs none."""
         if self.height == 0 and not self.signatures:
             return
+        members = _members_at(members, self.height)
         check_quorum(
             chain_id,
             members,

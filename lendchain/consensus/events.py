@@ -41,6 +41,20 @@ class Executed:
 
 
 @dataclass(frozen=True)
+class KeysLearned:
+    """Key rotations the executed chain holds, and the height the key schedule is complete to.
+
+    The driver sends it after executing a block, before ``Executed``: ``rotations``
+    are (member, effective height, public key), the ones already known included
+    (adding one twice is a no-op); ``known_through`` is the executed height plus
+    the ledger's rotation delay (see ``keys.py``, horizon).
+    """
+
+    rotations: tuple[tuple[str, int, bytes], ...]
+    known_through: int
+
+
+@dataclass(frozen=True)
 class SyncedBlock:
     """A committed block fetched from a peer during catch-up; trusted only through its certificate."""
 

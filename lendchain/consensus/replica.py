@@ -51,12 +51,14 @@ from lendchain.consensus.events import (
     Deliver,
     Executed,
     Fault,
+    KeysLearned,
     Persist,
     Receive,
     Send,
     SyncedBlock,
     Tick,
 )
+from lendchain.consensus.keys import KeySchedule, signing_height
 from lendchain.consensus.quorum import faulty, quorum
 from lendchain.consensus.viewchange_steps import ViewChangeSteps
 from lendchain.crypto import verify as crypto_verify
@@ -66,11 +68,15 @@ MESSAGE_OVERHEAD = 1 << 20
 FUTURE_VIEW_BUFFER = 16  # messages per member kept while waiting for a NEW-VIEW
 
 
+class _MissingKey(Exception):
+    """We would sign, but do not hold our key valid at that height (see ``Replica._sign``)."""
+
+
 class Replica(ViewChangeSteps, CatchUpSteps):
     def __init__(
         self,
         chain_id: str,
-        members: list[tuple[str, bytes]],
+        members: list[tuple[str, bytes]] | KeySchedule,
         me: str,
         signing_key: Any,
         app: BlockApp,
@@ -80,20 +86,23 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         wal: Iterable[tuple[bytes, bytes]] = (),
         *,
         verify: Callable[[bytes, bytes, str, str, Any], bool] = crypto_verify,
+        other_signing_keys: Iterable[Any] = (),
     ) -> None:
-        names = [name for name, _ in members]
-        if not members or len(set(names)) != len(names):
-            raise ValueError("members must be a non-empty list of distinct (name, public key) pairs")
-        self._keys = dict(members)
-        if me not in self._keys:
+        self._schedule = members if isinstance(members, KeySchedule) else KeySchedule(members)
+        names = self._schedule.names
+        if me not in self._schedule:
             raise ValueError(f"{me!r} is not a member; members are {names}")
-        if signing_key.public_key != self._keys[me]:
-            raise ValueError(f"the signing key is not {me!r}'s key in the member list")
+        # Every key of ours we hold, by public key: we sign with the one valid at the height.
+        self._signing_keys = {k.public_key: k for k in (signing_key, *other_signing_keys)}
+        if signing_key.public_key not in self._schedule.keys_of(me):
+            raise ValueError(f"the signing key is not one of {me!r}'s keys in the member list")
         if committed_height < 0 or len(committed_digest) != 32:
             raise ValueError("committed_height must be >= 0 and committed_digest 32 bytes")
-        self._chain_id, self._members, self._me, self._key = chain_id, list(members), me, signing_key
+        self._chain_id, self._me = chain_id, me
+        self._members = self._schedule.members_at(0)  # member order; keys come from the schedule
+        self._missing_key_reported: set[bytes] = set()
         self._app, self._params = app, params
-        self._n, self._f, self._q = len(members), faulty(len(members)), quorum(len(members))
+        self._n, self._f, self._q = len(names), faulty(len(names)), quorum(len(names))
         self._verify_fn = verify
         self._max_message = params.max_block_bytes + MESSAGE_OVERHEAD
         self._committed_height, self._committed_digest = committed_height, committed_digest
@@ -180,16 +189,21 @@ class Replica(ViewChangeSteps, CatchUpSteps):
             self._started = True
             self._last_progress = self._last_resend = self._vc_started = self._now
             self._try_deliver()
-        if isinstance(event, Tick):
-            self._on_tick()
-        elif isinstance(event, Receive):
-            self._on_receive(event.sender, event.payload)
-        elif isinstance(event, Executed):
-            self._on_executed(event)
-        elif isinstance(event, SyncedBlock):
-            self._on_synced(event)
-        else:
-            raise TypeError(f"Replica.step got {type(event).__name__}, not a consensus event")
+        try:
+            if isinstance(event, Tick):
+                self._on_tick()
+            elif isinstance(event, Receive):
+                self._on_receive(event.sender, event.payload)
+            elif isinstance(event, Executed):
+                self._on_executed(event)
+            elif isinstance(event, SyncedBlock):
+                self._on_synced(event)
+            elif isinstance(event, KeysLearned):
+                self._on_keys_learned(event)
+            else:
+                raise TypeError(f"Replica.step got {type(event).__name__}, not a consensus event")
+        except _MissingKey:
+            pass  # reported once in _sign; what was persisted so far still goes out below
         self._flush()
         out, self._out = self._out, []
         return out
@@ -217,13 +231,32 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         self._emit(Broadcast(message.encode()))
 
     def _sign(self, cls: type[m.Message], **fields: Any) -> Any:
-        return m.sign(self._key, self._chain_id, cls, self._me, **fields)
+        """Sign with our key valid at the message's height (``keys.signing_height``).
+
+        Without that key (a rotation of ours the operator gave no key file for) we
+        sign nothing: ``_MissingKey`` ends the step, once reported as a fault of ours.
+        """
+        height = signing_height(cls(self._me, b"", **fields))
+        public_key = self._schedule.key_of(self._me, height)
+        key = self._signing_keys.get(public_key)
+        if key is None:
+            if public_key not in self._missing_key_reported:
+                self._missing_key_reported.add(public_key)
+                self._fault(self._me, "no-signing-key", f"no key file for our key {public_key.hex()[:16]}…")
+            raise _MissingKey
+        return m.sign(key, self._chain_id, cls, self._me, **fields)
+
+    def _on_keys_learned(self, learned: KeysLearned) -> None:
+        for name, effective_height, public_key in learned.rotations:
+            self._schedule.add(name, effective_height, public_key)
+        if self._schedule.horizon is None or learned.known_through > self._schedule.horizon:
+            self._schedule.horizon = learned.known_through
 
     # -- receiving -----------------------------------------------------------------------
 
     def _on_receive(self, sender: str, payload: bytes) -> None:
         self.counters["messages_in"] += 1
-        if sender not in self._keys:
+        if sender not in self._schedule:
             self._fault(sender, "non-member", "a message from outside the member list")
             return
         try:
@@ -234,10 +267,20 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         if message.signer != sender:
             self._fault(sender, "impersonation", f"{sender} sent a message signed as {message.signer!r}")
             return
+        height = signing_height(message)
+        if not self._schedule.knows(height):
+            # Beyond what our schedule is sure of: no judging, but the (transport-authenticated)
+            # sender is evidently ahead, which is what catch-up needs to know.
+            self.counters["ignored"] += 1
+            self._claim(sender, height - 1)
+            return
+        public_key = self._schedule.key_of(sender, height)
         if not self._verify_fn(
-            self._keys[sender], message.signature, m.tag(message.KIND), self._chain_id, message.body()
+            public_key, message.signature, m.tag(message.KIND), self._chain_id, message.body()
         ):
-            self._fault(sender, "bad-signature", f"{message.KIND} signature does not verify")
+            self._fault(
+                sender, "bad-signature", f"{message.KIND} signature does not verify at height {height}"
+            )
             return
         self._dispatch(message)
 

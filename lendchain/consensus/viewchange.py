@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lendchain.consensus.certificate import CertificateError, PreparedCertificate
+from lendchain.consensus.certificate import CertificateError, Members, PreparedCertificate
 from lendchain.consensus.messages import ViewChange
 
 
@@ -27,7 +27,7 @@ class NewViewDecision:
 def check_view_change(
     vc: ViewChange,
     chain_id: str,
-    members: Sequence[tuple[str, bytes]],
+    members: Members,
     digest_of: Callable[[bytes], bytes] | None,
 ) -> None:
     """Raise CertificateError unless the VIEW-CHANGE's proofs hold.

@@ -13,6 +13,7 @@ from lendchain.consensus import messages as m
 from lendchain.consensus import wal
 from lendchain.consensus.certificate import CertificateError
 from lendchain.consensus.events import Broadcast, Send
+from lendchain.consensus.keys import signing_height
 from lendchain.consensus.viewchange import check_view_change, decide
 
 
@@ -78,7 +79,7 @@ class ViewChangeSteps:
                 self._emit(Send(vc.signer, new_view.encode()))
             return
         try:
-            check_view_change(vc, self._chain_id, self._members, self._app.digest if vc.block else None)
+            check_view_change(vc, self._chain_id, self._schedule, self._app.digest if vc.block else None)
         except CertificateError as e:
             self._fault(vc.signer, "bad-view-change", str(e))
             return
@@ -161,15 +162,15 @@ class ViewChangeSteps:
         """Paper 4.4: recompute NEW-VIEW's contents from its VIEW-CHANGEs; any difference is a fault."""
         signers: set[str] = set()
         for vc in new_view.view_changes:
-            if vc.signer not in self._keys or vc.signer in signers:
+            if vc.signer not in self._schedule or vc.signer in signers:
                 raise CertificateError(f"view change by {vc.signer!r} is from a non-member or repeated")
             if vc.new_view != new_view.view:
                 raise CertificateError(f"view change by {vc.signer} is for view {vc.new_view}")
-            if not self._verify_fn(
-                self._keys[vc.signer], vc.signature, m.tag(vc.KIND), self._chain_id, vc.body()
-            ):
+            # Below the NEW-VIEW's own signing height, which _on_receive found within our horizon.
+            key = self._schedule.key_of(vc.signer, signing_height(vc))
+            if not self._verify_fn(key, vc.signature, m.tag(vc.KIND), self._chain_id, vc.body()):
                 raise CertificateError(f"view change by {vc.signer} has a bad signature")
-            check_view_change(vc, self._chain_id, self._members, None)
+            check_view_change(vc, self._chain_id, self._schedule, None)
             signers.add(vc.signer)
         if len(signers) < self._q:
             raise CertificateError(f"NEW-VIEW carries {len(signers)} view changes, a quorum is {self._q}")
@@ -181,7 +182,7 @@ class ViewChangeSteps:
         if new_view.pinned_height != decision.floor + 1 or new_view.pinned_digest != decision.pinned.digest:
             raise CertificateError("NEW-VIEW does not re-propose the highest prepared block")
         body = [new_view.view, new_view.pinned_height, new_view.pinned_digest]
-        key = self._keys[new_view.signer]
+        key = self._schedule.key_of(new_view.signer, new_view.pinned_height)
         if not self._verify_fn(key, new_view.pinned_signature, m.tag("preprepare"), self._chain_id, body):
             raise CertificateError("NEW-VIEW pre-prepare signature does not verify")
         try:

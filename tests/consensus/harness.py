@@ -18,6 +18,7 @@ from lendchain.consensus.events import (
     Send,
     Tick,
 )
+from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey
 from lendchain.genesis import ConsensusParams
@@ -44,6 +45,8 @@ class Cluster:
         self.outbox: deque[tuple[str, str, bytes]] = deque()  # (sender, to, payload)
         self.down: set[str] = set()
         self.now = 0
+        self.rotations: list[tuple[str, int, bytes]] = []  # known to every replica from its start
+        self.new_keys: dict[str, list[SigningKey]] = {}  # rotated keys each replica holds
         for name in self.names:
             self.restart(name)
 
@@ -53,9 +56,12 @@ class Cluster:
             app.execute(delivered.block, delivered.digest)
         head = self.chains[name][-1].digest if self.chains[name] else GENESIS
         self.apps[name] = app
+        schedule = KeySchedule(self.members)
+        for rotation in self.rotations:
+            schedule.add(*rotation)
         self.replicas[name] = Replica(
             CHAIN,
-            self.members,
+            schedule,
             name,
             self.keys[name],
             app,
@@ -63,6 +69,7 @@ class Cluster:
             len(self.chains[name]),
             head,
             list(self.wals[name].items()),
+            other_signing_keys=self.new_keys.get(name, ()),
         )
         return self.replicas[name]
 

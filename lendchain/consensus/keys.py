@@ -1,0 +1,117 @@
+"""Member key schedules: which public key signs for a member at which height.
+
+The genesis gives every member its first key, valid from height 0. The
+ledger's ``member.rotate_key`` governance action later schedules a new key
+from an *effective height* on; the node's driver hands each executed rotation
+to the replica (``KeysLearned``), so the consensus core stays ignorant of the
+ledger and of how rotations are decided.
+
+Which height a message is judged at (``signing_height``):
+
+======================  ===========================================================
+PRE-PREPARE, PREPARE,   the height the message is for
+COMMIT, CHECKPOINT
+certificate             its own height (commit, prepared, checkpoint)
+CERT announce           the height of the certificate it carries
+VIEW-CHANGE             the signer's committed height + 1 (proven by the commit
+                        certificate it carries), i.e. the height it would vote at
+NEW-VIEW                the highest committed height among its VIEW-CHANGEs + 1,
+                        which is where it re-proposes (the view-change floor + 1)
+======================  ===========================================================
+
+All of these are read from the message itself, so the signer and every
+receiver pick the same key without agreeing on anything else.
+
+Horizon. A schedule may know it is complete only up to some height: a node
+that executed block e knows every rotation effective at or below
+e + delay (the ledger's ``key_rotation_delay_blocks``), since a rotation
+executed later takes effect later still. ``horizon`` is that height (None:
+complete for every height, as with a fixed member list). Nothing above the
+horizon is judged: the replica ignores such messages (they only tell it that
+their sender is ahead) and such certificates wait until the schedule catches up.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+
+class KeysNotYetKnown(ValueError):
+    """A height above the schedule's horizon: a key rotation there may not be known yet."""
+
+
+class KeySchedule:
+    """Member order and each member's keys by effective height (a genesis key from 0)."""
+
+    def __init__(self, members: Sequence[tuple[str, bytes]], horizon: int | None = None) -> None:
+        names = [name for name, _ in members]
+        if not members or len(set(names)) != len(names):
+            raise ValueError("members must be a non-empty list of distinct (name, public key) pairs")
+        self.names = names
+        self.horizon = horizon
+        self._entries: dict[str, list[tuple[int, bytes]]] = {name: [(0, key)] for name, key in members}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str, effective_height: int, public_key: bytes) -> bool:
+        """Schedule ``public_key`` for ``name`` from ``effective_height``; False if already known."""
+        if name not in self._entries:
+            raise ValueError(f"key rotation for {name!r}, who is not a member")
+        if effective_height < 1 or len(public_key) != 32:
+            raise ValueError(
+                f"bad key rotation for {name}: height {effective_height}, key {public_key!r:.20}"
+            )
+        entries = self._entries[name]
+        if (effective_height, public_key) in entries:
+            return False
+        if effective_height <= entries[-1][0]:
+            raise ValueError(f"key rotation for {name} at {effective_height} is not after its last one")
+        entries.append((effective_height, public_key))
+        return True
+
+    def knows(self, height: int) -> bool:
+        return self.horizon is None or height <= self.horizon
+
+    def key_of(self, name: str, height: int) -> bytes:
+        """``name``'s key valid at ``height`` (KeysNotYetKnown above the horizon, KeyError for strangers)."""
+        if not self.knows(height):
+            raise KeysNotYetKnown(f"keys at height {height} are not known yet (known up to {self.horizon})")
+        entries = self._entries[name]
+        return entries[bisect_right(entries, height, key=lambda entry: entry[0]) - 1][1]
+
+    def members_at(self, height: int) -> list[tuple[str, bytes]]:
+        """(name, key) pairs in member order, with the keys valid at ``height``."""
+        return [(name, self.key_of(name, height)) for name in self.names]
+
+    def keys_of(self, name: str) -> list[bytes]:
+        """Every key ``name`` has had or will have, oldest first."""
+        return [key for _, key in self._entries.get(name, [])]
+
+    def rotations(self) -> list[tuple[str, int, bytes]]:
+        """Every scheduled rotation (not the genesis keys), by member then height."""
+        return [(name, h, key) for name in self.names for h, key in self._entries[name][1:]]
+
+
+def members_at(members: Sequence[tuple[str, bytes]] | KeySchedule, height: int) -> list[tuple[str, bytes]]:
+    """The member list valid at ``height``: a schedule resolved there, or a fixed list as is."""
+    if isinstance(members, KeySchedule):
+        return members.members_at(height)
+    return list(members)
+
+
+def signing_height(message: Any) -> int:
+    """The height whose key signs ``message`` (see the table in this module's docstring)."""
+    kind = message.KIND
+    if kind == "viewchange":
+        return message.committed_height + 1
+    if kind == "newview":
+        return max((vc.committed_height for vc in message.view_changes), default=0) + 1
+    if kind == "cert":
+        return message.certificate.height
+    return message.height
