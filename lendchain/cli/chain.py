@@ -130,17 +130,20 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
     """Replay a stopped node's chain from genesis and check every hash, root and certificate."""
     from lendchain.node.config import load_node_config
     from lendchain.node.driver import verify_certificate
+    from lendchain.node.keyschedule import key_schedule
     from lendchain.node.store import ChainStore, StoreError
     from lendchain.node.store import verify_chain as replay
 
     config = load_node_config(config_path)
-    members = [(m.name, m.public_key) for m in config.genesis.members]
     try:
         store = ChainStore.open(config.data_dir, config.genesis, create=False)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
     try:
         checked = replay(store)
+        # The replay matched the stored state, so its key schedule is the chain's: each
+        # certificate is checked with the keys valid at its height (rotations included).
+        members = key_schedule(config.genesis, store)
         head = store.head()
         for height in range(1, head.height + 1):
             try:

@@ -46,8 +46,6 @@ ROTATION_TAG = "lendchain/key-rotation/1"
 NODE_KEYS_KEY = b"nodekeys"  # {member name: [[effective_height, public_key], ...]} rotations only
 DEFAULT_DELAY_BLOCKS = 20
 MIN_DELAY_BLOCKS = 2
-# Flipped once the node layer feeds rotations into consensus; until then the action is refused.
-SUPPORTED = False
 _VALUE = re.compile(r"([0-9a-f]{64}):([0-9a-f]{128})")
 
 
@@ -87,8 +85,6 @@ def _key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
 
 def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -> dict[str, Any]:
     """The checked rotation ``{name, public_key, proof}``; refuses one that could not apply."""
-    if not SUPPORTED:
-        raise TxRejected("forbidden", f"gov.propose {ACTION} is not yet supported by this node software")
     if member_did not in (ctx.get(VOTING_MEMBERS_KEY) or []):
         raise _refuse(f"field 'key' names no voting member ({member_did})")
     match = _VALUE.fullmatch(value)

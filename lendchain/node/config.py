@@ -66,6 +66,8 @@ class NodeConfig:
     mempool: MempoolConfig
     log_level: str
     log_format: str
+    # The key this member rotates to (a ``member.rotate_key`` proposal): signs from its effective height.
+    next_key_file: Path | None = None
 
     @property
     def member(self) -> Member:
@@ -260,6 +262,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     genesis_path = rel(top.get("genesis", str, "genesis.toml"))
     key_file = rel(top.get("key_file", str, what="the path of this node's key file"))
     passphrase = top.get("passphrase_file", str, "")
+    next_key_file = top.get("next_key_file", str, "")
     data_dir = rel(top.get("data_dir", str, what="the directory for this node's LevelDB"))
 
     p2p = top.table("p2p")
@@ -324,6 +327,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         genesis=genesis,
         key_file=key_file,
         passphrase_file=rel(passphrase) if passphrase else None,
+        next_key_file=rel(next_key_file) if next_key_file else None,
         data_dir=data_dir,
         p2p_listen=p2p_listen or member.address,
         api_host=host,

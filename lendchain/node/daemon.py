@@ -22,7 +22,7 @@ from hypercorn.trio import serve
 
 from lendchain import codec
 from lendchain.consensus.replica import Replica
-from lendchain.crypto import SigningKey
+from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import Block
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import TxRejected, check_stateless, decode_transaction
@@ -38,6 +38,7 @@ from lendchain.node.driver import (
     verify_certificate,
 )
 from lendchain.node.faults import Faults
+from lendchain.node.keyschedule import key_schedule, member_keys
 from lendchain.node.logs import setup_logging
 from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
 from lendchain.node.metrics import NodeMetrics
@@ -45,7 +46,7 @@ from lendchain.node.network import Network, NetworkError
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
-GOSSIP_FLUSH_S = 0.02
+GOSSIP_FLUSH_S = 0.1
 GOSSIP_MAX_TXS = 2000
 # py-libp2p's yamux splits a write into 64 KiB frames and locks per frame, so two
 # tasks writing one pubsub stream can interleave a big RPC and the receiver dies on
@@ -62,11 +63,15 @@ class Node(NodeViews):
     def __init__(self, config: NodeConfig, key: SigningKey, *, network_options: dict[str, Any] | None = None):
         genesis = config.genesis
         member = config.member
-        if key.public_key != member.public_key:
+        self.store = ChainStore.open(config.data_dir, genesis, create=True)
+        self.member_keys = member_keys(genesis, self.store)
+        if key.public_key not in self.member_keys[config.name]:
             raise ValueError(
                 f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
-                f"lists {member.public_key.hex()[:16]}… for {config.name}; use {config.name}'s key"
+                f"lists {member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
+                f"executed); use {config.name}'s key"
             )
+        next_key = read_key_file(config.next_key_file) if config.next_key_file else None
         self.config = config
         self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
@@ -74,7 +79,6 @@ class Node(NodeViews):
         self.log = logging.getLogger(f"lendchain.{config.name}")
         self.metrics = NodeMetrics()
         self.metrics_registry = self.metrics.registry
-        self.store = ChainStore.open(config.data_dir, genesis, create=True)
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.voting = member.voting
@@ -84,7 +88,7 @@ class Node(NodeViews):
             head = self.store.head()
             self.replica = Replica(
                 genesis.chain_id,
-                self.members,
+                key_schedule(genesis, self.store, head.height),
                 config.name,
                 key,
                 self.app,
@@ -92,11 +96,13 @@ class Node(NodeViews):
                 head.height,
                 head.hash,
                 self.store.wal_items(),
+                other_signing_keys=[next_key] if next_key else [],
             )
         self.network = Network(
             key=key,
             me=config.name,
             members=list(genesis.members + genesis.observers),
+            member_keys=self.member_keys,
             listen=config.p2p_listen,
             chain_id=genesis.chain_id,
             on_frame=self._on_frame,
@@ -432,6 +438,10 @@ class Node(NodeViews):
         return await self.network.request(to, payload, timeout_s)
 
     def _on_commit(self, height: int) -> None:
+        keys = member_keys(self.genesis, self.store)
+        if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
+            self.member_keys = keys
+            self.network.allow_keys(keys)
         block = self.store.block(height)
         now = time.monotonic()
         self.metrics.txs_committed.inc(len(block.txs))
@@ -473,7 +483,8 @@ class Node(NodeViews):
                     if height != self.store.head().height + 1:
                         break
                     try:
-                        cert = verify_certificate(self.genesis.chain_id, self.members, certificate)
+                        schedule = key_schedule(self.genesis, self.store)
+                        cert = verify_certificate(self.genesis.chain_id, schedule, certificate)
                     except ValueError as e:
                         self.log.warning(
                             "member %s served block %d with a bad certificate: %s", name, height, e

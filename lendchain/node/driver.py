@@ -19,7 +19,7 @@ import trio
 
 from lendchain import codec
 from lendchain.consensus import messages
-from lendchain.consensus.certificate import CommitCertificate
+from lendchain.consensus.certificate import CommitCertificate, Members
 from lendchain.consensus.events import (
     Broadcast,
     Deliver,
@@ -34,6 +34,7 @@ from lendchain.consensus.events import (
 )
 from lendchain.consensus.replica import Replica
 from lendchain.node.app import NodeApp
+from lendchain.node.keyschedule import keys_learned
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
 
@@ -179,9 +180,7 @@ class ConsensusDriver:
             if isinstance(event, Receive):
                 self._note_sighting(event, actions)
             for action in actions:
-                follow_up = self._perform(action)
-                if follow_up is not None:
-                    queue.append(follow_up)
+                queue.extend(self._perform(action))
         self.metrics.observe_replica(self.replica)
 
     def _note_sighting(self, received: Receive, actions: list[object]) -> None:
@@ -199,7 +198,7 @@ class ConsensusDriver:
         height = max(named or 0, before.height if before else 0)
         self.member_sightings[received.sender] = MemberSighting(height, time.monotonic())
 
-    def _perform(self, action: object) -> object | None:
+    def _perform(self, action: object) -> tuple[object, ...]:
         if isinstance(action, Persist):
             self.store.wal_write(action.entries)
         elif isinstance(action, Send):
@@ -216,7 +215,9 @@ class ConsensusDriver:
                 listener(action.height)
             self._height_changed.set()
             self._height_changed = trio.Event()
-            return Executed(action.height, action.digest, state_root)
+            # Rotations this block scheduled reach the replica before it votes at the next height.
+            learned = keys_learned(self.store, action.height)
+            return learned, Executed(action.height, action.digest, state_root)
         elif isinstance(action, FetchBlocks):
             self.sync_target = max(self.sync_target, action.to_height)
             if not self._fetching and self._nursery is not None:
@@ -227,7 +228,7 @@ class ConsensusDriver:
             self.log.warning("fault by member=%s kind=%s: %s", action.member, action.kind, action.detail)
         else:
             raise TypeError(f"the driver does not know action {action!r}")
-        return None
+        return ()
 
     async def _fetch(self, action: FetchBlocks) -> None:
         """Fetch missing blocks from peers; the replica verifies each certificate."""
@@ -272,9 +273,8 @@ class ConsensusDriver:
             self._fetching = False
 
 
-def verify_certificate(
-    chain_id: str, members: list[tuple[str, bytes]], certificate: bytes
-) -> CommitCertificate:
+def verify_certificate(chain_id: str, members: Members, certificate: bytes) -> CommitCertificate:
+    """Decode and check a commit certificate; ``members`` may be a ``KeySchedule`` (rotations)."""
     cert = CommitCertificate.decode(certificate)
     cert.verify(chain_id, members)
     return cert

@@ -45,7 +45,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
 from lendchain.node.network_host import build_host, build_pubsub, check_listen_address_free, peer_id_of
-from lendchain.node.network_link import InboundBudget, MemberLink, bounded, quietly
+from lendchain.node.network_link import InboundBudget, MemberLink, bounded, checked_options, quietly
 from lendchain.node.network_wire import (
     DEFAULT_MAX_FRAME,
     FrameKind,
@@ -109,27 +109,17 @@ class Network:
         validate_gossip: Callable[[bytes], bool],
         on_gossip: Callable[[bytes], None],
         log: logging.Logger,
+        member_keys: dict[str, list[bytes]] | None = None,
         **options: Any,
     ) -> None:
-        unknown = set(options) - set(DEFAULT_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"unknown network option(s) {sorted(unknown)}; known ones are {sorted(DEFAULT_OPTIONS)}"
-            )
-        self.options = {**DEFAULT_OPTIONS, **options}
-        for name, value in self.options.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"network option {name} must be a number, got {value!r}")
-            if name.endswith("_loss") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"network option {name} is a probability between 0 and 1, got {value}")
-            if not name.endswith("_loss") and value <= 0:
-                raise ValueError(f"network option {name} must be positive, got {value}")
+        self.options = checked_options(DEFAULT_OPTIONS, options)
         by_name = {m.name: m for m in members}
         if len(by_name) != len(members):
             raise ValueError("member names must be unique")
         if me not in by_name:
             raise ValueError(f"{me!r} is not in the member list; the node key must belong to a member")
-        if by_name[me].public_key != key.public_key:
+        self._member_keys = member_keys or {m.name: [m.public_key] for m in members}
+        if key.public_key not in self._member_keys[me]:
             raise ValueError(f"the key given does not match {me}'s public key in the member list")
         self.key = key
         self.me = me
@@ -143,7 +133,9 @@ class Network:
         self.log = log
         self.my_peer_id = peer_id_of(key.public_key)
         self._links: dict[str, MemberLink] = {m.name: MemberLink(m) for m in members if m.name != me}
-        self._by_peer: dict[ID, MemberLink] = {link.peer_id: link for link in self._links.values()}
+        self._by_peer: dict[ID, MemberLink] = {}
+        self._host, self._pubsub, self._router = None, None, None
+        self.allow_keys(self._member_keys)
         self._counters: dict[str, int] = dict.fromkeys(
             (
                 "frames_in",
@@ -166,9 +158,6 @@ class Network:
             ),
             0,
         )
-        self._host = None
-        self._pubsub = None
-        self._router = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -285,7 +274,8 @@ class Network:
             "gossip_bytes": (o["peer_gossip_bytes_per_s"], o["peer_gossip_bytes_burst"]),
         }
         for link in self._links.values():
-            host.get_peerstore().add_addrs(link.peer_id, [link.maddr], _ADDR_TTL)
+            for peer_id in link.peer_ids:
+                host.get_peerstore().add_addrs(peer_id, [link.maddr], _ADDR_TTL)
             link.budget = InboundBudget(rates, trio.current_time())
         host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
@@ -321,6 +311,14 @@ class Network:
 
     def _is_member(self, peer_id: ID) -> bool:
         return peer_id in self._by_peer
+
+    def allow_keys(self, member_keys: dict[str, list[bytes]]) -> None:
+        """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""
+        for name, link in self._links.items():
+            for peer_id in link.set_keys(member_keys.get(name, [link.member.public_key])):
+                self._by_peer[peer_id] = link
+                if self._host is not None:
+                    self._host.get_peerstore().add_addrs(peer_id, [link.maddr], _ADDR_TTL)
 
     def _refused(self, peer_id: ID, direction: str) -> None:
         self._counters["rejected_peers"] += 1
@@ -373,6 +371,7 @@ class Network:
                 # vanished without closing it): drop it so the next attempt dials afresh.
                 await bounded(host.disconnect(link.peer_id))
                 link.failed_dials += 1
+                link.try_next_peer_id()
                 n = link.failed_dials
                 log = self.log.info if n in (1, 10) or n % 100 == 0 else self.log.debug
                 log("cannot reach %s at %s (attempt %d): %s", link.member.name, link.maddr, n, e)
@@ -436,6 +435,8 @@ class Network:
         link = self._by_peer.get(stream.muxed_conn.peer_id)
         if link is None:  # the Noise gate makes this unreachable; belt and braces
             self._refused(stream.muxed_conn.peer_id, "stream")
+        else:
+            link.peer_id = stream.muxed_conn.peer_id  # the key it runs now: talk to that one
         return link
 
     async def _handle_consensus_stream(self, stream: INetStream) -> None:

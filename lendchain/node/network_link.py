@@ -17,6 +17,7 @@ from typing import Any
 import multiaddr
 import trio
 from libp2p.abc import INetStream
+from libp2p.peer.id import ID
 
 from lendchain.genesis import Member
 from lendchain.node.network_host import peer_id_of
@@ -65,9 +66,28 @@ class InboundBudget:
         return True
 
 
+def checked_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` overridden by ``options``, refusing unknown names and out-of-range values."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown network option(s) {sorted(unknown)}; known ones are {sorted(defaults)}")
+    merged = {**defaults, **options}
+    for name, value in merged.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"network option {name} must be a number, got {value!r}")
+        if name.endswith("_loss") and not 0.0 <= value <= 1.0:
+            raise ValueError(f"network option {name} is a probability between 0 and 1, got {value}")
+        if not name.endswith("_loss") and value <= 0:
+            raise ValueError(f"network option {name} must be positive, got {value}")
+    return merged
+
+
 class MemberLink:
     def __init__(self, member: Member) -> None:
         self.member = member
+        # Every PeerID the member may use (one per node key it has had or will have, newest
+        # first, see ``set_keys``); ``peer_id`` is the one we dial and talk to now.
+        self.peer_ids: list[ID] = []
         self.peer_id = peer_id_of(member.public_key)
         self.maddr = multiaddr.Multiaddr(member.address)
         self.queue: deque[bytes] = deque()
@@ -80,6 +100,18 @@ class MemberLink:
         self.failed_dials = 0  # since the link was last up
         self.budget: InboundBudget | None = None  # set by Network.run from its options
         self.warned_throttle_at = -1e9  # trio time of the last "rate limited" warning
+
+    def set_keys(self, public_keys: list[bytes]) -> list[ID]:
+        """Accept these node keys' PeerIDs (newest first) and dial the newest; returns the new ones."""
+        peer_ids = [peer_id_of(key) for key in public_keys]
+        added = [pid for pid in peer_ids if pid not in self.peer_ids]
+        if added:
+            self.peer_ids, self.peer_id = peer_ids, peer_ids[0]
+        return added
+
+    def try_next_peer_id(self) -> None:
+        """After a failed dial: the member may not run its newest key yet (it rotates on restart)."""
+        self.peer_id = self.peer_ids[(self.peer_ids.index(self.peer_id) + 1) % len(self.peer_ids)]
 
     def due_throttle_warning(self, now: float, every_s: float) -> bool:
         """Whether to log that this member is rate limited (at most once per ``every_s``)."""

@@ -19,6 +19,7 @@ from lendchain.ledger.block import Block
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, decode_transaction
 from lendchain.node.driver import MemberSighting, verify_certificate
+from lendchain.node.keyschedule import key_schedule
 
 # An idle member still re-announces its head certificate at least every two view-change
 # timeouts; this many such intervals without a word and it counts as silent.
@@ -63,10 +64,11 @@ class NodeViews:
         doc = block.to_json()
         certificate = self.store.certificate(height)
         if certificate is not None:
-            cert = verify_certificate(self.genesis.chain_id, self.members, certificate)
+            schedule = key_schedule(self.genesis, self.store)
+            cert = verify_certificate(self.genesis.chain_id, schedule, certificate)
             doc["certificate"] = {
                 "view": cert.view,
-                "signers": cert.signers(self.members),
+                "signers": cert.signers(schedule),
                 "hex": certificate.hex(),
             }
         return doc

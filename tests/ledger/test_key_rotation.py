@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from lendchain.ledger import keyrotation, queries
+from lendchain.ledger import queries
 from lendchain.ledger.block import Block, check_block
 from lendchain.ledger.keyrotation import (
     DEFAULT_DELAY_BLOCKS,
@@ -20,11 +20,6 @@ from lendchain.ledger.state import read_value
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
 
 ACTION = "member.rotate_key"
-
-
-@pytest.fixture(autouse=True)
-def _supported(monkeypatch):
-    monkeypatch.setattr(keyrotation, "SUPPORTED", True)
 
 
 @pytest.fixture

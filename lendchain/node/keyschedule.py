@@ -1,0 +1,53 @@
+"""The node's side of key rotation: the consensus key schedule read from the ledger state.
+
+The ledger records executed ``member.rotate_key`` proposals under
+``keyrotation.NODE_KEYS_KEY``; the consensus core wants a ``KeySchedule``.
+This module builds one from a state reader (the store at its head), tells the
+replica what a newly executed block scheduled (``keys_learned``) and lists,
+for the network's allow-list, every key a member has had or will have.
+
+The horizon (how far the schedule is known to be complete) is the executed
+height + the chain's ``key_rotation_delay_blocks``; for reading a finished
+chain (verify-chain, the API's block view) there is no horizon.
+"""
+
+from __future__ import annotations
+
+from lendchain.consensus.events import KeysLearned
+from lendchain.consensus.keys import KeySchedule
+from lendchain.genesis import Genesis
+from lendchain.ledger.keyrotation import delay_blocks, scheduled_rotations
+from lendchain.ledger.state import StateReader, get_params
+
+
+def rotations_of(reader: StateReader) -> tuple[tuple[str, int, bytes], ...]:
+    """Every executed rotation as (member, effective height, public key), by member then height."""
+    return tuple(
+        (name, height, key)
+        for name, entries in sorted(scheduled_rotations(reader).items())
+        for height, key in entries
+    )
+
+
+def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
+    """The voting members' keys as ``reader`` knows them; a horizon only with ``executed_height``."""
+    schedule = KeySchedule([(m.name, m.public_key) for m in genesis.members])
+    for name, height, key in rotations_of(reader):
+        if name in schedule:
+            schedule.add(name, height, key)
+    if executed_height is not None:
+        schedule.horizon = executed_height + delay_blocks(get_params(reader))
+    return schedule
+
+
+def keys_learned(reader: StateReader, executed_height: int) -> KeysLearned:
+    """What the replica needs after the driver executed ``executed_height``."""
+    return KeysLearned(rotations_of(reader), executed_height + delay_blocks(get_params(reader)))
+
+
+def member_keys(genesis: Genesis, reader: StateReader) -> dict[str, list[bytes]]:
+    """Every key of every member (observers too: genesis only), newest first."""
+    schedule = key_schedule(genesis, reader)
+    keys = {m.name: [m.public_key] for m in genesis.observers}
+    keys.update({name: schedule.keys_of(name)[::-1] for name in schedule.names})
+    return keys

@@ -1,0 +1,133 @@
+"""Four real node processes on 127.0.0.1: bank2 rotates its node key through governance.
+
+bank2 is configured with ``next_key_file`` before the rotation, signs with the new
+key from the effective height on (its old libp2p identity stays until it restarts),
+then restarts with ``key_file`` = the new key: peers accept its new PeerID. A stopped
+node's ``verify-chain`` checks every certificate with the keys valid at its height.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lendchain.client import NodeClient
+from lendchain.consensus.certificate import CommitCertificate
+from lendchain.consensus.keys import KeySchedule
+from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.testnet import generate_testnet
+
+pytestmark = pytest.mark.slow
+DELAY = 6
+
+
+def client(cluster: Cluster, name: str) -> NodeClient:
+    return NodeClient(cluster[name].url, timeout=10)
+
+
+def push_blocks(cluster: Cluster, target: int, timeout_s: float = 90) -> None:
+    """Submit registrations until every running member's head reaches ``target``."""
+
+    def reached() -> bool:
+        with client(cluster, "bank1") as c:
+            key = SigningKey.generate()
+            c.submit(c.build(key, "party.register", {"role": "borrower"}, nonce=0))
+        heights = cluster.heights()
+        return min(heights.values()) >= target
+
+    wait_for(reached, timeout_s, f"every member at height {target}", interval_s=0.1)
+
+
+def bank2_signed_from(cluster: Cluster, start: int, schedule: KeySchedule, chain_id: str) -> list[int]:
+    """Heights >= start whose stored certificate holds bank2's COMMIT, each verified with the schedule."""
+    signed = []
+    with client(cluster, "bank1") as c:
+        head = cluster.heights(["bank1"])["bank1"]
+        for height in range(start, head + 1):
+            doc = c.get(f"/blocks/{height}")
+            cert = CommitCertificate.decode(bytes.fromhex(doc["certificate"]["hex"]))
+            cert.verify(chain_id, schedule)
+            if "bank2" in dict(cert.signatures):
+                signed.append(height)
+    return signed
+
+
+def test_rotate_bank2_key_through_governance(tmp_path):
+    p2p = free_port_block(8)
+    api = free_port_block(8, start=p2p + 20)
+    layout = generate_testnet(tmp_path / "net", 4, p2p_base_port=p2p, api_base_port=api)
+    net = tmp_path / "net"
+    genesis_path = net / "genesis.toml"
+    genesis_path.write_text(genesis_path.read_text() + f"\n[app]\nkey_rotation_delay_blocks = {DELAY}\n")
+    new_key = SigningKey.generate()
+    write_key_file(net / "keys" / "bank2.next.key", new_key)
+    bank2_config = next(c for c in layout.configs if c.stem == "bank2")
+    original = bank2_config.read_text()
+    bank2_config.write_text(
+        original.replace("data_dir", 'next_key_file = "keys/bank2.next.key"\ndata_dir', 1)
+    )
+    cluster = Cluster(list(layout.configs), tmp_path / "logs")
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        genesis = cluster["bank1"].config.genesis
+        keys = {n: read_key_file(net / "keys" / f"{n}.key") for n in ("bank1", "bank2", "bank3", "bank4")}
+        proof = new_key.sign(ROTATION_TAG, genesis.chain_id, proof_body("bank2", new_key.public_key))
+        with client(cluster, "bank1") as c:
+            payload = {
+                "action": "member.rotate_key",
+                "key": keys["bank2"].did,
+                "value": rotation_value(new_key.public_key, proof),
+            }
+            proposal = c.build(keys["bank1"], "gov.propose", payload)
+            c.submit(proposal)
+            assert c.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
+            for voter in ("bank3", "bank4"):
+                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposal.id.hex()})
+                c.submit(vote)
+                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+            rotations = c.get("/node-keys/bank2")["members"][0]["rotations"]
+        assert [r["public_key"] for r in rotations] == [new_key.public_key.hex()]
+        effective = rotations[0]["effective_height"]
+        schedule = KeySchedule([(m.name, m.public_key) for m in genesis.members])
+        schedule.add("bank2", effective, new_key.public_key)
+
+        push_blocks(cluster, effective + 8)
+        assert bank2_signed_from(cluster, effective, schedule, genesis.chain_id), "bank2 never signed"
+
+        cluster.stop("bank2")
+        bank2_config.write_text(original.replace("keys/bank2.key", "keys/bank2.next.key"))
+        restarted_at = max(cluster.heights(["bank1"]).values())
+        cluster.start("bank2")
+        cluster.wait_healthy(["bank2"], timeout_s=90)
+        push_blocks(cluster, restarted_at + 8)
+
+        def bank2_signs_again() -> bool:
+            push_blocks(cluster, max(cluster.heights().values()) + 1)
+            return bool(bank2_signed_from(cluster, restarted_at + 1, schedule, genesis.chain_id))
+
+        wait_for(bank2_signs_again, 90, "bank2's commits under its new PeerID", interval_s=0.1)
+
+        cluster.stop("bank3")
+        checked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lendchain",
+                "verify-chain",
+                "--config",
+                str(cluster["bank3"].config_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stderr
+        replayed = int(checked.stdout.split(" blocks replayed")[0].split()[-1])
+        assert replayed > effective, checked.stdout
+    finally:
+        cluster.stop_all()
