@@ -8,6 +8,7 @@ the tail of the logs of the nodes involved.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from lendchain.node.config import NodeConfig, load_node_config
+from lendchain.node.faults import ENV as FAULTS_ENV
 
 T = TypeVar("T")
 
@@ -117,6 +119,29 @@ class Cluster:
     @property
     def names(self) -> list[str]:
         return list(self.nodes)
+
+    def use_fault_files(self, directory: Path) -> None:
+        """Give every node a test fault file (``lendchain.node.faults``) in ``directory``."""
+        for name, node in self.nodes.items():
+            node.env[FAULTS_ENV] = str(directory / f"{name}.faults.json")
+
+    def set_faults(self, name: str, **faults: Any) -> None:
+        """Write ``name``'s fault file; if it runs, wait until it has applied it (it polls)."""
+        node = self.nodes[name]
+        applied = self._fault_reloads(node)
+        path = Path(node.env[FAULTS_ENV])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(faults))
+        tmp.replace(path)
+        if node.running:
+            wait_for(lambda: self._fault_reloads(node) > applied, 10, f"{name} to apply its fault file")
+
+    @staticmethod
+    def _fault_reloads(node: NodeProcess) -> int:
+        try:
+            return node.log_path.read_text(errors="replace").count("fault injection now:")
+        except FileNotFoundError:
+            return 0
 
     def start(self, name: str, extra_env: dict[str, str] | None = None) -> NodeProcess:
         node = self.nodes[name]

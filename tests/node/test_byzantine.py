@@ -8,7 +8,6 @@ in their metrics and logs. Waiting is always on a condition with a deadline.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
-from lendchain.node.faults import ENV as FAULTS_ENV
 from lendchain.node.testnet import generate_testnet
 
 pytestmark = pytest.mark.slow
@@ -31,8 +29,7 @@ def start_network(root: Path, liar: str, kind: str) -> Cluster:
     api = free_port_block(8, start=p2p + 20)
     layout = generate_testnet(root / "net", 4, p2p_base_port=p2p, api_base_port=api)
     cluster = Cluster(layout.configs, root / "logs")
-    for name in cluster.names:
-        cluster[name].env[FAULTS_ENV] = str(root / f"{name}.faults.json")
+    cluster.use_fault_files(root)
     set_faults(cluster, liar, byzantine=kind)
     cluster.start_all()
     try:
@@ -44,10 +41,7 @@ def start_network(root: Path, liar: str, kind: str) -> Cluster:
 
 
 def set_faults(cluster: Cluster, name: str, **faults) -> None:
-    path = Path(cluster[name].env[FAULTS_ENV])
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(faults))
-    tmp.replace(path)
+    cluster.set_faults(name, **faults)
 
 
 def submit(cluster: Cluster, names: list[str], count: int) -> list[str]:
@@ -115,7 +109,9 @@ def test_a_lying_primary_is_replaced_and_the_honest_members_agree(tmp_path, kind
             status = cluster[name].get("/status")
             assert status["view"] >= 1 and status["primary"] != "bank1", status
         if kind == "invalid-block":
-            seen = sum(metric(cluster, n, "lendchain_faults_total", member="bank1", kind=kind) for n in honest)
+            seen = sum(
+                metric(cluster, n, "lendchain_faults_total", member="bank1", kind=kind) for n in honest
+            )
             assert seen >= 1
             assert any("fault by member=bank1 kind=invalid-block" in log_of(cluster, n) for n in honest)
     finally:
@@ -128,7 +124,9 @@ def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
     try:
         for kind in ("silent", "garbage", "conflicting-votes", "replay", "oversized", "flood"):
             set_faults(cluster, "bank4", byzantine=kind)
-            wait_for(lambda kind=kind: f"byzantine={kind}" in log_of(cluster, "bank4"), 10, f"bank4 to {kind}")
+            wait_for(
+                lambda kind=kind: f"byzantine={kind}" in log_of(cluster, "bank4"), 10, f"bank4 to {kind}"
+            )
             tx_ids = submit(cluster, honest, 6)
             committed_on(cluster, honest, tx_ids)
             assert_honest_agree(cluster, honest)
@@ -142,13 +140,17 @@ def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
                 )
             if kind == "flood":
                 wait_for(
-                    lambda: sum(metric(cluster, n, "lendchain_p2p_throttled", member="bank4") for n in honest),
+                    lambda: sum(
+                        metric(cluster, n, "lendchain_p2p_throttled", member="bank4") for n in honest
+                    ),
                     30,
                     "bank4's flood to be rate limited",
                 )
                 assert any("rate limiting bank4" in log_of(cluster, n) for n in honest)
                 for other in ("bank1", "bank2", "bank3"):  # the honest ones are never throttled
-                    assert all(metric(cluster, n, "lendchain_p2p_throttled", member=other) == 0 for n in honest)
+                    assert all(
+                        metric(cluster, n, "lendchain_p2p_throttled", member=other) == 0 for n in honest
+                    )
 
         # A view change while bank4 lies in its VIEW-CHANGE: cut off the primary.
         set_faults(cluster, "bank4", byzantine="lying-view-change")

@@ -10,13 +10,11 @@ lost.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +22,6 @@ import pytest
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
-from lendchain.node.faults import ENV as FAULTS_ENV
 from lendchain.node.testnet import generate_testnet
 
 pytestmark = pytest.mark.slow
@@ -61,12 +58,6 @@ def _hold(cluster: Cluster, seconds: float, down: str | None = None) -> None:
         time.sleep(0.1)
 
 
-def _set_faults(path: Path, **faults) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(faults))
-    tmp.replace(path)
-
-
 def test_chaos_keeps_one_chain_and_loses_no_accepted_tx(tmp_path):
     rng = random.Random(SEED)
     print(f"chaos seed {SEED}, {CHAOS_S:.0f} s of faults")
@@ -74,9 +65,7 @@ def test_chaos_keeps_one_chain_and_loses_no_accepted_tx(tmp_path):
     api = free_port_block(8, start=p2p + 20)
     layout = generate_testnet(tmp_path / "net", 4, p2p_base_port=p2p, api_base_port=api)
     cluster = Cluster(list(layout.configs), tmp_path / "logs")
-    faults = {name: tmp_path / f"{name}.faults.json" for name in cluster.names}
-    for name in cluster.names:
-        cluster[name].env[FAULTS_ENV] = str(faults[name])
+    cluster.use_fault_files(tmp_path)
     cluster.start_all()
     stop = threading.Event()
     accepted: list[tuple[str, str, float]] = []
@@ -101,21 +90,21 @@ def test_chaos_keeps_one_chain_and_loses_no_accepted_tx(tmp_path):
                 cluster.start(victim)
                 cluster.wait_healthy([victim], timeout_s=60)
             elif fault == "partition":
-                _set_faults(faults[victim], isolate=True)
+                cluster.set_faults(victim, isolate=True)
                 _hold(cluster, rng.uniform(1.0, 4.0))
-                _set_faults(faults[victim])
+                cluster.set_faults(victim)
             elif fault == "gossip_loss":
-                _set_faults(faults[victim], gossip_drop=0.7)
+                cluster.set_faults(victim, gossip_drop=0.7)
                 _hold(cluster, rng.uniform(1.0, 3.0))
-                _set_faults(faults[victim])
+                cluster.set_faults(victim)
             elif fault == "delay":
-                _set_faults(faults[victim], delay_ms=rng.choice([50, 200, 800]))
+                cluster.set_faults(victim, delay_ms=rng.choice([50, 200, 800]))
                 _hold(cluster, rng.uniform(1.0, 4.0))
-                _set_faults(faults[victim])
+                cluster.set_faults(victim)
             else:  # within and beyond the genesis's 5 s bound on proposal timestamps
-                _set_faults(faults[victim], clock_skew_ms=rng.choice([-8000, -1500, 1500, 8000]))
+                cluster.set_faults(victim, clock_skew_ms=rng.choice([-8000, -1500, 1500, 8000]))
                 _hold(cluster, rng.uniform(1.0, 4.0))
-                _set_faults(faults[victim])
+                cluster.set_faults(victim)
             _hold(cluster, rng.uniform(0.2, 1.0))
         stop.set()
         loader.join()

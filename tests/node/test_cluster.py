@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
-from lendchain.node.faults import ENV as FAULTS_ENV
 from lendchain.node.testnet import generate_testnet
 
 pytestmark = pytest.mark.slow
@@ -34,8 +32,7 @@ def net(tmp_path_factory):
     members = [c for c in layout.configs if c.stem.startswith("bank")]
     cluster = Cluster(members, out / "logs")
     cluster.observer_configs = [c for c in layout.configs if c not in members]
-    for name in cluster.names:
-        cluster[name].env[FAULTS_ENV] = str(out / f"{name}.faults.json")
+    cluster.use_fault_files(out)
     cluster.start_all()
     try:
         cluster.wait_healthy(timeout_s=90)
@@ -46,10 +43,7 @@ def net(tmp_path_factory):
 
 
 def set_faults(cluster: Cluster, name: str, **faults) -> None:
-    path = Path(cluster[name].env[FAULTS_ENV])
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(faults))
-    tmp.replace(path)
+    cluster.set_faults(name, **faults)
 
 
 def client(cluster: Cluster, name: str) -> NodeClient:
