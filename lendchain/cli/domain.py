@@ -26,8 +26,11 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
-from lendchain.crypto import open_sealed, public_key_from_did, seal_to
+from lendchain.client import NodeError
+from lendchain.crypto import did_from_public_key, open_sealed, public_key_from_did, read_key_file, seal_to
 from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
+from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
 
 DAY_MS = 86_400_000
 
@@ -390,6 +393,35 @@ def gov() -> None:
 def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any) -> None:
     """Propose ACTION on KEY with VALUE, e.g. scorecard.set base 320, or member.roles DID lender,kyc."""
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
+
+
+@gov.command("propose-rotate-key")
+@click.argument("member")
+@click.argument("new_key_file", type=click.Path(exists=True, dir_okay=False))
+@signer_options
+@click.pass_context
+@user_errors
+def gov_propose_rotate_key(ctx: click.Context, member: str, new_key_file: str, **kw: Any) -> None:
+    """Propose that MEMBER's node key becomes the key in NEW_KEY_FILE.
+
+    The new key signs the proof that it is held (so nobody can assign someone
+    else's key); the proposal needs 2f+1 votes and takes effect
+    key_rotation_delay_blocks after the last one. Configure the member's node
+    with next_key_file = NEW_KEY_FILE before that height.
+    """
+    new_key = read_key_file(new_key_file)
+    with client_from(kw) as client:
+        chain_id = client.get("/status")["chain_id"]
+        try:
+            keys = client.get(f"/node-keys/{member}")
+        except NodeError as e:
+            if e.status == 404:
+                raise click.UsageError(f"{member!r} is not a voting member of this chain") from None
+            raise
+    did = did_from_public_key(bytes.fromhex(keys["members"][0]["genesis_key"]))
+    proof = new_key.sign(ROTATION_TAG, chain_id, proof_body(member, new_key.public_key))
+    value = rotation_value(new_key.public_key, proof)
+    send_tx(ctx, kw, "gov.propose", {"action": ROTATE_KEY, "key": did, "value": value})
 
 
 @gov.command("vote")

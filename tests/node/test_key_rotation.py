@@ -8,6 +8,7 @@ node's ``verify-chain`` checks every certificate with the keys valid at its heig
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,7 +18,6 @@ from lendchain.client import NodeClient
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
-from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 
@@ -76,18 +76,18 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         cluster.wait_healthy(timeout_s=90)
         genesis = cluster["bank1"].config.genesis
         keys = {n: read_key_file(net / "keys" / f"{n}.key") for n in ("bank1", "bank2", "bank3", "bank4")}
-        proof = new_key.sign(ROTATION_TAG, genesis.chain_id, proof_body("bank2", new_key.public_key))
+        # bank1 proposes through the CLI, which has the new key sign its proof.
+        result = subprocess.run(
+            [sys.executable, "-m", "lendchain", "--json", "gov", "propose-rotate-key", "bank2",
+             str(net / "keys" / "bank2.next.key"), "--config", str(net / "bank1.toml")],
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        proposed = json.loads(result.stdout)
+        assert proposed["status"] == "committed" and proposed["result"]["code"] == "ok", proposed
         with client(cluster, "bank1") as c:
-            payload = {
-                "action": "member.rotate_key",
-                "key": keys["bank2"].did,
-                "value": rotation_value(new_key.public_key, proof),
-            }
-            proposal = c.build(keys["bank1"], "gov.propose", payload)
-            c.submit(proposal)
-            assert c.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
             for voter in ("bank3", "bank4"):
-                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposal.id.hex()})
+                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposed["id"]})
                 c.submit(vote)
                 assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
             rotations = c.get("/node-keys/bank2")["members"][0]["rotations"]
