@@ -450,7 +450,7 @@ function timelineItem(entry, currency) {
     dataset: { event: entry.event, signer, height: String(entry.height) } },
     h("span", { class: "event" }, entry.event), " · ", h("span", { class: "signer" }, signerOf(entry)),
     " · block ", blockLink(entry.height), " · ", time(entry.timestamp_ms),
-    entry.tx_id ? [" · tx ", txLink(entry.tx_id)] : "",
+    entry.tx_id && !/^0+$/.test(entry.tx_id) ? [" · tx ", txLink(entry.tx_id)] : "",  // all zeros: no tx made it
     details.length ? h("div", { class: "muted" }, details.join(" · ")) : "");
 }
 
