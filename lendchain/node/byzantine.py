@@ -71,7 +71,6 @@ class ByzantineSender:
         self.max_frame_size = max_frame_size
         self.rng = random.Random()
         self.kind = ""
-        self.sent_lies = 0
         self._filter: Byzantine | None = None
         self._recent: list[bytes] = []
 
@@ -99,16 +98,14 @@ class ByzantineSender:
             frames = [(to, payload) for to in others]
         if self.kind == "oversized":
             frames.append((self.rng.choice(others), bytes(self.max_frame_size + 1)))
-        self._emit(frames, honest={(to, payload) for to in others})
+        self._emit(frames)
 
     def flood_tick(self, others: list[str]) -> None:
         if self.kind == "flood" and self._recent:
             self._emit([(to, self.rng.choice(self._recent)) for to in others for _ in range(FLOOD_BURST)])
 
-    def _emit(self, frames: list[tuple[str, bytes]], honest: set[tuple[str, bytes]] = frozenset()) -> None:
+    def _emit(self, frames: list[tuple[str, bytes]]) -> None:
         for to, frame in frames:
-            if (to, frame) not in honest:
-                self.sent_lies += 1
             if len(frame) > self.max_frame_size:
                 self._send_unchecked(to, frame)
             else:

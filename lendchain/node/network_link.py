@@ -22,47 +22,45 @@ from libp2p.peer.id import ID
 from lendchain.genesis import Member
 from lendchain.node.network_host import peer_id_of
 from lendchain.node.network_wire import FrameKind, encode_frame
+from lendchain.node.ratelimit import TokenBucket
 
 
 class InboundBudget:
     """How much one member may send us: a token bucket per unit (frames, bytes, ...).
 
-    ``rates`` maps a unit to (per second, burst). ``delay`` charges the bucket
+    ``rates`` maps a unit to (per second, burst). ``delay`` charges the buckets
     and returns how long to wait before what was charged is covered — reading
     a stream that much later applies backpressure without losing a frame.
     ``admit`` charges only when the tokens are there, else refuses.
     """
 
     def __init__(self, rates: dict[str, tuple[float, float]], now: float) -> None:
-        self.rates = rates
-        self.tokens = {unit: burst for unit, (_, burst) in rates.items()}
-        self.at = now
+        self.buckets = {unit: TokenBucket(rate, burst, now) for unit, (rate, burst) in rates.items()}
         self.throttled = dict.fromkeys(rates, 0)
 
-    def _refill(self, now: float) -> None:
-        elapsed, self.at = max(0.0, now - self.at), max(self.at, now)
-        for unit, (rate, burst) in self.rates.items():
-            self.tokens[unit] = min(burst, self.tokens[unit] + elapsed * rate)
+    @property
+    def tokens(self) -> dict[str, float]:
+        return {unit: bucket.tokens for unit, bucket in self.buckets.items()}
 
     def delay(self, now: float, **amounts: float) -> float:
-        self._refill(now)
         wait = 0.0
         for unit, amount in amounts.items():
-            self.tokens[unit] -= amount
-            if self.tokens[unit] < 0:
-                wait = max(wait, -self.tokens[unit] / self.rates[unit][0])
+            unit_wait = self.buckets[unit].charge(now, amount)
+            if unit_wait > 0:
                 self.throttled[unit] += 1
+                wait = max(wait, unit_wait)
         return wait
 
     def admit(self, now: float, **amounts: float) -> bool:
-        self._refill(now)
-        short = [unit for unit, amount in amounts.items() if self.tokens[unit] < amount]
+        for bucket in self.buckets.values():
+            bucket.refill(now)
+        short = [unit for unit, amount in amounts.items() if self.buckets[unit].tokens < amount]
         for unit in short:
             self.throttled[unit] += 1
         if short:
             return False
         for unit, amount in amounts.items():
-            self.tokens[unit] -= amount
+            self.buckets[unit].take(now, amount)
         return True
 
 

@@ -1,4 +1,6 @@
-"""Per-client rate limits for the node's API: one token bucket per client address.
+"""Token buckets, and per-client rate limits for the node's API: one bucket per client address.
+
+(``network_link.InboundBudget`` uses the same buckets for what each member may send.)
 
 A bucket holds up to ``burst`` tokens and refills at ``rate_per_s``; each
 limited request takes one, and a request that finds less than one token is
@@ -32,15 +34,24 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, now: float) -> float:
-        """Take one token: 0.0 when there was one, else the seconds until there will be."""
+    def refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.updated)  # a clock stepping back refills nothing
         self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate_per_s)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+
+    def take(self, now: float, amount: float = 1.0) -> float:
+        """Take ``amount`` tokens: 0.0 when they were there, else (taking nothing) the seconds until."""
+        self.refill(now)
+        if self.tokens >= amount:
+            self.tokens -= amount
             return 0.0
-        return (1.0 - self.tokens) / self.rate_per_s
+        return (amount - self.tokens) / self.rate_per_s
+
+    def charge(self, now: float, amount: float) -> float:
+        """Take ``amount`` tokens even into debt; the seconds until the debt is paid back."""
+        self.refill(now)
+        self.tokens -= amount
+        return max(0.0, -self.tokens / self.rate_per_s)
 
 
 class RateLimiter:
