@@ -14,10 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lendchain.client import NodeClient, NodeError
-from lendchain.crypto import SigningKey
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client, committed_everywhere, register
+
+
+def submit(cluster: Cluster, names: list[str], count: int) -> list[str]:
+    """``count`` party registrations, sent round robin to ``names``; their tx ids."""
+    tx_ids = []
+    for i in range(count):
+        with client(cluster, names[i % len(names)]) as c:
+            tx_ids.append(register(c))
+    return tx_ids
+
 
 pytestmark = pytest.mark.slow
 
@@ -42,32 +51,6 @@ def start_network(root: Path, liar: str, kind: str) -> Cluster:
 
 def set_faults(cluster: Cluster, name: str, **faults) -> None:
     cluster.set_faults(name, **faults)
-
-
-def submit(cluster: Cluster, names: list[str], count: int) -> list[str]:
-    tx_ids = []
-    for i in range(count):
-        with NodeClient(cluster[names[i % len(names)]].url, timeout=10) as c:
-            tx = c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
-            c.submit(tx)
-            tx_ids.append(tx.id.hex())
-    return tx_ids
-
-
-def committed_on(cluster: Cluster, names: list[str], tx_ids: list[str], timeout_s: float = 90) -> None:
-    for name in names:
-        with NodeClient(cluster[name].url, timeout=10) as c:
-            for tx_id in tx_ids:
-
-                def committed(c: NodeClient = c, tx_id: str = tx_id) -> bool:
-                    try:
-                        return c.get(f"/txs/{tx_id}", wait_ms=2000)["status"] == "committed"
-                    except NodeError as e:
-                        if e.status == 404:
-                            return False
-                        raise
-
-                wait_for(committed, timeout_s, f"tx {tx_id[:16]} to commit on {name}")
 
 
 def assert_honest_agree(cluster: Cluster, honest: list[str]) -> int:
@@ -103,7 +86,7 @@ def test_a_lying_primary_is_replaced_and_the_honest_members_agree(tmp_path, kind
     honest = ["bank2", "bank3", "bank4"]
     try:
         tx_ids = submit(cluster, honest, 6)
-        committed_on(cluster, honest, tx_ids, timeout_s=120)
+        committed_everywhere(cluster, tx_ids, honest, timeout_s=120)
         assert_honest_agree(cluster, honest)
         for name in honest:
             status = cluster[name].get("/status")
@@ -128,7 +111,7 @@ def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
                 lambda kind=kind: f"byzantine={kind}" in log_of(cluster, "bank4"), 10, f"bank4 to {kind}"
             )
             tx_ids = submit(cluster, honest, 6)
-            committed_on(cluster, honest, tx_ids)
+            committed_everywhere(cluster, tx_ids, honest, timeout_s=90)
             assert_honest_agree(cluster, honest)
             if kind == "garbage":
                 assert sum(metric(cluster, n, "lendchain_faults_total", member="bank4") for n in honest) >= 1
@@ -159,9 +142,9 @@ def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
         set_faults(cluster, primary, isolate=True)
         others = [n for n in honest if n != primary]
         tx_ids = submit(cluster, others, 4)
-        committed_on(cluster, others, tx_ids, timeout_s=120)
+        committed_everywhere(cluster, tx_ids, others, timeout_s=120)
         set_faults(cluster, primary)
-        committed_on(cluster, honest, tx_ids, timeout_s=120)
+        committed_everywhere(cluster, tx_ids, honest, timeout_s=120)
         assert_honest_agree(cluster, honest)
         assert all(cluster[n].running for n in cluster.names)
     finally:

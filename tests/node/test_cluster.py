@@ -15,10 +15,11 @@ import time
 import httpx
 import pytest
 
-from lendchain.client import NodeClient, NodeError
+from lendchain.client import NodeError
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client, committed_everywhere, register
 
 pytestmark = pytest.mark.slow
 
@@ -46,42 +47,9 @@ def set_faults(cluster: Cluster, name: str, **faults) -> None:
     cluster.set_faults(name, **faults)
 
 
-def client(cluster: Cluster, name: str) -> NodeClient:
-    return NodeClient(cluster[name].url, timeout=10)
-
-
-def register(c: NodeClient, key: SigningKey | None = None) -> str:
-    """Submit one party registration; returns its tx id."""
-    key = key or SigningKey.generate()
-    tx = c.build(key, "party.register", {"role": "borrower"}, nonce=0)
-    c.submit(tx)
-    return tx.id.hex()
-
-
 def kyc_member(cluster: Cluster) -> str:
     """The first member whose genesis roles include kyc (loan.apply needs its attestation)."""
     return next(m.name for m in cluster["bank1"].config.genesis.members if "kyc" in m.roles)
-
-
-def committed_everywhere(
-    cluster: Cluster, tx_ids: list[str], names: list[str], timeout_s: float = 60
-) -> None:
-    """Each tx is committed on each named node (a node still catching up may not know it yet)."""
-    for name in names:
-        with client(cluster, name) as c:
-            for tx_id in tx_ids:
-
-                def committed(c: NodeClient = c, tx_id: str = tx_id, name: str = name) -> bool:
-                    try:
-                        status = c.get(f"/txs/{tx_id}", wait_ms=2000)
-                    except NodeError as e:
-                        if e.status == 404:
-                            return False
-                        raise
-                    assert status["status"] in ("pending", "committed"), (name, status)
-                    return status["status"] == "committed"
-
-                wait_for(committed, timeout_s, f"tx {tx_id[:16]} to commit on {name}")
 
 
 def primary_of(cluster: Cluster, names: list[str]) -> str:

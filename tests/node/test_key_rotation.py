@@ -14,19 +14,15 @@ import sys
 
 import pytest
 
-from lendchain.client import NodeClient
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client
 
 pytestmark = pytest.mark.slow
 DELAY = 6
-
-
-def client(cluster: Cluster, name: str) -> NodeClient:
-    return NodeClient(cluster[name].url, timeout=10)
 
 
 def push_blocks(cluster: Cluster, target: int, timeout_s: float = 90) -> None:
