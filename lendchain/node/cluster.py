@@ -32,15 +32,31 @@ class ClusterError(RuntimeError):
     """A node did not start, or a condition was not met in time."""
 
 
-def free_port_block(count: int, start: int = 20000, end: int = 60000) -> int:
-    """A base port such that base+1 .. base+count are free on 127.0.0.1 right now."""
-    base = start + (os.getpid() * 97) % (end - start - 1000)
+def free_port_block(count: int, start: int | None = None) -> int:
+    """A base port such that base+1 .. base+count are free on 127.0.0.1 right now.
+
+    Ports come from 20000 up to the kernel's ephemeral range, never inside it:
+    there any outgoing connection (a dial, an HTTP client) may take a port a
+    node is about to listen on. Without ``start`` the search begins at a place
+    derived from the pid, so parallel test processes rarely collide; a second
+    block for the same network passes ``start`` past the first one.
+    """
+    low = 20000
+    window = _ephemeral_low() - low - count - 1
+    base = low + ((start - low) if start is not None else os.getpid() * 97) % window
     for _ in range(200):
         ports = range(base + 1, base + count + 1)
         if all(_port_free(p) for p in ports):
             return base
-        base = start + (base + count * 7 + 13 - start) % (end - start - 1000)
-    raise ClusterError(f"found no block of {count} free ports between {start} and {end}")
+        base = low + (base - low + count * 7 + 13) % window
+    raise ClusterError(f"found no block of {count} free ports between {low} and {low + window}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _port_free(port: int) -> bool:
