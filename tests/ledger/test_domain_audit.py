@@ -50,14 +50,21 @@ class CertifiedBlocks:
         return CommitCertificate(0, height, digest, signatures).encode()
 
 
-@pytest.fixture
-def exported():
+def applied_loan():
+    """A test chain where a KYC-attested borrower has applied for one loan."""
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
-    borrower, lender = seeded_key(1), members[0]
+    borrower = seeded_key(1)
     chain.onboard(borrower, members[3])
     apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
     loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    return genesis, members, chain, borrower, loan_id
+
+
+@pytest.fixture
+def exported():
+    genesis, members, chain, borrower, loan_id = applied_loan()
+    lender = members[0]
     offer_id = chain.run_one(
         chain.tx(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 700})
     ).tx_id.hex()
@@ -225,12 +232,8 @@ def test_a_relinked_history_still_fails_on_the_certified_head(exported):
 
 
 def test_entries_made_by_the_ledger_itself_are_proved_by_the_block_results():
-    genesis, members = make_genesis()
-    chain = Chain.start(genesis)
-    borrower, lender = seeded_key(1), members[0]
-    chain.onboard(borrower, members[3])
-    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
-    loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    genesis, members, chain, borrower, loan_id = applied_loan()
+    lender = members[0]
     offer_id = chain.run_one(
         chain.tx(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 700})
     ).tx_id.hex()
@@ -257,12 +260,8 @@ def test_entries_made_by_the_ledger_itself_are_proved_by_the_block_results():
 def test_a_certificate_signed_with_a_rotated_node_key_is_refused_naming_the_rotation():
     # Exports carry no key-rotation evidence yet: a block certified by a member's
     # rotated key cannot be checked against the genesis alone, and the verifier says why.
-    genesis, members = make_genesis()
-    chain = Chain.start(genesis)
-    borrower = seeded_key(1)
-    chain.onboard(borrower, members[3])
-    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
-    loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id
+    genesis, members, chain, _, loan_hex = applied_loan()
+    loan_id = bytes.fromhex(loan_hex)
     rotated = [members[0], seeded_key(250), *members[2:]]  # bank2 signs with its new node key
     document = export_loan(chain.state, CertifiedBlocks(chain, rotated), loan_id)
     with pytest.raises(AuditError, match="member.rotate_key"):
