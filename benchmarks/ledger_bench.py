@@ -20,60 +20,31 @@ import argparse
 import tempfile
 import time
 
+from loan_workload import TXS_PER_LOAN, loan_lifecycles
+
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Genesis, Member
 from lendchain.ledger.block import check_block, make_block
 from lendchain.ledger.state import genesis_state
-from lendchain.ledger.transactions import (
-    Transaction,
-    build_transaction,
-    decode_transaction,
-    verify_signatures,
-)
+from lendchain.ledger.transactions import Transaction, decode_transaction, verify_signatures
 from lendchain.node.store import ChainStore
 
 CHAIN_ID = "lendchain-bench"
-TXS_PER_LOAN = 11  # register, kyc.attest, apply, offer, accept, disburse, 5 repayments
-TERM = 5
 
 
 def build_workload(n: int) -> tuple[Genesis, list[Transaction]]:
+    """One lender (also the KYC attester), n // 11 loans, phase by phase (one cohort)."""
     lender = SigningKey(b"\x01" * 32)
     genesis = Genesis(
         CHAIN_ID,
         1_700_000_000_000,
         (Member("bank1", lender.public_key, "/ip4/127.0.0.1/tcp/1", ("lender", "kyc")),),
     )
-    borrowers = [SigningKey(i.to_bytes(4, "big") * 8) for i in range(1, n // TXS_PER_LOAN + 1)]
-    nonces: dict[str, int] = {}
-
-    def sign(key: SigningKey, kind: str, payload: dict) -> Transaction:
-        nonce = nonces.get(key.did, 0)
-        nonces[key.did] = nonce + 1
-        return build_transaction(key, CHAIN_ID, kind, nonce, payload, 1_700_000_000_000)
-
-    txs = [sign(b, "party.register", {"role": "borrower"}) for b in borrowers]
-    kyc = {"level": 2, "expires_ms": 1_700_000_000_000 + 10 * 365 * 86_400_000, "evidence_hash": "ab" * 32}
-    txs += [sign(lender, "kyc.attest", {"subject": b.did, **kyc}) for b in borrowers]
-    applies = [
-        sign(
-            b,
-            "loan.apply",
-            {"amount": 120_000 + i, "currency": "EUR", "term_months": TERM, "purpose": "stock"},
-        )
-        for i, b in enumerate(borrowers)
-    ]
-    txs += applies
-    offers = [sign(lender, "loan.offer", {"loan_id": a.id.hex(), "rate_bps": 900}) for a in applies]
-    txs += offers
-    txs += [
-        sign(b, "loan.accept", {"loan_id": a.id.hex(), "offer_id": o.id.hex()})
-        for b, a, o in zip(borrowers, applies, offers, strict=True)
-    ]
-    txs += [sign(lender, "loan.disburse", {"loan_id": a.id.hex()}) for a in applies]
-    for _ in range(TERM):
-        txs += [sign(lender, "loan.repay", {"loan_id": a.id.hex(), "amount": 24_000}) for a in applies]
-    return genesis, txs
+    borrowers = n // TXS_PER_LOAN
+    txs = loan_lifecycles(
+        CHAIN_ID, [lender], [lender], borrowers, cohort=borrowers, created_ms=genesis.genesis_time_ms
+    )
+    return genesis, list(txs)
 
 
 class Clock:

@@ -1,0 +1,583 @@
+"""Chain benchmark: a chain of 1,000,000 txs, its cost per tx as it grows, node memory and restart (issue 7).
+
+Targets (issue 7): execution and commit cost per tx at 1,000,000 txs within
+20 % of the cost at 10,000; node RSS under 400 MB; restart to ready under 10 s.
+
+1. Writes a real 4-member test network into a temp directory, with its
+   genesis dated back so that the chain's blocks lie in the past.
+2. Builds the chain in this process without running consensus: a second
+   process signs loan lifecycles (``loan_workload.py``, a cohort at a time
+   so the mix of kinds is the same all along); this one cuts blocks of
+   ``--block`` txs as a proposer does (``make_block``, whose execution the
+   node then commits), stores each with ``ChainStore.commit_block`` and a
+   commit certificate signed by 3 of the 4 members, and finally writes the
+   WAL records a replica leaves behind (the last two certificates, a stable
+   checkpoint signed by the members). Cost is measured per window of
+   ``--window`` txs: main-thread CPU of make_block ("execute") and
+   commit_block ("commit"), their wall time, CPU of LevelDB's background
+   compaction, this process's RSS; and a validator's ``check_block`` on the
+   first block of each window.
+3. Copies the data directory to the other three nodes, starts the four
+   ``lendchain start`` processes at once and times each from its start to
+   ``/ready`` answering with the chain's head height.
+4. Submits ``--live-txs`` new txs (``network_bench.py``'s workload and
+   driver; the lender and attester are members that signed nothing in the
+   chain, so their nonces start at 0) and measures CPU per committed tx
+   summed over the nodes and their RSS; then does the same on a fresh
+   network for comparison.
+
+Usage:
+  python benchmarks/chain_bench.py [--txs 1000000] [--block 1000] [--json] [--keep]
+  python benchmarks/chain_bench.py --smoke --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import tomli_w
+from loan_workload import TXS_PER_LOAN, loan_lifecycles
+from network_bench import build_workload, cpu_seconds, disk_bytes, drive, memory_mb
+
+from lendchain import codec
+from lendchain.consensus import wal
+from lendchain.consensus.certificate import CheckpointProof, CommitCertificate
+from lendchain.consensus.quorum import quorum, tag
+from lendchain.crypto import SigningKey, read_key_file
+from lendchain.genesis import Genesis
+from lendchain.ledger.block import check_block, make_block
+from lendchain.ledger.transactions import Transaction, decode_transaction
+from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
+from lendchain.node.config import load_node_config
+from lendchain.node.store import ChainStore
+from lendchain.node.testnet import TestnetLayout, generate_testnet
+
+NODES = 4
+COHORT = 100  # borrowers signed together: 1,100 txs, far below a measuring window
+READY_TIMEOUT_S = 300
+
+
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+# -- the network -----------------------------------------------------------------------
+
+
+def make_network(out: Path, backdate_ms: int = 0) -> TestnetLayout:
+    """A 4-member test network on free ports; its genesis moved ``backdate_ms`` into the past."""
+    p2p = free_port_block(NODES + 2)
+    api = free_port_block(NODES + 2, start=p2p + NODES + 20)
+    layout = generate_testnet(out, NODES, p2p_base_port=p2p, api_base_port=api)
+    if not backdate_ms:
+        return layout
+    genesis = dataclasses.replace(
+        layout.genesis, genesis_time_ms=layout.genesis.genesis_time_ms - backdate_ms
+    )
+    (out / "genesis.toml").write_text(tomli_w.dumps(genesis.to_toml_doc()))
+    return TestnetLayout(out, genesis, layout.configs)
+
+
+def member_keys(layout: TestnetLayout) -> dict[str, SigningKey]:
+    return {m.name: read_key_file(layout.out / "keys" / f"{m.name}.key") for m in layout.genesis.members}
+
+
+def with_role(layout: TestnetLayout, keys: dict[str, SigningKey], role: str) -> list[str]:
+    return [m.name for m in layout.genesis.members if role in m.roles and m.name in keys]
+
+
+# -- building the chain -----------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """Cost of one window of committed txs (CPU times are main-thread seconds)."""
+
+    end_txs: int = 0
+    txs: int = 0
+    execute_cpu: float = 0.0  # make_block: the execution a node commits
+    commit_cpu: float = 0.0  # commit_block
+    wall: float = 0.0  # make_block + commit_block, wall clock
+    validate_cpu: float = 0.0  # check_block on the window's first block
+    validate_txs: int = 0
+    background_cpu: float = 0.0  # other threads of this process: LevelDB compaction
+    rss_mb: float = 0.0
+
+    def per_tx_us(self) -> dict[str, float]:
+        return {
+            "execute_cpu": round(1e6 * self.execute_cpu / self.txs, 1),
+            "commit_cpu": round(1e6 * self.commit_cpu / self.txs, 1),
+            "execute_commit_cpu": round(1e6 * (self.execute_cpu + self.commit_cpu) / self.txs, 1),
+            "execute_commit_wall": round(1e6 * self.wall / self.txs, 1),
+            "compaction_cpu": round(1e6 * self.background_cpu / self.txs, 1),
+            "validate_cpu": round(1e6 * self.validate_cpu / max(1, self.validate_txs), 1),
+        }
+
+
+@dataclass
+class Built:
+    txs: int = 0
+    blocks: int = 0
+    windows: list[Window] = field(default_factory=list)
+    seconds: float = 0.0
+    head_height: int = 0
+    disk_bytes: int = 0
+    peak_rss_mb: float = 0.0
+
+
+def commit_certificate(
+    chain_id: str, signers: list[tuple[str, SigningKey]], height: int, digest: bytes
+) -> bytes:
+    """The certificate a quorum's COMMIT(view 0, height, digest) votes form."""
+    body = [0, height, digest]
+    signatures = tuple((name, key.sign(tag("commit"), chain_id, body)) for name, key in signers)
+    return CommitCertificate(0, height, digest, signatures).encode()
+
+
+def checkpoint_record(
+    chain_id: str, signers: list[tuple[str, SigningKey]], height: int, root: bytes
+) -> bytes:
+    body = [height, root]
+    signatures = tuple((name, key.sign(tag("checkpoint"), chain_id, body)) for name, key in signers)
+    return codec.pack(CheckpointProof(height, root, signatures).to_value())
+
+
+def _sign_chunks(
+    out,
+    chain_id: str,
+    lenders: list[bytes],
+    attesters: list[bytes],
+    borrowers: int,
+    created_ms: int,
+    chunk: int,
+) -> None:
+    """Signer process: put the workload's txs in ``out`` as lists of wire bytes, then None."""
+    txs = loan_lifecycles(
+        chain_id,
+        [SigningKey(seed) for seed in lenders],
+        [SigningKey(seed) for seed in attesters],
+        borrowers,
+        cohort=COHORT,
+        created_ms=created_ms,
+    )
+    batch = []
+    for tx in txs:
+        batch.append(tx.encode())
+        if len(batch) == chunk:
+            out.put(batch)
+            batch = []
+    out.put(batch)
+    out.put(None)
+
+
+def signed_txs(
+    genesis: Genesis, lenders: list[SigningKey], attesters: list[SigningKey], borrowers: int, chunk: int
+) -> Iterator[list[Transaction]]:
+    """The workload in chunks of ``chunk`` txs, signed by a second process while this one executes."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue(maxsize=32)
+    seeds = ([k.seed for k in lenders], [k.seed for k in attesters])
+    signer = context.Process(
+        target=_sign_chunks,
+        args=(queue, genesis.chain_id, *seeds, borrowers, genesis.genesis_time_ms, chunk),
+        daemon=True,
+    )
+    signer.start()
+    try:
+        while (batch := queue.get()) is not None:
+            yield [decode_transaction(raw) for raw in batch]
+    finally:
+        signer.kill()
+        signer.join()
+
+
+def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argparse.Namespace, log) -> Built:
+    """Sign, cut, check and store ``args.txs`` txs in bank1's data directory (see the module doc)."""
+    genesis = layout.genesis
+    chain_id = genesis.chain_id
+    names = [m.name for m in genesis.members]
+    signers = [(name, keys[name]) for name in names[: quorum(len(names))]]
+    interval = genesis.consensus.checkpoint_interval
+    borrowers = args.txs // TXS_PER_LOAN
+    lenders = [keys[n] for n in args.chain_lenders]
+    attesters = [keys[n] for n in args.chain_attesters]
+    built = Built()
+    data_dir = load_data_dir(layout.configs[0])
+    started = time.perf_counter()
+    store = ChainStore.open(data_dir, genesis)
+    window = Window()
+    window_thread0 = time.thread_time()
+    window_process0 = time.process_time()
+    checkpoint: tuple[int, bytes] | None = None
+    certificates: dict[int, bytes] = {}
+    height = 0
+    for candidates in signed_txs(genesis, lenders, attesters, borrowers, args.block):
+        head = store.head()
+        height = head.height + 1
+        wall, cpu = time.perf_counter(), time.thread_time()
+        block, execution = make_block(
+            parent_hash=head.hash,
+            parent_timestamp_ms=head.timestamp_ms,
+            height=height,
+            proposer=names[height % len(names)],
+            candidate_txs=candidates,
+            reader=store,
+            now_ms=genesis.genesis_time_ms + height * args.block_ms,
+            chain_id=chain_id,
+        )
+        middle = time.thread_time()
+        window.execute_cpu += middle - cpu
+        window.wall += time.perf_counter() - wall
+        if execution.dropped or not all(result.ok for result in execution.results):
+            failed = execution.dropped or [r for r in execution.results if not r.ok]
+            raise SystemExit(f"block {height}: the workload does not execute cleanly: {failed[:3]}")
+        raw = block.encode()
+        certificate = commit_certificate(chain_id, signers, height, block.hash())
+        if window.txs == 0:  # a validator's cost, on the first block of every window
+            cpu = time.thread_time()
+            check_block(
+                raw,
+                expected_height=height,
+                parent_hash=head.hash,
+                parent_timestamp_ms=head.timestamp_ms,
+                reader=store,
+                now_ms=None,
+                max_skew_ms=0,
+                chain_id=chain_id,
+                verified_tx_ids={tx.id for tx in candidates},
+            )
+            window.validate_cpu = time.thread_time() - cpu
+            window.validate_txs = len(candidates)
+        wall, cpu = time.perf_counter(), time.thread_time()
+        store.commit_block(raw, certificate, execution)
+        window.commit_cpu += time.thread_time() - cpu
+        window.wall += time.perf_counter() - wall
+        if height % interval == 0:
+            checkpoint = (height, execution.state_root)
+        certificates = {h: c for h, c in certificates.items() if h == height - 1}
+        certificates[height] = certificate
+        built.txs += len(candidates)
+        window.txs += len(candidates)
+        if window.txs >= args.window:
+            thread_now, process_now = time.thread_time(), time.process_time()
+            window.background_cpu = (process_now - window_process0) - (thread_now - window_thread0)
+            window.end_txs = built.txs
+            window.rss_mb = rss_mb()[0]
+            built.windows.append(window)
+            log(
+                f"{built.txs:>9,} txs, height {height}: "
+                f"{window.per_tx_us()['execute_commit_cpu']:6.1f} µs CPU/tx execute+commit, "
+                f"RSS {window.rss_mb:5.0f} MB, {time.perf_counter() - started:6.0f} s"
+            )
+            window = Window()
+            window_thread0, window_process0 = time.thread_time(), time.process_time()
+    # What a replica leaves in its WAL at this height: the last two certificates and the
+    # stable checkpoint (without it the watermark window would stop the chain at K + W).
+    records = [(wal.cert_key(h), c) for h, c in certificates.items()]
+    if checkpoint is not None:
+        records.append((wal.CHECKPOINT_KEY, checkpoint_record(chain_id, signers, *checkpoint)))
+    store.wal_write(records)
+    CommitCertificate.decode(certificates[height]).verify(
+        chain_id, [(m.name, m.public_key) for m in genesis.members]
+    )
+    built.head_height = store.head().height
+    store.close()
+    built.blocks = built.head_height
+    built.seconds = time.perf_counter() - started
+    built.disk_bytes = disk_bytes(data_dir)
+    built.peak_rss_mb = rss_mb()[1]
+    for config in layout.configs[1:]:
+        shutil.copytree(data_dir, load_data_dir(config))
+    return built
+
+
+def load_data_dir(config_path: Path) -> Path:
+    return load_node_config(config_path).data_dir
+
+
+# -- restart and live load ----------------------------------------------------------------
+
+
+def start_and_time(cluster: Cluster, height: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Start every node at once; seconds (wall, and CPU) from each one's start until ready at ``height``."""
+    started = {}
+    for name in cluster.names:
+        started[name] = time.monotonic()
+        cluster.start(name)
+    ready: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def all_ready() -> bool:
+        for name in cluster.names:
+            node = cluster[name]
+            if name in ready:
+                continue
+            if not node.running:
+                raise ClusterError(f"{name} exited with {node.process.returncode}:\n{node.log_tail()}")
+            try:
+                if httpx.get(node.url + "/ready", timeout=2).status_code != 200:
+                    continue
+                if node.get("/status")["height"] >= height:
+                    ready[name] = time.monotonic() - started[name]
+                    cpu[name] = cpu_seconds(node)
+            except httpx.HTTPError:
+                continue
+        return len(ready) == len(cluster.names)
+
+    wait_for(all_ready, READY_TIMEOUT_S, f"the nodes to be ready at height {height}", interval_s=0.02)
+    return (
+        {name: round(ready[name], 2) for name in cluster.names},
+        {name: round(cpu[name], 2) for name in cluster.names},
+    )
+
+
+def node_memory(cluster: Cluster) -> dict[str, dict[str, float]]:
+    return {
+        name: {key: round(value, 1) for key, value in memory_mb(cluster[name]).items()}
+        for name in cluster.names
+    }
+
+
+def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace, log) -> dict:
+    """Submit ``args.live_txs`` txs through the API; CPU per committed tx summed over the nodes."""
+    keys = member_keys(layout)
+    lenders = [keys[n] for n in args.live_lenders]
+    attesters = [keys[n] for n in args.live_attesters]
+    workload = build_workload(args.live_txs, layout.genesis.chain_id, lenders, attesters, NODES, 4)
+    head = cluster.wait_agree(timeout_s=60)
+    nodes = [cluster[name] for name in cluster.names]
+    cpu0 = {n.name: cpu_seconds(n) for n in nodes}
+    driver_args = argparse.Namespace(
+        rate=0, window=args.live_window, timeout=args.live_timeout, json=args.json
+    )
+    run, duration = drive(cluster, workload, driver_args, head["height"])
+    cpu = sum(cpu_seconds(n) - cpu0[n.name] for n in nodes)
+    committed = sum(1 for t in run.committed_at if t)
+    final = cluster.wait_agree(timeout_s=60)
+    log(
+        f"  {committed} of {len(workload.txs)} txs committed in {duration:.1f} s, up to height {final['height']}"
+    )
+    return {
+        "submitted": len(workload.txs),
+        "committed": committed,
+        "rejected": len(run.rejected),
+        "tx_per_s": round(committed / duration, 1) if duration else 0.0,
+        "cpu_ms_per_tx": round(1000 * cpu / committed, 3) if committed else None,
+        "height": final["height"],
+        "memory_mb": node_memory(cluster),
+    }
+
+
+def run_nodes(layout: TestnetLayout, logs: Path, height: int, args: argparse.Namespace, log) -> dict:
+    cluster = Cluster(list(layout.configs), logs)
+    try:
+        log(f"starting {NODES} nodes on height {height}")
+        ready, ready_cpu = start_and_time(cluster, height)
+        log(f"  ready after {ready} s ({ready_cpu} CPU seconds)")
+        memory_ready = node_memory(cluster)
+        live = live_load(cluster, layout, args, log)
+    finally:
+        codes = cluster.stop_all()
+    return {
+        "ready_s": ready,
+        "ready_cpu_s": ready_cpu,
+        "memory_ready_mb": memory_ready,
+        "live": live,
+        "exit_codes": codes,
+    }
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def summarise(windows: list[Window], count: int = 1) -> dict[str, float]:
+    """Per-tx costs (µs) averaged over ``count`` windows (medians of each field)."""
+    rows = [w.per_tx_us() for w in windows[:count]]
+    return {key: round(statistics.median(r[key] for r in rows), 1) for key in rows[0]}
+
+
+def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_nodes: dict | None) -> dict:
+    first, last = built.windows[0], built.windows[-1]
+    start, end = first.per_tx_us(), last.per_tx_us()
+    ratio = end["execute_commit_cpu"] / start["execute_commit_cpu"]
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "txs": built.txs,
+        "blocks": built.blocks,
+        "block_txs": args.block,
+        "window_txs": args.window,
+        "build_s": round(built.seconds, 1),
+        "cost_us_per_tx": {
+            "first_window": {"end_txs": first.end_txs, **start},
+            "last_window": {"end_txs": last.end_txs, **end},
+            "execute_commit_cpu_ratio": round(ratio, 3),
+        },
+        "windows": [
+            {"end_txs": w.end_txs, "rss_mb": round(w.rss_mb, 1), **w.per_tx_us()} for w in built.windows
+        ],
+        "builder_peak_rss_mb": round(built.peak_rss_mb, 1),
+        "disk_bytes_per_tx": round(built.disk_bytes / built.txs),
+        "disk_mb_per_node": round(built.disk_bytes / 2**20, 1),
+        "restart_ready_s": chain_nodes["ready_s"],
+        "restart_ready_cpu_s": chain_nodes["ready_cpu_s"],
+        "fresh_ready_s": fresh_nodes["ready_s"] if fresh_nodes else None,
+        "node_rss_ready_mb": chain_nodes["memory_ready_mb"],
+        "live_at_height": chain_nodes["live"],
+        "live_fresh": fresh_nodes["live"] if fresh_nodes else None,
+    }
+    if fresh_nodes:
+        result["live_cpu_ratio"] = round(
+            chain_nodes["live"]["cpu_ms_per_tx"] / fresh_nodes["live"]["cpu_ms_per_tx"], 3
+        )
+    return result
+
+
+def print_table(result: dict) -> None:
+    cost = result["cost_us_per_tx"]
+    first, last = cost["first_window"], cost["last_window"]
+    live, fresh = result["live_at_height"], result["live_fresh"]
+    rows = [
+        ("chain", f"{result['txs']:,} txs in {result['blocks']:,} blocks of {result['block_txs']}"),
+        ("build time", f"{result['build_s']} s"),
+        ("", f"window ending at {first['end_txs']:,} txs  vs  at {last['end_txs']:,} txs"),
+    ]
+    for key, label in (
+        ("execute_cpu", "execute CPU µs/tx (make_block)"),
+        ("commit_cpu", "commit CPU µs/tx (commit_block)"),
+        ("execute_commit_cpu", "execute+commit CPU µs/tx"),
+        ("execute_commit_wall", "execute+commit wall µs/tx"),
+        ("compaction_cpu", "LevelDB compaction CPU µs/tx"),
+        ("validate_cpu", "validate CPU µs/tx (check_block)"),
+    ):
+        rows.append((label, f"{first[key]:>8}  vs  {last[key]:>8}"))
+    rows += [
+        ("execute+commit CPU, last / first", cost["execute_commit_cpu_ratio"]),
+        ("builder peak RSS", f"{result['builder_peak_rss_mb']} MB"),
+        ("disk per node", f"{result['disk_mb_per_node']} MB ({result['disk_bytes_per_tx']} B/tx)"),
+        ("restart to ready (s)", ", ".join(f"{k} {v}" for k, v in result["restart_ready_s"].items())),
+        (
+            "node RSS when ready (MB)",
+            ", ".join(f"{k} {v['VmRSS']}" for k, v in result["node_rss_ready_mb"].items()),
+        ),
+        (
+            "node RSS after load, peak (MB)",
+            ", ".join(f"{k} {v['VmRSS']} ({v['VmHWM']})" for k, v in live["memory_mb"].items()),
+        ),
+        (
+            "live load at height",
+            f"{live['committed']} txs, {live['tx_per_s']} tx/s, {live['cpu_ms_per_tx']} ms CPU/tx",
+        ),
+    ]
+    if fresh:
+        rows.append(
+            (
+                "same on a fresh network",
+                f"{fresh['committed']} txs, {fresh['tx_per_s']} tx/s, {fresh['cpu_ms_per_tx']} ms CPU/tx",
+            )
+        )
+        rows.append(("live CPU/tx, chain / fresh", result["live_cpu_ratio"]))
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--txs", type=int, default=1_000_000, help="about this many txs in the chain")
+    parser.add_argument("--block", type=int, default=1_000, help="txs per block")
+    parser.add_argument("--window", type=int, default=10_000, help="txs per measuring window")
+    parser.add_argument("--chain-tps", type=float, default=500, help="block time spacing: the chain's tx/s")
+    parser.add_argument("--live-txs", type=int, default=10_000, help="txs submitted to the running nodes")
+    parser.add_argument("--live-window", type=int, default=6_000, help="txs outstanding while submitting")
+    parser.add_argument("--live-timeout", type=float, default=300)
+    parser.add_argument("--no-fresh", action="store_true", help="skip the live load on a fresh network")
+    parser.add_argument("--verify", action="store_true", help="run lendchain verify-chain on the built chain")
+    parser.add_argument("--smoke", action="store_true", help="20,000 txs, a short live load (CI)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--keep", action="store_true", help="keep the network directories")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.txs, args.window, args.live_txs, args.live_window = 20_000, 5_000, 300, 300
+        args.live_timeout, args.verify = 120, True
+    # The chain's members: bank1 and bank2 lend and attest; bank3 and bank4 do so live.
+    args.chain_lenders, args.chain_attesters = ["bank1", "bank2"], ["bank1", "bank2"]
+    args.live_lenders, args.live_attesters = ["bank3"], ["bank4"]
+    args.block_ms = max(1, round(args.block * 1000 / args.chain_tps))
+    return args
+
+
+def verify_chain(config: Path, log) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "lendchain", "verify-chain", "--config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"verify-chain failed on the built chain: {done.stdout}{done.stderr}")
+    log(f"  {done.stdout.strip()}")
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    log = (
+        (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="lendchain-chain-bench-"))
+    try:
+        blocks = -(-args.txs // args.block)
+        layout = make_network(tmp / "chain", backdate_ms=blocks * args.block_ms + 60_000)
+        keys = member_keys(layout)
+        log(f"building a chain of {args.txs:,} txs in {tmp / 'chain'}")
+        built = build_chain(layout, keys, args, log)
+        log(
+            f"  {built.txs:,} txs in {built.blocks} blocks, {built.seconds:.0f} s, {built.disk_bytes / 2**20:.0f} MB"
+        )
+        verify_s = verify_chain(layout.configs[0], log) if args.verify else None
+        chain_nodes = run_nodes(layout, tmp / "chain-logs", built.head_height, args, log)
+        fresh_nodes = None
+        if not args.no_fresh:
+            log("the same live load on a fresh network")
+            fresh = make_network(tmp / "fresh")
+            fresh_nodes = run_nodes(fresh, tmp / "fresh-logs", 0, args, log)
+    finally:
+        if args.keep:
+            log(f"networks kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = report(args, built, chain_nodes, fresh_nodes)
+    result["verify_chain_s"] = round(verify_s, 1) if verify_s is not None else None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
