@@ -14,10 +14,16 @@ never between. ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
 
 Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
-MANIFEST or log record, or a missing table, refuses to open), and ``open``
-then reads every record once with block checksums verified, so a truncated
-or bit-flipped table file is found at start-up rather than when a peer asks
-for an old block. Every later read verifies checksums too.
+MANIFEST or log record, or a missing table, refuses to open), and every read
+verifies block checksums. A truncated or bit-flipped table file holding old
+records would still only show when a peer asks for an old block, so every
+``open`` also starts a background check that reads every record once with
+checksums verified (``wait_verified`` waits for it). Reading a million-tx
+chain this way takes seconds, which used to hold up every start-up; now the
+node is ready first, and damage the check finds poisons the store like a
+failed write: writes are refused and ``raise_if_write_failed`` (which the
+daemon calls every second) raises it, naming the data directory, so the node
+stops within a second or so of the check reaching the damage.
 
 Failed writes (disk full, I/O error, failed fsync): the first one poisons the
 store, and every later write raises the same StoreError without touching
@@ -30,6 +36,7 @@ the node stops, and a restart reopens the store at its last complete block.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +126,10 @@ class ChainStore:
         self.path = path
         self.genesis = genesis
         self.write_error: StoreError | None = None
+        # Damage the background checksum check found; set once, by the checking thread.
+        self.damage: StoreError | None = None
+        self._verifier: threading.Thread | None = None
+        self._closing = threading.Event()
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
@@ -152,13 +163,16 @@ class ChainStore:
             cls._initialise(db, path, genesis)
             store = cls(db, path, genesis)
             store._check_consistency()
-            store._check_checksums()
         except plyvel.Error as e:
             db.close()
             raise _read_failed(path, e) from None
         except BaseException:
             db.close()
             raise
+        store._verifier = threading.Thread(
+            target=store._check_checksums, name=f"verify {path.name}", daemon=True
+        )
+        store._verifier.start()
         return store
 
     @staticmethod
@@ -198,13 +212,32 @@ class ChainStore:
         return Head(height, block_hash, state_root, timestamp_ms)
 
     def _check_checksums(self) -> None:
-        """Read every record once with checksums verified (LevelDB checks tables lazily)."""
+        """Read every record once with checksums verified (LevelDB checks tables lazily).
+
+        Runs in the verifier thread. The iterator reads the tables of the
+        version current when it was made; LevelDB keeps those files until it
+        is closed, so later compactions do not hide anything from it.
+        """
         try:
             with self._db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
                 for _ in keys:
-                    pass
+                    if self._closing.is_set():
+                        return
         except plyvel.Error as e:
-            raise self._read_failed(e) from None
+            self.damage = self._read_failed(e)
+
+    def wait_verified(self, timeout_s: float | None = None) -> bool:
+        """Wait for the background checksum check; raise its StoreError if it found damage.
+
+        Returns False if it is still running after ``timeout_s``.
+        """
+        if self._verifier is not None:
+            self._verifier.join(timeout_s)
+            if self._verifier.is_alive():
+                return False
+        if self.damage is not None:
+            raise self.damage
+        return True
 
     def _read_failed(self, error: plyvel.Error) -> StoreError:
         return _read_failed(self.path, error)
@@ -286,6 +319,10 @@ class ChainStore:
         return block
 
     def close(self) -> None:
+        """Stop the background check (it stops between two records) and close LevelDB."""
+        self._closing.set()
+        if self._verifier is not None and self._verifier is not threading.current_thread():
+            self._verifier.join()
         if not self._db.closed:
             self._db.close()
 
@@ -378,8 +415,7 @@ class ChainStore:
         fault: Callable[[], str | None] | None = None,
     ) -> None:
         """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store."""
-        if self.write_error is not None:
-            raise self.write_error
+        self.raise_if_write_failed()
         injected = fault() if fault is not None else None
         try:
             if injected == "disk_full":  # as LevelDB reports ENOSPC on its log append
@@ -406,9 +442,11 @@ class ChainStore:
         return logs[-1] if logs else self.path / "LOG"
 
     def raise_if_write_failed(self) -> None:
-        """Raise the StoreError of a failed write, if any write failed (the daemon then stops)."""
+        """Raise the StoreError of a failed write or of found damage, if any (the daemon then stops)."""
         if self.write_error is not None:
             raise self.write_error
+        if self.damage is not None:
+            raise self.damage
 
     def wal_items(self) -> list[tuple[bytes, bytes]]:
         """Every consensus WAL record still on disk, in key order."""
@@ -435,7 +473,8 @@ def verify_chain(store: ChainStore, upto: int | None = None) -> int:
 
     Returns the number of blocks checked; raises StoreError naming the first
     height where a stored block, index or the stored state disagrees with the
-    replay. Holds a full copy of the state in memory while it runs.
+    replay, or the damage the background checksum check found. Holds a full
+    copy of the state in memory while it runs.
     """
     genesis = store.genesis
     state = MemoryState()
@@ -476,4 +515,5 @@ def verify_chain(store: ChainStore, upto: int | None = None) -> int:
         for key in store.state_keys():
             if key not in state.values:
                 raise StoreError(f"verify-chain: stored state key {key!r} is not in the replay at {last}")
+    store.wait_verified()
     return last

@@ -24,7 +24,7 @@ from lendchain.crypto import SigningKey
 from lendchain.ledger.block import check_block
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.faults import ENV as FAULTS_ENV
-from lendchain.node.store import ChainStore, StoreError, verify_chain
+from lendchain.node.store import RECENT_BLOCKS_CHECKED, ChainStore, StoreError, verify_chain
 from lendchain.node.testnet import generate_testnet
 from tests.ledger.chain import Chain, make_genesis
 from tests.node.test_store import grow
@@ -206,14 +206,27 @@ def test_a_full_tmpfs_stops_the_writer_and_the_store_reopens_when_space_is_back(
 # Damaged LevelDB files ------------------------------------------------------------------------
 
 
-def _store_with_tables(path: Path, genesis) -> None:
-    """A store of a few blocks whose records sit in .ldb table files (not only in the log)."""
+# More blocks than open's own consistency checks read (the head and 16 below it), so damage
+# at the start of a table (block 1) is found by the background checksum check alone.
+OLD_BLOCKS = RECENT_BLOCKS_CHECKED + 8
+
+
+def _store_with_tables(path: Path, genesis, blocks: int = OLD_BLOCKS) -> Chain:
+    """A store whose records sit in .ldb table files (not only in the log), block 1 first."""
+    chain = Chain.start(genesis)
     with ChainStore.open(path, genesis) as store:
-        grow(store, Chain.start(genesis), 4)
+        grow(store, chain, blocks)
     db = plyvel.DB(str(path))
     db.compact_range()
     db.close()
     assert list(path.glob("*.ldb"))
+    return chain
+
+
+def _open_and_check(path: Path, genesis) -> None:
+    """What a node does at start-up: open (quick checks), then the background checksum check."""
+    with ChainStore.open(path, genesis) as store:
+        assert store.wait_verified(timeout_s=30)
 
 
 def _flip_byte(file: Path, offset: int) -> None:
@@ -260,14 +273,56 @@ def _manifest(path: Path) -> Path:
 def test_a_damaged_leveldb_file_is_named_at_start_up(tmp_path, genesis, damage, needles):
     path = tmp_path / "db"
     _store_with_tables(path, genesis)
+    _open_and_check(path, genesis)  # undamaged, the check passes
     damage(path)
     with pytest.raises(StoreError) as info:
-        ChainStore.open(path, genesis)
+        _open_and_check(path, genesis)
     message = str(info.value)
     assert f"data directory {path} is damaged" in message
     assert "restore it from a peer or a backup" in message
     for needle in needles:
         assert needle in message, message
+
+
+def test_damage_the_background_check_finds_poisons_the_store_like_a_failed_write(tmp_path, genesis):
+    path = tmp_path / "db"
+    chain = _store_with_tables(path, genesis)
+    _flip_byte(_table(path), 100)  # inside block 1, which open itself does not read
+    with ChainStore.open(path, genesis) as store:  # the head and recent blocks are sound
+        assert store.head().height == OLD_BLOCKS
+        with pytest.raises(StoreError) as info:
+            store.wait_verified(timeout_s=30)
+        assert f"data directory {path} is damaged" in str(info.value)
+        assert "checksum mismatch" in str(info.value)
+        assert store.damage is info.value
+        # The daemon polls this every second and stops on it.
+        with pytest.raises(StoreError) as polled:
+            store.raise_if_write_failed()
+        assert polled.value is info.value
+        block, execution = chain.cut([])
+        for write in (
+            lambda: store.wal_write([(b"vote/4", b"x")]),
+            lambda: store.pending_put([(b"t" * 32, b"raw")]),
+            lambda: store.commit_block(block.encode(), b"certificate", execution),
+        ):
+            with pytest.raises(StoreError) as refused:
+                write()
+            assert refused.value is info.value
+        with pytest.raises(StoreError, match="checksum mismatch"):
+            store.block_bytes(1)
+        assert store.block(OLD_BLOCKS) is not None
+
+
+def test_a_sound_store_passes_the_background_check_and_close_stops_it(tmp_path, genesis):
+    path = tmp_path / "db"
+    _store_with_tables(path, genesis)
+    with ChainStore.open(path, genesis) as store:
+        assert store.wait_verified(timeout_s=30)
+        store.raise_if_write_failed()
+        assert verify_chain(store) == OLD_BLOCKS
+    store = ChainStore.open(path, genesis)
+    store.close()  # at once, mid-check or not: the checking thread is gone when close returns
+    assert not store._verifier.is_alive()
 
 
 def test_a_bit_flip_in_the_log_is_named_at_start_up(tmp_path, genesis):
@@ -334,3 +389,25 @@ def test_a_node_stops_on_a_failed_block_write_and_catches_up_after_restart(tmp_p
     with ChainStore.open(bank4.config.data_dir, layout.genesis, create=False) as store:
         assert store.head().height >= 5
         assert verify_chain(store) == store.head().height
+
+
+@pytest.mark.slow
+def test_a_node_on_a_damaged_table_stops_and_names_the_damage(tmp_path):
+    p2p = free_port_block(5)
+    api = free_port_block(5, start=p2p + 10)
+    layout = generate_testnet(tmp_path / "net", 4, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster([layout.configs[0]], tmp_path / "logs")
+    bank1 = cluster["bank1"]
+    _store_with_tables(bank1.config.data_dir, layout.genesis)
+    _flip_byte(_table(bank1.config.data_dir), 100)  # block 1: start-up itself reads none of it
+    cluster.start("bank1")
+    try:
+        wait_for(lambda: not bank1.running, 30, "bank1 to stop on the damage its checksum check found")
+    finally:
+        cluster.stop_all()
+    log = bank1.log_path.read_text()
+    assert bank1.process.returncode == 1, log
+    assert "Traceback" not in log and "cannot start" not in log  # it started, then found the damage
+    stopped = next(line for line in log.splitlines() if "stopped:" in line)
+    assert f"data directory {bank1.config.data_dir} is damaged" in stopped
+    assert "checksum mismatch" in stopped
