@@ -43,6 +43,7 @@ from lendchain.node.logs import setup_logging
 from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.network import Network, NetworkError
+from lendchain.node.regossip import RegossipSchedule
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
@@ -52,7 +53,8 @@ GOSSIP_MAX_TXS = 2000
 # tasks writing one pubsub stream can interleave a big RPC and the receiver dies on
 # a protobuf DecodeError. A gossip message under one frame is written atomically.
 GOSSIP_MAX_BYTES = 56 * 1024
-REGOSSIP_AFTER_MS = 3000
+REGOSSIP_AFTER_MS = 3000  # then 6 s, 12 s, ... up to REGOSSIP_MAX_MS (see regossip.py)
+REGOSSIP_MAX_MS = 12_000
 MAINTENANCE_S = 1.0
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
@@ -142,6 +144,7 @@ class Node(NodeViews):
             )
             self.driver.commit_listeners.append(self._on_commit)
         self._gossip_outbox: list[bytes] = []
+        self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
         self._gossip_decoded: OrderedDict[bytes, list] = OrderedDict()
         self._accepted_at: dict[bytes, float] = {}
         self._commit_event = trio.Event()
@@ -246,6 +249,7 @@ class Node(NodeViews):
             self.store.pending_put([(tx_id, raw)])
         if source in ("api", "restore"):
             self._gossip_outbox.append(raw)
+            self._regossip.add(tx_id, now_ms())
         return {"id": tx_id.hex(), "status": "accepted"}
 
     def _restore_pending(self) -> None:
@@ -276,10 +280,10 @@ class Node(NodeViews):
         return expected
 
     def _known_status(self, tx_id: bytes) -> str | None:
+        if tx_id in self.mempool:  # first: gossip repeats pending txs far more often than committed ones
+            return "pending"
         if self.store.tx_location(tx_id) is not None:
             return "committed"
-        if tx_id in self.mempool:
-            return "pending"
         return None
 
     # -- gossip ---------------------------------------------------------------
@@ -351,9 +355,8 @@ class Node(NodeViews):
                 self._accepted_at.pop(tx.tx_id, None)
             if expired:
                 self.store.pending_delete([tx.tx_id for tx in expired])
-            stale = self.mempool.older_than(now - REGOSSIP_AFTER_MS, GOSSIP_MAX_TXS)
-            if stale:
-                self._gossip_outbox.extend(tx.raw for tx in stale)
+            for tx_id in self._regossip.due(now, self.mempool.__contains__, GOSSIP_MAX_TXS):
+                self._gossip_outbox.append(self.mempool.get(tx_id).raw)
             self.metrics.peers.set(len(self.network.connected_members()))
             self.metrics.mempool_txs.set(len(self.mempool))
             self.metrics.mempool_bytes.set(self.mempool.size_bytes)

@@ -170,16 +170,6 @@ class Mempool:
             )
         return expired
 
-    def older_than(self, cutoff_ms: int, limit: int) -> list[PendingTx]:
-        """Pending transactions that arrived before ``cutoff_ms`` (for re-gossip)."""
-        found = []
-        for tx_id in self._arrival:
-            tx = self._by_id[tx_id]
-            if tx.added_ms >= cutoff_ms or len(found) >= limit:
-                break
-            found.append(tx)
-        return found
-
     def recent_outcome(self, tx_id: bytes) -> Outcome | None:
         return self._outcomes.get(tx_id)
 
