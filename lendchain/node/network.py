@@ -44,10 +44,23 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
-from lendchain.node.network_host import build_host, build_pubsub, check_listen_address_free, peer_id_of
-from lendchain.node.network_link import InboundBudget, MemberLink, bounded, checked_options, quietly
+from lendchain.node.network_host import (
+    build_host,
+    build_pubsub,
+    check_listen_address_free,
+    peer_id_of,
+    unwrap_gossip,
+    wrap_gossip,
+)
+from lendchain.node.network_link import (
+    NETWORK_OPTIONS,
+    InboundBudget,
+    MemberLink,
+    bounded,
+    checked_options,
+    quietly,
+)
 from lendchain.node.network_wire import (
-    DEFAULT_MAX_FRAME,
     FrameKind,
     FrameReader,
     WireError,
@@ -60,35 +73,6 @@ CONSENSUS_PROTOCOL = TProtocol("/lendchain/consensus/1")
 REQUEST_PROTOCOL = TProtocol("/lendchain/request/1")
 # Permanent peerstore entry for genesis addresses (libp2p's connect() adds 120 s ones).
 _ADDR_TTL = 10**9
-
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "max_frame_size": DEFAULT_MAX_FRAME,  # bytes per consensus frame / request / response
-    "max_gossip_size": 8 * 1024 * 1024,  # bytes per gossip message
-    "queue_frames": 10_000,  # outbound frames queued per member before dropping
-    "batch_bytes": 1024 * 1024,  # bytes coalesced into one stream write
-    "ping_interval_s": 1.0,  # heartbeat on an idle link
-    "dead_after_s": 5.0,  # a link silent this long is dead
-    "write_timeout_s": 10.0,  # a write stalled this long resets the link
-    "dial_timeout_s": 5.0,
-    "redial_min_s": 0.1,
-    "redial_max_s": 2.0,
-    "gossip_heartbeat_s": 0.25,
-    "dial_grace_s": 0.5,  # how long the member with the larger PeerID waits for the other's dial
-    "gossip_repair_s": 3.0,  # a linked member not subscribed to gossip this long is reconnected
-    # Inbound budget per member (sustained rate, burst). Honest members send a few
-    # consensus frames per block; these bounds only bite on a flooding member.
-    "peer_frames_per_s": 500,
-    "peer_frames_burst": 2000,
-    "peer_bytes_per_s": 32 * 1024 * 1024,
-    "peer_bytes_burst": 64 * 1024 * 1024,
-    "peer_gossip_bytes_per_s": 8 * 1024 * 1024,
-    "peer_gossip_bytes_burst": 16 * 1024 * 1024,
-    "throttle_warn_every_s": 10.0,
-    # Fault injection for tests: probability that an inbound consensus frame / a
-    # gossip message is dropped at this node instead of being delivered.
-    "frame_loss": 0.0,
-    "gossip_loss": 0.0,
-}
 
 
 class NetworkError(Exception):
@@ -112,7 +96,7 @@ class Network:
         member_keys: dict[str, list[bytes]] | None = None,
         **options: Any,
     ) -> None:
-        self.options = checked_options(DEFAULT_OPTIONS, options)
+        self.options = checked_options(NETWORK_OPTIONS, options)
         by_name = {m.name: m for m in members}
         if len(by_name) != len(members):
             raise ValueError("member names must be unique")
@@ -216,9 +200,9 @@ class Network:
                 f"gossip message of {len(data)} bytes exceeds max_gossip_size "
                 f"{self.options['max_gossip_size']}; split the batch"
             )
-        if self._pubsub is None:
+        if self._pubsub is None or self._router is None:
             raise NetworkError("cannot publish: the network is not running")
-        await self._pubsub.publish(self.topic, data)
+        await self._pubsub.publish(self.topic, wrap_gossip(self._router.publish_targets(self.topic), data))
         self._counters["gossip_out"] += 1
 
     def connected_members(self) -> set[str]:
@@ -580,7 +564,9 @@ class Network:
                 self._warn_throttled(link, "gossip")
                 return False
         try:
-            valid = bool(self._validate_gossip(msg.data))
+            valid = bool(self._validate_gossip(unwrap_gossip(msg.data, self.options["max_gossip_size"])[1]))
+        except ValueError:
+            valid = False
         except Exception:
             self.log.exception("gossip validator raised; rejecting the message")
             valid = False
@@ -593,6 +579,6 @@ class Network:
             return
         self._counters["gossip_in"] += 1
         try:
-            self._on_gossip(msg.data)
+            self._on_gossip(unwrap_gossip(msg.data, self.options["max_gossip_size"])[1])
         except Exception:
             self.log.exception("gossip handler failed")

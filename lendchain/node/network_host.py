@@ -6,6 +6,17 @@ PeerID is computable from the genesis), security is Noise only (the library
 default would also offer plaintext, which proves nothing), a Noise subclass
 refuses non-member PeerIDs right after the handshake (py-libp2p has no PeerID
 gater), and gossipsub is tuned for ≤ 16 known peers on a permissioned network.
+
+Gossip relays. On a consortium every member keeps a link to every other, and
+the mesh is full, so a publisher's own sends reach everyone; gossipsub would
+still have every receiver relay the message to every other member, (n-1)(n-2)
+copies in all where n-1 do (12 of 3 at n = 4, 72 of 9 at n = 10), each one
+decrypted, parsed and hashed before it is dropped as seen. So each message
+names the peers its publisher sent it to (``wrap_gossip``), and
+``MemberGossipSub`` relays only to mesh peers not on that list: none while
+every link is up, the cut-off ones when a link is down. The list is inside the
+publisher's signature, so a relay cannot shorten it; a publisher that lies
+about it only slows its own transactions, which it re-gossips anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import multiaddr
 from libp2p import new_host
@@ -35,6 +46,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from lendchain import codec
 from lendchain.crypto import SigningKey
 
 # py-libp2p 0.8.1 creates each peer's outbound pubsub queue as ``RpcQueue()``
@@ -171,6 +183,68 @@ def content_message_id(msg: rpc_pb2.Message) -> bytes:
     return h.digest()
 
 
+def wrap_gossip(sent_to: Iterable[ID], payload: bytes) -> bytes:
+    """The gossip message data: the peers the publisher sends it to, and the payload."""
+    return codec.pack([sorted(peer.to_bytes() for peer in sent_to), payload])
+
+
+def unwrap_gossip(data: bytes, max_size: int) -> tuple[list[bytes], bytes]:
+    """``(sent_to, payload)``; raises ``ValueError`` for anything else."""
+    try:
+        value = codec.unpack(data, max_size=max_size)
+    except codec.CodecError as e:
+        raise ValueError(f"gossip message does not decode: {e}") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], list)
+        or not all(isinstance(peer, bytes) for peer in value[0])
+        or not isinstance(value[1], bytes)
+    ):
+        raise ValueError("gossip message is not [sent_to, payload]")
+    return value[0], value[1]
+
+
+class MemberGossipSub(GossipSub):
+    """Gossipsub that relays a message only to the peers its publisher did not send it to."""
+
+    max_message_size = 1 << 20
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._reached: dict[bytes, set[ID]] = {}
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        if self.pubsub is None or msg_forwarder == self.pubsub.my_id:
+            await super().publish(msg_forwarder, pubsub_msg)
+            return
+        try:
+            sent_to, _ = unwrap_gossip(pubsub_msg.data, self.max_message_size)
+            reached = {ID(peer) for peer in sent_to}
+        except ValueError:
+            reached = set()  # the validator refuses such a message before it gets here
+        msg_id = self.pubsub.get_message_id(pubsub_msg)
+        self._reached[msg_id] = reached
+        try:
+            await super().publish(msg_forwarder, pubsub_msg)
+        finally:
+            self._reached.pop(msg_id, None)
+
+    def _get_peers_to_send(
+        self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
+    ) -> Iterator[ID]:
+        reached = self._reached.get(msg_id, ()) if msg_id is not None else ()
+        for peer in super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id):
+            if peer not in reached:
+                yield peer
+
+    def publish_targets(self, topic: str) -> set[ID]:
+        """The peers a message published now on ``topic`` goes to directly."""
+        if self.pubsub is None:
+            return set()
+        return {peer for peer in self.mesh.get(topic, ()) if peer in self.pubsub.peers}
+
+
 class DeliveringPubsub(Pubsub):
     """Pubsub that hands validated messages straight to a callback.
 
@@ -192,16 +266,18 @@ def build_pubsub(
     heartbeat_s: float,
     max_message_size: int,
     deliver: Callable[[rpc_pb2.Message], None],
-) -> tuple[DeliveringPubsub, GossipSub]:
+) -> tuple[DeliveringPubsub, MemberGossipSub]:
     """A gossipsub router sized for ``peers`` other members on a closed network."""
     max_rpc_bytes = max_message_size + 64 * 1024  # room for the signed envelope and peer record
+    MemberGossipSub.max_message_size = max(MemberGossipSub.max_message_size, max_message_size)
     _RoomyRpcQueue.max_rpc_bytes = max(_RoomyRpcQueue.max_rpc_bytes, max_rpc_bytes)
-    degree = max(1, min(6, peers))
-    router = GossipSub(
+    # A full mesh up to 12 peers: the publisher reaches everyone itself (see MemberGossipSub).
+    degree = max(1, min(12, peers))
+    router = MemberGossipSub(
         protocols=[PROTOCOL_ID_V11],
         degree=degree,
-        degree_low=max(1, min(4, degree)),
-        degree_high=max(degree, min(12, peers)),
+        degree_low=max(1, degree - 2),
+        degree_high=degree,
         time_to_live=30,
         # IHAVE gossip covers ~2 s of history at the short heartbeat.
         gossip_window=max(3, int(2.0 / heartbeat_s)),

@@ -21,7 +21,7 @@ from libp2p.peer.id import ID
 
 from lendchain.genesis import Member
 from lendchain.node.network_host import peer_id_of
-from lendchain.node.network_wire import FrameKind, encode_frame
+from lendchain.node.network_wire import DEFAULT_MAX_FRAME, FrameKind, encode_frame
 from lendchain.node.ratelimit import TokenBucket
 
 
@@ -62,6 +62,37 @@ class InboundBudget:
         for unit, amount in amounts.items():
             self.buckets[unit].take(now, amount)
         return True
+
+
+# The network's options, each overridable by ``Network(..., **options)`` (tests and benchmarks).
+NETWORK_OPTIONS: dict[str, Any] = {
+    "max_frame_size": DEFAULT_MAX_FRAME,  # bytes per consensus frame / request / response
+    "max_gossip_size": 8 * 1024 * 1024,  # bytes per gossip message
+    "queue_frames": 10_000,  # outbound frames queued per member before dropping
+    "batch_bytes": 1024 * 1024,  # bytes coalesced into one stream write
+    "ping_interval_s": 1.0,  # heartbeat on an idle link
+    "dead_after_s": 5.0,  # a link silent this long is dead
+    "write_timeout_s": 10.0,  # a write stalled this long resets the link
+    "dial_timeout_s": 5.0,
+    "redial_min_s": 0.1,
+    "redial_max_s": 2.0,
+    "gossip_heartbeat_s": 0.25,
+    "dial_grace_s": 0.5,  # how long the member with the larger PeerID waits for the other's dial
+    "gossip_repair_s": 3.0,  # a linked member not subscribed to gossip this long is reconnected
+    # Inbound budget per member (sustained rate, burst). Honest members send a few
+    # consensus frames per block; these bounds only bite on a flooding member.
+    "peer_frames_per_s": 500,
+    "peer_frames_burst": 2000,
+    "peer_bytes_per_s": 32 * 1024 * 1024,
+    "peer_bytes_burst": 64 * 1024 * 1024,
+    "peer_gossip_bytes_per_s": 8 * 1024 * 1024,
+    "peer_gossip_bytes_burst": 16 * 1024 * 1024,
+    "throttle_warn_every_s": 10.0,
+    # Fault injection for tests: probability that an inbound consensus frame / a
+    # gossip message is dropped at this node instead of being delivered.
+    "frame_loss": 0.0,
+    "gossip_loss": 0.0,
+}
 
 
 def checked_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
