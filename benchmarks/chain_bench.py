@@ -39,7 +39,9 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -181,14 +183,24 @@ def _sign_chunks(
         cohort=COHORT,
         created_ms=created_ms,
     )
+    parent = os.getppid()
+
+    def put(item: list[bytes] | None) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=1)
+            except queue.Full:
+                if os.getppid() != parent:  # the benchmark died: stop signing
+                    raise SystemExit(1) from None
+
     batch = []
     for tx in txs:
         batch.append(tx.encode())
         if len(batch) == chunk:
-            out.put(batch)
+            put(batch)
             batch = []
-    out.put(batch)
-    out.put(None)
+    put(batch)
+    put(None)
 
 
 def signed_txs(
@@ -545,9 +557,9 @@ def verify_chain(config: Path, log) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    log = (
-        (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
-    )
+    # Progress goes to stderr in both modes: a full run takes many minutes.
+    log = lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True)  # noqa: E731
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the nodes and the signer too
     tmp = Path(tempfile.mkdtemp(prefix="lendchain-chain-bench-"))
     try:
         blocks = -(-args.txs // args.block)

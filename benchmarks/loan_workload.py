@@ -41,12 +41,14 @@ def loan_lifecycles(
     cohort: int,
     created_ms: int,
     member_nonces: dict[str, int] | None = None,
+    first_borrower: int = 0,
 ) -> Iterator[Transaction]:
     """``borrowers`` full lifecycles (``TXS_PER_LOAN`` txs each), signed in an order that executes.
 
     Loan ``i`` goes to ``lenders[i % len(lenders)]`` and is attested by
     ``attesters[i % len(attesters)]``. ``member_nonces`` (did -> next nonce)
-    is where the members' nonces start and is updated as txs are signed.
+    is where the members' nonces start and is updated as txs are signed;
+    borrowers are numbered from ``first_borrower`` + 1 (``borrower_key``).
     """
     nonces = member_nonces if member_nonces is not None else {}
     kyc = {"level": 2, "expires_ms": created_ms + KYC_VALID_MS, "evidence_hash": "ab" * 32}
@@ -58,7 +60,7 @@ def loan_lifecycles(
 
     for first in range(0, borrowers, max(1, cohort)):
         numbers = range(first, min(borrowers, first + max(1, cohort)))
-        keys = [borrower_key(i + 1) for i in numbers]
+        keys = [borrower_key(first_borrower + i + 1) for i in numbers]
         lender_of = [lenders[i % len(lenders)] for i in numbers]
         for borrower in keys:
             yield sign(borrower, "party.register", {"role": "borrower"})

@@ -35,6 +35,8 @@ the node stops, and a restart reopens the store at its last complete block.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import threading
 from collections.abc import Callable
@@ -72,6 +74,10 @@ _FORMAT_KEY = _META + b"format"
 FORMAT = 1
 # On open, this many blocks below the head are checked to link by hash.
 RECENT_BLOCKS_CHECKED = 16
+# The background checksum check's snapshot of the table files (see _check_checksums).
+_SNAPSHOT_DIR = "verify-snapshot"
+_SNAPSHOT_ATTEMPTS = 5
+_SNAPSHOT_OPEN_FILES = 64  # LevelDB's minimum; it keeps that many tables mapped at most
 _RESTORE = "the data directory is corrupt; restore it from a peer or a backup"
 # Test-only write faults (lendchain.node.faults): how LevelDB reports each one.
 _INJECTED = {"disk_full": "No space left on device", "fsync_error": "Input/output error"}
@@ -214,17 +220,56 @@ class ChainStore:
     def _check_checksums(self) -> None:
         """Read every record once with checksums verified (LevelDB checks tables lazily).
 
-        Runs in the verifier thread. The iterator reads the tables of the
-        version current when it was made; LevelDB keeps those files until it
-        is closed, so later compactions do not hide anything from it.
+        Runs in the verifier thread, on a snapshot: hard links to the table files
+        and a copy of the MANIFEST, opened as a LevelDB of its own. LevelDB maps
+        the tables it reads into memory, so scanning the node's own handle left
+        every table mapped and the node's RSS as large as its data directory;
+        the snapshot's handle caches few tables and unmaps all of them when it
+        closes. Same inodes, so damage in the data directory shows in the
+        snapshot. Without hard links (a data directory that is a mount point)
+        the node's own handle is scanned.
         """
+        snapshot = self.path / _SNAPSHOT_DIR
+        for _ in range(_SNAPSHOT_ATTEMPTS):
+            if self._closing.is_set():
+                return
+            try:
+                db = self._open_snapshot(snapshot)
+            except (OSError, plyvel.Error):
+                # A table compacted away between reading CURRENT and linking it, no hard
+                # links here, or no room for the snapshot's own small files: never damage
+                # (opening the store checked CURRENT, MANIFEST and the tables' presence).
+                shutil.rmtree(snapshot, ignore_errors=True)
+                continue
+            try:
+                return self._scan_checksums(db, snapshot)
+            finally:
+                db.close()
+                shutil.rmtree(snapshot, ignore_errors=True)
+        self._scan_checksums(self._db, self.path)
+
+    def _open_snapshot(self, snapshot: Path) -> plyvel.DB:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        snapshot.mkdir()
+        manifest = (self.path / "CURRENT").read_text().strip()
+        shutil.copyfile(self.path / manifest, snapshot / manifest)
+        (snapshot / "CURRENT").write_text(manifest + "\n")
+        for table in self.path.glob("*.ldb"):
+            try:
+                os.link(table, snapshot / table.name)
+            except FileNotFoundError:  # compacted away meanwhile; not in the MANIFEST copy either
+                continue
+        return plyvel.DB(str(snapshot), paranoid_checks=True, max_open_files=_SNAPSHOT_OPEN_FILES)
+
+    def _scan_checksums(self, db: plyvel.DB, where: Path) -> None:
         try:
-            with self._db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
+            with db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
                 for _ in keys:
                     if self._closing.is_set():
                         return
         except plyvel.Error as e:
-            self.damage = self._read_failed(e)
+            said = _leveldb_says(e).replace(str(where), str(self.path))
+            self.damage = _read_failed(self.path, plyvel.CorruptionError(said.encode()))
 
     def wait_verified(self, timeout_s: float | None = None) -> bool:
         """Wait for the background checksum check; raise its StoreError if it found damage.

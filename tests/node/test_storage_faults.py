@@ -316,13 +316,30 @@ def test_damage_the_background_check_finds_poisons_the_store_like_a_failed_write
 def test_a_sound_store_passes_the_background_check_and_close_stops_it(tmp_path, genesis):
     path = tmp_path / "db"
     _store_with_tables(path, genesis)
+    (path / "verify-snapshot").mkdir()  # left by a node killed mid-check
     with ChainStore.open(path, genesis) as store:
         assert store.wait_verified(timeout_s=30)
         store.raise_if_write_failed()
         assert verify_chain(store) == OLD_BLOCKS
+        assert not (path / "verify-snapshot").exists()  # the check's hard links are gone
     store = ChainStore.open(path, genesis)
     store.close()  # at once, mid-check or not: the checking thread is gone when close returns
     assert not store._verifier.is_alive()
+
+
+def test_without_a_snapshot_the_check_reads_the_store_itself_and_still_finds_damage(
+    tmp_path, genesis, monkeypatch
+):
+    def no_hard_links(self, snapshot):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(ChainStore, "_open_snapshot", no_hard_links)
+    path = tmp_path / "db"
+    _store_with_tables(path, genesis)
+    _open_and_check(path, genesis)
+    _flip_byte(_table(path), 100)
+    with pytest.raises(StoreError, match=f"{path} is damaged.*checksum mismatch"):
+        _open_and_check(path, genesis)
 
 
 def test_a_bit_flip_in_the_log_is_named_at_start_up(tmp_path, genesis):
