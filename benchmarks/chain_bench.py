@@ -36,24 +36,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import os
 import platform
-import queue
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import tomli_w
-from loan_workload import TXS_PER_LOAN, loan_lifecycles
+from loan_workload import TXS_PER_LOAN, signed_in_background
 from network_bench import build_workload, cpu_seconds, disk_bytes, drive, memory_mb
 
 from lendchain import codec
@@ -61,9 +57,7 @@ from lendchain.consensus import wal
 from lendchain.consensus.certificate import CheckpointProof, CommitCertificate
 from lendchain.consensus.quorum import quorum, tag
 from lendchain.crypto import SigningKey, read_key_file
-from lendchain.genesis import Genesis
 from lendchain.ledger.block import check_block, make_block
-from lendchain.ledger.transactions import Transaction, decode_transaction
 from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
 from lendchain.node.config import load_node_config
 from lendchain.node.store import ChainStore
@@ -165,65 +159,6 @@ def checkpoint_record(
     return codec.pack(CheckpointProof(height, root, signatures).to_value())
 
 
-def _sign_chunks(
-    out,
-    chain_id: str,
-    lenders: list[bytes],
-    attesters: list[bytes],
-    borrowers: int,
-    created_ms: int,
-    chunk: int,
-) -> None:
-    """Signer process: put the workload's txs in ``out`` as lists of wire bytes, then None."""
-    txs = loan_lifecycles(
-        chain_id,
-        [SigningKey(seed) for seed in lenders],
-        [SigningKey(seed) for seed in attesters],
-        borrowers,
-        cohort=COHORT,
-        created_ms=created_ms,
-    )
-    parent = os.getppid()
-
-    def put(item: list[bytes] | None) -> None:
-        while True:
-            try:
-                return out.put(item, timeout=1)
-            except queue.Full:
-                if os.getppid() != parent:  # the benchmark died: stop signing
-                    raise SystemExit(1) from None
-
-    batch = []
-    for tx in txs:
-        batch.append(tx.encode())
-        if len(batch) == chunk:
-            put(batch)
-            batch = []
-    put(batch)
-    put(None)
-
-
-def signed_txs(
-    genesis: Genesis, lenders: list[SigningKey], attesters: list[SigningKey], borrowers: int, chunk: int
-) -> Iterator[list[Transaction]]:
-    """The workload in chunks of ``chunk`` txs, signed by a second process while this one executes."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue(maxsize=32)
-    seeds = ([k.seed for k in lenders], [k.seed for k in attesters])
-    signer = context.Process(
-        target=_sign_chunks,
-        args=(queue, genesis.chain_id, *seeds, borrowers, genesis.genesis_time_ms, chunk),
-        daemon=True,
-    )
-    signer.start()
-    try:
-        while (batch := queue.get()) is not None:
-            yield [decode_transaction(raw) for raw in batch]
-    finally:
-        signer.kill()
-        signer.join()
-
-
 def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argparse.Namespace, log) -> Built:
     """Sign, cut, check and store ``args.txs`` txs in bank1's data directory (see the module doc)."""
     genesis = layout.genesis
@@ -244,7 +179,16 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     checkpoint: tuple[int, bytes] | None = None
     certificates: dict[int, bytes] = {}
     height = 0
-    for candidates in signed_txs(genesis, lenders, attesters, borrowers, args.block):
+    txs = signed_in_background(
+        chain_id,
+        lenders,
+        attesters,
+        borrowers,
+        cohort=COHORT,
+        created_ms=genesis.genesis_time_ms,
+        chunk=args.block,
+    )
+    for candidates in txs:
         head = store.head()
         height = head.height + 1
         wall, cpu = time.perf_counter(), time.thread_time()
@@ -293,7 +237,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
         window.txs += len(candidates)
         if window.txs >= args.window:
             thread_now, process_now = time.thread_time(), time.process_time()
-            window.background_cpu = (process_now - window_process0) - (thread_now - window_thread0)
+            window.background_cpu = max(0.0, (process_now - window_process0) - (thread_now - window_thread0))
             window.end_txs = built.txs
             window.rss_mb = rss_mb()[0]
             built.windows.append(window)
@@ -408,6 +352,9 @@ def run_nodes(layout: TestnetLayout, logs: Path, height: int, args: argparse.Nam
         ready, ready_cpu = start_and_time(cluster, height)
         log(f"  ready after {ready} s ({ready_cpu} CPU seconds)")
         memory_ready = node_memory(cluster)
+        settled = settle(cluster)
+        log(f"  settled (background checksum check done) {settled} s after ready")
+        memory_settled = node_memory(cluster)
         live = live_load(cluster, layout, args, log)
     finally:
         codes = cluster.stop_all()
@@ -415,18 +362,26 @@ def run_nodes(layout: TestnetLayout, logs: Path, height: int, args: argparse.Nam
         "ready_s": ready,
         "ready_cpu_s": ready_cpu,
         "memory_ready_mb": memory_ready,
+        "settled_after_ready_s": settled,
+        "memory_settled_mb": memory_settled,
         "live": live,
         "exit_codes": codes,
     }
 
 
+def settle(cluster: Cluster, idle_cpu_s: float = 0.25, timeout_s: float = 120) -> float:
+    """Seconds until every node uses under ``idle_cpu_s`` CPU in a second (start-up work done)."""
+    started = time.monotonic()
+    nodes = [cluster[name] for name in cluster.names]
+    while time.monotonic() - started < timeout_s:
+        before = [cpu_seconds(n) for n in nodes]
+        time.sleep(1)
+        if all(cpu_seconds(n) - b < idle_cpu_s for n, b in zip(nodes, before, strict=True)):
+            break
+    return round(time.monotonic() - started, 1)
+
+
 # -- report ----------------------------------------------------------------------------
-
-
-def summarise(windows: list[Window], count: int = 1) -> dict[str, float]:
-    """Per-tx costs (µs) averaged over ``count`` windows (medians of each field)."""
-    rows = [w.per_tx_us() for w in windows[:count]]
-    return {key: round(statistics.median(r[key] for r in rows), 1) for key in rows[0]}
 
 
 def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_nodes: dict | None) -> dict:
@@ -455,6 +410,8 @@ def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_node
         "restart_ready_cpu_s": chain_nodes["ready_cpu_s"],
         "fresh_ready_s": fresh_nodes["ready_s"] if fresh_nodes else None,
         "node_rss_ready_mb": chain_nodes["memory_ready_mb"],
+        "settled_after_ready_s": chain_nodes["settled_after_ready_s"],
+        "node_rss_settled_mb": chain_nodes["memory_settled_mb"],
         "live_at_height": chain_nodes["live"],
         "live_fresh": fresh_nodes["live"] if fresh_nodes else None,
     }
@@ -488,6 +445,11 @@ def print_table(result: dict) -> None:
         ("builder peak RSS", f"{result['builder_peak_rss_mb']} MB"),
         ("disk per node", f"{result['disk_mb_per_node']} MB ({result['disk_bytes_per_tx']} B/tx)"),
         ("restart to ready (s)", ", ".join(f"{k} {v}" for k, v in result["restart_ready_s"].items())),
+        ("settled (idle) after ready", f"{result['settled_after_ready_s']} s"),
+        (
+            "node RSS settled (MB)",
+            ", ".join(f"{k} {v['VmRSS']}" for k, v in result["node_rss_settled_mb"].items()),
+        ),
         (
             "node RSS when ready (MB)",
             ", ".join(f"{k} {v['VmRSS']}" for k, v in result["node_rss_ready_mb"].items()),

@@ -12,15 +12,20 @@ than a measuring window the mix of kinds is the same in every window (a long
 chain's first 10,000 txs cost what its last 10,000 would if nothing grew);
 with one cohort of all borrowers it is the phase-by-phase order of
 ``ledger_bench.py``. Only the current cohort is held in memory, so a million
-txs cost no more memory than a thousand.
+txs cost no more memory than a thousand; ``signed_in_background`` signs them
+in a second process while the benchmark executes.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from lendchain.crypto import SigningKey
-from lendchain.ledger.transactions import Transaction, build_transaction
+from lendchain.ledger.transactions import Transaction, build_transaction, decode_transaction
 
 TERM = 5
 TXS_PER_LOAN = 6 + TERM  # register, kyc.attest, apply, offer, accept, disburse, TERM repayments
@@ -82,3 +87,64 @@ def loan_lifecycles(
         for _ in range(TERM):
             for lender, apply in zip(lender_of, applies, strict=True):
                 yield sign(lender, "loan.repay", {"loan_id": apply.id.hex(), "amount": 24_000})
+
+
+def _sign_chunks(
+    out: Any,
+    chain_id: str,
+    lenders: list[bytes],
+    attesters: list[bytes],
+    borrowers: int,
+    cohort: int,
+    created_ms: int,
+    chunk: int,
+) -> None:
+    """Signer process: put the lifecycles' txs in ``out`` as lists of wire bytes, then None."""
+    keys = ([SigningKey(seed) for seed in lenders], [SigningKey(seed) for seed in attesters])
+    txs = loan_lifecycles(chain_id, *keys, borrowers, cohort=cohort, created_ms=created_ms)
+    parent = os.getppid()
+
+    def put(item: list[bytes] | None) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=1)
+            except queue.Full:
+                if os.getppid() != parent:  # the benchmark died: stop signing
+                    raise SystemExit(1) from None
+
+    batch = []
+    for tx in txs:
+        batch.append(tx.encode())
+        if len(batch) == chunk:
+            put(batch)
+            batch = []
+    put(batch)
+    put(None)
+
+
+def signed_in_background(
+    chain_id: str,
+    lenders: Sequence[SigningKey],
+    attesters: Sequence[SigningKey],
+    borrowers: int,
+    *,
+    cohort: int,
+    created_ms: int,
+    chunk: int,
+) -> Iterator[list[Transaction]]:
+    """``loan_lifecycles`` in lists of ``chunk`` txs, signed by a second process meanwhile."""
+    context = multiprocessing.get_context("spawn")
+    chunks = context.Queue(maxsize=32)
+    seeds = ([k.seed for k in lenders], [k.seed for k in attesters])
+    signer = context.Process(
+        target=_sign_chunks,
+        args=(chunks, chain_id, *seeds, borrowers, cohort, created_ms, chunk),
+        daemon=True,
+    )
+    signer.start()
+    try:
+        while (batch := chunks.get()) is not None:
+            yield [decode_transaction(raw) for raw in batch]
+    finally:
+        signer.kill()
+        signer.join()

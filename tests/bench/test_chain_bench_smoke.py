@@ -47,6 +47,8 @@ def test_smoke_run_builds_a_chain_restarts_it_and_reports_every_field():
     assert all(0 < s < 300 for s in result["restart_ready_s"].values())
     assert all(0 < s < 300 for s in result["restart_ready_cpu_s"].values())
     assert all(0 < m["VmRSS"] <= m["VmHWM"] for m in result["node_rss_ready_mb"].values())
+    assert result["settled_after_ready_s"] >= 0
+    assert all(0 < m["VmRSS"] <= m["VmHWM"] for m in result["node_rss_settled_mb"].values())
 
     # The live load went through on the restarted chain and on a fresh network.
     for live in (result["live_at_height"], result["live_fresh"]):
