@@ -204,9 +204,18 @@ class Node(NodeViews):
 
     def submit(self, raw_txs: list[bytes]) -> list[dict[str, Any]]:
         results = []
-        for raw in raw_txs:
-            result = self._accept(raw, source="api")
-            results.append(result)
+        kept: list[tuple[bytes, bytes]] = []
+        try:
+            for raw in raw_txs:
+                result = self._accept(raw, source="api")
+                results.append(result)
+                if result["status"] == "accepted":
+                    kept.append((bytes.fromhex(result["id"]), raw))
+        finally:
+            # Kept in LevelDB until it commits, expires or is rejected: a crash does not lose it.
+            # One batch per request (a MempoolFull part-way still keeps what was accepted).
+            if kept:
+                self.store.pending_put(kept)
         return results
 
     def _accept(self, raw: bytes, source: str, verified: bool = False) -> dict[str, Any]:
@@ -223,8 +232,9 @@ class Node(NodeViews):
             if not verified and tx_id not in self.app.verified:
                 check_stateless(tx, self.genesis.chain_id)
                 self.app.verified.add(tx_id)
-            expected = self._next_nonce(tx.sender)
-            if tx.nonce < next_nonce(self.store, tx.sender):
+            committed = next_nonce(self.store, tx.sender)
+            expected = self.mempool.next_free_nonce(tx.sender, committed)
+            if tx.nonce < committed:
                 raise TxRejected(
                     "bad_nonce", f"nonce {tx.nonce} of {tx.sender} is already used; next is {expected}"
                 )
@@ -244,9 +254,6 @@ class Node(NodeViews):
             return {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce", "message": str(e)}
         self.metrics.tx_accepted.labels(source).inc()
         self._accepted_at[tx_id] = time.monotonic()
-        if source == "api":
-            # Kept in LevelDB until it commits, expires or is rejected: a crash does not lose it.
-            self.store.pending_put([(tx_id, raw)])
         if source in ("api", "restore"):
             self._gossip_outbox.append(raw)
             self._regossip.add(tx_id, now_ms())
@@ -271,13 +278,7 @@ class Node(NodeViews):
             )
 
     def _next_nonce(self, sender: str) -> int:
-        committed = next_nonce(self.store, sender)
-        pending = self.mempool.pending_nonces(sender)
-        expected = committed
-        for nonce in pending:
-            if nonce == expected:
-                expected += 1
-        return expected
+        return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))
 
     def _known_status(self, tx_id: bytes) -> str | None:
         if tx_id in self.mempool:  # first: gossip repeats pending txs far more often than committed ones

@@ -55,6 +55,10 @@ class Outcome:
 @dataclass
 class _Sender:
     by_nonce: dict[int, PendingTx] = field(default_factory=dict)
+    # Every nonce in [run_from, run_end) is pending: ``next_free_nonce`` starts its walk at
+    # run_end, so a sender with thousands of queued txs (a lender) costs O(1) per new tx.
+    run_from: int = 0
+    run_end: int = 0
 
 
 class Mempool:
@@ -106,6 +110,18 @@ class Mempool:
     def pending_nonces(self, sender: str) -> list[int]:
         entry = self._senders.get(sender)
         return sorted(entry.by_nonce) if entry else []
+
+    def next_free_nonce(self, sender: str, committed: int) -> int:
+        """The first nonce from ``committed`` (the sender's next committed nonce) not pending here."""
+        entry = self._senders.get(sender)
+        if entry is None:
+            return committed
+        by_nonce = entry.by_nonce
+        nonce = entry.run_end if entry.run_from <= committed < entry.run_end else committed
+        while nonce in by_nonce:
+            nonce += 1
+        entry.run_from, entry.run_end = committed, nonce
+        return nonce
 
     def candidates(
         self, next_nonce: Callable[[str], int], max_txs: int, max_bytes: int
@@ -189,6 +205,10 @@ class Mempool:
         entry.by_nonce.pop(tx.nonce, None)
         if not entry.by_nonce:
             del self._senders[tx.sender]
+        elif tx.nonce == entry.run_from:  # committed from the bottom: the rest of the run holds
+            entry.run_from += 1
+        elif entry.run_from < tx.nonce < entry.run_end:  # a hole in the run: forget it
+            entry.run_end = entry.run_from
 
     def _remember(self, tx_id: bytes, outcome: Outcome) -> None:
         self._outcomes[tx_id] = outcome

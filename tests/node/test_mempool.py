@@ -78,3 +78,22 @@ def test_remove_committed_frees_space():
     pool.remove([first.tx_id])
     pool.add(tx("a", 1))
     assert len(pool) == 1 and pool.pending_nonces("a") == [1]
+
+
+def test_next_free_nonce_walks_past_a_long_pending_run_and_notices_holes():
+    pool = Mempool(MempoolConfig())
+    for nonce in range(5, 2_005):
+        pool.add(tx("lender", nonce))
+    assert pool.next_free_nonce("lender", committed=5) == 2_005
+    assert pool.next_free_nonce("lender", committed=0) == 0  # nonce 0 is not pending
+    assert pool.next_free_nonce("nobody", committed=7) == 7
+    pool.add(tx("lender", 2_005))
+    assert pool.next_free_nonce("lender", committed=5) == 2_006
+    # Committed from the bottom: the run above is still whole.
+    pool.remove([tx("lender", 5).tx_id, tx("lender", 6).tx_id])
+    assert pool.next_free_nonce("lender", committed=7) == 2_006
+    # A hole in the middle (an expiry or rejection): the next free nonce is the hole.
+    pool.remove([tx("lender", 1_000).tx_id])
+    assert pool.next_free_nonce("lender", committed=7) == 1_000
+    pool.add(tx("lender", 1_000))
+    assert pool.next_free_nonce("lender", committed=7) == 2_006
