@@ -22,7 +22,9 @@ checkpoints             after executing h with h % K == 0, CHECKPOINT(h, root);
 view change             no commit within the timeout while work is pending ->
                         VIEW-CHANGE(v+1); join on f+1 VIEW-CHANGEs for higher
                         views; new primary sends NEW-VIEW (see viewchange.py);
-                        timeouts double per failed view, reset on commit.
+                        timeouts double per failed view, reset on commit;
+                        a valid PRE-PREPARE restarts the timer once per
+                        height (timers.py).
 catch-up                f+1 members showing a higher height, a stable checkpoint
                         or a commit certificate above ours -> FetchBlocks; each
                         SyncedBlock is checked against its certificate.
@@ -60,10 +62,10 @@ from lendchain.consensus.events import (
 )
 from lendchain.consensus.keys import KeySchedule, signing_height
 from lendchain.consensus.quorum import faulty, quorum
+from lendchain.consensus.timers import TimerSteps
 from lendchain.consensus.viewchange_steps import ViewChangeSteps
 from lendchain.crypto import verify as crypto_verify
 
-MAX_TIMEOUT_DOUBLINGS = 4
 MESSAGE_OVERHEAD = 1 << 20
 FUTURE_VIEW_BUFFER = 16  # messages per member kept while waiting for a NEW-VIEW
 
@@ -72,7 +74,7 @@ class _MissingKey(Exception):
     """We would sign, but do not hold our key valid at that height (see ``Replica._sign``)."""
 
 
-class Replica(ViewChangeSteps, CatchUpSteps):
+class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def __init__(
         self,
         chain_id: str,
@@ -148,6 +150,7 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         self._fetch_target, self._fetch_sent_ms = committed_height, None
         self._attempts = 0
         self._work_since: int | None = None
+        self._round_extended = (0, 0)  # the (view, height) whose PRE-PREPARE last restarted the timer
         self._vc_started = 0
         self._last_progress = 0
         self._last_resend = 0
@@ -358,6 +361,7 @@ class Replica(ViewChangeSteps, CatchUpSteps):
             return
         self._preprepares[pp.height] = pp
         self._blocks.setdefault(pp.height, {})[pp.digest] = pp.block
+        self._on_round_progress(pp.height)
         self._try_prepare()
         self._try_deliver()
 
@@ -469,6 +473,7 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         pp = self._sign(m.PrePrepare, view=self._view, height=height, digest=digest, block=block)
         self._preprepares[height] = pp
         self._broadcast(pp)
+        self._on_round_progress(height)
         self._check_prepared(height, digest)
 
     # -- delivery ------------------------------------------------------------------------
@@ -542,58 +547,3 @@ class Replica(ViewChangeSteps, CatchUpSteps):
         pp = self._preprepares.get(self._committed_height + 1)
         if pp is not None:
             self._check_prepared(pp.height, pp.digest)
-
-    # -- timers ----------------------------------------------------------------------------
-
-    def _timeout(self) -> int:
-        return self._params.view_change_timeout_ms << min(self._attempts, MAX_TIMEOUT_DOUBLINGS)
-
-    def _on_tick(self) -> None:
-        now = self._now
-        if self._in_vc:
-            # Paper 4.5.2: the timer for the next view runs only once a quorum is in this view change,
-            # so a replica alone in a higher view waits for the others instead of racing further.
-            joined = sum(1 for vc in self._latest_vc.values() if vc.new_view >= self._view)
-            if joined < self._q:
-                self._vc_started = now
-            elif now - self._vc_started >= self._timeout():
-                self._start_view_change(self._view + 1)
-        else:
-            self._maybe_propose()
-            waiting = self._app.has_pending_work() or any(
-                h > self._committed_height for h in self._preprepares
-            )
-            if not waiting or self._catching_up():
-                self._work_since = None
-            elif self._work_since is None:
-                self._work_since = now
-            elif now - self._work_since >= self._timeout():
-                self._start_view_change(self._view + 1)
-        resend = max(self._params.view_change_timeout_ms // 4, 1) << min(self._idle_resends, 3)
-        if now - max(self._last_progress, self._last_resend) >= resend:
-            self._last_resend = now
-            self._idle_resends += 1
-            self._retransmit()
-
-    def _retransmit(self) -> None:
-        """Re-send what a peer that lost our messages needs to make progress."""
-        if self._in_vc:
-            self._send_view_change()
-        else:
-            new_view = self._new_view_sent.get(self._view)
-            if new_view is not None and self._committed_height <= self._floor:
-                self._broadcast(new_view)
-            height = self._committed_height + 1
-            pp = self._preprepares.get(height)
-            if pp is not None and pp.signer == self._me:
-                self._broadcast(pp)
-            for kind, cls in ((b"p", m.Prepare), (b"c", m.Commit)):
-                digest = self._my_votes.get((kind, self._view, height))
-                if digest is not None:
-                    vote = self._sign(cls, view=self._view, height=height, digest=digest)
-                    self._broadcast(vote)
-                    self._add_vote(vote)
-        if self._head_cert is not None:
-            self._broadcast(self._sign(m.CertAnnounce, certificate=self._head_cert))
-        if self._my_checkpoint is not None and self._my_checkpoint.height > self._stable.height:
-            self._broadcast(self._my_checkpoint)
