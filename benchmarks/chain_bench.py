@@ -50,7 +50,7 @@ from pathlib import Path
 import httpx
 import tomli_w
 from loan_workload import TXS_PER_LOAN, signed_in_background
-from network_bench import build_workload, cpu_seconds, disk_bytes, drive, memory_mb
+from network_bench import CLK_TCK, build_workload, cpu_seconds, disk_bytes, drive, memory_mb
 
 from lendchain import codec
 from lendchain.consensus import wal
@@ -58,7 +58,7 @@ from lendchain.consensus.certificate import CheckpointProof, CommitCertificate
 from lendchain.consensus.quorum import quorum, tag
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import check_block, make_block
-from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
+from lendchain.node.cluster import Cluster, ClusterError, NodeProcess, free_port_block, wait_for
 from lendchain.node.config import load_node_config
 from lendchain.node.store import ChainStore
 from lendchain.node.testnet import TestnetLayout, generate_testnet
@@ -309,10 +309,23 @@ def start_and_time(cluster: Cluster, height: int) -> tuple[dict[str, float], dic
 
 
 def node_memory(cluster: Cluster) -> dict[str, dict[str, float]]:
-    return {
-        name: {key: round(value, 1) for key, value in memory_mb(cluster[name]).items()}
-        for name in cluster.names
-    }
+    """VmRSS and VmHWM per node, and VmRSS split into anonymous and file-backed (mapped tables)."""
+    memory = {}
+    for name in cluster.names:
+        found = memory_mb(cluster[name])
+        for line in Path(f"/proc/{cluster[name].process.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                found[key] = int(value.split()[0]) / 1024
+        memory[name] = {key: round(value, 1) for key, value in found.items()}
+    return memory
+
+
+def main_thread_cpu_seconds(node: NodeProcess) -> float:
+    """CPU of the node's main thread (the event loop: ledger, consensus, API), not LevelDB's or workers'."""
+    pid = node.process.pid
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace, log) -> dict:
@@ -324,11 +337,13 @@ def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace,
     head = cluster.wait_agree(timeout_s=60)
     nodes = [cluster[name] for name in cluster.names]
     cpu0 = {n.name: cpu_seconds(n) for n in nodes}
+    main0 = {n.name: main_thread_cpu_seconds(n) for n in nodes}
     driver_args = argparse.Namespace(
         rate=0, window=args.live_window, timeout=args.live_timeout, json=args.json
     )
     run, duration = drive(cluster, workload, driver_args, head["height"])
     cpu = sum(cpu_seconds(n) - cpu0[n.name] for n in nodes)
+    main = sum(main_thread_cpu_seconds(n) - main0[n.name] for n in nodes)
     committed = sum(1 for t in run.committed_at if t)
     final = cluster.wait_agree(timeout_s=60)
     log(
@@ -340,6 +355,7 @@ def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace,
         "rejected": len(run.rejected),
         "tx_per_s": round(committed / duration, 1) if duration else 0.0,
         "cpu_ms_per_tx": round(1000 * cpu / committed, 3) if committed else None,
+        "main_thread_cpu_ms_per_tx": round(1000 * main / committed, 3) if committed else None,
         "height": final["height"],
         "memory_mb": node_memory(cluster),
     }
