@@ -30,7 +30,45 @@ class CodecError(ValueError):
     """Bytes or a value that are not canonical lendchain msgpack."""
 
 
+# Exact types a container's item may have to be taken as it is (ints also need their range).
+_PLAIN_TYPES = frozenset({str, bytes, bool, type(None)})
+
+
 def _canonical(value: Any, depth: int) -> Any:
+    """The value msgpack must be given for ``value``, or CodecError.
+
+    The fast path covers what almost every value is made of: dicts with
+    exact-str keys and lists, holding str, bytes, bool, None and in-range
+    ints, which it takes without a call per item. Everything else (tuples,
+    subclasses, bytearray, bad keys or values, the depth limit) goes to
+    ``_canonical_checked``, which decides as it always has.
+    """
+    kind = type(value)
+    if depth < MAX_DEPTH:
+        inner = depth + 1
+        if kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return _canonical_checked(value, depth)
+            return {
+                key: item
+                if (item_kind := type(item)) in _PLAIN_TYPES
+                or (item_kind is int and _INT_MIN <= item <= _INT_MAX)
+                else _canonical(item, inner)
+                for key, item in sorted(value.items())
+            }
+        if kind is list:
+            return [
+                item
+                if (item_kind := type(item)) in _PLAIN_TYPES
+                or (item_kind is int and _INT_MIN <= item <= _INT_MAX)
+                else _canonical(item, inner)
+                for item in value
+            ]
+    return _canonical_checked(value, depth)
+
+
+def _canonical_checked(value: Any, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise CodecError(f"value is nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str, bytes)):

@@ -88,3 +88,68 @@ def test_signature_is_bound_to_purpose_and_chain():
 def test_signing_tags_must_be_namespaced():
     with pytest.raises(codec.CodecError, match="must start with"):
         codec.signing_bytes("tx", "chain", {})
+
+
+# The fast path of codec._canonical (exact dict/list/str/bytes/bool/None/int) must
+# accept, refuse and encode exactly what the isinstance checks behind it do.
+
+
+class _Key(str):
+    pass
+
+
+class _Amount(int):
+    pass
+
+
+def _nested(depth, innermost, wrap):
+    value = innermost
+    for _ in range(depth):
+        value = wrap(value)
+    return value
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v], lambda v: {"k": v}], ids=["list", "map"])
+def test_depth_limit_counts_the_same_for_scalars_inside_containers(wrap):
+    assert codec.unpack(codec.pack(_nested(codec.MAX_DEPTH, 7, wrap))) == _nested(codec.MAX_DEPTH, 7, wrap)
+    assert codec.pack(_nested(codec.MAX_DEPTH, [], wrap))  # an empty container at the limit holds nothing
+    with pytest.raises(codec.CodecError, match="nested deeper"):
+        codec.pack(_nested(codec.MAX_DEPTH + 1, 7, wrap))
+    with pytest.raises(codec.CodecError, match="nested deeper"):
+        codec.pack(_nested(codec.MAX_DEPTH, [None], wrap))
+
+
+@pytest.mark.parametrize("container", [lambda v: [1, v], lambda v: {"a": 1, "b": v}], ids=["list", "map"])
+@pytest.mark.parametrize(
+    "item, error",
+    [
+        (2**64 - 1, None),
+        (-(2**63), None),
+        (2**64, "outside the 64-bit range"),
+        (-(2**63) - 1, "outside the 64-bit range"),
+        (1.0, "cannot be encoded"),
+        ({1: "x"}, "is not a str"),
+        ({b"k": "x"}, "is not a str"),
+        ({"x": {2}}, "cannot be encoded"),
+    ],
+)
+def test_items_of_containers_are_checked_like_top_level_values(container, item, error):
+    if error is None:
+        assert codec.unpack(codec.pack(container(item))) == container(item)
+    else:
+        with pytest.raises(codec.CodecError, match=error):
+            codec.pack(container(item))
+
+
+def test_bool_inside_containers_stays_bool():
+    assert codec.pack([True, {"a": False}]) == b"\x92\xc3\x81\xa1a\xc2"
+
+
+def test_subclasses_tuples_and_byte_views_encode_as_their_plain_forms():
+    fancy = {_Key("b"): (_Amount(5), bytearray(b"xy")), "a": [memoryview(b"z"), (True, None)]}
+    plain = {"b": [5, b"xy"], "a": [b"z", [True, None]]}
+    assert (
+        codec.pack(fancy)
+        == codec.pack(plain)
+        == msgpack.packb({"a": [b"z", [True, None]], "b": [5, b"xy"]}, use_bin_type=True)
+    )
