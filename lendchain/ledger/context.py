@@ -8,6 +8,11 @@ refused transaction leaves nothing behind but its consumed nonce.
 Values are shared with the overlay's cache: a handler builds new dicts and
 lists instead of mutating what ``get`` returned (``get`` copies the top
 level of a map, which covers the common ``{**loan, "state": …}`` update).
+
+Canonical bytes are packed at most once per value: a value read from the
+store keeps the bytes it was read as, and a value written with
+``put_encoded`` (a history entry, hashed as it is written) keeps the bytes it
+was hashed as, so neither is packed again to be hashed or to be stored.
 """
 
 from __future__ import annotations
@@ -31,25 +36,9 @@ def decode_state_value(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False, strict_map_key=True)
 
 
-def _sort_maps(value: Any) -> Any:
-    kind = type(value)
-    if kind is dict:
-        return {key: _sort_maps(value[key]) for key in sorted(value)}
-    if kind is list or kind is tuple:
-        return [_sort_maps(item) for item in value]
-    if kind is int or kind is str or kind is bytes or kind is bool or value is None:
-        return value
-    # Anything else (a float, an object) is a handler bug; codec.pack names it.
-    return codec.pack(value)
-
-
 def pack_state_value(value: Any) -> bytes:
-    """``codec.pack`` for values handlers build from decoded state and validated payloads.
-
-    Same bytes as ``codec.pack`` (maps sorted by key, ints minimal, str/bytes
-    kept apart) on the types handlers use, without its per-value checks.
-    """
-    return msgpack.packb(_sort_maps(value), use_bin_type=True)
+    """The canonical bytes of a state value (``codec.pack``; its fast path covers handler values)."""
+    return codec.pack(value)
 
 
 class BlockOverlay:
@@ -58,26 +47,53 @@ class BlockOverlay:
     def __init__(self, reader: StateReader) -> None:
         self._reader = reader
         self._values: dict[bytes, Any] = {}
+        # The canonical bytes of a value, where known without packing: as read from the
+        # reader (the ledger wrote them with pack_state_value) or as written with put_encoded.
+        self._encoded: dict[bytes, bytes] = {}
         self._dirty: set[bytes] = set()
 
     def read(self, key: bytes) -> Any | None:
         if key in self._values:
             return self._values[key]
         raw = self._reader.get(key)
-        value = None if raw is None else decode_state_value(raw)
+        if raw is None:
+            value = None
+        else:
+            value = decode_state_value(raw)
+            self._encoded[key] = raw
         self._values[key] = value
         return value
 
-    def write(self, key: bytes, value: Any | None) -> None:
+    def read_encoded(self, key: bytes) -> bytes | None:
+        """The canonical bytes of ``read(key)``, packed only if they are not known."""
+        if key in self._encoded:
+            return self._encoded[key]
+        value = self.read(key)
+        if value is None:
+            return None
+        return self._encoded.setdefault(key, pack_state_value(value))
+
+    def write(self, key: bytes, value: Any | None, encoded: bytes | None = None) -> None:
+        """Set ``key``; ``encoded``, when given, must be ``pack_state_value(value)``."""
         self._values[key] = value
         self._dirty.add(key)
+        if encoded is None:
+            self._encoded.pop(key, None)
+        else:
+            self._encoded[key] = encoded
 
     def changes(self) -> dict[bytes, bytes | None]:
         """The block's writes, encoded; ``None`` deletes a key."""
-        return {
-            key: None if self._values[key] is None else pack_state_value(self._values[key])
-            for key in self._dirty
-        }
+        changes: dict[bytes, bytes | None] = {}
+        for key in self._dirty:
+            value = self._values[key]
+            if value is None:
+                changes[key] = None
+            elif key in self._encoded:
+                changes[key] = self._encoded[key]
+            else:
+                changes[key] = pack_state_value(value)
+        return changes
 
 
 class TxContext:
@@ -97,6 +113,8 @@ class TxContext:
         self.params = params
         self.events: list[dict[str, Any]] = []
         self.writes: dict[bytes, Any | None] = {}
+        # The canonical bytes of the writes made with put_encoded (until overwritten).
+        self.encoded_writes: dict[bytes, bytes] = {}
         # loan id -> (history length, hash of its last entry) for every loan whose history this
         # context extended; the executor turns them into ``loan.history`` receipt events.
         self.history_heads: dict[bytes, tuple[int, bytes]] = {}
@@ -106,11 +124,35 @@ class TxContext:
         value = self.writes[key] if key in self.writes else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
 
+    def get_encoded(self, key: bytes) -> bytes | None:
+        """The canonical bytes of ``get(key)`` (the stored bytes when this block has not changed it)."""
+        if key in self.writes:
+            if key in self.encoded_writes:
+                return self.encoded_writes[key]
+            value = self.writes[key]
+            return None if value is None else pack_state_value(value)
+        return self._overlay.read_encoded(key)
+
     def put(self, key: bytes, value: Any) -> None:
         self.writes[key] = value
+        self.encoded_writes.pop(key, None)
+
+    def put_encoded(self, key: bytes, value: Any) -> bytes:
+        """``put``, keeping the value's canonical bytes (for a value that is hashed now); returns them."""
+        encoded = pack_state_value(value)
+        self.writes[key] = value
+        self.encoded_writes[key] = encoded
+        return encoded
 
     def delete(self, key: bytes) -> None:
         self.writes[key] = None
+        self.encoded_writes.pop(key, None)
+
+    def commit(self) -> None:
+        """Hand this context's writes to the block overlay (the handler returned normally)."""
+        encoded = self.encoded_writes
+        for key, value in self.writes.items():
+            self._overlay.write(key, value, encoded.get(key))
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record a small receipt event; values must be JSON-friendly (ids as hex)."""

@@ -97,8 +97,7 @@ def execute_txs(
         except TxRejected as e:
             results.append(TxResult(tx_id, e.code, e.message))
         else:
-            for write_key, value in context.writes.items():
-                overlay.write(write_key, value)
+            context.commit()
             results.append(TxResult(tx_id, "ok", "", tuple(context.receipt_events())))
         included.append(tx)
     changes = overlay.changes()
@@ -121,8 +120,7 @@ def run_block_hooks(
         # Kept in state too: the node stores tx results, not these, and an audit export
         # needs them to prove a ledger-made history entry against the results root.
         context.put(ledger_events_key(height), events)
-    for key, value in context.writes.items():
-        overlay.write(key, value)
+    context.commit()
     return tuple(events)
 
 

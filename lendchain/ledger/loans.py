@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.amortization import SCHEDULE_KINDS, build_schedule, loan_schedule
-from lendchain.ledger.context import TxContext, pack_state_value
+from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import valid_kyc
 from lendchain.ledger.kinds import register_kind
@@ -105,10 +105,10 @@ def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: st
     elif known is not None and known[0] == number:
         prev = known[1]
     else:
-        prev = history_entry_hash(pack_state_value(ctx.get(loan_history_key(loan_id, number - 1))))
+        prev = history_entry_hash(ctx.get_encoded(loan_history_key(loan_id, number - 1)))
     entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, "prev": prev, **fields}
-    ctx.put(loan_history_key(loan_id, number), entry)
-    ctx.history_heads[loan_id] = (number + 1, history_entry_hash(pack_state_value(entry)))
+    encoded = ctx.put_encoded(loan_history_key(loan_id, number), entry)
+    ctx.history_heads[loan_id] = (number + 1, history_entry_hash(encoded))
     return number + 1
 
 

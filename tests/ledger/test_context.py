@@ -1,0 +1,52 @@
+"""TxContext and BlockOverlay: canonical bytes are reused, never stale."""
+
+from lendchain import codec
+from lendchain.ledger.context import BlockOverlay, TxContext
+from lendchain.ledger.state import MemoryState
+
+STORED = {"b": [1, b"x"], "a": "first"}
+
+
+def _context(overlay: BlockOverlay) -> TxContext:
+    return TxContext(overlay, b"\x01" * 32, 1, 1_700_000_000_000, {})
+
+
+def test_a_stored_value_is_hashed_from_the_bytes_it_was_read_as():
+    raw = codec.pack(STORED)
+    overlay = BlockOverlay(MemoryState({b"k": raw}))
+    assert _context(overlay).get_encoded(b"k") is raw
+    assert overlay.read(b"k") == STORED
+    assert _context(overlay).get_encoded(b"missing") is None
+
+
+def test_put_encoded_bytes_are_what_the_block_stores():
+    overlay = BlockOverlay(MemoryState())
+    context = _context(overlay)
+    encoded = context.put_encoded(b"k", {"z": 1, "a": [True, None]})
+    assert encoded == codec.pack({"a": [True, None], "z": 1})
+    assert context.get_encoded(b"k") is encoded
+    context.commit()
+    assert overlay.changes() == {b"k": encoded}
+
+
+def test_a_later_plain_write_replaces_the_kept_bytes():
+    overlay = BlockOverlay(MemoryState({b"k": codec.pack(STORED)}))
+    first = _context(overlay)
+    first.put_encoded(b"k", {"v": 1})
+    first.put(b"k", {"v": 2})
+    assert first.get_encoded(b"k") == codec.pack({"v": 2})
+    first.commit()
+    second = _context(overlay)
+    assert second.get_encoded(b"k") == codec.pack({"v": 2})
+    second.put_encoded(b"other", {"v": 3})
+    second.delete(b"other")
+    assert second.get_encoded(b"other") is None
+    second.commit()
+    assert overlay.changes() == {b"k": codec.pack({"v": 2}), b"other": None}
+
+
+def test_writes_of_a_context_that_is_not_committed_leave_nothing():
+    overlay = BlockOverlay(MemoryState())
+    _context(overlay).put_encoded(b"k", {"v": 1})
+    assert overlay.changes() == {}
+    assert overlay.read_encoded(b"k") is None
