@@ -66,12 +66,13 @@ class BlockOverlay:
 
     def read_encoded(self, key: bytes) -> bytes | None:
         """The canonical bytes of ``read(key)``, packed only if they are not known."""
-        if key in self._encoded:
-            return self._encoded[key]
-        value = self.read(key)
+        value = self.read(key)  # fills in the bytes of a value read from the reader
         if value is None:
             return None
-        return self._encoded.setdefault(key, pack_state_value(value))
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            encoded = self._encoded[key] = pack_state_value(value)
+        return encoded
 
     def write(self, key: bytes, value: Any | None, encoded: bytes | None = None) -> None:
         """Set ``key``; ``encoded``, when given, must be ``pack_state_value(value)``."""

@@ -195,12 +195,33 @@ def verify_signatures(txs: Sequence[Transaction], workers: int = 2) -> list[bool
         return [good for part in checked for good in part]
 
 
+# Ids of txs that passed the checks of ``check_stateless`` without the signature, with the
+# chain id they passed for. Those checks depend only on the tx's bytes (which its id is the
+# hash of) and the chain id, so a node checks each tx once: at admission, not again in every
+# block that executes it. Only passes are kept; kinds are only ever added, so a pass stays one.
+WELL_FORMED_CACHE_SIZE = 65536
+_well_formed: dict[bytes, str] = {}
+_well_formed_lock = threading.Lock()
+
+
 def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = True) -> None:
     """Raise TxRejected unless ``tx`` is well-formed for ``chain_id`` (no state needed).
 
     Pass ``check_signature=False`` for a tx whose signature was already
     verified (the caller keeps the set of verified tx ids).
     """
+    tx_id = tx.id
+    if _well_formed.get(tx_id) != chain_id:
+        _check_well_formed(tx, chain_id)
+        with _well_formed_lock:
+            if len(_well_formed) >= WELL_FORMED_CACHE_SIZE:
+                del _well_formed[next(iter(_well_formed))]  # the oldest entry
+            _well_formed[tx_id] = chain_id
+    if check_signature and not verify_signature(tx):
+        raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
+
+
+def _check_well_formed(tx: Transaction, chain_id: str) -> None:
     size = len(tx.encode())
     if size > MAX_TX_SIZE:
         raise TxRejected("too_large", f"transaction is {size} bytes, more than {MAX_TX_SIZE}")
@@ -214,5 +235,3 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
     except DidError as e:
         raise TxRejected("malformed", f"field 'sender' is not an Ed25519 did:key ({e})") from None
     check_payload(tx.kind, kind.schema, tx.payload)
-    if check_signature and not verify_signature(tx):
-        raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")

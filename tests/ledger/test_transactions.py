@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -195,3 +197,34 @@ def test_decoding_the_same_bytes_again_gives_the_same_transaction_from_the_cache
     decoded = [decode_transaction(r) for r in raws]
     assert list(transactions._decoded) == raws[1:]
     assert decode_transaction(raws[0]) is not decoded[0] and decode_transaction(raws[0]) == decoded[0]
+
+
+def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remembered(monkeypatch):
+    from lendchain.ledger import transactions
+
+    checked = []
+    real_check = transactions.check_payload
+    monkeypatch.setattr(
+        transactions, "check_payload", lambda *args: checked.append(args) or real_check(*args)
+    )
+    monkeypatch.setattr(transactions, "_well_formed", {})
+    good = tx(nonce=51)
+    check_stateless(good, CHAIN_ID, check_signature=False)
+    check_stateless(decode_transaction(good.encode()), CHAIN_ID)  # same id, other object: remembered
+    assert len(checked) == 1
+    # The memory is per chain: the same tx is still refused for another chain.
+    assert code_of(check_stateless, good, "other-chain").code == "wrong_chain"
+    # The signature is checked whenever it is asked for, remembered shape or not.
+    forged = dataclasses.replace(good, signature=bytes(64), _encoded=b"")
+    check_stateless(forged, CHAIN_ID, check_signature=False)
+    assert code_of(check_stateless, forged, CHAIN_ID).code == "bad_signature"
+    bad = tx({**APPLY, "amount": 0}, nonce=52)
+    assert code_of(check_stateless, bad, CHAIN_ID).code == code_of(check_stateless, bad, CHAIN_ID).code
+    assert bad.id not in transactions._well_formed
+    # Bounded: the oldest entry goes first.
+    monkeypatch.setattr(transactions, "WELL_FORMED_CACHE_SIZE", 2)
+    fresh = [tx(nonce=n) for n in range(60, 63)]
+    for t in fresh:
+        check_stateless(t, CHAIN_ID, check_signature=False)
+    assert list(transactions._well_formed)[-2:] == [fresh[1].id, fresh[2].id]
+    assert len(transactions._well_formed) == 2
