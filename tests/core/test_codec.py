@@ -153,3 +153,18 @@ def test_subclasses_tuples_and_byte_views_encode_as_their_plain_forms():
         == codec.pack(plain)
         == msgpack.packb({"a": [b"z", [True, None]], "b": [5, b"xy"]}, use_bin_type=True)
     )
+
+
+def test_threads_packing_at_once_get_the_same_bytes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    values = [{"n": n, "items": list(range(n % 50)), "name": str(n)} for n in range(2000)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        packed = list(pool.map(codec.pack, values))
+    assert packed == [msgpack.packb(codec._canonical_checked(v, 0), use_bin_type=True) for v in values]
+
+
+def test_a_refused_value_leaves_the_packer_usable():
+    with pytest.raises(codec.CodecError, match="outside the 64-bit range"):
+        codec.pack({"a": [1, {"b": 2**64}]})
+    assert codec.pack({"a": 1}) == b"\x81\xa1a\x01"
