@@ -64,11 +64,9 @@ class BlockOverlay:
         self._values[key] = value
         return value
 
-    def read_encoded(self, key: bytes) -> bytes | None:
-        """The canonical bytes of ``read(key)``, packed only if they are not known."""
+    def read_encoded(self, key: bytes) -> bytes:
+        """The canonical bytes of ``read(key)`` (nil for a missing key), packed only if not known."""
         value = self.read(key)  # fills in the bytes of a value read from the reader
-        if value is None:
-            return None
         encoded = self._encoded.get(key)
         if encoded is None:
             encoded = self._encoded[key] = pack_state_value(value)
@@ -125,13 +123,12 @@ class TxContext:
         value = self.writes[key] if key in self.writes else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
 
-    def get_encoded(self, key: bytes) -> bytes | None:
+    def get_encoded(self, key: bytes) -> bytes:
         """The canonical bytes of ``get(key)`` (the stored bytes when this block has not changed it)."""
         if key in self.writes:
             if key in self.encoded_writes:
                 return self.encoded_writes[key]
-            value = self.writes[key]
-            return None if value is None else pack_state_value(value)
+            return pack_state_value(self.writes[key])
         return self._overlay.read_encoded(key)
 
     def put(self, key: bytes, value: Any) -> None:
