@@ -21,6 +21,7 @@ and remembers by tx id.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ def build_transaction(
 # Transactions are immutable, so sharing one object is safe; the bound keeps
 # a few seconds of traffic at thousands of tx/s.
 DECODE_CACHE_SIZE = 16384
-_decoded: dict[bytes, Transaction] = {}
+# OrderedDict: dropping the oldest entry is O(1) (a dict's next(iter()) walks over the slots
+# its earlier deletions left, which made every insertion of a full cache cost O(size)).
+_decoded: OrderedDict[bytes, Transaction] = OrderedDict()
 _decoded_lock = threading.Lock()
 
 
@@ -128,7 +131,7 @@ def decode_transaction(raw: bytes) -> Transaction:
         tx = _decode_transaction(raw)
         with _decoded_lock:  # a client may decode from several threads
             if len(_decoded) >= DECODE_CACHE_SIZE:
-                del _decoded[next(iter(_decoded))]  # the oldest entry
+                _decoded.popitem(last=False)  # the oldest entry
             _decoded[raw] = tx
     return tx
 
@@ -200,7 +203,7 @@ def verify_signatures(txs: Sequence[Transaction], workers: int = 2) -> list[bool
 # hash of) and the chain id, so a node checks each tx once: at admission, not again in every
 # block that executes it. Only passes are kept; kinds are only ever added, so a pass stays one.
 WELL_FORMED_CACHE_SIZE = 65536
-_well_formed: dict[bytes, str] = {}
+_well_formed: OrderedDict[bytes, str] = OrderedDict()
 _well_formed_lock = threading.Lock()
 
 
@@ -215,7 +218,7 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
         _check_well_formed(tx, chain_id)
         with _well_formed_lock:
             if len(_well_formed) >= WELL_FORMED_CACHE_SIZE:
-                del _well_formed[next(iter(_well_formed))]  # the oldest entry
+                _well_formed.popitem(last=False)  # the oldest entry
             _well_formed[tx_id] = chain_id
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 
 import pytest
 from hypothesis import given
@@ -192,7 +193,7 @@ def test_decoding_the_same_bytes_again_gives_the_same_transaction_from_the_cache
     assert code_of(decode_transaction, bad).code == code_of(decode_transaction, bad).code == "malformed"
     # The cache is bounded: the oldest entry goes first.
     monkeypatch.setattr(transactions, "DECODE_CACHE_SIZE", 3)
-    monkeypatch.setattr(transactions, "_decoded", {})
+    monkeypatch.setattr(transactions, "_decoded", OrderedDict())
     raws = [tx(nonce=n).encode() for n in range(4)]
     decoded = [decode_transaction(r) for r in raws]
     assert list(transactions._decoded) == raws[1:]
@@ -207,7 +208,7 @@ def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remem
     monkeypatch.setattr(
         transactions, "check_payload", lambda *args: checked.append(args) or real_check(*args)
     )
-    monkeypatch.setattr(transactions, "_well_formed", {})
+    monkeypatch.setattr(transactions, "_well_formed", OrderedDict())
     good = tx(nonce=51)
     check_stateless(good, CHAIN_ID, check_signature=False)
     check_stateless(decode_transaction(good.encode()), CHAIN_ID)  # same id, other object: remembered
