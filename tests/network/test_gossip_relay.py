@@ -34,9 +34,18 @@ async def full_gossip_mesh(peers: list[Peer]) -> None:
     )
 
 
-def test_with_every_link_up_only_the_publisher_sends():
+def four_peers() -> list[Peer]:
     members, keys = make_members(4)
-    peers = [Peer(m.name, keys[m.name], members) for m in members]
+    return [Peer(m.name, keys[m.name], members) for m in members]
+
+
+def relays(sent: Counter) -> dict:
+    """What members other than the publisher (node0) sent on."""
+    return {pair: n for pair, n in sent.items() if pair[0] != "node0"}
+
+
+def test_with_every_link_up_only_the_publisher_sends():
+    peers = four_peers()
 
     async def main():
         async with running(peers):
@@ -54,15 +63,13 @@ def test_with_every_link_up_only_the_publisher_sends():
                 ("node0", "node2"): 20,
                 ("node0", "node3"): 20,
             }
-            relays = {pair: n for pair, n in sent.items() if pair[0] != "node0"}
-            assert relays == {}, f"members relayed what the publisher had sent everyone: {relays}"
+            assert relays(sent) == {}, f"members relayed what the publisher had sent everyone: {relays(sent)}"
 
     trio.run(main)
 
 
 def test_a_peer_the_publisher_missed_gets_the_message_by_relay():
-    members, keys = make_members(4)
-    peers = [Peer(m.name, keys[m.name], members) for m in members]
+    peers = four_peers()
 
     async def main():
         async with running(peers):
@@ -77,8 +84,7 @@ def test_a_peer_the_publisher_missed_gets_the_message_by_relay():
             await peers[0].network.publish(b"partly sent")
             await wait_for(lambda: all(b"partly sent" in p.gossip for p in peers[1:]), "the batch everywhere")
             await trio.sleep(0.3)
-            relays = {pair: n for pair, n in sent.items() if pair[0] != "node0"}
-            assert relays == {("node1", "node3"): 1, ("node2", "node3"): 1}
+            assert relays(sent) == {("node1", "node3"): 1, ("node2", "node3"): 1}
             assert peers[3].gossip.count(b"partly sent") == 1
 
     trio.run(main)
