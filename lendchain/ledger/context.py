@@ -28,17 +28,12 @@ from lendchain.ledger.state import StateReader
 def decode_state_value(raw: bytes) -> Any:
     """Decode a value read from committed state.
 
-    State values were written canonically by this ledger (``pack_state_value``),
+    State values were written canonically by this ledger (``codec.pack``),
     so the re-encode check of ``codec.unpack`` is skipped here; it would double
     the cost of every read. Wire input (txs, blocks) always goes through
     ``codec.unpack``.
     """
     return msgpack.unpackb(raw, raw=False, strict_map_key=True)
-
-
-def pack_state_value(value: Any) -> bytes:
-    """The canonical bytes of a state value (``codec.pack``; its fast path covers handler values)."""
-    return codec.pack(value)
 
 
 class BlockOverlay:
@@ -48,7 +43,7 @@ class BlockOverlay:
         self._reader = reader
         self._values: dict[bytes, Any] = {}
         # The canonical bytes of a value, where known without packing: as read from the
-        # reader (the ledger wrote them with pack_state_value) or as written with put_encoded.
+        # reader (the ledger wrote them with codec.pack) or as written with put_encoded.
         self._encoded: dict[bytes, bytes] = {}
         self._dirty: set[bytes] = set()
 
@@ -69,11 +64,11 @@ class BlockOverlay:
         value = self.read(key)  # fills in the bytes of a value read from the reader
         encoded = self._encoded.get(key)
         if encoded is None:
-            encoded = self._encoded[key] = pack_state_value(value)
+            encoded = self._encoded[key] = codec.pack(value)
         return encoded
 
     def write(self, key: bytes, value: Any | None, encoded: bytes | None = None) -> None:
-        """Set ``key``; ``encoded``, when given, must be ``pack_state_value(value)``."""
+        """Set ``key``; ``encoded``, when given, must be ``codec.pack(value)``."""
         self._values[key] = value
         self._dirty.add(key)
         if encoded is None:
@@ -91,7 +86,7 @@ class BlockOverlay:
             elif key in self._encoded:
                 changes[key] = self._encoded[key]
             else:
-                changes[key] = pack_state_value(value)
+                changes[key] = codec.pack(value)
         return changes
 
 
@@ -128,7 +123,7 @@ class TxContext:
         if key in self.writes:
             if key in self.encoded_writes:
                 return self.encoded_writes[key]
-            return pack_state_value(self.writes[key])
+            return codec.pack(self.writes[key])
         return self._overlay.read_encoded(key)
 
     def put(self, key: bytes, value: Any) -> None:
@@ -137,7 +132,7 @@ class TxContext:
 
     def put_encoded(self, key: bytes, value: Any) -> bytes:
         """``put``, keeping the value's canonical bytes (for a value that is hashed now); returns them."""
-        encoded = pack_state_value(value)
+        encoded = codec.pack(value)
         self.writes[key] = value
         self.encoded_writes[key] = encoded
         return encoded
