@@ -41,6 +41,15 @@ def vote(chain, voter, proposal_id):
     return chain.run_one(chain.tx(voter, "gov.vote", {"proposal_id": proposal_id}))
 
 
+def rotate_bank2(chain, members, new_key):
+    """bank1 proposes bank2's rotation to ``new_key``; bank2 and bank3 vote it through."""
+    proposal_id = propose(
+        chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key))
+    ).tx_id.hex()
+    vote(chain, members[1], proposal_id)
+    vote(chain, members[2], proposal_id)
+
+
 def test_rotation_is_scheduled_at_execution_height_plus_delay(world):
     chain, members = world
     new_key = seeded_key(42)
@@ -67,11 +76,7 @@ def test_delay_is_a_chain_parameter():
     genesis, members = make_genesis()
     chain = Chain.start(replace(genesis, app={"key_rotation_delay_blocks": 7}))
     new_key = seeded_key(42)
-    proposal_id = propose(
-        chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key))
-    ).tx_id.hex()
-    vote(chain, members[1], proposal_id)
-    vote(chain, members[2], proposal_id)
+    rotate_bank2(chain, members, new_key)
     assert scheduled_rotations(chain.state)["bank2"] == [[chain.height + 7, new_key.public_key]]
 
 
@@ -129,11 +134,7 @@ def test_rotation_replays_identically(world):
     """Determinism: a peer replaying the blocks reaches the same state root (``Chain.run`` checks)."""
     chain, members = world
     new_key = seeded_key(42)
-    proposal_id = propose(
-        chain, members[0], members[1].did, rotation_value(new_key.public_key, proof(new_key))
-    ).tx_id.hex()
-    vote(chain, members[1], proposal_id)
-    vote(chain, members[2], proposal_id)
+    rotate_bank2(chain, members, new_key)
     other = Chain.start(chain.genesis)
     for encoded, execution in chain.blocks:
         block = Block.decode(encoded)

@@ -64,6 +64,18 @@ def commit_empty_block(store: ChainStore, chain: Chain) -> None:
 # The store's fault hook --------------------------------------------------------------------
 
 
+def assert_every_write_refused(store, block, execution, error):
+    """A poisoned store refuses WAL records, accepted txs and blocks, each with ``error`` itself."""
+    for write in (
+        lambda: store.wal_write([(b"vote/4", b"x")]),
+        lambda: store.pending_put([(b"t" * 32, b"raw")]),
+        lambda: store.commit_block(block.encode(), b"certificate", execution),
+    ):
+        with pytest.raises(StoreError) as refused:
+            write()
+        assert refused.value is error
+
+
 def test_disk_full_on_a_block_write_poisons_the_store_and_loses_nothing(tmp_path, genesis):
     path = tmp_path / "db"
     chain = Chain.start(genesis)
@@ -80,14 +92,7 @@ def test_disk_full_on_a_block_write_poisons_the_store_and_loses_nothing(tmp_path
         # Once a write failed, nothing more goes to LevelDB: not WAL records, not accepted txs,
         # not the block again even with the cause gone (LevelDB would append after a torn record).
         store.block_write_fault = None
-        for write in (
-            lambda: store.wal_write([(b"vote/4", b"x")]),
-            lambda: store.pending_put([(b"t" * 32, b"raw")]),
-            lambda: store.commit_block(block.encode(), b"certificate", execution),
-        ):
-            with pytest.raises(StoreError) as again:
-                write()
-            assert again.value is info.value
+        assert_every_write_refused(store, block, execution, info.value)
         with pytest.raises(StoreError, match="No space left"):
             store.raise_if_write_failed()
     with ChainStore.open(path, genesis) as store:
@@ -300,14 +305,7 @@ def test_damage_the_background_check_finds_poisons_the_store_like_a_failed_write
             store.raise_if_write_failed()
         assert polled.value is info.value
         block, execution = chain.cut([])
-        for write in (
-            lambda: store.wal_write([(b"vote/4", b"x")]),
-            lambda: store.pending_put([(b"t" * 32, b"raw")]),
-            lambda: store.commit_block(block.encode(), b"certificate", execution),
-        ):
-            with pytest.raises(StoreError) as refused:
-                write()
-            assert refused.value is info.value
+        assert_every_write_refused(store, block, execution, info.value)
         with pytest.raises(StoreError, match="checksum mismatch"):
             store.block_bytes(1)
         assert store.block(OLD_BLOCKS) is not None
