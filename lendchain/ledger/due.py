@@ -6,35 +6,48 @@ overdue, a default); the due-loan pass at the start of every block takes the
 entries whose time has come, in key order. This module only keeps the index.
 
 Layout. State readers only ``get`` keys (no range scans), so the index is
-two kinds of keys rather than one key per entry:
+a few kinds of keys rather than one key per entry:
 
-- ``due/<slot>`` (slot: 8-byte big-endian ms) — the sorted ids of the loans
-  whose next check falls in ``(slot − SLOT_MS, slot]``. A check time is
-  rounded up to its slot, so a loan is looked at by the first block at or
-  after the end of the hour its check falls in: an hour late at most, which
-  changes no amount (penalty accrues by block time, see ``servicing``).
 - ``due/slots`` — the sorted list of slots that hold at least one loan, so
-  the pass finds due entries without walking empty hours.
+  the pass finds due entries without walking empty hours. A slot (8-byte
+  big-endian ms) holds the loans whose next check falls in
+  ``(slot − SLOT_MS, slot]``. A check time is rounded up to its slot, so a
+  loan is looked at by the first block at or after the end of the hour its
+  check falls in: an hour late at most, which changes no amount (penalty
+  accrues by block time, see ``servicing``).
+- ``due/<slot>`` — ``{"first": f, "last": l}``: the slot's pages in use;
+- ``due/<slot>/<page, 4 bytes>`` — up to ``PAGE_ITEMS`` loan ids in the order
+  they were filed. A loan is filed on the slot's last page (a new page when
+  that one is full) and keeps ``next_check_ms`` and ``due_page``, so that
+  moving it rewrites exactly the one page that holds it. A page that
+  empties is deleted; the slot goes when its last page does.
 
-Key order is (slot, loan id). The loan keeps its own ``next_check_ms`` so
-that moving it removes exactly its old entry. Cost of a move: one small list
-per slot touched, plus ``due/slots`` when a slot fills or empties; it has at
-most a few thousand entries, since checks fall within the next few months.
+Key order is (slot, page, order of filing). Cost of a move: one page of at
+most ``PAGE_ITEMS`` ids per slot touched, however many loans share the hour
+(at 500 tx/s one hour of chain files ~160,000 loans in a slot), plus
+``due/<slot>`` when its pages change and ``due/slots`` when a slot fills or
+empties; that list has at most a few thousand entries, since checks fall
+within the next few months.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from typing import Any
 
 from lendchain.ledger.context import TxContext
 
 SLOT_MS = 3_600_000  # one hour
 SLOTS_KEY = b"due/slots"
+PAGE_ITEMS = 256
 
 
 def slot_key(slot: int) -> bytes:
     return b"due/" + slot.to_bytes(8, "big")
+
+
+def page_key(slot: int, page: int) -> bytes:
+    return slot_key(slot) + b"/" + page.to_bytes(4, "big")
 
 
 def slot_of(check_ms: int) -> int:
@@ -42,25 +55,40 @@ def slot_of(check_ms: int) -> int:
     return -(-check_ms // SLOT_MS) * SLOT_MS
 
 
-def _add(ctx: TxContext, slot: int, loan_id: bytes) -> None:
-    loan_ids = list(ctx.get(slot_key(slot)) or [])
-    if not loan_ids:
+def _add(ctx: TxContext, slot: int, loan_id: bytes) -> int:
+    """File ``loan_id`` on the slot's last page; returns that page's number."""
+    pages = ctx.get(slot_key(slot))
+    if pages is None:
         slots = list(ctx.get(SLOTS_KEY) or [])
         insort(slots, slot)
         ctx.put(SLOTS_KEY, slots)
-    position = bisect_left(loan_ids, loan_id)
-    if position == len(loan_ids) or loan_ids[position] != loan_id:
-        loan_ids.insert(position, loan_id)
-    ctx.put(slot_key(slot), loan_ids)
+        pages = {"first": 0, "last": 0}
+        ctx.put(slot_key(slot), pages)
+    page = pages["last"]
+    loan_ids = ctx.get(page_key(slot, page)) or []
+    if len(loan_ids) >= PAGE_ITEMS:
+        page += 1
+        loan_ids = []
+        ctx.put(slot_key(slot), {**pages, "last": page})
+    ctx.put(page_key(slot, page), [*loan_ids, loan_id])
+    return page
 
 
-def _remove(ctx: TxContext, slot: int, loan_id: bytes) -> None:
-    loan_ids = list(ctx.get(slot_key(slot)) or [])
-    position = bisect_left(loan_ids, loan_id)
-    if position < len(loan_ids) and loan_ids[position] == loan_id:
-        del loan_ids[position]
+def _remove(ctx: TxContext, slot: int, page: int, loan_id: bytes) -> None:
+    loan_ids = [other for other in ctx.get(page_key(slot, page)) or [] if other != loan_id]
     if loan_ids:
-        ctx.put(slot_key(slot), loan_ids)
+        ctx.put(page_key(slot, page), loan_ids)
+        return
+    ctx.delete(page_key(slot, page))
+    pages = ctx.get(slot_key(slot))
+    first, last = pages["first"], pages["last"]
+    if page == first:  # the slot now starts at its next page still holding loans
+        first += 1
+        while first <= last and ctx.get(page_key(slot, first)) is None:
+            first += 1
+    if first <= last:
+        if first != pages["first"]:
+            ctx.put(slot_key(slot), {**pages, "first": first})
         return
     ctx.delete(slot_key(slot))
     ctx.put(SLOTS_KEY, [other for other in ctx.get(SLOTS_KEY) or [] if other != slot])
@@ -73,12 +101,12 @@ def reschedule(ctx: TxContext, loan_id: bytes, loan: dict[str, Any], check_ms: i
         return loan
     old_slot = None if old is None else slot_of(old)
     new_slot = None if check_ms is None else slot_of(check_ms)
+    page = loan.get("due_page")
     if old_slot != new_slot:
         if old_slot is not None:
-            _remove(ctx, old_slot, loan_id)
-        if new_slot is not None:
-            _add(ctx, new_slot, loan_id)
-    return {**loan, "next_check_ms": check_ms}
+            _remove(ctx, old_slot, page, loan_id)
+        page = None if new_slot is None else _add(ctx, new_slot, loan_id)
+    return {**loan, "next_check_ms": check_ms, "due_page": page}
 
 
 def due_loans(ctx: TxContext, limit: int) -> list[bytes]:
@@ -87,10 +115,20 @@ def due_loans(ctx: TxContext, limit: int) -> list[bytes]:
     for slot in ctx.get(SLOTS_KEY) or []:
         if slot > ctx.timestamp_ms or len(picked) >= limit:
             break
-        picked.extend(ctx.get(slot_key(slot))[: limit - len(picked)])
+        picked.extend(_slot_loans(ctx.get, slot, limit - len(picked)))
+    return picked
+
+
+def _slot_loans(get: Any, slot: int, limit: int) -> list[bytes]:
+    pages = get(slot_key(slot))
+    picked: list[bytes] = []
+    for page in range(pages["first"], pages["last"] + 1):
+        if len(picked) >= limit:
+            break
+        picked.extend((get(page_key(slot, page)) or [])[: limit - len(picked)])
     return picked
 
 
 def index_size(get: Any) -> int:
-    """How many loans the index holds (tests and queries; reads every slot)."""
-    return sum(len(get(slot_key(slot)) or []) for slot in get(SLOTS_KEY) or [])
+    """How many loans the index holds (tests and queries; reads every page)."""
+    return sum(len(_slot_loans(get, slot, 1 << 62)) for slot in get(SLOTS_KEY) or [])

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lendchain.ledger import pagedlist
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
@@ -78,7 +79,7 @@ def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -
 def repayment_history(get: Getter, did: str) -> dict[str, int]:
     """Instalments paid on time and late, loans defaulted and closed, over the borrower's loans."""
     history = dict(EMPTY_HISTORY)
-    for loan_id in get(borrower_loans_key(did)) or []:
+    for loan_id in pagedlist.items(get, borrower_loans_key(did)):
         loan = get(loan_key(loan_id))
         history["on_time"] += loan.get("on_time", 0)
         history["late"] += loan.get("late", 0)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger import pagedlist
 from lendchain.ledger.amortization import SCHEDULE_KINDS, build_schedule, loan_schedule
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
@@ -117,7 +118,7 @@ def schedule_of(loan: dict[str, Any]) -> list:
 
 
 def append_index(ctx: TxContext, key: bytes, item: bytes) -> None:
-    ctx.put(key, [*(ctx.get(key) or []), item])
+    pagedlist.append(ctx.get, ctx.put, key, item)
 
 
 # Called with (ctx, loan id) after a loan.apply succeeds; policies.py adds auto-offers here.

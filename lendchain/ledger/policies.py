@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain import codec
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger import pagedlist
 from lendchain.ledger.amortization import SCHEDULE_KINDS
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
@@ -78,7 +79,7 @@ def rate_for(bands: list[list[int]], score: int) -> int | None:
 def exposure(ctx: TxContext, lender: str, borrower: str) -> int:
     """Outstanding principal of ``lender``'s live loans to ``borrower``."""
     total = 0
-    for loan_id in ctx.get(borrower_loans_key(borrower)) or []:
+    for loan_id in pagedlist.items(ctx.get, borrower_loans_key(borrower)):
         loan = ctx.get(loan_key(loan_id))
         if loan["lender"] == lender and loan["state"] in LIVE_STATES:
             total += loan["amount"] - loan["principal_paid"]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lendchain import codec
+from lendchain.ledger import pagedlist
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import proposal_key
@@ -132,7 +133,7 @@ def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
     """
     rows = []
     for role, key in (("borrower", borrower_loans_key(did)), ("servicer", lender_loans_key(did))):
-        for loan_id in read_value(reader, key) or []:
+        for loan_id in pagedlist.items(lambda k: read_value(reader, k), key):
             loan = read_value(reader, loan_key(loan_id))
             if loan["state"] not in SERVICED_STATES:
                 continue

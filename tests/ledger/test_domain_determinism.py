@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lendchain.ledger import queries
+from lendchain.ledger import pagedlist, queries
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.context import decode_state_value
 from lendchain.ledger.servicing import DAY_MS, payoff
-from lendchain.ledger.state import borrower_loans_key, loan_key
+from lendchain.ledger.state import borrower_loans_key, loan_key, read_value
 from tests.ledger.chain import GENESIS_MS, Chain, make_genesis, seeded_key
 
 ROLES = [("lender",), ("lender", "bureau"), ("regulator",), ("kyc", "bureau")]
@@ -130,8 +130,8 @@ def prepay_amount(chain: Chain, loan: dict) -> int:
 
 
 def loan_ids(chain: Chain) -> list[str]:
-    raw = chain.state.get(borrower_loans_key(BORROWER.did))
-    return [] if raw is None else [loan_id.hex() for loan_id in decode_state_value(raw)]
+    ids = pagedlist.items(lambda key: read_value(chain.state, key), borrower_loans_key(BORROWER.did))
+    return [loan_id.hex() for loan_id in ids]
 
 
 def fresh():
