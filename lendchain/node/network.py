@@ -49,7 +49,6 @@ from lendchain.node.network_host import (
     build_pubsub,
     check_listen_address_free,
     peer_id_of,
-    unwrap_gossip,
     wrap_gossip,
 )
 from lendchain.node.network_link import (
@@ -251,6 +250,7 @@ class Network:
             max_message_size=self.options["max_gossip_size"],
             deliver=self._deliver_gossip,
         )
+        self._unwrap = router.unwrapped
         o = self.options
         rates = {
             "frames": (o["peer_frames_per_s"], o["peer_frames_burst"]),
@@ -564,7 +564,7 @@ class Network:
                 self._warn_throttled(link, "gossip")
                 return False
         try:
-            valid = bool(self._validate_gossip(unwrap_gossip(msg.data, self.options["max_gossip_size"])[1]))
+            valid = bool(self._validate_gossip(self._unwrap(msg)[1]))
         except ValueError:
             valid = False
         except Exception:
@@ -579,6 +579,6 @@ class Network:
             return
         self._counters["gossip_in"] += 1
         try:
-            self._on_gossip(unwrap_gossip(msg.data, self.options["max_gossip_size"])[1])
+            self._on_gossip(self._unwrap(msg)[1])
         except Exception:
             self.log.exception("gossip handler failed")

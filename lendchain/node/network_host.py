@@ -47,6 +47,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from lendchain import codec
+from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
 
 # py-libp2p 0.8.1 creates each peer's outbound pubsub queue as ``RpcQueue()``
@@ -209,17 +210,37 @@ class MemberGossipSub(GossipSub):
     """Gossipsub that relays a message only to the peers its publisher did not send it to."""
 
     max_message_size = 1 << 20
+    # Messages between validation and relay: validator, delivery and relay unwrap each once.
+    UNWRAPPED_MEMORY = 64
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._reached: dict[bytes, set[ID]] = {}
+        self._unwrapped: BoundedCache[int, tuple[rpc_pb2.Message, list[bytes], bytes]] = BoundedCache(
+            self.UNWRAPPED_MEMORY
+        )
+
+    def unwrapped(self, msg: rpc_pb2.Message) -> tuple[list[bytes], bytes]:
+        """``unwrap_gossip`` of ``msg.data``, done once per message object.
+
+        Pubsub hands one message object to the topic validator, the delivery
+        and the relay in turn. Keyed by ``id(msg)``: the entry holds the
+        message, so the id cannot be reused while the entry lives, and the
+        identity check refuses any other message.
+        """
+        entry = self._unwrapped.get(id(msg))
+        if entry is None or entry[0] is not msg:
+            sent_to, payload = unwrap_gossip(msg.data, self.max_message_size)
+            entry = (msg, sent_to, payload)
+            self._unwrapped.put(id(msg), entry)
+        return entry[1], entry[2]
 
     async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
         if self.pubsub is None or msg_forwarder == self.pubsub.my_id:
             await super().publish(msg_forwarder, pubsub_msg)
             return
         try:
-            sent_to, _ = unwrap_gossip(pubsub_msg.data, self.max_message_size)
+            sent_to, _ = self.unwrapped(pubsub_msg)
             reached = {ID(peer) for peer in sent_to}
         except ValueError:
             reached = set()  # the validator refuses such a message before it gets here
@@ -269,7 +290,6 @@ def build_pubsub(
 ) -> tuple[DeliveringPubsub, MemberGossipSub]:
     """A gossipsub router sized for ``peers`` other members on a closed network."""
     max_rpc_bytes = max_message_size + 64 * 1024  # room for the signed envelope and peer record
-    MemberGossipSub.max_message_size = max(MemberGossipSub.max_message_size, max_message_size)
     _RoomyRpcQueue.max_rpc_bytes = max(_RoomyRpcQueue.max_rpc_bytes, max_rpc_bytes)
     # A full mesh up to 12 peers: the publisher reaches everyone itself (see MemberGossipSub).
     degree = max(1, min(12, peers))
@@ -294,6 +314,7 @@ def build_pubsub(
         eclipse_protection_enabled=False,
         max_pending_messages_per_peer=1000,
     )
+    router.max_message_size = max_message_size
     pubsub = DeliveringPubsub(
         host,
         router,

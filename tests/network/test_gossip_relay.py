@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 import trio
 
+from lendchain import codec
 from lendchain.node.network_host import unwrap_gossip, wrap_gossip
 from tests.network.harness import Peer, make_members, running, wait_for, wait_full_mesh
 
@@ -86,6 +87,34 @@ def test_a_peer_the_publisher_missed_gets_the_message_by_relay():
             await trio.sleep(0.3)
             assert relays(sent) == {("node1", "node3"): 1, ("node2", "node3"): 1}
             assert peers[3].gossip.count(b"partly sent") == 1
+
+    trio.run(main)
+
+
+def test_each_member_unwraps_a_message_once_for_validation_delivery_and_relay(monkeypatch):
+    """Pubsub hands one message to the validator, the delivery and the relay: one unwrap serves all."""
+    peers = four_peers()
+    unwraps: Counter = Counter()
+    real_unpack = codec.unpack
+
+    def unpack(data, max_size=codec.DEFAULT_MAX_SIZE):
+        if b"partly sent" in bytes(data):
+            unwraps["partly sent"] += 1
+        return real_unpack(data, max_size)
+
+    async def main():
+        async with running(peers):
+            await full_gossip_mesh(peers)
+            router = peers[0].network._router
+            node3 = peers[3].network.my_peer_id
+            real_targets = router.publish_targets
+            router.publish_targets = lambda topic: real_targets(topic) - {node3}  # node1, node2 relay
+            monkeypatch.setattr(codec, "unpack", unpack)
+            await peers[0].network.publish(b"partly sent")
+            await wait_for(lambda: all(b"partly sent" in p.gossip for p in peers[1:]), "the batch everywhere")
+            await trio.sleep(0.3)  # time for the relays, and for node3 to drop the second copy as seen
+            # node1 and node2 validate, deliver and relay it; node3 validates and delivers it.
+            assert unwraps["partly sent"] == 3
 
     trio.run(main)
 
