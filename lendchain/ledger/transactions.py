@@ -20,8 +20,7 @@ and remembers by tx id.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from lendchain import codec
+from lendchain.bounded import BoundedCache
 from lendchain.crypto import DidError, SigningKey, public_key_from_did, verify_raw
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import lookup_kind
@@ -117,10 +117,11 @@ def build_transaction(
 # Transactions are immutable, so sharing one object is safe; the bound keeps
 # a few seconds of traffic at thousands of tx/s.
 DECODE_CACHE_SIZE = 16384
-# OrderedDict: dropping the oldest entry is O(1) (a dict's next(iter()) walks over the slots
-# its earlier deletions left, which made every insertion of a full cache cost O(size)).
-_decoded: OrderedDict[bytes, Transaction] = OrderedDict()
-_decoded_lock = threading.Lock()
+_decoded: BoundedCache[bytes, Transaction] = BoundedCache(DECODE_CACHE_SIZE)
+# Every decoded tx that something still holds (the node's mempool holds up to 100,000, far
+# more than the bounded cache), by its bytes: a block carrying a tx that waited in the mempool
+# longer than the cache remembers gets the mempool's object back, not a second decode.
+_alive: weakref.WeakValueDictionary[bytes, Transaction] = weakref.WeakValueDictionary()
 
 
 def decode_transaction(raw: bytes) -> Transaction:
@@ -128,11 +129,11 @@ def decode_transaction(raw: bytes) -> Transaction:
     raw = bytes(raw)
     tx = _decoded.get(raw)
     if tx is None:
-        tx = _decode_transaction(raw)
-        with _decoded_lock:  # a client may decode from several threads
-            if len(_decoded) >= DECODE_CACHE_SIZE:
-                _decoded.popitem(last=False)  # the oldest entry
-            _decoded[raw] = tx
+        tx = _alive.get(raw)
+        if tx is None:
+            tx = _decode_transaction(raw)
+            _alive[raw] = tx
+        _decoded.put(raw, tx)
     return tx
 
 
@@ -203,8 +204,7 @@ def verify_signatures(txs: Sequence[Transaction], workers: int = 2) -> list[bool
 # hash of) and the chain id, so a node checks each tx once: at admission, not again in every
 # block that executes it. Only passes are kept; kinds are only ever added, so a pass stays one.
 WELL_FORMED_CACHE_SIZE = 65536
-_well_formed: OrderedDict[bytes, str] = OrderedDict()
-_well_formed_lock = threading.Lock()
+_well_formed: BoundedCache[bytes, str] = BoundedCache(WELL_FORMED_CACHE_SIZE)
 
 
 def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = True) -> None:
@@ -216,10 +216,7 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
     tx_id = tx.id
     if _well_formed.get(tx_id) != chain_id:
         _check_well_formed(tx, chain_id)
-        with _well_formed_lock:
-            if len(_well_formed) >= WELL_FORMED_CACHE_SIZE:
-                _well_formed.popitem(last=False)  # the oldest entry
-            _well_formed[tx_id] = chain_id
+        _well_formed.put(tx_id, chain_id)
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
 

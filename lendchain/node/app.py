@@ -6,9 +6,12 @@ proposal, its execution is kept by digest, and committing it writes that
 same execution. Only a block learnt through catch-up (never validated here)
 is executed at commit time — after its commit certificate was checked.
 
-Signatures are checked once per node: every tx id that passed a signature
-check (API, gossip or a validated proposal) goes into ``verified``, and block
-validation skips those.
+Signatures are checked once per node: ``verified`` holds every tx in the
+mempool (only checked txs enter it) and the last ``VERIFIED_MEMORY`` tx ids
+that passed a check anywhere (API, gossip, a validated proposal); block
+validation skips those and checks the rest. Txs are decoded once per node
+too: the mempool holds them decoded, and a block built or checked here gets
+those same objects back (``transactions.decode_transaction``).
 
 Blocks are sized to the network (``BlockSizer``): with one height in flight,
 a block that takes longer than the view-change timeout to go round makes the
@@ -21,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from lendchain.bounded import BoundedCache
 from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
 from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
@@ -40,20 +43,22 @@ class ExecutionDiverged(RuntimeError):
     """A committed block cannot be executed here: this node's state is wrong."""
 
 
-class BoundedSet:
-    """Insertion-ordered set that forgets its oldest members past a size."""
+class CheckedSignatures:
+    """Tx ids whose signature this node has verified.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[bytes, None] = OrderedDict()
+    The mempool's txs are all here however long they wait (the daemon checks
+    a tx before it pools it); beyond those, the last ``limit`` ids checked.
+    """
 
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
+    def __init__(self, mempool: Mempool, limit: int) -> None:
+        self._mempool = mempool
+        self._recent: BoundedCache[bytes, None] = BoundedCache(limit)
 
-    def add(self, item: bytes) -> None:
-        self._items[item] = None
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._recent or tx_id in self._mempool
+
+    def add(self, tx_id: bytes) -> None:
+        self._recent.put(tx_id)
 
 
 class BlockSizer:
@@ -99,9 +104,9 @@ class NodeApp:
         self.store = store
         self.mempool = mempool
         self.log = log
-        self.verified = BoundedSet(VERIFIED_MEMORY)
+        self.verified = CheckedSignatures(mempool, VERIFIED_MEMORY)
         self._pending: dict[bytes, _Pending] = {}
-        self._digests: OrderedDict[bytes, bytes] = OrderedDict()
+        self._digests: BoundedCache[bytes, bytes] = BoundedCache(DIGEST_MEMORY)
         self.last_commit_ms = 0
         params = genesis.consensus
         self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
@@ -115,9 +120,7 @@ class NodeApp:
         found = self._digests.get(block)
         if found is None:
             found = Block.decode(block).hash()
-            self._digests[block] = found
-            if len(self._digests) > DIGEST_MEMORY:
-                self._digests.popitem(last=False)
+            self._digests.put(block, found)
         return found
 
     def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
@@ -153,8 +156,8 @@ class NodeApp:
             )
         except InvalidBlock as e:
             return str(e)
-        for raw in decoded.txs:
-            self.verified.add(decode_transaction(raw).id)
+        for tx_id in execution.tx_ids:
+            self.verified.add(tx_id)
         self._pending[decoded.hash()] = _Pending(height, decoded, execution)
         return None
 
@@ -227,7 +230,7 @@ class NodeApp:
             for pending in self.mempool.candidates(
                 lambda did: next_nonce(reader, did), self.sizer.cap, params.max_block_bytes
             ):
-                candidates.append(decode_transaction(pending.raw))
+                candidates.append(pending.tx)
         block, execution = make_block(
             parent_hash=prev_digest,
             parent_timestamp_ms=parent_ts,
@@ -249,6 +252,6 @@ class NodeApp:
             return None
         raw = block.encode()
         digest = block.hash()
-        self._digests[raw] = digest
+        self._digests.put(raw, digest)
         self._pending[digest] = _Pending(height, block, execution)
         return raw

@@ -13,7 +13,7 @@ import logging
 import math
 import signal
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 import trio
@@ -21,11 +21,12 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from lendchain import codec
+from lendchain.bounded import BoundedCache
 from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import Block
 from lendchain.ledger.state import next_nonce
-from lendchain.ledger.transactions import TxRejected, check_stateless, decode_transaction
+from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
 from lendchain.node.byzantine import ByzantineSender
@@ -49,6 +50,7 @@ from lendchain.node.views import NodeViews
 
 GOSSIP_FLUSH_S = 0.1  # batch gossip: py-libp2p pays per message (measured: 0.02 s halves tx/s)
 GOSSIP_MAX_TXS = 2000
+GOSSIP_CHECKED_MEMORY = 64  # validated gossip messages waiting for their delivery
 # py-libp2p's yamux splits a write into 64 KiB frames and locks per frame, so two
 # tasks writing one pubsub stream can interleave a big RPC and the receiver dies on
 # a protobuf DecodeError. A gossip message under one frame is written atomically.
@@ -145,7 +147,7 @@ class Node(NodeViews):
             self.driver.commit_listeners.append(self._on_commit)
         self._gossip_outbox: list[bytes] = []
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
-        self._gossip_decoded: OrderedDict[bytes, list] = OrderedDict()
+        self._gossip_checked: BoundedCache[bytes, list[Transaction]] = BoundedCache(GOSSIP_CHECKED_MEMORY)
         self._accepted_at: dict[bytes, float] = {}
         self._commit_event = trio.Event()
         self._started = time.monotonic()
@@ -207,10 +209,16 @@ class Node(NodeViews):
         kept: list[tuple[bytes, bytes]] = []
         try:
             for raw in raw_txs:
-                result = self._accept(raw, source="api")
+                try:
+                    tx = decode_transaction(raw)
+                except TxRejected as e:
+                    self.metrics.tx_rejected.labels(e.code).inc()
+                    results.append({"id": None, "status": "rejected", "code": e.code, "message": e.message})
+                    continue
+                result = self._accept(tx, source="api")
                 results.append(result)
                 if result["status"] == "accepted":
-                    kept.append((bytes.fromhex(result["id"]), raw))
+                    kept.append((tx.id, raw))
         finally:
             # Kept in LevelDB until it commits, expires or is rejected: a crash does not lose it.
             # One batch per request (a MempoolFull part-way still keeps what was accepted).
@@ -218,12 +226,8 @@ class Node(NodeViews):
                 self.store.pending_put(kept)
         return results
 
-    def _accept(self, raw: bytes, source: str, verified: bool = False) -> dict[str, Any]:
-        try:
-            tx = decode_transaction(raw)
-        except TxRejected as e:
-            self.metrics.tx_rejected.labels(e.code).inc()
-            return {"id": None, "status": "rejected", "code": e.code, "message": e.message}
+    def _accept(self, tx: Transaction, source: str, verified: bool = False) -> dict[str, Any]:
+        """Admit a decoded tx to the mempool; ``verified`` when its signature was just checked."""
         tx_id = tx.id
         known = self._known_status(tx_id)
         if known is not None:
@@ -242,7 +246,7 @@ class Node(NodeViews):
                 raise TxRejected(
                     "bad_nonce", f"nonce {tx.nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
                 )
-            self.mempool.add(PendingTx(tx_id, tx.sender, tx.nonce, raw, now_ms()))
+            self.mempool.add(PendingTx(tx, now_ms()))
         except TxRejected as e:
             self.metrics.tx_rejected.labels(e.code).inc()
             return {"id": tx_id.hex(), "status": "rejected", "code": e.code, "message": e.message}
@@ -255,7 +259,7 @@ class Node(NodeViews):
         self.metrics.tx_accepted.labels(source).inc()
         self._accepted_at[tx_id] = time.monotonic()
         if source in ("api", "restore"):
-            self._gossip_outbox.append(raw)
+            self._gossip_outbox.append(tx.encode())
             self._regossip.add(tx_id, now_ms())
         return {"id": tx_id.hex(), "status": "accepted"}
 
@@ -265,7 +269,7 @@ class Node(NodeViews):
         items = self.store.pending_items()
         items.sort(key=lambda item: decode_transaction(item[1]).nonce)
         for tx_id, raw in items:
-            result = self._accept(raw, source="restore")
+            result = self._accept(decode_transaction(raw), source="restore")
             if result["status"] == "accepted":
                 self.store.pending_put([(tx_id, raw)])
                 restored += 1
@@ -302,23 +306,21 @@ class Node(NodeViews):
             return False
         for tx in txs:
             self.app.verified.add(tx.id)
-        self._gossip_decoded[data] = items
-        while len(self._gossip_decoded) > 64:
-            self._gossip_decoded.popitem(last=False)
+        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
         return True
 
     def _on_gossip(self, data: bytes) -> None:
         if self.faults.drops_gossip():
             return
-        items = self._gossip_decoded.pop(data, None)
-        if items is None:
+        txs = self._gossip_checked.get(data)
+        if txs is None:
             if not self._validate_gossip(data):
                 return
-            items = self._gossip_decoded.pop(data)
-        self.metrics.gossip_txs.labels("in").inc(len(items))
-        for raw in items:
+            txs = self._gossip_checked.get(data) or []
+        self.metrics.gossip_txs.labels("in").inc(len(txs))
+        for tx in txs:
             try:
-                self._accept(raw, source="gossip", verified=True)
+                self._accept(tx, source="gossip", verified=True)
             except MempoolFull:
                 self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
                 return

@@ -11,7 +11,11 @@ Owns three promises the API makes to a client:
 - per sender, transactions leave in nonce order, so a block never carries
   a nonce gap (``candidates``).
 
-It does not check signatures or state; callers do that before ``add``.
+It does not check signatures or state: callers check a tx before ``add``,
+so every tx held here is one whose signature this node verified (``NodeApp``
+relies on that to never verify a pooled tx twice). It holds the decoded
+transactions, so a block cut from the pool, or checked against it, decodes
+nothing again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from lendchain.ledger.transactions import Transaction
 from lendchain.node.config import MempoolConfig
 
 # How many recent expiries/rejections are remembered for status queries.
@@ -36,11 +41,24 @@ class MempoolFull(Exception):
 
 @dataclass(frozen=True)
 class PendingTx:
-    tx_id: bytes
-    sender: str
-    nonce: int
-    raw: bytes
+    tx: Transaction  # signature already verified on this node
     added_ms: int
+
+    @property
+    def tx_id(self) -> bytes:
+        return self.tx.id
+
+    @property
+    def sender(self) -> str:
+        return self.tx.sender
+
+    @property
+    def nonce(self) -> int:
+        return self.tx.nonce
+
+    @property
+    def raw(self) -> bytes:
+        return self.tx.encode()
 
 
 @dataclass(frozen=True)
@@ -106,10 +124,6 @@ class Mempool:
         self._bytes += len(tx.raw)
         self._outcomes.pop(tx.tx_id, None)
         return True
-
-    def pending_nonces(self, sender: str) -> list[int]:
-        entry = self._senders.get(sender)
-        return sorted(entry.by_nonce) if entry else []
 
     def next_free_nonce(self, sender: str, committed: int) -> int:
         """The first nonce from ``committed`` (the sender's next committed nonce) not pending here."""

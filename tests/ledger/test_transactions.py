@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lendchain import codec
+from lendchain.bounded import BoundedCache
 from lendchain.ledger.transactions import (
     MAX_TX_SIZE,
     TX_TAG,
@@ -192,12 +192,36 @@ def test_decoding_the_same_bytes_again_gives_the_same_transaction_from_the_cache
     bad = raw[:-1]
     assert code_of(decode_transaction, bad).code == code_of(decode_transaction, bad).code == "malformed"
     # The cache is bounded: the oldest entry goes first.
-    monkeypatch.setattr(transactions, "DECODE_CACHE_SIZE", 3)
-    monkeypatch.setattr(transactions, "_decoded", OrderedDict())
+    monkeypatch.setattr(transactions, "_decoded", BoundedCache(3))
     raws = [tx(nonce=n).encode() for n in range(4)]
-    decoded = [decode_transaction(r) for r in raws]
+    for r in raws:
+        decode_transaction(r)
     assert list(transactions._decoded) == raws[1:]
-    assert decode_transaction(raws[0]) is not decoded[0] and decode_transaction(raws[0]) == decoded[0]
+
+
+def test_a_tx_still_held_is_never_decoded_twice_however_long_ago_the_cache_forgot_it(monkeypatch):
+    """The mempool holds txs longer than the bounded cache remembers; blocks carry them later."""
+    from lendchain.ledger import transactions
+
+    decodes = []
+    real_decode = transactions._decode_transaction
+    monkeypatch.setattr(
+        transactions, "_decode_transaction", lambda raw: decodes.append(raw) or real_decode(raw)
+    )
+    monkeypatch.setattr(transactions, "_decoded", BoundedCache(2))
+    raws = [tx(nonce=n).encode() for n in range(70, 75)]
+    held = decode_transaction(raws[0])
+    for r in raws[1:]:
+        decode_transaction(r)
+    assert raws[0] not in transactions._decoded
+    assert decode_transaction(raws[0]) is held
+    assert decodes == raws
+    # Once nothing holds it, forgotten means decoded again (the same value).
+    gone_id = decode_transaction(raws[1]).id
+    for r in raws[2:] + raws[:1]:
+        decode_transaction(r)
+    decodes.clear()
+    assert decode_transaction(raws[1]).id == gone_id and decodes == [raws[1]]
 
 
 def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remembered(monkeypatch):
@@ -208,7 +232,7 @@ def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remem
     monkeypatch.setattr(
         transactions, "check_payload", lambda *args: checked.append(args) or real_check(*args)
     )
-    monkeypatch.setattr(transactions, "_well_formed", OrderedDict())
+    monkeypatch.setattr(transactions, "_well_formed", BoundedCache(transactions.WELL_FORMED_CACHE_SIZE))
     good = tx(nonce=51)
     check_stateless(good, CHAIN_ID, check_signature=False)
     check_stateless(decode_transaction(good.encode()), CHAIN_ID)  # same id, other object: remembered
@@ -223,7 +247,7 @@ def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remem
     assert code_of(check_stateless, bad, CHAIN_ID).code == code_of(check_stateless, bad, CHAIN_ID).code
     assert bad.id not in transactions._well_formed
     # Bounded: the oldest entry goes first.
-    monkeypatch.setattr(transactions, "WELL_FORMED_CACHE_SIZE", 2)
+    monkeypatch.setattr(transactions, "_well_formed", BoundedCache(2))
     fresh = [tx(nonce=n) for n in range(60, 63)]
     for t in fresh:
         check_stateless(t, CHAIN_ID, check_signature=False)

@@ -2,13 +2,15 @@
 
 import pytest
 
+from lendchain.ledger.transactions import Transaction
 from lendchain.node.config import MempoolConfig
 from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
 
 
-def tx(sender: str, nonce: int, size: int = 10, added_ms: int = 0) -> PendingTx:
-    tx_id = f"{sender}:{nonce}".encode().ljust(32, b".")
-    return PendingTx(tx_id, sender, nonce, b"x" * size, added_ms)
+def tx(sender: str, nonce: int, pad: int = 0, added_ms: int = 0, signature: bytes = bytes(64)) -> PendingTx:
+    """A pending tx; the pool reads only its id, sender, nonce and size, so it is not signed."""
+    body = Transaction("mempool-test", "party.register", sender, nonce, 0, {"pad": "x" * pad}, signature)
+    return PendingTx(body, added_ms)
 
 
 def test_candidates_are_contiguous_per_sender_from_the_next_nonce():
@@ -32,14 +34,16 @@ def test_sender_with_a_gap_at_its_next_nonce_is_skipped():
 def test_candidates_respect_block_limits():
     pool = Mempool(MempoolConfig())
     for n in range(10):
-        pool.add(tx("a", n, size=100))
+        pool.add(tx("a", n, pad=100))
+    size = len(tx("a", 0, pad=100).raw)  # nonces 0-9 encode in one byte: all txs are this size
     assert len(list(pool.candidates(lambda s: 0, 3, 10_000))) == 3
-    assert len(list(pool.candidates(lambda s: 0, 100, 450))) == 4
+    assert len(list(pool.candidates(lambda s: 0, 100, 4 * size + size // 2))) == 4
 
 
-@pytest.mark.parametrize("limit", [{"max_txs": 2}, {"max_bytes": 25}])
+@pytest.mark.parametrize("limit", ["max_txs", "max_bytes"])
 def test_full_pool_refuses_instead_of_dropping(limit):
-    pool = Mempool(MempoolConfig(**limit))
+    two = {"max_txs": 2, "max_bytes": 2 * len(tx("a", 0).raw) + 5}[limit]
+    pool = Mempool(MempoolConfig(**{limit: two}))
     pool.add(tx("a", 0))
     pool.add(tx("a", 1))
     with pytest.raises(MempoolFull, match="retry"):
@@ -51,7 +55,7 @@ def test_duplicates_and_nonce_conflicts():
     pool = Mempool(MempoolConfig())
     assert pool.add(tx("a", 0)) is True
     assert pool.add(tx("a", 0)) is False
-    rival = PendingTx(b"other".ljust(32, b"."), "a", 0, b"y", 0)
+    rival = tx("a", 0, signature=bytes([1]) * 64)  # another tx with the same sender and nonce
     with pytest.raises(ValueError, match="already taken"):
         pool.add(rival)
 
@@ -77,7 +81,8 @@ def test_remove_committed_frees_space():
     pool.add(first)
     pool.remove([first.tx_id])
     pool.add(tx("a", 1))
-    assert len(pool) == 1 and pool.pending_nonces("a") == [1]
+    assert len(pool) == 1 and pool.size_bytes == len(tx("a", 1).raw)
+    assert pool.next_free_nonce("a", committed=1) == 2
 
 
 def test_next_free_nonce_walks_past_a_long_pending_run_and_notices_holes():

@@ -1,0 +1,135 @@
+"""NodeApp's "once per node": a tx is verified once and decoded once, from admission to commit.
+
+A primary cuts a block from its mempool and a backup validates it against its
+own mempool, as two nodes of one network do; the counters see every
+signature check (``verify_raw``) and every decode of wire bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from lendchain.bounded import BoundedCache
+from lendchain.ledger import transactions
+from lendchain.ledger.transactions import Transaction, check_stateless
+from lendchain.node import app as app_module
+from lendchain.node.app import NodeApp
+from lendchain.node.config import MempoolConfig
+from lendchain.node.mempool import Mempool, PendingTx
+from lendchain.node.store import ChainStore
+from tests.ledger.chain import CHAIN_ID, GENESIS_MS, Chain, make_genesis, seeded_key
+
+NOW_MS = GENESIS_MS + 1_000
+
+
+@pytest.fixture
+def network(tmp_path, monkeypatch):
+    """Two members' apps on one genesis; each remembers only 2 checked ids beyond its mempool."""
+    monkeypatch.setattr(app_module, "VERIFIED_MEMORY", 2)
+    genesis = make_genesis()[0]
+    apps = []
+    for name in ("bank1", "bank2"):
+        store = ChainStore.open(tmp_path / name, genesis, create=True)
+        apps.append(NodeApp(genesis, name, store, Mempool(MempoolConfig()), logging.getLogger(name)))
+    yield apps
+    for node in apps:
+        node.store.close()
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Lists that collect each signature check and each decode of wire bytes (clear after setup)."""
+    verifies: list[bytes] = []
+    decodes: list[bytes] = []
+    real_verify, real_decode = transactions.verify_raw, transactions._decode_transaction
+    monkeypatch.setattr(
+        transactions, "verify_raw", lambda key, sig, msg: verifies.append(sig) or real_verify(key, sig, msg)
+    )
+    monkeypatch.setattr(
+        transactions, "_decode_transaction", lambda raw: decodes.append(raw) or real_decode(raw)
+    )
+    return verifies, decodes
+
+
+def registrations(count: int, first_seed: int = 1) -> list[Transaction]:
+    chain = Chain.start(make_genesis()[0])
+    return [
+        chain.tx(seeded_key(first_seed + i), "party.register", {"role": "borrower"}) for i in range(count)
+    ]
+
+
+def admit(node: NodeApp, txs: list[Transaction]) -> None:
+    """What the daemon does for a tx from the API or gossip: check it, remember it, pool it."""
+    for tx in txs:
+        check_stateless(tx, CHAIN_ID)
+        node.verified.add(tx.id)
+        node.mempool.add(PendingTx(tx, 0))
+
+
+def propose_and_validate(primary: NodeApp, backup: NodeApp) -> bytes:
+    head = primary.store.head()
+    block = primary.propose(head.height + 1, head.hash, NOW_MS)
+    assert block is not None
+    assert backup.validate(head.height + 1, head.hash, block, NOW_MS) is None
+    return block
+
+
+def test_a_pooled_tx_is_not_verified_again_when_a_proposal_carries_it(network, counted):
+    """The mempool outlives the bounded memory of checked ids: 5 pooled txs, memory of 2."""
+    primary, backup = network
+    txs = registrations(5)
+    admit(primary, txs)
+    admit(backup, txs)
+    verifies, _ = counted
+    verifies.clear()
+    propose_and_validate(primary, backup)
+    assert verifies == []
+
+
+def test_a_tx_this_node_never_checked_is_verified_before_it_votes(network, counted):
+    primary, backup = network
+    txs = registrations(4)
+    admit(primary, txs)
+    admit(backup, txs[:3])  # the fourth has not reached the backup's mempool yet
+    verifies, _ = counted
+    verifies.clear()
+    propose_and_validate(primary, backup)
+    assert verifies == [txs[3].signature]
+
+
+def test_a_forged_tx_in_a_proposal_is_refused_even_if_its_sender_is_known(network):
+    primary, backup = network
+    txs = registrations(2)
+    admit(primary, txs)
+    admit(backup, txs[:1])
+    # The primary pools a tx whose signature is another tx's (a Byzantine primary could).
+    real = registrations(1, first_seed=40)[0]
+    forged = Transaction(
+        real.chain_id, real.kind, real.sender, real.nonce, real.created_ms, real.payload, txs[1].signature
+    )
+    primary.mempool.add(PendingTx(forged, 0))
+    head = primary.store.head()
+    block = primary.propose(1, head.hash, NOW_MS)
+    refusal = backup.validate(1, head.hash, block, NOW_MS)
+    assert refusal is not None and "bad signature" in refusal
+
+
+def test_txs_that_waited_longer_than_the_decode_cache_remembers_are_not_decoded_again(
+    network, counted, monkeypatch
+):
+    primary, backup = network
+    txs = registrations(5)
+    admit(primary, txs)
+    admit(backup, [transactions.decode_transaction(tx.encode()) for tx in txs])  # as received: bytes
+    # Thousands of other txs went through since: the bounded cache has forgotten all of these.
+    monkeypatch.setattr(transactions, "_decoded", BoundedCache(1))
+    _, decodes = counted
+    decodes.clear()
+    block = propose_and_validate(primary, backup)
+    for node in (primary, backup):
+        digest = node.digest(block)
+        node.commit(1, block, digest, b"certificate-1", NOW_MS)
+    assert decodes == []
+    assert primary.store.head().hash == backup.store.head().hash
