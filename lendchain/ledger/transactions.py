@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from lendchain import codec
@@ -77,13 +77,11 @@ class Transaction:
             object.__setattr__(self, "_encoded", codec.pack([self.body(), self.signature]))
         return self._encoded
 
-    @property
+    @cached_property
     def id(self) -> bytes:
-        cached = self.__dict__.get("_id")
-        if cached is None:
-            cached = codec.sha256(self.encode())
-            object.__setattr__(self, "_id", cached)
-        return cached
+        # cached_property stores into the instance dict (frozen or not), so every later read
+        # is a plain attribute lookup: a node reads a tx's id about ten times.
+        return codec.sha256(self.encode())
 
     def signing_bytes(self) -> bytes:
         """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
