@@ -229,14 +229,14 @@ class Node(NodeViews):
     def _accept(self, tx: Transaction, source: str, verified: bool = False) -> dict[str, Any]:
         """Admit a decoded tx to the mempool; ``verified`` when its signature was just checked."""
         tx_id = tx.id
-        known = self._known_status(tx_id)
+        committed = next_nonce(self.store, tx.sender)
+        known = self._known_status(tx, committed)
         if known is not None:
             return {"id": tx_id.hex(), "status": "known", "state": known}
         try:
             if not verified and tx_id not in self.app.verified:
                 check_stateless(tx, self.genesis.chain_id)
                 self.app.verified.add(tx_id)
-            committed = next_nonce(self.store, tx.sender)
             expected = self.mempool.next_free_nonce(tx.sender, committed)
             if tx.nonce < committed:
                 raise TxRejected(
@@ -284,10 +284,15 @@ class Node(NodeViews):
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))
 
-    def _known_status(self, tx_id: bytes) -> str | None:
-        if tx_id in self.mempool:  # first: gossip repeats pending txs far more often than committed ones
+    def _known_status(self, tx: Transaction, committed_nonce: int) -> str | None:
+        """Whether this node already holds ``tx``: pending, committed, or None (``committed_nonce``:
+        its sender's next nonce)."""
+        if tx.id in self.mempool:  # first: gossip repeats pending txs far more often than committed ones
             return "pending"
-        if self.store.tx_location(tx_id) is not None:
+        # Every committed tx used up its nonce (execution advances it whatever the tx's result),
+        # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
+        # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
+        if tx.nonce < committed_nonce and self.store.tx_location(tx.id) is not None:
             return "committed"
         return None
 

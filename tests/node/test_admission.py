@@ -1,0 +1,58 @@
+"""Node.submit: admission answers (accepted, known, rejected) and what admission costs the node."""
+
+from __future__ import annotations
+
+import pytest
+
+from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger.transactions import Transaction, build_transaction
+from lendchain.node.config import load_node_config
+from lendchain.node.daemon import Node
+from lendchain.node.testnet import generate_testnet
+
+
+@pytest.fixture
+def node(tmp_path):
+    """bank1 of a 4-member test network, built but not started: no network, no API."""
+    config = load_node_config(generate_testnet(tmp_path / "net", 4).configs[0])
+    node = Node(config, read_key_file(config.key_file))
+    yield node
+    node.store.close()
+
+
+def registration(node: Node, key: SigningKey, created_ms: int = 0) -> Transaction:
+    genesis = node.genesis
+    return build_transaction(
+        key, genesis.chain_id, "party.register", 0, {"role": "borrower"}, genesis.genesis_time_ms + created_ms
+    )
+
+
+def commit_pending(node: Node) -> None:
+    head = node.store.head()
+    now_ms = head.timestamp_ms + 1_000
+    block = node.app.propose(head.height + 1, head.hash, now_ms)
+    assert block is not None
+    node.app.commit(head.height + 1, block, node.app.digest(block), b"certificate", now_ms)
+
+
+def test_a_new_tx_is_admitted_without_reading_the_tx_index(node, monkeypatch):
+    """A committed tx used up its nonce, so one at or above its sender's next nonce is new."""
+    reads: list[bytes] = []
+    real_tx_location = node.store.tx_location
+    monkeypatch.setattr(
+        node.store, "tx_location", lambda tx_id: reads.append(tx_id) or real_tx_location(tx_id)
+    )
+    tx = registration(node, SigningKey.generate())
+    assert node.submit([tx.encode()]) == [{"id": tx.id.hex(), "status": "accepted"}]
+    assert reads == []
+
+
+def test_a_committed_tx_sent_again_is_known_and_another_at_its_nonce_is_refused(node):
+    key = SigningKey.generate()
+    tx = registration(node, key)
+    node.submit([tx.encode()])
+    commit_pending(node)
+    assert node.submit([tx.encode()]) == [{"id": tx.id.hex(), "status": "known", "state": "committed"}]
+    rival = registration(node, key, created_ms=1)
+    [refused] = node.submit([rival.encode()])
+    assert (refused["status"], refused["code"]) == ("rejected", "bad_nonce")
