@@ -42,6 +42,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import plyvel
 
@@ -124,6 +125,19 @@ def _open_files(path: Path) -> str:
     return ", ".join(names)
 
 
+# Read and write tuning (issue 7, benchmarks/RESULTS-chain.md). Each state get
+# probes every level whose key range covers the key; a bloom filter of ~10 bits
+# per key lets a get skip the tables that do not hold it (most of them, for
+# keys of recent loans and for keys that do not exist yet, which every new
+# party, nonce and tx id is), and a larger block cache keeps the hot loans'
+# blocks decoded.
+_DB_OPTIONS: dict[str, Any] = {
+    "bloom_filter_bits": 10,
+    "lru_cache_size": 64 * 1024 * 1024,
+    "write_buffer_size": 16 * 1024 * 1024,
+}
+
+
 class ChainStore:
     """One node's LevelDB. Implements ``StateReader`` (``get``) over committed state."""
 
@@ -150,7 +164,7 @@ class ChainStore:
             raise StoreError(f"{path} holds no chain store; start the node once to create it")
         try:
             path.mkdir(parents=True, exist_ok=True)
-            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True, **_DB_OPTIONS)
         except plyvel.IOError as e:
             if "lock" in _leveldb_says(e).lower():
                 raise StoreError(
