@@ -34,12 +34,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
+import gc
 import json
 import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +121,7 @@ class Window:
     validate_cpu: float = 0.0  # check_block on the window's first block
     validate_txs: int = 0
     background_cpu: float = 0.0  # other threads of this process: LevelDB compaction
+    gc_cpu: float = 0.0  # Python's cyclic garbage collector, within execute and commit
     rss_mb: float = 0.0
 
     def per_tx_us(self) -> dict[str, float]:
@@ -128,7 +132,23 @@ class Window:
             "execute_commit_wall": round(1e6 * self.wall / self.txs, 1),
             "compaction_cpu": round(1e6 * self.background_cpu / self.txs, 1),
             "validate_cpu": round(1e6 * self.validate_cpu / max(1, self.validate_txs), 1),
+            "gc_cpu": round(1e6 * self.gc_cpu / self.txs, 1),
         }
+
+
+class GcClock:
+    """Main-thread CPU seconds spent in the cyclic garbage collector (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._started
 
 
 @dataclass
@@ -176,6 +196,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     window = Window()
     window_thread0 = time.thread_time()
     window_process0 = time.process_time()
+    gc_clock = GcClock()
     checkpoint: tuple[int, bytes] | None = None
     certificates: dict[int, bytes] = {}
     height = 0
@@ -188,7 +209,11 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
         created_ms=genesis.genesis_time_ms,
         chunk=args.block,
     )
+    profiler = None
     for candidates in txs:
+        if args.profile and window.txs == 0 and len(built.windows) in (1, args.txs // args.window - 2):
+            profiler = cProfile.Profile()  # the second and the last window: execute and commit
+            profiler.enable()
         head = store.head()
         height = head.height + 1
         wall, cpu = time.perf_counter(), time.thread_time()
@@ -239,6 +264,11 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
             thread_now, process_now = time.thread_time(), time.process_time()
             window.background_cpu = max(0.0, (process_now - window_process0) - (thread_now - window_thread0))
             window.end_txs = built.txs
+            window.gc_cpu, gc_clock.seconds = gc_clock.seconds, 0.0
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(Path(args.profile) / f"window-{built.txs}.prof")
+                profiler = None
             window.rss_mb = rss_mb()[0]
             built.windows.append(window)
             log(
@@ -400,6 +430,14 @@ def settle(cluster: Cluster, idle_cpu_s: float = 0.25, timeout_s: float = 120) -
 # -- report ----------------------------------------------------------------------------
 
 
+def median_ratio(windows: list[Window], key: str = "execute_commit_cpu") -> float | None:
+    if len(windows) < 10:
+        return None
+    early = statistics.median(w.per_tx_us()[key] for w in windows[1:5])
+    late = statistics.median(w.per_tx_us()[key] for w in windows[-5:])
+    return round(late / early, 3)
+
+
 def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_nodes: dict | None) -> dict:
     first, last = built.windows[0], built.windows[-1]
     start, end = first.per_tx_us(), last.per_tx_us()
@@ -415,6 +453,9 @@ def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_node
             "first_window": {"end_txs": first.end_txs, **start},
             "last_window": {"end_txs": last.end_txs, **end},
             "execute_commit_cpu_ratio": round(ratio, 3),
+            # Single windows move by +-30 % on a shared machine (the first also pays warm-up), so
+            # also: the median window of the last five against the median of windows 2-5 (10k-50k).
+            "median_execute_commit_cpu_ratio": median_ratio(built.windows),
         },
         "windows": [
             {"end_txs": w.end_txs, "rss_mb": round(w.rss_mb, 1), **w.per_tx_us()} for w in built.windows
@@ -458,6 +499,7 @@ def print_table(result: dict) -> None:
         rows.append((label, f"{first[key]:>8}  vs  {last[key]:>8}"))
     rows += [
         ("execute+commit CPU, last / first", cost["execute_commit_cpu_ratio"]),
+        ("execute+commit CPU, median last 5 / windows 2-5", cost["median_execute_commit_cpu_ratio"]),
         ("builder peak RSS", f"{result['builder_peak_rss_mb']} MB"),
         ("disk per node", f"{result['disk_mb_per_node']} MB ({result['disk_bytes_per_tx']} B/tx)"),
         ("restart to ready (s)", ", ".join(f"{k} {v}" for k, v in result["restart_ready_s"].items())),
@@ -508,6 +550,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true", help="run lendchain verify-chain on the built chain")
     parser.add_argument("--smoke", action="store_true", help="20,000 txs, a short live load (CI)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="cProfile the second and the last full build window into DIR"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the network directories")
     args = parser.parse_args(argv)
     if args.smoke:
