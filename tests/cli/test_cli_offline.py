@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import stat
@@ -9,7 +10,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from lendchain.cli import main
+from lendchain.cli import main, network
 from lendchain.crypto import read_key_file
 
 
@@ -95,3 +96,14 @@ def test_tx_send_rejects_a_non_object_payload(run):
     )
     assert result.exit_code == 1
     assert "JSON object" in result.output
+
+
+def test_a_node_process_freezes_its_start_up_objects_and_collects_garbage_less_often():
+    before = gc.get_threshold()
+    try:
+        network.tune_gc()
+        assert gc.get_threshold() == network.GC_THRESHOLDS and network.GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 1000  # at least the imported modules' objects
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
