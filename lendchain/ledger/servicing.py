@@ -48,7 +48,7 @@ earlier of that for the next instalment (more arrears, penalty) and just
 after its oldest unpaid instalment's due time plus ``default_days`` (it
 defaults). At the start of every block, before its transactions (see
 ``execute``), the pass evaluates the loans filed at or before the block
-time, in key order, emits the same ``loan.overdue``/``loan.defaulted``
+time, in the index's order (hour, then order of filing), emits the same ``loan.overdue``/``loan.defaulted``
 events and history entries a tx would (the history entry's ``tx_id`` is
 ``kinds.LEDGER_TX_ID``, the events go to the block's ledger result) and
 files each loan again under its next check, or takes it out once it is
@@ -56,7 +56,7 @@ closed or defaulted. So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
 ``max_evaluations_per_block`` loans (chain parameter, default
 ``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block
-continues in key order, so a block's extra work is bounded. Blocks are only
+continues in that order, so a block's extra work is bounded. Blocks are only
 cut when there are transactions (or in a view change), so on an idle chain
 the pass runs with the next block; evaluation by block time makes the
 amounts the same either way.
