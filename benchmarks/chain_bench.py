@@ -56,6 +56,7 @@ from loan_workload import TXS_PER_LOAN, signed_in_background
 from network_bench import CLK_TCK, build_workload, cpu_seconds, disk_bytes, drive, memory_mb
 
 from lendchain import codec
+from lendchain.cli.network import tune_gc
 from lendchain.consensus import wal
 from lendchain.consensus.certificate import CheckpointProof, CommitCertificate
 from lendchain.consensus.quorum import quorum, tag
@@ -196,6 +197,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     window = Window()
     window_thread0 = time.thread_time()
     window_process0 = time.process_time()
+    tune_gc()  # the collector settings of a node process (``lendchain start``)
     gc_clock = GcClock()
     checkpoint: tuple[int, bytes] | None = None
     certificates: dict[int, bytes] = {}
