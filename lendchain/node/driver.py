@@ -176,12 +176,39 @@ class ConsensusDriver:
         queue = deque([first])
         while queue:
             event = queue.popleft()
+            before = (self.replica.view, self.replica.in_view_change)
             actions = self.replica.step(event)
             if isinstance(event, Receive):
                 self._note_sighting(event, actions)
+            if (self.replica.view, self.replica.in_view_change) != before:
+                self._log_view(before, event)
             for action in actions:
                 queue.extend(self._perform(action))
         self.metrics.observe_replica(self.replica)
+
+    def _log_view(self, before: tuple[int, bool], event: object) -> None:
+        """One line per view-change step, so an operator can see when and why the primary moved."""
+        replica = self.replica
+        height = replica.committed_height
+        if replica.in_view_change:
+            if isinstance(event, Tick) and before[1]:
+                why = f"view {before[0]} was not installed before the timer fired"
+            elif isinstance(event, Tick):
+                why = "pending work made no progress before the view-change timer fired"
+            elif isinstance(event, Receive):
+                why = f"f+1 members asked for a higher view (the last: {event.sender})"
+            else:
+                why = type(event).__name__
+            self.log.warning(
+                "view change: leaving view %d for view %d (next primary %s) at height %d: %s",
+                before[0],
+                replica.view,
+                replica.primary,
+                height,
+                why,
+            )
+        else:
+            self.log.warning("view %d installed: primary %s, height %d", replica.view, replica.primary, height)
 
     def _note_sighting(self, received: Receive, actions: list[object]) -> None:
         """Remember how far ``received.sender`` is, once the replica accepted its signature."""

@@ -7,6 +7,7 @@ running and agreeing. Waiting is always on a condition with a deadline.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -149,6 +150,11 @@ def test_killing_the_primary_under_load_changes_view_and_loses_nothing(net):
     finally:
         stop.set()
         loader.join()
+    for name in others:  # the operator can read when and why the primary moved
+        log = net.nodes[name].log_path.read_text(errors="replace")
+        assert f"view change: leaving view {view_before} for view" in log, net.nodes[name].log_tail()
+        installed = re.findall(r"view (\d+) installed: primary (\S+),", log)
+        assert any(int(view) > view_before and new != primary for view, new in installed), installed
     net.start(primary)
     net.wait_healthy([primary])
     committed_everywhere(net, sent, net.names, timeout_s=90)
