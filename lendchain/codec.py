@@ -8,9 +8,12 @@ all nodes produce the same bytes for the same value:
 - Maps are written with their keys sorted (code point order, which equals
   UTF-8 byte order); integers in their shortest form (msgpack's own rule);
   str and bytes are kept apart (``use_bin_type=True``).
-- Decoding is strict: after decoding, the value is encoded again and must give
-  back exactly the input. That one check refuses non-minimal integers,
-  unsorted or duplicate map keys, floats and every other second spelling.
+- Decoding is strict: the decoded value must be one ``pack`` accepts and its
+  encoding must give back exactly the input. That refuses non-minimal
+  integers and lengths, unsorted or duplicate map keys, floats and every
+  other second spelling. A decoded value whose maps are already sorted needs
+  none of ``pack``'s sorted copies: it is checked in place and encoded as it
+  is (``unpack``), and only what that refuses goes through ``pack``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class CodecError(ValueError):
 # refuses what is outside -2**63 .. 2**64-1 (the same range) with OverflowError.
 _LEAF_TYPES = frozenset({str, bytes, bool, int, type(None)})
 _STR_ONLY = frozenset({str})
+_CONTAINER_TYPES = frozenset({list, dict})
 
 
 def _canonical(value: Any, depth: int) -> Any:
@@ -141,9 +145,57 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
         raise CodecError(f"malformed msgpack ({type(e).__name__}: {e})") from None
+    # A value that _canonical would give back unchanged is written by a plain Packer exactly
+    # as pack writes it, without pack's sorted copy of every map.
+    kind = type(value)
+    if kind in _LEAF_TYPES or (kind in _CONTAINER_TYPES and _is_plainly_canonical(value, 0)):
+        try:
+            packer = _packers.packer
+        except AttributeError:
+            packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+        if packer.pack(value) == data:
+            return value
+    # Refused (an unsorted map, a value pack cannot encode or a long form): pack says which.
     if pack(value) != data:
         raise CodecError("encoding is not canonical (unsorted or duplicate keys, or a long form)")
     return value
+
+
+def _is_plainly_canonical(container: list[Any] | dict[str, Any], depth: int) -> bool:
+    """Whether ``_canonical`` would give back a decoded ``container`` (at ``depth``) unchanged.
+
+    That is: every map's keys are str in strictly increasing code point order,
+    every leaf is a str, bytes, bool, int or None (decoded ints are always in
+    range) and nothing lies deeper than ``MAX_DEPTH``. A decoded dict cannot
+    hold a duplicate key, but the input can: its re-encoding then has fewer
+    entries than the input, so the byte comparison in ``unpack`` refuses it.
+    """
+    if type(container) is dict:
+        keys = [*container]
+        try:
+            "".join(keys)  # refuses any key that is not a str (a bin key decodes as bytes)
+        except TypeError:
+            return False
+        if keys != sorted(keys):
+            return False
+        items = container.values()
+    else:
+        items = container
+    if depth >= MAX_DEPTH:
+        return not items
+    # A long run of leaves (a block's list of txs) is checked at C speed; for a few
+    # items, as in a tx's maps, the loop below costs less than setting that up.
+    if len(items) > 8 and _LEAF_TYPES.issuperset(map(type, items)):
+        return True
+    inner = depth + 1
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            if not _is_plainly_canonical(item, inner):
+                return False
+        elif kind not in _LEAF_TYPES:
+            return False
+    return True
 
 
 def sha256(data: bytes) -> bytes:
