@@ -208,7 +208,9 @@ class ConsensusDriver:
                 why,
             )
         else:
-            self.log.warning("view %d installed: primary %s, height %d", replica.view, replica.primary, height)
+            self.log.warning(
+                "view %d installed: primary %s, height %d", replica.view, replica.primary, height
+            )
 
     def _note_sighting(self, received: Receive, actions: list[object]) -> None:
         """Remember how far ``received.sender`` is, once the replica accepted its signature."""
