@@ -143,6 +143,9 @@ def test_a_committed_tx_status_says_its_kind_sender_and_time(loan_on_store):
 class StubReplica:
     """Answers every step with the actions a test sets (the real replica's checks are its own tests)."""
 
+    view = 0
+    in_view_change = False
+
     def __init__(self) -> None:
         self.actions: list[object] = []
 
