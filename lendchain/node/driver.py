@@ -187,16 +187,21 @@ class ConsensusDriver:
         self.metrics.observe_replica(self.replica)
 
     def _log_view(self, before: tuple[int, bool], event: object) -> None:
-        """One line per view-change step, so an operator can see when and why the primary moved."""
+        """One line per view-change step, so an operator can see when and why the primary moved.
+
+        One step can leave a view and install the next (a replica that joins
+        the others' VIEW-CHANGEs as the new primary, or one that receives a
+        NEW-VIEW): both lines are logged then.
+        """
         replica = self.replica
         height = replica.committed_height
-        if replica.in_view_change:
+        if replica.view != before[0] or (replica.in_view_change and not before[1]):
             if isinstance(event, Tick) and before[1]:
                 why = f"view {before[0]} was not installed before the timer fired"
             elif isinstance(event, Tick):
                 why = "pending work made no progress before the view-change timer fired"
             elif isinstance(event, Receive):
-                why = f"f+1 members asked for a higher view (the last: {event.sender})"
+                why = f"members moved to a higher view (the last message from {event.sender})"
             else:
                 why = type(event).__name__
             self.log.warning(
@@ -207,7 +212,7 @@ class ConsensusDriver:
                 height,
                 why,
             )
-        else:
+        if not replica.in_view_change:
             self.log.warning(
                 "view %d installed: primary %s, height %d", replica.view, replica.primary, height
             )
