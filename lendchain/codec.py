@@ -106,15 +106,20 @@ def _find_out_of_range_int(value: Any) -> None:
 _packers = threading.local()
 
 
+def _packer() -> msgpack.Packer:
+    """This thread's Packer (created on first use)."""
+    try:
+        return _packers.packer
+    except AttributeError:
+        _packers.packer = msgpack.Packer(use_bin_type=True)
+        return _packers.packer
+
+
 def pack(value: Any) -> bytes:
     """Encode ``value`` canonically."""
     canonical = _canonical(value, 0)
     try:
-        packer = _packers.packer
-    except AttributeError:
-        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    try:
-        return packer.pack(canonical)
+        return _packer().pack(canonical)
     except OverflowError:
         _find_out_of_range_int(canonical)
         raise  # msgpack refused an int that is in range: not expected, so not hidden
@@ -149,11 +154,7 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     # as pack writes it, without pack's sorted copy of every map.
     kind = type(value)
     if kind in _LEAF_TYPES or (kind in _CONTAINER_TYPES and _is_plainly_canonical(value, 0)):
-        try:
-            packer = _packers.packer
-        except AttributeError:
-            packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-        if packer.pack(value) == data:
+        if _packer().pack(value) == data:
             return value
     # Refused (an unsorted map, a value pack cannot encode or a long form): pack says which.
     if pack(value) != data:

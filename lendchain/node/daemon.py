@@ -317,11 +317,11 @@ class Node(NodeViews):
     def _on_gossip(self, data: bytes) -> None:
         if self.faults.drops_gossip():
             return
-        txs = self._gossip_checked.get(data)
+        txs = self._gossip_checked.pop(data, None)
         if txs is None:
             if not self._validate_gossip(data):
                 return
-            txs = self._gossip_checked.get(data) or []
+            txs = self._gossip_checked.pop(data, None) or []
         self.metrics.gossip_txs.labels("in").inc(len(txs))
         for tx in txs:
             try:
