@@ -344,10 +344,14 @@ def test_a_loan_walked_through_its_life_with_the_cli_on_different_nodes(net, tmp
     )["id"]
     offer_id = cli("loan", "offer", loan_id, "--rate-bps", "900", "--key", lender, node="bank2")["id"]
     cli("loan", "accept", loan_id, offer_id, "--key", borrower, node="bank3")
-    cli("loan", "disburse", loan_id, "--key", lender, node="bank4")
+    disbursed = cli("loan", "disburse", loan_id, "--key", lender, node="bank4")["id"]
+    # A node answers from what it has committed, which may be a block behind the one that
+    # confirmed the tx: read elsewhere only once the reader has it too.
+    committed_everywhere(net, [disbursed], ["bank1"])
     loan = cli("loan", "show", loan_id, node="bank1")
     payment = loan["schedule"][0]["payment"]
-    cli("loan", "repay", loan_id, "--amount", str(payment), "--key", lender, node="bank2")
+    repaid = cli("loan", "repay", loan_id, "--amount", str(payment), "--key", lender, node="bank2")["id"]
+    committed_everywhere(net, [repaid], ["bank3"])
     loan = cli("loan", "show", loan_id, node="bank3")
     assert loan["state"] == "repaying"
     assert loan["principal_paid"] + loan["interest_paid"] == payment
@@ -377,7 +381,8 @@ def test_a_regulator_exports_a_loan_and_verifies_it_offline_against_the_genesis(
             "loan.apply",
             {"amount": 90_000, "currency": "EUR", "term_months": 3, "purpose": "audit"},
         )["id"]
-        c.send(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 500})
+        offer_id = c.send(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 500})["id"]
+    committed_everywhere(net, [offer_id], ["bank3"])  # the node the export reads from
     out = tmp_path / "loan.json"
     result = runner.invoke(main, ["audit", "export", loan_id, "--out", str(out), "--node", net["bank3"].url])
     assert result.exit_code == 0, result.output
