@@ -17,7 +17,10 @@ Blocks are sized to the network (``BlockSizer``): with one height in flight,
 a block that takes longer than the view-change timeout to go round makes the
 backups depose an honest primary, so a proposal carries what this network
 has been committing in a quarter of that timeout, up to the genesis's
-``max_block_txs``.
+``max_block_txs``. A block that is not full waits until ``block_interval_ms``
+after this node's previous proposal, so the wait batches txs only when the
+rounds are faster than the interval: a round that took longer is followed at
+once by what arrived during it.
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ class NodeApp:
         self.verified = CheckedSignatures(mempool, VERIFIED_MEMORY)
         self._pending: dict[bytes, _Pending] = {}
         self._digests: BoundedCache[bytes, bytes] = BoundedCache(DIGEST_MEMORY)
-        self.last_commit_ms = 0
+        # When this node last proposed a block with txs: a block that is not full waits until
+        # ``block_interval_ms`` after that, so a round that took longer than the interval is
+        # followed at once by the txs that arrived during it.
+        self.last_proposal_ms = 0
         params = genesis.consensus
         self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
 
@@ -127,10 +133,13 @@ class NodeApp:
         params = self.genesis.consensus
         if not self.mempool:
             return None
-        # Batch: wait for a full block or for the block interval to pass.
-        if len(self.mempool) < self.sizer.cap and now_ms - self.last_commit_ms < params.block_interval_ms:
+        # Batch: wait for a full block or until the block interval since the last proposal.
+        if len(self.mempool) < self.sizer.cap and now_ms - self.last_proposal_ms < params.block_interval_ms:
             return None
-        return self._build(height, prev_digest, now_ms, with_txs=True)
+        block = self._build(height, prev_digest, now_ms, with_txs=True)
+        if block is not None:
+            self.last_proposal_ms = now_ms
+        return block
 
     def empty_block(self, height: int, prev_digest: bytes, now_ms: int) -> bytes:
         raw = self._build(height, prev_digest, now_ms, with_txs=False)
@@ -200,7 +209,6 @@ class NodeApp:
             tx_ids.extend(tx.tx_id for tx in stale)
         self.store.pending_delete(tx_ids)
         self._pending = {d: p for d, p in self._pending.items() if p.height > height}
-        self.last_commit_ms = now_ms
         self.sizer.on_commit(len(decoded.txs), time.monotonic(), work_left=len(self.mempool) > 0)
         return execution.state_root
 

@@ -13,6 +13,7 @@ import pytest
 
 from lendchain.bounded import BoundedCache
 from lendchain.ledger import transactions
+from lendchain.ledger.block import Block
 from lendchain.ledger.transactions import Transaction, check_stateless
 from lendchain.node import app as app_module
 from lendchain.node.app import NodeApp
@@ -133,3 +134,32 @@ def test_txs_that_waited_longer_than_the_decode_cache_remembers_are_not_decoded_
         node.commit(1, block, digest, b"certificate-1", NOW_MS)
     assert decodes == []
     assert primary.store.head().hash == backup.store.head().hash
+
+
+def test_a_block_that_is_not_full_waits_out_the_interval_since_the_last_proposal(network):
+    """Batching counts from the previous proposal: a round longer than the interval adds no wait."""
+    primary, backup = network
+    interval = primary.genesis.consensus.block_interval_ms
+    admit(primary, registrations(1))
+    head = primary.store.head()
+    first = primary.propose(1, head.hash, NOW_MS)
+    assert first is not None  # nothing was proposed before: no wait
+    digest = primary.digest(first)
+    assert backup.validate(1, head.hash, first, NOW_MS) is None
+
+    admit(primary, registrations(2, first_seed=10))  # arrive while block 1 is in its round
+    assert primary.propose(2, digest, NOW_MS + interval - 1) is None  # fewer than a full block: wait
+    second = primary.propose(2, digest, NOW_MS + interval)
+    assert second is not None
+    assert len(Block.decode(second).txs) == 2
+
+
+def test_a_full_block_is_proposed_without_waiting(network):
+    primary, _ = network
+    primary.sizer.cap = 3
+    admit(primary, registrations(1))
+    head = primary.store.head()
+    first = primary.propose(1, head.hash, NOW_MS)
+    admit(primary, registrations(3, first_seed=10))
+    second = primary.propose(2, primary.digest(first), NOW_MS + 1)
+    assert second is not None and len(Block.decode(second).txs) == 3
