@@ -131,8 +131,8 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
     from lendchain.node.config import load_node_config
     from lendchain.node.driver import verify_certificate
     from lendchain.node.keyschedule import key_schedule
+    from lendchain.node.replay import verify_chain as replay
     from lendchain.node.store import ChainStore, StoreError
-    from lendchain.node.store import verify_chain as replay
 
     config = load_node_config(config_path)
     try:

@@ -172,8 +172,15 @@ class NodeApp:
 
     # -- commit ------------------------------------------------------------
 
-    def commit(self, height: int, block: bytes, digest: bytes, certificate: bytes, now_ms: int) -> bytes:
-        """Execute (if needed) and store a committed block; returns its state root."""
+    def commit(
+        self,
+        height: int,
+        block: bytes,
+        digest: bytes,
+        certificate: bytes,
+        wal: list[tuple[bytes, bytes]] | None = None,
+    ) -> bytes:
+        """Execute (if needed) and store a committed block (with ``wal`` records); returns its root."""
         pending = self._pending.pop(digest, None)
         head = self.store.head()
         if pending is None or head.hash != pending.block.header.prev_hash:
@@ -196,7 +203,7 @@ class NodeApp:
                 ) from None
         else:
             decoded, execution = pending.block, pending.execution
-        self.store.commit_block(block, certificate, execution)
+        self.store.commit_block(block, certificate, execution, wal or [])
         tx_ids = []
         senders = set()
         for raw in decoded.txs:

@@ -4,7 +4,10 @@ One task owns the replica and steps it with events in arrival order (frames
 from peers, clock ticks, blocks fetched during catch-up). The actions each
 step returns are carried out in order, which is what makes votes crash-safe:
 a ``Persist`` reaches disk (one synced LevelDB batch) before any ``Send`` or
-``Broadcast`` that follows it in the same list.
+``Broadcast`` that follows it in the same list. A ``Persist`` right before a
+``Deliver`` (the commit certificate, and the votes it makes obsolete) goes
+into the committed block's own batch: one synced write per block, not two,
+and the WAL and the store can no longer disagree about that block.
 """
 
 from __future__ import annotations
@@ -182,8 +185,13 @@ class ConsensusDriver:
                 self._note_sighting(event, actions)
             if (self.replica.view, self.replica.in_view_change) != before:
                 self._log_view(before, event)
-            for action in actions:
-                queue.extend(self._perform(action))
+            for index, action in enumerate(actions):
+                follows = actions[index + 1] if index + 1 < len(actions) else None
+                if isinstance(action, Persist) and isinstance(follows, Deliver):
+                    continue  # written with the block, below
+                before = actions[index - 1] if index else None
+                wal = before.entries if isinstance(action, Deliver) and isinstance(before, Persist) else []
+                queue.extend(self._perform(action, wal))
         self.metrics.observe_replica(self.replica)
 
     def _log_view(self, before: tuple[int, bool], event: object) -> None:
@@ -232,7 +240,7 @@ class ConsensusDriver:
         height = max(named or 0, before.height if before else 0)
         self.member_sightings[received.sender] = MemberSighting(height, time.monotonic())
 
-    def _perform(self, action: object) -> tuple[object, ...]:
+    def _perform(self, action: object, wal: list[tuple[bytes, bytes]]) -> tuple[object, ...]:
         if isinstance(action, Persist):
             self.store.wal_write(action.entries)
         elif isinstance(action, Send):
@@ -241,9 +249,7 @@ class ConsensusDriver:
             self._broadcast(action.payload)
         elif isinstance(action, Deliver):
             started = time.perf_counter()
-            state_root = self.app.commit(
-                action.height, action.block, action.digest, action.certificate, now_ms()
-            )
+            state_root = self.app.commit(action.height, action.block, action.digest, action.certificate, wal)
             self.metrics.on_commit(action.height, self.app, time.perf_counter() - started)
             for listener in self.commit_listeners:
                 listener(action.height)

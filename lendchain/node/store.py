@@ -4,14 +4,17 @@ Keys by prefix (heights are 8-byte big-endian, so blocks sort by height)::
 
     m:<name>     chain metadata: genesis hash, chain id, head
     b:<height>   block wire bytes          c:<height>  commit certificate
-    h:<hash>     block hash -> height      t:<tx id>   [height, index, result]
-    s:<key>      ledger state              w:<key>     consensus WAL records
+    h:<hash>     block hash -> height      t:<tx id>   [height, index]
+    r:<height>   the block's tx results    s:<key>     ledger state
+    w:<key>      consensus WAL records     p:<tx id>   accepted, not yet committed
 
 A committed block and all its effects (block, certificate, hash and tx
 indexes, state changes, new head) are written in ONE WriteBatch with
 sync=True, so after a crash the store is at the previous head or the new one,
 never between. ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
+Tx results are stored per block (``r:``): LevelDB's compaction rewrites records
+under random keys (tx ids) at every level, records in height order hardly ever.
 
 Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
 MANIFEST or log record, or a missing table, refuses to open), and every read
@@ -47,12 +50,12 @@ from typing import Any
 import plyvel
 
 from lendchain import codec
+from lendchain.bounded import BoundedCache
 from lendchain.genesis import Genesis
-from lendchain.ledger.block import Block, InvalidBlock, check_block
+from lendchain.ledger.block import Block, InvalidBlock
 from lendchain.ledger.state import (
     STATE_ROOT_KEY,
     BlockExecution,
-    MemoryState,
     TxResult,
     genesis_changes,
     genesis_state_root,
@@ -63,6 +66,7 @@ _BLOCK = b"b:"
 _CERT = b"c:"
 _HASH = b"h:"
 _TX = b"t:"
+_RESULTS = b"r:"
 _STATE = b"s:"
 _WAL = b"w:"
 # Accepted, not yet committed txs: written (unsynced: a process crash keeps them, the OS
@@ -72,9 +76,11 @@ _GENESIS_KEY = _META + b"genesis"
 _CHAIN_ID_KEY = _META + b"chain_id"
 _HEAD_KEY = _META + b"head"
 _FORMAT_KEY = _META + b"format"
-FORMAT = 1
+# 2: tx results per block under r:<height>; the tx index holds [height, index] (was 1: the result too)
+FORMAT = 2
 # On open, this many blocks below the head are checked to link by hash.
 RECENT_BLOCKS_CHECKED = 16
+RESULTS_MEMORY = 8  # blocks whose decoded tx results tx lookups keep
 # The background checksum check's snapshot of the table files (see _check_checksums).
 _SNAPSHOT_DIR = "verify-snapshot"
 _SNAPSHOT_ATTEMPTS = 5
@@ -153,6 +159,7 @@ class ChainStore:
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
+        self._results: BoundedCache[int, list] = BoundedCache(RESULTS_MEMORY)  # height -> results
 
     # -- opening ---------------------------------------------------------------
 
@@ -215,6 +222,16 @@ class ChainStore:
             except plyvel.Error as e:
                 raise StoreError(f"cannot initialise data directory {path}: {_leveldb_says(e)}") from None
             return
+        try:
+            written = codec.unpack(db.get(_FORMAT_KEY) or codec.pack("unknown"))
+        except codec.CodecError:
+            written = "unreadable"
+        if written != FORMAT:
+            raise StoreError(
+                f"data directory {path} holds store format {written}, and this lendchain reads "
+                f"format {FORMAT}; move it aside and start the node on an empty data directory "
+                f"(it fetches the chain from members running this version)"
+            )
         if stored != genesis.hash():
             chain_id = (db.get(_CHAIN_ID_KEY) or b"?").decode(errors="replace")
             raise StoreError(
@@ -345,8 +362,10 @@ class ChainStore:
             raise StoreError(f"{where}: the hash index does not list block {head.height}; {_RESTORE}")
         if self.certificate(head.height) is None:
             raise StoreError(f"{where}: block {head.height} has no commit certificate; {_RESTORE}")
+        if self._get(_height_key(_RESULTS, head.height)) is None:
+            raise StoreError(f"{where}: block {head.height} has no stored tx results; {_RESTORE}")
         for raw_tx in block.txs:
-            if self.tx_location(codec.sha256(raw_tx)) is None:
+            if not self.has_tx(codec.sha256(raw_tx)):
                 raise StoreError(
                     f"{where}: the tx index lacks a transaction of block {head.height}; {_RESTORE}"
                 )
@@ -419,17 +438,37 @@ class ChainStore:
         raw = self._get(_HASH + block_hash)
         return None if raw is None else struct.unpack(">Q", raw)[0]
 
+    def has_tx(self, tx_id: bytes) -> bool:
+        """Whether a committed block holds ``tx_id`` (one index read; no result decoded)."""
+        return self._get(_TX + tx_id) is not None
+
     def tx_location(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
         raw = self._get(_TX + tx_id)
         if raw is None:
             return None
-        height, index, result = codec.unpack(raw)
-        return height, index, TxResult.from_value(tx_id, result)
+        height, index = codec.unpack(raw)
+        results = self._results.get(height)
+        if results is None:
+            stored = self._get(_height_key(_RESULTS, height))
+            results = codec.unpack(stored) if stored is not None else []
+            self._results.put(height, results)
+        if not 0 <= index < len(results):
+            raise StoreError(f"data directory {self.path}: block {height} has no result for tx {index}")
+        return height, index, TxResult.from_value(tx_id, results[index])
 
     # -- writing ---------------------------------------------------------------
 
-    def commit_block(self, raw_block: bytes, certificate: bytes, execution: BlockExecution) -> Head:
-        """Store a committed block with its certificate and effects, atomically and durably."""
+    def commit_block(
+        self,
+        raw_block: bytes,
+        certificate: bytes,
+        execution: BlockExecution,
+        wal: list[tuple[bytes, bytes]] | None = None,
+    ) -> Head:
+        """Store a committed block with its certificate and effects, atomically and durably.
+
+        ``wal``: consensus WAL records (as ``wal_write`` takes them) written in the same batch.
+        """
         block = Block.decode(raw_block)
         header = block.header
         head = self._head
@@ -452,9 +491,11 @@ class ChainStore:
             (_CERT + height_bytes, certificate),
             (_HASH + block_hash, height_bytes),
         ]
-        for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
-            ops.append((_TX + tx_id, codec.pack([header.height, index, result.to_value()])))
+        for index, tx_id in enumerate(execution.tx_ids):
+            ops.append((_TX + tx_id, codec.pack([header.height, index])))
+        ops.append((_RESULTS + height_bytes, codec.pack([r.to_value() for r in execution.results])))
         ops += [(_STATE + key, value) for key, value in execution.changes.items()]
+        ops += [(_WAL + key, value or None) for key, value in wal or ()]
         ops.append(
             (
                 _HEAD_KEY,
@@ -525,54 +566,3 @@ class ChainStore:
 
     def pending_items(self) -> list[tuple[bytes, bytes]]:
         return [(key[len(_PENDING) :], value) for key, value in self._scan(_PENDING)]
-
-
-def verify_chain(store: ChainStore, upto: int | None = None) -> int:
-    """Re-execute every stored block from genesis and compare every hash and root.
-
-    Returns the number of blocks checked; raises StoreError naming the first
-    height where a stored block, index or the stored state disagrees with the
-    replay, or the damage the background checksum check found. Holds a full
-    copy of the state in memory while it runs.
-    """
-    genesis = store.genesis
-    state = MemoryState()
-    state.apply(genesis_changes(genesis))
-    parent_hash, parent_ts = genesis.hash(), genesis.genesis_time_ms
-    last = store.head().height if upto is None else upto
-    for height in range(1, last + 1):
-        raw = store.block_bytes(height)
-        if raw is None:
-            raise StoreError(f"verify-chain: block {height} is missing")
-        try:
-            block, execution = check_block(
-                raw,
-                expected_height=height,
-                parent_hash=parent_hash,
-                parent_timestamp_ms=parent_ts,
-                reader=state,
-                now_ms=None,
-                max_skew_ms=0,
-                chain_id=genesis.chain_id,
-            )
-        except InvalidBlock as e:
-            raise StoreError(f"verify-chain: block {height} fails: {e}") from None
-        if store.height_of_hash(block.hash()) != height:
-            raise StoreError(f"verify-chain: the hash index does not point at block {height}")
-        for index, (tx_id, result) in enumerate(zip(execution.tx_ids, execution.results, strict=True)):
-            if store.tx_location(tx_id) != (height, index, result):
-                raise StoreError(f"verify-chain: the tx index entry of tx {index} in block {height} is wrong")
-        state.apply(execution.changes)
-        parent_hash, parent_ts = block.hash(), block.header.timestamp_ms
-    if upto is None:
-        head = store.head()
-        if head.hash != parent_hash:
-            raise StoreError(f"verify-chain: the head record does not match block {last}")
-        for key, value in state.values.items():
-            if store.get(key) != value:
-                raise StoreError(f"verify-chain: stored state key {key!r} differs from the replay at {last}")
-        for key in store.state_keys():
-            if key not in state.values:
-                raise StoreError(f"verify-chain: stored state key {key!r} is not in the replay at {last}")
-    store.wait_verified()
-    return last

@@ -32,7 +32,7 @@ def commit_pending(node: Node) -> None:
     now_ms = head.timestamp_ms + 1_000
     block = node.app.propose(head.height + 1, head.hash, now_ms)
     assert block is not None
-    node.app.commit(head.height + 1, block, node.app.digest(block), b"certificate", now_ms)
+    node.app.commit(head.height + 1, block, node.app.digest(block), b"certificate")
 
 
 def test_a_new_tx_is_admitted_without_reading_the_tx_index(node, monkeypatch):

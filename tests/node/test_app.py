@@ -131,7 +131,7 @@ def test_txs_that_waited_longer_than_the_decode_cache_remembers_are_not_decoded_
     block = propose_and_validate(primary, backup)
     for node in (primary, backup):
         digest = node.digest(block)
-        node.commit(1, block, digest, b"certificate-1", NOW_MS)
+        node.commit(1, block, digest, b"certificate-1")
     assert decodes == []
     assert primary.store.head().hash == backup.store.head().hash
 

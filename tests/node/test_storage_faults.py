@@ -24,7 +24,8 @@ from lendchain.crypto import SigningKey
 from lendchain.ledger.block import check_block
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.faults import ENV as FAULTS_ENV
-from lendchain.node.store import RECENT_BLOCKS_CHECKED, ChainStore, StoreError, verify_chain
+from lendchain.node.replay import verify_chain
+from lendchain.node.store import RECENT_BLOCKS_CHECKED, ChainStore, StoreError
 from lendchain.node.testnet import generate_testnet
 from tests.ledger.chain import Chain, make_genesis
 from tests.node.test_store import grow

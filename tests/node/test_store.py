@@ -16,7 +16,8 @@ import pytest
 from lendchain import codec
 from lendchain.ledger.block import check_block
 from lendchain.ledger.state import STATE_ROOT_KEY, genesis_state_root
-from lendchain.node.store import ChainStore, StoreError, verify_chain
+from lendchain.node.replay import verify_chain
+from lendchain.node.store import ChainStore, StoreError
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +109,37 @@ def test_refuses_a_directory_of_another_chain(tmp_path, genesis):
         ChainStore.open(tmp_path / "db", other)
 
 
+def test_refuses_a_directory_of_another_store_format_and_says_what_to_do(tmp_path, genesis):
+    chain = Chain.start(genesis)
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+        grow(store, chain, 2)
+    _tamper(tmp_path / "db", b"m:format", codec.pack(1))
+    with pytest.raises(StoreError, match="holds store format 1, and this lendchain reads format 2"):
+        ChainStore.open(tmp_path / "db", genesis)
+    _tamper(tmp_path / "db", b"m:format", None)
+    with pytest.raises(StoreError, match="store format unknown.*start the node on an empty data directory"):
+        ChainStore.open(tmp_path / "db", genesis)
+    _tamper(tmp_path / "db", b"m:format", b"\xc1")
+    with pytest.raises(StoreError, match="store format unreadable"):
+        ChainStore.open(tmp_path / "db", genesis)
+
+
+def test_tx_results_are_stored_per_block_and_the_tx_index_holds_only_their_place(tmp_path, genesis):
+    chain = Chain.start(genesis)
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+        tx_ids = grow(store, chain, 3)
+        assert store.has_tx(tx_ids[0]) and not store.has_tx(bytes(32))
+        assert store.tx_location(bytes(32)) is None
+    db = plyvel.DB(str(tmp_path / "db"))
+    try:
+        assert codec.unpack(db.get(b"t:" + tx_ids[-1])) == [3, 2]
+        results = [codec.unpack(value) for _, value in db.iterator(prefix=b"r:")]
+    finally:
+        db.close()
+    assert [len(r) for r in results] == [6, 3, 3]  # block 1: 3 registrations + 3 attestations
+    assert results[2][2][0] == "ok" and results[2][2][2][0]["event"] == "loan.applied"
+
+
 def test_refuses_missing_dir_without_create_and_foreign_leveldb(tmp_path, genesis):
     with pytest.raises(StoreError, match="holds no chain store"):
         ChainStore.open(tmp_path / "nothing", genesis, create=False)
@@ -145,6 +177,7 @@ def _tamper(path: Path, key: bytes, value: bytes | None) -> None:
             "state root in the state does not match the head record at height 4",
         ),
         (b"c:" + struct.pack(">Q", 4), None, "block 4 has no commit certificate"),
+        (b"r:" + struct.pack(">Q", 4), None, "block 4 has no stored tx results"),
         (b"m:head", b"\xc1", "head record"),
     ],
 )
@@ -200,7 +233,7 @@ def test_verify_chain_finds_tampered_state_and_index(tmp_path, genesis):
             verify_chain(store)
     _tamper(tmp_path / "db", b"s:extra", None)
     # Block 1 holds 3 registrations and 3 attestations, so tx_ids[7] is tx 1 of block 2.
-    _tamper(tmp_path / "db", b"t:" + tx_ids[7], codec.pack([2, 0, ["ok", "", []]]))
+    _tamper(tmp_path / "db", b"t:" + tx_ids[7], codec.pack([2, 0]))
     with ChainStore.open(tmp_path / "db", genesis) as store:
         with pytest.raises(StoreError, match="tx index entry of tx 1 in block 2"):
             verify_chain(store)

@@ -1,0 +1,116 @@
+"""The consensus driver turns a replica's actions into I/O, in order, with votes durable first."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from lendchain.consensus.events import Deliver, Persist, Send, Tick
+from lendchain.node import store as store_module
+from lendchain.node.app import NodeApp
+from lendchain.node.config import MempoolConfig
+from lendchain.node.driver import ConsensusDriver
+from lendchain.node.mempool import Mempool
+from lendchain.node.metrics import NodeMetrics
+from lendchain.node.store import ChainStore
+from tests.ledger.chain import make_genesis
+from tests.node.test_app import NOW_MS, admit, registrations
+
+
+class ScriptedReplica:
+    """Answers the first Tick with ``actions`` and everything after with nothing."""
+
+    view, in_view_change, primary, committed_height = 0, False, "bank1", 0
+
+    def __init__(self, actions: list[object]) -> None:
+        self.actions = actions
+        self.events: list[object] = []
+
+    def step(self, event: object) -> list[object]:
+        self.events.append(event)
+        actions, self.actions = self.actions, []
+        return actions
+
+
+def drive(app, replica: ScriptedReplica, sent: list[tuple[str, bytes]]) -> None:
+    async def main() -> None:
+        driver = ConsensusDriver(
+            replica,  # type: ignore[arg-type]
+            app,
+            app.store,
+            send=lambda to, payload: sent.append((to, payload)) or True,
+            broadcast=lambda payload: None,
+            request=lambda *args: None,
+            metrics=NodeMetrics(),
+            log=logging.getLogger("driver-test"),
+        )
+        driver._step(Tick(NOW_MS))
+
+    trio.run(main)
+
+
+@pytest.fixture
+def app(tmp_path):
+    genesis = make_genesis()[0]
+    store = ChainStore.open(tmp_path / "bank1", genesis, create=True)
+    yield NodeApp(genesis, "bank1", store, Mempool(MempoolConfig()), logging.getLogger("bank1"))
+    store.close()
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """Every LevelDB batch the store writes: (what, sync, keys), and the sends in between."""
+    log: list[tuple] = []
+    real = ChainStore._write
+
+    def recording(self, ops, *, sync, what, fault=None):
+        log.append((what, sync, [key for key, _ in ops]))
+        return real(self, ops, sync=sync, what=what, fault=fault)
+
+    monkeypatch.setattr(ChainStore, "_write", recording)
+    return log
+
+
+def test_the_wal_records_before_a_deliver_go_into_the_blocks_own_synced_batch(app, writes):
+    primary = app
+    admit(primary, registrations(2))
+    head = primary.store.head()
+    block = primary.propose(1, head.hash, NOW_MS)
+    digest = primary.digest(block)
+    primary.store.wal_write([(b"vote/old", b"d")])
+    writes.clear()
+    sent: list[tuple[str, bytes]] = []
+    replica = ScriptedReplica(
+        [
+            Persist([(b"vote/commit", digest)]),
+            Send("bank2", b"COMMIT"),
+            Persist([(b"cert/1", b"certificate-1"), (b"vote/old", b""), (b"vote/commit", b"")]),
+            Deliver(1, block, digest, b"certificate-1"),
+        ]
+    )
+    drive(primary, replica, sent)
+
+    synced = [(what, keys) for what, sync, keys in writes if sync]
+    # The vote is on disk before the COMMIT leaves; the certificate and the deletions ride
+    # with block 1: two synced writes, not three.
+    assert [what for what, _ in synced] == ["consensus WAL records", "block 1"]
+    assert sent == [("bank2", b"COMMIT")]
+    block_keys = synced[1][1]
+    assert store_module._WAL + b"cert/1" in block_keys and store_module._WAL + b"vote/old" in block_keys
+    assert primary.store.head().height == 1
+    assert primary.store.wal_items() == [(b"cert/1", b"certificate-1")]
+    assert any(type(e).__name__ == "Executed" for e in replica.events)  # the replica hears back
+
+
+def test_a_persist_that_no_deliver_follows_is_written_on_its_own_before_the_next_send(app, writes):
+    primary = app
+    sent: list[tuple[str, bytes]] = []
+    replica = ScriptedReplica([Persist([(b"vote/p", b"x")]), Send("bank3", b"PREPARE")])
+    real_wal_write = primary.store.wal_write
+    primary.store.wal_write = lambda entries: (real_wal_write(entries), sent.append(("disk", b"")))
+    drive(primary, replica, sent)
+    assert sent == [("disk", b""), ("bank3", b"PREPARE")]
+    assert [(what, sync) for what, sync, _ in writes] == [("consensus WAL records", True)]
+    assert primary.store.wal_items() == [(b"vote/p", b"x")]
