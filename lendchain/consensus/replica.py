@@ -515,8 +515,16 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._attempts = 0
         self._work_since = None
         self._last_progress, self._idle_resends = self._now, 0
+        # What the replica remembers about a height goes when the height commits (as its WAL
+        # records do): a restarted replica knows no more, and memory stays bounded in a long view.
         for h in [h for h in self._blocks if h <= height]:
             del self._blocks[h]
+        for h in [h for h in self._preprepares if h <= height]:
+            del self._preprepares[h]
+        for seen in [seen for seen in self._vote_of if seen[2] <= height]:
+            del self._vote_of[seen]
+        for mine in [mine for mine in self._my_votes if mine[2] <= height]:
+            del self._my_votes[mine]
         for h in [h for h in self._prepared if h <= height]:
             del self._prepared[h]
         for log in (self._prepares, self._commits):

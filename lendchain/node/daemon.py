@@ -148,7 +148,9 @@ class Node(NodeViews):
         self._gossip_outbox: list[bytes] = []
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
         self._gossip_checked: BoundedCache[bytes, list[Transaction]] = BoundedCache(GOSSIP_CHECKED_MEMORY)
-        self._accepted_at: dict[bytes, float] = {}
+        # When each pooled tx was accepted, for the commit-latency metric. Bounded: a tx that
+        # leaves the pool without committing (dropped from a proposal, stale) is never popped.
+        self._accepted_at: BoundedCache[bytes, float] = BoundedCache(self.config.mempool.max_txs)
         self._commit_event = trio.Event()
         self._started = time.monotonic()
         self._recent_commits: deque[float] = deque(maxlen=512)
@@ -257,7 +259,7 @@ class Node(NodeViews):
             self.metrics.tx_rejected.labels("duplicate_nonce").inc()
             return {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce", "message": str(e)}
         self.metrics.tx_accepted.labels(source).inc()
-        self._accepted_at[tx_id] = time.monotonic()
+        self._accepted_at.put(tx_id, time.monotonic())
         if source in ("api", "restore"):
             self._gossip_outbox.append(tx.encode())
             self._regossip.add(tx_id, now_ms())

@@ -12,6 +12,7 @@ from lendchain.consensus import messages as m
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.events import Receive, SyncedBlock
 from lendchain.consensus.quorum import faulty, quorum
+from lendchain.genesis import ConsensusParams
 from lendchain.sim.app import encode_block
 from tests.consensus.harness import CHAIN, GENESIS, Cluster
 
@@ -79,6 +80,27 @@ def test_checkpoint_becomes_stable_and_collects_the_log() -> None:
         assert replica.stable_checkpoint >= 2
         votes = [k for k in c.wals[name] if k.startswith(b"pbft/vote/")]
         assert all(int.from_bytes(k[10:18], "big") > replica.committed_height for k in votes)
+
+
+def test_a_long_view_keeps_no_per_height_state_below_the_committed_height() -> None:
+    """Pre-prepares (each holds its block) and votes of committed heights are forgotten.
+
+    A restarted replica knows only what its WAL keeps, and the WAL drops them at commit;
+    kept in memory they grew with every block for as long as the view lasted.
+    """
+    c = Cluster(
+        params=ConsensusParams(checkpoint_interval=2, watermark_window=8, view_change_timeout_ms=10_000)
+    )
+    for _ in range(12):
+        c.submit(1)
+        c.run(20)
+    assert min(c.heights().values()) >= 10 and {r.view for r in c.replicas.values()} == {0}
+    for replica in c.replicas.values():
+        low = replica.committed_height
+        assert all(h > low for h in replica._preprepares)
+        assert all(seen[2] > low for seen in replica._vote_of)
+        assert all(mine[2] > low for mine in replica._my_votes)
+        assert all(h > low for h in replica._blocks)
 
 
 def test_high_watermark_stops_the_primary_until_a_checkpoint_is_stable() -> None:
