@@ -171,9 +171,16 @@ class ConsensusDriver:
                 self._step(event)
 
     async def _ticker(self) -> None:
+        """A clock tick every TICK_S, and one more when the primary's next block falls due."""
         while True:
-            await self._inbox_send.send(Tick(now_ms()))
-            await trio.sleep(TICK_S)
+            now = now_ms()
+            await self._inbox_send.send(Tick(now))
+            delay = TICK_S
+            if self.replica.primary == self.app.me and not self.replica.in_view_change:
+                due = self.app.proposal_due_ms()
+                if due is not None and due > now:
+                    delay = min(delay, (due - now) / 1000)
+            await trio.sleep(delay)
 
     def _step(self, first: object) -> None:
         queue = deque([first])

@@ -163,3 +163,17 @@ def test_a_full_block_is_proposed_without_waiting(network):
     admit(primary, registrations(3, first_seed=10))
     second = primary.propose(2, primary.digest(first), NOW_MS + 1)
     assert second is not None and len(Block.decode(second).txs) == 3
+
+
+def test_the_next_proposal_falls_due_an_interval_after_the_last_or_at_once_when_full(network):
+    primary, _ = network
+    interval = primary.genesis.consensus.block_interval_ms
+    assert primary.proposal_due_ms() is None  # nothing to propose
+    admit(primary, registrations(1))
+    head = primary.store.head()
+    first = primary.propose(1, head.hash, NOW_MS)
+    admit(primary, registrations(1, first_seed=10))
+    assert primary.proposal_due_ms() == NOW_MS + interval
+    assert primary.propose(2, primary.digest(first), NOW_MS + interval) is not None
+    primary.sizer.cap = 1
+    assert primary.proposal_due_ms() == 0  # a full block waits for nothing

@@ -6,12 +6,13 @@ import logging
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from lendchain.consensus.events import Deliver, Persist, Send, Tick
 from lendchain.node import store as store_module
 from lendchain.node.app import NodeApp
 from lendchain.node.config import MempoolConfig
-from lendchain.node.driver import ConsensusDriver
+from lendchain.node.driver import TICK_S, ConsensusDriver, now_ms
 from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
@@ -114,3 +115,46 @@ def test_a_persist_that_no_deliver_follows_is_written_on_its_own_before_the_next
     assert sent == [("disk", b""), ("bank3", b"PREPARE")]
     assert [(what, sync) for what, sync, _ in writes] == [("consensus WAL records", True)]
     assert primary.store.wal_items() == [(b"vote/p", b"x")]
+
+
+class DueApp:
+    """An app whose next block falls due 7 ms after the driver starts."""
+
+    me = "bank1"
+
+    def __init__(self) -> None:
+        self.due: int | None = None
+
+    def proposal_due_ms(self) -> int | None:
+        return self.due
+
+
+@pytest.mark.parametrize(("primary", "expected_gap_s"), [("bank1", 0.007), ("bank2", TICK_S)])
+def test_the_primary_ticks_when_its_next_block_falls_due_not_at_the_next_tick(primary, expected_gap_s):
+    app = DueApp()
+    replica = ScriptedReplica([])
+    replica.primary = primary
+    arrivals: list[float] = []
+
+    async def main() -> None:
+        driver = ConsensusDriver(
+            replica,  # type: ignore[arg-type]
+            app,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            send=lambda to, payload: True,
+            broadcast=lambda payload: None,
+            request=lambda *args: None,
+            metrics=NodeMetrics(),
+            log=logging.getLogger("driver-test"),
+        )
+        app.due = now_ms() + 7
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver._ticker)
+            for _ in range(2):
+                await driver._inbox.receive()
+                arrivals.append(trio.current_time())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    gap = arrivals[1] - arrivals[0]
+    assert abs(gap - expected_gap_s) < 0.0015
