@@ -162,6 +162,8 @@ class ChainStore:
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
         self._results: BoundedCache[int, list] = BoundedCache(RESULTS_MEMORY)  # height -> results
+        # Ids under p: (a tombstone for a tx that came by gossip would only feed compaction).
+        self._pending_ids = {key[len(_PENDING) :] for key in self._scan(_PENDING, include_value=False)}
 
     # -- opening ---------------------------------------------------------------
 
@@ -562,9 +564,14 @@ class ChainStore:
     def pending_put(self, txs: list[tuple[bytes, bytes]]) -> None:
         """Remember accepted txs (id, raw) so a restart does not lose them."""
         self._write([(_PENDING + tx_id, raw) for tx_id, raw in txs], sync=False, what="accepted txs")
+        self._pending_ids.update(tx_id for tx_id, _ in txs)
 
     def pending_delete(self, tx_ids: list[bytes]) -> None:
-        self._write([(_PENDING + tx_id, None) for tx_id in tx_ids], sync=False, what="accepted txs")
+        """Forget accepted txs; ids this store never held cost nothing (most of a block's)."""
+        held = [tx_id for tx_id in tx_ids if tx_id in self._pending_ids]
+        if held:
+            self._write([(_PENDING + tx_id, None) for tx_id in held], sync=False, what="accepted txs")
+            self._pending_ids.difference_update(held)
 
     def pending_items(self) -> list[tuple[bytes, bytes]]:
         return [(key[len(_PENDING) :], value) for key, value in self._scan(_PENDING)]

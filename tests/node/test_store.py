@@ -308,3 +308,18 @@ def test_sigkill_while_committing_leaves_a_consistent_reopenable_store(tmp_path,
         chain.nonces = {seeded_key(1 + i).did: head for i in range(20)}
         grow(store, chain, 1, per_block=20)
         assert store.head().height == head + 1
+
+
+def test_accepted_txs_survive_reopen_and_only_held_ones_are_deleted(tmp_path, genesis, monkeypatch):
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+        store.pending_put([(b"a" * 32, b"raw-a"), (b"b" * 32, b"raw-b")])
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+        assert store.pending_items() == [(b"a" * 32, b"raw-a"), (b"b" * 32, b"raw-b")]
+        writes: list[list] = []
+        real = store._write
+        monkeypatch.setattr(store, "_write", lambda ops, **kw: writes.append(ops) or real(ops, **kw))
+        store.pending_delete([b"c" * 32, b"d" * 32])  # came by gossip: never stored here
+        assert writes == []
+        store.pending_delete([b"c" * 32, b"a" * 32])
+        assert writes == [[(b"p:" + b"a" * 32, None)]]
+        assert store.pending_items() == [(b"b" * 32, b"raw-b")]
