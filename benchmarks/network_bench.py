@@ -397,6 +397,13 @@ def view_changes_metric(node: NodeProcess) -> int:
     return 0
 
 
+def idle_cpu_percent(nodes: list[NodeProcess], seconds: float) -> float:
+    """CPU of all nodes together while no tx is offered, in % of one core (ticks, heartbeats, pings)."""
+    before, started = sum(cpu_seconds(n) for n in nodes), time.monotonic()
+    time.sleep(seconds)
+    return round(100 * (sum(cpu_seconds(n) for n in nodes) - before) / (time.monotonic() - started), 1)
+
+
 def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -> dict:
     done = [i for i, t in enumerate(run.committed_at) if t]
     latencies_ms = [(run.committed_at[i] - run.submitted_at[i]) * 1000 for i in done]
@@ -446,6 +453,8 @@ def print_table(result: dict) -> None:
         ("blocks (txs per block mean / max)", f"{result['blocks']} ({result['txs_per_block']})"),
         ("view changes", result["view_changes"]),
     ]
+    if "idle_cpu_percent_of_a_core" in result:
+        rows.append(("idle network CPU (all nodes)", f"{result['idle_cpu_percent_of_a_core']} % of a core"))
     for name, node in result["per_node"].items():
         rows.append((f"  {name}", f"cpu {node['cpu_s']} s, RSS {node['rss_mb']} MB (peak {node['peak_mb']})"))
     width = max(len(r[0]) for r in rows)
@@ -467,6 +476,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="a few hundred txs (CI)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the network directory")
+    parser.add_argument(
+        "--idle-s", type=float, default=0, help="first measure the idle network's CPU for this long"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.txs, args.window, args.timeout = 300, 300, 120
@@ -506,6 +518,7 @@ def main(argv: list[str] | None = None) -> dict:
         cluster.wait_healthy(timeout_s=90)
         head = cluster.wait_agree(timeout_s=60)
         nodes = [cluster[name] for name in cluster.names]
+        idle = idle_cpu_percent(nodes, args.idle_s) if args.idle_s > 0 else None
         cpu0 = {n.name: cpu_seconds(n) for n in nodes}
         disk0 = {n.name: disk_bytes(n.config.data_dir) for n in nodes}
         run, duration = drive(cluster, workload, args, head["height"])
@@ -530,6 +543,8 @@ def main(argv: list[str] | None = None) -> dict:
         elif args.keep:
             log(f"network kept in {tmp}")
     result = report(args, run, duration, per_node)
+    if idle is not None:
+        result["idle_cpu_percent_of_a_core"] = idle
     if run.rejected:
         sample = list(run.rejected.items())[:3]
         log(f"{len(run.rejected)} txs rejected, e.g. {sample}")

@@ -19,7 +19,10 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "network_bench.py"
 
 def test_smoke_run_commits_every_tx_and_reports():
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True, timeout=180
+        [sys.executable, str(BENCH), "--smoke", "--idle-s", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -31,3 +34,4 @@ def test_smoke_run_commits_every_tx_and_reports():
     assert set(result["per_node"]) == {"bank1", "bank2", "bank3", "bank4"}
     assert all(node["rss_mb"] > 0 for node in result["per_node"].values())
     assert result["view_changes"] >= 0
+    assert 0 < result["idle_cpu_percent_of_a_core"] < 400  # 4 nodes on 2 cores
