@@ -130,11 +130,9 @@ class NodeApp:
         return found
 
     def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
-        params = self.genesis.consensus
-        if not self.mempool:
-            return None
         # Batch: wait for a full block or until the block interval since the last proposal.
-        if len(self.mempool) < self.sizer.cap and now_ms - self.last_proposal_ms < params.block_interval_ms:
+        due = self.proposal_due_ms()
+        if due is None or now_ms < due:
             return None
         block = self._build(height, prev_digest, now_ms, with_txs=True)
         if block is not None:
@@ -211,7 +209,7 @@ class NodeApp:
                 ) from None
         else:
             decoded, execution = pending.block, pending.execution
-        self.store.commit_block(block, certificate, execution, wal or [])
+        self.store.commit_block(block, certificate, execution, wal)
         tx_ids = []
         senders = set()
         for raw in decoded.txs:
