@@ -17,7 +17,9 @@ released in nonce order, to the node that sender talks to.
 
 Submission is closed-loop (at most ``--window`` txs outstanding) or open-loop
 at a fixed ``--rate`` tx/s. The benchmark process itself shares the machine
-with the nodes; its CPU is not counted in "CPU per tx".
+with the nodes; its CPU is reported on its own ("load generator"), not in
+"CPU per tx". The committed rate is also given for each 10 s of the run
+(the last part may be shorter), so a sustained rate can be told from a burst.
 
 Usage:
   python benchmarks/network_bench.py [--nodes 4] [--txs 60000] [--window 6000]
@@ -56,6 +58,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_MAX = 1000
 TICK_S = 0.01
 KYC_VALID_MS = 365 * 86_400_000
+LENDER_CHUNKS = 4
+LIFECYCLE_SPREAD = 0.4
 
 
 # -- workload ------------------------------------------------------------------
@@ -121,7 +125,12 @@ def build_workload(
     groups = max(1, total // per_group)
     borrowers = [SigningKey.generate() for _ in range(groups * lifecycle_every)]
     applications: list[tuple[SigningKey, int, Transaction]] = []
+    send_order: dict[int, float] = {}
     for i, borrower in enumerate(borrowers):
+        # Loans that go all the way are sent within the first LIFECYCLE_SPREAD of the
+        # registrations, so the rounds their later steps wait for overlap with registrations
+        # still being sent instead of trailing after the last one.
+        send_order[len(planned)] = i * LIFECYCLE_SPREAD if i % lifecycle_every == 0 else i
         add(borrower, "party.register", {"role": "borrower"})
         attestation = {
             "subject": borrower.did,
@@ -139,7 +148,11 @@ def build_workload(
         if i % lifecycle_every == 0:
             applications.append((borrower, len(planned) - 1, apply))
     # Lenders act on their loans a chunk at a time: offers, then (once accepted) disbursements and
-    # repayments, so a lender's nonce order never waits on a later chunk.
+    # repayments, so a lender's nonce order never waits on a later chunk. A chunk takes four
+    # commit rounds whatever its size, so in a long run each lender's work is cut into about
+    # LENDER_CHUNKS chunks: with fixed small chunks the lenders' nonce chains fell behind the
+    # registrations, and the run ended in a long tail of small blocks that only they fed.
+    chunk = max(chunk, -(-len(applications) // (len(lenders) * LENDER_CHUNKS)))
     for start in range(0, len(applications), chunk * len(lenders)):
         for li, lender in enumerate(lenders):
             mine = applications[start + li * chunk : start + (li + 1) * chunk]
@@ -161,6 +174,7 @@ def build_workload(
                 add(lender, "loan.repay", {"loan_id": apply.id.hex(), "amount": 9_000}, disbursed + k)
             for k, (_, _, apply) in enumerate(mine):
                 add(lender, "loan.repay", {"loan_id": apply.id.hex(), "amount": 9_000}, disbursed + k)
+    firsts.sort(key=lambda index: send_order.get(index, index))
     return Workload(planned, firsts)
 
 
@@ -209,6 +223,7 @@ class Run:
     rejected: dict[int, str] = field(default_factory=dict)
     retries: int = 0
     blocks: list[tuple[int, int]] = field(default_factory=list)  # (height, txs)
+    client_cpu_s: float = 0.0  # this process while it drove the load: it shares the machine
 
 
 class Submitter(threading.Thread):
@@ -404,6 +419,20 @@ def idle_cpu_percent(nodes: list[NodeProcess], seconds: float) -> float:
     return round(100 * (sum(cpu_seconds(n) for n in nodes) - before) / (time.monotonic() - started), 1)
 
 
+def rate_series(run: Run, step_s: float) -> list[float]:
+    """Committed tx/s in each ``step_s`` from the first submission; the last step may be shorter."""
+    sent = [t for t in run.submitted_at if t]
+    done = [t for t in run.committed_at if t]
+    if not sent or not done:
+        return []
+    start, end = min(sent), max(done)
+    counts = [0] * (int((end - start) // step_s) + 1)
+    for t in done:
+        counts[int((t - start) // step_s)] += 1
+    spans = [step_s] * (len(counts) - 1) + [max(end - start - step_s * (len(counts) - 1), 1e-3)]
+    return [round(c / s, 1) for c, s in zip(counts, spans, strict=True)]
+
+
 def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -> dict:
     done = [i for i, t in enumerate(run.committed_at) if t]
     latencies_ms = [(run.committed_at[i] - run.submitted_at[i]) * 1000 for i in done]
@@ -421,6 +450,7 @@ def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -
         "kinds": run.workload.kinds(),
         "duration_s": round(duration_s, 2),
         "committed_tx_per_s": round(committed / duration_s, 1) if duration_s else 0.0,
+        "tx_per_s_by_10s": rate_series(run, 10.0),
         "latency_ms": {
             "p50": round(percentile(latencies_ms, 0.50), 1),
             "p95": round(percentile(latencies_ms, 0.95), 1),
@@ -429,6 +459,7 @@ def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -
         },
         "cpu_ms_per_tx": round(1000 * cpu_total / committed, 3) if committed else None,
         "cpu_s_total": round(cpu_total, 2),
+        "load_generator_cpu_ms_per_tx": round(1000 * run.client_cpu_s / committed, 3) if committed else None,
         "disk_bytes_per_tx": round(disk_total / args.nodes / committed) if committed else None,
         "blocks": len(run.blocks),
         "txs_per_block": {"mean": round(statistics.fmean(sizes), 1), "max": max(sizes)} if sizes else {},
@@ -447,8 +478,10 @@ def print_table(result: dict) -> None:
         ("mix", ", ".join(f"{k} {v}" for k, v in result["kinds"].items())),
         ("duration (first submit..last commit)", f"{result['duration_s']} s"),
         ("committed tx/s", result["committed_tx_per_s"]),
+        ("committed tx/s, each 10 s", " ".join(str(round(r)) for r in result["tx_per_s_by_10s"])),
         ("latency p50 / p95 / p99", f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms"),
         ("CPU per committed tx (all nodes)", f"{result['cpu_ms_per_tx']} ms"),
+        ("CPU per tx of this load generator", f"{result['load_generator_cpu_ms_per_tx']} ms"),
         ("bytes on disk per tx (per node)", result["disk_bytes_per_tx"]),
         ("blocks (txs per block mean / max)", f"{result['blocks']} ({result['txs_per_block']})"),
         ("view changes", result["view_changes"]),
@@ -521,8 +554,10 @@ def main(argv: list[str] | None = None) -> dict:
         idle = idle_cpu_percent(nodes, args.idle_s) if args.idle_s > 0 else None
         cpu0 = {n.name: cpu_seconds(n) for n in nodes}
         disk0 = {n.name: disk_bytes(n.config.data_dir) for n in nodes}
+        client_cpu0 = time.process_time()
         run, duration = drive(cluster, workload, args, head["height"])
         cpu1 = {n.name: cpu_seconds(n) for n in nodes}
+        run.client_cpu_s = time.process_time() - client_cpu0
         cluster.wait_agree(timeout_s=60)
         views = status_views(cluster)
         per_node = {}

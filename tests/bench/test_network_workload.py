@@ -1,0 +1,74 @@
+"""The network benchmark's workload and rate series (issue 7), without starting a network."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from lendchain.crypto import SigningKey
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "network_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("network_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["network_bench"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["network_bench"]
+
+
+@pytest.fixture(scope="module")
+def workload(bench):
+    lenders = [SigningKey.generate() for _ in range(3)]
+    attesters = [SigningKey.generate() for _ in range(2)]
+    return bench.build_workload(3400, "bench-test", lenders, attesters, 4, 4, chunk=10), lenders
+
+
+def test_dependencies_point_backwards_and_senders_chain_in_order(workload):
+    planned, _ = workload
+    for tx in planned.txs:
+        assert tx.after is None or tx.after < tx.index
+        assert tx.next_same_sender is None or planned.txs[tx.next_same_sender].sender == tx.sender
+    heads = {planned.txs[i].sender for i in planned.first_of_sender}
+    assert len(heads) == len(planned.first_of_sender) == len({tx.sender for tx in planned.txs})
+
+
+def test_loans_that_go_all_the_way_are_registered_early(bench, workload):
+    planned, _ = workload
+    applied_for = {tx.sender for tx in planned.txs if tx.kind == "loan.accept"}
+    registrations = [
+        planned.txs[i] for i in planned.first_of_sender if planned.txs[i].kind == "party.register"
+    ]
+    positions = [k for k, tx in enumerate(registrations) if tx.sender in applied_for]
+    assert len(positions) == len(registrations) // 4
+    # they go out as if the first LIFECYCLE_SPREAD of the borrowers, the others mixed in as before
+    last = len(positions) + (len(registrations) - len(positions)) * bench.LIFECYCLE_SPREAD
+    assert last - 2 <= max(positions) <= last + 2
+    assert positions[0] == 0
+
+
+def test_lender_work_comes_in_about_lender_chunks_chunks(bench, workload):
+    planned, lenders = workload
+    for lender in lenders:
+        kinds = [tx.kind for tx in planned.txs if tx.sender == lender.did]
+        chunks = sum(
+            1
+            for a, b in zip(["start", *kinds], kinds, strict=False)
+            if b == "loan.offer" and a != "loan.offer"
+        )
+        assert chunks == bench.LENDER_CHUNKS
+
+
+def test_rate_series_counts_commits_per_step(bench):
+    run = bench.Run(
+        workload=None, submitted_at=[100.0, 100.0, 100.5, 0.0], committed_at=[101.0, 112.0, 125.0, 0.0]
+    )
+    # steps [100, 110), [110, 120), [120, 125]: one commit each; the last step is 5 s long
+    assert bench.rate_series(run, 10.0) == [0.1, 0.1, 0.2]
+    assert bench.rate_series(bench.Run(workload=None), 10.0) == []
