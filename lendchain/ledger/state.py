@@ -33,6 +33,7 @@ replaying the change sets from genesis (what ``verify-chain`` does).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import msgpack
@@ -91,6 +92,9 @@ class OverlayReader:
         return self.parent.get(key)
 
 
+_FOUR_ITEMS = b"\x94"  # msgpack fixarray header, 4 items
+
+
 @dataclass(frozen=True)
 class TxResult:
     """What one included transaction did: ``code`` is ``ok`` or a stable rejection code."""
@@ -108,14 +112,23 @@ class TxResult:
         """Stored form (the tx id is the index key, so it is not repeated)."""
         return [self.code, self.message, list(self.events)]
 
+    @cached_property
+    def packed(self) -> bytes:
+        """``codec.pack(self.to_value())``, encoded once: the leaf and the stored block share it."""
+        return codec.pack(self.to_value())
+
     @classmethod
     def from_value(cls, tx_id: bytes, value: Any) -> TxResult:
         code, message, events = value
         return cls(tx_id, code, message, tuple(events))
 
     def leaf(self) -> bytes:
-        """The bytes hashed into a block's results root."""
-        return codec.pack([self.tx_id, self.code, self.message, list(self.events)])
+        """The bytes hashed into a block's results root: ``pack([tx_id, code, message, events])``.
+
+        That is the array header for four items, the packed tx id, then the
+        three items of ``packed`` (whose first byte is its own header, 0x93).
+        """
+        return _FOUR_ITEMS + codec.pack(self.tx_id) + self.packed[1:]
 
     def to_json(self) -> dict[str, Any]:
         return {

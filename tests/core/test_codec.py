@@ -168,3 +168,14 @@ def test_a_refused_value_leaves_the_packer_usable():
     with pytest.raises(codec.CodecError, match="outside the 64-bit range"):
         codec.pack({"a": [1, {"b": 2**64}]})
     assert codec.pack({"a": 1}) == b"\x81\xa1a\x01"
+
+
+@given(st.lists(values, max_size=20))
+def test_a_list_of_packed_items_packs_as_the_list(items):
+    assert codec.pack_packed_list([codec.pack(item) for item in items]) == codec.pack(items)
+
+
+@pytest.mark.parametrize("length", [15, 16, 65535, 65536])
+def test_a_packed_list_gets_the_header_its_length_needs(length):
+    items = [i % 3 for i in range(length)]  # array16 from 16 items, array32 from 65536
+    assert codec.pack_packed_list([codec.pack(item) for item in items]) == codec.pack(items)
