@@ -16,7 +16,9 @@ events = st.lists(
 )
 
 
-@given(st.binary(min_size=32, max_size=32), st.sampled_from(["ok", "not_found"]), st.text(max_size=300), events)
+@given(
+    st.binary(min_size=32, max_size=32), st.sampled_from(["ok", "not_found"]), st.text(max_size=300), events
+)
 def test_leaf_and_stored_form_are_the_canonical_encodings(tx_id, code, message, evs):
     result = TxResult(tx_id, code, message, tuple(evs))
     assert result.leaf() == codec.pack([tx_id, code, message, evs])
