@@ -258,7 +258,7 @@ class Node(NodeViews):
         except ValueError as e:  # same sender and nonce already pending
             self.metrics.tx_rejected.labels("duplicate_nonce").inc()
             return {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce", "message": str(e)}
-        self.metrics.tx_accepted.labels(source).inc()
+        self.metrics.tx_accepted_from[source].inc()
         self._accepted_at.put(tx_id, time.monotonic())
         if source in ("api", "restore"):
             self._gossip_outbox.append(tx.encode())

@@ -51,6 +51,10 @@ class NodeMetrics:
         self.tx_accepted = Counter(
             "lendchain_tx_accepted", "transactions accepted by API or gossip", ["source"], registry=r
         )
+        # Counted once per accepted tx: ``labels()`` looks its child up under a lock each call.
+        self.tx_accepted_from = {
+            source: self.tx_accepted.labels(source) for source in ("api", "gossip", "restore")
+        }
         self.tx_rejected = Counter("lendchain_tx_rejected", "transactions refused", ["reason"], registry=r)
         self.block_time = Histogram(
             "lendchain_block_interval_seconds",

@@ -56,3 +56,17 @@ def test_a_committed_tx_sent_again_is_known_and_another_at_its_nonce_is_refused(
     rival = registration(node, key, created_ms=1)
     [refused] = node.submit([rival.encode()])
     assert (refused["status"], refused["code"]) == ("rejected", "bad_nonce")
+
+
+def test_accepted_and_refused_txs_are_counted_by_source_and_reason(node):
+    def count(name: str, **labels: str) -> float:
+        return node.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    txs = [registration(node, SigningKey.generate()) for _ in range(3)]
+    node.submit([tx.encode() for tx in txs])
+    node._accept(registration(node, SigningKey.generate()), source="gossip", verified=True)
+    node.submit([b"\x93junk"])
+    assert count("lendchain_tx_accepted_total", source="api") == 3
+    assert count("lendchain_tx_accepted_total", source="gossip") == 1
+    assert count("lendchain_tx_accepted_total", source="restore") == 0
+    assert count("lendchain_tx_rejected_total", reason="malformed") == 1
