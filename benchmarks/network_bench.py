@@ -420,16 +420,22 @@ def idle_cpu_percent(nodes: list[NodeProcess], seconds: float) -> float:
 
 
 def rate_series(run: Run, step_s: float) -> list[float]:
-    """Committed tx/s in each ``step_s`` from the first submission; the last step may be shorter."""
+    """Committed tx/s in each ``step_s`` from the first submission.
+
+    The last step runs to the last commit: a remainder shorter than half a
+    step is folded into the step before it (a rate over a few commits in a
+    fraction of a second says nothing).
+    """
     sent = [t for t in run.submitted_at if t]
     done = [t for t in run.committed_at if t]
     if not sent or not done:
         return []
     start, end = min(sent), max(done)
-    counts = [0] * (int((end - start) // step_s) + 1)
+    steps = max(1, round((end - start) / step_s))
+    counts = [0] * steps
     for t in done:
-        counts[int((t - start) // step_s)] += 1
-    spans = [step_s] * (len(counts) - 1) + [max(end - start - step_s * (len(counts) - 1), 1e-3)]
+        counts[min(int((t - start) // step_s), steps - 1)] += 1
+    spans = [step_s] * (steps - 1) + [max(end - start - step_s * (steps - 1), 1e-3)]
     return [round(c / s, 1) for c, s in zip(counts, spans, strict=True)]
 
 
@@ -545,6 +551,7 @@ def main(argv: list[str] | None = None) -> dict:
     log(
         f"signed {len(workload.txs)} txs in {time.perf_counter() - started:.1f} s; starting {args.nodes} nodes"
     )
+    per_node: dict[str, dict] = {}
     try:
         for name in cluster.names:
             start_node(cluster, name, profile_dir)
@@ -560,7 +567,6 @@ def main(argv: list[str] | None = None) -> dict:
         run.client_cpu_s = time.process_time() - client_cpu0
         cluster.wait_agree(timeout_s=60)
         views = status_views(cluster)
-        per_node = {}
         for n in nodes:
             memory = memory_mb(n)
             per_node[n.name] = {
@@ -573,6 +579,10 @@ def main(argv: list[str] | None = None) -> dict:
             }
     finally:
         cluster.stop_all()
+        changed_view = any(node.get("view_changes") for node in per_node.values())
+        if changed_view and not args.keep:  # a view change under load is worth reading the logs of
+            args.keep = True
+            print(f"a view change happened: node logs kept in {tmp / 'logs'}", file=sys.stderr)
         if not args.keep and not profile_dir:
             subprocess.run(["rm", "-rf", str(tmp)], check=False)
         elif args.keep:

@@ -67,8 +67,11 @@ def test_lender_work_comes_in_about_lender_chunks_chunks(bench, workload):
 
 def test_rate_series_counts_commits_per_step(bench):
     run = bench.Run(
-        workload=None, submitted_at=[100.0, 100.0, 100.5, 0.0], committed_at=[101.0, 112.0, 125.0, 0.0]
+        workload=None, submitted_at=[100.0, 100.0, 100.5, 0.0], committed_at=[101.0, 112.0, 126.0, 0.0]
     )
-    # steps [100, 110), [110, 120), [120, 125]: one commit each; the last step is 5 s long
-    assert bench.rate_series(run, 10.0) == [0.1, 0.1, 0.2]
+    # steps [100, 110), [110, 120), [120, 126]: one commit each; the last step is 6 s long
+    assert bench.rate_series(run, 10.0) == [0.1, 0.1, round(1 / 6, 1)]
+    # a remainder under half a step joins the step before: [110, 124] holds two commits
+    run.committed_at[2] = 124.0
+    assert bench.rate_series(run, 10.0) == [0.1, round(2 / 14, 1)]
     assert bench.rate_series(bench.Run(workload=None), 10.0) == []
