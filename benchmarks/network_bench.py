@@ -19,7 +19,8 @@ Submission is closed-loop (at most ``--window`` txs outstanding) or open-loop
 at a fixed ``--rate`` tx/s. The benchmark process itself shares the machine
 with the nodes; its CPU is reported on its own ("load generator"), not in
 "CPU per tx". The committed rate is also given for each 10 s of the run
-(the last part may be shorter), so a sustained rate can be told from a burst.
+(the last step runs to the last commit), so a sustained rate can be told
+from a burst. A run in which a view change happens keeps its node logs.
 
 Usage:
   python benchmarks/network_bench.py [--nodes 4] [--txs 60000] [--window 6000]
