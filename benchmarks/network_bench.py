@@ -7,13 +7,12 @@ commit latency from submission (p50/p95/p99), CPU seconds per committed tx
 summed over all nodes (``/proc/<pid>/stat``), RSS per node, bytes on disk per
 tx and view changes, as a table or as JSON.
 
-The workload is a lending mix. Every borrower registers, a member with the
-``kyc`` role attests it once the registration has committed (``loan.apply``
-needs a valid KYC attestation), and the borrower applies for a loan; every ``--lifecycle-every``-th loan then walks on: a lender offers,
-the borrower accepts, the lender disburses and takes two repayments. A tx
-that needs an earlier one committed (an offer needs its application) is
-released only once that one is seen committed, and a sender's txs are
-released in nonce order, to the node that sender talks to.
+The workload is a lending mix. Every borrower registers, a ``kyc`` member
+attests it once that has committed, and the borrower applies for a loan;
+every ``--lifecycle-every``-th loan walks on: a lender offers, the borrower
+accepts, the lender disburses and takes two repayments. A tx that needs an
+earlier one committed is released once that one is seen committed, and a
+sender's txs leave in nonce order, to the node that sender talks to.
 
 Submission is closed-loop (at most ``--window`` txs outstanding) or open-loop
 at a fixed ``--rate`` tx/s. The benchmark process itself shares the machine
@@ -128,9 +127,8 @@ def build_workload(
     applications: list[tuple[SigningKey, int, Transaction]] = []
     send_order: dict[int, float] = {}
     for i, borrower in enumerate(borrowers):
-        # Loans that go all the way are sent within the first LIFECYCLE_SPREAD of the
-        # registrations, so the rounds their later steps wait for overlap with registrations
-        # still being sent instead of trailing after the last one.
+        # Loans that go all the way are sent within the first LIFECYCLE_SPREAD of the registrations,
+        # so the commit rounds their later steps wait for overlap with the rest.
         send_order[len(planned)] = i * LIFECYCLE_SPREAD if i % lifecycle_every == 0 else i
         add(borrower, "party.register", {"role": "borrower"})
         attestation = {
@@ -148,11 +146,9 @@ def build_workload(
         )
         if i % lifecycle_every == 0:
             applications.append((borrower, len(planned) - 1, apply))
-    # Lenders act on their loans a chunk at a time: offers, then (once accepted) disbursements and
-    # repayments, so a lender's nonce order never waits on a later chunk. A chunk takes four
-    # commit rounds whatever its size, so in a long run each lender's work is cut into about
-    # LENDER_CHUNKS chunks: with fixed small chunks the lenders' nonce chains fell behind the
-    # registrations, and the run ended in a long tail of small blocks that only they fed.
+    # Lenders act on their loans a chunk at a time (offers, then disbursements and repayments),
+    # so a lender's nonce order never waits on a later chunk. A chunk takes four commit rounds
+    # whatever its size: fixed chunks of 100 left long runs ending in a tail only lenders fed.
     chunk = max(chunk, -(-len(applications) // (len(lenders) * LENDER_CHUNKS)))
     for start in range(0, len(applications), chunk * len(lenders)):
         for li, lender in enumerate(lenders):
@@ -580,8 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
             }
     finally:
         cluster.stop_all()
-        changed_view = any(node.get("view_changes") for node in per_node.values())
-        if changed_view and not args.keep:  # a view change under load is worth reading the logs of
+        if any(n.get("view_changes") for n in per_node.values()) and not args.keep:  # worth reading
             args.keep = True
             print(f"a view change happened: node logs kept in {tmp / 'logs'}", file=sys.stderr)
         if not args.keep and not profile_dir:
