@@ -25,3 +25,14 @@ class BlockApp(Protocol):
 
     def has_pending_work(self) -> bool:
         """True while transactions wait to be ordered (arms the view-change timer)."""
+
+    def oldest_request(self) -> tuple[bytes, int] | None:
+        """The request an honest primary orders first, and how long ordering what may precede it takes.
+
+        The request is an opaque id (a transaction id): the oldest one held
+        here that a primary could put in the next block. The duration, in ms,
+        is this node's estimate of how long an honest primary needs to order
+        the backlog it may put ahead of that request (its pool at the measured
+        commit rate); the request timer allows twice that on top of its
+        timeouts. None when nothing held here can be ordered now.
+        """

@@ -106,6 +106,20 @@ class FetchBlocks:
 
 
 @dataclass(frozen=True)
+class RelayRequest:
+    """Hand the request ``request`` (an id from ``BlockApp.oldest_request``) to the primary ``to``.
+
+    It has waited here longer than an honest primary needs to order it; the
+    primary may never have received it, nor the txs that arrived with it
+    (paper 4.5.2: a backup relays a client's request to the primary). Best
+    effort: the request timer deposes a primary that still leaves it out.
+    """
+
+    to: str
+    request: bytes
+
+
+@dataclass(frozen=True)
 class Fault:
     """Evidence or suspicion of misbehaviour by ``member`` (``kind`` is a short slug)."""
 
@@ -115,4 +129,4 @@ class Fault:
 
 
 Event = Tick | Receive | Executed | SyncedBlock
-Action = Persist | Send | Broadcast | Deliver | FetchBlocks | Fault
+Action = Persist | Send | Broadcast | Deliver | FetchBlocks | RelayRequest | Fault

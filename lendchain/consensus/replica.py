@@ -24,7 +24,8 @@ view change             no commit within the timeout while work is pending ->
                         views; new primary sends NEW-VIEW (see viewchange.py);
                         timeouts double per failed view, reset on commit;
                         a valid PRE-PREPARE restarts the timer once per
-                        height (timers.py).
+                        height; a backup's request timer deposes a primary
+                        that leaves its oldest request out (timers.py).
 catch-up                f+1 members showing a higher height, a stable checkpoint
                         or a commit certificate above ours -> FetchBlocks; each
                         SyncedBlock is checked against its certificate.
@@ -62,7 +63,7 @@ from lendchain.consensus.events import (
 )
 from lendchain.consensus.keys import KeySchedule, signing_height
 from lendchain.consensus.quorum import faulty, quorum
-from lendchain.consensus.timers import TimerSteps
+from lendchain.consensus.timers import RequestWatch, TimerSteps
 from lendchain.consensus.viewchange_steps import ViewChangeSteps
 from lendchain.crypto import verify as crypto_verify
 
@@ -120,6 +121,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
                 "blocks",
                 "fetches",
                 "ignored",
+                "request_timeouts",
             )
         }
         self._out: list[Action] = []
@@ -151,6 +153,9 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._attempts = 0
         self._work_since: int | None = None
         self._round_extended = (0, 0)  # the (view, height) whose PRE-PREPARE last restarted the timer
+        self._request_watch: RequestWatch | None = None  # the request timer (timers.py)
+        self._request_scan_at = 0
+        self.view_change_cause = ""  # why this replica's own timer last started a view change
         self._vc_started = 0
         self._last_progress = 0
         self._last_resend = 0

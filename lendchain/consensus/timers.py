@@ -12,15 +12,53 @@ not depose it, which costs a view change every time (measured: 7 nodes on 2
 cores changed view on nearly every block). A primary can claim that second
 timeout once per height of its view, so a faulty one delays a view change by at most one
 extra timeout; the per-view doubling still applies after each failed view.
+
+That timer only asks whether anything commits, so a primary that commits
+some transactions and leaves others out forever (a censoring primary, or one
+that never received them) would never be deposed. The request timer (paper
+4.5.2: a backup's timer runs for a request it holds) closes that gap. On a
+backup it watches the request the app says an honest primary orders first
+(``BlockApp.oldest_request``): after half a timeout plus the app's estimate
+of the backlog that may go before it (or half a timeout, if nothing commits:
+before the no-progress timer fires on a primary that heard of nothing), the
+backup relays it to the primary (``RelayRequest``), and if it is still not
+ordered after
+``REQUEST_TIMEOUTS`` timeouts plus twice the app's estimate of the backlog
+that may go before it, the backup asks for a view change. The backlog term
+keeps a long but moving queue (a loaded network) from deposing an honest
+primary; the watch restarts when the request commits or the view changes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from lendchain.consensus import messages as m
+from lendchain.consensus.events import RelayRequest
 
 MAX_TIMEOUT_DOUBLINGS = 4
+REQUEST_TIMEOUTS = 4  # view-change timeouts a backup gives the primary for its oldest request
+REQUEST_SCAN_MS = 250  # how often a backup asks the app which request is oldest
+
+
+@dataclass
+class RequestWatch:
+    """The request a backup's request timer runs for, in one view."""
+
+    request: bytes
+    view: int
+    height: int  # the committed height when the watch began
+    since_ms: int
+    relay_at_ms: int
+    deadline_ms: int
+    relayed: bool = False
+
+    def relay_due(self, now_ms: int, height: int, half_timeout_ms: int) -> bool:
+        """Relay once the backlog had time to move, or after half a timeout if nothing committed."""
+        if self.relayed:
+            return False
+        return now_ms >= self.relay_at_ms or (height == self.height and now_ms - self.since_ms >= half_timeout_ms)
 
 
 class TimerSteps:
@@ -54,12 +92,54 @@ class TimerSteps:
             elif self._work_since is None:
                 self._work_since = now
             elif now - self._work_since >= self._timeout():
+                self.view_change_cause = "pending work made no progress before the view-change timer fired"
                 self._start_view_change(self._view + 1)
+            if not self._in_vc and not self._catching_up() and self.primary != self._me:
+                self._run_request_timer()
+            else:
+                self._request_watch = None
         resend = max(self._params.view_change_timeout_ms // 4, 1) << min(self._idle_resends, 3)
         if now - max(self._last_progress, self._last_resend) >= resend:
             self._last_resend = now
             self._idle_resends += 1
             self._retransmit()
+
+    def _run_request_timer(self: Any) -> None:
+        now = self._now
+        watch = self._request_watch
+        half_timeout = self._timeout() // 2
+        due = watch is not None and (
+            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, half_timeout)
+        )
+        # Ask the app again before acting, too: the request may have committed since the last scan.
+        if due or now >= self._request_scan_at:
+            self._request_scan_at = now + min(REQUEST_SCAN_MS, self._params.view_change_timeout_ms // 4)
+            oldest = self._app.oldest_request()
+            if oldest is None:
+                self._request_watch = None
+                return
+            request, backlog_ms = oldest
+            if watch is None or watch.request != request or watch.view != self._view:
+                backlog_ms = max(backlog_ms, 0)
+                relay_at = now + half_timeout + backlog_ms
+                deadline = now + REQUEST_TIMEOUTS * self._timeout() + 2 * backlog_ms
+                self._request_watch = RequestWatch(
+                    request, self._view, self._committed_height, now, relay_at, deadline
+                )
+                return
+        if not due:
+            return
+        if watch.relay_due(now, self._committed_height, half_timeout):
+            watch.relayed = True
+            self._emit(RelayRequest(self.primary, watch.request))
+        if now >= watch.deadline_ms:
+            self._request_watch = None
+            self.counters["request_timeouts"] += 1
+            self.view_change_cause = (
+                f"request {watch.request.hex()[:16]} could be ordered for {now - watch.since_ms} ms "
+                f"and primary {self.primary} left it out"
+            )
+            self._start_view_change(self._view + 1)
 
     def _retransmit(self: Any) -> None:
         """Re-send what a peer that lost our messages needs to make progress."""

@@ -114,6 +114,8 @@ class NodeApp:
         # ``block_interval_ms`` after that, so a round that took longer than the interval is
         # followed at once by the txs that arrived during it.
         self.last_proposal_ms = 0
+        # Senders whose txs this node's proposals leave out: only a test's fault file fills it.
+        self.censored_senders: set[str] = set()
         params = genesis.consensus
         self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
 
@@ -121,6 +123,16 @@ class NodeApp:
 
     def has_pending_work(self) -> bool:
         return len(self.mempool) > 0
+
+    def oldest_request(self) -> tuple[bytes, int] | None:
+        # The backlog an honest primary may order first is at most its pool, which gossip keeps
+        # close to ours; the rate is the one measured here (before any measurement: the
+        # starting block size per target interval).
+        oldest = self.mempool.oldest_ready(lambda did: next_nonce(self.store, did))
+        if oldest is None:
+            return None
+        rate = self.sizer.rate or self.sizer.cap / self.sizer.target_s
+        return oldest.tx_id, int(1000 * len(self.mempool) / max(rate, 1.0))
 
     def digest(self, block: bytes) -> bytes:
         found = self._digests.get(block)
@@ -251,7 +263,8 @@ class NodeApp:
             for pending in self.mempool.candidates(
                 lambda did: next_nonce(reader, did), self.sizer.cap, params.max_block_bytes
             ):
-                candidates.append(pending.tx)
+                if pending.sender not in self.censored_senders:
+                    candidates.append(pending.tx)
         block, execution = make_block(
             parent_hash=prev_digest,
             parent_timestamp_ms=parent_ts,

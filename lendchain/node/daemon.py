@@ -45,6 +45,7 @@ from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.network import Network, NetworkError
 from lendchain.node.regossip import RegossipSchedule
+from lendchain.node.relay import Relay, decode_relay
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
@@ -61,6 +62,9 @@ MAINTENANCE_S = 1.0
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
 OBSERVER_POLL_S = 0.5
+# A request the timer relays to the primary goes with this many of the oldest pooled txs:
+# a primary that missed one tx from a member has likely missed the others it sent then.
+RELAY_OLDEST = 2000
 
 
 class Node(NodeViews):
@@ -120,6 +124,7 @@ class Node(NodeViews):
         self.faults = Faults.from_env()
         if self.faults.active:
             self.store.block_write_fault = self.faults.block_write_fault
+            self.app.censored_senders = self.faults.censor
         self.byzantine: ByzantineSender | None = None
         if self.faults.active and self.replica is not None:
             self.byzantine = ByzantineSender(
@@ -132,6 +137,13 @@ class Node(NodeViews):
                 self.network.options["max_frame_size"],
             )
         self._sync_server = SyncServer(self.store)
+        self.relay = Relay(
+            self._request,
+            self._check_batch,
+            lambda tx: self._accept(tx, source="relay", verified=True),
+            self.metrics,
+            self.log,
+        )
         self.driver: ConsensusDriver | None = None
         if self.replica is not None:
             self.driver = ConsensusDriver(
@@ -143,6 +155,7 @@ class Node(NodeViews):
                 self._request,
                 self.metrics,
                 self.log,
+                relay=lambda to, ids: self._relay_pending(to, ids + self.mempool.oldest(RELAY_OLDEST)),
             )
             self.driver.commit_listeners.append(self._on_commit)
         self._gossip_outbox: list[bytes] = []
@@ -167,6 +180,7 @@ class Node(NodeViews):
                 await nursery.start(self.network.run)
                 if self.driver is not None:
                     await nursery.start(self.driver.run)
+                    nursery.start_soon(self.relay.run)
                 else:
                     nursery.start_soon(self._follow_as_observer)
                 self._restore_pending()
@@ -303,18 +317,28 @@ class Node(NodeViews):
     def _validate_gossip(self, data: bytes) -> bool:
         try:
             items = codec.unpack(data, max_size=64 << 20)
-            if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
-                return False
+        except codec.CodecError:
+            return False
+        txs = self._check_batch(items)
+        if txs is None:
+            return False
+        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
+        return True
+
+    def _check_batch(self, items: object) -> list[Transaction] | None:
+        """The txs of a batch from a peer (gossip, relay) if each decodes and its signature checks."""
+        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+            return None
+        try:
             txs = [decode_transaction(raw) for raw in items]
             for tx in txs:
                 if tx.id not in self.app.verified:
                     check_stateless(tx, self.genesis.chain_id)
-        except (codec.CodecError, TxRejected):
-            return False
+        except TxRejected:
+            return None
         for tx in txs:
             self.app.verified.add(tx.id)
-        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
-        return True
+        return txs
 
     def _on_gossip(self, data: bytes) -> None:
         if self.faults.drops_gossip():
@@ -380,7 +404,15 @@ class Node(NodeViews):
     async def _on_request(self, sender: str, payload: bytes) -> bytes:
         if self.faults.cuts(sender):
             await trio.sleep_forever()  # a partitioned peer's request times out, as on a real cut
+        relayed = decode_relay(payload, self.network.options["max_frame_size"])
+        if relayed is not None:
+            return self.relay.receive(sender, relayed)
         return await self._sync_server.handle(sender, payload)
+
+    def _relay_pending(self, to: str, tx_ids: list[bytes]) -> None:
+        """Send these pooled txs straight to member ``to`` (the primary); see relay.py."""
+        pooled = [self.mempool.get(tx_id) for tx_id in dict.fromkeys(tx_ids)]
+        self.relay.send(to, [tx.raw for tx in pooled if tx is not None])
 
     def _send(self, to: str, payload: bytes) -> bool:
         if self.faults.delay_ms:

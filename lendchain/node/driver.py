@@ -31,6 +31,7 @@ from lendchain.consensus.events import (
     FetchBlocks,
     Persist,
     Receive,
+    RelayRequest,
     Send,
     SyncedBlock,
     Tick,
@@ -138,6 +139,7 @@ class ConsensusDriver:
         request: Callable[[str, bytes, float], object],
         metrics: NodeMetrics,
         log: logging.Logger,
+        relay: Callable[[str, list[bytes]], None] | None = None,
     ) -> None:
         self.replica = replica
         self.app = app
@@ -145,6 +147,7 @@ class ConsensusDriver:
         self._send = send
         self._broadcast = broadcast
         self._request = request
+        self._relay = relay
         self.metrics = metrics
         self.log = log
         self._inbox_send, self._inbox = trio.open_memory_channel(EVENT_QUEUE)
@@ -214,7 +217,7 @@ class ConsensusDriver:
             if isinstance(event, Tick) and before[1]:
                 why = f"view {before[0]} was not installed before the timer fired"
             elif isinstance(event, Tick):
-                why = "pending work made no progress before the view-change timer fired"
+                why = replica.view_change_cause
             elif isinstance(event, Receive):
                 why = f"members moved to a higher view (the last message from {event.sender})"
             else:
@@ -270,6 +273,9 @@ class ConsensusDriver:
             if not self._fetching and self._nursery is not None:
                 self._fetching = True
                 self._nursery.start_soon(self._fetch, action)
+        elif isinstance(action, RelayRequest):
+            if self._relay is not None:
+                self._relay(action.to, [action.request])
         elif isinstance(action, Fault):
             self.metrics.faults.labels(action.member, action.kind).inc()
             self.log.warning("fault by member=%s kind=%s: %s", action.member, action.kind, action.detail)

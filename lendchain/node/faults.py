@@ -13,6 +13,8 @@ A multi-process test cannot reach inside a node, so a node started with
 - ``"delay_ms": 200`` — hold every consensus frame this node sends that long.
 - ``"clock_skew_ms": 1500`` — this node's clock runs that far ahead (or
   behind, if negative).
+- ``"censor": ["did:key:…", ...]`` — as primary, this member leaves these
+  senders' transactions out of its proposals and commits everyone else's.
 - ``"byzantine": "equivocate"`` — this member lies on every consensus
   frame it sends, in the way named (``lendchain.node.byzantine``).
 - ``"store_fault": "disk_full"`` — every block write fails as LevelDB fails on
@@ -54,6 +56,7 @@ class Faults:
     delay_ms: int = 0
     clock_skew_ms: int = 0
     byzantine: str = ""  # a kind from lendchain.node.byzantine.KINDS: this member lies
+    censor: set[str] = field(default_factory=set)  # updated in place: the node's app holds it
     store_fault: str | None = None
     dropped: int = 0
     _mtime: float = 0.0
@@ -101,6 +104,8 @@ class Faults:
         self.isolate = bool(doc.get("isolate", False))
         self.drop_from = frozenset(doc.get("drop_from", []))
         self.gossip_drop = float(doc.get("gossip_drop", 0.0))
+        self.censor.clear()
+        self.censor.update(doc.get("censor", []))
         store_fault = doc.get("store_fault")
         if store_fault is not None and store_fault not in STORE_FAULTS:
             log.warning("fault file %s: unknown store_fault %r; ignoring it", self.path, store_fault)
@@ -116,7 +121,7 @@ class Faults:
         self.byzantine = byzantine
         log.warning(
             "fault injection now: isolate=%s drop_from=%s gossip_drop=%.2f delay_ms=%d clock_skew_ms=%d "
-            "store_fault=%s byzantine=%s",
+            "store_fault=%s byzantine=%s censor=%s",
             self.isolate,
             sorted(self.drop_from),
             self.gossip_drop,
@@ -124,6 +129,7 @@ class Faults:
             self.clock_skew_ms,
             self.store_fault,
             self.byzantine or "no",
+            sorted(self.censor),
         )
 
     async def watch(self, log: logging.Logger) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from lendchain.ledger.transactions import Transaction
 from lendchain.node.config import MempoolConfig
@@ -163,6 +164,27 @@ class Mempool:
                 emitted += 1
                 size += len(item.raw)
                 nonce += 1
+
+    def oldest(self, limit: int) -> list[bytes]:
+        """The ids of the ``limit`` txs that arrived first."""
+        return list(islice(self._arrival, limit))
+
+    def oldest_ready(self, next_nonce: Callable[[str], int], scan: int = 64) -> PendingTx | None:
+        """The tx ``candidates`` puts first: the ready tx of the sender that arrived first.
+
+        Only the ``scan`` oldest arrivals are looked at (a sender whose next
+        nonce is missing here is skipped); None when none of them is ready.
+        """
+        seen_senders: set[str] = set()
+        for tx_id in islice(self._arrival, scan):
+            sender = self._by_id[tx_id].sender
+            if sender in seen_senders:
+                continue
+            seen_senders.add(sender)
+            ready = self._senders[sender].by_nonce.get(next_nonce(sender))
+            if ready is not None:
+                return ready
+        return None
 
     def remove(self, tx_ids: list[bytes]) -> None:
         """Drop transactions that were committed."""

@@ -53,7 +53,7 @@ class NodeMetrics:
         )
         # Counted once per accepted tx: ``labels()`` looks its child up under a lock each call.
         self.tx_accepted_from = {
-            source: self.tx_accepted.labels(source) for source in ("api", "gossip", "restore")
+            source: self.tx_accepted.labels(source) for source in ("api", "gossip", "restore", "relay")
         }
         self.tx_rejected = Counter("lendchain_tx_rejected", "transactions refused", ["reason"], registry=r)
         self.block_time = Histogram(
@@ -85,6 +85,15 @@ class NodeMetrics:
         )
         self.gossip_txs = Counter(
             "lendchain_gossip_txs", "transactions sent and received by gossip", ["direction"], registry=r
+        )
+        self.relayed_txs = Counter(
+            "lendchain_relayed_txs",
+            "transactions relayed straight to the primary (out) and received so (in)",
+            ["direction"],
+            registry=r,
+        )
+        self.relay_failures = Counter(
+            "lendchain_relay_failures", "relays to the primary that failed or were dropped", registry=r
         )
         self._last_commit = 0.0
         self._last_view = 0

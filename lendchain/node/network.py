@@ -12,12 +12,13 @@ by the stream handler. Idle links carry PINGs; a link silent for
 ``dead_after_s`` is treated as dead and its connection closed, which makes
 both sides redial. A write that does not finish within ``write_timeout_s`` is
 never cancelled half-way: the stream is reset instead and the link rebuilt.
-Catch-up requests use one short stream each on ``/lendchain/request/1``.
+Catch-up requests and transactions relayed to the primary (relay.py) use one
+short stream each on ``/lendchain/request/1``.
 Transactions travel on gossipsub (``network_host.build_pubsub``).
 
 Each member has an inbound budget (``network_link.InboundBudget``): consensus
-frames beyond ``peer_frames_per_s`` / ``peer_bytes_per_s`` are read later
-rather than dropped, which pushes back on that member's stream alone, and
+frames and requests beyond ``peer_frames_per_s`` / ``peer_bytes_per_s`` are
+read later rather than dropped, which pushes back on that member's stream alone, and
 gossip it relays beyond ``peer_gossip_bytes_per_s`` is refused before any
 decoding (its origin re-gossips what was lost). A flooding member thus costs
 the others a bounded share of this node, and is named in the log and in
@@ -489,6 +490,12 @@ class Network:
             if kind is not FrameKind.REQUEST:
                 raise WireError(f"first frame is {kind.name}, expected REQUEST")
             self._counters["requests_in"] += 1
+            # Requests (catch-up, relayed txs) draw on the member's frame budget, as its frames do.
+            wait = link.budget.delay(trio.current_time(), frames=1, bytes=len(payload)) if link.budget else 0
+            if wait > 0:
+                self._counters["throttled_frames"] += 1
+                self._warn_throttled(link, "requests")
+                await trio.sleep(wait)
             try:
                 answer = encode_frame(FrameKind.RESPONSE, await self._on_request(name, payload))
                 if len(answer) - 5 > self.options["max_frame_size"]:

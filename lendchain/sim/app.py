@@ -50,6 +50,7 @@ class SimApp:
         self.committed_txs: set[bytes] = set()
         self._cursor = 0
         self.state_root = b"\x00" * 32
+        self.censored: set[bytes] = set()  # txs this app leaves out of its proposals (tests)
 
     def _pending(self, limit: int) -> list[bytes]:
         txs = self.workload.txs
@@ -66,6 +67,11 @@ class SimApp:
     def has_pending_work(self) -> bool:
         return bool(self._pending(1))
 
+    def oldest_request(self) -> tuple[bytes, int] | None:
+        # Blocks take the oldest pending txs first: nothing is ordered ahead of the oldest.
+        pending = self._pending(1)
+        return (pending[0], 0) if pending else None
+
     def _build(self, height: int, prev: bytes, now_ms: int, txs: list[bytes]) -> bytes | None:
         parent = self.known.get(prev)
         if parent is None:
@@ -75,7 +81,8 @@ class SimApp:
         return block
 
     def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
-        txs = self._pending(MAX_BLOCK_TXS)
+        txs = [tx for tx in self._pending(MAX_BLOCK_TXS + len(self.censored)) if tx not in self.censored]
+        txs = txs[:MAX_BLOCK_TXS]
         return self._build(height, prev_digest, now_ms, txs) if txs else None
 
     def empty_block(self, height: int, prev_digest: bytes, now_ms: int) -> bytes:

@@ -144,6 +144,30 @@ def test_request_response_errors_and_timeout():
     trio.run(main)
 
 
+def test_requests_draw_on_the_senders_frame_budget():
+    """A member that floods requests (catch-up, relayed txs) is slowed down, not refused."""
+    members, keys = make_members(2)
+    peers = [
+        Peer("node0", keys["node0"], members),
+        Peer("node1", keys["node1"], members, peer_frames_per_s=20, peer_frames_burst=2),
+    ]
+
+    async def main():
+        async with running(peers):
+            await wait_full_mesh(peers)
+            started = trio.current_time()
+            for i in range(6):
+                answer = await peers[0].network.request("node1", b"req %d" % i, 5.0)
+                assert answer == b"node1 answers node0: req %d" % i
+            # The burst covers 2 of the frames; the other requests wait for the budget (20 per s).
+            assert trio.current_time() - started >= 0.15
+            assert peers[1].network.member_stats()["node0"]["frames"] >= 1
+            assert peers[1].network.stats()["throttled_frames"] >= 1
+            assert peers[0].network.member_stats()["node1"]["frames"] == 0
+
+    trio.run(main)
+
+
 def test_gossip_reaches_all_and_validator_rejects():
     members, keys = make_members(4)
 

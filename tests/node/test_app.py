@@ -177,3 +177,29 @@ def test_the_next_proposal_falls_due_an_interval_after_the_last_or_at_once_when_
     assert primary.propose(2, primary.digest(first), NOW_MS + interval) is not None
     primary.sizer.cap = 1
     assert primary.proposal_due_ms() == 0  # a full block waits for nothing
+
+
+def test_the_oldest_request_is_the_first_tx_the_next_block_takes_and_moves_on_at_commit(network):
+    primary, backup = network
+    txs = registrations(3)
+    admit(primary, txs)
+    admit(backup, txs)
+    assert backup.oldest_request()[0] == txs[0].id
+    head = primary.store.head()
+    block = primary.propose(head.height + 1, head.hash, NOW_MS)
+    assert Block.decode(block).txs[0] == txs[0].encode()
+    digest = backup.digest(block)
+    assert backup.validate(1, head.hash, block, NOW_MS) is None
+    backup.commit(1, block, digest, b"certificate-1")
+    assert backup.oldest_request() is None  # all three committed
+    assert primary.oldest_request()[0] == txs[0].id  # the primary has not committed yet
+
+
+def test_the_oldest_request_says_how_long_the_pool_takes_at_the_measured_rate(network):
+    _, backup = network
+    admit(backup, registrations(30))
+    backup.sizer.rate = 10.0  # txs per second
+    assert backup.oldest_request()[1] == 3000
+    backup.sizer.rate = None  # not measured yet: the starting block size per target interval
+    expected = int(1000 * 30 / (backup.sizer.cap / backup.sizer.target_s))
+    assert backup.oldest_request()[1] == expected

@@ -9,11 +9,13 @@ in their metrics and logs. Waiting is always on a condition with a deadline.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
+from lendchain.crypto import SigningKey
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 from tests.node.helpers import client, committed_everywhere, register
@@ -148,4 +150,42 @@ def test_a_lying_backup_cannot_stop_or_fork_the_chain(tmp_path):
         assert_honest_agree(cluster, honest)
         assert all(cluster[n].running for n in cluster.names)
     finally:
+        cluster.stop_all()
+
+
+def test_a_primary_that_leaves_one_borrower_out_is_replaced_while_it_commits_the_rest(tmp_path):
+    """The no-progress timer never fires against it; the backups' request timer does (timers.py)."""
+    cluster = start_network(tmp_path, "bank4", "")
+    honest = ["bank2", "bank3", "bank4"]
+    victim = SigningKey.generate()
+    with client(cluster, "bank2") as c:
+        censored = c.build(victim, "party.register", {"role": "borrower"}, nonce=0)
+    set_faults(cluster, "bank1", censor=[censored.sender])
+    stop = threading.Event()
+    others: list[str] = []
+
+    def steady_traffic() -> None:  # keeps the censoring primary committing
+        while not stop.wait(0.3):
+            with client(cluster, honest[len(others) % 3]) as c:
+                others.append(register(c))
+
+    feeder = threading.Thread(target=steady_traffic, daemon=True)
+    feeder.start()
+    try:
+        wait_for(lambda: len(others) >= 3, 30, "the first other registrations")
+        with client(cluster, "bank3") as c:
+            c.submit(censored)
+        committed_everywhere(cluster, [censored.id.hex()], honest, timeout_s=90)
+        stop.set()
+        feeder.join()
+        committed_everywhere(cluster, others, honest, timeout_s=60)
+        assert_honest_agree(cluster, honest)
+        for name in honest:
+            status = cluster[name].get("/status")
+            assert status["view"] >= 1 and status["primary"] != "bank1", status
+        assert any("and primary bank1 left it out" in log_of(cluster, n) for n in honest)
+        # The backups relayed the request to bank1 before they gave up on it.
+        assert metric(cluster, "bank1", "lendchain_relayed_txs_total", direction="in") >= 1
+    finally:
+        stop.set()
         cluster.stop_all()

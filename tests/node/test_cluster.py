@@ -227,6 +227,26 @@ def test_gossip_loss_does_not_lose_accepted_transactions(net):
             set_faults(net, name)
 
 
+def test_txs_reach_a_primary_whose_gossip_is_cut_without_a_view_change(net):
+    """Relays (relay.py) go around gossip: the primary hears of no tx by gossip, yet orders them."""
+    primary = primary_of(net, net.names)
+    view = net[primary].get("/status")["view"]
+    backups = [n for n in net.names if n != primary]
+    set_faults(net, primary, gossip_drop=1.0)
+    try:
+        tx_ids = []
+        for name in backups:
+            with client(net, name) as c:
+                tx_ids += [register(c) for _ in range(3)]
+        committed_everywhere(net, tx_ids, net.names, timeout_s=60)
+        assert all(net[n].get("/status")["view"] == view for n in net.names)
+        text = httpx.get(net[primary].url + "/metrics", timeout=5).text
+        relayed_in = re.search(r'^lendchain_relayed_txs_total\{direction="in"\} (\S+)$', text, re.M)
+        assert relayed_in and float(relayed_in.group(1)) >= len(tx_ids)
+    finally:
+        set_faults(net, primary)
+
+
 def test_an_observer_follows_the_chain_read_only(net, tmp_path):
     observer = Cluster(net.observer_configs, tmp_path / "logs")
     name = observer.names[0]

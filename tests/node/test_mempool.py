@@ -102,3 +102,38 @@ def test_next_free_nonce_walks_past_a_long_pending_run_and_notices_holes():
     assert pool.next_free_nonce("lender", committed=7) == 1_000
     pool.add(tx("lender", 1_000))
     assert pool.next_free_nonce("lender", committed=7) == 2_006
+
+
+def test_oldest_ready_is_what_a_block_would_take_first():
+    pool = Mempool(MempoolConfig())
+    for item in [tx("a", 4), tx("b", 1), tx("c", 0), tx("b", 0), tx("c", 1)]:
+        pool.add(item)
+    next_nonce = {"a": 0, "b": 0, "c": 0}
+    first = next(pool.candidates(next_nonce.__getitem__, 100, 10_000))
+    oldest = pool.oldest_ready(next_nonce.__getitem__)
+    # a (arrived first) waits for its nonce 0; b arrived next and its nonce 0 is here,
+    # although that tx itself arrived after c's.
+    assert (oldest.sender, oldest.nonce) == ("b", 0) == (first.sender, first.nonce)
+    pool.remove([oldest.tx_id])
+    assert pool.oldest_ready({"a": 0, "b": 1, "c": 0}.__getitem__).tx_id == tx("b", 1).tx_id
+
+
+def test_oldest_ready_is_none_when_no_sender_can_go_next():
+    pool = Mempool(MempoolConfig())
+    assert pool.oldest_ready(lambda s: 0) is None
+    pool.add(tx("a", 3))
+    pool.add(tx("b", 7))
+    assert pool.oldest_ready(lambda s: 0) is None
+    # Only the oldest arrivals are looked at.
+    pool.add(tx("c", 0))
+    assert pool.oldest_ready(lambda s: 0, scan=2) is None
+    assert pool.oldest_ready(lambda s: 0, scan=3).sender == "c"
+
+
+def test_oldest_lists_ids_in_arrival_order():
+    pool = Mempool(MempoolConfig())
+    items = [tx("a", 1), tx("b", 0), tx("a", 0)]
+    for item in items:
+        pool.add(item)
+    assert pool.oldest(2) == [items[0].tx_id, items[1].tx_id]
+    assert pool.oldest(10) == [item.tx_id for item in items]

@@ -1,0 +1,123 @@
+"""The request timer: a primary that keeps committing but leaves one request out is deposed.
+
+The no-progress timer restarts at every commit, so it never fires against
+such a primary; the request timer (timers.py) watches the request each
+backup's app says an honest primary orders first.
+"""
+
+from lendchain.consensus.events import RelayRequest
+from lendchain.consensus.timers import REQUEST_TIMEOUTS
+from tests.consensus.harness import PARAMS, Cluster
+
+T = PARAMS.view_change_timeout_ms  # 100 ms in the harness
+BACKUPS = ["r1", "r2", "r3"]
+
+
+class Recording(Cluster):
+    """A cluster that remembers every RelayRequest its replicas emit, with the time."""
+
+    def __init__(self) -> None:
+        self.relays: list[tuple[int, str, RelayRequest]] = []
+        super().__init__()
+
+    def step(self, name, event):
+        out = super().step(name, event)
+        self.relays += [(self.now, name, a) for a in out if isinstance(a, RelayRequest)]
+        return out
+
+
+def busy_run(c: Cluster, ms: int) -> None:
+    """Run ``ms`` with a fresh tx every 40 ms, so the primary always has something to commit."""
+    for _ in range(ms // 40):
+        c.submit()
+        c.run(40)
+
+
+def views(c: Cluster) -> dict[str, int]:
+    return {name: r.view for name, r in c.replicas.items()}
+
+
+def committed_txs(c: Cluster, name: str) -> set[bytes]:
+    return c.apps[name].committed_txs
+
+
+def test_a_primary_that_censors_one_request_is_deposed_and_the_request_commits():
+    c = Recording()
+    c.submit()
+    censored = c.workload.txs[0]
+    c.apps["r0"].censored = {censored}
+    busy_run(c, 360)
+    # The primary commits the other txs: the no-progress timer never fires.
+    assert min(c.heights().values()) >= 5
+    assert censored not in committed_txs(c, "r1")
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 400)
+    assert all(c.replicas[name].counters["request_timeouts"] == 1 for name in BACKUPS)
+    assert "primary r0 left it out" in c.replicas["r1"].view_change_cause
+    assert all(view == 1 for view in views(c).values()), views(c)
+    busy_run(c, 200)
+    assert all(censored in committed_txs(c, name) for name in c.names)
+
+
+def test_a_backup_relays_its_oldest_request_to_the_primary_after_half_a_timeout():
+    c = Recording()
+    c.submit()
+    censored = c.workload.txs[0]
+    c.apps["r0"].censored = {censored}
+    busy_run(c, 400)
+    relays = [(name, a.to, a.request) for _, name, a in c.relays]
+    assert sorted(relays) == [(name, "r0", censored) for name in BACKUPS]  # once per backup
+    first_seen = 10  # the first tick
+    assert all(T // 2 <= at - first_seen <= T // 2 + 40 for at, _, _ in c.relays), c.relays
+
+
+def test_the_relay_waits_for_the_backlog_and_the_deadline_allows_twice_it():
+    c = Recording()
+    c.submit()
+    censored = c.workload.txs[0]
+    c.apps["r0"].censored = {censored}
+    for name in BACKUPS:  # these apps say ordering what may precede the request takes 300 ms
+        app = c.apps[name]
+        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    busy_run(c, T // 2 + 300 - 40)
+    assert c.relays == []
+    busy_run(c, 80)
+    assert {name for _, name, _ in c.relays} == set(BACKUPS)
+    busy_run(c, REQUEST_TIMEOUTS * T + 2 * 300 - (T // 2 + 300 + 40) - 80)
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 160)
+    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+
+
+def test_an_honest_primary_under_steady_load_is_never_deposed():
+    c = Recording()
+    busy_run(c, 3000)
+    assert all(r.counters["request_timeouts"] == 0 for r in c.replicas.values())
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    assert c.relays == []
+    assert min(c.heights().values()) >= 70
+
+
+def test_the_primary_runs_no_request_timer_against_itself():
+    c = Cluster()
+    c.submit()
+    censored = c.workload.txs[0]
+    for app in c.apps.values():  # every member would leave it out: only backups may complain
+        app.censored = {censored}
+    busy_run(c, 480)
+    assert c.replicas["r0"].counters["request_timeouts"] == 0
+    assert all(c.replicas[name].counters["request_timeouts"] == 1 for name in BACKUPS)
+
+
+def test_when_nothing_commits_the_relay_does_not_wait_for_the_backlog():
+    """A backlog that does not move says nothing about the primary: relay before the no-progress timer."""
+    c = Recording()
+    c.submit()
+    c.apps["r0"].censored = {c.workload.txs[0]}
+    for name in BACKUPS:
+        app = c.apps[name]
+        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    c.run(T // 2 + 20)
+    assert {name for _, name, _ in c.relays} == set(BACKUPS)
+    assert all(at <= 10 + T // 2 + 10 for at, _, _ in c.relays), c.relays
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
