@@ -50,7 +50,8 @@ from pathlib import Path
 import httpx
 import tomli_w
 from chain_build import Built, Window, build_chain
-from network_bench import CLK_TCK, build_workload, cpu_seconds, drive, memory_mb
+from network_bench import build_workload, drive
+from node_probe import CLK_TCK, cpu_seconds, memory_mb
 
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, ClusterError, NodeProcess, free_port_block, wait_for

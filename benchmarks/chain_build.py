@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loan_workload import TXS_PER_LOAN, signed_in_background
-from network_bench import disk_bytes
+from node_probe import disk_bytes
 
 from lendchain import codec
 from lendchain.cli.network import tune_gc

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from node_probe import cpu_seconds, disk_bytes, idle_cpu_percent, memory_mb, node_counters
 
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.transactions import Transaction, build_transaction
@@ -54,7 +55,6 @@ from lendchain.node.cluster import Cluster, NodeProcess, free_port_block
 from lendchain.node.testnet import generate_testnet
 
 PROFILE_ENV = "LENDCHAIN_BENCH_PROFILE"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_MAX = 1000
 TICK_S = 0.01
 KYC_VALID_MS = 365 * 86_400_000
@@ -189,24 +189,6 @@ def start_node(cluster: Cluster, name: str, profile_dir: Path | None) -> None:
         node.process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
         )
-
-
-def cpu_seconds(node: NodeProcess) -> float:
-    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def memory_mb(node: NodeProcess) -> dict[str, float]:
-    found = {}
-    for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
-    return found
-
-
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 # -- driving the load ------------------------------------------------------------
@@ -401,21 +383,6 @@ def status_views(cluster: Cluster) -> dict[str, int]:
     return {name: cluster[name].get("/status")["view"] for name in cluster.names}
 
 
-def view_changes_metric(node: NodeProcess) -> int:
-    text = httpx.get(node.url + "/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith("lendchain_view_changes_total "):
-            return int(float(line.split()[1]))
-    return 0
-
-
-def idle_cpu_percent(nodes: list[NodeProcess], seconds: float) -> float:
-    """CPU of all nodes together while no tx is offered, in % of one core (ticks, heartbeats, pings)."""
-    before, started = sum(cpu_seconds(n) for n in nodes), time.monotonic()
-    time.sleep(seconds)
-    return round(100 * (sum(cpu_seconds(n) for n in nodes) - before) / (time.monotonic() - started), 1)
-
-
 def rate_series(run: Run, step_s: float) -> list[float]:
     """Committed tx/s in each ``step_s`` from the first submission.
 
@@ -467,6 +434,7 @@ def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -
         "blocks": len(run.blocks),
         "txs_per_block": {"mean": round(statistics.fmean(sizes), 1), "max": max(sizes)} if sizes else {},
         "view_changes": max(n["view_changes"] for n in nodes.values()),
+        "relayed_txs": sum(n["relayed_txs"] for n in nodes.values()),
         "mempool_503_retries": run.retries,
         "per_node": nodes,
     }
@@ -572,7 +540,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "peak_mb": round(memory["VmHWM"], 1),
                 "disk_bytes": disk_bytes(n.config.data_dir) - disk0[n.name],
                 "view": views[n.name],
-                "view_changes": view_changes_metric(n),
+                **node_counters(n),
             }
     finally:
         cluster.stop_all()

@@ -18,13 +18,12 @@ some transactions and leaves others out forever (a censoring primary, or one
 that never received them) would never be deposed. The request timer (paper
 4.5.2: a backup's timer runs for a request it holds) closes that gap. On a
 backup it watches the request the app says an honest primary orders first
-(``BlockApp.oldest_request``): after half a timeout plus the app's estimate
+(``BlockApp.oldest_request``). After half a timeout plus the app's estimate
 of the backlog that may go before it (or half a timeout, if nothing commits:
 before the no-progress timer fires on a primary that heard of nothing), the
-backup relays it to the primary (``RelayRequest``), and if it is still not
-ordered after
-``REQUEST_TIMEOUTS`` timeouts plus twice the app's estimate of the backlog
-that may go before it, the backup asks for a view change. The backlog term
+backup relays it to the primary (``RelayRequest``). If it is still not
+ordered after ``REQUEST_TIMEOUTS`` timeouts plus twice that backlog
+estimate, the backup asks for a view change. The backlog term
 keeps a long but moving queue (a loaded network) from deposing an honest
 primary; the watch restarts when the request commits or the view changes.
 """
@@ -58,7 +57,9 @@ class RequestWatch:
         """Relay once the backlog had time to move, or after half a timeout if nothing committed."""
         if self.relayed:
             return False
-        return now_ms >= self.relay_at_ms or (height == self.height and now_ms - self.since_ms >= half_timeout_ms)
+        return now_ms >= self.relay_at_ms or (
+            height == self.height and now_ms - self.since_ms >= half_timeout_ms
+        )
 
 
 class TimerSteps:

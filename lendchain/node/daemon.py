@@ -62,9 +62,6 @@ MAINTENANCE_S = 1.0
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
 OBSERVER_POLL_S = 0.5
-# A request the timer relays to the primary goes with this many of the oldest pooled txs:
-# a primary that missed one tx from a member has likely missed the others it sent then.
-RELAY_OLDEST = 2000
 
 
 class Node(NodeViews):
@@ -141,6 +138,8 @@ class Node(NodeViews):
             self._request,
             self._check_batch,
             lambda tx: self._accept(tx, source="relay", verified=True),
+            self.mempool,
+            [m.name for m in genesis.members if m.voting and m.name != config.name],
             self.metrics,
             self.log,
         )
@@ -155,7 +154,7 @@ class Node(NodeViews):
                 self._request,
                 self.metrics,
                 self.log,
-                relay=lambda to, ids: self._relay_pending(to, ids + self.mempool.oldest(RELAY_OLDEST)),
+                relay=self.relay.send_request,
             )
             self.driver.commit_listeners.append(self._on_commit)
         self._gossip_outbox: list[bytes] = []
@@ -408,11 +407,6 @@ class Node(NodeViews):
         if relayed is not None:
             return self.relay.receive(sender, relayed)
         return await self._sync_server.handle(sender, payload)
-
-    def _relay_pending(self, to: str, tx_ids: list[bytes]) -> None:
-        """Send these pooled txs straight to member ``to`` (the primary); see relay.py."""
-        pooled = [self.mempool.get(tx_id) for tx_id in dict.fromkeys(tx_ids)]
-        self.relay.send(to, [tx.raw for tx in pooled if tx is not None])
 
     def _send(self, to: str, payload: bytes) -> bool:
         if self.faults.delay_ms:

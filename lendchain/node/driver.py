@@ -139,7 +139,7 @@ class ConsensusDriver:
         request: Callable[[str, bytes, float], object],
         metrics: NodeMetrics,
         log: logging.Logger,
-        relay: Callable[[str, list[bytes]], None] | None = None,
+        relay: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.replica = replica
         self.app = app
@@ -275,7 +275,7 @@ class ConsensusDriver:
                 self._nursery.start_soon(self._fetch, action)
         elif isinstance(action, RelayRequest):
             if self._relay is not None:
-                self._relay(action.to, [action.request])
+                self._relay(action.to, action.request)
         elif isinstance(action, Fault):
             self.metrics.faults.labels(action.member, action.kind).inc()
             self.log.warning("fault by member=%s kind=%s: %s", action.member, action.kind, action.detail)

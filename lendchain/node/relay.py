@@ -7,10 +7,13 @@ transactions while it commits everyone else's. So a backup whose request
 timer (consensus/timers.py) has waited for its oldest transaction longer
 than an honest primary would need sends it to the primary (``RelayRequest``),
 with the pool's other oldest transactions: a primary that missed one tx from
-a member has likely missed the others it sent then. The relay goes over a
-request stream (``/lendchain/request/1``, the catch-up protocol), which does
-not depend on gossip, and it goes before the no-progress timer would depose
-a primary that has heard of nothing.
+a member has likely missed the others it sent then. It sends the same to the
+other members too, as a PBFT client broadcasts a request it retransmits:
+should the primary leave it out on purpose, every backup's request timer
+then runs for it, and enough of them ask for a view change. The relay goes
+over a request stream (``/lendchain/request/1``, the catch-up protocol),
+which does not depend on gossip, and it goes before the no-progress timer
+would depose a primary that has heard of nothing.
 
 A relay is one request ``{"txs": [raw tx, ...]}``; the answer counts the
 receiver's verdicts (``{"accepted": n, "known": n, ...}``). The receiver
@@ -34,11 +37,12 @@ import trio
 
 from lendchain import codec
 from lendchain.ledger.transactions import Transaction
-from lendchain.node.mempool import MempoolFull
+from lendchain.node.mempool import Mempool, MempoolFull
 
 RELAY_QUEUE = 64  # relays waiting to be sent; beyond this they are dropped (and counted)
 RELAY_TIMEOUT_S = 5.0
 RELAY_MAX_BYTES = 1 << 20  # raw tx bytes per relay request
+RELAY_OLDEST = 2000  # the pool's oldest txs that go with a request the timer relays
 
 
 def encode_relay(raw_txs: list[bytes]) -> bytes:
@@ -65,14 +69,28 @@ class Relay:
         request: Callable[[str, bytes, float], Awaitable[bytes]],
         check: Callable[[list[bytes]], list[Transaction] | None],
         accept: Callable[[Transaction], dict[str, Any]],
+        mempool: Mempool,
+        voters: list[str],
         metrics: Any,
         log: logging.Logger,
     ) -> None:
         self._request, self._check, self._accept = request, check, accept
+        self._mempool, self._voters = mempool, voters
         self.metrics, self.log = metrics, log
         self._out, self._queue = trio.open_memory_channel(RELAY_QUEUE)
 
     # -- sending -----------------------------------------------------------------------
+
+    def send_request(self, primary: str, request: bytes) -> None:
+        """What the request timer relays: ``request`` and the pool's oldest txs, to every voter.
+
+        The primary's copy goes first; ``voters`` are the other voting members.
+        """
+        ids = dict.fromkeys([request, *self._mempool.oldest(RELAY_OLDEST)])
+        raw_txs = [tx.raw for tx in map(self._mempool.get, ids) if tx is not None]
+        if raw_txs:
+            for to in [primary, *(v for v in self._voters if v != primary)]:
+                self.send(to, raw_txs)
 
     def send(self, to: str, raw_txs: list[bytes]) -> None:
         """Queue ``raw_txs`` for member ``to``, in requests of at most RELAY_MAX_BYTES; never blocks."""

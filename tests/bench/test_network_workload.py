@@ -14,7 +14,14 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "network_bench.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def bench(monkeypatch_module):
+    monkeypatch_module.syspath_prepend(str(BENCH.parent))  # it imports its sibling node_probe
     spec = importlib.util.spec_from_file_location("network_bench", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["network_bench"] = module  # dataclasses look their module up by name

@@ -19,7 +19,20 @@ class Tx:
         self.raw = raw
 
 
-def make_relay(request=None, check=None, accept=None) -> Relay:
+class Pool:
+    """The two mempool reads a relay makes: ids in arrival order, and the tx of an id."""
+
+    def __init__(self, raws: list[bytes]) -> None:
+        self.txs = {raw.upper(): Tx(raw) for raw in raws}  # id -> tx
+
+    def oldest(self, limit: int) -> list[bytes]:
+        return list(self.txs)[:limit]
+
+    def get(self, tx_id: bytes) -> Tx | None:
+        return self.txs.get(tx_id)
+
+
+def make_relay(request=None, check=None, accept=None, pool=None, voters=("bank1", "bank2", "bank3")) -> Relay:
     async def no_request(to, payload, timeout_s):
         raise AssertionError("no request expected")
 
@@ -27,6 +40,8 @@ def make_relay(request=None, check=None, accept=None) -> Relay:
         request or no_request,
         check or (lambda raws: [Tx(raw) for raw in raws]),
         accept or (lambda tx: {"status": "accepted"}),
+        pool or Pool([]),
+        list(voters),
         NodeMetrics(),
         logging.getLogger("test-relay"),
     )
@@ -70,7 +85,11 @@ def test_send_splits_into_requests_of_bounded_size_and_run_sends_them_in_order(m
 
 
 def test_a_failed_or_refused_relay_is_counted_and_the_next_one_still_goes(caplog):
-    answers = [OSError("connection reset"), codec.pack({"error": "bad sync request"}), codec.pack({"known": 1})]
+    answers = [
+        OSError("connection reset"),
+        codec.pack({"error": "bad sync request"}),
+        codec.pack({"known": 1}),
+    ]
     calls = []
 
     async def request(to, payload, timeout_s):
@@ -144,3 +163,19 @@ def test_sending_nothing_queues_nothing(size):
     relay = make_relay()
     relay.send("bank1", [b"x"] * size)
     assert relay._queue.statistics().current_buffer_used == size
+
+
+def test_the_timer_relays_its_request_and_the_oldest_txs_to_the_primary_first_then_every_voter(monkeypatch):
+    monkeypatch.setattr(relay_module, "RELAY_OLDEST", 2)
+    pool = Pool([b"a", b"b", b"c", b"d"])
+    relay = make_relay(pool=pool)
+    relay.send_request("bank2", b"D")  # the request, then the 2 oldest; the request is not sent twice
+    queued = []
+    while True:
+        try:
+            queued.append(relay._queue.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert queued == [(to, [b"d", b"a", b"b"]) for to in ("bank2", "bank1", "bank3")]
+    relay.send_request("bank2", b"GONE")  # committed meanwhile: the oldest still go
+    assert relay._queue.receive_nowait() == ("bank2", [b"a", b"b"])

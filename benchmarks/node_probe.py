@@ -1,0 +1,58 @@
+"""What the benchmarks read from a running node process: CPU, memory, disk, metrics counters.
+
+Linux only (``/proc``); shared by network_bench.py and chain_bench.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from lendchain.node.cluster import NodeProcess
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(node: NodeProcess) -> float:
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def memory_mb(node: NodeProcess) -> dict[str, float]:
+    found = {}
+    for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+COUNTERS = {
+    "lendchain_view_changes_total": "view_changes",
+    'lendchain_relayed_txs_total{direction="out"}': "relayed_txs",
+}
+
+
+def node_counters(node: NodeProcess) -> dict[str, int]:
+    """View changes, and txs its request timer relayed (a primary that lacked them), from /metrics."""
+    found = dict.fromkeys(COUNTERS.values(), 0)
+    for name, _, value in (
+        line.partition(" ") for line in httpx.get(node.url + "/metrics", timeout=5).text.splitlines()
+    ):
+        if name in COUNTERS:
+            found[COUNTERS[name]] = int(float(value))
+    return found
+
+
+def idle_cpu_percent(nodes: list[NodeProcess], seconds: float) -> float:
+    """CPU of all nodes together while no tx is offered, in % of one core (ticks, heartbeats, pings)."""
+    before, started = sum(cpu_seconds(n) for n in nodes), time.monotonic()
+    time.sleep(seconds)
+    return round(100 * (sum(cpu_seconds(n) for n in nodes) - before) / (time.monotonic() - started), 1)
