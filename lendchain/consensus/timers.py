@@ -19,8 +19,9 @@ that never received them) would never be deposed. The request timer (paper
 4.5.2: a backup's timer runs for a request it holds) closes that gap. On a
 backup it watches the request the app says an honest primary orders first
 (``BlockApp.oldest_request``). After half a timeout plus the app's estimate
-of the backlog that may go before it (or half a timeout, if nothing commits:
-before the no-progress timer fires on a primary that heard of nothing), the
+of the backlog that may go before it (or half a timeout, if nothing commits
+and nothing is proposed: before the no-progress timer fires on a primary
+that heard of nothing), the
 backup relays it to the primary (``RelayRequest``). If it is still not
 ordered after ``REQUEST_TIMEOUTS`` timeouts plus twice that backlog
 estimate, the backup asks for a view change. The backlog term
@@ -53,13 +54,16 @@ class RequestWatch:
     deadline_ms: int
     relayed: bool = False
 
-    def relay_due(self, now_ms: int, height: int, half_timeout_ms: int) -> bool:
-        """Relay once the backlog had time to move, or after half a timeout if nothing committed."""
+    def relay_due(self, now_ms: int, height: int, proposing: bool, half_timeout_ms: int) -> bool:
+        """Relay once the backlog had time to move, or after half a timeout of an idle primary.
+
+        ``height`` is the committed height now; ``proposing`` whether a
+        PRE-PREPARE for the next height is here (a slow round is not idle).
+        """
         if self.relayed:
             return False
-        return now_ms >= self.relay_at_ms or (
-            height == self.height and now_ms - self.since_ms >= half_timeout_ms
-        )
+        idle = height == self.height and not proposing
+        return now_ms >= self.relay_at_ms or (idle and now_ms - self.since_ms >= half_timeout_ms)
 
 
 class TimerSteps:
@@ -109,8 +113,9 @@ class TimerSteps:
         now = self._now
         watch = self._request_watch
         half_timeout = self._timeout() // 2
+        proposing = self._committed_height + 1 in self._preprepares
         due = watch is not None and (
-            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, half_timeout)
+            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, half_timeout)
         )
         # Ask the app again before acting, too: the request may have committed since the last scan.
         if due or now >= self._request_scan_at:
@@ -130,7 +135,7 @@ class TimerSteps:
                 return
         if not due:
             return
-        if watch.relay_due(now, self._committed_height, half_timeout):
+        if watch.relay_due(now, self._committed_height, proposing, half_timeout):
             watch.relayed = True
             self._emit(RelayRequest(self.primary, watch.request))
         if now >= watch.deadline_ms:

@@ -5,6 +5,7 @@ such a primary; the request timer (timers.py) watches the request each
 backup's app says an honest primary orders first.
 """
 
+from lendchain.consensus import messages as m
 from lendchain.consensus.events import RelayRequest
 from lendchain.consensus.timers import REQUEST_TIMEOUTS
 from tests.consensus.harness import PARAMS, Cluster
@@ -121,3 +122,16 @@ def test_when_nothing_commits_the_relay_does_not_wait_for_the_backlog():
     assert {name for _, name, _ in c.relays} == set(BACKUPS)
     assert all(at <= 10 + T // 2 + 10 for at, _, _ in c.relays), c.relays
     assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+
+
+def test_a_slow_round_is_not_taken_for_an_idle_primary():
+    """A PRE-PREPARE is here but its votes are slow: the relay waits for the backlog after all."""
+    c = Recording()
+    c.submit()
+    for name in BACKUPS:
+        app = c.apps[name]
+        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    c.run(T - 10, drop=lambda sender, to, message: not isinstance(message, m.PrePrepare))
+    assert all(1 in c.replicas[name]._preprepares for name in BACKUPS)
+    assert c.heights() == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    assert c.relays == []

@@ -165,7 +165,7 @@ def test_sending_nothing_queues_nothing(size):
     assert relay._queue.statistics().current_buffer_used == size
 
 
-def test_the_timer_relays_its_request_and_the_oldest_txs_to_the_primary_first_then_every_voter(monkeypatch):
+def test_the_timer_relays_the_oldest_txs_to_the_primary_and_the_request_alone_to_the_others(monkeypatch):
     monkeypatch.setattr(relay_module, "RELAY_OLDEST", 2)
     pool = Pool([b"a", b"b", b"c", b"d"])
     relay = make_relay(pool=pool)
@@ -176,6 +176,8 @@ def test_the_timer_relays_its_request_and_the_oldest_txs_to_the_primary_first_th
             queued.append(relay._queue.receive_nowait())
         except trio.WouldBlock:
             break
-    assert queued == [(to, [b"d", b"a", b"b"]) for to in ("bank2", "bank1", "bank3")]
-    relay.send_request("bank2", b"GONE")  # committed meanwhile: the oldest still go
+    assert queued == [("bank2", [b"d", b"a", b"b"]), ("bank1", [b"d"]), ("bank3", [b"d"])]
+    relay.send_request("bank2", b"GONE")  # committed meanwhile: the oldest still go to the primary
     assert relay._queue.receive_nowait() == ("bank2", [b"a", b"b"])
+    with pytest.raises(trio.WouldBlock):
+        relay._queue.receive_nowait()
