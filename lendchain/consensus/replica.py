@@ -143,7 +143,16 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._reset_view_state(floor=restored.floor)
         self._pinned = restored.pinned
         self._latest_vc: dict[str, m.ViewChange] = {}
+        # The NEW-VIEW we sent as primary, kept across a restart: a backup that missed it asks again.
         self._new_view_sent: dict[int, m.NewView] = {}
+        for view, raw in restored.new_views.items():
+            try:
+                new_view = m.decode(raw, self._max_message)
+            except m.MessageError as e:
+                raise walkeys.WalError(f"the WAL's NEW-VIEW for view {view} is damaged ({e})") from None
+            if not isinstance(new_view, m.NewView) or new_view.view != view:
+                raise walkeys.WalError(f"the WAL's NEW-VIEW record for view {view} holds something else")
+            self._new_view_sent[view] = new_view
         self._checkpoints: dict[tuple[int, bytes], dict[str, bytes]] = {}
         self._checkpoint_of: dict[tuple[str, int], bytes] = {}
         self._my_checkpoint: m.Checkpoint | None = None

@@ -140,7 +140,9 @@ class ViewChangeSteps:
             pinned_signature=signature,
             block=block,
         )
+        stale = [(wal.new_view_key(v), b"") for v in self._new_view_sent]
         self._new_view_sent = {view: new_view}
+        self._persist((wal.new_view_key(view), new_view.encode()), *stale)
         self._enter_view(view, decision.floor, new_view.pinned_preprepare(), chosen, announce=new_view)
 
     def _on_new_view(self: Any, new_view: m.NewView) -> None:

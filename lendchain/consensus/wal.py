@@ -8,6 +8,7 @@ Keys (all under ``b"pbft/"``; heights and views are 8-byte big-endian):
 ``blk/<h><digest>``           a block it pre-prepared or accepted at h
 ``prep/<h>``                  its highest-view prepared certificate at h
 ``vc/<v>``                    the VIEW-CHANGE it sent for view v (wire bytes)
+``nv/<v>``                    the NEW-VIEW it sent as primary of view v (the latest)
 ``cert/<h>``                  the commit certificate of block h (last two)
 ``ckpt``                      its latest stable checkpoint proof
 ============================  ==============================================
@@ -60,6 +61,10 @@ def view_change_key(view: int) -> bytes:
     return PREFIX + b"vc/" + _be(view)
 
 
+def new_view_key(view: int) -> bytes:
+    return PREFIX + b"nv/" + _be(view)
+
+
 def cert_key(height: int) -> bytes:
     return PREFIX + b"cert/" + _be(height)
 
@@ -82,6 +87,7 @@ class WalState:
     blocks: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # h -> digest -> block
     prepared: dict[int, PreparedCertificate] = field(default_factory=dict)
     view_changes: dict[int, bytes] = field(default_factory=dict)
+    new_views: dict[int, bytes] = field(default_factory=dict)
     certificates: dict[int, CommitCertificate] = field(default_factory=dict)
     stable: CheckpointProof = GENESIS_CHECKPOINT
     keys_by_height: dict[int, set[bytes]] = field(default_factory=dict)
@@ -123,6 +129,8 @@ def _load_one(state: WalState, key: bytes, value: bytes) -> None:
         state.keys_by_height.setdefault(height, set()).add(PREFIX + key)
     elif key.startswith(b"vc/") and len(key) == 11:
         state.view_changes[int.from_bytes(key[3:], "big")] = value
+    elif key.startswith(b"nv/") and len(key) == 11:
+        state.new_views[int.from_bytes(key[3:], "big")] = value
     elif key.startswith(b"cert/") and len(key) == 13:
         state.certificates[int.from_bytes(key[5:], "big")] = CommitCertificate.decode(value)
     else:

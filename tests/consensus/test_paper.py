@@ -326,3 +326,39 @@ def test_view_change_timeouts_double_while_views_fail_and_reset_on_commit() -> N
     assert base <= started[1] <= base + 20
     assert 2 * base <= started[2] - started[1] <= 2 * base + 20
     assert c.replicas["r4"]._timeout() == base
+
+
+def test_a_restarted_new_primary_still_answers_a_backup_that_missed_its_new_view() -> None:
+    """Crash safety: the NEW-VIEW is in the WAL, so a restarted primary re-sends it to a backup asking."""
+    c = Cluster()
+    c.down.add("r0")
+    c.submit()
+
+    def new_view_to_r3(sender, to, message) -> bool:
+        return isinstance(message, m.NewView) and to == "r3"
+
+    for _ in range(40):
+        c.run(10, drop=new_view_to_r3)
+        if c.replicas["r1"].view == 1 and not c.replicas["r1"].in_view_change:
+            break
+    assert c.replicas["r1"].view == 1 and not c.replicas["r1"].in_view_change
+    assert c.replicas["r3"].in_view_change  # it never got the NEW-VIEW
+    c.outbox.clear()
+    c.restart("r1")  # crashes before r3 asks again
+    c.submit()
+    for _ in range(100):
+        c.run(10)
+        if min(c.heights()[n] for n in ("r1", "r2", "r3")) >= 1:
+            break
+    # r3 joined view 1 from r1's re-sent NEW-VIEW: no second view change was needed.
+    assert all(c.replicas[n].view == 1 and not c.replicas[n].in_view_change for n in ("r1", "r2", "r3"))
+    assert min(c.heights()[n] for n in ("r1", "r2", "r3")) >= 1
+
+
+def test_a_damaged_new_view_record_is_a_clear_wal_error() -> None:
+    from lendchain.consensus import wal as walkeys
+
+    c = Cluster()
+    c.wals["r1"][walkeys.new_view_key(1)] = b"\x95garbage"
+    with pytest.raises(walkeys.WalError, match="NEW-VIEW for view 1 is damaged"):
+        c.restart("r1")
