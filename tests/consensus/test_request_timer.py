@@ -42,11 +42,25 @@ def committed_txs(c: Cluster, name: str) -> set[bytes]:
     return c.apps[name].committed_txs
 
 
+def report_backlog(c: Cluster, backlog_ms: int) -> None:
+    """Make the backups' apps say ordering what may precede their oldest request takes ``backlog_ms``."""
+    for name in BACKUPS:
+        app = c.apps[name]
+        app.oldest_request = lambda app=app: (app._pending(1)[0], backlog_ms) if app._pending(1) else None
+
+
+def censored_tx(c: Cluster, censors: tuple[str, ...] = ("r0",)) -> bytes:
+    """Submit one tx that ``censors`` leave out of their proposals."""
+    c.submit()
+    censored = c.workload.txs[-1]
+    for name in censors:
+        c.apps[name].censored = {censored}
+    return censored
+
+
 def test_a_primary_that_censors_one_request_is_deposed_and_the_request_commits():
     c = Recording()
-    c.submit()
-    censored = c.workload.txs[0]
-    c.apps["r0"].censored = {censored}
+    censored = censored_tx(c)
     busy_run(c, 360)
     # The primary commits the other txs: the no-progress timer never fires.
     assert min(c.heights().values()) >= 5
@@ -62,9 +76,7 @@ def test_a_primary_that_censors_one_request_is_deposed_and_the_request_commits()
 
 def test_a_backup_relays_its_oldest_request_to_the_primary_after_half_a_timeout():
     c = Recording()
-    c.submit()
-    censored = c.workload.txs[0]
-    c.apps["r0"].censored = {censored}
+    censored = censored_tx(c)
     busy_run(c, 400)
     relays = [(name, a.to, a.request) for _, name, a in c.relays]
     assert sorted(relays) == [(name, "r0", censored) for name in BACKUPS]  # once per backup
@@ -74,12 +86,8 @@ def test_a_backup_relays_its_oldest_request_to_the_primary_after_half_a_timeout(
 
 def test_the_relay_waits_for_the_backlog_and_the_deadline_allows_twice_it():
     c = Recording()
-    c.submit()
-    censored = c.workload.txs[0]
-    c.apps["r0"].censored = {censored}
-    for name in BACKUPS:  # these apps say ordering what may precede the request takes 300 ms
-        app = c.apps[name]
-        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    censored_tx(c)
+    report_backlog(c, 300)
     busy_run(c, T // 2 + 300 - 40)
     assert c.relays == []
     busy_run(c, 80)
@@ -101,10 +109,7 @@ def test_an_honest_primary_under_steady_load_is_never_deposed():
 
 def test_the_primary_runs_no_request_timer_against_itself():
     c = Cluster()
-    c.submit()
-    censored = c.workload.txs[0]
-    for app in c.apps.values():  # every member would leave it out: only backups may complain
-        app.censored = {censored}
+    censored_tx(c, censors=tuple(c.names))  # every member would leave it out: only backups may complain
     busy_run(c, 480)
     assert c.replicas["r0"].counters["request_timeouts"] == 0
     assert all(c.replicas[name].counters["request_timeouts"] == 1 for name in BACKUPS)
@@ -113,11 +118,8 @@ def test_the_primary_runs_no_request_timer_against_itself():
 def test_when_nothing_commits_the_relay_does_not_wait_for_the_backlog():
     """A backlog that does not move says nothing about the primary: relay before the no-progress timer."""
     c = Recording()
-    c.submit()
-    c.apps["r0"].censored = {c.workload.txs[0]}
-    for name in BACKUPS:
-        app = c.apps[name]
-        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    censored_tx(c)
+    report_backlog(c, 300)
     c.run(T // 2 + 20)
     assert {name for _, name, _ in c.relays} == set(BACKUPS)
     assert all(at <= 10 + T // 2 + 10 for at, _, _ in c.relays), c.relays
@@ -128,9 +130,7 @@ def test_a_slow_round_is_not_taken_for_an_idle_primary():
     """A PRE-PREPARE is here but its votes are slow: the relay waits for the backlog after all."""
     c = Recording()
     c.submit()
-    for name in BACKUPS:
-        app = c.apps[name]
-        app.oldest_request = lambda app=app: (app._pending(1)[0], 300) if app._pending(1) else None
+    report_backlog(c, 300)
     c.run(T - 10, drop=lambda sender, to, message: not isinstance(message, m.PrePrepare))
     assert all(1 in c.replicas[name]._preprepares for name in BACKUPS)
     assert c.heights() == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}

@@ -47,6 +47,20 @@ def make_relay(request=None, check=None, accept=None, pool=None, voters=("bank1"
     )
 
 
+def run_until(relay: Relay, done) -> None:
+    """Run the relay's sender until ``done()``: the queue is drained and its answers handled."""
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay.run)
+            with trio.fail_after(5):
+                while not done():
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
 def counter(relay: Relay, name: str, **labels: str) -> float:
     return relay.metrics.registry.get_sample_value(name, labels or None) or 0.0
 
@@ -71,15 +85,7 @@ def test_send_splits_into_requests_of_bounded_size_and_run_sends_them_in_order(m
     relay = make_relay(request=request)
     relay.send("bank1", [b"aaaa", b"bbbb", b"cccc", b"d" * 20, b"e"])
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(relay.run)
-            with trio.fail_after(5):
-                while len(sent) < 4:
-                    await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    run_until(relay, lambda: len(sent) == 4)
     # An oversized tx still goes, alone.
     assert sent == [("bank1", batch) for batch in ([b"aaaa", b"bbbb"], [b"cccc"], [b"d" * 20], [b"e"])]
 
@@ -103,17 +109,8 @@ def test_a_failed_or_refused_relay_is_counted_and_the_next_one_still_goes(caplog
     for to in ("bank1", "bank2", "bank3"):
         relay.send(to, [b"tx"])
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(relay.run)
-            with trio.fail_after(5):
-                while len(calls) < 3:
-                    await trio.sleep(0.01)
-            await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
-
     with caplog.at_level(logging.INFO, "test-relay"):
-        trio.run(main)
+        run_until(relay, lambda: len(calls) == 3 and relay._queue.statistics().tasks_waiting_receive)
     assert calls == ["bank1", "bank2", "bank3"]
     assert counter(relay, "lendchain_relay_failures_total") == 2
     assert counter(relay, "lendchain_relayed_txs_total", direction="out") == 1
