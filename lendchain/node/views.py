@@ -16,7 +16,7 @@ from typing import Any
 from lendchain.crypto import did_from_public_key
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block
-from lendchain.ledger.state import next_nonce
+from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, decode_transaction
 from lendchain.node.driver import MemberSighting, verify_certificate
 from lendchain.node.keyschedule import key_schedule
@@ -62,6 +62,9 @@ class NodeViews:
         if block is None:
             return None
         doc = block.to_json()
+        # What the ledger did by itself at the start of this block (instalments falling overdue,
+        # defaults, penalties): no tx carries these, so a block is the only place to show them.
+        doc["ledger_events"] = read_value(self.store, ledger_events_key(height)) or []
         certificate = self.store.certificate(height)
         if certificate is not None:
             schedule = key_schedule(self.genesis, self.store)

@@ -209,3 +209,15 @@ def test_status_gives_every_members_height_connection_and_silence(tmp_path):
         "self": False,
         "silent": False,
     }
+
+
+def test_a_block_shows_what_the_ledger_did_by_itself_at_its_start(loan_on_store, monkeypatch):
+    net = loan_on_store
+    monkeypatch.setattr(net.store, "certificate", lambda height: None)  # the fixture's are placeholders
+    views = Views(net.store, net.genesis)
+    service_height = net.store.tx_location(bytes.fromhex(net.service_id))[0]
+    events = views.block(str(service_height))["ledger_events"]
+    overdue = [e for e in events if e["event"] == "loan.overdue"]
+    assert len(overdue) == 1 and overdue[0]["loan_id"] == net.loan_id
+    # A block whose start changed nothing shows an empty list, not a missing field.
+    assert views.block("1")["ledger_events"] == []
