@@ -19,14 +19,14 @@ that never received them) would never be deposed. The request timer (paper
 4.5.2: a backup's timer runs for a request it holds) closes that gap. On a
 backup it watches the request the app says an honest primary orders first
 (``BlockApp.oldest_request``). After half a timeout plus the app's estimate
-of the backlog that may go before it (or half a timeout, if nothing commits
-and nothing is proposed: before the no-progress timer fires on a primary
-that heard of nothing), the
-backup relays it to the primary (``RelayRequest``). If it is still not
-ordered after ``REQUEST_TIMEOUTS`` timeouts plus twice that backlog
-estimate, the backup asks for a view change. The backlog term
-keeps a long but moving queue (a loaded network) from deposing an honest
-primary; the watch restarts when the request commits or the view changes.
+of the backlog that may go before it (or a quarter of a timeout if nothing
+commits and nothing is proposed: well before the no-progress timer fires on
+a primary that heard of nothing), the backup relays it to the primary
+(``RelayRequest``). If it is still not ordered after ``REQUEST_TIMEOUTS``
+timeouts plus twice that backlog estimate, the backup asks for a view
+change. The backlog term keeps a long but moving queue (a loaded network)
+from deposing an honest primary; the watch restarts when the request
+commits or the view changes.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class RequestWatch:
     deadline_ms: int
     relayed: bool = False
 
-    def relay_due(self, now_ms: int, height: int, proposing: bool, half_timeout_ms: int) -> bool:
-        """Relay once the backlog had time to move, or after half a timeout of an idle primary.
+    def relay_due(self, now_ms: int, height: int, proposing: bool, idle_wait_ms: int) -> bool:
+        """Relay once the backlog had time to move, or after ``idle_wait_ms`` of an idle primary.
 
         ``height`` is the committed height now; ``proposing`` whether a
         PRE-PREPARE for the next height is here (a slow round is not idle).
@@ -63,7 +63,7 @@ class RequestWatch:
         if self.relayed:
             return False
         idle = height == self.height and not proposing
-        return now_ms >= self.relay_at_ms or (idle and now_ms - self.since_ms >= half_timeout_ms)
+        return now_ms >= self.relay_at_ms or (idle and now_ms - self.since_ms >= idle_wait_ms)
 
 
 class TimerSteps:
@@ -112,10 +112,12 @@ class TimerSteps:
     def _run_request_timer(self: Any) -> None:
         now = self._now
         watch = self._request_watch
-        half_timeout = self._timeout() // 2
+        # An idle primary with a tx ordered it within a block interval: relay well before the
+        # no-progress timer (one timeout) would depose it, with time left for the round.
+        half_timeout, idle_wait = self._timeout() // 2, self._timeout() // 4
         proposing = self._committed_height + 1 in self._preprepares
         due = watch is not None and (
-            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, half_timeout)
+            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, idle_wait)
         )
         # Ask the app again before acting, too: the request may have committed since the last scan.
         if due or now >= self._request_scan_at:
@@ -135,7 +137,7 @@ class TimerSteps:
                 return
         if not due:
             return
-        if watch.relay_due(now, self._committed_height, proposing, half_timeout):
+        if watch.relay_due(now, self._committed_height, proposing, idle_wait):
             watch.relayed = True
             self._emit(RelayRequest(self.primary, watch.request))
         if now >= watch.deadline_ms:

@@ -46,6 +46,11 @@ class NodeMetrics:
         self.height = Gauge("lendchain_height", "committed height", registry=r)
         self.view = Gauge("lendchain_view", "current PBFT view", registry=r)
         self.view_changes = Counter("lendchain_view_changes", "views entered after the first", registry=r)
+        self.request_timeouts = Counter(
+            "lendchain_request_timeouts",
+            "view changes this node asked for because the primary left a tx it could order out",
+            registry=r,
+        )
         self.blocks = Counter("lendchain_blocks_committed", "blocks committed", registry=r)
         self.txs_committed = Counter("lendchain_txs_committed", "transactions committed", registry=r)
         self.tx_accepted = Counter(
@@ -97,6 +102,7 @@ class NodeMetrics:
         )
         self._last_commit = 0.0
         self._last_view = 0
+        self._last_request_timeouts = 0
 
     def attach_network(
         self,
@@ -111,6 +117,10 @@ class NodeMetrics:
             self.view_changes.inc(view - self._last_view)
             self._last_view = view
         self.view.set(view)
+        timeouts = replica.counters["request_timeouts"]
+        if timeouts > self._last_request_timeouts:
+            self.request_timeouts.inc(timeouts - self._last_request_timeouts)
+            self._last_request_timeouts = timeouts
 
     def on_commit(self, height: int, app: Any, store_seconds: float) -> None:
         now = time.monotonic()

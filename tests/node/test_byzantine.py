@@ -184,6 +184,7 @@ def test_a_primary_that_leaves_one_borrower_out_is_replaced_while_it_commits_the
             status = cluster[name].get("/status")
             assert status["view"] >= 1 and status["primary"] != "bank1", status
         assert any("and primary bank1 left it out" in log_of(cluster, n) for n in honest)
+        assert sum(metric(cluster, n, "lendchain_request_timeouts_total") for n in honest) >= 2
         # The backups relayed the request to bank1 before they gave up on it.
         assert metric(cluster, "bank1", "lendchain_relayed_txs_total", direction="in") >= 1
     finally:
