@@ -25,8 +25,10 @@ that heard of nothing), the backup relays it to the primary
 (``RelayRequest``). If it is still not ordered after ``REQUEST_TIMEOUTS``
 timeouts plus twice that backlog estimate, the backup asks for a view
 change. The backlog term keeps a long but moving queue (a loaded network)
-from deposing an honest primary; the watch restarts when the request
-commits or the view changes.
+from deposing an honest primary; it is capped at
+``REQUEST_MAX_BACKLOG_TIMEOUTS`` timeouts, so a primary that slows the
+measured rate down cannot stretch the deadline without end. The watch
+restarts when the request commits or the view changes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from lendchain.consensus.events import RelayRequest
 MAX_TIMEOUT_DOUBLINGS = 4
 REQUEST_TIMEOUTS = 4  # view-change timeouts a backup gives the primary for its oldest request
 REQUEST_SCAN_MS = 250  # how often a backup asks the app which request is oldest
+# The backlog estimate counts for at most this many timeouts: it comes from the commit rate
+# this node measured, which a primary that commits tiny blocks slowly would drive to nothing.
+REQUEST_MAX_BACKLOG_TIMEOUTS = 15
 
 
 @dataclass
@@ -129,7 +134,7 @@ class TimerSteps:
                 return
             request, backlog_ms = oldest
             if watch is None or watch.request != request or watch.view != self._view:
-                backlog_ms = max(backlog_ms, 0)
+                backlog_ms = min(max(backlog_ms, 0), REQUEST_MAX_BACKLOG_TIMEOUTS * self._timeout())
                 relay_at = now + half_timeout + backlog_ms
                 deadline = now + REQUEST_TIMEOUTS * self._timeout() + 2 * backlog_ms
                 self._request_watch = RequestWatch(

@@ -7,7 +7,7 @@ backup's app says an honest primary orders first.
 
 from lendchain.consensus import messages as m
 from lendchain.consensus.events import RelayRequest
-from lendchain.consensus.timers import REQUEST_TIMEOUTS
+from lendchain.consensus.timers import REQUEST_MAX_BACKLOG_TIMEOUTS, REQUEST_TIMEOUTS
 from tests.consensus.harness import PARAMS, Cluster
 
 T = PARAMS.view_change_timeout_ms  # 100 ms in the harness
@@ -135,3 +135,15 @@ def test_a_slow_round_is_not_taken_for_an_idle_primary():
     assert all(1 in c.replicas[name]._preprepares for name in BACKUPS)
     assert c.heights() == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
     assert c.relays == []
+
+
+def test_the_backlog_allowance_is_capped():
+    """A primary that drives the measured rate down cannot stretch the deadline without end."""
+    c = Cluster()
+    censored_tx(c)
+    report_backlog(c, 10**9)  # what a rate of almost nothing would give
+    cap = REQUEST_MAX_BACKLOG_TIMEOUTS * T
+    busy_run(c, REQUEST_TIMEOUTS * T + 2 * cap - 80)
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 160)
+    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
