@@ -28,6 +28,7 @@ class ScriptedReplica:
     def __init__(self, actions: list[object]) -> None:
         self.actions = actions
         self.events: list[object] = []
+        self.counters = {"request_timeouts": 0}  # what the metrics read after each step
 
     def step(self, event: object) -> list[object]:
         self.events.append(event)
