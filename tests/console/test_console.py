@@ -21,7 +21,7 @@ import tomli_w
 
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file
-from lendchain.node.cluster import Cluster, free_port_block
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 
 pytestmark = pytest.mark.slow
@@ -287,6 +287,25 @@ def test_an_event_the_chain_made_by_itself_shows_the_chain_as_its_signer(net, op
     item.wait_for()
     assert item.get_attribute("data-signer") == "chain"
     assert f"chain (block {height}) during loan.service by bank2" in item.inner_text()
+    assert console.errors == []
+
+
+def test_a_block_page_shows_what_the_chain_did_at_its_start(net, open_console):
+    """A block's ledger_events (here added in flight: no instalment falls due in a test's minutes)."""
+    register_borrowers(net["bank1"].url, 1)
+    wait_for(lambda: net["bank1"].get("/status")["height"] >= 1, 60, "a first block")
+    height = net["bank1"].get("/status")["height"]
+    answer = net["bank1"].get(f"/blocks/{height}")
+    assert answer["ledger_events"] == []
+    answer["ledger_events"] = [{"event": "loan.overdue", "loan_id": "ab" * 32, "instalment": 2}]
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/blocks/{height}", lambda route: route.fulfill(json=answer))
+    console.page.goto(net["bank1"].url + f"/console/#/block/{height}")
+    panel = console.page.locator("#block-ledger-events")
+    panel.wait_for()
+    text = panel.inner_text()
+    assert f"chain (block {height}): 1 event before its transactions" in text
+    assert "loan.overdue" in text and "instalment=2" in text
     assert console.errors == []
 
 

@@ -369,6 +369,10 @@ function renderChain() {
       : h("p", { class: "muted" }, "no blocks yet")));
 }
 
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 function eventSummary(event) {
   const parts = Object.entries(event).filter(([k]) => k !== "event" && k !== "loan_id");
   return h("span", {}, h("strong", {}, event.event || "event"), " ",
@@ -398,6 +402,12 @@ async function renderBlock(ref) {
       ["state root", h("span", { class: "mono" }, header.state_root)],
       ["certificate", `view ${cert.view}, signed by ${cert.signers.join(", ")}`],
     ])),
+    // What the chain did by itself at the block's start (instalments falling overdue, defaults).
+    (b.ledger_events || []).length
+      ? h("div", { class: "panel", id: "block-ledger-events" },
+        h("h3", {}, `chain (block ${header.height}): ${plural(b.ledger_events.length, "event")} before its transactions`),
+        b.ledger_events.map((e) => h("div", {}, eventSummary(e))))
+      : "",
     h("div", { class: "panel", id: "block-txs" }, h("h3", {}, `${b.txs.length} transactions`),
       table(["#", "tx", "kind", "signed by", "result"], statuses.map((s, i) => ({
         cells: [String(i), txLink(s.id), s.kind || "—", senderOf(s), resultCell(s.result)] })))));
