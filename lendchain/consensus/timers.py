@@ -120,10 +120,10 @@ class TimerSteps:
         # Relay to an idle primary before the no-progress timer (one timeout) would depose it.
         # Not sooner than half a timeout: on a loaded machine a primary building a big block
         # shows no PRE-PREPARE for ~0.5 s (a quarter timeout relayed 11 times per 200k run).
-        half_timeout = idle_wait = self._timeout() // 2
+        half_timeout = self._timeout() // 2
         proposing = self._committed_height + 1 in self._preprepares
         due = watch is not None and (
-            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, idle_wait)
+            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, half_timeout)
         )
         # Ask the app again before acting, too: the request may have committed since the last scan.
         if due or now >= self._request_scan_at:
@@ -143,7 +143,7 @@ class TimerSteps:
                 return
         if not due:
             return
-        if watch.relay_due(now, self._committed_height, proposing, idle_wait):
+        if watch.relay_due(now, self._committed_height, proposing, half_timeout):
             watch.relayed = True
             self._emit(RelayRequest(self.primary, watch.request))
         if now >= watch.deadline_ms:

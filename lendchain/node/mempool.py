@@ -20,6 +20,7 @@ nothing again.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -139,17 +140,18 @@ class Mempool:
         return nonce
 
     def candidates(
-        self, next_nonce: Callable[[str], int], max_txs: int, max_bytes: int
+        self, next_nonce: Callable[[str], int], max_txs: int, max_bytes: int, scan: int | None = None
     ) -> Iterator[PendingTx]:
         """Transactions for the next block: per sender contiguous from its next nonce.
 
         Senders are visited in the arrival order of their oldest pending
-        transaction; a sender whose next nonce is missing is skipped.
+        transaction; a sender whose next nonce is missing is skipped. With
+        ``scan``, only the senders of the ``scan`` oldest arrivals are visited.
         """
         emitted = 0
         size = 0
         seen_senders: set[str] = set()
-        for tx_id in self._arrival:
+        for tx_id in self._arrival if scan is None else islice(self._arrival, scan):
             tx = self._by_id[tx_id]
             if tx.sender in seen_senders:
                 continue
@@ -170,21 +172,9 @@ class Mempool:
         return list(islice(self._arrival, limit))
 
     def oldest_ready(self, next_nonce: Callable[[str], int], scan: int = 64) -> PendingTx | None:
-        """The tx ``candidates`` puts first: the ready tx of the sender that arrived first.
-
-        Only the ``scan`` oldest arrivals are looked at (a sender whose next
-        nonce is missing here is skipped); None when none of them is ready.
-        """
-        seen_senders: set[str] = set()
-        for tx_id in islice(self._arrival, scan):
-            sender = self._by_id[tx_id].sender
-            if sender in seen_senders:
-                continue
-            seen_senders.add(sender)
-            ready = self._senders[sender].by_nonce.get(next_nonce(sender))
-            if ready is not None:
-                return ready
-        return None
+        """The tx ``candidates`` puts first, looking at the ``scan`` oldest arrivals only; None if
+        none of their senders can go next (a bounded walk: it runs on a timer)."""
+        return next(self.candidates(next_nonce, 1, sys.maxsize, scan), None)
 
     def remove(self, tx_ids: list[bytes]) -> None:
         """Drop transactions that were committed."""
