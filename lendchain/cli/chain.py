@@ -136,7 +136,9 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
 
     config = load_node_config(config_path)
     try:
-        store = ChainStore.open(config.data_dir, config.genesis, create=False)
+        store = ChainStore.open(
+            config.data_dir, config.genesis, create=False, compression=config.store.compression
+        )
     except StoreError as e:
         raise click.ClickException(str(e)) from None
     try:

@@ -45,6 +45,24 @@ class ApiLimits:
     write_burst: int = 400
 
 
+# The [store] compression values (node/store.py maps them to LevelDB's).
+STORE_COMPRESSIONS = ("none", "snappy")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The ``[store]`` table: how this node's LevelDB writes its table files.
+
+    Uncompressed by default: snappy halves the bytes on disk but costs ~10 %
+    of a loaded node's CPU in compaction and reads (benchmarks/RESULTS.md,
+    third session of 2026-12-05). LevelDB records the compression of each
+    block, so a store written either way opens and reads with either setting;
+    changing it affects only what is written from then on.
+    """
+
+    compression: str = "none"
+
+
 # A bearer token shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
 MIN_TOKEN_CHARS = 16
 
@@ -68,6 +86,7 @@ class NodeConfig:
     log_format: str
     # The key this member rotates to (a ``member.rotate_key`` proposal): signs from its effective height.
     next_key_file: Path | None = None
+    store: StoreConfig = StoreConfig()
 
     @property
     def member(self) -> Member:
@@ -305,6 +324,12 @@ def load_node_config(path: str | Path) -> NodeConfig:
     )
     mp.finish()
 
+    st = top.table("store")
+    compression = st.get("compression", str, StoreConfig.compression, what="'none' or 'snappy'")
+    if compression not in STORE_COMPRESSIONS:
+        raise st.error("compression", f"must be one of {', '.join(STORE_COMPRESSIONS)}, not {compression!r}")
+    st.finish()
+
     log = top.table("log")
     level = log.get("level", str, "info")
     if level not in ("debug", "info", "warning", "error"):
@@ -335,6 +360,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         api_token_file=rel(token_file) if token_file else None,
         api_limits=api_limits,
         mempool=mempool,
+        store=StoreConfig(compression),
         log_level=level,
         log_format=log_format,
     )

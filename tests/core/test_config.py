@@ -60,6 +60,12 @@ def test_testnet_refuses_to_overwrite(net):
         (lambda d: d["api"].update(write_burst=0), "'api.write_burst' must be a positive integer"),
         (lambda d: d["api"].update(max_body_bytes=-1), "'api.max_body_bytes' must be a positive integer"),
         (lambda d: d["api"].update(max_batch_txs=1.5), "'api.max_batch_txs' must be a positive integer"),
+        (
+            lambda d: d.update(store={"compression": "zstd"}),
+            "'store.compression' must be one of none, snappy",
+        ),
+        (lambda d: d.update(store={"compression": False}), "'store.compression' must be 'none' or 'snappy'"),
+        (lambda d: d.update(store={"compresion": "none"}), "did you mean 'store.compression'"),
     ],
 )
 def test_node_config_errors_name_the_key(net, change, message):
@@ -124,6 +130,12 @@ def test_the_api_is_local_with_default_limits_unless_configured(net):
         lambda d: d["api"].update(write_rate_per_s=2.5, write_burst=10, max_body_bytes=4096, max_batch_txs=7),
     )
     assert load_node_config(net.configs[1]).api_limits == ApiLimits(4096, 7, 2.5, 10)
+
+
+def test_the_store_is_uncompressed_unless_configured(net):
+    assert load_node_config(net.configs[0]).store.compression == "none"
+    _edit(net.configs[1], lambda d: d.update(store={"compression": "snappy"}))
+    assert load_node_config(net.configs[1]).store.compression == "snappy"
 
 
 def test_an_api_token_file_must_hold_a_long_enough_token(tmp_path):

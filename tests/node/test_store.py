@@ -82,6 +82,29 @@ def test_commit_and_reopen_keep_everything(tmp_path, genesis):
         assert verify_chain(store) == 5
 
 
+def _tables_hold(path: Path, needle: bytes) -> bool:
+    return any(needle in table.read_bytes() for table in path.glob("*.ldb"))
+
+
+def test_compression_is_chosen_per_store_and_either_setting_reads_the_other(tmp_path, genesis):
+    chain = Chain.start(genesis)
+    with ChainStore.open(tmp_path / "db", genesis, compression="snappy") as store:
+        grow(store, chain, 4)
+        store._db.compact_range()  # flush the memtable: table files written with snappy
+    assert not any(_tables_hold(tmp_path / "db", raw) for raw, _ in chain.blocks)
+    with ChainStore.open(tmp_path / "db", genesis, create=False, compression="none") as store:
+        grow(store, chain, 2)
+        store._db.compact_range()
+        assert [store.block_bytes(h) for h in range(1, 7)] == [raw for raw, _ in chain.blocks]
+        assert verify_chain(store) == 6
+    # The blocks written since hold their bytes verbatim in the table files.
+    assert _tables_hold(tmp_path / "db", chain.blocks[-1][0])
+    with ChainStore.open(tmp_path / "db", genesis, create=False, compression="snappy") as store:
+        assert verify_chain(store) == 6
+    with pytest.raises(ValueError, match="compression must be one of none, snappy, not 'zlib'"):
+        ChainStore.open(tmp_path / "db", genesis, compression="zlib")
+
+
 def test_commit_refuses_out_of_order_blocks(tmp_path, genesis):
     chain = Chain.start(genesis)
     with ChainStore.open(tmp_path / "db", genesis) as store:
