@@ -20,8 +20,9 @@ Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
 MANIFEST or log record, or a missing table, refuses to open), and every read
 verifies block checksums. A truncated or bit-flipped table file holding old
 records would still only show when a peer asks for an old block, so every
-``open`` also starts a background check that reads every record once with
-checksums verified (``wait_verified`` waits for it). Reading a million-tx
+``open`` also starts a background check (``node/checksums.py``) that reads
+every record once with checksums verified (``wait_verified`` waits for it).
+Reading a million-tx
 chain this way takes seconds, which used to hold up every start-up; now the
 node is ready first, and damage the check finds poisons the store like a
 failed write: writes are refused and ``raise_if_write_failed`` (which the
@@ -38,10 +39,7 @@ the node stops, and a restart reopens the store at its last complete block.
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +58,7 @@ from lendchain.ledger.state import (
     genesis_changes,
     genesis_state_root,
 )
+from lendchain.node.checksums import ChecksumCheck, leveldb_says
 
 _META = b"m:"
 _BLOCK = b"b:"
@@ -81,10 +80,6 @@ FORMAT = 2
 # On open, this many blocks below the head are checked to link by hash.
 RECENT_BLOCKS_CHECKED = 16
 RESULTS_MEMORY = 8  # blocks whose decoded tx results tx lookups keep
-# The background checksum check's snapshot of the table files (see _check_checksums).
-_SNAPSHOT_DIR = "verify-snapshot"
-_SNAPSHOT_ATTEMPTS = 5
-_SNAPSHOT_OPEN_FILES = 64  # LevelDB's minimum; it keeps that many tables mapped at most
 _RESTORE = "the data directory is corrupt; restore it from a peer or a backup"
 # Test-only write faults (lendchain.node.faults): how LevelDB reports each one.
 _INJECTED = {"disk_full": "No space left on device", "fsync_error": "Input/output error"}
@@ -106,14 +101,8 @@ def _height_key(prefix: bytes, height: int) -> bytes:
     return prefix + struct.pack(">Q", height)
 
 
-def _leveldb_says(error: plyvel.Error) -> str:
-    """LevelDB's own message ("IO error: <file>: No space left on device"), as text."""
-    raw = error.args[0] if error.args else b""
-    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-
-
 def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
-    said = _leveldb_says(error)
+    said = leveldb_says(error)
     where = "" if str(path) in said else " in one of its table files (*.ldb)"
     return StoreError(f"data directory {path} is damaged: reading it failed{where} ({said}); {_RESTORE}")
 
@@ -157,10 +146,7 @@ class ChainStore:
         self.path = path
         self.genesis = genesis
         self.write_error: StoreError | None = None
-        # Damage the background checksum check found; set once, by the checking thread.
-        self.damage: StoreError | None = None
-        self._verifier: threading.Thread | None = None
-        self._closing = threading.Event()
+        self._check: ChecksumCheck | None = None  # the background checksum check, once started
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
@@ -194,13 +180,13 @@ class ChainStore:
                 **_DB_OPTIONS,
             )
         except plyvel.IOError as e:
-            if "lock" in _leveldb_says(e).lower():
+            if "lock" in leveldb_says(e).lower():
                 raise StoreError(
                     f"data directory {path} is in use by another process (is a node already running?)"
                 ) from None
-            raise StoreError(f"cannot open data directory {path}: {_leveldb_says(e)}") from None
+            raise StoreError(f"cannot open data directory {path}: {leveldb_says(e)}") from None
         except plyvel.CorruptionError as e:
-            said = _leveldb_says(e)
+            said = leveldb_says(e)
             files = "" if str(path) in said else f" in one of {_open_files(path)}"
             raise StoreError(
                 f"data directory {path} is damaged: LevelDB reports '{said}'{files}; {_RESTORE}"
@@ -217,10 +203,7 @@ class ChainStore:
         except BaseException:
             db.close()
             raise
-        store._verifier = threading.Thread(
-            target=store._check_checksums, name=f"verify {path.name}", daemon=True
-        )
-        store._verifier.start()
+        store._check = ChecksumCheck(db, path, _read_failed)
         return store
 
     @staticmethod
@@ -241,7 +224,7 @@ class ChainStore:
                     batch.put(_HEAD_KEY, codec.pack(head))
                     batch.put(_GENESIS_KEY, genesis.hash())
             except plyvel.Error as e:
-                raise StoreError(f"cannot initialise data directory {path}: {_leveldb_says(e)}") from None
+                raise StoreError(f"cannot initialise data directory {path}: {leveldb_says(e)}") from None
             return
         try:
             written = codec.unpack(db.get(_FORMAT_KEY) or codec.pack("unknown"))
@@ -269,72 +252,21 @@ class ChainStore:
             raise StoreError(f"the chain head record in {self.path} is unreadable; {_RESTORE}") from None
         return Head(height, block_hash, state_root, timestamp_ms)
 
-    def _check_checksums(self) -> None:
-        """Read every record once with checksums verified (LevelDB checks tables lazily).
-
-        Runs in the verifier thread, on a snapshot: hard links to the table files
-        and a copy of the MANIFEST, opened as a LevelDB of its own. LevelDB maps
-        the tables it reads into memory, so scanning the node's own handle left
-        every table mapped and the node's RSS as large as its data directory;
-        the snapshot's handle caches few tables and unmaps all of them when it
-        closes. Same inodes, so damage in the data directory shows in the
-        snapshot. Without hard links (a data directory that is a mount point)
-        the node's own handle is scanned.
-        """
-        snapshot = self.path / _SNAPSHOT_DIR
-        for _ in range(_SNAPSHOT_ATTEMPTS):
-            if self._closing.is_set():
-                return
-            try:
-                db = self._open_snapshot(snapshot)
-            except (OSError, plyvel.Error):
-                # A table compacted away between reading CURRENT and linking it, no hard
-                # links here, or no room for the snapshot's own small files: never damage
-                # (opening the store checked CURRENT, MANIFEST and the tables' presence).
-                shutil.rmtree(snapshot, ignore_errors=True)
-                continue
-            try:
-                return self._scan_checksums(db, snapshot)
-            finally:
-                db.close()
-                shutil.rmtree(snapshot, ignore_errors=True)
-        self._scan_checksums(self._db, self.path)
-
-    def _open_snapshot(self, snapshot: Path) -> plyvel.DB:
-        shutil.rmtree(snapshot, ignore_errors=True)
-        snapshot.mkdir()
-        manifest = (self.path / "CURRENT").read_text().strip()
-        shutil.copyfile(self.path / manifest, snapshot / manifest)
-        (snapshot / "CURRENT").write_text(manifest + "\n")
-        for table in self.path.glob("*.ldb"):
-            try:
-                os.link(table, snapshot / table.name)
-            except FileNotFoundError:  # compacted away meanwhile; not in the MANIFEST copy either
-                continue
-        return plyvel.DB(str(snapshot), paranoid_checks=True, max_open_files=_SNAPSHOT_OPEN_FILES)
-
-    def _scan_checksums(self, db: plyvel.DB, where: Path) -> None:
-        try:
-            with db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
-                for _ in keys:
-                    if self._closing.is_set():
-                        return
-        except plyvel.Error as e:
-            said = _leveldb_says(e).replace(str(where), str(self.path))
-            self.damage = _read_failed(self.path, plyvel.CorruptionError(said.encode()))
-
     def wait_verified(self, timeout_s: float | None = None) -> bool:
         """Wait for the background checksum check; raise its StoreError if it found damage.
 
         Returns False if it is still running after ``timeout_s``.
         """
-        if self._verifier is not None:
-            self._verifier.join(timeout_s)
-            if self._verifier.is_alive():
-                return False
+        if self._check is not None and not self._check.wait(timeout_s):
+            return False
         if self.damage is not None:
             raise self.damage
         return True
+
+    @property
+    def damage(self) -> StoreError | None:
+        """Damage the background checksum check found (set once, by its thread)."""
+        return None if self._check is None else self._check.damage
 
     def _read_failed(self, error: plyvel.Error) -> StoreError:
         return _read_failed(self.path, error)
@@ -419,9 +351,8 @@ class ChainStore:
 
     def close(self) -> None:
         """Stop the background check (it stops between two records) and close LevelDB."""
-        self._closing.set()
-        if self._verifier is not None and self._verifier is not threading.current_thread():
-            self._verifier.join()
+        if self._check is not None:
+            self._check.stop()
         if not self._db.closed:
             self._db.close()
 
@@ -552,7 +483,7 @@ class ChainStore:
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
         except plyvel.Error as e:
             self.write_error = StoreError(
-                f"writing {what} to data directory {self.path} failed ({_leveldb_says(e)}); "
+                f"writing {what} to data directory {self.path} failed ({leveldb_says(e)}); "
                 f"blocks up to {self._head.height} are stored safely, and the store takes no more "
                 f"writes: free space or fix the disk, then start the node again"
             )

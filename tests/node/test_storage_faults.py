@@ -22,6 +22,7 @@ import pytest
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey
 from lendchain.ledger.block import check_block
+from lendchain.node.checksums import ChecksumCheck
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.faults import ENV as FAULTS_ENV
 from lendchain.node.replay import verify_chain
@@ -323,7 +324,7 @@ def test_a_sound_store_passes_the_background_check_and_close_stops_it(tmp_path, 
         assert not (path / "verify-snapshot").exists()  # the check's hard links are gone
     store = ChainStore.open(path, genesis)
     store.close()  # at once, mid-check or not: the checking thread is gone when close returns
-    assert not store._verifier.is_alive()
+    assert not store._check.is_alive()
 
 
 def test_without_a_snapshot_the_check_reads_the_store_itself_and_still_finds_damage(
@@ -332,7 +333,7 @@ def test_without_a_snapshot_the_check_reads_the_store_itself_and_still_finds_dam
     def no_hard_links(self, snapshot):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr(ChainStore, "_open_snapshot", no_hard_links)
+    monkeypatch.setattr(ChecksumCheck, "_open_snapshot", no_hard_links)
     path = tmp_path / "db"
     _store_with_tables(path, genesis)
     _open_and_check(path, genesis)
