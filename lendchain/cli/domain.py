@@ -22,6 +22,7 @@ from lendchain.cli._common import (
     client_options,
     emit,
     load_signer,
+    read_passphrase,
     send_tx,
     signer_options,
     user_errors,
@@ -398,18 +399,26 @@ def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any
 @gov.command("propose-rotate-key")
 @click.argument("member")
 @click.argument("new_key_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--new-key-passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Passphrase of an encrypted NEW_KEY_FILE (default: LENDCHAIN_PASSPHRASE).",
+)
 @signer_options
 @click.pass_context
 @user_errors
-def gov_propose_rotate_key(ctx: click.Context, member: str, new_key_file: str, **kw: Any) -> None:
+def gov_propose_rotate_key(
+    ctx: click.Context, member: str, new_key_file: str, new_key_passphrase_file: str | None, **kw: Any
+) -> None:
     """Propose that MEMBER's node key becomes the key in NEW_KEY_FILE.
 
     The new key signs the proof that it is held (so nobody can assign someone
     else's key); the proposal needs 2f+1 votes and takes effect
     key_rotation_delay_blocks after the last one. Configure the member's node
-    with next_key_file = NEW_KEY_FILE before that height.
+    with next_key_file = NEW_KEY_FILE before that height (encrypted, it opens
+    with the node key's passphrase).
     """
-    new_key = read_key_file(new_key_file)
+    new_key = read_key_file(new_key_file, read_passphrase(new_key_passphrase_file))
     with client_from(kw) as client:
         chain_id = client.get("/status")["chain_id"]
         try:
@@ -474,9 +483,14 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
         raise click.ClickException(f"{file} does not verify: {e}") from None
 
     def human(v: dict[str, Any]) -> str:
+        rotations = "".join(
+            f"; {r['member']}'s node key rotated at block {r['effective_height']} (proven)"
+            for r in v["key_rotations"]
+        )
         return (
             f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
             f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
+            f"{rotations}"
         )
 
     emit(ctx, summary, human)

@@ -81,11 +81,14 @@ def start(config_path: str, passphrase_file: str | None) -> None:
     config = load_node_config(config_path)
     if passphrase_file is None and config.passphrase_file is not None:
         passphrase_file = str(config.passphrase_file)
-    key = read_key_file(config.key_file, read_passphrase(passphrase_file))
+    passphrase = read_passphrase(passphrase_file)
+    key = read_key_file(config.key_file, passphrase)
+    # The key this member rotates to: encrypted or not, with the same passphrase as the node key.
+    next_key = read_key_file(config.next_key_file, passphrase) if config.next_key_file else None
     from lendchain.node.daemon import run_node  # after the checks: importing the daemon is slow
 
     tune_gc()
-    sys.exit(run_node(config, key))
+    sys.exit(run_node(config, key, next_key))
 
 
 # A node allocates and frees millions of small dicts and lists per minute (decoded txs, state

@@ -16,14 +16,20 @@ is missing. It holds:
   inclusion proof in the header's ``results_root``. Every receipt that
   extends a loan's history ends with a ``loan.history`` event naming the
   history's new length and head (``TxContext.receipt_events``).
+- ``key_rotations``: for every node key rotation effective at or below the
+  last entry's block, the certified receipt that scheduled it
+  (``audit_keys.py``), so that certificates signed with a rotated key check
+  against the genesis too.
 
 ``verify_export`` checks, naming the entry and the check that failed:
 
+0. each key rotation's receipt is in a block final under the keys known
+   before it, and names the member, new key and effective height;
 1. each tx decodes, its id is the sha256 of its bytes, its signature is its
    sender's, it is for this chain, and it concerns this loan (the first one
    is the ``loan.apply`` whose id is the loan id); it is in its block (proof
-   to ``tx_root``); the block is final (a 2f+1 quorum of genesis members'
-   COMMIT signatures over that header);
+   to ``tx_root``); the block is final (a 2f+1 quorum of the members' COMMIT signatures
+   over that header, with the keys valid at its height);
 2. the history is one hash chain (each ``prev`` is the hash of the entry
    before) and the entries split it into consecutive ranges, each made by
    its own tx (or by the ledger, at its own height);
@@ -45,11 +51,17 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lendchain import codec
-from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
+from lendchain.ledger.audit_keys import (
+    check_final,
+    export_rotations,
+    hex_field,
+    proven_receipt,
+    verify_rotations,
+)
 from lendchain.ledger.block import Block, BlockHeader
-from lendchain.ledger.errors import InvalidBlock, TxRejected
+from lendchain.ledger.errors import AuditError, InvalidBlock, TxRejected
 from lendchain.ledger.execute import LEDGER_RESULT_TAG, result_leaves
 from lendchain.ledger.kinds import LEDGER_TX_ID
 from lendchain.ledger.queries import register_lookup, to_json
@@ -65,12 +77,9 @@ from lendchain.ledger.state import (
 )
 from lendchain.ledger.transactions import decode_transaction, verify_signature
 
-AUDIT_FORMAT = "lendchain/audit/2"
+AUDIT_FORMAT = "lendchain/audit/3"  # 3: key_rotations; a format-2 export (none) still verifies
+_READABLE_FORMATS = ("lendchain/audit/2", AUDIT_FORMAT)
 LEDGER_KIND = "ledger"  # an entry made by the ledger's own work at the start of a block
-
-
-class AuditError(ValueError):
-    """An export that does not prove what it claims; the message names the entry and the check."""
 
 
 class BlockSource(Protocol):
@@ -145,49 +154,24 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
             "receipt_proof": [node.hex() for node in merkle.inclusion_proof(receipts, index)],
         }
         entries.append(entry)
+
+    def receipts_of(height: int, block: Block) -> list[bytes]:
+        return decoded[height][1] if height in decoded else _block_receipts(reader, blocks, height, block)
+
+    rotations = export_rotations(reader, blocks, max(entry["height"] for entry in entries), receipts_of)
     return {
         "format": AUDIT_FORMAT,
         "loan_id": loan_id.hex(),
         "history": [raw.hex() for raw in raw_history],
         "history_head": history_entry_hash(raw_history[-1]).hex(),
         "entries": entries,
+        "key_rotations": rotations,
         "state_at_export": to_json(loan),
     }
 
 
-def _hex(entry: dict[str, Any], field: str) -> bytes:
-    try:
-        return bytes.fromhex(entry[field])
-    except (KeyError, TypeError, ValueError):
-        raise AuditError(f"field {field!r} is missing or not hex") from None
-
-
-def _check_block(entry: dict[str, Any], genesis: Genesis) -> BlockHeader:
-    """The entry's block header, checked final under the genesis members."""
-    header_value = codec.unpack(_hex(entry, "header"))
-    if not isinstance(header_value, list) or len(header_value) != 9:
-        raise AuditError("the block header is not the 9-field array")
-    header = BlockHeader(*header_value)
-    if header.height != entry.get("height") or header.chain_id != genesis.chain_id:
-        raise AuditError("the block header's height or chain differs from the entry")
-    certificate = CommitCertificate.decode(_hex(entry, "certificate"))
-    try:
-        certificate.verify(genesis.chain_id, [(m.name, m.public_key) for m in genesis.members])
-    except CertificateError as e:
-        # Exports carry no rotation evidence yet: a block signed after a member.rotate_key
-        # cannot be checked against the genesis alone, and is refused saying so.
-        raise AuditError(
-            f"block {header.height}'s commit certificate does not verify under the genesis keys ({e}); "
-            "if a member rotated its node key (member.rotate_key) before this block, this export "
-            "cannot prove it: audit exports do not carry key rotations yet"
-        ) from None
-    if certificate.height != header.height or certificate.digest != header.hash():
-        raise AuditError(f"the commit certificate covers another block than {header.height}")
-    return header
-
-
 def _check_tx(entry: dict[str, Any], loan_id: bytes, first: bool, header: BlockHeader, chain_id: str) -> None:
-    raw = _hex(entry, "tx")
+    raw = hex_field(entry, "tx")
     tx = decode_transaction(raw)
     if codec.sha256(raw).hex() != entry.get("tx_id"):
         raise AuditError("the tx bytes do not hash to its tx_id")
@@ -214,16 +198,10 @@ def _check_receipt(
     entry: dict[str, Any], header: BlockHeader, loan_id: bytes, length: int, head: bytes
 ) -> None:
     """The receipt is in the block's results and commits to the history's length and head."""
-    raw = _hex(entry, "receipt")
-    index, count = entry.get("receipt_index"), entry.get("receipt_count")
+    raw, index = proven_receipt(entry, header)
     ledger = entry.get("kind") == LEDGER_KIND
-    if not isinstance(index, int) or not isinstance(count, int):
-        raise AuditError("receipt_index or receipt_count is missing")
-    if count not in (header.tx_count, header.tx_count + 1) or (ledger and index != header.tx_count):
+    if ledger and index != header.tx_count:
         raise AuditError(f"the receipt is not at a result position of block {header.height}")
-    proof = [bytes.fromhex(node) for node in entry.get("receipt_proof", [])]
-    if not merkle.verify_inclusion(raw, index, count, proof, header.results_root):
-        raise AuditError(f"the receipt proof does not lead to block {header.height}'s results_root")
     receipt = codec.unpack(raw)
     if ledger:
         if not (isinstance(receipt, list) and len(receipt) == 2 and receipt[0] == LEDGER_RESULT_TAG):
@@ -267,7 +245,7 @@ def _check_history(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list
 
 def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     """Check an audit export against ``genesis``; a summary, or AuditError naming the first failure."""
-    if not isinstance(document, dict) or document.get("format") != AUDIT_FORMAT:
+    if not isinstance(document, dict) or document.get("format") not in _READABLE_FORMATS:
         raise AuditError(f"not an audit export (format is not {AUDIT_FORMAT!r})")
     try:
         loan_id = bytes.fromhex(document["loan_id"])
@@ -277,10 +255,11 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     if not isinstance(entries, list) or not entries:
         raise AuditError("the export lists no entries")
     history, heads = _check_history(document)
+    schedule = verify_rotations(document.get("key_rotations", []), genesis)
     heights, covered = [], 0
     for number, entry in enumerate(entries):
         try:
-            header = _check_block(entry, genesis)
+            header = check_final(entry, schedule, genesis.chain_id)
             if entry.get("kind") != LEDGER_KIND:
                 _check_tx(entry, loan_id, number == 0, header, genesis.chain_id)
             elif number == 0 or entry.get("tx_id") != LEDGER_TX_ID.hex():
@@ -313,6 +292,10 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
         "history_length": len(history),
         "history_head": heads[-1].hex(),
         "complete_to_height": heights[-1],
+        "key_rotations": [
+            {"member": name, "effective_height": height, "public_key": key.hex()}
+            for name, height, key in schedule.rotations()
+        ],
     }
 
 

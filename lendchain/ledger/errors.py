@@ -46,3 +46,7 @@ class InvalidBlock(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class AuditError(ValueError):
+    """An audit export that does not prove what it claims; the message names the entry and the check."""

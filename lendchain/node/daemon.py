@@ -65,7 +65,7 @@ OBSERVER_POLL_S = 0.5
 
 
 class Node(NodeViews):
-    def __init__(self, config: NodeConfig, key: SigningKey, *, network_options: dict[str, Any] | None = None):
+    def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
         genesis = config.genesis
         member = config.member
         self.store = ChainStore.open(
@@ -78,7 +78,8 @@ class Node(NodeViews):
                 f"lists {member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
                 f"executed); use {config.name}'s key"
             )
-        next_key = read_key_file(config.next_key_file) if config.next_key_file else None
+        if next_key is None and config.next_key_file:  # `lendchain start` reads it with the passphrase
+            next_key = read_key_file(config.next_key_file)
         self.config = config
         self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
@@ -117,7 +118,6 @@ class Node(NodeViews):
             validate_gossip=self._validate_gossip,
             on_gossip=self._on_gossip,
             log=self.log,
-            **(network_options or {}),
         )
         self.metrics.attach_network(self.network.stats, self.network.member_stats)
         self.faults = Faults.from_env()
@@ -555,12 +555,12 @@ async def serve_node(node: Node) -> None:
                 break
 
 
-def run_node(config: NodeConfig, key: SigningKey) -> int:
+def run_node(config: NodeConfig, key: SigningKey, next_key: SigningKey | None = None) -> int:
     """The ``lendchain start`` process: returns its exit code."""
     setup_logging(config.name, config.log_level, config.log_format)
     log = logging.getLogger(f"lendchain.{config.name}")
     try:
-        node = Node(config, key)
+        node = Node(config, key, next_key=next_key)
     except (StoreError, ValueError) as e:
         log.error("cannot start: %s", e)
         return 1

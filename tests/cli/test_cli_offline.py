@@ -53,6 +53,30 @@ def test_encrypted_key_needs_its_passphrase(run, tmp_path):
     assert key.did == shown["did"]
 
 
+def test_propose_rotate_key_opens_an_encrypted_new_key_with_its_passphrase(run, tmp_path, monkeypatch):
+    monkeypatch.delenv("LENDCHAIN_PASSPHRASE", raising=False)
+    (tmp_path / "pass").write_text("next key passphrase\n")
+    assert run("keys", "new", "me.key").exit_code == 0
+    assert run("keys", "new", "next.key", "--passphrase-file", "pass").exit_code == 0
+    base = (
+        "gov",
+        "propose-rotate-key",
+        "bank2",
+        "next.key",
+        "--key",
+        "me.key",
+        "--node",
+        "http://127.0.0.1:9",
+    )
+    locked = run(*base)
+    assert locked.exit_code == 1 and "next.key is encrypted and no passphrase was given" in locked.output
+    # Opened, it gets as far as asking the node (none answers here).
+    opened = run(*base, "--new-key-passphrase-file", "pass")
+    assert opened.exit_code == 1 and "cannot reach node" in opened.output, opened.output
+    monkeypatch.setenv("LENDCHAIN_PASSPHRASE", "next key passphrase")
+    assert "cannot reach node" in run(*base).output
+
+
 def test_testnet_writes_genesis_and_configs(run, tmp_path):
     result = run("--json", "testnet", "--out", "net", "--nodes", "4", "--observers", "1")
     assert result.exit_code == 0, result.output

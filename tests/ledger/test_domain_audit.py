@@ -17,9 +17,11 @@ from lendchain.consensus.quorum import tag
 from lendchain.ledger import queries
 from lendchain.ledger.audit import AuditError, export_loan, verify_export
 from lendchain.ledger.block import Block
+from lendchain.ledger.keyrotation import scheduled_rotations
 from lendchain.ledger.servicing import DAY_MS
 from lendchain.ledger.state import history_entry_hash
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
+from tests.ledger.test_key_rotation import rotate_bank2
 
 
 class CertifiedBlocks:
@@ -39,15 +41,29 @@ class CertifiedBlocks:
                 return height, index, execution.results[index]
         return None
 
+    def keys_at(self, height: int) -> list:
+        return self.keys
+
     def certificate(self, height: int) -> bytes | None:
         digest = Block.decode(self.block_bytes(height)).hash()
         body = [0, height, digest]
         members = self.chain.genesis.members
         signatures = tuple(
             (member.name, key.sign(tag("commit"), CHAIN_ID, body))
-            for member, key in list(zip(members, self.keys, strict=True))[:3]
+            for member, key in list(zip(members, self.keys_at(height), strict=True))[:3]
         )
         return CommitCertificate(0, height, digest, signatures).encode()
+
+
+class RotatedBlocks(CertifiedBlocks):
+    """Certificates signed with bank2's new node key from ``effective`` on."""
+
+    def __init__(self, chain: Chain, keys, new_key, effective: int) -> None:
+        super().__init__(chain, keys)
+        self.new_key, self.effective = new_key, effective
+
+    def keys_at(self, height: int) -> list:
+        return [self.keys[0], self.new_key, *self.keys[2:]] if height >= self.effective else self.keys
 
 
 def applied_loan():
@@ -99,6 +115,7 @@ def test_export_lists_every_change_with_height_tx_and_signer(exported):
         "history_length": 5,
         "history_head": document["history_head"],
         "complete_to_height": 6,
+        "key_rotations": [],
     }
 
 
@@ -257,14 +274,70 @@ def test_entries_made_by_the_ledger_itself_are_proved_by_the_block_results():
         verify_export(relabelled, genesis)
 
 
-def test_a_certificate_signed_with_a_rotated_node_key_is_refused_naming_the_rotation():
-    # Exports carry no key-rotation evidence yet: a block certified by a member's
-    # rotated key cannot be checked against the genesis alone, and the verifier says why.
-    genesis, members, chain, _, loan_hex = applied_loan()
-    loan_id = bytes.fromhex(loan_hex)
-    rotated = [members[0], seeded_key(250), *members[2:]]  # bank2 signs with its new node key
-    document = export_loan(chain.state, CertifiedBlocks(chain, rotated), loan_id)
-    with pytest.raises(AuditError, match="member.rotate_key"):
+def rotated_loan():
+    """bank2's node key rotates by governance; the loan is repaid in blocks certified with it."""
+    genesis, members, chain, borrower, loan_hex = applied_loan()
+    lender = members[0]
+    offer_id = chain.run_one(chain.tx(lender, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
+    chain.run_one(chain.tx(borrower, "loan.accept", {"loan_id": loan_hex, "offer_id": offer_id.tx_id.hex()}))
+    chain.run_one(chain.tx(lender, "loan.disburse", {"loan_id": loan_hex}))
+    new_key = seeded_key(250)
+    rotate_bank2(chain, members, new_key)
+    effective = scheduled_rotations(chain.state)["bank2"][0][0]
+    while chain.height < effective:
+        chain.run()
+    chain.run_one(chain.tx(lender, "loan.repay", {"loan_id": loan_hex, "amount": 1000}))
+    blocks = RotatedBlocks(chain, members, new_key, effective)
+    return genesis, chain, blocks, bytes.fromhex(loan_hex), new_key, effective
+
+
+def test_an_export_proves_a_node_key_rotation_and_checks_later_blocks_with_the_new_key():
+    genesis, chain, blocks, loan_id, new_key, effective = rotated_loan()
+    document = json.loads(json.dumps(export_loan(chain.state, blocks, loan_id)))
+    assert [r["member"] for r in document["key_rotations"]] == ["bank2"]
+    summary = verify_export(document, genesis)
+    assert summary["complete_to_height"] == chain.height > effective
+    assert summary["key_rotations"] == [
+        {"member": "bank2", "effective_height": effective, "public_key": new_key.public_key.hex()}
+    ]
+    # Without the evidence, the last block's certificate cannot be checked: refused, saying why.
+    bare = {**document, "key_rotations": []}
+    with pytest.raises(
+        AuditError,
+        match=r"entry 4: block \d+.s commit certificate does not verify under the genesis keys and the key rot",
+    ):
+        verify_export(bare, genesis)
+    # A format-2 export (before key rotations were carried) of an unrotated history still verifies.
+    genesis2, _, chain2, _, loan2 = applied_loan()
+    old = export_loan(chain2.state, CertifiedBlocks(chain2, make_genesis()[1]), bytes.fromhex(loan2))
+    old.pop("key_rotations")
+    assert verify_export({**old, "format": "lendchain/audit/2"}, genesis2)["key_rotations"] == []
+
+
+@pytest.mark.parametrize(
+    "tamper, names",
+    [
+        (lambda r: r.update(member="bank3"), "key rotation 0: the rotation's member"),
+        (lambda r: r.update(receipt=r["receipt"][:-2] + "00"), "key rotation 0: the receipt proof"),
+        (lambda r: r.update(receipt_index=r["receipt_index"] + 1), "key rotation 0: the receipt"),
+        (lambda r: r.update(height=r["height"] + 1), "key rotation 0: the block header's height"),
+        (lambda r: r.update(certificate="00"), "key rotation 0"),
+        (lambda r: r.pop("header"), "key rotation 0: field 'header' is missing"),
+    ],
+)
+def test_tampered_rotation_evidence_is_refused_naming_it(tamper, names):
+    genesis, chain, blocks, loan_id, _, _ = rotated_loan()
+    document = json.loads(json.dumps(export_loan(chain.state, blocks, loan_id)))
+    tamper(document["key_rotations"][0])
+    with pytest.raises(AuditError, match=names):
         verify_export(document, genesis)
-    # The same history certified under the genesis keys verifies.
-    assert verify_export(export_loan(chain.state, CertifiedBlocks(chain, members), loan_id), genesis)
+
+
+def test_rotation_evidence_certified_by_non_members_is_refused():
+    genesis, chain, blocks, loan_id, _, _ = rotated_loan()
+    document = export_loan(chain.state, blocks, loan_id)
+    forged = RotatedBlocks(chain, [seeded_key(200 + i) for i in range(4)], seeded_key(250), 0)
+    height = document["key_rotations"][0]["height"]
+    document["key_rotations"][0]["certificate"] = forged.certificate(height).hex()
+    with pytest.raises(AuditError, match=f"key rotation 0: block {height}'s commit certificate"):
+        verify_export(document, genesis)

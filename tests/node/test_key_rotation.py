@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.ledger.audit import verify_export
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 from tests.node.helpers import client
@@ -107,6 +109,24 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             return bool(bank2_signed_from(cluster, restarted_at + 1, schedule, genesis.chain_id))
 
         wait_for(bank2_signs_again, 90, "bank2's commits under its new PeerID", interval_s=0.1)
+
+        # A loan applied for after the rotation: its audit export proves the rotation, and
+        # verifies against the genesis alone.
+        borrower = SigningKey.generate()
+        attester = next(m.name for m in genesis.members if "kyc" in m.roles)
+        far = int(time.time() * 1000) + 86_400_000
+        with client(cluster, "bank1") as c:
+            c.send(borrower, "party.register", {"role": "borrower"})
+            kyc = {"subject": borrower.did, "level": 2, "expires_ms": far, "evidence_hash": "cd" * 32}
+            c.send(keys[attester], "kyc.attest", kyc)
+            apply = {"amount": 90_000, "currency": "EUR", "term_months": 3, "purpose": "after rotation"}
+            loan_id = c.send(borrower, "loan.apply", apply)["id"]
+            export = c.get(f"/audit/{loan_id}")
+        summary = verify_export(export, genesis)
+        assert summary["complete_to_height"] > effective
+        assert summary["key_rotations"] == [
+            {"member": "bank2", "effective_height": effective, "public_key": new_key.public_key.hex()}
+        ]
 
         cluster.stop("bank3")
         checked = subprocess.run(

@@ -115,6 +115,28 @@ def test_the_config_passphrase_file_starts_it_too(tmp_path):
         assert cluster.stop_all() == {"bank1": 0}
 
 
+def test_an_encrypted_next_key_opens_with_the_node_passphrase(tmp_path):
+    config, _ = encrypted_node(tmp_path)
+    keys = tmp_path / "net" / "keys"
+    config.write_text('next_key_file = "keys/bank1.next.key"\n' + config.read_text())
+    write_key_file(keys / "bank1.next.key", SigningKey.generate(), "another passphrase entirely")
+    refused = start(config, clean_env(LENDCHAIN_PASSPHRASE=PASSPHRASE))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"wrong passphrase for key file {keys / 'bank1.next.key'}" in refused.stderr
+    next_key = SigningKey.generate()
+    (keys / "bank1.next.key").unlink()
+    write_key_file(keys / "bank1.next.key", next_key, PASSPHRASE)
+    cluster = Cluster([config], tmp_path / "logs")
+    cluster.start("bank1", extra_env={"LENDCHAIN_PASSPHRASE": PASSPHRASE})
+    try:
+        cluster.wait_healthy()
+    finally:
+        assert cluster.stop_all() == {"bank1": 0}
+    log = cluster["bank1"].log_path.read_text()
+    for secret in secrets_of(next_key):
+        assert secret not in log
+
+
 def test_an_encrypted_key_without_a_passphrase_is_one_clear_line(tmp_path):
     config, key = encrypted_node(tmp_path)
     result = start(config, clean_env())
