@@ -28,8 +28,8 @@ is missing. It holds:
 1. each tx decodes, its id is the sha256 of its bytes, its signature is its
    sender's, it is for this chain, and it concerns this loan (the first one
    is the ``loan.apply`` whose id is the loan id); it is in its block (proof
-   to ``tx_root``); the block is final (a 2f+1 quorum of the members' COMMIT signatures
-   over that header, with the keys valid at its height);
+   to ``tx_root``); the block is final (a 2f+1 quorum of the members'
+   COMMIT signatures over that header, with the keys valid at its height);
 2. the history is one hash chain (each ``prev`` is the hash of the entry
    before) and the entries split it into consecutive ranges, each made by
    its own tx (or by the ledger, at its own height);

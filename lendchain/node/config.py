@@ -53,7 +53,7 @@ STORE_COMPRESSIONS = ("none", "snappy")
 class StoreConfig:
     """The ``[store]`` table: how this node's LevelDB writes its table files.
 
-    Uncompressed by default: snappy halves the bytes on disk but costs ~10 %
+    Uncompressed by default: snappy saves ~40 % of the bytes on disk but costs ~13 %
     of a loaded node's CPU in compaction and reads (benchmarks/RESULTS.md,
     third session of 2026-12-05). LevelDB records the compression of each
     block, so a store written either way opens and reads with either setting;
