@@ -51,10 +51,10 @@ import httpx
 import tomli_w
 from chain_build import Built, Window, build_chain
 from network_bench import build_workload, drive
-from node_probe import CLK_TCK, cpu_seconds, memory_mb
+from node_probe import cpu_seconds, main_thread_cpu_seconds, memory_mb
 
 from lendchain.crypto import SigningKey, read_key_file
-from lendchain.node.cluster import Cluster, ClusterError, NodeProcess, free_port_block, wait_for
+from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
 from lendchain.node.testnet import TestnetLayout, generate_testnet
 
 NODES = 4
@@ -133,13 +133,6 @@ def node_memory(cluster: Cluster) -> dict[str, dict[str, float]]:
                 found[key] = int(value.split()[0]) / 1024
         memory[name] = {key: round(value, 1) for key, value in found.items()}
     return memory
-
-
-def main_thread_cpu_seconds(node: NodeProcess) -> float:
-    """CPU of the node's main thread (the event loop: ledger, consensus, API), not LevelDB's or workers'."""
-    pid = node.process.pid
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace, log) -> dict:

@@ -21,6 +21,13 @@ def cpu_seconds(node: NodeProcess) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def main_thread_cpu_seconds(node: NodeProcess) -> float:
+    """CPU of the node's main thread (the event loop: ledger, consensus, API), not LevelDB's or workers'."""
+    pid = node.process.pid
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def memory_mb(node: NodeProcess) -> dict[str, float]:
     found = {}
     for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
