@@ -13,12 +13,13 @@ from lendchain.cli._common import emit
 
 
 @contextmanager
-def _net(directory: str | None, observer: bool = False) -> Iterator[Any]:
+def _net(directory: str | None, observer: bool = False, **given: Any) -> Iterator[Any]:
+    """The network of ``directory`` (default docker/network), with the settings it was made with."""
     from lendchain.node import dockernet
 
     try:
-        net = dockernet.DockerNet(
-            network_dir=Path(directory) if directory else dockernet.DEFAULT_NETWORK_DIR, observer=observer
+        net = dockernet.DockerNet.for_dir(
+            Path(directory) if directory else dockernet.DEFAULT_NETWORK_DIR, observer=observer, **given
         )
     except dockernet.DockerNetError as e:
         raise click.ClickException(str(e)) from None
@@ -54,12 +55,28 @@ def docker() -> None:
 @click.option("--observer", is_flag=True, help="Also run the read-only regulator1.")
 @click.option("--no-build", is_flag=True, help="Use the images already built.")
 @click.option("--timeout", default=120.0, show_default=True)
+@click.option("--project", help="Compose project: container and network name prefix [lendchain].")
+@click.option("--subnet", help="The nodes' private bridge network [172.28.0.0/16].")
+@click.option("--api-port", type=click.IntRange(1, 65530), help="Bank i's API on 127.0.0.1:PORT+i [8100].")
 @click.pass_context
 def docker_up(
-    ctx: click.Context, directory: str | None, observer: bool, no_build: bool, timeout: float
+    ctx: click.Context,
+    directory: str | None,
+    observer: bool,
+    no_build: bool,
+    timeout: float,
+    project: str | None,
+    subnet: str | None,
+    api_port: int | None,
 ) -> None:
-    """Build images if missing, start the network and wait until every node is healthy."""
-    with _net(directory, observer) as net:
+    """Build images if missing, start the network and wait until every node is healthy.
+
+    A second network runs beside the first from its own --dir, with a
+    --project, --subnet and --api-port of its own; the directory remembers
+    them (docker.toml), so later commands need only --dir.
+    """
+    ports = tuple(api_port + i for i in range(1, 6)) if api_port is not None else None
+    with _net(directory, observer, project=project, subnet=subnet, api_ports=ports) as net:
         _show(ctx, net.up(build=not no_build, timeout_s=timeout))
 
 

@@ -22,15 +22,18 @@ import secrets
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import tomli_w
 
 from lendchain.client import NodeClient, NodeError
-from lendchain.node.config import load_genesis
+from lendchain.node.config import ConfigError, load_genesis
+from lendchain.node.testnet import DOCKER_SUBNET, docker_ip, generate_testnet
 
 T = TypeVar("T")
 
@@ -44,6 +47,7 @@ P2P_PORT = 47100
 CONTAINER_API_PORT = 8100
 DEFAULT_API_PORTS = (8101, 8102, 8103, 8104, 8105)
 IMAGE_UID = 10001
+SETTINGS_FILE = "docker.toml"  # in the network directory: its compose project, subnet and API ports
 BASE_IMAGE = "lendchain-base:bookworm"
 NODE_IMAGE_REPO = "lendchain-node"
 # What goes into the node image; a change to any of these makes a new tag.
@@ -238,14 +242,43 @@ class DockerNet:
     api_ports: tuple[int, ...] = DEFAULT_API_PORTS
     image: str | None = None
     observer: bool = False
+    subnet: str = DOCKER_SUBNET
     _clients: dict[str, NodeClient] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.network_dir = Path(self.network_dir).resolve()
         self.nodes: tuple[str, ...] = NODES + ((OBSERVER,) if self.observer else ())
-        self.api_ports = tuple(self.api_ports)[: len(self.nodes)]
+        self._given_ports = tuple(self.api_ports)  # saved whole: a later up may add the observer
+        self.api_ports = self._given_ports[: len(self.nodes)]
         if len(self.api_ports) != len(self.nodes):
             raise DockerNetError(f"give one API port per node ({len(self.nodes)}), not {len(self.api_ports)}")
+        try:
+            docker_ip(self.subnet, len(NODES))
+        except (ValueError, ConfigError) as e:
+            raise DockerNetError(f"subnet {self.subnet!r} cannot hold the network: {e}") from None
+
+    @classmethod
+    def for_dir(cls, network_dir: Path, **given: Any) -> DockerNet:
+        """The network of ``network_dir``: its saved settings (``docker.toml``), then ``given``'s.
+
+        Every ``up`` saves them (with ``--project/--subnet/--api-port`` as given),
+        so every later command on the directory finds that network.
+        """
+        saved: dict[str, Any] = {}
+        settings = Path(network_dir) / SETTINGS_FILE
+        if settings.is_file():
+            try:
+                doc = tomllib.loads(settings.read_text())
+                saved = {"project": str(doc["project"]), "subnet": str(doc["subnet"])}
+                saved["api_ports"] = tuple(int(port) for port in doc["api_ports"])
+            except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+                raise DockerNetError(f"{settings} is unreadable ({e}); fix or remove it") from None
+        chosen = {key: value for key, value in given.items() if value is not None}
+        return cls(network_dir=Path(network_dir), **{**saved, **chosen})
+
+    def _save_settings(self) -> None:
+        doc = {"project": self.project, "subnet": self.subnet, "api_ports": list(self._given_ports)}
+        (self.network_dir / SETTINGS_FILE).write_text(tomli_w.dumps(doc))
 
     # names and addresses
 
@@ -259,7 +292,7 @@ class DockerNet:
         return f"{self.project}-ledger"
 
     def ip(self, node: str) -> str:
-        return f"172.28.0.{11 + self.nodes.index(node)}"
+        return docker_ip(self.subnet, self.nodes.index(node))
 
     def api_url(self, node: str) -> str:
         self._check_node(node)
@@ -282,11 +315,11 @@ class DockerNet:
 
     def prepare(self) -> None:
         """Generate the configs (once) and make the key files readable by the containers' user."""
-        from lendchain.node.testnet import generate_testnet
-
         if not (self.network_dir / "genesis.toml").exists():
             # The observer is always in the genesis, so it can join a running chain later.
-            generate_testnet(self.network_dir, nodes=len(NODES), observers=1, docker=True)
+            generate_testnet(
+                self.network_dir, nodes=len(NODES), observers=1, docker=True, docker_subnet=self.subnet
+            )
         genesis = load_genesis(self.network_dir / "genesis.toml")
         names = tuple(m.name for m in genesis.members)
         observers = tuple(m.name for m in genesis.observers)
@@ -296,6 +329,14 @@ class DockerNet:
                 f"{', '.join(observers) or 'none'}, but the compose file runs {', '.join(self.nodes)}; "
                 f"remove {self.network_dir} (after 'lendchain docker down --volumes') to generate it again"
             )
+        expected = [f"/ip4/{docker_ip(self.subnet, i)}/tcp/{P2P_PORT}" for i in range(len(NODES) + 1)]
+        if [m.address for m in (*genesis.members, *genesis.observers)][: len(expected)] != expected:
+            raise DockerNetError(
+                f"{self.network_dir}/genesis.toml addresses its members on another subnet than "
+                f"{self.subnet}; give the subnet it was made for, or remove {self.network_dir} (after "
+                "'lendchain docker down --volumes') to generate it again"
+            )
+        self._save_settings()  # what this up uses is what later commands on the directory find
         token = self.network_dir / "api.token"
         if not token.exists():
             token.write_text(secrets.token_hex(32) + "\n")
@@ -323,7 +364,10 @@ class DockerNet:
             "LENDCHAIN_PROJECT": self.project,
             "LENDCHAIN_UID": str(self.container_uid()),
             "LENDCHAIN_NODE_IMAGE": self.image or f"{NODE_IMAGE_REPO}:dev",
+            "LENDCHAIN_SUBNET": self.subnet,
         }
+        for index, node in enumerate((*NODES, OBSERVER)):
+            env[f"LENDCHAIN_{node.upper()}_IP"] = docker_ip(self.subnet, index)
         for node, port in zip(self.nodes, self.api_ports, strict=True):
             env[f"LENDCHAIN_{node.upper()}_API_PORT"] = str(port)
         if self.observer:
@@ -367,9 +411,10 @@ class DockerNet:
         except DockerNetError as e:
             if "overlaps" in str(e):
                 raise DockerNetError(
-                    f"another docker network already uses 172.28.0.0/16, so {self.ledger_network} cannot be "
-                    "created; stop the other lendchain network ('lendchain docker down', or 'docker network ls' "
-                    "and 'docker network rm' it)"
+                    f"another docker network already uses {self.subnet}, so {self.ledger_network} cannot be "
+                    "created; stop the other network ('lendchain docker down', or 'docker network ls' and "
+                    "'docker network rm' it), or run this one elsewhere: a new --dir with --project, "
+                    "--subnet and --api-port of its own"
                 ) from None
             raise
         self.wait_ready(self.nodes, timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,17 @@ class TestnetLayout:
     configs: tuple[Path, ...]
 
 
+DOCKER_SUBNET = "172.28.0.0/16"
+
+
+def docker_ip(subnet: str, index: int) -> str:
+    """The container address of the ``index``-th member (0-based) on the docker bridge ``subnet``."""
+    network = ipaddress.IPv4Network(subnet)
+    if network.num_addresses < 32:
+        raise ConfigError(f"docker subnet {subnet} is too small; give a /27 or larger")
+    return str(network.network_address + 11 + index)
+
+
 def generate_testnet(
     out: str | Path,
     nodes: int = 4,
@@ -37,12 +49,14 @@ def generate_testnet(
     api_base_port: int = 8100,
     observers: int = 0,
     docker: bool = False,
+    docker_subnet: str = DOCKER_SUBNET,
     consensus: ConsensusParams | None = None,
 ) -> TestnetLayout:
     """Write ``out/{genesis.toml,keys/,nodeN.toml}`` for an ``nodes``-member network.
 
     With ``docker=True`` every node listens on 0.0.0.0 inside its own container
-    and members are addressed by container IP on a 172.28.0.0/16 bridge.
+    and members are addressed by container IP on the ``docker_subnet`` bridge
+    (``docker_ip``: the subnet's address 11, 12, … in member order).
     """
     out = Path(out)
     if nodes < 1:
@@ -58,7 +72,7 @@ def generate_testnet(
         voting = i < nodes
         roles = DEFAULT_ROLES[i % len(DEFAULT_ROLES)] if voting else ("regulator",)
         if docker:
-            address = f"/ip4/172.28.0.{11 + i}/tcp/{p2p_base_port}"
+            address = f"/ip4/{docker_ip(docker_subnet, i)}/tcp/{p2p_base_port}"
         else:
             address = f"/ip4/{host}/tcp/{p2p_base_port + i + 1}"
         members.append(Member(name, key.public_key, address, roles, voting))

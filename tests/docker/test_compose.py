@@ -59,6 +59,55 @@ def test_observer_adds_the_regulator_with_its_own_port_and_profile(tmp_path):
     assert "COMPOSE_PROFILES" not in dockernet.DockerNet(tmp_path / "m").compose_env()
 
 
+def test_a_second_network_has_its_own_subnet_project_and_ports_and_its_directory_remembers_them(tmp_path):
+    second = dockernet.DockerNet(
+        tmp_path / "b",
+        project="lendchain-b",
+        subnet="172.29.0.0/16",
+        api_ports=(18201, 18202, 18203, 18204, 18205),
+    )
+    second.prepare()
+    genesis = load_genesis(second.network_dir / "genesis.toml")
+    addresses = [m.address for m in (*genesis.members, *genesis.observers)]
+    assert addresses == [f"/ip4/172.29.0.{11 + i}/tcp/47100" for i in range(5)]
+    env = second.compose_env()
+    assert env["LENDCHAIN_SUBNET"] == "172.29.0.0/16" and env["LENDCHAIN_PROJECT"] == "lendchain-b"
+    assert [env[f"LENDCHAIN_{n.upper()}_IP"] for n in (*dockernet.NODES, "regulator1")] == [
+        f"172.29.0.{11 + i}" for i in range(5)
+    ]
+    found = dockernet.DockerNet.for_dir(tmp_path / "b", observer=True)
+    assert (found.project, found.subnet, found.api_ports) == (
+        "lendchain-b",
+        "172.29.0.0/16",
+        (18201, 18202, 18203, 18204, 18205),
+    )
+    assert found.api_url("regulator1") == "http://127.0.0.1:18205" and found.ip("bank2") == "172.29.0.12"
+    # A directory made for one subnet is refused on another: its genesis names the old addresses.
+    with pytest.raises(dockernet.DockerNetError, match="on another subnet than 172.30.0.0/16"):
+        dockernet.DockerNet.for_dir(tmp_path / "b", subnet="172.30.0.0/16").prepare()
+    (tmp_path / "b" / "docker.toml").write_text("project = [")
+    with pytest.raises(dockernet.DockerNetError, match="docker.toml is unreadable"):
+        dockernet.DockerNet.for_dir(tmp_path / "b")
+
+
+@pytest.mark.parametrize("subnet", ["172.29.0.0/30", "172.29.0.1/16", "not a subnet"])
+def test_a_subnet_that_cannot_hold_the_network_is_refused(tmp_path, subnet):
+    with pytest.raises(dockernet.DockerNetError, match=f"subnet '{subnet}' cannot hold the network"):
+        dockernet.DockerNet(tmp_path / "n", subnet=subnet)
+
+
+def test_docker_up_names_a_bad_subnet_before_touching_docker(tmp_path):
+    from click.testing import CliRunner
+
+    from lendchain.cli import main
+
+    result = CliRunner().invoke(
+        main, ["docker", "up", "--dir", str(tmp_path / "n"), "--subnet", "10.1.2.0/29"]
+    )
+    assert result.exit_code == 1 and "subnet '10.1.2.0/29' cannot hold the network" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "n").exists()
+
+
 def test_unknown_node_names_the_known_ones(net):
     with pytest.raises(dockernet.DockerNetError, match="no node 'bank9'.*bank1, bank2, bank3, bank4"):
         net.container("bank9")
@@ -75,10 +124,17 @@ def test_source_digest_follows_the_package_sources(tmp_path):
     assert dockernet.source_digest(tmp_path) != before
 
 
-def test_compose_file_puts_each_bank_on_the_private_network_with_its_own_key_only(net):
+def test_compose_file_puts_each_bank_on_the_private_network_with_its_own_key_only(tmp_path):
     yaml = pytest.importorskip("yaml", reason="reading compose's output needs PyYAML")
     if dockernet.shutil.which("docker") is None:
         pytest.skip("the docker command is not installed")
+    # Not the default subnet, so the file's variables are what puts the addresses there.
+    net = dockernet.DockerNet(
+        tmp_path / "network",
+        project="lendchain-unit",
+        api_ports=(18101, 18102, 18103, 18104),
+        subnet="10.77.0.0/24",
+    )
     net.prepare()
     try:
         cmd = dockernet.compose_command()
@@ -93,13 +149,13 @@ def test_compose_file_puts_each_bank_on_the_private_network_with_its_own_key_onl
     )
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load(result.stdout)
-    assert doc["networks"]["ledger"]["ipam"]["config"] == [{"subnet": "172.28.0.0/16"}]
+    assert doc["networks"]["ledger"]["ipam"]["config"] == [{"subnet": net.subnet}]
     assert sorted(doc["services"]) == [*dockernet.NODES, dockernet.OBSERVER]
     assert doc["services"][dockernet.OBSERVER]["profiles"] == ["observer"]
     for i, node in enumerate(dockernet.NODES):
         service = doc["services"][node]
         assert service["container_name"] == f"lendchain-unit-{node}"
-        assert service["networks"]["ledger"]["ipv4_address"] == f"172.28.0.{11 + i}"
+        assert service["networks"]["ledger"]["ipv4_address"] == net.ip(node)
         ports = json.dumps(service["ports"])
         assert "127.0.0.1" in ports and str(18101 + i) in ports
         assert service["restart"] == "on-failure" and "healthcheck" in service

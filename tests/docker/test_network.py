@@ -1,7 +1,7 @@
 """The 4-bank network in containers: a loan, a stopped primary, a partition, two kills, down/up.
 
-One network (project ``lendchain-test``, APIs on free 127.0.0.1 ports, the
-read-only regulator1 beside the four banks) is started for the module and removed with its volumes at the end. Every test
+One network (project ``lendchain-test`` on 10.201.0.0/24, APIs on free
+127.0.0.1 ports, the read-only regulator1 beside the four banks) is started for the module and removed with its volumes at the end. Every test
 leaves all four nodes running and agreeing; every wait is on a condition
 with a deadline.
 """
@@ -36,6 +36,7 @@ def net(node_image, tmp_path_factory):
         api_ports=free_ports(5),
         image=node_image,
         observer=True,
+        subnet="10.201.0.0/24",  # not the default, so a demo network may run beside the tests
     )
     network.compose("down", "--remove-orphans", "--volumes")  # leftovers of an interrupted run
     start = time.monotonic()
@@ -277,6 +278,33 @@ def test_two_nodes_killed_nothing_commits_nor_forks_and_restarting_them_recovers
             net.restart(node)
     committed_everywhere(net, [tx_id], NODES, timeout_s=120)
     committed.append(tx_id)
+    committed_everywhere(net, committed, NODES)
+    assert_same_chain(net)
+
+
+def test_a_second_network_runs_beside_the_first_on_its_own_subnet(
+    net, committed, node_image, tmp_path_factory
+):
+    second = DockerNet(
+        tmp_path_factory.mktemp("docker-b") / "network",
+        project="lendchain-test-b",
+        api_ports=free_ports(5),
+        image=node_image,
+        subnet="10.202.0.0/24",
+    )
+    second.compose("down", "--remove-orphans", "--volumes")
+    try:
+        second.up(timeout_s=120)
+        tx_id = register(second.client("bank1"))
+        committed_everywhere(second, [tx_id], NODES, timeout_s=60)
+        with pytest.raises(NodeError) as unknown:  # another chain: the first network never saw it
+            net.client("bank1").tx(tx_id)
+        assert unknown.value.status == 404
+    except BaseException:
+        print(second.logs(tail=40))
+        raise
+    finally:
+        second.down(volumes=True)
     committed_everywhere(net, committed, NODES)
     assert_same_chain(net)
 
