@@ -264,6 +264,8 @@ class Node(NodeViews):
                     "bad_nonce", f"nonce {tx.nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
                 )
             self.mempool.add(PendingTx(tx, now_ms()))
+            if len(self.mempool) == 1 and self.driver is not None:
+                self.driver.nudge()  # the first tx of an idle pool: the primary proposes at once
         except TxRejected as e:
             self.metrics.tx_rejected.labels(e.code).inc()
             return {"id": tx_id.hex(), "status": "rejected", "code": e.code, "message": e.message}

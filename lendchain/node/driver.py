@@ -43,6 +43,10 @@ from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
 
 TICK_S = 0.02
+# With nothing pending the ticks only drive timers (seconds long), so they slow down; a tx
+# arriving wakes the ticker at once (``nudge``). Idle nodes cost ~2.5 % of a core each,
+# mostly wake-ups (benchmarks/RESULTS.md, third session of 2026-12-05).
+IDLE_TICK_S = 0.1
 EVENT_QUEUE = 100_000
 SYNC_BATCH_BLOCKS = 64
 SYNC_TIMEOUT_S = 10.0
@@ -156,6 +160,7 @@ class ConsensusDriver:
         self.commit_listeners: list[Callable[[int], None]] = []
         self.sync_target = 0
         self._height_changed = trio.Event()
+        self._wake = trio.Event()
         self.member_sightings: dict[str, MemberSighting] = {}
 
     # Called from network reader tasks: must never block.
@@ -173,11 +178,21 @@ class ConsensusDriver:
             async for event in self._inbox:
                 self._step(event)
 
+    def nudge(self) -> None:
+        """Work arrived at an idle node (its pool was empty): tick now, not at the idle tick's end."""
+        self._wake.set()
+
     async def _ticker(self) -> None:
-        """A clock tick every TICK_S, and one more when the primary's next block falls due."""
+        """A tick every TICK_S with work pending, every IDLE_TICK_S (or at a nudge) without it,
+        and the primary's also when its next block falls due."""
         while True:
             now = now_ms()
             await self._inbox_send.send(Tick(now))
+            if not self.app.has_pending_work() and not self.replica.in_view_change:
+                self._wake = trio.Event()
+                with trio.move_on_after(IDLE_TICK_S):
+                    await self._wake.wait()
+                continue
             delay = TICK_S
             if self.replica.primary == self.app.me and not self.replica.in_view_change:
                 due = self.app.proposal_due_ms()

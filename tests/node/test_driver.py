@@ -12,7 +12,7 @@ from lendchain.consensus.events import Deliver, Persist, Send, Tick
 from lendchain.node import store as store_module
 from lendchain.node.app import NodeApp
 from lendchain.node.config import MempoolConfig
-from lendchain.node.driver import TICK_S, ConsensusDriver, now_ms
+from lendchain.node.driver import IDLE_TICK_S, TICK_S, ConsensusDriver, now_ms
 from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
@@ -123,11 +123,28 @@ class DueApp:
 
     me = "bank1"
 
-    def __init__(self) -> None:
+    def __init__(self, pending: bool = True) -> None:
         self.due: int | None = None
+        self.pending = pending
 
     def proposal_due_ms(self) -> int | None:
         return self.due
+
+    def has_pending_work(self) -> bool:
+        return self.pending
+
+
+def ticking_driver(app, replica) -> ConsensusDriver:
+    return ConsensusDriver(
+        replica,  # type: ignore[arg-type]
+        app,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        send=lambda to, payload: True,
+        broadcast=lambda payload: None,
+        request=lambda *args: None,
+        metrics=NodeMetrics(),
+        log=logging.getLogger("driver-test"),
+    )
 
 
 @pytest.mark.parametrize(("primary", "expected_gap_s"), [("bank1", 0.007), ("bank2", TICK_S)])
@@ -138,16 +155,7 @@ def test_the_primary_ticks_when_its_next_block_falls_due_not_at_the_next_tick(pr
     arrivals: list[float] = []
 
     async def main() -> None:
-        driver = ConsensusDriver(
-            replica,  # type: ignore[arg-type]
-            app,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
-            send=lambda to, payload: True,
-            broadcast=lambda payload: None,
-            request=lambda *args: None,
-            metrics=NodeMetrics(),
-            log=logging.getLogger("driver-test"),
-        )
+        driver = ticking_driver(app, replica)
         app.due = now_ms() + 7
         async with trio.open_nursery() as nursery:
             nursery.start_soon(driver._ticker)
@@ -159,3 +167,27 @@ def test_the_primary_ticks_when_its_next_block_falls_due_not_at_the_next_tick(pr
     trio.run(main, clock=MockClock(autojump_threshold=0))
     gap = arrivals[1] - arrivals[0]
     assert abs(gap - expected_gap_s) < 0.0015
+
+
+def test_an_idle_node_ticks_slowly_until_work_arrives():
+    app = DueApp(pending=False)
+    arrivals: list[float] = []
+
+    async def main() -> None:
+        driver = ticking_driver(app, ScriptedReplica([]))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver._ticker)
+            for _ in range(3):
+                await driver._inbox.receive()
+                arrivals.append(trio.current_time())
+            await trio.sleep(0.03)  # a tx arrives 30 ms into an idle tick
+            app.pending = True
+            driver.nudge()
+            for _ in range(2):
+                await driver._inbox.receive()
+                arrivals.append(trio.current_time())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    gaps = [round(b - a, 4) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert gaps == [IDLE_TICK_S, IDLE_TICK_S, 0.03, TICK_S]
