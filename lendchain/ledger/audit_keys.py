@@ -34,6 +34,7 @@ from lendchain.ledger.keyrotation import (
     MIN_DELAY_BLOCKS,
     ROTATION_TAG,
     delay_blocks,
+    genesis_key_schedule,
     proof_body,
     scheduled_rotations,
 )
@@ -42,10 +43,6 @@ from lendchain.ledger.transactions import decode_transaction
 
 ROTATION_EVENT = "member.key_rotation"
 _DECIDING_KINDS = ("gov.propose", "gov.vote")  # the tx that reaches a proposal's quorum executes it
-
-
-def genesis_schedule(genesis: Genesis) -> KeySchedule:
-    return KeySchedule([(m.name, m.public_key) for m in genesis.members])
 
 
 def check_final(entry: dict[str, Any], schedule: KeySchedule, chain_id: str) -> BlockHeader:
@@ -97,8 +94,10 @@ def _rotation_in(result_events: Any, public_key: bytes) -> dict[str, Any] | None
     return None
 
 
-def _deciding_tx(reader: StateReader, blocks: Any, effective: int, public_key: bytes) -> tuple[int, int]:
-    """(height, index) of the tx whose result scheduled ``public_key`` to take effect at ``effective``."""
+def _deciding_tx(
+    reader: StateReader, blocks: Any, effective: int, public_key: bytes
+) -> tuple[int, Block, int]:
+    """(height, block, index) of the tx whose result scheduled ``public_key`` from ``effective`` on."""
     likely = effective - delay_blocks(get_params(reader))
     heights = [likely] if 1 <= likely else []
     heights += [h for h in range(effective - MIN_DELAY_BLOCKS, 0, -1) if h != likely]
@@ -106,12 +105,13 @@ def _deciding_tx(reader: StateReader, blocks: Any, effective: int, public_key: b
         raw = blocks.block_bytes(height)
         if raw is None:
             continue
-        for index, tx_raw in enumerate(Block.decode(raw).txs):
+        block = Block.decode(raw)
+        for index, tx_raw in enumerate(block.txs):
             if decode_transaction(tx_raw).kind not in _DECIDING_KINDS:
                 continue
             location = blocks.tx_location(codec.sha256(tx_raw))
             if location is not None and _rotation_in(location[2].events, public_key):
-                return height, index
+                return height, block, index
     raise AuditError(f"the block that scheduled node key {public_key.hex()[:16]}… is not stored here")
 
 
@@ -125,8 +125,7 @@ def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: 
         for effective, public_key in entries:
             if effective > up_to:
                 continue
-            height, index = _deciding_tx(reader, blocks, effective, public_key)
-            block = Block.decode(blocks.block_bytes(height))
+            height, block, index = _deciding_tx(reader, blocks, effective, public_key)
             receipts = receipts_of(height, block)
             evidence.append(
                 {
@@ -174,7 +173,7 @@ def _check_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) 
 
 def verify_rotations(items: Any, genesis: Genesis) -> KeySchedule:
     """The genesis keys plus every rotation ``items`` proves; AuditError naming the first bad one."""
-    schedule = genesis_schedule(genesis)
+    schedule = genesis_key_schedule(genesis)
     if not isinstance(items, list):
         raise AuditError("field 'key_rotations' is not a list")
     last = 0

@@ -36,7 +36,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import did_from_public_key, verify
+from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import VOTING_MEMBERS_KEY, StateReader, institution_key, read_value
@@ -61,6 +63,11 @@ def rotation_value(public_key: bytes, proof: bytes) -> str:
 
 def delay_blocks(params: dict[str, Any]) -> int:
     return int(params.get("key_rotation_delay_blocks", DEFAULT_DELAY_BLOCKS))
+
+
+def genesis_key_schedule(genesis: Genesis) -> KeySchedule:
+    """The voting members' genesis keys, before any rotation."""
+    return KeySchedule([(m.name, m.public_key) for m in genesis.members])
 
 
 def scheduled_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
-from lendchain.ledger.keyrotation import delay_blocks, scheduled_rotations
+from lendchain.ledger.keyrotation import delay_blocks, genesis_key_schedule, scheduled_rotations
 from lendchain.ledger.state import StateReader, get_params
 
 
@@ -31,7 +31,7 @@ def rotations_of(reader: StateReader) -> tuple[tuple[str, int, bytes], ...]:
 
 def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
     """The voting members' keys as ``reader`` knows them; a horizon only with ``executed_height``."""
-    schedule = KeySchedule([(m.name, m.public_key) for m in genesis.members])
+    schedule = genesis_key_schedule(genesis)
     for name, height, key in rotations_of(reader):
         if name in schedule:
             schedule.add(name, height, key)
