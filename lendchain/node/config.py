@@ -45,7 +45,7 @@ class ApiLimits:
     write_burst: int = 400
 
 
-# The [store] compression values (node/store.py maps them to LevelDB's).
+# The [store] compression values; ChainStore.open gives LevelDB the same names (none: None).
 STORE_COMPRESSIONS = ("none", "snappy")
 
 
