@@ -127,6 +127,12 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def sender_and_receiver(**receiver_options) -> list[Peer]:
+    """Two members: node0 with default options, node1 with ``receiver_options``."""
+    members, keys = make_members(2)
+    return [Peer("node0", keys["node0"], members), Peer("node1", keys["node1"], members, **receiver_options)]
+
+
 async def wait_full_mesh(peers: list[Peer], timeout_s: float = 15.0) -> None:
     def meshed() -> bool:
         return all(p.network.connected_members() == {q.name for q in peers if q is not p} for p in peers)

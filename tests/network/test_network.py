@@ -21,6 +21,7 @@ from tests.network.harness import (
     free_ports,
     make_members,
     running,
+    sender_and_receiver,
     wait_for,
     wait_full_mesh,
 )
@@ -146,11 +147,7 @@ def test_request_response_errors_and_timeout():
 
 def test_requests_draw_on_the_senders_frame_budget():
     """A member that floods requests (catch-up, relayed txs) is slowed down, not refused."""
-    members, keys = make_members(2)
-    peers = [
-        Peer("node0", keys["node0"], members),
-        Peer("node1", keys["node1"], members, peer_frames_per_s=20, peer_frames_burst=2),
-    ]
+    peers = sender_and_receiver(peer_frames_per_s=20, peer_frames_burst=2)
 
     async def main():
         async with running(peers):
@@ -367,11 +364,7 @@ def test_peer_ids_derive_from_genesis_keys_and_full_queue_drops():
 
 
 def test_injected_loss_drops_inbound_frames_and_gossip():
-    members, keys = make_members(2)
-    peers = [
-        Peer("node0", keys["node0"], members),
-        Peer("node1", keys["node1"], members, frame_loss=0.5, gossip_loss=1.0),
-    ]
+    peers = sender_and_receiver(frame_loss=0.5, gossip_loss=1.0)
 
     async def main():
         async with running(peers):
