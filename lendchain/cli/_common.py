@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from lendchain.node.config import ConfigError, load_node_config
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NODE = "http://127.0.0.1:8101"
+PASSPHRASE_ENV = "LENDCHAIN_PASSPHRASE"
 
 
 def user_errors(fn: F) -> F:
@@ -44,7 +46,26 @@ def read_passphrase(passphrase_file: str | None) -> str | None:
             raise click.ClickException(
                 f"cannot read passphrase file {passphrase_file}: {e.strerror}"
             ) from None
-    return os.environ.get("LENDCHAIN_PASSPHRASE")
+    return os.environ.get(PASSPHRASE_ENV)
+
+
+def forget_env_passphrase() -> None:
+    """Take LENDCHAIN_PASSPHRASE out of this process's environment once the keys are open.
+
+    A long-running node needs the passphrase only at start. Removed, it is
+    not inherited by anything the process starts; overwritten first where
+    the C library keeps it, it no longer shows in ``/proc/<pid>/environ``
+    either (which reads the memory the process started with). Python's own
+    copies of the string are not scrubbed: this is hygiene, not a vault.
+    """
+    if PASSPHRASE_ENV not in os.environ:
+        return
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_void_p
+    address = libc.getenv(PASSPHRASE_ENV.encode())
+    if address:
+        ctypes.memset(address, 0, len(ctypes.string_at(address)))
+    del os.environ[PASSPHRASE_ENV]  # unsetenv too
 
 
 def emit(ctx: click.Context, value: Any, human: Callable[[Any], str] | None = None) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from lendchain.cli._common import emit, read_passphrase, user_errors
+from lendchain.cli._common import emit, forget_env_passphrase, read_passphrase, user_errors
 from lendchain.crypto import read_key_file
 from lendchain.node.config import load_node_config
 
@@ -85,6 +85,7 @@ def start(config_path: str, passphrase_file: str | None) -> None:
     key = read_key_file(config.key_file, passphrase)
     # The key this member rotates to: encrypted or not, with the same passphrase as the node key.
     next_key = read_key_file(config.next_key_file, passphrase) if config.next_key_file else None
+    forget_env_passphrase()  # both keys are open: the node never needs it again
     from lendchain.node.daemon import run_node  # after the checks: importing the daemon is slow
 
     tune_gc()

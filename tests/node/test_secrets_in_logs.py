@@ -2,7 +2,8 @@
 
 The passphrase comes from the node config's passphrase_file, ``--passphrase-file``
 or the LENDCHAIN_PASSPHRASE environment variable (a service manager's secret
-store usually hands it over as either of the last two). A node run at debug
+store usually hands it over as either of the last two); a node started from
+the variable takes it out of its environment once its keys are open. A node run at debug
 level, with an API token, serving writes and wrong-token requests, never
 writes the passphrase, the key seed (hex or base64, alone or as the 64-byte
 private key) or the token to its log.
@@ -86,6 +87,11 @@ def test_an_encrypted_key_starts_from_the_environment_and_nothing_secret_is_logg
     cluster.start("bank1")
     try:
         cluster.wait_healthy()
+        # Once the key is open the passphrase leaves the environment: children do not inherit it
+        # and /proc/<pid>/environ (the memory the process started with) no longer shows it.
+        environ = Path(f"/proc/{node.process.pid}/environ").read_bytes()
+        assert b"PATH=" in environ  # the environment it was given, less the passphrase
+        assert PASSPHRASE.encode() not in environ
         with NodeClient(node.url, TOKEN, timeout=10) as c:
             assert (
                 c.send(SigningKey.generate(), "party.register", {"role": "borrower"})["status"] == "committed"
