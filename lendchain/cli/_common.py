@@ -6,13 +6,20 @@ import ctypes
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from lendchain.crypto import CryptoError, SigningKey, key_file_is_encrypted, read_key_file
+from lendchain.crypto import (
+    CryptoError,
+    SigningKey,
+    did_from_public_key,
+    key_file_is_encrypted,
+    read_key_file,
+)
 from lendchain.node.config import ConfigError, load_node_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,20 +143,78 @@ def client_from(kw: dict[str, Any]):
     return make_client(kw["node_url"], kw["config_path"], kw["token_file"])
 
 
-def load_signer(key_path: str | None, config_path: str | None, passphrase_file: str | None) -> SigningKey:
+def load_signer(
+    key_path: str | None, config_path: str | None, passphrase_file: str | None, client: Any = None
+) -> SigningKey:
+    """The key to sign with: ``--key``, else the ``--config`` node's key.
+
+    With ``client``, a node config's ``next_key_file`` is used instead once
+    the chain says the member's rotation to it is in effect by the next
+    block: from then on the ledger refuses the member's old key.
+    """
     if key_path is None and config_path:
-        key_path = str(load_node_config(config_path).key_file)
+        config = load_node_config(config_path)
+        key_path = str(config.key_file)
+        if config.next_key_file is not None and client is not None:
+            next_key = _read_key(str(config.next_key_file), passphrase_file)
+            if rotated_to(client, config.name, next_key.public_key):
+                return next_key
     if key_path is None:
         raise click.ClickException("no signing key: give --key FILE (or --config with a node key)")
+    return _read_key(key_path, passphrase_file)
+
+
+def _read_key(key_path: str, passphrase_file: str | None) -> SigningKey:
     if key_file_is_encrypted(key_path):
         return read_key_file(key_path, read_passphrase(passphrase_file))
     return read_key_file(key_path)
 
 
+def rotated_to(client: Any, member: str, public_key: bytes) -> bool:
+    """Whether ``member``'s node key is ``public_key`` from the next block on (after a rotation)."""
+    keys = member_keys(client, member)
+    return keys is not None and keys.key_at(client.get("/status")["height"] + 1) == public_key
+
+
+@dataclass(frozen=True)
+class MemberKeys:
+    """A member's genesis key and rotations, as ``GET /node-keys/{name}`` shows them."""
+
+    name: str
+    did: str  # the member's ledger identity: its genesis key's did:key
+    keys: tuple[tuple[int, bytes], ...]  # (effective height, public key), the genesis key at 0
+
+    def key_at(self, height: int) -> bytes:
+        return [key for start, key in self.keys if start <= height][-1]
+
+
+def member_keys(client: Any, member: str) -> MemberKeys | None:
+    """Voting member ``member`` (by name) from the node's key schedule; None if there is none."""
+    from lendchain.client import NodeError
+
+    try:
+        doc = client.get(f"/node-keys/{member}")
+    except NodeError as e:
+        if e.status == 404:
+            return None
+        raise
+    return _member_keys(doc["members"][0])
+
+
+def all_member_keys(client: Any) -> list[MemberKeys]:
+    return [_member_keys(m) for m in client.get("/node-keys/*")["members"]]
+
+
+def _member_keys(doc: dict[str, Any]) -> MemberKeys:
+    genesis = bytes.fromhex(doc["genesis_key"])
+    rotations = [(r["effective_height"], bytes.fromhex(r["public_key"])) for r in doc["rotations"]]
+    return MemberKeys(doc["name"], did_from_public_key(genesis), ((0, genesis), *rotations))
+
+
 def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Sign ``payload`` as a ``kind`` tx with the chosen key, submit it, wait, print it."""
-    key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"])
     with client_from(kw) as client:
+        key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         result = client.send(key, kind, payload, wait=not kw["no_wait"], timeout_s=kw["timeout"])
     emit(ctx, result, describe_tx)
     return result

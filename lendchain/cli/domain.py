@@ -18,20 +18,22 @@ from typing import Any
 import click
 
 from lendchain.cli._common import (
+    all_member_keys,
     client_from,
     client_options,
     emit,
     load_signer,
+    member_keys,
     read_passphrase,
     send_tx,
     signer_options,
     user_errors,
 )
-from lendchain.client import NodeError
-from lendchain.crypto import did_from_public_key, open_sealed, public_key_from_did, read_key_file, seal_to
+from lendchain.crypto import CryptoError, open_sealed, public_key_from_did, read_key_file, seal_to
 from lendchain.ledger.amortization import SCHEDULE_KINDS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
+from lendchain.node.config import load_node_config
 
 DAY_MS = 86_400_000
 
@@ -338,14 +340,22 @@ def doc() -> None:
 def doc_attach(
     ctx: click.Context, loan_id: str, file: str, recipient: str, name: str | None, **kw: Any
 ) -> None:
-    """Seal FILE for a member and attach it to LOAN_ID (the borrower must consent to 'documents')."""
+    """Seal FILE for a member and attach it to LOAN_ID (the borrower must consent to 'documents').
+
+    A member that has rotated its node key gets the document sealed for its
+    current key (the one valid from the next block), not for its genesis key.
+    """
     plaintext = Path(file).read_bytes()
+    with client_from(kw) as client:
+        height = client.get("/status")["height"]
+        current = [m.key_at(height + 1) for m in all_member_keys(client) if m.did == recipient]
+    sealed_for = current[0] if current else public_key_from_did(recipient)
     payload = {
         "loan_id": loan_id,
         "recipient": recipient,
         "name": name or Path(file).name,
         "doc_hash": hashlib.sha256(plaintext).hexdigest(),
-        "ciphertext": seal_to(public_key_from_did(recipient), plaintext),
+        "ciphertext": seal_to(sealed_for, plaintext),
     }
     send_tx(ctx, kw, "doc.attach", payload)
 
@@ -360,14 +370,31 @@ def doc_attach(
 @click.pass_context
 @user_errors
 def doc_open(ctx: click.Context, loan_id: str, document_id: str, out: str, **kw: Any) -> None:
-    """Decrypt a document addressed to your key and check it against its hash on chain."""
+    """Decrypt a document addressed to your key and check it against its hash on chain.
+
+    With ``--config`` and no ``--key``, the node's key and then its
+    ``next_key_file`` are tried: a document attached before a key rotation is
+    sealed for the old key, one attached after it for the new one.
+    """
     with client_from(kw) as client:
         view = client.get(f"/loans/{loan_id}")
     found = [d for d in view.get("documents", []) if d["document_id"] == document_id]
     if not found:
         raise click.ClickException(f"loan {loan_id} has no document {document_id}")
-    key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"])
-    plaintext = open_sealed(key, bytes.fromhex(found[0]["ciphertext"]))
+    ciphertext = bytes.fromhex(found[0]["ciphertext"])
+    keys = [load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"])]
+    if kw["key_path"] is None and kw["config_path"]:
+        next_key_file = load_node_config(kw["config_path"]).next_key_file
+        if next_key_file is not None:
+            keys.append(load_signer(str(next_key_file), None, kw["passphrase_file"]))
+    for key in keys[:-1]:
+        try:
+            plaintext = open_sealed(key, ciphertext)
+            break
+        except CryptoError:
+            continue
+    else:
+        plaintext = open_sealed(keys[-1], ciphertext)
     if hashlib.sha256(plaintext).hexdigest() != found[0]["doc_hash"]:
         raise click.ClickException(f"document {document_id} does not match its hash on chain")
     Path(out).write_bytes(plaintext)
@@ -416,18 +443,17 @@ def gov_propose_rotate_key(
     else's key); the proposal needs 2f+1 votes and takes effect
     key_rotation_delay_blocks after the last one. Configure the member's node
     with next_key_file = NEW_KEY_FILE before that height (encrypted, it opens
-    with the node key's passphrase).
+    with the node key's passphrase). From that height the member's
+    transactions must be signed with the new key; commands given the node's
+    --config pick it from next_key_file.
     """
     new_key = read_key_file(new_key_file, read_passphrase(new_key_passphrase_file))
     with client_from(kw) as client:
         chain_id = client.get("/status")["chain_id"]
-        try:
-            keys = client.get(f"/node-keys/{member}")
-        except NodeError as e:
-            if e.status == 404:
-                raise click.UsageError(f"{member!r} is not a voting member of this chain") from None
-            raise
-    did = did_from_public_key(bytes.fromhex(keys["members"][0]["genesis_key"]))
+        keys = member_keys(client, member)
+    if keys is None:
+        raise click.UsageError(f"{member!r} is not a voting member of this chain")
+    did = keys.did
     proof = new_key.sign(ROTATION_TAG, chain_id, proof_body(member, new_key.public_key))
     value = rotation_value(new_key.public_key, proof)
     send_tx(ctx, kw, "gov.propose", {"action": ROTATE_KEY, "key": did, "value": value})

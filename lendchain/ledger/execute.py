@@ -34,6 +34,7 @@ from lendchain import codec
 from lendchain.ledger import merkle
 from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.errors import InvalidBlock, TxRejected
+from lendchain.ledger.keyrotation import acting_sender, member_signers
 from lendchain.ledger.kinds import LEDGER_TX_ID, block_hooks, lookup_kind
 from lendchain.ledger.state import (
     BlockExecution,
@@ -65,6 +66,7 @@ def execute_txs(
     """
     overlay = BlockOverlay(reader)
     params = get_params(reader)
+    signers = member_signers(reader)  # empty until a member rotates its key: no per-tx cost
     ledger_events = run_block_hooks(overlay, height, timestamp_ms, params)
     included: list[Transaction] = []
     results: list[TxResult] = []
@@ -93,7 +95,7 @@ def execute_txs(
         assert kind is not None  # check_stateless refused unknown kinds
         context = TxContext(overlay, tx_id, height, timestamp_ms, params)
         try:
-            kind.handler(context, tx)
+            kind.handler(context, acting_sender(signers, tx, height) if signers else tx)
         except TxRejected as e:
             results.append(TxResult(tx_id, e.code, e.message))
         else:

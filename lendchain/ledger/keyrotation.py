@@ -27,13 +27,26 @@ judges a message above it (see ``lendchain.consensus.keys``). A node votes only
 at its committed height + 1, so a delay of 2 is already safe; the default
 leaves room for a lagging node to keep judging its peers' messages normally.
 
-What does not rotate: the member's DID (its ledger identity, derived from the
-genesis key) and the key that signs its transactions. Only the node key moves.
+The key that signs the member's transactions moves with it. The member's
+ledger identity stays its genesis DID (loans, offers, votes and attestations
+name that DID), but from the effective height on a transaction acts for the
+member only when signed by the key valid at the block's height:
+
+- the new key's did:key then acts as the member (``acting_sender``: handlers
+  see the genesis DID as the sender; the nonce stays the signer's own);
+- a key the member has replaced, the genesis key included, is refused
+  (``forbidden``), so a rotation made because a key leaked also takes the
+  member's ledger powers from whoever holds the old key;
+- a key scheduled but not yet effective is refused too, and a rotation to a
+  key whose did:key already acted on the ledger (has a nonce) is refused, so
+  a member's signer never carries history of its own.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from dataclasses import dataclass
 from typing import Any
 
 from lendchain.consensus.keys import KeySchedule
@@ -41,7 +54,14 @@ from lendchain.crypto import did_from_public_key, verify
 from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.state import VOTING_MEMBERS_KEY, StateReader, institution_key, read_value
+from lendchain.ledger.state import (
+    VOTING_MEMBERS_KEY,
+    StateReader,
+    institution_key,
+    nonce_key,
+    read_value,
+)
+from lendchain.ledger.transactions import Transaction
 
 ACTION = "member.rotate_key"
 ROTATION_TAG = "lendchain/key-rotation/1"
@@ -80,13 +100,17 @@ def _refuse(message: str) -> TxRejected:
 
 
 def _key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
-    """The member that holds or held ``public_key`` (genesis or scheduled), if any."""
-    holder = ctx.get(institution_key(did_from_public_key(public_key)))
+    """Who holds, held or used ``public_key``: a member (genesis or scheduled), or its did:key."""
+    did = did_from_public_key(public_key)
+    holder = ctx.get(institution_key(did))
     if holder is not None:
-        return holder["name"]
+        return f"{holder['name']}'s node key (now or scheduled)"
     for name, entries in (ctx.get(NODE_KEYS_KEY) or {}).items():
         if any(entry[1] == public_key for entry in entries):
-            return name
+            return f"{name}'s node key (now or scheduled)"
+    if ctx.get(nonce_key(did)):
+        # It will sign for the member: a signer with transactions of its own would mix histories.
+        return f"the signer of {did}'s own transactions"
     return None
 
 
@@ -112,7 +136,7 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
         raise _refuse(f"proof is not the new key's signature of {name}'s rotation on chain {chain_id}")
     holder = _key_in_use(ctx, public_key)
     if holder is not None:
-        raise _refuse(f"new key {public_key.hex()[:16]}… is already {holder}'s node key (now or scheduled)")
+        raise _refuse(f"new key {public_key.hex()[:16]}… is already {holder}")
     return {"name": name, "public_key": public_key, "proof": proof}
 
 
@@ -121,9 +145,7 @@ def apply_rotation(ctx: TxContext, rotation: dict[str, Any]) -> None:
     name, public_key = rotation["name"], rotation["public_key"]
     holder = _key_in_use(ctx, public_key)
     if holder is not None:
-        raise TxRejected(
-            "duplicate", f"{ACTION}: key {public_key.hex()[:16]}… became {holder}'s node key meanwhile"
-        )
+        raise TxRejected("duplicate", f"{ACTION}: key {public_key.hex()[:16]}… became {holder} meanwhile")
     effective_height = ctx.height + delay_blocks(ctx.params)
     schedule = dict(ctx.get(NODE_KEYS_KEY) or {})
     schedule[name] = [*schedule.get(name, []), [effective_height, public_key]]
@@ -134,6 +156,74 @@ def apply_rotation(ctx: TxContext, rotation: dict[str, Any]) -> None:
         public_key=public_key.hex(),
         effective_height=effective_height,
         proof=rotation["proof"].hex(),
+    )
+
+
+@dataclass(frozen=True)
+class MemberSigner:
+    """One key of a member that has rotated: whose it is and from which height."""
+
+    name: str
+    member_did: str  # the genesis DID: the member's ledger identity
+    heights: tuple[int, ...]  # the effective heights of the member's keys, in order (0 first)
+    position: int  # which of them this signer is
+
+
+def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
+    """did:key of every key of every member that has rotated -> its ``MemberSigner``.
+
+    Empty (one state read) until the first rotation; a block reads it once.
+    """
+    rotations = scheduled_rotations(reader)
+    if not rotations:
+        return {}
+    signers = {}
+    for did in read_value(reader, VOTING_MEMBERS_KEY) or []:
+        name = read_value(reader, institution_key(did))["name"]
+        entries = rotations.get(name)
+        if not entries:
+            continue
+        heights = (0, *(height for height, _ in entries))
+        dids = (did, *(did_from_public_key(key) for _, key in entries))
+        for position, signer in enumerate(dids):
+            signers[signer] = MemberSigner(name, did, heights, position)
+    return signers
+
+
+def acting_sender(signers: dict[str, MemberSigner], tx: Transaction, height: int) -> Transaction:
+    """``tx`` as its handler sees it: a rotated member's current key acts as the member.
+
+    Raises ``forbidden`` for a key the member has replaced or has not yet
+    switched to. Anyone else's tx is returned unchanged.
+    """
+    signer = signers.get(tx.sender)
+    if signer is None:
+        return tx
+    current = bisect_right(signer.heights, height) - 1
+    if signer.position < current:
+        raise TxRejected(
+            "forbidden",
+            f"sender {tx.sender} is {signer.name}'s replaced key (its successor signs from height "
+            f"{signer.heights[signer.position + 1]}): sign with {signer.name}'s current node key",
+        )
+    if signer.position > current:
+        raise TxRejected(
+            "forbidden",
+            f"sender {tx.sender} is {signer.name}'s next key, which signs for {signer.name} from "
+            f"height {signer.heights[signer.position]} (this block is {height})",
+        )
+    if tx.sender == signer.member_did:
+        return tx
+    # The wire form (and so the id) stays the signed one; the handler reads the member's DID.
+    return Transaction(
+        tx.chain_id,
+        tx.kind,
+        signer.member_did,
+        tx.nonce,
+        tx.created_ms,
+        tx.payload,
+        tx.signature,
+        tx.encode(),
     )
 
 
@@ -157,7 +247,7 @@ def node_keys_view(reader: StateReader, name: str) -> dict[str, Any] | None:
                 "name": member["name"],
                 "genesis_key": member["public_key"].hex(),
                 "rotations": [
-                    {"effective_height": height, "public_key": key.hex()}
+                    {"effective_height": height, "public_key": key.hex(), "did": did_from_public_key(key)}
                     for height, key in rotations.get(member["name"], [])
                 ],
             }

@@ -18,7 +18,7 @@ from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import proposal_key
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
-from lendchain.ledger.keyrotation import node_keys_view
+from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
@@ -51,7 +51,8 @@ def to_json(value: Any) -> Any:
 
 
 def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
-    """A registered party (role borrower/investor) or a genesis member (role member)."""
+    """A registered party (role borrower/investor), a genesis member (role member), or a key
+    a member rotated to (kind member_key: which member it signs for, and from when)."""
     party = read_value(reader, party_key(did))
     if party is not None:
         return {
@@ -68,6 +69,18 @@ def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
             "kind": "member",
             "role": "member",
             **to_json(institution),
+            "nonce": next_nonce(reader, did),
+        }
+    signer = member_signers(reader).get(did)
+    if signer is not None:  # a member's rotated-to key: it signs for the member in its heights
+        later = signer.heights[signer.position + 1 :]
+        return {
+            "did": did,
+            "kind": "member_key",
+            "member": signer.name,
+            "member_did": signer.member_did,
+            "signs_from_height": signer.heights[signer.position],
+            "signs_until_height": later[0] if later else None,
             "nonce": next_nonce(reader, did),
         }
     return None

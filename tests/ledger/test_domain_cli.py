@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lendchain.cli import domain
-from lendchain.crypto import write_key_file
+from lendchain.crypto import CryptoError, open_sealed, write_key_file
 from lendchain.ledger.kinds import lookup_kind
 from lendchain.ledger.schema import check_payload
 from tests.ledger.chain import seeded_key
@@ -110,11 +110,29 @@ def test_score_explain_prints_each_factor(monkeypatch):
     assert refused.exit_code == 1 and "not a registered party" in refused.output
 
 
+def node_keys(*members):
+    """A ``/node-keys/*`` answer: (name, genesis key, [(effective height, key), ...]) per member."""
+    return {
+        "members": [
+            {
+                "name": name,
+                "genesis_key": key.public_key.hex(),
+                "rotations": [
+                    {"effective_height": h, "public_key": k.public_key.hex()} for h, k in rotations
+                ],
+            }
+            for name, key, rotations in members
+        ]
+    }
+
+
 def test_doc_attach_seals_for_the_member_and_doc_open_decrypts(sent, monkeypatch, tmp_path):
     member = seeded_key(5)
     scan = tmp_path / "payslip.pdf"
     scan.write_bytes(b"salary slip")
     loan_id = "aa" * 32
+    answers = {"/status": {"height": 12}, "/node-keys/*": node_keys(("bank1", seeded_key(4), []))}
+    monkeypatch.setattr(domain, "client_from", lambda kw: FakeClient(answers))
     result = CliRunner().invoke(root, ["doc", "attach", loan_id, str(scan), "--to", member.did])
     assert result.exit_code == 0, result.output
     kind, payload = sent[0]
@@ -137,6 +155,31 @@ def test_doc_attach_seals_for_the_member_and_doc_open_decrypts(sent, monkeypatch
     args[-1] = str(tmp_path / "other.key")
     refused = CliRunner().invoke(root, args)
     assert refused.exit_code == 1 and "not addressed to this key" in refused.output
+
+
+@pytest.mark.parametrize(("effective", "sealed_for"), [(13, 8), (14, 5)])
+def test_doc_attach_seals_for_a_rotated_members_current_key(
+    sent, monkeypatch, tmp_path, effective, sealed_for
+):
+    """bank2 (genesis key 5) rotates to key 8; the head is 12, so the next block is 13."""
+    bank2 = seeded_key(5)
+    answers = {
+        "/status": {"height": 12},
+        "/node-keys/*": node_keys(
+            ("bank1", seeded_key(4), []), ("bank2", bank2, [(effective, seeded_key(8))])
+        ),
+    }
+    monkeypatch.setattr(domain, "client_from", lambda kw: FakeClient(answers))
+    scan = tmp_path / "statement.pdf"
+    scan.write_bytes(b"bank statement")
+    result = CliRunner().invoke(root, ["doc", "attach", "aa" * 32, str(scan), "--to", bank2.did])
+    assert result.exit_code == 0, result.output
+    _, payload = sent[0]
+    assert payload["recipient"] == bank2.did  # addressed to the member, sealed for its key
+    other = 5 if sealed_for == 8 else 8
+    assert open_sealed(seeded_key(sealed_for), payload["ciphertext"]) == b"bank statement"
+    with pytest.raises(CryptoError):
+        open_sealed(seeded_key(other), payload["ciphertext"])
 
 
 def test_gov_commands_send_schema_payloads(sent):

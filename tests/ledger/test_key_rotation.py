@@ -16,7 +16,7 @@ from lendchain.ledger.keyrotation import (
     rotation_value,
     scheduled_rotations,
 )
-from lendchain.ledger.state import read_value
+from lendchain.ledger.state import institution_key, party_key, read_value
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
 
 ACTION = "member.rotate_key"
@@ -67,7 +67,9 @@ def test_rotation_is_scheduled_at_execution_height_plus_delay(world):
     assert rotation["proof"] == proof(new_key).hex()
     view = queries.lookup(chain.state, "node_keys", "bank2")["members"][0]
     assert view["genesis_key"] == members[1].public_key.hex()
-    assert view["rotations"] == [{"effective_height": effective, "public_key": new_key.public_key.hex()}]
+    assert view["rotations"] == [
+        {"effective_height": effective, "public_key": new_key.public_key.hex(), "did": new_key.did}
+    ]
     assert len(queries.lookup(chain.state, "node_keys", "*")["members"]) == 4
     assert queries.lookup(chain.state, "node_keys", "nobody") is None
 
@@ -151,3 +153,84 @@ def test_rotation_replays_identically(world):
         assert replay.state_root == execution.state_root
         other.apply(checked, replay)
     assert scheduled_rotations(other.state) == scheduled_rotations(chain.state)
+
+
+def advance_to(chain, height):
+    while chain.height < height - 1:
+        chain.run()
+
+
+def roles_proposal(chain, signer, member_did):
+    payload = {"action": "member.roles", "key": member_did, "value": "lender,bureau"}
+    return chain.run_one(chain.tx(signer, "gov.propose", payload))
+
+
+def test_the_new_key_signs_for_the_member_from_the_effective_height_and_the_old_one_no_longer(world):
+    chain, members = world
+    bank2_old, new_key = members[1], seeded_key(42)
+    rotate_bank2(chain, members, new_key)
+    effective = scheduled_rotations(chain.state)["bank2"][0][0]
+
+    # Before the effective height the old key still acts for bank2, the new one not yet.
+    early = roles_proposal(chain, new_key, bank2_old.did)
+    assert early.code == "forbidden" and f"from height {effective}" in early.message, early.message
+    still = roles_proposal(chain, bank2_old, bank2_old.did)
+    assert still.ok, still.message
+
+    advance_to(chain, effective)
+    # From the effective height the new key's transactions are bank2's: the proposal it
+    # signs counts as bank2's vote, under bank2's genesis DID (the identity did not move).
+    proposed = roles_proposal(chain, new_key, bank2_old.did)
+    assert chain.height == effective
+    assert proposed.ok, proposed.message
+    voted = next(e for e in proposed.events if e["event"] == "gov.voted")
+    assert voted["voter"] == bank2_old.did
+    assert read_value(chain.state, institution_key(new_key.did)) is None
+    assert queries.lookup(chain.state, "party", new_key.did) == {
+        "did": new_key.did,
+        "kind": "member_key",
+        "member": "bank2",
+        "member_did": bank2_old.did,
+        "signs_from_height": effective,
+        "signs_until_height": None,
+        "nonce": 2,
+    }
+    # ... and the old key, whoever holds it now, no longer acts for bank2.
+    stale = vote(chain, bank2_old, proposed.tx_id.hex())
+    assert stale.code == "forbidden" and "replaced key" in stale.message, stale.message
+    assert f"from height {effective}" in stale.message
+    # bank2 voted once, through its new key; the vote counted is the genesis DID's.
+    again = vote(chain, new_key, proposed.tx_id.hex())
+    assert again.code == "duplicate" and bank2_old.did in again.message
+    # A member's signer is never a party of its own.
+    party = chain.run_one(chain.tx(new_key, "party.register", {"role": "borrower"}))
+    assert party.code == "forbidden" and "consortium member" in party.message
+    assert read_value(chain.state, party_key(new_key.did)) is None
+
+
+def test_a_second_rotation_retires_the_first_new_key(world):
+    chain, members = world
+    first, second = seeded_key(42), seeded_key(43)
+    rotate_bank2(chain, members, first)
+    advance_to(chain, scheduled_rotations(chain.state)["bank2"][0][0])
+    value = rotation_value(second.public_key, proof(second))
+    payload = {"action": ACTION, "key": members[1].did, "value": value}
+    proposal = chain.run_one(chain.tx(first, "gov.propose", payload))
+    assert proposal.ok, proposal.message  # proposed by bank2 through its current key
+    assert vote(chain, members[0], proposal.tx_id.hex()).ok
+    assert vote(chain, members[2], proposal.tx_id.hex()).ok
+    second_at = scheduled_rotations(chain.state)["bank2"][1][0]
+    advance_to(chain, second_at)
+    retired = roles_proposal(chain, first, members[1].did)
+    assert retired.code == "forbidden" and f"from height {second_at}" in retired.message, retired.message
+    current = roles_proposal(chain, second, members[1].did)
+    assert current.ok, current.message
+    assert next(e for e in current.events if e["event"] == "gov.voted")["voter"] == members[1].did
+
+
+def test_a_key_whose_did_has_transacted_cannot_become_a_member_key(world):
+    chain, members = world
+    used = seeded_key(42)
+    chain.run_one(chain.tx(used, "party.register", {"role": "borrower"}))
+    refused = propose(chain, members[0], members[1].did, rotation_value(used.public_key, proof(used)))
+    assert refused.code == "bad_payload" and f"signer of {used.did}'s own transactions" in refused.message

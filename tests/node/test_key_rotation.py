@@ -2,8 +2,10 @@
 
 bank2 is configured with ``next_key_file`` before the rotation, signs with the new
 key from the effective height on (its old libp2p identity stays until it restarts),
-then restarts with ``key_file`` = the new key: peers accept its new PeerID. A stopped
-node's ``verify-chain`` checks every certificate with the keys valid at its height.
+then restarts with ``key_file`` = the new key: peers accept its new PeerID. From the
+effective height bank2's transactions are signed with the new key too (the old one is
+refused). A stopped node's ``verify-chain`` checks every certificate with the keys
+valid at its height.
 """
 
 from __future__ import annotations
@@ -97,6 +99,20 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         push_blocks(cluster, effective + 8)
         assert bank2_signed_from(cluster, effective, schedule, genesis.chain_id), "bank2 never signed"
 
+        # The CLI signs bank2's transactions with its next_key_file now the rotation is in effect,
+        # and the ledger counts them as bank2's.
+        result = subprocess.run(
+            [sys.executable, "-m", "lendchain", "--json", "gov", "propose", "member.roles",
+             keys["bank2"].did, "lender,kyc", "--config", str(bank2_config)],
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        voted = next(e for e in json.loads(result.stdout)["result"]["events"] if e["event"] == "gov.voted")
+        assert voted["voter"] == keys["bank2"].did
+        with client(cluster, "bank1") as c:
+            signer = c.get(f"/parties/{new_key.did}")
+        assert signer["kind"] == "member_key" and signer["member"] == "bank2" and signer["nonce"] == 1
+
         cluster.stop("bank2")
         bank2_config.write_text(original.replace("keys/bank2.key", "keys/bank2.next.key"))
         restarted_at = max(cluster.heights(["bank1"]).values())
@@ -121,6 +137,15 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             c.send(keys[attester], "kyc.attest", kyc)
             apply = {"amount": 90_000, "currency": "EUR", "term_months": 3, "purpose": "after rotation"}
             loan_id = c.send(borrower, "loan.apply", apply)["id"]
+            # bank2's transactions are signed with its new key now; the old one is refused.
+            stale = c.build(keys["bank2"], "loan.offer", {"loan_id": loan_id, "rate_bps": 900})
+            c.submit(stale)
+            refused = c.wait_tx(stale.id.hex(), 60)["result"]
+            assert refused["code"] == "forbidden" and "replaced key" in refused["message"], refused
+            offered = c.send(new_key, "loan.offer", {"loan_id": loan_id, "rate_bps": 850})["result"]
+            offer = next(e for e in offered["events"] if e["event"] == "loan.offered")
+            stored = c.get(f"/offers/{offer['offer_id']}")
+            assert stored["lender"] == keys["bank2"].did, stored  # bank2's identity, not the key's DID
             export = c.get(f"/audit/{loan_id}")
         summary = verify_export(export, genesis)
         assert summary["complete_to_height"] > effective
