@@ -164,7 +164,10 @@ class NodeViews:
         target = self.driver.sync_target if self.driver else self._observer_target
         return {
             "name": self.config.name,
-            "did": did_from_public_key(self.key.public_key),
+            # The member's ledger identity (its genesis key's); after a key rotation the node
+            # signs with another key, whose did:key acts for the member (``key_did``).
+            "did": self._member_did(),
+            "key_did": did_from_public_key(self.key.public_key),
             "chain_id": self.genesis.chain_id,
             "role": "member" if self.voting else "observer",
             "height": head.height,
@@ -185,6 +188,12 @@ class NodeViews:
             },
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def _member_did(self) -> str:
+        for member in (*self.genesis.members, *self.genesis.observers):
+            if member.name == self.config.name:
+                return did_from_public_key(member.public_key)
+        return did_from_public_key(self.key.public_key)
 
     def _member_heights(self, own_height: int) -> list[dict[str, Any]]:
         """Each voting member's height as its signed consensus messages named it, and its last word.

@@ -118,6 +118,9 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         restarted_at = max(cluster.heights(["bank1"]).values())
         cluster.start("bank2")
         cluster.wait_healthy(["bank2"], timeout_s=90)
+        with client(cluster, "bank2") as c:
+            status = c.get("/status")
+        assert status["did"] == keys["bank2"].did and status["key_did"] == new_key.did
         push_blocks(cluster, restarted_at + 8)
 
         def bank2_signs_again() -> bool:
