@@ -168,6 +168,30 @@ class MemberSigner:
     heights: tuple[int, ...]  # the effective heights of the member's keys, in order (0 first)
     position: int  # which of them this signer is
 
+    def replaced_at(self, height: int) -> bool:
+        """Whether a later key of the member signs for it at ``height`` (this one never will again)."""
+        return self.position < bisect_right(self.heights, height) - 1
+
+    def refusal(self, did: str, height: int) -> TxRejected | None:
+        """Why ``did`` (this key's did:key) cannot sign for the member at ``height``; None if it can."""
+        current = bisect_right(self.heights, height) - 1
+        if self.position < current:
+            return self.replaced(did)
+        if self.position > current:
+            return TxRejected(
+                "forbidden",
+                f"sender {did} is {self.name}'s next key, which signs for {self.name} from "
+                f"height {self.heights[self.position]} (this block is {height})",
+            )
+        return None
+
+    def replaced(self, did: str) -> TxRejected:
+        return TxRejected(
+            "forbidden",
+            f"sender {did} is {self.name}'s replaced key (its successor signs from height "
+            f"{self.heights[self.position + 1]}): sign with {self.name}'s current node key",
+        )
+
 
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
     """did:key of every key of every member that has rotated -> its ``MemberSigner``.
@@ -199,19 +223,9 @@ def acting_sender(signers: dict[str, MemberSigner], tx: Transaction, height: int
     signer = signers.get(tx.sender)
     if signer is None:
         return tx
-    current = bisect_right(signer.heights, height) - 1
-    if signer.position < current:
-        raise TxRejected(
-            "forbidden",
-            f"sender {tx.sender} is {signer.name}'s replaced key (its successor signs from height "
-            f"{signer.heights[signer.position + 1]}): sign with {signer.name}'s current node key",
-        )
-    if signer.position > current:
-        raise TxRejected(
-            "forbidden",
-            f"sender {tx.sender} is {signer.name}'s next key, which signs for {signer.name} from "
-            f"height {signer.heights[signer.position]} (this block is {height})",
-        )
+    refusal = signer.refusal(tx.sender, height)
+    if refusal is not None:
+        raise refusal
     if tx.sender == signer.member_did:
         return tx
     # The wire form (and so the id) stays the signed one; the handler reads the member's DID.

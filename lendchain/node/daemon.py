@@ -25,6 +25,7 @@ from lendchain.bounded import BoundedCache
 from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import Block
+from lendchain.ledger.keyrotation import member_signers
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
@@ -72,6 +73,7 @@ class Node(NodeViews):
             config.data_dir, genesis, create=True, compression=config.store.compression
         )
         self.member_keys = member_keys(genesis, self.store)
+        self.signers = member_signers(self.store)  # members' rotated keys, by did:key
         if key.public_key not in self.member_keys[config.name]:
             raise ValueError(
                 f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
@@ -251,6 +253,9 @@ class Node(NodeViews):
         if known is not None:
             return {"id": tx_id.hex(), "status": "known", "state": known}
         try:
+            signer = self.signers.get(tx.sender)  # a replaced member key never signs again: say so now
+            if signer is not None and signer.replaced_at(self.store.head().height + 1):
+                raise signer.replaced(tx.sender)
             if not verified and tx_id not in self.app.verified:
                 check_stateless(tx, self.genesis.chain_id)
                 self.app.verified.add(tx_id)
@@ -483,7 +488,7 @@ class Node(NodeViews):
     def _on_commit(self, height: int) -> None:
         keys = member_keys(self.genesis, self.store)
         if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
-            self.member_keys = keys
+            self.member_keys, self.signers = keys, member_signers(self.store)
             self.network.allow_keys(keys)
         block = self.store.block(height)
         now = time.monotonic()

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from lendchain.client import NodeError
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
@@ -142,9 +143,9 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             loan_id = c.send(borrower, "loan.apply", apply)["id"]
             # bank2's transactions are signed with its new key now; the old one is refused.
             stale = c.build(keys["bank2"], "loan.offer", {"loan_id": loan_id, "rate_bps": 900})
-            c.submit(stale)
-            refused = c.wait_tx(stale.id.hex(), 60)["result"]
-            assert refused["code"] == "forbidden" and "replaced key" in refused["message"], refused
+            with pytest.raises(NodeError) as refused:  # at the door: the old key never signs again
+                c.submit(stale)
+            assert refused.value.code == "forbidden" and "replaced key" in str(refused.value)
             offered = c.send(new_key, "loan.offer", {"loan_id": loan_id, "rate_bps": 850})["result"]
             offer = next(e for e in offered["events"] if e["event"] == "loan.offered")
             stored = c.get(f"/offers/{offer['offer_id']}")
