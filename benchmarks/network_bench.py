@@ -51,6 +51,7 @@ from node_probe import (
     cpu_seconds,
     disk_bytes,
     idle_cpu_percent,
+    machine_speed,
     main_thread_cpu_seconds,
     memory_mb,
     node_counters,
@@ -210,6 +211,7 @@ class Run:
     retries: int = 0
     blocks: list[tuple[int, int]] = field(default_factory=list)  # (height, txs)
     client_cpu_s: float = 0.0  # this process while it drove the load: it shares the machine
+    machine_speed: dict[str, float] = field(default_factory=dict)  # node_probe.machine_speed
 
 
 class Submitter(threading.Thread):
@@ -421,7 +423,7 @@ def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -
     return {
         "nodes": args.nodes,
         "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **run.machine_speed},
         "submitted": len(run.workload.txs),
         "committed": committed,
         "rejected": len(run.rejected),
@@ -450,7 +452,7 @@ def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -
 
 
 def print_table(result: dict) -> None:
-    lat = result["latency_ms"]
+    lat, machine = result["latency_ms"], result["machine"]
     rows = [
         ("nodes / mode", f"{result['nodes']} / {result['mode']}"),
         ("txs submitted / committed", f"{result['submitted']} / {result['committed']}"),
@@ -465,6 +467,10 @@ def print_table(result: dict) -> None:
             f"{result['cpu_ms_per_tx']} ms; {result['main_thread_cpu_ms_per_tx']} ms",
         ),
         ("CPU per tx of this load generator", f"{result['load_generator_cpu_ms_per_tx']} ms"),
+        (
+            "this machine: tx decode / Ed25519 verify",
+            f"{machine.get('tx_decode_us', '?')} / {machine.get('ed25519_verify_us', '?')} µs",
+        ),
         ("bytes on disk per tx (per node)", result["disk_bytes_per_tx"]),
         ("blocks (txs per block mean / max)", f"{result['blocks']} ({result['txs_per_block']})"),
         ("view changes", result["view_changes"]),
@@ -528,6 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
     log(
         f"signed {len(workload.txs)} txs in {time.perf_counter() - started:.1f} s; starting {args.nodes} nodes"
     )
+    speed = machine_speed([bytes.fromhex(tx.hex) for tx in workload.txs])  # before any node runs
     per_node: dict[str, dict] = {}
     try:
         for name in cluster.names:
@@ -541,8 +548,11 @@ def main(argv: list[str] | None = None) -> dict:
         disk0 = {n.name: disk_bytes(n.config.data_dir) for n in nodes}
         client_cpu0 = time.process_time()
         run, duration = drive(cluster, workload, args, head["height"])
-        cpu1 = {n.name: cpu_seconds(n) for n in nodes}
+        run.machine_speed = speed
+        # Main threads read inside the processes' window (after it opens, before it closes),
+        # so a node's main-thread CPU never comes out above its total by a clock tick.
         main1 = {n.name: main_thread_cpu_seconds(n) for n in nodes}
+        cpu1 = {n.name: cpu_seconds(n) for n in nodes}
         run.client_cpu_s = time.process_time() - client_cpu0
         cluster.wait_agree(timeout_s=60)
         views = status_views(cluster)
