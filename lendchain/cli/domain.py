@@ -29,7 +29,14 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
-from lendchain.crypto import CryptoError, open_sealed, public_key_from_did, read_key_file, seal_to
+from lendchain.crypto import (
+    CryptoError,
+    SigningKey,
+    open_sealed,
+    public_key_from_did,
+    read_key_file,
+    seal_to,
+)
 from lendchain.ledger.amortization import SCHEDULE_KINDS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
@@ -387,20 +394,23 @@ def doc_open(ctx: click.Context, loan_id: str, document_id: str, out: str, **kw:
         next_key_file = load_node_config(kw["config_path"]).next_key_file
         if next_key_file is not None:
             keys.append(load_signer(str(next_key_file), None, kw["passphrase_file"]))
-    for key in keys[:-1]:
-        try:
-            plaintext = open_sealed(key, ciphertext)
-            break
-        except CryptoError:
-            continue
-    else:
-        plaintext = open_sealed(keys[-1], ciphertext)
+    plaintext = _open_with_any(keys, ciphertext)
     if hashlib.sha256(plaintext).hexdigest() != found[0]["doc_hash"]:
         raise click.ClickException(f"document {document_id} does not match its hash on chain")
     Path(out).write_bytes(plaintext)
     emit(
         ctx, {"document_id": document_id, "out": out, "bytes": len(plaintext)}, lambda v: f"wrote {v['out']}"
     )
+
+
+def _open_with_any(keys: list[SigningKey], ciphertext: bytes) -> bytes:
+    """The plaintext, opened with the first of ``keys`` it is sealed for (the last one's error if none)."""
+    for key in keys[:-1]:
+        try:
+            return open_sealed(key, ciphertext)
+        except CryptoError:
+            continue
+    return open_sealed(keys[-1], ciphertext)
 
 
 # governance -------------------------------------------------------------------------

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from lendchain.cli import domain
-from lendchain.crypto import CryptoError, open_sealed, write_key_file
+from lendchain.crypto import CryptoError, open_sealed, read_key_file, seal_to, write_key_file
 from lendchain.ledger.kinds import lookup_kind
 from lendchain.ledger.schema import check_payload
+from lendchain.node.testnet import generate_testnet
 from tests.ledger.chain import seeded_key
 
 DID = seeded_key(1).did
@@ -205,3 +206,41 @@ def test_servicing_reminders_prints_due_instalments(monkeypatch):
     result = CliRunner().invoke(root, ["servicing", "reminders", DID])
     assert result.exit_code == 0, result.output
     assert "overdue" in result.output and "#2 due 1000 ms: 850" in result.output
+
+
+def test_doc_open_with_a_node_config_tries_its_key_then_its_next_key(monkeypatch, tmp_path):
+    """A document attached after the member's rotation is sealed for next_key_file's key."""
+    layout = generate_testnet(tmp_path / "net", 1)
+    config = layout.configs[0]
+    next_key = seeded_key(9)
+    write_key_file(tmp_path / "net" / "keys" / "bank1.next.key", next_key)
+    config.write_text('next_key_file = "keys/bank1.next.key"\n' + config.read_text())
+    loan_id = "aa" * 32
+    documents = [
+        {
+            "document_id": f"{n:02x}" * 32,
+            "ciphertext": seal_to(key.public_key, text).hex(),
+            "doc_hash": digest,
+        }
+        for n, key, text, digest in [
+            (
+                1,
+                read_key_file(tmp_path / "net" / "keys" / "bank1.key"),
+                b"before",
+                hashlib.sha256(b"before").hexdigest(),
+            ),
+            (2, next_key, b"after", hashlib.sha256(b"after").hexdigest()),
+            (3, seeded_key(10), b"not ours", hashlib.sha256(b"not ours").hexdigest()),
+        ]
+    ]
+    view = {"loan_id": loan_id, "documents": documents}
+    monkeypatch.setattr(domain, "client_from", lambda kw: FakeClient({f"/loans/{loan_id}": view}))
+    for n, expected in ((1, b"before"), (2, b"after")):
+        out = tmp_path / f"doc{n}"
+        args = ["doc", "open", loan_id, f"{n:02x}" * 32, "--out", str(out), "--config", str(config)]
+        opened = CliRunner().invoke(root, args)
+        assert opened.exit_code == 0, opened.output
+        assert out.read_bytes() == expected
+    args = ["doc", "open", loan_id, "03" * 32, "--out", str(tmp_path / "doc3"), "--config", str(config)]
+    refused = CliRunner().invoke(root, args)
+    assert refused.exit_code == 1 and "not addressed to this key" in refused.output
