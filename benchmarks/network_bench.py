@@ -549,8 +549,7 @@ def main(argv: list[str] | None = None) -> dict:
         client_cpu0 = time.process_time()
         run, duration = drive(cluster, workload, args, head["height"])
         run.machine_speed = speed
-        # Main threads read inside the processes' window (after it opens, before it closes),
-        # so a node's main-thread CPU never comes out above its total by a clock tick.
+        # Main threads read inside the processes' window (after it opens, before it closes).
         main1 = {n.name: main_thread_cpu_seconds(n) for n in nodes}
         cpu1 = {n.name: cpu_seconds(n) for n in nodes}
         run.client_cpu_s = time.process_time() - client_cpu0

@@ -31,7 +31,9 @@ def test_smoke_run_commits_every_tx_and_reports():
     assert result["committed_tx_per_s"] > 0
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
     assert result["cpu_ms_per_tx"] > 0 and result["disk_bytes_per_tx"] > 0
-    assert 0 < result["main_thread_cpu_ms_per_tx"] <= result["cpu_ms_per_tx"]
+    # The kernel scales a thread's and its process's tick counts to their run time separately,
+    # so over a run this short (~0.7 s per node) they may disagree by a tick or two.
+    assert 0 < result["main_thread_cpu_ms_per_tx"] <= result["cpu_ms_per_tx"] * 1.05
     assert result["machine"]["tx_decode_us"] > 0 and result["machine"]["ed25519_verify_us"] > 0
     assert result["load_generator_cpu_ms_per_tx"] > 0
     assert sum(result["tx_per_s_by_10s"]) > 0
