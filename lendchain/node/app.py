@@ -223,14 +223,16 @@ class NodeApp:
             decoded, execution = pending.block, pending.execution
         self.store.commit_block(block, certificate, execution, wal)
         tx_ids = []
-        senders = set()
+        next_nonces: dict[str, int] = {}
         for raw in decoded.txs:
             tx = decode_transaction(raw)
             tx_ids.append(tx.id)
-            senders.add(tx.sender)
+            # Every included tx used up its nonce, whatever its result, and a sender's txs are
+            # included in nonce order: this is the sender's next nonce, without a state read.
+            next_nonces[tx.sender] = tx.nonce + 1
         self.mempool.remove(tx_ids)
-        for sender in senders:
-            stale = self.mempool.prune_stale(sender, next_nonce(self.store, sender))
+        for sender, nonce in next_nonces.items():
+            stale = self.mempool.prune_stale(sender, nonce)
             tx_ids.extend(tx.tx_id for tx in stale)
         self.store.pending_delete(tx_ids)
         self._pending = {d: p for d, p in self._pending.items() if p.height > height}

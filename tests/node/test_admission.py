@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger.block import make_block
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.config import load_node_config
 from lendchain.node.daemon import Node
@@ -56,6 +57,35 @@ def test_a_committed_tx_sent_again_is_known_and_another_at_its_nonce_is_refused(
     rival = registration(node, key, created_ms=1)
     [refused] = node.submit([rival.encode()])
     assert (refused["status"], refused["code"]) == ("rejected", "bad_nonce")
+
+
+def test_a_pending_tx_whose_nonce_another_tx_used_is_dropped_when_that_one_commits(node):
+    """The sender sent two txs at one nonce to two members; the other member's commits first."""
+    key = SigningKey.generate()
+    mine = registration(node, key)
+    later = build_transaction(
+        key, node.genesis.chain_id, "party.register", 1, {"role": "investor"}, node.genesis.genesis_time_ms
+    )
+    node.submit([mine.encode(), later.encode()])
+    rival = registration(node, key, created_ms=1)
+    head = node.store.head()
+    block, _ = make_block(
+        parent_hash=head.hash,
+        parent_timestamp_ms=head.timestamp_ms,
+        height=head.height + 1,
+        proposer="bank2",
+        candidate_txs=[rival],
+        reader=node.store,
+        now_ms=head.timestamp_ms + 1_000,
+        chain_id=node.genesis.chain_id,
+    )
+    raw = block.encode()
+    node.app.commit(head.height + 1, raw, node.app.digest(raw), b"certificate")
+    assert node.tx_status(rival.id)["status"] == "committed"
+    dropped = node.tx_status(mine.id)
+    assert (dropped["status"], dropped["code"]) == ("rejected", "bad_nonce")
+    assert later.id in node.mempool  # nonce 1 is still the sender's next: it stays
+    assert mine.id not in node.mempool
 
 
 def test_accepted_and_refused_txs_are_counted_by_source_and_reason(node):
