@@ -19,6 +19,7 @@ from lendchain.crypto import (
     did_from_public_key,
     key_file_is_encrypted,
     read_key_file,
+    read_public_key_file,
 )
 from lendchain.node.config import ConfigError, load_node_config
 
@@ -150,30 +151,33 @@ def load_signer(
 
     With ``client``, a node config's ``next_key_file`` is used instead once
     the chain says the member's rotation to it is in effect by the next
-    block: from then on the ledger refuses the member's old key.
+    block: from then on the ledger refuses the member's old key. (The next key
+    file is read only once some rotation of the member is in effect.)
     """
     if key_path is None and config_path:
         config = load_node_config(config_path)
         key_path = str(config.key_file)
         if config.next_key_file is not None and client is not None:
-            next_key = _read_key(str(config.next_key_file), passphrase_file)
-            if rotated_to(client, config.name, next_key.public_key):
-                return next_key
+            if _rotated_to(client, config.name, config.next_key_file):
+                key_path = str(config.next_key_file)
     if key_path is None:
         raise click.ClickException("no signing key: give --key FILE (or --config with a node key)")
     return _read_key(key_path, passphrase_file)
+
+
+def _rotated_to(client: Any, member: str, key_file: Path) -> bool:
+    """Whether ``member``'s node key from the next block on is a rotated one, the one in ``key_file``."""
+    keys = member_keys(client, member)
+    if keys is None:
+        return False
+    current = keys.key_at(client.get("/status")["height"] + 1)
+    return current != keys.keys[0][1] and current == read_public_key_file(key_file)
 
 
 def _read_key(key_path: str, passphrase_file: str | None) -> SigningKey:
     if key_file_is_encrypted(key_path):
         return read_key_file(key_path, read_passphrase(passphrase_file))
     return read_key_file(key_path)
-
-
-def rotated_to(client: Any, member: str, public_key: bytes) -> bool:
-    """Whether ``member``'s node key is ``public_key`` from the next block on (after a rotation)."""
-    keys = member_keys(client, member)
-    return keys is not None and keys.key_at(client.get("/status")["height"] + 1) == public_key
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,61 @@ def test_a_node_process_freezes_its_start_up_objects_and_collects_garbage_less_o
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class KeysClient:
+    """Answers what load_signer asks a node: its head height and bank1's key schedule."""
+
+    def __init__(self, height: int, genesis_key: bytes, rotations: list[tuple[int, bytes]]) -> None:
+        self.answers = {
+            "/status": {"height": height},
+            "/node-keys/bank1": {
+                "members": [
+                    {
+                        "name": "bank1",
+                        "genesis_key": genesis_key.hex(),
+                        "rotations": [{"effective_height": h, "public_key": k.hex()} for h, k in rotations],
+                    }
+                ]
+            },
+        }
+
+    def get(self, path: str) -> dict:
+        return self.answers[path]
+
+
+def test_a_node_config_signs_with_its_next_key_once_the_rotation_is_in_effect(tmp_path):
+    from lendchain.cli._common import load_signer
+    from lendchain.crypto import SigningKey, write_key_file
+    from lendchain.node.testnet import generate_testnet
+
+    config = generate_testnet(tmp_path / "net", 1).configs[0]
+    config.write_text('next_key_file = "keys/bank1.next.key"\n' + config.read_text())
+    node_key = read_key_file(tmp_path / "net" / "keys" / "bank1.key")
+    genesis = node_key.public_key
+    # Before any rotation the next key file is not even read (here it does not exist yet).
+    assert load_signer(None, str(config), None, KeysClient(10, genesis, [])).seed == node_key.seed
+    next_key = SigningKey.generate()
+    write_key_file(tmp_path / "net" / "keys" / "bank1.next.key", next_key)
+    # Scheduled for height 12: the next block is 11, so the node key still signs; from 11 on, the next key.
+    assert (
+        load_signer(None, str(config), None, KeysClient(10, genesis, [(12, next_key.public_key)])).seed
+        == node_key.seed
+    )
+    assert (
+        load_signer(None, str(config), None, KeysClient(11, genesis, [(12, next_key.public_key)])).seed
+        == next_key.seed
+    )
+    # A rotation to some other key leaves the config's key (the ledger will say it was replaced).
+    other = SigningKey.generate().public_key
+    assert load_signer(None, str(config), None, KeysClient(11, genesis, [(12, other)])).seed == node_key.seed
+    # --key always wins.
+    assert (
+        load_signer(
+            str(tmp_path / "net" / "keys" / "bank1.key"),
+            str(config),
+            None,
+            KeysClient(11, genesis, [(12, next_key.public_key)]),
+        ).seed
+        == node_key.seed
+    )
