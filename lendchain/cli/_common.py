@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import (
     CryptoError,
     SigningKey,
@@ -171,7 +172,7 @@ def _rotated_to(client: Any, member: str, key_file: Path) -> bool:
     if keys is None:
         return False
     current = keys.key_at(client.get("/status")["height"] + 1)
-    return current != keys.keys[0][1] and current == read_public_key_file(key_file)
+    return current != keys.genesis_key and current == read_public_key_file(key_file)
 
 
 def _read_key(key_path: str, passphrase_file: str | None) -> SigningKey:
@@ -186,10 +187,14 @@ class MemberKeys:
 
     name: str
     did: str  # the member's ledger identity: its genesis key's did:key
-    keys: tuple[tuple[int, bytes], ...]  # (effective height, public key), the genesis key at 0
+    schedule: KeySchedule  # this member's keys by effective height
+
+    @property
+    def genesis_key(self) -> bytes:
+        return self.schedule.keys_of(self.name)[0]
 
     def key_at(self, height: int) -> bytes:
-        return [key for start, key in self.keys if start <= height][-1]
+        return self.schedule.key_of(self.name, height)
 
 
 def member_keys(client: Any, member: str) -> MemberKeys | None:
@@ -211,8 +216,10 @@ def all_member_keys(client: Any) -> list[MemberKeys]:
 
 def _member_keys(doc: dict[str, Any]) -> MemberKeys:
     genesis = bytes.fromhex(doc["genesis_key"])
-    rotations = [(r["effective_height"], bytes.fromhex(r["public_key"])) for r in doc["rotations"]]
-    return MemberKeys(doc["name"], did_from_public_key(genesis), ((0, genesis), *rotations))
+    schedule = KeySchedule([(doc["name"], genesis)])
+    for rotation in doc["rotations"]:
+        schedule.add(doc["name"], rotation["effective_height"], bytes.fromhex(rotation["public_key"]))
+    return MemberKeys(doc["name"], did_from_public_key(genesis), schedule)
 
 
 def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any]) -> dict[str, Any]:
