@@ -42,7 +42,7 @@ class NodeViews:
                 "timestamp_ms": block.header.timestamp_ms,
                 "kind": tx.kind,
                 "sender": tx.sender,
-                "sender_name": self._member_names.get(tx.sender),
+                "sender_name": self._member_name(tx.sender),
                 "result": result.to_json(),
             }
         if tx_id in self.mempool:
@@ -123,8 +123,13 @@ class NodeViews:
         """did:key → name of every genesis member, voting or observer."""
         return {m.did: m.name for m in (*self.genesis.members, *self.genesis.observers)}
 
+    def _member_name(self, did: str) -> str | None:
+        """The member ``did`` is, or signs for with a key it rotated to; None for anyone else."""
+        signer = self.signers.get(did)
+        return signer.name if signer is not None else self._member_names.get(did)
+
     def _party(self, did: str) -> dict[str, Any]:
-        return {"did": did, "name": self._member_names.get(did)}
+        return {"did": did, "name": self._member_name(did)}
 
     def _add_signers(self, history: list[dict[str, Any]]) -> None:
         """Give each loan history entry its block's time and who signed it.

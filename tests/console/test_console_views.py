@@ -54,6 +54,7 @@ class Views(NodeViews):
         self._observer_target = 0
         self._started = time.monotonic()
         self._recent_commits = []
+        self.signers = {}  # no member has rotated its key
 
 
 @pytest.fixture

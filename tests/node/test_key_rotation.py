@@ -146,7 +146,9 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             with pytest.raises(NodeError) as refused:  # at the door: the old key never signs again
                 c.submit(stale)
             assert refused.value.code == "forbidden" and "replaced key" in str(refused.value)
-            offered = c.send(new_key, "loan.offer", {"loan_id": loan_id, "rate_bps": 850})["result"]
+            sent = c.send(new_key, "loan.offer", {"loan_id": loan_id, "rate_bps": 850})
+            assert sent["sender"] == new_key.did and sent["sender_name"] == "bank2"
+            offered = sent["result"]
             offer = next(e for e in offered["events"] if e["event"] == "loan.offered")
             stored = c.get(f"/offers/{offer['offer_id']}")
             assert stored["lender"] == keys["bank2"].did, stored  # bank2's identity, not the key's DID
