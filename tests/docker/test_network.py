@@ -20,7 +20,7 @@ from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node import dockernet
 from lendchain.node.config import load_genesis
-from lendchain.node.dockernet import DockerNet, wait_for
+from lendchain.node.dockernet import DockerNet, DockerNetError, wait_for
 from tests.docker.conftest import free_ports
 
 pytestmark = pytest.mark.docker
@@ -91,7 +91,22 @@ def committed_everywhere(net: DockerNet, tx_ids: list[str], nodes: list[str], ti
                 pending.pop(0)
             return True
 
-        wait_for(all_committed, timeout_s, f"{node} to report {len(tx_ids)} txs committed")
+        try:
+            wait_for(all_committed, timeout_s, f"{node} to report {len(tx_ids)} txs committed")
+        except DockerNetError as e:  # say where the node stands and what it logged, for the next reader
+            raise DockerNetError(f"{e}\n{node_report(net, node)}") from None
+
+
+def node_report(net: DockerNet, node: str) -> str:
+    try:
+        status = json.dumps(net.client(node).get("/status"), sort_keys=True)
+    except Exception as e:  # the node may be the thing that is broken
+        status = f"unavailable ({e})"
+    try:
+        logs = net.logs(node, tail=80)
+    except Exception as e:
+        logs = f"unavailable ({e})"
+    return f"--- {node} /status: {status}\n--- {node}'s last log lines:\n{logs}"
 
 
 def assert_same_chain(net: DockerNet, nodes: list[str] = NODES) -> int:
