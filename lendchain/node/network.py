@@ -349,6 +349,9 @@ class Network:
                         # A failed dial puts the peer in a 60 s negative cache; a member is
                         # always worth another try.
                         host.get_network().unblock_peer(link.peer_id)
+                        # Dial the genesis address only, whatever else the peerstore learned.
+                        host.get_peerstore().clear_addrs(link.peer_id)
+                        host.get_peerstore().add_addrs(link.peer_id, [link.maddr], _ADDR_TTL)
                         await host.connect(PeerInfo(link.peer_id, [link.maddr]))
                     stream = await host.new_stream(link.peer_id, [CONSENSUS_PROTOCOL])
             except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors

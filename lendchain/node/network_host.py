@@ -132,10 +132,32 @@ class MemberOnlyNoise(NoiseTransport):
         return secure_conn
 
     async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
-        return await self._gate(await super().secure_inbound(conn), "inbound")
+        try:
+            secured = await super().secure_inbound(conn)
+        except HandshakeFailure as e:
+            _handshake_log.info("inbound Noise handshake failed: %s", _cause(e))
+            raise
+        return await self._gate(secured, "inbound")
 
     async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
-        return await self._gate(await super().secure_outbound(conn, peer_id), "outbound")
+        try:
+            secured = await super().secure_outbound(conn, peer_id)
+        except HandshakeFailure as e:
+            _handshake_log.info("outbound Noise handshake with %s failed: %s", peer_id, _cause(e))
+            raise
+        return await self._gate(secured, "outbound")
+
+
+# py-libp2p reports a failed handshake without its reason; this says which step failed.
+_handshake_log = logging.getLogger("lendchain.network.handshake")
+
+
+def _cause(error: BaseException) -> str:
+    causes = []
+    while error is not None and len(causes) < 4:
+        causes.append(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        error = error.__cause__ or error.__context__
+    return " <- ".join(causes)
 
 
 def build_host(
@@ -154,6 +176,11 @@ def build_host(
         enable_upnp=False,
         bootstrap=None,
     )
+    # A member's address is its genesis address. py-libp2p's pubsub would otherwise replace
+    # a peer's addresses with those of the signed peer record every RPC carries, which on a
+    # node listening on 0.0.0.0 name its own wildcard address: dialling that peer then reached
+    # the dialler itself (Noise: PeerIDMismatchesPubkey) and, after a partition, never healed.
+    host.get_peerstore().consume_peer_record = _keep_genesis_addresses  # type: ignore[method-assign]
     swarm = host.get_network()
     # The swarm's auto-connector dials any peer in the peerstore (including
     # addresses learned through identify) to reach 150+ connections; members are
@@ -166,6 +193,11 @@ def build_host(
 
 async def _never_auto_connect() -> None:
     return None
+
+
+def _keep_genesis_addresses(envelope: object, ttl: int) -> bool:
+    """Accept a peer record (pubsub checked its signature) without touching the addresses."""
+    return True
 
 
 def content_message_id(msg: rpc_pb2.Message) -> bytes:

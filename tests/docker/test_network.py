@@ -102,11 +102,14 @@ def node_report(net: DockerNet, node: str) -> str:
         status = json.dumps(net.client(node).get("/status"), sort_keys=True)
     except Exception as e:  # the node may be the thing that is broken
         status = f"unavailable ({e})"
-    try:
-        logs = net.logs(node, tail=80)
-    except Exception as e:
-        logs = f"unavailable ({e})"
-    return f"--- {node} /status: {status}\n--- {node}'s last log lines:\n{logs}"
+    lines = [f"--- {node} /status: {status}"]
+    for name in [node, *(n for n in NODES if n != node)]:
+        try:
+            logs = net.logs(name, tail=80 if name == node else 30)
+        except Exception as e:
+            logs = f"unavailable ({e})"
+        lines.append(f"--- {name}'s last log lines:\n{logs}")
+    return "\n".join(lines)
 
 
 def assert_same_chain(net: DockerNet, nodes: list[str] = NODES) -> int:

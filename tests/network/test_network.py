@@ -383,3 +383,29 @@ def test_injected_loss_drops_inbound_frames_and_gossip():
             assert peers[1].gossip == []
 
     trio.run(main)
+
+
+def test_a_signed_peer_record_does_not_replace_a_members_genesis_address():
+    """Each pubsub RPC carries its sender's signed peer record; py-libp2p would replace the
+    sender's addresses with the record's. A docker node listening on 0.0.0.0 names that
+    wildcard there, and dialling it reached the dialler itself, so after a partition a node
+    never reconnected (the docker catch-up test failed one run in three)."""
+    import multiaddr
+    from libp2p.identity_utils import create_identity_from_seed
+    from libp2p.peer.envelope import seal_record
+    from libp2p.peer.peer_record import PeerRecord
+    from libp2p.pubsub.pb import rpc_pb2
+    from libp2p.pubsub.utils import maybe_consume_signed_record
+
+    from lendchain.node.network_host import build_host
+
+    me, peer = SigningKey.generate(), SigningKey.generate()
+    host = build_host(me, multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0"), lambda _: True, lambda *_: None)
+    peer_id = peer_id_of(peer.public_key)
+    genesis_address = multiaddr.Multiaddr("/ip4/10.201.0.12/tcp/47100")
+    host.get_peerstore().add_addrs(peer_id, [genesis_address], 10**9)
+    record = PeerRecord(peer_id, [multiaddr.Multiaddr("/ip4/0.0.0.0/tcp/47100")])
+    envelope = seal_record(record, create_identity_from_seed(peer.seed).private_key)
+    rpc = rpc_pb2.RPC(senderRecord=envelope.marshal_envelope())
+    assert maybe_consume_signed_record(rpc, host, peer_id)  # the record itself is valid
+    assert host.get_peerstore().addrs(peer_id) == [genesis_address]
