@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from bench_report import print_table, report
 from node_probe import (
     cpu_seconds,
     disk_bytes,
@@ -212,6 +211,8 @@ class Run:
     blocks: list[tuple[int, int]] = field(default_factory=list)  # (height, txs)
     client_cpu_s: float = 0.0  # this process while it drove the load: it shares the machine
     machine_speed: dict[str, float] = field(default_factory=dict)  # node_probe.machine_speed
+    # (monotonic time, CPU s of all nodes, of their main threads), about once a second
+    cpu_samples: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 class Submitter(threading.Thread):
@@ -287,6 +288,11 @@ def stuck_report(nodes: list[NodeProcess], run: Run, limit: int = 5) -> str:
     return "\n  ".join(lines)
 
 
+def cpu_sample(nodes: list[NodeProcess]) -> tuple[float, float, float]:
+    """(now, CPU seconds of all the nodes' threads, of their main threads)."""
+    return time.monotonic(), sum(map(cpu_seconds, nodes)), sum(map(main_thread_cpu_seconds, nodes))
+
+
 def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since: int) -> tuple[Run, float]:
     n = len(workload.txs)
     run = Run(workload, [0.0] * n, [0.0] * n)
@@ -312,7 +318,7 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
     committed = sent = 0
     started = time.monotonic()
     last_commit = started
-    next_progress = started + 1
+    next_progress, next_sample = started + 1, started
     deadline = started + args.timeout
     try:
         while committed + len(run.rejected) < n:
@@ -358,6 +364,9 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
             for submitter, batch in zip(submitters, batches, strict=True):
                 for start in range(0, len(batch), BATCH_MAX):
                     submitter.inbox.put(batch[start : start + BATCH_MAX])
+            if now >= next_sample:  # for the CPU per tx in each 10 s of the run
+                run.cpu_samples.append(cpu_sample(nodes))
+                next_sample += 1
             if now >= next_progress and not args.json:
                 elapsed = now - started
                 print(
@@ -369,6 +378,7 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
                 )
                 next_progress += 1
             time.sleep(TICK_S)
+        run.cpu_samples.append(cpu_sample(nodes))
     finally:
         watcher.stopped.set()
         for submitter in submitters:
@@ -381,107 +391,8 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
 # -- report ----------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def status_views(cluster: Cluster) -> dict[str, int]:
     return {name: cluster[name].get("/status")["view"] for name in cluster.names}
-
-
-def rate_series(run: Run, step_s: float) -> list[float]:
-    """Committed tx/s in each ``step_s`` from the first submission.
-
-    The last step runs to the last commit: a remainder shorter than half a
-    step is folded into the step before it (a rate over a few commits in a
-    fraction of a second says nothing).
-    """
-    sent = [t for t in run.submitted_at if t]
-    done = [t for t in run.committed_at if t]
-    if not sent or not done:
-        return []
-    start, end = min(sent), max(done)
-    steps = max(1, round((end - start) / step_s))
-    counts = [0] * steps
-    for t in done:
-        counts[min(int((t - start) // step_s), steps - 1)] += 1
-    spans = [step_s] * (steps - 1) + [max(end - start - step_s * (steps - 1), 1e-3)]
-    return [round(c / s, 1) for c, s in zip(counts, spans, strict=True)]
-
-
-def report(args: argparse.Namespace, run: Run, duration_s: float, nodes: dict) -> dict:
-    done = [i for i, t in enumerate(run.committed_at) if t]
-    latencies_ms = [(run.committed_at[i] - run.submitted_at[i]) * 1000 for i in done]
-    committed = len(done)
-    cpu_total = sum(n["cpu_s"] for n in nodes.values())
-    main_total = sum(n["main_thread_cpu_s"] for n in nodes.values())
-    disk_total = sum(n["disk_bytes"] for n in nodes.values())
-    sizes = [txs for _, txs in run.blocks if txs]
-    return {
-        "nodes": args.nodes,
-        "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **run.machine_speed},
-        "submitted": len(run.workload.txs),
-        "committed": committed,
-        "rejected": len(run.rejected),
-        "kinds": run.workload.kinds(),
-        "duration_s": round(duration_s, 2),
-        "committed_tx_per_s": round(committed / duration_s, 1) if duration_s else 0.0,
-        "tx_per_s_by_10s": rate_series(run, 10.0),
-        "latency_ms": {
-            "p50": round(percentile(latencies_ms, 0.50), 1),
-            "p95": round(percentile(latencies_ms, 0.95), 1),
-            "p99": round(percentile(latencies_ms, 0.99), 1),
-            "mean": round(statistics.fmean(latencies_ms), 1) if latencies_ms else 0.0,
-        },
-        "cpu_ms_per_tx": round(1000 * cpu_total / committed, 3) if committed else None,
-        "main_thread_cpu_ms_per_tx": round(1000 * main_total / committed, 3) if committed else None,
-        "cpu_s_total": round(cpu_total, 2),
-        "load_generator_cpu_ms_per_tx": round(1000 * run.client_cpu_s / committed, 3) if committed else None,
-        "disk_bytes_per_tx": round(disk_total / args.nodes / committed) if committed else None,
-        "blocks": len(run.blocks),
-        "txs_per_block": {"mean": round(statistics.fmean(sizes), 1), "max": max(sizes)} if sizes else {},
-        "view_changes": max(n["view_changes"] for n in nodes.values()),
-        "relayed_txs": sum(n["relayed_txs"] for n in nodes.values()),
-        "mempool_503_retries": run.retries,
-        "per_node": nodes,
-    }
-
-
-def print_table(result: dict) -> None:
-    lat, machine = result["latency_ms"], result["machine"]
-    rows = [
-        ("nodes / mode", f"{result['nodes']} / {result['mode']}"),
-        ("txs submitted / committed", f"{result['submitted']} / {result['committed']}"),
-        ("rejected", result["rejected"]),
-        ("mix", ", ".join(f"{k} {v}" for k, v in result["kinds"].items())),
-        ("duration (first submit..last commit)", f"{result['duration_s']} s"),
-        ("committed tx/s", result["committed_tx_per_s"]),
-        ("committed tx/s, each 10 s", " ".join(str(round(r)) for r in result["tx_per_s_by_10s"])),
-        ("latency p50 / p95 / p99", f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms"),
-        (
-            "CPU per committed tx (all nodes; main threads)",
-            f"{result['cpu_ms_per_tx']} ms; {result['main_thread_cpu_ms_per_tx']} ms",
-        ),
-        ("CPU per tx of this load generator", f"{result['load_generator_cpu_ms_per_tx']} ms"),
-        (
-            "this machine: tx decode / Ed25519 verify",
-            f"{machine.get('tx_decode_us', '?')} / {machine.get('ed25519_verify_us', '?')} µs",
-        ),
-        ("bytes on disk per tx (per node)", result["disk_bytes_per_tx"]),
-        ("blocks (txs per block mean / max)", f"{result['blocks']} ({result['txs_per_block']})"),
-        ("view changes", result["view_changes"]),
-    ]
-    if "idle_cpu_percent_of_a_core" in result:
-        rows.append(("idle network CPU (all nodes)", f"{result['idle_cpu_percent_of_a_core']} % of a core"))
-    for name, node in result["per_node"].items():
-        rows.append((f"  {name}", f"cpu {node['cpu_s']} s, RSS {node['rss_mb']} MB (peak {node['peak_mb']})"))
-    width = max(len(r[0]) for r in rows)
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
 
 
 # -- main --------------------------------------------------------------------------

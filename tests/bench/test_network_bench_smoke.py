@@ -37,6 +37,9 @@ def test_smoke_run_commits_every_tx_and_reports():
     assert result["machine"]["tx_decode_us"] > 0 and result["machine"]["ed25519_verify_us"] > 0
     assert result["load_generator_cpu_ms_per_tx"] > 0
     assert sum(result["tx_per_s_by_10s"]) > 0
+    steps = len(result["tx_per_s_by_10s"])
+    assert len(result["cpu_ms_per_tx_by_10s"]) == len(result["lifecycle_percent_by_10s"]) == steps
+    assert all(cost > 0 for cost in result["cpu_ms_per_tx_by_10s"])
     assert set(result["per_node"]) == {"bank1", "bank2", "bank3", "bank4"}
     assert all(node["rss_mb"] > 0 for node in result["per_node"].values())
     assert result["view_changes"] >= 0

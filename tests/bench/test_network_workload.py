@@ -72,13 +72,42 @@ def test_lender_work_comes_in_about_lender_chunks_chunks(bench, workload):
         assert chunks == bench.LENDER_CHUNKS
 
 
-def test_rate_series_counts_commits_per_step(bench):
+@pytest.fixture(scope="module")
+def bench_report(bench):
+    import bench_report  # beside network_bench, on the path the bench fixture set
+
+    return bench_report
+
+
+def test_rate_series_counts_commits_per_step(bench, bench_report):
     run = bench.Run(
         workload=None, submitted_at=[100.0, 100.0, 100.5, 0.0], committed_at=[101.0, 112.0, 126.0, 0.0]
     )
     # steps [100, 110), [110, 120), [120, 126]: one commit each; the last step is 6 s long
-    assert bench.rate_series(run, 10.0) == [0.1, 0.1, round(1 / 6, 1)]
+    assert bench_report.rate_series(run, 10.0) == [0.1, 0.1, round(1 / 6, 1)]
     # a remainder under half a step joins the step before: [110, 124] holds two commits
     run.committed_at[2] = 124.0
-    assert bench.rate_series(run, 10.0) == [0.1, round(2 / 14, 1)]
-    assert bench.rate_series(bench.Run(workload=None), 10.0) == []
+    assert bench_report.rate_series(run, 10.0) == [0.1, round(2 / 14, 1)]
+    assert bench_report.rate_series(bench.Run(workload=None), 10.0) == []
+
+
+def test_cost_series_gives_cpu_per_tx_and_the_lifecycle_share_of_each_step(bench, bench_report):
+    kinds = ["party.register", "loan.apply", "loan.offer", "loan.repay", "loan.repay"]
+    txs = [bench.PlannedTx(i, f"{i:02x}", "", "s", kind, 0) for i, kind in enumerate(kinds)]
+    run = bench.Run(
+        workload=bench.Workload(txs, [0]),
+        submitted_at=[100.0] * 5,
+        committed_at=[101.0, 105.0, 112.0, 115.0, 0.0],  # the last never committed
+        # CPU grows 2 s per 10 s until 110, then 3 s per 5 s; main threads half of that
+        cpu_samples=[(100.0, 10.0, 5.0), (110.0, 12.0, 6.0), (115.0, 15.0, 7.5)],
+    )
+    series = bench_report.cost_series(run, 10.0)
+    # steps [100, 110): 2 txs, 2 s of CPU; [110, 115]: 2 txs, 3 s
+    assert series["cpu_ms_per_tx"] == [1000.0, 1500.0]
+    assert series["main_thread_cpu_ms_per_tx"] == [500.0, 750.0]
+    assert series["lifecycle_percent"] == [0.0, 100.0]
+    # between samples CPU is taken as linear: a sample only at 100 and 120 splits 4 s evenly
+    run.cpu_samples = [(100.0, 10.0, 5.0), (120.0, 14.0, 7.0)]
+    run.committed_at[3] = 119.0
+    assert bench_report.cost_series(run, 10.0)["cpu_ms_per_tx"] == [1000.0, round(1000 * 1.8 / 2, 3)]
+    assert bench_report.cost_series(bench.Run(workload=None), 10.0)["cpu_ms_per_tx"] == []
