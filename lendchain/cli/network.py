@@ -96,8 +96,12 @@ def start(config_path: str, passphrase_file: str | None) -> None:
 # values, messages), and keeps bounded caches of them; with CPython's default first threshold
 # (700) the cyclic collector ran so often that it took ~7 % of a node's CPU under load
 # (benchmarks/RESULTS.md, 2026-12-04). Almost nothing a node allocates forms reference cycles,
-# so collecting less often costs little memory.
-GC_THRESHOLDS = (10_000, 20, 20)
+# so collecting less often costs little memory. The first threshold counts tracked objects
+# allocated minus those freed: at 10,000 a loaded node still collected about every block
+# (~3 a second, each scanning the block's live txs and results), 1.6 s of its CPU in a
+# 65 s run; at 50,000 it collects a few times a run, with the same peak RSS (fifth session
+# of 2026-12-05).
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def tune_gc() -> None:
