@@ -512,21 +512,28 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
     from lendchain.ledger.audit import AuditError, verify_export
     from lendchain.node.config import load_genesis
 
+    genesis = load_genesis(genesis_path)
     try:
         document = json.loads(Path(file).read_text())
-        summary = verify_export(document, load_genesis(genesis_path))
+        summary = verify_export(document, genesis)
     except AuditError as e:
         raise click.ClickException(f"{file} does not verify: {e}") from None
+    genesis_dids = {member.did for member in genesis.members}
 
     def human(v: dict[str, Any]) -> str:
         rotations = "".join(
             f"; {r['member']}'s node key rotated at block {r['effective_height']} (proven)"
             for r in v["key_rotations"]
         )
+        rotated_signers = "".join(
+            f"; {did} signed for {member} (its rotated key)"
+            for did, member in v["member_signers"].items()
+            if did not in genesis_dids
+        )
         return (
             f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
             f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
-            f"{rotations}"
+            f"{rotations}{rotated_signers}"
         )
 
     emit(ctx, summary, human)

@@ -38,6 +38,11 @@ is missing. It holds:
    tx results), and commits to the length and head of the history up to the
    end of its range.
 
+The summary names, for every signer that is a member's key at its entry's
+height, the member it signed for (``member_signers``): after a member's key
+rotation its txs carry the new key's did:key, which the genesis does not
+list, and the proven rotations say whose key it is.
+
 So a history entry left out, added, changed or moved breaks a hash link or
 the head a certified receipt commits to. What an export cannot prove: that
 the loan changed no more after its last entry (the state root commits to
@@ -51,6 +56,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lendchain import codec
+from lendchain.consensus.keys import KeySchedule
+from lendchain.crypto import public_key_from_did
 from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
 from lendchain.ledger.audit_keys import (
@@ -289,6 +296,7 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
         "entries": len(entries),
         "heights": heights,
         "signers": signers,
+        "member_signers": _member_signers(entries, heights, schedule),
         "history_length": len(history),
         "history_head": heads[-1].hex(),
         "complete_to_height": heights[-1],
@@ -297,6 +305,21 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
             for name, height, key in schedule.rotations()
         ],
     }
+
+
+def _member_signers(
+    entries: list[dict[str, Any]], heights: list[int], schedule: KeySchedule
+) -> dict[str, str]:
+    """Signer did:key -> the member whose key it was at the height it signed (genesis or rotated)."""
+    found: dict[str, str] = {}
+    for entry, height in zip(entries, heights, strict=True):
+        signer = entry.get("signer")
+        if signer and signer not in found:
+            key = public_key_from_did(signer)  # _check_tx decoded it from a verified signature
+            found.update(
+                (signer, name) for name, member_key in schedule.members_at(height) if member_key == key
+            )
+    return dict(sorted(found.items()))
 
 
 def _audit_lookup(reader: StateReader, ref: str) -> dict[str, Any] | None:

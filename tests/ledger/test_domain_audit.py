@@ -112,6 +112,7 @@ def test_export_lists_every_change_with_height_tx_and_signer(exported):
         "entries": 5,
         "heights": [2, 3, 4, 5, 6],
         "signers": sorted([borrower.did, lender.did]),
+        "member_signers": {lender.did: "bank1"},
         "history_length": 5,
         "history_head": document["history_head"],
         "complete_to_height": 6,
@@ -341,3 +342,43 @@ def test_rotation_evidence_certified_by_non_members_is_refused():
     document["key_rotations"][0]["certificate"] = forged.certificate(height).hex()
     with pytest.raises(AuditError, match=f"key rotation 0: block {height}'s commit certificate"):
         verify_export(document, genesis)
+
+
+def test_the_summary_names_the_member_a_rotated_key_signed_for(tmp_path):
+    """bank2 rotates its key, then offers and disburses with the new one: the export proves it was bank2."""
+    genesis, members, chain, borrower, loan_hex = applied_loan()
+    bank2, new_key = members[1], seeded_key(250)
+    rotate_bank2(chain, members, new_key)
+    effective = scheduled_rotations(chain.state)["bank2"][0][0]
+    while chain.height < effective:
+        chain.run()
+    offer = chain.run_one(chain.tx(new_key, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
+    assert offer.ok, offer.message
+    accept = {"loan_id": loan_hex, "offer_id": offer.tx_id.hex()}
+    assert chain.run_one(chain.tx(borrower, "loan.accept", accept)).ok
+    assert chain.run_one(chain.tx(new_key, "loan.disburse", {"loan_id": loan_hex})).ok
+    blocks = RotatedBlocks(chain, members, new_key, effective)
+    document = json.loads(json.dumps(export_loan(chain.state, blocks, bytes.fromhex(loan_hex))))
+    assert [e["signer"] for e in document["entries"]] == [
+        borrower.did,
+        new_key.did,
+        borrower.did,
+        new_key.did,
+    ]
+
+    summary = verify_export(document, genesis)
+    # The borrower is no member; the new key's did:key, which the genesis does not list, is bank2's.
+    assert summary["member_signers"] == {new_key.did: "bank2"}
+    assert sorted(summary["signers"]) == sorted({borrower.did, new_key.did})
+    # Without the rotation evidence the same txs cannot be tied to bank2: the export is refused.
+    with pytest.raises(AuditError, match="key rotations"):
+        verify_export({**document, "key_rotations": []}, genesis)
+
+    genesis_file = tmp_path / "genesis.toml"
+    genesis_file.write_text(tomli_w.dumps(genesis.to_toml_doc()))
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(document))
+    result = CliRunner().invoke(domain.audit, ["verify", str(export), "--genesis", str(genesis_file)])
+    assert result.exit_code == 0, result.output
+    assert f"{new_key.did} signed for bank2 (its rotated key)" in result.output
+    assert bank2.did not in result.output
