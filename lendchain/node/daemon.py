@@ -121,7 +121,7 @@ class Node(NodeViews):
             on_gossip=self._on_gossip,
             log=self.log,
         )
-        self.metrics.attach_network(self.network.stats, self.network.member_stats)
+        self.metrics.attach(self.network.stats, self.network.member_stats, self.store.memory_bytes)
         self.faults = Faults.from_env()
         if self.faults.active:
             self.store.block_write_fault = self.faults.block_write_fault

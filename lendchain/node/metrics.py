@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -39,10 +39,27 @@ class _NetworkCollector(Collector):
             yield throttled
 
 
+class _StoreCollector(Collector):
+    """The store's memory at scrape time: LevelDB's memtables and block cache."""
+
+    def __init__(self, memory_bytes: Callable[[], int]) -> None:
+        self.memory_bytes = memory_bytes
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "lendchain_store_memory_bytes",
+            "LevelDB memtables and block cache (approximate; part of process_resident_memory_bytes)",
+            value=self.memory_bytes(),
+        )
+
+
 class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds: what an operator
+        # sizes a node's machine by (RSS grows with load and chain size: benchmarks/RESULTS.md).
+        ProcessCollector(registry=r)
         self.height = Gauge("lendchain_height", "committed height", registry=r)
         self.view = Gauge("lendchain_view", "current PBFT view", registry=r)
         self.view_changes = Counter("lendchain_view_changes", "views entered after the first", registry=r)
@@ -104,12 +121,16 @@ class NodeMetrics:
         self._last_view = 0
         self._last_request_timeouts = 0
 
-    def attach_network(
+    def attach(
         self,
         stats: Callable[[], dict[str, Any]],
         member_stats: Callable[[], dict[str, dict[str, int]]] | None = None,
+        store_memory_bytes: Callable[[], int] | None = None,
     ) -> None:
+        """Export the network layer's counters, and the store's memory, at scrape time."""
         self.registry.register(_NetworkCollector(stats, member_stats))
+        if store_memory_bytes is not None:
+            self.registry.register(_StoreCollector(store_memory_bytes))
 
     def observe_replica(self, replica: Any) -> None:
         view = replica.view

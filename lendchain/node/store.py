@@ -491,6 +491,12 @@ class ChainStore:
             )
             raise self.write_error from None
 
+    def memory_bytes(self) -> int:
+        """LevelDB's own estimate of its memtables and block cache, in bytes (0 once closed)."""
+        if self._db.closed:
+            return 0
+        return int(self._db.get_property(b"leveldb.approximate-memory-usage") or 0)
+
     def _log_file(self) -> Path:
         logs = sorted(self.path.glob("*.log"))
         return logs[-1] if logs else self.path / "LOG"

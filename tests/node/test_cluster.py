@@ -104,6 +104,12 @@ def test_txs_submitted_to_different_nodes_all_commit(net):
         with client(net, name) as c:
             tx_ids += [register(c) for _ in range(5)]
     committed_everywhere(net, tx_ids, net.names)
+    # What an operator sizes a node by is on /metrics: the process's memory and the store's part.
+    for name in net.names:
+        text = httpx.get(net[name].url + "/metrics", timeout=5).text
+        rss = re.search(r"^process_resident_memory_bytes (\S+)$", text, re.M)
+        store = re.search(r"^lendchain_store_memory_bytes (\S+)$", text, re.M)
+        assert rss and store and 0 < float(store.group(1)) < float(rss.group(1))
 
 
 def test_a_bad_transaction_is_refused_with_a_reason_and_nothing_is_lost(net):

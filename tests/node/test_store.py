@@ -82,6 +82,16 @@ def test_commit_and_reopen_keep_everything(tmp_path, genesis):
         assert verify_chain(store) == 5
 
 
+def test_memory_estimate_grows_with_writes_and_is_zero_once_closed(tmp_path, genesis):
+    chain = Chain.start(genesis)
+    store = ChainStore.open(tmp_path / "db", genesis)
+    before = store.memory_bytes()
+    grow(store, chain, 3)
+    assert store.memory_bytes() > before > 0  # the memtable holds the blocks just written
+    store.close()
+    assert store.memory_bytes() == 0  # a scrape during shutdown does not fail
+
+
 def _tables_hold(path: Path, needle: bytes) -> bool:
     return any(needle in table.read_bytes() for table in path.glob("*.ldb"))
 
