@@ -288,9 +288,16 @@ def stuck_report(nodes: list[NodeProcess], run: Run, limit: int = 5) -> str:
     return "\n  ".join(lines)
 
 
-def cpu_sample(nodes: list[NodeProcess]) -> tuple[float, float, float]:
-    """(now, CPU seconds of all the nodes' threads, of their main threads)."""
-    return time.monotonic(), sum(map(cpu_seconds, nodes)), sum(map(main_thread_cpu_seconds, nodes))
+def sample_cpu(run: Run, nodes: list[NodeProcess]) -> None:
+    """Add (now, CPU seconds of all the nodes' threads, of their main threads) to the run.
+
+    Nothing is added while a node is gone: the run then stops on its own error or timeout.
+    """
+    try:
+        sample = time.monotonic(), sum(map(cpu_seconds, nodes)), sum(map(main_thread_cpu_seconds, nodes))
+    except OSError:
+        return
+    run.cpu_samples.append(sample)
 
 
 def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since: int) -> tuple[Run, float]:
@@ -365,7 +372,7 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
                 for start in range(0, len(batch), BATCH_MAX):
                     submitter.inbox.put(batch[start : start + BATCH_MAX])
             if now >= next_sample:  # for the CPU per tx in each 10 s of the run
-                run.cpu_samples.append(cpu_sample(nodes))
+                sample_cpu(run, nodes)
                 next_sample += 1
             if now >= next_progress and not args.json:
                 elapsed = now - started
@@ -378,7 +385,7 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
                 )
                 next_progress += 1
             time.sleep(TICK_S)
-        run.cpu_samples.append(cpu_sample(nodes))
+        sample_cpu(run, nodes)
     finally:
         watcher.stopped.set()
         for submitter in submitters:

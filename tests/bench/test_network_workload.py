@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -111,3 +114,14 @@ def test_cost_series_gives_cpu_per_tx_and_the_lifecycle_share_of_each_step(bench
     run.committed_at[3] = 119.0
     assert bench_report.cost_series(run, 10.0)["cpu_ms_per_tx"] == [1000.0, round(1000 * 1.8 / 2, 3)]
     assert bench_report.cost_series(bench.Run(workload=None), 10.0)["cpu_ms_per_tx"] == []
+
+
+def test_cpu_samples_are_skipped_while_a_node_is_gone(bench):
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its /proc entry no longer exists
+    alive = SimpleNamespace(process=SimpleNamespace(pid=os.getpid()))
+    run = bench.Run(workload=None)
+    bench.sample_cpu(run, [alive])
+    assert len(run.cpu_samples) == 1 and run.cpu_samples[0][1] > 0
+    bench.sample_cpu(run, [alive, SimpleNamespace(process=gone)])
+    assert len(run.cpu_samples) == 1
