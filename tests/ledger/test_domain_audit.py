@@ -177,21 +177,24 @@ def test_audit_lookup_needs_a_reader_that_serves_blocks(exported):
     assert queries.lookup(chain.state, "audit", loan_id) is None
 
 
-def test_cli_audit_verify_checks_a_file_against_a_genesis_file(exported, tmp_path):
-    genesis, document, loan_id, *_ = exported
+def cli_verify(genesis, document: dict, tmp_path, name: str = "export.json"):
+    """``lendchain audit verify`` of ``document`` written to a file, against ``genesis`` as TOML."""
     genesis_file = tmp_path / "genesis.toml"
     genesis_file.write_text(tomli_w.dumps(genesis.to_toml_doc()))
-    good = tmp_path / "export.json"
-    good.write_text(json.dumps(document))
-    result = CliRunner().invoke(domain.audit, ["verify", str(good), "--genesis", str(genesis_file)])
+    export = tmp_path / name
+    export.write_text(json.dumps(document))
+    return CliRunner().invoke(domain.audit, ["verify", str(export), "--genesis", str(genesis_file)])
+
+
+def test_cli_audit_verify_checks_a_file_against_a_genesis_file(exported, tmp_path):
+    genesis, document, loan_id, *_ = exported
+    result = cli_verify(genesis, document, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"loan {loan_id}, 5 txs" in result.output
     assert "5 history entries are complete up to block 6" in result.output
     tampered = copy.deepcopy(document)
     tampered["entries"][4]["header"] = flip(tampered["entries"][4]["header"], 20)
-    bad = tmp_path / "tampered.json"
-    bad.write_text(json.dumps(tampered))
-    result = CliRunner().invoke(domain.audit, ["verify", str(bad), "--genesis", str(genesis_file)])
+    result = cli_verify(genesis, tampered, tmp_path, "tampered.json")
     assert result.exit_code == 1 and "does not verify: entry 4" in result.output
 
 
@@ -374,11 +377,7 @@ def test_the_summary_names_the_member_a_rotated_key_signed_for(tmp_path):
     with pytest.raises(AuditError, match="key rotations"):
         verify_export({**document, "key_rotations": []}, genesis)
 
-    genesis_file = tmp_path / "genesis.toml"
-    genesis_file.write_text(tomli_w.dumps(genesis.to_toml_doc()))
-    export = tmp_path / "export.json"
-    export.write_text(json.dumps(document))
-    result = CliRunner().invoke(domain.audit, ["verify", str(export), "--genesis", str(genesis_file)])
+    result = cli_verify(genesis, document, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"{new_key.did} signed for bank2 (its rotated key)" in result.output
     assert bank2.did not in result.output
