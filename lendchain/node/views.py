@@ -195,10 +195,8 @@ class NodeViews:
         }
 
     def _member_did(self) -> str:
-        for member in (*self.genesis.members, *self.genesis.observers):
-            if member.name == self.config.name:
-                return did_from_public_key(member.public_key)
-        return did_from_public_key(self.key.public_key)
+        member = self.genesis.member(self.config.name)
+        return member.did if member is not None else did_from_public_key(self.key.public_key)
 
     def _member_heights(self, own_height: int) -> list[dict[str, Any]]:
         """Each voting member's height as its signed consensus messages named it, and its last word.
