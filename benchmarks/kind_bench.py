@@ -1,0 +1,151 @@
+"""What each kind of loan tx costs a validating node to execute and store.
+
+Builds the same workload as ``ledger_bench.py`` (loans walked through their
+whole life, phase by phase, so each block holds one kind of tx), has a
+proposer cut it into blocks, then checks and commits every block on a fresh
+LevelDB as a validating node does and reports CPU µs per tx by kind:
+``check_block`` (decode, tx root, execution, state and results roots, with
+the signatures already verified) and ``commit_block`` (one WriteBatch).
+
+Timings on a shared 2-core machine move by tens of percent between runs.
+For a comparison of two trees that does not, count instructions instead:
+the build and the proposer's pass are the same in both, so the difference of
+whole-process counts is the difference in execution (twice: proposer and
+validator). With the interpreter binary itself, not a shim:
+
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \\
+        python3.11 benchmarks/kind_bench.py --txs 5500
+
+``--stop-after build`` and ``--stop-after propose`` give the counts to
+subtract to see what execution alone costs. ``--profile KIND`` prints a
+cProfile of the blocks of that kind.
+
+Usage: python benchmarks/kind_bench.py [--txs 22000] [--block 500] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+from collections import Counter
+
+from ledger_bench import CHAIN_ID, build_workload
+
+from lendchain.ledger.block import check_block, make_block
+from lendchain.ledger.state import genesis_state
+from lendchain.ledger.transactions import decode_transaction
+from lendchain.node.store import ChainStore
+
+
+def propose(genesis, txs, block_txs: int) -> list[tuple[bytes, str, int]]:
+    """(encoded block, its most common kind, tx count) for each block, proposed in order."""
+    state = genesis_state(genesis)
+    parent, parent_ts = genesis.hash(), genesis.genesis_time_ms
+    blocks = []
+    for height, start in enumerate(range(0, len(txs), block_txs), start=1):
+        chunk = txs[start : start + block_txs]
+        block, execution = make_block(
+            parent_hash=parent,
+            parent_timestamp_ms=parent_ts,
+            height=height,
+            proposer="bank1",
+            candidate_txs=chunk,
+            reader=state,
+            now_ms=parent_ts + 1,
+            chain_id=CHAIN_ID,
+        )
+        assert not execution.dropped, execution.dropped[:3]
+        failed = [r for r in execution.results if not r.ok]
+        assert not failed, failed[:3]
+        state.apply(execution.changes)
+        parent, parent_ts = block.hash(), block.header.timestamp_ms
+        kind = Counter(tx.kind for tx in chunk).most_common(1)[0][0]
+        blocks.append((block.encode(), kind, len(chunk)))
+    return blocks
+
+
+def validate(genesis, blocks, verified: set[bytes], profile_kind: str | None) -> tuple[dict, pstats.Stats | None]:
+    """Check and commit every block; CPU seconds of each stage and tx count, by kind."""
+    by_kind: dict[str, dict[str, float]] = {}
+    profiler = cProfile.Profile() if profile_kind else None
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ChainStore.open(tmp, genesis)
+        for height, (raw, kind, count) in enumerate(blocks, start=1):
+            head = store.head()
+            profiling = profiler is not None and kind == profile_kind
+            if profiling:
+                profiler.enable()
+            started = time.process_time()
+            _, execution = check_block(
+                raw,
+                expected_height=height,
+                parent_hash=head.hash,
+                parent_timestamp_ms=head.timestamp_ms,
+                reader=store,
+                now_ms=None,
+                max_skew_ms=0,
+                chain_id=CHAIN_ID,
+                verified_tx_ids=verified,
+            )
+            checked = time.process_time()
+            store.commit_block(raw, b"certificate", execution)
+            stored = time.process_time()
+            if profiling:
+                profiler.disable()
+            totals = by_kind.setdefault(kind, {"txs": 0, "execute_s": 0.0, "store_s": 0.0})
+            totals["txs"] += count
+            totals["execute_s"] += checked - started
+            totals["store_s"] += stored - checked
+        store.close()
+    return by_kind, (pstats.Stats(profiler) if profiler else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--txs", type=int, default=22_000)
+    parser.add_argument("--block", type=int, default=500, help="txs per block")
+    parser.add_argument("--profile", metavar="KIND", help="cProfile the blocks of this kind (slower)")
+    parser.add_argument("--stop-after", choices=("build", "propose"), help="for instruction counts")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    genesis, txs = build_workload(args.txs)
+    if args.stop_after == "build":
+        return
+    blocks = propose(genesis, txs, args.block)
+    if args.stop_after == "propose":
+        return
+    for tx in txs:  # a node decoded each tx when it arrived by gossip or the API
+        decode_transaction(tx.encode())
+    by_kind, stats = validate(genesis, blocks, {tx.id for tx in txs}, args.profile)
+
+    rows = {
+        kind: {
+            "txs": int(t["txs"]),
+            "execute_us": round(1e6 * t["execute_s"] / t["txs"], 1),
+            "store_us": round(1e6 * t["store_s"] / t["txs"], 1),
+            "total_us": round(1e6 * (t["execute_s"] + t["store_s"]) / t["txs"], 1),
+        }
+        for kind, t in by_kind.items()
+    }
+    count = sum(r["txs"] for r in rows.values())
+    overall = round(sum(t["execute_s"] + t["store_s"] for t in by_kind.values()) * 1e6 / count, 1)
+    if args.json:
+        print(json.dumps({"txs": count, "block_txs": args.block, "by_kind": rows, "total_us": overall}, indent=2))
+    else:
+        print(f"{'kind':<16} {'txs':>7} {'execute µs':>11} {'store µs':>9} {'total µs':>9}")
+        for kind, row in rows.items():
+            print(
+                f"{kind:<16} {row['txs']:>7} {row['execute_us']:>11} {row['store_us']:>9} {row['total_us']:>9}"
+            )
+        print(f"{'all':<16} {count:>7} {'':>11} {'':>9} {overall:>9}")
+    if stats is not None:
+        stats.sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
