@@ -50,7 +50,9 @@ class BlockOverlay:
     def read(self, key: bytes) -> Any | None:
         if key in self._values:
             return self._values[key]
-        raw = self._reader.get(key)
+        raw = self._encoded.get(key)  # read by read_encoded, not decoded yet
+        if raw is None:
+            raw = self._reader.get(key)
         if raw is None:
             value = None
         else:
@@ -60,8 +62,21 @@ class BlockOverlay:
         return value
 
     def read_encoded(self, key: bytes) -> bytes:
-        """The canonical bytes of ``read(key)`` (nil for a missing key), packed only if not known."""
-        value = self.read(key)  # fills in the bytes of a value read from the reader
+        """The canonical bytes of ``read(key)`` (nil for a missing key), packed only if not known.
+
+        Bytes read from the reader are not decoded here: the one caller hashes
+        a loan's previous history entry, whose value it never looks at.
+        """
+        if key not in self._values:
+            raw = self._encoded.get(key)
+            if raw is not None:
+                return raw
+            raw = self._reader.get(key)
+            if raw is not None:
+                self._encoded[key] = raw
+                return raw
+            self._values[key] = None
+        value = self.read(key)
         encoded = self._encoded.get(key)
         if encoded is None:
             encoded = self._encoded[key] = codec.pack(value)

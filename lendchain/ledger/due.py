@@ -75,7 +75,9 @@ def _add(ctx: TxContext, slot: int, loan_id: bytes) -> int:
 
 
 def _remove(ctx: TxContext, slot: int, page: int, loan_id: bytes) -> None:
-    loan_ids = [other for other in ctx.get(page_key(slot, page)) or [] if other != loan_id]
+    loan_ids = list(ctx.get(page_key(slot, page)) or [])  # a copy: get shares the stored list
+    if loan_id in loan_ids:  # filed once (reschedule takes it off its old page before filing it)
+        loan_ids.remove(loan_id)
     if loan_ids:
         ctx.put(page_key(slot, page), loan_ids)
         return

@@ -1,6 +1,7 @@
 """TxContext and BlockOverlay: canonical bytes are reused, never stale."""
 
 from lendchain import codec
+from lendchain.ledger import context as context_module
 from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.state import MemoryState
 
@@ -50,3 +51,42 @@ def test_writes_of_a_context_that_is_not_committed_leave_nothing():
     _context(overlay).put_encoded(b"k", {"v": 1})
     assert overlay.changes() == {}
     assert overlay.read_encoded(b"k") == codec.pack(None)
+
+
+class CountingState(MemoryState):
+    """A MemoryState that counts its gets."""
+
+    def __init__(self, values: dict[bytes, bytes]) -> None:
+        super().__init__(values)
+        self.gets = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.gets += 1
+        return super().get(key)
+
+
+def test_hashing_a_stored_value_reads_it_once_and_decodes_it_only_when_read(monkeypatch):
+    decoded = []
+    real = context_module.decode_state_value
+    monkeypatch.setattr(context_module, "decode_state_value", lambda raw: decoded.append(raw) or real(raw))
+    raw = codec.pack(STORED)
+    state = CountingState({b"k": raw})
+    overlay = BlockOverlay(state)
+    assert _context(overlay).get_encoded(b"k") is raw
+    assert _context(overlay).get_encoded(b"k") is raw
+    assert (state.gets, decoded) == (1, [])
+    assert _context(overlay).get(b"k") == STORED  # the kept bytes are decoded, not read again
+    assert (state.gets, decoded) == (1, [raw])
+    assert _context(overlay).get_encoded(b"missing") == codec.pack(None)
+    assert _context(overlay).get(b"missing") is None
+    assert state.gets == 2
+
+
+def test_a_value_hashed_then_rewritten_in_the_block_is_stored_as_rewritten():
+    overlay = BlockOverlay(MemoryState({b"k": codec.pack(STORED)}))
+    first = _context(overlay)
+    first.get_encoded(b"k")
+    first.put(b"k", {**first.get(b"k"), "a": "second"})
+    first.commit()
+    assert _context(overlay).get_encoded(b"k") == codec.pack({"a": "second", "b": [1, b"x"]})
+    assert overlay.changes() == {b"k": codec.pack({"a": "second", "b": [1, b"x"]})}
