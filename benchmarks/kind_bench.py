@@ -68,7 +68,9 @@ def propose(genesis, txs, block_txs: int) -> list[tuple[bytes, str, int]]:
     return blocks
 
 
-def validate(genesis, blocks, verified: set[bytes], profile_kind: str | None) -> tuple[dict, pstats.Stats | None]:
+def validate(
+    genesis, blocks, verified: set[bytes], profile_kind: str | None
+) -> tuple[dict, pstats.Stats | None]:
     """Check and commit every block; CPU seconds of each stage and tx count, by kind."""
     by_kind: dict[str, dict[str, float]] = {}
     profiler = cProfile.Profile() if profile_kind else None
@@ -135,7 +137,11 @@ def main() -> None:
     count = sum(r["txs"] for r in rows.values())
     overall = round(sum(t["execute_s"] + t["store_s"] for t in by_kind.values()) * 1e6 / count, 1)
     if args.json:
-        print(json.dumps({"txs": count, "block_txs": args.block, "by_kind": rows, "total_us": overall}, indent=2))
+        print(
+            json.dumps(
+                {"txs": count, "block_txs": args.block, "by_kind": rows, "total_us": overall}, indent=2
+            )
+        )
     else:
         print(f"{'kind':<16} {'txs':>7} {'execute µs':>11} {'store µs':>9} {'total µs':>9}")
         for kind, row in rows.items():
