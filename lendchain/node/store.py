@@ -125,10 +125,15 @@ def _open_files(path: Path) -> str:
 # probes every level whose key range covers the key; a bloom filter of ~10 bits
 # per key lets a get skip the tables that do not hold it (most of them, for
 # keys of recent loans and for keys that do not exist yet, which every new
-# party, nonce and tx id is), and a larger block cache keeps the hot loans'
-# blocks decoded. A 32 MB write buffer (LevelDB's default is 4 MB) flushes fewer,
-# larger tables, so less is rewritten level to level: 4 % less CPU per tx over
-# 200,000 txs than 16 MB, for up to 32 MB more memory (RESULTS.md, 2026-12-04).
+# party, nonce and tx id is). The block cache holds decompressed blocks, so it
+# fills only with compression "snappy": LevelDB maps up to 1,000 table files
+# into memory and reads uncompressed blocks (the default) straight from the
+# mapping, which the page cache keeps instead (measured: 4 KB of cache in use
+# after 50,000 random gets, against the full 64 MB with snappy; RESULTS.md,
+# sixth session of 2026-12-05). A 32 MB write buffer (LevelDB's default is
+# 4 MB) flushes fewer, larger tables, so less is rewritten level to level: 4 %
+# less CPU per tx over 200,000 txs than 16 MB, for up to 32 MB more memory
+# (RESULTS.md, 2026-12-04).
 _DB_OPTIONS: dict[str, Any] = {
     "bloom_filter_bits": 10,
     "lru_cache_size": 64 * 1024 * 1024,
