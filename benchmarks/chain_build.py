@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ledger_bench import check_next_block
 from loan_workload import TXS_PER_LOAN, signed_in_background
 from node_probe import disk_bytes
 
@@ -22,7 +23,7 @@ from lendchain.consensus import wal
 from lendchain.consensus.certificate import CheckpointProof, CommitCertificate
 from lendchain.consensus.quorum import quorum, tag
 from lendchain.crypto import SigningKey
-from lendchain.ledger.block import check_block, make_block
+from lendchain.ledger.block import make_block
 from lendchain.node.config import load_node_config
 from lendchain.node.store import ChainStore
 from lendchain.node.testnet import TestnetLayout
@@ -172,17 +173,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
         certificate = commit_certificate(chain_id, signers, height, block.hash())
         if window.txs == 0:  # a validator's cost, on the first block of every window
             cpu = time.thread_time()
-            check_block(
-                raw,
-                expected_height=height,
-                parent_hash=head.hash,
-                parent_timestamp_ms=head.timestamp_ms,
-                reader=store,
-                now_ms=None,
-                max_skew_ms=0,
-                chain_id=chain_id,
-                verified_tx_ids={tx.id for tx in candidates},
-            )
+            check_next_block(store, raw, {tx.id for tx in candidates}, chain_id)
             window.validate_cpu = time.thread_time() - cpu
             window.validate_txs = len(candidates)
         wall, cpu = time.perf_counter(), time.thread_time()

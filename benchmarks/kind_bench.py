@@ -33,39 +33,10 @@ import tempfile
 import time
 from collections import Counter
 
-from ledger_bench import CHAIN_ID, build_workload
+from ledger_bench import build_workload, check_next_block, propose_blocks
 
-from lendchain.ledger.block import check_block, make_block
-from lendchain.ledger.state import genesis_state
 from lendchain.ledger.transactions import decode_transaction
 from lendchain.node.store import ChainStore
-
-
-def propose(genesis, txs, block_txs: int) -> list[tuple[bytes, str, int]]:
-    """(encoded block, its most common kind, tx count) for each block, proposed in order."""
-    state = genesis_state(genesis)
-    parent, parent_ts = genesis.hash(), genesis.genesis_time_ms
-    blocks = []
-    for height, start in enumerate(range(0, len(txs), block_txs), start=1):
-        chunk = txs[start : start + block_txs]
-        block, execution = make_block(
-            parent_hash=parent,
-            parent_timestamp_ms=parent_ts,
-            height=height,
-            proposer="bank1",
-            candidate_txs=chunk,
-            reader=state,
-            now_ms=parent_ts + 1,
-            chain_id=CHAIN_ID,
-        )
-        assert not execution.dropped, execution.dropped[:3]
-        failed = [r for r in execution.results if not r.ok]
-        assert not failed, failed[:3]
-        state.apply(execution.changes)
-        parent, parent_ts = block.hash(), block.header.timestamp_ms
-        kind = Counter(tx.kind for tx in chunk).most_common(1)[0][0]
-        blocks.append((block.encode(), kind, len(chunk)))
-    return blocks
 
 
 def validate(
@@ -76,23 +47,12 @@ def validate(
     profiler = cProfile.Profile() if profile_kind else None
     with tempfile.TemporaryDirectory() as tmp:
         store = ChainStore.open(tmp, genesis)
-        for height, (raw, kind, count) in enumerate(blocks, start=1):
-            head = store.head()
+        for raw, kind, count in blocks:
             profiling = profiler is not None and kind == profile_kind
             if profiling:
                 profiler.enable()
             started = time.process_time()
-            _, execution = check_block(
-                raw,
-                expected_height=height,
-                parent_hash=head.hash,
-                parent_timestamp_ms=head.timestamp_ms,
-                reader=store,
-                now_ms=None,
-                max_skew_ms=0,
-                chain_id=CHAIN_ID,
-                verified_tx_ids=verified,
-            )
+            _, execution = check_next_block(store, raw, verified)
             checked = time.process_time()
             store.commit_block(raw, b"certificate", execution)
             stored = time.process_time()
@@ -118,7 +78,10 @@ def main() -> None:
     genesis, txs = build_workload(args.txs)
     if args.stop_after == "build":
         return
-    blocks = propose(genesis, txs, args.block)
+    blocks = [
+        (raw, Counter(tx.kind for tx in chunk).most_common(1)[0][0], len(chunk))
+        for raw, chunk in propose_blocks(genesis, txs, args.block)[0]
+    ]
     if args.stop_after == "propose":
         return
     for tx in txs:  # a node decoded each tx when it arrived by gossip or the API

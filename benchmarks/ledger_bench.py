@@ -24,8 +24,8 @@ from loan_workload import TXS_PER_LOAN, loan_lifecycles
 
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Genesis, Member
-from lendchain.ledger.block import check_block, make_block
-from lendchain.ledger.state import genesis_state
+from lendchain.ledger.block import Block, check_block, make_block
+from lendchain.ledger.state import BlockExecution, MemoryState, genesis_state
 from lendchain.ledger.transactions import Transaction, decode_transaction, verify_signatures
 from lendchain.node.store import ChainStore
 
@@ -45,6 +45,53 @@ def build_workload(n: int) -> tuple[Genesis, list[Transaction]]:
         CHAIN_ID, [lender], [lender], borrowers, cohort=borrowers, created_ms=genesis.genesis_time_ms
     )
     return genesis, list(txs)
+
+
+def propose_blocks(
+    genesis: Genesis, txs: list[Transaction], block_txs: int
+) -> tuple[list[tuple[bytes, list[Transaction]]], MemoryState]:
+    """Blocks of ``block_txs`` cut in order as a proposer would: (encoded block, its txs), and the state after."""
+    state = genesis_state(genesis)
+    parent, parent_ts = genesis.hash(), genesis.genesis_time_ms
+    blocks = []
+    for height, start in enumerate(range(0, len(txs), block_txs), start=1):
+        chunk = txs[start : start + block_txs]
+        block, execution = make_block(
+            parent_hash=parent,
+            parent_timestamp_ms=parent_ts,
+            height=height,
+            proposer="bank1",
+            candidate_txs=chunk,
+            reader=state,
+            now_ms=parent_ts + 1,
+            chain_id=CHAIN_ID,
+        )
+        assert not execution.dropped, execution.dropped[:3]
+        failed = [r for r in execution.results if not r.ok]
+        assert not failed, failed[:3]
+        state.apply(execution.changes)
+        parent, parent_ts = block.hash(), block.header.timestamp_ms
+        blocks.append((block.encode(), chunk))
+    return blocks, state
+
+
+def check_next_block(
+    store: ChainStore, raw: bytes, verified_tx_ids: set[bytes], chain_id: str = CHAIN_ID
+) -> tuple[Block, BlockExecution]:
+    """``check_block`` of ``raw`` as the next block on ``store``, as a validating node checks it
+    (signatures verified already, so only their ids are passed)."""
+    head = store.head()
+    return check_block(
+        raw,
+        expected_height=head.height + 1,
+        parent_hash=head.hash,
+        parent_timestamp_ms=head.timestamp_ms,
+        reader=store,
+        now_ms=None,
+        max_skew_ms=0,
+        chain_id=chain_id,
+        verified_tx_ids=verified_tx_ids,
+    )
 
 
 class Clock:
@@ -86,26 +133,8 @@ def main() -> None:
     print(f"built and signed {len(txs)} txs in {time.perf_counter() - started:.1f} s")
 
     # Proposer side (not timed as a stage): cut blocks in order.
-    state = genesis_state(genesis)
-    parent, parent_ts = genesis.hash(), genesis.genesis_time_ms
-    blocks: list[bytes] = []
-    for height, start in enumerate(range(0, len(txs), args.block), start=1):
-        block, execution = make_block(
-            parent_hash=parent,
-            parent_timestamp_ms=parent_ts,
-            height=height,
-            proposer="bank1",
-            candidate_txs=txs[start : start + args.block],
-            reader=state,
-            now_ms=parent_ts + 1,
-            chain_id=CHAIN_ID,
-        )
-        assert not execution.dropped, execution.dropped[:3]
-        failed = [r for r in execution.results if not r.ok]
-        assert not failed, failed[:3]
-        state.apply(execution.changes)
-        parent, parent_ts = block.hash(), block.header.timestamp_ms
-        blocks.append(block.encode())
+    proposed, state = propose_blocks(genesis, txs, args.block)
+    blocks = [raw for raw, _ in proposed]
     wire = [tx.encode() for tx in txs]
 
     t_decode, t_verify1, t_verify, t_execute, t_store = Clock(), Clock(), Clock(), Clock(), Clock()
@@ -120,20 +149,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = ChainStore.open(tmp, genesis)
-        for height, raw in enumerate(blocks, start=1):
-            head = store.head()
+        for raw in blocks:
             with t_execute:
-                _, execution = check_block(
-                    raw,
-                    expected_height=height,
-                    parent_hash=head.hash,
-                    parent_timestamp_ms=head.timestamp_ms,
-                    reader=store,
-                    now_ms=None,
-                    max_skew_ms=0,
-                    chain_id=CHAIN_ID,
-                    verified_tx_ids=verified,
-                )
+                _, execution = check_next_block(store, raw, verified)
             with t_store:
                 store.commit_block(raw, b"certificate", execution)
         assert store.head().state_root == state.get(b"meta/state_root")
