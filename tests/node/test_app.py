@@ -203,3 +203,22 @@ def test_the_oldest_request_says_how_long_the_pool_takes_at_the_measured_rate(ne
     backup.sizer.rate = None  # not measured yet: the starting block size per target interval
     expected = int(1000 * 30 / (backup.sizer.cap / backup.sizer.target_s))
     assert backup.oldest_request()[1] == expected
+
+
+def test_the_proposers_block_is_hashed_without_decoding_and_only_recent_blocks_are_kept(network, monkeypatch):
+    primary, backup = network
+    decoded: list[bytes] = []
+    real = Block.decode
+    monkeypatch.setattr(app_module.Block, "decode", lambda raw: decoded.append(raw) or real(raw))
+    head = primary.store.head()
+    blocks = []
+    for height in range(1, app_module.DIGEST_MEMORY + 3):
+        admit(primary, registrations(1, first_seed=100 + height))
+        block = primary.propose(height, head.hash, NOW_MS + height * 10_000)
+        assert primary.digest(block) == real(block).hash()
+        blocks.append(block)
+    assert decoded == []  # each digest came from propose, which had the block in hand
+    assert backup.digest(blocks[0]) == real(blocks[0]).hash() and decoded == [blocks[0]]
+    # Blocks are not kept past the cache's bound (they were ~300 KB each at full load).
+    assert len(primary._digests) == app_module.DIGEST_MEMORY
+    assert blocks[0] not in primary._digests and blocks[-1] in primary._digests
