@@ -10,6 +10,7 @@ one dict lookup and no bookkeeping.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TypeVar
@@ -44,3 +45,35 @@ class BoundedCache(OrderedDict[K, V]):
                 self.popitem(last=False)
             except KeyError:
                 break
+
+
+class ByteBoundedCache(BoundedCache[bytes, V]):
+    """A ``BoundedCache`` keyed by byte strings that also keeps their total length under ``max_bytes``.
+
+    For a memory whose entries are as large as their keys (decoded txs by
+    their bytes): a count alone would let a few thousand large entries hold
+    gigabytes. Unlike the count, the byte total is read and written in two
+    steps, so ``put`` takes a lock.
+    """
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        super().__init__(limit)
+        if max_bytes < 1:
+            raise ValueError(f"a byte-bounded cache holds at least 1 byte, got max_bytes {max_bytes}")
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def put(self, key: bytes, value: V | None = None) -> None:
+        """Remember ``key`` unless it alone is over ``max_bytes``; drop the oldest past either bound."""
+        if len(key) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self:
+                self[key] = value  # type: ignore[assignment]
+                return
+            self[key] = value  # type: ignore[assignment]
+            self.bytes += len(key)
+            while len(self) > self.limit or self.bytes > self.max_bytes:
+                old, _ = self.popitem(last=False)
+                self.bytes -= len(old)

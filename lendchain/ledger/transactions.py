@@ -28,7 +28,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from lendchain import codec
-from lendchain.bounded import BoundedCache
+from lendchain.bounded import BoundedCache, ByteBoundedCache
 from lendchain.crypto import DidError, SigningKey, public_key_from_did, verify_raw
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import lookup_kind
@@ -113,9 +113,15 @@ def build_transaction(
 # A node meets each tx many times (API or gossip, proposal, validation, commit,
 # queries), always as the same bytes: decoded txs are kept by their bytes.
 # Transactions are immutable, so sharing one object is safe; the bound keeps
-# a few seconds of traffic at thousands of tx/s.
+# a few seconds of traffic at thousands of tx/s (a loan tx is ~300 bytes).
+# A tx is kept once ``check_stateless`` finds it well-formed, not when it is
+# decoded: a payload the schemas refuse can decode to ~65 times its size
+# (60 KB of empty arrays: 3.9 MB), and a client could send thousands. A well-formed
+# payload is flat, so its decoded size follows its bytes, which the byte
+# bound caps (documents carry up to 48 KiB each).
 DECODE_CACHE_SIZE = 16384
-_decoded: BoundedCache[bytes, Transaction] = BoundedCache(DECODE_CACHE_SIZE)
+DECODE_CACHE_BYTES = 16 * 1024 * 1024
+_decoded: ByteBoundedCache[Transaction] = ByteBoundedCache(DECODE_CACHE_SIZE, DECODE_CACHE_BYTES)
 # Every decoded tx that something still holds (the node's mempool holds up to 100,000, far
 # more than the bounded cache), by its bytes: a block carrying a tx that waited in the mempool
 # longer than the cache remembers gets the mempool's object back, not a second decode.
@@ -131,7 +137,6 @@ def decode_transaction(raw: bytes) -> Transaction:
         if tx is None:
             tx = _decode_transaction(raw)
             _alive[raw] = tx
-        _decoded.put(raw, tx)
     return tx
 
 
@@ -215,6 +220,9 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
     if _well_formed.get(tx_id) != chain_id:
         _check_well_formed(tx, chain_id)
         _well_formed.put(tx_id, chain_id)
+        raw = tx.encode()
+        _decoded.put(raw, tx)
+        _alive.setdefault(raw, tx)  # a tx built here, not decoded, is found by its bytes too
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
 

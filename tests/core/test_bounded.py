@@ -2,7 +2,7 @@
 
 import pytest
 
-from lendchain.bounded import BoundedCache
+from lendchain.bounded import BoundedCache, ByteBoundedCache
 
 
 def test_past_its_limit_the_oldest_entry_goes_first_and_a_hit_does_not_refresh_it():
@@ -19,3 +19,25 @@ def test_past_its_limit_the_oldest_entry_goes_first_and_a_hit_does_not_refresh_i
 def test_a_cache_with_no_room_is_refused():
     with pytest.raises(ValueError, match="at least 1 entry"):
         BoundedCache(0)
+
+
+def test_a_byte_bounded_cache_drops_the_oldest_past_its_byte_budget_and_never_keeps_an_oversize_key():
+    cache: ByteBoundedCache[int] = ByteBoundedCache(10, max_bytes=10)
+    for number, key in enumerate((b"aaaa", b"bbbb", b"cc")):
+        cache.put(key, number)
+    assert (list(cache), cache.bytes) == ([b"aaaa", b"bbbb", b"cc"], 10)
+    cache.put(b"bbbb", 7)  # a second put keeps an entry's age and counts its bytes once
+    assert (list(cache), cache.bytes, cache[b"bbbb"]) == ([b"aaaa", b"bbbb", b"cc"], 10, 7)
+    cache.put(b"ddd", 3)  # 13 bytes: the oldest goes
+    assert (list(cache), cache.bytes) == ([b"bbbb", b"cc", b"ddd"], 9)
+    cache.put(b"x" * 11)  # larger than the whole budget: not kept, nothing evicted for it
+    assert (list(cache), cache.bytes) == ([b"bbbb", b"cc", b"ddd"], 9)
+    counted: ByteBoundedCache[None] = ByteBoundedCache(2, max_bytes=100)  # the count bound holds too
+    for key in (b"a", b"b", b"c"):
+        counted.put(key)
+    assert (list(counted), counted.bytes) == ([b"b", b"c"], 2)
+
+
+def test_a_byte_bounded_cache_with_no_byte_budget_is_refused():
+    with pytest.raises(ValueError, match="at least 1 byte"):
+        ByteBoundedCache(1, max_bytes=0)

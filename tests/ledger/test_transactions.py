@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lendchain import codec
-from lendchain.bounded import BoundedCache
+from lendchain.bounded import BoundedCache, ByteBoundedCache
 from lendchain.ledger.transactions import (
     MAX_TX_SIZE,
     TX_TAG,
@@ -192,11 +192,33 @@ def test_decoding_the_same_bytes_again_gives_the_same_transaction_from_the_cache
     bad = raw[:-1]
     assert code_of(decode_transaction, bad).code == code_of(decode_transaction, bad).code == "malformed"
     # The cache is bounded: the oldest entry goes first.
-    monkeypatch.setattr(transactions, "_decoded", BoundedCache(3))
+    monkeypatch.setattr(transactions, "_decoded", ByteBoundedCache(3, 1 << 20))
     raws = [tx(nonce=n).encode() for n in range(4)]
     for r in raws:
-        decode_transaction(r)
+        check_stateless(decode_transaction(r), CHAIN_ID, check_signature=False)
     assert list(transactions._decoded) == raws[1:]
+
+
+def test_only_well_formed_txs_are_kept_decoded_so_a_refused_payload_cannot_fill_memory(monkeypatch):
+    """60 KB of empty arrays decodes to ~3.9 MB: such txs are refused and forgotten."""
+    from lendchain.ledger import transactions
+
+    monkeypatch.setattr(transactions, "_decoded", ByteBoundedCache(16, 1 << 20))
+    bloated = tx({**APPLY, "purpose": [[] for _ in range(60_000)]}, nonce=43)
+    raw = bloated.encode()
+    assert len(raw) < transactions.MAX_TX_SIZE
+    decoded = decode_transaction(raw)
+    assert code_of(check_stateless, decoded, CHAIN_ID).code == "bad_payload"
+    assert len(transactions._decoded) == 0
+    good = decode_transaction(tx(nonce=44).encode())
+    assert len(transactions._decoded) == 0  # decoding alone keeps nothing
+    check_stateless(good, CHAIN_ID)
+    assert list(transactions._decoded) == [good.encode()]
+    # The bytes kept are bounded too: a well-formed tx larger than the budget is not kept.
+    monkeypatch.setattr(transactions, "_decoded", ByteBoundedCache(16, len(good.encode()) - 1))
+    transactions._well_formed.clear()
+    check_stateless(good, CHAIN_ID)
+    assert len(transactions._decoded) == 0
 
 
 def test_a_tx_still_held_is_never_decoded_twice_however_long_ago_the_cache_forgot_it(monkeypatch):
@@ -208,18 +230,16 @@ def test_a_tx_still_held_is_never_decoded_twice_however_long_ago_the_cache_forgo
     monkeypatch.setattr(
         transactions, "_decode_transaction", lambda raw: decodes.append(raw) or real_decode(raw)
     )
-    monkeypatch.setattr(transactions, "_decoded", BoundedCache(2))
+    monkeypatch.setattr(transactions, "_decoded", ByteBoundedCache(2, 1 << 20))
     raws = [tx(nonce=n).encode() for n in range(70, 75)]
     held = decode_transaction(raws[0])
-    for r in raws[1:]:
-        decode_transaction(r)
+    for r in raws:
+        check_stateless(decode_transaction(r), CHAIN_ID, check_signature=False)
     assert raws[0] not in transactions._decoded
     assert decode_transaction(raws[0]) is held
     assert decodes == raws
     # Once nothing holds it, forgotten means decoded again (the same value).
     gone_id = decode_transaction(raws[1]).id
-    for r in raws[2:] + raws[:1]:
-        decode_transaction(r)
     decodes.clear()
     assert decode_transaction(raws[1]).id == gone_id and decodes == [raws[1]]
 
