@@ -115,10 +115,10 @@ def build_transaction(
 # Transactions are immutable, so sharing one object is safe; the bound keeps
 # a few seconds of traffic at thousands of tx/s (a loan tx is ~300 bytes).
 # A tx is kept once ``check_stateless`` finds it well-formed, not when it is
-# decoded: a payload the schemas refuse can decode to ~65 times its size
-# (60 KB of empty arrays: 3.9 MB), and a client could send thousands. A well-formed
-# payload is flat, so its decoded size follows its bytes, which the byte
-# bound caps (documents carry up to 48 KiB each).
+# decoded: a payload the schemas refuse can decode to ~65 times its size (60 KB
+# of empty arrays: 3.9 MB), and a client could send thousands. A well-formed
+# payload is flat, so its decoded size follows its bytes, which the byte bound
+# caps (documents carry up to 48 KiB each).
 DECODE_CACHE_SIZE = 16384
 DECODE_CACHE_BYTES = 16 * 1024 * 1024
 _decoded: ByteBoundedCache[Transaction] = ByteBoundedCache(DECODE_CACHE_SIZE, DECODE_CACHE_BYTES)
