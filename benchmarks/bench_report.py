@@ -49,21 +49,29 @@ def _step_of(edges: list[float], t: float) -> int:
     return min(max(bisect.bisect_right(edges, t) - 1, 0), len(edges) - 2)
 
 
+def _commits_by_step(run: Any, edges: list[float]) -> list[list[int]]:
+    """The indices of the txs committed in each step between ``edges``."""
+    by_step: list[list[int]] = [[] for _ in edges[1:]]
+    for index, t in enumerate(run.committed_at):
+        if t:
+            by_step[_step_of(edges, t)].append(index)
+    return by_step
+
+
 def rate_series(run: Any, step_s: float) -> list[float]:
     """Committed tx/s in each ``step_s`` from the first submission (see ``_steps``)."""
     edges = _steps(run, step_s)
-    if not edges:
-        return []
-    counts = [0] * (len(edges) - 1)
-    for t in run.committed_at:
-        if t:
-            counts[_step_of(edges, t)] += 1
-    return [round(c / (b - a), 1) for c, a, b in zip(counts, edges, edges[1:], strict=False)]
+    return [
+        round(len(done) / (b - a), 1)
+        for done, a, b in zip(_commits_by_step(run, edges), edges, edges[1:], strict=False)
+    ]
 
 
-def _cpu_at(samples: list[tuple[float, float, float]], t: float, column: int) -> float:
-    """A CPU total (column 1: all threads, 2: main threads) at ``t``, linear between samples."""
-    times = [s[0] for s in samples]
+def _cpu_at(samples: list[tuple[float, float, float]], times: list[float], t: float, column: int) -> float:
+    """A CPU total (column 1: all threads, 2: main threads) at ``t``, linear between samples.
+
+    ``times`` is the samples' first column.
+    """
     k = bisect.bisect_left(times, t)
     if k == 0:
         return samples[0][column]
@@ -84,16 +92,13 @@ def cost_series(run: Any, step_s: float) -> dict[str, list[float | None]]:
     samples = run.cpu_samples
     if not edges or len(samples) < 2:
         return {"cpu_ms_per_tx": [], "main_thread_cpu_ms_per_tx": [], "lifecycle_percent": []}
-    steps = len(edges) - 1
-    counts, lifecycle = [0] * steps, [0] * steps
-    for index, t in enumerate(run.committed_at):
-        if t:
-            step = _step_of(edges, t)
-            counts[step] += 1
-            lifecycle[step] += run.workload.txs[index].kind in LIFECYCLE_KINDS
+    by_step = _commits_by_step(run, edges)
+    counts = [len(done) for done in by_step]
+    lifecycle = [sum(run.workload.txs[i].kind in LIFECYCLE_KINDS for i in done) for done in by_step]
+    times = [sample[0] for sample in samples]
     series: dict[str, list[float | None]] = {}
     for name, column in (("cpu_ms_per_tx", 1), ("main_thread_cpu_ms_per_tx", 2)):
-        at = [_cpu_at(samples, t, column) for t in edges]
+        at = [_cpu_at(samples, times, t, column) for t in edges]
         series[name] = [
             round(1000 * (b - a) / c, 3) if c else None for a, b, c in zip(at, at[1:], counts, strict=False)
         ]

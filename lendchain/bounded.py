@@ -69,11 +69,9 @@ class ByteBoundedCache(BoundedCache[bytes, V]):
         if len(key) > self.max_bytes:
             return
         with self._lock:
-            if key in self:
-                self[key] = value  # type: ignore[assignment]
-                return
+            if key not in self:
+                self.bytes += len(key)
             self[key] = value  # type: ignore[assignment]
-            self.bytes += len(key)
             while len(self) > self.limit or self.bytes > self.max_bytes:
                 old, _ = self.popitem(last=False)
                 self.bytes -= len(old)

@@ -50,16 +50,19 @@ class BlockOverlay:
     def read(self, key: bytes) -> Any | None:
         if key in self._values:
             return self._values[key]
+        raw = self._stored(key)
+        value = None if raw is None else decode_state_value(raw)
+        self._values[key] = value
+        return value
+
+    def _stored(self, key: bytes) -> bytes | None:
+        """The reader's bytes for a key not yet in ``_values``, read once (kept in ``_encoded``)."""
         raw = self._encoded.get(key)  # read by read_encoded, not decoded yet
         if raw is None:
             raw = self._reader.get(key)
-        if raw is None:
-            value = None
-        else:
-            value = decode_state_value(raw)
-            self._encoded[key] = raw
-        self._values[key] = value
-        return value
+            if raw is not None:
+                self._encoded[key] = raw
+        return raw
 
     def read_encoded(self, key: bytes) -> bytes:
         """The canonical bytes of ``read(key)`` (nil for a missing key), packed only if not known.
@@ -68,12 +71,8 @@ class BlockOverlay:
         a loan's previous history entry, whose value it never looks at.
         """
         if key not in self._values:
-            raw = self._encoded.get(key)
+            raw = self._stored(key)
             if raw is not None:
-                return raw
-            raw = self._reader.get(key)
-            if raw is not None:
-                self._encoded[key] = raw
                 return raw
             self._values[key] = None
         value = self.read(key)
