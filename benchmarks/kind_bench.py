@@ -35,6 +35,7 @@ from collections import Counter
 
 from ledger_bench import build_workload, check_next_block, propose_blocks
 
+from lendchain.cli.network import tune_gc
 from lendchain.ledger.transactions import decode_transaction
 from lendchain.node.store import ChainStore
 
@@ -76,6 +77,10 @@ def main() -> None:
     args = parser.parse_args()
 
     genesis, txs = build_workload(args.txs)
+    # The collector settings of a node process (``lendchain start``): with Python's default
+    # thresholds, full collections over the workload's millions of objects land in whichever
+    # kind's blocks happen to allocate then.
+    tune_gc()
     if args.stop_after == "build":
         return
     blocks = [

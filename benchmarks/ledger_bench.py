@@ -22,6 +22,7 @@ import time
 
 from loan_workload import TXS_PER_LOAN, loan_lifecycles
 
+from lendchain.cli.network import tune_gc
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Genesis, Member
 from lendchain.ledger.block import Block, check_block, make_block
@@ -131,6 +132,7 @@ def main() -> None:
     started = time.perf_counter()
     genesis, txs = build_workload(args.txs)
     print(f"built and signed {len(txs)} txs in {time.perf_counter() - started:.1f} s")
+    tune_gc()  # the collector settings of a node process (``lendchain start``)
 
     # Proposer side (not timed as a stage): cut blocks in order.
     proposed, state = propose_blocks(genesis, txs, args.block)
