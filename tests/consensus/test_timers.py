@@ -55,3 +55,40 @@ def test_the_timer_restarts_only_once_per_height():
                 changed_at[name] = c.now
     assert set(changed_at) == set(BACKUPS)
     assert all(90 + T <= at <= 90 + T + 10 for at in changed_at.values()), changed_at
+
+
+def test_the_primary_gives_its_own_round_two_timeouts():
+    """Nothing reaches the primary, so its round never commits there: it waits two timeouts.
+
+    The backups committed without it. It still leaves in the end: a view only it
+    believes in (it restarted from an old WAL) must not hold it forever.
+    """
+    c = Cluster()
+    c.submit()
+    to_primary = lambda sender, to, message: to == "r0"  # noqa: E731
+    changed_at = None
+    for _ in range(30):
+        c.run(10, drop=to_primary)  # it proposes at its first tick (t = 10)
+        if c.replicas["r0"].counters["view_changes"] and changed_at is None:
+            changed_at = c.now
+    assert c.heights() == {"r0": 0, "r1": 1, "r2": 1, "r3": 1}
+    assert changed_at is not None and 10 + 2 * T <= changed_at <= 10 + 2 * T + 10, changed_at
+    assert view_changes(c) == {"r1": 0, "r2": 0, "r3": 0}
+
+
+def test_a_stalled_primary_follows_the_backups_into_the_next_view():
+    """Votes are lost everywhere: the backups' timers move them on, and the primary follows."""
+    c = Cluster()
+    late_proposal(c)
+    changed_at = {}
+    for _ in range(20):
+        c.run(10, drop=votes)
+        for name in c.names:
+            if c.replicas[name].counters["view_changes"] and name not in changed_at:
+                changed_at[name] = c.now
+    assert set(changed_at) == set(c.names)
+    # The backups go one timeout after the PRE-PREPARE, the primary once their
+    # VIEW-CHANGEs reach it: long before its own two timeouts.
+    assert all(90 + T <= changed_at[name] <= 90 + T + 10 for name in BACKUPS), changed_at
+    assert changed_at["r0"] < 90 + 2 * T
+    assert all(c.replicas[name].view == 1 for name in c.names)
