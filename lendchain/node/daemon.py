@@ -248,10 +248,12 @@ class Node(NodeViews):
     def _accept(self, tx: Transaction, source: str, verified: bool = False) -> dict[str, Any]:
         """Admit a decoded tx to the mempool; ``verified`` when its signature was just checked."""
         tx_id = tx.id
+        # Pending here first, before any state read: gossip repeats and relays bring those.
+        if tx_id in self.mempool:
+            return {"id": tx_id.hex(), "status": "known", "state": "pending"}
         committed = next_nonce(self.store, tx.sender)
-        known = self._known_status(tx, committed)
-        if known is not None:
-            return {"id": tx_id.hex(), "status": "known", "state": known}
+        if self._committed_already(tx, committed):
+            return {"id": tx_id.hex(), "status": "known", "state": "committed"}
         try:
             signer = self.signers.get(tx.sender)  # a replaced member key never signs again: say so now
             if signer is not None and signer.replaced_at(self.store.head().height + 1):
@@ -308,17 +310,12 @@ class Node(NodeViews):
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))
 
-    def _known_status(self, tx: Transaction, committed_nonce: int) -> str | None:
-        """Whether this node already holds ``tx``: pending, committed, or None (``committed_nonce``:
-        its sender's next nonce)."""
-        if tx.id in self.mempool:  # first: gossip repeats pending txs far more often than committed ones
-            return "pending"
+    def _committed_already(self, tx: Transaction, committed_nonce: int) -> bool:
+        """Whether ``tx`` is committed (``committed_nonce``: its sender's next nonce)."""
         # Every committed tx used up its nonce (execution advances it whatever the tx's result),
         # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
         # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
-        if tx.nonce < committed_nonce and self.store.has_tx(tx.id):
-            return "committed"
-        return None
+        return tx.nonce < committed_nonce and self.store.has_tx(tx.id)
 
     # -- gossip ---------------------------------------------------------------
 

@@ -48,6 +48,18 @@ def test_a_new_tx_is_admitted_without_reading_the_tx_index(node, monkeypatch):
     assert reads == []
 
 
+def test_a_pending_tx_sent_again_is_known_without_a_state_read(node, monkeypatch):
+    """Gossip repeats and relays bring pending txs again: the pool answers, not LevelDB."""
+    tx = registration(node, SigningKey.generate())
+    assert node.submit([tx.encode()]) == [{"id": tx.id.hex(), "status": "accepted"}]
+    reads: list[bytes] = []
+    real_get = node.store.get
+    monkeypatch.setattr(node.store, "get", lambda key: reads.append(key) or real_get(key))
+    assert node.submit([tx.encode()]) == [{"id": tx.id.hex(), "status": "known", "state": "pending"}]
+    assert reads == []
+    assert len(node.mempool) == 1
+
+
 def test_a_committed_tx_sent_again_is_known_and_another_at_its_nonce_is_refused(node):
     key = SigningKey.generate()
     tx = registration(node, key)
