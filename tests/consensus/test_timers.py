@@ -15,6 +15,17 @@ def view_changes(c: Cluster) -> dict[str, int]:
     return {name: c.replicas[name].counters["view_changes"] for name in BACKUPS}
 
 
+def first_view_changes(c: Cluster, steps: int, drop, names: list[str]) -> dict[str, int]:
+    """Run ``steps`` steps of 10 ms; the time each of ``names`` first left its view."""
+    changed_at: dict[str, int] = {}
+    for _ in range(steps):
+        c.run(10, drop=drop)
+        for name in names:
+            if c.replicas[name].counters["view_changes"] and name not in changed_at:
+                changed_at[name] = c.now
+    return changed_at
+
+
 def late_proposal(c: Cluster) -> None:
     """Work is pending everywhere from t = 0, but the primary only proposes at t = 90."""
     c.submit()
@@ -47,12 +58,7 @@ def test_the_timer_restarts_only_once_per_height():
     late_proposal(c)
     # Votes never get through; the primary keeps re-sending its PRE-PREPARE. Only the first
     # one restarted the timer: the backups move to view 1 one timeout after it (t = 190).
-    changed_at = {}
-    for _ in range(20):
-        c.run(10, drop=votes)
-        for name, count in view_changes(c).items():
-            if count and name not in changed_at:
-                changed_at[name] = c.now
+    changed_at = first_view_changes(c, 20, votes, BACKUPS)
     assert set(changed_at) == set(BACKUPS)
     assert all(90 + T <= at <= 90 + T + 10 for at in changed_at.values()), changed_at
 
@@ -66,11 +72,7 @@ def test_the_primary_gives_its_own_round_two_timeouts():
     c = Cluster()
     c.submit()
     to_primary = lambda sender, to, message: to == "r0"  # noqa: E731
-    changed_at = None
-    for _ in range(30):
-        c.run(10, drop=to_primary)  # it proposes at its first tick (t = 10)
-        if c.replicas["r0"].counters["view_changes"] and changed_at is None:
-            changed_at = c.now
+    changed_at = first_view_changes(c, 30, to_primary, ["r0"]).get("r0")  # it proposes at t = 10
     assert c.heights() == {"r0": 0, "r1": 1, "r2": 1, "r3": 1}
     assert changed_at is not None and 10 + 2 * T <= changed_at <= 10 + 2 * T + 10, changed_at
     assert view_changes(c) == {"r1": 0, "r2": 0, "r3": 0}
@@ -80,12 +82,7 @@ def test_a_stalled_primary_follows_the_backups_into_the_next_view():
     """Votes are lost everywhere: the backups' timers move them on, and the primary follows."""
     c = Cluster()
     late_proposal(c)
-    changed_at = {}
-    for _ in range(20):
-        c.run(10, drop=votes)
-        for name in c.names:
-            if c.replicas[name].counters["view_changes"] and name not in changed_at:
-                changed_at[name] = c.now
+    changed_at = first_view_changes(c, 20, votes, c.names)
     assert set(changed_at) == set(c.names)
     # The backups go one timeout after the PRE-PREPARE, the primary once their
     # VIEW-CHANGEs reach it: long before its own two timeouts.
