@@ -40,6 +40,7 @@ from lendchain.node.driver import (
     verify_certificate,
 )
 from lendchain.node.faults import Faults
+from lendchain.node.gossip import GOSSIP_CHECKED_MEMORY, GOSSIP_MAX_TXS, GossipIntake
 from lendchain.node.keyschedule import key_schedule, member_keys
 from lendchain.node.logs import setup_logging
 from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
@@ -50,13 +51,6 @@ from lendchain.node.relay import Relay, decode_relay
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
-GOSSIP_FLUSH_S = 0.1  # batch gossip: py-libp2p pays per message (measured: 0.02 s halves tx/s)
-GOSSIP_MAX_TXS = 2000
-GOSSIP_CHECKED_MEMORY = 64  # validated gossip messages waiting for their delivery
-# py-libp2p's yamux splits a write into 64 KiB frames and locks per frame, so two
-# tasks writing one pubsub stream can interleave a big RPC and the receiver dies on
-# a protobuf DecodeError. A gossip message under one frame is written atomically.
-GOSSIP_MAX_BYTES = 56 * 1024
 REGOSSIP_AFTER_MS = 3000  # then 6 s, 12 s, ... up to REGOSSIP_MAX_MS (see regossip.py)
 REGOSSIP_MAX_MS = 12_000
 MAINTENANCE_S = 1.0
@@ -65,7 +59,7 @@ MAX_NONCE_GAP = 10_000
 OBSERVER_POLL_S = 0.5
 
 
-class Node(NodeViews):
+class Node(NodeViews, GossipIntake):
     def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
         genesis = config.genesis
         member = config.member
@@ -117,7 +111,7 @@ class Node(NodeViews):
             chain_id=genesis.chain_id,
             on_frame=self._on_frame,
             on_request=self._on_request,
-            validate_gossip=self._validate_gossip,
+            validate_gossip=self._validate_gossip_async,
             on_gossip=self._on_gossip,
             log=self.log,
         )
@@ -316,71 +310,6 @@ class Node(NodeViews):
         # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
         # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
         return tx.nonce < committed_nonce and self.store.has_tx(tx.id)
-
-    # -- gossip ---------------------------------------------------------------
-
-    def _validate_gossip(self, data: bytes) -> bool:
-        try:
-            items = codec.unpack(data, max_size=64 << 20)
-        except codec.CodecError:
-            return False
-        txs = self._check_batch(items)
-        if txs is None:
-            return False
-        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
-        return True
-
-    def _check_batch(self, items: object) -> list[Transaction] | None:
-        """The txs of a batch from a peer (gossip, relay) if each decodes and its signature checks."""
-        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
-            return None
-        try:
-            txs = [decode_transaction(raw) for raw in items]
-            for tx in txs:
-                if tx.id not in self.app.verified:
-                    check_stateless(tx, self.genesis.chain_id)
-        except TxRejected:
-            return None
-        for tx in txs:
-            self.app.verified.add(tx.id)
-        return txs
-
-    def _on_gossip(self, data: bytes) -> None:
-        if self.faults.drops_gossip():
-            return
-        txs = self._gossip_checked.pop(data, None)
-        if txs is None:
-            if not self._validate_gossip(data):
-                return
-            txs = self._gossip_checked.pop(data, None) or []
-        self.metrics.gossip_txs.labels("in").inc(len(txs))
-        for tx in txs:
-            try:
-                self._accept(tx, source="gossip", verified=True)
-            except MempoolFull:
-                self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
-                return
-
-    async def _gossip_flusher(self) -> None:
-        while True:
-            await trio.sleep(GOSSIP_FLUSH_S)
-            while self._gossip_outbox:
-                batch = self._take_gossip_batch()
-                self.metrics.gossip_txs.labels("out").inc(len(batch))
-                if not self.faults.drops_gossip():
-                    await self.network.publish(codec.pack(batch))
-
-    def _take_gossip_batch(self) -> list[bytes]:
-        """The oldest outbox txs that fit in one gossip message (at least one)."""
-        size = count = 0
-        for raw in self._gossip_outbox[:GOSSIP_MAX_TXS]:
-            size += len(raw) + 5  # msgpack bin header
-            if count and size > GOSSIP_MAX_BYTES:
-                break
-            count += 1
-        batch = self._gossip_outbox[:count]
-        del self._gossip_outbox[:count]
-        return batch
 
     async def _maintenance(self) -> None:
         """Expire old txs, re-gossip unconfirmed ones, refresh gauges."""

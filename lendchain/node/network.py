@@ -29,6 +29,7 @@ Nothing here contacts an address that is not in the genesis.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -90,7 +91,7 @@ class Network:
         chain_id: str,
         on_frame: Callable[[str, bytes], None],
         on_request: Callable[[str, bytes], Awaitable[bytes]],
-        validate_gossip: Callable[[bytes], bool],
+        validate_gossip: Callable[[bytes], bool | Awaitable[bool]],
         on_gossip: Callable[[bytes], None],
         log: logging.Logger,
         member_keys: dict[str, list[bytes]] | None = None,
@@ -269,7 +270,7 @@ class Network:
                 raise NetworkError(f"cannot listen on {self._listen}: is the port already in use?")
             async with background_trio_service(pubsub), background_trio_service(router):
                 await pubsub.wait_until_ready()
-                pubsub.set_topic_validator(self.topic, self._gossip_validator, is_async_validator=False)
+                pubsub.set_topic_validator(self.topic, self._gossip_validator, is_async_validator=True)
                 await pubsub.subscribe(self.topic)
                 self._host, self._pubsub, self._router = host, pubsub, router
                 try:
@@ -561,7 +562,9 @@ class Network:
 
     # -- gossip ----------------------------------------------------------------------
 
-    def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+    async def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """py-libp2p's check of a gossip message before delivery; ``validate_gossip`` may be a
+        coroutine function, which lets it check signatures off the event loop."""
         if forwarder == self.my_peer_id:
             return True  # our own publish: the daemon checked it before publishing
         if ID(msg.from_id) not in self._by_peer:
@@ -574,7 +577,8 @@ class Network:
                 self._warn_throttled(link, "gossip")
                 return False
         try:
-            valid = bool(self._validate_gossip(self._unwrap(msg)[1]))
+            verdict = self._validate_gossip(self._unwrap(msg)[1])
+            valid = bool(await verdict if inspect.isawaitable(verdict) else verdict)
         except ValueError:
             valid = False
         except Exception:
