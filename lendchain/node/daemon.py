@@ -111,7 +111,7 @@ class Node(NodeViews, GossipIntake):
             chain_id=genesis.chain_id,
             on_frame=self._on_frame,
             on_request=self._on_request,
-            validate_gossip=self._validate_gossip_async,
+            validate_gossip=self._validate_gossip,
             on_gossip=self._on_gossip,
             log=self.log,
         )

@@ -1,17 +1,19 @@
 """Tx gossip in and out of a node: ``GossipIntake`` is a mixin of ``Node`` (daemon.py).
 
 In: py-libp2p runs the validator on every gossip message before delivery
-(``_validate_gossip_async``), then delivers it (``_on_gossip``), which pools
-its txs. A message is a msgpack array of raw txs; one bad tx refuses it whole.
-The signatures are checked in slices of ``VERIFY_SLICE`` txs with a trio
-checkpoint between them. Checked in one go, a message of ~120 txs held the
-event loop for ~7 ms of Ed25519 on a quiet core, and with ten nodes sharing
-two cores ~30 such messages queued under the start-up burst: a PRE-PREPARE
-reached the backups' replicas 1.2-1.7 s after the primary sent it (a probe
-logged both ends), and their timers fired before they had seen it. A worker
-thread was tried first and measured worse (n = 10: -12 % tx/s, +14 % CPU per
-tx): it needs the GIL back after every signature while the event loop holds
-it, and waits up to a switch interval each time.
+(``_validate_gossip``), then delivers it (``_on_gossip``), which pools its
+txs. A message is a msgpack array of raw txs; one bad tx refuses it whole.
+
+The validator checks a message's signatures on the event loop, in one go:
+~7 ms of Ed25519 for a message of ~120 txs on a quiet core. On ten nodes
+sharing two cores a PRE-PREPARE reached the backups' replicas 1.2-1.7 s
+after the primary sent it under the start-up burst (a probe logged both
+ends), so two ways of letting the loop run during the checks were measured
+(RESULTS.md, seventh session) and neither kept: a worker thread was worse
+(it needs the GIL back after every signature while the loop holds it: n = 10
+-12 % tx/s, +14 % CPU per tx), and slices of 16 signatures with a checkpoint
+between them brought the first backups' PRE-PREPARE forward (0.6 s) but not
+the last ones' (1.4-1.5 s), nor the throughput or the view changes.
 
 Out: txs this node admitted from its API go to ``_gossip_outbox``; every
 ``GOSSIP_FLUSH_S`` the outbox leaves in messages of at most
@@ -44,28 +46,12 @@ GOSSIP_MAX_BYTES = 56 * 1024
 MAX_GOSSIP_DECODE = 64 << 20
 
 
-VERIFY_SLICE = 16  # signatures checked between two checkpoints: ~1 ms of the event loop
-
-
 def _all_signed(txs: list[Transaction]) -> bool:
     return all(verify_signature(tx) for tx in txs)
 
 
 class GossipIntake:
     # -- in ------------------------------------------------------------------------
-
-    async def _validate_gossip_async(self: Any, data: bytes) -> bool:
-        """``_validate_gossip``, letting the event loop run between slices of signatures."""
-        checked = self._well_formed_message(data)
-        if checked is None:
-            return False
-        txs, unverified = checked
-        for start in range(0, len(unverified), VERIFY_SLICE):
-            if not _all_signed(unverified[start : start + VERIFY_SLICE]):
-                return False
-            await trio.sleep(0)
-        self._keep_checked(data, txs, unverified)
-        return True
 
     def _validate_gossip(self: Any, data: bytes) -> bool:
         """Whether gossip message ``data`` holds only well-formed, signed txs (kept for delivery)."""

@@ -29,7 +29,6 @@ Nothing here contacts an address that is not in the genesis.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -91,7 +90,7 @@ class Network:
         chain_id: str,
         on_frame: Callable[[str, bytes], None],
         on_request: Callable[[str, bytes], Awaitable[bytes]],
-        validate_gossip: Callable[[bytes], bool | Awaitable[bool]],
+        validate_gossip: Callable[[bytes], bool],
         on_gossip: Callable[[bytes], None],
         log: logging.Logger,
         member_keys: dict[str, list[bytes]] | None = None,
@@ -270,7 +269,7 @@ class Network:
                 raise NetworkError(f"cannot listen on {self._listen}: is the port already in use?")
             async with background_trio_service(pubsub), background_trio_service(router):
                 await pubsub.wait_until_ready()
-                pubsub.set_topic_validator(self.topic, self._gossip_validator, is_async_validator=True)
+                pubsub.set_topic_validator(self.topic, self._gossip_validator, is_async_validator=False)
                 await pubsub.subscribe(self.topic)
                 self._host, self._pubsub, self._router = host, pubsub, router
                 try:
@@ -562,9 +561,7 @@ class Network:
 
     # -- gossip ----------------------------------------------------------------------
 
-    async def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        """py-libp2p's check of a gossip message before delivery; ``validate_gossip`` may be a
-        coroutine function, which lets it check signatures off the event loop."""
+    def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         if forwarder == self.my_peer_id:
             return True  # our own publish: the daemon checked it before publishing
         if ID(msg.from_id) not in self._by_peer:
@@ -577,8 +574,7 @@ class Network:
                 self._warn_throttled(link, "gossip")
                 return False
         try:
-            verdict = self._validate_gossip(self._unwrap(msg)[1])
-            valid = bool(await verdict if inspect.isawaitable(verdict) else verdict)
+            valid = bool(self._validate_gossip(self._unwrap(msg)[1]))
         except ValueError:
             valid = False
         except Exception:
