@@ -32,7 +32,6 @@ from lendchain.ledger.transactions import (
     TxRejected,
     check_stateless,
     decode_transaction,
-    verify_signature,
 )
 from lendchain.node.mempool import MempoolFull
 
@@ -46,59 +45,33 @@ GOSSIP_MAX_BYTES = 56 * 1024
 MAX_GOSSIP_DECODE = 64 << 20
 
 
-def _all_signed(txs: list[Transaction]) -> bool:
-    return all(verify_signature(tx) for tx in txs)
-
-
 class GossipIntake:
     # -- in ------------------------------------------------------------------------
 
     def _validate_gossip(self: Any, data: bytes) -> bool:
         """Whether gossip message ``data`` holds only well-formed, signed txs (kept for delivery)."""
-        checked = self._well_formed_message(data)
-        if checked is None:
-            return False
-        txs, unverified = checked
-        if not _all_signed(unverified):
-            return False
-        self._keep_checked(data, txs, unverified)
-        return True
-
-    def _well_formed_message(self: Any, data: bytes) -> tuple[list[Transaction], list[Transaction]] | None:
         try:
             items = codec.unpack(data, max_size=MAX_GOSSIP_DECODE)
         except codec.CodecError:
-            return None
-        return self._well_formed_batch(items)
+            return False
+        txs = self._check_batch(items)
+        if txs is None:
+            return False
+        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
+        return True
 
-    def _well_formed_batch(self: Any, items: object) -> tuple[list[Transaction], list[Transaction]] | None:
-        """A batch's txs and those of them whose signature this node has not checked yet, if every
-        one decodes and is well-formed; None otherwise."""
+    def _check_batch(self: Any, items: object) -> list[Transaction] | None:
+        """The txs of a batch from a peer (gossip, relay) if each decodes and its signature checks."""
         if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
             return None
         try:
             txs = [decode_transaction(raw) for raw in items]
-            unverified = [tx for tx in txs if tx.id not in self.app.verified]
-            for tx in unverified:
-                check_stateless(tx, self.genesis.chain_id, check_signature=False)
+            for tx in txs:
+                if tx.id not in self.app.verified:
+                    check_stateless(tx, self.genesis.chain_id)
         except TxRejected:
             return None
-        return txs, unverified
-
-    def _keep_checked(self: Any, data: bytes, txs: list[Transaction], verified: list[Transaction]) -> None:
-        for tx in verified:
-            self.app.verified.add(tx.id)
-        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
-
-    def _check_batch(self: Any, items: object) -> list[Transaction] | None:
-        """The txs of a batch from a peer (a relay) if each decodes and its signature checks."""
-        checked = self._well_formed_batch(items)
-        if checked is None:
-            return None
-        txs, unverified = checked
-        if not _all_signed(unverified):
-            return None
-        for tx in unverified:
+        for tx in txs:
             self.app.verified.add(tx.id)
         return txs
 

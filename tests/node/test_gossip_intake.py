@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import lendchain.node.gossip as gossip
+import lendchain.ledger.transactions as transactions
 from lendchain import codec
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.transactions import Transaction, build_transaction
@@ -47,8 +47,8 @@ def message(txs: list[Transaction]) -> bytes:
 
 def test_a_checked_message_is_pooled_without_checking_again(node, monkeypatch):
     checked: list[bytes] = []
-    real_verify = gossip.verify_signature
-    monkeypatch.setattr(gossip, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
+    real_verify = transactions.verify_signature
+    monkeypatch.setattr(transactions, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
     txs = registrations(node, 5)
     data = message(txs)
     assert node._validate_gossip(data) is True
@@ -81,7 +81,7 @@ def test_a_tx_already_verified_is_not_checked_again(node, monkeypatch):
     txs = registrations(node, 3)
     assert node._validate_gossip(message(txs[:2])) is True
     checked: list[bytes] = []
-    real_verify = gossip.verify_signature
-    monkeypatch.setattr(gossip, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
+    real_verify = transactions.verify_signature
+    monkeypatch.setattr(transactions, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
     assert node._validate_gossip(message(txs)) is True
     assert checked == [txs[2].id]
