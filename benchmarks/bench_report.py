@@ -119,6 +119,7 @@ def report(args: argparse.Namespace, run: Any, duration_s: float, nodes: dict) -
     return {
         "nodes": args.nodes,
         "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
+        "submit": args.submit,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **run.machine_speed},
         "submitted": len(run.workload.txs),
         "committed": committed,
@@ -155,7 +156,7 @@ def _series(values: list[float | None], digits: int) -> str:
 def print_table(result: dict) -> None:
     lat, machine = result["latency_ms"], result["machine"]
     rows = [
-        ("nodes / mode", f"{result['nodes']} / {result['mode']}"),
+        ("nodes / mode", f"{result['nodes']} / {result['mode']}, submitted by {result['submit']}"),
         ("txs submitted / committed", f"{result['submitted']} / {result['committed']}"),
         ("rejected", result["rejected"]),
         ("mix", ", ".join(f"{k} {v}" for k, v in result["kinds"].items())),

@@ -15,7 +15,9 @@ earlier one committed is released once that one is seen committed, and a
 sender's txs leave in nonce order, to the node that sender talks to.
 
 Submission is closed-loop (at most ``--window`` txs outstanding) or open-loop
-at a fixed ``--rate`` tx/s. The benchmark process itself shares the machine
+at a fixed ``--rate`` tx/s, over one ``/txs/stream`` WebSocket per node
+(``--submit stream``, the default) or one ``POST /txs`` per batch
+(``--submit post``). The benchmark process itself shares the machine
 with the nodes; its CPU is reported on its own ("load generator"), not in
 "CPU per tx". The committed rate is also given for each 10 s of the run
 (the last step runs to the last commit), so a sustained rate can be told
@@ -41,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +59,7 @@ from node_probe import (
     node_counters,
 )
 
+from lendchain.client import NodeError, TxStream
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.cluster import Cluster, NodeProcess, free_port_block
@@ -216,36 +220,51 @@ class Run:
 
 
 class Submitter(threading.Thread):
-    """Posts batches to one node, in order; records when each tx left."""
+    """Sends batches to one node, in order, on its stream or by POST; records when each tx left."""
 
-    def __init__(self, url: str, run: Run, errors: queue.Queue) -> None:
+    def __init__(self, url: str, run: Run, errors: queue.Queue, how: str) -> None:
         super().__init__(daemon=True)
-        self.http = httpx.Client(base_url=url, timeout=60)
+        self.url = url
+        self.how = how
         self.run_state = run
         self.inbox: queue.Queue[list[PlannedTx] | None] = queue.Queue()
         self.errors = errors
 
     def run(self) -> None:
-        while (batch := self.inbox.get()) is not None:
-            try:
-                self._post(batch)
-            except Exception as e:  # reported by the main loop, which stops the run
-                self.errors.put(f"{self.http.base_url}: {e!r}")
+        try:
+            if self.how == "stream":
+                with TxStream(self.url, {}, timeout=60) as stream:
+                    self._send_all(stream.submit_hex)
+            else:
+                with httpx.Client(base_url=self.url, timeout=60) as http:
+                    self._send_all(lambda items: self._post(http, items))
+        except Exception as e:  # reported by the main loop, which stops the run
+            self.errors.put(f"{self.url}: {e!r}")
 
-    def _post(self, batch: list[PlannedTx]) -> None:
-        body = {"txs": [tx.hex for tx in batch]}
-        while True:
-            sent = time.monotonic()
-            for tx in batch:
-                self.run_state.submitted_at[tx.index] = sent
-            response = self.http.post("/txs", json=body)
-            if response.status_code != 503:
-                break
-            self.run_state.retries += 1
-            time.sleep(0.05)
-        for tx, result in zip(batch, response.json()["results"], strict=True):
-            if result["status"] == "rejected":
-                self.run_state.rejected[tx.index] = f"{result['code']}: {result['message']}"
+    def _send_all(self, submit: Callable[[list[str]], list[dict] | None]) -> None:
+        while (batch := self.inbox.get()) is not None:
+            while True:
+                sent = time.monotonic()
+                for tx in batch:
+                    self.run_state.submitted_at[tx.index] = sent
+                try:
+                    results = submit([tx.hex for tx in batch])
+                except NodeError as e:
+                    if e.status != 503:
+                        raise
+                    results = None
+                if results is not None:
+                    break
+                self.run_state.retries += 1  # the mempool is full: try again shortly
+                time.sleep(0.05)
+            for tx, result in zip(batch, results, strict=True):
+                if result["status"] == "rejected":
+                    self.run_state.rejected[tx.index] = f"{result['code']}: {result['message']}"
+
+    @staticmethod
+    def _post(http: httpx.Client, items: list[str]) -> list[dict] | None:
+        response = http.post("/txs", json={"txs": items})
+        return None if response.status_code == 503 else response.json()["results"]
 
 
 class CommitWatcher(threading.Thread):
@@ -317,7 +336,7 @@ def drive(cluster: Cluster, workload: Workload, args: argparse.Namespace, since:
     errors: queue.Queue = queue.Queue()
     commits: queue.Queue = queue.Queue()
     nodes = [cluster[name] for name in cluster.names]
-    submitters = [Submitter(node.url, run, errors) for node in nodes]
+    submitters = [Submitter(node.url, run, errors, args.submit) for node in nodes]
     watcher = CommitWatcher(nodes[0].url, run, since, commits)
     for thread in [*submitters, watcher]:
         thread.start()
@@ -411,6 +430,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--txs", type=int, default=30_000, help="about this many txs")
     parser.add_argument("--window", type=int, default=6_000, help="closed loop: txs outstanding")
     parser.add_argument("--rate", type=float, default=0, help="open loop: offered tx/s")
+    parser.add_argument(
+        "--submit", choices=("stream", "post"), default="stream", help="a /txs/stream per node, or POST /txs"
+    )
     parser.add_argument("--lifecycle-every", type=int, default=4, help="every k-th loan is offered, repaid")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--smoke", action="store_true", help="a few hundred txs (CI)")

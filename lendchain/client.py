@@ -2,15 +2,20 @@
 
 Transactions are built and signed locally (the key never leaves this
 process) and sent as hex. Every failure becomes a ``NodeError`` with one
-sentence a person can act on.
+sentence a person can act on. ``NodeClient.stream()`` opens the node's
+``/txs/stream`` WebSocket, for a system that sends batches often.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
+from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.sync.client import ClientConnection, connect
 
 from lendchain.crypto import SigningKey
 from lendchain.ledger.transactions import Transaction, build_transaction
@@ -28,8 +33,9 @@ class NodeError(Exception):
 class NodeClient:
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=timeout)
         self._chain_id: str | None = None
 
     def close(self) -> None:
@@ -100,6 +106,10 @@ class NodeClient:
     def submit_many(self, txs: list[Transaction]) -> list[dict[str, Any]]:
         return self.request("POST", "/txs", json={"txs": [tx.encode().hex() for tx in txs]})["results"]
 
+    def stream(self) -> TxStream:
+        """Open the node's ``/txs/stream`` (close it, or use it as a context manager)."""
+        return TxStream(self.url, self._headers, self._timeout)
+
     def tx(self, tx_id: str) -> dict[str, Any]:
         return self.get(f"/txs/{tx_id}")
 
@@ -133,3 +143,63 @@ class NodeClient:
                 code=result.get("code"),
             )
         return status
+
+
+class TxStream:
+    """One WebSocket to a node's ``/txs/stream``: a batch of txs out, its results back.
+
+    The node answers each message in order, as ``POST /txs`` would, for about
+    a third of a request's CPU on the node. Errors ``POST /txs`` would answer
+    with a status (a bad batch, a full mempool, the rate limit) raise
+    ``NodeError`` with that status and code; the stream stays open.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float) -> None:
+        self.url = "ws" + url.removeprefix("http") + "/txs/stream"
+        self._timeout = timeout
+        self._open = ExitStack()
+        try:
+            # compression=None: deflating hex costs both ends more CPU than it saves on a LAN.
+            opening = connect(
+                self.url, additional_headers=headers, compression=None, max_size=None, open_timeout=timeout
+            )
+            self._ws: ClientConnection = self._open.enter_context(opening)
+        except InvalidStatus as e:
+            raise _refused(self.url, e) from None
+        except (OSError, TimeoutError, WebSocketException) as e:
+            raise NodeError(f"cannot open {self.url} ({type(e).__name__}); is the node running?") from None
+
+    def close(self) -> None:
+        self._open.close()
+
+    def __enter__(self) -> TxStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit_many(self, txs: list[Transaction]) -> list[dict[str, Any]]:
+        return self.submit_hex([tx.encode().hex() for tx in txs])
+
+    def submit_hex(self, items: list[str]) -> list[dict[str, Any]]:
+        """Send txs (hex of their encoding); their results, as ``POST /txs`` gives them."""
+        try:
+            self._ws.send(json.dumps({"txs": items}))
+            answer = json.loads(self._ws.recv(timeout=self._timeout))
+        except TimeoutError:
+            raise NodeError(f"node did not answer on {self.url} in time") from None
+        except WebSocketException as e:
+            raise NodeError(f"the stream {self.url} closed ({e})") from None
+        if "error" in answer:
+            raise NodeError(answer["message"], answer.get("status"), answer["error"])
+        return answer["results"]
+
+
+def _refused(url: str, e: InvalidStatus) -> NodeError:
+    """The node's JSON error for a refused stream opening, as a NodeError."""
+    status = e.response.status_code
+    try:
+        body = json.loads(e.response.body or b"")
+        return NodeError(body["message"], status, body.get("error"))
+    except (ValueError, TypeError, KeyError):
+        return NodeError(f"node refused to open {url} (HTTP {status})", status)

@@ -2,7 +2,10 @@
 
 JSON in and out; transactions travel as hex of their canonical encoding.
 Every error is ``{"error": code, "message": sentence}`` with a 4xx/5xx status
-and never echoes a secret. The app only translates HTTP to calls on a
+and never echoes a secret. A system that sends many small batches can keep
+one WebSocket open on ``/txs/stream`` instead of a request per batch: each
+text message is a ``POST /txs`` body and gets one JSON answer, in order
+(a request costs the node ~3x the CPU of a message; benchmarks/RESULTS.md). The app only translates HTTP to calls on a
 ``NodeFacade`` (the daemon), so it can be tested without a network.
 
 Protection, in the guard in front of every route: the bearer token (when
@@ -27,9 +30,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
@@ -77,28 +81,27 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 class _Guard:
     """Rate limit, bearer-token check and body-size limit, before any route runs."""
 
-    def __init__(
-        self, app: ASGIApp, token: str | None, limits: ApiLimits, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, limits: ApiLimits, writes: RateLimiter) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.limits = limits
-        self.writes = RateLimiter(limits.write_rate_per_s, limits.write_burst, clock)
+        self.writes = writes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._open_websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         path = scope["path"]
-        client = scope["client"][0] if scope.get("client") else "unknown"
+        client = _client(scope)
         is_read = scope["method"] in _READS
         if not is_read and not await self._allow(client, scope, receive, send):
             return
         if self.token is not None and path not in _OPEN_PATHS and not _is_console(path):
-            supplied = headers.get(b"authorization", b"")
-            expected = b"Bearer " + self.token
-            if not hmac.compare_digest(supplied, expected):
+            if not self._token_ok(headers):
                 # A wrong guess costs from the write budget: token guessing is rate limited too.
                 if is_read and not await self._allow(client, scope, receive, send):
                     return
@@ -111,20 +114,60 @@ class _Guard:
             return
         await self.app(scope, receive, send)
 
+    async def _open_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open a WebSocket only with the token, and charge the opening as a write.
+
+        A refused opening gets the same JSON error and status as a request
+        (401, 429 with Retry-After) where the server can send one; each
+        message is charged again by the endpoint.
+        """
+        if not await self._allow(_client(scope), scope, receive, send):
+            return
+        if self.token is not None and not self._token_ok(dict(scope["headers"])):
+            await _refuse_websocket(
+                _error(401, "unauthorized", "missing or wrong bearer token"), scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _token_ok(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.token is not None
+        return hmac.compare_digest(headers.get(b"authorization", b""), b"Bearer " + self.token)
+
     async def _allow(self, client: str, scope: Scope, receive: Receive, send: Send) -> bool:
         wait_s = self.writes.check(client)
         if wait_s == 0.0:
             return True
-        retry = retry_after_header(wait_s)
-        response = _error(
-            429,
-            "rate_limited",
-            f"too many requests from {client} (at most {self.limits.write_rate_per_s:g} writes per "
-            f"second, bursts of {self.limits.write_burst}); retry after {retry} s",
-            {"Retry-After": retry},
-        )
-        await response(scope, receive, send)
+        error = _rate_limited(client, self.limits, wait_s)
+        response = _error(error.status, error.code, error.message, error.headers)
+        if scope["type"] == "websocket":
+            await _refuse_websocket(response, scope, receive, send)
+        else:
+            await response(scope, receive, send)
         return False
+
+
+def _client(scope: Scope) -> str:
+    return scope["client"][0] if scope.get("client") else "unknown"
+
+
+def _rate_limited(client: str, limits: ApiLimits, wait_s: float) -> ApiError:
+    retry = retry_after_header(wait_s)
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many requests from {client} (at most {limits.write_rate_per_s:g} writes per "
+        f"second, bursts of {limits.write_burst}); retry after {retry} s",
+        {"Retry-After": retry},
+    )
+
+
+async def _refuse_websocket(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuse a WebSocket opening with ``response`` where the server can send one, else close it."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await response(scope, receive, send)  # Starlette sends it as websocket.http.response.*
+    else:
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def _is_console(path: str) -> bool:
@@ -177,6 +220,64 @@ async def _json_body(request: Request, limit: int) -> Any:
         raise ApiError(400, "bad_request", "request body is not valid JSON") from None
 
 
+def _batch(doc: Any, limits: ApiLimits) -> list[bytes]:
+    """The raw txs of a ``POST /txs`` body (``{"tx": hex}`` or ``{"txs": [hex, ...]}``), or ApiError."""
+    if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
+        raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
+    items = [doc["tx"]] if "tx" in doc else doc["txs"]
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
+    if len(items) > limits.max_batch_txs:
+        raise ApiError(
+            413, "too_large", f"a batch holds at most {limits.max_batch_txs} txs, got {len(items)}"
+        )
+    return [_hex_param(t, f"txs[{i}]") for i, t in enumerate(items)]
+
+
+def _submit(node: NodeFacade, raw: list[bytes]) -> list[dict[str, Any]]:
+    try:
+        return node.submit(raw)
+    except MempoolFull as e:
+        raise ApiError(503, "mempool_full", str(e), {"Retry-After": str(e.retry_after_s)}) from None
+
+
+def _stream_answer(
+    node: NodeFacade, limits: ApiLimits, writes: RateLimiter, client: str, message: dict[str, Any]
+) -> dict[str, Any]:
+    """The answer to one ``/txs/stream`` message: ``POST /txs``'s results, or its error.
+
+    ``{"results": [...]}``, one per tx as ``POST /txs`` gives them (also for
+    ``{"tx": hex}``), or ``{"error", "message", "status"}`` with the HTTP
+    status the same body would have got, and ``retry_after_s`` where that
+    had a Retry-After. The message's ``id``, if it has one, comes back
+    unchanged, so a client that sends several before reading can match
+    answers (they come in order anyway). A bad message is answered and the
+    stream stays open.
+    """
+    doc: Any = None
+    try:
+        wait_s = writes.check(client)
+        if wait_s:
+            raise _rate_limited(client, limits, wait_s)
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        if len(data) > limits.max_body_bytes:
+            raise ApiError(413, "too_large", f"message is over {limits.max_body_bytes} bytes")
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "bad_request", "message is not valid JSON") from None
+        answer: dict[str, Any] = {"results": _submit(node, _batch(doc, limits))}
+    except ApiError as e:
+        answer = {"error": e.code, "message": e.message, "status": e.status}
+        if "Retry-After" in e.headers:
+            answer["retry_after_s"] = int(e.headers["Retry-After"])
+    if isinstance(doc, dict) and "id" in doc:
+        answer["id"] = doc["id"]
+    return answer
+
+
 def build_app(
     node: NodeFacade,
     token: str | None = None,
@@ -184,28 +285,34 @@ def build_app(
     clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     limits = limits or ApiLimits()
+    writes = RateLimiter(limits.write_rate_per_s, limits.write_burst, clock)
 
     async def submit(request: Request) -> Any:
         doc = await _json_body(request, limits.max_body_bytes)
-        if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
-            raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
-        items = [doc["tx"]] if "tx" in doc else doc["txs"]
-        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
-            raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
-        if len(items) > limits.max_batch_txs:
-            raise ApiError(
-                413, "too_large", f"a batch holds at most {limits.max_batch_txs} txs, got {len(items)}"
-            )
-        raw = [_hex_param(t, f"txs[{i}]") for i, t in enumerate(items)]
-        try:
-            results = node.submit(raw)
-        except MempoolFull as e:
-            raise ApiError(503, "mempool_full", str(e), {"Retry-After": str(e.retry_after_s)}) from None
+        results = _submit(node, _batch(doc, limits))
         if "tx" in doc:
             result = results[0]
             return JSONResponse(result, status_code=202 if result["status"] in _TAKEN else 400)
         taken = any(r["status"] in _TAKEN for r in results)
         return JSONResponse({"results": results}, status_code=202 if taken else 400)
+
+    async def submit_stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        client = _client(websocket.scope)
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            answer = _stream_answer(node, limits, writes, client, message)
+            await websocket.send_text(json.dumps(answer))
+
+    async def stream_over_http(request: Request) -> Any:
+        raise ApiError(
+            426,
+            "upgrade_required",
+            "/txs/stream is a WebSocket: open it with a WebSocket client",
+            {"Upgrade": "websocket"},
+        )
 
     async def tx_status(request: Request) -> Any:
         tx_id = _hex_param(request.path_params["tx_id"], "tx id", 32)
@@ -263,6 +370,8 @@ def build_app(
 
     routes = [
         Route("/txs", _route(submit), methods=["POST"]),
+        WebSocketRoute("/txs/stream", submit_stream),
+        Route("/txs/stream", _route(stream_over_http)),
         Route("/txs/{tx_id}", _route(tx_status)),
         Route("/blocks", _route(blocks)),
         Route("/blocks/{ref}", _route(block)),
@@ -295,6 +404,6 @@ def build_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Guard, token=token, limits=limits, clock=clock)],
+        middleware=[Middleware(_Guard, token=token, limits=limits, writes=writes)],
         exception_handlers={404: not_found, 405: bad_method, 500: crashed},
     )

@@ -209,6 +209,8 @@ class Node(NodeViews, GossipIntake):
         cfg.accesslog = None
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.keep_alive_timeout = 30
+        # hypercorn closes a /txs/stream WebSocket (code 1009) on a message over the body limit.
+        cfg.websocket_max_message_size = self.config.api_limits.max_body_bytes
         app = build_app(self, self.api_token, self.config.api_limits)
         await serve(app, cfg, task_status=task_status)
 

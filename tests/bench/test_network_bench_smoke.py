@@ -17,15 +17,17 @@ pytestmark = pytest.mark.slow
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "network_bench.py"
 
 
-def test_smoke_run_commits_every_tx_and_reports():
+@pytest.mark.parametrize("submit", ["stream", "post"])
+def test_smoke_run_commits_every_tx_and_reports(submit):
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--idle-s", "1", "--json"],
+        [sys.executable, str(BENCH), "--smoke", "--idle-s", "1", "--submit", submit, "--json"],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
+    assert result["submit"] == submit
     assert result["submitted"] >= 200
     assert result["committed"] == result["submitted"] and result["rejected"] == 0
     assert result["committed_tx_per_s"] > 0
