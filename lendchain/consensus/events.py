@@ -18,9 +18,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Tick:
-    """The driver's clock, in milliseconds; the replica has no other clock."""
+    """The driver's clock, in milliseconds; the replica has no other clock.
+
+    ``stalled_ms``: how much later than planned the driver got to send this
+    tick, a time in which this node itself could not have heard anyone (its
+    event loop busy, or the process without a CPU). The timers do not count
+    it against the primary (``TimerSteps._credit_stall``).
+    """
 
     now_ms: int
+    stalled_ms: int = 0
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._attempts = 0
         self._work_since: int | None = None
         self._round_extended = (0, 0)  # the (view, height) whose PRE-PREPARE last restarted the timer
+        self._stall_credit: tuple[tuple[int, bool, int], int] = ((0, False, 0), 0)  # (round, ms given)
         self._request_watch: RequestWatch | None = None  # the request timer (timers.py)
         self._request_scan_at = 0
         self.view_change_cause = ""  # why this replica's own timer last started a view change
@@ -208,6 +209,8 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
             self._try_deliver()
         try:
             if isinstance(event, Tick):
+                if event.stalled_ms > 0:
+                    self._credit_stall(event.stalled_ms)
                 self._on_tick()
             elif isinstance(event, Receive):
                 self._on_receive(event.sender, event.payload)

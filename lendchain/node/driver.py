@@ -48,6 +48,8 @@ TICK_S = 0.02
 # mostly wake-ups (benchmarks/RESULTS.md, third session of 2026-12-05).
 IDLE_TICK_S = 0.1
 EVENT_QUEUE = 100_000
+# A tick this much later than planned is ordinary scheduling; past it, the rest is a stall.
+STALL_SLACK_S = 0.05
 SYNC_BATCH_BLOCKS = 64
 SYNC_TIMEOUT_S = 10.0
 # Faults the replica reports before a message's signature has been checked: such a
@@ -184,20 +186,32 @@ class ConsensusDriver:
 
     async def _ticker(self) -> None:
         """A tick every TICK_S with work pending, every IDLE_TICK_S (or at a nudge) without it,
-        and the primary's also when its next block falls due."""
+        and the primary's also when its next block falls due.
+
+        Each tick says how much later than planned it left, past STALL_SLACK_S
+        (``Tick.stalled_ms``): the replica's timers do not count that time
+        against the primary, and ``lendchain_stalled_seconds_total`` adds it up.
+        """
+        planned = trio.current_time()
         while True:
+            stalled_s = trio.current_time() - planned - STALL_SLACK_S
+            stalled_ms = int(stalled_s * 1000) if stalled_s > 0 else 0
+            if stalled_ms:
+                self.metrics.stalled_seconds.inc(stalled_ms / 1000)
             now = now_ms()
-            await self._inbox_send.send(Tick(now))
+            await self._inbox_send.send(Tick(now, stalled_ms))
             if not self.app.has_pending_work() and not self.replica.in_view_change:
                 self._wake = trio.Event()
                 with trio.move_on_after(IDLE_TICK_S):
                     await self._wake.wait()
+                planned = trio.current_time()  # woken by a nudge or on time: neither is a stall
                 continue
             delay = TICK_S
             if self.replica.primary == self.app.me and not self.replica.in_view_change:
                 due = self.app.proposal_due_ms()
                 if due is not None and due > now:
                     delay = min(delay, (due - now) / 1000)
+            planned = trio.current_time() + delay
             await trio.sleep(delay)
 
     def _step(self, first: object) -> None:

@@ -68,6 +68,11 @@ class NodeMetrics:
             "view changes this node asked for because the primary left a tx it could order out",
             registry=r,
         )
+        self.stalled_seconds = Counter(
+            "lendchain_stalled_seconds",
+            "time the consensus ticker ran late (this node too busy to listen); not counted against the primary",
+            registry=r,
+        )
         self.blocks = Counter("lendchain_blocks_committed", "blocks committed", registry=r)
         self.txs_committed = Counter("lendchain_txs_committed", "transactions committed", registry=r)
         self.tx_accepted = Counter(

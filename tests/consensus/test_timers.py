@@ -1,6 +1,7 @@
 """The view-change timer gives a proposing primary a full timeout for its round, once per height."""
 
 from lendchain.consensus import messages as m
+from lendchain.consensus.events import Tick
 from tests.consensus.harness import PARAMS, Cluster
 
 T = PARAMS.view_change_timeout_ms  # 100 ms in the harness
@@ -89,3 +90,41 @@ def test_a_stalled_primary_follows_the_backups_into_the_next_view():
     assert all(90 + T <= changed_at[name] <= 90 + T + 10 for name in BACKUPS), changed_at
     assert changed_at["r0"] < 90 + 2 * T
     assert all(c.replicas[name].view == 1 for name in c.names)
+
+
+def backups_leave_view_0(stalls: dict[int, int] | None = None) -> set[int]:
+    """Work pending from t = 0, a primary that never proposes: when the backups leave view 0.
+
+    ``stalls`` maps a time to how late each backup's tick at that time comes
+    (``Tick.stalled_ms``).
+    """
+    stalls = stalls or {}
+    c = Cluster()
+    c.submit()
+    changed_at: dict[str, int] = {}
+    for _ in range(40):
+        c.now += 10
+        for name in BACKUPS:
+            c.step(name, Tick(c.now, stalls.get(c.now, 0)))
+            if c.replicas[name].counters["view_changes"] and name not in changed_at:
+                changed_at[name] = c.now
+    assert set(changed_at) == set(BACKUPS)
+    return set(changed_at.values())
+
+
+def test_a_stall_of_the_backups_own_loop_is_not_counted_against_the_primary():
+    # Work is seen at the first tick (t = 10): without a stall the backups leave at 10 + T.
+    assert backups_leave_view_0() == {10 + T}
+    # A tick 60 ms late at t = 80 gives the timer those 60 ms back.
+    assert backups_leave_view_0({80: 60}) == {10 + T + 60}
+
+
+def test_a_stall_gives_back_only_the_time_the_timer_had_run():
+    # At t = 30 the timer has run 20 ms (since t = 10): a 90 ms stall gives back 20 ms.
+    assert backups_leave_view_0({30: 90}) == {10 + T + 20}
+
+
+def test_stalls_give_back_one_timeout_at_most_per_round():
+    # 90 ms back at t = 100, then only the 10 ms left of one timeout at t = 150: a node
+    # kept busy delays its view change by one timeout at most.
+    assert backups_leave_view_0({100: 500, 150: 500}) == {10 + 2 * T}

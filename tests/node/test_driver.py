@@ -12,7 +12,7 @@ from lendchain.consensus.events import Deliver, Persist, Send, Tick
 from lendchain.node import store as store_module
 from lendchain.node.app import NodeApp
 from lendchain.node.config import MempoolConfig
-from lendchain.node.driver import IDLE_TICK_S, TICK_S, ConsensusDriver, now_ms
+from lendchain.node.driver import IDLE_TICK_S, STALL_SLACK_S, TICK_S, ConsensusDriver, now_ms
 from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
@@ -191,3 +191,48 @@ def test_an_idle_node_ticks_slowly_until_work_arrives():
     trio.run(main, clock=MockClock(autojump_threshold=0))
     gaps = [round(b - a, 4) for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert gaps == [IDLE_TICK_S, IDLE_TICK_S, 0.03, TICK_S]
+
+
+def test_a_late_tick_says_how_long_the_node_stalled_and_the_metric_adds_it_up():
+    app = DueApp()
+    clock = MockClock(autojump_threshold=0)
+    ticks: list[Tick] = []
+    metrics = NodeMetrics()
+
+    async def main() -> None:
+        driver = ticking_driver(app, ScriptedReplica([]))
+        driver.metrics = metrics
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver._ticker)
+            ticks.append(await driver._inbox.receive())
+            await trio.sleep(0.01)  # the ticker is asleep until 0.02 s
+            clock.jump(0.5)  # the loop runs something for 0.5 s without yielding
+            for _ in range(2):
+                ticks.append(await driver._inbox.receive())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=clock)
+    # The second tick was planned for 0.02 s and left at 0.51 s; 0.05 s of that is slack.
+    assert [t.stalled_ms for t in ticks] == [0, round((0.51 - TICK_S - STALL_SLACK_S) * 1000), 0]
+    assert metrics.stalled_seconds._value.get() == pytest.approx(0.44)
+
+
+def test_a_nudge_or_an_idle_tick_on_time_is_no_stall():
+    app = DueApp(pending=False)
+    ticks: list[Tick] = []
+
+    async def main() -> None:
+        driver = ticking_driver(app, ScriptedReplica([]))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver._ticker)
+            for _ in range(2):
+                ticks.append(await driver._inbox.receive())
+            await trio.sleep(0.03)
+            app.pending = True
+            driver.nudge()
+            for _ in range(2):
+                ticks.append(await driver._inbox.receive())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert [t.stalled_ms for t in ticks] == [0, 0, 0, 0]
