@@ -509,9 +509,14 @@ def main(argv: list[str] | None = None) -> dict:
             }
     finally:
         cluster.stop_all()
-        if any(n.get("view_changes") for n in per_node.values()) and not args.keep:  # worth reading
+        worth_reading = [
+            what for what in ("view_changes", "relayed_txs") if any(n.get(what) for n in per_node.values())
+        ]
+        if worth_reading and not args.keep:
             args.keep = True
-            print(f"a view change happened: node logs kept in {tmp / 'logs'}", file=sys.stderr)
+            print(
+                f"{' and '.join(worth_reading)} happened: node logs kept in {tmp / 'logs'}", file=sys.stderr
+            )
         if not args.keep and not profile_dir:
             subprocess.run(["rm", "-rf", str(tmp)], check=False)
         elif args.keep:

@@ -148,8 +148,8 @@ class NodeClient:
 class TxStream:
     """One WebSocket to a node's ``/txs/stream``: a batch of txs out, its results back.
 
-    The node answers each message in order, as ``POST /txs`` would, for about
-    a third of a request's CPU on the node. Errors ``POST /txs`` would answer
+    The node answers each message in order, as ``POST /txs`` would, for less
+    than half a request's CPU on the node. Errors ``POST /txs`` would answer
     with a status (a bad batch, a full mempool, the rate limit) raise
     ``NodeError`` with that status and code; the stream stays open.
     """

@@ -4,9 +4,10 @@ JSON in and out; transactions travel as hex of their canonical encoding.
 Every error is ``{"error": code, "message": sentence}`` with a 4xx/5xx status
 and never echoes a secret. A system that sends many small batches can keep
 one WebSocket open on ``/txs/stream`` instead of a request per batch: each
-text message is a ``POST /txs`` body and gets one JSON answer, in order
-(a request costs the node ~3x the CPU of a message; benchmarks/RESULTS.md). The app only translates HTTP to calls on a
-``NodeFacade`` (the daemon), so it can be tested without a network.
+text message is a ``POST /txs`` body and gets one JSON answer, in order (a
+request costs the node 2-3x the CPU of a message; benchmarks/RESULTS.md).
+The app only translates HTTP to calls on a ``NodeFacade`` (the daemon), so
+it can be tested without a network.
 
 Protection, in the guard in front of every route: the bearer token (when
 configured; compared in constant time), a per-client-address rate limit on

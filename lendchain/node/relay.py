@@ -126,7 +126,9 @@ class Relay:
                 self.log.info("%s refused %d relayed txs: %r", to, len(batch), answer)
                 continue
             self.metrics.relayed_txs.labels("out").inc(len(batch))
-            self.log.debug("relayed %d txs to %s: %s", len(batch), to, answer)
+            # Txs new to the receiver are what gossip lost on the way: worth an operator's eye.
+            level = logging.INFO if answer.get("accepted") else logging.DEBUG
+            self.log.log(level, "relayed %d txs to %s: %s", len(batch), to, answer)
 
     # -- receiving ---------------------------------------------------------------------
 

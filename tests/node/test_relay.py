@@ -178,3 +178,20 @@ def test_the_timer_relays_the_oldest_txs_to_the_primary_and_the_request_alone_to
     assert relay._queue.receive_nowait() == ("bank2", [b"a", b"b"])
     with pytest.raises(trio.WouldBlock):
         relay._queue.receive_nowait()
+
+
+def test_a_relay_whose_txs_were_new_to_the_primary_is_logged_for_an_operator(caplog):
+    """Txs new to the receiver are what gossip lost; txs it knew are only a slow round."""
+    answers = [codec.pack({"known": 3}), codec.pack({"accepted": 2, "known": 1})]
+    calls = []
+
+    async def request(to, payload, timeout_s):
+        calls.append(to)
+        return answers[len(calls) - 1]
+
+    relay = make_relay(request=request)
+    relay.send("bank1", [b"tx1", b"tx2", b"tx3"])
+    relay.send("bank1", [b"tx4", b"tx5", b"tx6"])
+    with caplog.at_level(logging.INFO, "test-relay"):
+        run_until(relay, lambda: len(calls) == 2 and relay._queue.statistics().tasks_waiting_receive)
+    assert [r.getMessage() for r in caplog.records] == ["relayed 3 txs to bank1: {'accepted': 2, 'known': 1}"]
