@@ -72,6 +72,7 @@ class RequestWatch:
     relay_at_ms: int
     deadline_ms: int
     relayed: bool = False
+    stall_credit_ms: int = 0  # given back for this node's own stalls (``_credit_stall``)
 
     def relay_due(self, now_ms: int, height: int, proposing: bool, idle_wait_ms: int) -> bool:
         """Relay once the backlog had time to move, or after ``idle_wait_ms`` of an idle primary.
@@ -102,31 +103,34 @@ class TimerSteps:
         ticks 150-900 ms late under the start-up burst, a backup leaving view
         0 alone before it read block 1's PRE-PREPARE in about one run in
         three. Each timer gets back at most the part of the stall it has run
-        through, and a round (view, view change or not, committed height) at
-        most one timeout in all: a node kept busy on purpose delays a view
-        change by one timeout at most.
+        through, at most one timeout per run of the timer (the no-progress
+        and view-change timers: per round, that is view, view change or not
+        and committed height; the request timer: per watched request), so a
+        node kept busy on purpose delays a view change by one timeout at most.
         """
-        now, watch = self._now, self._request_watch
-        starts = [self._work_since] if self._work_since is not None else []
-        if watch is not None:
-            starts.append(watch.since_ms)
-        if self._in_vc:
-            starts.append(self._vc_started)
+        now, timeout = self._now, self._timeout()
         round_key = (self._view, self._in_vc, self._committed_height)
         given = self._stall_credit[1] if self._stall_credit[0] == round_key else 0
-        credit = min(stalled_ms, self._timeout() - given, max((now - start for start in starts), default=0))
-        if credit <= 0:
-            return
-        self._stall_credit = (round_key, given + credit)
-        if self._work_since is not None:
-            self._work_since += min(credit, now - self._work_since)
+        running = [self._work_since] if self._work_since is not None else []
         if self._in_vc:
-            self._vc_started += min(credit, now - self._vc_started)
+            running.append(self._vc_started)
+        credit = min(stalled_ms, timeout - given, max((now - start for start in running), default=0))
+        if credit > 0:
+            self._stall_credit = (round_key, given + credit)
+            if self._work_since is not None:
+                self._work_since += min(credit, now - self._work_since)
+            if self._in_vc:
+                self._vc_started += min(credit, now - self._vc_started)
+        # The request timer runs across rounds while a primary commits others' txs, so it keeps
+        # its own account: one timeout in all, or a primary censoring a tx would gain one a block.
+        watch = self._request_watch
         if watch is not None:
-            back = min(credit, now - watch.since_ms)
-            watch.since_ms += back
-            watch.relay_at_ms += back
-            watch.deadline_ms += back
+            back = min(stalled_ms, timeout - watch.stall_credit_ms, now - watch.since_ms)
+            if back > 0:
+                watch.stall_credit_ms += back
+                watch.since_ms += back
+                watch.relay_at_ms += back
+                watch.deadline_ms += back
 
     def _timeout(self: Any) -> int:
         return self._params.view_change_timeout_ms << min(self._attempts, MAX_TIMEOUT_DOUBLINGS)

@@ -6,7 +6,7 @@ backup's app says an honest primary orders first.
 """
 
 from lendchain.consensus import messages as m
-from lendchain.consensus.events import RelayRequest
+from lendchain.consensus.events import RelayRequest, Tick
 from lendchain.consensus.timers import REQUEST_MAX_BACKLOG_TIMEOUTS, REQUEST_TIMEOUTS
 from tests.consensus.harness import PARAMS, Cluster
 
@@ -147,3 +147,35 @@ def test_the_backlog_allowance_is_capped():
     assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
     busy_run(c, 160)
     assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+
+
+class Stalling(Cluster):
+    """A cluster whose backups say every tick of theirs came ``stall_ms`` late (Tick.stalled_ms)."""
+
+    def __init__(self, stall_ms: int) -> None:
+        self.stall_ms = stall_ms
+        super().__init__()
+
+    def step(self, name, event):
+        if isinstance(event, Tick) and name in BACKUPS:
+            event = Tick(event.now_ms, self.stall_ms)
+        return super().step(name, event)
+
+
+def request_timeout_at(c: Cluster) -> int:
+    """Run with the censored tx pending until every backup's request timer fired; when."""
+    censored_tx(c)
+    for _ in range(60):
+        busy_run(c, 40)
+        if all(c.replicas[name].counters["request_timeouts"] for name in BACKUPS):
+            return c.now
+    raise AssertionError("the request timer never fired")
+
+
+def test_stalls_delay_the_request_timer_by_one_timeout_at_most_while_blocks_commit():
+    # Backups that stall a little on every tick get time back in every round, as blocks
+    # commit; the request timer keeps its own account, so a censoring primary gains one
+    # timeout from them, not one per block.
+    plain = request_timeout_at(Cluster())
+    stalled = request_timeout_at(Stalling(stall_ms=5))
+    assert plain < stalled <= plain + T + 40
