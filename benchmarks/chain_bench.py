@@ -146,7 +146,7 @@ def live_load(cluster: Cluster, layout: TestnetLayout, args: argparse.Namespace,
     cpu0 = {n.name: cpu_seconds(n) for n in nodes}
     main0 = {n.name: main_thread_cpu_seconds(n) for n in nodes}
     driver_args = argparse.Namespace(
-        rate=0, window=args.live_window, timeout=args.live_timeout, json=args.json
+        rate=0, window=args.live_window, timeout=args.live_timeout, json=args.json, submit="stream"
     )
     run, duration = drive(cluster, workload, driver_args, head["height"])
     cpu = sum(cpu_seconds(n) - cpu0[n.name] for n in nodes)
