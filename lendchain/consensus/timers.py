@@ -24,7 +24,7 @@ extra timeout; the per-view doubling still applies after each failed view.
 
 Every timer is given back time in which this node could not listen: a
 tick that comes late says so (``Tick.stalled_ms``), up to one timeout per
-round (``_credit_stall``).
+run of each timer (``_credit_stall``).
 
 That timer only asks whether anything commits, so a primary that commits
 some transactions and leaves others out forever (a censoring primary, or one
