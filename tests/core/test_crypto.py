@@ -3,10 +3,15 @@
 import os
 import stat
 
+import base58
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lendchain import crypto
 from lendchain.crypto import CryptoError, DidError, KeyFileError, SigningKey
+
+FIXED_DID = SigningKey(bytes(32)).did
 
 
 def test_did_key_round_trip_and_known_prefix():
@@ -22,6 +27,10 @@ def test_did_key_round_trip_and_known_prefix():
     [
         ("did:web:example", "not a did:key"),
         ("did:key:z0OIl", "not valid base58btc"),
+        # One key, one spelling: what decodes to a key once whitespace is stripped is refused.
+        (FIXED_DID + " ", "not valid base58btc"),
+        (FIXED_DID + "\n", "not valid base58btc"),
+        (" " + FIXED_DID[8:], "not a did:key"),
         ("did:key:z" + "1" * 10, "not an Ed25519"),
     ],
 )
@@ -82,3 +91,8 @@ def test_sealed_box_opens_only_for_its_addressee():
 def test_repr_never_shows_the_seed():
     key = SigningKey(bytes(range(32)))
     assert bytes(range(32)).hex() not in repr(key)
+
+
+@given(st.binary(max_size=64))
+def test_base58_decoding_agrees_with_the_base58_library_on_what_it_encodes(raw):
+    assert crypto._base58_decode(base58.b58encode(raw).decode()) == raw

@@ -142,6 +142,16 @@ def test_sender_must_be_a_did_key():
     assert error.code == "malformed" and "'sender'" in error.message
 
 
+def test_a_sender_spelt_with_trailing_whitespace_is_refused_even_when_signed():
+    """One key, one sender: a did:key with a space after it is not a second spelling of it."""
+    sender = KEY.did + " "
+    body = {"chain_id": CHAIN_ID, "created_ms": 1, "kind": "loan.apply", "nonce": 0, "payload": APPLY}
+    signature = KEY.sign(TX_TAG, CHAIN_ID, {**body, "sender": sender})
+    spaced = Transaction(CHAIN_ID, "loan.apply", sender, 0, 1, APPLY, signature)
+    error = code_of(check_stateless, spaced, CHAIN_ID)
+    assert error.code == "malformed" and "'sender'" in error.message
+
+
 def test_oversized_transaction_is_refused():
     raw = b"\x00" * (MAX_TX_SIZE + 1)
     assert code_of(decode_transaction, raw).code == "too_large"
