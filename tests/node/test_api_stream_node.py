@@ -2,9 +2,10 @@
 
 The in-process tests of the endpoint's answers are in test_api_stream.py;
 these check what only a real server and socket show: a tx sent on the stream
-commits, a refused opening reaches the client as the node's JSON error, and a
+commits, a refused opening reaches the client as the node's JSON error, a
 message over the body limit closes the stream (code 1009) without harming the
-node.
+node, and a node stopped with a stream open exits cleanly while its client is
+told the stream closed.
 """
 
 from __future__ import annotations
@@ -77,3 +78,14 @@ def test_a_message_over_the_body_limit_closes_the_stream_and_the_node_serves_on(
         with c.stream() as stream:  # a new stream, and the node, work as before
             tx = c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
             assert stream.submit_many([tx])[0]["status"] == "accepted"
+
+
+def test_a_node_stops_cleanly_with_a_stream_open_and_the_client_is_told(node):
+    with NodeClient(node.url, TOKEN, timeout=10) as c:
+        tx = c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
+        with c.stream() as stream:
+            assert stream.submit_many([tx])[0]["status"] == "accepted"
+            node.process.terminate()  # SIGTERM, as a service manager stops it
+            assert node.process.wait(timeout=30) == 0
+            with pytest.raises(NodeError, match="closed"):
+                stream.submit_many([tx])
