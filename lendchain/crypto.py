@@ -30,8 +30,7 @@ PUBLIC_KEY_SIZE = 32
 SEED_SIZE = 32
 _ED25519_PUB_MULTICODEC = b"\xed\x01"
 _DID_KEY_PREFIX = "did:key:z"
-_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"  # base58btc
-_BASE58_DIGITS = {char: value for value, char in enumerate(_BASE58_ALPHABET)}
+_BASE58_DIGITS = {char: value for value, char in enumerate(base58.BITCOIN_ALPHABET.decode("ascii"))}
 _KEY_FILE_VERSION = 1
 
 
