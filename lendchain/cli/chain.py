@@ -39,10 +39,25 @@ def status(ctx: click.Context, **kw: Any) -> None:
                 f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
                 f"peers    {', '.join(v.get('peers', [])) or 'none'}",
                 f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
+                *_rules_lines(v.get("rules")),
             ]
         )
 
     emit(ctx, value, human)
+
+
+def _rules_lines(rules: dict[str, Any] | None) -> list[str]:
+    """The status lines about the ledger rules (nothing from a node that does not report them)."""
+    if not rules:
+        return []
+    lines = [f"rules    version {rules['version']} (this release runs up to {rules['software_version']})"]
+    lines += [f"         version {s['version']} from height {s['height']}" for s in rules["scheduled"]]
+    if rules["upgrade_needed_at"] is not None:
+        lines.append(
+            f"UPGRADE  this node stops before block {rules['upgrade_needed_at']}: "
+            "install a release that supports the scheduled rules"
+        )
+    return lines
 
 
 @click.group()
@@ -128,6 +143,7 @@ def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
 @user_errors
 def verify_chain(ctx: click.Context, config_path: str) -> None:
     """Replay a stopped node's chain from genesis and check every hash, root and certificate."""
+    from lendchain.ledger.rules import UpgradeRequired
     from lendchain.node.config import load_node_config
     from lendchain.node.driver import verify_certificate
     from lendchain.node.keyschedule import key_schedule
@@ -156,7 +172,7 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
                 ) from None
             if cert.height != height or cert.digest != store.block(height).hash():
                 raise click.ClickException(f"block {height}: its commit certificate covers another block")
-    except StoreError as e:
+    except (StoreError, UpgradeRequired) as e:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()

@@ -114,11 +114,13 @@ class TxContext:
         height: int,
         timestamp_ms: int,
         params: dict[str, Any],
+        rules: int = 1,
     ) -> None:
         self.tx_id = tx_id
         self.height = height
         self.timestamp_ms = timestamp_ms
         self.params = params
+        self.rules = rules  # the rules version the block executes under (see ``rules``)
         self.events: list[dict[str, Any]] = []
         self.writes: dict[bytes, Any | None] = {}
         # The canonical bytes of the writes made with put_encoded (until overwritten).

@@ -36,6 +36,7 @@ from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.errors import InvalidBlock, TxRejected
 from lendchain.ledger.keyrotation import acting_sender, member_signers
 from lendchain.ledger.kinds import LEDGER_TX_ID, block_hooks, lookup_kind
+from lendchain.ledger.rules import active_rules
 from lendchain.ledger.state import (
     BlockExecution,
     Dropped,
@@ -64,10 +65,11 @@ def execute_txs(
     ``strict`` a transaction that cannot be included raises ``InvalidBlock``
     naming it; without, it is left out and listed in ``execution.dropped``.
     """
+    rules = active_rules(reader, height)  # UpgradeRequired: this software is too old for the block
     overlay = BlockOverlay(reader)
     params = get_params(reader)
     signers = member_signers(reader)  # empty until a member rotates its key: no per-tx cost
-    ledger_events = run_block_hooks(overlay, height, timestamp_ms, params)
+    ledger_events = run_block_hooks(overlay, height, timestamp_ms, params, rules)
     included: list[Transaction] = []
     results: list[TxResult] = []
     dropped: list[Dropped] = []
@@ -84,6 +86,14 @@ def execute_txs(
                 raise TxRejected(
                     "bad_nonce", f"field 'nonce' is {tx.nonce}, but {tx.sender}'s next nonce is {expected}"
                 )
+            kind = lookup_kind(tx.kind)
+            assert kind is not None  # check_stateless refused unknown kinds
+            if kind.since > rules:
+                raise TxRejected(
+                    "unknown_kind",
+                    f"field 'kind': {tx.kind} exists from rules version {kind.since}; "
+                    f"block {height} executes under version {rules}",
+                )
         except TxRejected as e:
             if strict:
                 raise InvalidBlock(f"tx {index} ({tx_id.hex()[:16]}) cannot be included: {e}") from None
@@ -91,9 +101,7 @@ def execute_txs(
             continue
         seen.add(tx_id)
         overlay.write(key, expected + 1)
-        kind = lookup_kind(tx.kind)
-        assert kind is not None  # check_stateless refused unknown kinds
-        context = TxContext(overlay, tx_id, height, timestamp_ms, params)
+        context = TxContext(overlay, tx_id, height, timestamp_ms, params, rules)
         try:
             kind.handler(context, acting_sender(signers, tx, height) if signers else tx)
         except TxRejected as e:
@@ -111,10 +119,10 @@ def execute_txs(
 
 
 def run_block_hooks(
-    overlay: BlockOverlay, height: int, timestamp_ms: int, params: dict[str, Any]
+    overlay: BlockOverlay, height: int, timestamp_ms: int, params: dict[str, Any], rules: int = 1
 ) -> tuple[dict[str, Any], ...]:
     """Run every block hook in one ledger context; its writes go to ``overlay``. Returns its events."""
-    context = TxContext(overlay, LEDGER_TX_ID, height, timestamp_ms, params)
+    context = TxContext(overlay, LEDGER_TX_ID, height, timestamp_ms, params, rules)
     for hook in block_hooks():
         hook(context)
     events = context.receipt_events()

@@ -1,4 +1,4 @@
-"""Governance: changes to the scorecard or to a member's roles, executed at a 2f+1 quorum.
+"""Governance: changes to the scorecard, members' roles and keys, and the rules, at a 2f+1 quorum.
 
 Kinds:
 
@@ -14,10 +14,13 @@ Kinds:
     comma-separated roles;
   - ``member.rotate_key``: ``key`` is a voting member's DID, ``value``
     ``"<new node public key hex>:<proof hex>"``; scheduled to take effect
-    ``key_rotation_delay_blocks`` after execution (see ``keyrotation``).
+    ``key_rotation_delay_blocks`` after execution (see ``keyrotation``);
+  - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
+    height it starts at (see ``rules``).
 
   The value is checked when proposed, so a proposal that reaches quorum
-  always applies.
+  applies, unless the chain moved past it meanwhile (a key taken, an upgrade
+  height too close): then the vote that would execute it is refused.
 - ``gov.vote`` {proposal_id}: another voting member votes for it. When the
   votes reach ``2f+1`` of the ``n`` voting members of the genesis (the
   ``members`` state key), the change is applied in that same transaction and
@@ -47,6 +50,8 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import apply_rotation, parse_rotation
 from lendchain.ledger.kinds import register_block_hook, register_kind
+from lendchain.ledger.rules import ACTION as RULES_UPGRADE
+from lendchain.ledger.rules import check_upgrade, schedule_upgrade
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
 from lendchain.ledger.state import DEFAULT_PARAMS, VOTING_MEMBERS_KEY, institution_key
@@ -54,7 +59,7 @@ from lendchain.ledger.state import DEFAULT_PARAMS, VOTING_MEMBERS_KEY, instituti
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY)
+ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE)
 SCORECARD_INTS = (
     "base",
     "min",
@@ -125,6 +130,9 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     if proposal["action"] == ROTATE_KEY:
         apply_rotation(ctx, value)
         return
+    if proposal["action"] == RULES_UPGRADE:
+        schedule_upgrade(ctx, proposal)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -166,6 +174,15 @@ def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], v
     ctx.emit("gov.voted", proposal_id=proposal_id.hex(), voter=voter, votes=len(votes), needed=needed)
 
 
+def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> Any:
+    """The checked value of a proposed change (see each action's module); refuses one that could not apply."""
+    if action == ROTATE_KEY:
+        return parse_rotation(ctx, chain_id, key, value)
+    if action == RULES_UPGRADE:
+        return check_upgrade(ctx, key, value)
+    return parse_change(ctx, action, key, value)
+
+
 def propose(ctx: TxContext, tx: Transaction) -> None:
     _require_voter(ctx, tx)
     action, key, value = tx.payload["action"], tx.payload["key"], tx.payload["value"]
@@ -173,9 +190,7 @@ def propose(ctx: TxContext, tx: Transaction) -> None:
         "action": action,
         "key": key,
         "value": value,
-        "parsed": parse_rotation(ctx, tx.chain_id, key, value)
-        if action == ROTATE_KEY
-        else parse_change(ctx, action, key, value),
+        "parsed": _parse(ctx, tx.chain_id, action, key, value),
         "proposer": tx.sender,
         "votes": [],
         "status": "open",

@@ -36,6 +36,7 @@ class TxKind:
     name: str
     schema: Schema
     handler: Handler
+    since: int = 1  # the rules version that added the kind (see ``rules``): before it, no such kind
 
 
 _KINDS: dict[str, TxKind] = {}
@@ -46,11 +47,11 @@ BlockHook = Callable[["TxContext"], None]
 _BLOCK_HOOKS: list[tuple[str, BlockHook]] = []
 
 
-def register_kind(name: str, schema: Schema, handler: Handler) -> None:
-    """Add a transaction kind; registering one name twice is a programming error."""
+def register_kind(name: str, schema: Schema, handler: Handler, since: int = 1) -> None:
+    """Add a transaction kind, executable from rules version ``since``; a name twice is a programming error."""
     if name in _KINDS:
         raise ValueError(f"transaction kind {name!r} is already registered")
-    _KINDS[name] = TxKind(name, schema, handler)
+    _KINDS[name] = TxKind(name, schema, handler, since)
 
 
 def lookup_kind(name: str) -> TxKind | None:

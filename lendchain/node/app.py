@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from lendchain.bounded import BoundedCache
 from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
+from lendchain.ledger.rules import RULES_KEY, RULES_VERSION, active_rules, pending_upgrade
 from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
 from lendchain.ledger.transactions import decode_transaction
 from lendchain.node.mempool import Mempool
@@ -121,6 +122,9 @@ class NodeApp:
         self.censored_senders: set[str] = set()
         params = genesis.consensus
         self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
+        self._warned_upgrade: list[int] | None = None
+        self.warn_if_upgrade_needed()
+        active_rules(store, store.head().height + 1)  # UpgradeRequired: this release cannot go on
 
     # -- BlockApp -----------------------------------------------------------
 
@@ -240,7 +244,29 @@ class NodeApp:
         self.store.pending_delete(tx_ids)
         self._pending = {d: p for d, p in self._pending.items() if p.height > height}
         self.sizer.on_commit(len(decoded.txs), time.monotonic(), work_left=len(self.mempool) > 0)
+        if RULES_KEY in execution.changes:
+            self.warn_if_upgrade_needed()
+        # Stop after the last block this release can execute, not stuck without a quorum at the next.
+        active_rules(self.store, height + 1)
         return execution.state_root
+
+    def warn_if_upgrade_needed(self) -> None:
+        """Log (once per scheduled upgrade) that this software cannot go on past a coming height."""
+        pending = pending_upgrade(self.store, self.store.head().height)
+        if pending is None or pending == self._warned_upgrade:
+            return
+        self._warned_upgrade = pending
+        height, version = pending
+        self.log.warning(
+            "the members scheduled rules version %d from height %d; this lendchain release executes "
+            "rules up to version %d and will stop before block %d: install a release that supports "
+            "rules %d before then",
+            version,
+            height,
+            RULES_VERSION,
+            height,
+            version,
+        )
 
     # -- helpers -------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import Block
 from lendchain.ledger.keyrotation import member_signers
+from lendchain.ledger.rules import UpgradeRequired
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
@@ -499,6 +500,9 @@ def run_node(config: NodeConfig, key: SigningKey, next_key: SigningKey | None = 
     except (StoreError, ValueError) as e:
         log.error("cannot start: %s", e)
         return 1
+    except UpgradeRequired as e:
+        log.critical("cannot start: %s", e)
+        return 4
     try:
         trio.run(serve_node, node)
     except Exception as e:  # trio wraps task errors in exception groups: find the cause
@@ -506,6 +510,10 @@ def run_node(config: NodeConfig, key: SigningKey, next_key: SigningKey | None = 
         if diverged is not None:
             log.error("stopped: %s", diverged)
             return 3
+        upgrade = _first(e, UpgradeRequired)
+        if upgrade is not None:
+            log.critical("stopped: %s", upgrade)
+            return 4
         cause = _first(e, (NetworkError, StoreError, OSError))
         if cause is None:
             raise

@@ -16,6 +16,7 @@ from typing import Any
 from lendchain.crypto import did_from_public_key
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block
+from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, decode_transaction
 from lendchain.node.driver import MemberSighting, verify_certificate
@@ -186,6 +187,7 @@ class NodeViews:
             "peers": sorted(self.network.connected_members()),
             "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
+            "rules": rules_status(self.store, head.height),
             "sync": {
                 "state": "catching_up" if target > head.height else "synced",
                 "target": max(target, head.height),

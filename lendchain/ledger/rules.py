@@ -1,0 +1,184 @@
+"""Rules versions: which ledger rules a block executes under, and how the members change them.
+
+Every node must execute every block under the same rules, or their state
+roots part. A release that changes what a block does (a new kind, a handler
+that decides differently, a new block hook) therefore ships the change as a
+new *rules version*, and the members switch to it together, at a height the
+chain itself records:
+
+- ``gov.propose`` {action ``rules.upgrade``, key: the version (``"2"``),
+  value: the activation height (``"120000"``)}, voted through at 2f+1 like
+  every governance change. Checked when proposed and again when the vote
+  executes it: the version is the next one (the last scheduled + 1), or the
+  last scheduled one while it is not yet active (which moves its height), and
+  the height is at least ``MIN_NOTICE_BLOCKS`` after the executing block.
+- The executed upgrade is appended to ``RULES_KEY`` as ``[height, version]``
+  (an upgrade that moves a pending one replaces it). A block at height h
+  executes under the version of the last entry with a height <= h; before
+  any, version 1 (``rules_at``).
+- Handlers and block hooks read ``ctx.rules``; a kind registered with
+  ``since=N`` does not exist before version N (its txs are left out of
+  blocks, and a block that includes one is invalid).
+
+A release executes every version up to its ``RULES_VERSION``, so a node can
+replay the chain from genesis. A node whose software is older than the rules
+a block needs does not guess: ``active_rules`` raises ``UpgradeRequired``,
+and the node stops (exit code 4) before it executes, votes on or stores that
+block, saying which version it needs from which height. Installing a release
+that knows the version and starting the node again resumes it where it
+stopped. Until then it warns, from the moment the upgrade is scheduled.
+
+The transaction envelope and the stateless checks of existing kinds
+(``transactions.check_stateless``) are not versioned: they are checked before
+a block is executed, without a height. A rules version may add kinds and
+change what handlers and hooks do, not what makes a tx well-formed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.state import StateReader, read_value
+
+# The newest rules version this software executes (it executes every older one as well).
+RULES_VERSION = 1
+ACTION = "rules.upgrade"
+RULES_KEY = b"rules"  # [[activation height, version], ...]: executed upgrades, in order
+MIN_NOTICE_BLOCKS = 10
+_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+
+
+class UpgradeRequired(RuntimeError):
+    """A block needs rules newer than this software executes; the node must stop, not guess."""
+
+    def __init__(self, version: int, height: int, activation: int) -> None:
+        self.version = version
+        self.height = height
+        self.activation = activation
+        super().__init__(
+            f"block {height} executes under rules version {version}, which the members scheduled "
+            f"from height {activation}; this lendchain release executes rules up to version "
+            f"{RULES_VERSION}: install a release that supports rules {version} and start the node again"
+        )
+
+
+def scheduled_upgrades(reader: StateReader) -> list[list[int]]:
+    """Every executed upgrade as ``[activation height, version]``, in order."""
+    return read_value(reader, RULES_KEY) or []
+
+
+def rules_at(schedule: list[list[int]], height: int) -> tuple[int, int]:
+    """``(version, activation height)`` of the rules a block at ``height`` executes under."""
+    version, activation = 1, 0
+    for start, scheduled in schedule:
+        if start > height:
+            break
+        version, activation = scheduled, start
+    return version, activation
+
+
+def active_rules(reader: StateReader, height: int) -> int:
+    """The rules version of a block at ``height`` on top of ``reader``; UpgradeRequired if too new."""
+    version, activation = rules_at(scheduled_upgrades(reader), height)
+    if version > RULES_VERSION:
+        raise UpgradeRequired(version, height, activation)
+    return version
+
+
+def pending_upgrade(reader: StateReader, height: int) -> list[int] | None:
+    """The first scheduled ``[height, version]`` this software cannot execute, if any.
+
+    ``height`` is the node's committed height; an upgrade already active at it
+    is not pending (the node could not have committed past it).
+    """
+    for start, version in scheduled_upgrades(reader):
+        if version > RULES_VERSION and start > height:
+            return [start, version]
+    return None
+
+
+def rules_status(reader: StateReader, height: int) -> dict[str, Any]:
+    """What ``/status`` shows: the rules in force, this software's newest, and the schedule."""
+    schedule = scheduled_upgrades(reader)
+    version, _ = rules_at(schedule, height + 1)
+    pending = pending_upgrade(reader, height)
+    return {
+        "version": version,
+        "software_version": RULES_VERSION,
+        "scheduled": [{"height": start, "version": v} for start, v in schedule if start > height],
+        # The height from which this node cannot go on without a newer release (None: it can).
+        "upgrade_needed_at": pending[0] if pending else None,
+    }
+
+
+def _refuse(code: str, message: str) -> TxRejected:
+    return TxRejected(code, f"gov.propose {ACTION} {message}")
+
+
+def check_upgrade(ctx: TxContext, version_text: str, height_text: str) -> list[int]:
+    """``parse_upgrade`` against the chain as of ``ctx``'s block (when proposed)."""
+    return parse_upgrade(ctx.get(RULES_KEY) or [], ctx.height, version_text, height_text)
+
+
+def schedule_upgrade(ctx: TxContext, proposal: dict[str, Any]) -> None:
+    """Put an upgrade voted through in force; refused if the chain moved past it since it was proposed."""
+    schedule = ctx.get(RULES_KEY) or []
+    try:
+        upgrade = parse_upgrade(schedule, ctx.height, proposal["key"], proposal["value"])
+    except TxRejected as e:
+        raise TxRejected(
+            "invalid_state", f"{e.message} (no longer, since it was proposed): propose it again"
+        ) from None
+    ctx.put(RULES_KEY, apply_upgrade(schedule, upgrade))
+    ctx.emit("rules.upgrade_scheduled", version=upgrade[1], height=upgrade[0])
+
+
+def parse_upgrade(schedule: list[list[int]], height: int, version_text: str, height_text: str) -> list[int]:
+    """The checked ``[activation height, version]`` of a proposal; refuses one that could not apply.
+
+    ``schedule`` and ``height`` are the chain's as of the block that proposes
+    or executes it; the same checks run at both.
+    """
+    if not _NUMBER.fullmatch(version_text):
+        raise _refuse(
+            "bad_payload", f"field 'key' must be the rules version, a positive integer: {version_text!r}"
+        )
+    if not _NUMBER.fullmatch(height_text):
+        raise _refuse(
+            "bad_payload", f"field 'value' must be the activation height, a positive integer: {height_text!r}"
+        )
+    version, activation = int(version_text), int(height_text)
+    last_height, last_version = schedule[-1] if schedule else (0, 1)
+    pending = bool(schedule) and last_height > height  # scheduled, not in force yet: it may move
+    moving = pending and version == last_version
+    if version != last_version + 1 and not moving:
+        raise _refuse(
+            "bad_payload",
+            f"field 'key': the next rules version is {last_version + 1}"
+            + (f" (or {last_version}, to move its activation height {last_height})" if pending else ""),
+        )
+    earlier = schedule[:-1] if moving else schedule  # versions start in order
+    if earlier and activation <= earlier[-1][0]:
+        raise _refuse(
+            "bad_payload",
+            f"field 'value': rules version {version} must start after version {earlier[-1][1]} "
+            f"(height {earlier[-1][0]})",
+        )
+    earliest = height + MIN_NOTICE_BLOCKS
+    if activation < earliest:
+        raise _refuse(
+            "bad_payload",
+            f"field 'value': rules version {version} cannot start before height {earliest} "
+            f"(this block is {height}; an upgrade needs {MIN_NOTICE_BLOCKS} blocks' notice)",
+        )
+    return [activation, version]
+
+
+def apply_upgrade(schedule: list[list[int]], upgrade: list[int]) -> list[list[int]]:
+    """The schedule with ``upgrade`` in force: appended, or replacing the pending one it moves."""
+    activation, version = upgrade
+    kept = [entry for entry in schedule if entry[1] != version]
+    return [*kept, [activation, version]]

@@ -1,0 +1,109 @@
+"""Four real node processes: the members schedule rules version 2, which this release cannot execute.
+
+Every node warns as soon as the upgrade executes and shows it in ``/status``;
+each stops with exit code 4 right after the last block this release can
+execute (the one before the activation height), with that block stored; the
+same release started again stops again at once, and ``verify-chain`` finds
+the chain intact up to there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lendchain.client import NodeError
+from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, RULES_VERSION
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client
+
+pytestmark = pytest.mark.slow
+NAMES = ("bank1", "bank2", "bank3", "bank4")
+
+
+def lendchain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lendchain", *args], capture_output=True, text=True, timeout=90
+    )
+
+
+def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
+    assert RULES_VERSION == 1  # the test schedules version 2, which this release does not know
+    p2p = free_port_block(8)
+    api = free_port_block(8, start=p2p + 20)
+    net = tmp_path / "net"
+    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster(list(layout.configs), tmp_path / "logs")
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        keys = {name: read_key_file(net / "keys" / f"{name}.key") for name in NAMES}
+        # Three txs to execute it (a block each at most): 20 blocks is enough notice.
+        activation = cluster.heights(["bank1"])["bank1"] + MIN_NOTICE_BLOCKS + 10
+        proposed = lendchain(
+            "--json",
+            "gov",
+            "propose",
+            "rules.upgrade",
+            "2",
+            str(activation),
+            "--config",
+            str(net / "bank1.toml"),
+        )
+        assert proposed.returncode == 0, proposed.stderr
+        proposal = json.loads(proposed.stdout)
+        assert proposal["status"] == "committed" and proposal["result"]["code"] == "ok", proposal
+        with client(cluster, "bank1") as c:
+            for voter in ("bank3", "bank4"):
+                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposal["id"]})
+                c.submit(vote)
+                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+        cluster.wait_agree(timeout_s=30)
+        for name in NAMES:
+            assert cluster[name].get("/status")["rules"] == {
+                "version": 1,
+                "software_version": 1,
+                "scheduled": [{"height": activation, "version": 2}],
+                "upgrade_needed_at": activation,
+            }
+        shown = lendchain("status", "--config", str(net / "bank3.toml"))
+        assert shown.returncode == 0, shown.stderr
+        assert f"version 2 from height {activation}" in shown.stdout
+        assert f"UPGRADE  this node stops before block {activation}" in shown.stdout
+        warning = f"will stop before block {activation}: install a release that supports rules 2"
+        for name in NAMES:
+            wait_for(lambda name=name: warning in cluster[name].log_path.read_text(), 10, f"{name}'s warning")
+
+        # Registrations until the nodes stop: each stops once it has stored block activation - 1.
+        def all_stopped() -> bool:
+            if cluster["bank1"].running:
+                try:
+                    with client(cluster, "bank1") as c:
+                        c.submit(
+                            c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0)
+                        )
+                except NodeError:
+                    pass  # stopping under us
+            return not any(cluster[name].running for name in NAMES)
+
+        wait_for(all_stopped, 120, "every node to stop at the activation height", interval_s=0.2)
+        stopped = f"stopped: block {activation} executes under rules version 2"
+        for name in NAMES:
+            assert cluster[name].process.returncode == 4, cluster[name].log_tail()
+            log = cluster[name].log_path.read_text()
+            assert stopped in log and "Traceback" not in log, cluster[name].log_tail()
+
+        # The same release, started again, stops at once and says why; nothing was lost.
+        restarted = lendchain("start", "--config", str(net / "bank2.toml"))
+        assert restarted.returncode == 4
+        assert f"cannot start: block {activation} executes under rules version 2" in restarted.stderr
+        verified = lendchain("--json", "verify-chain", "--config", str(net / "bank2.toml"))
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["height"] == activation - 1
+    finally:
+        cluster.stop_all()
