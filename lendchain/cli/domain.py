@@ -479,6 +479,48 @@ def gov_vote(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
     send_tx(ctx, kw, "gov.vote", {"proposal_id": proposal_id})
 
 
+@gov.command("list")
+@client_options
+@click.pass_context
+@user_errors
+def gov_list(ctx: click.Context, **kw: Any) -> None:
+    """Show the proposals open for votes, the soonest to expire first."""
+    with client_from(kw) as client:
+        view = client.get("/proposals/open")
+    emit(ctx, view, describe_open_proposals)
+
+
+@gov.command("show")
+@click.argument("proposal_id")
+@client_options
+@click.pass_context
+@user_errors
+def gov_show(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
+    """Show PROPOSAL_ID: its change, votes and status."""
+    with client_from(kw) as client:
+        view = client.get(f"/proposals/{proposal_id}")
+    emit(ctx, view, describe_proposal)
+
+
+def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
+    votes = f"{len(view['votes'])}/{needed}" if needed else str(len(view["votes"]))
+    line = f"{view['proposal_id']}  {view['action']} {view['key']} = {view['value']}  {view['status']}, {votes} votes"
+    if view["status"] == "open":
+        line += f", open until {view['expires_ms']} ms"
+    elif view["status"] == "executed":
+        line += f" (executed at height {view['executed_height']})"
+    return line
+
+
+def describe_open_proposals(view: dict[str, Any]) -> str:
+    if not view["proposals"]:
+        return "no proposal is open"
+    lines = [describe_proposal(p, view["needed"]) for p in view["proposals"]]
+    if view["open"] > len(view["proposals"]):
+        lines.append(f"… and {view['open'] - len(view['proposals'])} more")
+    return "\n".join(lines)
+
+
 # audit ------------------------------------------------------------------------------
 
 

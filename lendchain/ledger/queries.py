@@ -16,13 +16,14 @@ from lendchain import codec
 from lendchain.ledger import pagedlist
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
-from lendchain.ledger.governance import proposal_key
+from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
 from lendchain.ledger.state import (
+    VOTING_MEMBERS_KEY,
     StateReader,
     borrower_loans_key,
     history_entry_hash,
@@ -184,6 +185,25 @@ def _by_hex_id(
     return lookup_one
 
 
+OPEN_PROPOSALS_SHOWN = 100
+
+
+def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
+    """One proposal by id; or ``open``: the proposals open for votes, the soonest to expire first."""
+    if ref != "open":
+        return _by_hex_id(proposal_key, "proposal")(reader, ref)
+    entries = read_value(reader, OPEN_PROPOSALS_KEY) or []
+    proposals = []
+    for _, proposal_id in entries[:OPEN_PROPOSALS_SHOWN]:
+        proposal = read_value(reader, proposal_key(proposal_id))
+        proposals.append({"proposal_id": proposal_id.hex(), **to_json(proposal)})
+    return {
+        "open": len(entries),
+        "needed": quorum(len(read_value(reader, VOTING_MEMBERS_KEY) or [])),
+        "proposals": proposals,
+    }
+
+
 def _loan(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return get_loan(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
 
@@ -199,7 +219,7 @@ _LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
     "score": get_score,
     "reminders": get_reminders,
     "policy": _by_hex_id(policy_key, "policy"),
-    "proposal": _by_hex_id(proposal_key, "proposal"),
+    "proposal": _proposal,
     "node_keys": node_keys_view,
 }
 

@@ -146,3 +146,25 @@ def test_the_voting_period_is_a_chain_parameter_and_executed_proposals_leave_the
     assert [e["event"] for e in chain.ledger_events] == ["gov.expired"]
     assert queries.lookup(chain.state, "proposal", first)["status"] == "expired"
     assert queries.lookup(chain.state, "proposal", second)["status"] == "executed"
+
+
+def test_the_open_proposals_are_listed_with_their_votes_until_executed_or_expired():
+    genesis, members = make_genesis(ROLES)
+    chain = Chain.start(replace(genesis, app={"voting_period_ms": 60_000}))
+    assert queries.lookup(chain.state, "proposal", "open") == {"open": 0, "needed": 3, "proposals": []}
+    first = propose(chain, members[0], "scorecard.set", "base", "310").tx_id.hex()
+    second = propose(chain, members[1], "scorecard.set", "base", "320").tx_id.hex()
+    vote(chain, members[2], second)
+    listed = queries.lookup(chain.state, "proposal", "open")
+    assert (listed["open"], listed["needed"]) == (2, 3)
+    assert [(p["proposal_id"], p["proposer"], len(p["votes"])) for p in listed["proposals"]] == [
+        (first, members[0].did, 1),
+        (second, members[1].did, 2),
+    ]
+    assert listed["proposals"][0] == queries.lookup(chain.state, "proposal", first)
+    vote(chain, members[3], second)  # executed: no longer open
+    assert [p["proposal_id"] for p in queries.lookup(chain.state, "proposal", "open")["proposals"]] == [first]
+    chain.head_ms += 60_000
+    chain.run()  # expired
+    assert queries.lookup(chain.state, "proposal", "open")["proposals"] == []
+    assert queries.lookup(chain.state, "proposal", "OPEN") is None

@@ -58,12 +58,18 @@ def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
         assert proposed.returncode == 0, proposed.stderr
         proposal = json.loads(proposed.stdout)
         assert proposal["status"] == "committed" and proposal["result"]["code"] == "ok", proposal
+        listed = lendchain("gov", "list", "--config", str(net / "bank4.toml"))
+        assert listed.returncode == 0, listed.stderr
+        assert f"{proposal['id']}  rules.upgrade 2 = {activation}  open, 1/3 votes" in listed.stdout
         with client(cluster, "bank1") as c:
             for voter in ("bank3", "bank4"):
                 vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposal["id"]})
                 c.submit(vote)
                 assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
         cluster.wait_agree(timeout_s=30)
+        shown = lendchain("--json", "gov", "show", proposal["id"], "--config", str(net / "bank4.toml"))
+        assert json.loads(shown.stdout)["parsed"] == [activation, 2], shown.stdout
+        assert "no proposal is open" in lendchain("gov", "list", "--config", str(net / "bank4.toml")).stdout
         for name in NAMES:
             assert cluster[name].get("/status")["rules"] == {
                 "version": 1,
