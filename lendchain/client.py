@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -28,6 +30,7 @@ class NodeError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.retry_after_s: int | None = None  # when the node said when to try again
 
 
 class NodeClient:
@@ -62,7 +65,10 @@ class NodeClient:
             response.status_code == 400 and isinstance(body, dict) and "status" in body
         ):
             if isinstance(body, dict) and "message" in body:
-                raise NodeError(body["message"], response.status_code, body.get("error"))
+                error = NodeError(body["message"], response.status_code, body.get("error"))
+                retry_after = response.headers.get("Retry-After", "")
+                error.retry_after_s = int(retry_after) if retry_after.isdigit() else None
+                raise error
             raise NodeError(
                 f"node at {self.url} answered HTTP {response.status_code} to {method} {path}",
                 response.status_code,
@@ -183,16 +189,68 @@ class TxStream:
 
     def submit_hex(self, items: list[str]) -> list[dict[str, Any]]:
         """Send txs (hex of their encoding); their results, as ``POST /txs`` gives them."""
+        self._send(items, None)
+        answer = self._receive()
+        if "error" in answer:
+            raise _answer_error(answer)
+        return answer["results"]
+
+    def submit_pipelined(
+        self, batches: Iterable[list[str]], window: int = 8
+    ) -> Iterator[list[dict[str, Any]] | NodeError]:
+        """Send batches of hex txs with up to ``window`` unanswered; yield each one's answer, in order.
+
+        An answer is the batch's results, or the ``NodeError`` a refused batch
+        (a full mempool, the rate limit, a bad batch) would have raised,
+        yielded rather than raised so the batches after it are not lost; retry
+        those after ``retry_after_s``. A closed stream, a silent node or an
+        answer out of step raises (open a new stream then). Leaving the loop
+        early still reads the answers in flight, so the stream stays usable.
+        """
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        in_flight: deque[int] = deque()
         try:
-            self._ws.send(json.dumps({"txs": items}))
-            answer = json.loads(self._ws.recv(timeout=self._timeout))
+            for number, items in enumerate(batches):
+                if len(in_flight) == window:
+                    yield self._answer_for(in_flight.popleft())
+                self._send(items, number)
+                in_flight.append(number)
+            while in_flight:
+                yield self._answer_for(in_flight.popleft())
+        except GeneratorExit:  # the caller stopped early: read what is in flight, keep in step
+            while in_flight:
+                self._answer_for(in_flight.popleft())
+            raise
+
+    def _answer_for(self, number: int) -> list[dict[str, Any]] | NodeError:
+        answer = self._receive()
+        if answer.get("id") != number:
+            raise NodeError(f"{self.url} answered message {answer.get('id')!r} where {number} was due")
+        return _answer_error(answer) if "error" in answer else answer["results"]
+
+    def _send(self, items: list[str], number: int | None) -> None:
+        message: dict[str, Any] = {"txs": items}
+        if number is not None:
+            message["id"] = number
+        try:
+            self._ws.send(json.dumps(message))
+        except WebSocketException as e:
+            raise NodeError(f"the stream {self.url} closed ({e})") from None
+
+    def _receive(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._ws.recv(timeout=self._timeout))
         except TimeoutError:
             raise NodeError(f"node did not answer on {self.url} in time") from None
         except WebSocketException as e:
             raise NodeError(f"the stream {self.url} closed ({e})") from None
-        if "error" in answer:
-            raise NodeError(answer["message"], answer.get("status"), answer["error"])
-        return answer["results"]
+
+
+def _answer_error(answer: dict[str, Any]) -> NodeError:
+    error = NodeError(answer["message"], answer.get("status"), answer["error"])
+    error.retry_after_s = answer.get("retry_after_s")
+    return error
 
 
 def _refused(url: str, e: InvalidStatus) -> NodeError:

@@ -103,7 +103,7 @@ def pending_upgrade(reader: StateReader, height: int) -> list[int] | None:
 def rules_status(reader: StateReader, height: int) -> dict[str, Any]:
     """What ``/status`` shows: the rules in force, this software's newest, and the schedule."""
     schedule = scheduled_upgrades(reader)
-    version, _ = rules_at(schedule, height + 1)
+    version, _ = rules_at(schedule, height)  # the rules the head block executed under
     pending = pending_upgrade(reader, height)
     return {
         "version": version,

@@ -89,3 +89,27 @@ def test_a_node_stops_cleanly_with_a_stream_open_and_the_client_is_told(node):
             assert node.process.wait(timeout=30) == 0
             with pytest.raises(NodeError, match="closed"):
                 stream.submit_many([tx])
+
+
+def test_pipelined_batches_are_answered_in_order_and_a_refused_one_loses_none_of_the_rest(node):
+    with NodeClient(node.url, TOKEN, timeout=10) as c:
+        txs = [
+            c.build(SigningKey.generate(), "party.register", {"role": "borrower"}, nonce=0) for _ in range(12)
+        ]
+        batches = [[tx.encode().hex() for tx in txs[i : i + 2]] for i in range(0, 12, 2)]
+        batches.insert(3, ["not hex"])
+        with c.stream() as stream:
+            answers = list(stream.submit_pipelined(batches, window=4))
+            assert len(answers) == 7
+            refused = answers.pop(3)
+            assert isinstance(refused, NodeError) and (refused.status, refused.code) == (400, "bad_request")
+            assert [[r["status"] for r in answer] for answer in answers] == [["accepted", "accepted"]] * 6
+            assert [r["id"] for answer in answers for r in answer] == [tx.id.hex() for tx in txs]
+            # Leaving the loop early reads the answers still in flight: the stream stays in step.
+            for answer in stream.submit_pipelined([[tx.encode().hex()] for tx in txs[:5]], window=5):
+                assert answer[0]["status"] == "known"
+                break
+            again = stream.submit_many([txs[5]])[0]
+            assert (again["id"], again["status"]) == (txs[5].id.hex(), "known")
+        for tx in txs:
+            assert c.wait_tx(tx.id.hex(), timeout_s=30)["status"] == "committed"
