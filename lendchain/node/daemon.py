@@ -108,6 +108,8 @@ class Node(NodeViews, GossipIntake):
             me=config.name,
             members=list(genesis.members + genesis.observers),
             member_keys=self.member_keys,
+            retired_keys=self.store.retired_keys(),
+            on_retire=self.store.retire_keys,
             listen=config.p2p_listen,
             chain_id=genesis.chain_id,
             on_frame=self._on_frame,

@@ -53,6 +53,7 @@ from lendchain.node.network_host import (
     wrap_gossip,
 )
 from lendchain.node.network_link import (
+    NETWORK_COUNTERS,
     NETWORK_OPTIONS,
     InboundBudget,
     MemberLink,
@@ -94,6 +95,8 @@ class Network:
         on_gossip: Callable[[bytes], None],
         log: logging.Logger,
         member_keys: dict[str, list[bytes]] | None = None,
+        retired_keys: dict[str, list[bytes]] | None = None,
+        on_retire: Callable[[str, list[bytes]], None] = lambda name, keys: None,
         **options: Any,
     ) -> None:
         self.options = checked_options(NETWORK_OPTIONS, options)
@@ -119,29 +122,12 @@ class Network:
         self._links: dict[str, MemberLink] = {m.name: MemberLink(m) for m in members if m.name != me}
         self._by_peer: dict[ID, MemberLink] = {}
         self._host, self._pubsub, self._router = None, None, None
+        self._on_retire = on_retire
+        for name, keys in (retired_keys or {}).items():
+            if name in self._links:
+                self._links[name].retired.update(keys)
         self.allow_keys(self._member_keys)
-        self._counters: dict[str, int] = dict.fromkeys(
-            (
-                "frames_in",
-                "frames_out",
-                "bytes_in",
-                "bytes_out",
-                "dropped",
-                "rejected_peers",
-                "wire_errors",
-                "gossip_in",
-                "gossip_out",
-                "gossip_rejected",
-                "requests_in",
-                "requests_out",
-                "reconnects",
-                "injected_losses",
-                "gossip_repairs",
-                "throttled_frames",
-                "throttled_gossip",
-            ),
-            0,
-        )
+        self._counters: dict[str, int] = dict.fromkeys(NETWORK_COUNTERS, 0)
 
     # -- public API ------------------------------------------------------------------
 
@@ -295,7 +281,19 @@ class Network:
     # -- membership ------------------------------------------------------------------
 
     def _is_member(self, peer_id: ID) -> bool:
-        return peer_id in self._by_peer
+        link = self._by_peer.get(peer_id)
+        retired = link.seen_on(peer_id) if link is not None else []
+        if retired:  # proof of a newer key: the older ones are not this member any more
+            self._on_retire(link.member.name, retired)
+            for key in retired:
+                self._by_peer.pop(peer_id_of(key), None)
+                if self._host is not None:  # drop what it still has open (new streams are refused)
+                    trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
+            name = link.member.name
+            self.log.warning(
+                "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
+            )
+        return link is not None
 
     def allow_keys(self, member_keys: dict[str, list[bytes]]) -> None:
         """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""

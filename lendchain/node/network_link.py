@@ -111,12 +111,35 @@ def checked_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[s
     return merged
 
 
+NETWORK_COUNTERS = (
+    "frames_in",
+    "frames_out",
+    "bytes_in",
+    "bytes_out",
+    "dropped",
+    "rejected_peers",
+    "wire_errors",
+    "gossip_in",
+    "gossip_out",
+    "gossip_rejected",
+    "requests_in",
+    "requests_out",
+    "reconnects",
+    "injected_losses",
+    "gossip_repairs",
+    "throttled_frames",
+    "throttled_gossip",
+)
+
+
 class MemberLink:
     def __init__(self, member: Member) -> None:
         self.member = member
         # Every PeerID the member may use (one per node key it has had or will have, newest
         # first, see ``set_keys``); ``peer_id`` is the one we dial and talk to now.
         self.peer_ids: list[ID] = []
+        self.keys: list[bytes] = []  # the node keys of ``peer_ids``, in the same order
+        self.retired: set[bytes] = set()  # older keys of a member seen on a newer one (``seen_on``)
         self.peer_id = peer_id_of(member.public_key)
         self.maddr = multiaddr.Multiaddr(member.address)
         self.queue: deque[bytes] = deque()
@@ -131,12 +154,34 @@ class MemberLink:
         self.warned_throttle_at = -1e9  # trio time of the last "rate limited" warning
 
     def set_keys(self, public_keys: list[bytes]) -> list[ID]:
-        """Accept these node keys' PeerIDs (newest first) and dial the newest; returns the new ones."""
-        peer_ids = [peer_id_of(key) for key in public_keys]
+        """Accept these node keys' PeerIDs (newest first, retired ones left out) and dial the newest.
+
+        Returns the PeerIDs not accepted before.
+        """
+        keys = [key for key in public_keys if key not in self.retired] or public_keys[:1]
+        peer_ids = [peer_id_of(key) for key in keys]
         added = [pid for pid in peer_ids if pid not in self.peer_ids]
         if added:
-            self.peer_ids, self.peer_id = peer_ids, peer_ids[0]
+            self.keys, self.peer_ids, self.peer_id = keys, peer_ids, peer_ids[0]
         return added
+
+    def seen_on(self, peer_id: ID) -> list[bytes]:
+        """The member proved it holds ``peer_id``'s key: retire its older keys; returns them.
+
+        A member moves to a rotated key when it restarts on it, and never goes
+        back, so from then on a connection made with an older key (a leaked
+        one, say) is not the member.
+        """
+        if peer_id not in self.peer_ids:
+            return []
+        position = self.peer_ids.index(peer_id) + 1
+        older = self.keys[position:]
+        if older:
+            self.retired.update(older)
+            self.keys, self.peer_ids = self.keys[:position], self.peer_ids[:position]
+            if self.peer_id not in self.peer_ids:
+                self.peer_id = peer_id
+        return older
 
     def try_next_peer_id(self) -> None:
         """After a failed dial: the member may not run its newest key yet (it rotates on restart)."""

@@ -2,7 +2,7 @@
 
 Keys by prefix (heights are 8-byte big-endian, so blocks sort by height)::
 
-    m:<name>     chain metadata: genesis hash, chain id, head
+    m:<name>     chain metadata: genesis hash, chain id, head; peers' retired node keys
     b:<height>   block wire bytes          c:<height>  commit certificate
     h:<hash>     block hash -> height      t:<tx id>   [height, index]
     r:<height>   the block's tx results    s:<key>     ledger state
@@ -76,6 +76,8 @@ _GENESIS_KEY = _META + b"genesis"
 _CHAIN_ID_KEY = _META + b"chain_id"
 _HEAD_KEY = _META + b"head"
 _FORMAT_KEY = _META + b"format"
+# This node's own record, not chain data: peers' node keys it refuses (see ``retire_keys``).
+_RETIRED_KEYS = _META + b"retired_keys"
 # 2: tx results per block under r:<height>; the tx index holds [height, index] (was 1: the result too)
 FORMAT = 2
 # On open, this many blocks below the head are checked to link by hash.
@@ -533,6 +535,17 @@ class ChainStore:
         if held:
             self._write([(_PENDING + tx_id, None) for tx_id in held], sync=False, what="accepted txs")
             self._pending_ids.difference_update(held)
+
+    def retired_keys(self) -> dict[str, list[bytes]]:
+        """Member name -> the node keys this node refuses it for: it has proved a newer one."""
+        raw = self._get(_RETIRED_KEYS)
+        return codec.unpack(raw) if raw else {}
+
+    def retire_keys(self, name: str, keys: list[bytes]) -> None:
+        """Add to ``name``'s refused keys (synced: a restart must not admit them again)."""
+        retired = self.retired_keys()
+        retired[name] = sorted({*retired.get(name, ()), *keys})
+        self._write([(_RETIRED_KEYS, codec.pack(retired))], sync=True, what="retired node keys")
 
     def pending_items(self) -> list[tuple[bytes, bytes]]:
         return [(key[len(_PENDING) :], value) for key, value in self._scan(_PENDING)]

@@ -129,6 +129,8 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             return bool(bank2_signed_from(cluster, restarted_at + 1, schedule, genesis.chain_id))
 
         wait_for(bank2_signs_again, 90, "bank2's commits under its new PeerID", interval_s=0.1)
+        for name in ("bank1", "bank3", "bank4"):  # seen on its new key: its old one is refused now
+            assert "bank2 proved a newer node key" in cluster[name].log_path.read_text(), name
 
         # A loan applied for after the rotation: its audit export proves the rotation, and
         # verifies against the genesis alone.

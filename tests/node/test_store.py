@@ -356,3 +356,15 @@ def test_accepted_txs_survive_reopen_and_only_held_ones_are_deleted(tmp_path, ge
         store.pending_delete([b"c" * 32, b"a" * 32])
         assert writes == [[(b"p:" + b"a" * 32, None)]]
         assert store.pending_items() == [(b"b" * 32, b"raw-b")]
+
+
+def test_retired_node_keys_are_kept_per_member_across_a_reopen(tmp_path, genesis):
+    first, second, other = (seeded_key(n).public_key for n in (60, 61, 62))
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+        assert store.retired_keys() == {}
+        store.retire_keys("bank2", [second])
+        store.retire_keys("bank2", [first, second])
+        store.retire_keys("bank3", [other])
+    with ChainStore.open(tmp_path / "db", genesis, create=False) as store:
+        assert store.retired_keys() == {"bank2": sorted([first, second]), "bank3": [other]}
+        assert verify_chain(store) == 0  # a node's own record, not chain data

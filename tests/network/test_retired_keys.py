@@ -1,0 +1,89 @@
+"""A member that rotated its node key: once it connects with the new key, its old one is refused.
+
+node1's genesis key is ``old``; governance scheduled ``new``. node0 admits
+either until node1 proves ``new`` (a Noise handshake with it); from then on a
+connection with ``old`` (a leaked copy, or node1 started on the wrong key
+file) is refused, and node0 records that so a restart does not admit it again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from lendchain.crypto import SigningKey
+from lendchain.node.network_link import MemberLink
+from tests.network.harness import Peer, make_members, running, wait_for
+
+
+def test_a_link_retires_the_keys_older_than_the_one_it_saw():
+    members, _ = make_members(1)
+    link = MemberLink(members[0])
+    newest, current, genesis = (SigningKey.generate().public_key for _ in range(3))
+    link.set_keys([newest, current, genesis])
+    assert link.seen_on(link.peer_ids[2]) == []  # the oldest: nothing is older
+    assert link.seen_on(link.peer_ids[1]) == [genesis]
+    assert link.keys == [newest, current] and link.seen_on(link.peer_ids[1]) == []
+    assert link.seen_on(link.peer_ids[0]) == [current]
+    assert link.keys == [newest] and link.peer_id == link.peer_ids[0]
+    link.set_keys([newest, current, genesis])  # a later refresh from the ledger keeps them out
+    assert link.keys == [newest]
+
+
+def test_the_old_key_is_refused_once_the_member_connected_with_its_new_one(caplog):
+    members, keys = make_members(2)
+    old, new = keys["node1"], SigningKey.generate()
+    member_keys = {"node0": [keys["node0"].public_key], "node1": [new.public_key, old.public_key]}
+    retired: list[tuple[str, list[bytes]]] = []
+
+    def node0(**extra):
+        on_retire = lambda name, keys: retired.append((name, keys))  # noqa: E731
+        return Peer("node0", keys["node0"], members, member_keys=member_keys, on_retire=on_retire, **extra)
+
+    def node1(key):
+        return Peer("node1", key, members, member_keys=member_keys)
+
+    def connected(peer: Peer, other: Peer) -> bool:
+        return peer.network.connected_members() == {"node1"} and other.network.connected_members() == {
+            "node0"
+        }
+
+    async def main():
+        first = node0()
+        async with running([first]) as nursery:
+            on_old = node1(old)  # not rotated yet on its side: its old key is still the member
+            await on_old.start(nursery)
+            await wait_for(lambda: connected(first, on_old), "node1 on its old key to connect")
+            assert retired == []
+            await on_old.stop()
+            on_new = node1(new)
+            await on_new.start(nursery)
+            await wait_for(lambda: connected(first, on_new), "node1 on its new key to connect")
+            assert retired == [("node1", [old.public_key])]
+            await on_new.stop()
+            refused_before = first.network.stats()["rejected_peers"]
+            again_old = node1(old)
+            await again_old.start(nursery)
+            await wait_for(
+                lambda: first.network.stats()["rejected_peers"] > refused_before,
+                "node0 to refuse the old key",
+            )
+            await trio.sleep(0.5)
+            assert "node1" not in first.network.connected_members()
+            await again_old.stop()
+
+        # node0 restarted with what it recorded refuses the old key from the start.
+        restarted = node0(retired_keys={"node1": [old.public_key]})
+        async with running([restarted]) as nursery:
+            stale = node1(old)
+            await stale.start(nursery)
+            await wait_for(
+                lambda: restarted.network.stats()["rejected_peers"] > 0, "the restarted node0 to refuse"
+            )
+            assert "node1" not in restarted.network.connected_members()
+            await stale.stop()
+
+    with caplog.at_level(logging.WARNING):
+        trio.run(main)
+    assert any("node1 proved a newer node key" in r.getMessage() for r in caplog.records)
