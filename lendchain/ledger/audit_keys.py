@@ -36,7 +36,7 @@ from lendchain.ledger.keyrotation import (
     delay_blocks,
     genesis_key_schedule,
     proof_body,
-    scheduled_rotations,
+    voting_rotations,
 )
 from lendchain.ledger.state import StateReader, get_params
 from lendchain.ledger.transactions import decode_transaction
@@ -121,7 +121,7 @@ def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: 
     ``receipts_of(height, block)`` gives the leaves of that block's results root.
     """
     evidence = []
-    for name, entries in scheduled_rotations(reader).items():
+    for name, entries in voting_rotations(reader).items():  # the keys that sign certificates
         for effective, public_key in entries:
             if effective > up_to:
                 continue

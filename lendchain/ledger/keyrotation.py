@@ -55,6 +55,7 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import (
+    OBSERVERS_KEY,
     VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
@@ -116,8 +117,9 @@ def _key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
 
 def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -> dict[str, Any]:
     """The checked rotation ``{name, public_key, proof}``; refuses one that could not apply."""
-    if member_did not in (ctx.get(VOTING_MEMBERS_KEY) or []):
-        raise _refuse(f"field 'key' names no voting member ({member_did})")
+    institution = ctx.get(institution_key(member_did))
+    if institution is None:
+        raise _refuse(f"field 'key' names no consortium member ({member_did})")
     match = _VALUE.fullmatch(value)
     if match is None:
         raise _refuse(
@@ -125,7 +127,7 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
             "build it with `lendchain gov propose-rotate-key`"
         )
     public_key, proof = bytes.fromhex(match[1]), bytes.fromhex(match[2])
-    name = ctx.get(institution_key(member_did))["name"]
+    name = institution["name"]
     if delay_blocks(ctx.params) < MIN_DELAY_BLOCKS:
         raise _refuse(f"needs chain parameter key_rotation_delay_blocks >= {MIN_DELAY_BLOCKS}")
     try:
@@ -193,6 +195,20 @@ class MemberSigner:
         )
 
 
+def rotatable_members(reader: StateReader) -> list[str]:
+    """DIDs of the voting members, then of the observers: every member with a node key."""
+    return [*(read_value(reader, VOTING_MEMBERS_KEY) or []), *(read_value(reader, OBSERVERS_KEY) or [])]
+
+
+def voting_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:
+    """``scheduled_rotations`` of the voting members only: the keys that sign consensus messages."""
+    names = {
+        read_value(reader, institution_key(did))["name"]
+        for did in read_value(reader, VOTING_MEMBERS_KEY) or []
+    }
+    return {name: entries for name, entries in scheduled_rotations(reader).items() if name in names}
+
+
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
     """did:key of every key of every member that has rotated -> its ``MemberSigner``.
 
@@ -202,7 +218,7 @@ def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
     if not rotations:
         return {}
     signers = {}
-    for did in read_value(reader, VOTING_MEMBERS_KEY) or []:
+    for did in rotatable_members(reader):
         name = read_value(reader, institution_key(did))["name"]
         entries = rotations.get(name)
         if not entries:
@@ -248,7 +264,7 @@ def node_keys_view(reader: StateReader, name: str) -> dict[str, Any] | None:
     last rotation whose effective height is at or below h, else the genesis key.
     """
     members = []
-    for did in read_value(reader, VOTING_MEMBERS_KEY) or []:
+    for did in rotatable_members(reader):
         institution = read_value(reader, institution_key(did))
         if name in ("*", institution["name"]):
             members.append(institution)

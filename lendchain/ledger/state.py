@@ -46,6 +46,7 @@ ZERO_ROOT = bytes(32)
 PARAMS_KEY = b"params"
 STATE_ROOT_KEY = b"meta/state_root"
 VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members (governance quorums)
+OBSERVERS_KEY = b"observers"  # DIDs of its observers (read-only members); absent when it has none
 
 # Ledger parameters; genesis.app overrides any of them.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -252,6 +253,8 @@ def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
             }
         )
     changes[VOTING_MEMBERS_KEY] = codec.pack([member.did for member in genesis.members])
+    if genesis.observers:
+        changes[OBSERVERS_KEY] = codec.pack([member.did for member in genesis.observers])
     try:
         changes[PARAMS_KEY] = codec.pack({**DEFAULT_PARAMS, **genesis.app})
     except codec.CodecError as e:

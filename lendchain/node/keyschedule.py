@@ -16,15 +16,24 @@ from __future__ import annotations
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
-from lendchain.ledger.keyrotation import delay_blocks, genesis_key_schedule, scheduled_rotations
+from lendchain.ledger.keyrotation import (
+    delay_blocks,
+    genesis_key_schedule,
+    scheduled_rotations,
+    voting_rotations,
+)
 from lendchain.ledger.state import StateReader, get_params
 
 
 def rotations_of(reader: StateReader) -> tuple[tuple[str, int, bytes], ...]:
-    """Every executed rotation as (member, effective height, public key), by member then height."""
+    """Every executed rotation of a voting member as (member, effective height, public key).
+
+    By member, then height. Observers' rotations are left out: their keys sign
+    no consensus message.
+    """
     return tuple(
         (name, height, key)
-        for name, entries in sorted(scheduled_rotations(reader).items())
+        for name, entries in sorted(voting_rotations(reader).items())
         for height, key in entries
     )
 
@@ -46,8 +55,12 @@ def keys_learned(reader: StateReader, executed_height: int) -> KeysLearned:
 
 
 def member_keys(genesis: Genesis, reader: StateReader) -> dict[str, list[bytes]]:
-    """Every key of every member (observers too: genesis only), newest first."""
+    """Every key of every member, observers included, newest first (the network's allow-list)."""
     schedule = key_schedule(genesis, reader)
-    keys = {m.name: [m.public_key] for m in genesis.observers}
+    rotations = scheduled_rotations(reader)
+    keys = {
+        m.name: [*(key for _, key in reversed(rotations.get(m.name, []))), m.public_key]
+        for m in genesis.observers
+    }
     keys.update({name: schedule.keys_of(name)[::-1] for name in schedule.names})
     return keys

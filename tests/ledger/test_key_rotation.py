@@ -90,7 +90,7 @@ def test_delay_is_a_chain_parameter():
         ("signed by old key", "proof is not"),
         ("genesis key of another member", "already bank3"),
         ("malformed", "must be"),
-        ("not a member", "no voting member"),
+        ("not a member", "no consortium member"),
     ],
 )
 def test_bad_rotation_is_refused_when_proposed(world, case, needle):

@@ -1,0 +1,101 @@
+"""An observer (a non-voting member, a regulator's read-only node) rotates its node key.
+
+Its key signs no consensus message, only its transactions, and is its libp2p
+identity: the rotation moves both, and stays out of the consensus key
+schedule and the audit's certificate keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from lendchain.genesis import Member
+from lendchain.ledger import queries
+from lendchain.ledger.keyrotation import (
+    ROTATION_TAG,
+    member_signers,
+    proof_body,
+    rotation_value,
+    scheduled_rotations,
+    voting_rotations,
+)
+from lendchain.ledger.state import OBSERVERS_KEY, read_value
+from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys
+from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
+
+KYC = {"level": 2, "expires_ms": 10**14, "evidence_hash": "ab" * 32}
+
+
+def observer_world():
+    genesis, members = make_genesis()
+    observer_key = seeded_key(77)
+    observer = Member(
+        "regulator", observer_key.public_key, "/ip4/127.0.0.1/tcp/47190", ("kyc",), voting=False
+    )
+    genesis = replace(genesis, observers=(observer,))
+    return Chain.start(genesis), members, observer_key
+
+
+def rotate(chain, members, target_did, name, new_key):
+    proof = new_key.sign(ROTATION_TAG, CHAIN_ID, proof_body(name, new_key.public_key))
+    payload = {
+        "action": "member.rotate_key",
+        "key": target_did,
+        "value": rotation_value(new_key.public_key, proof),
+    }
+    proposed = chain.run_one(chain.tx(members[0], "gov.propose", payload))
+    assert proposed.ok, proposed.message
+    for voter in members[1:3]:
+        assert chain.run_one(chain.tx(voter, "gov.vote", {"proposal_id": proposed.tx_id.hex()})).ok
+
+
+def attest(chain, signer, subject):
+    return chain.run_one(chain.tx(signer, "kyc.attest", {"subject": subject, **KYC}))
+
+
+def test_an_observers_new_key_signs_for_it_from_the_effective_height():
+    chain, members, old = observer_world()
+    new = seeded_key(78)
+    borrower = seeded_key(5)
+    assert chain.run_one(chain.tx(borrower, "party.register", {"role": "borrower"})).ok
+    before = queries.lookup(chain.state, "node_keys", "regulator")["members"]
+    assert before == [{"name": "regulator", "genesis_key": old.public_key.hex(), "rotations": []}]
+    rotate(chain, members, old.did, "regulator", new)
+    effective = scheduled_rotations(chain.state)["regulator"][0][0]
+    assert read_value(chain.state, OBSERVERS_KEY) == [old.did]
+
+    early = attest(chain, new, borrower.did)
+    assert early.code == "forbidden" and f"from height {effective}" in early.message
+    assert attest(chain, old, borrower.did).ok
+    while chain.height < effective - 1:
+        chain.run()
+    attested = attest(chain, new, borrower.did)
+    assert attested.ok, attested.message
+    assert chain.height == effective
+    stale = attest(chain, old, borrower.did)
+    assert stale.code == "forbidden" and "replaced key" in stale.message
+    assert member_signers(chain.state)[new.did].member_did == old.did
+
+    view = queries.lookup(chain.state, "node_keys", "regulator")["members"][0]
+    assert view["genesis_key"] == old.public_key.hex()
+    assert [r["public_key"] for r in view["rotations"]] == [new.public_key.hex()]
+    everyone = queries.lookup(chain.state, "node_keys", "*")["members"]
+    assert [m["name"] for m in everyone] == ["bank1", "bank2", "bank3", "bank4", "regulator"]
+
+
+def test_an_observers_rotation_stays_out_of_the_consensus_keys_but_not_the_allow_list():
+    chain, members, old = observer_world()
+    new = seeded_key(78)
+    rotate(chain, members, chain.genesis.observers[0].did, "regulator", new)
+    assert voting_rotations(chain.state) == {}
+    assert keys_learned(chain.state, chain.height).rotations == ()
+    schedule = key_schedule(chain.genesis, chain.state, chain.height)
+    assert "regulator" not in schedule and schedule.names == ["bank1", "bank2", "bank3", "bank4"]
+    allowed = member_keys(chain.genesis, chain.state)
+    assert allowed["regulator"] == [new.public_key, old.public_key]
+    assert allowed["bank1"] == [members[0].public_key]
+
+
+def test_a_genesis_without_observers_gets_no_observers_key_so_its_state_root_is_unchanged():
+    genesis, _ = make_genesis()
+    assert read_value(Chain.start(genesis).state, OBSERVERS_KEY) is None

@@ -1,0 +1,77 @@
+"""A real observer node rotates its node key through governance, restarts on it, and syncs on.
+
+Four members and one observer (regulator1) on 127.0.0.1. The members vote
+the rotation through; after the effective height regulator1 restarts with
+the new key file and keeps syncing; each member, seeing the new key, refuses
+the old one from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client
+from tests.node.test_key_rotation import push_blocks
+
+pytestmark = pytest.mark.slow
+DELAY = 6
+MEMBERS = ["bank1", "bank2", "bank3", "bank4"]
+
+
+def test_an_observer_rotates_its_key_and_syncs_on_the_new_one(tmp_path):
+    p2p = free_port_block(10)
+    api = free_port_block(10, start=p2p + 20)
+    net = tmp_path / "net"
+    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api, observers=1)
+    genesis_path = net / "genesis.toml"
+    genesis_path.write_text(genesis_path.read_text() + f"\n[app]\nkey_rotation_delay_blocks = {DELAY}\n")
+    new_key = SigningKey.generate()
+    write_key_file(net / "keys" / "regulator1.next.key", new_key)
+    cluster = Cluster(list(layout.configs), tmp_path / "logs")
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        proposed = subprocess.run(
+            [sys.executable, "-m", "lendchain", "--json", "gov", "propose-rotate-key", "regulator1",
+             str(net / "keys" / "regulator1.next.key"), "--config", str(net / "bank1.toml")],
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert proposed.returncode == 0, proposed.stderr
+        proposal = json.loads(proposed.stdout)
+        assert proposal["result"]["code"] == "ok", proposal
+        with client(cluster, "bank1") as c:
+            for voter in ("bank3", "bank4"):
+                key = read_key_file(net / "keys" / f"{voter}.key")
+                vote = c.build(key, "gov.vote", {"proposal_id": proposal["id"]})
+                c.submit(vote)
+                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+            rotations = c.get("/node-keys/regulator1")["members"][0]["rotations"]
+        assert [r["public_key"] for r in rotations] == [new_key.public_key.hex()]
+        effective = rotations[0]["effective_height"]
+        push_blocks(cluster, effective + 1)
+
+        cluster.stop("regulator1")
+        config = cluster["regulator1"].config_path
+        config.write_text(config.read_text().replace("keys/regulator1.key", "keys/regulator1.next.key"))
+        cluster.start("regulator1")
+        cluster.wait_healthy(["regulator1"], timeout_s=90)
+        with client(cluster, "regulator1") as c:
+            assert c.get("/status")["key_did"] == new_key.did
+        push_blocks(cluster, effective + 4)
+        target = cluster.heights(["bank1"])["bank1"]
+        cluster.wait_height(target, ["regulator1"], timeout_s=60)
+
+        def retired_everywhere() -> bool:
+            marker = "regulator1 proved a newer node key"
+            return all(marker in cluster[name].log_path.read_text() for name in MEMBERS)
+
+        wait_for(retired_everywhere, 60, "every member to retire regulator1's old key")
+    finally:
+        cluster.stop_all()
