@@ -88,19 +88,23 @@ class Chain:
         self.blocks.append((block.encode(), execution))
         self.ledger_events = execution.ledger_events
 
+    def check_next(self, raw: bytes, **overrides: Any) -> tuple[Block, BlockExecution]:
+        """``check_block`` of ``raw`` as this chain's next block, as a peer checks a proposal."""
+        args: dict[str, Any] = {
+            "expected_height": self.height + 1,
+            "parent_hash": self.head_hash,
+            "parent_timestamp_ms": self.head_ms,
+            "reader": self.state,
+            "now_ms": self.head_ms + 1000,
+            "max_skew_ms": 5000,
+            "chain_id": CHAIN_ID,
+        }
+        return check_block(raw, **{**args, **overrides})
+
     def run(self, *txs: Transaction) -> list[TxResult]:
         """Cut a block of ``txs``, validate it as a peer would, apply it; return the results."""
         block, execution = self.cut(list(txs))
-        checked, replay = check_block(
-            block.encode(),
-            expected_height=self.height + 1,
-            parent_hash=self.head_hash,
-            parent_timestamp_ms=self.head_ms,
-            reader=self.state,
-            now_ms=self.head_ms + 1000,
-            max_skew_ms=5000,
-            chain_id=CHAIN_ID,
-        )
+        checked, replay = self.check_next(block.encode())
         assert replay.state_root == execution.state_root
         assert replay.changes == execution.changes
         self.apply(checked, execution)

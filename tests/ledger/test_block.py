@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lendchain import codec
 from lendchain.crypto import SigningKey
 from lendchain.ledger import merkle
-from lendchain.ledger.block import Block, InvalidBlock, check_block, tx_root
+from lendchain.ledger.block import Block, InvalidBlock, tx_root
 from lendchain.ledger.state import (
     STATE_ROOT_KEY,
     MemoryState,
@@ -37,17 +37,7 @@ def chain() -> Chain:
 
 
 def check(chain: Chain, raw: bytes, **overrides):
-    args = dict(
-        expected_height=chain.height + 1,
-        parent_hash=chain.head_hash,
-        parent_timestamp_ms=chain.head_ms,
-        reader=chain.state,
-        now_ms=chain.head_ms + 1000,
-        max_skew_ms=5000,
-        chain_id=CHAIN_ID,
-    )
-    args.update(overrides)
-    return check_block(raw, **args)
+    return chain.check_next(raw, **overrides)
 
 
 def reseal(block: Block, txs: list[bytes]) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from lendchain.ledger import kinds, rules
-from lendchain.ledger.block import check_block
 from lendchain.ledger.errors import InvalidBlock
 from lendchain.ledger.kinds import TxKind
 from lendchain.ledger.rules import (
@@ -16,7 +15,7 @@ from lendchain.ledger.rules import (
     scheduled_upgrades,
 )
 from lendchain.ledger.schema import Schema
-from tests.ledger.chain import CHAIN_ID, Chain, make_genesis
+from tests.ledger.chain import Chain, make_genesis
 
 
 @pytest.fixture
@@ -40,20 +39,6 @@ def schedule(chain, members, version, height):
     assert proposed.ok, proposed.message
     vote(chain, members[1], proposed.tx_id.hex())
     return vote(chain, members[2], proposed.tx_id.hex())
-
-
-def check_next(chain, block):
-    """A peer's check of ``block`` as the chain's next block."""
-    return check_block(
-        block.encode(),
-        expected_height=chain.height + 1,
-        parent_hash=chain.head_hash,
-        parent_timestamp_ms=chain.head_ms,
-        reader=chain.state,
-        now_ms=chain.head_ms + 1000,
-        max_skew_ms=5000,
-        chain_id=CHAIN_ID,
-    )
 
 
 def test_an_upgrade_voted_through_is_scheduled_at_its_height(world):
@@ -148,7 +133,7 @@ def test_a_block_at_the_activation_height_stops_software_that_is_too_old(world):
         patch.setattr(rules, "RULES_VERSION", 2)
         block, _ = chain.cut([])
     with pytest.raises(UpgradeRequired):
-        check_next(chain, block)
+        chain.check_next(block.encode())
 
 
 def test_a_kind_added_by_a_rules_version_exists_from_its_activation_height(world, monkeypatch):
@@ -175,7 +160,7 @@ def test_a_kind_added_by_a_rules_version_exists_from_its_activation_height(world
     forced, _ = chain.cut([early])
     monkeypatch.setitem(kinds._KINDS, "test.v2", TxKind("test.v2", Schema(()), handler, since=2))
     with pytest.raises(InvalidBlock, match="exists from rules version 2"):
-        check_next(chain, forced)
+        chain.check_next(forced.encode())
     assert seen_rules == [1]  # only the forced cut ran it
 
     while chain.height < activation - 1:
