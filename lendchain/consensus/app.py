@@ -10,6 +10,16 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class AppHalted(Exception):
+    """The application cannot go on at all; no fault of the block or of the proposer.
+
+    An application raises it from any call (an older release meeting a block
+    that needs newer rules, say), and the replica lets it through where it
+    would take any other exception from ``validate`` for a bad block: the node
+    stops instead of accusing an honest primary.
+    """
+
+
 class BlockApp(Protocol):
     def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
         """A block with transactions on top of ``prev_digest``, or None when there is nothing to propose yet."""

@@ -42,7 +42,7 @@ from typing import Any
 from lendchain import codec
 from lendchain.consensus import messages as m
 from lendchain.consensus import wal as walkeys
-from lendchain.consensus.app import BlockApp
+from lendchain.consensus.app import AppHalted, BlockApp
 from lendchain.consensus.catchup import CatchUpSteps
 from lendchain.consensus.certificate import (
     CommitCertificate,
@@ -398,6 +398,8 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         if voted is None:
             try:
                 reason = self._app.validate(height, self._committed_digest, pp.block, self._now)
+            except AppHalted:
+                raise
             except Exception as e:  # an app that raises on a hostile block: the block is invalid
                 reason = f"validation failed: {type(e).__name__}: {e}"
             if reason is not None:

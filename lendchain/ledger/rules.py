@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lendchain.consensus.app import AppHalted
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import StateReader, read_value
@@ -51,7 +52,7 @@ MIN_NOTICE_BLOCKS = 10
 _NUMBER = re.compile(r"[1-9][0-9]{0,17}")
 
 
-class UpgradeRequired(RuntimeError):
+class UpgradeRequired(AppHalted):
     """A block needs rules newer than this software executes; the node must stop, not guess."""
 
     def __init__(self, version: int, height: int, activation: int) -> None:

@@ -362,3 +362,20 @@ def test_a_damaged_new_view_record_is_a_clear_wal_error() -> None:
     c.wals["r1"][walkeys.new_view_key(1)] = b"\x95garbage"
     with pytest.raises(walkeys.WalError, match="NEW-VIEW for view 1 is damaged"):
         c.restart("r1")
+
+
+def test_an_app_that_halts_stops_the_replica_instead_of_accusing_the_primary() -> None:
+    """An app too old for the block (AppHalted) is not a bad proposal: no fault, no vote, it raises."""
+    c = Cluster()
+    from lendchain import codec
+    from lendchain.consensus.app import AppHalted
+
+    def halted(*args: object) -> str | None:
+        raise AppHalted("this release cannot execute block 1")
+
+    c.apps["r1"].validate = halted  # type: ignore[method-assign]
+    block = encode_block(1, GENESIS, 0, "r0", [b"tx"])
+    pre_prepare = c.sign("r0", m.PrePrepare, view=0, height=1, digest=codec.sha256(block), block=block)
+    with pytest.raises(AppHalted, match="cannot execute block 1"):
+        c.step("r1", Receive("r0", pre_prepare))
+    assert c.faults["r1"] == [] and not c.outbox
