@@ -130,6 +130,7 @@ def test_network_view_shows_members_peers_and_updates_without_reload(net, open_c
     primary = net["bank1"].get("/status")["primary"]
     assert "primary" in console.text(f"[data-member={primary}]")
     assert page.locator("#chart-rate").is_visible() and page.locator("#chart-blocktime").is_visible()
+    assert console.text("#stat-rules").startswith("version 1")
 
     height = int(console.text("#stat-height"))
     register_borrowers(net["bank2"].url, 5)
@@ -322,6 +323,28 @@ def test_a_token_protected_node_takes_the_token_from_the_url_once(net, open_cons
     assert page.evaluate("sessionStorage.getItem('lendchain.console.token')") == net.token
     page.reload()
     page.wait_for_selector("tr[data-height]")
+    assert console.errors == []
+
+
+def test_a_scheduled_rules_upgrade_this_release_cannot_run_shows_on_the_network_view(net, open_console):
+    keys_dir = net["bank1"].config_path.parent / "keys"
+    keys = {name: read_key_file(keys_dir / f"{name}.key") for name in ("bank1", "bank2", "bank4")}
+    with NodeClient(net["bank1"].url, timeout=10) as client:
+        activation = client.get("/status")["height"] + 100_000  # far beyond anything this module does
+        upgrade = {"action": "rules.upgrade", "key": "2", "value": str(activation)}
+        proposal = client.build(keys["bank1"], "gov.propose", upgrade)
+        client.submit(proposal)
+        assert client.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
+        for voter in ("bank2", "bank4"):
+            vote = client.build(keys[voter], "gov.vote", {"proposal_id": proposal.id.hex()})
+            client.submit(vote)
+            assert client.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+    console = open_console(net["bank1"].url + "/console/#/network")
+    expected = f"version 1 · v2 from #{activation} · upgrade this node before #{activation}"
+    console.page.wait_for_function(
+        f"document.getElementById('stat-rules')?.textContent === {json.dumps(expected)}"
+    )
+    console.shot("network-rules-upgrade")
     assert console.errors == []
 
 

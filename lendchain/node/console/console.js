@@ -284,6 +284,14 @@ function memberRows(status) {
   });
 }
 
+// The ledger rules in force, and a warning when this node's release cannot run scheduled ones.
+function rulesText(rules) {
+  if (!rules) return "—";
+  const next = rules.scheduled.length ? ` · v${rules.scheduled[0].version} from #${rules.scheduled[0].height}` : "";
+  const stop = rules.upgrade_needed_at === null ? "" : ` · upgrade this node before #${rules.upgrade_needed_at}`;
+  return `version ${rules.version}${next}${stop}`;
+}
+
 function renderNetwork() {
   const root = document.getElementById("view");
   const status = poll.status;
@@ -312,6 +320,7 @@ function renderNetwork() {
       card("mempool", `${status.mempool.txs} txs · ${(status.mempool.bytes / 1024).toFixed(1)} KiB`, "stat-mempool"),
       card("sync", `${sync.state || "—"} (target ${sync.target ?? "—"})`),
       card("role", status.role),
+      card("rules", rulesText(status.rules), "stat-rules"),
       card("uptime", `${Math.round(status.uptime_s || 0)} s`)),
     h("div", { class: "row" },
       h("div", { class: "panel" }, h("h3", {}, "Members"),
