@@ -86,6 +86,7 @@ class Node(NodeViews, GossipIntake):
         self.metrics_registry = self.metrics.registry
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
+        self.metrics.observe_rules(self.store, self.store.head().height)
         self.voting = member.voting
         self.members = [(m.name, m.public_key) for m in genesis.members]
         self.replica: Replica | None = None

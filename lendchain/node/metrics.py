@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lendchain.ledger.rules import rules_status
+from lendchain.ledger.state import StateReader
+
 
 class _NetworkCollector(Collector):
     """Exports the network layer's counters at scrape time."""
@@ -101,6 +104,14 @@ class NodeMetrics:
             buckets=(0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10),
             registry=r,
         )
+        self.rules_version = Gauge(
+            "lendchain_rules_version", "ledger rules the head block ran under", registry=r
+        )
+        self.upgrade_needed = Gauge(
+            "lendchain_rules_upgrade_needed_height",
+            "height this release cannot execute (scheduled newer rules; 0: none): upgrade before it",
+            registry=r,
+        )
         self.peers = Gauge("lendchain_peers_connected", "members connected", registry=r)
         self.mempool_txs = Gauge("lendchain_mempool_txs", "transactions waiting", registry=r)
         self.mempool_bytes = Gauge("lendchain_mempool_bytes", "bytes waiting", registry=r)
@@ -148,6 +159,11 @@ class NodeMetrics:
             self.request_timeouts.inc(timeouts - self._last_request_timeouts)
             self._last_request_timeouts = timeouts
 
+    def observe_rules(self, reader: StateReader, height: int) -> None:
+        rules = rules_status(reader, height)
+        self.rules_version.set(rules["version"])
+        self.upgrade_needed.set(rules["upgrade_needed_at"] or 0)
+
     def on_commit(self, height: int, app: Any, store_seconds: float) -> None:
         now = time.monotonic()
         if self._last_commit:
@@ -158,3 +174,4 @@ class NodeMetrics:
         self.commit_seconds.observe(store_seconds)
         self.mempool_txs.set(len(app.mempool))
         self.mempool_bytes.set(app.mempool.size_bytes)
+        self.observe_rules(app.store, height)

@@ -30,3 +30,19 @@ def test_without_a_store_only_the_network_counters_are_attached():
     metrics.attach(lambda: {"peers": 1})
     text = generate_latest(metrics.registry).decode()
     assert "lendchain_store_memory_bytes" not in text and _value(text, "lendchain_p2p_peers") == 1
+
+
+def test_the_rules_in_force_and_an_upgrade_this_release_cannot_run_are_gauges():
+    from lendchain import codec
+    from lendchain.ledger.rules import RULES_KEY
+    from lendchain.ledger.state import MemoryState
+
+    metrics = NodeMetrics()
+    state = MemoryState()
+    metrics.observe_rules(state, 10)
+    text = generate_latest(metrics.registry).decode()
+    assert _value(text, "lendchain_rules_version") == 1
+    assert _value(text, "lendchain_rules_upgrade_needed_height") == 0
+    state.apply({RULES_KEY: codec.pack([[40, 2]])})  # version 2 from 40: this release runs 1 only
+    metrics.observe_rules(state, 10)
+    assert _value(generate_latest(metrics.registry).decode(), "lendchain_rules_upgrade_needed_height") == 40
