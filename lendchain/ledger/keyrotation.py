@@ -202,11 +202,14 @@ def rotatable_members(reader: StateReader) -> list[str]:
 
 def voting_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:
     """``scheduled_rotations`` of the voting members only: the keys that sign consensus messages."""
+    rotations = scheduled_rotations(reader)
+    if not rotations:  # one read per block until the first rotation, as before
+        return {}
     names = {
         read_value(reader, institution_key(did))["name"]
         for did in read_value(reader, VOTING_MEMBERS_KEY) or []
     }
-    return {name: entries for name, entries in scheduled_rotations(reader).items() if name in names}
+    return {name: entries for name, entries in rotations.items() if name in names}
 
 
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
