@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 from lendchain.client import NodeClient, NodeError
-from lendchain.crypto import SigningKey
+from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, wait_for
 
 
@@ -38,3 +44,32 @@ def committed_everywhere(
                     return status["status"] == "committed"
 
                 wait_for(committed, timeout_s, f"tx {tx_id[:16]} to commit on {name}")
+
+
+def lendchain_cli(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
+    """``lendchain ARGS`` in a subprocess, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "lendchain", *args], capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def propose_by_cli(net: Path, *args: str) -> dict[str, Any]:
+    """``lendchain --json gov ARGS`` as bank1; the committed proposal (asserted ok)."""
+    result = lendchain_cli("--json", "gov", *args, "--config", str(net / "bank1.toml"))
+    assert result.returncode == 0, result.stderr
+    proposal = json.loads(result.stdout)
+    assert proposal["status"] == "committed" and proposal["result"]["code"] == "ok", proposal
+    return proposal
+
+
+def vote_through(
+    cluster: Cluster, net: Path, proposal_id: str, voters: tuple[str, ...] = ("bank3", "bank4")
+) -> None:
+    """Each of ``voters`` (their key files under ``net/keys``) votes for the proposal; each vote commits ok."""
+    with client(cluster, "bank1") as c:
+        for voter in voters:
+            vote = c.build(
+                read_key_file(net / "keys" / f"{voter}.key"), "gov.vote", {"proposal_id": proposal_id}
+            )
+            c.submit(vote)
+            assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"

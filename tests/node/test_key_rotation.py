@@ -24,7 +24,7 @@ from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.audit import verify_export
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client
+from tests.node.helpers import client, propose_by_cli, vote_through
 
 pytestmark = pytest.mark.slow
 DELAY = 6
@@ -78,19 +78,9 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         genesis = cluster["bank1"].config.genesis
         keys = {n: read_key_file(net / "keys" / f"{n}.key") for n in ("bank1", "bank2", "bank3", "bank4")}
         # bank1 proposes through the CLI, which has the new key sign its proof.
-        result = subprocess.run(
-            [sys.executable, "-m", "lendchain", "--json", "gov", "propose-rotate-key", "bank2",
-             str(net / "keys" / "bank2.next.key"), "--config", str(net / "bank1.toml")],
-            capture_output=True, text=True, timeout=90,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        proposed = json.loads(result.stdout)
-        assert proposed["status"] == "committed" and proposed["result"]["code"] == "ok", proposed
+        proposed = propose_by_cli(net, "propose-rotate-key", "bank2", str(net / "keys" / "bank2.next.key"))
+        vote_through(cluster, net, proposed["id"])
         with client(cluster, "bank1") as c:
-            for voter in ("bank3", "bank4"):
-                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposed["id"]})
-                c.submit(vote)
-                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
             rotations = c.get("/node-keys/bank2")["members"][0]["rotations"]
         assert [r["public_key"] for r in rotations] == [new_key.public_key.hex()]
         effective = rotations[0]["effective_height"]

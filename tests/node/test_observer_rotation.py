@@ -8,16 +8,12 @@ the old one from then on.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.crypto import SigningKey, write_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client
+from tests.node.helpers import client, propose_by_cli, vote_through
 from tests.node.test_key_rotation import push_blocks
 
 pytestmark = pytest.mark.slow
@@ -38,20 +34,11 @@ def test_an_observer_rotates_its_key_and_syncs_on_the_new_one(tmp_path):
     cluster.start_all()
     try:
         cluster.wait_healthy(timeout_s=90)
-        proposed = subprocess.run(
-            [sys.executable, "-m", "lendchain", "--json", "gov", "propose-rotate-key", "regulator1",
-             str(net / "keys" / "regulator1.next.key"), "--config", str(net / "bank1.toml")],
-            capture_output=True, text=True, timeout=90,
-        )  # fmt: skip
-        assert proposed.returncode == 0, proposed.stderr
-        proposal = json.loads(proposed.stdout)
-        assert proposal["result"]["code"] == "ok", proposal
+        proposal = propose_by_cli(
+            net, "propose-rotate-key", "regulator1", str(net / "keys" / "regulator1.next.key")
+        )
+        vote_through(cluster, net, proposal["id"])
         with client(cluster, "bank1") as c:
-            for voter in ("bank3", "bank4"):
-                key = read_key_file(net / "keys" / f"{voter}.key")
-                vote = c.build(key, "gov.vote", {"proposal_id": proposal["id"]})
-                c.submit(vote)
-                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
             rotations = c.get("/node-keys/regulator1")["members"][0]["rotations"]
         assert [r["public_key"] for r in rotations] == [new_key.public_key.hex()]
         effective = rotations[0]["effective_height"]

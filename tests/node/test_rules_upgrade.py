@@ -10,26 +10,18 @@ the chain intact up to there.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from lendchain.client import NodeError
-from lendchain.crypto import SigningKey, read_key_file
+from lendchain.crypto import SigningKey
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, RULES_VERSION
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client
+from tests.node.helpers import client, lendchain_cli, propose_by_cli, vote_through
 
 pytestmark = pytest.mark.slow
 NAMES = ("bank1", "bank2", "bank3", "bank4")
-
-
-def lendchain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lendchain", *args], capture_output=True, text=True, timeout=90
-    )
 
 
 def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
@@ -42,34 +34,19 @@ def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
     cluster.start_all()
     try:
         cluster.wait_healthy(timeout_s=90)
-        keys = {name: read_key_file(net / "keys" / f"{name}.key") for name in NAMES}
         # Three txs to execute it (a block each at most): 20 blocks is enough notice.
         activation = cluster.heights(["bank1"])["bank1"] + MIN_NOTICE_BLOCKS + 10
-        proposed = lendchain(
-            "--json",
-            "gov",
-            "propose",
-            "rules.upgrade",
-            "2",
-            str(activation),
-            "--config",
-            str(net / "bank1.toml"),
-        )
-        assert proposed.returncode == 0, proposed.stderr
-        proposal = json.loads(proposed.stdout)
-        assert proposal["status"] == "committed" and proposal["result"]["code"] == "ok", proposal
-        listed = lendchain("gov", "list", "--config", str(net / "bank4.toml"))
+        proposal = propose_by_cli(net, "propose", "rules.upgrade", "2", str(activation))
+        listed = lendchain_cli("gov", "list", "--config", str(net / "bank4.toml"))
         assert listed.returncode == 0, listed.stderr
         assert f"{proposal['id']}  rules.upgrade 2 = {activation}  open, 1/3 votes" in listed.stdout
-        with client(cluster, "bank1") as c:
-            for voter in ("bank3", "bank4"):
-                vote = c.build(keys[voter], "gov.vote", {"proposal_id": proposal["id"]})
-                c.submit(vote)
-                assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+        vote_through(cluster, net, proposal["id"])
         cluster.wait_agree(timeout_s=30)
-        shown = lendchain("--json", "gov", "show", proposal["id"], "--config", str(net / "bank4.toml"))
+        shown = lendchain_cli("--json", "gov", "show", proposal["id"], "--config", str(net / "bank4.toml"))
         assert json.loads(shown.stdout)["parsed"] == [activation, 2], shown.stdout
-        assert "no proposal is open" in lendchain("gov", "list", "--config", str(net / "bank4.toml")).stdout
+        assert (
+            "no proposal is open" in lendchain_cli("gov", "list", "--config", str(net / "bank4.toml")).stdout
+        )
         for name in NAMES:
             assert cluster[name].get("/status")["rules"] == {
                 "version": 1,
@@ -77,7 +54,7 @@ def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
                 "scheduled": [{"height": activation, "version": 2}],
                 "upgrade_needed_at": activation,
             }
-        shown = lendchain("status", "--config", str(net / "bank3.toml"))
+        shown = lendchain_cli("status", "--config", str(net / "bank3.toml"))
         assert shown.returncode == 0, shown.stderr
         assert f"version 2 from height {activation}" in shown.stdout
         assert f"UPGRADE  this node stops before block {activation}" in shown.stdout
@@ -105,10 +82,10 @@ def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
             assert stopped in log and "Traceback" not in log, cluster[name].log_tail()
 
         # The same release, started again, stops at once and says why; nothing was lost.
-        restarted = lendchain("start", "--config", str(net / "bank2.toml"))
+        restarted = lendchain_cli("start", "--config", str(net / "bank2.toml"))
         assert restarted.returncode == 4
         assert f"cannot start: block {activation} executes under rules version 2" in restarted.stderr
-        verified = lendchain("--json", "verify-chain", "--config", str(net / "bank2.toml"))
+        verified = lendchain_cli("--json", "verify-chain", "--config", str(net / "bank2.toml"))
         assert verified.returncode == 0, verified.stderr
         assert json.loads(verified.stdout)["height"] == activation - 1
     finally:
