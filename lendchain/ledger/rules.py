@@ -12,6 +12,8 @@ chain itself records:
   executes it: the version is the next one (the last scheduled + 1), or the
   last scheduled one while it is not yet active (which moves its height), and
   the height is at least ``MIN_NOTICE_BLOCKS`` after the executing block.
+  The value ``cancel`` takes the last scheduled version back, while it is
+  not yet in force.
 - The executed upgrade is appended to ``RULES_KEY`` as ``[height, version]``
   (an upgrade that moves a pending one replaces it). A block at height h
   executes under the version of the last entry with a height <= h; before
@@ -49,6 +51,7 @@ RULES_VERSION = 1
 ACTION = "rules.upgrade"
 RULES_KEY = b"rules"  # [[activation height, version], ...]: executed upgrades, in order
 MIN_NOTICE_BLOCKS = 10
+CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts
 _NUMBER = re.compile(r"[1-9][0-9]{0,17}")
 
 
@@ -134,7 +137,10 @@ def schedule_upgrade(ctx: TxContext, proposal: dict[str, Any]) -> None:
             "invalid_state", f"{e.message} (no longer, since it was proposed): propose it again"
         ) from None
     ctx.put(RULES_KEY, apply_upgrade(schedule, upgrade))
-    ctx.emit("rules.upgrade_scheduled", version=upgrade[1], height=upgrade[0])
+    if upgrade[0]:
+        ctx.emit("rules.upgrade_scheduled", version=upgrade[1], height=upgrade[0])
+    else:
+        ctx.emit("rules.upgrade_cancelled", version=upgrade[1])
 
 
 def parse_upgrade(schedule: list[list[int]], height: int, version_text: str, height_text: str) -> list[int]:
@@ -147,14 +153,23 @@ def parse_upgrade(schedule: list[list[int]], height: int, version_text: str, hei
         raise _refuse(
             "bad_payload", f"field 'key' must be the rules version, a positive integer: {version_text!r}"
         )
-    if not _NUMBER.fullmatch(height_text):
+    if height_text != CANCEL and not _NUMBER.fullmatch(height_text):
         raise _refuse(
-            "bad_payload", f"field 'value' must be the activation height, a positive integer: {height_text!r}"
+            "bad_payload",
+            f"field 'value' must be the activation height, a positive integer, or {CANCEL!r}: {height_text!r}",
         )
-    version, activation = int(version_text), int(height_text)
+    version = int(version_text)
     last_height, last_version = schedule[-1] if schedule else (0, 1)
     pending = bool(schedule) and last_height > height  # scheduled, not in force yet: it may move
     moving = pending and version == last_version
+    if height_text == CANCEL:
+        if not moving:
+            which = f"version {last_version}, from height {last_height}" if pending else "none is now"
+            raise _refuse(
+                "bad_payload", f"field 'value': only a version not yet in force can be cancelled ({which})"
+            )
+        return [0, version]
+    activation = int(height_text)
     if version != last_version + 1 and not moving:
         raise _refuse(
             "bad_payload",
@@ -179,7 +194,8 @@ def parse_upgrade(schedule: list[list[int]], height: int, version_text: str, hei
 
 
 def apply_upgrade(schedule: list[list[int]], upgrade: list[int]) -> list[list[int]]:
-    """The schedule with ``upgrade`` in force: appended, or replacing the pending one it moves."""
+    """The schedule with ``upgrade`` in force: appended, replacing the pending one it moves, or
+    (activation 0) without the pending one it cancels."""
     activation, version = upgrade
     kept = [entry for entry in schedule if entry[1] != version]
-    return [*kept, [activation, version]]
+    return [*kept, [activation, version]] if activation else kept

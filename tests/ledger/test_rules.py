@@ -167,3 +167,31 @@ def test_a_kind_added_by_a_rules_version_exists_from_its_activation_height(world
         chain.run()
     result = chain.run_one(early)  # same tx, same nonce: never included before
     assert result.ok and result.events[0] == {"event": "test.ran", "rules": 2}
+
+
+def test_a_scheduled_version_can_be_cancelled_before_it_starts_and_the_chain_goes_on_under_the_old(world):
+    chain, members = world
+    activation = chain.height + 3 + MIN_NOTICE_BLOCKS
+    assert schedule(chain, members, 2, activation).ok
+    nothing = propose(chain, members[0], 3, "cancel")
+    assert (
+        nothing.code == "bad_payload"
+        and f"cancelled (version 2, from height {activation})" in nothing.message
+    )
+    cancelled = schedule(chain, members, 2, "cancel")
+    assert cancelled.ok, cancelled.message
+    assert {"event": "rules.upgrade_cancelled", "version": 2} in cancelled.events
+    assert scheduled_upgrades(chain.state) == []
+    while chain.height < activation + 1:
+        chain.run()  # this release (rules 1) executes the blocks past the old activation height
+    none_left = propose(chain, members[0], 2, "cancel")
+    assert none_left.code == "bad_payload" and "none is now" in none_left.message
+    # Version 2 is the next one again, and once in force it cannot be taken back.
+    later = chain.height + 3 + MIN_NOTICE_BLOCKS
+    assert schedule(chain, members, 2, later).ok
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rules, "RULES_VERSION", 2)
+        while chain.height < later:
+            chain.run()
+        too_late = propose(chain, members[0], 2, "cancel")
+    assert too_late.code == "bad_payload" and "none is now" in too_late.message
