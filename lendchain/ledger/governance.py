@@ -16,7 +16,7 @@ Kinds:
     ``"<new node public key hex>:<proof hex>"``; scheduled to take effect
     ``key_rotation_delay_blocks`` after execution (see ``keyrotation``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
-    height it starts at (see ``rules``).
+    height it starts at, or ``cancel`` for a pending one (see ``rules``).
 
   The value is checked when proposed, so a proposal that reaches quorum
   applies, unless the chain moved past it meanwhile (a key taken, an upgrade
