@@ -186,12 +186,13 @@ def _by_hex_id(
 
 
 OPEN_PROPOSALS_SHOWN = 100
+_proposal_by_id = _by_hex_id(proposal_key, "proposal")
 
 
 def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
     """One proposal by id; or ``open``: the proposals open for votes, the soonest to expire first."""
     if ref != "open":
-        return _by_hex_id(proposal_key, "proposal")(reader, ref)
+        return _proposal_by_id(reader, ref)
     entries = read_value(reader, OPEN_PROPOSALS_KEY) or []
     proposals = []
     for _, proposal_id in entries[:OPEN_PROPOSALS_SHOWN]:

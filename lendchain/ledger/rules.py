@@ -98,7 +98,11 @@ def pending_upgrade(reader: StateReader, height: int) -> list[int] | None:
     ``height`` is the node's committed height; an upgrade already active at it
     is not pending (the node could not have committed past it).
     """
-    for start, version in scheduled_upgrades(reader):
+    return _unrunnable(scheduled_upgrades(reader), height)
+
+
+def _unrunnable(schedule: list[list[int]], height: int) -> list[int] | None:
+    for start, version in schedule:
         if version > RULES_VERSION and start > height:
             return [start, version]
     return None
@@ -108,7 +112,7 @@ def rules_status(reader: StateReader, height: int) -> dict[str, Any]:
     """What ``/status`` shows: the rules in force, this software's newest, and the schedule."""
     schedule = scheduled_upgrades(reader)
     version, _ = rules_at(schedule, height)  # the rules the head block executed under
-    pending = pending_upgrade(reader, height)
+    pending = _unrunnable(schedule, height)
     return {
         "version": version,
         "software_version": RULES_VERSION,

@@ -284,12 +284,12 @@ class Network:
         link = self._by_peer.get(peer_id)
         retired = link.seen_on(peer_id) if link is not None else []
         if retired:  # proof of a newer key: the older ones are not this member any more
-            self._on_retire(link.member.name, retired)
+            name = link.member.name
+            self._on_retire(name, retired)
             for key in retired:
                 self._by_peer.pop(peer_id_of(key), None)
                 if self._host is not None:  # drop what it still has open (new streams are refused)
                     trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
-            name = link.member.name
             self.log.warning(
                 "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
             )
