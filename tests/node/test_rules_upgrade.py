@@ -37,6 +37,7 @@ def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
         # Three txs to execute it (a block each at most): 20 blocks is enough notice.
         activation = cluster.heights(["bank1"])["bank1"] + MIN_NOTICE_BLOCKS + 10
         proposal = propose_by_cli(net, "propose", "rules.upgrade", "2", str(activation))
+        cluster.wait_agree(timeout_s=30)  # committed on bank1; bank4 may be a block behind
         listed = lendchain_cli("gov", "list", "--config", str(net / "bank4.toml"))
         assert listed.returncode == 0, listed.stderr
         assert f"{proposal['id']}  rules.upgrade 2 = {activation}  open, 1/3 votes" in listed.stdout
