@@ -78,6 +78,13 @@ class NodeClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
+    def backup(self, name: str | None = None, timeout_s: float = 3600.0) -> dict[str, Any]:
+        """Have the node copy its store to its ``backup_dir`` (``POST /backups``); the backup's info.
+
+        A large store takes minutes to copy and read back, hence the long timeout.
+        """
+        return self.request("POST", "/backups", json={"name": name} if name else {}, timeout=timeout_s)
+
     # -- chain ------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -122,9 +129,12 @@ class NodeClient:
     def wait_tx(self, tx_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait until the node reports the tx committed, expired or rejected."""
         deadline = time.monotonic() + timeout_s
+        # Each request asks the node to hold it open for less than this client's own timeout,
+        # so a slow commit is a "pending" answer and another round, not a timeout error.
+        hold_s = max(0.0, min(10.0, self._timeout - 2.0))
         while True:
             remaining = deadline - time.monotonic()
-            status = self.get(f"/txs/{tx_id}", wait_ms=int(max(0, min(remaining, 10)) * 1000))
+            status = self.get(f"/txs/{tx_id}", wait_ms=int(max(0, min(remaining, hold_s)) * 1000))
             if status["status"] != "pending":
                 return status
             if remaining <= 0:

@@ -24,7 +24,7 @@ from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.audit import verify_export
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, propose_by_cli, vote_through
+from tests.node.helpers import client, committed_everywhere, propose_by_cli, vote_through
 
 pytestmark = pytest.mark.slow
 DELAY = 6
@@ -98,8 +98,10 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             capture_output=True, text=True, timeout=90,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        voted = next(e for e in json.loads(result.stdout)["result"]["events"] if e["event"] == "gov.voted")
+        proposed_by_bank2 = json.loads(result.stdout)
+        voted = next(e for e in proposed_by_bank2["result"]["events"] if e["event"] == "gov.voted")
         assert voted["voter"] == keys["bank2"].did
+        committed_everywhere(cluster, [proposed_by_bank2["id"]], ["bank1"])  # bank1 may be a block behind
         with client(cluster, "bank1") as c:
             signer = c.get(f"/parties/{new_key.did}")
         assert signer["kind"] == "member_key" and signer["member"] == "bank2" and signer["nonce"] == 1
@@ -120,7 +122,11 @@ def test_rotate_bank2_key_through_governance(tmp_path):
 
         wait_for(bank2_signs_again, 90, "bank2's commits under its new PeerID", interval_s=0.1)
         for name in ("bank1", "bank3", "bank4"):  # seen on its new key: its old one is refused now
-            assert "bank2 proved a newer node key" in cluster[name].log_path.read_text(), name
+            wait_for(
+                lambda name=name: "bank2 proved a newer node key" in cluster[name].log_path.read_text(),
+                30,
+                f"{name} to see bank2's new node key",
+            )
 
         # A loan applied for after the rotation: its audit export proves the rotation, and
         # verifies against the genesis alone.
