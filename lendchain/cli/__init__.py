@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from lendchain.cli.chain import block, status, tx, verify_chain
+from lendchain.cli.chain import backup, block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.keys import keys
@@ -46,6 +46,7 @@ for command in (
     party,
     loan,
     verify_chain,
+    backup,
     docker,
     *DOMAIN_COMMANDS,
 ):

@@ -139,10 +139,15 @@ def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
     type=click.Path(dir_okay=False),
     help="The (stopped) node whose data directory to check.",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Check this data directory (a backup, say) instead of the config's.",
+)
 @click.pass_context
 @user_errors
-def verify_chain(ctx: click.Context, config_path: str) -> None:
-    """Replay a stopped node's chain from genesis and check every hash, root and certificate."""
+def verify_chain(ctx: click.Context, config_path: str, data_dir: str | None) -> None:
+    """Replay a stopped node's chain (or a backup) from genesis and check every hash, root and certificate."""
     from lendchain.ledger.rules import UpgradeRequired
     from lendchain.node.config import load_node_config
     from lendchain.node.driver import verify_certificate
@@ -153,7 +158,7 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
     config = load_node_config(config_path)
     try:
         store = ChainStore.open(
-            config.data_dir, config.genesis, create=False, compression=config.store.compression
+            data_dir or config.data_dir, config.genesis, create=False, compression=config.store.compression
         )
     except StoreError as e:
         raise click.ClickException(str(e)) from None
@@ -183,6 +188,58 @@ def verify_chain(ctx: click.Context, config_path: str) -> None:
         "state_root": head.state_root.hex(),
     }
     emit(ctx, value, lambda v: f"ok: {v['blocks']} blocks replayed and certified up to height {v['height']}")
+
+
+@click.command()
+@click.option("--name", help="The backup's directory name (default: NODE-hHEIGHT-UTCTIME).")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Back up a stopped node's data directory directly (needs --config), not through its API.",
+)
+@client_options
+@click.pass_context
+@user_errors
+def backup(ctx: click.Context, name: str | None, offline: bool, **kw: Any) -> None:
+    """Copy a node's chain store to its backup_dir while it runs: complete, checked, restorable."""
+    if offline:
+        value = _offline_backup(kw["config_path"], name)
+    else:
+        with client_from(kw) as client:
+            value = client.backup(name)
+
+    def human(v: dict[str, Any]) -> str:
+        return (
+            f"backup of {v['node']} at height {v['height']} (head {v['head_hash'][:16]}) in {v['path']}\n"
+            f"{v['bytes'] / 1e6:.1f} MB in {v['seconds']} s; restore: stop the node, put this directory "
+            "in place of its data_dir, start it"
+        )
+
+    emit(ctx, value, human)
+
+
+def _offline_backup(config_path: str | None, name: str | None) -> dict[str, Any]:
+    import time
+
+    from lendchain.node.backup import BackupError, check_name, default_name, take_backup
+    from lendchain.node.config import load_node_config
+    from lendchain.node.store import ChainStore, StoreError
+
+    if not config_path:
+        raise click.ClickException("--offline needs --config: the node whose data directory to copy")
+    config = load_node_config(config_path)
+    try:
+        store = ChainStore.open(config.data_dir, config.genesis, create=False)
+    except StoreError as e:
+        hint = "; without --offline the running node takes the backup" if "in use" in str(e) else ""
+        raise click.ClickException(f"{e}{hint}") from None
+    try:
+        chosen = check_name(name or default_name(config.name, store.head().height, time.time()))
+        return take_backup(store, config.backup_dir / chosen, config.name)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        store.close()
 
 
 @tx.command("status")

@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from lendchain.node.backup import BackupError
 from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
 from lendchain.node.ratelimit import RateLimiter, retry_after_header
@@ -73,6 +74,7 @@ class NodeFacade(Protocol):
     def query(self, kind: str, ref: str) -> dict[str, Any] | None: ...
     def status(self) -> dict[str, Any]: ...
     def is_ready(self) -> bool: ...
+    async def backup(self, name: str | None) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -207,7 +209,8 @@ def _hex_param(value: str, name: str, size: int | None = None) -> bytes:
     return raw
 
 
-async def _json_body(request: Request, limit: int) -> Any:
+async def _json_body(request: Request, limit: int, empty: Any = None) -> Any:
+    """The request's JSON body; ``empty`` for no body at all, when given."""
     chunks, size = [], 0
     async for chunk in request.stream():  # a chunked body has no Content-Length to check up front
         size += len(chunk)
@@ -215,6 +218,8 @@ async def _json_body(request: Request, limit: int) -> Any:
             raise ApiError(413, "too_large", f"request body is over {limit} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
+    if not body and empty is not None:
+        return empty
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -366,6 +371,17 @@ def build_app(
             raise ApiError(503, "not_ready", "node is starting or catching up")
         return {"status": "ready"}
 
+    async def backup(request: Request) -> Any:
+        doc = await _json_body(request, limits.max_body_bytes, empty={})
+        name = doc.get("name") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or not isinstance(name, str | None):
+            raise ApiError(400, "bad_request", 'body must be {} or {"name": "<directory name>"}')
+        try:
+            return JSONResponse(await node.backup(name), status_code=201)
+        except BackupError as e:
+            status = {"bad_name": 400, "exists": 409, "busy": 409, "stopping": 503}.get(e.code, 500)
+            raise ApiError(status, "backup_" + e.code, str(e)) from None
+
     async def metrics(request: Request) -> Any:
         return Response(generate_latest(node.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -391,6 +407,7 @@ def build_app(
         Route("/health", _route(health)),
         Route("/ready", _route(ready)),
         Route("/metrics", _route(metrics)),
+        Route("/backups", _route(backup), methods=["POST"]),
         Mount(_CONSOLE_PREFIX, StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
     ]
 

@@ -34,6 +34,27 @@ def leveldb_says(error: plyvel.Error) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
+def link_snapshot(path: Path, snapshot: Path) -> None:
+    """Make ``snapshot`` (new, in ``path``) a LevelDB of the table files ``path`` holds now.
+
+    A copy of the MANIFEST, which names whole tables only, and hard links to
+    the tables: the store as it stood after some write batch, without what is
+    still in the memtable. A table compacted away between the MANIFEST copy
+    and its link leaves a snapshot LevelDB refuses to open (try again); one
+    written after the copy is an extra file LevelDB deletes when it opens.
+    """
+    shutil.rmtree(snapshot, ignore_errors=True)
+    snapshot.mkdir()
+    manifest = (path / "CURRENT").read_text().strip()
+    shutil.copyfile(path / manifest, snapshot / manifest)
+    (snapshot / "CURRENT").write_text(manifest + "\n")
+    for table in path.glob("*.ldb"):
+        try:
+            os.link(table, snapshot / table.name)
+        except FileNotFoundError:  # compacted away meanwhile; not in the MANIFEST copy either
+            continue
+
+
 class ChecksumCheck:
     """One pass over the store at ``path`` (open as ``db``), started at once in its own thread.
 
@@ -100,16 +121,7 @@ class ChecksumCheck:
         self._scan(self._db, self.path)
 
     def _open_snapshot(self, snapshot: Path) -> plyvel.DB:
-        shutil.rmtree(snapshot, ignore_errors=True)
-        snapshot.mkdir()
-        manifest = (self.path / "CURRENT").read_text().strip()
-        shutil.copyfile(self.path / manifest, snapshot / manifest)
-        (snapshot / "CURRENT").write_text(manifest + "\n")
-        for table in self.path.glob("*.ldb"):
-            try:
-                os.link(table, snapshot / table.name)
-            except FileNotFoundError:  # compacted away meanwhile; not in the MANIFEST copy either
-                continue
+        link_snapshot(self.path, snapshot)
         return plyvel.DB(str(snapshot), paranoid_checks=True, max_open_files=_SNAPSHOT_OPEN_FILES)
 
     def _scan(self, db: plyvel.DB, where: Path) -> None:

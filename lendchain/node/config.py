@@ -61,6 +61,8 @@ class StoreConfig:
     """
 
     compression: str = "none"
+    # Where ``lendchain backup`` writes (default: ``backups`` next to the data directory).
+    backup_dir: Path | None = None
 
 
 # A bearer token shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
@@ -93,6 +95,11 @@ class NodeConfig:
         member = self.genesis.member(self.name)
         assert member is not None  # checked on load
         return member
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where this node's backups go: ``[store] backup_dir``, else ``backups`` beside ``data_dir``."""
+        return self.store.backup_dir or self.data_dir.parent / "backups"
 
     @property
     def api_url(self) -> str:
@@ -328,6 +335,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     compression = st.get("compression", str, StoreConfig.compression, what="'none' or 'snappy'")
     if compression not in STORE_COMPRESSIONS:
         raise st.error("compression", f"must be one of {', '.join(STORE_COMPRESSIONS)}, not {compression!r}")
+    backup_dir = st.get("backup_dir", str, "", what="a directory for backups")
     st.finish()
 
     log = top.table("log")
@@ -360,7 +368,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         api_token_file=rel(token_file) if token_file else None,
         api_limits=api_limits,
         mempool=mempool,
-        store=StoreConfig(compression),
+        store=StoreConfig(compression, rel(backup_dir) if backup_dir else None),
         log_level=level,
         log_format=log_format,
     )

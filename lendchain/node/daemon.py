@@ -31,6 +31,7 @@ from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
+from lendchain.node.backup import BackupError, check_name, default_name, take_backup
 from lendchain.node.byzantine import ByzantineSender
 from lendchain.node.config import NodeConfig, read_api_token
 from lendchain.node.driver import (
@@ -169,6 +170,7 @@ class Node(NodeViews, GossipIntake):
         self._started = time.monotonic()
         self._recent_commits: deque[float] = deque(maxlen=512)
         self._ready = False
+        self._backup_running = False
         self._observer_target = 0
         # Test-only traffic delay (fault file "delay_ms"): frames wait here.
         self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
@@ -217,6 +219,35 @@ class Node(NodeViews, GossipIntake):
         cfg.websocket_max_message_size = self.config.api_limits.max_body_bytes
         app = build_app(self, self.api_token, self.config.api_limits)
         await serve(app, cfg, task_status=task_status)
+
+    async def backup(self, name: str | None) -> dict[str, Any]:
+        """Copy the store to ``backup_dir/name`` in a thread while the node runs (``backup.py``).
+
+        One at a time; BackupError (with its ``code``) when it was not taken.
+        """
+        if self._backup_running:
+            raise BackupError("a backup of this node is already running; wait for it", "busy")
+        name = check_name(name or default_name(self.config.name, self.store.head().height, time.time()))
+        dest = self.config.backup_dir / name
+        self._backup_running = True
+        try:
+            # Abandoned on cancel: the thread stops at its next step once the store closes.
+            info = await trio.to_thread.run_sync(
+                take_backup, self.store, dest, self.config.name, abandon_on_cancel=True
+            )
+        except BackupError as e:
+            self.log.warning("backup %s not taken: %s", name, e)
+            raise
+        finally:
+            self._backup_running = False
+        self.log.info(
+            "backup of height %d written to %s (%d bytes in %.1f s)",
+            info["height"],
+            info["path"],
+            info["bytes"],
+            info["seconds"],
+        )
+        return info
 
     def is_ready(self) -> bool:
         return self._ready and (self.driver is None or self.driver.sync_target <= self.store.head().height)

@@ -40,6 +40,7 @@ the node stops, and a restart reopens the store at its last complete block.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ _WAL = b"w:"
 # Accepted, not yet committed txs: written (unsynced: a process crash keeps them, the OS
 # page cache holds them) before the API answers 202, reloaded into the mempool on start.
 _PENDING = b"p:"
+_NO_RECORD = b"\xff\xff"  # above every key: flush_memtable's empty compaction range
 _GENESIS_KEY = _META + b"genesis"
 _CHAIN_ID_KEY = _META + b"chain_id"
 _HEAD_KEY = _META + b"head"
@@ -155,6 +157,9 @@ class ChainStore:
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
+        # A backup thread flushes the memtable; close waits for that and tells it to stop.
+        self.closing = threading.Event()
+        self._flush_lock = threading.Lock()
         self._results: BoundedCache[int, list] = BoundedCache(RESULTS_MEMORY)  # height -> results
         # Ids under p: (a tombstone for a tx that came by gossip would only feed compaction).
         self._pending_ids = {key[len(_PENDING) :] for key in self._scan(_PENDING, include_value=False)}
@@ -359,11 +364,28 @@ class ChainStore:
         return block
 
     def close(self) -> None:
-        """Stop the background check (it stops between two records) and close LevelDB."""
+        """Stop the background check (it stops between two records) and close LevelDB.
+
+        A backup running in another thread stops at its next step (``closing``).
+        """
+        self.closing.set()
         if self._check is not None:
             self._check.stop()
-        if not self._db.closed:
-            self._db.close()
+        with self._flush_lock:
+            if not self._db.closed:
+                self._db.close()
+
+    def flush_memtable(self) -> None:
+        """Write LevelDB's memtable out as a table file, so the table files hold every stored write.
+
+        LevelDB flushes the memtable before any ``compact_range``; over a key
+        range no record has (every key starts with an ASCII prefix) it then
+        compacts nothing. Runs without the GIL: call it from a thread.
+        """
+        with self._flush_lock:
+            if self._db.closed:
+                raise StoreError(f"data directory {self.path} is closed (the node is stopping)")
+            self._db.compact_range(start=_NO_RECORD, stop=_NO_RECORD)
 
     def __enter__(self) -> ChainStore:
         return self

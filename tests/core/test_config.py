@@ -66,6 +66,8 @@ def test_testnet_refuses_to_overwrite(net):
         ),
         (lambda d: d.update(store={"compression": False}), "'store.compression' must be 'none' or 'snappy'"),
         (lambda d: d.update(store={"compresion": "none"}), "did you mean 'store.compression'"),
+        (lambda d: d.update(store={"backup_dir": 7}), "'store.backup_dir' must be a directory for backups"),
+        (lambda d: d.update(store={"backups": "b"}), "did you mean 'store.backup_dir'"),
     ],
 )
 def test_node_config_errors_name_the_key(net, change, message):
@@ -136,6 +138,13 @@ def test_the_store_is_uncompressed_unless_configured(net):
     assert load_node_config(net.configs[0]).store.compression == "none"
     _edit(net.configs[1], lambda d: d.update(store={"compression": "snappy"}))
     assert load_node_config(net.configs[1]).store.compression == "snappy"
+
+
+def test_backups_go_beside_the_data_directory_unless_configured(net):
+    config = load_node_config(net.configs[0])
+    assert config.backup_dir == config.data_dir.parent / "backups"
+    _edit(net.configs[1], lambda d: d.update(store={"backup_dir": "../vault"}))
+    assert load_node_config(net.configs[1]).backup_dir == (net.configs[1].parent / "../vault").resolve()
 
 
 def test_an_api_token_file_must_hold_a_long_enough_token(tmp_path):

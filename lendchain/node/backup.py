@@ -1,0 +1,174 @@
+"""Backups of a chain store: a complete, checked copy of a data directory, taken while the node runs.
+
+LevelDB writes each block as one batch into its memtable (and log), and
+never changes a table file once written. A backup
+
+1. flushes the memtable into a table file (``ChainStore.flush_memtable``),
+   so the tables hold every block stored so far;
+2. links a snapshot of the tables inside the data directory
+   (``checksums.link_snapshot``): the store as it stood after some write
+   batch, so after a whole block, while the node goes on writing;
+3. copies the snapshot to ``.<name>.partial`` next to the destination and
+   opens the copy as a node would (the start-up consistency checks, then
+   every record read with its checksum);
+4. drops the copy's consensus WAL: the votes in it are this node's, and
+   older than the ones it has cast since, so a node restored from the
+   backup must not take them for its last word (it starts like a node whose
+   store came from a peer, and catches up);
+5. writes ``lendchain-backup.json`` (chain, node, height, head, state root),
+   syncs every file and renames the directory to its name. A directory under
+   that name is complete; a failed or interrupted backup leaves nothing there.
+
+The copy is a data directory: a node started on it (``data_dir``) resumes
+from its height and fetches the rest from its peers, and ``lendchain
+verify-chain --data-dir`` replays it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lendchain.node.checksums import link_snapshot
+from lendchain.node.store import ChainStore, StoreError
+
+BACKUP_FORMAT = "lendchain-backup/1"
+INFO_FILE = "lendchain-backup.json"
+SNAPSHOT_DIR = "backup-snapshot"  # inside the data directory, for the hard links
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ATTEMPTS = 5  # a table compacted away between the MANIFEST copy and its link: try again
+
+
+class BackupError(Exception):
+    """A backup that was not taken; nothing is left under its name.
+
+    ``code``: ``bad_name``, ``exists``, ``busy`` (another backup runs),
+    ``stopping`` (the node is) or ``failed`` (the store or the disk).
+    """
+
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_name(node: str, height: int, now_s: float) -> str:
+    """``<node>-h<height>-<UTC time>``: sorts by node, then by height."""
+    stamp = datetime.fromtimestamp(now_s, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{node}-h{height:010d}-{stamp}"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a plain directory name (letters, digits, ``.``, ``_``, ``-``), else BackupError."""
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise BackupError(
+            f"backup name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            "bad_name",
+        )
+    return name
+
+
+def take_backup(store: ChainStore, dest: Path, node: str) -> dict[str, Any]:
+    """Copy the open ``store`` (its node may be running) to the new directory ``dest``; its info.
+
+    Blocking, and long for a large store: call it from a thread. Stops with
+    BackupError when the store starts closing.
+    """
+    if dest.exists():
+        raise BackupError(f"{dest} already exists; choose another name", "exists")
+    partial = dest.with_name(f".{dest.name}.partial")
+    started = time.monotonic()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        last: StoreError | None = None
+        for _ in range(_ATTEMPTS):
+            try:
+                head = _copy(store, partial)
+                break
+            except StoreError as e:
+                last = e
+        else:
+            raise BackupError(f"cannot back up {store.path}: no copy read back in {_ATTEMPTS} tries ({last})")
+        info = {
+            "format": BACKUP_FORMAT,
+            "node": node,
+            "chain_id": store.genesis.chain_id,
+            "genesis_hash": store.genesis.hash().hex(),
+            "height": head.height,
+            "head_hash": head.hash.hex(),
+            "state_root": head.state_root.hex(),
+            "block_time_ms": head.timestamp_ms,
+            "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        (partial / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        size = _sync_files(partial)
+        os.rename(partial, dest)
+        _sync_dir(dest.parent)
+    except OSError as e:
+        raise BackupError(f"backup to {dest} failed: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already once renamed
+    return {**info, "path": str(dest), "bytes": size, "seconds": round(time.monotonic() - started, 2)}
+
+
+def _copy(store: ChainStore, partial: Path) -> Any:
+    """One attempt: ``partial`` becomes a checked copy of the store without its WAL; the copy's head.
+
+    StoreError: the copy does not open (a table went between the MANIFEST copy
+    and its link), or the store is damaged (then every attempt says so).
+    """
+    _stop_if_closing(store)
+    shutil.rmtree(partial, ignore_errors=True)
+    store.flush_memtable()
+    snapshot = store.path / SNAPSHOT_DIR
+    try:
+        link_snapshot(store.path, snapshot)
+        partial.mkdir()
+        for item in sorted(snapshot.iterdir()):
+            _stop_if_closing(store)
+            shutil.copyfile(item, partial / item.name)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+    copy = ChainStore.open(partial, store.genesis, create=False)
+    try:
+        copy.wal_write([(key, b"") for key, _ in copy.wal_items()])
+        while not copy.wait_verified(1.0):  # raises the damage it finds
+            _stop_if_closing(store)
+        return copy.head()
+    finally:
+        copy.close()
+
+
+def _stop_if_closing(store: ChainStore) -> None:
+    if store.closing.is_set():
+        raise BackupError("the node is stopping; backup abandoned", "stopping")
+
+
+def _sync_files(directory: Path) -> int:
+    """fsync every file in ``directory`` and the directory itself; their total size."""
+    size = 0
+    for item in directory.iterdir():
+        if not item.is_file():
+            continue
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            size += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    _sync_dir(directory)
+    return size
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

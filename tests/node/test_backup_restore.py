@@ -1,0 +1,88 @@
+"""Four real node processes: a member backs up its running node, loses its data, and restores it.
+
+The backup is taken through the CLI while the network commits; the member
+later starts on it in place of its data directory, catches up from its peers
+and votes again: with another member stopped, blocks commit only with it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from lendchain.client import NodeError
+from lendchain.node.cluster import Cluster, free_port_block
+from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client, committed_everywhere, lendchain_cli, register
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
+    p2p = free_port_block(8)
+    api = free_port_block(8, start=p2p + 20)
+    net = tmp_path / "net"
+    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster(list(layout.configs), tmp_path / "logs")
+    cluster.start_all()
+    config = str(net / "bank2.toml")
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        with client(cluster, "bank1") as c:
+            before = [register(c) for _ in range(3)]
+        committed_everywhere(cluster, before, ["bank1", "bank2"])
+
+        taken = lendchain_cli("--json", "backup", "--config", config, "--name", "nightly")
+        assert taken.returncode == 0, taken.stderr
+        info = json.loads(taken.stdout)
+        backup_dir = net / "data" / "backups" / "nightly"  # the default: beside the data directory
+        assert info["path"] == str(backup_dir) and info["node"] == "bank2" and info["height"] >= 1
+        assert (
+            json.loads((backup_dir / "lendchain-backup.json").read_text())["head_hash"] == info["head_hash"]
+        )
+        assert "backup of height" in cluster["bank2"].log_path.read_text()
+
+        # The same name again, a name that is a path, and a direct copy of a store in use: refused.
+        again = lendchain_cli("backup", "--config", config, "--name", "nightly")
+        assert again.returncode == 1 and "already exists; choose another name" in again.stderr
+        with client(cluster, "bank2") as c:
+            with pytest.raises(NodeError) as refused:
+                c.backup("../outside")
+            assert (refused.value.status, refused.value.code) == (400, "backup_bad_name")
+        offline = lendchain_cli("backup", "--offline", "--config", config)
+        assert (
+            offline.returncode == 1
+            and "without --offline the running node takes the backup" in offline.stderr
+        )
+
+        # The backup replays on its own, while its node runs on.
+        verified = lendchain_cli("--json", "verify-chain", "--config", config, "--data-dir", str(backup_dir))
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["height"] == info["height"]
+
+        with client(cluster, "bank1") as c:
+            after = [register(c) for _ in range(3)]
+        committed_everywhere(cluster, after, ["bank1", "bank2"])
+
+        # bank2 loses its data directory and comes back from the backup.
+        cluster.stop("bank2")
+        cold = lendchain_cli("--json", "backup", "--offline", "--config", config, "--name", "cold")
+        assert cold.returncode == 0, cold.stderr
+        assert json.loads(cold.stdout)["height"] > info["height"]  # bank2 had the later blocks
+        data_dir = net / "data" / "bank2"
+        shutil.rmtree(data_dir)
+        shutil.copytree(backup_dir, data_dir)
+        cluster.start("bank2")
+        cluster.wait_healthy(["bank2"], timeout_s=90)
+        committed_everywhere(cluster, before + after, ["bank2"])
+
+        # With bank4 stopped, three members are left: a block commits only if bank2 votes.
+        cluster.stop("bank4")
+        with client(cluster, "bank1") as c:
+            last = [register(c)]
+        committed_everywhere(cluster, last, ["bank1", "bank2", "bank3"], timeout_s=90)
+        cluster.wait_agree(["bank1", "bank2", "bank3"], timeout_s=30)
+    finally:
+        cluster.stop_all()
