@@ -153,9 +153,10 @@ def test_all_four_healthy_and_a_loan_commits_on_all_with_one_block_hash(net, com
     steps.append(bank1.send(borrower, "loan.accept", {"loan_id": loan_id, "offer_id": steps[-1]["id"]}))
     steps.append(bank1.send(lender, "loan.disburse", {"loan_id": loan_id}))
     committed.extend(s["id"] for s in steps)
+    committed_everywhere(net, [s["id"] for s in steps], NODES)  # a node may not know a tx yet: 404
     for node in NODES:
         for step in steps:
-            status = net.client(node).wait_tx(step["id"], 30)
+            status = net.client(node).tx(step["id"])
             assert (status["height"], status["block_hash"]) == (step["height"], step["block_hash"]), node
         loan = net.client(node).get(f"/loans/{loan_id}")
         assert loan["state"] == "disbursed" and loan["outstanding_principal"] == 250_000
