@@ -78,12 +78,16 @@ class NodeClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def backup(self, name: str | None = None, timeout_s: float = 3600.0) -> dict[str, Any]:
+    def backup(
+        self, name: str | None = None, keep: int | None = None, timeout_s: float = 3600.0
+    ) -> dict[str, Any]:
         """Have the node copy its store to its ``backup_dir`` (``POST /backups``); the backup's info.
 
+        ``keep``: then delete the node's older backups but the newest ``keep``.
         A large store takes minutes to copy and read back, hence the long timeout.
         """
-        return self.request("POST", "/backups", json={"name": name} if name else {}, timeout=timeout_s)
+        body = {key: value for key, value in (("name", name), ("keep", keep)) if value is not None}
+        return self.request("POST", "/backups", json=body, timeout=timeout_s)
 
     # -- chain ------------------------------------------------------------------
 

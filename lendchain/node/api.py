@@ -74,7 +74,7 @@ class NodeFacade(Protocol):
     def query(self, kind: str, ref: str) -> dict[str, Any] | None: ...
     def status(self) -> dict[str, Any]: ...
     def is_ready(self) -> bool: ...
-    async def backup(self, name: str | None) -> dict[str, Any]: ...
+    async def backup(self, name: str | None, keep: int | None) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -374,12 +374,21 @@ def build_app(
     async def backup(request: Request) -> Any:
         doc = await _json_body(request, limits.max_body_bytes, empty={})
         name = doc.get("name") if isinstance(doc, dict) else None
-        if not isinstance(doc, dict) or not isinstance(name, str | None):
-            raise ApiError(400, "bad_request", 'body must be {} or {"name": "<directory name>"}')
+        keep = doc.get("keep") if isinstance(doc, dict) else None
+        if (
+            not isinstance(doc, dict)
+            or set(doc) - {"name", "keep"}
+            or not isinstance(name, str | None)
+            or not (keep is None or type(keep) is int)
+        ):
+            raise ApiError(
+                400, "bad_request", 'body must be {} or {"name": "<directory name>", "keep": <count>}'
+            )
         try:
-            return JSONResponse(await node.backup(name), status_code=201)
+            return JSONResponse(await node.backup(name, keep), status_code=201)
         except BackupError as e:
-            status = {"bad_name": 400, "exists": 409, "busy": 409, "stopping": 503}.get(e.code, 500)
+            status = {"exists": 409, "busy": 409, "stopping": 503}.get(e.code, 500)
+            status = 400 if e.code.startswith("bad_") else status
             raise ApiError(status, "backup_" + e.code, str(e)) from None
 
     async def metrics(request: Request) -> Any:

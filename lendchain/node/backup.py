@@ -48,7 +48,7 @@ _ATTEMPTS = 5  # a table compacted away between the MANIFEST copy and its link: 
 class BackupError(Exception):
     """A backup that was not taken; nothing is left under its name.
 
-    ``code``: ``bad_name``, ``exists``, ``busy`` (another backup runs),
+    ``code``: ``bad_name``, ``bad_request``, ``exists``, ``busy`` (another backup runs),
     ``stopping`` (the node is) or ``failed`` (the store or the disk).
     """
 
@@ -172,3 +172,34 @@ def _sync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def node_backups(backup_dir: Path, node: str, chain_id: str) -> list[tuple[dict[str, Any], Path]]:
+    """This node's complete backups of this chain in ``backup_dir``, oldest first (written, then height).
+
+    By when written, not by height: a node restored from an old backup writes
+    lower heights than its backups from before, and those are its newest.
+
+    Only directories whose ``lendchain-backup.json`` names the node and chain
+    count; anything else there is not a backup of this node's and is left alone.
+    """
+    found = []
+    for path in backup_dir.glob(f"*/{INFO_FILE}"):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("node") == node and info.get("chain_id") == chain_id:
+            found.append((info, path.parent))
+    return sorted(found, key=lambda item: (str(item[0].get("created_utc", "")), item[0].get("height", 0)))
+
+
+def prune_backups(backup_dir: Path, node: str, chain_id: str, keep: int, taken: Path) -> list[str]:
+    """Delete this node's backups of this chain but the newest ``keep``, never ``taken``; the names deleted."""
+    if keep < 1:
+        raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
+    others = [path for _, path in node_backups(backup_dir, node, chain_id) if path != taken]
+    doomed = others[: max(0, len(others) - (keep - 1))]
+    for path in doomed:
+        shutil.rmtree(path)
+    return [path.name for path in doomed]

@@ -31,7 +31,14 @@ from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
-from lendchain.node.backup import BackupError, check_name, default_name, take_backup
+from lendchain.node.backup import (
+    BackupError,
+    check_name,
+    default_name,
+    node_backups,
+    prune_backups,
+    take_backup,
+)
 from lendchain.node.byzantine import ByzantineSender
 from lendchain.node.config import NodeConfig, read_api_token
 from lendchain.node.driver import (
@@ -88,6 +95,10 @@ class Node(NodeViews, GossipIntake):
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
+        backups = node_backups(config.backup_dir, config.name, genesis.chain_id)
+        if backups:  # so "no backup for a day" alerts survive a restart
+            newest, path = backups[-1]
+            self.metrics.observe_backup(newest["height"], (path / "lendchain-backup.json").stat().st_mtime)
         self.voting = member.voting
         self.members = [(m.name, m.public_key) for m in genesis.members]
         self.replica: Replica | None = None
@@ -220,26 +231,35 @@ class Node(NodeViews, GossipIntake):
         app = build_app(self, self.api_token, self.config.api_limits)
         await serve(app, cfg, task_status=task_status)
 
-    async def backup(self, name: str | None) -> dict[str, Any]:
+    async def backup(self, name: str | None, keep: int | None = None) -> dict[str, Any]:
         """Copy the store to ``backup_dir/name`` in a thread while the node runs (``backup.py``).
 
-        One at a time; BackupError (with its ``code``) when it was not taken.
+        With ``keep``, then delete this node's older backups but the newest
+        ``keep``. One at a time; BackupError (with its ``code``) when it was not taken.
         """
         if self._backup_running:
             raise BackupError("a backup of this node is already running; wait for it", "busy")
+        if keep is not None and keep < 1:
+            raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
         name = check_name(name or default_name(self.config.name, self.store.head().height, time.time()))
-        dest = self.config.backup_dir / name
+        where, node, chain_id = self.config.backup_dir, self.config.name, self.genesis.chain_id
         self._backup_running = True
         try:
             # Abandoned on cancel: the thread stops at its next step once the store closes.
             info = await trio.to_thread.run_sync(
-                take_backup, self.store, dest, self.config.name, abandon_on_cancel=True
+                take_backup, self.store, where / name, node, abandon_on_cancel=True
             )
+            if keep is not None:
+                info["pruned"] = await trio.to_thread.run_sync(
+                    prune_backups, where, node, chain_id, keep, where / name
+                )
         except BackupError as e:
+            self.metrics.backups_failed.inc()
             self.log.warning("backup %s not taken: %s", name, e)
             raise
         finally:
             self._backup_running = False
+        self.metrics.observe_backup(info["height"], time.time())
         self.log.info(
             "backup of height %d written to %s (%d bytes in %.1f s)",
             info["height"],

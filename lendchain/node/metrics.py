@@ -133,6 +133,19 @@ class NodeMetrics:
         self.relay_failures = Counter(
             "lendchain_relay_failures", "relays to the primary that failed or were dropped", registry=r
         )
+        self.backup_height = Gauge(
+            "lendchain_backup_height", "height of this node's newest backup (0: none found)", registry=r
+        )
+        self.backup_time = Gauge(
+            "lendchain_backup_timestamp_seconds",
+            "when this node's newest backup was written (Unix time; 0: none found)",
+            registry=r,
+        )
+        self.backups_failed = Counter(
+            "lendchain_backups_failed",
+            "backups started and not written (name taken, disk, damage; see the log)",
+            registry=r,
+        )
         self._last_commit = 0.0
         self._last_view = 0
         self._last_request_timeouts = 0
@@ -158,6 +171,10 @@ class NodeMetrics:
         if timeouts > self._last_request_timeouts:
             self.request_timeouts.inc(timeouts - self._last_request_timeouts)
             self._last_request_timeouts = timeouts
+
+    def observe_backup(self, height: int, written_s: float) -> None:
+        self.backup_height.set(height)
+        self.backup_time.set(written_s)
 
     def observe_rules(self, reader: StateReader, height: int) -> None:
         rules = rules_status(reader, height)

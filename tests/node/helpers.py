@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
@@ -73,3 +76,17 @@ def vote_through(
             )
             c.submit(vote)
             assert c.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+
+
+def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> float:
+    """Sum of a Prometheus series on ``name``'s /metrics whose labels include ``labels``."""
+    text = httpx.get(cluster[name].url + "/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{metric_name}(?:\{{(.*)\}})? (\S+)$", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total

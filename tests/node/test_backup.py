@@ -8,7 +8,15 @@ import threading
 import pytest
 
 from lendchain.node import backup as backup_module
-from lendchain.node.backup import INFO_FILE, BackupError, check_name, default_name, take_backup
+from lendchain.node.backup import (
+    INFO_FILE,
+    BackupError,
+    check_name,
+    default_name,
+    node_backups,
+    prune_backups,
+    take_backup,
+)
 from lendchain.node.replay import verify_chain
 from lendchain.node.store import ChainStore, StoreError
 from tests.ledger.chain import Chain, make_genesis
@@ -128,3 +136,37 @@ def test_names_that_are_not_plain_directory_names_are_refused(name):
 def test_default_names_sort_by_node_then_height():
     assert default_name("bank1", 42, 0) == "bank1-h0000000042-19700101T000000Z"
     assert check_name(default_name("bank1", 42, 1.8e9)) < check_name(default_name("bank1", 1000, 1.7e9))
+
+
+def _fake_backup(
+    where, name: str, node: str, height: int, chain_id: str = "chain-a", created: str = ""
+) -> None:
+    (where / name).mkdir(parents=True)
+    info = {
+        "node": node,
+        "chain_id": chain_id,
+        "height": height,
+        "created_utc": created or f"2026-12-05T0{height}",
+    }
+    (where / name / INFO_FILE).write_text(json.dumps(info))
+
+
+def test_pruning_keeps_the_newest_of_this_nodes_backups_and_touches_nothing_else(tmp_path):
+    for name, node, height in [
+        ("a3", "bank1", 3),
+        ("a1", "bank1", 1),
+        ("a2", "bank1", 2),
+        ("b9", "bank2", 9),
+    ]:
+        _fake_backup(tmp_path, name, node, height)
+    _fake_backup(tmp_path, "other-chain", "bank1", 0, chain_id="chain-b")
+    (tmp_path / "notes").mkdir()  # not a backup
+    (tmp_path / "half" / "x").mkdir(parents=True)  # a directory without an info file
+    assert [path.name for _, path in node_backups(tmp_path, "bank1", "chain-a")] == ["a1", "a2", "a3"]
+    assert prune_backups(tmp_path, "bank1", "chain-a", keep=2, taken=tmp_path / "a3") == ["a1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a2", "a3", "b9", "half", "notes", "other-chain"]
+    # Restored from an old backup, the node's newest backup is at a lower height: it stays.
+    _fake_backup(tmp_path, "restored", "bank1", 1, created="2026-12-06")
+    assert prune_backups(tmp_path, "bank1", "chain-a", keep=1, taken=tmp_path / "restored") == ["a2", "a3"]
+    with pytest.raises(BackupError, match="keep must be at least 1"):
+        prune_backups(tmp_path, "bank1", "chain-a", keep=0, taken=tmp_path / "restored")

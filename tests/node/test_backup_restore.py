@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from lendchain.client import NodeError
 from lendchain.node.cluster import Cluster, free_port_block
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, committed_everywhere, lendchain_cli, register
+from tests.node.helpers import client, committed_everywhere, lendchain_cli, metric, register
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +44,7 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
             json.loads((backup_dir / "lendchain-backup.json").read_text())["head_hash"] == info["head_hash"]
         )
         assert "backup of height" in cluster["bank2"].log_path.read_text()
+        assert metric(cluster, "bank2", "lendchain_backup_height") == info["height"]
 
         # The same name again, a name that is a path, and a direct copy of a store in use: refused.
         again = lendchain_cli("backup", "--config", config, "--name", "nightly")
@@ -51,6 +53,11 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
             with pytest.raises(NodeError) as refused:
                 c.backup("../outside")
             assert (refused.value.status, refused.value.code) == (400, "backup_bad_name")
+            with pytest.raises(NodeError) as refused:
+                c.backup("fine", keep=0)
+            assert (refused.value.status, refused.value.code) == (400, "backup_bad_request")
+        # Counted: the backup that could not be written ("already exists"), not the refused requests.
+        assert metric(cluster, "bank2", "lendchain_backups_failed_total") == 1
         offline = lendchain_cli("backup", "--offline", "--config", config)
         assert (
             offline.returncode == 1
@@ -68,15 +75,23 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
 
         # bank2 loses its data directory and comes back from the backup.
         cluster.stop("bank2")
-        cold = lendchain_cli("--json", "backup", "--offline", "--config", config, "--name", "cold")
+        cold = lendchain_cli(
+            "--json", "backup", "--offline", "--config", config, "--name", "cold", "--keep", "2"
+        )
         assert cold.returncode == 0, cold.stderr
-        assert json.loads(cold.stdout)["height"] > info["height"]  # bank2 had the later blocks
+        cold_info = json.loads(cold.stdout)
+        assert cold_info["height"] > info["height"] and cold_info["pruned"] == []  # bank2 had later blocks
         data_dir = net / "data" / "bank2"
         shutil.rmtree(data_dir)
         shutil.copytree(backup_dir, data_dir)
         cluster.start("bank2")
         cluster.wait_healthy(["bank2"], timeout_s=90)
+        assert metric(cluster, "bank2", "lendchain_backup_height") == cold_info["height"]  # found at start
         committed_everywhere(cluster, before + after, ["bank2"])
+        with client(cluster, "bank2") as c:
+            newest = c.backup(keep=1)
+        assert newest["pruned"] == ["nightly", "cold"]
+        assert [p.name for p in backup_dir.parent.iterdir()] == [Path(newest["path"]).name]
 
         # With bank4 stopped, three members are left: a block commits only if bank2 votes.
         cluster.stop("bank4")

@@ -8,17 +8,15 @@ in their metrics and logs. Waiting is always on a condition with a deadline.
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lendchain.crypto import SigningKey
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, committed_everywhere, register
+from tests.node.helpers import client, committed_everywhere, metric, register
 
 
 def submit(cluster: Cluster, names: list[str], count: int) -> list[str]:
@@ -62,20 +60,6 @@ def assert_honest_agree(cluster: Cluster, honest: list[str]) -> int:
         hashes = {cluster[n].get(f"/blocks/{height}")["hash"] for n in honest}
         assert len(hashes) == 1, f"honest members disagree at height {height}: {hashes}"
     return head
-
-
-def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> float:
-    """Sum of a Prometheus series on ``name``'s /metrics whose labels include ``labels``."""
-    text = httpx.get(cluster[name].url + "/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{metric_name}(?:\{{(.*)\}})? (\S+)$", line)
-        if not match:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
 
 
 def log_of(cluster: Cluster, name: str) -> str:
