@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import click
 
-from lendchain.cli.chain import backup, block, status, tx, verify_chain
+from lendchain.cli.backup import backup, restore
+from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.keys import keys
@@ -47,6 +48,7 @@ for command in (
     loan,
     verify_chain,
     backup,
+    restore,
     docker,
     *DOMAIN_COMMANDS,
 ):

@@ -190,69 +190,6 @@ def verify_chain(ctx: click.Context, config_path: str, data_dir: str | None) -> 
     emit(ctx, value, lambda v: f"ok: {v['blocks']} blocks replayed and certified up to height {v['height']}")
 
 
-@click.command()
-@click.option("--name", help="The backup's directory name (default: NODE-hHEIGHT-UTCTIME).")
-@click.option(
-    "--keep",
-    type=click.IntRange(min=1),
-    help="Then delete this node's older backups (of this chain) but the newest KEEP.",
-)
-@click.option(
-    "--offline",
-    is_flag=True,
-    help="Back up a stopped node's data directory directly (needs --config), not through its API.",
-)
-@client_options
-@click.pass_context
-@user_errors
-def backup(ctx: click.Context, name: str | None, keep: int | None, offline: bool, **kw: Any) -> None:
-    """Copy a node's chain store to its backup_dir while it runs: complete, checked, restorable."""
-    if offline:
-        value = _offline_backup(kw["config_path"], name, keep)
-    else:
-        with client_from(kw) as client:
-            value = client.backup(name, keep)
-
-    def human(v: dict[str, Any]) -> str:
-        pruned = v.get("pruned")
-        return (
-            f"backup of {v['node']} at height {v['height']} (head {v['head_hash'][:16]}) in {v['path']}\n"
-            f"{v['bytes'] / 1e6:.1f} MB in {v['seconds']} s; restore: stop the node, put this directory "
-            "in place of its data_dir, start it"
-            + (f"\ndeleted older backups: {', '.join(pruned)}" if pruned else "")
-        )
-
-    emit(ctx, value, human)
-
-
-def _offline_backup(config_path: str | None, name: str | None, keep: int | None) -> dict[str, Any]:
-    import time
-
-    from lendchain.node.backup import BackupError, check_name, default_name, prune_backups, take_backup
-    from lendchain.node.config import load_node_config
-    from lendchain.node.store import ChainStore, StoreError
-
-    if not config_path:
-        raise click.ClickException("--offline needs --config: the node whose data directory to copy")
-    config = load_node_config(config_path)
-    try:
-        store = ChainStore.open(config.data_dir, config.genesis, create=False)
-    except StoreError as e:
-        hint = "; without --offline the running node takes the backup" if "in use" in str(e) else ""
-        raise click.ClickException(f"{e}{hint}") from None
-    try:
-        chosen = check_name(name or default_name(config.name, store.head().height, time.time()))
-        info = take_backup(store, config.backup_dir / chosen, config.name)
-        if keep is not None:
-            where = config.backup_dir
-            info["pruned"] = prune_backups(where, config.name, config.genesis.chain_id, keep, where / chosen)
-        return info
-    except BackupError as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        store.close()
-
-
 @tx.command("status")
 @click.argument("tx_id")
 @client_options

@@ -81,9 +81,10 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
         assert cold.returncode == 0, cold.stderr
         cold_info = json.loads(cold.stdout)
         assert cold_info["height"] > info["height"] and cold_info["pruned"] == []  # bank2 had later blocks
-        data_dir = net / "data" / "bank2"
-        shutil.rmtree(data_dir)
-        shutil.copytree(backup_dir, data_dir)
+        shutil.rmtree(net / "data" / "bank2")
+        restored = lendchain_cli("--json", "restore", str(backup_dir), "--config", config)
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["height"] == info["height"]
         cluster.start("bank2")
         cluster.wait_healthy(["bank2"], timeout_s=90)
         assert metric(cluster, "bank2", "lendchain_backup_height") == cold_info["height"]  # found at start
