@@ -58,7 +58,9 @@ def test_a_healthy_data_directory_needs_force(node):
     backup = backed_up(node, "b1")
     result = cli("restore", backup, "--config", str(node.path))
     assert result.exit_code == 1
-    assert "opens cleanly at height 0 (the backup is at 0); pass --force to replace it anyway" in result.output
+    assert (
+        "opens cleanly at height 0 (the backup is at 0); pass --force to replace it anyway" in result.output
+    )
     assert sorted(p.name for p in node.data_dir.parent.iterdir()) == ["backups", "bank1"]
     assert cli("restore", backup, "--config", str(node.path), "--force").exit_code == 0
 
