@@ -198,6 +198,7 @@ class Network:
         return {
             **self._counters,
             "connected": len(self.connected_members()),
+            "members": len(self._links),  # the other consortium nodes: all connected when healthy
             "queued": sum(len(link.queue) for link in self._links.values()),
             "gossip_peers": len(self.gossip_members()),
         }
