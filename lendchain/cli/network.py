@@ -75,8 +75,13 @@ def testnet(
 @click.option(
     "--passphrase-file", type=click.Path(dir_okay=False), help="Overrides the config's passphrase_file."
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Make every check a start makes (config, keys, data directory, rules, ports), then exit.",
+)
 @user_errors
-def start(config_path: str, passphrase_file: str | None) -> None:
+def start(config_path: str, passphrase_file: str | None, check: bool) -> None:
     """Run a node in the foreground until SIGINT or SIGTERM."""
     config = load_node_config(config_path)
     if passphrase_file is None and config.passphrase_file is not None:
@@ -86,6 +91,15 @@ def start(config_path: str, passphrase_file: str | None) -> None:
     # The key this member rotates to: encrypted or not, with the same passphrase as the node key.
     next_key = read_key_file(config.next_key_file, passphrase) if config.next_key_file else None
     forget_env_passphrase()  # both keys are open: the node never needs it again
+    if check:
+        from lendchain.node.precheck import PrecheckFailed, precheck
+
+        try:
+            click.echo("\n".join(precheck(config, key, next_key)))
+        except PrecheckFailed as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.code)
+        return
     from lendchain.node.daemon import run_node  # after the checks: importing the daemon is slow
 
     tune_gc()

@@ -27,6 +27,7 @@ verify-chain --data-dir`` replays it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,7 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from lendchain.node.checksums import link_snapshot
+from lendchain.node.config import NodeConfig
 from lendchain.node.store import ChainStore, StoreError
 
 BACKUP_FORMAT = "lendchain-backup/1"
@@ -203,3 +207,56 @@ def prune_backups(backup_dir: Path, node: str, chain_id: str, keep: int, taken: 
     for path in doomed:
         shutil.rmtree(path)
     return [path.name for path in doomed]
+
+
+class NodeBackups:
+    """A running node's backups (``POST /backups``): one at a time, in a thread, counted in metrics."""
+
+    def __init__(self, config: NodeConfig, store: ChainStore, metrics: Any, log: logging.Logger) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.log = log
+        self.running = False
+        found = node_backups(config.backup_dir, config.name, config.genesis.chain_id)
+        if found:  # so "no backup for a day" alerts survive a restart
+            newest, path = found[-1]
+            metrics.observe_backup(newest["height"], (path / INFO_FILE).stat().st_mtime)
+
+    async def take(self, name: str | None, keep: int | None) -> dict[str, Any]:
+        """Copy the store to ``backup_dir/name``; with ``keep``, then prune (``prune_backups``).
+
+        BackupError (with its ``code``) when it was not taken.
+        """
+        if self.running:
+            raise BackupError("a backup of this node is already running; wait for it", "busy")
+        if keep is not None and keep < 1:
+            raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
+        config = self.config
+        name = check_name(name or default_name(config.name, self.store.head().height, time.time()))
+        where, node, chain_id = config.backup_dir, config.name, config.genesis.chain_id
+        self.running = True
+        try:
+            # Abandoned on cancel: the thread stops at its next step once the store closes.
+            info = await trio.to_thread.run_sync(
+                take_backup, self.store, where / name, node, abandon_on_cancel=True
+            )
+            if keep is not None:
+                info["pruned"] = await trio.to_thread.run_sync(
+                    prune_backups, where, node, chain_id, keep, where / name
+                )
+        except BackupError as e:
+            self.metrics.backups_failed.inc()
+            self.log.warning("backup %s not taken: %s", name, e)
+            raise
+        finally:
+            self.running = False
+        self.metrics.observe_backup(info["height"], time.time())
+        self.log.info(
+            "backup of height %d written to %s (%d bytes in %.1f s)",
+            info["height"],
+            info["path"],
+            info["bytes"],
+            info["seconds"],
+        )
+        return info

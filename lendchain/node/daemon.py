@@ -31,14 +31,7 @@ from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
-from lendchain.node.backup import (
-    BackupError,
-    check_name,
-    default_name,
-    node_backups,
-    prune_backups,
-    take_backup,
-)
+from lendchain.node.backup import NodeBackups
 from lendchain.node.byzantine import ByzantineSender
 from lendchain.node.config import NodeConfig, read_api_token
 from lendchain.node.driver import (
@@ -70,19 +63,20 @@ OBSERVER_POLL_S = 0.5
 
 class Node(NodeViews, GossipIntake):
     def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
+        self.store = ChainStore.open(
+            config.data_dir, config.genesis, create=True, compression=config.store.compression
+        )
+        try:
+            self._build(config, key, next_key)
+        except BaseException:
+            self.store.close()  # its checksum thread too (``start --check`` goes on after this)
+            raise
+
+    def _build(self, config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -> None:
+        """Everything after the store is open (``__init__`` closes it if this raises)."""
         genesis = config.genesis
         member = config.member
-        self.store = ChainStore.open(
-            config.data_dir, genesis, create=True, compression=config.store.compression
-        )
-        self.member_keys = member_keys(genesis, self.store)
-        self.signers = member_signers(self.store)  # members' rotated keys, by did:key
-        if key.public_key not in self.member_keys[config.name]:
-            raise ValueError(
-                f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
-                f"lists {member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
-                f"executed); use {config.name}'s key"
-            )
+        self._check_key(config, key)
         if next_key is None and config.next_key_file:  # `lendchain start` reads it with the passphrase
             next_key = read_key_file(config.next_key_file)
         self.config = config
@@ -95,10 +89,7 @@ class Node(NodeViews, GossipIntake):
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
-        backups = node_backups(config.backup_dir, config.name, genesis.chain_id)
-        if backups:  # so "no backup for a day" alerts survive a restart
-            newest, path = backups[-1]
-            self.metrics.observe_backup(newest["height"], (path / "lendchain-backup.json").stat().st_mtime)
+        self.backups = NodeBackups(config, self.store, self.metrics, self.log)
         self.voting = member.voting
         self.members = [(m.name, m.public_key) for m in genesis.members]
         self.replica: Replica | None = None
@@ -181,10 +172,19 @@ class Node(NodeViews, GossipIntake):
         self._started = time.monotonic()
         self._recent_commits: deque[float] = deque(maxlen=512)
         self._ready = False
-        self._backup_running = False
         self._observer_target = 0
         # Test-only traffic delay (fault file "delay_ms"): frames wait here.
         self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
+
+    def _check_key(self, config: NodeConfig, key: SigningKey) -> None:
+        self.member_keys = member_keys(config.genesis, self.store)
+        self.signers = member_signers(self.store)  # members' rotated keys, by did:key
+        if key.public_key not in self.member_keys[config.name]:
+            raise ValueError(
+                f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
+                f"lists {config.member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
+                f"executed); use {config.name}'s key"
+            )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -232,42 +232,7 @@ class Node(NodeViews, GossipIntake):
         await serve(app, cfg, task_status=task_status)
 
     async def backup(self, name: str | None, keep: int | None = None) -> dict[str, Any]:
-        """Copy the store to ``backup_dir/name`` in a thread while the node runs (``backup.py``).
-
-        With ``keep``, then delete this node's older backups but the newest
-        ``keep``. One at a time; BackupError (with its ``code``) when it was not taken.
-        """
-        if self._backup_running:
-            raise BackupError("a backup of this node is already running; wait for it", "busy")
-        if keep is not None and keep < 1:
-            raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
-        name = check_name(name or default_name(self.config.name, self.store.head().height, time.time()))
-        where, node, chain_id = self.config.backup_dir, self.config.name, self.genesis.chain_id
-        self._backup_running = True
-        try:
-            # Abandoned on cancel: the thread stops at its next step once the store closes.
-            info = await trio.to_thread.run_sync(
-                take_backup, self.store, where / name, node, abandon_on_cancel=True
-            )
-            if keep is not None:
-                info["pruned"] = await trio.to_thread.run_sync(
-                    prune_backups, where, node, chain_id, keep, where / name
-                )
-        except BackupError as e:
-            self.metrics.backups_failed.inc()
-            self.log.warning("backup %s not taken: %s", name, e)
-            raise
-        finally:
-            self._backup_running = False
-        self.metrics.observe_backup(info["height"], time.time())
-        self.log.info(
-            "backup of height %d written to %s (%d bytes in %.1f s)",
-            info["height"],
-            info["path"],
-            info["bytes"],
-            info["seconds"],
-        )
-        return info
+        return await self.backups.take(name, keep)
 
     def is_ready(self) -> bool:
         return self._ready and (self.driver is None or self.driver.sync_target <= self.store.head().height)
