@@ -85,6 +85,18 @@ def emit(ctx: click.Context, value: Any, human: Callable[[Any], str] | None = No
         click.echo(human(value))
 
 
+def config_option(help: str) -> Callable[[F], F]:
+    """``--config`` (required, or ``LENDCHAIN_CONFIG``): the node config a command works on."""
+    return click.option(
+        "--config",
+        "config_path",
+        required=True,
+        envvar="LENDCHAIN_CONFIG",
+        type=click.Path(dir_okay=False),
+        help=help,
+    )
+
+
 def client_options(fn: F) -> F:
     fn = click.option(
         "--node",

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, client_options, emit, user_errors
+from lendchain.cli._common import client_from, client_options, config_option, emit, user_errors
 
 
 @click.command()
@@ -81,14 +81,7 @@ def _offline_backup(config_path: str | None, name: str | None, keep: int | None)
 
 @click.command()
 @click.argument("backup_dir", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    envvar="LENDCHAIN_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="The (stopped) node whose data directory to restore.",
-)
+@config_option("The (stopped) node whose data directory to restore.")
 @click.option("--force", is_flag=True, help="Replace a data directory that still opens cleanly.")
 @click.pass_context
 @user_errors

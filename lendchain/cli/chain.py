@@ -10,6 +10,7 @@ import click
 from lendchain.cli._common import (
     client_from,
     client_options,
+    config_option,
     describe_tx,
     emit,
     send_tx,
@@ -131,14 +132,7 @@ def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
 
 
 @click.command("verify-chain")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    envvar="LENDCHAIN_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="The (stopped) node whose data directory to check.",
-)
+@config_option("The (stopped) node whose data directory to check.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),

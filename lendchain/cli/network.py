@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from lendchain.cli._common import emit, forget_env_passphrase, read_passphrase, user_errors
+from lendchain.cli._common import config_option, emit, forget_env_passphrase, read_passphrase, user_errors
 from lendchain.crypto import read_key_file
 from lendchain.node.config import load_node_config
 
@@ -64,14 +64,7 @@ def testnet(
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    envvar="LENDCHAIN_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="The node's TOML config.",
-)
+@config_option("The node's TOML config.")
 @click.option(
     "--passphrase-file", type=click.Path(dir_okay=False), help="Overrides the config's passphrase_file."
 )

@@ -13,7 +13,8 @@ import httpx
 
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
-from lendchain.node.cluster import Cluster, wait_for
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.testnet import generate_testnet
 
 
 def client(cluster: Cluster, name: str) -> NodeClient:
@@ -90,3 +91,17 @@ def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> floa
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total
+
+
+def start_testnet(tmp_path: Path, nodes: int = 4) -> tuple[Path, Cluster]:
+    """A generated ``nodes``-member testnet under ``tmp_path/net`` on free ports, every node started.
+
+    The caller stops it (``cluster.stop_all()`` in a ``finally``).
+    """
+    p2p = free_port_block(2 * nodes)
+    api = free_port_block(2 * nodes, start=p2p + 20)
+    net = tmp_path / "net"
+    layout = generate_testnet(net, nodes, p2p_base_port=p2p, api_base_port=api)
+    cluster = Cluster(list(layout.configs), tmp_path / "logs")
+    cluster.start_all()
+    return net, cluster

@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 
 from lendchain.client import NodeError
-from lendchain.node.cluster import Cluster, free_port_block
-from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, committed_everywhere, lendchain_cli, metric, register
+from tests.node.helpers import client, committed_everywhere, lendchain_cli, metric, register, start_testnet
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
-    p2p = free_port_block(8)
-    api = free_port_block(8, start=p2p + 20)
-    net = tmp_path / "net"
-    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api)
-    cluster = Cluster(list(layout.configs), tmp_path / "logs")
-    cluster.start_all()
+    net, cluster = start_testnet(tmp_path)
     config = str(net / "bank2.toml")
     try:
         cluster.wait_healthy(timeout_s=90)

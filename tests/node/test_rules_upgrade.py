@@ -16,9 +16,8 @@ import pytest
 from lendchain.client import NodeError
 from lendchain.crypto import SigningKey
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, RULES_VERSION
-from lendchain.node.cluster import Cluster, free_port_block, wait_for
-from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, lendchain_cli, propose_by_cli, vote_through
+from lendchain.node.cluster import wait_for
+from tests.node.helpers import client, lendchain_cli, propose_by_cli, start_testnet, vote_through
 
 pytestmark = pytest.mark.slow
 NAMES = ("bank1", "bank2", "bank3", "bank4")
@@ -26,12 +25,7 @@ NAMES = ("bank1", "bank2", "bank3", "bank4")
 
 def test_nodes_stop_before_rules_this_release_cannot_execute(tmp_path):
     assert RULES_VERSION == 1  # the test schedules version 2, which this release does not know
-    p2p = free_port_block(8)
-    api = free_port_block(8, start=p2p + 20)
-    net = tmp_path / "net"
-    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api)
-    cluster = Cluster(list(layout.configs), tmp_path / "logs")
-    cluster.start_all()
+    net, cluster = start_testnet(tmp_path)
     try:
         cluster.wait_healthy(timeout_s=90)
         # Three txs to execute it (a block each at most): 20 blocks is enough notice.
