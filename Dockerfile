@@ -68,9 +68,9 @@ ARG NODE_UID=10001
 RUN set -eux; \
     useradd --system --uid "${NODE_UID}" --gid 0 --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin lendchain; \
-    mkdir -p /data /config; \
-    chown "${NODE_UID}:0" /data; \
-    chmod 0770 /data
+    mkdir -p /data /backups /config; \
+    chown "${NODE_UID}:0" /data /backups; \
+    chmod 0770 /data /backups
 
 COPY --from=venv /opt/lendchain /opt/lendchain
 COPY docker/entrypoint.sh /usr/local/bin/lendchain-entrypoint
@@ -83,8 +83,9 @@ ENV PATH=/opt/lendchain/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 USER ${NODE_UID}:0
 WORKDIR /data
-# /config is bind-mounted read-only file by file; only the chain is a volume.
-VOLUME ["/data"]
+# /config is bind-mounted read-only file by file; the chain and its backups
+# (`lendchain backup`: backup_dir defaults to /backups beside /data) are volumes.
+VOLUME ["/data", "/backups"]
 EXPOSE 8100/tcp 47100/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/opt/lendchain/bin/python", "/usr/local/bin/lendchain-healthcheck"]

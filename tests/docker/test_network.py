@@ -20,7 +20,7 @@ from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node import dockernet
 from lendchain.node.config import load_genesis
-from lendchain.node.dockernet import DockerNet, DockerNetError, wait_for
+from lendchain.node.dockernet import DockerNet, DockerNetError, run_docker, wait_for
 from tests.docker.conftest import free_ports
 
 pytestmark = pytest.mark.docker
@@ -213,6 +213,23 @@ def test_the_regulator_follows_the_chain_read_only(net, committed):
     assert net.node_status("regulator1")["role"] != "member"
     assert net.client("regulator1").get(f"/blocks/{height}")["hash"] == net.block_hash("bank1", height)
     committed_everywhere(net, committed, ["regulator1"])
+
+
+def test_the_host_cli_backs_a_node_up_into_its_backup_volume(net, committed):
+    node = ["--node", net.api_url("bank3"), "--token-file", str(net.network_dir / "api.token")]
+    result = subprocess.run(
+        [sys.executable, "-m", "lendchain", "--json", "backup", *node, "--name", "from-the-host"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["path"] == "/backups/from-the-host" and info["node"] == "bank3" and info["height"] >= 1
+    inside = run_docker(
+        ["docker", "exec", net.container("bank3"), "cat", "/backups/from-the-host/lendchain-backup.json"]
+    )
+    assert json.loads(inside.stdout)["head_hash"] == info["head_hash"]
 
 
 def _load(net: DockerNet, nodes: list[str], stop: threading.Event, sent: list[str]) -> None:
