@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -40,11 +41,22 @@ def status(ctx: click.Context, **kw: Any) -> None:
                 f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
                 f"peers    {', '.join(v.get('peers', [])) or 'none'}",
                 f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
+                _backup_line(v.get("backup", {})),
                 *_rules_lines(v.get("rules")),
             ]
         )
 
     emit(ctx, value, human)
+
+
+def _backup_line(backup: dict[str, Any] | None) -> str:
+    """When and at what height this node's newest backup was written (``{}``: an older node)."""
+    if backup is None:
+        return "backup   none found: lendchain backup --keep N, from cron"
+    if not backup:
+        return "backup   -"
+    age_h = max(0.0, time.time() - backup["written_s"]) / 3600
+    return f"backup   height {backup['height']}, {age_h:.1f} h ago, in {backup['path']}"
 
 
 def _rules_lines(rules: dict[str, Any] | None) -> list[str]:

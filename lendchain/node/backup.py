@@ -218,10 +218,17 @@ class NodeBackups:
         self.metrics = metrics
         self.log = log
         self.running = False
+        # The newest backup's height, path and time (``/status``), found at start too, so
+        # "no backup for a day" alerts survive a restart; None until there is one.
+        self.newest: dict[str, Any] | None = None
         found = node_backups(config.backup_dir, config.name, config.genesis.chain_id)
-        if found:  # so "no backup for a day" alerts survive a restart
-            newest, path = found[-1]
-            metrics.observe_backup(newest["height"], (path / INFO_FILE).stat().st_mtime)
+        if found:
+            info, path = found[-1]
+            self._record(info["height"], str(path), (path / INFO_FILE).stat().st_mtime)
+
+    def _record(self, height: int, path: str, written_s: float) -> None:
+        self.newest = {"height": height, "path": path, "written_s": round(written_s)}
+        self.metrics.observe_backup(height, written_s)
 
     async def take(self, name: str | None, keep: int | None) -> dict[str, Any]:
         """Copy the store to ``backup_dir/name``; with ``keep``, then prune (``prune_backups``).
@@ -251,7 +258,7 @@ class NodeBackups:
             raise
         finally:
             self.running = False
-        self.metrics.observe_backup(info["height"], time.time())
+        self._record(info["height"], info["path"], time.time())
         self.log.info(
             "backup of height %d written to %s (%d bytes in %.1f s)",
             info["height"],

@@ -194,6 +194,7 @@ class NodeViews:
                 "blocks_per_s": self._commit_rate(),
             },
             "uptime_s": round(time.monotonic() - self._started, 1),
+            "backup": self.backups.newest,
         }
 
     def _member_did(self) -> str:

@@ -55,6 +55,7 @@ class Views(NodeViews):
         self._started = time.monotonic()
         self._recent_commits = []
         self.signers = {}  # no member has rotated its key
+        self.backups = SimpleNamespace(newest=None)
 
 
 @pytest.fixture

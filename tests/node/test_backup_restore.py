@@ -38,6 +38,10 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
         )
         assert "backup of height" in cluster["bank2"].log_path.read_text()
         assert metric(cluster, "bank2", "lendchain_backup_height") == info["height"]
+        assert cluster["bank2"].get("/status")["backup"]["path"] == info["path"]
+        assert cluster["bank1"].get("/status")["backup"] is None
+        shown = lendchain_cli("status", "--config", config)
+        assert f"backup   height {info['height']}, 0.0 h ago, in {info['path']}" in shown.stdout, shown.stderr
 
         # The same name again, a name that is a path, and a direct copy of a store in use: refused.
         again = lendchain_cli("backup", "--config", config, "--name", "nightly")
