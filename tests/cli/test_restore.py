@@ -80,3 +80,15 @@ def test_a_backup_of_another_chain_or_no_backup_at_all_is_refused(node, tmp_path
     (tmp_path / "empty").mkdir()
     result = cli("restore", str(tmp_path / "empty"), "--config", str(node.path))
     assert result.exit_code == 1 and "is not a lendchain backup" in result.output
+
+
+def test_another_members_backup_of_the_same_chain_restores_a_lost_node(node):
+    peer = load_node_config(node.path.with_name("bank2.toml"))
+    ChainStore.open(peer.data_dir, peer.genesis).close()
+    backup = backed_up(peer, "from-bank2")
+    verified = cli("--json", "verify-chain", "--config", str(node.path), "--data-dir", backup)
+    assert verified.exit_code == 0, verified.output  # every certificate checks against the genesis
+    result = cli("restore", backup, "--config", str(node.path), "--force")
+    assert result.exit_code == 0, result.output
+    with ChainStore.open(node.data_dir, node.genesis, create=False) as store:
+        assert store.head().height == 0

@@ -3,6 +3,7 @@
 The backup is taken through the CLI while the network commits; the member
 later starts on it in place of its data directory, catches up from its peers
 and votes again: with another member stopped, blocks commit only with it.
+Then the stopped member is restored from another member's backup.
 """
 
 from __future__ import annotations
@@ -97,5 +98,18 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
             last = [register(c)]
         committed_everywhere(cluster, last, ["bank1", "bank2", "bank3"], timeout_s=90)
         cluster.wait_agree(["bank1", "bank2", "bank3"], timeout_s=30)
+
+        # bank4's operator restores it from bank1's backup (checked against the genesis first).
+        from_bank1 = json.loads(lendchain_cli("--json", "backup", "--config", str(net / "bank1.toml")).stdout)
+        bank4 = str(net / "bank4.toml")
+        checked = lendchain_cli("verify-chain", "--config", bank4, "--data-dir", from_bank1["path"])
+        assert checked.returncode == 0, checked.stderr
+        restored = lendchain_cli("--json", "restore", from_bank1["path"], "--config", bank4, "--force")
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["height"] == from_bank1["height"]
+        cluster.start("bank4")
+        cluster.wait_healthy(["bank4"], timeout_s=90)
+        committed_everywhere(cluster, last, ["bank4"])
+        cluster.wait_agree(timeout_s=30)
     finally:
         cluster.stop_all()
