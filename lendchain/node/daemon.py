@@ -25,7 +25,7 @@ from lendchain.bounded import BoundedCache
 from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.block import Block
-from lendchain.ledger.keyrotation import member_signers
+from lendchain.ledger.keyrotation import member_signers, scheduled_rotations
 from lendchain.ledger.rules import UpgradeRequired
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
@@ -82,8 +82,15 @@ class Node(NodeViews, GossipIntake):
         self.config = config
         self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
-        self.key = key
         self.log = logging.getLogger(f"lendchain.{config.name}")
+        # Once this member's rotation to next_key is in effect, a start shows its peers the new
+        # key, and they retire the old one; while running on the old key, it says so once.
+        self._next_key = next_key
+        self._rotation_noted = False
+        signing_keys = [key, *([next_key] if next_key else [])]
+        if next_key is not None and self._next_key_effective(self.store.head().height):
+            key = next_key
+        self.key = key
         self.metrics = NodeMetrics()
         self.metrics_registry = self.metrics.registry
         self.mempool = Mempool(config.mempool)
@@ -105,7 +112,8 @@ class Node(NodeViews, GossipIntake):
                 head.height,
                 head.hash,
                 self.store.wal_items(),
-                other_signing_keys=[next_key] if next_key else [],
+                # The replica signs each message with the key valid at its height.
+                other_signing_keys=[k for k in signing_keys if k.public_key != key.public_key],
             )
         self.network = Network(
             key=key,
@@ -184,6 +192,24 @@ class Node(NodeViews, GossipIntake):
                 f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
                 f"lists {config.member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
                 f"executed); use {config.name}'s key"
+            )
+
+    def _next_key_effective(self, height: int) -> bool:
+        """Whether this member's rotation to ``next_key_file``'s key is in effect at ``height``."""
+        assert self._next_key is not None
+        rotations = scheduled_rotations(self.store).get(self.config.name, [])
+        return any(key == self._next_key.public_key and at <= height for at, key in rotations)
+
+    def _note_rotation(self, height: int) -> None:
+        """Say once that a restart would move this node's network identity to its new key."""
+        if self._rotation_noted or self._next_key is None or self.key.public_key == self._next_key.public_key:
+            return
+        if self._next_key_effective(height):
+            self._rotation_noted = True
+            self.log.warning(
+                "%s's node key rotation is in effect: restart this node to connect with its new key "
+                "(next_key_file); until then peers still admit its old key",
+                self.config.name,
             )
 
     # -- lifecycle -------------------------------------------------------------
@@ -438,6 +464,7 @@ class Node(NodeViews, GossipIntake):
         if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
             self.member_keys, self.signers = keys, member_signers(self.store)
             self.network.allow_keys(keys)
+        self._note_rotation(height)
         block = self.store.block(height)
         now = time.monotonic()
         self.metrics.txs_committed.inc(len(block.txs))
