@@ -206,6 +206,7 @@ class Node(NodeViews, GossipIntake):
             return
         if self._next_key_effective(height):
             self._rotation_noted = True
+            self.metrics.restart_due.set(1)
             self.log.warning(
                 "%s's node key rotation is in effect: restart this node to connect with its new key "
                 "(next_key_file); until then peers still admit its old key",

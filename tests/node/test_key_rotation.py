@@ -25,7 +25,7 @@ from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.audit import verify_export
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, committed_everywhere, propose_by_cli, vote_through
+from tests.node.helpers import client, committed_everywhere, metric, propose_by_cli, vote_through
 
 pytestmark = pytest.mark.slow
 DELAY = 6
@@ -111,6 +111,7 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         # restart needs no config change (next_key_file is its network key now).
         warning = "bank2's node key rotation is in effect: restart this node"
         wait_for(lambda: warning in cluster["bank2"].log_path.read_text(), 30, "bank2's restart warning")
+        assert metric(cluster, "bank2", "lendchain_node_key_restart_due") == 1
         cluster.stop("bank2")
         restarted_at = max(cluster.heights(["bank1"]).values())
         cluster.start("bank2")
@@ -118,6 +119,7 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         with client(cluster, "bank2") as c:
             status = c.get("/status")
         assert status["did"] == keys["bank2"].did and status["key_did"] == new_key.did
+        assert metric(cluster, "bank2", "lendchain_node_key_restart_due") == 0
         push_blocks(cluster, restarted_at + 8)
 
         def bank2_signs_again() -> bool:
