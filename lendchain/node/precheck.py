@@ -46,11 +46,12 @@ def precheck(config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -
         try:
             head = node.store.head()
             rules = rules_status(node.store, head.height)
+            signing = node.key  # its next key once that rotation is in effect
         finally:
             node.store.close()
     observer = any(member.name == config.name for member in config.genesis.observers)
     role = "observer" if observer else "voting member"
-    lines = [f"ok: {config.name} ({role}) on {config.genesis.chain_id}, signing as {key.did}"]
+    lines = [f"ok: {config.name} ({role}) on {config.genesis.chain_id}, connecting as {signing.did}"]
     if new:
         lines.append(
             f"ok: data directory {config.data_dir} does not exist yet: the node creates it "
