@@ -165,8 +165,10 @@ def test_pruning_keeps_the_newest_of_this_nodes_backups_and_touches_nothing_else
     assert [path.name for _, path in node_backups(tmp_path, "bank1", "chain-a")] == ["a1", "a2", "a3"]
     assert prune_backups(tmp_path, "bank1", "chain-a", keep=2, taken=tmp_path / "a3") == ["a1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a2", "a3", "b9", "half", "notes", "other-chain"]
-    # Restored from an old backup, the node's newest backup is at a lower height: it stays.
+    # Restored from an old backup, the node writes lower heights than before: by when they
+    # were written, those are its newest, and they stay.
     _fake_backup(tmp_path, "restored", "bank1", 1, created="2026-12-06")
-    assert prune_backups(tmp_path, "bank1", "chain-a", keep=1, taken=tmp_path / "restored") == ["a2", "a3"]
+    _fake_backup(tmp_path, "latest", "bank1", 2, created="2026-12-07")
+    assert prune_backups(tmp_path, "bank1", "chain-a", keep=2, taken=tmp_path / "latest") == ["a2", "a3"]
     with pytest.raises(BackupError, match="keep must be at least 1"):
-        prune_backups(tmp_path, "bank1", "chain-a", keep=0, taken=tmp_path / "restored")
+        prune_backups(tmp_path, "bank1", "chain-a", keep=0, taken=tmp_path / "latest")
