@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ def backup(ctx: click.Context, name: str | None, keep: int | None, offline: bool
 
 
 def _offline_backup(config_path: str | None, name: str | None, keep: int | None) -> dict[str, Any]:
-    from lendchain.node.backup import BackupError, check_name, default_name, prune_backups, take_backup
+    from lendchain.node.backup import BackupError, back_up_node
     from lendchain.node.config import load_node_config
     from lendchain.node.store import ChainStore, StoreError
 
@@ -67,12 +66,7 @@ def _offline_backup(config_path: str | None, name: str | None, keep: int | None)
         hint = "; without --offline the running node takes the backup" if "in use" in str(e) else ""
         raise click.ClickException(f"{e}{hint}") from None
     try:
-        chosen = check_name(name or default_name(config.name, store.head().height, time.time()))
-        info = take_backup(store, config.backup_dir / chosen, config.name)
-        if keep is not None:
-            where = config.backup_dir
-            info["pruned"] = prune_backups(where, config.name, config.genesis.chain_id, keep, where / chosen)
-        return info
+        return back_up_node(store, config, name, keep)
     except BackupError as e:
         raise click.ClickException(str(e)) from None
     finally:

@@ -209,6 +209,22 @@ def prune_backups(backup_dir: Path, node: str, chain_id: str, keep: int, taken: 
     return [path.name for path in doomed]
 
 
+def back_up_node(store: ChainStore, config: NodeConfig, name: str | None, keep: int | None) -> dict[str, Any]:
+    """One backup of ``config``'s node (``name``: default ``default_name``), then pruned to ``keep``.
+
+    What ``POST /backups`` runs in a thread and ``lendchain backup --offline``
+    runs directly. ``keep`` is checked before anything is written.
+    """
+    if keep is not None and keep < 1:
+        raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
+    name = check_name(name or default_name(config.name, store.head().height, time.time()))
+    where, dest = config.backup_dir, config.backup_dir / name
+    info = take_backup(store, dest, config.name)
+    if keep is not None:
+        info["pruned"] = prune_backups(where, config.name, config.genesis.chain_id, keep, dest)
+    return info
+
+
 class NodeBackups:
     """A running node's backups (``POST /backups``): one at a time, in a thread, counted in metrics."""
 
@@ -231,30 +247,19 @@ class NodeBackups:
         self.metrics.observe_backup(height, written_s)
 
     async def take(self, name: str | None, keep: int | None) -> dict[str, Any]:
-        """Copy the store to ``backup_dir/name``; with ``keep``, then prune (``prune_backups``).
-
-        BackupError (with its ``code``) when it was not taken.
-        """
+        """``back_up_node`` in a thread; BackupError (with its ``code``) when it was not taken."""
         if self.running:
             raise BackupError("a backup of this node is already running; wait for it", "busy")
-        if keep is not None and keep < 1:
-            raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
-        config = self.config
-        name = check_name(name or default_name(config.name, self.store.head().height, time.time()))
-        where, node, chain_id = config.backup_dir, config.name, config.genesis.chain_id
         self.running = True
         try:
             # Abandoned on cancel: the thread stops at its next step once the store closes.
             info = await trio.to_thread.run_sync(
-                take_backup, self.store, where / name, node, abandon_on_cancel=True
+                back_up_node, self.store, self.config, name, keep, abandon_on_cancel=True
             )
-            if keep is not None:
-                info["pruned"] = await trio.to_thread.run_sync(
-                    prune_backups, where, node, chain_id, keep, where / name
-                )
         except BackupError as e:
-            self.metrics.backups_failed.inc()
-            self.log.warning("backup %s not taken: %s", name, e)
+            if not e.code.startswith("bad_"):  # a refused request is the caller's, not an alert
+                self.metrics.backups_failed.inc()
+                self.log.warning("backup %s not taken: %s", name or "(default name)", e)
             raise
         finally:
             self.running = False
