@@ -44,7 +44,9 @@ def backup(ctx: click.Context, name: str | None, keep: int | None, offline: bool
         pruned = v.get("pruned")
         return (
             f"backup of {v['node']} at height {v['height']} (head {v['head_hash'][:16]}) in {v['path']}\n"
-            f"{v['bytes'] / 1e6:.1f} MB in {v['seconds']} s; to restore, stop the node, then "
+            f"{v['bytes'] / 1e6:.1f} MB in {v['seconds']} s"
+            + ("" if v.get("tables", "linked") == "linked" else " (no hard links here: tables copied)")
+            + "; to restore, stop the node, then "
             f"lendchain restore {v['path']} --config NODE.toml"
             + (f"\ndeleted older backups: {', '.join(pruned)}" if pruned else "")
         )

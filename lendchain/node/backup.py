@@ -38,7 +38,7 @@ from typing import Any
 
 import trio
 
-from lendchain.node.checksums import link_snapshot
+from lendchain.node.checksums import NO_HARD_LINKS, link_snapshot
 from lendchain.node.config import NodeConfig
 from lendchain.node.store import ChainStore, StoreError
 
@@ -93,7 +93,7 @@ def take_backup(store: ChainStore, dest: Path, node: str) -> dict[str, Any]:
         last: StoreError | None = None
         for _ in range(_ATTEMPTS):
             try:
-                head = _copy(store, partial)
+                head, linked = _copy(store, partial)
                 break
             except StoreError as e:
                 last = e
@@ -118,11 +118,21 @@ def take_backup(store: ChainStore, dest: Path, node: str) -> dict[str, Any]:
         raise BackupError(f"backup to {dest} failed: {e.strerror or e}") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone already once renamed
-    return {**info, "path": str(dest), "bytes": size, "seconds": round(time.monotonic() - started, 2)}
+    seconds = round(time.monotonic() - started, 2)
+    return {
+        **info,
+        "path": str(dest),
+        "bytes": size,
+        "seconds": seconds,
+        "tables": "linked" if linked else "copied",
+    }
 
 
-def _copy(store: ChainStore, partial: Path) -> Any:
-    """One attempt: ``partial`` becomes a checked copy of the store without its WAL; the copy's head.
+def _copy(store: ChainStore, partial: Path) -> tuple[Any, bool]:
+    """One attempt: ``partial`` becomes a checked copy of the store without its WAL.
+
+    Returns the copy's head and whether the tables were hard-linked first
+    (False: this filesystem has none, so they were copied from the store).
 
     StoreError: the copy does not open (a table went between the MANIFEST copy
     and its link), or the store is damaged (then every attempt says so).
@@ -132,11 +142,22 @@ def _copy(store: ChainStore, partial: Path) -> Any:
     store.flush_memtable()
     snapshot = store.path / SNAPSHOT_DIR
     try:
-        link_snapshot(store.path, snapshot)
-        partial.mkdir()
-        for item in sorted(snapshot.iterdir()):
-            _stop_if_closing(store)
-            shutil.copyfile(item, partial / item.name)
+        try:
+            link_snapshot(store.path, snapshot)
+            linked = True
+        except OSError as e:
+            if e.errno not in NO_HARD_LINKS:
+                raise
+            # No hard links on this filesystem: copy each table straight from the store. A table
+            # compacted away before its copy opened it is skipped as a link would be (one copied
+            # while it goes stays readable to the end), and the copy is opened and read back below.
+            linked = False
+        if linked:
+            partial.mkdir()
+            for item in sorted(snapshot.iterdir()):
+                _copy_file(store, item, partial / item.name)
+        else:
+            link_snapshot(store.path, partial, lambda table, to: _copy_file(store, table, to))
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
     copy = ChainStore.open(partial, store.genesis, create=False)
@@ -144,9 +165,14 @@ def _copy(store: ChainStore, partial: Path) -> Any:
         copy.wal_write([(key, b"") for key, _ in copy.wal_items()])
         while not copy.wait_verified(1.0):  # raises the damage it finds
             _stop_if_closing(store)
-        return copy.head()
+        return copy.head(), linked
     finally:
         copy.close()
+
+
+def _copy_file(store: ChainStore, source: Path, to: Path) -> None:
+    _stop_if_closing(store)
+    shutil.copyfile(source, to)
 
 
 def _stop_if_closing(store: ChainStore) -> None:
@@ -265,10 +291,11 @@ class NodeBackups:
             self.running = False
         self._record(info["height"], info["path"], time.time())
         self.log.info(
-            "backup of height %d written to %s (%d bytes in %.1f s)",
+            "backup of height %d written to %s (%d bytes in %.1f s%s)",
             info["height"],
             info["path"],
             info["bytes"],
             info["seconds"],
+            "" if info["tables"] == "linked" else "; no hard links here, so the tables were copied",
         )
         return info

@@ -10,6 +10,7 @@ daemon stops on it.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -34,15 +35,25 @@ def leveldb_says(error: plyvel.Error) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
-def link_snapshot(path: Path, snapshot: Path) -> None:
-    """Make ``snapshot`` (new, in ``path``) a LevelDB of the table files ``path`` holds now.
+# What os.link raises where a filesystem has no hard links (or none left for a file).
+NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+)
+
+
+def link_snapshot(path: Path, snapshot: Path, place: Callable[[Path, Path], object] | None = None) -> None:
+    """Make ``snapshot`` (new) a LevelDB of the table files ``path`` holds now.
 
     A copy of the MANIFEST, which names whole tables only, and hard links to
-    the tables: the store as it stood after some write batch, without what is
-    still in the memtable. A table compacted away between the MANIFEST copy
-    and its link leaves a snapshot LevelDB refuses to open (try again); one
-    written after the copy is an extra file LevelDB deletes when it opens.
+    the tables (``snapshot`` inside ``path``): the store as it stood after
+    some write batch, without what is still in the memtable. A table
+    compacted away between the MANIFEST copy and its link leaves a snapshot
+    LevelDB refuses to open (try again); one written after the copy is an
+    extra file LevelDB deletes when it opens. ``place`` links a table into
+    the snapshot; a copy does as well (LevelDB never changes a table once
+    written), at the cost of the disk. By default ``os.link``.
     """
+    place = place or os.link
     shutil.rmtree(snapshot, ignore_errors=True)
     snapshot.mkdir()
     manifest = (path / "CURRENT").read_text().strip()
@@ -50,7 +61,7 @@ def link_snapshot(path: Path, snapshot: Path) -> None:
     (snapshot / "CURRENT").write_text(manifest + "\n")
     for table in path.glob("*.ldb"):
         try:
-            os.link(table, snapshot / table.name)
+            place(table, snapshot / table.name)
         except FileNotFoundError:  # compacted away meanwhile; not in the MANIFEST copy either
             continue
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
 from lendchain.node import backup as backup_module
+from lendchain.node import checksums as checksums_module
 from lendchain.node.backup import (
     INFO_FILE,
     BackupError,
@@ -74,6 +78,76 @@ def test_blocks_committed_during_the_copy_leave_the_backup_at_an_earlier_whole_b
     assert info["height"] == before.height and store.head().height == before.height + 2
     with ChainStore.open(tmp_path / "b", store.genesis, create=False) as copy:
         assert verify_chain(copy) == before.height
+
+
+def no_hard_links(monkeypatch, error: int = errno.EPERM) -> list[str]:
+    """Make ``os.link`` fail as it does on a filesystem without hard links; the names it was asked for."""
+    asked: list[str] = []
+
+    def refuse(source, target, *args, **kwargs):
+        asked.append(Path(source).name)
+        raise OSError(error, os.strerror(error), str(target))
+
+    monkeypatch.setattr(checksums_module.os, "link", refuse)
+    return asked
+
+
+def test_without_hard_links_the_tables_are_copied_and_the_backup_is_as_complete(
+    tmp_path, chain_and_store, monkeypatch
+):
+    chain, store = chain_and_store
+    tx_ids = grow(store, chain, 5)
+    store.flush_memtable()  # so there are tables to link
+    asked = no_hard_links(monkeypatch)
+    info = take_backup(store, tmp_path / "backups" / "b1", "bank1")
+    assert asked and info["tables"] == "copied"
+    assert info["height"] == store.head().height
+    assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == ["b1"]
+    assert not (store.path / backup_module.SNAPSHOT_DIR).exists()
+    with ChainStore.open(tmp_path / "backups" / "b1", store.genesis, create=False) as copy:
+        assert all(copy.has_tx(tx_id) for tx_id in tx_ids)
+        assert verify_chain(copy) == store.head().height
+
+
+def test_with_hard_links_the_backup_says_it_linked(tmp_path, chain_and_store):
+    chain, store = chain_and_store
+    grow(store, chain, 2)
+    assert take_backup(store, tmp_path / "b", "bank1")["tables"] == "linked"
+
+
+def test_a_table_compacted_away_during_a_copy_without_links_is_tried_again(
+    tmp_path, chain_and_store, monkeypatch
+):
+    """The MANIFEST copy names a table that is gone when its copy opens it: a later try succeeds."""
+    chain, store = chain_and_store
+    grow(store, chain, 3)
+    store.flush_memtable()
+    no_hard_links(monkeypatch)
+    real_copy = backup_module.shutil.copyfile
+    vanished = []
+
+    def copy_after_a_compaction(source, target):
+        if not vanished and Path(source).suffix == ".ldb":
+            vanished.append(Path(source).name)
+            raise FileNotFoundError(2, "No such file or directory", str(source))
+        return real_copy(source, target)
+
+    monkeypatch.setattr(backup_module.shutil, "copyfile", copy_after_a_compaction)
+    info = take_backup(store, tmp_path / "b", "bank1")
+    assert vanished and info["tables"] == "copied" and info["height"] == store.head().height
+    with ChainStore.open(tmp_path / "b", store.genesis, create=False) as copy:
+        assert verify_chain(copy) == store.head().height
+
+
+def test_a_link_error_that_is_not_about_hard_links_fails_the_backup(tmp_path, chain_and_store, monkeypatch):
+    chain, store = chain_and_store
+    grow(store, chain, 2)
+    store.flush_memtable()
+    no_hard_links(monkeypatch, errno.ENOSPC)
+    with pytest.raises(BackupError, match="No space left on device"):
+        take_backup(store, tmp_path / "b", "bank1")
+    assert list(tmp_path.glob("*b")) == [] and list(tmp_path.glob(".b*")) == []
+    assert not (store.path / backup_module.SNAPSHOT_DIR).exists()
 
 
 def test_an_existing_destination_is_refused_and_left_alone(tmp_path, chain_and_store):
