@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from lendchain import codec
 from lendchain.ledger.state import StateReader
 
@@ -33,7 +31,7 @@ def decode_state_value(raw: bytes) -> Any:
     the cost of every read. Wire input (txs, blocks) always goes through
     ``codec.unpack``.
     """
-    return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    return codec.unpack_trusted(raw)
 
 
 class BlockOverlay:
@@ -78,7 +76,7 @@ class BlockOverlay:
         value = self.read(key)
         encoded = self._encoded.get(key)
         if encoded is None:
-            encoded = self._encoded[key] = codec.pack(value)
+            encoded = self._encoded[key] = codec.pack_trusted(value)
         return encoded
 
     def write(self, key: bytes, value: Any | None, encoded: bytes | None = None) -> None:
@@ -100,7 +98,7 @@ class BlockOverlay:
             elif key in self._encoded:
                 changes[key] = self._encoded[key]
             else:
-                changes[key] = codec.pack(value)
+                changes[key] = codec.pack_trusted(value)
         return changes
 
 
@@ -139,7 +137,7 @@ class TxContext:
         if key in self.writes:
             if key in self.encoded_writes:
                 return self.encoded_writes[key]
-            return codec.pack(self.writes[key])
+            return codec.pack_trusted(self.writes[key])
         return self._overlay.read_encoded(key)
 
     def put(self, key: bytes, value: Any) -> None:
@@ -148,7 +146,7 @@ class TxContext:
 
     def put_encoded(self, key: bytes, value: Any) -> bytes:
         """``put``, keeping the value's canonical bytes (for a value that is hashed now); returns them."""
-        encoded = codec.pack(value)
+        encoded = codec.pack_trusted(value)
         self.writes[key] = value
         self.encoded_writes[key] = encoded
         return encoded

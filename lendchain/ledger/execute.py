@@ -139,7 +139,7 @@ LEDGER_RESULT_TAG = "lendchain/ledger-events/1"
 
 def ledger_result_leaf(events: Sequence[dict[str, Any]]) -> bytes:
     """The results-root leaf of a block's ledger events (a 2-array, never a tx result's 4-array)."""
-    return codec.pack([LEDGER_RESULT_TAG, list(events)])
+    return codec.pack_trusted([LEDGER_RESULT_TAG, list(events)])
 
 
 def result_leaves(results: Sequence[TxResult], ledger_events: Sequence[dict[str, Any]] = ()) -> list[bytes]:

@@ -116,7 +116,7 @@ class TxResult:
     @cached_property
     def packed(self) -> bytes:
         """``codec.pack(self.to_value())``, encoded once: the leaf and the stored block share it."""
-        return codec.pack(self.to_value())
+        return codec.pack_trusted(self.to_value())
 
     @classmethod
     def from_value(cls, tx_id: bytes, value: Any) -> TxResult:
@@ -129,7 +129,7 @@ class TxResult:
         That is the array header for four items, the packed tx id, then the
         three items of ``packed`` (whose first byte is its own header, 0x93).
         """
-        return _FOUR_ITEMS + codec.pack(self.tx_id) + self.packed[1:]
+        return _FOUR_ITEMS + codec.pack_trusted(self.tx_id) + self.packed[1:]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -475,7 +475,7 @@ class ChainStore:
             (_HASH + block_hash, height_bytes),
         ]
         for index, tx_id in enumerate(execution.tx_ids):
-            ops.append((_TX + tx_id, codec.pack([header.height, index])))
+            ops.append((_TX + tx_id, codec.pack_trusted([header.height, index])))
         ops.append((_RESULTS + height_bytes, codec.pack_packed_list([r.packed for r in execution.results])))
         ops += [(_STATE + key, value) for key, value in execution.changes.items()]
         ops += [(_WAL + key, value or None) for key, value in wal or ()]
