@@ -41,7 +41,8 @@ def status(ctx: click.Context, **kw: Any) -> None:
                 f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
                 f"peers    {', '.join(v.get('peers', [])) or 'none'}",
                 f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
-                _backup_line(v.get("backup", {})),
+                _backup_line(v.get("backup", {}), scheduled=bool(v.get("backup_schedule"))),
+                *_schedule_line(v.get("backup_schedule")),
                 *_rules_lines(v.get("rules")),
             ]
         )
@@ -49,14 +50,25 @@ def status(ctx: click.Context, **kw: Any) -> None:
     emit(ctx, value, human)
 
 
-def _backup_line(backup: dict[str, Any] | None) -> str:
+def _backup_line(backup: dict[str, Any] | None, scheduled: bool) -> str:
     """When and at what height this node's newest backup was written (``{}``: an older node)."""
+    if backup is None and scheduled:
+        return "backup   none yet"
     if backup is None:
-        return "backup   none found: lendchain backup --keep N, from cron"
+        return "backup   none found: set [store] backup_interval_s, or lendchain backup --keep N from cron"
     if not backup:
         return "backup   -"
     age_h = max(0.0, time.time() - backup["written_s"]) / 3600
     return f"backup   height {backup['height']}, {age_h:.1f} h ago, in {backup['path']}"
+
+
+def _schedule_line(schedule: dict[str, Any] | None) -> list[str]:
+    """The node's own backup schedule, if it has one."""
+    if not schedule:
+        return []
+    due_h = max(0.0, schedule["next_s"] - time.time()) / 3600
+    every_h = schedule["interval_s"] / 3600
+    return [f"         next in {due_h:.1f} h (every {every_h:g} h, keeping {schedule['keep']})"]
 
 
 def _rules_lines(rules: dict[str, Any] | None) -> list[str]:

@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ INFO_FILE = "lendchain-backup.json"
 SNAPSHOT_DIR = "backup-snapshot"  # inside the data directory, for the hard links
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ATTEMPTS = 5  # a table compacted away between the MANIFEST copy and its link: try again
+SCHEDULE_RETRY_S = 600  # a scheduled backup that failed is tried again after this (at most)
+SCHEDULE_BUSY_RETRY_S = 60  # … and one that found another backup running
 
 
 class BackupError(Exception):
@@ -247,15 +250,26 @@ def back_up_node(store: ChainStore, config: NodeConfig, name: str | None, keep: 
     where, dest = config.backup_dir, config.backup_dir / name
     info = take_backup(store, dest, config.name)
     if keep is not None:
-        info["pruned"] = prune_backups(where, config.name, config.genesis.chain_id, keep, dest)
+        try:
+            info["pruned"] = prune_backups(where, config.name, config.genesis.chain_id, keep, dest)
+        except OSError as e:  # the backup stands; the older ones stay until a later prune
+            info["pruned"], info["prune_failed"] = [], f"deleting older backups failed: {e}"
     return info
 
 
 class NodeBackups:
     """A running node's backups (``POST /backups``): one at a time, in a thread, counted in metrics."""
 
-    def __init__(self, config: NodeConfig, store: ChainStore, metrics: Any, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: ChainStore,
+        metrics: Any,
+        log: logging.Logger,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
+        self._clock = clock  # wall-clock seconds: when backups were written and are due
         self.store = store
         self.metrics = metrics
         self.log = log
@@ -268,6 +282,37 @@ class NodeBackups:
             info, path = found[-1]
             self._record(info["height"], str(path), (path / INFO_FILE).stat().st_mtime)
 
+    def next_due_s(self, interval_s: int) -> float:
+        """When (wall clock) the schedule takes its next backup: at once if there is none."""
+        return self.newest["written_s"] + interval_s if self.newest else self._clock()
+
+    async def run_schedule(self, interval_s: int, keep: int) -> None:
+        """Back the node up whenever its newest backup is ``interval_s`` old, keeping ``keep``.
+
+        At once when there is none, so a new node has one soon after it starts.
+        The schedule follows the newest backup, so a backup taken by hand moves
+        it. A failure (counted and logged by ``take``) is retried after
+        ``min(interval_s, SCHEDULE_RETRY_S)``; a backup already running, a
+        minute later.
+        """
+        while True:
+            wait = self.next_due_s(interval_s) - self._clock()
+            if wait > 0:
+                await trio.sleep(wait)
+                continue  # a backup taken by hand meanwhile moved the schedule
+            try:
+                await self.take(None, keep)
+            except BackupError as e:
+                if e.code == "stopping":
+                    return
+                await trio.sleep(
+                    SCHEDULE_BUSY_RETRY_S if e.code == "busy" else min(interval_s, SCHEDULE_RETRY_S)
+                )
+            except Exception:  # a backup must never stop the node; the operator hears of it
+                self.metrics.backups_failed.inc()
+                self.log.exception("scheduled backup failed")
+                await trio.sleep(min(interval_s, SCHEDULE_RETRY_S))
+
     def _record(self, height: int, path: str, written_s: float) -> None:
         self.newest = {"height": height, "path": path, "written_s": round(written_s)}
         self.metrics.observe_backup(height, written_s)
@@ -276,6 +321,7 @@ class NodeBackups:
         """``back_up_node`` in a thread; BackupError (with its ``code``) when it was not taken."""
         if self.running:
             raise BackupError("a backup of this node is already running; wait for it", "busy")
+        name = name or default_name(self.config.name, self.store.head().height, self._clock())
         self.running = True
         try:
             # Abandoned on cancel: the thread stops at its next step once the store closes.
@@ -289,7 +335,10 @@ class NodeBackups:
             raise
         finally:
             self.running = False
-        self._record(info["height"], info["path"], time.time())
+        self._record(info["height"], info["path"], self._clock())
+        if "prune_failed" in info:
+            self.metrics.backups_failed.inc()
+            self.log.warning("backup %s written, but %s", info["path"], info["prune_failed"])
         self.log.info(
             "backup of height %d written to %s (%d bytes in %.1f s%s)",
             info["height"],

@@ -63,6 +63,14 @@ class StoreConfig:
     compression: str = "none"
     # Where ``lendchain backup`` writes (default: ``backups`` next to the data directory).
     backup_dir: Path | None = None
+    # The node's own backups: one whenever its newest is this old (None: only when asked),
+    # keeping the newest ``backup_keep`` (``NodeBackups.run_schedule``).
+    backup_interval_s: int | None = None
+    backup_keep: int = 7
+
+
+# Scheduled backups closer together than this would do little but wear the disk.
+MIN_BACKUP_INTERVAL_S = 60
 
 
 # A bearer token shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
@@ -336,6 +344,16 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if compression not in STORE_COMPRESSIONS:
         raise st.error("compression", f"must be one of {', '.join(STORE_COMPRESSIONS)}, not {compression!r}")
     backup_dir = st.get("backup_dir", str, "", what="a directory for backups")
+    interval = st.get("backup_interval_s", int, 0, what="seconds between scheduled backups")
+    if "backup_interval_s" in st.data and interval < MIN_BACKUP_INTERVAL_S:
+        raise st.error(
+            "backup_interval_s",
+            f"must be at least {MIN_BACKUP_INTERVAL_S} (seconds; 86400 is daily), not {interval}; "
+            "leave it out for no scheduled backups",
+        )
+    keep = st.positive_int("backup_keep", StoreConfig.backup_keep)
+    if "backup_keep" in st.data and not interval:
+        raise st.error("backup_keep", "applies to scheduled backups: set backup_interval_s too")
     st.finish()
 
     log = top.table("log")
@@ -368,7 +386,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         api_token_file=rel(token_file) if token_file else None,
         api_limits=api_limits,
         mempool=mempool,
-        store=StoreConfig(compression, rel(backup_dir) if backup_dir else None),
+        store=StoreConfig(compression, rel(backup_dir) if backup_dir else None, interval or None, keep),
         log_level=level,
         log_format=log_format,
     )

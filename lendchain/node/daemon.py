@@ -227,6 +227,9 @@ class Node(NodeViews, GossipIntake):
                 self._restore_pending()
                 nursery.start_soon(self._gossip_flusher)
                 nursery.start_soon(self._maintenance)
+                store = self.config.store
+                if store.backup_interval_s:
+                    nursery.start_soon(self.backups.run_schedule, store.backup_interval_s, store.backup_keep)
                 if self.faults.active:
                     self.log.warning("fault injection enabled from %s (tests only)", self.faults.path)
                     nursery.start_soon(self.faults.watch, self.log)

@@ -195,7 +195,16 @@ class NodeViews:
             },
             "uptime_s": round(time.monotonic() - self._started, 1),
             "backup": self.backups.newest,
+            "backup_schedule": self._backup_schedule(),
         }
+
+    def _backup_schedule(self) -> dict[str, Any] | None:
+        """``[store] backup_interval_s`` and ``backup_keep``, and when the next backup is due."""
+        interval = self.config.store.backup_interval_s
+        if not interval:
+            return None
+        next_s = self.backups.next_due_s(interval)
+        return {"interval_s": interval, "keep": self.config.store.backup_keep, "next_s": round(next_s)}
 
     def _member_did(self) -> str:
         member = self.genesis.member(self.config.name)

@@ -17,6 +17,7 @@ import pytest
 from lendchain.consensus import messages
 from lendchain.consensus.events import Fault, Receive
 from lendchain.ledger.servicing import DAY_MS, MONTH_MS
+from lendchain.node.config import StoreConfig
 from lendchain.node.driver import ConsensusDriver, MemberSighting
 from lendchain.node.store import ChainStore
 from lendchain.node.views import NodeViews
@@ -44,7 +45,7 @@ class Views(NodeViews):
     def __init__(self, store, genesis, name="bank1", driver=None, connected=()):
         self.store = store
         self.genesis = genesis
-        self.config = SimpleNamespace(name=name)
+        self.config = SimpleNamespace(name=name, store=StoreConfig())
         self.key = seeded_key(100)
         self.voting = True
         self.replica = None

@@ -68,6 +68,24 @@ def test_testnet_refuses_to_overwrite(net):
         (lambda d: d.update(store={"compresion": "none"}), "did you mean 'store.compression'"),
         (lambda d: d.update(store={"backup_dir": 7}), "'store.backup_dir' must be a directory for backups"),
         (lambda d: d.update(store={"backups": "b"}), "did you mean 'store.backup_dir'"),
+        (
+            lambda d: d.update(store={"backup_interval_s": 30}),
+            r"'store.backup_interval_s' must be at least 60 \(seconds; 86400 is daily\), not 30",
+        ),
+        (lambda d: d.update(store={"backup_interval_s": 0}), "'store.backup_interval_s' must be at least 60"),
+        (
+            lambda d: d.update(store={"backup_interval_s": "daily"}),
+            "'store.backup_interval_s' must be seconds between scheduled backups, not str 'daily'",
+        ),
+        (
+            lambda d: d.update(store={"backup_interval_s": 86400, "backup_keep": 0}),
+            "'store.backup_keep' must be a positive integer, not 0",
+        ),
+        (
+            lambda d: d.update(store={"backup_keep": 3}),
+            "'store.backup_keep' applies to scheduled backups: set backup_interval_s too",
+        ),
+        (lambda d: d.update(store={"backup_interval": 3600}), "did you mean 'store.backup_interval_s'"),
     ],
 )
 def test_node_config_errors_name_the_key(net, change, message):
@@ -160,3 +178,14 @@ def test_an_api_token_file_must_hold_a_long_enough_token(tmp_path):
     assert "hunter2" not in str(info.value)
     path.write_text("  0123456789abcdef0123  \n")
     assert read_api_token(path) == "0123456789abcdef0123"
+
+
+def test_scheduled_backups_are_off_unless_configured_and_keep_seven_by_default(net):
+    store = load_node_config(net.configs[0]).store
+    assert (store.backup_interval_s, store.backup_keep) == (None, 7)
+    _edit(net.configs[1], lambda d: d.update(store={"backup_interval_s": 86400}))
+    store = load_node_config(net.configs[1]).store
+    assert (store.backup_interval_s, store.backup_keep) == (86400, 7)
+    _edit(net.configs[2], lambda d: d.update(store={"backup_interval_s": 3600, "backup_keep": 2}))
+    store = load_node_config(net.configs[2]).store
+    assert (store.backup_interval_s, store.backup_keep) == (3600, 2)

@@ -93,15 +93,21 @@ def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> floa
     return total
 
 
-def start_testnet(tmp_path: Path, nodes: int = 4) -> tuple[Path, Cluster]:
+def start_testnet(
+    tmp_path: Path, nodes: int = 4, extra: dict[str, str] | None = None
+) -> tuple[Path, Cluster]:
     """A generated ``nodes``-member testnet under ``tmp_path/net`` on free ports, every node started.
 
-    The caller stops it (``cluster.stop_all()`` in a ``finally``).
+    ``extra``: node name -> TOML appended to its config first. The caller
+    stops the network (``cluster.stop_all()`` in a ``finally``).
     """
     p2p = free_port_block(2 * nodes)
     api = free_port_block(2 * nodes, start=p2p + 20)
     net = tmp_path / "net"
     layout = generate_testnet(net, nodes, p2p_base_port=p2p, api_base_port=api)
+    for name, toml in (extra or {}).items():
+        config = net / f"{name}.toml"
+        config.write_text(config.read_text() + "\n" + toml)
     cluster = Cluster(list(layout.configs), tmp_path / "logs")
     cluster.start_all()
     return net, cluster

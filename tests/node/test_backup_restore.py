@@ -15,16 +15,34 @@ from pathlib import Path
 import pytest
 
 from lendchain.client import NodeError
-from tests.node.helpers import client, committed_everywhere, lendchain_cli, metric, register, start_testnet
+from lendchain.node.cluster import wait_for
+from tests.node.helpers import (
+    client,
+    committed_everywhere,
+    lendchain_cli,
+    metric,
+    register,
+    start_testnet,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
-    net, cluster = start_testnet(tmp_path)
+    schedule = "[store]\nbackup_interval_s = 86400\nbackup_keep = 2\n"
+    net, cluster = start_testnet(tmp_path, extra={"bank3": schedule})
     config = str(net / "bank2.toml")
     try:
         cluster.wait_healthy(timeout_s=90)
+        # bank3 backs itself up once a day, and at once when it has no backup.
+        wait_for(lambda: cluster["bank3"].get("/status")["backup"], 30, "bank3's first scheduled backup")
+        scheduled = cluster["bank3"].get("/status")
+        assert (
+            scheduled["backup_schedule"]["interval_s"] == 86400 and scheduled["backup_schedule"]["keep"] == 2
+        )
+        assert scheduled["backup_schedule"]["next_s"] == round(scheduled["backup"]["written_s"]) + 86400
+        shown = lendchain_cli("status", "--config", str(net / "bank3.toml")).stdout
+        assert "next in 24.0 h (every 24 h, keeping 2)" in shown, shown
         with client(cluster, "bank1") as c:
             before = [register(c) for _ in range(3)]
         committed_everywhere(cluster, before, ["bank1", "bank2"])
@@ -90,7 +108,8 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
         with client(cluster, "bank2") as c:
             newest = c.backup(keep=1)
         assert newest["pruned"] == ["nightly", "cold"]
-        assert [p.name for p in backup_dir.parent.iterdir()] == [Path(newest["path"]).name]
+        left = sorted(p.name for p in backup_dir.parent.iterdir())  # bank3's own backup stays
+        assert left == [Path(newest["path"]).name, Path(scheduled["backup"]["path"]).name]
 
         # With bank4 stopped, three members are left: a block commits only if bank2 votes.
         cluster.stop("bank4")
