@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
+import ormsgpack
+
 from lendchain import codec
 from lendchain.bounded import BoundedCache, ByteBoundedCache
 from lendchain.crypto import DidError, SigningKey, public_key_from_did, verify_raw
@@ -140,11 +142,45 @@ def decode_transaction(raw: bytes) -> Transaction:
     return tx
 
 
+# What a tx's body and payload hold: leaves only (the payload schemas have no containers).
+_LEAVES = frozenset({str, bytes, int, bool, type(None)})
+_LEAVES_OR_MAP = _LEAVES | {dict}
+
+
+def unpack_tx(raw: bytes) -> Any:
+    """``codec.unpack(raw, max_size=MAX_TX_SIZE)``, at native speed for a tx's usual shape.
+
+    ``[body, signature]`` with a body of leaves and one map (the payload) of
+    leaves is accepted when ormsgpack's sorted re-encoding gives back ``raw``
+    exactly: that refuses the same second spellings (unsorted or duplicate
+    keys, long forms, trailing bytes) as ``codec.unpack``, and the shape
+    leaves no room for a float or deep nesting. Anything else, valid or not,
+    goes to ``codec.unpack``, so it is refused with the same message as ever.
+    """
+    try:
+        value = ormsgpack.unpackb(raw)
+    except ValueError:  # malformed, a non-str key, an ext type: codec.unpack says which
+        return codec.unpack(raw, max_size=MAX_TX_SIZE)
+    if type(value) is list and len(value) == 2 and type(value[0]) is dict and type(value[1]) is bytes:
+        body = value[0]
+        types = list(map(type, body.values()))
+        payload = body.get("payload")
+        if (
+            type(payload) is dict
+            and types.count(dict) == 1
+            and _LEAVES_OR_MAP.issuperset(types)
+            and _LEAVES.issuperset(map(type, payload.values()))
+            and ormsgpack.packb(value, option=ormsgpack.OPT_SORT_KEYS) == raw
+        ):
+            return value
+    return codec.unpack(raw, max_size=MAX_TX_SIZE)
+
+
 def _decode_transaction(raw: bytes) -> Transaction:
     if len(raw) > MAX_TX_SIZE:
         raise TxRejected("too_large", f"transaction is {len(raw)} bytes, more than {MAX_TX_SIZE}")
     try:
-        value = codec.unpack(raw, max_size=MAX_TX_SIZE)
+        value = unpack_tx(raw)
     except codec.CodecError as e:
         raise TxRejected("malformed", f"transaction is not canonical msgpack: {e}") from None
     if not isinstance(value, list) or len(value) != 2:
