@@ -172,3 +172,28 @@ def test_a_backup_found_at_start_sets_when_the_next_is_due(node, tmp_path):
     again = NodeBackups(backups.config, backups.store, Metrics(), logging.getLogger("test.backups"))
     written = Path(backups.newest["path"], backup_module.INFO_FILE).stat().st_mtime
     assert again.next_due_s(HOUR) == pytest.approx(written + HOUR, abs=1)
+
+
+def test_a_backup_whose_older_ones_cannot_be_deleted_still_counts_and_says_so(node, monkeypatch, caplog):
+    backups, metrics = node
+    run_for(1, lambda: backups.take("old", keep=None))
+    real_rmtree = backup_module.shutil.rmtree
+
+    def read_only(path, ignore_errors=False):
+        if ignore_errors:  # the backup's own clean-up of its partial copy and snapshot
+            return real_rmtree(path, ignore_errors=True)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(backup_module.shutil, "rmtree", read_only)
+    taken = []
+
+    async def take_with_keep() -> None:
+        await trio.sleep(HOUR)
+        taken.append(await backups.take("new", keep=1))
+
+    with caplog.at_level(logging.WARNING, logger="test.backups"):
+        run_for(2 * HOUR, take_with_keep)
+    assert taken[0]["pruned"] == [] and "Permission denied" in taken[0]["prune_failed"]
+    assert backups.newest["path"] == taken[0]["path"] and written_at(metrics) == [0, HOUR]
+    assert metrics.backups_failed.count == 1 and "deleting older backups failed" in caplog.text
+    assert (backups.config.backup_dir / "old").is_dir()
