@@ -73,7 +73,10 @@ def machine_speed(wire_txs: list[bytes], sample: int = 1000) -> dict[str, float]
     moves, so a result is only comparable with the Python figure beside it:
     µs of CPU to decode one tx (canonical msgpack, checks, the decode cache)
     and to verify one signature, each the median of three slices of
-    ``sample`` of the run's own txs, decoded here for the first time.
+    ``sample`` of the run's own txs, decoded here for the first time. The
+    decode figure measures this tree's decoder as well as the machine: it
+    fell by ~2 µs when txs began to decode with ormsgpack (eleventh session
+    of 2026-12-05), so compare it across machines only for one tree.
     """
     from lendchain.ledger.transactions import decode_transaction, verify_signature
 
