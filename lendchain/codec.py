@@ -104,7 +104,17 @@ def _find_out_of_range_int(value: Any) -> None:
             _find_out_of_range_int(value[key])
 
 
-_SORT_KEYS = ormsgpack.OPT_SORT_KEYS
+# Sorted keys; and what ormsgpack would encode on its own but pack refuses or encodes
+# otherwise (dataclasses, datetimes, UUIDs, enums, subclasses of str, int, dict and list)
+# goes to its ``default``, of which there is none: TypeError, then ``pack`` decides.
+_TRUSTED_OPTIONS = (
+    ormsgpack.OPT_SORT_KEYS
+    | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS
+)
 # Set for the test suite (tests/conftest.py, inherited by the node processes tests start):
 # pack_trusted then also packs with pack and refuses a difference.
 CHECK_TRUSTED_ENV = "LENDCHAIN_CHECK_TRUSTED_PACK"
@@ -146,7 +156,7 @@ def pack_trusted(value: Any) -> bytes:
     ormsgpack refuses goes to ``pack``, which names what is wrong.
     """
     try:
-        encoded = ormsgpack.packb(value, option=_SORT_KEYS)
+        encoded = ormsgpack.packb(value, option=_TRUSTED_OPTIONS)
     except TypeError:  # ormsgpack.MsgpackEncodeError: a non-str key, an int out of range, …
         return pack(value)
     if _check_trusted and encoded != pack(value):

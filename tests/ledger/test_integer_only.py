@@ -11,6 +11,10 @@ clock or a random number. This test reads that code and finds none.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import datetime
+import enum
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,3 +85,23 @@ def test_pack_trusted_hands_what_it_cannot_encode_to_pack_for_the_error():
         codec.pack_trusted({1: 2})
     with pytest.raises(codec.CodecError, match="64-bit"):
         codec.pack_trusted([2**64])
+
+
+class Kind(enum.Enum):
+    A = "a"
+
+
+class Amount(int):
+    pass
+
+
+@dataclasses.dataclass
+class Row:
+    number: int
+
+
+def test_what_ormsgpack_would_encode_but_pack_refuses_is_refused_and_subclasses_pack_as_pack_does():
+    for value in (Row(1), [datetime.datetime(2026, 12, 5)], {"id": uuid.UUID(int=1)}, Kind.A):
+        with pytest.raises(codec.CodecError, match="cannot be encoded"):
+            codec.pack_trusted(value)
+    assert codec.pack_trusted({"amount": Amount(5), "flag": True}) == codec.pack({"amount": 5, "flag": True})
