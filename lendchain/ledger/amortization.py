@@ -18,7 +18,6 @@ fall: the borrower's due dates do not move, only what is due on them.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -60,5 +59,5 @@ def loan_schedule(loan: dict[str, Any]) -> list[Instalment]:
     rows = build_schedule(kind, loan["amount"], loan["rate_bps"], loan["term_months"])
     for settled, principal in loan.get("reschedules", []):
         rest = build_schedule(kind, principal, loan["rate_bps"], loan["term_months"] - settled)
-        rows = rows[:settled] + [replace(row, number=settled + row.number) for row in rest]
+        rows = rows[:settled] + [row._replace(number=settled + row.number) for row in rest]
     return rows
