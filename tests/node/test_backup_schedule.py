@@ -25,7 +25,8 @@ from lendchain.node.store import ChainStore
 from tests.ledger.chain import Chain, make_genesis
 from tests.node.test_store import grow
 
-HOUR = 3600
+MINUTE = 60
+HOUR = 60 * MINUTE
 # The mock clock starts at 0; wall-clock seconds are this much later (a plausible date).
 EPOCH = 1_790_000_000
 
@@ -143,7 +144,7 @@ def test_an_unexpected_error_in_a_backup_does_not_stop_the_node(node, monkeypatc
 
     async def node_goes_on() -> None:
         while True:
-            await trio.sleep(60)
+            await trio.sleep(MINUTE)
             ticks.append(1)
 
     with caplog.at_level(logging.ERROR, logger="test.backups"):
