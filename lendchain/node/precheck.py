@@ -49,8 +49,7 @@ def precheck(config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -
             signing = node.key  # its next key once that rotation is in effect
         finally:
             node.store.close()
-    observer = any(member.name == config.name for member in config.genesis.observers)
-    role = "observer" if observer else "voting member"
+    role = "voting member" if config.member.voting else "observer"
     lines = [f"ok: {config.name} ({role}) on {config.genesis.chain_id}, connecting as {signing.did}"]
     if new:
         lines.append(
