@@ -83,10 +83,9 @@ class Node(NodeViews, GossipIntake):
         self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
         self.log = logging.getLogger(f"lendchain.{config.name}")
-        # Once this member's rotation to next_key is in effect, a start shows its peers the new
-        # key, and they retire the old one; while running on the old key, it says so once.
+        # Once this member's rotation to next_key is in effect, the node shows its peers the new
+        # key (at once, or on a start after it), and they retire the old one.
         self._next_key = next_key
-        self._rotation_noted = False
         signing_keys = [key, *([next_key] if next_key else [])]
         if next_key is not None and self._next_key_effective(self.store.head().height):
             key = next_key
@@ -201,17 +200,18 @@ class Node(NodeViews, GossipIntake):
         return any(key == self._next_key.public_key and at <= height for at, key in rotations)
 
     def _note_rotation(self, height: int) -> None:
-        """Say once that a restart would move this node's network identity to its new key."""
-        if self._rotation_noted or self._next_key is None or self.key.public_key == self._next_key.public_key:
+        """Move this node's network identity to its next key once that key's rotation is in effect."""
+        if self._next_key is None or self.key.public_key == self._next_key.public_key:
             return
         if self._next_key_effective(height):
-            self._rotation_noted = True
-            self.metrics.restart_due.set(1)
             self.log.warning(
-                "%s's node key rotation is in effect: restart this node to connect with its new key "
-                "(next_key_file); until then peers still admit its old key",
+                "%s's node key rotation is in effect from height %d: moving the network identity "
+                "to the new key (next_key_file); peers retire the old one when they see it",
                 self.config.name,
+                height,
             )
+            self.network.rekey(self._next_key)
+            self.key = self._next_key
 
     # -- lifecycle -------------------------------------------------------------
 

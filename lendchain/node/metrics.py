@@ -133,11 +133,6 @@ class NodeMetrics:
         self.relay_failures = Counter(
             "lendchain_relay_failures", "relays to the primary that failed or were dropped", registry=r
         )
-        self.restart_due = Gauge(
-            "lendchain_node_key_restart_due",
-            "1: this member's node key rotation is in effect but the node still connects with its old key",
-            registry=r,
-        )
         self.backup_height = Gauge(
             "lendchain_backup_height", "height of this node's newest backup (0: none found)", registry=r
         )

@@ -52,6 +52,7 @@ from lendchain.node.network_host import (
     peer_id_of,
     wrap_gossip,
 )
+from lendchain.node.network_inbound import InboundStreams
 from lendchain.node.network_link import (
     NETWORK_COUNTERS,
     NETWORK_OPTIONS,
@@ -65,7 +66,6 @@ from lendchain.node.network_wire import (
     FrameKind,
     FrameReader,
     WireError,
-    decode_hello,
     encode_frame,
     encode_hello,
 )
@@ -80,7 +80,7 @@ class NetworkError(Exception):
     """A network operation failed: unknown member, not connected, timeout, peer error."""
 
 
-class Network:
+class Network(InboundStreams):
     def __init__(
         self,
         *,
@@ -123,6 +123,8 @@ class Network:
         self._by_peer: dict[ID, MemberLink] = {}
         self._host, self._pubsub, self._router = None, None, None
         self._on_retire = on_retire
+        self._next_key: SigningKey | None = None  # set by ``rekey`` until the host on it is up
+        self._identity_scope: trio.CancelScope | None = None
         for name, keys in (retired_keys or {}).items():
             if name in self._links:
                 self._links[name].retired.update(keys)
@@ -223,7 +225,51 @@ class Network:
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Listen, keep every member connected, serve streams and gossip until cancelled."""
+        """Listen, keep every member connected, serve streams and gossip until cancelled.
+
+        ``rekey`` ends the host of the current key; the loop then brings one up
+        on the new key, on the same address, with the same member links.
+        """
+        started: Any = task_status
+        while True:
+            if self._next_key is not None:
+                old, self.key, self._next_key = self.my_peer_id, self._next_key, None
+                self.my_peer_id = peer_id_of(self.key.public_key)
+                self.log.warning(
+                    "network identity moves to the rotated node key: %s -> %s", old, self.peer_id
+                )
+                await self._wait_listen_address_free()
+            with trio.CancelScope() as self._identity_scope:
+                await self._run_host(started)
+            started = trio.TASK_STATUS_IGNORED
+            if self._next_key is None:
+                return
+
+    def rekey(self, key: SigningKey) -> None:
+        """Move this node's network identity (its PeerID) to ``key``, one of its member keys.
+
+        The host of the old key closes, and one on ``key`` comes up at once:
+        peers see this member on its new key and retire the old one, with no
+        process restart. Links drop for the moment that takes; queued frames wait.
+        """
+        if key.public_key not in self._member_keys.get(self.me, ()):
+            raise ValueError(f"the key given is not one of {self.me}'s node keys on the ledger")
+        if key.public_key == self.key.public_key:
+            return
+        self._next_key = key
+        if self._identity_scope is not None:
+            self._identity_scope.cancel()
+
+    async def _wait_listen_address_free(self) -> None:
+        """Wait (briefly) for the closed host's listener to let go of the port."""
+        for _ in range(50):
+            try:
+                check_listen_address_free(self._listen)
+                return
+            except OSError:
+                await trio.sleep(0.1)
+
+    async def _run_host(self, task_status: Any) -> None:
         try:
             check_listen_address_free(self._listen)
         except OSError as e:
@@ -298,6 +344,7 @@ class Network:
 
     def allow_keys(self, member_keys: dict[str, list[bytes]]) -> None:
         """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""
+        self._member_keys = member_keys
         for name, link in self._links.items():
             for peer_id in link.set_keys(member_keys.get(name, [link.member.public_key])):
                 self._by_peer[peer_id] = link
@@ -333,11 +380,12 @@ class Network:
         host = self._host
         delay = self.options["redial_min_s"]
         ever_up = False
-        # Both members dialling each other at once leaves two connections, and
-        # py-libp2p's pubsub then sometimes loses a subscription on one of them. The
-        # member with the larger PeerID gives the other a head start.
-        dials_second = self.my_peer_id.to_bytes() > link.peer_id.to_bytes()
         while True:
+            # Both members dialling each other at once leaves two connections, and
+            # py-libp2p's pubsub then sometimes loses a subscription on one of them. The
+            # member with the larger PeerID (the current one of each: keys rotate) gives
+            # the other a head start.
+            dials_second = self.my_peer_id.to_bytes() > link.peer_id.to_bytes()
             if dials_second and link.failed_dials == 0 and not self._connected(link):
                 with trio.move_on_after(self.options["dial_grace_s"]):
                     while not self._connected(link):
@@ -373,6 +421,9 @@ class Network:
             self.log.info("link to %s up", link.member.name)
             reason = await self._run_link(link, stream)
             link.up = False
+            # It may come back on its newest key (a rotation moves it there): try that first,
+            # so both sides agree on who dials second (a failed dial falls back to the others).
+            link.peer_id = link.peer_ids[0]
             self.log.info("link to %s down: %s", link.member.name, reason)
             await trio.sleep(delay)
 
@@ -416,105 +467,6 @@ class Network:
         await bounded(stream.reset())
         return reason
 
-    # -- inbound ---------------------------------------------------------------------
-
-    def _link_of_stream(self, stream: INetStream) -> MemberLink | None:
-        link = self._by_peer.get(stream.muxed_conn.peer_id)
-        if link is None:  # the Noise gate makes this unreachable; belt and braces
-            self._refused(stream.muxed_conn.peer_id, "stream")
-        else:
-            link.peer_id = stream.muxed_conn.peer_id  # the key it runs now: talk to that one
-        return link
-
-    async def _handle_consensus_stream(self, stream: INetStream) -> None:
-        link = self._link_of_stream(stream)
-        if link is None:
-            await quietly(stream.reset())
-            return
-        name = link.member.name
-        reader = FrameReader(stream, self.options["max_frame_size"])
-        try:
-            with trio.fail_after(self.options["dead_after_s"]):
-                kind, payload = await reader.read_frame()
-            if kind is not FrameKind.HELLO:
-                raise WireError(f"first frame is {kind.name}, expected HELLO")
-            chain_id, claimed = decode_hello(payload)
-            if chain_id != self.chain_id:
-                raise WireError(f"peer is on chain {chain_id!r}, we are on {self.chain_id!r}")
-            if claimed != name:
-                raise WireError(f"peer says it is {claimed!r} but its key is {name}'s")
-            previous, link.inbound = link.inbound, stream
-            if previous is not None:
-                await quietly(previous.reset())
-            while True:
-                with trio.fail_after(self.options["dead_after_s"]):
-                    kind, payload = await reader.read_frame()
-                link.last_heard = trio.current_time()
-                if kind is FrameKind.DATA:
-                    if self._inject_loss("frame_loss"):
-                        continue
-                    wait = link.budget.delay(link.last_heard, frames=1, bytes=len(payload))
-                    if wait > 0:
-                        self._counters["throttled_frames"] += 1
-                        self._warn_throttled(link, "consensus frames")
-                        await trio.sleep(wait)
-                    self._counters["frames_in"] += 1
-                    self._counters["bytes_in"] += len(payload) + 5
-                    try:
-                        self._on_frame(name, payload)
-                    except Exception:
-                        self.log.exception("consensus frame handler failed on a frame from %s", name)
-                elif kind is not FrameKind.PING:
-                    raise WireError(f"unexpected {kind.name} frame on the consensus stream")
-        except WireError as e:
-            self._counters["wire_errors"] += 1
-            self.log.warning("closing consensus stream from %s (%s): %s", name, link.peer_id, e)
-        except trio.TooSlowError:
-            self.log.info(
-                "consensus stream from %s silent for %.1f s; closing", name, self.options["dead_after_s"]
-            )
-        except Exception as e:  # EOF, reset, connection lost
-            self.log.debug("consensus stream from %s ended: %s: %s", name, type(e).__name__, e)
-        finally:
-            if link.inbound is stream:
-                link.inbound = None
-            await bounded(stream.reset())
-
-    async def _handle_request_stream(self, stream: INetStream) -> None:
-        link = self._link_of_stream(stream)
-        if link is None:
-            await quietly(stream.reset())
-            return
-        name = link.member.name
-        try:
-            with trio.fail_after(self.options["dead_after_s"]):
-                kind, payload = await FrameReader(stream, self.options["max_frame_size"]).read_frame()
-            if kind is not FrameKind.REQUEST:
-                raise WireError(f"first frame is {kind.name}, expected REQUEST")
-            self._counters["requests_in"] += 1
-            # Requests (catch-up, relayed txs) draw on the member's frame budget, as its frames do.
-            wait = link.budget.delay(trio.current_time(), frames=1, bytes=len(payload)) if link.budget else 0
-            if wait > 0:
-                self._counters["throttled_frames"] += 1
-                self._warn_throttled(link, "requests")
-                await trio.sleep(wait)
-            try:
-                answer = encode_frame(FrameKind.RESPONSE, await self._on_request(name, payload))
-                if len(answer) - 5 > self.options["max_frame_size"]:
-                    raise ValueError(f"response of {len(answer) - 5} bytes exceeds max_frame_size")
-            except Exception as e:
-                self.log.exception("request handler failed on a request from %s", name)
-                answer = encode_frame(FrameKind.ERROR, f"{type(e).__name__}: {e}".encode())
-            await stream.write(answer)
-            await stream.close()
-        except WireError as e:
-            self._counters["wire_errors"] += 1
-            self.log.warning("closing request stream from %s (%s): %s", name, link.peer_id, e)
-            await quietly(stream.reset())
-        except Exception as e:
-            self.log.debug("request stream from %s ended: %s: %s", name, type(e).__name__, e)
-            await quietly(stream.reset())
-
     async def _repair_gossip(self) -> None:
         """Reconnect a member whose gossip subscription never arrived.
 
@@ -544,19 +496,6 @@ class Network:
                     repair_after[name] = min(repair_after[name] * 2, 120.0)
                     link.up_since = now
                     await bounded(self._host.disconnect(link.peer_id))
-
-    def _warn_throttled(self, link: MemberLink, what: str) -> None:
-        if link.due_throttle_warning(trio.current_time(), self.options["throttle_warn_every_s"]):
-            self.log.warning(
-                "rate limiting %s: it sends %s faster than its budget allows (over budget so far: %s)",
-                link.member.name, what, link.budget.throttled,
-            )  # fmt: skip
-
-    def _inject_loss(self, option: str) -> bool:
-        if self.options[option] and random.random() < self.options[option]:
-            self._counters["injected_losses"] += 1
-            return True
-        return False
 
     # -- gossip ----------------------------------------------------------------------
 

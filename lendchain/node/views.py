@@ -174,6 +174,7 @@ class NodeViews:
             # signs with another key, whose did:key acts for the member (``key_did``).
             "did": self._member_did(),
             "key_did": did_from_public_key(self.key.public_key),
+            "peer_id": self.network.peer_id,  # the libp2p identity: the key_did's key's PeerID
             "chain_id": self.genesis.chain_id,
             "role": "member" if self.voting else "observer",
             "height": head.height,

@@ -50,7 +50,7 @@ class Views(NodeViews):
         self.voting = True
         self.replica = None
         self.driver = driver
-        self.network = SimpleNamespace(connected_members=lambda: set(connected))
+        self.network = SimpleNamespace(connected_members=lambda: set(connected), peer_id="12D3KooWfake")
         self.mempool = NoMempool()
         self._observer_target = 0
         self._started = time.monotonic()

@@ -9,10 +9,11 @@ import trio
 from trio.testing import MockClock
 
 from lendchain.consensus.events import Deliver, Persist, Send, Tick
+from lendchain.node import driver as driver_module
 from lendchain.node import store as store_module
 from lendchain.node.app import NodeApp
 from lendchain.node.config import MempoolConfig
-from lendchain.node.driver import IDLE_TICK_S, STALL_SLACK_S, TICK_S, ConsensusDriver, now_ms
+from lendchain.node.driver import IDLE_TICK_S, STALL_SLACK_S, TICK_S, ConsensusDriver
 from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
@@ -148,15 +149,20 @@ def ticking_driver(app, replica) -> ConsensusDriver:
 
 
 @pytest.mark.parametrize(("primary", "expected_gap_s"), [("bank1", 0.007), ("bank2", TICK_S)])
-def test_the_primary_ticks_when_its_next_block_falls_due_not_at_the_next_tick(primary, expected_gap_s):
+def test_the_primary_ticks_when_its_next_block_falls_due_not_at_the_next_tick(
+    primary, expected_gap_s, monkeypatch
+):
     app = DueApp()
     replica = ScriptedReplica([])
     replica.primary = primary
     arrivals: list[float] = []
+    # Wall-clock milliseconds on the mock clock: a busy machine must not move the due time.
+    mock_now_ms = lambda: NOW_MS + int(trio.current_time() * 1000)  # noqa: E731
+    monkeypatch.setattr(driver_module, "now_ms", mock_now_ms)
 
     async def main() -> None:
         driver = ticking_driver(app, replica)
-        app.due = now_ms() + 7
+        app.due = mock_now_ms() + 7
         async with trio.open_nursery() as nursery:
             nursery.start_soon(driver._ticker)
             for _ in range(2):
