@@ -57,7 +57,7 @@ def backup(ctx: click.Context, name: str | None, keep: int | None, offline: bool
 def _offline_backup(config_path: str | None, name: str | None, keep: int | None) -> dict[str, Any]:
     from lendchain.node.backup import BackupError, back_up_node
     from lendchain.node.config import load_node_config
-    from lendchain.node.store import ChainStore, StoreError
+    from lendchain.node.store import ChainStore, StoreError, StoreInUse
 
     if not config_path:
         raise click.ClickException("--offline needs --config: the node whose data directory to copy")
@@ -65,7 +65,7 @@ def _offline_backup(config_path: str | None, name: str | None, keep: int | None)
     try:
         store = ChainStore.open(config.data_dir, config.genesis, create=False)
     except StoreError as e:
-        hint = "; without --offline the running node takes the backup" if "in use" in str(e) else ""
+        hint = "; without --offline the running node takes the backup" if isinstance(e, StoreInUse) else ""
         raise click.ClickException(f"{e}{hint}") from None
     try:
         return back_up_node(store, config, name, keep)
@@ -136,15 +136,15 @@ def restore(ctx: click.Context, backup_dir: str, config_path: str, force: bool) 
 
 def _check_replaceable(data_dir: Path, genesis: Any, force: bool, info: dict[str, Any]) -> None:
     """Refuse to replace a data directory in use, or one that opens cleanly unless ``force``."""
-    from lendchain.node.store import ChainStore, StoreError
+    from lendchain.node.store import ChainStore, StoreError, StoreInUse
 
     try:
         with ChainStore.open(data_dir, genesis, create=False) as store:
             store.wait_verified()
             height = store.head().height
-    except StoreError as e:
-        if "in use" in str(e):
-            raise click.ClickException(f"{e}: stop the node before restoring") from None
+    except StoreInUse as e:
+        raise click.ClickException(f"{e}: stop the node before restoring") from None
+    except StoreError:
         return  # damaged or not a store: what a restore is for
     if not force:
         raise click.ClickException(

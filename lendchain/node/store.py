@@ -94,6 +94,10 @@ class StoreError(Exception):
     """The data directory cannot be used; the message says why and what to do."""
 
 
+class StoreInUse(StoreError):
+    """Another process holds the data directory's lock (a node runs on it)."""
+
+
 @dataclass(frozen=True)
 class Head:
     height: int
@@ -195,7 +199,7 @@ class ChainStore:
             )
         except plyvel.IOError as e:
             if "lock" in leveldb_says(e).lower():
-                raise StoreError(
+                raise StoreInUse(
                     f"data directory {path} is in use by another process (is a node already running?)"
                 ) from None
             raise StoreError(f"cannot open data directory {path}: {leveldb_says(e)}") from None

@@ -17,7 +17,7 @@ from lendchain import codec
 from lendchain.ledger.block import check_block
 from lendchain.ledger.state import STATE_ROOT_KEY, genesis_state_root
 from lendchain.node.replay import verify_chain
-from lendchain.node.store import ChainStore, StoreError
+from lendchain.node.store import ChainStore, StoreError, StoreInUse
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ def test_refuses_missing_dir_without_create_and_foreign_leveldb(tmp_path, genesi
 
 def test_refuses_a_directory_in_use(tmp_path, genesis):
     with ChainStore.open(tmp_path / "db", genesis):
-        with pytest.raises(StoreError, match="in use by another process"):
+        with pytest.raises(StoreInUse, match="in use by another process"):
             ChainStore.open(tmp_path / "db", genesis)
 
 
