@@ -19,7 +19,8 @@ is missing. It holds:
 - ``key_rotations``: for every node key rotation effective at or below the
   last entry's block, the certified receipt that scheduled it
   (``audit_keys.py``), so that certificates signed with a rotated key check
-  against the genesis too.
+  against the genesis too; observers' rotations as well, so that their
+  transactions signed with a rotated key are tied to them.
 
 ``verify_export`` checks, naming the entry and the check that failed:
 
@@ -39,9 +40,10 @@ is missing. It holds:
    end of its range.
 
 The summary names, for every signer that is a member's key at its entry's
-height, the member it signed for (``member_signers``): after a member's key
-rotation its txs carry the new key's did:key, which the genesis does not
-list, and the proven rotations say whose key it is.
+height (a voting member's or an observer's), the member it signed for
+(``member_signers``): after a member's key rotation its txs carry the new
+key's did:key, which the genesis does not list, and the proven rotations say
+whose key it is.
 
 So a history entry left out, added, changed or moved breaks a hash link or
 the head a certified receipt commits to. What an export cannot prove: that
@@ -56,11 +58,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lendchain import codec
-from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import public_key_from_did
 from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
 from lendchain.ledger.audit_keys import (
+    ProvenKeys,
     check_final,
     export_rotations,
     hex_field,
@@ -84,8 +86,9 @@ from lendchain.ledger.state import (
 )
 from lendchain.ledger.transactions import decode_transaction, verify_signature
 
-AUDIT_FORMAT = "lendchain/audit/3"  # 3: key_rotations; a format-2 export (none) still verifies
-_READABLE_FORMATS = ("lendchain/audit/2", AUDIT_FORMAT)
+# 3: key_rotations; 4: observers' rotations among them. Exports of formats 2 and 3 still verify.
+AUDIT_FORMAT = "lendchain/audit/4"
+_READABLE_FORMATS = ("lendchain/audit/2", "lendchain/audit/3", AUDIT_FORMAT)
 LEDGER_KIND = "ledger"  # an entry made by the ledger's own work at the start of a block
 
 
@@ -262,7 +265,8 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     if not isinstance(entries, list) or not entries:
         raise AuditError("the export lists no entries")
     history, heads = _check_history(document)
-    schedule = verify_rotations(document.get("key_rotations", []), genesis)
+    keys = verify_rotations(document.get("key_rotations", []), genesis)
+    schedule = keys.signers
     heights, covered = [], 0
     for number, entry in enumerate(entries):
         try:
@@ -296,29 +300,25 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
         "entries": len(entries),
         "heights": heights,
         "signers": signers,
-        "member_signers": _member_signers(entries, heights, schedule),
+        "member_signers": _member_signers(entries, heights, keys),
         "history_length": len(history),
         "history_head": heads[-1].hex(),
         "complete_to_height": heights[-1],
         "key_rotations": [
             {"member": name, "effective_height": height, "public_key": key.hex()}
-            for name, height, key in schedule.rotations()
+            for name, height, key in keys.rotations()
         ],
     }
 
 
-def _member_signers(
-    entries: list[dict[str, Any]], heights: list[int], schedule: KeySchedule
-) -> dict[str, str]:
-    """Signer did:key -> the member whose key it was at the height it signed (genesis or rotated)."""
+def _member_signers(entries: list[dict[str, Any]], heights: list[int], keys: ProvenKeys) -> dict[str, str]:
+    """Signer did:key -> the member (voting or observer) whose key it was at the height it signed."""
     found: dict[str, str] = {}
     for entry, height in zip(entries, heights, strict=True):
         signer = entry.get("signer")
         if signer and signer not in found:
             key = public_key_from_did(signer)  # _check_tx decoded it from a verified signature
-            found.update(
-                (signer, name) for name, member_key in schedule.members_at(height) if member_key == key
-            )
+            found.update((signer, name) for name in keys.signer_names(key, height))
     return dict(sorted(found.items()))
 
 

@@ -16,11 +16,16 @@ keys: each block must be final under the keys known so far, so the evidence
 needs nothing but the genesis, as the rest of an export does. Evidence left
 out cannot make a verifier accept anything: a certificate signed with a key it
 does not know fails to verify, and the export is refused.
+
+An observer's rotation (a non-voting member: its key signs no certificate,
+only its transactions) is carried the same way, so that a transaction its new
+key signed can be tied to it (format 4; a format-3 export carries the voting
+members' rotations only).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from lendchain import codec
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
@@ -36,13 +41,30 @@ from lendchain.ledger.keyrotation import (
     delay_blocks,
     genesis_key_schedule,
     proof_body,
-    voting_rotations,
+    scheduled_rotations,
 )
 from lendchain.ledger.state import StateReader, get_params
 from lendchain.ledger.transactions import decode_transaction
 
 ROTATION_EVENT = "member.key_rotation"
 _DECIDING_KINDS = ("gov.propose", "gov.vote")  # the tx that reaches a proposal's quorum executes it
+
+
+class ProvenKeys(NamedTuple):
+    """The keys an export proves: the voting members' (they sign certificates) and the observers'."""
+
+    signers: KeySchedule
+    observers: KeySchedule | None  # None: the genesis has no observers
+
+    def rotations(self) -> list[tuple[str, int, bytes]]:
+        """Every proven rotation, voting members' and observers', by effective height then name."""
+        found = self.signers.rotations() + (self.observers.rotations() if self.observers else [])
+        return sorted(found, key=lambda rotation: (rotation[1], rotation[0]))
+
+    def signer_names(self, key: bytes, height: int) -> list[str]:
+        """The members (voting or observing) whose node key at ``height`` is ``key``."""
+        schedules = [self.signers, *([self.observers] if self.observers else [])]
+        return [name for schedule in schedules for name, known in schedule.members_at(height) if known == key]
 
 
 def check_final(entry: dict[str, Any], schedule: KeySchedule, chain_id: str) -> BlockHeader:
@@ -121,7 +143,7 @@ def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: 
     ``receipts_of(height, block)`` gives the leaves of that block's results root.
     """
     evidence = []
-    for name, entries in voting_rotations(reader).items():  # the keys that sign certificates
+    for name, entries in scheduled_rotations(reader).items():  # voting members' and observers'
         for effective, public_key in entries:
             if effective > up_to:
                 continue
@@ -143,8 +165,8 @@ def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: 
     return sorted(evidence, key=lambda item: item["height"])
 
 
-def _check_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
-    header = check_final(item, schedule, chain_id)
+def _check_rotation(item: dict[str, Any], keys: ProvenKeys, chain_id: str) -> None:
+    header = check_final(item, keys.signers, chain_id)
     raw, index = proven_receipt(item, header)
     if index >= header.tx_count:
         raise AuditError(f"the receipt is not a tx result of block {header.height}")
@@ -165,15 +187,17 @@ def _check_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) 
     public_key, key_proof = bytes.fromhex(event["public_key"]), bytes.fromhex(event["proof"])
     if not verify(public_key, key_proof, ROTATION_TAG, chain_id, proof_body(member, public_key)):
         raise AuditError(f"the new key's proof that it is held is not valid for {member}")
+    observing = keys.observers is not None and member in keys.observers
     try:
-        schedule.add(member, effective, public_key)
+        (keys.observers if observing else keys.signers).add(member, effective, public_key)  # type: ignore[union-attr]
     except ValueError as e:
         raise AuditError(str(e)) from None
 
 
-def verify_rotations(items: Any, genesis: Genesis) -> KeySchedule:
+def verify_rotations(items: Any, genesis: Genesis) -> ProvenKeys:
     """The genesis keys plus every rotation ``items`` proves; AuditError naming the first bad one."""
-    schedule = genesis_key_schedule(genesis)
+    observers = [(m.name, m.public_key) for m in genesis.observers]
+    keys = ProvenKeys(genesis_key_schedule(genesis), KeySchedule(observers) if observers else None)
     if not isinstance(items, list):
         raise AuditError("field 'key_rotations' is not a list")
     last = 0
@@ -181,10 +205,10 @@ def verify_rotations(items: Any, genesis: Genesis) -> KeySchedule:
         try:
             if not isinstance(item, dict) or not isinstance(item.get("height"), int) or item["height"] < last:
                 raise AuditError("not a rotation in height order")
-            _check_rotation(item, schedule, genesis.chain_id)
+            _check_rotation(item, keys, genesis.chain_id)
         except AuditError as e:
             raise AuditError(f"key rotation {number}: {e}") from None
         except (ValueError, TypeError, KeyError, AttributeError) as e:  # encodings
             raise AuditError(f"key rotation {number}: {e}") from None
         last = item["height"]
-    return schedule
+    return keys

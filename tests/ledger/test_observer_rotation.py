@@ -7,10 +7,15 @@ schedule and the audit's certificate keys.
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import replace
+
+import pytest
 
 from lendchain.genesis import Member
 from lendchain.ledger import queries
+from lendchain.ledger.audit import AuditError, export_loan, verify_export
 from lendchain.ledger.keyrotation import (
     ROTATION_TAG,
     member_signers,
@@ -22,6 +27,7 @@ from lendchain.ledger.keyrotation import (
 from lendchain.ledger.state import OBSERVERS_KEY, read_value
 from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
+from tests.ledger.test_domain_audit import CertifiedBlocks
 
 KYC = {"level": 2, "expires_ms": 10**14, "evidence_hash": "ab" * 32}
 
@@ -99,3 +105,45 @@ def test_an_observers_rotation_stays_out_of_the_consensus_keys_but_not_the_allow
 def test_a_genesis_without_observers_gets_no_observers_key_so_its_state_root_is_unchanged():
     genesis, _ = make_genesis()
     assert read_value(Chain.start(genesis).state, OBSERVERS_KEY) is None
+
+
+def test_an_audit_export_ties_an_observing_lenders_rotated_key_to_it():
+    """A non-voting lender rotates its key and lends with the new one: the export proves whose key
+    it is, though no certificate needs it; evidence that names someone else is refused."""
+    genesis, members = make_genesis()
+    old = seeded_key(77)
+    platform = Member("platform", old.public_key, "/ip4/127.0.0.1/tcp/47190", ("lender",), voting=False)
+    genesis = replace(genesis, observers=(platform,))
+    chain = Chain.start(genesis)
+    borrower, new = seeded_key(1), seeded_key(78)
+    chain.onboard(borrower, members[3])
+    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
+    loan_hex = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    rotate(chain, members, old.did, "platform", new)
+    effective = scheduled_rotations(chain.state)["platform"][0][0]
+    while chain.height < effective:
+        chain.run()
+    offer = chain.run_one(chain.tx(new, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
+    assert offer.ok, offer.message
+    accept = {"loan_id": loan_hex, "offer_id": offer.tx_id.hex()}
+    assert chain.run_one(chain.tx(borrower, "loan.accept", accept)).ok
+    assert chain.run_one(chain.tx(new, "loan.disburse", {"loan_id": loan_hex})).ok
+
+    blocks = CertifiedBlocks(chain, members)  # the voting members' keys never changed
+    document = json.loads(json.dumps(export_loan(chain.state, blocks, bytes.fromhex(loan_hex))))
+    assert document["format"] == "lendchain/audit/4"
+    assert [r["member"] for r in document["key_rotations"]] == ["platform"]
+    summary = verify_export(document, genesis)
+    assert summary["member_signers"] == {new.did: "platform"}
+    assert summary["key_rotations"] == [
+        {"member": "platform", "effective_height": effective, "public_key": new.public_key.hex()}
+    ]
+    # Without the evidence every certificate still checks (an observer signs none), but nothing
+    # ties the new key to the platform.
+    bare = verify_export({**document, "key_rotations": []}, genesis)
+    assert bare["member_signers"] == {} and new.did in bare["signers"]
+    for member, refusal in [("bank3", "the rotation's member"), ("stranger", "the rotation's member")]:
+        lie = copy.deepcopy(document)
+        lie["key_rotations"][0]["member"] = member
+        with pytest.raises(AuditError, match=f"key rotation 0: {refusal}"):
+            verify_export(lie, genesis)
