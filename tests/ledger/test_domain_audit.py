@@ -66,15 +66,30 @@ class RotatedBlocks(CertifiedBlocks):
         return [self.keys[0], self.new_key, *self.keys[2:]] if height >= self.effective else self.keys
 
 
-def applied_loan():
+def applied_loan(observers=()):
     """A test chain where a KYC-attested borrower has applied for one loan."""
     genesis, members = make_genesis()
+    genesis = replace(genesis, observers=tuple(observers))
     chain = Chain.start(genesis)
     borrower = seeded_key(1)
     chain.onboard(borrower, members[3])
     apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
     loan_id = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
     return genesis, members, chain, borrower, loan_id
+
+
+def lend_once_rotated(chain: Chain, lender: str, new_key, borrower, loan_hex: str) -> int:
+    """Once ``lender``'s rotation to ``new_key`` is in effect, it offers and disburses the loan
+    with that key; the effective height."""
+    effective = scheduled_rotations(chain.state)[lender][0][0]
+    while chain.height < effective:
+        chain.run()
+    offer = chain.run_one(chain.tx(new_key, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
+    assert offer.ok, offer.message
+    accept = {"loan_id": loan_hex, "offer_id": offer.tx_id.hex()}
+    assert chain.run_one(chain.tx(borrower, "loan.accept", accept)).ok
+    assert chain.run_one(chain.tx(new_key, "loan.disburse", {"loan_id": loan_hex})).ok
+    return effective
 
 
 @pytest.fixture
@@ -352,14 +367,7 @@ def test_the_summary_names_the_member_a_rotated_key_signed_for(tmp_path):
     genesis, members, chain, borrower, loan_hex = applied_loan()
     bank2, new_key = members[1], seeded_key(250)
     rotate_bank2(chain, members, new_key)
-    effective = scheduled_rotations(chain.state)["bank2"][0][0]
-    while chain.height < effective:
-        chain.run()
-    offer = chain.run_one(chain.tx(new_key, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
-    assert offer.ok, offer.message
-    accept = {"loan_id": loan_hex, "offer_id": offer.tx_id.hex()}
-    assert chain.run_one(chain.tx(borrower, "loan.accept", accept)).ok
-    assert chain.run_one(chain.tx(new_key, "loan.disburse", {"loan_id": loan_hex})).ok
+    effective = lend_once_rotated(chain, "bank2", new_key, borrower, loan_hex)
     blocks = RotatedBlocks(chain, members, new_key, effective)
     document = json.loads(json.dumps(export_loan(chain.state, blocks, bytes.fromhex(loan_hex))))
     assert [e["signer"] for e in document["entries"]] == [

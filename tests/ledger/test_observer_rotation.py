@@ -27,7 +27,7 @@ from lendchain.ledger.keyrotation import (
 from lendchain.ledger.state import OBSERVERS_KEY, read_value
 from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
-from tests.ledger.test_domain_audit import CertifiedBlocks
+from tests.ledger.test_domain_audit import CertifiedBlocks, applied_loan, lend_once_rotated
 
 KYC = {"level": 2, "expires_ms": 10**14, "evidence_hash": "ab" * 32}
 
@@ -110,24 +110,11 @@ def test_a_genesis_without_observers_gets_no_observers_key_so_its_state_root_is_
 def test_an_audit_export_ties_an_observing_lenders_rotated_key_to_it():
     """A non-voting lender rotates its key and lends with the new one: the export proves whose key
     it is, though no certificate needs it; evidence that names someone else is refused."""
-    genesis, members = make_genesis()
-    old = seeded_key(77)
+    old, new = seeded_key(77), seeded_key(78)
     platform = Member("platform", old.public_key, "/ip4/127.0.0.1/tcp/47190", ("lender",), voting=False)
-    genesis = replace(genesis, observers=(platform,))
-    chain = Chain.start(genesis)
-    borrower, new = seeded_key(1), seeded_key(78)
-    chain.onboard(borrower, members[3])
-    apply = {"amount": 9000, "currency": "EUR", "term_months": 3, "purpose": "a laptop"}
-    loan_hex = chain.run_one(chain.tx(borrower, "loan.apply", apply)).tx_id.hex()
+    genesis, members, chain, borrower, loan_hex = applied_loan(observers=[platform])
     rotate(chain, members, old.did, "platform", new)
-    effective = scheduled_rotations(chain.state)["platform"][0][0]
-    while chain.height < effective:
-        chain.run()
-    offer = chain.run_one(chain.tx(new, "loan.offer", {"loan_id": loan_hex, "rate_bps": 700}))
-    assert offer.ok, offer.message
-    accept = {"loan_id": loan_hex, "offer_id": offer.tx_id.hex()}
-    assert chain.run_one(chain.tx(borrower, "loan.accept", accept)).ok
-    assert chain.run_one(chain.tx(new, "loan.disburse", {"loan_id": loan_hex})).ok
+    effective = lend_once_rotated(chain, "platform", new, borrower, loan_hex)
 
     blocks = CertifiedBlocks(chain, members)  # the voting members' keys never changed
     document = json.loads(json.dumps(export_loan(chain.state, blocks, bytes.fromhex(loan_hex))))
