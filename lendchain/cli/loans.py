@@ -50,6 +50,37 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
         emit(ctx, client.get(f"/parties/{did}"))
 
 
+@party.command("exposure")
+@click.argument("did")
+@client_options
+@click.pass_context
+@user_errors
+def party_exposure(ctx: click.Context, did: str, **kw: Any) -> None:
+    """What DID owes across every lender: outstanding and committed principal, by currency and lender."""
+    with client_from(kw) as client:
+        emit(ctx, client.get(f"/exposure/{did}"), _exposure_text)
+
+
+def _exposure_text(view: dict[str, Any]) -> str:
+    lines = [f"exposure of {view['did']}"]
+    if not view["currencies"]:
+        lines.append("  no live loans (nothing disbursed or committed)")
+    for currency, t in view["currencies"].items():
+        lines.append(
+            f"  {currency}  outstanding {t['outstanding']}  committed {t['committed']}  loans {t['loans']}"
+            f"  overdue {t['overdue_loans']}  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
+        )
+    if view["carriers"]:
+        lines.append("carried by")
+    for row in view["carriers"]:
+        who = row["name"] or row["did"]
+        lines.append(
+            f"  {who:<24} {row['currency']}  outstanding {row['outstanding']}  committed {row['committed']}"
+            f"  loans {row['loans']}"
+        )
+    return "\n".join(lines)
+
+
 @click.group()
 def loan() -> None:
     """Apply for, offer, accept, disburse, repay, prepay and show loans."""

@@ -355,4 +355,4 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 # The domain modules that build on these handlers register their kinds on import;
 # they import this module, so they are imported last.
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
-from lendchain.ledger import audit  # noqa: E402, F401  (after the kinds: it reads blocks and queries)
+from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

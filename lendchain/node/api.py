@@ -407,6 +407,7 @@ def build_app(
         Route("/nonces/{ref}", _route(query_route("nonce"))),
         Route("/scores/{ref}", _route(query_route("score"))),
         Route("/reminders/{ref}", _route(query_route("reminders"))),
+        Route("/exposure/{ref}", _route(query_route("exposure"))),
         Route("/audit/{ref}", _route(query_route("audit"))),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),

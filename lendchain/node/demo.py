@@ -85,6 +85,17 @@ def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
             f"loan {loan_id[:16]}… is {loan['state']}: principal repaid {loan.get('principal_paid')}, "
             f"interest {loan.get('interest_paid')} (minor units)"
         )
+        exposure = clients[node[2]].get(f"/exposure/{borrower.did}")  # what any lender sees first
+        for currency, totals in exposure["currencies"].items():
+            carriers = ", ".join(
+                f"{row['name'] or row['did'][:24]} {row['outstanding']}"
+                for row in exposure["carriers"]
+                if row["currency"] == currency
+            )
+            lines.append(
+                f"the borrower's exposure, as every member sees it: {currency} outstanding "
+                f"{totals['outstanding']} on {totals['loans']} loan(s) (carried by {carriers})"
+            )
         lines.append(
             f"all {len(names)} nodes agree at height {head['height']}, head {head['head_hash'][:16]}"
         )

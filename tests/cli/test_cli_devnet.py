@@ -22,6 +22,10 @@ def test_devnet_runs_a_demo_loan_and_its_chain_verifies_offline(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"http://127.0.0.1:{api + 1}" in result.stdout
     assert "is repaying" in result.stdout
+    repaid = int(result.stdout.split("principal repaid ")[1].split(",")[0])
+    assert f"EUR outstanding {1_200_000 - repaid} on 1 loan(s) (carried by bank2 {1_200_000 - repaid})" in (
+        result.stdout
+    )
     assert "all 4 nodes agree" in result.stdout
     assert "stopped all nodes" in result.stdout and "exit codes" not in result.stdout
 

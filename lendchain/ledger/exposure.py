@@ -1,0 +1,120 @@
+"""A borrower's debt across every lender: what each member sees before it lends.
+
+Lenders that lend to the same people cannot see each other's exposure; on
+the chain they can. ``exposure_view`` (``GET /exposure/{did}``, ``lendchain
+party exposure DID``) adds up the borrower's live loans from the loan records
+every member holds:
+
+- ``outstanding``: principal not yet repaid on disbursed loans (disbursed,
+  repaying, overdue, defaulted);
+- ``committed``: principal agreed but not yet paid out (accepted, funding,
+  funded);
+
+per currency (amounts in different currencies are never added), with the
+number of loans overdue and in default and the penalty interest due, and
+split by who carries it: a loan's lender, or for a syndicated loan each
+funder's pro-rata share of its commitment (``funding.pro_rata``, exact to the
+minor unit). Applications and offers not yet accepted, and loans closed,
+cancelled or unfunded, carry no exposure.
+
+Read-only and computed on request from state: nothing here is stored, so it
+needs no rules version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lendchain.ledger import lifecycle as lc
+from lendchain.ledger import pagedlist
+from lendchain.ledger.funding import pro_rata
+from lendchain.ledger.queries import register_lookup
+from lendchain.ledger.servicing import penalty_due
+from lendchain.ledger.state import (
+    StateReader,
+    borrower_loans_key,
+    institution_key,
+    loan_key,
+    party_key,
+    read_value,
+)
+
+OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
+COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
+_TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
+
+
+def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """The borrower's live loans, their totals per currency and who carries them; None if unknown."""
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    loan_ids = list(pagedlist.items(get, borrower_loans_key(did)))
+    if not loan_ids and get(party_key(did)) is None:
+        return None
+    currencies: dict[str, dict[str, int]] = {}
+    carriers: dict[tuple[str, str], dict[str, Any]] = {}
+    loans = []
+    for loan_id in loan_ids:
+        loan = get(loan_key(loan_id))
+        state = loan["state"]
+        if state in OUTSTANDING_STATES:
+            field, amount = "outstanding", loan["amount"] - loan["principal_paid"]
+        elif state == lc.FUNDING:  # what the funders committed so far
+            field, amount = "committed", loan["funding"]["funded"]
+        elif state in COMMITTED_STATES:
+            field, amount = "committed", loan["amount"]
+        else:
+            continue
+        penalty = penalty_due(loan) if state in OUTSTANDING_STATES else 0
+        totals = currencies.setdefault(loan["currency"], dict.fromkeys(_TOTALS, 0))
+        totals[field] += amount
+        totals["loans"] += 1
+        totals["overdue_loans"] += state == lc.OVERDUE
+        totals["defaulted_loans"] += state == lc.DEFAULTED
+        totals["penalty_due"] += penalty
+        shares = _carriers(loan, amount)
+        for carrier, share in shares:
+            row = carriers.setdefault(
+                (carrier, loan["currency"]),
+                {"did": carrier, "name": _member_name(get, carrier), "currency": loan["currency"]}
+                | dict.fromkeys(("outstanding", "committed", "loans"), 0),
+            )
+            row[field] += share
+            row["loans"] += 1
+        loans.append(
+            {
+                "loan_id": loan_id.hex(),
+                "state": state,
+                "currency": loan["currency"],
+                "amount": loan["amount"],
+                field: amount,
+                "penalty_due": penalty,
+                "carried_by": [{"did": carrier, field: share} for carrier, share in shares],
+            }
+        )
+    return {
+        "did": did,
+        "currencies": dict(sorted(currencies.items())),
+        "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
+        "loans": loans,
+    }
+
+
+def _carriers(loan: dict[str, Any], amount: int) -> list[tuple[str, int]]:
+    """Who carries ``amount`` of the loan: its funders pro rata to their commitments, else its lender."""
+    if "funding" not in loan:
+        return [(loan["lender"], amount)]
+    commitments = loan["funding"]["commitments"]
+    parts = pro_rata(amount, [c["amount"] for c in commitments]) if commitments else []
+    return [(c["funder"], part) for c, part in zip(commitments, parts, strict=True)]
+
+
+def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:
+    institution = get(institution_key(did))
+    return institution["name"] if institution else None
+
+
+register_lookup("exposure", exposure_view)
