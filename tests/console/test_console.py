@@ -254,6 +254,12 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
     page.press("#search-input", "Enter")
     page.wait_for_selector("text=repayments")
     assert "1 on time" in console.text("main")
+    # Its debt across lenders: the loan's outstanding principal, carried by bank2.
+    outstanding = 2_400_000 - cli("loan", "show", loan_id, node="bank3")["principal_paid"]
+    eur = console.text("#exposure tr[data-currency='EUR']")
+    assert eur.startswith("EUR") and f"{outstanding // 100:,}.{outstanding % 100:02d} EUR" in eur
+    assert "bank2" in console.text(f"#exposure tr[data-carrier='{bank2_did}']")
+    console.shot("party")
     assert console.errors == []
 
 

@@ -526,8 +526,23 @@ async function renderLoan(id) {
     scorePanel(borrower));
 }
 
+function exposurePanel(exposure) {
+  if (!exposure || !Object.keys(exposure.currencies).length) return "";
+  const totals = Object.entries(exposure.currencies).map(([c, t]) => ({ dataset: { currency: c },
+    cells: [c, money(t.outstanding, c), money(t.committed, c), String(t.loans), String(t.overdue_loans),
+      String(t.defaulted_loans), money(t.penalty_due, c)] }));
+  const carriers = exposure.carriers.map((row) => ({ dataset: { carrier: row.did },
+    cells: [row.name || partyLink(row.did), money(row.outstanding, row.currency),
+      money(row.committed, row.currency), String(row.loans)] }));
+  return h("div", { class: "panel", id: "exposure" }, h("h3", {}, "Exposure across lenders"),
+    table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals),
+    table(["carried by", "outstanding", "committed", "loans"], carriers));
+}
+
 async function renderParty(did) {
   const party = await api("/parties/" + encodeURIComponent(did));
+  const exposure = party.kind === "party"
+    ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
   const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Party"),
@@ -539,6 +554,7 @@ async function renderParty(did) {
       ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
       history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults, ${history.closed} closed`] : null,
     ])),
+    exposurePanel(exposure),
     scorePanel(party));
 }
 
