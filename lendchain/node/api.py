@@ -350,12 +350,12 @@ def build_app(
             await node.wait_for_height(since + 1, wait_ms / 1000)
         return node.commits_since(since, limit)
 
-    def query_route(kind: str) -> Callable[[Request], Awaitable[Any]]:
+    def query_route(kind: str, missing: str = "no {kind} {ref}") -> Callable[[Request], Awaitable[Any]]:
         async def handler(request: Request) -> Any:
             ref = request.path_params["ref"]
             found = node.query(kind, ref)
             if found is None:
-                raise ApiError(404, "not_found", f"no {kind} {ref}")
+                raise ApiError(404, "not_found", missing.format(kind=kind, ref=ref))
             return found
 
         return handler
@@ -407,7 +407,10 @@ def build_app(
         Route("/nonces/{ref}", _route(query_route("nonce"))),
         Route("/scores/{ref}", _route(query_route("score"))),
         Route("/reminders/{ref}", _route(query_route("reminders"))),
-        Route("/exposure/{ref}", _route(query_route("exposure"))),
+        Route(
+            "/exposure/{ref}",
+            _route(query_route("exposure", "{ref} is no registered party and has no loans")),
+        ),
         Route("/audit/{ref}", _route(query_route("audit"))),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),
