@@ -35,6 +35,7 @@ def status(ctx: click.Context, **kw: Any) -> None:
         return "\n".join(
             [
                 f"node     {v['name']} ({role}) on {v['chain_id']}",
+                *_key_line(v),
                 f"height   {v['height']}  head {v['head_hash'][:16]}",
                 f"view     {v.get('view', '-')}  primary {v.get('primary', '-')}"
                 + ("  (view change in progress)" if v.get("in_view_change") else ""),
@@ -48,6 +49,15 @@ def status(ctx: click.Context, **kw: Any) -> None:
         )
 
     emit(ctx, value, human)
+
+
+def _key_line(v: dict[str, Any]) -> list[str]:
+    """Which node key the node runs on: the member's genesis key, or the key it rotated to."""
+    if "peer_id" not in v:  # an older node
+        return []
+    if v["key_did"] == v["did"]:
+        return [f"key      genesis key, peer {v['peer_id']}"]
+    return [f"key      rotated: signs as {v['key_did']}, peer {v['peer_id']}"]
 
 
 def _backup_line(backup: dict[str, Any] | None, scheduled: bool) -> str:

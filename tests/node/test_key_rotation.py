@@ -116,6 +116,11 @@ def test_rotate_bank2_key_through_governance(tmp_path):
             status = c.get("/status")
         assert status["did"] == keys["bank2"].did and status["key_did"] == new_key.did
         assert status["peer_id"] == str(peer_id_of(new_key.public_key))
+        shown = subprocess.run(
+            [sys.executable, "-m", "lendchain", "status", "--config", str(bank2_config)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert f"key      rotated: signs as {new_key.did}, peer {status['peer_id']}" in shown.stdout, shown
         for name in ("bank1", "bank3", "bank4"):  # seen on its new key: its old one is refused now
             wait_for(
                 lambda name=name: "bank2 proved a newer node key" in cluster[name].log_path.read_text(),

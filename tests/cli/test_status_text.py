@@ -1,0 +1,54 @@
+"""``lendchain status`` in words: the node key line, before and after a rotation."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from lendchain.cli import chain as chain_cli
+from lendchain.cli import main
+
+GENESIS_DID = "did:key:z6MkGenesisKeyOfBank2"
+ROTATED_DID = "did:key:z6MkRotatedKeyOfBank2"
+
+
+class StatusClient:
+    def __init__(self, status: dict) -> None:
+        self.answer = status
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def status(self) -> dict:
+        return self.answer
+
+
+def shown(monkeypatch, **fields) -> str:
+    status = {
+        "name": "bank2",
+        "role": "member",
+        "chain_id": "lendchain-test-1",
+        "height": 12,
+        "head_hash": "ab" * 32,
+        "view": 0,
+        "primary": "bank1",
+        "peers": ["bank1", "bank3"],
+        "mempool": {"txs": 0},
+        "backup": {},
+        **fields,
+    }
+    monkeypatch.setattr(chain_cli, "client_from", lambda kw: StatusClient(status))
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_status_names_the_key_the_node_runs_on(monkeypatch):
+    genesis = shown(monkeypatch, did=GENESIS_DID, key_did=GENESIS_DID, peer_id="12D3KooWold")
+    assert "key      genesis key, peer 12D3KooWold" in genesis
+    rotated = shown(monkeypatch, did=GENESIS_DID, key_did=ROTATED_DID, peer_id="12D3KooWnew")
+    assert f"key      rotated: signs as {ROTATED_DID}, peer 12D3KooWnew" in rotated
+    older = shown(monkeypatch, did=GENESIS_DID, key_did=GENESIS_DID)  # a node without peer_id
+    assert "key " not in older and "node     bank2 (voting member)" in older
