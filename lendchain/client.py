@@ -112,6 +112,10 @@ class NodeClient:
             key, self.chain_id, kind, payload=payload, nonce=nonce, created_ms=int(time.time() * 1000)
         )
 
+    def check(self, tx: Transaction) -> dict[str, Any]:
+        """What the next block would do with ``tx`` (``POST /txs/check``): a dry run, nothing kept."""
+        return self.request("POST", "/txs/check", json={"tx": tx.encode().hex()})
+
     def submit(self, tx: Transaction) -> dict[str, Any]:
         result = self.request("POST", "/txs", json={"tx": tx.encode().hex()})
         if result.get("status") == "rejected":

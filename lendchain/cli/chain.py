@@ -14,6 +14,7 @@ from lendchain.cli._common import (
     config_option,
     describe_tx,
     emit,
+    load_signer,
     send_tx,
     signer_options,
     user_errors,
@@ -112,6 +113,37 @@ def tx_send(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
     if not isinstance(body, dict):
         raise click.ClickException('payload must be a JSON object, such as \'{"role": "borrower"}\'')
     send_tx(ctx, kw, kind, body)
+
+
+@tx.command("check")
+@click.argument("kind")
+@click.argument("payload")
+@signer_options
+@click.pass_context
+@user_errors
+def tx_check(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
+    """Sign a KIND transaction and ask what the next block would do with it; nothing is sent on."""
+    body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise click.ClickException('payload must be a JSON object, such as \'{"role": "borrower"}\'')
+    with client_from(kw) as client:
+        key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
+        answer = client.check(client.build(key, kind, body))
+    emit(ctx, answer, _check_text)
+    if answer["outcome"] != "ok":
+        ctx.exit(1)
+
+
+def _check_text(answer: dict[str, Any]) -> str:
+    where = f"in block {answer['height']}"
+    if answer["outcome"] == "ok":
+        events = [e.get("event", "?") for e in answer["result"].get("events", [])]
+        return f"would commit {where}: ok" + (f" ({', '.join(events)})" if events else "")
+    if answer["outcome"] == "refused":
+        result = answer["result"]
+        return f"would be refused {where} ({result['code']}): {result['message']}"
+    what = "would be left out of" if answer["outcome"] == "left_out" else "would be rejected before"
+    return f"{what} block {answer['height']} ({answer['code']}): {answer['message']}"
 
 
 @tx.command("show")

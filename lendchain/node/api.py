@@ -65,6 +65,7 @@ class NodeFacade(Protocol):
     metrics_registry: CollectorRegistry
 
     def submit(self, raw_txs: list[bytes]) -> list[dict[str, Any]]: ...
+    def check_tx(self, raw: bytes) -> dict[str, Any]: ...
     def tx_status(self, tx_id: bytes) -> dict[str, Any]: ...
     def block(self, ref: str) -> dict[str, Any] | None: ...
     def blocks(self, start: int, limit: int) -> list[dict[str, Any]]: ...
@@ -302,6 +303,12 @@ def build_app(
         taken = any(r["status"] in _TAKEN for r in results)
         return JSONResponse({"results": results}, status_code=202 if taken else 400)
 
+    async def check(request: Request) -> Any:
+        doc = await _json_body(request, limits.max_body_bytes)
+        if not isinstance(doc, dict) or set(doc) != {"tx"}:
+            raise ApiError(400, "bad_request", 'body must be {"tx": hex}: one transaction per check')
+        return node.check_tx(_batch(doc, limits)[0])
+
     async def submit_stream(websocket: WebSocket) -> None:
         await websocket.accept()
         client = _client(websocket.scope)
@@ -396,6 +403,7 @@ def build_app(
 
     routes = [
         Route("/txs", _route(submit), methods=["POST"]),
+        Route("/txs/check", _route(check), methods=["POST"]),
         WebSocketRoute("/txs/stream", submit_stream),
         Route("/txs/stream", _route(stream_over_http)),
         Route("/txs/{tx_id}", _route(tx_status)),

@@ -139,6 +139,18 @@ class Mempool:
         entry.run_from, entry.run_end = committed, nonce
         return nonce
 
+    def pending_run(self, sender: str, start: int, end: int) -> list[PendingTx]:
+        """The sender's pending txs with nonces ``start``, ``start + 1``, … below ``end``, while unbroken."""
+        entry = self._senders.get(sender)
+        run: list[PendingTx] = []
+        while entry is not None and start + len(run) < end and start + len(run) in entry.by_nonce:
+            run.append(entry.by_nonce[start + len(run)])
+        return run
+
+    def pending_at(self, sender: str, nonce: int) -> PendingTx | None:
+        entry = self._senders.get(sender)
+        return entry.by_nonce.get(nonce) if entry is not None else None
+
     def candidates(
         self, next_nonce: Callable[[str], int], max_txs: int, max_bytes: int, scan: int | None = None
     ) -> Iterator[PendingTx]:

@@ -16,10 +16,12 @@ from typing import Any
 from lendchain.crypto import did_from_public_key
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.execute import execute_txs
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
-from lendchain.ledger.transactions import Transaction, decode_transaction
-from lendchain.node.driver import MemberSighting, verify_certificate
+from lendchain.ledger.transactions import Transaction, check_stateless, decode_transaction
+from lendchain.node.driver import MemberSighting, now_ms, verify_certificate
 from lendchain.node.keyschedule import key_schedule
 
 # An idle member still re-announces its head certificate at least every two view-change
@@ -28,6 +30,48 @@ SILENT_INTERVALS = 3
 
 
 class NodeViews:
+    def check_tx(self, raw: bytes) -> dict[str, Any]:
+        """What the next block would do with ``raw``: a dry run on the committed head, nothing kept.
+
+        The tx gets the admission checks (encoding, chain, schema, signature, a
+        replaced member key, a nonce another pending tx holds), then executes in a throwaway overlay at
+        the current time, after this node's pending txs of the same sender that
+        come before it (in nonce order, as a block takes them). ``outcome``:
+        ``ok``; ``refused`` (it would be included and fail, using its nonce);
+        ``left_out`` (no block can include it now: its nonce, say); ``rejected``
+        (refused at the door).
+        """
+        head = self.store.head()
+        answer: dict[str, Any] = {"id": None, "height": head.height + 1}
+        try:
+            tx = decode_transaction(raw)
+            answer["id"] = tx.id.hex()
+            signer = self.signers.get(tx.sender)  # a replaced member key is refused at the door
+            if signer is not None and signer.replaced_at(head.height + 1):
+                raise signer.replaced(tx.sender)
+            check_stateless(tx, self.genesis.chain_id)
+        except TxRejected as e:
+            return {**answer, "outcome": "rejected", "code": e.code, "message": e.message}
+        holder = self.mempool.pending_at(tx.sender, tx.nonce)
+        if holder is not None and holder.tx_id != tx.id:  # what the API's admission says to it
+            message = f"nonce {tx.nonce} of {tx.sender} is taken by pending tx {holder.tx_id.hex()}"
+            return {**answer, "outcome": "rejected", "code": "duplicate_nonce", "message": message}
+        before = self.mempool.pending_run(tx.sender, next_nonce(self.store, tx.sender), tx.nonce)
+        _, execution = execute_txs(
+            self.store,
+            [*(decode_transaction(p.raw) for p in before), tx],
+            height=head.height + 1,
+            timestamp_ms=max(now_ms(), head.timestamp_ms + 1),
+            chain_id=self.genesis.chain_id,
+            strict=False,
+        )
+        answer["after_pending"] = len(before)
+        if tx.id in execution.tx_ids:
+            result = execution.results[execution.tx_ids.index(tx.id)]
+            return {**answer, "outcome": "ok" if result.ok else "refused", "result": result.to_json()}
+        dropped = next(d for d in execution.dropped if d.tx_id == tx.id)
+        return {**answer, "outcome": "left_out", "code": dropped.code, "message": dropped.message}
+
     def tx_status(self, tx_id: bytes) -> dict[str, Any]:
         location = self.store.tx_location(tx_id)
         if location is not None:
