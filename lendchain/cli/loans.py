@@ -86,6 +86,33 @@ def loan() -> None:
     """Apply for, offer, accept, disburse, repay, prepay and show loans."""
 
 
+@loan.command("portfolio")
+@click.argument("did")
+@client_options
+@click.pass_context
+@user_errors
+def loan_portfolio(ctx: click.Context, did: str, **kw: Any) -> None:
+    """A lender's book: the live loans DID services, by currency, and its largest borrowers."""
+    with client_from(kw) as client:
+        emit(ctx, client.get(f"/portfolio/{did}"), _portfolio_text)
+
+
+def _portfolio_text(view: dict[str, Any]) -> str:
+    lines = [f"portfolio of {view['name'] or view['did']}"]
+    if not view["currencies"]:
+        lines.append("  no live loans")
+    for currency, t in view["currencies"].items():
+        lines.append(
+            f"  {currency}  outstanding {t['outstanding']} (funded by others {t['funded_by_others']})"
+            f"  committed {t['committed']}  loans {t['loans']}  overdue {t['overdue_loans']}"
+            f"  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
+        )
+        lines += [
+            f"    {row['did']}  {row['principal']}" for row in view["largest_borrowers"].get(currency, [])
+        ]
+    return "\n".join(lines)
+
+
 @loan.command("apply")
 @click.option("--amount", required=True, type=click.IntRange(1), help="Principal in minor units (cents).")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")

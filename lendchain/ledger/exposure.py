@@ -17,6 +17,12 @@ funder's pro-rata share of its commitment (``funding.pro_rata``, exact to the
 minor unit). Applications and offers not yet accepted, and loans closed,
 cancelled or unfunded, carry no exposure.
 
+``portfolio_view`` (``GET /portfolio/{did}``, ``lendchain loan portfolio
+DID``) is the other side: a lender's book, the live loans it services, with
+the same totals per currency, the part other funders carry, and its largest
+borrowers (concentration), for the lender's reconciliation and a regulator's
+supervision.
+
 Read-only and computed on request from state: nothing here is stored, so it
 needs no rules version.
 """
@@ -35,6 +41,7 @@ from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
     institution_key,
+    lender_loans_key,
     loan_key,
     party_key,
     read_value,
@@ -43,6 +50,7 @@ from lendchain.ledger.state import (
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
+TOP_BORROWERS = 10
 
 
 def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
@@ -59,22 +67,11 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     loans = []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
-        state = loan["state"]
-        if state in OUTSTANDING_STATES:
-            field, amount = "outstanding", loan["amount"] - loan["principal_paid"]
-        elif state == lc.FUNDING:  # what the funders committed so far
-            field, amount = "committed", loan["funding"]["funded"]
-        elif state in COMMITTED_STATES:
-            field, amount = "committed", loan["amount"]
-        else:
+        live = _live(loan)
+        if live is None:
             continue
-        penalty = penalty_due(loan) if state in OUTSTANDING_STATES else 0
-        totals = currencies.setdefault(loan["currency"], dict.fromkeys(_TOTALS, 0))
-        totals[field] += amount
-        totals["loans"] += 1
-        totals["overdue_loans"] += state == lc.OVERDUE
-        totals["defaulted_loans"] += state == lc.DEFAULTED
-        totals["penalty_due"] += penalty
+        field, amount, penalty = live
+        _count(currencies, loan, field, amount, penalty)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
             row = carriers.setdefault(
@@ -87,7 +84,7 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         loans.append(
             {
                 "loan_id": loan_id.hex(),
-                "state": state,
+                "state": loan["state"],
                 "currency": loan["currency"],
                 "amount": loan["amount"],
                 field: amount,
@@ -101,6 +98,76 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
     }
+
+
+def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """A lender's book: the live loans it services, per currency, and its largest borrowers.
+
+    ``outstanding`` and ``committed`` are the loans' whole principal; of it,
+    ``funded_by_others`` is what other funders of syndicated loans carry.
+    ``largest_borrowers`` lists, per currency, the ``TOP_BORROWERS`` borrowers
+    with the most principal outstanding and committed here (concentration).
+    The loans themselves, with their next instalments, are ``/reminders/{did}``.
+    None for a DID that is no member and services no loan.
+    """
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    loan_ids = list(pagedlist.items(get, lender_loans_key(did)))
+    if not loan_ids and get(institution_key(did)) is None:
+        return None
+    currencies: dict[str, dict[str, int]] = {}
+    borrowers: dict[str, dict[str, int]] = {}
+    for loan_id in loan_ids:
+        loan = get(loan_key(loan_id))
+        live = _live(loan)
+        if live is None or loan["lender"] != did:
+            continue
+        field, amount, penalty = live
+        totals = _count(currencies, loan, field, amount, penalty)
+        others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
+        totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
+        by_borrower = borrowers.setdefault(loan["currency"], {})
+        by_borrower[loan["borrower"]] = by_borrower.get(loan["borrower"], 0) + amount
+    largest = {
+        currency: [
+            {"did": borrower, "principal": principal}
+            for borrower, principal in sorted(rows.items(), key=lambda row: (-row[1], row[0]))[:TOP_BORROWERS]
+        ]
+        for currency, rows in sorted(borrowers.items())
+    }
+    return {
+        "did": did,
+        "name": _member_name(get, did),
+        "currencies": {c: {"funded_by_others": 0, **t} for c, t in sorted(currencies.items())},
+        "largest_borrowers": largest,
+    }
+
+
+def _live(loan: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(``outstanding`` or ``committed``, its principal, penalty due) of a live loan; None otherwise."""
+    state = loan["state"]
+    if state in OUTSTANDING_STATES:
+        return "outstanding", loan["amount"] - loan["principal_paid"], penalty_due(loan)
+    if state == lc.FUNDING:  # what the funders committed so far
+        return "committed", loan["funding"]["funded"], 0
+    if state in COMMITTED_STATES:
+        return "committed", loan["amount"], 0
+    return None
+
+
+def _count(
+    currencies: dict[str, dict[str, int]], loan: dict[str, Any], field: str, amount: int, penalty: int
+) -> dict[str, int]:
+    """Add one live loan to its currency's totals; those totals."""
+    totals = currencies.setdefault(loan["currency"], dict.fromkeys(_TOTALS, 0))
+    totals[field] += amount
+    totals["loans"] += 1
+    totals["overdue_loans"] += loan["state"] == lc.OVERDUE
+    totals["defaulted_loans"] += loan["state"] == lc.DEFAULTED
+    totals["penalty_due"] += penalty
+    return totals
 
 
 def _carriers(loan: dict[str, Any], amount: int) -> list[tuple[str, int]]:
@@ -118,3 +185,4 @@ def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:
 
 
 register_lookup("exposure", exposure_view)
+register_lookup("portfolio", portfolio_view)

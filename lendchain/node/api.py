@@ -419,6 +419,9 @@ def build_app(
             "/exposure/{ref}",
             _route(query_route("exposure", "{ref} is no registered party and has no loans")),
         ),
+        Route(
+            "/portfolio/{ref}", _route(query_route("portfolio", "{ref} is no member and services no loan"))
+        ),
         Route("/audit/{ref}", _route(query_route("audit"))),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),

@@ -260,6 +260,15 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
     assert eur.startswith("EUR") and f"{outstanding // 100:,}.{outstanding % 100:02d} EUR" in eur
     assert "bank2" in console.text(f"#exposure tr[data-carrier='{bank2_did}']")
     console.shot("party")
+    # bank2's page: the loans it services, with the borrower as its largest.
+    page.fill("#search-input", bank2_did)
+    page.press("#search-input", "Enter")
+    page.wait_for_selector("#portfolio tr[data-currency='EUR']")
+    assert f"{outstanding // 100:,}.{outstanding % 100:02d} EUR" in console.text(
+        "#portfolio tr[data-currency='EUR']"
+    )
+    assert borrower_did[:24] in console.text("#portfolio")
+    console.shot("member")
     assert console.errors == []
 
 

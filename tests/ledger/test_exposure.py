@@ -132,6 +132,44 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
     eur = exposure(chain, borrower.did)["currencies"]["EUR"]
     assert eur["overdue_loans"] == 1 and eur["defaulted_loans"] == 0 and eur["penalty_due"] > 0
 
+    # The lenders' side: each one's book, what others fund of it, and its largest borrowers.
+    book1 = queries.lookup(chain.state, "portfolio", bank1.did)
+    assert book1["name"] == "bank1" and set(book1["currencies"]) == {"EUR", "USD"}
+    assert book1["currencies"]["EUR"] == {
+        **eur,
+        "outstanding": bilateral_left,
+        "loans": 1,
+        "funded_by_others": 0,
+    }
+    assert book1["currencies"]["USD"]["committed"] == 50_000
+    assert book1["largest_borrowers"]["EUR"] == [{"did": borrower.did, "principal": bilateral_left}]
+    book2 = queries.lookup(chain.state, "portfolio", bank2.did)["currencies"]["EUR"]
+    assert book2["outstanding"] == book2["funded_by_others"] == syndicated_left  # alice and bob carry it all
+    idle = queries.lookup(chain.state, "portfolio", members[2].did)
+    assert idle == {"did": members[2].did, "name": "bank3", "currencies": {}, "largest_borrowers": {}}
+    assert queries.lookup(chain.state, "portfolio", alice.did) is None  # an investor services no loan
+
+
+def test_cli_loan_portfolio_prints_a_lenders_book(monkeypatch):
+    totals = {"outstanding": 300, "committed": 50, "loans": 2, "overdue_loans": 0, "defaulted_loans": 1}
+    view = {
+        "did": "did:key:z6Mkbank1",
+        "name": "bank1",
+        "currencies": {"EUR": {**totals, "penalty_due": 4, "funded_by_others": 100}},
+        "largest_borrowers": {"EUR": [{"did": "did:key:z6Mkalice", "principal": 250}]},
+    }
+    monkeypatch.setattr(
+        loans_cli, "client_from", lambda kw: FakeClient({"/portfolio/did:key:z6Mkbank1": view})
+    )
+    shown = CliRunner().invoke(main, ["loan", "portfolio", "did:key:z6Mkbank1"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines() == [
+        "portfolio of bank1",
+        "  EUR  outstanding 300 (funded by others 100)  committed 50  loans 2  overdue 0  defaulted 1"
+        "  penalty due 4",
+        "    did:key:z6Mkalice  250",
+    ]
+
 
 def test_cli_party_exposure_prints_totals_and_carriers(monkeypatch):
     totals = {"outstanding": 110_500, "committed": 0, "loans": 1}

@@ -40,3 +40,15 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"
     assert missing.json()["message"] == f"{stranger} is no registered party and has no loans"
+
+
+def test_portfolio_route_answers_a_member_and_names_a_stranger():
+    genesis, members = make_genesis()
+    app = build_app(LedgerNode(Chain.start(genesis)), None, ApiLimits())
+    stranger = seeded_key(2).did
+    found, missing = call(
+        app, [("GET", f"/portfolio/{members[0].did}", {}), ("GET", f"/portfolio/{stranger}", {})]
+    )
+    assert found.status_code == 200 and found.json()["name"] == "bank1" and found.json()["currencies"] == {}
+    assert missing.status_code == 404
+    assert missing.json()["message"] == f"{stranger} is no member and services no loan"

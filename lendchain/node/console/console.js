@@ -539,10 +539,25 @@ function exposurePanel(exposure) {
     table(["carried by", "outstanding", "committed", "loans"], carriers));
 }
 
+function portfolioPanel(book) {
+  if (!book) return "";
+  const rows = Object.entries(book.currencies).map(([c, t]) => ({ dataset: { currency: c },
+    cells: [c, money(t.outstanding, c), money(t.funded_by_others, c), money(t.committed, c), String(t.loans),
+      String(t.overdue_loans), String(t.defaulted_loans), money(t.penalty_due, c)] }));
+  const largest = Object.entries(book.largest_borrowers).flatMap(([c, list]) => list.map((row) => ({
+    cells: [partyLink(row.did), money(row.principal, c)] })));
+  return h("div", { class: "panel", id: "portfolio" }, h("h3", {}, "Loans it services"),
+    rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
+      "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
+    largest.length ? table(["largest borrowers", "principal"], largest) : "");
+}
+
 async function renderParty(did) {
   const party = await api("/parties/" + encodeURIComponent(did));
   const exposure = party.kind === "party"
     ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
+  const book = party.kind === "member"
+    ? await api("/portfolio/" + encodeURIComponent(did)).catch(() => null) : null;
   const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Party"),
@@ -555,6 +570,7 @@ async function renderParty(did) {
       history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults, ${history.closed} closed`] : null,
     ])),
     exposurePanel(exposure),
+    portfolioPanel(book),
     scorePanel(party));
 }
 
