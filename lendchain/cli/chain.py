@@ -109,10 +109,17 @@ def tx() -> None:
 @user_errors
 def tx_send(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
     """Sign and submit a KIND transaction with a JSON object PAYLOAD."""
-    body = json.loads(payload)
+    send_tx(ctx, kw, kind, _payload_object(payload))
+
+
+def _payload_object(payload: str) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise click.ClickException(f"payload is not JSON ({e})") from None
     if not isinstance(body, dict):
         raise click.ClickException('payload must be a JSON object, such as \'{"role": "borrower"}\'')
-    send_tx(ctx, kw, kind, body)
+    return body
 
 
 @tx.command("check")
@@ -123,9 +130,7 @@ def tx_send(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
 @user_errors
 def tx_check(ctx: click.Context, kind: str, payload: str, **kw: Any) -> None:
     """Sign a KIND transaction and ask what the next block would do with it; nothing is sent on."""
-    body = json.loads(payload)
-    if not isinstance(body, dict):
-        raise click.ClickException('payload must be a JSON object, such as \'{"role": "borrower"}\'')
+    body = _payload_object(payload)
     with client_from(kw) as client:
         key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         answer = client.check(client.build(key, kind, body))

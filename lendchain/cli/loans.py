@@ -65,11 +65,7 @@ def _exposure_text(view: dict[str, Any]) -> str:
     lines = [f"exposure of {view['did']}"]
     if not view["currencies"]:
         lines.append("  no live loans (nothing disbursed or committed)")
-    for currency, t in view["currencies"].items():
-        lines.append(
-            f"  {currency}  outstanding {t['outstanding']}  committed {t['committed']}  loans {t['loans']}"
-            f"  overdue {t['overdue_loans']}  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
-        )
+    lines += [_totals_text(currency, t) for currency, t in view["currencies"].items()]
     if view["carriers"]:
         lines.append("carried by")
     for row in view["carriers"]:
@@ -79,6 +75,15 @@ def _exposure_text(view: dict[str, Any]) -> str:
             f"  loans {row['loans']}"
         )
     return "\n".join(lines)
+
+
+def _totals_text(currency: str, t: dict[str, int]) -> str:
+    """One currency's totals of a borrower's exposure or a lender's book."""
+    others = f" (funded by others {t['funded_by_others']})" if "funded_by_others" in t else ""
+    return (
+        f"  {currency}  outstanding {t['outstanding']}{others}  committed {t['committed']}  loans {t['loans']}"
+        f"  overdue {t['overdue_loans']}  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
+    )
 
 
 @click.group()
@@ -102,11 +107,7 @@ def _portfolio_text(view: dict[str, Any]) -> str:
     if not view["currencies"]:
         lines.append("  no live loans")
     for currency, t in view["currencies"].items():
-        lines.append(
-            f"  {currency}  outstanding {t['outstanding']} (funded by others {t['funded_by_others']})"
-            f"  committed {t['committed']}  loans {t['loans']}  overdue {t['overdue_loans']}"
-            f"  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
-        )
+        lines.append(_totals_text(currency, t))
         lines += [
             f"    {row['did']}  {row['principal']}" for row in view["largest_borrowers"].get(currency, [])
         ]

@@ -141,3 +141,6 @@ def test_the_route_takes_one_tx_and_the_cli_prints_the_verdict(node, monkeypatch
         main, ["--json", "tx", "check", "loan.apply", json.dumps(apply), "--key", str(key_file)]
     )
     assert as_json.exit_code == 1 and json.loads(as_json.output)["outcome"] == "refused"
+    for bad, says in [("{bad", "payload is not JSON"), ("[1, 2]", "payload must be a JSON object")]:
+        refused = runner.invoke(main, ["tx", "check", "party.register", bad, "--key", str(key_file)])
+        assert refused.exit_code == 1 and says in refused.output, refused.output
