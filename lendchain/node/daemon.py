@@ -43,7 +43,7 @@ from lendchain.node.driver import (
 )
 from lendchain.node.faults import Faults
 from lendchain.node.gossip import GOSSIP_CHECKED_MEMORY, GOSSIP_MAX_TXS, GossipIntake
-from lendchain.node.keyschedule import key_schedule, member_keys
+from lendchain.node.keyschedule import key_schedule, member_keys, unheld_rotation
 from lendchain.node.logs import setup_logging
 from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
 from lendchain.node.metrics import NodeMetrics
@@ -95,6 +95,7 @@ class Node(NodeViews, GossipIntake):
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
+        self._check_rotation_key()
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
         self.voting = member.voting
         self.members = [(m.name, m.public_key) for m in genesis.members]
@@ -198,6 +199,17 @@ class Node(NodeViews, GossipIntake):
         assert self._next_key is not None
         rotations = scheduled_rotations(self.store).get(self.config.name, [])
         return any(key == self._next_key.public_key and at <= height for at, key in rotations)
+
+    def _check_rotation_key(self) -> None:
+        held = [self.key.public_key, *([self._next_key.public_key] if self._next_key else [])]
+        missing = unheld_rotation(self.store, self.config.name, held)
+        self.metrics.key_missing.set(missing[0] if missing else 0)
+        if missing:
+            self.log.error(
+                "%s's node key becomes %s… at height %d, which this node does not hold: set next_key_file "
+                "to that key and restart before then, or it stops signing there",
+                self.config.name, missing[1].hex()[:16], missing[0],
+            )  # fmt: skip
 
     def _note_rotation(self, height: int) -> None:
         """Move this node's network identity to its next key once that key's rotation is in effect."""
@@ -468,6 +480,7 @@ class Node(NodeViews, GossipIntake):
         if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
             self.member_keys, self.signers = keys, member_signers(self.store)
             self.network.allow_keys(keys)
+            self._check_rotation_key()
         self._note_rotation(height)
         block = self.store.block(height)
         now = time.monotonic()

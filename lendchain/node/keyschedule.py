@@ -64,3 +64,16 @@ def member_keys(genesis: Genesis, reader: StateReader) -> dict[str, list[bytes]]
     }
     keys.update({name: schedule.keys_of(name)[::-1] for name in schedule.names})
     return keys
+
+
+def unheld_rotation(reader: StateReader, name: str, held: list[bytes]) -> tuple[int, bytes] | None:
+    """(effective height, key) of ``name``'s newest scheduled node key when it is none of ``held``.
+
+    A node that does not hold its member's next key stops signing consensus
+    messages at that height (and keeps its old network identity): worth an
+    alarm from the moment the rotation is voted through, not from that height.
+    """
+    entries = scheduled_rotations(reader).get(name, [])
+    if not entries or entries[-1][1] in held:
+        return None
+    return entries[-1][0], entries[-1][1]

@@ -133,6 +133,12 @@ class NodeMetrics:
         self.relay_failures = Counter(
             "lendchain_relay_failures", "relays to the primary that failed or were dropped", registry=r
         )
+        self.key_missing = Gauge(
+            "lendchain_node_key_missing_height",
+            "height from which this member's newest node key signs, when this node does not hold it "
+            "(next_key_file); 0: it holds its keys",
+            registry=r,
+        )
         self.backup_height = Gauge(
             "lendchain_backup_height", "height of this node's newest backup (0: none found)", registry=r
         )

@@ -25,7 +25,7 @@ from lendchain.ledger.keyrotation import (
     voting_rotations,
 )
 from lendchain.ledger.state import OBSERVERS_KEY, read_value
-from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys
+from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys, unheld_rotation
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
 from tests.ledger.test_domain_audit import CertifiedBlocks, applied_loan, lend_once_rotated
 
@@ -134,3 +134,14 @@ def test_an_audit_export_ties_an_observing_lenders_rotated_key_to_it():
         lie["key_rotations"][0]["member"] = member
         with pytest.raises(AuditError, match=f"key rotation 0: {refusal}"):
             verify_export(lie, genesis)
+
+
+def test_a_node_learns_when_its_members_next_key_is_one_it_does_not_hold():
+    chain, members, old = observer_world()
+    assert unheld_rotation(chain.state, "regulator", [old.public_key]) is None  # nothing scheduled
+    new = seeded_key(78)
+    rotate(chain, members, old.did, "regulator", new)
+    effective = scheduled_rotations(chain.state)["regulator"][0][0]
+    assert unheld_rotation(chain.state, "regulator", [old.public_key]) == (effective, new.public_key)
+    assert unheld_rotation(chain.state, "regulator", [old.public_key, new.public_key]) is None
+    assert unheld_rotation(chain.state, "bank1", [members[0].public_key]) is None

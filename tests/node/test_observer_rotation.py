@@ -3,7 +3,8 @@
 Four members and one observer (regulator1) on 127.0.0.1. The members vote
 the rotation through; after the effective height regulator1 restarts with
 the new key file and keeps syncing; each member, seeing the new key, refuses
-the old one from then on.
+the old one from then on. Without a next_key_file, regulator1 says from the
+vote on that it does not hold its next key (a log line and a gauge).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from lendchain.crypto import SigningKey, write_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, propose_by_cli, vote_through
+from tests.node.helpers import client, metric, propose_by_cli, vote_through
 from tests.node.test_key_rotation import push_blocks
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,16 @@ def test_an_observer_rotates_its_key_and_syncs_on_the_new_one(tmp_path):
             rotations = c.get("/node-keys/regulator1")["members"][0]["rotations"]
         assert [r["public_key"] for r in rotations] == [new_key.public_key.hex()]
         effective = rotations[0]["effective_height"]
+        # regulator1 has no next_key_file: it says, from the vote on, that it lacks the new key.
+        wait_for(
+            lambda: metric(cluster, "regulator1", "lendchain_node_key_missing_height") == effective,
+            30,
+            "regulator1's missing-key gauge",
+        )
+        assert (
+            f"at height {effective}, which this node does not hold"
+            in cluster["regulator1"].log_path.read_text()
+        )
         push_blocks(cluster, effective + 1)
 
         cluster.stop("regulator1")
@@ -51,6 +62,7 @@ def test_an_observer_rotates_its_key_and_syncs_on_the_new_one(tmp_path):
         cluster.wait_healthy(["regulator1"], timeout_s=90)
         with client(cluster, "regulator1") as c:
             assert c.get("/status")["key_did"] == new_key.did
+        assert metric(cluster, "regulator1", "lendchain_node_key_missing_height") == 0  # it holds it now
         push_blocks(cluster, effective + 4)
         target = cluster.heights(["bank1"])["bank1"]
         cluster.wait_height(target, ["regulator1"], timeout_s=60)
