@@ -34,6 +34,7 @@ from lendchain.ledger.transactions import (
     decode_transaction,
 )
 from lendchain.node.mempool import MempoolFull
+from lendchain.node.network import NetworkError
 
 GOSSIP_FLUSH_S = 0.1  # batch gossip: py-libp2p pays per message (measured: 0.02 s halves tx/s)
 GOSSIP_MAX_TXS = 2000
@@ -98,9 +99,14 @@ class GossipIntake:
             await trio.sleep(GOSSIP_FLUSH_S)
             while self._gossip_outbox:
                 batch = self._take_gossip_batch()
-                self.metrics.gossip_txs.labels("out").inc(len(batch))
                 if not self.faults.drops_gossip():
-                    await self.network.publish(codec.pack(batch))
+                    try:
+                        await self.network.publish(codec.pack(batch))
+                    except NetworkError as e:  # no host for a moment (a key rotation moves it)
+                        self._gossip_outbox[:0] = batch  # first out on the next flush
+                        self.log.info("gossip waits for the network: %s", e)
+                        break
+                self.metrics.gossip_txs.labels("out").inc(len(batch))
 
     def _take_gossip_batch(self: Any) -> list[bytes]:
         """The oldest outbox txs that fit in one gossip message (at least one)."""

@@ -188,9 +188,17 @@ class Network(InboundStreams):
                 f"gossip message of {len(data)} bytes exceeds max_gossip_size "
                 f"{self.options['max_gossip_size']}; split the batch"
             )
-        if self._pubsub is None or self._router is None:
-            raise NetworkError("cannot publish: the network is not running")
-        await self._pubsub.publish(self.topic, wrap_gossip(self._router.publish_targets(self.topic), data))
+        moving = self._identity_scope is not None and self._identity_scope.cancel_called
+        if self._pubsub is None or self._router is None or moving:
+            raise NetworkError("cannot publish: the network is not running (or moving to a new key)")
+        try:
+            await self._pubsub.publish(
+                self.topic, wrap_gossip(self._router.publish_targets(self.topic), data)
+            )
+        except Exception as e:
+            if self._identity_scope is not None and self._identity_scope.cancel_called:  # closed under it
+                raise NetworkError(f"cannot publish while the host moves to a new key: {e}") from None
+            raise
         self._counters["gossip_out"] += 1
 
     def connected_members(self) -> set[str]:

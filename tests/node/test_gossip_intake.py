@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import trio
+from trio.testing import MockClock
 
 import lendchain.ledger.transactions as transactions
 from lendchain import codec
 from lendchain.crypto import SigningKey
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.daemon import Node
+from lendchain.node.gossip import GOSSIP_FLUSH_S
+from lendchain.node.network import NetworkError
+
+FLUSHES = 3  # flush intervals the flusher runs for, on the mock clock
 
 
 def registrations(node: Node, count: int) -> list[Transaction]:
@@ -74,3 +80,25 @@ def test_a_tx_already_verified_is_not_checked_again(node, monkeypatch):
     monkeypatch.setattr(transactions, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
     assert node._validate_gossip(message(txs)) is True
     assert checked == [txs[2].id]
+
+
+def test_a_batch_the_network_cannot_take_now_goes_out_first_on_the_next_flush(node, monkeypatch):
+    """While the host moves to a rotated key, publish fails: the batch waits, nothing is lost."""
+    txs = [tx.encode() for tx in registrations(node, 3)]
+    node._gossip_outbox.extend(txs)
+    published: list[list[bytes]] = []
+    failures = [NetworkError("cannot publish: the network is not running (or moving to a new key)")]
+
+    async def publish(data: bytes) -> None:
+        if failures:
+            raise failures.pop()
+        published.append(codec.unpack(data))
+
+    monkeypatch.setattr(node.network, "publish", publish)
+
+    async def main() -> None:
+        with trio.move_on_after(FLUSHES * GOSSIP_FLUSH_S):
+            await node._gossip_flusher()
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert published == [txs] and node._gossip_outbox == [] and failures == []
