@@ -32,13 +32,18 @@ pytestmark = pytest.mark.slow
 DELAY = 6
 
 
-def push_blocks(cluster: Cluster, target: int, timeout_s: float = 90) -> None:
-    """Submit registrations until every running member's head reaches ``target``."""
+def push_blocks(
+    cluster: Cluster, target: int, timeout_s: float = 90, via: tuple[str, ...] = ("bank1",)
+) -> None:
+    """Submit registrations (through each of ``via`` in turn) until every running member reaches ``target``."""
+    sent = 0
 
     def reached() -> bool:
-        with client(cluster, "bank1") as c:
+        nonlocal sent
+        with client(cluster, via[sent % len(via)]) as c:
             key = SigningKey.generate()
             c.submit(c.build(key, "party.register", {"role": "borrower"}, nonce=0))
+        sent += 1
         heights = cluster.heights()
         return min(heights.values()) >= target
 
@@ -89,7 +94,8 @@ def test_rotate_bank2_key_through_governance(tmp_path):
         schedule = KeySchedule([(m.name, m.public_key) for m in genesis.members])
         schedule.add("bank2", effective, new_key.public_key)
 
-        push_blocks(cluster, effective + 8)
+        # Through bank2 too: its gossip goes on while its host moves to the new key.
+        push_blocks(cluster, effective + 8, via=("bank1", "bank2"))
         assert bank2_signed_from(cluster, effective, schedule, genesis.chain_id), "bank2 never signed"
 
         # The CLI signs bank2's transactions with its next_key_file now the rotation is in effect,
