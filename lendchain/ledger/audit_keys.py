@@ -187,9 +187,9 @@ def _check_rotation(item: dict[str, Any], keys: ProvenKeys, chain_id: str) -> No
     public_key, key_proof = bytes.fromhex(event["public_key"]), bytes.fromhex(event["proof"])
     if not verify(public_key, key_proof, ROTATION_TAG, chain_id, proof_body(member, public_key)):
         raise AuditError(f"the new key's proof that it is held is not valid for {member}")
-    observing = keys.observers is not None and member in keys.observers
+    schedule = keys.observers if keys.observers is not None and member in keys.observers else keys.signers
     try:
-        (keys.observers if observing else keys.signers).add(member, effective, public_key)  # type: ignore[union-attr]
+        schedule.add(member, effective, public_key)
     except ValueError as e:
         raise AuditError(str(e)) from None
 
