@@ -29,7 +29,7 @@ needs no rules version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lendchain.ledger import lifecycle as lc
@@ -65,20 +65,18 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     currencies: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
-    for loan_id in loan_ids:
-        loan = get(loan_key(loan_id))
-        live = _live(loan)
-        if live is None:
-            continue
-        field, amount, penalty = live
+    for loan_id, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
         _count(currencies, loan, field, amount, penalty)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
-            row = carriers.setdefault(
-                (carrier, loan["currency"]),
-                {"did": carrier, "name": _member_name(get, carrier), "currency": loan["currency"]}
-                | dict.fromkeys(("outstanding", "committed", "loans"), 0),
-            )
+            row = carriers.get((carrier, loan["currency"]))
+            if row is None:  # the carrier's name is read once, for its first loan in the currency
+                row = carriers[carrier, loan["currency"]] = {
+                    "did": carrier,
+                    "name": _member_name(get, carrier),
+                    "currency": loan["currency"],
+                    **dict.fromkeys(("outstanding", "committed", "loans"), 0),
+                }
             row[field] += share
             row["loans"] += 1
         loans.append(
@@ -119,12 +117,9 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         return None
     currencies: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
-    for loan_id in loan_ids:
-        loan = get(loan_key(loan_id))
-        live = _live(loan)
-        if live is None or loan["lender"] != did:
+    for _, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
+        if loan["lender"] != did:
             continue
-        field, amount, penalty = live
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
         totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
@@ -140,9 +135,20 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     return {
         "did": did,
         "name": _member_name(get, did),
-        "currencies": {c: {"funded_by_others": 0, **t} for c, t in sorted(currencies.items())},
+        "currencies": dict(sorted(currencies.items())),
         "largest_borrowers": largest,
     }
+
+
+def _live_loans(
+    get: Callable[[bytes], Any], loan_ids: list[bytes]
+) -> Iterator[tuple[bytes, dict[str, Any], tuple[str, int, int]]]:
+    """(loan id, loan, ``_live(loan)``) of each live loan among ``loan_ids``."""
+    for loan_id in loan_ids:
+        loan = get(loan_key(loan_id))
+        live = _live(loan)
+        if live is not None:
+            yield loan_id, loan, live
 
 
 def _live(loan: dict[str, Any]) -> tuple[str, int, int] | None:

@@ -313,9 +313,7 @@ class Node(NodeViews, GossipIntake):
         if self._committed_already(tx, committed):
             return {"id": tx_id.hex(), "status": "known", "state": "committed"}
         try:
-            signer = self.signers.get(tx.sender)  # a replaced member key never signs again: say so now
-            if signer is not None and signer.replaced_at(self.store.head().height + 1):
-                raise signer.replaced(tx.sender)
+            self._refuse_replaced_key(tx, self.store.head().height + 1)  # say so now, not in a block
             if not verified and tx_id not in self.app.verified:
                 check_stateless(tx, self.genesis.chain_id)
                 self.app.verified.add(tx_id)

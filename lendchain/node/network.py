@@ -188,15 +188,14 @@ class Network(InboundStreams):
                 f"gossip message of {len(data)} bytes exceeds max_gossip_size "
                 f"{self.options['max_gossip_size']}; split the batch"
             )
-        moving = self._identity_scope is not None and self._identity_scope.cancel_called
-        if self._pubsub is None or self._router is None or moving:
+        if self._pubsub is None or self._router is None or self._moving:
             raise NetworkError("cannot publish: the network is not running (or moving to a new key)")
         try:
             await self._pubsub.publish(
                 self.topic, wrap_gossip(self._router.publish_targets(self.topic), data)
             )
         except Exception as e:
-            if self._identity_scope is not None and self._identity_scope.cancel_called:  # closed under it
+            if self._moving:  # the pubsub closed under it
                 raise NetworkError(f"cannot publish while the host moves to a new key: {e}") from None
             raise
         self._counters["gossip_out"] += 1
@@ -252,6 +251,11 @@ class Network(InboundStreams):
             started = trio.TASK_STATUS_IGNORED
             if self._next_key is None:
                 return
+
+    @property
+    def _moving(self) -> bool:
+        """Whether the host is closing to come back on a rotated key (``rekey``)."""
+        return self._identity_scope is not None and self._identity_scope.cancel_called
 
     def rekey(self, key: SigningKey) -> None:
         """Move this node's network identity (its PeerID) to ``key``, one of its member keys.

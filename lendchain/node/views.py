@@ -46,9 +46,7 @@ class NodeViews:
         try:
             tx = decode_transaction(raw)
             answer["id"] = tx.id.hex()
-            signer = self.signers.get(tx.sender)  # a replaced member key is refused at the door
-            if signer is not None and signer.replaced_at(head.height + 1):
-                raise signer.replaced(tx.sender)
+            self._refuse_replaced_key(tx, head.height + 1)
             check_stateless(tx, self.genesis.chain_id)
         except TxRejected as e:
             return {**answer, "outcome": "rejected", "code": e.code, "message": e.message}
@@ -59,7 +57,7 @@ class NodeViews:
         before = self.mempool.pending_run(tx.sender, next_nonce(self.store, tx.sender), tx.nonce)
         _, execution = execute_txs(
             self.store,
-            [*(decode_transaction(p.raw) for p in before), tx],
+            [*(pending.tx for pending in before), tx],
             height=head.height + 1,
             timestamp_ms=max(now_ms(), head.timestamp_ms + 1),
             chain_id=self.genesis.chain_id,
@@ -71,6 +69,12 @@ class NodeViews:
             return {**answer, "outcome": "ok" if result.ok else "refused", "result": result.to_json()}
         dropped = next(d for d in execution.dropped if d.tx_id == tx.id)
         return {**answer, "outcome": "left_out", "code": dropped.code, "message": dropped.message}
+
+    def _refuse_replaced_key(self, tx: Transaction, height: int) -> None:
+        """TxRejected for a member key a rotation replaced before ``height``: it never signs again."""
+        signer = self.signers.get(tx.sender)
+        if signer is not None and signer.replaced_at(height):
+            raise signer.replaced(tx.sender)
 
     def tx_status(self, tx_id: bytes) -> dict[str, Any]:
         location = self.store.tx_location(tx_id)
