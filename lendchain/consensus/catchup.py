@@ -36,7 +36,7 @@ class CatchUpSteps:
         self._checkpoint_of[(checkpoint.signer, height)] = root
         votes = self._checkpoints.setdefault((height, root), {})
         votes[checkpoint.signer] = checkpoint.signature
-        if len(votes) >= self._q:
+        if len(votes) >= self._era(height).q:
             self._make_stable(CheckpointProof(height, root, tuple(sorted(votes.items()))))
 
     def _make_stable(self: Any, proof: CheckpointProof) -> None:
@@ -63,8 +63,9 @@ class CatchUpSteps:
             return
         self._claims[member] = committed
         heights = sorted(self._claims.values(), reverse=True)
-        if len(heights) > self._f and heights[self._f] > self._committed_height:
-            target = heights[self._f]
+        f = self._era(self._committed_height + 1).f
+        if len(heights) > f and heights[f] > self._committed_height:
+            target = heights[f]
             peers = [name for name, h in sorted(self._claims.items()) if h >= target]
             self._fetch(self._committed_height + 1, target, peers)
 

@@ -49,7 +49,7 @@ class Executed:
 
 @dataclass(frozen=True)
 class KeysLearned:
-    """Key rotations the executed chain holds, and the height the key schedule is complete to.
+    """Key rotations and voting changes the executed chain holds, and the height they are complete to.
 
     The driver sends it after executing a block, before ``Executed``: ``rotations``
     are (member, effective height, public key), the ones already known included
@@ -59,6 +59,8 @@ class KeysLearned:
 
     rotations: tuple[tuple[str, int, bytes], ...]
     known_through: int
+    # Changes of who votes as (member, effective height, voting), known ones included.
+    voting: tuple[tuple[str, int, bool], ...] = ()
 
 
 @dataclass(frozen=True)

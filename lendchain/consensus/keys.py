@@ -22,6 +22,16 @@ NEW-VIEW                the highest committed height among its VIEW-CHANGEs + 1,
 All of these are read from the message itself, so the signer and every
 receiver pick the same key without agreeing on anything else.
 
+Who votes. The same height decides who is a voting member: the genesis's
+members vote from height 0, the others it names (observers) do not, and the
+ledger's ``member.voting`` governance action switches a member either way from
+an effective height on, with the same delay as a key rotation (so the horizon
+below covers both). ``members_at(h)`` is the voting members at h, in the
+schedule's order (genesis members, then the others, each while it votes):
+quorums, the primary of a view and every certificate at h are taken over that
+list, so a height's certificates are checked against the members that voted
+at that height, also long after they changed.
+
 Horizon. A schedule may know it is complete only up to some height: a node
 that executed block e knows every rotation effective at or below
 e + delay (the ledger's ``key_rotation_delay_blocks``), since a rotation
@@ -43,15 +53,29 @@ class KeysNotYetKnown(ValueError):
 
 
 class KeySchedule:
-    """Member order and each member's keys by effective height (a genesis key from 0)."""
+    """Member order, each member's keys by effective height (a genesis key from 0), and who votes when.
 
-    def __init__(self, members: Sequence[tuple[str, bytes]], horizon: int | None = None) -> None:
-        names = [name for name, _ in members]
+    ``members`` vote from height 0; ``others`` (observers) are known members
+    that do not, until ``set_voting`` says otherwise.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[tuple[str, bytes]],
+        horizon: int | None = None,
+        *,
+        others: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        names = [name for name, _ in (*members, *others)]
         if not members or len(set(names)) != len(names):
             raise ValueError("members must be a non-empty list of distinct (name, public key) pairs")
-        self.names = names
+        self.names = names  # every member, voting or not, in member order
         self.horizon = horizon
-        self._entries: dict[str, list[tuple[int, bytes]]] = {name: [(0, key)] for name, key in members}
+        self._entries: dict[str, list[tuple[int, bytes]]] = {
+            name: [(0, key)] for name, key in (*members, *others)
+        }
+        voters = {name for name, _ in members}
+        self._voting: dict[str, list[tuple[int, bool]]] = {name: [(0, name in voters)] for name in names}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -75,6 +99,58 @@ class KeySchedule:
         entries.append((effective_height, public_key))
         return True
 
+    def set_voting(self, name: str, effective_height: int, voting: bool) -> bool:
+        """``name`` votes (or stops voting) from ``effective_height``; False if already known.
+
+        Refused (ValueError) for a stranger, a change not after the member's last
+        one, a change to what it already is, and one that would leave no voter.
+        """
+        if name not in self._voting:
+            raise ValueError(f"voting change for {name!r}, who is not a member")
+        changes = self._voting[name]
+        if (effective_height, voting) in changes:
+            return False
+        if effective_height < 1 or effective_height <= changes[-1][0] or voting == changes[-1][1]:
+            raise ValueError(
+                f"voting change for {name} at {effective_height} is not after its last one, "
+                f"or does not change it ({'voter' if voting else 'observer'} already)"
+            )
+        changes.append((effective_height, voting))
+        if not voting and not self._voters(effective_height):
+            changes.pop()
+            raise ValueError(f"demoting {name} at {effective_height} would leave no voting member")
+        return True
+
+    def is_voter(self, name: str, height: int) -> bool:
+        """Whether ``name`` votes at ``height`` (KeysNotYetKnown above the horizon, False for strangers)."""
+        if not self.knows(height):
+            raise KeysNotYetKnown(
+                f"members at height {height} are not known yet (known up to {self.horizon})"
+            )
+        changes = self._voting.get(name)
+        if changes is None:
+            return False
+        return changes[bisect_right(changes, height, key=lambda change: change[0]) - 1][1]
+
+    def _voters(self, height: int) -> list[str]:
+        return [
+            name
+            for name in self.names
+            if self._voting[name][bisect_right(self._voting[name], height, key=lambda c: c[0]) - 1][1]
+        ]
+
+    def voters_at(self, height: int) -> list[str]:
+        """The names of the voting members at ``height``, in member order."""
+        if not self.knows(height):
+            raise KeysNotYetKnown(
+                f"members at height {height} are not known yet (known up to {self.horizon})"
+            )
+        return self._voters(height)
+
+    def voting_changes(self) -> list[tuple[str, int, bool]]:
+        """Every scheduled change of who votes (not the genesis roles), by member then height."""
+        return [(name, h, voting) for name in self.names for h, voting in self._voting[name][1:]]
+
     def knows(self, height: int) -> bool:
         return self.horizon is None or height <= self.horizon
 
@@ -86,8 +162,8 @@ class KeySchedule:
         return entries[bisect_right(entries, height, key=lambda entry: entry[0]) - 1][1]
 
     def members_at(self, height: int) -> list[tuple[str, bytes]]:
-        """(name, key) pairs in member order, with the keys valid at ``height``."""
-        return [(name, self.key_of(name, height)) for name in self.names]
+        """(name, key) of the voting members at ``height``, in member order, with the keys valid there."""
+        return [(name, self.key_of(name, height)) for name in self.voters_at(height)]
 
     def keys_of(self, name: str) -> list[bytes]:
         """Every key ``name`` has had or will have, oldest first."""

@@ -37,7 +37,7 @@ retransmission          when nothing commits for a while, re-send our latest
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from lendchain import codec
 from lendchain.consensus import messages as m
@@ -72,7 +72,23 @@ FUTURE_VIEW_BUFFER = 16  # messages per member kept while waiting for a NEW-VIEW
 
 
 class _MissingKey(Exception):
-    """We would sign, but do not hold our key valid at that height (see ``Replica._sign``)."""
+    """We would sign, but do not hold our key valid at that height, or do not vote there (``Replica._sign``)."""
+
+
+class Era(NamedTuple):
+    """The voting members at a height, and the numbers PBFT derives from them."""
+
+    names: tuple[str, ...]  # in member order: the primary of view v is names[v mod n]
+    n: int
+    f: int
+    q: int
+
+    @classmethod
+    def of(cls, names: list[str]) -> Era:
+        return cls(tuple(names), len(names), faulty(len(names)), quorum(len(names)))
+
+    def primary(self, view: int) -> str:
+        return self.names[view % self.n]
 
 
 class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
@@ -102,10 +118,9 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         if committed_height < 0 or len(committed_digest) != 32:
             raise ValueError("committed_height must be >= 0 and committed_digest 32 bytes")
         self._chain_id, self._me = chain_id, me
-        self._members = self._schedule.members_at(0)  # member order; keys come from the schedule
+        self._era_cache: tuple[int, Era] | None = None  # (height, its era): nearly always committed + 1
         self._missing_key_reported: set[bytes] = set()
         self._app, self._params = app, params
-        self._n, self._f, self._q = len(names), faulty(len(names)), quorum(len(names))
         self._verify_fn = verify
         self._max_message = params.max_block_bytes + MESSAGE_OVERHEAD
         self._committed_height, self._committed_digest = committed_height, committed_digest
@@ -194,8 +209,29 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def in_view_change(self) -> bool:
         return self._in_vc
 
-    def _primary_of(self, view: int) -> str:
-        return self._members[view % self._n][0]
+    def _primary_of(self, view: int, height: int | None = None) -> str:
+        """The primary of ``view`` at ``height`` (default: the height in flight, committed + 1)."""
+        return self._era(self._committed_height + 1 if height is None else height).primary(view)
+
+    def _era(self, height: int) -> Era:
+        """Who votes at ``height``, and n, f and the quorum among them.
+
+        Above the schedule's horizon nothing is judged (``_on_receive``), so there
+        the era is only used to count claims and pick peers to fetch from: the
+        last known one serves.
+        """
+        if not self._schedule.knows(height):
+            height = self._schedule.horizon
+        cached = self._era_cache
+        if cached is not None and cached[0] == height:
+            return cached[1]
+        era = Era.of(self._schedule.voters_at(height))
+        self._era_cache = (height, era)
+        return era
+
+    def _voting(self) -> bool:
+        """Whether we vote at the height in flight (a member demoted there, or not yet promoted, does not)."""
+        return self._me in self._era(self._committed_height + 1).names
 
     # -- step ----------------------------------------------------------------------------
 
@@ -257,6 +293,8 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         sign nothing: ``_MissingKey`` ends the step, once reported as a fault of ours.
         """
         height = signing_height(cls(self._me, b"", **fields))
+        if self._schedule.knows(height) and not self._schedule.is_voter(self._me, height):
+            raise _MissingKey  # not a voting member there: nothing to sign, and no fault
         public_key = self._schedule.key_of(self._me, height)
         key = self._signing_keys.get(public_key)
         if key is None:
@@ -269,6 +307,9 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def _on_keys_learned(self, learned: KeysLearned) -> None:
         for name, effective_height, public_key in learned.rotations:
             self._schedule.add(name, effective_height, public_key)
+        for name, effective_height, voting in learned.voting:
+            if self._schedule.set_voting(name, effective_height, voting):
+                self._era_cache = None
         if self._schedule.horizon is None or learned.known_through > self._schedule.horizon:
             self._schedule.horizon = learned.known_through
 
@@ -293,6 +334,11 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
             # sender is evidently ahead, which is what catch-up needs to know.
             self.counters["ignored"] += 1
             self._claim(sender, height - 1)
+            return
+        if not self._schedule.is_voter(sender, height):
+            # A member that does not vote at that height (an observer, or one demoted before it):
+            # what it signs counts for nothing there. Not a fault: it may only lag behind the change.
+            self.counters["ignored"] += 1
             return
         public_key = self._schedule.key_of(sender, height)
         if not self._verify_fn(
@@ -348,7 +394,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._future: dict[str, list[m.Message]] = {}
 
     def _on_preprepare(self, pp: m.PrePrepare) -> None:
-        if pp.signer != self.primary:
+        if pp.signer != self._primary_of(pp.view, pp.height):
             self._fault(pp.signer, "wrong-primary", f"pre-prepare in view {pp.view} by a backup")
             return
         if not self._in_window(pp.height):
@@ -389,7 +435,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def _try_prepare(self) -> None:
         height = self._committed_height + 1
         pp = self._preprepares.get(height)
-        if pp is None or not self._ready() or height in self._rejected:
+        if pp is None or not self._ready() or height in self._rejected or not self._voting():
             return
         if pp.signer == self._me:
             self._check_prepared(height, pp.digest)
@@ -423,7 +469,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._persist(*entries)
 
     def _on_vote(self, vote: m.Prepare | m.Commit) -> None:
-        if isinstance(vote, m.Prepare) and vote.signer == self.primary:
+        if isinstance(vote, m.Prepare) and vote.signer == self._primary_of(vote.view, vote.height):
             self._fault(vote.signer, "wrong-primary", "the primary does not send PREPARE")
             return
         if not self._in_window(vote.height):
@@ -454,11 +500,12 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         if pp.signer != self._me and self._my_votes.get((b"p", self._view, height)) != digest:
             return
         prepares = self._prepares.get((height, digest), {})
-        if len(prepares) < self._q - 1:
+        q = self._era(height).q
+        if len(prepares) < q - 1 or not self._voting():
             return
         if (b"c", self._view, height) in self._my_votes:
             return  # voted already; _retransmit re-sends that vote
-        signatures = tuple(sorted(prepares.items())[: self._q - 1])
+        signatures = tuple(sorted(prepares.items())[: q - 1])
         certificate = PreparedCertificate(self._view, height, digest, pp.signature, signatures)
         known = self._prepared.get(height)
         if known is None or known.view < self._view:
@@ -474,7 +521,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def _maybe_propose(self) -> None:
         height = self._committed_height + 1
         if self.primary != self._me or not self._ready() or height in self._preprepares:
-            return
+            return  # (the primary at the height in flight votes there)
         if height <= self._floor or not self._in_window(height):
             return
         digest = self._my_votes.get((b"pp", self._view, height))
@@ -498,9 +545,10 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     # -- delivery ------------------------------------------------------------------------
 
     def _certificate_for(self, height: int) -> CommitCertificate | None:
+        q = self._era(height).q
         for (h, digest), signers in self._commits.items():
-            if h == height and len(signers) >= self._q:
-                signatures = tuple(sorted(signers.items())[: self._q])
+            if h == height and len(signers) >= q:
+                signatures = tuple(sorted(signers.items())[:q])
                 return CommitCertificate(self._view, height, digest, signatures)
         return self._certs.get(height)
 
@@ -512,7 +560,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
                 return
             block = self._blocks.get(height, {}).get(certificate.digest)
             if block is None:
-                self._fetch(height, height, [name for name, _ in self._members if name != self._me])
+                self._fetch(height, height, [name for name in self._era(height).names if name != self._me])
                 return
             self._deliver(height, block, certificate)
 
@@ -556,7 +604,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
             return
         self._executed_height = executed.height
         interval = self._params.checkpoint_interval
-        if executed.height % interval == 0:
+        if executed.height % interval == 0 and self._schedule.is_voter(self._me, executed.height):
             self._roots[executed.height] = executed.state_root
             checkpoint = self._sign(m.Checkpoint, height=executed.height, state_root=executed.state_root)
             self._my_checkpoint = checkpoint

@@ -137,11 +137,13 @@ class TimerSteps:
 
     def _on_tick(self: Any) -> None:
         now = self._now
+        if not self._voting():
+            return  # no timers for a member that does not vote at the height in flight
         if self._in_vc:
             # Paper 4.5.2: the timer for the next view runs only once a quorum is in this view change,
             # so a replica alone in a higher view waits for the others instead of racing further.
             joined = sum(1 for vc in self._latest_vc.values() if vc.new_view >= self._view)
-            if joined < self._q:
+            if joined < self._era(self._committed_height + 1).q:
                 self._vc_started = now
             elif now - self._vc_started >= self._timeout():
                 self._start_view_change(self._view + 1)

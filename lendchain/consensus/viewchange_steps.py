@@ -86,23 +86,37 @@ class ViewChangeSteps:
         self._claim(vc.signer, vc.committed_height)
         self._add_view_change(vc)
         # Paper 4.5.2: f+1 VIEW-CHANGEs for higher views prove an honest replica gave up on ours.
+        era = self._era(self._committed_height + 1)
         views = sorted(
-            (vc.new_view for name, vc in self._latest_vc.items() if name != self._me), reverse=True
+            (vc.new_view for name, vc in self._latest_vc.items() if name != self._me and name in era.names),
+            reverse=True,
         )
-        if len(views) > self._f and views[self._f] > self._view:
-            self._start_view_change(views[self._f])
+        if len(views) > era.f and views[era.f] > self._view and self._voting():
+            self._start_view_change(views[era.f])
         self._try_new_view()
 
     def _try_new_view(self: Any) -> None:
         view = self._view
-        if not self._in_vc or self._primary_of(view) != self._me or view in self._new_view_sent:
+        if not self._in_vc or view in self._new_view_sent:
             return
         candidates = [vc for vc in self._latest_vc.values() if vc.new_view == view]
-        if len(candidates) < self._q:
+        if not candidates:
             return
-        order = {name: i for i, (name, _) in enumerate(self._members)}
-        candidates.sort(key=lambda vc: (vc.signer != self._me, order[vc.signer]))
-        chosen = candidates[: self._q]
+        # NEW-VIEW is judged at the height it re-proposes at (the highest proven commit + 1),
+        # by the members that vote there: its primary, its quorum, its VIEW-CHANGEs' signers.
+        top = max(vc.committed_height for vc in candidates) + 1
+        if not self._schedule.knows(top):
+            return
+        era = self._era(top)
+        candidates = [vc for vc in candidates if vc.signer in era.names]
+        if era.primary(view) != self._me or len(candidates) < era.q:
+            return
+        order = {name: i for i, name in enumerate(era.names)}
+        # Ours first, then one that proves the highest commit, so the choice re-proposes at ``top``.
+        candidates.sort(
+            key=lambda vc: (vc.signer != self._me, vc.committed_height + 1 != top, order[vc.signer])
+        )
+        chosen = candidates[: era.q]
         decision = decide(chosen)
         height, digest, signature, block = 0, b"", b"", b""
         if decision.pinned is not None:
@@ -146,7 +160,8 @@ class ViewChangeSteps:
         self._enter_view(view, decision.floor, new_view.pinned_preprepare(), chosen, announce=new_view)
 
     def _on_new_view(self: Any, new_view: m.NewView) -> None:
-        if new_view.view == 0 or new_view.signer != self._primary_of(new_view.view):
+        # Judged at its signing height (the highest commit its VIEW-CHANGEs prove + 1; within our horizon).
+        if new_view.view == 0 or new_view.signer != self._primary_of(new_view.view, signing_height(new_view)):
             self._fault(new_view.signer, "wrong-primary", f"NEW-VIEW for view {new_view.view}")
             return
         if new_view.view < self._view or (new_view.view == self._view and not self._in_vc):
@@ -163,9 +178,12 @@ class ViewChangeSteps:
     def _check_new_view(self: Any, new_view: m.NewView) -> Any:
         """Paper 4.4: recompute NEW-VIEW's contents from its VIEW-CHANGEs; any difference is a fault."""
         signers: set[str] = set()
+        era = self._era(signing_height(new_view))
         for vc in new_view.view_changes:
-            if vc.signer not in self._schedule or vc.signer in signers:
-                raise CertificateError(f"view change by {vc.signer!r} is from a non-member or repeated")
+            if vc.signer not in era.names or vc.signer in signers:
+                raise CertificateError(
+                    f"view change by {vc.signer!r} is repeated, or from no voting member at the NEW-VIEW's height"
+                )
             if vc.new_view != new_view.view:
                 raise CertificateError(f"view change by {vc.signer} is for view {vc.new_view}")
             # Below the NEW-VIEW's own signing height, which _on_receive found within our horizon.
@@ -174,8 +192,8 @@ class ViewChangeSteps:
                 raise CertificateError(f"view change by {vc.signer} has a bad signature")
             check_view_change(vc, self._chain_id, self._schedule, None)
             signers.add(vc.signer)
-        if len(signers) < self._q:
-            raise CertificateError(f"NEW-VIEW carries {len(signers)} view changes, a quorum is {self._q}")
+        if len(signers) < era.q:
+            raise CertificateError(f"NEW-VIEW carries {len(signers)} view changes, a quorum is {era.q}")
         decision = decide(new_view.view_changes)
         if decision.pinned is None:
             if new_view.pinned_height or new_view.block:

@@ -30,10 +30,12 @@ PARAMS = ConsensusParams(checkpoint_interval=2, watermark_window=4, view_change_
 
 
 class Cluster:
-    def __init__(self, n: int = 4, params: ConsensusParams = PARAMS) -> None:
-        self.names = [f"r{i}" for i in range(n)]
+    def __init__(self, n: int = 4, params: ConsensusParams = PARAMS, observers: int = 0) -> None:
+        self.names = [f"r{i}" for i in range(n + observers)]
         self.keys = {name: SigningKey(codec.sha256(name.encode())) for name in self.names}
-        self.members = [(name, self.keys[name].public_key) for name in self.names]
+        # The first n vote from genesis; the observers are members that do not (they hear everything).
+        self.members = [(name, self.keys[name].public_key) for name in self.names[:n]]
+        self.observers = [(name, self.keys[name].public_key) for name in self.names[n:]]
         self.params = params
         self.workload = Workload()
         self.apps: dict[str, SimApp] = {}
@@ -47,6 +49,7 @@ class Cluster:
         self.now = 0
         self.rotations: list[tuple[str, int, bytes]] = []  # known to every replica from its start
         self.new_keys: dict[str, list[SigningKey]] = {}  # rotated keys each replica holds
+        self.voting_changes: list[tuple[str, int, bool]] = []  # known to every replica from its start
         for name in self.names:
             self.restart(name)
 
@@ -56,9 +59,7 @@ class Cluster:
             app.execute(delivered.block, delivered.digest)
         head = self.chains[name][-1].digest if self.chains[name] else GENESIS
         self.apps[name] = app
-        schedule = KeySchedule(self.members)
-        for rotation in self.rotations:
-            schedule.add(*rotation)
+        schedule = self.schedule()
         self.replicas[name] = Replica(
             CHAIN,
             schedule,
@@ -72,6 +73,15 @@ class Cluster:
             other_signing_keys=self.new_keys.get(name, ()),
         )
         return self.replicas[name]
+
+    def schedule(self) -> KeySchedule:
+        """The member list every replica starts from: genesis roles, then the known changes."""
+        schedule = KeySchedule(self.members, others=self.observers)
+        for rotation in self.rotations:
+            schedule.add(*rotation)
+        for change in self.voting_changes:
+            schedule.set_voting(*change)
+        return schedule
 
     def submit(self, count: int = 1) -> None:
         for _ in range(count):
