@@ -418,18 +418,22 @@ def _open_with_any(keys: list[SigningKey], ciphertext: bytes) -> bytes:
 
 @click.group()
 def gov() -> None:
-    """Propose and vote scorecard, member-role, node-key and rules changes (applied at 2f+1 votes)."""
+    """Propose and vote scorecard, member-role, node-key, voting-member and rules changes (applied at 2f+1 votes)."""
 
 
 @gov.command("propose")
-@click.argument("action", type=click.Choice(["scorecard.set", "member.roles", "rules.upgrade"]))
+@click.argument(
+    "action", type=click.Choice(["scorecard.set", "member.roles", "member.voting", "rules.upgrade"])
+)
 @click.argument("key")
 @click.argument("value")
 @signer_options
 @click.pass_context
 @user_errors
 def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any) -> None:
-    """Propose ACTION on KEY with VALUE: scorecard.set base 320, member.roles DID lender,kyc, rules.upgrade 2 HEIGHT."""
+    """Propose ACTION on KEY with VALUE: scorecard.set base 320, member.roles DID lender,kyc,
+    member.voting DID voter|observer (from rules 2), rules.upgrade 2 HEIGHT.
+    """
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
 
 

@@ -3,8 +3,10 @@
 ``execute_txs`` is shared by the proposer (``make_block``, which leaves out
 transactions that cannot be included) and by validators (``check_block``,
 which refuses a block that includes one). Whether a transaction can be
-included depends only on its shape and its sender's nonce; once included, a
-handler's refusal is recorded as the transaction's result (see ``errors``).
+included depends only on its shape, its sender's nonce and the block's rules
+version (a kind, or a payload choice, that a later version added is no such
+thing before it); once included, a handler's refusal is recorded as the
+transaction's result (see ``errors``).
 
 The handler of each kind (``kinds.lookup_kind``) reads and writes through a
 ``TxContext``; its writes reach the block only when it returns normally.
@@ -37,6 +39,7 @@ from lendchain.ledger.errors import InvalidBlock, TxRejected
 from lendchain.ledger.keyrotation import acting_sender, member_signers
 from lendchain.ledger.kinds import LEDGER_TX_ID, block_hooks, lookup_kind
 from lendchain.ledger.rules import active_rules
+from lendchain.ledger.schema import check_rules
 from lendchain.ledger.state import (
     BlockExecution,
     Dropped,
@@ -94,6 +97,7 @@ def execute_txs(
                     f"field 'kind': {tx.kind} exists from rules version {kind.since}; "
                     f"block {height} executes under version {rules}",
                 )
+            check_rules(tx.kind, kind.schema, tx.payload, rules)  # a payload choice a later version added
         except TxRejected as e:
             if strict:
                 raise InvalidBlock(f"tx {index} ({tx_id.hex()[:16]}) cannot be included: {e}") from None

@@ -1,4 +1,4 @@
-"""Governance: changes to the scorecard, members' roles and keys, and the rules, at a 2f+1 quorum.
+"""Governance: changes to the scorecard, members' roles, keys and votes, and the rules, at a 2f+1 quorum.
 
 Kinds:
 
@@ -12,19 +12,27 @@ Kinds:
     increasing);
   - ``member.roles``: ``key`` is a member's DID, ``value`` its new
     comma-separated roles;
-  - ``member.rotate_key``: ``key`` is a voting member's DID, ``value``
-    ``"<new node public key hex>:<proof hex>"``; scheduled to take effect
-    ``key_rotation_delay_blocks`` after execution (see ``keyrotation``);
+  - ``member.rotate_key``: ``key`` is a member's DID (a voter's or an
+    observer's), ``value`` ``"<new node public key hex>:<proof hex>"``;
+    scheduled to take effect ``key_rotation_delay_blocks`` after execution
+    (see ``keyrotation``);
+  - ``member.voting`` (from rules version 2): ``key`` is a member's DID,
+    ``value`` ``voter`` or ``observer``: the member votes, or stops voting,
+    from ``key_rotation_delay_blocks`` after execution (see ``membership``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
     height it starts at, or ``cancel`` for a pending one (see ``rules``).
 
   The value is checked when proposed, so a proposal that reaches quorum
   applies, unless the chain moved past it meanwhile (a key taken, an upgrade
-  height too close): then the vote that would execute it is refused.
+  height too close, a member's vote already changed): then the vote that
+  would execute it is refused.
 - ``gov.vote`` {proposal_id}: another voting member votes for it. When the
-  votes reach ``2f+1`` of the ``n`` voting members of the genesis (the
-  ``members`` state key), the change is applied in that same transaction and
-  the proposal records who voted and at which height it was executed.
+  votes reach ``2f+1`` of the ``n`` members that vote at the block's height
+  (``membership.voting_dids_at``: the genesis voters until a ``member.voting``
+  change takes effect), the change is applied in that same transaction and
+  the proposal records who voted and at which height it was executed. A vote
+  counts while its voter votes: one cast by a member that stopped voting
+  since is kept in the record but no longer counts towards the quorum.
 
 Expiry. A proposal is open for ``voting_period_ms`` of block time (chain
 parameter, default one week): it records ``expires_ms`` = proposal block
@@ -50,16 +58,19 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import apply_rotation, parse_rotation
 from lendchain.ledger.kinds import register_block_hook, register_kind
+from lendchain.ledger.membership import ACTION as MEMBER_VOTING
+from lendchain.ledger.membership import SINCE_RULES as MEMBER_VOTING_SINCE
+from lendchain.ledger.membership import apply_voting_change, parse_voting_change, voting_dids_at
 from lendchain.ledger.rules import ACTION as RULES_UPGRADE
 from lendchain.ledger.rules import check_upgrade, schedule_upgrade
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
-from lendchain.ledger.state import DEFAULT_PARAMS, VOTING_MEMBERS_KEY, institution_key
+from lendchain.ledger.state import DEFAULT_PARAMS, institution_key
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE)
+ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE, MEMBER_VOTING)
 SCORECARD_INTS = (
     "base",
     "min",
@@ -133,6 +144,9 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     if proposal["action"] == RULES_UPGRADE:
         schedule_upgrade(ctx, proposal)
         return
+    if proposal["action"] == MEMBER_VOTING:
+        apply_voting_change(ctx, value)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -145,7 +159,7 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
 
 
 def _voting_members(ctx: TxContext) -> list[str]:
-    return ctx.get(VOTING_MEMBERS_KEY) or []
+    return voting_dids_at(ctx, ctx.height)
 
 
 def _require_voter(ctx: TxContext, tx: Transaction) -> None:
@@ -162,8 +176,10 @@ def _close(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any]) -> None
 def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], voter: str) -> None:
     votes = [*proposal["votes"], voter]
     proposal = {**proposal, "votes": votes}
-    needed = quorum(len(_voting_members(ctx)))
-    if len(votes) >= needed:
+    voters = _voting_members(ctx)
+    needed = quorum(len(voters))
+    counted = [did for did in votes if did in voters]
+    if len(counted) >= needed:
         apply_change(ctx, proposal)
         proposal |= {"status": "executed", "executed_height": ctx.height, "executed_tx": ctx.tx_id}
         _close(ctx, proposal_id, proposal)
@@ -171,7 +187,7 @@ def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], v
             "gov.executed", proposal_id=proposal_id.hex(), action=proposal["action"], key=proposal["key"]
         )
     ctx.put(proposal_key(proposal_id), proposal)
-    ctx.emit("gov.voted", proposal_id=proposal_id.hex(), voter=voter, votes=len(votes), needed=needed)
+    ctx.emit("gov.voted", proposal_id=proposal_id.hex(), voter=voter, votes=len(counted), needed=needed)
 
 
 def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> Any:
@@ -180,6 +196,8 @@ def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> 
         return parse_rotation(ctx, chain_id, key, value)
     if action == RULES_UPGRADE:
         return check_upgrade(ctx, key, value)
+    if action == MEMBER_VOTING:
+        return parse_voting_change(ctx, key, value)
     return parse_change(ctx, action, key, value)
 
 
@@ -247,7 +265,7 @@ register_kind(
     "gov.propose",
     Schema(
         (
-            Field("action", "str", choices=ACTIONS),
+            Field("action", "str", choices=ACTIONS, choices_since=((MEMBER_VOTING, MEMBER_VOTING_SINCE),)),
             Field("key", "str", min=1, max=80),
             Field("value", "str", max=400),
         )

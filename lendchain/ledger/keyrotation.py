@@ -8,9 +8,11 @@ The genesis fixes the first one; a governance proposal replaces it:
   signature over ``signing_bytes(ROTATION_TAG, chain_id, [member name, new
   public key])``, so nobody can schedule a key they do not hold for anyone,
   and a proof made for one member or one chain is worthless for another.
-- Checked when proposed: the member exists and votes, the key is 32 bytes,
-  the proof verifies, and the key is no member's genesis key and appears in
-  no member's schedule (a key is never reused, not even by its owner).
+- Checked when proposed: the member exists (a voter or an observer: an
+  observer's key signs its transactions, and consensus messages once it
+  votes, see ``membership``), the key is 32 bytes, the proof verifies, and
+  the key is no member's genesis key and appears in no member's schedule (a
+  key is never reused, not even by its owner).
 - Executed at the 2f+1 quorum like every proposal: ``NODE_KEYS_KEY`` gets
   ``[effective_height, public_key]`` appended under the member's name, with
   ``effective_height`` = executing block height + ``key_rotation_delay_blocks``
@@ -201,7 +203,11 @@ def rotatable_members(reader: StateReader) -> list[str]:
 
 
 def voting_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:
-    """``scheduled_rotations`` of the voting members only: the keys that sign consensus messages."""
+    """``scheduled_rotations`` of the genesis voting members only (``scheduled_rotations``: every member's).
+
+    The members a ``member.voting`` change makes voters are left out: a schedule
+    that follows the voting set by height needs ``scheduled_rotations``.
+    """
     rotations = scheduled_rotations(reader)
     if not rotations:  # one read per block until the first rotation, as before
         return {}

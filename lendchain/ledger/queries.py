@@ -19,11 +19,11 @@ from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
+from lendchain.ledger.membership import voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
 from lendchain.ledger.state import (
-    VOTING_MEMBERS_KEY,
     StateReader,
     borrower_loans_key,
     history_entry_hash,
@@ -200,7 +200,9 @@ def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
         proposals.append({"proposal_id": proposal_id.hex(), **to_json(proposal)})
     return {
         "open": len(entries),
-        "needed": quorum(len(read_value(reader, VOTING_MEMBERS_KEY) or [])),
+        # A reader does not know its height: the quorum of the voters once every scheduled
+        # member.voting change is in force (the genesis voters until the first one).
+        "needed": quorum(len(voting_dids_after_changes(reader))),
         "proposals": proposals,
     }
 
@@ -222,6 +224,7 @@ _LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
     "policy": _by_hex_id(policy_key, "policy"),
     "proposal": _proposal,
     "node_keys": node_keys_view,
+    "voting": voting_view,
 }
 
 

@@ -20,7 +20,8 @@ chain itself records:
   any, version 1 (``rules_at``).
 - Handlers and block hooks read ``ctx.rules``; a kind registered with
   ``since=N`` does not exist before version N (its txs are left out of
-  blocks, and a block that includes one is invalid).
+  blocks, and a block that includes one is invalid), and neither does a
+  payload choice a schema adds with ``choices_since`` (a governance action).
 
 A release executes every version up to its ``RULES_VERSION``, so a node can
 replay the chain from genesis. A node whose software is older than the rules
@@ -33,7 +34,17 @@ stopped. Until then it warns, from the moment the upgrade is scheduled.
 The transaction envelope and the stateless checks of existing kinds
 (``transactions.check_stateless``) are not versioned: they are checked before
 a block is executed, without a height. A rules version may add kinds and
-change what handlers and hooks do, not what makes a tx well-formed.
+payload choices, and change what handlers and hooks do, not what makes a tx
+well-formed: a kind or choice a newer version added passes the stateless
+checks, and is refused as unknown (left out of blocks) when a block under an
+older version is executed.
+
+Versions:
+
+1. The genesis rules.
+2. Adds the governance action ``member.voting`` (``membership``): a member
+   starts or stops voting, from a height; governance quorums count the
+   members that vote at the block's height.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 1
+RULES_VERSION = 2
 ACTION = "rules.upgrade"
 RULES_KEY = b"rules"  # [[activation height, version], ...]: executed upgrades, in order
 MIN_NOTICE_BLOCKS = 10

@@ -3,6 +3,11 @@
 A schema is a tuple of ``Field``s. ``check_payload`` refuses missing and
 unknown fields, wrong types and out-of-range values with ``bad_payload`` and
 a message naming the field, so every kind gets the same checks for free.
+
+A choice a later rules version added (``Field.choices_since``) is well-formed
+under every version, as the stateless checks have no height; ``check_rules``
+refuses it under an older version when a block is executed, as if it were
+no choice at all (see ``rules``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Field:
     min: int | None = None  # smallest int value, or shortest str/bytes length
     max: int | None = None  # largest int value, or longest str/bytes length
     choices: tuple[str, ...] = ()
+    # (choice, rules version that added it): before that version it is no choice (``check_rules``)
+    choices_since: tuple[tuple[str, int], ...] = ()
     pattern: str | None = None  # a full-match regex for str fields
 
     def __post_init__(self) -> None:
@@ -43,6 +50,11 @@ class Schema:
 
     def field_names(self) -> frozenset[str]:
         return self.names
+
+    @cached_property
+    def versioned(self) -> tuple[Field, ...]:
+        """The fields with a choice some rules version added (none for most kinds)."""
+        return tuple(f for f in self.fields if f.choices_since)
 
 
 def check_payload(kind: str, schema: Schema, payload: Any) -> None:
@@ -73,6 +85,22 @@ def _check_field(kind: str, f: Field, value: Any) -> None:
     if size is not None and f.max is not None and size > f.max:
         raise TxRejected("bad_payload", f"{where} must be at most {f.max}{unit}, got {size}")
     if f.choices and value not in f.choices:
-        raise TxRejected("bad_payload", f"{where} must be one of {', '.join(f.choices)}, got {value!r}")
+        raise _not_a_choice(where, f.choices, value)
     if f.pattern is not None and not re.fullmatch(f.pattern, value):
         raise TxRejected("bad_payload", f"{where} must match {f.pattern}, got {value!r}")
+
+
+def check_rules(kind: str, schema: Schema, payload: dict[str, Any], rules: int) -> None:
+    """Refuse a choice added after rules version ``rules`` as ``check_payload`` refuses an unknown one.
+
+    ``payload`` already passed ``check_payload``.
+    """
+    for f in schema.versioned:
+        since = dict(f.choices_since)
+        if since.get(payload.get(f.name), 1) > rules:
+            known = tuple(choice for choice in f.choices if since.get(choice, 1) <= rules)
+            raise _not_a_choice(f"{kind} field {f.name!r}", known, payload[f.name])
+
+
+def _not_a_choice(where: str, choices: tuple[str, ...], value: Any) -> TxRejected:
+    return TxRejected("bad_payload", f"{where} must be one of {', '.join(choices)}, got {value!r}")

@@ -45,7 +45,8 @@ STATE_ROOT_TAG = b"lendchain/state/1"
 ZERO_ROOT = bytes(32)
 PARAMS_KEY = b"params"
 STATE_ROOT_KEY = b"meta/state_root"
-VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members (governance quorums)
+# The founding roster, never changed: who votes at a height is ``membership.voting_dids_at``.
+VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members
 OBSERVERS_KEY = b"observers"  # DIDs of its observers (read-only members); absent when it has none
 
 # Ledger parameters; genesis.app overrides any of them.

@@ -21,6 +21,7 @@ import tomli_w
 
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 
@@ -344,18 +345,21 @@ def test_a_token_protected_node_takes_the_token_from_the_url_once(net, open_cons
 def test_a_scheduled_rules_upgrade_this_release_cannot_run_shows_on_the_network_view(net, open_console):
     keys_dir = net["bank1"].config_path.parent / "keys"
     keys = {name: read_key_file(keys_dir / f"{name}.key") for name in ("bank1", "bank2", "bank4")}
+    unknown = RULES_VERSION + 1  # every version up to it is scheduled, a block apart
     with NodeClient(net["bank1"].url, timeout=10) as client:
-        activation = client.get("/status")["height"] + 100_000  # far beyond anything this module does
-        upgrade = {"action": "rules.upgrade", "key": "2", "value": str(activation)}
-        proposal = client.build(keys["bank1"], "gov.propose", upgrade)
-        client.submit(proposal)
-        assert client.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
-        for voter in ("bank2", "bank4"):
-            vote = client.build(keys[voter], "gov.vote", {"proposal_id": proposal.id.hex()})
-            client.submit(vote)
-            assert client.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+        first = client.get("/status")["height"] + 100_000  # far beyond anything this module does
+        for version in range(2, unknown + 1):
+            upgrade = {"action": "rules.upgrade", "key": str(version), "value": str(first + version - 2)}
+            proposal = client.build(keys["bank1"], "gov.propose", upgrade)
+            client.submit(proposal)
+            assert client.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
+            for voter in ("bank2", "bank4"):
+                vote = client.build(keys[voter], "gov.vote", {"proposal_id": proposal.id.hex()})
+                client.submit(vote)
+                assert client.wait_tx(vote.id.hex(), 60)["result"]["code"] == "ok"
+    activation = first + unknown - 2
     console = open_console(net["bank1"].url + "/console/#/network")
-    expected = f"version 1 · v2 from #{activation} · upgrade this node before #{activation}"
+    expected = f"version 1 · v2 from #{first} · upgrade this node before #{activation}"
     console.page.wait_for_function(
         f"document.getElementById('stat-rules')?.textContent === {json.dumps(expected)}"
     )

@@ -61,8 +61,11 @@ def test_an_upgrade_voted_through_is_scheduled_at_its_height(world):
         "version": 1,
         "software_version": rules.RULES_VERSION,
         "scheduled": [{"height": activation, "version": 2}],
-        "upgrade_needed_at": activation,  # this release executes rules 1 only
+        "upgrade_needed_at": None,  # this release executes rules 2
     }
+    with pytest.MonkeyPatch.context() as older:
+        older.setattr(rules, "RULES_VERSION", 1)  # the release before rules 2 must be replaced by then
+        assert rules_status(chain.state, chain.height)["upgrade_needed_at"] == activation
 
 
 @pytest.mark.parametrize(
@@ -96,14 +99,11 @@ def test_a_pending_upgrade_can_be_moved_but_not_one_in_force(world):
     before = propose(chain, members[0], 3, later - 5)
     assert before.code == "bad_payload" and "must start after version 2 (height" in before.message
 
-    monkey_height = later  # make the chain reach the activation height under rules that know v2
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rules, "RULES_VERSION", 2)
-        while chain.height < monkey_height:
-            chain.run()
-        moved = propose(chain, members[0], 2, chain.height + 40)
-        assert moved.code == "bad_payload" and "the next rules version is 3" in moved.message
-        assert schedule(chain, members, 3, chain.height + 40).ok
+    while chain.height < later:
+        chain.run()  # version 2 is in force from here
+    moved = propose(chain, members[0], 2, chain.height + 40)
+    assert moved.code == "bad_payload" and "the next rules version is 3" in moved.message
+    assert schedule(chain, members, 3, chain.height + 40).ok
     assert [v for _, v in scheduled_upgrades(chain.state)] == [2, 3]
 
 
@@ -118,8 +118,9 @@ def test_the_vote_that_would_execute_an_upgrade_too_late_is_refused(world):
     assert scheduled_upgrades(chain.state) == []
 
 
-def test_a_block_at_the_activation_height_stops_software_that_is_too_old(world):
+def test_a_block_at_the_activation_height_stops_software_that_is_too_old(world, monkeypatch):
     chain, members = world
+    monkeypatch.setattr(rules, "RULES_VERSION", 1)  # a release from before rules 2
     activation = chain.height + 3 + MIN_NOTICE_BLOCKS
     assert schedule(chain, members, 2, activation).ok
     while chain.height < activation - 1:
@@ -144,7 +145,6 @@ def test_a_kind_added_by_a_rules_version_exists_from_its_activation_height(world
         seen_rules.append(ctx.rules)
         ctx.emit("test.ran", rules=ctx.rules)
 
-    monkeypatch.setattr(rules, "RULES_VERSION", 2)
     monkeypatch.setitem(kinds._KINDS, "test.v2", TxKind("test.v2", Schema(()), handler, since=2))
     activation = chain.height + 3 + MIN_NOTICE_BLOCKS
     assert schedule(chain, members, 2, activation).ok
@@ -189,9 +189,7 @@ def test_a_scheduled_version_can_be_cancelled_before_it_starts_and_the_chain_goe
     # Version 2 is the next one again, and once in force it cannot be taken back.
     later = chain.height + 3 + MIN_NOTICE_BLOCKS
     assert schedule(chain, members, 2, later).ok
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rules, "RULES_VERSION", 2)
-        while chain.height < later:
-            chain.run()
-        too_late = propose(chain, members[0], 2, "cancel")
+    while chain.height < later:
+        chain.run()
+    too_late = propose(chain, members[0], 2, "cancel")
     assert too_late.code == "bad_payload" and "none is now" in too_late.message

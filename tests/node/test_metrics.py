@@ -43,6 +43,7 @@ def test_the_rules_in_force_and_an_upgrade_this_release_cannot_run_are_gauges():
     text = generate_latest(metrics.registry).decode()
     assert _value(text, "lendchain_rules_version") == 1
     assert _value(text, "lendchain_rules_upgrade_needed_height") == 0
-    state.apply({RULES_KEY: codec.pack([[40, 2]])})  # version 2 from 40: this release runs 1 only
+    # Version 2 from 40, which this release runs; version 3 from 60, which it does not.
+    state.apply({RULES_KEY: codec.pack([[40, 2], [60, 3]])})
     metrics.observe_rules(state, 10)
-    assert _value(generate_latest(metrics.registry).decode(), "lendchain_rules_upgrade_needed_height") == 40
+    assert _value(generate_latest(metrics.registry).decode(), "lendchain_rules_upgrade_needed_height") == 60

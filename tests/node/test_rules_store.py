@@ -1,9 +1,9 @@
 """A data directory whose chain needs newer rules than this release executes.
 
-The release that wrote it knew rules version 2; this one (``RULES_VERSION``
-1) warns while the upgrade is still ahead, refuses to start a node on it
-once the next block needs version 2, and ``verify-chain``'s replay names the
-block and version instead of failing on it.
+The release that wrote it knew rules version 2; an older one (``RULES_VERSION``
+1, as before ``member.voting``) warns while the upgrade is still ahead,
+refuses to start a node on it once the next block needs version 2, and
+``verify-chain``'s replay names the block and version instead of failing on it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def open_app(store: ChainStore, genesis) -> NodeApp:
 
 
 def test_an_old_release_warns_then_refuses_a_chain_that_moved_to_newer_rules(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(rules, "RULES_VERSION", 1)  # the release before rules 2
     genesis, members = make_genesis()
     chain = Chain.start(genesis)
     activation = 4 + MIN_NOTICE_BLOCKS
