@@ -18,6 +18,7 @@ from lendchain.cli.backup import backup, restore
 from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
+from lendchain.cli.governance import gov
 from lendchain.cli.keys import keys
 from lendchain.cli.loans import loan, party
 from lendchain.cli.network import devnet, start, testnet
@@ -50,6 +51,7 @@ for command in (
     backup,
     restore,
     docker,
+    gov,
     *DOMAIN_COMMANDS,
 ):
     main.add_command(command)

@@ -202,22 +202,6 @@ def rotatable_members(reader: StateReader) -> list[str]:
     return [*(read_value(reader, VOTING_MEMBERS_KEY) or []), *(read_value(reader, OBSERVERS_KEY) or [])]
 
 
-def voting_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:
-    """``scheduled_rotations`` of the genesis voting members only (``scheduled_rotations``: every member's).
-
-    The members a ``member.voting`` change makes voters are left out: a schedule
-    that follows the voting set by height needs ``scheduled_rotations``.
-    """
-    rotations = scheduled_rotations(reader)
-    if not rotations:  # one read per block until the first rotation, as before
-        return {}
-    names = {
-        read_value(reader, institution_key(did))["name"]
-        for did in read_value(reader, VOTING_MEMBERS_KEY) or []
-    }
-    return {name: entries for name, entries in rotations.items() if name in names}
-
-
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
     """did:key of every key of every member that has rotated -> its ``MemberSigner``.
 

@@ -427,6 +427,7 @@ def build_app(
         Route("/policies/{ref}", _route(query_route("policy"))),
         Route("/proposals/{ref}", _route(query_route("proposal"))),
         Route("/node-keys/{ref}", _route(query_route("node_keys"))),
+        Route("/voting/{ref}", _route(query_route("voting"))),
         Route("/status", _route(status)),
         Route("/health", _route(health)),
         Route("/ready", _route(ready)),

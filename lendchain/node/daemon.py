@@ -3,8 +3,9 @@
 ``Node.run`` owns every task the node starts; cancelling it (SIGINT/SIGTERM)
 stops them all, closes the store and returns, so the process exits 0.
 Voting members run a PBFT replica; observers (e.g. a regulator) follow the
-chain read-only through the same catch-up path, verifying every commit
-certificate against the genesis member list.
+chain read-only, verifying every commit certificate against the members that
+voted at its height. A member promoted or demoted by governance switches
+between the two at the change's height (``roles.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from lendchain import codec
 from lendchain.bounded import BoundedCache
-from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, read_key_file
-from lendchain.ledger.block import Block
 from lendchain.ledger.keyrotation import member_signers, scheduled_rotations
 from lendchain.ledger.rules import UpgradeRequired
 from lendchain.ledger.state import next_nonce
@@ -34,13 +32,7 @@ from lendchain.node.app import ExecutionDiverged, NodeApp
 from lendchain.node.backup import NodeBackups
 from lendchain.node.byzantine import ByzantineSender
 from lendchain.node.config import NodeConfig, read_api_token
-from lendchain.node.driver import (
-    ConsensusDriver,
-    SyncServer,
-    decode_sync_response,
-    now_ms,
-    verify_certificate,
-)
+from lendchain.node.driver import SyncServer, now_ms
 from lendchain.node.faults import Faults
 from lendchain.node.gossip import GOSSIP_CHECKED_MEMORY, GOSSIP_MAX_TXS, GossipIntake
 from lendchain.node.keyschedule import key_schedule, member_keys, unheld_rotation
@@ -50,6 +42,7 @@ from lendchain.node.metrics import NodeMetrics
 from lendchain.node.network import Network, NetworkError
 from lendchain.node.regossip import RegossipSchedule
 from lendchain.node.relay import Relay, decode_relay
+from lendchain.node.roles import MemberRoles, consensus_peers
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
@@ -58,10 +51,9 @@ REGOSSIP_MAX_MS = 12_000
 MAINTENANCE_S = 1.0
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
-OBSERVER_POLL_S = 0.5
 
 
-class Node(NodeViews, GossipIntake):
+class Node(NodeViews, GossipIntake, MemberRoles):
     def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
         self.store = ChainStore.open(
             config.data_dir, config.genesis, create=True, compression=config.store.compression
@@ -75,7 +67,6 @@ class Node(NodeViews, GossipIntake):
     def _build(self, config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -> None:
         """Everything after the store is open (``__init__`` closes it if this raises)."""
         genesis = config.genesis
-        member = config.member
         self._check_key(config, key)
         if next_key is None and config.next_key_file:  # `lendchain start` reads it with the passphrase
             next_key = read_key_file(config.next_key_file)
@@ -87,6 +78,7 @@ class Node(NodeViews, GossipIntake):
         # key (at once, or on a start after it), and they retire the old one.
         self._next_key = next_key
         signing_keys = [key, *([next_key] if next_key else [])]
+        self._signing_keys = signing_keys
         if next_key is not None and self._next_key_effective(self.store.head().height):
             key = next_key
         self.key = key
@@ -97,24 +89,10 @@ class Node(NodeViews, GossipIntake):
         self.metrics.observe_rules(self.store, self.store.head().height)
         self._check_rotation_key()
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
-        self.voting = member.voting
-        self.members = [(m.name, m.public_key) for m in genesis.members]
-        self.replica: Replica | None = None
-        if self.voting:
-            head = self.store.head()
-            self.replica = Replica(
-                genesis.chain_id,
-                key_schedule(genesis, self.store, head.height),
-                config.name,
-                key,
-                self.app,
-                genesis.consensus,
-                head.height,
-                head.hash,
-                self.store.wal_items(),
-                # The replica signs each message with the key valid at its height.
-                other_signing_keys=[k for k in signing_keys if k.public_key != key.public_key],
-            )
+        schedule = key_schedule(genesis, self.store)
+        self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
+        self.voting = config.name in self.voters  # governance may have changed the genesis role
+        self.consensus_peers = consensus_peers(schedule, self.store.head().height + 1) - {config.name}
         self.network = Network(
             key=key,
             me=config.name,
@@ -130,11 +108,25 @@ class Node(NodeViews, GossipIntake):
             on_gossip=self._on_gossip,
             log=self.log,
         )
+        self.network.set_consensus_peers(self.consensus_peers)
         self.metrics.attach(self.network.stats, self.network.member_stats, self.store.memory_bytes)
         self.faults = Faults.from_env()
         if self.faults.active:
             self.store.block_write_fault = self.faults.block_write_fault
             self.app.censored_senders = self.faults.censor
+        self._sync_server = SyncServer(self.store)
+        self.relay = Relay(
+            self._request,
+            self._check_batch,
+            lambda tx: self._accept(tx, source="relay", verified=True),
+            self.mempool,
+            sorted(self.consensus_peers),
+            self.metrics,
+            self.log,
+        )
+        self.replica = self.driver = None
+        if self.voting:
+            self._start_replica()
         self.byzantine: ByzantineSender | None = None
         if self.faults.active and self.replica is not None:
             self.byzantine = ByzantineSender(
@@ -146,30 +138,6 @@ class Node(NodeViews, GossipIntake):
                 self.network.send_unchecked,
                 self.network.options["max_frame_size"],
             )
-        self._sync_server = SyncServer(self.store)
-        self.relay = Relay(
-            self._request,
-            self._check_batch,
-            lambda tx: self._accept(tx, source="relay", verified=True),
-            self.mempool,
-            [m.name for m in genesis.members if m.voting and m.name != config.name],
-            self.metrics,
-            self.log,
-        )
-        self.driver: ConsensusDriver | None = None
-        if self.replica is not None:
-            self.driver = ConsensusDriver(
-                self.replica,
-                self.app,
-                self.store,
-                self._send,
-                self._broadcast,
-                self._request,
-                self.metrics,
-                self.log,
-                relay=self.relay.send_request,
-            )
-            self.driver.commit_listeners.append(self._on_commit)
         self._gossip_outbox: list[bytes] = []
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
         self._gossip_checked: BoundedCache[bytes, list[Transaction]] = BoundedCache(GOSSIP_CHECKED_MEMORY)
@@ -181,11 +149,12 @@ class Node(NodeViews, GossipIntake):
         self._recent_commits: deque[float] = deque(maxlen=512)
         self._ready = False
         self._observer_target = 0
+        self._role_changed = trio.Event()
         # Test-only traffic delay (fault file "delay_ms"): frames wait here.
         self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
 
     def _check_key(self, config: NodeConfig, key: SigningKey) -> None:
-        self.member_keys = member_keys(config.genesis, self.store)
+        self.member_keys = member_keys(key_schedule(config.genesis, self.store))
         self.signers = member_signers(self.store)  # members' rotated keys, by did:key
         if key.public_key not in self.member_keys[config.name]:
             raise ValueError(
@@ -231,11 +200,7 @@ class Node(NodeViews, GossipIntake):
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.network.run)
-                if self.driver is not None:
-                    await nursery.start(self.driver.run)
-                    nursery.start_soon(self.relay.run)
-                else:
-                    nursery.start_soon(self._follow_as_observer)
+                await nursery.start(self._run_role)
                 self._restore_pending()
                 nursery.start_soon(self._gossip_flusher)
                 nursery.start_soon(self._maintenance)
@@ -439,11 +404,7 @@ class Node(NodeViews, GossipIntake):
         if not self.faults.active:
             self.network.broadcast(payload)
             return
-        others = [
-            m.name
-            for m in self.genesis.members
-            if m.voting and m.name != self.config.name and not self.faults.cuts(m.name)
-        ]
+        others = [name for name in sorted(self.consensus_peers) if not self.faults.cuts(name)]
         liar = self._liar()
         if liar is not None:
             liar.broadcast(payload, others)
@@ -452,12 +413,11 @@ class Node(NodeViews, GossipIntake):
             self.network.send(name, payload)
 
     async def _flood_as_byzantine(self) -> None:
-        others = [m.name for m in self.genesis.members if m.voting and m.name != self.config.name]
         while True:
             await trio.sleep(0.01)
             liar = self._liar()
             if liar is not None:
-                liar.flood_tick(others)
+                liar.flood_tick(sorted(self.consensus_peers))
 
     def _liar(self) -> ByzantineSender | None:
         """The Byzantine sender when a test's fault file makes this member lie."""
@@ -474,12 +434,14 @@ class Node(NodeViews, GossipIntake):
         return await self.network.request(to, payload, timeout_s)
 
     def _on_commit(self, height: int) -> None:
-        keys = member_keys(self.genesis, self.store)
+        schedule = key_schedule(self.genesis, self.store)
+        keys = member_keys(schedule)
         if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
             self.member_keys, self.signers = keys, member_signers(self.store)
             self.network.allow_keys(keys)
             self._check_rotation_key()
         self._note_rotation(height)
+        self._review_role(height, schedule)
         block = self.store.block(height)
         now = time.monotonic()
         self.metrics.txs_committed.inc(len(block.txs))
@@ -501,44 +463,6 @@ class Node(NodeViews, GossipIntake):
             while self.tx_status(tx_id)["status"] == "pending":
                 await self._commit_event.wait()
         return self.tx_status(tx_id)
-
-    async def _follow_as_observer(self) -> None:
-        """Read-only follower: fetch certified blocks from any member and apply them."""
-        while True:
-            head = self.store.head()
-            progressed = False
-            for name, _ in self.members:
-                if name not in self.network.connected_members():
-                    continue
-                try:
-                    payload = codec.pack({"from": head.height + 1, "to": head.height + 64})
-                    target, blocks = decode_sync_response(await self._request(name, payload, 10.0))
-                except Exception as e:
-                    self.log.warning("observer sync from %s failed: %s", name, e)
-                    continue
-                self._observer_target = max(self._observer_target, target)
-                for height, block, certificate in blocks:
-                    if height != self.store.head().height + 1:
-                        break
-                    try:
-                        schedule = key_schedule(self.genesis, self.store)
-                        cert = verify_certificate(self.genesis.chain_id, schedule, certificate)
-                    except ValueError as e:
-                        self.log.warning(
-                            "member %s served block %d with a bad certificate: %s", name, height, e
-                        )
-                        break
-                    if cert.height != height or cert.digest != Block.decode(block).hash():
-                        self.log.warning(
-                            "member %s served block %d that its certificate does not cover", name, height
-                        )
-                        break
-                    self.app.commit(height, block, cert.digest, certificate)
-                    self._on_commit(height)
-                    progressed = True
-                break
-            if not progressed:
-                await trio.sleep(OBSERVER_POLL_S)
 
 
 async def serve_node(node: Node) -> None:

@@ -16,34 +16,43 @@ from __future__ import annotations
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
-from lendchain.ledger.keyrotation import (
-    delay_blocks,
-    genesis_key_schedule,
-    scheduled_rotations,
-    voting_rotations,
-)
+from lendchain.ledger.keyrotation import delay_blocks, scheduled_rotations
+from lendchain.ledger.membership import voting_changes
 from lendchain.ledger.state import StateReader, get_params
 
 
 def rotations_of(reader: StateReader) -> tuple[tuple[str, int, bytes], ...]:
-    """Every executed rotation of a voting member as (member, effective height, public key).
+    """Every executed rotation as (member, effective height, public key), by member, then height.
 
-    By member, then height. Observers' rotations are left out: their keys sign
-    no consensus message.
+    Observers' too: an observer may be promoted to vote (``member.voting``).
     """
     return tuple(
         (name, height, key)
-        for name, entries in sorted(voting_rotations(reader).items())
+        for name, entries in sorted(scheduled_rotations(reader).items())
         for height, key in entries
     )
 
 
+def voting_of(reader: StateReader) -> tuple[tuple[str, int, bool], ...]:
+    """Every executed change of who votes as (member, effective height, voting), by member, then height."""
+    return tuple(
+        (name, height, bool(voting))
+        for name, entries in sorted(voting_changes(reader).items())
+        for height, voting in entries
+    )
+
+
 def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
-    """The voting members' keys as ``reader`` knows them; a horizon only with ``executed_height``."""
-    schedule = genesis_key_schedule(genesis)
+    """Every member's keys and votes as ``reader`` knows them; a horizon only with ``executed_height``."""
+    schedule = KeySchedule(
+        [(m.name, m.public_key) for m in genesis.members],
+        others=[(m.name, m.public_key) for m in genesis.observers],
+    )
     for name, height, key in rotations_of(reader):
         if name in schedule:
             schedule.add(name, height, key)
+    for name, height, voting in voting_of(reader):
+        schedule.set_voting(name, height, voting)
     if executed_height is not None:
         schedule.horizon = executed_height + delay_blocks(get_params(reader))
     return schedule
@@ -51,19 +60,13 @@ def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | N
 
 def keys_learned(reader: StateReader, executed_height: int) -> KeysLearned:
     """What the replica needs after the driver executed ``executed_height``."""
-    return KeysLearned(rotations_of(reader), executed_height + delay_blocks(get_params(reader)))
+    horizon = executed_height + delay_blocks(get_params(reader))
+    return KeysLearned(rotations_of(reader), horizon, voting_of(reader))
 
 
-def member_keys(genesis: Genesis, reader: StateReader) -> dict[str, list[bytes]]:
+def member_keys(schedule: KeySchedule) -> dict[str, list[bytes]]:
     """Every key of every member, observers included, newest first (the network's allow-list)."""
-    schedule = key_schedule(genesis, reader)
-    rotations = scheduled_rotations(reader)
-    keys = {
-        m.name: [*(key for _, key in reversed(rotations.get(m.name, []))), m.public_key]
-        for m in genesis.observers
-    }
-    keys.update({name: schedule.keys_of(name)[::-1] for name in schedule.names})
-    return keys
+    return {name: schedule.keys_of(name)[::-1] for name in schedule.names}
 
 
 def unheld_rotation(reader: StateReader, name: str, held: list[bytes]) -> tuple[int, bytes] | None:

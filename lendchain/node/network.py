@@ -120,6 +120,7 @@ class Network(InboundStreams):
         self.log = log
         self.my_peer_id = peer_id_of(key.public_key)
         self._links: dict[str, MemberLink] = {m.name: MemberLink(m) for m in members if m.name != me}
+        self._consensus_links = [link for link in self._links.values() if link.member.voting]
         self._by_peer: dict[ID, MemberLink] = {}
         self._host, self._pubsub, self._router = None, None, None
         self._on_retire = on_retire
@@ -146,10 +147,14 @@ class Network(InboundStreams):
         return link is not None and link.up and link.enqueue(payload, self.options["queue_frames"])
 
     def broadcast(self, payload: bytes) -> None:
-        """Queue one consensus frame for every other voting member that is connected."""
-        for link in self._links.values():
-            if link.member.voting and link.up:
+        """Queue one consensus frame for every connected consensus peer (``set_consensus_peers``)."""
+        for link in self._consensus_links:
+            if link.up:
                 self._enqueue(link, payload)
+
+    def set_consensus_peers(self, names: set[str]) -> None:
+        """Who ``broadcast`` reaches: the other voting members (genesis voters until set)."""
+        self._consensus_links = [link for name, link in self._links.items() if name in names]
 
     async def request(self, to: str, payload: bytes, timeout_s: float) -> bytes:
         """Ask ``to`` (e.g. for blocks) and return its answer; NetworkError on any failure."""

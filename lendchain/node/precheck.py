@@ -47,9 +47,10 @@ def precheck(config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -
             head = node.store.head()
             rules = rules_status(node.store, head.height)
             signing = node.key  # its next key once that rotation is in effect
+            voting = node.voting  # at the height in flight: governance may have changed the genesis role
         finally:
             node.store.close()
-    role = "voting member" if config.member.voting else "observer"
+    role = "voting member" if voting else "observer"
     lines = [f"ok: {config.name} ({role}) on {config.genesis.chain_id}, connecting as {signing.did}"]
     if new:
         lines.append(

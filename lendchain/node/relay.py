@@ -77,7 +77,7 @@ class Relay:
         log: logging.Logger,
     ) -> None:
         self._request, self._check, self._accept = request, check, accept
-        self._mempool, self._voters = mempool, voters
+        self._mempool, self.voters = mempool, voters  # the other voting members (``roles`` updates it)
         self.metrics, self.log = metrics, log
         self._out, self._queue = trio.open_memory_channel(RELAY_QUEUE)
 
@@ -90,7 +90,7 @@ class Relay:
         self.send(primary, [tx.raw for tx in map(self._mempool.get, ids) if tx is not None])
         pending = self._mempool.get(request)
         if pending is not None:
-            for to in self._voters:
+            for to in self.voters:
                 if to != primary:
                     self.send(to, [pending.raw])
 

@@ -232,7 +232,7 @@ class NodeViews:
             "primary": replica.primary if replica else None,
             "in_view_change": replica.in_view_change if replica else False,
             "stable_checkpoint": replica.stable_checkpoint if replica else None,
-            "members": [m.name for m in self.genesis.members],
+            "members": list(self.voters),  # who votes at the height in flight (``member.voting``)
             "peers": sorted(self.network.connected_members()),
             "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
@@ -270,16 +270,16 @@ class NodeViews:
         silent_after_s = SILENT_INTERVALS * 2 * self.genesis.consensus.view_change_timeout_ms / 1000
         now = time.monotonic()
         rows = []
-        for member in self.genesis.members:
-            is_self = member.name == self.config.name
-            seen = MemberSighting(own_height, now) if is_self else sightings.get(member.name)
+        for name in self.voters:
+            is_self = name == self.config.name
+            seen = MemberSighting(own_height, now) if is_self else sightings.get(name)
             last_seen_s = round(now - seen.seen_at, 1) if seen else None
             rows.append(
                 {
-                    "name": member.name,
+                    "name": name,
                     "height": seen.height if seen else None,
                     "last_seen_s": last_seen_s,
-                    "connected": is_self or member.name in connected,
+                    "connected": is_self or name in connected,
                     "self": is_self,
                     "silent": last_seen_s is not None and last_seen_s > silent_after_s,
                 }

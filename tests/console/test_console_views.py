@@ -48,6 +48,7 @@ class Views(NodeViews):
         self.config = SimpleNamespace(name=name, store=StoreConfig())
         self.key = seeded_key(100)
         self.voting = True
+        self.voters = [member.name for member in genesis.members]
         self.replica = None
         self.driver = driver
         self.network = SimpleNamespace(connected_members=lambda: set(connected), peer_id="12D3KooWfake")

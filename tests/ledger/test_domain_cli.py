@@ -183,17 +183,6 @@ def test_doc_attach_seals_for_a_rotated_members_current_key(
         open_sealed(seeded_key(other), payload["ciphertext"])
 
 
-def test_gov_commands_send_schema_payloads(sent):
-    assert CliRunner().invoke(root, ["gov", "propose", "scorecard.set", "base", "320"]).exit_code == 0
-    promote = ["gov", "propose", "member.voting", seeded_key(7).did, "voter"]
-    assert CliRunner().invoke(root, promote).exit_code == 0
-    assert CliRunner().invoke(root, ["gov", "vote", "cc" * 32]).exit_code == 0
-    for kind, payload in sent:
-        check_payload(kind, lookup_kind(kind).schema, payload)
-    assert [kind for kind, _ in sent] == ["gov.propose", "gov.propose", "gov.vote"]
-    assert sent[1][1] == {"action": "member.voting", "key": seeded_key(7).did, "value": "voter"}
-
-
 def test_servicing_reminders_prints_due_instalments(monkeypatch):
     reminders = [
         {

@@ -22,7 +22,6 @@ from lendchain.ledger.keyrotation import (
     proof_body,
     rotation_value,
     scheduled_rotations,
-    voting_rotations,
 )
 from lendchain.ledger.state import OBSERVERS_KEY, read_value
 from lendchain.node.keyschedule import key_schedule, keys_learned, member_keys, unheld_rotation
@@ -89,15 +88,20 @@ def test_an_observers_new_key_signs_for_it_from_the_effective_height():
     assert [m["name"] for m in everyone] == ["bank1", "bank2", "bank3", "bank4", "regulator"]
 
 
-def test_an_observers_rotation_stays_out_of_the_consensus_keys_but_not_the_allow_list():
+def test_an_observers_rotation_is_in_the_consensus_keys_as_a_non_voters_and_in_the_allow_list():
     chain, members, old = observer_world()
     new = seeded_key(78)
     rotate(chain, members, chain.genesis.observers[0].did, "regulator", new)
-    assert voting_rotations(chain.state) == {}
-    assert keys_learned(chain.state, chain.height).rotations == ()
+    # The replica learns it (an observer may be promoted to vote later), but it signs nothing now.
+    learned = keys_learned(chain.state, chain.height).rotations
+    assert [(name, key) for name, _, key in learned] == [("regulator", new.public_key)]
+    effective = learned[0][1]
     schedule = key_schedule(chain.genesis, chain.state, chain.height)
-    assert "regulator" not in schedule and schedule.names == ["bank1", "bank2", "bank3", "bank4"]
-    allowed = member_keys(chain.genesis, chain.state)
+    assert schedule.names == ["bank1", "bank2", "bank3", "bank4", "regulator"]
+    assert schedule.key_of("regulator", effective) == new.public_key
+    assert schedule.voters_at(effective) == ["bank1", "bank2", "bank3", "bank4"]
+    assert [name for name, _ in schedule.members_at(effective)] == ["bank1", "bank2", "bank3", "bank4"]
+    allowed = member_keys(key_schedule(chain.genesis, chain.state))
     assert allowed["regulator"] == [new.public_key, old.public_key]
     assert allowed["bank1"] == [members[0].public_key]
 

@@ -111,3 +111,21 @@ def start_testnet(
     cluster = Cluster(list(layout.configs), tmp_path / "logs")
     cluster.start_all()
     return net, cluster
+
+
+def push_blocks(
+    cluster: Cluster, target: int, timeout_s: float = 90, via: tuple[str, ...] = ("bank1",)
+) -> None:
+    """Submit registrations (through each of ``via`` in turn) until every running member reaches ``target``."""
+    sent = 0
+
+    def reached() -> bool:
+        nonlocal sent
+        with client(cluster, via[sent % len(via)]) as c:
+            key = SigningKey.generate()
+            c.submit(c.build(key, "party.register", {"role": "borrower"}, nonce=0))
+        sent += 1
+        heights = cluster.heights()
+        return min(heights.values()) >= target
+
+    wait_for(reached, timeout_s, f"every member at height {target}", interval_s=0.1)

@@ -26,28 +26,10 @@ from lendchain.ledger.audit import verify_export
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.network_host import peer_id_of
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, committed_everywhere, propose_by_cli, vote_through
+from tests.node.helpers import client, committed_everywhere, propose_by_cli, push_blocks, vote_through
 
 pytestmark = pytest.mark.slow
 DELAY = 6
-
-
-def push_blocks(
-    cluster: Cluster, target: int, timeout_s: float = 90, via: tuple[str, ...] = ("bank1",)
-) -> None:
-    """Submit registrations (through each of ``via`` in turn) until every running member reaches ``target``."""
-    sent = 0
-
-    def reached() -> bool:
-        nonlocal sent
-        with client(cluster, via[sent % len(via)]) as c:
-            key = SigningKey.generate()
-            c.submit(c.build(key, "party.register", {"role": "borrower"}, nonce=0))
-        sent += 1
-        heights = cluster.heights()
-        return min(heights.values()) >= target
-
-    wait_for(reached, timeout_s, f"every member at height {target}", interval_s=0.1)
 
 
 def bank2_signed_from(cluster: Cluster, start: int, schedule: KeySchedule, chain_id: str) -> list[int]:

@@ -1,0 +1,160 @@
+"""A member's part in consensus, and how its node changes part at a height without a restart.
+
+A member that votes at the height in flight runs a PBFT replica (the
+``ConsensusDriver``); any other member's node follows the chain read-only: it
+fetches certified blocks from the voting members and checks each commit
+certificate against the members that voted at that block's height.
+
+The ledger's ``member.voting`` governance action moves a member across from an
+effective height H on (``lendchain.ledger.membership``). Its node switches after
+committing H - 1:
+
+- *promoted*: the follower stops fetching and starts a replica on its store's
+  head (its WAL, if it ever voted before, still holds what it signed); peers
+  send it consensus frames from the moment the change executed, so it hears
+  the round at H;
+- *demoted*: the replica stops and the node follows. Peers stop sending it
+  consensus frames once H is the height in flight.
+
+Consensus frames go to the members that vote at the height in flight or are
+scheduled to vote later (``consensus_peers``), not to every member.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from lendchain import codec
+from lendchain.consensus.keys import KeySchedule
+from lendchain.consensus.replica import Replica
+from lendchain.ledger.block import Block
+from lendchain.node.driver import ConsensusDriver, decode_sync_response, verify_certificate
+from lendchain.node.keyschedule import key_schedule
+
+OBSERVER_POLL_S = 0.5
+SYNC_BATCH_BLOCKS = 64
+
+
+def consensus_peers(schedule: KeySchedule, height: int) -> set[str]:
+    """Who consensus frames go to at ``height`` in flight: its voters and every member voting later."""
+    later = {name for name, at, voting in schedule.voting_changes() if voting and at > height}
+    return {*schedule.voters_at(height), *later}
+
+
+class MemberRoles:
+    """The ``Node`` mixin that runs the replica or the follower, whichever this member is now."""
+
+    genesis: Any
+    config: Any
+    store: Any
+    log: Any
+
+    def _start_replica(self: Any) -> None:
+        """Build the replica and its driver on the store's head (at start, or when promoted)."""
+        head = self.store.head()
+        self.replica = Replica(
+            self.genesis.chain_id,
+            key_schedule(self.genesis, self.store, head.height),
+            self.config.name,
+            self.key,
+            self.app,
+            self.genesis.consensus,
+            head.height,
+            head.hash,
+            self.store.wal_items(),
+            # The replica signs each message with the key valid at its height.
+            other_signing_keys=[k for k in self._signing_keys if k.public_key != self.key.public_key],
+        )
+        self.driver = ConsensusDriver(
+            self.replica,
+            self.app,
+            self.store,
+            self._send,
+            self._broadcast,
+            self._request,
+            self.metrics,
+            self.log,
+            relay=self.relay.send_request,
+        )
+        self.driver.commit_listeners.append(self._on_commit)
+
+    async def _run_role(self: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Vote or follow, and switch when a commit says this member's part changed."""
+        started = False
+        while True:
+            self._role_changed = trio.Event()
+            async with trio.open_nursery() as nursery:
+                if self.voting:
+                    if self.driver is None:
+                        self._start_replica()
+                    await nursery.start(self.driver.run)
+                    nursery.start_soon(self.relay.run)
+                else:
+                    nursery.start_soon(self._follow_as_observer)
+                if not started:
+                    started = True
+                    task_status.started()
+                await self._role_changed.wait()
+                nursery.cancel_scope.cancel()
+            if not self.voting:
+                self.replica = self.driver = None
+
+    def _review_role(self: Any, height: int, schedule: KeySchedule) -> None:
+        """After committing ``height``: who to send consensus frames to, and whether we vote next."""
+        self.voters = schedule.voters_at(height + 1)
+        peers = consensus_peers(schedule, height + 1) - {self.config.name}
+        if peers != self.consensus_peers:
+            self.consensus_peers = peers
+            self.network.set_consensus_peers(peers)
+            self.relay.voters = sorted(peers)
+        voting = schedule.is_voter(self.config.name, height + 1)
+        if voting != self.voting:
+            self.log.warning(
+                "%s %s from height %d (member.voting): %s",
+                self.config.name,
+                "votes" if voting else "no longer votes",
+                height + 1,
+                "starting the replica" if voting else "stopping the replica; following the chain",
+            )
+            self.voting = voting
+            self._role_changed.set()
+
+    async def _follow_as_observer(self: Any) -> None:
+        """Read-only follower: fetch certified blocks from a voting member and apply them."""
+        while True:
+            head = self.store.head()
+            progressed = False
+            for name in sorted(self.consensus_peers):
+                if name not in self.network.connected_members():
+                    continue
+                try:
+                    payload = codec.pack({"from": head.height + 1, "to": head.height + SYNC_BATCH_BLOCKS})
+                    target, blocks = decode_sync_response(await self._request(name, payload, 10.0))
+                except Exception as e:
+                    self.log.warning("observer sync from %s failed: %s", name, e)
+                    continue
+                self._observer_target = max(self._observer_target, target)
+                for height, block, certificate in blocks:
+                    if height != self.store.head().height + 1 or self._role_changed.is_set():
+                        break
+                    try:
+                        schedule = key_schedule(self.genesis, self.store)
+                        cert = verify_certificate(self.genesis.chain_id, schedule, certificate)
+                    except ValueError as e:
+                        self.log.warning(
+                            "member %s served block %d with a bad certificate: %s", name, height, e
+                        )
+                        break
+                    if cert.height != height or cert.digest != Block.decode(block).hash():
+                        self.log.warning(
+                            "member %s served block %d that its certificate does not cover", name, height
+                        )
+                        break
+                    self.app.commit(height, block, cert.digest, certificate)
+                    self._on_commit(height)
+                    progressed = True
+                break
+            if not progressed:
+                await trio.sleep(OBSERVER_POLL_S)
