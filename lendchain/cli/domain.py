@@ -571,6 +571,11 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
             f"; {r['member']}'s node key rotated at block {r['effective_height']} (proven)"
             for r in v["key_rotations"]
         )
+        voting = "".join(
+            f"; {c['member']} {'votes' if c['voting'] else 'stops voting'} "
+            f"from block {c['effective_height']} (proven)"
+            for c in v.get("voting_changes", [])
+        )
         rotated_signers = "".join(
             f"; {did} signed for {member} (its rotated key)"
             for did, member in v["member_signers"].items()
@@ -579,7 +584,7 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
         return (
             f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
             f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
-            f"{rotations}{rotated_signers}"
+            f"{rotations}{voting}{rotated_signers}"
         )
 
     emit(ctx, summary, human)
