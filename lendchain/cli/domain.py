@@ -448,12 +448,17 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
         summary = verify_export(document, genesis)
     except AuditError as e:
         raise click.ClickException(f"{file} does not verify: {e}") from None
-    genesis_dids = {member.did for member in genesis.members}
+    genesis_dids = {member.did for member in (*genesis.members, *genesis.observers)}
 
     def human(v: dict[str, Any]) -> str:
         rotations = "".join(
             f"; {r['member']}'s node key rotated at block {r['effective_height']} (proven)"
             for r in v["key_rotations"]
+        )
+        voting = "".join(
+            f"; {c['member']} {'votes' if c['voting'] else 'stops voting'} "
+            f"from block {c['effective_height']} (proven)"
+            for c in v.get("voting_changes", [])
         )
         rotated_signers = "".join(
             f"; {did} signed for {member} (its rotated key)"
@@ -463,7 +468,7 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
         return (
             f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
             f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
-            f"{rotations}{rotated_signers}"
+            f"{rotations}{voting}{rotated_signers}"
         )
 
     emit(ctx, summary, human)

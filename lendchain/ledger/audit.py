@@ -21,16 +21,24 @@ is missing. It holds:
   (``audit_keys.py``), so that certificates signed with a rotated key check
   against the genesis too; observers' rotations as well, so that their
   transactions signed with a rotated key are tied to them.
+- ``voting_changes`` (format 5): for every ``member.voting`` change effective
+  at or below the last entry's block, the certified receipt that scheduled
+  it, its member, ``voting`` and ``effective_height``, so that certificates
+  signed by the member set of a later height (a promoted observer among it,
+  a demoted member not) check against the genesis too.
 
 ``verify_export`` checks, naming the entry and the check that failed:
 
-0. each key rotation's receipt is in a block final under the keys known
-   before it, and names the member, new key and effective height;
+0. each key rotation's and voting change's receipt is in a block final
+   under the members and keys known before it (replayed together, in block
+   order, from the genesis), and names the member, the new key or whether
+   it votes, and the effective height;
 1. each tx decodes, its id is the sha256 of its bytes, its signature is its
    sender's, it is for this chain, and it concerns this loan (the first one
    is the ``loan.apply`` whose id is the loan id); it is in its block (proof
-   to ``tx_root``); the block is final (a 2f+1 quorum of the members'
-   COMMIT signatures over that header, with the keys valid at its height);
+   to ``tx_root``); the block is final (a quorum of COMMIT signatures over
+   that header by the members that vote at its height, with the keys valid
+   there);
 2. the history is one hash chain (each ``prev`` is the hash of the entry
    before) and the entries split it into consecutive ranges, each made by
    its own tx (or by the ledger, at its own height);
@@ -49,8 +57,9 @@ So a history entry left out, added, changed or moved breaks a hash link or
 the head a certified receipt commits to. What an export cannot prove: that
 the loan changed no more after its last entry (the state root commits to
 change sets, not to single keys, so the current record cannot be proved;
-``state_at_export`` is informative). The verifier reports the height up to
-which the history is proved complete.
+``state_at_export`` is informative), nor that no key rotation or voting
+change was left out (what a verifier then accepts: ``audit_keys.py``). The
+verifier reports the height up to which the history is proved complete.
 """
 
 from __future__ import annotations
@@ -58,16 +67,18 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lendchain import codec
+from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import public_key_from_did
 from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
 from lendchain.ledger.audit_keys import (
-    ProvenKeys,
     check_final,
     export_rotations,
+    export_voting_changes,
     hex_field,
     proven_receipt,
-    verify_rotations,
+    signer_names,
+    verify_key_changes,
 )
 from lendchain.ledger.block import Block, BlockHeader
 from lendchain.ledger.errors import AuditError, InvalidBlock, TxRejected
@@ -86,9 +97,11 @@ from lendchain.ledger.state import (
 )
 from lendchain.ledger.transactions import decode_transaction, verify_signature
 
-# 3: key_rotations; 4: observers' rotations among them. Exports of formats 2 and 3 still verify.
-AUDIT_FORMAT = "lendchain/audit/4"
-_READABLE_FORMATS = ("lendchain/audit/2", "lendchain/audit/3", AUDIT_FORMAT)
+# 3: key_rotations; 4: observers' rotations among them; 5: voting_changes. Formats 2 to 4 still
+# verify: they come from rules-1 chains, which cannot change who votes.
+AUDIT_FORMAT = "lendchain/audit/5"
+_FORMATS_WITHOUT_VOTING = ("lendchain/audit/2", "lendchain/audit/3", "lendchain/audit/4")
+_READABLE_FORMATS = (*_FORMATS_WITHOUT_VOTING, AUDIT_FORMAT)
 LEDGER_KIND = "ledger"  # an entry made by the ledger's own work at the start of a block
 
 
@@ -168,7 +181,9 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
     def receipts_of(height: int, block: Block) -> list[bytes]:
         return decoded[height][1] if height in decoded else _block_receipts(reader, blocks, height, block)
 
-    rotations = export_rotations(reader, blocks, max(entry["height"] for entry in entries), receipts_of)
+    last_height = max(entry["height"] for entry in entries)
+    rotations = export_rotations(reader, blocks, last_height, receipts_of)
+    changes = export_voting_changes(reader, blocks, last_height, receipts_of)
     return {
         "format": AUDIT_FORMAT,
         "loan_id": loan_id.hex(),
@@ -176,6 +191,7 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
         "history_head": history_entry_hash(raw_history[-1]).hex(),
         "entries": entries,
         "key_rotations": rotations,
+        "voting_changes": changes,
         "state_at_export": to_json(loan),
     }
 
@@ -265,8 +281,11 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     if not isinstance(entries, list) or not entries:
         raise AuditError("the export lists no entries")
     history, heads = _check_history(document)
-    keys = verify_rotations(document.get("key_rotations", []), genesis)
-    schedule = keys.signers
+    if document["format"] in _FORMATS_WITHOUT_VOTING and "voting_changes" in document:
+        raise AuditError(f"field 'voting_changes' needs format {AUDIT_FORMAT!r}, not {document['format']!r}")
+    schedule = verify_key_changes(
+        document.get("key_rotations", []), document.get("voting_changes", []), genesis
+    )
     heights, covered = [], 0
     for number, entry in enumerate(entries):
         try:
@@ -300,25 +319,31 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
         "entries": len(entries),
         "heights": heights,
         "signers": signers,
-        "member_signers": _member_signers(entries, heights, keys),
+        "member_signers": _member_signers(entries, heights, schedule),
         "history_length": len(history),
         "history_head": heads[-1].hex(),
         "complete_to_height": heights[-1],
         "key_rotations": [
             {"member": name, "effective_height": height, "public_key": key.hex()}
-            for name, height, key in keys.rotations()
+            for name, height, key in sorted(schedule.rotations(), key=lambda r: (r[1], r[0]))
+        ],
+        "voting_changes": [
+            {"member": name, "effective_height": height, "voting": voting}
+            for name, height, voting in sorted(schedule.voting_changes(), key=lambda c: (c[1], c[0]))
         ],
     }
 
 
-def _member_signers(entries: list[dict[str, Any]], heights: list[int], keys: ProvenKeys) -> dict[str, str]:
+def _member_signers(
+    entries: list[dict[str, Any]], heights: list[int], schedule: KeySchedule
+) -> dict[str, str]:
     """Signer did:key -> the member (voting or observer) whose key it was at the height it signed."""
     found: dict[str, str] = {}
     for entry, height in zip(entries, heights, strict=True):
         signer = entry.get("signer")
         if signer and signer not in found:
             key = public_key_from_did(signer)  # _check_tx decoded it from a verified signature
-            found.update((signer, name) for name in keys.signer_names(key, height))
+            found.update((signer, name) for name in signer_names(schedule, key, height))
     return dict(sorted(found.items()))
 
 

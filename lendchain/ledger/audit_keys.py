@@ -1,31 +1,49 @@
-"""Key rotations in audit exports: the evidence that lets a verifier check later certificates.
+"""Key rotations and voting changes in audit exports: the evidence for later certificates.
 
 A block certified after a member rotated its node key (``member.rotate_key``,
 ``keyrotation.py``) carries that member's COMMIT signature under the new key,
-which the genesis does not know. So an export carries, for every rotation
+which the genesis does not know; a block certified after a ``member.voting``
+change took effect (``membership.py``) is signed by another member set (a
+promoted observer signs, a demoted voter no longer does) and its quorum is
+taken over that set. So an export carries, for every rotation
+(``key_rotations``) and every voting change (``voting_changes``, format 5)
 that takes effect at or below its highest block, the receipt that made it:
 
 - the block header and commit certificate of the block whose tx reached the
   proposal's quorum, and that tx's result with its inclusion proof in the
   header's ``results_root``. The result holds the ``member.key_rotation``
-  event: member, new key, effective height, and the new key's proof that it
-  is held.
+  event (member, new key, effective height, and the new key's proof that it
+  is held) or the ``member.voting`` event (member, whether it votes,
+  effective height). A voting change's item also names ``effective_height``
+  and ``voting``, checked against its receipt.
 
-``verify_rotations`` replays them in height order, starting from the genesis
-keys: each block must be final under the keys known so far, so the evidence
-needs nothing but the genesis, as the rest of an export does. Evidence left
-out cannot make a verifier accept anything: a certificate signed with a key it
-does not know fails to verify, and the export is refused.
+``verify_key_changes`` replays both kinds together, in the height order of
+the blocks that decided them, starting from the genesis (its members vote
+with their genesis keys, its observers do not): each block must be final
+under the members and keys known so far, so the evidence needs nothing but
+the genesis, as the rest of an export does. A change decided at height h
+takes effect at h + ``key_rotation_delay_blocks`` at the earliest, so the
+blocks of later evidence may be certified by the new keys or the new set.
 
-An observer's rotation (a non-voting member: its key signs no certificate,
-only its transactions) is carried the same way, so that a transaction its new
-key signed can be tied to it (format 4; a format-3 export carries the voting
-members' rotations only).
+An observer's rotation (its key signs no certificate while it does not vote,
+only its transactions) is carried the same way, so that a transaction its
+new key signed can be tied to it (format 4; a format-3 export carries the
+voting members' rotations only), and so that its certificates check once it
+is promoted.
+
+What evidence cannot prove is that none is missing (the state root has no
+per-key proofs). An export that leaves some out makes the verifier judge
+later certificates by older keys or an older member set. Each certificate
+still needs a quorum of that set's genuine signatures, so this usually fails
+(a promoted member's or a new key's signature is a non-member's or invalid
+there), but not always: without a demotion, a certificate signed by a
+quorum of the larger set, the demoted member among it, still verifies.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 from lendchain import codec
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
@@ -39,36 +57,35 @@ from lendchain.ledger.keyrotation import (
     MIN_DELAY_BLOCKS,
     ROTATION_TAG,
     delay_blocks,
-    genesis_key_schedule,
     proof_body,
     scheduled_rotations,
 )
+from lendchain.ledger.membership import ACTION as VOTING_EVENT
+from lendchain.ledger.membership import voting_changes
 from lendchain.ledger.state import StateReader, get_params
 from lendchain.ledger.transactions import decode_transaction
 
 ROTATION_EVENT = "member.key_rotation"
 _DECIDING_KINDS = ("gov.propose", "gov.vote")  # the tx that reaches a proposal's quorum executes it
 
+ReceiptsOf = Callable[[int, Block], list[bytes]]
 
-class ProvenKeys(NamedTuple):
-    """The keys an export proves: the voting members' (they sign certificates) and the observers'."""
 
-    signers: KeySchedule
-    observers: KeySchedule | None  # None: the genesis has no observers
+def genesis_schedule(genesis: Genesis) -> KeySchedule:
+    """The genesis's members (voting from height 0) and observers (not voting), with their genesis keys."""
+    return KeySchedule(
+        [(m.name, m.public_key) for m in genesis.members],
+        others=[(m.name, m.public_key) for m in genesis.observers],
+    )
 
-    def rotations(self) -> list[tuple[str, int, bytes]]:
-        """Every proven rotation, voting members' and observers', by effective height then name."""
-        found = self.signers.rotations() + (self.observers.rotations() if self.observers else [])
-        return sorted(found, key=lambda rotation: (rotation[1], rotation[0]))
 
-    def signer_names(self, key: bytes, height: int) -> list[str]:
-        """The members (voting or observing) whose node key at ``height`` is ``key``."""
-        schedules = [self.signers, *([self.observers] if self.observers else [])]
-        return [name for schedule in schedules for name, known in schedule.members_at(height) if known == key]
+def signer_names(schedule: KeySchedule, key: bytes, height: int) -> list[str]:
+    """The members, voting at ``height`` or not, whose node key at ``height`` is ``key``."""
+    return [name for name in schedule.names if schedule.key_of(name, height) == key]
 
 
 def check_final(entry: dict[str, Any], schedule: KeySchedule, chain_id: str) -> BlockHeader:
-    """The entry's block header, checked final under the keys ``schedule`` knows at its height."""
+    """The entry's block header, checked final under the members and keys ``schedule`` knows at its height."""
     header_value = codec.unpack(hex_field(entry, "header"))
     if not isinstance(header_value, list) or len(header_value) != 9:
         raise AuditError("the block header is not the 9-field array")
@@ -81,7 +98,7 @@ def check_final(entry: dict[str, Any], schedule: KeySchedule, chain_id: str) -> 
     except CertificateError as e:
         raise AuditError(
             f"block {header.height}'s commit certificate does not verify under the genesis keys and the "
-            f"key rotations the export proves ({e})"
+            f"key rotations and voting changes the export proves ({e})"
         ) from None
     if certificate.height != header.height or certificate.digest != header.hash():
         raise AuditError(f"the commit certificate covers another block than {header.height}")
@@ -109,17 +126,18 @@ def proven_receipt(entry: dict[str, Any], header: BlockHeader) -> tuple[bytes, i
     return raw, index
 
 
-def _rotation_in(result_events: Any, public_key: bytes) -> dict[str, Any] | None:
-    for event in result_events or ():
-        if event.get("event") == ROTATION_EVENT and event.get("public_key") == public_key.hex():
-            return event
-    return None
-
-
 def _deciding_tx(
-    reader: StateReader, blocks: Any, effective: int, public_key: bytes
+    reader: StateReader,
+    blocks: Any,
+    effective: int,
+    decided: Callable[[dict[str, Any]], bool],
+    what: str,
 ) -> tuple[int, Block, int]:
-    """(height, block, index) of the tx whose result scheduled ``public_key`` from ``effective`` on."""
+    """(height, block, index) of the governance tx whose result holds an event ``decided`` accepts.
+
+    Looked for first at ``effective`` - the chain's delay, then further back
+    (the delay may have been another when it executed).
+    """
     likely = effective - delay_blocks(get_params(reader))
     heights = [likely] if 1 <= likely else []
     heights += [h for h in range(effective - MIN_DELAY_BLOCKS, 0, -1) if h != likely]
@@ -132,12 +150,31 @@ def _deciding_tx(
             if decode_transaction(tx_raw).kind not in _DECIDING_KINDS:
                 continue
             location = blocks.tx_location(codec.sha256(tx_raw))
-            if location is not None and _rotation_in(location[2].events, public_key):
+            if location is not None and any(decided(event) for event in location[2].events or ()):
                 return height, block, index
-    raise AuditError(f"the block that scheduled node key {public_key.hex()[:16]}… is not stored here")
+    raise AuditError(f"the block that scheduled {what} is not stored here")
 
 
-def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: Any) -> list[dict[str, Any]]:
+def _evidence(
+    blocks: Any, name: str, height: int, block: Block, index: int, receipts: list[bytes]
+) -> dict[str, Any]:
+    """One item of evidence: the certified block and the deciding tx's result, proven in it."""
+    return {
+        "member": name,
+        "height": height,
+        "tx_id": codec.sha256(block.txs[index]).hex(),
+        "header": codec.pack(block.header.to_value()).hex(),
+        "certificate": (blocks.certificate(height) or b"").hex(),
+        "receipt": receipts[index].hex(),
+        "receipt_index": index,
+        "receipt_count": len(receipts),
+        "receipt_proof": [node.hex() for node in merkle.inclusion_proof(receipts, index)],
+    }
+
+
+def export_rotations(
+    reader: StateReader, blocks: Any, up_to: int, receipts_of: ReceiptsOf
+) -> list[dict[str, Any]]:
     """Evidence for every rotation effective at or below height ``up_to``, in height order.
 
     ``receipts_of(height, block)`` gives the leaves of that block's results root.
@@ -147,68 +184,113 @@ def export_rotations(reader: StateReader, blocks: Any, up_to: int, receipts_of: 
         for effective, public_key in entries:
             if effective > up_to:
                 continue
-            height, block, index = _deciding_tx(reader, blocks, effective, public_key)
-            receipts = receipts_of(height, block)
-            evidence.append(
-                {
-                    "member": name,
-                    "height": height,
-                    "tx_id": codec.sha256(block.txs[index]).hex(),
-                    "header": codec.pack(block.header.to_value()).hex(),
-                    "certificate": (blocks.certificate(height) or b"").hex(),
-                    "receipt": receipts[index].hex(),
-                    "receipt_index": index,
-                    "receipt_count": len(receipts),
-                    "receipt_proof": [node.hex() for node in merkle.inclusion_proof(receipts, index)],
-                }
-            )
+
+            def rotated(event: dict[str, Any], key: bytes = public_key) -> bool:
+                return event.get("event") == ROTATION_EVENT and event.get("public_key") == key.hex()
+
+            what = f"node key {public_key.hex()[:16]}…"
+            height, block, index = _deciding_tx(reader, blocks, effective, rotated, what)
+            evidence.append(_evidence(blocks, name, height, block, index, receipts_of(height, block)))
     return sorted(evidence, key=lambda item: item["height"])
 
 
-def _check_rotation(item: dict[str, Any], keys: ProvenKeys, chain_id: str) -> None:
-    header = check_final(item, keys.signers, chain_id)
+def export_voting_changes(
+    reader: StateReader, blocks: Any, up_to: int, receipts_of: ReceiptsOf
+) -> list[dict[str, Any]]:
+    """Evidence for every voting change effective at or below height ``up_to``, in height order."""
+    evidence = []
+    for name, changes in voting_changes(reader).items():
+        for effective, voting in changes:
+            if effective > up_to:
+                continue
+
+            def changed(event: dict[str, Any], member: str = name, at: int = effective) -> bool:
+                return (
+                    event.get("event") == VOTING_EVENT
+                    and event.get("member") == member
+                    and event.get("effective_height") == at
+                )
+
+            what = f"{name}'s voting change from height {effective}"
+            height, block, index = _deciding_tx(reader, blocks, effective, changed, what)
+            item = _evidence(blocks, name, height, block, index, receipts_of(height, block))
+            evidence.append(item | {"effective_height": effective, "voting": voting})
+    return sorted(evidence, key=lambda item: item["height"])
+
+
+def _certified_event(
+    item: dict[str, Any], schedule: KeySchedule, chain_id: str, event_name: str, what: str
+) -> tuple[dict[str, Any], int]:
+    """The one ``event_name`` event of the item's certified, successful tx result; its effective height."""
+    header = check_final(item, schedule, chain_id)
     raw, index = proven_receipt(item, header)
     if index >= header.tx_count:
         raise AuditError(f"the receipt is not a tx result of block {header.height}")
     receipt = codec.unpack(raw)
     if not (isinstance(receipt, list) and len(receipt) == 4 and receipt[1] == "ok"):
         raise AuditError("the receipt is not a successful tx result")
-    events = [e for e in receipt[3] if isinstance(e, dict) and e.get("event") == ROTATION_EVENT]
+    events = [e for e in receipt[3] if isinstance(e, dict) and e.get("event") == event_name]
     if len(events) != 1:
-        raise AuditError(f"the receipt holds no single {ROTATION_EVENT} event")
+        raise AuditError(f"the receipt holds no single {event_name} event")
     event = events[0]
-    member, effective = event.get("member"), event.get("effective_height")
+    effective = event.get("effective_height")
     if (
-        member != item.get("member")
+        event.get("member") != item.get("member")
         or not isinstance(effective, int)
         or effective < header.height + MIN_DELAY_BLOCKS
     ):
-        raise AuditError("the rotation's member or effective height is not the one the receipt names")
+        raise AuditError(f"the {what}'s member or effective height is not the one the receipt names")
+    return event, effective
+
+
+def _apply_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
+    event, effective = _certified_event(item, schedule, chain_id, ROTATION_EVENT, "rotation")
+    member = event["member"]
     public_key, key_proof = bytes.fromhex(event["public_key"]), bytes.fromhex(event["proof"])
     if not verify(public_key, key_proof, ROTATION_TAG, chain_id, proof_body(member, public_key)):
         raise AuditError(f"the new key's proof that it is held is not valid for {member}")
-    schedule = keys.observers if keys.observers is not None and member in keys.observers else keys.signers
-    try:
-        schedule.add(member, effective, public_key)
-    except ValueError as e:
-        raise AuditError(str(e)) from None
+    schedule.add(member, effective, public_key)
 
 
-def verify_rotations(items: Any, genesis: Genesis) -> ProvenKeys:
-    """The genesis keys plus every rotation ``items`` proves; AuditError naming the first bad one."""
-    observers = [(m.name, m.public_key) for m in genesis.observers]
-    keys = ProvenKeys(genesis_key_schedule(genesis), KeySchedule(observers) if observers else None)
-    if not isinstance(items, list):
-        raise AuditError("field 'key_rotations' is not a list")
-    last = 0
-    for number, item in enumerate(items):
-        try:
+def _apply_voting_change(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
+    event, effective = _certified_event(item, schedule, chain_id, VOTING_EVENT, "voting change")
+    voting = event.get("voting")
+    if (
+        not isinstance(voting, bool)
+        or voting != item.get("voting")
+        or effective != item.get("effective_height")
+    ):
+        raise AuditError("the voting change's effective height or voting is not the one the receipt names")
+    schedule.set_voting(event["member"], effective, voting)
+
+
+def verify_key_changes(rotations: Any, changes: Any, genesis: Genesis) -> KeySchedule:
+    """The genesis's schedule plus every rotation and voting change the evidence proves.
+
+    AuditError naming the first bad item (``key rotation N`` or ``voting change N``).
+    """
+    steps = []
+    for field, label, items, apply in (
+        ("key_rotations", "key rotation", rotations, _apply_rotation),
+        ("voting_changes", "voting change", changes, _apply_voting_change),
+    ):
+        if not isinstance(items, list):
+            raise AuditError(f"field {field!r} is not a list")
+        last = 0
+        for number, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("height"), int) or item["height"] < last:
-                raise AuditError("not a rotation in height order")
-            _check_rotation(item, keys, genesis.chain_id)
+                raise AuditError(f"{label} {number}: not in height order")
+            last = item["height"]
+            steps.append((last, label, number, item, apply))
+    schedule = genesis_schedule(genesis)
+    # A change decided at h takes effect at h + MIN_DELAY_BLOCKS at the earliest (checked), so replaying
+    # by deciding height checks each block under every change that can concern it; ties are moot.
+    for _, label, number, item, apply in sorted(steps, key=lambda step: step[0]):
+        try:
+            apply(item, schedule, genesis.chain_id)
         except AuditError as e:
-            raise AuditError(f"key rotation {number}: {e}") from None
-        except (ValueError, TypeError, KeyError, AttributeError) as e:  # encodings
-            raise AuditError(f"key rotation {number}: {e}") from None
-        last = item["height"]
-    return keys
+            raise AuditError(f"{label} {number}: {e}") from None
+        # Bad encodings, and what the schedule refuses (a stranger, a change not after the last one).
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise AuditError(f"{label} {number}: {e}") from None
+    return schedule
