@@ -17,12 +17,24 @@ from lendchain.sim.cluster import LivenessFailure, SafetyViolation, SimConfig, S
 
 
 def config_for_seed(seed: int, sizes: tuple[int, ...] = (4, 7)) -> SimConfig:
-    """The fault mix of one seed: n, how many Byzantine members (0..f) and of which kinds."""
+    """The fault mix of one seed: n, how many Byzantine members (0..f) and of which kinds.
+
+    One seed in three also changes who votes: observer o0 is promoted at a
+    height, then a genesis member is demoted a few heights later (n, n + 1, n).
+    """
     rng = random.Random(f"mix/{seed}")
     n = sizes[seed % len(sizes)]
     count = rng.randint(0, faulty(n))
     names = rng.sample([f"m{i}" for i in range(n)], count)
-    return SimConfig(n=n, byzantine={name: rng.choice(KINDS) for name in names})
+    byzantine = {name: rng.choice(KINDS) for name in names}
+    changes = random.Random(f"membership/{seed}")
+    if changes.random() >= 1 / 3:
+        return SimConfig(n=n, byzantine=byzantine)
+    joins = changes.randint(2, 8)
+    leaves = joins + changes.randint(1, 6)
+    demoted = f"m{changes.randrange(n)}"
+    voting_changes = (("o0", joins, True), (demoted, leaves, False))
+    return SimConfig(n=n, byzantine=byzantine, observers=1, voting_changes=voting_changes)
 
 
 def run_seed(seed: int, sizes: tuple[int, ...] = (4, 7)) -> Simulation:

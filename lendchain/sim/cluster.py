@@ -4,7 +4,9 @@ Everything random comes from one ``random.Random(seed)``, so a seed replays
 exactly. The network delays, drops, duplicates and reorders messages and
 partitions the members; honest replicas crash (also between persisting a vote
 and sending it, and between being told to deliver a block and storing it) and
-restart from their WAL and chain; up to f members are Byzantine.
+restart from their WAL and chain; up to f members are Byzantine. Observers
+(members that do not vote) hear everything and follow; ``voting_changes``
+promote or demote members at heights, as the ledger's ``member.voting`` does.
 
 Safety is checked at every delivery, which is the only step that changes what
 a replica has committed: heights contiguous, every certificate valid, and no
@@ -34,6 +36,7 @@ from lendchain.consensus.events import (
     SyncedBlock,
     Tick,
 )
+from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.quorum import faulty
 from lendchain.consensus.replica import Replica
 from lendchain.crypto import SigningKey, verify_raw
@@ -67,6 +70,8 @@ class SimConfig:
     crash_points: float = 0.002  # chance to crash right after a Persist / at a Deliver
     partition_rate: float = 0.001  # per tick
     byzantine: dict[str, str] = field(default_factory=dict)  # member -> kind
+    observers: int = 0  # members o0, o1, … that do not vote at genesis
+    voting_changes: tuple[tuple[str, int, bool], ...] = ()  # (member, effective height, votes)
     tx_interval_ms: int = 25
     params: ConsensusParams = field(
         default_factory=lambda: ConsensusParams(
@@ -95,12 +100,16 @@ class Simulation:
         self._queue: list[tuple[int, int, str, Any]] = []
         self._seq = 0
         self.workload = Workload()
-        self.names = [f"m{i}" for i in range(config.n)]
+        self.names = [f"m{i}" for i in range(config.n)] + [f"o{i}" for i in range(config.observers)]
         self.keys = {name: SigningKey(codec.sha256(f"{seed}/{name}".encode())) for name in self.names}
-        self.members = [(name, self.keys[name].public_key) for name in self.names]
-        self.f = faulty(config.n)
+        keys = [(name, self.keys[name].public_key) for name in self.names]
+        self.members, self.observers = keys[: config.n], keys[config.n :]
+        schedule = self.schedule()
+        heights = [0, *(height for _, height, _ in config.voting_changes)]
+        # Faults stay within what every height's members tolerate.
+        self.f = min(faulty(len(schedule.voters_at(height))) for height in heights)
         if len(config.byzantine) > self.f:
-            raise ValueError(f"{len(config.byzantine)} Byzantine members, n={config.n} tolerates {self.f}")
+            raise ValueError(f"{len(config.byzantine)} Byzantine members, the members tolerate {self.f}")
         self.nodes: dict[str, Node] = {}
         for name in self.names:
             node = Node(name, self.keys[name], SimApp(name, self.workload, GENESIS), None)
@@ -115,8 +124,16 @@ class Simulation:
         self.messages = 0
         self._verified: dict[tuple[bytes, bytes, str, str, str], bool] = {}
         self._certs_ok: set[bytes] = set()
+        self._members = self.schedule()  # the checker's own copy
 
     # -- plumbing -----------------------------------------------------------------------
+
+    def schedule(self) -> KeySchedule:
+        """Who votes when, known to every replica from its start (each gets its own copy)."""
+        schedule = KeySchedule(self.members, others=self.observers)
+        for change in self.config.voting_changes:
+            schedule.set_voting(*change)
+        return schedule
 
     def _verify(self, public_key: bytes, signature: bytes, tag: str, chain_id: str, body: Any) -> bool:
         """Real Ed25519, memoised across replicas (each signature is checked by n - 1 of them)."""
@@ -135,7 +152,7 @@ class Simulation:
             node.app.execute(block, digest)
         node.replica = Replica(
             CHAIN_ID,
-            self.members,
+            self.schedule(),
             node.name,
             node.key,
             node.app,
@@ -155,7 +172,10 @@ class Simulation:
 
     def describe(self) -> str:
         byz = ",".join(f"{k}={v}" for k, v in sorted(self.config.byzantine.items())) or "none"
-        return f"seed={self.seed} n={self.config.n} byzantine={byz}"
+        changes = "".join(
+            f" {name}{'+' if votes else '-'}@{height}" for name, height, votes in self.config.voting_changes
+        )
+        return f"seed={self.seed} n={self.config.n} byzantine={byz}{changes}"
 
     # -- network ----------------------------------------------------------------------------
 
@@ -232,7 +252,7 @@ class Simulation:
         if cert.height != action.height or cert.digest != action.digest:
             raise SafetyViolation(f"{where}: certificate is for another block")
         if action.certificate not in self._certs_ok:
-            cert.verify(CHAIN_ID, self.members)
+            cert.verify(CHAIN_ID, self._members)
             self._certs_ok.add(action.certificate)
         if codec.sha256(action.block) != action.digest:
             raise SafetyViolation(f"{where}: block does not match its digest")
