@@ -75,5 +75,8 @@ def test_the_checker_catches_a_conflicting_delivery() -> None:
 
 
 def test_more_byzantine_members_than_f_is_refused() -> None:
-    with pytest.raises(ValueError, match="tolerates 1"):
+    with pytest.raises(ValueError, match="tolerate 1"):
         Simulation(0, SimConfig(n=4, byzantine={"m0": "silent", "m1": "silent"}))
+    # A demotion to n = 3 leaves f = 0 from its height: one Byzantine member is too many then.
+    with pytest.raises(ValueError, match="tolerate 0"):
+        Simulation(0, SimConfig(n=4, byzantine={"m0": "silent"}, voting_changes=(("m3", 5, False),)))
