@@ -92,6 +92,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         schedule = key_schedule(genesis, self.store)
         self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
         self.voting = config.name in self.voters  # governance may have changed the genesis role
+        self.metrics.voting_members.set(len(self.voters))
+        self.metrics.voting.set(int(self.voting))
         self.consensus_peers = consensus_peers(schedule, self.store.head().height + 1) - {config.name}
         self.network = Network(
             key=key,

@@ -133,6 +133,12 @@ class NodeMetrics:
         self.relay_failures = Counter(
             "lendchain_relay_failures", "relays to the primary that failed or were dropped", registry=r
         )
+        self.voting_members = Gauge(
+            "lendchain_voting_members", "members that vote at the height in flight (n)", registry=r
+        )
+        self.voting = Gauge(
+            "lendchain_voting", "1 when this node's member votes at the height in flight", registry=r
+        )
         self.key_missing = Gauge(
             "lendchain_node_key_missing_height",
             "height from which this member's newest node key signs, when this node does not hold it "

@@ -104,6 +104,7 @@ class MemberRoles:
     def _review_role(self: Any, height: int, schedule: KeySchedule) -> None:
         """After committing ``height``: who to send consensus frames to, and whether we vote next."""
         self.voters = schedule.voters_at(height + 1)
+        self.metrics.voting_members.set(len(self.voters))
         peers = consensus_peers(schedule, height + 1) - {self.config.name}
         if peers != self.consensus_peers:
             self.consensus_peers = peers
@@ -119,6 +120,7 @@ class MemberRoles:
                 "starting the replica" if voting else "stopping the replica; following the chain",
             )
             self.voting = voting
+            self.metrics.voting.set(int(voting))
             self._role_changed.set()
 
     async def _follow_as_observer(self: Any) -> None:

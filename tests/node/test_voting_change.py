@@ -20,7 +20,7 @@ from lendchain.crypto import read_key_file
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
-from tests.node.helpers import client, lendchain_cli, propose_by_cli, push_blocks, vote_through
+from tests.node.helpers import client, lendchain_cli, metric, propose_by_cli, push_blocks, vote_through
 
 pytestmark = pytest.mark.slow
 DELAY = 6
@@ -54,6 +54,7 @@ def test_observer_promoted_then_demoted_by_governance(tmp_path):
         cluster.wait_healthy(timeout_s=90)
         genesis = cluster["bank1"].config.genesis
         assert cluster["regulator1"].get("/status")["role"] == "observer"
+        assert metric(cluster, "regulator1", "lendchain_voting") == 0
         regulator = read_key_file(net / "keys" / "regulator1.key").did
 
         # Before rules 2 the action does not exist.
@@ -84,6 +85,9 @@ def test_observer_promoted_then_demoted_by_governance(tmp_path):
             "regulator1 to start its replica",
         )
         assert cluster["regulator1"].get("/status")["role"] == "member"
+        assert cluster["bank1"].get("/status")["members"] == [*BANKS, "regulator1"]
+        assert metric(cluster, "regulator1", "lendchain_voting") == 1
+        assert metric(cluster, "bank1", "lendchain_voting_members") == 5
 
         # n = 5: a quorum is 4, so with bank4 down no block commits without regulator1.
         cluster.stop("bank4")
@@ -114,6 +118,8 @@ def test_observer_promoted_then_demoted_by_governance(tmp_path):
             "regulator1 to stop its replica",
         )
         assert cluster["regulator1"].get("/status")["role"] == "observer"
+        assert metric(cluster, "regulator1", "lendchain_voting") == 0
+        assert metric(cluster, "regulator1", "lendchain_voting_members") == 4
         schedule.set_voting("regulator1", leaves, False)
         for cert in certificates(cluster, leaves, leaves + 4):
             cert.verify(genesis.chain_id, schedule)
