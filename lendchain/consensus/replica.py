@@ -106,7 +106,11 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         *,
         verify: Callable[[bytes, bytes, str, str, Any], bool] = crypto_verify,
         other_signing_keys: Iterable[Any] = (),
+        head_view: int = 0,
     ) -> None:
+        """``head_view``: the view of the head block's commit certificate. A replica whose WAL is
+        empty (a member just promoted to vote, or a store without its WAL) starts in that view:
+        a quorum was in it, and its NEW-VIEW settled nothing above the head (see ``_join_view``)."""
         self._schedule = members if isinstance(members, KeySchedule) else KeySchedule(members)
         names = self._schedule.names
         if me not in self._schedule:
@@ -141,6 +145,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         }
         self._out: list[Action] = []
         self._pending_persist: list[tuple[bytes, bytes]] = []
+        wal = list(wal)
         restored = walkeys.load(wal)
         self._view, self._in_vc = restored.view, restored.in_view_change
         self._my_votes = restored.votes
@@ -186,6 +191,19 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         self._last_resend = 0
         self._idle_resends = 0  # retransmissions since the last progress: each one waits twice as long
         self._started = False
+        if not wal and head_view > self._view:
+            self._join_view(head_view)
+
+    def _join_view(self, view: int) -> None:
+        """Start in ``view``, in which the head block was committed (a replica with an empty WAL).
+
+        Safe without that view's NEW-VIEW: a block committed at h in view v means the
+        quorum entered v with a floor below h (normal-case rounds in v start above the
+        floor), so what the NEW-VIEW pinned is at or below h, committed already. A replica
+        with an empty WAL has no vote of its own to carry into a view change either.
+        """
+        self._view = view
+        self._persist(self._view_record())
 
     # -- read-only view ----------------------------------------------------------------
 

@@ -10,10 +10,11 @@ effective height H on (``lendchain.ledger.membership``). Its node switches after
 committing H - 1:
 
 - *promoted*: the follower stops fetching and starts a replica on its store's
-  head (its WAL, if it ever voted before, still holds what it signed); peers
-  send it consensus frames from the moment the change executed, so it hears
-  the round at H;
-- *demoted*: the replica stops and the node follows. Peers stop sending it
+  head, in the view its head block was committed in (``Replica``'s
+  ``head_view``: its WAL is empty); peers send it consensus frames from the
+  moment the change executed, so it hears the round at H;
+- *demoted*: the replica stops, its WAL is cleared (every height it could
+  have voted at is committed) and the node follows. Peers stop sending it
   consensus frames once H is the height in flight.
 
 Consensus frames go to the members that vote at the height in flight or are
@@ -27,6 +28,7 @@ from typing import Any
 import trio
 
 from lendchain import codec
+from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.replica import Replica
 from lendchain.ledger.block import Block
@@ -54,6 +56,7 @@ class MemberRoles:
     def _start_replica(self: Any) -> None:
         """Build the replica and its driver on the store's head (at start, or when promoted)."""
         head = self.store.head()
+        certificate = self.store.certificate(head.height) if head.height else None
         self.replica = Replica(
             self.genesis.chain_id,
             key_schedule(self.genesis, self.store, head.height),
@@ -66,6 +69,7 @@ class MemberRoles:
             self.store.wal_items(),
             # The replica signs each message with the key valid at its height.
             other_signing_keys=[k for k in self._signing_keys if k.public_key != self.key.public_key],
+            head_view=CommitCertificate.decode(certificate).view if certificate else 0,
         )
         self.driver = ConsensusDriver(
             self.replica,
@@ -100,6 +104,9 @@ class MemberRoles:
                 nursery.cancel_scope.cancel()
             if not self.voting:
                 self.replica = self.driver = None
+                # Nothing in it is of use again: every height it could have voted at is below
+                # the demotion. A later promotion starts clean, in the view of its head block.
+                self.store.wal_write([(key, b"") for key, _ in self.store.wal_items()])
 
     def _review_role(self: Any, height: int, schedule: KeySchedule) -> None:
         """After committing ``height``: who to send consensus frames to, and whether we vote next."""

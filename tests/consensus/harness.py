@@ -53,7 +53,7 @@ class Cluster:
         for name in self.names:
             self.restart(name)
 
-    def restart(self, name: str) -> Replica:
+    def restart(self, name: str, head_view: int = 0) -> Replica:
         app = SimApp(name, self.workload, GENESIS)
         for delivered in self.chains[name]:
             app.execute(delivered.block, delivered.digest)
@@ -71,6 +71,7 @@ class Cluster:
             head,
             list(self.wals[name].items()),
             other_signing_keys=self.new_keys.get(name, ()),
+            head_view=head_view,
         )
         return self.replicas[name]
 

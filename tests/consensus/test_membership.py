@@ -164,3 +164,26 @@ def test_demoting_the_primary_hands_its_view_to_the_next_voter_without_a_view_ch
     assert all(not faults for faults in c.faults.values()), c.faults
     for cert in certificates(c, "r0")[CHANGE_HEIGHT - 1 :]:
         assert "r0" not in dict(cert.signatures)
+
+
+def test_a_promoted_member_starting_without_a_wal_joins_the_view_its_head_was_committed_in() -> None:
+    c = changed_cluster(("r4", CHANGE_HEIGHT, True), observers=1)
+    c.down.add("r0")  # view 0's primary: the others move to view 1 before the change
+    for _ in range(CHANGE_HEIGHT - 1):
+        c.submit(1)
+        c.run(1500)
+    voters = ("r1", "r2", "r3")
+    assert all(c.heights()[name] == CHANGE_HEIGHT - 1 for name in (*voters, "r4"))
+    assert all(c.replicas[name].view == 1 for name in voters)
+    # r4 followed until now; as a node does when promoted, it starts a replica with an empty WAL.
+    head = certificates(c, "r4")[-1]
+    c.wals["r4"].clear()
+    assert c.restart("r4", head_view=head.view).view == 1
+    c.tick(only=["r4"])  # its first step writes the view record: a restart keeps the view
+    assert c.restart("r4").view == 1
+    # n = 5 with r0 down: every block needs r1, r2, r3 and r4, all in view 1 without a view change.
+    c.submit(10)
+    c.run(1000)
+    assert min(c.heights()[name] for name in (*voters, "r4")) >= CHANGE_HEIGHT + 2
+    assert all(c.replicas[name].view == 1 for name in (*voters, "r4"))
+    assert all("r4" in dict(cert.signatures) for cert in certificates(c, "r1")[CHANGE_HEIGHT - 1 :])
