@@ -19,6 +19,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.consensus.quorum import faulty
 
 
 @click.command()
@@ -40,6 +41,7 @@ def status(ctx: click.Context, **kw: Any) -> None:
                 f"height   {v['height']}  head {v['head_hash'][:16]}",
                 f"view     {v.get('view', '-')}  primary {v.get('primary', '-')}"
                 + ("  (view change in progress)" if v.get("in_view_change") else ""),
+                *_voters_line(v.get("members")),
                 f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
                 f"peers    {', '.join(v.get('peers', [])) or 'none'}",
                 f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
@@ -50,6 +52,14 @@ def status(ctx: click.Context, **kw: Any) -> None:
         )
 
     emit(ctx, value, human)
+
+
+def _voters_line(members: list[str] | None) -> list[str]:
+    """Who votes at the height in flight, and how many of them may fail (governance may change it)."""
+    if not members:
+        return []
+    tolerated = faulty(len(members))
+    return [f"voters   {', '.join(members)} (n {len(members)}, tolerates {tolerated} faulty)"]
 
 
 def _key_line(v: dict[str, Any]) -> list[str]:

@@ -52,3 +52,11 @@ def test_status_names_the_key_the_node_runs_on(monkeypatch):
     assert f"key      rotated: signs as {ROTATED_DID}, peer 12D3KooWnew" in rotated
     older = shown(monkeypatch, did=GENESIS_DID, key_did=GENESIS_DID)  # a node without peer_id
     assert "key " not in older and "node     bank2 (voting member)" in older
+
+
+def test_status_names_the_voters_at_the_height_in_flight_and_what_they_tolerate(monkeypatch):
+    five = shown(monkeypatch, members=["bank1", "bank2", "bank3", "bank4", "regulator1"])
+    assert "voters   bank1, bank2, bank3, bank4, regulator1 (n 5, tolerates 1 faulty)" in five
+    three = shown(monkeypatch, members=["bank1", "bank2", "bank3"])
+    assert "voters   bank1, bank2, bank3 (n 3, tolerates 0 faulty)" in three
+    assert "voters" not in shown(monkeypatch)  # an older node without the field
