@@ -129,6 +129,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.replica = self.driver = None
         if self.voting:
             self._start_replica()
+        else:
+            self._forget_votes()  # a demotion the node did not finish clearing before it stopped
         self.byzantine: ByzantineSender | None = None
         if self.faults.active and self.replica is not None:
             self.byzantine = ByzantineSender(

@@ -104,9 +104,17 @@ class MemberRoles:
                 nursery.cancel_scope.cancel()
             if not self.voting:
                 self.replica = self.driver = None
-                # Nothing in it is of use again: every height it could have voted at is below
-                # the demotion. A later promotion starts clean, in the view of its head block.
-                self.store.wal_write([(key, b"") for key, _ in self.store.wal_items()])
+                self._forget_votes()
+
+    def _forget_votes(self: Any) -> None:
+        """Clear the consensus WAL of a member that does not vote (demoted, or started as one).
+
+        Nothing in it is of use again: every height it could have voted at is below the
+        demotion, so committed. A later promotion starts clean, in its head block's view.
+        """
+        stale = self.store.wal_items()
+        if stale:
+            self.store.wal_write([(key, b"") for key, _ in stale])
 
     def _review_role(self: Any, height: int, schedule: KeySchedule) -> None:
         """After committing ``height``: who to send consensus frames to, and whether we vote next."""
