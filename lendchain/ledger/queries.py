@@ -19,7 +19,7 @@ from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
-from lendchain.ledger.membership import voting_dids_after_changes, voting_view
+from lendchain.ledger.membership import voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
@@ -65,11 +65,13 @@ def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
         }
     institution = read_value(reader, institution_key(did))
     if institution is not None:
+        changes = voting_changes(reader).get(institution["name"], [])
         return {
             "did": did,
             "kind": "member",
             "role": "member",
-            **to_json(institution),
+            **to_json(institution),  # its "voting" is the genesis's; member.voting changes follow
+            "voting_changes": [{"effective_height": h, "voting": voting} for h, voting in changes],
             "nonce": next_nonce(reader, did),
         }
     signer = member_signers(reader).get(did)

@@ -139,6 +139,9 @@ def test_promoting_an_observer_schedules_it_at_the_executing_height_plus_the_del
     }
     assert queries.lookup(chain.state, "voting", "bank1")["changes"] == []
     assert queries.lookup(chain.state, "voting", "nobody") is None
+    member = queries.lookup(chain.state, "party", observer.did)
+    assert member["voting"] is False  # the genesis's role, and the change that follows it:
+    assert member["voting_changes"] == [{"effective_height": effective, "voting": True}]
 
     # Not a voter before the effective height ...
     early = propose(chain, observer, "scorecard.set", "base", "310")
