@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from lendchain import codec
-from lendchain.consensus.certificate import CommitCertificate
+from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.replica import Replica
 from lendchain.ledger.block import Block
@@ -56,7 +56,7 @@ class MemberRoles:
     def _start_replica(self: Any) -> None:
         """Build the replica and its driver on the store's head (at start, or when promoted)."""
         head = self.store.head()
-        certificate = self.store.certificate(head.height) if head.height else None
+        wal = self.store.wal_items()
         self.replica = Replica(
             self.genesis.chain_id,
             key_schedule(self.genesis, self.store, head.height),
@@ -66,10 +66,10 @@ class MemberRoles:
             self.genesis.consensus,
             head.height,
             head.hash,
-            self.store.wal_items(),
+            wal,
             # The replica signs each message with the key valid at its height.
             other_signing_keys=[k for k in self._signing_keys if k.public_key != self.key.public_key],
-            head_view=CommitCertificate.decode(certificate).view if certificate else 0,
+            head_view=0 if wal else self._head_view(head.height),
         )
         self.driver = ConsensusDriver(
             self.replica,
@@ -83,6 +83,17 @@ class MemberRoles:
             relay=self.relay.send_request,
         )
         self.driver.commit_listeners.append(self._on_commit)
+
+    def _head_view(self: Any, height: int) -> int:
+        """The view the head block was committed in (0 at genesis, or if its certificate is unreadable)."""
+        certificate = self.store.certificate(height) if height else None
+        try:
+            return CommitCertificate.decode(certificate).view if certificate else 0
+        except CertificateError as e:  # a damaged store: its checksum check names the damage
+            self.log.warning(
+                "the certificate of head block %d does not decode (%s): starting in view 0", height, e
+            )
+            return 0
 
     async def _run_role(self: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Vote or follow, and switch when a commit says this member's part changed."""
