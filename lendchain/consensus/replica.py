@@ -539,7 +539,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     def _maybe_propose(self) -> None:
         height = self._committed_height + 1
         if self.primary != self._me or not self._ready() or height in self._preprepares:
-            return  # (the primary at the height in flight votes there)
+            return
         if height <= self._floor or not self._in_window(height):
             return
         digest = self._my_votes.get((b"pp", self._view, height))
