@@ -57,6 +57,7 @@ from lendchain.ledger.keyrotation import (
     MIN_DELAY_BLOCKS,
     ROTATION_TAG,
     delay_blocks,
+    genesis_key_schedule,
     proof_body,
     scheduled_rotations,
 )
@@ -69,14 +70,6 @@ ROTATION_EVENT = "member.key_rotation"
 _DECIDING_KINDS = ("gov.propose", "gov.vote")  # the tx that reaches a proposal's quorum executes it
 
 ReceiptsOf = Callable[[int, Block], list[bytes]]
-
-
-def genesis_schedule(genesis: Genesis) -> KeySchedule:
-    """The genesis's members (voting from height 0) and observers (not voting), with their genesis keys."""
-    return KeySchedule(
-        [(m.name, m.public_key) for m in genesis.members],
-        others=[(m.name, m.public_key) for m in genesis.observers],
-    )
 
 
 def signer_names(schedule: KeySchedule, key: bytes, height: int) -> list[str]:
@@ -282,7 +275,7 @@ def verify_key_changes(rotations: Any, changes: Any, genesis: Genesis) -> KeySch
                 raise AuditError(f"{label} {number}: not in height order")
             last = item["height"]
             steps.append((last, label, number, item, apply))
-    schedule = genesis_schedule(genesis)
+    schedule = genesis_key_schedule(genesis)
     # A change decided at h takes effect at h + MIN_DELAY_BLOCKS at the earliest (checked), so replaying
     # by deciding height checks each block under every change that can concern it; ties are moot.
     for _, label, number, item, apply in sorted(steps, key=lambda step: step[0]):

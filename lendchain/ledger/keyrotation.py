@@ -89,8 +89,11 @@ def delay_blocks(params: dict[str, Any]) -> int:
 
 
 def genesis_key_schedule(genesis: Genesis) -> KeySchedule:
-    """The voting members' genesis keys, before any rotation."""
-    return KeySchedule([(m.name, m.public_key) for m in genesis.members])
+    """The genesis's members (voting from height 0) and observers (not voting), with their genesis keys."""
+    return KeySchedule(
+        [(m.name, m.public_key) for m in genesis.members],
+        others=[(m.name, m.public_key) for m in genesis.observers],
+    )
 
 
 def scheduled_rotations(reader: StateReader) -> dict[str, list[list[Any]]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
-from lendchain.ledger.keyrotation import delay_blocks, scheduled_rotations
+from lendchain.ledger.keyrotation import delay_blocks, genesis_key_schedule, scheduled_rotations
 from lendchain.ledger.membership import voting_changes
 from lendchain.ledger.state import StateReader, get_params
 
@@ -44,10 +44,7 @@ def voting_of(reader: StateReader) -> tuple[tuple[str, int, bool], ...]:
 
 def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
     """Every member's keys and votes as ``reader`` knows them; a horizon only with ``executed_height``."""
-    schedule = KeySchedule(
-        [(m.name, m.public_key) for m in genesis.members],
-        others=[(m.name, m.public_key) for m in genesis.observers],
-    )
+    schedule = genesis_key_schedule(genesis)
     for name, height, key in rotations_of(reader):
         if name in schedule:
             schedule.add(name, height, key)
