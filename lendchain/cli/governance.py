@@ -118,7 +118,8 @@ def gov_show(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
 
 
 def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
-    votes = f"{len(view['votes'])}/{needed}" if needed else str(len(view["votes"]))
+    cast = view.get("counted_votes", view["votes"])  # a vote counts while its voter votes
+    votes = f"{len(cast)}/{needed}" if needed else str(len(cast))
     line = f"{view['proposal_id']}  {view['action']} {view['key']} = {view['value']}  {view['status']}, {votes} votes"
     if view["status"] == "open":
         line += f", open until {view['expires_ms']} ms"

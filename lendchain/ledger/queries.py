@@ -196,17 +196,15 @@ def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
     if ref != "open":
         return _proposal_by_id(reader, ref)
     entries = read_value(reader, OPEN_PROPOSALS_KEY) or []
+    # A reader does not know its height: the voters once every scheduled member.voting change
+    # is in force (the genesis voters until the first one) give the quorum and count the votes.
+    voters = voting_dids_after_changes(reader)
     proposals = []
     for _, proposal_id in entries[:OPEN_PROPOSALS_SHOWN]:
         proposal = read_value(reader, proposal_key(proposal_id))
-        proposals.append({"proposal_id": proposal_id.hex(), **to_json(proposal)})
-    return {
-        "open": len(entries),
-        # A reader does not know its height: the quorum of the voters once every scheduled
-        # member.voting change is in force (the genesis voters until the first one).
-        "needed": quorum(len(voting_dids_after_changes(reader))),
-        "proposals": proposals,
-    }
+        counted = [did for did in proposal["votes"] if did in voters]
+        proposals.append({"proposal_id": proposal_id.hex(), **to_json(proposal), "counted_votes": counted})
+    return {"open": len(entries), "needed": quorum(len(voters)), "proposals": proposals}
 
 
 def _loan(reader: StateReader, ref: str) -> dict[str, Any] | None:

@@ -202,6 +202,10 @@ def test_a_vote_counts_only_while_its_voter_votes(world):
         "needed": 3,
     }
     assert queries.lookup(chain.state, "proposal", open_id)["status"] == "open"
+    listed = queries.lookup(chain.state, "proposal", "open")
+    shown = next(p for p in listed["proposals"] if p["proposal_id"] == open_id)
+    assert shown["counted_votes"] == [bank3.did, bank2.did] and len(shown["votes"]) == 3
+    assert listed["needed"] == 3
     executed = vote(chain, observer, open_id)
     assert [e["event"] for e in executed.events] == ["gov.executed", "gov.voted"]
     assert queries.lookup(chain.state, "proposal", open_id)["votes"] == [
