@@ -37,7 +37,7 @@ retransmission          when nothing commits for a while, re-send our latest
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from lendchain import codec
 from lendchain.consensus import messages as m
@@ -62,7 +62,7 @@ from lendchain.consensus.events import (
     Tick,
 )
 from lendchain.consensus.keys import KeySchedule, signing_height
-from lendchain.consensus.quorum import faulty, quorum
+from lendchain.consensus.members import Era, MemberSteps
 from lendchain.consensus.timers import RequestWatch, TimerSteps
 from lendchain.consensus.viewchange_steps import ViewChangeSteps
 from lendchain.crypto import verify as crypto_verify
@@ -75,23 +75,7 @@ class _MissingKey(Exception):
     """We would sign, but do not hold our key valid at that height, or do not vote there (``Replica._sign``)."""
 
 
-class Era(NamedTuple):
-    """The voting members at a height, and the numbers PBFT derives from them."""
-
-    names: tuple[str, ...]  # in member order: the primary of view v is names[v mod n]
-    n: int
-    f: int
-    q: int
-
-    @classmethod
-    def of(cls, names: list[str]) -> Era:
-        return cls(tuple(names), len(names), faulty(len(names)), quorum(len(names)))
-
-    def primary(self, view: int) -> str:
-        return self.names[view % self.n]
-
-
-class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
+class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
     def __init__(
         self,
         chain_id: str,
@@ -194,17 +178,6 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
         if not wal and head_view > self._view:
             self._join_view(head_view)
 
-    def _join_view(self, view: int) -> None:
-        """Start in ``view``, in which the head block was committed (a replica with an empty WAL).
-
-        Safe without that view's NEW-VIEW: a block committed at h in view v means the
-        quorum entered v with a floor below h (normal-case rounds in v start above the
-        floor), so what the NEW-VIEW pinned is at or below h, committed already. A replica
-        with an empty WAL has no vote of its own to carry into a view change either.
-        """
-        self._view = view
-        self._persist(self._view_record())
-
     # -- read-only view ----------------------------------------------------------------
 
     @property
@@ -226,30 +199,6 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
     @property
     def in_view_change(self) -> bool:
         return self._in_vc
-
-    def _primary_of(self, view: int, height: int | None = None) -> str:
-        """The primary of ``view`` at ``height`` (default: the height in flight, committed + 1)."""
-        return self._era(self._committed_height + 1 if height is None else height).primary(view)
-
-    def _era(self, height: int) -> Era:
-        """Who votes at ``height``, and n, f and the quorum among them.
-
-        Above the schedule's horizon nothing is judged (``_on_receive``), so there
-        the era is only used to count claims and pick peers to fetch from: the
-        last known one serves.
-        """
-        if not self._schedule.knows(height):
-            height = self._schedule.horizon
-        cached = self._era_cache
-        if cached is not None and cached[0] == height:
-            return cached[1]
-        era = Era.of(self._schedule.voters_at(height))
-        self._era_cache = (height, era)
-        return era
-
-    def _voting(self) -> bool:
-        """Whether we vote at the height in flight (a member demoted there, or not yet promoted, does not)."""
-        return self._me in self._era(self._committed_height + 1).names
 
     # -- step ----------------------------------------------------------------------------
 
@@ -321,15 +270,6 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps):
                 self._fault(self._me, "no-signing-key", f"no key file for our key {public_key.hex()[:16]}…")
             raise _MissingKey
         return m.sign(key, self._chain_id, cls, self._me, **fields)
-
-    def _on_keys_learned(self, learned: KeysLearned) -> None:
-        for name, effective_height, public_key in learned.rotations:
-            self._schedule.add(name, effective_height, public_key)
-        for name, effective_height, voting in learned.voting:
-            if self._schedule.set_voting(name, effective_height, voting):
-                self._era_cache = None
-        if self._schedule.horizon is None or learned.known_through > self._schedule.horizon:
-            self._schedule.horizon = learned.known_through
 
     # -- receiving -----------------------------------------------------------------------
 
