@@ -284,6 +284,12 @@ function memberRows(status) {
   });
 }
 
+// How many members vote at the height in flight (member.voting may change it) and how many may fail.
+function votersText(members) {
+  if (!members || !members.length) return "—";
+  return `${members.length} · tolerates ${Math.floor((members.length - 1) / 3)} faulty`;
+}
+
 // The ledger rules in force, and a warning when this node's release cannot run scheduled ones.
 function rulesText(rules) {
   if (!rules) return "—";
@@ -320,10 +326,11 @@ function renderNetwork() {
       card("mempool", `${status.mempool.txs} txs · ${(status.mempool.bytes / 1024).toFixed(1)} KiB`, "stat-mempool"),
       card("sync", `${sync.state || "—"} (target ${sync.target ?? "—"})`),
       card("role", status.role),
+      card("voting members", votersText(status.members), "stat-voters"),
       card("rules", rulesText(status.rules), "stat-rules"),
       card("uptime", `${Math.round(status.uptime_s || 0)} s`)),
     h("div", { class: "row" },
-      h("div", { class: "panel" }, h("h3", {}, "Members"),
+      h("div", { class: "panel" }, h("h3", {}, "Voting members"),
         table(["member", "link from this node", "", "height", "last heard", "state", "last proposed"],
           memberRows(status)),
         h("p", { class: "muted" }, "A member's height is the highest block its signed consensus messages " +
