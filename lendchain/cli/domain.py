@@ -284,6 +284,32 @@ def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     emit(ctx, {"loan_id": loan_id, "state": view["state"], "funding": view["funding"]}, describe_funding)
 
 
+@fund.command("positions")
+@click.argument("did")
+@client_options
+@click.pass_context
+@user_errors
+def fund_positions(ctx: click.Context, did: str, **kw: Any) -> None:
+    """Show DID's positions in syndicated loans: commitments, repayments received, share of the principal."""
+    with client_from(kw) as client:
+        view = client.get(f"/positions/{did}")
+    emit(ctx, view, describe_positions)
+
+
+def describe_positions(view: dict[str, Any]) -> str:
+    lines = [
+        f"{currency}: committed {t['committed']} in {t['loans']} loans, received {t['received']}, "
+        f"outstanding share {t['outstanding']} ({t['overdue_loans']} overdue, {t['defaulted_loans']} defaulted)"
+        for currency, t in view["currencies"].items()
+    ]
+    for p in view["positions"]:
+        share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
+        lines.append(
+            f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
+        )
+    return "\n".join(lines)
+
+
 @click.group()
 def servicing() -> None:
     """Evaluate loans against block time: overdue, default, penalty."""

@@ -23,8 +23,14 @@ the same totals per currency, the part other funders carry, and its largest
 borrowers (concentration), for the lender's reconciliation and a regulator's
 supervision.
 
-Read-only and computed on request from state: nothing here is stored, so it
-needs no rules version.
+``positions_view`` (``GET /positions/{did}``, ``lendchain fund positions
+DID``) is a funder's side of syndicated loans: each loan it committed to, its
+commitment, what it received of the repayments, the part of the principal
+outstanding (or committed) that it carries, and the totals per currency. It
+reads the funder index ``loan.fund`` keeps from rules version 2, so
+commitments made under rules 1 are not listed.
+
+Read-only and computed on request from state: nothing here is stored.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from lendchain.ledger.servicing import penalty_due
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
+    funder_loans_key,
     institution_key,
     lender_loans_key,
     loan_key,
@@ -50,6 +57,7 @@ from lendchain.ledger.state import (
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
+_POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
 TOP_BORROWERS = 10
 
 
@@ -140,6 +148,50 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     }
 
 
+def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
+    """A funder's positions in syndicated loans, newest commitment last; None if it has none."""
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    loan_ids = list(pagedlist.items(get, funder_loans_key(did)))
+    if not loan_ids:
+        return None
+    currencies: dict[str, dict[str, int]] = {}
+    positions = []
+    for loan_id in loan_ids:
+        loan = get(loan_key(loan_id))
+        mine = next(c for c in loan["funding"]["commitments"] if c["funder"] == did)
+        committed = mine["status"] == "committed"  # else released: the loan went unfunded
+        live = _live(loan) if committed else None
+        share, principal_state = 0, None
+        if live is not None:  # its pro-rata part of the principal outstanding, or committed
+            principal_state = live[0]
+            share = next(part for carrier, part in _carriers(loan, live[1]) if carrier == did)
+        totals = currencies.setdefault(loan["currency"], dict.fromkeys(_POSITION_TOTALS, 0))
+        totals["committed"] += mine["amount"] if committed else 0
+        totals["loans"] += committed
+        totals["received"] += mine["received"]
+        totals["outstanding"] += share if principal_state == "outstanding" else 0
+        totals["overdue_loans"] += loan["state"] == lc.OVERDUE
+        totals["defaulted_loans"] += loan["state"] == lc.DEFAULTED
+        positions.append(
+            {
+                "loan_id": loan_id.hex(),
+                "state": loan["state"],
+                "currency": loan["currency"],
+                "lender": loan["lender"],
+                "borrower": loan["borrower"],
+                "commitment": mine["amount"],
+                "status": mine["status"],
+                "received": mine["received"],
+                "share": share,
+                "share_of": principal_state,  # "outstanding", "committed", or None (not live)
+            }
+        )
+    return {"did": did, "currencies": dict(sorted(currencies.items())), "positions": positions}
+
+
 def _live_loans(
     get: Callable[[bytes], Any], loan_ids: list[bytes]
 ) -> Iterator[tuple[bytes, dict[str, Any], tuple[str, int, int]]]:
@@ -192,3 +244,4 @@ def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:
 
 register_lookup("exposure", exposure_view)
 register_lookup("portfolio", portfolio_view)
+register_lookup("positions", positions_view)

@@ -14,6 +14,11 @@ loan amount). Then:
   closes an underfunded loan: it becomes ``unfunded`` and every commitment is
   marked released.
 
+From rules version 2 a funder's first commitment to a loan also appends the
+loan to the funder's index (``state.funder_loans_key``), so its positions can
+be listed (``exposure.positions_view``) without walking every loan.
+Commitments made under rules 1 are not in it.
+
 Every repayment of a funded loan is split among funders pro rata to their
 shares by ``pro_rata``: each gets the floor of its exact share, and the
 units left over go one each to the funders with the largest remainders, ties
@@ -29,9 +34,18 @@ from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
-from lendchain.ledger.loans import LOAN_ID_FIELD, MAX_AMOUNT, load_loan, loan_actors, with_history
+from lendchain.ledger.loans import (
+    LOAN_ID_FIELD,
+    MAX_AMOUNT,
+    append_index,
+    load_loan,
+    loan_actors,
+    with_history,
+)
 from lendchain.ledger.schema import Field, Schema
-from lendchain.ledger.state import loan_key
+from lendchain.ledger.state import funder_loans_key, loan_key
+
+FUNDER_INDEX_SINCE = 2  # the rules version from which loan.fund keeps the funder's index
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -89,6 +103,8 @@ def fund_loan(ctx: TxContext, tx: Transaction) -> None:
     mine = next((c for c in commitments if c["funder"] == tx.sender), None)
     if mine is None:
         commitments.append({"funder": tx.sender, "amount": amount, "received": 0, "status": "committed"})
+        if ctx.rules >= FUNDER_INDEX_SINCE:
+            append_index(ctx, funder_loans_key(tx.sender), loan_id)
     else:
         mine["amount"] += amount
     funding = {**funding, "funded": funding["funded"] + amount, "commitments": commitments}

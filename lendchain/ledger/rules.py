@@ -44,7 +44,8 @@ Versions:
 1. The genesis rules.
 2. Adds the governance action ``member.voting`` (``membership``): a member
    starts or stops voting, from a height; governance quorums count the
-   members that vote at the block's height.
+   members that vote at the block's height. ``loan.fund`` keeps each
+   funder's index of the loans it committed to (``funding``).
 """
 
 from __future__ import annotations

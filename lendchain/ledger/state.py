@@ -212,6 +212,11 @@ def lender_loans_key(did: str) -> bytes:
     return b"lloans/" + did.encode()
 
 
+def funder_loans_key(did: str) -> bytes:
+    """The ids of every syndicated loan ``did`` committed to, in order (kept from rules version 2)."""
+    return b"floans/" + did.encode()
+
+
 # Commitment -----------------------------------------------------------------
 
 

@@ -422,6 +422,10 @@ def build_app(
         Route(
             "/portfolio/{ref}", _route(query_route("portfolio", "{ref} is no member and services no loan"))
         ),
+        Route(
+            "/positions/{ref}",
+            _route(query_route("positions", "{ref} committed to no syndicated loan (indexed from rules 2)")),
+        ),
         Route("/audit/{ref}", _route(query_route("audit"))),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),
