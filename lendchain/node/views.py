@@ -234,6 +234,8 @@ class NodeViews:
             "stable_checkpoint": replica.stable_checkpoint if replica else None,
             "members": list(self.voters),  # who votes at the height in flight (``member.voting``)
             "peers": sorted(self.network.connected_members()),
+            # Every member's node this one links to, voting or not (peers are among them).
+            "consortium": [m.name for m in (*self.genesis.members, *self.genesis.observers)],
             "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
             "rules": rules_status(self.store, head.height),

@@ -133,6 +133,7 @@ def test_network_view_shows_members_peers_and_updates_without_reload(net, open_c
     assert page.locator("#chart-rate").is_visible() and page.locator("#chart-blocktime").is_visible()
     assert console.text("#stat-rules").startswith("version 1")
     assert console.text("#stat-voters") == "4 · tolerates 1 faulty"
+    page.wait_for_function("document.getElementById('stat-peers')?.textContent === '3 of 3'")
 
     height = int(console.text("#stat-height"))
     register_borrowers(net["bank2"].url, 5)

@@ -53,7 +53,9 @@ def test_observer_promoted_then_demoted_by_governance(tmp_path):
     try:
         cluster.wait_healthy(timeout_s=90)
         genesis = cluster["bank1"].config.genesis
-        assert cluster["regulator1"].get("/status")["role"] == "observer"
+        observer = cluster["regulator1"].get("/status")
+        assert observer["role"] == "observer" and observer["members"] == list(BANKS)
+        assert observer["consortium"] == [*BANKS, "regulator1"]
         assert metric(cluster, "regulator1", "lendchain_voting") == 0
         regulator = read_key_file(net / "keys" / "regulator1.key").did
 

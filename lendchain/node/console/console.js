@@ -322,7 +322,7 @@ function renderNetwork() {
       card("height", String(status.height), "stat-height"),
       card("view / primary", `${status.view ?? "—"} / ${status.primary ?? "—"}`, "stat-view"),
       card("consensus", viewState),
-      card("peers connected", `${status.peers.length} of ${Math.max(status.members.length - 1, 0)}`, "stat-peers"),
+      card("peers connected", `${status.peers.length} of ${Math.max((status.consortium || status.members).length - 1, 0)}`, "stat-peers"),
       card("mempool", `${status.mempool.txs} txs · ${(status.mempool.bytes / 1024).toFixed(1)} KiB`, "stat-mempool"),
       card("sync", `${sync.state || "—"} (target ${sync.target ?? "—"})`),
       card("role", status.role),
