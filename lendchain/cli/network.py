@@ -10,6 +10,7 @@ import click
 
 from lendchain.cli._common import config_option, emit, forget_env_passphrase, read_passphrase, user_errors
 from lendchain.crypto import read_key_file
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_node_config
 
 
@@ -23,6 +24,13 @@ from lendchain.node.config import load_node_config
 @click.option("--p2p-port", default=47100, show_default=True, help="Base port: node i listens on base+i.")
 @click.option("--api-port", default=8100, show_default=True, help="Base port: node i serves on base+i.")
 @click.option("--docker", is_flag=True, help="Address members on the docker-compose network.")
+@click.option(
+    "--rules-version",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, RULES_VERSION),
+    help=f"Ledger rules the chain starts on ({RULES_VERSION}: the newest, e.g. member.voting).",
+)
 @click.pass_context
 @user_errors
 def testnet(
@@ -34,6 +42,7 @@ def testnet(
     p2p_port: int,
     api_port: int,
     docker: bool,
+    rules_version: int,
 ) -> None:
     """Generate keys, a genesis and one config per node for a test network."""
     from lendchain.node.testnet import generate_testnet
@@ -46,6 +55,7 @@ def testnet(
         api_base_port=api_port,
         observers=observers,
         docker=docker,
+        rules_version=rules_version,
     )
     value = {
         "genesis": str(layout.out / "genesis.toml"),

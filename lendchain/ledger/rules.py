@@ -14,6 +14,8 @@ chain itself records:
   the height is at least ``MIN_NOTICE_BLOCKS`` after the executing block.
   The value ``cancel`` takes the last scheduled version back, while it is
   not yet in force.
+- A genesis may start the chain on a newer version: ``[app] rules_version =
+  2`` puts ``[1, 2]`` in ``RULES_KEY`` from the start (no vote needed).
 - The executed upgrade is appended to ``RULES_KEY`` as ``[height, version]``
   (an upgrade that moves a pending one replaces it). A block at height h
   executes under the version of the last entry with a height <= h; before
@@ -56,12 +58,11 @@ from typing import Any
 from lendchain.consensus.app import AppHalted
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.state import StateReader, read_value
+from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
 RULES_VERSION = 2
 ACTION = "rules.upgrade"
-RULES_KEY = b"rules"  # [[activation height, version], ...]: executed upgrades, in order
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts
 _NUMBER = re.compile(r"[1-9][0-9]{0,17}")

@@ -44,6 +44,7 @@ from lendchain.genesis import Genesis
 STATE_ROOT_TAG = b"lendchain/state/1"
 ZERO_ROOT = bytes(32)
 PARAMS_KEY = b"params"
+RULES_KEY = b"rules"  # [[activation height, version], ...]: see ``rules``
 STATE_ROOT_KEY = b"meta/state_root"
 # The founding roster, never changed: who votes at a height is ``membership.voting_dids_at``.
 VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members
@@ -261,6 +262,9 @@ def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
     changes[VOTING_MEMBERS_KEY] = codec.pack([member.did for member in genesis.members])
     if genesis.observers:
         changes[OBSERVERS_KEY] = codec.pack([member.did for member in genesis.observers])
+    version = genesis.app.get("rules_version", 1)
+    if version != 1:  # a chain that starts on newer rules: in force from block 1 (rules.rules_at)
+        changes[RULES_KEY] = codec.pack([[1, version]])
     try:
         changes[PARAMS_KEY] = codec.pack({**DEFAULT_PARAMS, **genesis.app})
     except codec.CodecError as e:

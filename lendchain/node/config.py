@@ -21,6 +21,7 @@ from typing import Any
 from lendchain import codec
 from lendchain.crypto import PUBLIC_KEY_SIZE
 from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member
+from lendchain.ledger.rules import RULES_VERSION
 
 
 class ConfigError(ValueError):
@@ -274,6 +275,13 @@ def genesis_from_doc(doc: dict[str, Any], path: Path) -> Genesis:
         codec.pack(app)
     except codec.CodecError as e:
         raise top.error("app", f"cannot be encoded canonically ({e})") from None
+    version = app.get("rules_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RULES_VERSION:
+        raise top.error(
+            "app",
+            f"rules_version must be an integer from 1 to {RULES_VERSION} (the newest rules this release "
+            f"executes), got {version!r}",
+        )
     return Genesis(chain_id, genesis_time_ms, tuple(members), tuple(observers), consensus, app)
 
 

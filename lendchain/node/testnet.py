@@ -51,6 +51,7 @@ def generate_testnet(
     docker: bool = False,
     docker_subnet: str = DOCKER_SUBNET,
     consensus: ConsensusParams | None = None,
+    rules_version: int = 1,
 ) -> TestnetLayout:
     """Write ``out/{genesis.toml,keys/,nodeN.toml}`` for an ``nodes``-member network.
 
@@ -82,6 +83,7 @@ def generate_testnet(
         members=tuple(m for m in members if m.voting),
         observers=tuple(m for m in members if not m.voting),
         consensus=consensus or ConsensusParams(),
+        app={"rules_version": rules_version} if rules_version != 1 else {},
     )
     (out / "genesis.toml").write_text(tomli_w.dumps(genesis.to_toml_doc()))
     configs = []

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from lendchain.cli import main, network
 from lendchain.crypto import read_key_file
+from lendchain.node.config import load_genesis
 
 
 @pytest.fixture
@@ -86,6 +87,10 @@ def test_testnet_writes_genesis_and_configs(run, tmp_path):
     again = run("testnet", "--out", "net")
     assert again.exit_code == 1
     assert "already holds a network" in again.output
+    newest = run("testnet", "--out", "net2", "--rules-version", "2")
+    assert newest.exit_code == 0, newest.output
+    assert load_genesis(tmp_path / "net2" / "genesis.toml").app == {"rules_version": 2}
+    assert run("testnet", "--out", "net3", "--rules-version", "3").exit_code == 2  # no such rules
 
 
 def test_start_with_a_config_typo_names_the_key(run, tmp_path):

@@ -109,6 +109,12 @@ def test_node_config_errors_name_the_key(net, change, message):
         (lambda d: d["consensus"].update(watermark_window=10), "at least twice"),
         (lambda d: d.update(members=[]), "needs at least one voting member"),
         (lambda d: d.update(chain_id=7), "'chain_id' must be a chain id .* not int 7"),
+        (
+            lambda d: d.update(app={"rules_version": 3}),
+            "rules_version must be an integer from 1 to 2 .* got 3",
+        ),
+        (lambda d: d.update(app={"rules_version": "2"}), "rules_version must be an integer .* got '2'"),
+        (lambda d: d.update(app={"rules_version": True}), "rules_version must be an integer .* got True"),
     ],
 )
 def test_genesis_errors_name_the_key(net, change, message):

@@ -16,8 +16,8 @@ from lendchain.ledger import queries
 from lendchain.ledger.errors import InvalidBlock
 from lendchain.ledger.governance import quorum
 from lendchain.ledger.membership import VOTING_CHANGES_KEY, voting_changes, voting_dids_at
-from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, scheduled_upgrades
-from lendchain.ledger.state import OBSERVERS_KEY, VOTING_MEMBERS_KEY, read_value
+from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, rules_status, scheduled_upgrades
+from lendchain.ledger.state import OBSERVERS_KEY, RULES_KEY, VOTING_MEMBERS_KEY, read_value
 from tests.ledger.chain import Chain, make_genesis, seeded_key
 
 ACTION = "member.voting"
@@ -311,3 +311,19 @@ def test_a_chain_that_changes_no_voter_has_no_voting_changes_key(world):
     assert read_value(chain.state, VOTING_CHANGES_KEY) is None
     assert all(VOTING_CHANGES_KEY not in execution.changes for _, execution in chain.blocks)
     assert voting_dids_at(chain.state, chain.height + 100) == [m.did for m in members]
+
+
+def test_a_genesis_can_start_the_chain_on_rules_2_without_a_vote():
+    genesis, members, observer = genesis_with_observer()
+    newest = replace(genesis, app={**genesis.app, "rules_version": 2})
+    chain = Chain.start(newest)
+    assert read_value(chain.state, RULES_KEY) == [[1, 2]]
+    assert rules_status(chain.state, 0)["scheduled"] == [{"height": 1, "version": 2}]
+    executed = vote_through(chain, members[0], members[1:3], ACTION, observer.did, "voter")
+    assert executed.ok and voting_changes(chain.state) == {"regulator": [[chain.height + DELAY, True]]}
+    assert rules_status(chain.state, chain.height)["version"] == 2
+    # The next version is 3: a rules.upgrade to 2 is refused as not the next one.
+    again = propose(chain, members[0], "rules.upgrade", "2", str(chain.height + 50))
+    assert again.code == "bad_payload" and "3" in again.message
+    # A genesis without it is the rules-1 chain it always was (same state root as before).
+    assert Chain.start(genesis).state.get(RULES_KEY) is None
