@@ -80,9 +80,6 @@ class KeySchedule:
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def __len__(self) -> int:
-        return len(self.names)
-
     def add(self, name: str, effective_height: int, public_key: bytes) -> bool:
         """Schedule ``public_key`` for ``name`` from ``effective_height``; False if already known."""
         if name not in self._entries:
@@ -123,29 +120,24 @@ class KeySchedule:
 
     def is_voter(self, name: str, height: int) -> bool:
         """Whether ``name`` votes at ``height`` (KeysNotYetKnown above the horizon, False for strangers)."""
-        if not self.knows(height):
-            raise KeysNotYetKnown(
-                f"members at height {height} are not known yet (known up to {self.horizon})"
-            )
-        changes = self._voting.get(name)
-        if changes is None:
-            return False
-        return changes[bisect_right(changes, height, key=lambda change: change[0]) - 1][1]
-
-    def _voters(self, height: int) -> list[str]:
-        return [
-            name
-            for name in self.names
-            if self._voting[name][bisect_right(self._voting[name], height, key=lambda c: c[0]) - 1][1]
-        ]
+        self._require_known(height, "members")
+        return name in self._voting and self._votes(name, height)
 
     def voters_at(self, height: int) -> list[str]:
         """The names of the voting members at ``height``, in member order."""
-        if not self.knows(height):
-            raise KeysNotYetKnown(
-                f"members at height {height} are not known yet (known up to {self.horizon})"
-            )
+        self._require_known(height, "members")
         return self._voters(height)
+
+    def _votes(self, name: str, height: int) -> bool:
+        changes = self._voting[name]
+        return changes[bisect_right(changes, height, key=lambda change: change[0]) - 1][1]
+
+    def _voters(self, height: int) -> list[str]:
+        return [name for name in self.names if self._votes(name, height)]
+
+    def _require_known(self, height: int, what: str) -> None:
+        if not self.knows(height):
+            raise KeysNotYetKnown(f"{what} at height {height} are not known yet (known up to {self.horizon})")
 
     def voting_changes(self) -> list[tuple[str, int, bool]]:
         """Every scheduled change of who votes (not the genesis roles), by member then height."""
@@ -156,8 +148,7 @@ class KeySchedule:
 
     def key_of(self, name: str, height: int) -> bytes:
         """``name``'s key valid at ``height`` (KeysNotYetKnown above the horizon, KeyError for strangers)."""
-        if not self.knows(height):
-            raise KeysNotYetKnown(f"keys at height {height} are not known yet (known up to {self.horizon})")
+        self._require_known(height, "keys")
         entries = self._entries[name]
         return entries[bisect_right(entries, height, key=lambda entry: entry[0]) - 1][1]
 

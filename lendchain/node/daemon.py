@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from lendchain.bounded import BoundedCache
+from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.keyrotation import member_signers, scheduled_rotations
 from lendchain.ledger.rules import UpgradeRequired
@@ -67,7 +68,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
     def _build(self, config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -> None:
         """Everything after the store is open (``__init__`` closes it if this raises)."""
         genesis = config.genesis
-        self._check_key(config, key)
+        schedule = key_schedule(genesis, self.store)  # every member's keys and votes at the head
+        self._check_key(config, key, schedule)
         if next_key is None and config.next_key_file:  # `lendchain start` reads it with the passphrase
             next_key = read_key_file(config.next_key_file)
         self.config = config
@@ -89,7 +91,6 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.metrics.observe_rules(self.store, self.store.head().height)
         self._check_rotation_key()
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
-        schedule = key_schedule(genesis, self.store)
         self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
         self.voting = config.name in self.voters  # governance may have changed the genesis role
         self.metrics.voting_members.set(len(self.voters))
@@ -157,8 +158,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         # Test-only traffic delay (fault file "delay_ms"): frames wait here.
         self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
 
-    def _check_key(self, config: NodeConfig, key: SigningKey) -> None:
-        self.member_keys = member_keys(key_schedule(config.genesis, self.store))
+    def _check_key(self, config: NodeConfig, key: SigningKey, schedule: KeySchedule) -> None:
+        self.member_keys = member_keys(schedule)
         self.signers = member_signers(self.store)  # members' rotated keys, by did:key
         if key.public_key not in self.member_keys[config.name]:
             raise ValueError(

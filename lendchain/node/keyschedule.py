@@ -45,9 +45,8 @@ def voting_of(reader: StateReader) -> tuple[tuple[str, int, bool], ...]:
 def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
     """Every member's keys and votes as ``reader`` knows them; a horizon only with ``executed_height``."""
     schedule = genesis_key_schedule(genesis)
-    for name, height, key in rotations_of(reader):
-        if name in schedule:
-            schedule.add(name, height, key)
+    for name, height, key in rotations_of(reader):  # every member's: observers are in the schedule too
+        schedule.add(name, height, key)
     for name, height, voting in voting_of(reader):
         schedule.set_voting(name, height, voting)
     if executed_height is not None:
