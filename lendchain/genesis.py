@@ -8,6 +8,7 @@ from TOML with validation lives in ``lendchain.node.config``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,23 @@ from lendchain.crypto import did_from_public_key
 
 ROLES = ("lender", "kyc", "bureau", "regulator", "investor_platform")
 GENESIS_TAG = "lendchain/genesis/1"
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is no node address (``/ip4|ip6|dns4|dns/<host>/tcp/<port>``); None if it is one."""
+    parts = address.split("/")
+    if len(parts) != 5 or parts[0] or parts[1] not in ("ip4", "ip6", "dns4", "dns") or parts[3] != "tcp":
+        return f"must be a multiaddr like '/ip4/127.0.0.1/tcp/47101', not {address!r}"
+    if parts[1] in ("ip4", "ip6"):
+        try:
+            ipaddress.ip_address(parts[2])
+        except ValueError:
+            return f"has an invalid IP address {parts[2]!r}"
+    elif not parts[2]:
+        return "has no host name"
+    if not parts[4].isdigit() or not 0 < int(parts[4]) < 65536:
+        return f"has an invalid TCP port {parts[4]!r}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Executed:
 
 @dataclass(frozen=True)
 class KeysLearned:
-    """Key rotations and voting changes the executed chain holds, and the height they are complete to.
+    """Admissions, key rotations and voting changes the executed chain holds, and how far they are complete.
 
     The driver sends it after executing a block, before ``Executed``: ``rotations``
     are (member, effective height, public key), the ones already known included
@@ -61,6 +61,8 @@ class KeysLearned:
     known_through: int
     # Changes of who votes as (member, effective height, voting), known ones included.
     voting: tuple[tuple[str, int, bool], ...] = ()
+    # Members admitted after the genesis as (member, public key), in admission order, known ones included.
+    admitted: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

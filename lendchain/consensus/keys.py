@@ -27,7 +27,8 @@ members vote from height 0, the others it names (observers) do not, and the
 ledger's ``member.voting`` governance action switches a member either way from
 an effective height on, with the same delay as a key rotation (so the horizon
 below covers both). ``members_at(h)`` is the voting members at h, in the
-schedule's order (genesis members, then the others, each while it votes):
+schedule's order (genesis members, then the others, then members admitted
+later by the ledger's ``member.admit`` in admission order, each while it votes):
 quorums, the primary of a view and every certificate at h are taken over that
 list, so a height's certificates are checked against the members that voted
 at that height, also long after they changed.
@@ -79,6 +80,24 @@ class KeySchedule:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def admit(self, name: str, public_key: bytes) -> bool:
+        """Add a member the genesis does not name, last in member order, not voting; False if known.
+
+        The ledger's ``member.admit``: it votes only once a later ``set_voting``
+        says so, so the height it was admitted at does not matter here (its key
+        is the only one it has had until it rotates).
+        """
+        if name in self._entries:
+            if self._entries[name][0][1] != public_key:
+                raise ValueError(f"{name!r} is already a member, with another key")
+            return False
+        if len(public_key) != 32:
+            raise ValueError(f"bad key for admitted member {name}: {public_key!r:.20}")
+        self.names.append(name)
+        self._entries[name] = [(0, public_key)]
+        self._voting[name] = [(0, False)]
+        return True
 
     def add(self, name: str, effective_height: int, public_key: bytes) -> bool:
         """Schedule ``public_key`` for ``name`` from ``effective_height``; False if already known."""

@@ -71,6 +71,8 @@ class MemberSteps:
         self._persist(self._view_record())
 
     def _on_keys_learned(self: Any, learned: KeysLearned) -> None:
+        for name, public_key in learned.admitted:  # first: a rotation or promotion may name them
+            self._schedule.admit(name, public_key)
         for name, effective_height, public_key in learned.rotations:
             self._schedule.add(name, effective_height, public_key)
         for name, effective_height, voting in learned.voting:

@@ -19,6 +19,10 @@ Kinds:
   - ``member.voting`` (from rules version 2): ``key`` is a member's DID,
     ``value`` ``voter`` or ``observer``: the member votes, or stops voting,
     from ``key_rotation_delay_blocks`` after execution (see ``membership``);
+  - ``member.admit`` (from rules version 3): ``key`` is a new member's
+    name, ``value`` ``"<public key hex>:<proof hex>:<roles>:<address>"``:
+    an institution the genesis does not name joins, as a member that does
+    not vote (see ``admission``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
     height it starts at, or ``cancel`` for a pending one (see ``rules``).
 
@@ -53,6 +57,9 @@ from bisect import insort
 from typing import TYPE_CHECKING, Any
 
 from lendchain.genesis import ROLES
+from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
+from lendchain.ledger.admission import SINCE_RULES as MEMBER_ADMIT_SINCE
+from lendchain.ledger.admission import apply_admission, parse_admission
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
@@ -70,7 +77,7 @@ from lendchain.ledger.state import DEFAULT_PARAMS, institution_key
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE, MEMBER_VOTING)
+ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE, MEMBER_VOTING, MEMBER_ADMIT)
 SCORECARD_INTS = (
     "base",
     "min",
@@ -147,6 +154,9 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     if proposal["action"] == MEMBER_VOTING:
         apply_voting_change(ctx, value)
         return
+    if proposal["action"] == MEMBER_ADMIT:
+        apply_admission(ctx, value)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -198,6 +208,8 @@ def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> 
         return check_upgrade(ctx, key, value)
     if action == MEMBER_VOTING:
         return parse_voting_change(ctx, key, value)
+    if action == MEMBER_ADMIT:
+        return parse_admission(ctx, chain_id, key, value)
     return parse_change(ctx, action, key, value)
 
 
@@ -265,7 +277,12 @@ register_kind(
     "gov.propose",
     Schema(
         (
-            Field("action", "str", choices=ACTIONS, choices_since=((MEMBER_VOTING, MEMBER_VOTING_SINCE),)),
+            Field(
+                "action",
+                "str",
+                choices=ACTIONS,
+                choices_since=((MEMBER_VOTING, MEMBER_VOTING_SINCE), (MEMBER_ADMIT, MEMBER_ADMIT_SINCE)),
+            ),
             Field("key", "str", min=1, max=80),
             Field("value", "str", max=400),
         )

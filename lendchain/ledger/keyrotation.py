@@ -57,12 +57,11 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import (
-    OBSERVERS_KEY,
-    VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
     nonce_key,
     read_value,
+    roster_dids,
 )
 from lendchain.ledger.transactions import Transaction
 
@@ -105,7 +104,7 @@ def _refuse(message: str) -> TxRejected:
     return TxRejected("bad_payload", f"gov.propose {ACTION} {message}")
 
 
-def _key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
+def key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
     """Who holds, held or used ``public_key``: a member (genesis or scheduled), or its did:key."""
     did = did_from_public_key(public_key)
     holder = ctx.get(institution_key(did))
@@ -141,7 +140,7 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
         proven = False
     if not proven:
         raise _refuse(f"proof is not the new key's signature of {name}'s rotation on chain {chain_id}")
-    holder = _key_in_use(ctx, public_key)
+    holder = key_in_use(ctx, public_key)
     if holder is not None:
         raise _refuse(f"new key {public_key.hex()[:16]}… is already {holder}")
     return {"name": name, "public_key": public_key, "proof": proof}
@@ -150,7 +149,7 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
 def apply_rotation(ctx: TxContext, rotation: dict[str, Any]) -> None:
     """Schedule the rotation at this block's height + the delay (the quorum was just reached)."""
     name, public_key = rotation["name"], rotation["public_key"]
-    holder = _key_in_use(ctx, public_key)
+    holder = key_in_use(ctx, public_key)
     if holder is not None:
         raise TxRejected("duplicate", f"{ACTION}: key {public_key.hex()[:16]}… became {holder} meanwhile")
     effective_height = ctx.height + delay_blocks(ctx.params)
@@ -201,8 +200,8 @@ class MemberSigner:
 
 
 def rotatable_members(reader: StateReader) -> list[str]:
-    """DIDs of the voting members, then of the observers: every member with a node key."""
-    return [*(read_value(reader, VOTING_MEMBERS_KEY) or []), *(read_value(reader, OBSERVERS_KEY) or [])]
+    """DIDs of every member with a node key: the genesis's voters and observers, then admitted members."""
+    return roster_dids(lambda key: read_value(reader, key))
 
 
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:

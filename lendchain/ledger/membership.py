@@ -2,10 +2,12 @@
 
 The genesis splits the consortium into voting members (``VOTING_MEMBERS_KEY``)
 and observers (``OBSERVERS_KEY``); those two keys stay the founding roster
-for good. A governance proposal moves one member across, from a height on:
+for good. Members admitted later (``ADMITTED_KEY``, see ``admission``) join
+the roster after them and do not vote. A governance proposal moves one
+member across, from a height on:
 
 - ``gov.propose`` {action ``member.voting``, key: a member's DID (a genesis
-  voter or observer), value ``"voter"`` or ``"observer"``}, from rules
+  voter or observer, or an admitted member), value ``"voter"`` or ``"observer"``}, from rules
   version ``SINCE_RULES`` (before it the action does not exist: see
   ``rules``).
 - Checked when proposed and again when the vote that reaches quorum executes
@@ -22,8 +24,8 @@ for good. A governance proposal moves one member across, from a height on:
   chain that never changes its voters keeps its state roots.
 
 The voters at height h (``voting_dids_at``) are the genesis voters, then the
-observers, each kept iff its last change effective at or below h says it
-votes (a genesis voter starts voting, an observer not). That order is also
+observers, then the admitted members, each kept iff its last change effective
+at or below h says it votes (a genesis voter starts voting, the others not). That order is also
 the consensus member order (the primary of view v is voter v mod n), and the
 set is what governance quorums count from h on.
 
@@ -43,11 +45,11 @@ from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks
 from lendchain.ledger.state import (
-    OBSERVERS_KEY,
     VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
     read_value,
+    roster_dids,
 )
 
 ACTION = "member.voting"
@@ -82,10 +84,10 @@ def voting_changes(reader: StateReader) -> dict[str, list[list[Any]]]:
 def _statuses(get: Get, height: int | None) -> list[MemberStatus]:
     """Every member in consensus order, as of ``height`` (None: once every scheduled change is in force)."""
     changes = get(VOTING_CHANGES_KEY) or {}
-    roster = [(did, True) for did in get(VOTING_MEMBERS_KEY) or []]
-    roster += [(did, False) for did in get(OBSERVERS_KEY) or []]
+    genesis_voters = set(get(VOTING_MEMBERS_KEY) or [])
     statuses = []
-    for did, voting in roster:
+    for did in roster_dids(get):  # a genesis voter starts voting; an observer or admitted member not
+        voting = did in genesis_voters
         name = get(institution_key(did))["name"]
         since = 0
         for effective_height, change in changes.get(name, []):

@@ -48,6 +48,8 @@ Versions:
    starts or stops voting, from a height; governance quorums count the
    members that vote at the block's height. ``loan.fund`` keeps each
    funder's index of the loans it committed to (``funding``).
+3. Adds the governance action ``member.admit`` (``admission``): an
+   institution the genesis does not name joins the consortium.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 2
+RULES_VERSION = 3
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts

@@ -32,6 +32,7 @@ replaying the change sets from genesis (what ``verify-chain`` does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
@@ -49,6 +50,8 @@ STATE_ROOT_KEY = b"meta/state_root"
 # The founding roster, never changed: who votes at a height is ``membership.voting_dids_at``.
 VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members
 OBSERVERS_KEY = b"observers"  # DIDs of its observers (read-only members); absent when it has none
+# Members admitted later by governance (``admission``, rules 3), in admission order; absent until one is.
+ADMITTED_KEY = b"admitted"
 
 # Ledger parameters; genesis.app overrides any of them.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -287,6 +290,14 @@ def genesis_state(genesis: Genesis) -> MemoryState:
 
 
 # Reading ------------------------------------------------------------------------
+
+
+def roster_dids(get: Callable[[bytes], Any]) -> list[str]:
+    """Every member's DID in member order: genesis voters, genesis observers, then admitted members.
+
+    ``get`` reads a decoded state value (``TxContext.get``, or ``read_value`` on a reader).
+    """
+    return [*(get(VOTING_MEMBERS_KEY) or []), *(get(OBSERVERS_KEY) or []), *(get(ADMITTED_KEY) or [])]
 
 
 def read_value(reader: StateReader, key: bytes) -> Any | None:

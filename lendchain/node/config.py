@@ -12,7 +12,6 @@ and consensus parameters. Its hash is the previous-block hash of block 1.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from lendchain import codec
 from lendchain.crypto import PUBLIC_KEY_SIZE
-from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member
+from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member, address_problem
 from lendchain.ledger.rules import RULES_VERSION
 
 
@@ -196,22 +195,9 @@ def _load_toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def _check_multiaddr(t: _Table, key: str, value: str) -> str:
-    parts = value.split("/")
-    # /ip4/<addr>/tcp/<port>  or  /dns4/<name>/tcp/<port>
-    if (
-        len(parts) != 5
-        or parts[0] != ""
-        or parts[1] not in ("ip4", "ip6", "dns4", "dns")
-        or parts[3] != "tcp"
-    ):
-        raise t.error(key, f"must be a multiaddr like '/ip4/127.0.0.1/tcp/47101', not {value!r}")
-    if parts[1] in ("ip4", "ip6"):
-        try:
-            ipaddress.ip_address(parts[2])
-        except ValueError:
-            raise t.error(key, f"has an invalid IP address {parts[2]!r}") from None
-    if not parts[4].isdigit() or not 0 < int(parts[4]) < 65536:
-        raise t.error(key, f"has an invalid TCP port {parts[4]!r}")
+    problem = address_problem(value)
+    if problem is not None:
+        raise t.error(key, problem)
     return value
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
+from lendchain.ledger.admission import admitted_members
 from lendchain.ledger.keyrotation import delay_blocks, genesis_key_schedule, scheduled_rotations
 from lendchain.ledger.membership import voting_changes
 from lendchain.ledger.state import StateReader, get_params
@@ -33,6 +34,11 @@ def rotations_of(reader: StateReader) -> tuple[tuple[str, int, bytes], ...]:
     )
 
 
+def admitted_of(reader: StateReader) -> tuple[tuple[str, bytes], ...]:
+    """Every member admitted after the genesis (``member.admit``) as (name, public key), in admission order."""
+    return tuple((member.name, member.public_key) for member in admitted_members(reader))
+
+
 def voting_of(reader: StateReader) -> tuple[tuple[str, int, bool], ...]:
     """Every executed change of who votes as (member, effective height, voting), by member, then height."""
     return tuple(
@@ -45,6 +51,8 @@ def voting_of(reader: StateReader) -> tuple[tuple[str, int, bool], ...]:
 def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | None = None) -> KeySchedule:
     """Every member's keys and votes as ``reader`` knows them; a horizon only with ``executed_height``."""
     schedule = genesis_key_schedule(genesis)
+    for name, key in admitted_of(reader):
+        schedule.admit(name, key)
     for name, height, key in rotations_of(reader):  # every member's: observers are in the schedule too
         schedule.add(name, height, key)
     for name, height, voting in voting_of(reader):
@@ -57,7 +65,7 @@ def key_schedule(genesis: Genesis, reader: StateReader, executed_height: int | N
 def keys_learned(reader: StateReader, executed_height: int) -> KeysLearned:
     """What the replica needs after the driver executed ``executed_height``."""
     horizon = executed_height + delay_blocks(get_params(reader))
-    return KeysLearned(rotations_of(reader), horizon, voting_of(reader))
+    return KeysLearned(rotations_of(reader), horizon, voting_of(reader), admitted_of(reader))
 
 
 def member_keys(schedule: KeySchedule) -> dict[str, list[bytes]]:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from lendchain.cli import main, network
 from lendchain.crypto import read_key_file
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_genesis
 
 
@@ -90,7 +91,8 @@ def test_testnet_writes_genesis_and_configs(run, tmp_path):
     newest = run("testnet", "--out", "net2", "--rules-version", "2")
     assert newest.exit_code == 0, newest.output
     assert load_genesis(tmp_path / "net2" / "genesis.toml").app == {"rules_version": 2}
-    assert run("testnet", "--out", "net3", "--rules-version", "3").exit_code == 2  # no such rules
+    unknown = str(RULES_VERSION + 1)
+    assert run("testnet", "--out", "net3", "--rules-version", unknown).exit_code == 2  # no such rules
 
 
 def test_start_with_a_config_typo_names_the_key(run, tmp_path):

@@ -30,12 +30,16 @@ PARAMS = ConsensusParams(checkpoint_interval=2, watermark_window=4, view_change_
 
 
 class Cluster:
-    def __init__(self, n: int = 4, params: ConsensusParams = PARAMS, observers: int = 0) -> None:
-        self.names = [f"r{i}" for i in range(n + observers)]
+    def __init__(
+        self, n: int = 4, params: ConsensusParams = PARAMS, observers: int = 0, admitted: int = 0
+    ) -> None:
+        self.names = [f"r{i}" for i in range(n + observers + admitted)]
         self.keys = {name: SigningKey(codec.sha256(name.encode())) for name in self.names}
         # The first n vote from genesis; the observers are members that do not (they hear everything).
         self.members = [(name, self.keys[name].public_key) for name in self.names[:n]]
-        self.observers = [(name, self.keys[name].public_key) for name in self.names[n:]]
+        self.observers = [(name, self.keys[name].public_key) for name in self.names[n : n + observers]]
+        # Members the genesis does not name, admitted later (``member.admit``): known to every replica.
+        self.admitted = [(name, self.keys[name].public_key) for name in self.names[n + observers :]]
         self.params = params
         self.workload = Workload()
         self.apps: dict[str, SimApp] = {}
@@ -78,6 +82,8 @@ class Cluster:
     def schedule(self) -> KeySchedule:
         """The member list every replica starts from: genesis roles, then the known changes."""
         schedule = KeySchedule(self.members, others=self.observers)
+        for admitted in self.admitted:
+            schedule.admit(*admitted)
         for rotation in self.rotations:
             schedule.add(*rotation)
         for change in self.voting_changes:

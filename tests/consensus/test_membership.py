@@ -22,8 +22,8 @@ from tests.consensus.harness import CHAIN, Cluster
 CHANGE_HEIGHT = 3
 
 
-def changed_cluster(*changes: tuple[str, int, bool], observers: int = 0) -> Cluster:
-    c = Cluster(observers=observers)
+def changed_cluster(*changes: tuple[str, int, bool], observers: int = 0, admitted: int = 0) -> Cluster:
+    c = Cluster(observers=observers, admitted=admitted)
     c.voting_changes = list(changes)
     for name in c.names:
         c.restart(name)
@@ -64,8 +64,25 @@ def test_schedule_answers_who_votes_at_each_height() -> None:
         schedule.is_voter("o", 9)
 
 
-def test_a_promoted_observer_votes_from_its_height_and_the_larger_quorum_needs_it() -> None:
-    c = changed_cluster(("r4", CHANGE_HEIGHT, True), observers=1)
+def test_admit_adds_a_member_last_in_order_that_votes_only_once_promoted() -> None:
+    keys = [bytes([i]) * 32 for i in range(5)]
+    schedule = KeySchedule([("a", keys[0]), ("b", keys[1])], others=[("o", keys[2])])
+    assert schedule.admit("n", keys[3]) and not schedule.admit("n", keys[3])
+    assert schedule.names == ["a", "b", "o", "n"]
+    assert schedule.key_of("n", 0) == keys[3] and not schedule.is_voter("n", 100)
+    with pytest.raises(ValueError, match="already a member, with another key"):
+        schedule.admit("a", keys[4])
+    with pytest.raises(ValueError, match="bad key"):
+        schedule.admit("m", b"short")
+    schedule.set_voting("n", 4, True)
+    assert schedule.voters_at(4) == ["a", "b", "n"]
+    schedule.add("n", 6, keys[4])
+    assert schedule.members_at(6) == [("a", keys[0]), ("b", keys[1]), ("n", keys[4])]
+
+
+@pytest.mark.parametrize("kind", ["observer", "admitted"])
+def test_a_promoted_observer_votes_from_its_height_and_the_larger_quorum_needs_it(kind: str) -> None:
+    c = changed_cluster(("r4", CHANGE_HEIGHT, True), **{"observers" if kind == "observer" else kind: 1})
     c.submit(60)
     c.run(200)
     assert min(c.heights().values()) >= CHANGE_HEIGHT + 1
@@ -150,6 +167,27 @@ def test_a_replica_learns_a_change_from_the_chain_before_judging_the_height_it_a
     c.step("r0", Receive("r4", before))
     assert c.replicas["r0"].counters["ignored"] == ignored + 1
     assert c.faults["r0"] == []
+
+
+def test_a_replica_learns_an_admission_and_its_promotion_from_the_chain() -> None:
+    c = Cluster(admitted=1)
+    c.admitted = []
+    c.restart("r0")  # a replica whose chain has not admitted r4 yet
+    vote = c.sign("r4", m.Commit, view=0, height=CHANGE_HEIGHT, digest=bytes(32))
+    c.step("r0", KeysLearned((), known_through=CHANGE_HEIGHT + 1))
+    c.step("r0", Receive("r4", vote))  # the transport refuses it; had it come through, a stranger's:
+    assert [fault.kind for fault in c.faults["r0"]] == ["non-member"]
+    ignored = c.replicas["r0"].counters["ignored"]
+    learned = KeysLearned(
+        (),
+        CHANGE_HEIGHT + 1,
+        voting=(("r4", CHANGE_HEIGHT, True),),
+        admitted=(("r4", c.keys["r4"].public_key),),
+    )
+    c.step("r0", learned)
+    c.step("r0", Receive("r4", vote))
+    assert c.replicas["r0"].counters["ignored"] == ignored  # judged and kept: r4 votes there now
+    assert len(c.faults["r0"]) == 1
 
 
 def test_demoting_the_primary_hands_its_view_to_the_next_voter_without_a_view_change() -> None:

@@ -5,6 +5,7 @@ import tomllib
 import pytest
 import tomli_w
 
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import ApiLimits, ConfigError, load_genesis, load_node_config, read_api_token
 from lendchain.node.testnet import generate_testnet
 
@@ -110,8 +111,8 @@ def test_node_config_errors_name_the_key(net, change, message):
         (lambda d: d.update(members=[]), "needs at least one voting member"),
         (lambda d: d.update(chain_id=7), "'chain_id' must be a chain id .* not int 7"),
         (
-            lambda d: d.update(app={"rules_version": 3}),
-            "rules_version must be an integer from 1 to 2 .* got 3",
+            lambda d: d.update(app={"rules_version": RULES_VERSION + 1}),
+            f"rules_version must be an integer from 1 to {RULES_VERSION} .* got {RULES_VERSION + 1}",
         ),
         (lambda d: d.update(app={"rules_version": "2"}), "rules_version must be an integer .* got '2'"),
         (lambda d: d.update(app={"rules_version": True}), "rules_version must be an integer .* got True"),

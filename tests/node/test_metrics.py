@@ -34,7 +34,7 @@ def test_without_a_store_only_the_network_counters_are_attached():
 
 def test_the_rules_in_force_and_an_upgrade_this_release_cannot_run_are_gauges():
     from lendchain import codec
-    from lendchain.ledger.rules import RULES_KEY
+    from lendchain.ledger.rules import RULES_KEY, RULES_VERSION
     from lendchain.ledger.state import MemoryState
 
     metrics = NodeMetrics()
@@ -43,7 +43,7 @@ def test_the_rules_in_force_and_an_upgrade_this_release_cannot_run_are_gauges():
     text = generate_latest(metrics.registry).decode()
     assert _value(text, "lendchain_rules_version") == 1
     assert _value(text, "lendchain_rules_upgrade_needed_height") == 0
-    # Version 2 from 40, which this release runs; version 3 from 60, which it does not.
-    state.apply({RULES_KEY: codec.pack([[40, 2], [60, 3]])})
+    # This release's newest version from 40, which it runs; the next one from 60, which it does not.
+    state.apply({RULES_KEY: codec.pack([[40, RULES_VERSION], [60, RULES_VERSION + 1]])})
     metrics.observe_rules(state, 10)
     assert _value(generate_latest(metrics.registry).decode(), "lendchain_rules_upgrade_needed_height") == 60
