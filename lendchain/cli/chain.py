@@ -32,7 +32,9 @@ def status(ctx: click.Context, **kw: Any) -> None:
         value = client.status()
 
     def human(v: dict[str, Any]) -> str:
-        role = "voting member" if v.get("role") == "member" else "observer"
+        role = {"member": "voting member", "joining": "joining: not admitted yet"}.get(
+            v.get("role"), "observer"
+        )
         sync = v.get("sync", {})
         return "\n".join(
             [

@@ -97,12 +97,8 @@ class NodeConfig:
     # The key this member rotates to (a ``member.rotate_key`` proposal): signs from its effective height.
     next_key_file: Path | None = None
     store: StoreConfig = StoreConfig()
-
-    @property
-    def member(self) -> Member:
-        member = self.genesis.member(self.name)
-        assert member is not None  # checked on load
-        return member
+    # ``join = true``: a member the genesis does not name, admitted (or to be) by ``member.admit``.
+    joining: bool = False
 
     @property
     def backup_dir(self) -> Path:
@@ -287,6 +283,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         return p if p.is_absolute() else (base / p).resolve()
 
     name = top.get("name", str, what="this node's member name from the genesis")
+    joining = top.get("join", bool, False, what="true for a member the genesis does not name")
     genesis_path = rel(top.get("genesis", str, "genesis.toml"))
     key_file = rel(top.get("key_file", str, what="the path of this node's key file"))
     passphrase = top.get("passphrase_file", str, "")
@@ -362,9 +359,21 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
     genesis = load_genesis(genesis_path)
     member = genesis.member(name)
-    if member is None:
+    if member is None and not joining:
         known = ", ".join(m.name for m in genesis.members + genesis.observers)
-        raise top.error("name", f"is {name!r}, which is not in {genesis_path} (members: {known})")
+        raise top.error(
+            "name",
+            f"is {name!r}, which is not in {genesis_path} (members: {known}); a member admitted "
+            "after the genesis (member.admit) sets join = true",
+        )
+    if member is not None and joining:
+        raise top.error("join", f"is true, but {name!r} is a member in {genesis_path}: leave join out")
+    if member is not None:
+        p2p_listen = p2p_listen or member.address
+    elif not p2p_listen:
+        raise p2p.error(
+            "listen", f"must be set: {name!r} joins after the genesis, which has no address for it"
+        )
     return NodeConfig(
         path=path,
         name=name,
@@ -374,7 +383,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         passphrase_file=rel(passphrase) if passphrase else None,
         next_key_file=rel(next_key_file) if next_key_file else None,
         data_dir=data_dir,
-        p2p_listen=p2p_listen or member.address,
+        p2p_listen=p2p_listen,
         api_host=host,
         api_port=int(port),
         api_token_file=rel(token_file) if token_file else None,
@@ -383,6 +392,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         store=StoreConfig(compression, rel(backup_dir) if backup_dir else None, interval or None, keep),
         log_level=level,
         log_format=log_format,
+        joining=joining,
     )
 
 

@@ -99,8 +99,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.network = Network(
             key=key,
             me=config.name,
-            members=list(genesis.members + genesis.observers),
-            member_keys=self.member_keys,
+            members=self._consortium_members(key),
+            member_keys={config.name: [key.public_key], **self.member_keys},  # before its admission too
             retired_keys=self.store.retired_keys(),
             on_retire=self.store.retire_keys,
             listen=config.p2p_listen,
@@ -161,11 +161,15 @@ class Node(NodeViews, GossipIntake, MemberRoles):
     def _check_key(self, config: NodeConfig, key: SigningKey, schedule: KeySchedule) -> None:
         self.member_keys = member_keys(schedule)
         self.signers = member_signers(self.store)  # members' rotated keys, by did:key
+        if config.name not in schedule:  # join = true, and not admitted as far as this store knows
+            return
         if key.public_key not in self.member_keys[config.name]:
+            first = self.member_keys[config.name][-1]
+            source = "the genesis" if config.genesis.member(config.name) else "its admission (member.admit)"
             raise ValueError(
-                f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but the genesis "
-                f"lists {config.member.public_key.hex()[:16]}… for {config.name} (and no rotation to it is "
-                f"executed); use {config.name}'s key"
+                f"key file {config.key_file} holds public key {key.public_key.hex()[:16]}…, but {source} "
+                f"lists {first.hex()[:16]}… for {config.name} (and no rotation to it is executed); "
+                f"use {config.name}'s key"
             )
 
     def _next_key_effective(self, height: int) -> bool:
@@ -443,6 +447,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         keys = member_keys(schedule)
         if keys != self.member_keys:  # a rotation executed: accept the member's new PeerID
             self.member_keys, self.signers = keys, member_signers(self.store)
+            self._meet_admitted()
             self.network.allow_keys(keys)
             self._check_rotation_key()
         self._note_rotation(height)

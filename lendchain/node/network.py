@@ -24,7 +24,9 @@ decoding (its origin re-gossips what was lost). A flooding member thus costs
 the others a bounded share of this node, and is named in the log and in
 ``member_stats``.
 
-Nothing here contacts an address that is not in the genesis.
+Members admitted after the genesis (``member.admit``) are added at run time
+(``add_member``): their address comes from the admission on the ledger.
+Nothing here contacts an address that is neither in the genesis nor admitted.
 """
 
 from __future__ import annotations
@@ -120,9 +122,12 @@ class Network(InboundStreams):
         self.log = log
         self.my_peer_id = peer_id_of(key.public_key)
         self._links: dict[str, MemberLink] = {m.name: MemberLink(m) for m in members if m.name != me}
+        self._order = [m.name for m in members]
         self._consensus_links = [link for link in self._links.values() if link.member.voting]
         self._by_peer: dict[ID, MemberLink] = {}
         self._host, self._pubsub, self._router = None, None, None
+        self._links_nursery: trio.Nursery | None = None  # where each link's supervisor runs
+        self._rates: dict[str, tuple[float, float]] = {}
         self._on_retire = on_retire
         self._next_key: SigningKey | None = None  # set by ``rekey`` until the host on it is up
         self._identity_scope: trio.CancelScope | None = None
@@ -207,6 +212,10 @@ class Network(InboundStreams):
 
     def connected_members(self) -> set[str]:
         return {name for name, link in self._links.items() if link.up}
+
+    def member_names(self) -> list[str]:
+        """Every member this node links to, and itself: the genesis's in order, then admitted ones."""
+        return [*self._order]
 
     def stats(self) -> dict[str, int | float]:
         return {
@@ -303,7 +312,7 @@ class Network(InboundStreams):
         )
         self._unwrap = router.unwrapped
         o = self.options
-        rates = {
+        self._rates = {
             "frames": (o["peer_frames_per_s"], o["peer_frames_burst"]),
             "bytes": (o["peer_bytes_per_s"], o["peer_bytes_burst"]),
             "gossip_bytes": (o["peer_gossip_bytes_per_s"], o["peer_gossip_bytes_burst"]),
@@ -311,7 +320,7 @@ class Network(InboundStreams):
         for link in self._links.values():
             for peer_id in link.peer_ids:
                 host.get_peerstore().add_addrs(peer_id, [link.maddr], _ADDR_TTL)
-            link.budget = InboundBudget(rates, trio.current_time())
+            link.budget = InboundBudget(self._rates, trio.current_time())
         host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
         async with host.run(listen_addrs=[self._listen]):
@@ -324,13 +333,14 @@ class Network(InboundStreams):
                 self._host, self._pubsub, self._router = host, pubsub, router
                 try:
                     async with trio.open_nursery() as nursery:
+                        self._links_nursery = nursery
                         for link in self._links.values():
                             nursery.start_soon(self._maintain, link)
                         nursery.start_soon(self._repair_gossip)
                         self.log.info("p2p listening on %s as %s", self._listen, self.peer_id)
                         task_status.started()
                 finally:
-                    self._host = self._pubsub = self._router = None
+                    self._host = self._pubsub = self._router = self._links_nursery = None
                     # py-libp2p's own shutdown closes listeners and connections from a
                     # cancelled scope, so the closes are abandoned: the port stays bound
                     # and peers keep half-dead connections. Close them here, shielded.
@@ -358,6 +368,25 @@ class Network(InboundStreams):
                 "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
             )
         return link is not None
+
+    def add_member(self, member: Member) -> bool:
+        """Link to a member admitted after the genesis (``member.admit``); False if already linked.
+
+        Its node key joins the allow-list and, while the host is up, a supervisor
+        starts dialling its address at once (as for every member from the start).
+        """
+        if member.name == self.me or member.name in self._links:
+            return False
+        link = MemberLink(member)
+        self._links[member.name] = link
+        self._order.append(member.name)
+        self._member_keys = {**self._member_keys, member.name: [member.public_key]}
+        self.allow_keys(self._member_keys)
+        if self._host is not None and self._links_nursery is not None:
+            link.budget = InboundBudget(self._rates, trio.current_time())
+            self._links_nursery.start_soon(self._maintain, link)
+        self.log.info("%s joined the consortium: linking to it at %s", member.name, member.address)
+        return True
 
     def allow_keys(self, member_keys: dict[str, list[bytes]]) -> None:
         """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""

@@ -19,6 +19,12 @@ committing H - 1:
 
 Consensus frames go to the members that vote at the height in flight or are
 scheduled to vote later (``consensus_peers``), not to every member.
+
+A member admitted after the genesis (``member.admit``) runs its node with
+``join = true``. Until its admission executes, its peers refuse it; from the
+block that admits it they link to it (``_meet_admitted``) and it follows the
+chain from its start, like any observer, until a ``member.voting`` change
+promotes it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from lendchain import codec
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.replica import Replica
+from lendchain.genesis import Member
+from lendchain.ledger.admission import admitted_members
 from lendchain.ledger.block import Block
 from lendchain.node.driver import ConsensusDriver, decode_sync_response, verify_certificate
 from lendchain.node.keyschedule import key_schedule
@@ -52,6 +60,42 @@ class MemberRoles:
     config: Any
     store: Any
     log: Any
+
+    def _consortium_members(self: Any, key: Any) -> list[Member]:
+        """Every member's node this one links to: the genesis's, admitted ones, and itself.
+
+        A node with ``join = true`` that its store does not show admitted yet is
+        listed at its configured address, so the network knows who it is; its
+        peers refuse it until they execute its admission, then link to it.
+        """
+        members = [*self.genesis.members, *self.genesis.observers, *admitted_members(self.store)]
+        if all(member.name != self.config.name for member in members):
+            self.log.warning(
+                "%s is not a member of %s yet: it follows the chain once the members admit it "
+                "(gov propose-admit with its admission request); its peers refuse it until then",
+                self.config.name,
+                self.genesis.chain_id,
+            )
+            members.append(Member(self.config.name, key.public_key, self.config.p2p_listen, (), False))
+        return members
+
+    def _meet_admitted(self: Any) -> None:
+        """After a commit that changed the members' keys: link to newly admitted members.
+
+        For this node's own member, the admission must name the key it runs on;
+        if it does not, the peers refuse this node, which only an operator can mend.
+        """
+        for member in admitted_members(self.store):
+            if member.name != self.config.name:
+                self.network.add_member(member)
+            elif self.key.public_key not in self.member_keys[member.name]:
+                self.log.error(
+                    "%s was admitted with node key %s…, but this node runs on %s…: its peers refuse it; "
+                    "start it with the admitted key",
+                    member.name,
+                    member.public_key.hex()[:16],
+                    self.key.public_key.hex()[:16],
+                )
 
     def _start_replica(self: Any) -> None:
         """Build the replica and its driver on the store's head (at start, or when promoted)."""

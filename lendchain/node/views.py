@@ -224,7 +224,7 @@ class NodeViews:
             "key_did": did_from_public_key(self.key.public_key),
             "peer_id": self.network.peer_id,  # the libp2p identity: the key_did's key's PeerID
             "chain_id": self.genesis.chain_id,
-            "role": "member" if self.voting else "observer",
+            "role": self._role(),
             "height": head.height,
             "head_hash": head.hash.hex(),
             "state_root": head.state_root.hex(),
@@ -235,7 +235,7 @@ class NodeViews:
             "members": list(self.voters),  # who votes at the height in flight (``member.voting``)
             "peers": sorted(self.network.connected_members()),
             # Every member's node this one links to, voting or not (peers are among them).
-            "consortium": [m.name for m in (*self.genesis.members, *self.genesis.observers)],
+            "consortium": self.network.member_names(),
             "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
             "rules": rules_status(self.store, head.height),
@@ -257,9 +257,16 @@ class NodeViews:
         next_s = self.backups.next_due_s(interval)
         return {"interval_s": interval, "keep": self.config.store.backup_keep, "next_s": round(next_s)}
 
+    def _role(self) -> str:
+        """member: votes; observer: follows; joining: not admitted as far as this node's chain shows."""
+        if self.voting:
+            return "member"
+        return "observer" if self.config.name in self.member_keys else "joining"
+
     def _member_did(self) -> str:
-        member = self.genesis.member(self.config.name)
-        return member.did if member is not None else did_from_public_key(self.key.public_key)
+        """The member's first key's did:key (its genesis or admission key), whatever it signs with now."""
+        keys = self.member_keys.get(self.config.name)
+        return did_from_public_key(keys[-1] if keys else self.key.public_key)
 
     def _member_heights(self, own_height: int) -> list[dict[str, Any]]:
         """Each voting member's height as its signed consensus messages named it, and its last word.

@@ -51,7 +51,12 @@ class Views(NodeViews):
         self.voters = [member.name for member in genesis.members]
         self.replica = None
         self.driver = driver
-        self.network = SimpleNamespace(connected_members=lambda: set(connected), peer_id="12D3KooWfake")
+        self.network = SimpleNamespace(
+            connected_members=lambda: set(connected),
+            peer_id="12D3KooWfake",
+            member_names=lambda: [m.name for m in (*genesis.members, *genesis.observers)],
+        )
+        self.member_keys = {m.name: [m.public_key] for m in (*genesis.members, *genesis.observers)}
         self.mempool = NoMempool()
         self._observer_target = 0
         self._started = time.monotonic()

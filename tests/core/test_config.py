@@ -25,7 +25,8 @@ def test_generated_testnet_loads(net):
     config = load_node_config(net.configs[2])
     assert config.name == "bank3"
     assert config.genesis.n == 4 and config.genesis.f == 1
-    assert config.member.public_key == net.genesis.members[2].public_key
+    assert config.genesis.member(config.name).public_key == net.genesis.members[2].public_key
+    assert not config.joining
     assert config.api_url == "http://127.0.0.1:8103"
     assert load_genesis(net.out / "genesis.toml").hash() == net.genesis.hash()
 
@@ -33,6 +34,14 @@ def test_generated_testnet_loads(net):
 def test_testnet_refuses_to_overwrite(net):
     with pytest.raises(ConfigError, match="already holds a network"):
         generate_testnet(net.out, 4)
+
+
+def test_a_member_admitted_after_the_genesis_loads_with_join(net):
+    path = net.configs[0]
+    _edit(path, lambda d: d.update(name="bank9", join=True, p2p={"listen": "/ip4/127.0.0.1/tcp/47109"}))
+    config = load_node_config(path)
+    assert (config.name, config.joining, config.p2p_listen) == ("bank9", True, "/ip4/127.0.0.1/tcp/47109")
+    assert config.genesis.member("bank9") is None
 
 
 @pytest.mark.parametrize(
@@ -43,6 +52,13 @@ def test_testnet_refuses_to_overwrite(net):
         (lambda d: d["api"].update(listen="127.0.0.1"), "'api.listen' must be 'host:port'"),
         (lambda d: d["api"].update(listen="0.0.0.0:8101"), "api.token_file must name a bearer token"),
         (lambda d: d.update(name="bank9"), "'name' is 'bank9', which is not in"),
+        (lambda d: d.update(name="bank9"), "a member admitted after the genesis .* sets join = true"),
+        (lambda d: d.update(join=True), "'join' is true, but 'bank1' is a member in"),
+        (
+            lambda d: d.update(name="bank9", join=True),
+            "'p2p.listen' must be set: 'bank9' joins after the genesis",
+        ),
+        (lambda d: d.update(join="yes"), "'join' must be true for a member the genesis does not name"),
         (lambda d: d.pop("key_file"), "'key_file' is missing"),
         (lambda d: d.update(mempool={"max_txs": -1}), "'mempool.max_txs' must be a positive integer"),
         (lambda d: d.update(log={"level": "loud"}), "'log.level' must be one of"),

@@ -1,0 +1,116 @@
+"""Five real node processes on 127.0.0.1: a bank the genesis does not name joins, follows, then votes.
+
+bank1-bank4 run a chain on rules 3. bank5's node starts with ``join = true``
+before anyone admitted it: its peers refuse it, and it says it is joining.
+The members admit it (``member.admit``, with the request its own key signed);
+every node links to it, and it follows the chain from block 1. Promoted
+(``member.voting``), it starts a replica without a restart; with bank4
+stopped, n = 5 needs four votes, so every block needs bank5's. A stopped
+genesis member's verify-chain, and bank5's own, check every certificate.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lendchain.consensus.keys import KeySchedule
+from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.ledger.admission import ADMISSION_TAG, admission_value, proof_body
+from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.testnet import generate_testnet
+from tests.node.helpers import client, lendchain_cli, metric, propose_by_cli, push_blocks, vote_through
+from tests.node.test_voting_change import certificates, executed_height
+
+pytestmark = pytest.mark.slow
+DELAY = 6
+BANKS = ("bank1", "bank2", "bank3", "bank4")
+
+
+def joining_config(net, p2p_port: int, api_port: int) -> tuple[SigningKey, str]:
+    """bank5's key and node config (``join = true``); returns the key and its listen address."""
+    key = SigningKey.generate()
+    write_key_file(net / "keys" / "bank5.key", key)
+    listen = f"/ip4/127.0.0.1/tcp/{p2p_port}"
+    (net / "bank5.toml").write_text(
+        'name = "bank5"\njoin = true\ngenesis = "genesis.toml"\nkey_file = "keys/bank5.key"\n'
+        f'data_dir = "data/bank5"\n\n[p2p]\nlisten = "{listen}"\n\n[api]\nlisten = "127.0.0.1:{api_port}"\n'
+    )
+    return key, listen
+
+
+def test_a_bank_joins_by_governance_follows_and_votes_once_promoted(tmp_path):
+    p2p = free_port_block(10)
+    api = free_port_block(10, start=p2p + 20)
+    net = tmp_path / "net"
+    layout = generate_testnet(net, 4, p2p_base_port=p2p, api_base_port=api, rules_version=3)
+    genesis_path = net / "genesis.toml"
+    genesis_path.write_text(
+        genesis_path.read_text().replace("[app]\n", f"[app]\nkey_rotation_delay_blocks = {DELAY}\n")
+    )
+    key, listen = joining_config(net, p2p + 5, api + 5)
+    cluster = Cluster([*layout.configs, net / "bank5.toml"], tmp_path / "logs")
+    cluster.start_all()
+    try:
+        cluster.wait_healthy(timeout_s=90)
+        genesis = cluster["bank1"].config.genesis
+        joining = cluster["bank5"].get("/status")
+        assert (joining["role"], joining["height"], joining["peers"]) == ("joining", 0, [])
+        assert joining["did"] == key.did
+        # Its peers refuse a key no admission names.
+        wait_for(lambda: metric(cluster, "bank1", "lendchain_p2p_rejected_peers") >= 1, 30, "a refusal")
+
+        proof = key.sign(
+            ADMISSION_TAG, genesis.chain_id, proof_body("bank5", key.public_key, listen, ["lender"])
+        )
+        value = admission_value(key.public_key, proof, ["lender"], listen)
+        with client(cluster, "bank1") as c:
+            bank1 = read_key_file(net / "keys" / "bank1.key")
+            proposal = c.build(
+                bank1, "gov.propose", {"action": "member.admit", "key": "bank5", "value": value}
+            )
+            c.submit(proposal)
+            assert c.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
+        admitted = {"id": proposal.id.hex()}
+        vote_through(cluster, net, admitted["id"], voters=("bank2", "bank3"))
+        at = executed_height(net, admitted["id"])
+        wait_for(lambda: cluster["bank5"].get("/status")["height"] >= at, 60, "bank5 to follow the chain")
+        assert cluster["bank5"].get("/status")["role"] == "observer"
+        wait_for(lambda: set(cluster["bank5"].get("/status")["peers"]) == set(BANKS), 30, "links to bank5")
+        assert cluster["bank1"].get("/status")["consortium"] == [*BANKS, "bank5"]
+        with client(cluster, "bank5") as c:
+            party = c.get(f"/parties/{key.did}")
+        assert (party["name"], party["address"], party["roles"]) == ("bank5", listen, ["lender"])
+
+        promoted = propose_by_cli(net, "propose", "member.voting", key.did, "voter")
+        vote_through(cluster, net, promoted["id"], voters=("bank2", "bank3"))
+        joins = executed_height(net, promoted["id"]) + DELAY
+        push_blocks(cluster, joins + 2)
+        wait_for(
+            lambda: f"bank5 votes from height {joins}" in cluster["bank5"].log_path.read_text(),
+            30,
+            "bank5 to start its replica",
+        )
+        assert cluster["bank5"].get("/status")["role"] == "member"
+        assert metric(cluster, "bank1", "lendchain_voting_members") == 5
+
+        # n = 5: a quorum is 4, so with bank4 down no block commits without bank5.
+        cluster.stop("bank4")
+        start = cluster.heights(["bank1"])["bank1"] + 1
+        push_blocks(cluster, start + 4, via=("bank1", "bank5"))
+        schedule = KeySchedule([(m.name, m.public_key) for m in genesis.members])
+        schedule.admit("bank5", key.public_key)
+        schedule.set_voting("bank5", joins, True)
+        for cert in certificates(cluster, start, start + 4):
+            cert.verify(genesis.chain_id, schedule)
+            assert sorted(dict(cert.signatures)) == ["bank1", "bank2", "bank3", "bank5"]
+
+        for name in ("bank4", "bank5"):  # a genesis member's store, and the joined member's own
+            if name == "bank5":
+                cluster.stop("bank5")
+            checked = lendchain_cli("verify-chain", "--config", str(net / f"{name}.toml"))
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+        cluster.start("bank5")
+        cluster.wait_healthy(["bank5"], timeout_s=60)
+        assert cluster["bank5"].get("/status")["role"] == "member"
+    finally:
+        cluster.stop_all()
