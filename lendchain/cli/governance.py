@@ -2,12 +2,16 @@
 
 ``gov propose`` signs a ``gov.propose`` for any action but a node key's
 rotation, which has its own command (``gov propose-rotate-key``: it needs the
-new key's proof). Votes, proposals and the voting schedule go through the
-node's API like every other command.
+new key's proof). Admitting a new member takes two sides (``admission``): the
+joining bank signs a request with its key (``gov admission-request``, no node
+needed) and a voting member proposes it (``gov propose-admit``). Votes,
+proposals and the voting schedule go through the node's API like every other
+command.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -22,19 +26,33 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.cli.admission import (
+    CHAIN_ID_MAX,
+    describe_admission,
+    make_request,
+    name_problem,
+    parse_roles,
+    read_request,
+    roles_problem,
+)
 from lendchain.crypto import read_key_file
+from lendchain.genesis import address_problem
+from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
+from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
+from lendchain.node.config import load_genesis
 
 
 @click.group()
 def gov() -> None:
-    """Propose and vote scorecard, member-role, node-key, voting-member and rules changes (applied at 2f+1 votes)."""
+    """Propose and vote scorecard, member-role, node-key, voting-member, new-member and rules changes (2f+1 votes)."""
 
 
 @gov.command("propose")
 @click.argument(
-    "action", type=click.Choice(["scorecard.set", "member.roles", "member.voting", "rules.upgrade"])
+    "action",
+    type=click.Choice(["scorecard.set", "member.roles", "member.voting", "member.admit", "rules.upgrade"]),
 )
 @click.argument("key")
 @click.argument("value")
@@ -43,7 +61,9 @@ def gov() -> None:
 @user_errors
 def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any) -> None:
     """Propose ACTION on KEY with VALUE: scorecard.set base 320, member.roles DID lender,kyc,
-    member.voting DID voter|observer (from rules 2), rules.upgrade 2 HEIGHT.
+    member.voting DID voter|observer (from rules 2), rules.upgrade 2 HEIGHT,
+    member.admit NAME VALUE (from rules 3; prefer propose-admit, which checks
+    the joining bank's request before it sends it).
     """
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
 
@@ -84,6 +104,165 @@ def gov_propose_rotate_key(
     send_tx(ctx, kw, "gov.propose", {"action": ROTATE_KEY, "key": did, "value": value})
 
 
+def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return name
+
+
+def _check_address(ctx: click.Context, param: click.Parameter, address: str) -> str:
+    problem = address_problem(address)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return address
+
+
+def _check_roles(ctx: click.Context, param: click.Parameter, text: str) -> list[str]:
+    roles = parse_roles(text)
+    problem = roles_problem(roles)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return roles
+
+
+@gov.command("admission-request")
+@click.argument("name", callback=_check_name)
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The joining bank's node key file (made with `lendchain keys new`).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Passphrase of an encrypted key (default: LENDCHAIN_PASSPHRASE).",
+)
+@click.option(
+    "--address",
+    required=True,
+    callback=_check_address,
+    help="Multiaddr the bank's node listens on, e.g. /dns4/node.bank5.example/tcp/47101.",
+)
+@click.option(
+    "--roles",
+    default="",
+    callback=_check_roles,
+    help="Comma-separated roles asked for: lender, kyc, bureau, regulator, investor_platform (default: none).",
+)
+@click.option("--chain-id", help="Id of the chain to join.")
+@click.option(
+    "--genesis",
+    "genesis_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The chain's genesis.toml, instead of --chain-id (also refuses a name or key it already has).",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="File to write; never overwritten.")
+@click.pass_context
+@user_errors
+def gov_admission_request(
+    ctx: click.Context,
+    name: str,
+    key_path: str,
+    passphrase_file: str | None,
+    address: str,
+    roles: list[str],
+    chain_id: str | None,
+    genesis_path: str | None,
+    out: str | None,
+) -> None:
+    """Sign a joining bank's request to become member NAME, with its node key (no node needed).
+
+    Writes a JSON request to hand to a voting member, who proposes it with
+    `gov propose-admit`: the chain id, name, public key, did:key, address and
+    roles, the key's signature of them (its proof) and the member.admit value
+    they make.
+    """
+    genesis = None
+    if genesis_path is not None:
+        if chain_id is not None:
+            raise click.UsageError("give the chain either as --chain-id or as --genesis, not both")
+        genesis = load_genesis(genesis_path)
+        chain_id = genesis.chain_id
+    if not chain_id or len(chain_id) > CHAIN_ID_MAX:
+        raise click.UsageError(
+            f"give the chain to join: --chain-id ID (1 to {CHAIN_ID_MAX} characters) or --genesis genesis.toml"
+        )
+    key = read_key_file(key_path, read_passphrase(passphrase_file))
+    if genesis is not None:
+        if genesis.member(name) is not None:
+            raise click.BadParameter(f"{name!r} is already a member in {genesis_path}", param_hint="'NAME'")
+        holder = genesis.member_by_key(key.public_key)
+        if holder is not None:
+            raise click.BadParameter(
+                f"{key_path} is {holder.name}'s node key in {genesis_path}", param_hint="'--key'"
+            )
+    request = make_request(key, chain_id, name, address, roles)
+    if out is None:
+        click.echo(json.dumps(request, indent=2))
+        click.echo(f"Save this request and {_handoff(chain_id, 'FILE')}", err=True)
+        return
+    try:
+        with open(out, "x") as file:
+            file.write(json.dumps(request, indent=2) + "\n")
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; remove it or choose another --out") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out}: {e.strerror}") from None
+    emit(ctx, {"path": out, **request}, lambda v: f"Wrote {out}: {_handoff(chain_id, out)}")
+
+
+def _handoff(chain_id: str, path: str) -> str:
+    return f"hand it to a voting member of {chain_id}, who runs `lendchain gov propose-admit {path}`."
+
+
+@gov.command("propose-admit")
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
+@signer_options
+@click.pass_context
+@user_errors
+def gov_propose_admit(ctx: click.Context, request_file: str, **kw: Any) -> None:
+    """Propose admitting the bank that signed REQUEST_FILE (its `gov admission-request`).
+
+    Nothing is sent unless the request holds together: its fields, its key's
+    proof, the chain it asks to join (this node's), and rules version 3 on the
+    chain. The proposal needs 2f+1 votes; the new member then has its roles
+    but does not vote until a member.voting proposal promotes it.
+    """
+    request = read_request(request_file)
+    with client_from(kw) as client:
+        status = client.get("/status")
+    if request.chain_id != status["chain_id"]:
+        raise click.BadParameter(
+            f"{request_file} asks to join chain {request.chain_id!r}, but this node is on "
+            f"{status['chain_id']!r}; ask for a request made for this chain",
+            param_hint="'REQUEST_FILE'",
+        )
+    _require_admission_rules(status)
+    send_tx(ctx, kw, "gov.propose", {"action": MEMBER_ADMIT, "key": request.name, "value": request.value})
+
+
+def _require_admission_rules(status: dict[str, Any]) -> None:
+    """Refuse, with what to do, on a chain whose next block runs rules older than member.admit's."""
+    version = status["rules"]["version"]
+    scheduled = status["rules"]["scheduled"]
+    for upgrade in scheduled:
+        if upgrade["height"] <= status["height"] + 1:
+            version = upgrade["version"]
+    if version >= ADMIT_SINCE:
+        return
+    later = [upgrade["height"] for upgrade in scheduled if upgrade["version"] >= ADMIT_SINCE]
+    if later:
+        what_to_do = f"it starts at height {later[0]}; propose the admission from then on"
+    else:
+        what_to_do = f"schedule it first with `lendchain gov propose rules.upgrade {ADMIT_SINCE} HEIGHT`"
+    raise click.ClickException(
+        f"this chain runs rules version {version} and member.admit needs version {ADMIT_SINCE}: {what_to_do}"
+    )
+
+
 @gov.command("vote")
 @click.argument("proposal_id")
 @signer_options
@@ -120,7 +299,11 @@ def gov_show(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
 def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
     cast = view.get("counted_votes", view["votes"])  # a vote counts while its voter votes
     votes = f"{len(cast)}/{needed}" if needed else str(len(cast))
-    line = f"{view['proposal_id']}  {view['action']} {view['key']} = {view['value']}  {view['status']}, {votes} votes"
+    if view["action"] == MEMBER_ADMIT:
+        change = describe_admission(view["key"], view["value"])
+    else:
+        change = f"{view['key']} = {view['value']}"
+    line = f"{view['proposal_id']}  {view['action']} {change}  {view['status']}, {votes} votes"
     if view["status"] == "open":
         line += f", open until {view['expires_ms']} ms"
     elif view["status"] == "executed":
