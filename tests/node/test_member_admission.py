@@ -14,8 +14,7 @@ from __future__ import annotations
 import pytest
 
 from lendchain.consensus.keys import KeySchedule
-from lendchain.crypto import SigningKey, read_key_file, write_key_file
-from lendchain.ledger.admission import ADMISSION_TAG, admission_value, proof_body
+from lendchain.crypto import SigningKey, write_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 from tests.node.helpers import client, lendchain_cli, metric, propose_by_cli, push_blocks, vote_through
@@ -59,18 +58,14 @@ def test_a_bank_joins_by_governance_follows_and_votes_once_promoted(tmp_path):
         # Its peers refuse a key no admission names.
         wait_for(lambda: metric(cluster, "bank1", "lendchain_p2p_rejected_peers") >= 1, 30, "a refusal")
 
-        proof = key.sign(
-            ADMISSION_TAG, genesis.chain_id, proof_body("bank5", key.public_key, listen, ["lender"])
-        )
-        value = admission_value(key.public_key, proof, ["lender"], listen)
-        with client(cluster, "bank1") as c:
-            bank1 = read_key_file(net / "keys" / "bank1.key")
-            proposal = c.build(
-                bank1, "gov.propose", {"action": "member.admit", "key": "bank5", "value": value}
-            )
-            c.submit(proposal)
-            assert c.wait_tx(proposal.id.hex(), 60)["result"]["code"] == "ok"
-        admitted = {"id": proposal.id.hex()}
+        # The operator's flow: the joining bank signs its request, a member proposes it.
+        request = net / "bank5-admission.json"
+        made = lendchain_cli(
+            "gov", "admission-request", "bank5", "--key", str(net / "keys" / "bank5.key"),
+            "--address", listen, "--roles", "lender", "--genesis", str(genesis_path), "--out", str(request),
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        admitted = propose_by_cli(net, "propose-admit", str(request))
         vote_through(cluster, net, admitted["id"], voters=("bank2", "bank3"))
         at = executed_height(net, admitted["id"])
         wait_for(lambda: cluster["bank5"].get("/status")["height"] >= at, 60, "bank5 to follow the chain")
@@ -109,8 +104,20 @@ def test_a_bank_joins_by_governance_follows_and_votes_once_promoted(tmp_path):
                 cluster.stop("bank5")
             checked = lendchain_cli("verify-chain", "--config", str(net / f"{name}.toml"))
             assert checked.returncode == 0, checked.stdout + checked.stderr
+        # Its store shows it admitted with its key: another key file is refused, naming the admission.
+        write_key_file(net / "keys" / "impostor.key", SigningKey.generate())
+        impostor = net / "impostor.toml"
+        impostor.write_text((net / "bank5.toml").read_text().replace("keys/bank5.key", "keys/impostor.key"))
+        refused = lendchain_cli("start", "--check", "--config", str(impostor))
+        assert (
+            refused.returncode == 1
+            and "but its admission (member.admit) lists" in refused.stdout + refused.stderr
+        )
+        # Restarted, a genesis member links to bank5 from its store; bank5 votes again.
+        cluster.start("bank4")
         cluster.start("bank5")
-        cluster.wait_healthy(["bank5"], timeout_s=60)
+        cluster.wait_healthy(["bank4", "bank5"], timeout_s=60)
+        wait_for(lambda: "bank5" in cluster["bank4"].get("/status")["peers"], 30, "bank4 to link to bank5")
         assert cluster["bank5"].get("/status")["role"] == "member"
     finally:
         cluster.stop_all()
