@@ -21,6 +21,8 @@ def config_for_seed(seed: int, sizes: tuple[int, ...] = (4, 7)) -> SimConfig:
 
     One seed in three also changes who votes: observer o0 is promoted at a
     height, then a genesis member is demoted a few heights later (n, n + 1, n).
+    In half of those the promoted member is a0, one the genesis does not name
+    (admitted later, ``member.admit``), last in member order.
     """
     rng = random.Random(f"mix/{seed}")
     n = sizes[seed % len(sizes)]
@@ -33,6 +35,9 @@ def config_for_seed(seed: int, sizes: tuple[int, ...] = (4, 7)) -> SimConfig:
     joins = changes.randint(2, 8)
     leaves = joins + changes.randint(1, 6)
     demoted = f"m{changes.randrange(n)}"
+    if random.Random(f"admitted/{seed}").random() < 1 / 2:
+        voting_changes = (("a0", joins, True), (demoted, leaves, False))
+        return SimConfig(n=n, byzantine=byzantine, admitted=1, voting_changes=voting_changes)
     voting_changes = (("o0", joins, True), (demoted, leaves, False))
     return SimConfig(n=n, byzantine=byzantine, observers=1, voting_changes=voting_changes)
 

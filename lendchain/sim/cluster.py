@@ -5,8 +5,10 @@ exactly. The network delays, drops, duplicates and reorders messages and
 partitions the members; honest replicas crash (also between persisting a vote
 and sending it, and between being told to deliver a block and storing it) and
 restart from their WAL and chain; up to f members are Byzantine. Observers
-(members that do not vote) hear everything and follow; ``voting_changes``
-promote or demote members at heights, as the ledger's ``member.voting`` does.
+(members that do not vote) hear everything and follow, as do members the
+genesis does not name (``admitted``, as the ledger's ``member.admit`` adds
+them); ``voting_changes`` promote or demote members at heights, as the
+ledger's ``member.voting`` does.
 
 Safety is checked at every delivery, which is the only step that changes what
 a replica has committed: heights contiguous, every certificate valid, and no
@@ -71,6 +73,7 @@ class SimConfig:
     partition_rate: float = 0.001  # per tick
     byzantine: dict[str, str] = field(default_factory=dict)  # member -> kind
     observers: int = 0  # members o0, o1, … that do not vote at genesis
+    admitted: int = 0  # members a0, a1, … the genesis does not name (``KeySchedule.admit``)
     voting_changes: tuple[tuple[str, int, bool], ...] = ()  # (member, effective height, votes)
     tx_interval_ms: int = 25
     params: ConsensusParams = field(
@@ -101,9 +104,11 @@ class Simulation:
         self._seq = 0
         self.workload = Workload()
         self.names = [f"m{i}" for i in range(config.n)] + [f"o{i}" for i in range(config.observers)]
+        self.names += [f"a{i}" for i in range(config.admitted)]
         self.keys = {name: SigningKey(codec.sha256(f"{seed}/{name}".encode())) for name in self.names}
         keys = [(name, self.keys[name].public_key) for name in self.names]
-        self.members, self.observers = keys[: config.n], keys[config.n :]
+        split = config.n + config.observers
+        self.members, self.observers, self.admitted = keys[: config.n], keys[config.n : split], keys[split:]
         schedule = self.schedule()
         heights = [0, *(height for _, height, _ in config.voting_changes)]
         # Faults stay within what every height's members tolerate.
@@ -131,6 +136,8 @@ class Simulation:
     def schedule(self) -> KeySchedule:
         """Who votes when, known to every replica from its start (each gets its own copy)."""
         schedule = KeySchedule(self.members, others=self.observers)
+        for name, public_key in self.admitted:
+            schedule.admit(name, public_key)
         for change in self.config.voting_changes:
             schedule.set_voting(*change)
         return schedule

@@ -60,3 +60,10 @@ def test_status_names_the_voters_at_the_height_in_flight_and_what_they_tolerate(
     three = shown(monkeypatch, members=["bank1", "bank2", "bank3"])
     assert "voters   bank1, bank2, bank3 (n 3, tolerates 0 faulty)" in three
     assert "voters" not in shown(monkeypatch)  # an older node without the field
+
+
+def test_status_says_whether_the_node_votes_follows_or_awaits_its_admission(monkeypatch):
+    assert "node     bank2 (voting member) on lendchain-test-1" in shown(monkeypatch)
+    assert "node     bank2 (observer)" in shown(monkeypatch, role="observer")
+    joining = shown(monkeypatch, role="joining", height=0, peers=[])
+    assert "node     bank2 (joining: not admitted yet) on lendchain-test-1" in joining

@@ -51,6 +51,15 @@ def test_every_byzantine_kind_is_exercised_in_ci() -> None:
     assert kinds == set(KINDS)
 
 
+def test_ci_seeds_promote_both_observers_and_admitted_members() -> None:
+    promoted = {
+        config_for_seed(seed).voting_changes[0][0]
+        for seed in range(min(SEEDS, 500))
+        if config_for_seed(seed).voting_changes
+    }
+    assert promoted == {"o0", "a0"}
+
+
 def test_the_checker_catches_a_conflicting_delivery() -> None:
     """The safety check itself must be able to fail."""
     sim = Simulation(1, SimConfig(fault_ms=300, liveness_ms=3000))
