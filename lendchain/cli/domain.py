@@ -477,6 +477,10 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
     genesis_dids = {member.did for member in (*genesis.members, *genesis.observers)}
 
     def human(v: dict[str, Any]) -> str:
+        admitted = "".join(
+            f"; {a['member']} admitted at block {a['admitted_height']} (proven)" for a in v["admissions"]
+        )
+        admitted_dids = {a["did"] for a in v["admissions"]}
         rotations = "".join(
             f"; {r['member']}'s node key rotated at block {r['effective_height']} (proven)"
             for r in v["key_rotations"]
@@ -486,15 +490,16 @@ def audit_verify(ctx: click.Context, file: str, genesis_path: str) -> None:
             f"from block {c['effective_height']} (proven)"
             for c in v.get("voting_changes", [])
         )
-        rotated_signers = "".join(
-            f"; {did} signed for {member} (its rotated key)"
+        later_signers = "".join(
+            f"; {did} signed for {member} "
+            f"({'the key it was admitted with' if did in admitted_dids else 'its rotated key'})"
             for did, member in v["member_signers"].items()
             if did not in genesis_dids
         )
         return (
             f"{file} verifies: loan {v['loan_id']}, {v['entries']} txs in blocks {v['heights']}; "
             f"its {v['history_length']} history entries are complete up to block {v['complete_to_height']}"
-            f"{rotations}{voting}{rotated_signers}"
+            f"{admitted}{rotations}{voting}{later_signers}"
         )
 
     emit(ctx, summary, human)

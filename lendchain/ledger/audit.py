@@ -26,13 +26,21 @@ is missing. It holds:
   it, its member, ``voting`` and ``effective_height``, so that certificates
   signed by the member set of a later height (a promoted observer among it,
   a demoted member not) check against the genesis too.
+- ``admissions`` (format 6): for every ``member.admit`` executed at or below
+  the last entry's block, the certified receipt that admitted the member,
+  its ``member``, ``public_key``, ``address`` and ``roles``, so that the
+  member the genesis does not name is known to the verifier: its promotion,
+  its rotations, the certificates it signs once it votes and the
+  transactions its keys sign all check against the genesis too.
 
 ``verify_export`` checks, naming the entry and the check that failed:
 
-0. each key rotation's and voting change's receipt is in a block final
-   under the members and keys known before it (replayed together, in block
-   order, from the genesis), and names the member, the new key or whether
-   it votes, and the effective height;
+0. each admission's, key rotation's and voting change's receipt is in a
+   block final under the members and keys known before it (replayed
+   together, in block order, from the genesis), and names the member, the
+   new key or whether it votes, and the effective height (an admission's:
+   the member's key, address and roles, with the key's proof of possession,
+   which must verify for the genesis's chain id);
 1. each tx decodes, its id is the sha256 of its bytes, its signature is its
    sender's, it is for this chain, and it concerns this loan (the first one
    is the ``loan.apply`` whose id is the loan id); it is in its block (proof
@@ -48,18 +56,22 @@ is missing. It holds:
    end of its range.
 
 The summary names, for every signer that is a member's key at its entry's
-height (a voting member's or an observer's), the member it signed for
-(``member_signers``): after a member's key rotation its txs carry the new
-key's did:key, which the genesis does not list, and the proven rotations say
-whose key it is.
+height (a voting member's, an observer's or an admitted member's), the
+member it signed for (``member_signers``): after a member's key rotation its
+txs carry the new key's did:key, and an admitted member's txs a did:key from
+the start, neither of which the genesis lists; the proven rotations and
+admissions say whose key it is. It lists the proven rotations, voting
+changes and admissions (``admissions``: member, did, ``admitted_height``).
 
 So a history entry left out, added, changed or moved breaks a hash link or
 the head a certified receipt commits to. What an export cannot prove: that
 the loan changed no more after its last entry (the state root commits to
 change sets, not to single keys, so the current record cannot be proved;
-``state_at_export`` is informative), nor that no key rotation or voting
-change was left out (what a verifier then accepts: ``audit_keys.py``). The
-verifier reports the height up to which the history is proved complete.
+``state_at_export`` is informative), nor that no admission, key rotation or
+voting change was left out (what a verifier then accepts: ``audit_keys.py``;
+an admitted member left out is a stranger to it, so the certificates that
+member signs fail). The verifier reports the height up to which the history
+is proved complete.
 """
 
 from __future__ import annotations
@@ -73,6 +85,7 @@ from lendchain.genesis import Genesis
 from lendchain.ledger import merkle
 from lendchain.ledger.audit_keys import (
     check_final,
+    export_admissions,
     export_rotations,
     export_voting_changes,
     hex_field,
@@ -97,11 +110,13 @@ from lendchain.ledger.state import (
 )
 from lendchain.ledger.transactions import decode_transaction, verify_signature
 
-# 3: key_rotations; 4: observers' rotations among them; 5: voting_changes. Formats 2 to 4 still
-# verify: they come from rules-1 chains, which cannot change who votes.
-AUDIT_FORMAT = "lendchain/audit/5"
-_FORMATS_WITHOUT_VOTING = ("lendchain/audit/2", "lendchain/audit/3", "lendchain/audit/4")
-_READABLE_FORMATS = (*_FORMATS_WITHOUT_VOTING, AUDIT_FORMAT)
+# The formats that verify, oldest first: 3 added key_rotations, 4 observers' rotations among them,
+# 5 voting_changes, 6 admissions. Older ones still verify, since they come from chains that could
+# not need the newer evidence (formats 2 to 4 from rules 1, which cannot change who votes; 5 from
+# rules 2, which cannot admit a member); but no older format may carry a newer field.
+_FORMATS = tuple(f"lendchain/audit/{number}" for number in range(2, 7))
+AUDIT_FORMAT = _FORMATS[-1]
+_FIELD_SINCE = {"voting_changes": "lendchain/audit/5", "admissions": "lendchain/audit/6"}
 LEDGER_KIND = "ledger"  # an entry made by the ledger's own work at the start of a block
 
 
@@ -184,6 +199,7 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
     last_height = max(entry["height"] for entry in entries)
     rotations = export_rotations(reader, blocks, last_height, receipts_of)
     changes = export_voting_changes(reader, blocks, last_height, receipts_of)
+    admissions = export_admissions(reader, blocks, last_height, receipts_of)
     return {
         "format": AUDIT_FORMAT,
         "loan_id": loan_id.hex(),
@@ -192,6 +208,7 @@ def export_loan(reader: StateReader, blocks: BlockSource, loan_id: bytes) -> dic
         "entries": entries,
         "key_rotations": rotations,
         "voting_changes": changes,
+        "admissions": admissions,
         "state_at_export": to_json(loan),
     }
 
@@ -271,7 +288,7 @@ def _check_history(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list
 
 def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     """Check an audit export against ``genesis``; a summary, or AuditError naming the first failure."""
-    if not isinstance(document, dict) or document.get("format") not in _READABLE_FORMATS:
+    if not isinstance(document, dict) or document.get("format") not in _FORMATS:
         raise AuditError(f"not an audit export (format is not {AUDIT_FORMAT!r})")
     try:
         loan_id = bytes.fromhex(document["loan_id"])
@@ -281,11 +298,16 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     if not isinstance(entries, list) or not entries:
         raise AuditError("the export lists no entries")
     history, heads = _check_history(document)
-    if document["format"] in _FORMATS_WITHOUT_VOTING and "voting_changes" in document:
-        raise AuditError(f"field 'voting_changes' needs format {AUDIT_FORMAT!r}, not {document['format']!r}")
-    schedule = verify_key_changes(
-        document.get("key_rotations", []), document.get("voting_changes", []), genesis
+    for field, since in _FIELD_SINCE.items():
+        if field in document and _FORMATS.index(document["format"]) < _FORMATS.index(since):
+            raise AuditError(f"field {field!r} needs format {since!r} or later, not {document['format']!r}")
+    proven = verify_key_changes(
+        document.get("key_rotations", []),
+        document.get("voting_changes", []),
+        document.get("admissions", []),
+        genesis,
     )
+    schedule = proven.schedule
     heights, covered = [], 0
     for number, entry in enumerate(entries):
         try:
@@ -331,13 +353,14 @@ def verify_export(document: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
             {"member": name, "effective_height": height, "voting": voting}
             for name, height, voting in sorted(schedule.voting_changes(), key=lambda c: (c[1], c[0]))
         ],
+        "admissions": proven.admissions,
     }
 
 
 def _member_signers(
     entries: list[dict[str, Any]], heights: list[int], schedule: KeySchedule
 ) -> dict[str, str]:
-    """Signer did:key -> the member (voting or observer) whose key it was at the height it signed."""
+    """Signer did:key -> the member (voting, observer or admitted) whose key it was at the height it signed."""
     found: dict[str, str] = {}
     for entry, height in zip(entries, heights, strict=True):
         signer = entry.get("signer")

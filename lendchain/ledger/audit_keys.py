@@ -1,29 +1,41 @@
-"""Key rotations and voting changes in audit exports: the evidence for later certificates.
+"""Admissions, key rotations and voting changes in audit exports: the evidence for later certificates.
 
 A block certified after a member rotated its node key (``member.rotate_key``,
 ``keyrotation.py``) carries that member's COMMIT signature under the new key,
 which the genesis does not know; a block certified after a ``member.voting``
 change took effect (``membership.py``) is signed by another member set (a
 promoted observer signs, a demoted voter no longer does) and its quorum is
-taken over that set. So an export carries, for every rotation
-(``key_rotations``) and every voting change (``voting_changes``, format 5)
-that takes effect at or below its highest block, the receipt that made it:
+taken over that set; a member admitted after the genesis (``member.admit``,
+``admission.py``) is in no genesis at all, so neither its promotion, nor its
+rotations, nor the certificates it signs once it votes mean anything to a
+verifier that does not know it. So an export carries, for every admission
+executed at or below its highest block (``admissions``, format 6) and every
+rotation (``key_rotations``) and voting change (``voting_changes``, format 5)
+that takes effect there, the receipt that made it:
 
 - the block header and commit certificate of the block whose tx reached the
   proposal's quorum, and that tx's result with its inclusion proof in the
   header's ``results_root``. The result holds the ``member.key_rotation``
   event (member, new key, effective height, and the new key's proof that it
-  is held) or the ``member.voting`` event (member, whether it votes,
-  effective height). A voting change's item also names ``effective_height``
-  and ``voting``, checked against its receipt.
+  is held), the ``member.voting`` event (member, whether it votes,
+  effective height) or the ``member.admitted`` event (member, DID, key,
+  roles, address, and the key's proof of possession). A voting change's
+  item also names ``effective_height`` and ``voting``, an admission's
+  ``public_key``, ``address`` and ``roles``, checked against its receipt.
 
-``verify_key_changes`` replays both kinds together, in the height order of
-the blocks that decided them, starting from the genesis (its members vote
+``verify_key_changes`` replays the three kinds together, in the height order
+of the blocks that decided them, starting from the genesis (its members vote
 with their genesis keys, its observers do not): each block must be final
 under the members and keys known so far, so the evidence needs nothing but
 the genesis, as the rest of an export does. A change decided at height h
 takes effect at h + ``key_rotation_delay_blocks`` at the earliest, so the
-blocks of later evidence may be certified by the new keys or the new set.
+blocks of later evidence may be certified by the new keys or the new set. An
+admission takes effect at once but gives no vote: the member joins last in
+member order (``KeySchedule.admit``), and only a later voting change makes
+its signature count in certificates. Its proof of possession is checked
+against the genesis's chain id (``ADMISSION_TAG``), so nobody was admitted
+with a key they did not hold, nor with a request made for another chain,
+name, address or role set.
 
 An observer's rotation (its key signs no certificate while it does not vote,
 only its transactions) is carried the same way, so that a transaction its
@@ -36,21 +48,27 @@ per-key proofs). An export that leaves some out makes the verifier judge
 later certificates by older keys or an older member set. Each certificate
 still needs a quorum of that set's genuine signatures, so this usually fails
 (a promoted member's or a new key's signature is a non-member's or invalid
-there), but not always: without a demotion, a certificate signed by a
-quorum of the larger set, the demoted member among it, still verifies.
+there; an admitted member left out is a stranger, so its promotion and
+rotations are refused and the certificates it signs hold a non-member's
+signature), but not always: without a demotion, a certificate signed by a
+quorum of the larger set, the demoted member among it, still verifies; and
+an admission left out of an export in which its member never votes breaks
+nothing: its transactions still verify, but the summary no longer names the
+member behind its key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lendchain import codec
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
-from lendchain.crypto import verify
+from lendchain.crypto import did_from_public_key, verify
 from lendchain.genesis import Genesis
-from lendchain.ledger import merkle
+from lendchain.ledger import admission, merkle
 from lendchain.ledger.block import Block, BlockHeader
 from lendchain.ledger.errors import AuditError
 from lendchain.ledger.keyrotation import (
@@ -63,7 +81,7 @@ from lendchain.ledger.keyrotation import (
 )
 from lendchain.ledger.membership import ACTION as VOTING_EVENT
 from lendchain.ledger.membership import voting_changes
-from lendchain.ledger.state import StateReader, get_params
+from lendchain.ledger.state import ADMITTED_KEY, StateReader, get_params, institution_key, read_value
 from lendchain.ledger.transactions import decode_transaction
 
 ROTATION_EVENT = "member.key_rotation"
@@ -73,7 +91,12 @@ ReceiptsOf = Callable[[int, Block], list[bytes]]
 
 
 def signer_names(schedule: KeySchedule, key: bytes, height: int) -> list[str]:
-    """The members, voting at ``height`` or not, whose node key at ``height`` is ``key``."""
+    """The members, voting at ``height`` or not, whose node key at ``height`` is ``key``.
+
+    Admitted members among them: the schedule gives an admitted member its key
+    from height 0, which is true to the chain, since the ledger admits no key
+    whose did:key ever sent a transaction (``admission``).
+    """
     return [name for name in schedule.names if schedule.key_of(name, height) == key]
 
 
@@ -91,7 +114,7 @@ def check_final(entry: dict[str, Any], schedule: KeySchedule, chain_id: str) -> 
     except CertificateError as e:
         raise AuditError(
             f"block {header.height}'s commit certificate does not verify under the genesis keys and the "
-            f"key rotations and voting changes the export proves ({e})"
+            f"admissions, key rotations and voting changes the export proves ({e})"
         ) from None
     if certificate.height != header.height or certificate.digest != header.hash():
         raise AuditError(f"the commit certificate covers another block than {header.height}")
@@ -119,14 +142,30 @@ def proven_receipt(entry: dict[str, Any], header: BlockHeader) -> tuple[bytes, i
     return raw, index
 
 
+Decided = Callable[[dict[str, Any]], bool]
+
+
+def _decided_in(blocks: Any, height: int, decided: Decided) -> tuple[Block, int, dict[str, Any]] | None:
+    """(block, index, event) of block ``height``'s governance tx whose result holds an event ``decided`` accepts."""
+    raw = blocks.block_bytes(height)
+    if raw is None:
+        return None
+    block = Block.decode(raw)
+    for index, tx_raw in enumerate(block.txs):
+        if decode_transaction(tx_raw).kind not in _DECIDING_KINDS:
+            continue
+        location = blocks.tx_location(codec.sha256(tx_raw))
+        events = (location[2].events or ()) if location is not None else ()
+        for event in events:
+            if decided(event):
+                return block, index, event
+    return None
+
+
 def _deciding_tx(
-    reader: StateReader,
-    blocks: Any,
-    effective: int,
-    decided: Callable[[dict[str, Any]], bool],
-    what: str,
+    reader: StateReader, blocks: Any, effective: int, decided: Decided, what: str
 ) -> tuple[int, Block, int]:
-    """(height, block, index) of the governance tx whose result holds an event ``decided`` accepts.
+    """(height, block, index) of the governance tx that scheduled a change effective at ``effective``.
 
     Looked for first at ``effective`` - the chain's delay, then further back
     (the delay may have been another when it executed).
@@ -135,16 +174,9 @@ def _deciding_tx(
     heights = [likely] if 1 <= likely else []
     heights += [h for h in range(effective - MIN_DELAY_BLOCKS, 0, -1) if h != likely]
     for height in heights:
-        raw = blocks.block_bytes(height)
-        if raw is None:
-            continue
-        block = Block.decode(raw)
-        for index, tx_raw in enumerate(block.txs):
-            if decode_transaction(tx_raw).kind not in _DECIDING_KINDS:
-                continue
-            location = blocks.tx_location(codec.sha256(tx_raw))
-            if location is not None and any(decided(event) for event in location[2].events or ()):
-                return height, block, index
+        found = _decided_in(blocks, height, decided)
+        if found is not None:
+            return height, found[0], found[1]
     raise AuditError(f"the block that scheduled {what} is not stored here")
 
 
@@ -211,10 +243,37 @@ def export_voting_changes(
     return sorted(evidence, key=lambda item: item["height"])
 
 
+def export_admissions(
+    reader: StateReader, blocks: Any, up_to: int, receipts_of: ReceiptsOf
+) -> list[dict[str, Any]]:
+    """Evidence for every admission executed at or below height ``up_to``, in admission (so height) order.
+
+    The item's key, address and roles are the ones its receipt names: the
+    member's record may have changed since (``member.roles``).
+    """
+    evidence = []
+    for did in read_value(reader, ADMITTED_KEY) or []:
+        height = read_value(reader, institution_key(did))["admitted_height"]
+        if height > up_to:
+            continue
+
+        def admitted(event: dict[str, Any], member_did: str = did) -> bool:
+            return event.get("event") == admission.EVENT and event.get("did") == member_did
+
+        found = _decided_in(blocks, height, admitted)
+        if found is None:
+            raise AuditError(f"the block that admitted {did} (height {height}) is not stored here")
+        block, index, event = found
+        item = _evidence(blocks, event["member"], height, block, index, receipts_of(height, block))
+        fields = {field: event[field] for field in ("public_key", "address", "roles")}
+        evidence.append(item | fields)
+    return evidence
+
+
 def _certified_event(
-    item: dict[str, Any], schedule: KeySchedule, chain_id: str, event_name: str, what: str
-) -> tuple[dict[str, Any], int]:
-    """The one ``event_name`` event of the item's certified, successful tx result; its effective height."""
+    item: dict[str, Any], schedule: KeySchedule, chain_id: str, event_name: str
+) -> tuple[dict[str, Any], BlockHeader]:
+    """The one ``event_name`` event of the item's certified, successful tx result, and that block's header."""
     header = check_final(item, schedule, chain_id)
     raw, index = proven_receipt(item, header)
     if index >= header.tx_count:
@@ -225,7 +284,14 @@ def _certified_event(
     events = [e for e in receipt[3] if isinstance(e, dict) and e.get("event") == event_name]
     if len(events) != 1:
         raise AuditError(f"the receipt holds no single {event_name} event")
-    event = events[0]
+    return events[0], header
+
+
+def _scheduled_event(
+    item: dict[str, Any], schedule: KeySchedule, chain_id: str, event_name: str, what: str
+) -> tuple[dict[str, Any], int]:
+    """The item's certified ``event_name`` event for a member already known; its effective height."""
+    event, header = _certified_event(item, schedule, chain_id, event_name)
     effective = event.get("effective_height")
     if (
         event.get("member") != item.get("member")
@@ -233,11 +299,16 @@ def _certified_event(
         or effective < header.height + MIN_DELAY_BLOCKS
     ):
         raise AuditError(f"the {what}'s member or effective height is not the one the receipt names")
+    if event["member"] not in schedule:
+        raise AuditError(
+            f"{event['member']!r} is neither a member of the genesis nor admitted by an earlier admission "
+            "the export proves (field 'admissions')"
+        )
     return event, effective
 
 
 def _apply_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
-    event, effective = _certified_event(item, schedule, chain_id, ROTATION_EVENT, "rotation")
+    event, effective = _scheduled_event(item, schedule, chain_id, ROTATION_EVENT, "rotation")
     member = event["member"]
     public_key, key_proof = bytes.fromhex(event["public_key"]), bytes.fromhex(event["proof"])
     if not verify(public_key, key_proof, ROTATION_TAG, chain_id, proof_body(member, public_key)):
@@ -246,7 +317,7 @@ def _apply_rotation(item: dict[str, Any], schedule: KeySchedule, chain_id: str) 
 
 
 def _apply_voting_change(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
-    event, effective = _certified_event(item, schedule, chain_id, VOTING_EVENT, "voting change")
+    event, effective = _scheduled_event(item, schedule, chain_id, VOTING_EVENT, "voting change")
     voting = event.get("voting")
     if (
         not isinstance(voting, bool)
@@ -257,15 +328,43 @@ def _apply_voting_change(item: dict[str, Any], schedule: KeySchedule, chain_id: 
     schedule.set_voting(event["member"], effective, voting)
 
 
-def verify_key_changes(rotations: Any, changes: Any, genesis: Genesis) -> KeySchedule:
-    """The genesis's schedule plus every rotation and voting change the evidence proves.
+def _apply_admission(item: dict[str, Any], schedule: KeySchedule, chain_id: str) -> None:
+    event, _ = _certified_event(item, schedule, chain_id, admission.EVENT)
+    if any(item.get(field) != event.get(field) for field in ("member", "public_key", "address", "roles")):
+        raise AuditError("the admission's member, key, address or roles are not the ones the receipt names")
+    name, public_key = event["member"], bytes.fromhex(event["public_key"])
+    if event.get("did") != did_from_public_key(public_key):
+        raise AuditError(f"the DID the receipt admits for {name} is not its key's did:key")
+    body = admission.proof_body(name, public_key, event["address"], event["roles"])
+    if not verify(public_key, bytes.fromhex(event["proof"]), admission.ADMISSION_TAG, chain_id, body):
+        raise AuditError(
+            f"the admitted key's proof of possession is not its signature of {name}'s admission request "
+            f"(with this address and these roles) on chain {chain_id}"
+        )
+    if not schedule.admit(name, public_key):
+        raise AuditError(f"{name} is already a member")
 
-    AuditError naming the first bad item (``key rotation N`` or ``voting change N``).
+
+@dataclass(frozen=True)
+class ProvenKeys:
+    """What the evidence proves: every member's keys and votes by height, and who was admitted when."""
+
+    schedule: KeySchedule
+    admissions: list[dict[str, Any]]  # {member, did, admitted_height}, in block order
+
+
+def verify_key_changes(rotations: Any, changes: Any, admissions: Any, genesis: Genesis) -> ProvenKeys:
+    """The genesis's schedule plus every admission, rotation and voting change the evidence proves.
+
+    AuditError naming the first bad item (``admission N``, ``key rotation N`` or ``voting change N``).
     """
     steps = []
-    for field, label, items, apply in (
-        ("key_rotations", "key rotation", rotations, _apply_rotation),
-        ("voting_changes", "voting change", changes, _apply_voting_change),
+    for rank, (field, label, items, apply) in enumerate(
+        (
+            ("admissions", "admission", admissions, _apply_admission),
+            ("key_rotations", "key rotation", rotations, _apply_rotation),
+            ("voting_changes", "voting change", changes, _apply_voting_change),
+        )
     ):
         if not isinstance(items, list):
             raise AuditError(f"field {field!r} is not a list")
@@ -274,16 +373,27 @@ def verify_key_changes(rotations: Any, changes: Any, genesis: Genesis) -> KeySch
             if not isinstance(item, dict) or not isinstance(item.get("height"), int) or item["height"] < last:
                 raise AuditError(f"{label} {number}: not in height order")
             last = item["height"]
-            steps.append((last, label, number, item, apply))
+            steps.append((last, rank, label, number, item, apply))
     schedule = genesis_key_schedule(genesis)
     # A change decided at h takes effect at h + MIN_DELAY_BLOCKS at the earliest (checked), so replaying
-    # by deciding height checks each block under every change that can concern it; ties are moot.
-    for _, label, number, item, apply in sorted(steps, key=lambda step: step[0]):
+    # by deciding height checks each block under every change that can concern it. An admission takes
+    # effect at once, and goes before the changes decided in its own block, which may concern its
+    # member; between rotations and voting changes, ties are moot.
+    for _, _, label, number, item, apply in sorted(steps, key=lambda step: step[:2]):
         try:
             apply(item, schedule, genesis.chain_id)
         except AuditError as e:
             raise AuditError(f"{label} {number}: {e}") from None
-        # Bad encodings, and what the schedule refuses (a stranger, a change not after the last one).
+        # Bad encodings, and what the schedule refuses (a member's name admitted with another key, a
+        # change not after the last one).
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise AuditError(f"{label} {number}: {e}") from None
-    return schedule
+    admitted = [
+        {
+            "member": item["member"],
+            "did": did_from_public_key(bytes.fromhex(item["public_key"])),
+            "admitted_height": item["height"],
+        }
+        for item in admissions
+    ]
+    return ProvenKeys(schedule, admitted)

@@ -52,7 +52,10 @@ class VotersBlocks(CertifiedBlocks):
         return [name for name, voting in votes.items() if voting]
 
     def certificate(self, height: int) -> bytes | None:
-        digest = Block.decode(self.block_bytes(height)).hash()
+        return self.certify(height, Block.decode(self.block_bytes(height)).hash())
+
+    def certify(self, height: int, digest: bytes) -> bytes:
+        """A certificate of the block ``digest`` at ``height`` by that height's voters."""
         voters = self.voters_at(height)
         signatures = []
         for name in voters[-quorum(len(voters)) :]:
@@ -101,7 +104,7 @@ def promoted():
 
 def test_an_export_proves_a_promotion_and_checks_the_blocks_the_larger_set_certified(promoted):
     genesis, chain, document, effective = promoted
-    assert document["format"] == "lendchain/audit/5"
+    assert document["format"] == "lendchain/audit/6"
     [evidence] = document["voting_changes"]
     assert (evidence["member"], evidence["effective_height"], evidence["voting"]) == (
         "regulator",
@@ -136,15 +139,15 @@ def test_without_the_voting_evidence_later_certificates_are_refused(promoted):
     with pytest.raises(
         AuditError,
         match=rf"entry {first_late}: block {effective}'s commit certificate does not verify under the "
-        r"genesis keys and the key rotations and voting changes the export proves "
+        r"genesis keys and the admissions, key rotations and voting changes the export proves "
         r"\(commit certificate holds a signature by non-member 'regulator'\)",
     ):
         verify_export({**document, "voting_changes": []}, genesis)
     # Passed off as a format-4 export (which cannot carry voting changes), it fails the same way.
-    old = {key: value for key, value in document.items() if key != "voting_changes"}
+    old = {key: value for key, value in document.items() if key not in ("voting_changes", "admissions")}
     with pytest.raises(AuditError, match="non-member 'regulator'"):
         verify_export({**old, "format": "lendchain/audit/4"}, genesis)
-    with pytest.raises(AuditError, match="field 'voting_changes' needs format 'lendchain/audit/5'"):
+    with pytest.raises(AuditError, match="field 'voting_changes' needs format 'lendchain/audit/5' or later"):
         verify_export({**document, "format": "lendchain/audit/4"}, genesis)
 
 
@@ -209,7 +212,7 @@ def test_a_format_4_export_of_a_chain_that_never_changed_its_voters_still_verifi
     genesis, members, chain, _, loan_hex = applied_loan()
     document = export_loan(chain.state, CertifiedBlocks(chain, members), bytes.fromhex(loan_hex))
     assert document["voting_changes"] == []
-    old = {key: value for key, value in document.items() if key != "voting_changes"}
+    old = {key: value for key, value in document.items() if key not in ("voting_changes", "admissions")}
     summary = verify_export(json.loads(json.dumps({**old, "format": "lendchain/audit/4"})), genesis)
     assert summary["voting_changes"] == [] and summary["complete_to_height"] == chain.height
 

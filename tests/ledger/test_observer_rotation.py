@@ -122,7 +122,7 @@ def test_an_audit_export_ties_an_observing_lenders_rotated_key_to_it():
 
     blocks = CertifiedBlocks(chain, members)  # the voting members' keys never changed
     document = json.loads(json.dumps(export_loan(chain.state, blocks, bytes.fromhex(loan_hex))))
-    assert document["format"] == "lendchain/audit/5"
+    assert document["format"] == "lendchain/audit/6"
     assert [r["member"] for r in document["key_rotations"]] == ["platform"]
     summary = verify_export(document, genesis)
     assert summary["member_signers"] == {new.did: "platform"}
