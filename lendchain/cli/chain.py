@@ -32,9 +32,12 @@ def status(ctx: click.Context, **kw: Any) -> None:
         value = client.status()
 
     def human(v: dict[str, Any]) -> str:
-        role = {"member": "voting member", "joining": "joining: not admitted yet"}.get(
-            v.get("role"), "observer"
-        )
+        roles = {
+            "member": "voting member",
+            "joining": "joining: not admitted yet",
+            "removed": "removed member",
+        }
+        role = roles.get(v.get("role"), "observer")
         sync = v.get("sync", {})
         return "\n".join(
             [

@@ -52,7 +52,9 @@ def gov() -> None:
 @gov.command("propose")
 @click.argument(
     "action",
-    type=click.Choice(["scorecard.set", "member.roles", "member.voting", "member.admit", "rules.upgrade"]),
+    type=click.Choice(
+        ["scorecard.set", "member.roles", "member.voting", "member.admit", "member.remove", "rules.upgrade"]
+    ),
 )
 @click.argument("key")
 @click.argument("value")
@@ -63,7 +65,8 @@ def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any
     """Propose ACTION on KEY with VALUE: scorecard.set base 320, member.roles DID lender,kyc,
     member.voting DID voter|observer (from rules 2), rules.upgrade 2 HEIGHT,
     member.admit NAME VALUE (from rules 3; prefer propose-admit, which checks
-    the joining bank's request before it sends it).
+    the joining bank's request before it sends it), member.remove DID REASON
+    (from rules 3; demote a voting member first).
     """
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
 

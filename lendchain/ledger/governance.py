@@ -23,6 +23,9 @@ Kinds:
     name, ``value`` ``"<public key hex>:<proof hex>:<roles>:<address>"``:
     an institution the genesis does not name joins, as a member that does
     not vote (see ``admission``);
+  - ``member.remove`` (from rules version 3): ``key`` is a member's DID
+    (one that does not vote), ``value`` the reason: none of its keys signs
+    anything from the next block on (see ``removal``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
     height it starts at, or ``cancel`` for a pending one (see ``rules``).
 
@@ -68,6 +71,9 @@ from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.membership import ACTION as MEMBER_VOTING
 from lendchain.ledger.membership import SINCE_RULES as MEMBER_VOTING_SINCE
 from lendchain.ledger.membership import apply_voting_change, parse_voting_change, voting_dids_at
+from lendchain.ledger.removal import ACTION as MEMBER_REMOVE
+from lendchain.ledger.removal import SINCE_RULES as MEMBER_REMOVE_SINCE
+from lendchain.ledger.removal import apply_removal, parse_removal
 from lendchain.ledger.rules import ACTION as RULES_UPGRADE
 from lendchain.ledger.rules import check_upgrade, schedule_upgrade
 from lendchain.ledger.schema import Field, Schema
@@ -77,7 +83,15 @@ from lendchain.ledger.state import DEFAULT_PARAMS, institution_key
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-ACTIONS = ("scorecard.set", "member.roles", ROTATE_KEY, RULES_UPGRADE, MEMBER_VOTING, MEMBER_ADMIT)
+ACTIONS = (
+    "scorecard.set",
+    "member.roles",
+    ROTATE_KEY,
+    RULES_UPGRADE,
+    MEMBER_VOTING,
+    MEMBER_ADMIT,
+    MEMBER_REMOVE,
+)
 SCORECARD_INTS = (
     "base",
     "min",
@@ -157,6 +171,9 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     if proposal["action"] == MEMBER_ADMIT:
         apply_admission(ctx, value)
         return
+    if proposal["action"] == MEMBER_REMOVE:
+        apply_removal(ctx, value)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -210,6 +227,8 @@ def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> 
         return parse_voting_change(ctx, key, value)
     if action == MEMBER_ADMIT:
         return parse_admission(ctx, chain_id, key, value)
+    if action == MEMBER_REMOVE:
+        return parse_removal(ctx, key, value)
     return parse_change(ctx, action, key, value)
 
 
@@ -281,7 +300,11 @@ register_kind(
                 "action",
                 "str",
                 choices=ACTIONS,
-                choices_since=((MEMBER_VOTING, MEMBER_VOTING_SINCE), (MEMBER_ADMIT, MEMBER_ADMIT_SINCE)),
+                choices_since=(
+                    (MEMBER_VOTING, MEMBER_VOTING_SINCE),
+                    (MEMBER_ADMIT, MEMBER_ADMIT_SINCE),
+                    (MEMBER_REMOVE, MEMBER_REMOVE_SINCE),
+                ),
             ),
             Field("key", "str", min=1, max=80),
             Field("value", "str", max=400),

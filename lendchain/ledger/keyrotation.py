@@ -57,6 +57,7 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import (
+    REMOVED_KEY,
     StateReader,
     institution_key,
     nonce_key,
@@ -124,6 +125,8 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
     institution = ctx.get(institution_key(member_did))
     if institution is None:
         raise _refuse(f"field 'key' names no consortium member ({member_did})")
+    if "removed_height" in institution:
+        raise _refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
     match = _VALUE.fullmatch(value)
     if match is None:
         raise _refuse(
@@ -173,6 +176,7 @@ class MemberSigner:
     member_did: str  # the genesis DID: the member's ledger identity
     heights: tuple[int, ...]  # the effective heights of the member's keys, in order (0 first)
     position: int  # which of them this signer is
+    removed_at: int | None = None  # the height of the block that removed the member (``removal``)
 
     def replaced_at(self, height: int) -> bool:
         """Whether a later key of the member signs for it at ``height`` (this one never will again)."""
@@ -180,6 +184,12 @@ class MemberSigner:
 
     def refusal(self, did: str, height: int) -> TxRejected | None:
         """Why ``did`` (this key's did:key) cannot sign for the member at ``height``; None if it can."""
+        if self.removed_at is not None and height > self.removed_at:
+            return TxRejected(
+                "forbidden",
+                f"sender {did} is a key of {self.name}, which was removed from the consortium at "
+                f"height {self.removed_at} (member.remove): it signs nothing from then on",
+            )
         current = bisect_right(self.heights, height) - 1
         if self.position < current:
             return self.replaced(did)
@@ -205,23 +215,24 @@ def rotatable_members(reader: StateReader) -> list[str]:
 
 
 def member_signers(reader: StateReader) -> dict[str, MemberSigner]:
-    """did:key of every key of every member that has rotated -> its ``MemberSigner``.
+    """did:key of every key of every member that has rotated or was removed -> its ``MemberSigner``.
 
-    Empty (one state read) until the first rotation; a block reads it once.
+    Empty (two state reads) until the first rotation or removal; a block reads it once.
     """
     rotations = scheduled_rotations(reader)
-    if not rotations:
+    removed = read_value(reader, REMOVED_KEY) or {}
+    if not rotations and not removed:
         return {}
     signers = {}
     for did in rotatable_members(reader):
         name = read_value(reader, institution_key(did))["name"]
-        entries = rotations.get(name)
-        if not entries:
+        entries = rotations.get(name, [])
+        if not entries and name not in removed:
             continue
         heights = (0, *(height for height, _ in entries))
         dids = (did, *(did_from_public_key(key) for _, key in entries))
         for position, signer in enumerate(dids):
-            signers[signer] = MemberSigner(name, did, heights, position)
+            signers[signer] = MemberSigner(name, did, heights, position, removed.get(name))
     return signers
 
 

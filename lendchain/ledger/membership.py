@@ -98,6 +98,11 @@ def _statuses(get: Get, height: int | None) -> list[MemberStatus]:
     return statuses
 
 
+def member_status(ctx: TxContext, did: str) -> MemberStatus:
+    """Member ``did``'s status once every scheduled change is in force (``since``: from which height)."""
+    return next(status for status in _statuses(ctx.get, None) if status.did == did)
+
+
 def voting_dids_at(source: TxContext | StateReader, height: int) -> list[str]:
     """DIDs of the members that vote at block ``height``, in consensus order (see the module)."""
     get = _getter(source)
@@ -138,6 +143,8 @@ def parse_voting_change(ctx: TxContext, member_did: str, value: str) -> dict[str
     institution = ctx.get(institution_key(member_did))
     if institution is None:
         raise _refuse(f"field 'key' names no consortium member ({member_did})")
+    if "removed_height" in institution:
+        raise _refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
     if value not in (VOTER, OBSERVER):
         raise _refuse(f"field 'value' must be {VOTER!r} or {OBSERVER!r}, got {value!r}")
     if delay_blocks(ctx.params) < MIN_DELAY_BLOCKS:

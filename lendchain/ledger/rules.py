@@ -48,8 +48,9 @@ Versions:
    starts or stops voting, from a height; governance quorums count the
    members that vote at the block's height. ``loan.fund`` keeps each
    funder's index of the loans it committed to (``funding``).
-3. Adds the governance action ``member.admit`` (``admission``): an
-   institution the genesis does not name joins the consortium.
+3. Adds the governance actions ``member.admit`` (``admission``): an
+   institution the genesis does not name joins the consortium, and
+   ``member.remove`` (``removal``): a member leaves it.
 """
 
 from __future__ import annotations

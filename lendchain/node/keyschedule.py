@@ -13,6 +13,8 @@ chain (verify-chain, the API's block view) there is no horizon.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from lendchain.consensus.events import KeysLearned
 from lendchain.consensus.keys import KeySchedule
 from lendchain.genesis import Genesis
@@ -68,9 +70,9 @@ def keys_learned(reader: StateReader, executed_height: int) -> KeysLearned:
     return KeysLearned(rotations_of(reader), horizon, voting_of(reader), admitted_of(reader))
 
 
-def member_keys(schedule: KeySchedule) -> dict[str, list[bytes]]:
-    """Every key of every member, observers included, newest first (the network's allow-list)."""
-    return {name: schedule.keys_of(name)[::-1] for name in schedule.names}
+def member_keys(schedule: KeySchedule, removed: Collection[str] = ()) -> dict[str, list[bytes]]:
+    """Every key of every member but the ``removed``, observers included, newest first (the allow-list)."""
+    return {name: schedule.keys_of(name)[::-1] for name in schedule.names if name not in removed}
 
 
 def unheld_rotation(reader: StateReader, name: str, held: list[bytes]) -> tuple[int, bytes] | None:

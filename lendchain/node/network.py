@@ -64,6 +64,7 @@ from lendchain.node.network_link import (
     checked_options,
     quietly,
 )
+from lendchain.node.network_members import ADDR_TTL, MemberSet
 from lendchain.node.network_wire import (
     FrameKind,
     FrameReader,
@@ -74,15 +75,13 @@ from lendchain.node.network_wire import (
 
 CONSENSUS_PROTOCOL = TProtocol("/lendchain/consensus/1")
 REQUEST_PROTOCOL = TProtocol("/lendchain/request/1")
-# Permanent peerstore entry for genesis addresses (libp2p's connect() adds 120 s ones).
-_ADDR_TTL = 10**9
 
 
 class NetworkError(Exception):
     """A network operation failed: unknown member, not connected, timeout, peer error."""
 
 
-class Network(InboundStreams):
+class Network(InboundStreams, MemberSet):
     def __init__(
         self,
         *,
@@ -319,7 +318,7 @@ class Network(InboundStreams):
         }
         for link in self._links.values():
             for peer_id in link.peer_ids:
-                host.get_peerstore().add_addrs(peer_id, [link.maddr], _ADDR_TTL)
+                host.get_peerstore().add_addrs(peer_id, [link.maddr], ADDR_TTL)
             link.budget = InboundBudget(self._rates, trio.current_time())
         host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
@@ -352,55 +351,6 @@ class Network(InboundStreams):
                     for link in self._links.values():
                         link.up = False
 
-    # -- membership ------------------------------------------------------------------
-
-    def _is_member(self, peer_id: ID) -> bool:
-        link = self._by_peer.get(peer_id)
-        retired = link.seen_on(peer_id) if link is not None else []
-        if retired:  # proof of a newer key: the older ones are not this member any more
-            name = link.member.name
-            self._on_retire(name, retired)
-            for key in retired:
-                self._by_peer.pop(peer_id_of(key), None)
-                if self._host is not None:  # drop what it still has open (new streams are refused)
-                    trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
-            self.log.warning(
-                "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
-            )
-        return link is not None
-
-    def add_member(self, member: Member) -> bool:
-        """Link to a member admitted after the genesis (``member.admit``); False if already linked.
-
-        Its node key joins the allow-list and, while the host is up, a supervisor
-        starts dialling its address at once (as for every member from the start).
-        """
-        if member.name == self.me or member.name in self._links:
-            return False
-        link = MemberLink(member)
-        self._links[member.name] = link
-        self._order.append(member.name)
-        self._member_keys = {**self._member_keys, member.name: [member.public_key]}
-        self.allow_keys(self._member_keys)
-        if self._host is not None and self._links_nursery is not None:
-            link.budget = InboundBudget(self._rates, trio.current_time())
-            self._links_nursery.start_soon(self._maintain, link)
-        self.log.info("%s joined the consortium: linking to it at %s", member.name, member.address)
-        return True
-
-    def allow_keys(self, member_keys: dict[str, list[bytes]]) -> None:
-        """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""
-        self._member_keys = member_keys
-        for name, link in self._links.items():
-            for peer_id in link.set_keys(member_keys.get(name, [link.member.public_key])):
-                self._by_peer[peer_id] = link
-                if self._host is not None:
-                    self._host.get_peerstore().add_addrs(peer_id, [link.maddr], _ADDR_TTL)
-
-    def _refused(self, peer_id: ID, direction: str) -> None:
-        self._counters["rejected_peers"] += 1
-        self.log.warning("refused %s connection from non-member peer %s", direction, peer_id)
-
     def _connected(self, link: MemberLink) -> bool:
         assert self._host is not None
         return any(not conn.is_closed for conn in self._host.get_network().get_connections(link.peer_id))
@@ -426,7 +376,7 @@ class Network(InboundStreams):
         host = self._host
         delay = self.options["redial_min_s"]
         ever_up = False
-        while True:
+        while not link.removed:
             # Both members dialling each other at once leaves two connections, and
             # py-libp2p's pubsub then sometimes loses a subscription on one of them. The
             # member with the larger PeerID (the current one of each: keys rotate) gives
@@ -444,7 +394,7 @@ class Network(InboundStreams):
                         host.get_network().unblock_peer(link.peer_id)
                         # Dial the genesis address only, whatever else the peerstore learned.
                         host.get_peerstore().clear_addrs(link.peer_id)
-                        host.get_peerstore().add_addrs(link.peer_id, [link.maddr], _ADDR_TTL)
+                        host.get_peerstore().add_addrs(link.peer_id, [link.maddr], ADDR_TTL)
                         await host.connect(PeerInfo(link.peer_id, [link.maddr]))
                     stream = await host.new_stream(link.peer_id, [CONSENSUS_PROTOCOL])
             except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors
@@ -495,6 +445,9 @@ class Network(InboundStreams):
             nonlocal reason
             while True:
                 await trio.sleep(min(0.25, self.options["ping_interval_s"]))
+                if link.removed:
+                    reason = "the member was removed"
+                    break
                 now = trio.current_time()
                 started = link.write_started
                 if started is not None and now - started > self.options["write_timeout_s"]:

@@ -152,6 +152,7 @@ class MemberLink:
         self.failed_dials = 0  # since the link was last up
         self.budget: InboundBudget | None = None  # set by Network.run from its options
         self.warned_throttle_at = -1e9  # trio time of the last "rate limited" warning
+        self.removed = False  # the member was removed (``Network.remove_member``): stop dialling it
 
     def set_keys(self, public_keys: list[bytes]) -> list[ID]:
         """Accept these node keys' PeerIDs (newest first, retired ones left out) and dial the newest.

@@ -22,9 +22,12 @@ scheduled to vote later (``consensus_peers``), not to every member.
 
 A member admitted after the genesis (``member.admit``) runs its node with
 ``join = true``. Until its admission executes, its peers refuse it; from the
-block that admits it they link to it (``_meet_admitted``) and it follows the
+block that admits it they link to it (``_follow_roster``) and it follows the
 chain from its start, like any observer, until a ``member.voting`` change
-promotes it.
+promotes it. A member removed (``member.remove``, never while it votes) is
+let go the same way, ``key_rotation_delay_blocks`` after the removal (so its
+node can fetch the block that removes it): its links close and its keys
+leave the allow-list.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from lendchain.consensus.replica import Replica
 from lendchain.genesis import Member
 from lendchain.ledger.admission import admitted_members
 from lendchain.ledger.block import Block
+from lendchain.ledger.keyrotation import delay_blocks, member_signers
+from lendchain.ledger.removal import cut_off, removed_members
+from lendchain.ledger.state import get_params
 from lendchain.node.driver import ConsensusDriver, decode_sync_response, verify_certificate
 from lendchain.node.keyschedule import key_schedule
 
@@ -60,6 +66,7 @@ class MemberRoles:
     config: Any
     store: Any
     log: Any
+    _removals_seen: dict[str, int] = {}  # removed member -> removal height, as of the last commit
 
     def _consortium_members(self: Any, key: Any) -> list[Member]:
         """Every member's node this one links to: the genesis's, admitted ones, and itself.
@@ -68,7 +75,12 @@ class MemberRoles:
         listed at its configured address, so the network knows who it is; its
         peers refuse it until they execute its admission, then link to it.
         """
-        members = [*self.genesis.members, *self.genesis.observers, *admitted_members(self.store)]
+        gone = cut_off(self.store, self.store.head().height) - {self.config.name}
+        members = [
+            member
+            for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
+            if member.name not in gone
+        ]
         if all(member.name != self.config.name for member in members):
             self.log.warning(
                 "%s is not a member of %s yet: it follows the chain once the members admit it "
@@ -79,13 +91,18 @@ class MemberRoles:
             members.append(Member(self.config.name, key.public_key, self.config.p2p_listen, (), False))
         return members
 
-    def _meet_admitted(self: Any) -> None:
-        """After a commit that changed the members' keys: link to newly admitted members.
+    def _follow_roster(self: Any, gone: set[str]) -> None:
+        """After a commit that changed the members' keys: link to admitted members, drop let-go ones.
 
-        For this node's own member, the admission must name the key it runs on;
-        if it does not, the peers refuse this node, which only an operator can mend.
+        ``gone``: the removed members the network no longer links to (``removal.cut_off``).
+        For this node's own member, an admission must name the key it runs on; if it
+        does not, its peers refuse it, which only an operator can mend.
         """
+        for name in gone - {self.config.name}:
+            self.network.remove_member(name)
         for member in admitted_members(self.store):
+            if member.name in gone:
+                continue
             if member.name != self.config.name:
                 self.network.add_member(member)
             elif self.key.public_key not in self.member_keys[member.name]:
@@ -96,6 +113,25 @@ class MemberRoles:
                     member.public_key.hex()[:16],
                     self.key.public_key.hex()[:16],
                 )
+
+    def _note_removals(self: Any) -> None:
+        """After a commit: a removal executed (``member.remove``) changes who signs for whom at once.
+
+        The keys of a removed member sign nothing from the next block on, so the
+        views' signer map follows now, not when the network lets the member go.
+        Said once, loudly, when it is this node's own member.
+        """
+        removed = removed_members(self.store)
+        if removed == self._removals_seen:
+            return
+        self._removals_seen = removed
+        self.signers = member_signers(self.store)
+        if self.config.name in removed:
+            self.log.error(
+                "%s was removed from the consortium at height %d (member.remove): no key of it signs "
+                "anything from then on, and its peers let this node go %d blocks later",
+                self.config.name, removed[self.config.name], delay_blocks(get_params(self.store)),
+            )  # fmt: skip
 
     def _start_replica(self: Any) -> None:
         """Build the replica and its driver on the store's head (at start, or when promoted)."""

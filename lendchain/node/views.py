@@ -18,6 +18,7 @@ from lendchain.ledger import queries
 from lendchain.ledger.block import Block
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.execute import execute_txs
+from lendchain.ledger.removal import removed_members
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, check_stateless, decode_transaction
@@ -258,9 +259,12 @@ class NodeViews:
         return {"interval_s": interval, "keep": self.config.store.backup_keep, "next_s": round(next_s)}
 
     def _role(self) -> str:
-        """member: votes; observer: follows; joining: not admitted as far as this node's chain shows."""
+        """member: votes; observer: follows; joining: not admitted as far as this node's chain shows;
+        removed: its member was removed from the consortium (``member.remove``)."""
         if self.voting:
             return "member"
+        if self.config.name in removed_members(self.store):
+            return "removed"
         return "observer" if self.config.name in self.member_keys else "joining"
 
     def _member_did(self) -> str:

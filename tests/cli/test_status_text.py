@@ -67,3 +67,4 @@ def test_status_says_whether_the_node_votes_follows_or_awaits_its_admission(monk
     assert "node     bank2 (observer)" in shown(monkeypatch, role="observer")
     joining = shown(monkeypatch, role="joining", height=0, peers=[])
     assert "node     bank2 (joining: not admitted yet) on lendchain-test-1" in joining
+    assert "node     bank2 (removed member)" in shown(monkeypatch, role="removed")

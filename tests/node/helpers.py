@@ -114,9 +114,14 @@ def start_testnet(
 
 
 def push_blocks(
-    cluster: Cluster, target: int, timeout_s: float = 90, via: tuple[str, ...] = ("bank1",)
+    cluster: Cluster,
+    target: int,
+    timeout_s: float = 90,
+    via: tuple[str, ...] = ("bank1",),
+    names: list[str] | None = None,
 ) -> None:
-    """Submit registrations (through each of ``via`` in turn) until every running member reaches ``target``."""
+    """Submit registrations (through each of ``via`` in turn) until every running member (of ``names``)
+    reaches ``target``."""
     sent = 0
 
     def reached() -> bool:
@@ -125,7 +130,7 @@ def push_blocks(
             key = SigningKey.generate()
             c.submit(c.build(key, "party.register", {"role": "borrower"}, nonce=0))
         sent += 1
-        heights = cluster.heights()
+        heights = cluster.heights(names)
         return min(heights.values()) >= target
 
     wait_for(reached, timeout_s, f"every member at height {target}", interval_s=0.1)

@@ -1,4 +1,4 @@
-"""Five real node processes on 127.0.0.1: a bank the genesis does not name joins, follows, then votes.
+"""Five real node processes on 127.0.0.1: a bank the genesis does not name joins, votes, then leaves.
 
 bank1-bank4 run a chain on rules 3. bank5's node starts with ``join = true``
 before anyone admitted it: its peers refuse it, and it says it is joining.
@@ -7,6 +7,9 @@ every node links to it, and it follows the chain from block 1. Promoted
 (``member.voting``), it starts a replica without a restart; with bank4
 stopped, n = 5 needs four votes, so every block needs bank5's. A stopped
 genesis member's verify-chain, and bank5's own, check every certificate.
+Then bank5 leaves: demoted first (a voter cannot be removed), then removed
+(``member.remove``); its node reads the removal, and the network lets it go
+``key_rotation_delay_blocks`` later while the four go on.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def joining_config(net, p2p_port: int, api_port: int) -> tuple[SigningKey, str]:
     return key, listen
 
 
-def test_a_bank_joins_by_governance_follows_and_votes_once_promoted(tmp_path):
+def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
     p2p = free_port_block(10)
     api = free_port_block(10, start=p2p + 20)
     net = tmp_path / "net"
@@ -119,5 +122,53 @@ def test_a_bank_joins_by_governance_follows_and_votes_once_promoted(tmp_path):
         cluster.wait_healthy(["bank4", "bank5"], timeout_s=60)
         wait_for(lambda: "bank5" in cluster["bank4"].get("/status")["peers"], 30, "bank4 to link to bank5")
         assert cluster["bank5"].get("/status")["role"] == "member"
+
+        # bank5 leaves: demoted first (removing a voter is refused), then removed.
+        refused = lendchain_cli(
+            "--json",
+            "gov",
+            "propose",
+            "member.remove",
+            key.did,
+            "leaves",
+            "--config",
+            str(net / "bank1.toml"),
+        )
+        assert "demote it first" in refused.stdout + refused.stderr
+        demoted = propose_by_cli(net, "propose", "member.voting", key.did, "observer")
+        vote_through(cluster, net, demoted["id"], voters=("bank2", "bank3"))
+        leaves = executed_height(net, demoted["id"]) + DELAY
+        push_blocks(cluster, leaves + 1)
+        removed = propose_by_cli(net, "propose", "member.remove", key.did, "leaves the consortium")
+        vote_through(cluster, net, removed["id"], voters=("bank2", "bank3"))
+        removed_at = executed_height(net, removed["id"])
+        # bank5's node still fetches blocks for a while: its operator reads the removal there.
+        wait_for(lambda: cluster["bank5"].get("/status")["role"] == "removed", 30, "bank5 to learn it")
+        assert "bank5 was removed from the consortium at height" in cluster["bank5"].log_path.read_text()
+        # The network lets it go key_rotation_delay_blocks later.
+        push_blocks(cluster, removed_at + DELAY + 1, names=list(BANKS))
+        wait_for(
+            lambda: cluster["bank1"].get("/status")["consortium"] == list(BANKS), 30, "bank5 to be let go"
+        )
+        wait_for(
+            lambda: (
+                all("bank5" not in cluster[name].get("/status")["peers"] for name in BANKS)
+                and cluster["bank5"].get("/status")["peers"] == []
+            ),
+            30,
+            "every link to bank5 to close",
+        )
+        assert (
+            "bank5 was removed from the consortium: its links are closed"
+            in cluster["bank1"].log_path.read_text()
+        )
+        refusals = metric(cluster, "bank1", "lendchain_p2p_rejected_peers")
+        wait_for(
+            lambda: metric(cluster, "bank1", "lendchain_p2p_rejected_peers") > refusals,
+            60,
+            "bank5's redial refused",
+        )
+        start = cluster.heights(["bank1"])["bank1"]
+        push_blocks(cluster, start + 3, names=list(BANKS))  # the four go on
     finally:
         cluster.stop_all()

@@ -1,0 +1,103 @@
+"""Removing a member: the governance action ``member.remove`` (rules version 3).
+
+A bank that leaves the consortium, or that the others expel, is removed by
+the voting members:
+
+- ``gov.propose`` {action ``member.remove``, key: the member's DID, value:
+  the reason, recorded for auditors (1 to 200 characters)}, from rules
+  version ``SINCE_RULES``.
+- Checked when proposed and again when the vote that reaches quorum executes
+  it: the member exists and is not removed already, and it does not vote: it
+  votes at no height from this block on (its last ``member.voting`` change
+  made it an observer and is in force). A voting member is demoted first
+  (``member.voting`` DID observer), so consensus never loses a voter it
+  counts on without the delay every change of who votes has.
+- Executed: the member's record gets ``removed_height`` and
+  ``removal_reason``, ``REMOVED_KEY`` gets its name with the height, and the
+  event ``member.removed`` names it.
+
+From the next block on, no key the member ever had signs anything the
+ledger accepts (``keyrotation.member_signers`` refuses them, ``forbidden``):
+not as the member, and not as a party of its own. The network lets it go
+``key_rotation_delay_blocks`` later (``cut_off``): until then its node can
+still fetch the blocks, the one that removes it among them, so its operator
+reads the removal on its own node rather than guessing from refused dials.
+Then every node drops its keys from the allow-list and closes its links.
+What it did before stays on the chain, and the record, its name and its
+keys stay taken (a name or key is never reused). Loans it lends on are not
+moved: their servicing needs the lender, so the members settle those before
+they remove it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lendchain.ledger.context import TxContext
+from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.keyrotation import delay_blocks
+from lendchain.ledger.membership import member_status
+from lendchain.ledger.state import REMOVED_KEY, StateReader, get_params, institution_key, read_value
+
+ACTION = "member.remove"
+SINCE_RULES = 3  # the rules version that added the action
+EVENT = "member.removed"
+MAX_REASON = 200
+
+
+def removed_members(reader: StateReader) -> dict[str, int]:
+    """Every removed member's name -> the height of the block that removed it."""
+    return read_value(reader, REMOVED_KEY) or {}
+
+
+def cut_off(reader: StateReader, height: int) -> set[str]:
+    """The removed members the network no longer links to at ``height`` (see the module)."""
+    removed = removed_members(reader)
+    if not removed:
+        return set()
+    delay = delay_blocks(get_params(reader))
+    return {name for name, removed_at in removed.items() if height >= removed_at + delay}
+
+
+def _refuse(message: str) -> TxRejected:
+    return TxRejected("bad_payload", f"gov.propose {ACTION} {message}")
+
+
+def _conflict(ctx: TxContext, did: str) -> tuple[str, str] | None:
+    """Why the member cannot be removed as of ``ctx``'s block: (code at execution, sentence)."""
+    institution = ctx.get(institution_key(did))
+    if "removed_height" in institution:
+        return "duplicate", f"{institution['name']} was removed at height {institution['removed_height']}"
+    status = member_status(ctx, did)
+    if status.voting or status.since > ctx.height:
+        pending = f" from height {status.since}" if status.since > ctx.height else ""
+        return "invalid_state", (
+            f"{status.name} {'votes' if status.voting else 'changes who votes'}{pending}: demote it first "
+            f"(member.voting {did} observer) and remove it once that is in force"
+        )
+    return None
+
+
+def parse_removal(ctx: TxContext, member_did: str, reason: str) -> dict[str, Any]:
+    """The checked removal ``{name, did, reason}``; refuses one that could not apply."""
+    institution = ctx.get(institution_key(member_did))
+    if institution is None:
+        raise _refuse(f"field 'key' names no consortium member ({member_did})")
+    if not 1 <= len(reason.strip()) <= MAX_REASON:
+        raise _refuse(f"field 'value' must give the reason, 1 to {MAX_REASON} characters, for the auditors")
+    conflict = _conflict(ctx, member_did)
+    if conflict is not None:
+        raise _refuse(conflict[1])
+    return {"name": institution["name"], "did": member_did, "reason": reason.strip()}
+
+
+def apply_removal(ctx: TxContext, removal: dict[str, Any]) -> None:
+    """Remove the member (the quorum was just reached)."""
+    conflict = _conflict(ctx, removal["did"])
+    if conflict is not None:
+        code, sentence = conflict
+        raise TxRejected(code, f"{ACTION}: {sentence} (not so when it was proposed)")
+    key = institution_key(removal["did"])
+    ctx.put(key, {**ctx.get(key), "removed_height": ctx.height, "removal_reason": removal["reason"]})
+    ctx.put(REMOVED_KEY, {**(ctx.get(REMOVED_KEY) or {}), removal["name"]: ctx.height})
+    ctx.emit(EVENT, member=removal["name"], did=removal["did"], reason=removal["reason"])

@@ -1,0 +1,89 @@
+"""Who the network layer admits and links to: ``MemberSet`` is a mixin of ``Network`` (network.py).
+
+The Noise gate asks ``_is_member`` of every peer: a PeerID of one of a
+member's node keys (``allow_keys``: every key it has had or will have, until
+it proves a newer one, which retires the older). The member set grows when
+the ledger admits a member (``add_member``: a link, dialled at once) and
+shrinks when it lets a removed one go (``remove_member``: its link and
+connections closed, its keys refused).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+
+from lendchain.genesis import Member
+from lendchain.node.network_host import peer_id_of
+from lendchain.node.network_link import InboundBudget, MemberLink, bounded
+
+# Permanent peerstore entry for member addresses (libp2p's connect() adds 120 s ones).
+ADDR_TTL = 10**9
+
+
+class MemberSet:
+    def _is_member(self: Any, peer_id: ID) -> bool:
+        link = self._by_peer.get(peer_id)
+        retired = link.seen_on(peer_id) if link is not None else []
+        if retired:  # proof of a newer key: the older ones are not this member any more
+            name = link.member.name
+            self._on_retire(name, retired)
+            for key in retired:
+                self._by_peer.pop(peer_id_of(key), None)
+                if self._host is not None:  # drop what it still has open (new streams are refused)
+                    trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
+            self.log.warning(
+                "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
+            )
+        return link is not None
+
+    def add_member(self: Any, member: Member) -> bool:
+        """Link to a member admitted after the genesis (``member.admit``); False if already linked.
+
+        Its node key joins the allow-list and, while the host is up, a supervisor
+        starts dialling its address at once (as for every member from the start).
+        """
+        if member.name == self.me or member.name in self._links:
+            return False
+        link = MemberLink(member)
+        self._links[member.name] = link
+        self._order.append(member.name)
+        self._member_keys = {**self._member_keys, member.name: [member.public_key]}
+        self.allow_keys(self._member_keys)
+        if self._host is not None and self._links_nursery is not None:
+            link.budget = InboundBudget(self._rates, trio.current_time())
+            self._links_nursery.start_soon(self._maintain, link)
+        self.log.info("%s joined the consortium: linking to it at %s", member.name, member.address)
+        return True
+
+    def remove_member(self: Any, name: str) -> bool:
+        """Drop a removed member (``member.remove``): its keys, its link and its connections; False if unknown."""
+        link = self._links.pop(name, None)
+        if link is None:
+            return False
+        link.removed = True  # its supervisor stops at its next turn
+        self._order.remove(name)
+        self._consensus_links = [other for other in self._consensus_links if other is not link]
+        self._member_keys = {other: keys for other, keys in self._member_keys.items() if other != name}
+        for peer_id in link.peer_ids:
+            self._by_peer.pop(peer_id, None)
+            if self._host is not None:
+                trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id))
+        link.wake.set()
+        self.log.warning("%s was removed from the consortium: its links are closed and it is refused", name)
+        return True
+
+    def allow_keys(self: Any, member_keys: dict[str, list[bytes]]) -> None:
+        """Accept each member's PeerIDs of all its node keys (rotations), newest first for dialling."""
+        self._member_keys = member_keys
+        for name, link in self._links.items():
+            for peer_id in link.set_keys(member_keys.get(name, [link.member.public_key])):
+                self._by_peer[peer_id] = link
+                if self._host is not None:
+                    self._host.get_peerstore().add_addrs(peer_id, [link.maddr], ADDR_TTL)
+
+    def _refused(self: Any, peer_id: ID, direction: str) -> None:
+        self._counters["rejected_peers"] += 1
+        self.log.warning("refused %s connection from non-member peer %s", direction, peer_id)
