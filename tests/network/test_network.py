@@ -242,6 +242,58 @@ def test_non_member_is_refused_at_the_handshake(caplog):
     assert refusals and all(intruder.network.peer_id in message for message in refusals)
 
 
+def test_an_admitted_member_is_linked_at_run_time_and_a_removed_one_let_go():
+    members, keys = make_members(2)
+    joiner_key = SigningKey.generate()
+    (port,) = free_ports(1)
+    joiner_member = Member("joiner", joiner_key.public_key, f"/ip4/127.0.0.1/tcp/{port}", ("lender",), False)
+    joiner = Peer("joiner", joiner_key, [*members, joiner_member])  # knows itself and the genesis
+    peers = [Peer(m.name, keys[m.name], members) for m in members]
+
+    async def main():
+        async with running([*peers, joiner]):
+            await wait_full_mesh(peers)
+            await wait_for(
+                lambda: all(p.network.stats()["rejected_peers"] >= 1 for p in peers), "the joiner refused"
+            )
+            assert joiner.network.connected_members() == set()
+            # Its admission executes: each member links to it, and it is a member like any other.
+            for p in peers:
+                assert p.network.add_member(joiner_member) and not p.network.add_member(joiner_member)
+                assert p.network.member_names() == ["node0", "node1", "joiner"]
+            await wait_for(
+                lambda: (
+                    joiner.network.connected_members() == {"node0", "node1"}
+                    and all("joiner" in p.network.connected_members() for p in peers)
+                ),
+                "links to the joiner",
+            )
+            assert peers[0].network.send("joiner", b"hello joiner")
+            await wait_for(lambda: joiner.frames["node0"] == [b"hello joiner"], "a frame to the joiner")
+            # Removed and let go: links close, and a redial is refused.
+            refused = [p.network.stats()["rejected_peers"] for p in peers]
+            for p in peers:
+                assert p.network.remove_member("joiner") and not p.network.remove_member("joiner")
+                assert p.network.member_names() == ["node0", "node1"]
+                assert p.network.send("joiner", b"after") is False
+            await wait_for(
+                lambda: (
+                    joiner.network.connected_members() == set()
+                    and all("joiner" not in p.network.connected_members() for p in peers)
+                ),
+                "every link to the joiner closed",
+            )
+            await wait_for(
+                lambda: any(
+                    p.network.stats()["rejected_peers"] > n for p, n in zip(peers, refused, strict=True)
+                ),
+                "the joiner's redial refused",
+            )
+            assert peers[0].network.connected_members() == {"node1"}
+
+    trio.run(main)
+
+
 def test_restarted_peer_is_redialled_and_its_gossip_accepted():
     members, keys = make_members(3)
     peers = [Peer(m.name, keys[m.name], members) for m in members]
