@@ -139,6 +139,12 @@ class NodeMetrics:
         self.voting = Gauge(
             "lendchain_voting", "1 when this node's member votes at the height in flight", registry=r
         )
+        self.consortium_member = Gauge(
+            "lendchain_consortium_member",
+            "1 when this node's member is in the consortium; 0 while its admission is pending "
+            "(join = true) or once it was removed",
+            registry=r,
+        )
         self.key_missing = Gauge(
             "lendchain_node_key_missing_height",
             "height from which this member's newest node key signs, when this node does not hold it "

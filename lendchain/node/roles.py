@@ -115,13 +115,15 @@ class MemberRoles:
                 )
 
     def _note_removals(self: Any) -> None:
-        """After a commit: a removal executed (``member.remove``) changes who signs for whom at once.
+        """After a commit (and at start): a removal executed (``member.remove``) changes who signs for whom.
 
         The keys of a removed member sign nothing from the next block on, so the
         views' signer map follows now, not when the network lets the member go.
         Said once, loudly, when it is this node's own member.
         """
         removed = removed_members(self.store)
+        in_consortium = self.config.name in self.member_keys and self.config.name not in removed
+        self.metrics.consortium_member.set(int(in_consortium))
         if removed == self._removals_seen:
             return
         self._removals_seen = removed

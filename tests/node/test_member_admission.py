@@ -58,6 +58,7 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         joining = cluster["bank5"].get("/status")
         assert (joining["role"], joining["height"], joining["peers"]) == ("joining", 0, [])
         assert joining["did"] == key.did
+        assert metric(cluster, "bank5", "lendchain_consortium_member") == 0
         # Its peers refuse a key no admission names.
         wait_for(lambda: metric(cluster, "bank1", "lendchain_p2p_rejected_peers") >= 1, 30, "a refusal")
 
@@ -73,6 +74,7 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         at = executed_height(net, admitted["id"])
         wait_for(lambda: cluster["bank5"].get("/status")["height"] >= at, 60, "bank5 to follow the chain")
         assert cluster["bank5"].get("/status")["role"] == "observer"
+        assert metric(cluster, "bank5", "lendchain_consortium_member") == 1
         wait_for(lambda: set(cluster["bank5"].get("/status")["peers"]) == set(BANKS), 30, "links to bank5")
         assert cluster["bank1"].get("/status")["consortium"] == [*BANKS, "bank5"]
         with client(cluster, "bank5") as c:
@@ -145,6 +147,8 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         # bank5's node still fetches blocks for a while: its operator reads the removal there.
         wait_for(lambda: cluster["bank5"].get("/status")["role"] == "removed", 30, "bank5 to learn it")
         assert "bank5 was removed from the consortium at height" in cluster["bank5"].log_path.read_text()
+        assert metric(cluster, "bank5", "lendchain_consortium_member") == 0
+        assert metric(cluster, "bank1", "lendchain_consortium_member") == 1
         # The network lets it go key_rotation_delay_blocks later.
         push_blocks(cluster, removed_at + DELAY + 1, names=list(BANKS))
         wait_for(
