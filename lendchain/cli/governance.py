@@ -53,7 +53,15 @@ def gov() -> None:
 @click.argument(
     "action",
     type=click.Choice(
-        ["scorecard.set", "member.roles", "member.voting", "member.admit", "member.remove", "rules.upgrade"]
+        [
+            "scorecard.set",
+            "member.roles",
+            "member.voting",
+            "member.admit",
+            "member.remove",
+            "member.address",
+            "rules.upgrade",
+        ]
     ),
 )
 @click.argument("key")
@@ -66,7 +74,8 @@ def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any
     member.voting DID voter|observer (from rules 2), rules.upgrade 2 HEIGHT,
     member.admit NAME VALUE (from rules 3; prefer propose-admit, which checks
     the joining bank's request before it sends it), member.remove DID REASON
-    (from rules 3; demote a voting member first).
+    (from rules 3; demote a voting member first), member.address DID MULTIADDR
+    (from rules 3: its node moved).
     """
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
 

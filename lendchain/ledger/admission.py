@@ -40,6 +40,7 @@ from typing import Any
 
 from lendchain.crypto import did_from_public_key, verify
 from lendchain.genesis import ROLES, Member, address_problem
+from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import key_in_use
@@ -145,11 +146,14 @@ def apply_admission(ctx: TxContext, admission: dict[str, Any]) -> None:
 
 
 def admitted_members(reader: StateReader) -> list[Member]:
-    """Every member admitted after the genesis, in admission order, as its node's peers see it."""
+    """Every member admitted after the genesis, in admission order, as its node's peers see it.
+
+    The address is the one the last ``member.address`` change recorded, else the admitted one.
+    """
     members = []
+    moved = current_addresses(reader)
     for did in read_value(reader, ADMITTED_KEY) or []:
         record = read_value(reader, institution_key(did))
-        members.append(
-            Member(record["name"], record["public_key"], record["address"], tuple(record["roles"]), False)
-        )
+        address = moved.get(record["name"], record["address"])
+        members.append(Member(record["name"], record["public_key"], address, tuple(record["roles"]), False))
     return members

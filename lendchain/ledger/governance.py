@@ -26,6 +26,9 @@ Kinds:
   - ``member.remove`` (from rules version 3): ``key`` is a member's DID
     (one that does not vote), ``value`` the reason: none of its keys signs
     anything from the next block on (see ``removal``);
+  - ``member.address`` (from rules version 3): ``key`` is a member's DID,
+    ``value`` its node's new address, which every node dials from then on
+    (see ``addresses``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
     height it starts at, or ``cancel`` for a pending one (see ``rules``).
 
@@ -60,6 +63,9 @@ from bisect import insort
 from typing import TYPE_CHECKING, Any
 
 from lendchain.genesis import ROLES
+from lendchain.ledger.addresses import ACTION as MEMBER_ADDRESS
+from lendchain.ledger.addresses import SINCE_RULES as MEMBER_ADDRESS_SINCE
+from lendchain.ledger.addresses import apply_address_change, parse_address_change
 from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
 from lendchain.ledger.admission import SINCE_RULES as MEMBER_ADMIT_SINCE
 from lendchain.ledger.admission import apply_admission, parse_admission
@@ -91,6 +97,7 @@ ACTIONS = (
     MEMBER_VOTING,
     MEMBER_ADMIT,
     MEMBER_REMOVE,
+    MEMBER_ADDRESS,
 )
 SCORECARD_INTS = (
     "base",
@@ -174,6 +181,9 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     if proposal["action"] == MEMBER_REMOVE:
         apply_removal(ctx, value)
         return
+    if proposal["action"] == MEMBER_ADDRESS:
+        apply_address_change(ctx, value)
+        return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
         return
@@ -229,6 +239,8 @@ def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> 
         return parse_admission(ctx, chain_id, key, value)
     if action == MEMBER_REMOVE:
         return parse_removal(ctx, key, value)
+    if action == MEMBER_ADDRESS:
+        return parse_address_change(ctx, key, value)
     return parse_change(ctx, action, key, value)
 
 
@@ -304,6 +316,7 @@ register_kind(
                     (MEMBER_VOTING, MEMBER_VOTING_SINCE),
                     (MEMBER_ADMIT, MEMBER_ADMIT_SINCE),
                     (MEMBER_REMOVE, MEMBER_REMOVE_SINCE),
+                    (MEMBER_ADDRESS, MEMBER_ADDRESS_SINCE),
                 ),
             ),
             Field("key", "str", min=1, max=80),

@@ -14,6 +14,7 @@ from typing import Any
 
 from lendchain import codec
 from lendchain.ledger import pagedlist
+from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
@@ -72,6 +73,7 @@ def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
             "role": "member",
             **to_json(institution),  # its "voting" is the genesis's; member.voting changes follow
             "voting_changes": [{"effective_height": h, "voting": voting} for h, voting in changes],
+            **moved_to(reader, institution["name"]),
             "nonce": next_nonce(reader, did),
         }
     signer = member_signers(reader).get(did)
@@ -87,6 +89,12 @@ def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
             "nonce": next_nonce(reader, did),
         }
     return None
+
+
+def moved_to(reader: StateReader, name: str) -> dict[str, str]:
+    """``{"address": …}`` when a ``member.address`` change moved the member's node, else nothing."""
+    address = current_addresses(reader).get(name)
+    return {"address": address} if address else {}
 
 
 def credit_view(reader: StateReader, did: str) -> dict[str, Any]:

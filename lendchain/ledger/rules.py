@@ -49,8 +49,9 @@ Versions:
    members that vote at the block's height. ``loan.fund`` keeps each
    funder's index of the loans it committed to (``funding``).
 3. Adds the governance actions ``member.admit`` (``admission``): an
-   institution the genesis does not name joins the consortium, and
-   ``member.remove`` (``removal``): a member leaves it.
+   institution the genesis does not name joins the consortium,
+   ``member.remove`` (``removal``): a member leaves it, and ``member.address``
+   (``addresses``): a member's node moves.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ VOTING_MEMBERS_KEY = b"members"  # DIDs of the genesis's voting members
 OBSERVERS_KEY = b"observers"  # DIDs of its observers (read-only members); absent when it has none
 # Members admitted later by governance (``admission``, rules 3), in admission order; absent until one is.
 ADMITTED_KEY = b"admitted"
+ADDRESSES_KEY = b"addresses"  # {member name: node address} changed by ``member.address`` (rules 3)
 REMOVED_KEY = b"removed"  # {member name: height of the block that removed it} (``removal``, rules 3)
 
 # Ledger parameters; genesis.app overrides any of them.

@@ -454,6 +454,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             self.network.allow_keys(keys)
             self._check_rotation_key()
         self._note_removals()
+        self._follow_addresses()
         self._note_rotation(height)
         self._review_role(height, schedule)
         block = self.store.block(height)

@@ -25,8 +25,9 @@ the others a bounded share of this node, and is named in the log and in
 ``member_stats``.
 
 Members admitted after the genesis (``member.admit``) are added at run time
-(``add_member``): their address comes from the admission on the ledger.
-Nothing here contacts an address that is neither in the genesis nor admitted.
+(``add_member``): their address comes from the admission on the ledger, and
+a ``member.address`` change moves any member's (``set_address``). Nothing
+here contacts an address that neither the genesis nor the ledger gives.
 """
 
 from __future__ import annotations

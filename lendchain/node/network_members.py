@@ -5,13 +5,16 @@ member's node keys (``allow_keys``: every key it has had or will have, until
 it proves a newer one, which retires the older). The member set grows when
 the ledger admits a member (``add_member``: a link, dialled at once) and
 shrinks when it lets a removed one go (``remove_member``: its link and
-connections closed, its keys refused).
+connections closed, its keys refused). A member whose node moved is dialled
+at its new address (``set_address``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import multiaddr
 import trio
 from libp2p.peer.id import ID
 
@@ -73,6 +76,23 @@ class MemberSet:
                 trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id))
         link.wake.set()
         self.log.warning("%s was removed from the consortium: its links are closed and it is refused", name)
+        return True
+
+    def set_address(self: Any, name: str, address: str) -> bool:
+        """Dial ``name`` at ``address`` from now on (``member.address``); False if unknown or unchanged.
+
+        A link that is up stays up: only the next dial goes to the new address.
+        """
+        link = self._links.get(name)
+        if link is None or str(link.maddr) == address:
+            return False
+        link.member = replace(link.member, address=address)
+        link.maddr = multiaddr.Multiaddr(address)
+        if self._host is not None:
+            for peer_id in link.peer_ids:
+                self._host.get_peerstore().clear_addrs(peer_id)
+                self._host.get_peerstore().add_addrs(peer_id, [link.maddr], ADDR_TTL)
+        self.log.warning("%s's node moved: dialling it at %s from now on", name, address)
         return True
 
     def allow_keys(self: Any, member_keys: dict[str, list[bytes]]) -> None:

@@ -32,6 +32,7 @@ leave the allow-list.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -41,6 +42,7 @@ from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
 from lendchain.consensus.replica import Replica
 from lendchain.genesis import Member
+from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.admission import admitted_members
 from lendchain.ledger.block import Block
 from lendchain.ledger.keyrotation import delay_blocks, member_signers
@@ -67,6 +69,7 @@ class MemberRoles:
     store: Any
     log: Any
     _removals_seen: dict[str, int] = {}  # removed member -> removal height, as of the last commit
+    _addresses_seen: dict[str, str] = {}  # member -> the address member.address recorded, likewise
 
     def _consortium_members(self: Any, key: Any) -> list[Member]:
         """Every member's node this one links to: the genesis's, admitted ones, and itself.
@@ -76,8 +79,10 @@ class MemberRoles:
         peers refuse it until they execute its admission, then link to it.
         """
         gone = cut_off(self.store, self.store.head().height) - {self.config.name}
+        moved = current_addresses(self.store)
+        self._addresses_seen = moved
         members = [
-            member
+            replace(member, address=moved.get(member.name, member.address))
             for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
             if member.name not in gone
         ]
@@ -113,6 +118,16 @@ class MemberRoles:
                     member.public_key.hex()[:16],
                     self.key.public_key.hex()[:16],
                 )
+
+    def _follow_addresses(self: Any) -> None:
+        """After a commit: dial a member whose node moved (``member.address``) at its new address."""
+        moved = current_addresses(self.store)
+        if moved == self._addresses_seen:
+            return
+        for name, address in moved.items():
+            if self._addresses_seen.get(name) != address:
+                self.network.set_address(name, address)
+        self._addresses_seen = moved
 
     def _note_removals(self: Any) -> None:
         """After a commit (and at start): a removal executed (``member.remove``) changes who signs for whom.

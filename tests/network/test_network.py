@@ -7,6 +7,7 @@ deadlines (never fixed sleeps) and checks what the members actually received.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 import trio
@@ -290,6 +291,29 @@ def test_an_admitted_member_is_linked_at_run_time_and_a_removed_one_let_go():
                 "the joiner's redial refused",
             )
             assert peers[0].network.connected_members() == {"node1"}
+
+    trio.run(main)
+
+
+def test_a_member_whose_node_moved_is_dialled_at_its_new_address():
+    members, keys = make_members(2)
+    dead = free_ports(2)
+    # Each believes the other listens on a port nobody listens on: no link either way.
+    stale = [replace(m, address=f"/ip4/127.0.0.1/tcp/{port}") for m, port in zip(members, dead, strict=True)]
+    a = Peer("node0", keys["node0"], [members[0], stale[1]])  # each listens at its own real address
+    b = Peer("node1", keys["node1"], [stale[0], members[1]])
+
+    async def main():
+        async with running([a, b]):
+            await wait_for(
+                lambda: a.network._links["node1"].failed_dials >= 1, "a failed dial to the old address"
+            )
+            assert a.network.connected_members() == set()
+            assert a.network.set_address("node1", members[1].address)
+            assert not a.network.set_address("node1", members[1].address)  # unchanged
+            assert not a.network.set_address("stranger", members[1].address)
+            await wait_for(lambda: a.network.connected_members() == {"node1"}, "node0 to dial node1 anew")
+            await wait_for(lambda: b.network.connected_members() == {"node0"}, "the link both ways")
 
     trio.run(main)
 

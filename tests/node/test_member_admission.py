@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from lendchain.consensus.keys import KeySchedule
-from lendchain.crypto import SigningKey, write_key_file
+from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 from tests.node.helpers import client, lendchain_cli, metric, propose_by_cli, push_blocks, vote_through
@@ -124,6 +124,28 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         cluster.wait_healthy(["bank4", "bank5"], timeout_s=60)
         wait_for(lambda: "bank5" in cluster["bank4"].get("/status")["peers"], 30, "bank4 to link to bank5")
         assert cluster["bank5"].get("/status")["role"] == "member"
+
+        # bank4's node moves to another port (member.address): the others dial it there.
+        cluster.stop("bank4")
+        moved = f"/ip4/127.0.0.1/tcp/{p2p + 7}"
+        bank4 = read_key_file(net / "keys" / "bank4.key")
+        change = propose_by_cli(net, "propose", "member.address", bank4.did, moved)
+        vote_through(cluster, net, change["id"], voters=("bank2", "bank3"))
+        for name in ("bank1", "bank5"):
+            wait_for(
+                lambda name=name: "bank4's node moved" in cluster[name].log_path.read_text(), 30, "the move"
+            )
+        with (net / "bank4.toml").open("a") as config:
+            config.write(f'\n[p2p]\nlisten = "{moved}"\n')
+        cluster.start("bank4")
+        cluster.wait_healthy(["bank4"], timeout_s=60)
+        wait_for(
+            lambda: set(cluster["bank4"].get("/status")["peers"]) == {"bank1", "bank2", "bank3", "bank5"},
+            30,
+            "bank4 linked at its new address",
+        )
+        with client(cluster, "bank1") as c:
+            assert c.get(f"/parties/{bank4.did}")["address"] == moved
 
         # bank5 leaves: demoted first (removing a voter is refused), then removed.
         refused = lendchain_cli(
