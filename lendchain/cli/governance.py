@@ -332,6 +332,33 @@ def describe_open_proposals(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@gov.command("members")
+@click.argument("name", default="*")
+@client_options
+@click.pass_context
+@user_errors
+def gov_members(ctx: click.Context, name: str, **kw: Any) -> None:
+    """Show every member (or NAME): roles, vote, how it joined, address, removal (node route /members/*)."""
+    with client_from(kw) as client:
+        view = client.get(f"/members/{name}")
+    emit(ctx, view, describe_members)
+
+
+def describe_members(view: dict[str, Any]) -> str:
+    lines = []
+    for member in view["members"]:
+        if "removed_height" in member:
+            part = f"removed at {member['removed_height']}: {member['removal_reason']}"
+        else:
+            since = f" from {member['voting_since']}" if member["voting_since"] else ""
+            part = ("votes" if member["voting"] else "observes") + since
+        joined = f"admitted at {member['admitted_height']}" if member["joined"] == "admitted" else "genesis"
+        roles = ",".join(member["roles"]) or "no roles"
+        lines.append(f"{member['name']:<12} {part:<24} {roles:<24} {joined:<18} {member.get('address', '-')}")
+        lines.append(f"{'':<12} {member['did']}")
+    return "\n".join(lines)
+
+
 @gov.command("voters")
 @client_options
 @click.pass_context

@@ -45,6 +45,7 @@ from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks
 from lendchain.ledger.state import (
+    ADDRESSES_KEY,
     VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
@@ -192,3 +193,41 @@ def voting_view(reader: StateReader, name: str) -> dict[str, Any] | None:
         "voters_after_changes": [status.name for status in statuses if status.voting],
         "changes": sorted(shown, key=lambda change: change["effective_height"]),
     }
+
+
+def members_view(reader: StateReader, name: str) -> dict[str, Any] | None:
+    """``lookup(reader, "members", name)``: every member (``*``) or one, as the chain records it.
+
+    In member order: the genesis's voters, its observers, then admitted members.
+    Each with its roles, whether it votes once every scheduled change is in force
+    (and from which height), how it joined, its address when the chain records
+    one (an admission or a ``member.address`` change; a founding member's is in
+    the genesis), and its removal if it was removed.
+    """
+    get = _getter(reader)
+    moved = get(ADDRESSES_KEY) or {}
+    shown = []
+    for status in _statuses(get, None):
+        if name not in ("*", status.name):
+            continue
+        record = get(institution_key(status.did))
+        admitted = "admitted_height" in record
+        address = moved.get(status.name) or record.get("address")
+        shown.append(
+            {
+                "name": status.name,
+                "did": status.did,
+                "roles": list(record["roles"]),
+                "voting": status.voting and "removed_height" not in record,
+                "voting_since": status.since,
+                "joined": "admitted" if admitted else "genesis",
+                **({"admitted_height": record["admitted_height"]} if admitted else {}),
+                **({"address": address} if address else {}),
+                **(
+                    {"removed_height": record["removed_height"], "removal_reason": record["removal_reason"]}
+                    if "removed_height" in record
+                    else {}
+                ),
+            }
+        )
+    return {"members": shown} if shown else None

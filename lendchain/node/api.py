@@ -432,6 +432,7 @@ def build_app(
         Route("/proposals/{ref}", _route(query_route("proposal"))),
         Route("/node-keys/{ref}", _route(query_route("node_keys"))),
         Route("/voting/{ref}", _route(query_route("voting"))),
+        Route("/members/{ref}", _route(query_route("members", "no member {ref}"))),
         Route("/status", _route(status)),
         Route("/health", _route(health)),
         Route("/ready", _route(ready)),

@@ -166,6 +166,11 @@ class NodeViews:
         found = queries.lookup(self.store, kind, ref)
         if kind == "loan" and found is not None:
             self._add_signers(found["history"])
+        if kind == "members" and found is not None:  # a founding member's address is in the genesis
+            for member in found["members"]:
+                founding = self.genesis.member(member["name"])
+                if founding is not None:
+                    member.setdefault("address", founding.address)
         return found
 
     @cached_property

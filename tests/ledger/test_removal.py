@@ -120,3 +120,43 @@ def test_under_rules_2_the_action_is_unknown():
     _, execution = chain.cut([tx])
     assert execution.dropped[0].code == "bad_payload"
     assert "field 'action' must be one of" in execution.dropped[0].message
+
+
+def test_the_members_view_shows_how_each_joined_votes_moved_and_left(world):
+    chain, members = world
+    joiner = seeded_key(91)
+    vote_through(chain, members[0], members[1:3], "member.admit", "bank5", request(joiner))
+    admitted_at = chain.height
+    vote_through(chain, members[0], members[1:3], "member.address", members[1].did, "/dns4/b2.example/tcp/1")
+    demote(chain, members, members[3])
+    vote_through(chain, members[0], [], ACTION, members[3].did, "expelled")
+    view = queries.lookup(chain.state, "members", "*")["members"]
+    assert [m["name"] for m in view] == ["bank1", "bank2", "bank3", "bank4", "bank5"]
+    bank1, bank2, _, bank4, bank5 = view
+    assert bank1 == {
+        "name": "bank1",
+        "did": members[0].did,
+        "roles": ["lender"],
+        "voting": True,
+        "voting_since": 0,
+        "joined": "genesis",
+    }
+    assert bank2["address"] == "/dns4/b2.example/tcp/1"
+    assert (bank4["voting"], bank4["removed_height"], bank4["removal_reason"]) == (
+        False,
+        chain.height,
+        "expelled",
+    )
+    assert bank4["voting_since"] > 0  # its demotion
+    assert bank5 | {"did": None} == {
+        "name": "bank5",
+        "did": None,
+        "roles": ["lender"],
+        "voting": False,
+        "voting_since": 0,
+        "joined": "admitted",
+        "admitted_height": admitted_at,
+        "address": "/ip4/127.0.0.1/tcp/47105",
+    }
+    assert queries.lookup(chain.state, "members", "bank5")["members"] == [bank5]
+    assert queries.lookup(chain.state, "members", "nobody") is None

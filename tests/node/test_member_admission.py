@@ -14,6 +14,8 @@ Then bank5 leaves: demoted first (a voter cannot be removed), then removed
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lendchain.consensus.keys import KeySchedule
@@ -196,5 +198,16 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         )
         start = cluster.heights(["bank1"])["bank1"]
         push_blocks(cluster, start + 3, names=list(BANKS))  # the four go on
+
+        # The consortium as the chain records it, from any member's node.
+        shown = lendchain_cli("--json", "gov", "members", "--config", str(net / "bank2.toml"))
+        assert shown.returncode == 0, shown.stderr
+        by_name = {m["name"]: m for m in json.loads(shown.stdout)["members"]}
+        assert list(by_name) == [*BANKS, "bank5"]
+        assert by_name["bank1"]["address"] == genesis.member("bank1").address  # from the genesis
+        assert by_name["bank4"]["address"] == moved
+        assert by_name["bank5"]["joined"] == "admitted" and by_name["bank5"]["removed_height"] == removed_at
+        text = lendchain_cli("gov", "members", "bank5", "--config", str(net / "bank2.toml")).stdout
+        assert f"removed at {removed_at}: leaves the consortium" in text and "admitted at" in text
     finally:
         cluster.stop_all()
