@@ -70,6 +70,28 @@ class MemberSteps:
         self._view = view
         self._persist(self._view_record())
 
+    def _follow_certified_view(self: Any) -> None:
+        """Join the view our head block was committed in, when a quorum got there without us.
+
+        A replica that was down, cut off or not yet voting while the others changed
+        view learns it from the certificates of the blocks it fetches. By the argument
+        of ``_join_view`` a commit in view v at our head height means the quorum entered
+        v and its NEW-VIEW settled nothing above our head, so we enter v with our head as
+        the floor instead of waiting, unable to vote, for the next view change. A vote
+        we cast in an older view is never needed again: that view's NEW-VIEW was made
+        without it. Not when we are v's primary at the next height: before a restore
+        lost our WAL we may have proposed there, and must not propose anew.
+        """
+        certificate = self._head_cert
+        if certificate is None or certificate.view < self._view:
+            return
+        if certificate.view == self._view and not self._in_vc:
+            return
+        if self._primary_of(certificate.view, self._committed_height + 1) == self._me:
+            return
+        self.counters["views_followed"] += 1
+        self._enter_view(certificate.view, self._committed_height, None, ())
+
     def _on_keys_learned(self: Any, learned: KeysLearned) -> None:
         for name, public_key in learned.admitted:  # first: a rotation or promotion may name them
             self._schedule.admit(name, public_key)

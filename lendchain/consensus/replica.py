@@ -125,6 +125,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
                 "fetches",
                 "ignored",
                 "request_timeouts",
+                "views_followed",
             )
         }
         self._out: list[Action] = []
@@ -511,16 +512,20 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
         return self._certs.get(height)
 
     def _try_deliver(self) -> None:
+        delivered = False
         while True:
             height = self._committed_height + 1
             certificate = self._certificate_for(height)
             if certificate is None:
-                return
+                break
             block = self._blocks.get(height, {}).get(certificate.digest)
             if block is None:
                 self._fetch(height, height, [name for name in self._era(height).names if name != self._me])
-                return
+                break
             self._deliver(height, block, certificate)
+            delivered = True
+        if delivered:
+            self._follow_certified_view()
 
     def _deliver(self, height: int, block: bytes, certificate: CommitCertificate) -> None:
         encoded = certificate.encode()

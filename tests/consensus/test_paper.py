@@ -379,3 +379,39 @@ def test_an_app_that_halts_stops_the_replica_instead_of_accusing_the_primary() -
     with pytest.raises(AppHalted, match="cannot execute block 1"):
         c.step("r1", Receive("r0", pre_prepare))
     assert c.faults["r1"] == [] and not c.outbox
+
+
+def serve_fetches(c: Cluster, name: str, source: str) -> None:
+    """Answer ``name``'s block fetches from ``source``'s chain, as the driver would."""
+    while c.fetches[name]:
+        fetch = c.fetches[name].pop(0)
+        for delivered in c.chains[source][fetch.from_height - 1 : fetch.to_height]:
+            c.step(name, SyncedBlock(delivered.height, delivered.block, delivered.certificate))
+
+
+def test_a_replica_back_after_a_view_change_joins_the_view_its_fetched_blocks_were_committed_in() -> None:
+    """A replica's WAL says view 0; a quorum moved to view 1 meanwhile. A commit certificate of view 1
+    proves the quorum entered it (as ``Replica._join_view`` argues), so the replica follows it and votes
+    at once, instead of counting as down until the next view change."""
+    c = Cluster()
+    c.down.add("r0")
+    c.submit(3)
+    c.run(600)
+    assert all(c.replicas[name].view == 1 for name in ("r1", "r2", "r3"))
+    c.down.discard("r0")
+    c.restart("r0")
+    assert c.replicas["r0"].view == 0
+    for _ in range(20):
+        c.run(50)
+        serve_fetches(c, "r0", "r1")
+    assert c.heights()["r0"] == c.heights()["r1"] >= 1
+    assert c.replicas["r0"].view == 1 and not c.replicas["r0"].in_view_change
+    # r2 fails: r0, r1 and r3 are the quorum of view 1 at once, with no view change.
+    before = {name: c.replicas[name].counters["view_changes"] for name in ("r0", "r1", "r3")}
+    height = c.heights()["r1"]
+    c.down.add("r2")
+    c.submit(3)
+    c.run(300)
+    assert min(c.heights()[name] for name in ("r0", "r1", "r3")) >= height + 1
+    assert {name: c.replicas[name].counters["view_changes"] for name in before} == before
+    assert all(not c.faults[name] for name in ("r0", "r1", "r3")), c.faults
