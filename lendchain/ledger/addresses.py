@@ -28,6 +28,7 @@ from typing import Any
 from lendchain.genesis import address_problem
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.keyrotation import member_record
 from lendchain.ledger.state import ADDRESSES_KEY, StateReader, institution_key, read_value
 
 ACTION = "member.address"
@@ -46,11 +47,7 @@ def _refuse(message: str) -> TxRejected:
 
 def parse_address_change(ctx: TxContext, did: str, address: str) -> dict[str, Any]:
     """The checked change ``{name, did, address}``; refuses one that could not apply."""
-    institution = ctx.get(institution_key(did))
-    if institution is None:
-        raise _refuse(f"field 'key' names no consortium member ({did})")
-    if "removed_height" in institution:
-        raise _refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
+    institution = member_record(ctx, did, _refuse)
     problem = address_problem(address)
     if problem is not None:
         raise _refuse(f"field 'value' {problem}")

@@ -60,7 +60,8 @@ from __future__ import annotations
 
 import re
 from bisect import insort
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lendchain.genesis import ROLES
 from lendchain.ledger.addresses import ACTION as MEMBER_ADDRESS
@@ -166,23 +167,12 @@ def parse_change(ctx: TxContext, action: str, key: str, value: str) -> Any:
 
 def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
     key, value = proposal["key"], proposal["parsed"]
-    if proposal["action"] == ROTATE_KEY:
-        apply_rotation(ctx, value)
-        return
     if proposal["action"] == RULES_UPGRADE:
         schedule_upgrade(ctx, proposal)
         return
-    if proposal["action"] == MEMBER_VOTING:
-        apply_voting_change(ctx, value)
-        return
-    if proposal["action"] == MEMBER_ADMIT:
-        apply_admission(ctx, value)
-        return
-    if proposal["action"] == MEMBER_REMOVE:
-        apply_removal(ctx, value)
-        return
-    if proposal["action"] == MEMBER_ADDRESS:
-        apply_address_change(ctx, value)
+    member_change = _MEMBER_CHANGES.get(proposal["action"])
+    if member_change is not None:
+        member_change.apply(ctx, value)
         return
     if proposal["action"] == "member.roles":
         ctx.put(institution_key(key), {**ctx.get(institution_key(key)), "roles": value})
@@ -227,20 +217,34 @@ def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], v
     ctx.emit("gov.voted", proposal_id=proposal_id.hex(), voter=voter, votes=len(counted), needed=needed)
 
 
+class _MemberChange(NamedTuple):
+    """An action of its own module: checked when proposed, applied when the quorum is reached."""
+
+    parse: Callable[[TxContext, str, str, str], Any]  # (ctx, chain_id, key, value) -> the checked value
+    apply: Callable[[TxContext, Any], None]
+
+
+def _chain_blind(parse: Callable[[TxContext, str, str], Any]) -> Callable[[TxContext, str, str, str], Any]:
+    """A parser whose checks do not involve the chain id (no signature over it)."""
+    return lambda ctx, chain_id, key, value: parse(ctx, key, value)
+
+
+_MEMBER_CHANGES = {
+    ROTATE_KEY: _MemberChange(parse_rotation, apply_rotation),
+    MEMBER_VOTING: _MemberChange(_chain_blind(parse_voting_change), apply_voting_change),
+    MEMBER_ADMIT: _MemberChange(parse_admission, apply_admission),
+    MEMBER_REMOVE: _MemberChange(_chain_blind(parse_removal), apply_removal),
+    MEMBER_ADDRESS: _MemberChange(_chain_blind(parse_address_change), apply_address_change),
+}
+
+
 def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> Any:
     """The checked value of a proposed change (see each action's module); refuses one that could not apply."""
-    if action == ROTATE_KEY:
-        return parse_rotation(ctx, chain_id, key, value)
     if action == RULES_UPGRADE:
         return check_upgrade(ctx, key, value)
-    if action == MEMBER_VOTING:
-        return parse_voting_change(ctx, key, value)
-    if action == MEMBER_ADMIT:
-        return parse_admission(ctx, chain_id, key, value)
-    if action == MEMBER_REMOVE:
-        return parse_removal(ctx, key, value)
-    if action == MEMBER_ADDRESS:
-        return parse_address_change(ctx, key, value)
+    member_change = _MEMBER_CHANGES.get(action)
+    if member_change is not None:
+        return member_change.parse(ctx, chain_id, key, value)
     return parse_change(ctx, action, key, value)
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,16 @@ def _refuse(message: str) -> TxRejected:
     return TxRejected("bad_payload", f"gov.propose {ACTION} {message}")
 
 
+def member_record(ctx: TxContext, did: str, refuse: Callable[[str], TxRejected]) -> dict[str, Any]:
+    """The record of member ``did``, which a governance change names: it must exist and not be removed."""
+    institution = ctx.get(institution_key(did))
+    if institution is None:
+        raise refuse(f"field 'key' names no consortium member ({did})")
+    if "removed_height" in institution:
+        raise refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
+    return institution
+
+
 def key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
     """Who holds, held or used ``public_key``: a member (genesis or scheduled), or its did:key."""
     did = did_from_public_key(public_key)
@@ -122,11 +133,7 @@ def key_in_use(ctx: TxContext, public_key: bytes) -> str | None:
 
 def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -> dict[str, Any]:
     """The checked rotation ``{name, public_key, proof}``; refuses one that could not apply."""
-    institution = ctx.get(institution_key(member_did))
-    if institution is None:
-        raise _refuse(f"field 'key' names no consortium member ({member_did})")
-    if "removed_height" in institution:
-        raise _refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
+    institution = member_record(ctx, member_did, _refuse)
     match = _VALUE.fullmatch(value)
     if match is None:
         raise _refuse(

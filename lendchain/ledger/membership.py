@@ -43,7 +43,7 @@ from typing import Any
 
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks
+from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks, member_record
 from lendchain.ledger.state import (
     ADDRESSES_KEY,
     VOTING_MEMBERS_KEY,
@@ -141,11 +141,7 @@ def _conflict(ctx: TxContext, change: dict[str, Any]) -> tuple[str, str] | None:
 
 def parse_voting_change(ctx: TxContext, member_did: str, value: str) -> dict[str, Any]:
     """The checked change ``{name, did, voting}``; refuses one that could not apply."""
-    institution = ctx.get(institution_key(member_did))
-    if institution is None:
-        raise _refuse(f"field 'key' names no consortium member ({member_did})")
-    if "removed_height" in institution:
-        raise _refuse(f"{institution['name']} was removed at height {institution['removed_height']}")
+    institution = member_record(ctx, member_did, _refuse)
     if value not in (VOTER, OBSERVER):
         raise _refuse(f"field 'value' must be {VOTER!r} or {OBSERVER!r}, got {value!r}")
     if delay_blocks(ctx.params) < MIN_DELAY_BLOCKS:
