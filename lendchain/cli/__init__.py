@@ -19,6 +19,7 @@ from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.governance import gov
+from lendchain.cli.join import join
 from lendchain.cli.keys import keys
 from lendchain.cli.loans import loan, party
 from lendchain.cli.network import devnet, start, testnet
@@ -52,6 +53,7 @@ for command in (
     restore,
     docker,
     gov,
+    join,
     *DOMAIN_COMMANDS,
 ):
     main.add_command(command)

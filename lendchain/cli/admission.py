@@ -160,3 +160,28 @@ def describe_admission(name: str, value: str) -> str:
     public_key, _proof, roles, address = value.split(":", 3)
     did = did_from_public_key(bytes.fromhex(public_key))
     return f"{name} at {address}, roles {roles or 'none'}, key {public_key[:16]}… ({did})"
+
+
+# click callbacks for the options of the commands a joining bank runs.
+
+
+def check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return name
+
+
+def check_address(ctx: click.Context, param: click.Parameter, address: str) -> str:
+    problem = address_problem(address)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return address
+
+
+def check_roles(ctx: click.Context, param: click.Parameter, text: str) -> list[str]:
+    roles = parse_roles(text)
+    problem = roles_problem(roles)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return roles

@@ -28,15 +28,14 @@ from lendchain.cli._common import (
 )
 from lendchain.cli.admission import (
     CHAIN_ID_MAX,
+    check_address,
+    check_name,
+    check_roles,
     describe_admission,
     make_request,
-    name_problem,
-    parse_roles,
     read_request,
-    roles_problem,
 )
 from lendchain.crypto import read_key_file
-from lendchain.genesis import address_problem
 from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
 from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
@@ -116,30 +115,8 @@ def gov_propose_rotate_key(
     send_tx(ctx, kw, "gov.propose", {"action": ROTATE_KEY, "key": did, "value": value})
 
 
-def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    problem = name_problem(name)
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return name
-
-
-def _check_address(ctx: click.Context, param: click.Parameter, address: str) -> str:
-    problem = address_problem(address)
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return address
-
-
-def _check_roles(ctx: click.Context, param: click.Parameter, text: str) -> list[str]:
-    roles = parse_roles(text)
-    problem = roles_problem(roles)
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return roles
-
-
 @gov.command("admission-request")
-@click.argument("name", callback=_check_name)
+@click.argument("name", callback=check_name)
 @click.option(
     "--key",
     "key_path",
@@ -155,13 +132,13 @@ def _check_roles(ctx: click.Context, param: click.Parameter, text: str) -> list[
 @click.option(
     "--address",
     required=True,
-    callback=_check_address,
+    callback=check_address,
     help="Multiaddr the bank's node listens on, e.g. /dns4/node.bank5.example/tcp/47101.",
 )
 @click.option(
     "--roles",
     default="",
-    callback=_check_roles,
+    callback=check_roles,
     help="Comma-separated roles asked for: lender, kyc, bureau, regulator, investor_platform (default: none).",
 )
 @click.option("--chain-id", help="Id of the chain to join.")

@@ -30,18 +30,6 @@ DELAY = 6
 BANKS = ("bank1", "bank2", "bank3", "bank4")
 
 
-def joining_config(net, p2p_port: int, api_port: int) -> tuple[SigningKey, str]:
-    """bank5's key and node config (``join = true``); returns the key and its listen address."""
-    key = SigningKey.generate()
-    write_key_file(net / "keys" / "bank5.key", key)
-    listen = f"/ip4/127.0.0.1/tcp/{p2p_port}"
-    (net / "bank5.toml").write_text(
-        'name = "bank5"\njoin = true\ngenesis = "genesis.toml"\nkey_file = "keys/bank5.key"\n'
-        f'data_dir = "data/bank5"\n\n[p2p]\nlisten = "{listen}"\n\n[api]\nlisten = "127.0.0.1:{api_port}"\n'
-    )
-    return key, listen
-
-
 def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
     p2p = free_port_block(10)
     api = free_port_block(10, start=p2p + 20)
@@ -51,8 +39,15 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
     genesis_path.write_text(
         genesis_path.read_text().replace("[app]\n", f"[app]\nkey_rotation_delay_blocks = {DELAY}\n")
     )
-    key, listen = joining_config(net, p2p + 5, api + 5)
-    cluster = Cluster([*layout.configs, net / "bank5.toml"], tmp_path / "logs")
+    # The joining bank's side: key, config (join = true) and admission request in one directory.
+    listen, bank5_dir = f"/ip4/127.0.0.1/tcp/{p2p + 5}", tmp_path / "bank5"
+    made = lendchain_cli(
+        "join", "bank5", "--genesis", str(genesis_path), "--address", listen, "--roles", "lender",
+        "--api-listen", f"127.0.0.1:{api + 5}", "--out", str(bank5_dir),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = read_key_file(bank5_dir / "keys" / "bank5.key")
+    cluster = Cluster([*layout.configs, bank5_dir / "bank5.toml"], tmp_path / "logs")
     cluster.start_all()
     try:
         cluster.wait_healthy(timeout_s=90)
@@ -64,14 +59,8 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         # Its peers refuse a key no admission names.
         wait_for(lambda: metric(cluster, "bank1", "lendchain_p2p_rejected_peers") >= 1, 30, "a refusal")
 
-        # The operator's flow: the joining bank signs its request, a member proposes it.
-        request = net / "bank5-admission.json"
-        made = lendchain_cli(
-            "gov", "admission-request", "bank5", "--key", str(net / "keys" / "bank5.key"),
-            "--address", listen, "--roles", "lender", "--genesis", str(genesis_path), "--out", str(request),
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        admitted = propose_by_cli(net, "propose-admit", str(request))
+        # A voting member proposes the request the joining bank handed over.
+        admitted = propose_by_cli(net, "propose-admit", str(bank5_dir / "bank5-admission.json"))
         vote_through(cluster, net, admitted["id"], voters=("bank2", "bank3"))
         at = executed_height(net, admitted["id"])
         wait_for(lambda: cluster["bank5"].get("/status")["height"] >= at, 60, "bank5 to follow the chain")
@@ -109,12 +98,15 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         for name in ("bank4", "bank5"):  # a genesis member's store, and the joined member's own
             if name == "bank5":
                 cluster.stop("bank5")
-            checked = lendchain_cli("verify-chain", "--config", str(net / f"{name}.toml"))
+            config = bank5_dir / "bank5.toml" if name == "bank5" else net / f"{name}.toml"
+            checked = lendchain_cli("verify-chain", "--config", str(config))
             assert checked.returncode == 0, checked.stdout + checked.stderr
         # Its store shows it admitted with its key: another key file is refused, naming the admission.
-        write_key_file(net / "keys" / "impostor.key", SigningKey.generate())
-        impostor = net / "impostor.toml"
-        impostor.write_text((net / "bank5.toml").read_text().replace("keys/bank5.key", "keys/impostor.key"))
+        write_key_file(bank5_dir / "keys" / "impostor.key", SigningKey.generate())
+        impostor = bank5_dir / "impostor.toml"
+        impostor.write_text(
+            (bank5_dir / "bank5.toml").read_text().replace("keys/bank5.key", "keys/impostor.key")
+        )
         refused = lendchain_cli("start", "--check", "--config", str(impostor))
         assert (
             refused.returncode == 1
