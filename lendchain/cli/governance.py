@@ -4,8 +4,9 @@
 rotation, which has its own command (``gov propose-rotate-key``: it needs the
 new key's proof). Admitting a new member takes two sides (``admission``): the
 joining bank signs a request with its key (``gov admission-request``, no node
-needed) and a voting member proposes it (``gov propose-admit``). Votes,
-proposals and the voting schedule go through the node's API like every other
+needed, or ``lendchain join``, which also writes its node's config) and a
+voting member proposes it (``gov propose-admit``). Votes, proposals, the
+members and the voting schedule go through the node's API like every other
 command.
 """
 
@@ -45,7 +46,8 @@ from lendchain.node.config import load_genesis
 
 @click.group()
 def gov() -> None:
-    """Propose and vote scorecard, member-role, node-key, voting-member, new-member and rules changes (2f+1 votes)."""
+    """Propose and vote changes to the scorecard, the members (roles, keys, votes, joining, moving, leaving)
+    and the rules, applied at 2f+1 votes; list proposals and members."""
 
 
 @gov.command("propose")
