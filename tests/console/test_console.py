@@ -134,6 +134,12 @@ def test_network_view_shows_members_peers_and_updates_without_reload(net, open_c
     assert console.text("#stat-rules").startswith("version 1")
     assert console.text("#stat-voters") == "4 · tolerates 1 faulty"
     page.wait_for_function("document.getElementById('stat-peers')?.textContent === '3 of 3'")
+    # The consortium as the chain records it: every genesis member votes, at its genesis address.
+    page.wait_for_selector("[data-consortium=bank4]")
+    genesis = net["bank1"].config.genesis
+    for member in genesis.members:
+        cells = page.locator(f"[data-consortium={member.name}] td").all_inner_texts()
+        assert cells[:3] == [member.name, "genesis", "votes"] and cells[4] == member.address
 
     height = int(console.text("#stat-height"))
     register_borrowers(net["bank2"].url, 5)

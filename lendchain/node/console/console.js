@@ -16,7 +16,9 @@ const poll = {
   polls: 0,
   viewChanges: [], // {at, from, to, how}
   reachable: true,
+  members: null, // /members/*: the consortium as the chain records it, refreshed every MEMBERS_EVERY polls
 };
+const MEMBERS_EVERY = 10;
 
 // ---- API access --------------------------------------------------------------
 
@@ -138,6 +140,10 @@ async function refresh() {
     const from = Math.max(last + 1, status.height - KEEP_BLOCKS + 1, 1);
     const got = await api(`/blocks?from=${from}&limit=${status.height - from + 1}`);
     poll.blocks = poll.blocks.filter((b) => b.header.height < from).concat(got.blocks).slice(-KEEP_BLOCKS);
+  }
+  if (poll.members === null || poll.polls % MEMBERS_EVERY === 0) {
+    // Governance changes it rarely; a node without the route (an older release) leaves the panel out.
+    poll.members = await api("/members/*").then((v) => v.members, () => poll.members);
   }
   poll.polls += 1;
 }
@@ -298,6 +304,19 @@ function rulesText(rules) {
   return `version ${rules.version}${next}${stop}`;
 }
 
+// One member of the consortium: how it joined, whether it votes, its roles, address, removal.
+function consortiumRow(m) {
+  const joined = m.joined === "admitted" ? `admitted at #${m.admitted_height}` : "genesis";
+  const votes = m.voting ? (m.voting_since ? `votes from #${m.voting_since}` : "votes") : "observes";
+  const state = m.removed_height === undefined
+    ? pill("member", "ok")
+    : pill(`removed at #${m.removed_height}: ${m.removal_reason}`, "bad");
+  return {
+    dataset: { consortium: m.name },
+    cells: [m.name, joined, votes, m.roles.join(", ") || "—", h("span", { class: "mono" }, m.address || "—"), state],
+  };
+}
+
 function renderNetwork() {
   const root = document.getElementById("view");
   const status = poll.status;
@@ -342,7 +361,9 @@ function renderNetwork() {
         h("h3", {}, "Head"),
         kv([["hash", h("span", { class: "mono" }, short(status.head_hash, 24))],
           ["state root", h("span", { class: "mono" }, short(status.state_root, 24))],
-          ["stable checkpoint", String(status.stable_checkpoint ?? "—")]]))));
+          ["stable checkpoint", String(status.stable_checkpoint ?? "—")]]))),
+    poll.members && h("div", { class: "panel" }, h("h3", {}, "Consortium, as the chain records it"),
+      table(["member", "joined", "vote", "roles", "node address", ""], poll.members.map(consortiumRow))));
   if (existing) {
     document.getElementById("network-top").replaceWith(top);
   } else {
