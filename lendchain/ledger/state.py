@@ -7,7 +7,9 @@ the hash of the one before in ``prev``, so the last one's hash commits to the
 whole history), ``ledgerev/<height>`` (the events of a block's own ledger
 work, see ``execute``),
 ``offer/<id>``, ``bloans/<did>`` and ``lloans/<did>`` (a borrower's and a
-servicer's loan ids, as paged lists: see ``pagedlist``), ``members`` (voting member DIDs) and ``params``. Domain modules add their own
+servicer's loan ids, as paged lists: see ``pagedlist``), ``members``,
+``observers`` and ``admitted`` (the roster: ``roster_dids``) and ``params``.
+Domain modules add their own
 kinds; nothing here iterates over keys, so new kinds cost nothing.
 
 State commitment (one hash per block, compared across nodes)::

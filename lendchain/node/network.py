@@ -1,10 +1,10 @@
 """The node's network layer: member-only libp2p host, consensus streams, requests, gossip.
 
 Theory of operation. Every member runs one host whose PeerID is derived from
-its genesis key; the genesis member list is the allow-list, enforced right
-after the Noise handshake (``network_host.MemberOnlyNoise``). For each other
-member a supervisor task keeps one long-lived outbound stream on
-``/lendchain/consensus/1``, dialling the member's genesis address with
+its node key; the members' keys are the allow-list (``network_members``),
+enforced right after the Noise handshake (``network_host.MemberOnlyNoise``).
+For each other member a supervisor task keeps one long-lived outbound stream
+on ``/lendchain/consensus/1``, dialling the member's address with
 backoff whenever there is no connection; a single writer drains that member's
 bounded queue, many frames per write, so frames from this node to that member
 arrive in order. The member's own outbound stream is our inbound one, read
@@ -393,7 +393,7 @@ class Network(InboundStreams, MemberSet):
                         # A failed dial puts the peer in a 60 s negative cache; a member is
                         # always worth another try.
                         host.get_network().unblock_peer(link.peer_id)
-                        # Dial the genesis address only, whatever else the peerstore learned.
+                        # Dial the member's address on the chain only, whatever else the peerstore learned.
                         host.get_peerstore().clear_addrs(link.peer_id)
                         host.get_peerstore().add_addrs(link.peer_id, [link.maddr], ADDR_TTL)
                         await host.connect(PeerInfo(link.peer_id, [link.maddr]))

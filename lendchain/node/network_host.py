@@ -176,15 +176,15 @@ def build_host(
         enable_upnp=False,
         bootstrap=None,
     )
-    # A member's address is its genesis address. py-libp2p's pubsub would otherwise replace
-    # a peer's addresses with those of the signed peer record every RPC carries, which on a
+    # A member's address is the one the genesis or the ledger gives. py-libp2p's pubsub would
+    # otherwise replace a peer's addresses with those of the signed peer record every RPC carries, which on a
     # node listening on 0.0.0.0 name its own wildcard address: dialling that peer then reached
     # the dialler itself (Noise: PeerIDMismatchesPubkey) and, after a partition, never healed.
     host.get_peerstore().consume_peer_record = _keep_genesis_addresses  # type: ignore[method-assign]
     swarm = host.get_network()
     # The swarm's auto-connector dials any peer in the peerstore (including
     # addresses learned through identify) to reach 150+ connections; members are
-    # dialled by the network layer, at genesis addresses only.
+    # dialled by the network layer, at the addresses the genesis or the ledger gives only.
     swarm.auto_connector.maybe_connect = _never_auto_connect  # type: ignore[method-assign]
     # Each dial retries 3 times with its own backoff; the network layer has its own.
     swarm.retry_config = RetryConfig(max_retries=0)
