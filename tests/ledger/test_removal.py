@@ -12,7 +12,7 @@ from lendchain.ledger.membership import voting_changes, voting_dids_at
 from lendchain.ledger.removal import removed_members
 from tests.ledger.chain import CHAIN_ID, seeded_key
 from tests.ledger.test_admission import request, rules_world
-from tests.ledger.test_membership import advance_to, propose, vote_through
+from tests.ledger.test_membership import advance_to, propose, vote, vote_through
 
 ACTION = "member.remove"
 
@@ -160,3 +160,28 @@ def test_the_members_view_shows_how_each_joined_votes_moved_and_left(world):
     }
     assert queries.lookup(chain.state, "members", "bank5")["members"] == [bank5]
     assert queries.lookup(chain.state, "members", "nobody") is None
+
+
+def test_a_promotion_or_rotation_voted_through_after_the_removal_is_refused(world):
+    chain, members = world
+    bank4 = members[3]
+    demote(chain, members, bank4)  # three voters now: quorum(3) = 1, so each proposal needs no vote
+    # Open proposals need a quorum again once bank5 is admitted and promoted: four voters, quorum 3.
+    joiner = seeded_key(91)
+    vote_through(chain, members[0], [], "member.admit", "bank5", request(joiner))
+    vote_through(chain, members[0], [], "member.voting", did_from_public_key(joiner.public_key), "voter")
+    advance_to(chain, voting_changes(chain.state)["bank5"][-1][0] + 1)
+    promote = propose(chain, members[0], "member.voting", bank4.did, "voter").tx_id.hex()
+    new_key = seeded_key(97)
+    proof = new_key.sign(ROTATION_TAG, CHAIN_ID, rotation_body("bank4", new_key.public_key))
+    rotate = propose(
+        chain, members[0], "member.rotate_key", bank4.did, f"{new_key.public_key.hex()}:{proof.hex()}"
+    )
+    vote_through(chain, members[0], members[1:3], ACTION, bank4.did, "expelled")
+    removed_at = chain.height
+    for proposal_id in (promote, rotate.tx_id.hex()):
+        assert vote(chain, members[1], proposal_id).ok  # two of three: still open
+        refused = vote(chain, members[2], proposal_id)  # the deciding vote
+        assert refused.code == "invalid_state"
+        assert f"bank4 was removed at height {removed_at}" in refused.message
+    assert [voting for _, voting in voting_changes(chain.state)["bank4"]] == [False]  # its demotion only
