@@ -9,7 +9,8 @@ data centre, a new IP) needs the members to record the new one:
   version ``SINCE_RULES``.
 - Checked when proposed: the member exists and is not removed, the address
   is well-formed and is not the one the chain records for it already; when
-  executed, that the member was not removed meanwhile.
+  executed, that the member was not removed meanwhile (``governance``, for
+  every change that names a member).
 - Executed: ``ADDRESSES_KEY`` maps the member's name to the address, and the
   event ``member.address`` names it. Every node dials the new address from
   the block on (``current_addresses``); a link that is up stays up.
@@ -29,7 +30,7 @@ from lendchain.genesis import address_problem
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import member_record
-from lendchain.ledger.state import ADDRESSES_KEY, StateReader, institution_key, read_value
+from lendchain.ledger.state import ADDRESSES_KEY, StateReader, read_value
 
 ACTION = "member.address"
 SINCE_RULES = 3  # the rules version that added the action
@@ -59,13 +60,6 @@ def parse_address_change(ctx: TxContext, did: str, address: str) -> dict[str, An
 
 
 def apply_address_change(ctx: TxContext, change: dict[str, Any]) -> None:
-    """Record the member's new address (the quorum was just reached)."""
-    institution = ctx.get(institution_key(change["did"]))
-    if "removed_height" in institution:
-        raise TxRejected(
-            "invalid_state",
-            f"{ACTION}: {change['name']} was removed at height {institution['removed_height']} "
-            "(not so when it was proposed)",
-        )
+    """Record the member's new address (the quorum was just reached; governance checked it is one)."""
     ctx.put(ADDRESSES_KEY, {**(ctx.get(ADDRESSES_KEY) or {}), change["name"]: change["address"]})
     ctx.emit(EVENT, member=change["name"], did=change["did"], address=change["address"])

@@ -73,7 +73,7 @@ from lendchain.ledger.admission import apply_admission, parse_admission
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
-from lendchain.ledger.keyrotation import apply_rotation, parse_rotation
+from lendchain.ledger.keyrotation import apply_rotation, member_record, parse_rotation
 from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.membership import ACTION as MEMBER_VOTING
 from lendchain.ledger.membership import SINCE_RULES as MEMBER_VOTING_SINCE
@@ -172,6 +172,8 @@ def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
         return
     member_change = _MEMBER_CHANGES.get(proposal["action"])
     if member_change is not None:
+        if member_change.names_member:  # removed since it was proposed: a change to it never applies
+            member_record(ctx, key, lambda why: _moot(proposal["action"], why))
         member_change.apply(ctx, value)
         return
     if proposal["action"] == "member.roles":
@@ -222,6 +224,12 @@ class _MemberChange(NamedTuple):
 
     parse: Callable[[TxContext, str, str, str], Any]  # (ctx, chain_id, key, value) -> the checked value
     apply: Callable[[TxContext, Any], None]
+    # Its key is a member's DID, which must still be a member, not removed, when the change applies.
+    names_member: bool = True
+
+
+def _moot(action: str, why: str) -> TxRejected:
+    return TxRejected("invalid_state", f"{action}: {why} (not so when it was proposed)")
 
 
 def _chain_blind(parse: Callable[[TxContext, str, str], Any]) -> Callable[[TxContext, str, str, str], Any]:
@@ -232,8 +240,9 @@ def _chain_blind(parse: Callable[[TxContext, str, str], Any]) -> Callable[[TxCon
 _MEMBER_CHANGES = {
     ROTATE_KEY: _MemberChange(parse_rotation, apply_rotation),
     MEMBER_VOTING: _MemberChange(_chain_blind(parse_voting_change), apply_voting_change),
-    MEMBER_ADMIT: _MemberChange(parse_admission, apply_admission),
-    MEMBER_REMOVE: _MemberChange(_chain_blind(parse_removal), apply_removal),
+    MEMBER_ADMIT: _MemberChange(parse_admission, apply_admission, names_member=False),  # key: a new name
+    # Its own check: removing a removed member is a duplicate, not a moot change.
+    MEMBER_REMOVE: _MemberChange(_chain_blind(parse_removal), apply_removal, names_member=False),
     MEMBER_ADDRESS: _MemberChange(_chain_blind(parse_address_change), apply_address_change),
 }
 

@@ -159,9 +159,6 @@ def parse_rotation(ctx: TxContext, chain_id: str, member_did: str, value: str) -
 def apply_rotation(ctx: TxContext, rotation: dict[str, Any]) -> None:
     """Schedule the rotation at this block's height + the delay (the quorum was just reached)."""
     name, public_key = rotation["name"], rotation["public_key"]
-    removed_at = (ctx.get(REMOVED_KEY) or {}).get(name)
-    if removed_at is not None:
-        raise TxRejected("invalid_state", f"{ACTION}: {name} was removed at height {removed_at} meanwhile")
     holder = key_in_use(ctx, public_key)
     if holder is not None:
         raise TxRejected("duplicate", f"{ACTION}: key {public_key.hex()[:16]}… became {holder} meanwhile")

@@ -46,7 +46,6 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks, member_record
 from lendchain.ledger.state import (
     ADDRESSES_KEY,
-    REMOVED_KEY,
     VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
@@ -124,9 +123,6 @@ def _refuse(message: str) -> TxRejected:
 
 def _conflict(ctx: TxContext, change: dict[str, Any]) -> tuple[str, str] | None:
     """Why ``change`` cannot apply on the chain as of ``ctx``'s block: (code at execution, sentence)."""
-    removed_at = (ctx.get(REMOVED_KEY) or {}).get(change["name"])
-    if removed_at is not None:  # since it was proposed: a removed member never votes again
-        return "invalid_state", f"{change['name']} was removed at height {removed_at}"
     latest = _statuses(ctx.get, None)
     member = next(status for status in latest if status.did == change["did"])
     if member.voting == change["voting"]:
