@@ -50,9 +50,12 @@ def removed_members(reader: StateReader) -> dict[str, int]:
     return read_value(reader, REMOVED_KEY) or {}
 
 
-def cut_off(reader: StateReader, height: int) -> set[str]:
-    """The removed members the network no longer links to at ``height`` (see the module)."""
-    removed = removed_members(reader)
+def cut_off(reader: StateReader, height: int, removed: dict[str, int] | None = None) -> set[str]:
+    """The removed members the network no longer links to at ``height`` (see the module).
+
+    ``removed``: ``removed_members(reader)``, when the caller read it already.
+    """
+    removed = removed_members(reader) if removed is None else removed
     if not removed:
         return set()
     delay = delay_blocks(get_params(reader))

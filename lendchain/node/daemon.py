@@ -25,7 +25,7 @@ from lendchain.bounded import BoundedCache
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.keyrotation import member_signers, scheduled_rotations
-from lendchain.ledger.removal import cut_off
+from lendchain.ledger.removal import cut_off, removed_members
 from lendchain.ledger.rules import UpgradeRequired
 from lendchain.ledger.state import next_nonce
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
@@ -91,7 +91,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
         self._check_rotation_key()
-        self._note_removals()  # a removed member's node says so at every start
+        self._note_removals(removed_members(self.store))  # a removed member's node says so at every start
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
         self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
         self.voting = config.name in self.voters  # governance may have changed the genesis role
@@ -446,14 +446,15 @@ class Node(NodeViews, GossipIntake, MemberRoles):
 
     def _on_commit(self, height: int) -> None:
         schedule = key_schedule(self.genesis, self.store)
-        gone = cut_off(self.store, height)
+        removed = removed_members(self.store)
+        gone = cut_off(self.store, height, removed)
         keys = member_keys(schedule, gone)
         if keys != self.member_keys:  # a rotation or admission executed, or a removed member is let go
             self.member_keys, self.signers = keys, member_signers(self.store)
             self._follow_roster(gone)
             self.network.allow_keys(keys)
             self._check_rotation_key()
-        self._note_removals()
+        self._note_removals(removed)
         self._follow_addresses()
         self._note_rotation(height)
         self._review_role(height, schedule)

@@ -46,7 +46,7 @@ from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.admission import admitted_members
 from lendchain.ledger.block import Block
 from lendchain.ledger.keyrotation import delay_blocks, member_signers
-from lendchain.ledger.removal import cut_off, removed_members
+from lendchain.ledger.removal import cut_off
 from lendchain.ledger.state import get_params
 from lendchain.node.driver import ConsensusDriver, decode_sync_response, verify_certificate
 from lendchain.node.keyschedule import key_schedule
@@ -68,7 +68,7 @@ class MemberRoles:
     config: Any
     store: Any
     log: Any
-    _removals_seen: dict[str, int] = {}  # removed member -> removal height, as of the last commit
+    _removals_seen: dict[str, int]  # removed member -> removal height, as of the last commit (views)
     _addresses_seen: dict[str, str] = {}  # member -> the address member.address recorded, likewise
 
     def _consortium_members(self: Any, key: Any) -> list[Member]:
@@ -129,14 +129,14 @@ class MemberRoles:
                 self.network.set_address(name, address)
         self._addresses_seen = moved
 
-    def _note_removals(self: Any) -> None:
+    def _note_removals(self: Any, removed: dict[str, int]) -> None:
         """After a commit (and at start): a removal executed (``member.remove``) changes who signs for whom.
 
-        The keys of a removed member sign nothing from the next block on, so the
-        views' signer map follows now, not when the network lets the member go.
-        Said once, loudly, when it is this node's own member.
+        ``removed``: ``removed_members`` of the store. The keys of a removed member
+        sign nothing from the next block on, so the views' signer map follows now,
+        not when the network lets the member go. Said once, loudly, when it is this
+        node's own member.
         """
-        removed = removed_members(self.store)
         in_consortium = self.config.name in self.member_keys and self.config.name not in removed
         self.metrics.consortium_member.set(int(in_consortium))
         if removed == self._removals_seen:

@@ -18,7 +18,6 @@ from lendchain.ledger import queries
 from lendchain.ledger.block import Block
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.execute import execute_txs
-from lendchain.ledger.removal import removed_members
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, check_stateless, decode_transaction
@@ -31,6 +30,8 @@ SILENT_INTERVALS = 3
 
 
 class NodeViews:
+    _removals_seen: dict[str, int] = {}  # kept by ``MemberRoles._note_removals``: none until it runs
+
     def check_tx(self, raw: bytes) -> dict[str, Any]:
         """What the next block would do with ``raw``: a dry run on the committed head, nothing kept.
 
@@ -268,7 +269,7 @@ class NodeViews:
         removed: its member was removed from the consortium (``member.remove``)."""
         if self.voting:
             return "member"
-        if self.config.name in removed_members(self.store):
+        if self.config.name in self._removals_seen:
             return "removed"
         return "observer" if self.config.name in self.member_keys else "joining"
 
