@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from lendchain.crypto import SigningKey, did_from_public_key, verify
-from lendchain.genesis import ROLES, address_problem
+from lendchain.genesis import ROLES, Genesis, address_problem
 from lendchain.ledger.admission import ADMISSION_TAG, NAME, admission_value, proof_body
 from lendchain.ledger.kinds import lookup_kind
 
@@ -185,3 +185,9 @@ def check_roles(ctx: click.Context, param: click.Parameter, text: str) -> list[s
     if problem is not None:
         raise click.BadParameter(problem)
     return roles
+
+
+def refuse_founding_name(genesis: Genesis, name: str, genesis_path: str) -> None:
+    """Refuse a joining bank's NAME that the genesis already gives a founding member."""
+    if genesis.member(name) is not None:
+        raise click.BadParameter(f"{name!r} is already a member in {genesis_path}", param_hint="'NAME'")

@@ -35,10 +35,12 @@ from lendchain.cli.admission import (
     describe_admission,
     make_request,
     read_request,
+    refuse_founding_name,
 )
 from lendchain.crypto import read_key_file
 from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
 from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
+from lendchain.ledger.governance import ACTIONS as GOVERNANCE_ACTIONS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
 from lendchain.node.config import load_genesis
@@ -53,17 +55,8 @@ def gov() -> None:
 @gov.command("propose")
 @click.argument(
     "action",
-    type=click.Choice(
-        [
-            "scorecard.set",
-            "member.roles",
-            "member.voting",
-            "member.admit",
-            "member.remove",
-            "member.address",
-            "rules.upgrade",
-        ]
-    ),
+    # Every action the ledger takes but the rotation, which needs the new key's proof (below).
+    type=click.Choice([action for action in GOVERNANCE_ACTIONS if action != ROTATE_KEY]),
 )
 @click.argument("key")
 @click.argument("value")
@@ -183,8 +176,7 @@ def gov_admission_request(
         )
     key = read_key_file(key_path, read_passphrase(passphrase_file))
     if genesis is not None:
-        if genesis.member(name) is not None:
-            raise click.BadParameter(f"{name!r} is already a member in {genesis_path}", param_hint="'NAME'")
+        refuse_founding_name(genesis, name, genesis_path)
         holder = genesis.member_by_key(key.public_key)
         if holder is not None:
             raise click.BadParameter(

@@ -18,7 +18,13 @@ import click
 import tomli_w
 
 from lendchain.cli._common import emit, read_passphrase, user_errors
-from lendchain.cli.admission import check_address, check_name, check_roles, make_request
+from lendchain.cli.admission import (
+    check_address,
+    check_name,
+    check_roles,
+    make_request,
+    refuse_founding_name,
+)
 from lendchain.crypto import SigningKey, write_key_file
 from lendchain.node.config import load_genesis, load_node_config
 
@@ -81,8 +87,7 @@ def join(
 ) -> None:
     """Prepare member NAME's node to join a running consortium: key, config, admission request."""
     genesis = load_genesis(genesis_path)
-    if genesis.member(name) is not None:
-        raise click.BadParameter(f"{name!r} is already a member in {genesis_path}", param_hint="'NAME'")
+    refuse_founding_name(genesis, name, genesis_path)
     directory = Path(out)
     if directory.exists() and any(directory.iterdir()):
         raise click.ClickException(f"{out} is not empty; choose a new directory")
