@@ -20,9 +20,9 @@ from typing import Any
 
 import click
 
-from lendchain.crypto import SigningKey, did_from_public_key, verify
+from lendchain.crypto import SigningKey, did_from_public_key
 from lendchain.genesis import ROLES, Genesis, address_problem
-from lendchain.ledger.admission import ADMISSION_TAG, NAME, admission_value, proof_body
+from lendchain.ledger.admission import ADMISSION_TAG, NAME, admission_value, proof_body, proves_admission
 from lendchain.ledger.kinds import lookup_kind
 
 REQUEST_FIELDS = ("chain_id", "name", "public_key", "did", "address", "roles", "proof", "value")
@@ -140,8 +140,14 @@ def read_request(path: str) -> AdmissionRequest:
         roles=tuple(sorted(set(roles))),
         proof=_hex(path, document, "proof", 64),
     )
-    body = proof_body(request.name, request.public_key, request.address, list(request.roles))
-    if not verify(request.public_key, request.proof, ADMISSION_TAG, request.chain_id, body):
+    if not proves_admission(
+        request.proof,
+        request.chain_id,
+        request.name,
+        request.public_key,
+        request.address,
+        list(request.roles),
+    ):
         raise _refuse(
             path,
             f"has a proof that is not its key's signature of {request.name}'s request (this name, address "

@@ -59,6 +59,16 @@ def proof_body(name: str, public_key: bytes, address: str, roles: list[str]) -> 
     return [name, public_key, address, list(roles)]
 
 
+def proves_admission(
+    proof: bytes, chain_id: str, name: str, public_key: bytes, address: str, roles: list[str]
+) -> bool:
+    """Whether ``proof`` is ``public_key``'s signature of ``name``'s request (address, roles) on ``chain_id``.
+
+    False for a key that is no curve point, as for any bad signature.
+    """
+    return verify(public_key, proof, ADMISSION_TAG, chain_id, proof_body(name, public_key, address, roles))
+
+
 def admission_value(public_key: bytes, proof: bytes, roles: list[str], address: str) -> str:
     """The ``value`` of a ``member.admit`` proposal."""
     return f"{public_key.hex()}:{proof.hex()}:{','.join(roles)}:{address}"
@@ -98,12 +108,7 @@ def parse_admission(ctx: TxContext, chain_id: str, name: str, value: str) -> dic
     problem = address_problem(address)
     if problem is not None:
         raise _refuse(f"address {problem}")
-    body = proof_body(name, public_key, address, roles)
-    try:
-        proven = verify(public_key, proof, ADMISSION_TAG, chain_id, body)
-    except Exception:  # a public key that is not a curve point
-        proven = False
-    if not proven:
+    if not proves_admission(proof, chain_id, name, public_key, address, roles):
         raise _refuse(
             f"proof is not the new key's signature of {name}'s admission request "
             f"(with this address and these roles) on chain {chain_id}"

@@ -335,8 +335,8 @@ def _apply_admission(item: dict[str, Any], schedule: KeySchedule, chain_id: str)
     name, public_key = event["member"], bytes.fromhex(event["public_key"])
     if event.get("did") != did_from_public_key(public_key):
         raise AuditError(f"the DID the receipt admits for {name} is not its key's did:key")
-    body = admission.proof_body(name, public_key, event["address"], event["roles"])
-    if not verify(public_key, bytes.fromhex(event["proof"]), admission.ADMISSION_TAG, chain_id, body):
+    proof = bytes.fromhex(event["proof"])
+    if not admission.proves_admission(proof, chain_id, name, public_key, event["address"], event["roles"]):
         raise AuditError(
             f"the admitted key's proof of possession is not its signature of {name}'s admission request "
             f"(with this address and these roles) on chain {chain_id}"
