@@ -41,11 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import MIN_DELAY_BLOCKS, delay_blocks, member_record
 from lendchain.ledger.state import (
-    ADDRESSES_KEY,
     VOTING_MEMBERS_KEY,
     StateReader,
     institution_key,
@@ -201,7 +201,7 @@ def members_view(reader: StateReader, name: str) -> dict[str, Any] | None:
     the genesis), and its removal if it was removed.
     """
     get = _getter(reader)
-    moved = get(ADDRESSES_KEY) or {}
+    moved = current_addresses(reader)
     shown = []
     for status in _statuses(get, None):
         if name not in ("*", status.name):
