@@ -91,7 +91,6 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
         self._check_rotation_key()
-        self._note_removals(removed_members(self.store))  # a removed member's node says so at every start
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
         self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
         self.voting = config.name in self.voters  # governance may have changed the genesis role
@@ -114,6 +113,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             log=self.log,
         )
         self.network.set_consensus_peers(self.consensus_peers)
+        self._remember_let_go(schedule)
+        self._note_removals(removed_members(self.store))  # a removed member's node says so at every start
         self.metrics.attach(self.network.stats, self.network.member_stats, self.store.memory_bytes)
         self.faults = Faults.from_env()
         if self.faults.active:
@@ -377,6 +378,11 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         if self.faults.cuts(sender):
             await trio.sleep_forever()  # a partitioned peer's request times out, as on a real cut
         relayed = decode_relay(payload, self.network.options["max_frame_size"])
+        removed_at = self._removals_seen.get(sender)
+        if removed_at is not None:  # its node may read its removal, and nothing after it
+            if relayed is not None:
+                raise PermissionError(f"{sender} was removed from the consortium at height {removed_at}")
+            return await self._sync_server.handle(sender, payload, up_to=removed_at)
         if relayed is not None:
             return self.relay.receive(sender, relayed)
         return await self._sync_server.handle(sender, payload)

@@ -81,13 +81,14 @@ class SyncServer:
         self.store = store
         self.max_bytes = max_bytes
 
-    async def handle(self, member: str, payload: bytes) -> bytes:
+    async def handle(self, member: str, payload: bytes, up_to: int | None = None) -> bytes:
+        """The blocks a sync request asks for; ``up_to``: none above this height (a removed member)."""
         try:
             request = codec.unpack(payload, max_size=1024)
             start, end = int(request["from"]), int(request["to"])
         except (codec.CodecError, KeyError, TypeError, ValueError):
             return codec.pack({"error": "bad sync request"})
-        head = self.store.head().height
+        head = self.store.head().height if up_to is None else min(self.store.head().height, up_to)
         blocks = []
         size = 0
         for height in range(max(start, 1), min(end, head, start + SYNC_BATCH_BLOCKS - 1) + 1):

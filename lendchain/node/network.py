@@ -125,6 +125,7 @@ class Network(InboundStreams, MemberSet):
         self._order = [m.name for m in members]
         self._consensus_links = [link for link in self._links.values() if link.member.voting]
         self._by_peer: dict[ID, MemberLink] = {}
+        self._let_go: dict[ID, MemberLink] = {}  # removed members' PeerIDs (``MemberSet.let_go``)
         self._host, self._pubsub, self._router = None, None, None
         self._links_nursery: trio.Nursery | None = None  # where each link's supervisor runs
         self._rates: dict[str, tuple[float, float]] = {}
@@ -211,7 +212,14 @@ class Network(InboundStreams, MemberSet):
         self._counters["gossip_out"] += 1
 
     def connected_members(self) -> set[str]:
+        """The members our consensus link to is up."""
         return {name for name, link in self._links.items() if link.up}
+
+    def reachable_members(self) -> set[str]:
+        """The members we have a connection to: enough for a request, with or without a link up."""
+        if self._host is None:
+            return set()
+        return {name for name, link in self._links.items() if self._connected(link)}
 
     def member_names(self) -> list[str]:
         """Every member this node links to, and itself: the genesis's in order, then admitted ones."""
@@ -321,6 +329,7 @@ class Network(InboundStreams, MemberSet):
             for peer_id in link.peer_ids:
                 host.get_peerstore().add_addrs(peer_id, [link.maddr], ADDR_TTL)
             link.budget = InboundBudget(self._rates, trio.current_time())
+        self._prepare_let_go(pubsub, trio.current_time())
         host.set_stream_handler(CONSENSUS_PROTOCOL, self._handle_consensus_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._handle_request_stream)
         async with host.run(listen_addrs=[self._listen]):

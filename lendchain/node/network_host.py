@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import multiaddr
 from libp2p import new_host
-from libp2p.abc import IHost, IRawConnection, ISecureConn
+from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.identity_utils import create_identity_from_seed
@@ -311,6 +311,18 @@ class DeliveringPubsub(Pubsub):
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         if any(topic in self.topic_ids for topic in publish_message.topicIDs):
             self.deliver(publish_message)
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        """Read a peer's pubsub stream, unless the peer is blacklisted (a removed member's node).
+
+        The stock handler reads it anyway: its subscriptions would put the peer in
+        the topic's peers, the router could mesh it, and what we publish to the
+        mesh would go nowhere.
+        """
+        if self.is_peer_blacklisted(stream.muxed_conn.peer_id):
+            await stream.reset()
+            return
+        await super().stream_handler(stream)
 
 
 def build_pubsub(

@@ -20,13 +20,21 @@ from lendchain.node.network_wire import FrameKind, FrameReader, WireError, decod
 
 
 class InboundStreams:
-    def _link_of_stream(self: Any, stream: INetStream) -> MemberLink | None:
-        link = self._by_peer.get(stream.muxed_conn.peer_id)
-        if link is None:  # the Noise gate makes this unreachable; belt and braces
-            self._refused(stream.muxed_conn.peer_id, "stream")
+    def _link_of_stream(self: Any, stream: INetStream, let_go: bool = False) -> MemberLink | None:
+        """The member ``stream`` comes from; a removed member let go only with ``let_go``."""
+        peer_id = stream.muxed_conn.peer_id
+        link = self._by_peer.get(peer_id)
+        if link is not None:
+            link.peer_id = peer_id  # the key it runs now: talk to that one
+            return link
+        gone = self._let_go.get(peer_id)
+        if gone is None:  # the Noise gate makes this unreachable; belt and braces
+            self._refused(peer_id, "stream")
+        elif let_go:
+            return gone
         else:
-            link.peer_id = stream.muxed_conn.peer_id  # the key it runs now: talk to that one
-        return link
+            self.log.debug("a stream from %s, removed from the consortium, reset", gone.member.name)
+        return None
 
     async def _handle_consensus_stream(self: Any, stream: INetStream) -> None:
         link = self._link_of_stream(stream)
@@ -83,7 +91,8 @@ class InboundStreams:
             await bounded(stream.reset())
 
     async def _handle_request_stream(self: Any, stream: INetStream) -> None:
-        link = self._link_of_stream(stream)
+        # A removed member's node asks too: the daemon serves it blocks up to its removal only.
+        link = self._link_of_stream(stream, let_go=True)
         if link is None:
             await quietly(stream.reset())
             return

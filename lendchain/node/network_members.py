@@ -5,8 +5,16 @@ member's node keys (``allow_keys``: every key it has had or will have, until
 it proves a newer one, which retires the older). The member set grows when
 the ledger admits a member (``add_member``: a link, dialled at once) and
 shrinks when it lets a removed one go (``remove_member``: its link and
-connections closed, its keys refused). A member whose node moved is dialled
-at its new address (``set_address``).
+connections closed). A member whose node moved is dialled at its new address
+(``set_address``).
+
+A removed member let go is not forgotten (``let_go``): its node may still
+connect, so that a node that was down when its member was removed can fetch
+the blocks up to the one that removes it and say so (the daemon serves it
+no block above that one). Nothing else it opens is served: its consensus
+streams are reset, its relayed txs refused, and gossip neither reaches it
+nor is taken from it (pubsub's blacklist). A node that read its own removal
+closes its links and dials no one (``leave``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ ADDR_TTL = 10**9
 class MemberSet:
     def _is_member(self: Any, peer_id: ID) -> bool:
         link = self._by_peer.get(peer_id)
-        retired = link.seen_on(peer_id) if link is not None else []
+        if link is None:
+            return peer_id in self._let_go  # a removed member's node, to fetch up to its removal
+        retired = link.seen_on(peer_id)
         if retired:  # proof of a newer key: the older ones are not this member any more
             name = link.member.name
             self._on_retire(name, retired)
@@ -40,7 +50,7 @@ class MemberSet:
             self.log.warning(
                 "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
             )
-        return link is not None
+        return True
 
     def add_member(self: Any, member: Member) -> bool:
         """Link to a member admitted after the genesis (``member.admit``); False if already linked.
@@ -62,10 +72,42 @@ class MemberSet:
         return True
 
     def remove_member(self: Any, name: str) -> bool:
-        """Drop a removed member (``member.remove``): its keys, its link and its connections; False if unknown."""
-        link = self._links.pop(name, None)
+        """Let a removed member go (``member.remove``): its link and connections closed; False if unknown.
+
+        Its node may still connect to fetch the blocks up to its removal (``let_go``).
+        """
+        link = self._drop_link(name)
         if link is None:
             return False
+        self._keep_let_go(link)
+        self.log.warning(
+            "%s was removed from the consortium: its links are closed; its node may fetch blocks "
+            "up to its removal, nothing else",
+            name,
+        )
+        return True
+
+    def let_go(self: Any, member: Member, keys: list[bytes]) -> None:
+        """Remember a member removed and let go before this node started (``keys``: newest first)."""
+        link = MemberLink(member)
+        link.set_keys(keys)
+        self._keep_let_go(link)
+
+    def leave(self: Any) -> None:
+        """This node's own member was removed and the node read it: close every link, dial no one."""
+        for name in list(self._links):
+            self._drop_link(name)
+        self.log.warning("this node's member was removed from the consortium: it links to no member now")
+
+    def let_go_member(self: Any, peer_id: ID) -> str | None:
+        """The removed member a connection's ``peer_id`` is, if it is one (``let_go``)."""
+        link = self._let_go.get(peer_id)
+        return link.member.name if link is not None else None
+
+    def _drop_link(self: Any, name: str) -> MemberLink | None:
+        link = self._links.pop(name, None)
+        if link is None:
+            return None
         link.removed = True  # its supervisor stops at its next turn
         self._order.remove(name)
         self._consensus_links = [other for other in self._consensus_links if other is not link]
@@ -75,8 +117,25 @@ class MemberSet:
             if self._host is not None:
                 trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id))
         link.wake.set()
-        self.log.warning("%s was removed from the consortium: its links are closed and it is refused", name)
-        return True
+        return link
+
+    def _keep_let_go(self: Any, link: MemberLink) -> None:
+        link.removed = True
+        for peer_id in link.peer_ids:
+            self._let_go[peer_id] = link
+            # Into pubsub's blacklist set, not through add_to_blacklist: its teardown drops the
+            # peer's stream behind the router's back, which then still meshes it and loses
+            # publishes (seen in the network tests). _drop_link's disconnect tears it down.
+            if self._pubsub is not None:
+                self._pubsub.blacklisted_peers.add(peer_id)
+        if self._host is not None:
+            link.budget = InboundBudget(self._rates, trio.current_time())
+
+    def _prepare_let_go(self: Any, pubsub: Any, now: float) -> None:
+        """Before the host runs: removed members let go get a request budget, and no gossip."""
+        for peer_id, link in self._let_go.items():
+            pubsub.blacklisted_peers.add(peer_id)
+            link.budget = InboundBudget(self._rates, now)
 
     def set_address(self: Any, name: str, address: str) -> bool:
         """Dial ``name`` at ``address`` from now on (``member.address``); False if unknown or unchanged.

@@ -25,9 +25,10 @@ A member admitted after the genesis (``member.admit``) runs its node with
 block that admits it they link to it (``_follow_roster``) and it follows the
 chain from its start, like any observer, until a ``member.voting`` change
 promotes it. A member removed (``member.remove``, never while it votes) is
-let go the same way, ``key_rotation_delay_blocks`` after the removal (so its
-node can fetch the block that removes it): its links close and its keys
-leave the allow-list.
+let go the same way, ``key_rotation_delay_blocks`` after the removal: its
+links close. Its node may still connect and fetch blocks up to the one that
+removes it, and no further, even if it was down when that happened; once it
+has read its removal it closes its own links (``Network.leave``).
 """
 
 from __future__ import annotations
@@ -79,13 +80,7 @@ class MemberRoles:
         peers refuse it until they execute its admission, then link to it.
         """
         gone = cut_off(self.store, self.store.head().height) - {self.config.name}
-        moved = current_addresses(self.store)
-        self._addresses_seen = moved
-        members = [
-            replace(member, address=moved.get(member.name, member.address))
-            for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
-            if member.name not in gone
-        ]
+        members = [member for member in self._members_on_chain() if member.name not in gone]
         if all(member.name != self.config.name for member in members):
             self.log.warning(
                 "%s is not a member of %s yet: it follows the chain once the members admit it "
@@ -95,6 +90,22 @@ class MemberRoles:
             )
             members.append(Member(self.config.name, key.public_key, self.config.p2p_listen, (), False))
         return members
+
+    def _members_on_chain(self: Any) -> list[Member]:
+        """The genesis's members and observers, then admitted ones, at their current addresses."""
+        moved = current_addresses(self.store)
+        self._addresses_seen = moved
+        return [
+            replace(member, address=moved.get(member.name, member.address))
+            for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
+        ]
+
+    def _remember_let_go(self: Any, schedule: KeySchedule) -> None:
+        """At start: the removed members let go may still fetch the blocks up to their removal."""
+        gone = cut_off(self.store, self.store.head().height) - {self.config.name}
+        for member in self._members_on_chain():
+            if member.name in gone:
+                self.network.let_go(member, schedule.keys_of(member.name)[::-1])
 
     def _follow_roster(self: Any, gone: set[str]) -> None:
         """After a commit that changed the members' keys: link to admitted members, drop let-go ones.
@@ -149,6 +160,7 @@ class MemberRoles:
                 "anything from then on, and its peers let this node go %d blocks later",
                 self.config.name, removed[self.config.name], delay_blocks(get_params(self.store)),
             )  # fmt: skip
+            self.network.leave()  # the members serve it nothing above that block
 
     def _start_replica(self: Any) -> None:
         """Build the replica and its driver on the store's head (at start, or when promoted)."""
@@ -252,7 +264,7 @@ class MemberRoles:
             head = self.store.head()
             progressed = False
             for name in sorted(self.consensus_peers):
-                if name not in self.network.connected_members():
+                if name not in self.network.reachable_members():  # a removed member's link is never up
                     continue
                 try:
                     payload = codec.pack({"from": head.height + 1, "to": head.height + SYNC_BATCH_BLOCKS})

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import plyvel
 import pytest
+import trio
 
 from lendchain import codec
 from lendchain.ledger.block import check_block
 from lendchain.ledger.state import STATE_ROOT_KEY, genesis_state_root
+from lendchain.node.driver import SyncServer, decode_sync_response
 from lendchain.node.replay import verify_chain
 from lendchain.node.store import ChainStore, StoreError, StoreInUse
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
@@ -368,3 +370,22 @@ def test_retired_node_keys_are_kept_per_member_across_a_reopen(tmp_path, genesis
     with ChainStore.open(tmp_path / "db", genesis, create=False) as store:
         assert store.retired_keys() == {"bank2": sorted([first, second]), "bank3": [other]}
         assert verify_chain(store) == 0  # a node's own record, not chain data
+
+
+def test_sync_answers_a_removed_member_no_block_above_its_removal(tmp_path, genesis):
+    store = ChainStore.open(tmp_path / "s", genesis, create=True)
+    try:
+        grow(store, Chain.start(genesis), 5)
+        server = SyncServer(store)
+        ask = codec.pack({"from": 2, "to": 64})
+        head, blocks = decode_sync_response(trio.run(server.handle, "bank2", ask))
+        assert head == 5 and [height for height, _, _ in blocks] == [2, 3, 4, 5]
+        assert blocks[0][1:] == (store.block_bytes(2), store.certificate(2))
+        head, blocks = decode_sync_response(trio.run(lambda: server.handle("bank5", ask, up_to=3)))
+        assert head == 3 and [height for height, _, _ in blocks] == [2, 3]  # 3 removed it
+        later = codec.pack({"from": 4, "to": 64})
+        assert decode_sync_response(trio.run(lambda: server.handle("bank5", later, up_to=3))) == (3, [])
+        bad = trio.run(server.handle, "bank2", b"\x00")
+        assert codec.unpack(bad) == {"error": "bad sync request"}
+    finally:
+        store.close()
