@@ -7,13 +7,15 @@ in ``[app]``), ``loan.offer`` {loan_id, rate_bps, schedule?
 (annuity | equal_principal), funding_window_ms? (a syndicated offer, see
 ``funding``)} by a lender member, ``loan.accept`` (borrower, picks one
 offer), ``loan.cancel`` (borrower, before accepting) and ``loan.disburse``
-(the servicer: the lender whose offer was accepted). Which event may happen
+(the servicer: the lender whose offer was accepted, until a ``loan.transfer``
+hands the loan to another: see ``transfers``). Which event may happen
 in which state, and by whom, is decided only by ``lifecycle.TRANSITIONS``;
 this module checks amounts and references.
 
 The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
-through ``APPLICATION_HOOKS``), ``documents``, ``governance`` and ``audit`` —
+through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``governance``
+and ``audit`` —
 import this module and are imported at its end, so importing the ledger
 registers every kind.
 
@@ -82,6 +84,9 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
             actors.add(lc.FUNDER)
         if loan.get("lender") == did:
             actors.add(lc.SERVICER)
+        transfer = loan.get("transfer")  # pending servicing transfer (``transfers``, rules 4)
+        if transfer is not None and transfer["to"] == did:
+            actors.add(lc.TRANSFEREE)
     return frozenset(actors)
 
 
@@ -355,4 +360,5 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 # The domain modules that build on these handlers register their kinds on import;
 # they import this module, so they are imported last.
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
+from lendchain.ledger import transfers  # noqa: E402, F401
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)
