@@ -8,16 +8,19 @@ voters, so a member leaves by demotion then ``member.remove``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from lendchain.ledger import pagedlist, queries
+from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS
 from lendchain.ledger.state import lender_loans_key, next_nonce, read_value
 from lendchain.ledger.transfers import servicing_duties
 from tests.ledger.chain import Chain, make_genesis, seeded_key
 from tests.ledger.test_admission import rules_world
+from tests.ledger.test_domain_audit import CertifiedBlocks
 from tests.ledger.test_membership import DELAY, advance_to, propose, vote, vote_through
 from tests.ledger.test_removal import demote
 
@@ -315,6 +318,22 @@ def test_a_transfer_pending_when_the_loan_closes_lapses(world):
         assert result.code == "invalid_state" and "in state 'closed'" in result.message
     assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (0, 0)
     assert queries.lookup(chain.state, "portfolio", bank2.did)["pending_transfers"] == []
+
+
+def test_an_audit_export_of_a_transferred_loan_verifies_with_each_transfer_step_and_its_signer(world):
+    chain, members, borrower = world
+    bank1, bank2 = members[0], members[1]
+    loan_id = open_loan(chain, borrower, bank1)
+    assert transfer(chain, bank1, loan_id, bank2).ok and accept(chain, bank2, loan_id).ok
+    assert repay(chain, bank2, loan_id, 10_000).ok
+    document = export_loan(chain.state, CertifiedBlocks(chain, members), bytes.fromhex(loan_id))
+    rows = [(e["kind"], e["signer"]) for e in document["entries"]][-3:]
+    assert rows == [
+        ("loan.transfer", bank1.did),
+        ("loan.transfer_accept", bank2.did),
+        ("loan.repay", bank2.did),
+    ]
+    assert verify_export(json.loads(json.dumps(document)), chain.genesis)["loan_id"] == loan_id
 
 
 # Rules versions ------------------------------------------------------------------------------
