@@ -58,6 +58,10 @@ MAX_AMOUNT = 10**15  # minor units; far above any single loan, far below 2**63
 MAX_RATE_BPS = 100_000  # 1000 % a year
 HEX_ID = r"[0-9a-f]{64}"
 MAX_FUNDING_WINDOW_MS = 365 * 86_400_000
+# From this rules version loan.accept refuses an offer by a member removed since it offered: a
+# removed member signs nothing, so the loan would have a lender that can neither service it nor
+# hand it on (``transfers``, the same version).
+REMOVED_OFFERS_REFUSED_SINCE = 4
 
 
 # Who is the sender? ------------------------------------------------------------
@@ -272,6 +276,15 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
             f"loan.accept field 'offer_id' names no offer on loan {loan_id.hex()[:16]} ({offer_id.hex()})",
         )
     offer = ctx.get(offer_key(offer_id))
+    if ctx.rules >= REMOVED_OFFERS_REFUSED_SINCE:
+        lender = ctx.get(institution_key(offer["lender"]))
+        if "removed_height" in lender:
+            raise TxRejected(
+                "invalid_state",
+                f"loan.accept field 'offer_id' names an offer by {lender['name']}, removed from the "
+                f"consortium at height {lender['removed_height']}: it can no longer service a loan; "
+                "accept another offer",
+            )
     for other in loan["offers"]:
         status = "accepted" if other == offer_id else "declined"
         ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": status})

@@ -33,8 +33,9 @@ proposed and when executed, while the member is the lender of an open loan
 one: its loans move to another lender first (``loan.transfer``, accepted by
 that lender), and the transfers offered to it are withdrawn or accepted.
 ``transfers.servicing_duties`` counts both in one walk of the member's lender
-index. Under rules 3 nothing checks this: the members had to settle those
-loans before removing it.
+index. From the same version ``loan.accept`` refuses the offers it made
+before it was removed. Under rules 3 nothing checks this: the members had to
+settle those loans before removing it.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ Versions:
 4. Adds the kinds ``loan.transfer``, ``loan.transfer_accept`` and
    ``loan.transfer_withdraw`` (``transfers``): a lender hands a loan's
    servicing to another lender. ``member.remove`` is refused while the
-   member is the lender of an open loan or named by a pending transfer.
+   member is the lender of an open loan or named by a pending transfer,
+   and ``loan.accept`` refuses an offer by a removed member.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ from lendchain.ledger.state import institution_key, lender_loans_key, loan_key, 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
-SINCE_RULES = 4  # the rules version that added the kinds
+SINCE_RULES = 4  # the rules version that added the kinds (loans.REMOVED_OFFERS_REFUSED_SINCE is the same)
 
 
 def servicing_duties(get: Callable[[bytes], Any], did: str) -> tuple[int, int]:
