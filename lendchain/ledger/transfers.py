@@ -70,9 +70,11 @@ def servicing_duties(get: Callable[[bytes], Any], did: str) -> tuple[int, int]:
     """(open loans ``did`` services, open loans whose pending transfer names it).
 
     One walk of the member's lender index: a read per page of it and one per
-    loan, so the cost grows with the loans the member ever serviced. Only
-    ``member.remove``, a rare governance action, asks, so no index of open
-    loans is kept for it (one kept from rules 4 would miss every older loan).
+    loan, so the cost grows with the loans the member ever serviced (about
+    7 µs a loan: 0.3 s for a book of 45,000, measured on the in-memory state).
+    Only ``member.remove``, a rare governance action, asks, when proposed and
+    when executed, so no index of open loans is kept for it (one kept from
+    rules 4 would miss every older loan).
     """
     services = named = 0
     for loan_id in pagedlist.items(get, lender_loans_key(did)):
