@@ -243,6 +243,31 @@ def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str
     return result
 
 
+def require_rules(status: dict[str, Any], since: int, what: str, action: str) -> None:
+    """Refuse, saying what to do, when the chain's next block runs rules older than ``since``.
+
+    ``status`` is the node's ``/status``; ``what`` (a kind or governance action)
+    exists from rules ``since``. A tx of it sent sooner is never included, so
+    the command would only wait for nothing; ``action`` names what to do once
+    the version starts.
+    """
+    version = status["rules"]["version"]
+    scheduled = status["rules"]["scheduled"]
+    for upgrade in scheduled:
+        if upgrade["height"] <= status["height"] + 1:
+            version = upgrade["version"]
+    if version >= since:
+        return
+    later = [upgrade["height"] for upgrade in scheduled if upgrade["version"] >= since]
+    if later:
+        what_to_do = f"it starts at height {later[0]}; {action} from then on"
+    else:
+        what_to_do = f"schedule it first with `lendchain gov propose rules.upgrade {since} HEIGHT`"
+    raise click.ClickException(
+        f"this chain runs rules version {version} and {what} needs version {since}: {what_to_do}"
+    )
+
+
 def describe_tx(status: dict[str, Any]) -> str:
     if status.get("status") != "committed":
         message = status.get("message")

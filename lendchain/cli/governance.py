@@ -23,6 +23,7 @@ from lendchain.cli._common import (
     emit,
     member_keys,
     read_passphrase,
+    require_rules,
     send_tx,
     signer_options,
     user_errors,
@@ -223,27 +224,8 @@ def gov_propose_admit(ctx: click.Context, request_file: str, **kw: Any) -> None:
             f"{status['chain_id']!r}; ask for a request made for this chain",
             param_hint="'REQUEST_FILE'",
         )
-    _require_admission_rules(status)
+    require_rules(status, ADMIT_SINCE, MEMBER_ADMIT, "propose the admission")
     send_tx(ctx, kw, "gov.propose", {"action": MEMBER_ADMIT, "key": request.name, "value": request.value})
-
-
-def _require_admission_rules(status: dict[str, Any]) -> None:
-    """Refuse, with what to do, on a chain whose next block runs rules older than member.admit's."""
-    version = status["rules"]["version"]
-    scheduled = status["rules"]["scheduled"]
-    for upgrade in scheduled:
-        if upgrade["height"] <= status["height"] + 1:
-            version = upgrade["version"]
-    if version >= ADMIT_SINCE:
-        return
-    later = [upgrade["height"] for upgrade in scheduled if upgrade["version"] >= ADMIT_SINCE]
-    if later:
-        what_to_do = f"it starts at height {later[0]}; propose the admission from then on"
-    else:
-        what_to_do = f"schedule it first with `lendchain gov propose rules.upgrade {ADMIT_SINCE} HEIGHT`"
-    raise click.ClickException(
-        f"this chain runs rules version {version} and member.admit needs version {ADMIT_SINCE}: {what_to_do}"
-    )
 
 
 @gov.command("vote")

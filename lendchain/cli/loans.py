@@ -3,6 +3,9 @@
 A loan's id is the id of its ``loan.apply`` transaction and an offer's id
 is the id of its ``loan.offer`` transaction; both are printed when they
 commit. Amounts are integers in minor units (cents), rates in basis points.
+A loan's servicing moves to another lender by ``loan transfer``, which that
+lender accepts with ``loan accept-transfer`` (rules version 4; see
+``lendchain.ledger.transfers``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, client_options, emit, send_tx, signer_options, user_errors
+from lendchain.cli._common import (
+    client_from,
+    client_options,
+    emit,
+    require_rules,
+    send_tx,
+    signer_options,
+    user_errors,
+)
+from lendchain.ledger.lifecycle import SERVICER_STATES
+from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
 
 
 def _sent_id(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any], label: str) -> None:
@@ -88,7 +101,7 @@ def _totals_text(currency: str, t: dict[str, int]) -> str:
 
 @click.group()
 def loan() -> None:
-    """Apply for, offer, accept, disburse, repay, prepay and show loans."""
+    """Apply for, offer, accept, disburse, repay, prepay, transfer and show loans."""
 
 
 @loan.command("portfolio")
@@ -111,6 +124,13 @@ def _portfolio_text(view: dict[str, Any]) -> str:
         lines += [
             f"    {row['did']}  {row['principal']}" for row in view["largest_borrowers"].get(currency, [])
         ]
+    transfers = view.get("pending_transfers", [])  # an older release's node answers without it
+    if transfers:
+        lines.append("pending transfers")
+    for row in transfers:
+        lines.append(
+            f"  loan {row['loan_id']} from {row['lender']} to {row['to']} (offered at height {row['offered_height']})"
+        )
     return "\n".join(lines)
 
 
@@ -199,6 +219,52 @@ def loan_prepay(ctx: click.Context, loan_id: str, amount: int, **kw: Any) -> Non
     send_tx(ctx, kw, "loan.prepay", {"loan_id": loan_id, "amount": amount})
 
 
+def _send_transfer_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any]) -> None:
+    """Send one of the transfer kinds, once the chain runs the rules that have them.
+
+    Sent sooner, the tx would never be included and the command would wait for nothing.
+    """
+    with client_from(kw) as client:
+        status = client.get("/status")
+    require_rules(status, TRANSFER_SINCE, kind, "send it")
+    send_tx(ctx, kw, kind, payload)
+
+
+@loan.command("transfer")
+@click.argument("loan_id")
+@click.option("--to", required=True, help="did:key of the lender member that is to service the loan.")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_transfer(ctx: click.Context, loan_id: str, to: str, **kw: Any) -> None:
+    """Offer LOAN_ID's servicing to the lender member --to, as the loan's lender.
+
+    Nothing moves until --to runs `loan accept-transfer`; until then the loan
+    stays yours, and `loan withdraw-transfer` takes the offer back.
+    """
+    _send_transfer_tx(ctx, kw, "loan.transfer", {"loan_id": loan_id, "to": to})
+
+
+@loan.command("accept-transfer")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_accept_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Take over LOAN_ID's servicing, as the lender member its pending transfer names."""
+    _send_transfer_tx(ctx, kw, "loan.transfer_accept", {"loan_id": loan_id})
+
+
+@loan.command("withdraw-transfer")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_withdraw_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Take back LOAN_ID's pending transfer, as the loan's lender."""
+    _send_transfer_tx(ctx, kw, "loan.transfer_withdraw", {"loan_id": loan_id})
+
+
 @loan.command("show")
 @click.argument("loan_id")
 @client_options
@@ -223,6 +289,14 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
         ):
             if v.get(key) is not None:
                 lines.append(f"  {key:<15} {v[key]}")
+        transfer = v.get("transfer")
+        if transfer is not None:  # one still recorded on a closed loan lapsed with it
+            status = (
+                "pending" if v.get("state") in SERVICER_STATES else f"lapsed: the loan is {v.get('state')}"
+            )
+            lines.append(
+                f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
+            )
         return "\n".join(lines)
 
     emit(ctx, value, human)

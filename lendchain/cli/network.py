@@ -29,7 +29,7 @@ from lendchain.node.config import load_node_config
     default=1,
     show_default=True,
     type=click.IntRange(1, RULES_VERSION),
-    help=f"Ledger rules the chain starts on ({RULES_VERSION}: the newest, e.g. member.admit).",
+    help=f"Ledger rules the chain starts on ({RULES_VERSION}: the newest, e.g. loan.transfer).",
 )
 @click.pass_context
 @user_errors

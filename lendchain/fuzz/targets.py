@@ -37,6 +37,7 @@ def _tx_seeds(key: SigningKey) -> list[bytes]:
         ("loan.apply", {"amount": 250_000, "currency": "EUR", "term_months": 12, "purpose": "fuzz"}),
         ("loan.offer", {"loan_id": "ab" * 32, "rate_bps": 700}),
         ("loan.repay", {"loan_id": "cd" * 32, "amount": 1234, "reference": "r-1"}),
+        ("loan.transfer", {"loan_id": "ef" * 32, "to": key.did}),  # a did:key field (rules 4)
     ]
     return [
         build_transaction(key, CHAIN, kind, payload=p, nonce=i, created_ms=1_700_000_000_000).encode()

@@ -21,7 +21,8 @@ cancelled or unfunded, carry no exposure.
 DID``) is the other side: a lender's book, the live loans it services, with
 the same totals per currency, the part other funders carry, and its largest
 borrowers (concentration), for the lender's reconciliation and a regulator's
-supervision.
+supervision, and the servicing transfers pending from or to it
+(``transfers``: the lender they name accepts them from this list).
 
 ``positions_view`` (``GET /positions/{did}``, ``lendchain fund positions
 DID``) is a funder's side of syndicated loans: each loan it committed to, its
@@ -53,6 +54,7 @@ from lendchain.ledger.state import (
     party_key,
     read_value,
 )
+from lendchain.ledger.transfers import pending_to
 
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
@@ -114,6 +116,8 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     ``largest_borrowers`` lists, per currency, the ``TOP_BORROWERS`` borrowers
     with the most principal outstanding and committed here (concentration).
     The loans themselves, with their next instalments, are ``/reminders/{did}``.
+    ``pending_transfers`` lists the live loans whose servicing ``did`` offered
+    to another lender, or another lender offered to ``did``, by ``loan.transfer``.
     None for a DID that is no member and services no loan.
     """
 
@@ -125,8 +129,19 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         return None
     currencies: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
-    for _, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
-        if loan["lender"] != did:
+    transfers = []
+    for loan_id, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
+        to = pending_to(loan)
+        if to is not None and did in (loan["lender"], to):
+            transfers.append(
+                {
+                    "loan_id": loan_id.hex(),
+                    "lender": loan["lender"],
+                    "to": to,
+                    "offered_height": loan["transfer"]["height"],
+                }
+            )
+        if loan["lender"] != did:  # handed on, or only offered to it (see ``transfers``)
             continue
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
@@ -145,6 +160,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         "name": _member_name(get, did),
         "currencies": dict(sorted(currencies.items())),
         "largest_borrowers": largest,
+        "pending_transfers": transfers,
     }
 
 

@@ -8,8 +8,9 @@ Rules of this file (after h11's ``_state.py``):
 - A transition is caused by an event (a transaction kind, or an internal
   event such as ``paid_off`` that the ledger raises itself) and may be caused
   only by one actor: the loan's ``borrower``, any member with the ``lender``
-  role, the loan's ``servicer`` (the lender whose offer was accepted), or the
-  ``ledger`` itself.
+  role, the loan's ``servicer`` (the lender whose offer was accepted, or the
+  one a ``loan.transfer`` handed the loan to since), the ``transferee`` (the
+  lender a pending ``loan.transfer`` names), or the ``ledger`` itself.
 - This file knows nothing about amounts or storage; the handlers in
   ``loans.py`` check those and ask this table whether the move is allowed.
 
@@ -41,6 +42,7 @@ DEFAULTED = "defaulted"
 BORROWER = "borrower"
 LENDER = "lender"
 SERVICER = "servicer"
+TRANSFEREE = "transferee"  # the lender a pending loan.transfer names (transfers.py)
 LEDGER = "ledger"
 FUNDER = "funder"  # a registered investor or a lender member, other than the borrower
 MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
@@ -52,6 +54,12 @@ FULLY_FUNDED = "fully_funded"
 FELL_OVERDUE = "fell_overdue"  # an instalment is unpaid past its due time plus grace
 WENT_DEFAULT = "went_default"  # an instalment is unpaid past the default threshold
 CURED = "cured"  # a payment brought an overdue loan back within grace
+
+# The states in which a loan has a servicer and may still need one: from the acceptance of an
+# offer (it names the lender) until the loan is closed or unfunded. A loan before acceptance has
+# no servicer yet, and one closed, cancelled or unfunded needs none any more. Its servicing may
+# change hands in any of them (transfers.py), defaulted included: recoveries need a servicer too.
+SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -89,12 +97,19 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (REPAYING, "loan.prepay"): (REPAYING, SERVICER),
     (OVERDUE, "loan.prepay"): (OVERDUE, SERVICER),
     (DEFAULTED, "loan.prepay"): (DEFAULTED, SERVICER),
+    # Servicing changes hands (transfers.py, rules 4): the state stays as it is
+    **{(state, "loan.transfer"): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, "loan.transfer_withdraw"): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, "loan.transfer_accept"): (state, TRANSFEREE) for state in SERVICER_STATES},
 }
 
 _ACTOR_NAMES = {
     BORROWER: "the loan's borrower",
     LENDER: "a member with the lender role",
+    # A refusal's sentence is hashed into its block's results root: an old name stays word for word,
+    # or a node replaying the blocks of older rules would compute other roots.
     SERVICER: "the lender whose offer was accepted",
+    TRANSFEREE: "the lender the loan's pending transfer names",
     LEDGER: "the ledger itself",
     FUNDER: "a registered investor or a lender member other than the borrower",
     MEMBER: "a consortium member",

@@ -7,13 +7,15 @@ in ``[app]``), ``loan.offer`` {loan_id, rate_bps, schedule?
 (annuity | equal_principal), funding_window_ms? (a syndicated offer, see
 ``funding``)} by a lender member, ``loan.accept`` (borrower, picks one
 offer), ``loan.cancel`` (borrower, before accepting) and ``loan.disburse``
-(the servicer: the lender whose offer was accepted). Which event may happen
+(the servicer: the lender whose offer was accepted, until a ``loan.transfer``
+hands the loan to another: see ``transfers``). Which event may happen
 in which state, and by whom, is decided only by ``lifecycle.TRANSITIONS``;
 this module checks amounts and references.
 
 The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
-through ``APPLICATION_HOOKS``), ``documents``, ``governance`` and ``audit`` —
+through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``governance``
+and ``audit`` —
 import this module and are imported at its end, so importing the ledger
 registers every kind.
 
@@ -56,6 +58,10 @@ MAX_AMOUNT = 10**15  # minor units; far above any single loan, far below 2**63
 MAX_RATE_BPS = 100_000  # 1000 % a year
 HEX_ID = r"[0-9a-f]{64}"
 MAX_FUNDING_WINDOW_MS = 365 * 86_400_000
+# From this rules version loan.accept refuses an offer by a member removed since it offered: a
+# removed member signs nothing, so the loan would have a lender that can neither service it nor
+# hand it on (``transfers``, the same version).
+REMOVED_OFFERS_REFUSED_SINCE = 4
 
 
 # Who is the sender? ------------------------------------------------------------
@@ -82,6 +88,9 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
             actors.add(lc.FUNDER)
         if loan.get("lender") == did:
             actors.add(lc.SERVICER)
+        transfer = loan.get("transfer")  # pending servicing transfer (``transfers``, rules 4)
+        if transfer is not None and transfer["to"] == did:
+            actors.add(lc.TRANSFEREE)
     return frozenset(actors)
 
 
@@ -267,6 +276,15 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
             f"loan.accept field 'offer_id' names no offer on loan {loan_id.hex()[:16]} ({offer_id.hex()})",
         )
     offer = ctx.get(offer_key(offer_id))
+    if ctx.rules >= REMOVED_OFFERS_REFUSED_SINCE:
+        lender = ctx.get(institution_key(offer["lender"]))
+        if "removed_height" in lender:
+            raise TxRejected(
+                "invalid_state",
+                f"loan.accept field 'offer_id' names an offer by {lender['name']}, removed from the "
+                f"consortium at height {lender['removed_height']}: it can no longer service a loan; "
+                "accept another offer",
+            )
     for other in loan["offers"]:
         status = "accepted" if other == offer_id else "declined"
         ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": status})
@@ -355,4 +373,5 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 # The domain modules that build on these handlers register their kinds on import;
 # they import this module, so they are imported last.
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
+from lendchain.ledger import transfers  # noqa: E402, F401
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

@@ -153,13 +153,15 @@ def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
 
     The chain has no clock of its own, so each instalment carries its
     ``due_ms`` and the caller compares it with its time (or the head block's);
-    ``penalty_due`` is what accrued up to the loan's last evaluation.
+    ``penalty_due`` is what accrued up to the loan's last evaluation. A
+    servicer's index also holds the loans it handed on, or was offered, by
+    ``loan.transfer``: only those it services now are its.
     """
     rows = []
     for role, key in (("borrower", borrower_loans_key(did)), ("servicer", lender_loans_key(did))):
         for loan_id in pagedlist.items(lambda k: read_value(reader, k), key):
             loan = read_value(reader, loan_key(loan_id))
-            if loan["state"] not in SERVICED_STATES:
+            if loan["state"] not in SERVICED_STATES or (role == "servicer" and loan["lender"] != did):
                 continue
             schedule = loan_schedule(loan)
             unpaid = unpaid_instalments(loan, schedule)[:REMINDER_INSTALMENTS]

@@ -24,9 +24,18 @@ still fetch the blocks, the one that removes it among them, so its operator
 reads the removal on its own node rather than guessing from refused dials.
 Then every node drops its keys from the allow-list and closes its links.
 What it did before stays on the chain, and the record, its name and its
-keys stay taken (a name or key is never reused). Loans it lends on are not
-moved: their servicing needs the lender, so the members settle those before
-they remove it.
+keys stay taken (a name or key is never reused).
+
+A removed member services nothing (its keys sign nothing), so from rules
+version ``transfers.SINCE_RULES`` (4) the removal is also refused, when
+proposed and when executed, while the member is the lender of an open loan
+(one in ``lifecycle.SERVICER_STATES``) or is named by a transfer pending on
+one: its loans move to another lender first (``loan.transfer``, accepted by
+that lender), and the transfers offered to it are withdrawn or accepted.
+``transfers.servicing_duties`` counts both in one walk of the member's lender
+index. From the same version ``loan.accept`` refuses the offers it made
+before it was removed. Under rules 3 nothing checks this: the members had to
+settle those loans before removing it.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import delay_blocks
 from lendchain.ledger.membership import member_status
 from lendchain.ledger.state import REMOVED_KEY, StateReader, get_params, institution_key, read_value
+from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
+from lendchain.ledger.transfers import servicing_duties
 
 ACTION = "member.remove"
 SINCE_RULES = 3  # the rules version that added the action
@@ -78,7 +89,25 @@ def _conflict(ctx: TxContext, did: str) -> tuple[str, str] | None:
             f"{status.name} {'votes' if status.voting else 'changes who votes'}{pending}: demote it first "
             f"(member.voting {did} observer) and remove it once that is in force"
         )
+    if ctx.rules >= TRANSFER_SINCE:
+        services, named = servicing_duties(ctx.get, did)
+        if services or named:
+            return "invalid_state", _duties(institution["name"], services, named)
     return None
+
+
+def _duties(name: str, services: int, named: int) -> str:
+    """Why a member that still has loans to service cannot leave, and what frees it."""
+    held, first = [], []
+    if services:
+        held.append(f"is the lender of {services} open loan{'s' if services != 1 else ''}")
+        first.append(
+            f"{name} moves them to other lenders (loan.transfer, each accepted with loan.transfer_accept)"
+        )
+    if named:
+        held.append(f"is named by {named} pending loan transfer{'s' if named != 1 else ''}")
+        first.append("the transfers offered to it are accepted or withdrawn (loan.transfer_withdraw)")
+    return f"{name} {' and '.join(held)}, and a removed member services nothing: first {', and '.join(first)}"
 
 
 def parse_removal(ctx: TxContext, member_did: str, reason: str) -> dict[str, Any]:

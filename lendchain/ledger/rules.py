@@ -52,6 +52,11 @@ Versions:
    institution the genesis does not name joins the consortium,
    ``member.remove`` (``removal``): a member leaves it, and ``member.address``
    (``addresses``): a member's node moves.
+4. Adds the kinds ``loan.transfer``, ``loan.transfer_accept`` and
+   ``loan.transfer_withdraw`` (``transfers``): a lender hands a loan's
+   servicing to another lender. ``member.remove`` is refused while the
+   member is the lender of an open loan or named by a pending transfer,
+   and ``loan.accept`` refuses an offer by a removed member.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 3
+RULES_VERSION = 4
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts

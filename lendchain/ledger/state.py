@@ -216,7 +216,9 @@ def borrower_loans_key(did: str) -> bytes:
 
 
 def lender_loans_key(did: str) -> bytes:
-    """The ids of every loan whose accepted offer is ``did``'s, in order."""
+    """The ids of every loan whose accepted offer is ``did``'s, or whose servicing a ``loan.transfer``
+    offered to ``did`` (rules 4), in order, each once. Which of them ``did`` services now is the
+    loan's ``lender``: see ``transfers``."""
     return b"lloans/" + did.encode()
 
 

@@ -146,7 +146,13 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
     book2 = queries.lookup(chain.state, "portfolio", bank2.did)["currencies"]["EUR"]
     assert book2["outstanding"] == book2["funded_by_others"] == syndicated_left  # alice and bob carry it all
     idle = queries.lookup(chain.state, "portfolio", members[2].did)
-    assert idle == {"did": members[2].did, "name": "bank3", "currencies": {}, "largest_borrowers": {}}
+    assert idle == {
+        "did": members[2].did,
+        "name": "bank3",
+        "currencies": {},
+        "largest_borrowers": {},
+        "pending_transfers": [],
+    }
     assert queries.lookup(chain.state, "portfolio", alice.did) is None  # an investor services no loan
 
 
