@@ -183,6 +183,30 @@ def withdraw_policy(ctx: TxContext, tx: Transaction) -> None:
     ctx.emit("policy.withdrawn", policy_id=policy_id.hex())
 
 
+def withdraw_policies_of(ctx: TxContext, lender: str, why: str) -> int:
+    """Withdraw every active policy of ``lender`` (a member removed: ``removal``); returns how many.
+
+    Its offers could never be accepted, and its policies would hold slots of
+    ``MAX_ACTIVE_POLICIES``. Each is marked ``withdrawn`` with ``why``, and
+    its ``policy.withdrawn`` event says so.
+    """
+    active = ctx.get(POLICIES_KEY) or []
+    kept = []
+    for policy_id in active:
+        policy = ctx.get(policy_key(policy_id))
+        if policy["lender"] != lender:
+            kept.append(policy_id)
+            continue
+        ctx.put(
+            policy_key(policy_id),
+            {**policy, "status": "withdrawn", "withdrawn_height": ctx.height, "why": why},
+        )
+        ctx.emit("policy.withdrawn", policy_id=policy_id.hex(), why=why)
+    if len(kept) != len(active):
+        ctx.put(POLICIES_KEY, kept)
+    return len(active) - len(kept)
+
+
 APPLICATION_HOOKS.append(auto_offer)
 register_kind(
     "policy.publish",

@@ -34,7 +34,9 @@ one: its loans move to another lender first (``loan.transfer``, accepted by
 that lender), and the transfers offered to it are withdrawn or accepted.
 ``transfers.servicing_duties`` counts both in one walk of the member's lender
 index. From the same version ``loan.accept`` refuses the offers it made
-before it was removed. Under rules 3 nothing checks this: the members had to
+before it was removed, and its removal withdraws its active lending
+policies (``policies.withdraw_policies_of``), which would go on making offers
+no one can accept. Under rules 3 nothing checks this: the members had to
 settle those loans before removing it.
 """
 
@@ -46,6 +48,7 @@ from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.keyrotation import delay_blocks
 from lendchain.ledger.membership import member_status
+from lendchain.ledger.policies import withdraw_policies_of
 from lendchain.ledger.state import REMOVED_KEY, StateReader, get_params, institution_key, read_value
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
 from lendchain.ledger.transfers import servicing_duties
@@ -133,3 +136,5 @@ def apply_removal(ctx: TxContext, removal: dict[str, Any]) -> None:
     ctx.put(key, {**ctx.get(key), "removed_height": ctx.height, "removal_reason": removal["reason"]})
     ctx.put(REMOVED_KEY, {**(ctx.get(REMOVED_KEY) or {}), removal["name"]: ctx.height})
     ctx.emit(EVENT, member=removal["name"], did=removal["did"], reason=removal["reason"])
+    if ctx.rules >= TRANSFER_SINCE:  # its standing offers go with it
+        withdraw_policies_of(ctx, removal["did"], f"{ACTION}: {removal['reason']}")

@@ -455,3 +455,29 @@ def test_under_rules_3_a_member_with_open_loans_is_removed_as_before():
     demote(chain, members, members[1])
     removed = vote_through(chain, members[0], [], "member.remove", members[1].did, "leaves")
     assert any(e["event"] == "member.removed" for e in removed.events)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_from_rules_4_a_removed_members_policies_are_withdrawn_with_it(version):
+    chain, members = rules_world(version=version)
+    bank1, bank2 = members[0], members[1]
+    borrower = seeded_key(1)
+    chain.onboard(borrower, members[3])
+    bands = {"currency": "EUR", "min_amount": 1_000, "max_amount": 500_000, "max_term_months": 24}
+    policy = {**bands, "bands": "0:1200", "max_exposure": 10**9}
+    theirs = ok(chain, bank2, "policy.publish", policy).tx_id
+    ours = ok(chain, bank1, "policy.publish", policy).tx_id
+    demote(chain, members, bank2)
+    removed = vote_through(chain, bank1, [], "member.remove", bank2.did, "sold its book")
+    withdrawn = [e for e in removed.events if e["event"] == "policy.withdrawn"]
+    loan_id = ok(chain, borrower, "loan.apply", APPLY).tx_id.hex()
+    offers = {offer["lender"] for offer in loan(chain, loan_id)["offers"]}
+    active = [bytes(p) for p in read_value(chain.state, b"policies")]
+    if version == 3:  # as before: its policy goes on offering
+        assert withdrawn == [] and offers == {bank1.did, bank2.did} and active == [theirs, ours]
+        return
+    assert withdrawn == [
+        {"event": "policy.withdrawn", "policy_id": theirs.hex(), "why": "member.remove: sold its book"}
+    ]
+    assert offers == {bank1.did} and active == [ours]
+    assert queries.lookup(chain.state, "policy", theirs.hex())["status"] == "withdrawn"

@@ -281,6 +281,7 @@ def test_an_admitted_member_is_linked_at_run_time_and_a_removed_one_let_go():
                 lambda: all("joiner" not in p.network.connected_members() for p in peers),
                 "the members' links to the joiner closed",
             )
+
             # Its node, which has not read its removal yet, may still ask (the daemon serves it
             # blocks up to its removal only); the members take nothing else from it.
             async def ask() -> bytes | None:
@@ -295,10 +296,13 @@ def test_an_admitted_member_is_linked_at_run_time_and_a_removed_one_let_go():
                 return None
 
             assert await ask() == b"node0 answers joiner: blocks?"
+
             # Gossip neither reaches it nor is taken from it: no pubsub stream either way.
             def in_pubsub(p: Peer) -> bool:
                 gone = peer_id_of(joiner_key.public_key)
-                return gone in p.network._pubsub.peers or gone in p.network._router.mesh.get(p.network.topic, ())
+                return gone in p.network._pubsub.peers or gone in p.network._router.mesh.get(
+                    p.network.topic, ()
+                )
 
             await wait_for(lambda: not any(map(in_pubsub, peers)), "the joiner out of pubsub")
             assert await ask() == b"node0 answers joiner: blocks?"  # its node keeps connecting
