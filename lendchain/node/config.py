@@ -99,6 +99,9 @@ class NodeConfig:
     store: StoreConfig = StoreConfig()
     # ``join = true``: a member the genesis does not name, admitted (or to be) by ``member.admit``.
     joining: bool = False
+    # No ``[p2p] listen``: the node listens on its member's address as the chain records it
+    # (``p2p_listen`` is the genesis's; a ``member.address`` change moves it, see the daemon).
+    p2p_listen_from_chain: bool = False
 
     @property
     def backup_dir(self) -> Path:
@@ -368,6 +371,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         )
     if member is not None and joining:
         raise top.error("join", f"is true, but {name!r} is a member in {genesis_path}: leave join out")
+    listen_from_chain = member is not None and not p2p_listen
     if member is not None:
         p2p_listen = p2p_listen or member.address
     elif not p2p_listen:
@@ -393,6 +397,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         log_level=level,
         log_format=log_format,
         joining=joining,
+        p2p_listen_from_chain=listen_from_chain,
     )
 
 

@@ -104,7 +104,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             member_keys={config.name: [key.public_key], **self.member_keys},  # before its admission too
             retired_keys=self.store.retired_keys(),
             on_retire=self.store.retire_keys,
-            listen=config.p2p_listen,
+            listen=self._own_listen_address(),
             chain_id=genesis.chain_id,
             on_frame=self._on_frame,
             on_request=self._on_request,
@@ -231,7 +231,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
                     "node %s up: height %d, p2p %s, api %s",
                     self.config.name,
                     self.store.head().height,
-                    self.config.p2p_listen,
+                    self.network.listen_address,
                     ", ".join(api_urls),
                 )
                 task_status.started()

@@ -52,6 +52,7 @@ from lendchain.node.network_host import (
     build_host,
     build_pubsub,
     check_listen_address_free,
+    listenable,
     peer_id_of,
     wrap_gossip,
 )
@@ -131,6 +132,7 @@ class Network(InboundStreams, MemberSet):
         self._rates: dict[str, tuple[float, float]] = {}
         self._on_retire = on_retire
         self._next_key: SigningKey | None = None  # set by ``rekey`` until the host on it is up
+        self._next_listen: multiaddr.Multiaddr | None = None  # set by ``relisten`` likewise
         self._identity_scope: trio.CancelScope | None = None
         for name, keys in (retired_keys or {}).items():
             if name in self._links:
@@ -258,6 +260,7 @@ class Network(InboundStreams, MemberSet):
 
         ``rekey`` ends the host of the current key; the loop then brings one up
         on the new key, on the same address, with the same member links.
+        ``relisten`` does the same to move to another address.
         """
         started: Any = task_status
         while True:
@@ -268,10 +271,13 @@ class Network(InboundStreams, MemberSet):
                     "network identity moves to the rotated node key: %s -> %s", old, self.peer_id
                 )
                 await self._wait_listen_address_free()
+            if self._next_listen is not None:
+                old_listen, self._listen, self._next_listen = self._listen, self._next_listen, None
+                self.log.warning("p2p listening moves from %s to %s", old_listen, self._listen)
             with trio.CancelScope() as self._identity_scope:
                 await self._run_host(started)
             started = trio.TASK_STATUS_IGNORED
-            if self._next_key is None:
+            if self._next_key is None and self._next_listen is None:
                 return
 
     @property
@@ -293,6 +299,29 @@ class Network(InboundStreams, MemberSet):
         self._next_key = key
         if self._identity_scope is not None:
             self._identity_scope.cancel()
+
+    def relisten(self, address: str) -> bool:
+        """Listen on ``address`` instead (this member's node moved: ``member.address``); False if it does.
+
+        The host closes and one on ``address`` comes up at once, with the same
+        key and links, as for ``rekey``. OSError, and nothing changes, when
+        ``address`` cannot be listened on here (another machine's, or taken).
+        """
+        maddr = multiaddr.Multiaddr(address)
+        if maddr == self._listen:
+            return False
+        if not listenable(maddr):
+            raise OSError(f"{address} is no IP address and TCP port to listen on")
+        check_listen_address_free(maddr)
+        self._next_listen = maddr
+        if self._identity_scope is not None:
+            self._identity_scope.cancel()
+        return True
+
+    @property
+    def listen_address(self) -> str:
+        """Where this node listens now (or will, once a ``relisten`` is done)."""
+        return str(self._next_listen or self._listen)
 
     async def _wait_listen_address_free(self) -> None:
         """Wait (briefly) for the closed host's listener to let go of the port."""

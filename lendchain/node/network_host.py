@@ -82,6 +82,12 @@ class _DropDialErrors(logging.Filter):
 logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_DropDialErrors())
 
 
+def listenable(address: multiaddr.Multiaddr) -> bool:
+    """Whether a host can listen on ``address``'s form: an IP address and a TCP port (not a DNS name)."""
+    protocols = {p.name for p in address.protocols()}
+    return "tcp" in protocols and bool(protocols & {"ip4", "ip6"})
+
+
 def check_listen_address_free(listen: multiaddr.Multiaddr) -> None:
     """Raise OSError when another socket already listens on ``listen``'s TCP port.
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import multiaddr
 import trio
 
 from lendchain import codec
@@ -51,6 +52,7 @@ from lendchain.ledger.removal import cut_off
 from lendchain.ledger.state import get_params
 from lendchain.node.driver import ConsensusDriver, decode_sync_response, verify_certificate
 from lendchain.node.keyschedule import key_schedule
+from lendchain.node.network_host import listenable
 
 OBSERVER_POLL_S = 0.5
 SYNC_BATCH_BLOCKS = 64
@@ -131,14 +133,65 @@ class MemberRoles:
                 )
 
     def _follow_addresses(self: Any) -> None:
-        """After a commit: dial a member whose node moved (``member.address``) at its new address."""
+        """After a commit: dial a member whose node moved (``member.address``) at its new address.
+
+        When it is this node's own member, the node goes on listening where it
+        listens until it restarts there: said loudly, since peers dial only the new one.
+        """
         moved = current_addresses(self.store)
         if moved == self._addresses_seen:
             return
         for name, address in moved.items():
-            if self._addresses_seen.get(name) != address:
+            if self._addresses_seen.get(name) == address:
+                continue
+            if name == self.config.name:
+                self._move_listen_address(address)
+            else:
                 self.network.set_address(name, address)
         self._addresses_seen = moved
+
+    def _move_listen_address(self: Any, address: str) -> None:
+        """This member's node moved (``member.address``): peers dial only ``address`` from now on.
+
+        Without ``[p2p] listen`` the node moves there at once if it can listen
+        there (an address of this machine); else, or with an explicit
+        ``listen``, the operator restarts it where it can be reached.
+        """
+        if self.config.p2p_listen_from_chain:
+            try:
+                self.network.relisten(address)
+                return
+            except OSError as e:
+                problem = f"it cannot listen there ({e})"
+        else:
+            problem = f"[p2p] listen is {self.network.listen_address}"
+        self.log.warning(
+            "the chain now records %s as this node's address (member.address), and peers dial only "
+            "that one; %s: start the node where that address reaches it",
+            address,
+            problem,
+        )
+
+    def _own_listen_address(self: Any) -> str:
+        """Where this node listens at start: ``[p2p] listen``, else its address as the chain records it.
+
+        The genesis's (or admission's) address, unless a ``member.address``
+        change moved it. An explicit ``listen`` that differs from a moved
+        address is the operator's call (a NAT, a proxy), but worth a warning.
+        """
+        recorded = current_addresses(self.store).get(self.config.name)
+        if recorded is None or recorded == self.config.p2p_listen:
+            return self.config.p2p_listen
+        if self.config.p2p_listen_from_chain and listenable(multiaddr.Multiaddr(recorded)):
+            self.log.info("listening on %s, the address member.address recorded for this node", recorded)
+            return recorded
+        self.log.warning(
+            "the chain records %s as this node's address (member.address), and peers dial only that "
+            "one; this node listens on %s: unless that address forwards here, set [p2p] listen to it",
+            recorded,
+            self.config.p2p_listen,
+        )
+        return self.config.p2p_listen
 
     def _note_removals(self: Any, removed: dict[str, int]) -> None:
         """After a commit (and at start): a removal executed (``member.remove``) changes who signs for whom.

@@ -31,6 +31,14 @@ def test_generated_testnet_loads(net):
     assert load_genesis(net.out / "genesis.toml").hash() == net.genesis.hash()
 
 
+def test_without_p2p_listen_a_node_listens_where_the_chain_says(net):
+    config = load_node_config(net.configs[0])
+    assert config.p2p_listen == net.genesis.members[0].address and config.p2p_listen_from_chain
+    _edit(net.configs[0], lambda d: d.update(p2p={"listen": "/ip4/0.0.0.0/tcp/47101"}))
+    config = load_node_config(net.configs[0])
+    assert config.p2p_listen == "/ip4/0.0.0.0/tcp/47101" and not config.p2p_listen_from_chain
+
+
 def test_testnet_refuses_to_overwrite(net):
     with pytest.raises(ConfigError, match="already holds a network"):
         generate_testnet(net.out, 4)

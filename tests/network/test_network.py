@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import multiaddr
 import pytest
 import trio
 
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
 from lendchain.node.network import Network, NetworkError
-from lendchain.node.network_host import peer_id_of
+from lendchain.node.network_host import check_listen_address_free, peer_id_of
 from tests.network.harness import (
     CHAIN_ID,
     Peer,
@@ -340,6 +341,48 @@ def test_a_member_whose_node_moved_is_dialled_at_its_new_address():
             assert not a.network.set_address("stranger", members[1].address)
             await wait_for(lambda: a.network.connected_members() == {"node1"}, "node0 to dial node1 anew")
             await wait_for(lambda: b.network.connected_members() == {"node0"}, "the link both ways")
+
+    trio.run(main)
+
+
+def test_a_node_moves_to_its_new_address_without_a_restart():
+    members, keys = make_members(2)
+    new_port, busy_port = free_ports(2)
+    a, b = (Peer(m.name, keys[m.name], members) for m in members)
+
+    async def main():
+        async with running([a, b]):
+            await wait_full_mesh([a, b])
+            old = b.network.listen_address
+            with pytest.raises(OSError, match="no IP address"):
+                b.network.relisten("/dns4/bank2.example/tcp/9000")
+            with trio.socket.socket() as taken:
+                await taken.bind(("127.0.0.1", busy_port))
+                taken.listen()
+                with pytest.raises(OSError):
+                    b.network.relisten(f"/ip4/127.0.0.1/tcp/{busy_port}")
+            assert b.network.listen_address == old and not b.network.relisten(old)
+            moved = f"/ip4/127.0.0.1/tcp/{new_port}"
+            assert b.network.relisten(moved) and b.network.listen_address == moved
+            assert a.network.set_address("node1", moved)  # the block that moved it, at node0
+
+            def listening_there() -> bool:
+                host = b.network._host
+                return host is not None and any(str(addr).startswith(moved) for addr in host.get_addrs())
+
+            await wait_for(listening_there, "node1 listening at its new address")
+            await wait_full_mesh([a, b])
+            assert a.network.send("node1", b"at the new address")
+            await wait_for(lambda: b.frames["node0"] == [b"at the new address"], "a frame at the new address")
+
+            def let_go() -> bool:  # nothing listens at the old address any more
+                try:
+                    check_listen_address_free(multiaddr.Multiaddr(old))
+                except OSError:
+                    return False
+                return True
+
+            await wait_for(let_go, "the old address let go")
 
     trio.run(main)
 
