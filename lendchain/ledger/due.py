@@ -33,6 +33,7 @@ within the next few months.
 from __future__ import annotations
 
 from bisect import insort
+from contextlib import suppress
 from typing import Any
 
 from lendchain.ledger.context import TxContext
@@ -47,7 +48,12 @@ def slot_key(slot: int) -> bytes:
 
 
 def page_key(slot: int, page: int) -> bytes:
-    return slot_key(slot) + b"/" + page.to_bytes(4, "big")
+    return _page_under(slot_key(slot), page)
+
+
+def _page_under(head_key: bytes, page: int) -> bytes:
+    """``page_key`` from the slot's key, for a move that has built it already."""
+    return head_key + b"/" + page.to_bytes(4, "big")
 
 
 def slot_of(check_ms: int) -> int:
@@ -57,42 +63,49 @@ def slot_of(check_ms: int) -> int:
 
 def _add(ctx: TxContext, slot: int, loan_id: bytes) -> int:
     """File ``loan_id`` on the slot's last page; returns that page's number."""
-    pages = ctx.get(slot_key(slot))
+    head_key = slot_key(slot)
+    pages = ctx.get(head_key)
     if pages is None:
         slots = list(ctx.get(SLOTS_KEY) or [])
         insort(slots, slot)
         ctx.put(SLOTS_KEY, slots)
         pages = {"first": 0, "last": 0}
-        ctx.put(slot_key(slot), pages)
+        ctx.put(head_key, pages)
     page = pages["last"]
-    loan_ids = ctx.get(page_key(slot, page)) or []
+    key = _page_under(head_key, page)
+    loan_ids = ctx.get(key) or []
     if len(loan_ids) >= PAGE_ITEMS:
         page += 1
+        key = _page_under(head_key, page)
         loan_ids = []
-        ctx.put(slot_key(slot), {**pages, "last": page})
-    ctx.put(page_key(slot, page), [*loan_ids, loan_id])
+        ctx.put(head_key, {**pages, "last": page})
+    ctx.put(key, [*loan_ids, loan_id])
     return page
 
 
 def _remove(ctx: TxContext, slot: int, page: int, loan_id: bytes) -> None:
-    loan_ids = list(ctx.get(page_key(slot, page)) or [])  # a copy: get shares the stored list
-    if loan_id in loan_ids:  # filed once (reschedule takes it off its old page before filing it)
+    head_key = slot_key(slot)
+    key = _page_under(head_key, page)
+    loan_ids = list(ctx.get(key) or [])  # a copy: get shares the stored list
+    # Filed once (reschedule takes it off its old page before filing it). One scan of the
+    # page, not an ``in`` test and then another scan to remove it.
+    with suppress(ValueError):
         loan_ids.remove(loan_id)
     if loan_ids:
-        ctx.put(page_key(slot, page), loan_ids)
+        ctx.put(key, loan_ids)
         return
-    ctx.delete(page_key(slot, page))
-    pages = ctx.get(slot_key(slot))
+    ctx.delete(key)
+    pages = ctx.get(head_key)
     first, last = pages["first"], pages["last"]
     if page == first:  # the slot now starts at its next page still holding loans
         first += 1
-        while first <= last and ctx.get(page_key(slot, first)) is None:
+        while first <= last and ctx.get(_page_under(head_key, first)) is None:
             first += 1
     if first <= last:
         if first != pages["first"]:
-            ctx.put(slot_key(slot), {**pages, "first": first})
+            ctx.put(head_key, {**pages, "first": first})
         return
-    ctx.delete(slot_key(slot))
+    ctx.delete(head_key)
     ctx.put(SLOTS_KEY, [other for other in ctx.get(SLOTS_KEY) or [] if other != slot])
 
 

@@ -67,16 +67,11 @@ REMOVED_OFFERS_REFUSED_SINCE = 4
 # Who is the sender? ------------------------------------------------------------
 
 
-def member_roles(ctx: TxContext, did: str) -> tuple[str, ...]:
-    """The genesis roles of a member, or () for anyone else."""
-    institution = ctx.get(institution_key(did))
-    return tuple(institution["roles"]) if institution else ()
-
-
 def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozenset[str]:
     actors = set()
-    roles = member_roles(ctx, did)
-    if roles or ctx.get(institution_key(did)) is not None:
+    institution = ctx.get(institution_key(did))  # read once: every lifecycle tx asks
+    roles = tuple(institution["roles"]) if institution else ()
+    if institution is not None:
         actors.add(lc.MEMBER)
     if "lender" in roles:
         actors.add(lc.LENDER)
@@ -138,7 +133,7 @@ APPLICATION_HOOKS: list[Callable[[TxContext, bytes], None]] = []
 
 
 def register_party(ctx: TxContext, tx: Transaction) -> None:
-    if member_roles(ctx, tx.sender) or ctx.get(institution_key(tx.sender)) is not None:
+    if ctx.get(institution_key(tx.sender)) is not None:
         raise TxRejected(
             "forbidden", f"sender {tx.sender} is a consortium member; members act with their genesis roles"
         )
@@ -275,7 +270,8 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
             "not_found",
             f"loan.accept field 'offer_id' names no offer on loan {loan_id.hex()[:16]} ({offer_id.hex()})",
         )
-    offer = ctx.get(offer_key(offer_id))
+    offers = {other: ctx.get(offer_key(other)) for other in loan["offers"]}
+    offer = offers[offer_id]
     if ctx.rules >= REMOVED_OFFERS_REFUSED_SINCE:
         lender = ctx.get(institution_key(offer["lender"]))
         if "removed_height" in lender:
@@ -285,9 +281,9 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
                 f"consortium at height {lender['removed_height']}: it can no longer service a loan; "
                 "accept another offer",
             )
-    for other in loan["offers"]:
+    for other, stored in offers.items():
         status = "accepted" if other == offer_id else "declined"
-        ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": status})
+        ctx.put(offer_key(other), {**stored, "status": status})
     loan = {
         **loan,
         "state": state,

@@ -114,9 +114,6 @@ def allocate_payment(
     """
     if amount <= 0:
         raise ValueError(f"a payment must be positive, got {amount}")
-    owed = amount_owed(schedule, progress)
-    if amount > owed:
-        raise ValueError(f"a payment of {amount} is more than the {owed} still owed")
     interest = principal = 0
     paid, on_interest, on_principal = (
         progress.instalments_paid,
@@ -125,6 +122,13 @@ def allocate_payment(
     )
     left = amount
     while left > 0:
+        # Too much shows as running past the last row. Every row's payment is its interest
+        # plus its principal, so that is exactly amount > amount_owed, found without a
+        # second sum over the schedule (a repayment has summed it once already).
+        if paid == len(schedule):
+            raise ValueError(
+                f"a payment of {amount} is more than the {amount_owed(schedule, progress)} still owed"
+            )
         row = schedule[paid]
         step = min(left, row.interest - on_interest)
         on_interest += step
