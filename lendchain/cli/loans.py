@@ -23,7 +23,6 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
-from lendchain.ledger.lifecycle import SERVICER_STATES
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
 
 
@@ -290,10 +289,8 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
             if v.get(key) is not None:
                 lines.append(f"  {key:<15} {v[key]}")
         transfer = v.get("transfer")
-        if transfer is not None:  # one still recorded on a closed loan lapsed with it
-            status = (
-                "pending" if v.get("state") in SERVICER_STATES else f"lapsed: the loan is {v.get('state')}"
-            )
+        if transfer is not None:
+            status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
             lines.append(
                 f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
             )

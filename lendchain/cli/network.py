@@ -26,10 +26,10 @@ from lendchain.node.config import load_node_config
 @click.option("--docker", is_flag=True, help="Address members on the docker-compose network.")
 @click.option(
     "--rules-version",
-    default=1,
+    default=RULES_VERSION,
     show_default=True,
     type=click.IntRange(1, RULES_VERSION),
-    help=f"Ledger rules the chain starts on ({RULES_VERSION}: the newest, e.g. loan.transfer).",
+    help="Ledger rules the chain starts on: the newest by default; an older one to match an existing chain.",
 )
 @click.pass_context
 @user_errors

@@ -20,6 +20,7 @@ from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
+from lendchain.ledger.lifecycle import SERVICER_STATES
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
@@ -139,6 +140,8 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     view["history"] = [to_json(codec.unpack(raw)) for raw in raw_history]
     # The hash of the last entry commits to the whole history (each entry names its predecessor's).
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
+    if view.get("transfer") is not None:  # one still recorded on a closed loan lapsed with it
+        view["transfer"]["status"] = "pending" if loan["state"] in SERVICER_STATES else "lapsed"
     if loan["rate_bps"] is not None:
         rows = loan_schedule(loan)
         view["schedule"] = [row.to_value() for row in rows]

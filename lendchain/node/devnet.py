@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.cluster import Cluster, ClusterError
 from lendchain.node.config import ConfigError, load_genesis
 from lendchain.node.testnet import generate_testnet
@@ -29,7 +30,12 @@ def _configs(directory: Path, nodes: int, api_port: int, p2p_port: int) -> list[
         click.echo(f"reusing the network in {directory}")
         return [directory / f"{m.name}.toml" for m in genesis.members]
     layout = generate_testnet(
-        directory, nodes, chain_id="lendchain-devnet-1", api_base_port=api_port, p2p_base_port=p2p_port
+        directory,
+        nodes,
+        chain_id="lendchain-devnet-1",
+        api_base_port=api_port,
+        p2p_base_port=p2p_port,
+        rules_version=RULES_VERSION,  # a new network starts on the newest rules
     )
     click.echo(f"generated a {nodes}-node network in {directory} (tolerates f={layout.genesis.f} faulty)")
     return list(layout.configs)

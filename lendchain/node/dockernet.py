@@ -32,6 +32,7 @@ import httpx
 import tomli_w
 
 from lendchain.client import NodeClient, NodeError
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import ConfigError, load_genesis
 from lendchain.node.testnet import DOCKER_SUBNET, docker_ip, generate_testnet
 
@@ -318,7 +319,12 @@ class DockerNet:
         if not (self.network_dir / "genesis.toml").exists():
             # The observer is always in the genesis, so it can join a running chain later.
             generate_testnet(
-                self.network_dir, nodes=len(NODES), observers=1, docker=True, docker_subnet=self.subnet
+                self.network_dir,
+                nodes=len(NODES),
+                observers=1,
+                docker=True,
+                docker_subnet=self.subnet,
+                rules_version=RULES_VERSION,  # a new network starts on the newest rules
             )
         genesis = load_genesis(self.network_dir / "genesis.toml")
         names = tuple(m.name for m in genesis.members)

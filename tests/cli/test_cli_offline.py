@@ -85,11 +85,14 @@ def test_testnet_writes_genesis_and_configs(run, tmp_path):
     value = json.loads(result.output)
     assert value["n"] == 4 and value["f"] == 1
     assert len(value["configs"]) == 5
+    assert load_genesis(tmp_path / "net" / "genesis.toml").app == {
+        "rules_version": RULES_VERSION
+    }  # the newest
     again = run("testnet", "--out", "net")
     assert again.exit_code == 1
     assert "already holds a network" in again.output
-    newest = run("testnet", "--out", "net2", "--rules-version", "2")
-    assert newest.exit_code == 0, newest.output
+    older = run("testnet", "--out", "net2", "--rules-version", "2")
+    assert older.exit_code == 0, older.output
     assert load_genesis(tmp_path / "net2" / "genesis.toml").app == {"rules_version": 2}
     unknown = str(RULES_VERSION + 1)
     assert run("testnet", "--out", "net3", "--rules-version", unknown).exit_code == 2  # no such rules

@@ -543,7 +543,10 @@ async function renderLoan(id) {
         ["loan id", h("span", { class: "mono" }, loan.loan_id)],
         ["borrower", partyLink(loan.borrower)],
         ["lender", partyLink(loan.lender)],
-        loan.transfer && ["transfer offered to", partyLink(loan.transfer.to)],
+        loan.transfer && [
+            loan.transfer.status === "pending" ? "transfer offered to" : "transfer lapsed (was offered to)",
+            partyLink(loan.transfer.to),
+        ],
         ["purpose", loan.purpose || "—"],
         ["applied", time(loan.applied_ms)],
         ["disbursed", time(loan.disbursed_ms)],
