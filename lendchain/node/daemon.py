@@ -21,6 +21,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.consensus.keys import KeySchedule
 from lendchain.crypto import SigningKey, read_key_file
@@ -381,7 +382,9 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         removed_at = self._removals_seen.get(sender)
         if removed_at is not None:  # its node may read its removal, and nothing after it
             if relayed is not None:
-                raise PermissionError(f"{sender} was removed from the consortium at height {removed_at}")
+                return codec.pack(
+                    {"error": f"{sender} was removed from the consortium at height {removed_at}"}
+                )
             return await self._sync_server.handle(sender, payload, up_to=removed_at)
         if relayed is not None:
             return self.relay.receive(sender, relayed)

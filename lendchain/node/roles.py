@@ -82,6 +82,7 @@ class MemberRoles:
         peers refuse it until they execute its admission, then link to it.
         """
         gone = cut_off(self.store, self.store.head().height) - {self.config.name}
+        self._addresses_seen = current_addresses(self.store)
         members = [member for member in self._members_on_chain() if member.name not in gone]
         if all(member.name != self.config.name for member in members):
             self.log.warning(
@@ -96,7 +97,6 @@ class MemberRoles:
     def _members_on_chain(self: Any) -> list[Member]:
         """The genesis's members and observers, then admitted ones, at their current addresses."""
         moved = current_addresses(self.store)
-        self._addresses_seen = moved
         return [
             replace(member, address=moved.get(member.name, member.address))
             for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
@@ -135,8 +135,8 @@ class MemberRoles:
     def _follow_addresses(self: Any) -> None:
         """After a commit: dial a member whose node moved (``member.address``) at its new address.
 
-        When it is this node's own member, the node goes on listening where it
-        listens until it restarts there: said loudly, since peers dial only the new one.
+        When it is this node's own member, the node moves its listener there
+        (``_move_listen_address``): peers dial only the new address from now on.
         """
         moved = current_addresses(self.store)
         if moved == self._addresses_seen:

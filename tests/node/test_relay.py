@@ -195,3 +195,14 @@ def test_a_relay_whose_txs_were_new_to_the_primary_is_logged_for_an_operator(cap
     with caplog.at_level(logging.INFO, "test-relay"):
         run_until(relay, lambda: len(calls) == 2 and relay._queue.statistics().tasks_waiting_receive)
     assert [r.getMessage() for r in caplog.records] == ["relayed 3 txs to bank1: {'accepted': 2, 'known': 1}"]
+
+
+def test_a_removed_member_gets_no_relay_taken_and_no_block_above_its_removal(node):
+    node._removals_seen = {"bank4": 0}  # removed by the genesis block, say: it may fetch nothing
+    refused = codec.unpack(trio.run(node._on_request, "bank4", encode_relay([b"tx"])))
+    assert refused == {"error": "bank4 was removed from the consortium at height 0"}
+    assert len(node.mempool) == 0
+    answer = codec.unpack(trio.run(node._on_request, "bank4", codec.pack({"from": 1, "to": 64})))
+    assert answer == {"head": 0, "blocks": []}
+    taken = codec.unpack(trio.run(node._on_request, "bank2", encode_relay([b"tx"])))
+    assert "error" in taken and "removed" not in taken["error"]  # a member's relay is looked at
