@@ -15,6 +15,7 @@ from __future__ import annotations
 import click
 
 from lendchain.cli.backup import backup, restore
+from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
@@ -57,3 +58,5 @@ for command in (
     *DOMAIN_COMMANDS,
 ):
     main.add_command(command)
+loan.add_command(transfer_book)  # in their own module: they page, batch and summarise
+loan.add_command(accept_transfers)

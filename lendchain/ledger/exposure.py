@@ -24,6 +24,11 @@ borrowers (concentration), for the lender's reconciliation and a regulator's
 supervision, and the servicing transfers pending from or to it
 (``transfers``: the lender they name accepts them from this list).
 
+``book_page`` (``GET /portfolio/{did}/loans``) lists that book loan by loan,
+a window of the lender's loan index at a time, for a client that acts on
+every loan (``lendchain loan transfer-book`` hands them all to another
+lender).
+
 ``positions_view`` (``GET /positions/{did}``, ``lendchain fund positions
 DID``) is a funder's side of syndicated loans: each loan it committed to, its
 commitment, what it received of the repayments, the part of the principal
@@ -61,6 +66,7 @@ COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
 _POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
 TOP_BORROWERS = 10
+BOOK_PAGE_MAX = 2000  # index positions one book page reads: a read per position, a few ms per 1000
 
 
 def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
@@ -162,6 +168,46 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         "largest_borrowers": largest,
         "pending_transfers": transfers,
     }
+
+
+def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str, Any] | None:
+    """The live loans at positions ``start`` … ``start + limit - 1`` of ``did``'s lender index.
+
+    A row per loan ``did`` services, or whose pending transfer names it: its
+    id, state, currency, amount, borrower, ``lender`` and pending ``transfer``
+    (``to``, offered ``height``; None if none). The index also holds closed
+    loans and loans handed on, which are left out, so a page may list fewer
+    than ``limit``; ``next`` is the position to ask from next, None after the
+    last. The index is append-only, so positions stay put while the chain
+    moves on: a loan added meanwhile shows up on a later page. None for a DID
+    that is no member and services no loan.
+    """
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    index = lender_loans_key(did)
+    total = pagedlist.length(get, index)
+    if total == 0 and get(institution_key(did)) is None:
+        return None
+    rows = []
+    for loan_id in pagedlist.window(get, index, start, limit):
+        loan = get(loan_key(loan_id))
+        if _live(loan) is None or did not in (loan["lender"], pending_to(loan)):
+            continue
+        rows.append(
+            {
+                "loan_id": loan_id.hex(),
+                "state": loan["state"],
+                "currency": loan["currency"],
+                "amount": loan["amount"],
+                "borrower": loan["borrower"],
+                "lender": loan["lender"],
+                "transfer": loan.get("transfer"),
+            }
+        )
+    end = start + limit
+    return {"did": did, "from": start, "next": end if end < total else None, "loans": rows}
 
 
 def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:

@@ -51,6 +51,30 @@ def items(get: Getter, key: bytes) -> Iterator[Any]:
     yield from head["tail"]
 
 
+def window(get: Getter, key: bytes, start: int, count: int) -> list[Any]:
+    """The items at positions ``start`` … ``start + count - 1`` (fewer at the list's end).
+
+    Reads only the pages the window covers: a client pages through a long
+    list with a request per window, each costing about the same.
+    """
+    head = get(key)
+    if head is None:
+        return []
+    in_pages = head["count"] - len(head["tail"])
+    end = min(start + count, head["count"])
+    found: list[Any] = []
+    position = start
+    while position < end:
+        if position < in_pages:
+            offset = position % PAGE_ITEMS
+            part = get(page_key(key, position // PAGE_ITEMS))[offset : offset + end - position]
+        else:
+            part = head["tail"][position - in_pages : end - in_pages]
+        found += part
+        position += len(part)
+    return found
+
+
 def length(get: Getter, key: bytes) -> int:
     head = get(key)
     return 0 if head is None else head["count"]

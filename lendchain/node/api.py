@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.node.backup import BackupError
 from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
@@ -73,6 +74,7 @@ class NodeFacade(Protocol):
     async def wait_for_height(self, height: int, timeout_s: float) -> None: ...
     async def wait_tx(self, tx_id: bytes, timeout_s: float) -> dict[str, Any]: ...
     def query(self, kind: str, ref: str) -> dict[str, Any] | None: ...
+    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None: ...
     def status(self) -> dict[str, Any]: ...
     def is_ready(self) -> bool: ...
     async def backup(self, name: str | None, keep: int | None) -> dict[str, Any]: ...
@@ -367,6 +369,15 @@ def build_app(
 
         return handler
 
+    async def book_page(request: Request) -> Any:
+        did = request.path_params["ref"]
+        start = _int_param(request, "from", 0, 0, 2**62)
+        limit = _int_param(request, "limit", 500, 1, BOOK_PAGE_MAX)
+        found = node.book_page(did, start, limit)
+        if found is None:
+            raise ApiError(404, "not_found", f"{did} is no member and services no loan")
+        return found
+
     async def status(request: Request) -> Any:
         return node.status()
 
@@ -422,6 +433,7 @@ def build_app(
         Route(
             "/portfolio/{ref}", _route(query_route("portfolio", "{ref} is no member and services no loan"))
         ),
+        Route("/portfolio/{ref}/loans", _route(book_page)),
         Route(
             "/positions/{ref}",
             _route(query_route("positions", "{ref} committed to no syndicated loan (indexed from rules 2)")),

@@ -18,6 +18,7 @@ from lendchain.ledger import queries
 from lendchain.ledger.block import Block
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.execute import execute_txs
+from lendchain.ledger.exposure import book_page
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, check_stateless, decode_transaction
@@ -173,6 +174,9 @@ class NodeViews:
                 if founding is not None:
                     member.setdefault("address", founding.address)
         return found
+
+    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
+        return book_page(self.store, did, start, limit)
 
     @cached_property
     def _member_names(self) -> dict[str, str]:

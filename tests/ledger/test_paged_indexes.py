@@ -71,6 +71,29 @@ def test_a_short_paged_list_is_read_with_one_get_and_an_absent_one_is_empty():
     assert pagedlist.length(state.get, b"bloans/nobody") == 0
 
 
+@pytest.mark.parametrize(
+    ("start", "count"),
+    [(0, 10), (250, 10), (256, 256), (500, 300), (768, 7), (770, 100), (775, 5), (0, 10_000)],
+)
+def test_a_window_of_a_paged_list_is_its_slice_and_reads_only_the_pages_it_covers(start, count):
+    state = Recorder()
+    length = 3 * pagedlist.PAGE_ITEMS + 7
+    for n in range(length):
+        pagedlist.append(state.get, state.put, b"lloans/x", loan_id(n))
+    gets = []
+
+    def counting_get(key: bytes) -> Any:
+        gets.append(key)
+        return state.get(key)
+
+    window = pagedlist.window(counting_get, b"lloans/x", start, count)
+    assert window == [loan_id(n) for n in range(length)][start : start + count]
+    end = min(start + count, length)
+    pages = {n // pagedlist.PAGE_ITEMS for n in range(start, end) if n < 3 * pagedlist.PAGE_ITEMS}
+    assert gets == [b"lloans/x", *(pagedlist.page_key(b"lloans/x", page) for page in sorted(pages))]
+    assert pagedlist.window(state.get, b"lloans/nobody", 0, 10) == []
+
+
 # -- the due-loan index --------------------------------------------------------------------
 
 

@@ -7,9 +7,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from lendchain.ledger import queries
+from lendchain.ledger.exposure import BOOK_PAGE_MAX, book_page
 from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
+from tests.ledger.test_loan_transfer import open_loan
 from tests.node.test_api_protection import call
 
 
@@ -23,6 +25,9 @@ class LedgerNode:
 
     def query(self, kind: str, ref: str) -> dict[str, Any] | None:
         return queries.lookup(self.chain.state, kind, ref)
+
+    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
+        return book_page(self.chain.state, did, start, limit)
 
 
 def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
@@ -52,3 +57,37 @@ def test_portfolio_route_answers_a_member_and_names_a_stranger():
     assert found.status_code == 200 and found.json()["name"] == "bank1" and found.json()["currencies"] == {}
     assert missing.status_code == 404
     assert missing.json()["message"] == f"{stranger} is no member and services no loan"
+
+
+def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():
+    genesis, members = make_genesis()
+    chain = Chain.start(genesis)
+    borrower = seeded_key(1)
+    chain.onboard(borrower, member_key(KYC_MEMBER))
+    loan_ids = [open_loan(chain, borrower, members[0], disburse=n != 1) for n in range(5)]
+    app = build_app(LedgerNode(chain), None, ApiLimits())
+    book = f"/portfolio/{members[0].did}/loans"
+    pages = call(app, [("GET", book, {"params": {"from": start, "limit": 2}}) for start in (0, 2, 4)])
+    assert [page.json()["next"] for page in pages] == [2, 4, None]
+    rows = [row for page in pages for row in page.json()["loans"]]
+    assert [row["loan_id"] for row in rows] == loan_ids
+    assert [row["state"] for row in rows] == ["disbursed", "accepted", "disbursed", "disbursed", "disbursed"]
+    assert rows[0] == {
+        "loan_id": loan_ids[0],
+        "state": "disbursed",
+        "currency": "EUR",
+        "amount": 120_000,
+        "borrower": borrower.did,
+        "lender": members[0].did,
+        "transfer": None,
+    }
+    too_many, stranger = call(
+        app,
+        [
+            ("GET", book, {"params": {"limit": BOOK_PAGE_MAX + 1}}),
+            ("GET", f"/portfolio/{seeded_key(2).did}/loans", {}),
+        ],
+    )
+    assert too_many.status_code == 400
+    assert stranger.status_code == 404
+    assert stranger.json()["message"] == f"{seeded_key(2).did} is no member and services no loan"
