@@ -32,6 +32,10 @@ from lendchain.node.network_link import InboundBudget, MemberLink, bounded
 
 # Permanent peerstore entry for member addresses (libp2p's connect() adds 120 s ones).
 ADDR_TTL = 10**9
+# What a removed member's node may ask of us (per second, burst): a member that was expelled
+# may be hostile, and each request can cost us a response of up to 64 blocks. Enough to read
+# its removal: 32 requests (2,048 blocks) at once, then 2 a second.
+LET_GO_RATES = {"frames": (2.0, 32.0), "bytes": (64.0 * 1024, 256.0 * 1024)}
 
 
 class MemberSet:
@@ -128,14 +132,13 @@ class MemberSet:
             # publishes (seen in the network tests). _drop_link's disconnect tears it down.
             if self._pubsub is not None:
                 self._pubsub.blacklisted_peers.add(peer_id)
-        if self._host is not None:
-            link.budget = InboundBudget(self._rates, trio.current_time())
+        link.budget = InboundBudget(LET_GO_RATES, trio.current_time() if self._host is not None else 0.0)
 
     def _prepare_let_go(self: Any, pubsub: Any, now: float) -> None:
-        """Before the host runs: removed members let go get a request budget, and no gossip."""
+        """Before the host runs: removed members let go get no gossip, and a fresh request budget."""
         for peer_id, link in self._let_go.items():
             pubsub.blacklisted_peers.add(peer_id)
-            link.budget = InboundBudget(self._rates, now)
+            link.budget = InboundBudget(LET_GO_RATES, now)
 
     def set_address(self: Any, name: str, address: str) -> bool:
         """Dial ``name`` at ``address`` from now on (``member.address``); False if unknown or unchanged.

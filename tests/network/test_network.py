@@ -6,6 +6,7 @@ deadlines (never fixed sleeps) and checks what the members actually received.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 
@@ -307,6 +308,17 @@ def test_an_admitted_member_is_linked_at_run_time_and_a_removed_one_let_go():
 
             await wait_for(lambda: not any(map(in_pubsub, peers)), "the joiner out of pubsub")
             assert await ask() == b"node0 answers joiner: blocks?"  # its node keeps connecting
+            # A hostile one cannot make the members serve it at a member's rate.
+            throttled, answers = peers[0].network.stats()["throttled_frames"], []
+
+            async def one() -> None:
+                with contextlib.suppress(NetworkError):  # its flapping link may drop the connection
+                    answers.append(await joiner.network.request("node0", b"again", 20.0))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):  # past the burst of 32
+                    nursery.start_soon(one)
+            assert answers and peers[0].network.stats()["throttled_frames"] > throttled
             assert not any(map(in_pubsub, peers))
             assert joiner.network.gossip_members() == set()
             assert all("joiner" not in p.frames for p in peers)
