@@ -309,6 +309,12 @@ def describe_members(view: dict[str, Any]) -> str:
         roles = ",".join(member["roles"]) or "no roles"
         lines.append(f"{member['name']:<12} {part:<24} {roles:<24} {joined:<18} {member.get('address', '-')}")
         lines.append(f"{'':<12} {member['did']}")
+        if "open_loans_serviced" in member:  # asked for one member: what its removal waits for
+            serviced, pending = member["open_loans_serviced"], member["transfers_pending_to"]
+            lines.append(
+                f"{'':<12} services {serviced} open loan{'s' if serviced != 1 else ''}, "
+                f"{pending} transfer{'s' if pending != 1 else ''} pending to it"
+            )
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ from lendchain.ledger.state import (
     party_key,
     read_value,
 )
+from lendchain.ledger.transfers import servicing_duties
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 REMINDER_INSTALMENTS = 3  # the next unpaid instalments shown per loan
@@ -224,6 +225,21 @@ def _loan(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return get_loan(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
 
 
+def _members(reader: StateReader, name: str) -> dict[str, Any] | None:
+    """``members_view``; for one member, also the loans it services (what ``member.remove`` waits for).
+
+    Counted by one walk of its lender index (``transfers.servicing_duties``),
+    so only when one member is asked for, not for ``*``.
+    """
+    view = members_view(reader, name)
+    if view is None or name == "*":
+        return view
+    for member in view["members"]:
+        services, named = servicing_duties(lambda key: read_value(reader, key), member["did"])
+        member["open_loans_serviced"], member["transfers_pending_to"] = services, named
+    return view
+
+
 def _offer(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return get_offer(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
 
@@ -238,7 +254,7 @@ _LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
     "proposal": _proposal,
     "node_keys": node_keys_view,
     "voting": voting_view,
-    "members": members_view,
+    "members": _members,
 }
 
 

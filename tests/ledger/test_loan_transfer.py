@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from lendchain.cli.governance import describe_members
 from lendchain.ledger import pagedlist, queries
 from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS
@@ -481,3 +482,23 @@ def test_from_rules_4_a_removed_members_policies_are_withdrawn_with_it(version):
     ]
     assert offers == {bank1.did} and active == [ours]
     assert queries.lookup(chain.state, "policy", theirs.hex())["status"] == "withdrawn"
+
+
+def test_one_members_view_counts_the_loans_its_removal_waits_for(world):
+    chain, members, borrower = world
+    bank1, bank2 = members[0], members[1]
+    first = open_loan(chain, borrower, bank2)
+    open_loan(chain, borrower, bank2, disburse=False)
+    assert transfer(chain, bank2, first, bank1).ok
+
+    def shown(name):
+        return queries.lookup(chain.state, "members", name)["members"]
+
+    (one,) = shown("bank2")
+    assert (one["open_loans_serviced"], one["transfers_pending_to"]) == (2, 0)
+    (other,) = shown("bank1")
+    assert (other["open_loans_serviced"], other["transfers_pending_to"]) == (0, 1)
+    assert all("open_loans_serviced" not in m for m in shown("*"))  # a walk per member: asked for one only
+    text = describe_members({"members": [one, other]})
+    assert "services 2 open loans, 0 transfers pending to it" in text
+    assert "services 0 open loans, 1 transfer pending to it" in text
