@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lendchain.consensus import wal
 from lendchain.crypto import read_key_file
 from lendchain.node.config import load_node_config
@@ -71,3 +73,22 @@ def test_a_node_that_does_not_vote_clears_a_leftover_wal_and_a_voter_keeps_its_o
         assert voter.replica.view == 3 and voter.store.wal_items() == [record]
     finally:
         voter.store.close()
+
+
+def test_a_node_whose_own_address_moved_follows_it_or_says_why_not(node, caplog, monkeypatch):
+    moved: list[str] = []
+    monkeypatch.setattr(node.network, "relisten", lambda address: moved.append(address) or True)
+    node._move_listen_address("/ip4/127.0.0.1/tcp/47199")  # no [p2p] listen: it moves there
+    assert moved == ["/ip4/127.0.0.1/tcp/47199"] and "peers dial only" not in caplog.text
+
+    def cannot(address: str) -> bool:
+        raise OSError(f"{address} is no IP address and TCP port to listen on")
+
+    monkeypatch.setattr(node.network, "relisten", cannot)
+    node._move_listen_address("/dns4/node2.bank1.example/tcp/47101")
+    assert "the chain now records /dns4/node2.bank1.example/tcp/47101 as this node's address" in caplog.text
+    assert "it cannot listen there (/dns4/node2.bank1.example/tcp/47101 is no IP address" in caplog.text
+    caplog.clear()
+    node.config = replace(node.config, p2p_listen_from_chain=False)  # an explicit [p2p] listen stays
+    node._move_listen_address("/ip4/10.0.0.9/tcp/47101")
+    assert f"[p2p] listen is {node.network.listen_address}: start the node where" in caplog.text
