@@ -202,14 +202,18 @@ class Network(InboundStreams, MemberSet):
                 f"{self.options['max_gossip_size']}; split the batch"
             )
         if self._pubsub is None or self._router is None or self._moving:
-            raise NetworkError("cannot publish: the network is not running (or moving to a new key)")
+            raise NetworkError(
+                "cannot publish: the network is not running (or moving to a new key or address)"
+            )
         try:
             await self._pubsub.publish(
                 self.topic, wrap_gossip(self._router.publish_targets(self.topic), data)
             )
         except Exception as e:
             if self._moving:  # the pubsub closed under it
-                raise NetworkError(f"cannot publish while the host moves to a new key: {e}") from None
+                raise NetworkError(
+                    f"cannot publish while the host moves to a new key or address: {e}"
+                ) from None
             raise
         self._counters["gossip_out"] += 1
 
@@ -282,7 +286,7 @@ class Network(InboundStreams, MemberSet):
 
     @property
     def _moving(self) -> bool:
-        """Whether the host is closing to come back on a rotated key (``rekey``)."""
+        """Whether the host is closing to come back on a rotated key or another address (``rekey``, ``relisten``)."""
         return self._identity_scope is not None and self._identity_scope.cancel_called
 
     def rekey(self, key: SigningKey) -> None:
