@@ -120,7 +120,8 @@ def client_options(fn: F) -> F:
     return fn
 
 
-def signer_options(fn: F) -> F:
+def key_options(fn: F) -> F:
+    """``--key`` and ``--passphrase-file``: what a command signs with."""
     fn = click.option(
         "--key",
         "key_path",
@@ -128,7 +129,13 @@ def signer_options(fn: F) -> F:
         type=click.Path(dir_okay=False),
         help="Key file to sign with (default: the --config node's key).",
     )(fn)
-    fn = click.option("--passphrase-file", type=click.Path(dir_okay=False), help="For an encrypted key.")(fn)
+    return click.option("--passphrase-file", type=click.Path(dir_okay=False), help="For an encrypted key.")(
+        fn
+    )
+
+
+def signer_options(fn: F) -> F:
+    fn = key_options(fn)
     fn = click.option("--no-wait", is_flag=True, help="Return once the node accepted the tx.")(fn)
     fn = click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the commit.")(
         fn

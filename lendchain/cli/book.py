@@ -29,7 +29,15 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, client_options, emit, load_signer, require_rules, user_errors
+from lendchain.cli._common import (
+    client_from,
+    client_options,
+    emit,
+    key_options,
+    load_signer,
+    require_rules,
+    user_errors,
+)
 from lendchain.client import NodeError
 from lendchain.crypto import SigningKey
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
@@ -68,15 +76,7 @@ def book_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--timeout", default=300.0, show_default=True, help="Seconds to wait for the last tx to commit."
     )(fn)
-    fn = click.option("--passphrase-file", type=click.Path(dir_okay=False), help="For an encrypted key.")(fn)
-    fn = click.option(
-        "--key",
-        "key_path",
-        envvar="LENDCHAIN_KEY",
-        type=click.Path(dir_okay=False),
-        help="Key file to sign with (default: the --config node's key).",
-    )(fn)
-    return client_options(fn)
+    return client_options(key_options(fn))
 
 
 @click.command("transfer-book")
