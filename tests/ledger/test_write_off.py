@@ -8,9 +8,12 @@ pass finds its first instalment unpaid past ``default_days`` (90).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lendchain.ledger import due, queries
+from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.exposure import book_page
 from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.servicing import DAY_MS, MONTH_MS
@@ -18,6 +21,7 @@ from lendchain.ledger.state import loan_key, read_value
 from lendchain.ledger.transfers import servicing_duties
 from tests.ledger.chain import domain_events, seeded_key
 from tests.ledger.test_admission import rules_world
+from tests.ledger.test_domain_audit import CertifiedBlocks
 from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, transfer
 from tests.ledger.test_membership import propose, vote_through
 from tests.ledger.test_removal import demote
@@ -98,6 +102,13 @@ def test_a_defaulted_loan_is_written_off_with_what_was_owed_and_leaves_servicing
     history = queries.lookup(chain.state, "party", borrower.did)["repayment_history"]
     assert (history["defaults"], history["written_off"], history["closed"]) == (1, 1, 0)
     assert score(chain, borrower.did) == score_before
+    factors = queries.lookup(chain.state, "score", borrower.did)["factors"]
+    assert next(f for f in factors if f["factor"] == "defaults") | {"source": None} == {
+        "factor": "defaults",
+        "value": 1,
+        "points": -200,
+        "source": None,
+    }
     assert queries.lookup(chain.state, "reminders", bank1.did)["loans"] == []
     assert servicing_duties(lambda k: read_value(chain.state, k), bank1.did) == (0, 0)
 
@@ -211,6 +222,17 @@ def test_a_transfer_pending_when_the_loan_is_written_off_lapses(world):
     assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (0, 0)
     assert queries.lookup(chain.state, "portfolio", bank2.did)["pending_transfers"] == []
     assert queries.lookup(chain.state, "portfolio", bank1.did)["pending_transfers"] == []
+
+
+def test_an_audit_export_of_a_written_off_loan_verifies_with_the_write_off_and_its_signer(world):
+    chain, members, borrower = world
+    bank1 = members[0]
+    loan_id = open_loan(chain, borrower, bank1)
+    default(chain, loan_id)
+    assert write_off(chain, bank1, loan_id).ok
+    document = export_loan(chain.state, CertifiedBlocks(chain, members), bytes.fromhex(loan_id))
+    assert [(e["kind"], e["signer"]) for e in document["entries"]][-1] == ("loan.write_off", bank1.did)
+    assert verify_export(json.loads(json.dumps(document)), chain.genesis)["loan_id"] == loan_id
 
 
 # Refusals ---------------------------------------------------------------------------------
