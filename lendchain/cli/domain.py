@@ -302,6 +302,10 @@ def describe_positions(view: dict[str, Any]) -> str:
         f"outstanding share {t['outstanding']} ({t['overdue_loans']} overdue, {t['defaulted_loans']} defaulted)"
         for currency, t in view["currencies"].items()
     ]
+    lines += [  # an older release's node answers without it
+        f"{currency}: written off share {t['principal']} in {t['loans']} loans"
+        for currency, t in view.get("written_off", {}).items()
+    ]
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         lines.append(

@@ -4,8 +4,9 @@ A loan's id is the id of its ``loan.apply`` transaction and an offer's id
 is the id of its ``loan.offer`` transaction; both are printed when they
 commit. Amounts are integers in minor units (cents), rates in basis points.
 A loan's servicing moves to another lender by ``loan transfer``, which that
-lender accepts with ``loan accept-transfer`` (rules version 4; see
-``lendchain.ledger.transfers``).
+lender accepts with ``loan accept-transfer``, and its servicer writes a
+defaulted loan off with ``loan write-off`` (rules version 4; see
+``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from lendchain.cli._common import (
     user_errors,
 )
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
+from lendchain.ledger.writeoff import MAX_REASON
+from lendchain.ledger.writeoff import SINCE_RULES as WRITE_OFF_SINCE
 
 
 def _sent_id(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any], label: str) -> None:
@@ -78,6 +81,7 @@ def _exposure_text(view: dict[str, Any]) -> str:
     if not view["currencies"]:
         lines.append("  no live loans (nothing disbursed or committed)")
     lines += [_totals_text(currency, t) for currency, t in view["currencies"].items()]
+    lines += [_written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
     if view["carriers"]:
         lines.append("carried by")
     for row in view["carriers"]:
@@ -98,9 +102,18 @@ def _totals_text(currency: str, t: dict[str, int]) -> str:
     )
 
 
+def _written_off_text(currency: str, t: dict[str, int]) -> str:
+    """One currency's written-off loans in a borrower's exposure or a lender's book (``writeoff``)."""
+    others = f" (funded by others {t['funded_by_others']})" if "funded_by_others" in t else ""
+    return (
+        f"  {currency}  written off: principal {t['principal']}{others}  interest {t['interest']}"
+        f"  penalty {t['penalty']}  loans {t['loans']}"
+    )
+
+
 @click.group()
 def loan() -> None:
-    """Apply for, offer, accept, disburse, repay, prepay, transfer and show loans."""
+    """Apply for, offer, accept, disburse, repay, prepay, transfer, write off and show loans."""
 
 
 @loan.command("portfolio")
@@ -123,6 +136,7 @@ def _portfolio_text(view: dict[str, Any]) -> str:
         lines += [
             f"    {row['did']}  {row['principal']}" for row in view["largest_borrowers"].get(currency, [])
         ]
+    lines += [_written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
     transfers = view.get("pending_transfers", [])  # an older release's node answers without it
     if transfers:
         lines.append("pending transfers")
@@ -218,14 +232,37 @@ def loan_prepay(ctx: click.Context, loan_id: str, amount: int, **kw: Any) -> Non
     send_tx(ctx, kw, "loan.prepay", {"loan_id": loan_id, "amount": amount})
 
 
-def _send_transfer_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str, Any]) -> None:
-    """Send one of the transfer kinds, once the chain runs the rules that have them.
+@loan.command("write-off")
+@click.argument("loan_id")
+@click.option(
+    "--reason",
+    required=True,
+    help=f"Why, for the auditors (1 to {MAX_REASON} characters), e.g. 'recovery ended'.",
+)
+@signer_options
+@click.pass_context
+@user_errors
+def loan_write_off(ctx: click.Context, loan_id: str, reason: str, **kw: Any) -> None:
+    """Write off a defaulted loan, as its servicer: the loan is final from then on.
+
+    What it still owed (principal, interest, penalty) is recorded with the
+    reason. Recoveries after a write-off are not recorded on chain.
+    """
+    if not reason.strip() or len(reason) > MAX_REASON:
+        raise click.BadParameter(f"give the reason in 1 to {MAX_REASON} characters", param_hint="'--reason'")
+    _send_since(ctx, kw, WRITE_OFF_SINCE, "loan.write_off", {"loan_id": loan_id, "reason": reason})
+
+
+def _send_since(
+    ctx: click.Context, kw: dict[str, Any], since: int, kind: str, payload: dict[str, Any]
+) -> None:
+    """Send a tx of ``kind`` (which exists from rules ``since``), once the chain runs those rules.
 
     Sent sooner, the tx would never be included and the command would wait for nothing.
     """
     with client_from(kw) as client:
         status = client.get("/status")
-    require_rules(status, TRANSFER_SINCE, kind, "send it")
+    require_rules(status, since, kind, "send it")
     send_tx(ctx, kw, kind, payload)
 
 
@@ -241,7 +278,7 @@ def loan_transfer(ctx: click.Context, loan_id: str, to: str, **kw: Any) -> None:
     Nothing moves until --to runs `loan accept-transfer`; until then the loan
     stays yours, and `loan withdraw-transfer` takes the offer back.
     """
-    _send_transfer_tx(ctx, kw, "loan.transfer", {"loan_id": loan_id, "to": to})
+    _send_since(ctx, kw, TRANSFER_SINCE, "loan.transfer", {"loan_id": loan_id, "to": to})
 
 
 @loan.command("accept-transfer")
@@ -251,7 +288,7 @@ def loan_transfer(ctx: click.Context, loan_id: str, to: str, **kw: Any) -> None:
 @user_errors
 def loan_accept_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     """Take over LOAN_ID's servicing, as the lender member its pending transfer names."""
-    _send_transfer_tx(ctx, kw, "loan.transfer_accept", {"loan_id": loan_id})
+    _send_since(ctx, kw, TRANSFER_SINCE, "loan.transfer_accept", {"loan_id": loan_id})
 
 
 @loan.command("withdraw-transfer")
@@ -261,7 +298,7 @@ def loan_accept_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 @user_errors
 def loan_withdraw_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     """Take back LOAN_ID's pending transfer, as the loan's lender."""
-    _send_transfer_tx(ctx, kw, "loan.transfer_withdraw", {"loan_id": loan_id})
+    _send_since(ctx, kw, TRANSFER_SINCE, "loan.transfer_withdraw", {"loan_id": loan_id})
 
 
 @loan.command("show")
@@ -288,6 +325,13 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
         ):
             if v.get(key) is not None:
                 lines.append(f"  {key:<15} {v[key]}")
+        written_off = v.get("written_off")
+        if written_off is not None:
+            lines.append(
+                f"  {'written off':<15} at height {written_off['height']}: principal {written_off['principal']}, "
+                f"interest {written_off['interest']}, penalty {written_off['penalty']}"
+            )
+            lines.append(f"  {'reason':<15} {written_off['reason']}")
         transfer = v.get("transfer")
         if transfer is not None:
             status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"

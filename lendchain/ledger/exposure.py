@@ -15,7 +15,17 @@ number of loans overdue and in default and the penalty interest due, and
 split by who carries it: a loan's lender, or for a syndicated loan each
 funder's pro-rata share of its commitment (``funding.pro_rata``, exact to the
 minor unit). Applications and offers not yet accepted, and loans closed,
-cancelled or unfunded, carry no exposure.
+cancelled, unfunded or written off, carry no exposure.
+
+A loan written off (``writeoff``, rules 4) is no longer outstanding; each
+view reports it apart, under ``written_off`` per currency: the borrower's
+and the lender's views the principal, interest and penalty written off and
+the number of loans, the lender's also the part of the principal other
+funders carried (``funded_by_others``), and a funder's positions its
+pro-rata share of the principal written off (its loss), as for repayments.
+The loan is listed with the borrower's loans (``written_off``: its
+principal, and each carrier's share of it) and among a funder's positions
+(``share_of`` ``written_off``).
 
 ``portfolio_view`` (``GET /portfolio/{did}``, ``lendchain loan portfolio
 DID``) is the other side: a lender's book, the live loans it services, with
@@ -64,6 +74,7 @@ from lendchain.ledger.transfers import pending_to
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
+_WRITTEN_OFF_TOTALS = ("principal", "interest", "penalty", "loans")
 _POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
 TOP_BORROWERS = 10
 BOOK_PAGE_MAX = 2000  # index positions one book page reads: a read per position, a few ms per 1000
@@ -79,9 +90,15 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     if not loan_ids and get(party_key(did)) is None:
         return None
     currencies: dict[str, dict[str, int]] = {}
+    written_off: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
-    for loan_id, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
+    for loan_id, loan, live in _counted_loans(get, loan_ids):
+        if live is None:  # written off: a loss, carried by nobody any more
+            _add_written_off(written_off, loan)
+            loans.append(_loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0))
+            continue
+        field, amount, penalty = live
         _count(currencies, loan, field, amount, penalty)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
@@ -95,22 +112,26 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
                 }
             row[field] += share
             row["loans"] += 1
-        loans.append(
-            {
-                "loan_id": loan_id.hex(),
-                "state": loan["state"],
-                "currency": loan["currency"],
-                "amount": loan["amount"],
-                field: amount,
-                "penalty_due": penalty,
-                "carried_by": [{"did": carrier, field: share} for carrier, share in shares],
-            }
-        )
+        loans.append(_loan_row(loan_id, loan, field, amount, penalty))
     return {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
+        "written_off": dict(sorted(written_off.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
+    }
+
+
+def _loan_row(loan_id: bytes, loan: dict[str, Any], field: str, amount: int, penalty: int) -> dict[str, Any]:
+    """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off) and its carriers."""
+    return {
+        "loan_id": loan_id.hex(),
+        "state": loan["state"],
+        "currency": loan["currency"],
+        "amount": loan["amount"],
+        field: amount,
+        "penalty_due": penalty,
+        "carried_by": [{"did": carrier, field: share} for carrier, share in _carriers(loan, amount)],
     }
 
 
@@ -124,6 +145,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     The loans themselves, with their next instalments, are ``/reminders/{did}``.
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
     to another lender, or another lender offered to ``did``, by ``loan.transfer``.
+    ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off.
     None for a DID that is no member and services no loan.
     """
 
@@ -134,11 +156,12 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     if not loan_ids and get(institution_key(did)) is None:
         return None
     currencies: dict[str, dict[str, int]] = {}
+    written_off: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
     transfers = []
-    for loan_id, loan, (field, amount, penalty) in _live_loans(get, loan_ids):
+    for loan_id, loan, live in _counted_loans(get, loan_ids):
         to = pending_to(loan)
-        if to is not None and did in (loan["lender"], to):
+        if to is not None and live is not None and did in (loan["lender"], to):  # else it lapsed
             transfers.append(
                 {
                     "loan_id": loan_id.hex(),
@@ -149,6 +172,13 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
             )
         if loan["lender"] != did:  # handed on, or only offered to it (see ``transfers``)
             continue
+        if live is None:
+            lost = loan["written_off"]["principal"]
+            totals = _add_written_off(written_off, loan)
+            others = sum(share for carrier, share in _carriers(loan, lost) if carrier != did)
+            totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
+            continue
+        field, amount, penalty = live
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
         totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
@@ -165,6 +195,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         "did": did,
         "name": _member_name(get, did),
         "currencies": dict(sorted(currencies.items())),
+        "written_off": dict(sorted(written_off.items())),
         "largest_borrowers": largest,
         "pending_transfers": transfers,
     }
@@ -220,16 +251,23 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     if not loan_ids:
         return None
     currencies: dict[str, dict[str, int]] = {}
+    written_off: dict[str, dict[str, int]] = {}
     positions = []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
         mine = next(c for c in loan["funding"]["commitments"] if c["funder"] == did)
         committed = mine["status"] == "committed"  # else released: the loan went unfunded
         live = _live(loan) if committed else None
+        if live is None and committed and loan["state"] == lc.WRITTEN_OFF:
+            live = "written_off", loan["written_off"]["principal"], 0
         share, principal_state = 0, None
-        if live is not None:  # its pro-rata part of the principal outstanding, or committed
+        if live is not None:  # its pro-rata part of the principal outstanding, committed or written off
             principal_state = live[0]
             share = next(part for carrier, part in _carriers(loan, live[1]) if carrier == did)
+        if principal_state == "written_off":  # its loss
+            lost = written_off.setdefault(loan["currency"], {"principal": 0, "loans": 0})
+            lost["principal"] += share
+            lost["loans"] += 1
         totals = currencies.setdefault(loan["currency"], dict.fromkeys(_POSITION_TOTALS, 0))
         totals["committed"] += mine["amount"] if committed else 0
         totals["loans"] += committed
@@ -248,21 +286,35 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
                 "status": mine["status"],
                 "received": mine["received"],
                 "share": share,
-                "share_of": principal_state,  # "outstanding", "committed", or None (not live)
+                "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
             }
         )
-    return {"did": did, "currencies": dict(sorted(currencies.items())), "positions": positions}
+    return {
+        "did": did,
+        "currencies": dict(sorted(currencies.items())),
+        "written_off": dict(sorted(written_off.items())),
+        "positions": positions,
+    }
 
 
-def _live_loans(
+def _counted_loans(
     get: Callable[[bytes], Any], loan_ids: list[bytes]
-) -> Iterator[tuple[bytes, dict[str, Any], tuple[str, int, int]]]:
-    """(loan id, loan, ``_live(loan)``) of each live loan among ``loan_ids``."""
+) -> Iterator[tuple[bytes, dict[str, Any], tuple[str, int, int] | None]]:
+    """(loan id, loan, ``_live(loan)``) of each live or written-off loan (None: written off) among ``loan_ids``."""
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
         live = _live(loan)
-        if live is not None:
+        if live is not None or loan["state"] == lc.WRITTEN_OFF:
             yield loan_id, loan, live
+
+
+def _add_written_off(written_off: dict[str, dict[str, int]], loan: dict[str, Any]) -> dict[str, int]:
+    """Add one written-off loan to its currency's written-off totals; those totals."""
+    totals = written_off.setdefault(loan["currency"], dict.fromkeys(_WRITTEN_OFF_TOTALS, 0))
+    for name in ("principal", "interest", "penalty"):
+        totals[name] += loan["written_off"][name]
+    totals["loans"] += 1
+    return totals
 
 
 def _live(loan: dict[str, Any]) -> tuple[str, int, int] | None:

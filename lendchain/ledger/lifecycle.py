@@ -37,6 +37,7 @@ FUNDED = "funded"
 UNFUNDED = "unfunded"  # the funding deadline passed first; commitments were released
 OVERDUE = "overdue"
 DEFAULTED = "defaulted"
+WRITTEN_OFF = "written_off"  # its servicer charged it off after default (writeoff.py, rules 4): final
 
 # Actors
 BORROWER = "borrower"
@@ -56,8 +57,8 @@ WENT_DEFAULT = "went_default"  # an instalment is unpaid past the default thresh
 CURED = "cured"  # a payment brought an overdue loan back within grace
 
 # The states in which a loan has a servicer and may still need one: from the acceptance of an
-# offer (it names the lender) until the loan is closed or unfunded. A loan before acceptance has
-# no servicer yet, and one closed, cancelled or unfunded needs none any more. Its servicing may
+# offer (it names the lender) until the loan is closed, unfunded or written off. A loan before
+# acceptance has no servicer yet, and one closed, cancelled, unfunded or written off needs none. Its servicing may
 # change hands in any of them (transfers.py), defaulted included: recoveries need a servicer too.
 SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 
@@ -97,6 +98,8 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (REPAYING, "loan.prepay"): (REPAYING, SERVICER),
     (OVERDUE, "loan.prepay"): (OVERDUE, SERVICER),
     (DEFAULTED, "loan.prepay"): (DEFAULTED, SERVICER),
+    # The servicer writes a defaulted loan off once recovery ends (writeoff.py, rules 4)
+    (DEFAULTED, "loan.write_off"): (WRITTEN_OFF, SERVICER),
     # Servicing changes hands (transfers.py, rules 4): the state stays as it is
     **{(state, "loan.transfer"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_withdraw"): (state, SERVICER) for state in SERVICER_STATES},
@@ -122,6 +125,12 @@ def advance(state: str, event: str, actors: frozenset[str], tx_id: bytes, loan_i
     if row is not None and row[1] in actors:
         return row[0]
     where = f"tx {tx_id.hex()[:16]} ({event}) on loan {loan_id.hex()[:16]} in state {state!r}"
+    if state == WRITTEN_OFF:  # the one terminal state a refusal explains (it exists from rules 4)
+        raise TxRejected(
+            "invalid_state",
+            f"{where} is refused: the loan was written off, which is final; recoveries after a "
+            "write-off are not recorded on chain",
+        )
     if row is None:
         allowed = sorted(s for (s, e) in TRANSITIONS if e == event)
         raise TxRejected(

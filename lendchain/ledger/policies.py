@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 POLICIES_KEY = b"policies"  # the ids of active policies, in publication order
 AUTO_OFFER_TAG = b"lendchain/auto-offer/1"
 MAX_ACTIVE_POLICIES = 64  # bounds the work every loan.apply does
+# A written-off loan (rules 4) is not among them: nothing of it is outstanding any more.
 LIVE_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED, lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 _BAND = r"\d{1,4}:\d{1,6}"
 

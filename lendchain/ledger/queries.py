@@ -20,7 +20,7 @@ from lendchain.ledger.documents import document_key
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
-from lendchain.ledger.lifecycle import SERVICER_STATES
+from lendchain.ledger.lifecycle import SERVICER_STATES, WRITTEN_OFF
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.schedule import Progress, amount_owed
@@ -127,7 +127,11 @@ def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
 
 
 def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
-    """A loan with its offers, history and, once an offer is accepted, schedule and balances."""
+    """A loan with its offers, history and, once an offer is accepted, schedule and balances.
+
+    A written-off loan owes nothing on chain (outstanding principal and amount
+    owed 0); what was written off is its ``written_off`` record.
+    """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
         return None
@@ -148,6 +152,8 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
         view["schedule"] = [row.to_value() for row in rows]
         view["outstanding_principal"] = loan["amount"] - loan["principal_paid"]
         view["amount_owed"] = amount_owed(rows, Progress(*loan["progress"]))
+        if loan["state"] == WRITTEN_OFF:  # nothing is owed on chain any more: its written_off says what was
+            view["outstanding_principal"] = view["amount_owed"] = 0
         view["instalments_paid"] = loan["progress"][0]
     return view
 

@@ -29,8 +29,8 @@ keys stay taken (a name or key is never reused).
 A removed member services nothing (its keys sign nothing), so from rules
 version ``transfers.SINCE_RULES`` (4) the removal is also refused, when
 proposed and when executed, while the member is the lender of an open loan
-(one in ``lifecycle.SERVICER_STATES``) or is named by a transfer pending on
-one: its loans move to another lender first (``loan.transfer``, accepted by
+(one in ``lifecycle.SERVICER_STATES``: a written-off loan is not) or is
+named by a transfer pending on one: its loans move to another lender first (``loan.transfer``, accepted by
 that lender), and the transfers offered to it are withdrawn or accepted.
 ``transfers.servicing_duties`` counts both in one walk of the member's lender
 index. From the same version ``loan.accept`` refuses the offers it made

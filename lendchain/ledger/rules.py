@@ -54,9 +54,11 @@ Versions:
    (``addresses``): a member's node moves.
 4. Adds the kinds ``loan.transfer``, ``loan.transfer_accept`` and
    ``loan.transfer_withdraw`` (``transfers``): a lender hands a loan's
-   servicing to another lender. ``member.remove`` is refused while the
-   member is the lender of an open loan or named by a pending transfer,
-   and ``loan.accept`` refuses an offer by a removed member.
+   servicing to another lender, and ``loan.write_off`` (``writeoff``): the
+   servicer writes off a defaulted loan (state ``written_off``).
+   ``member.remove`` is refused while the member is the lender of an open
+   loan or named by a pending transfer, and ``loan.accept`` refuses an
+   offer by a removed member.
 """
 
 from __future__ import annotations

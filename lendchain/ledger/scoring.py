@@ -12,7 +12,8 @@ same way from chain state alone:
   the last row. Without a report these factors are worth 0;
 - ``on_time``, ``late``, ``defaults``: the chain's own repayment history of the
   borrower (instalments paid on time, paid late, loans defaulted), each a
-  count times its points, ``on_time`` and ``late`` capped;
+  count times its points, ``on_time`` and ``late`` capped; a loan written
+  off after its default (``writeoff``) counts as the default it was;
 - ``clamp``: present only when the raw sum falls outside ``[min, max]``, so
   that the explanation always adds up to the score.
 
@@ -45,7 +46,7 @@ DEFAULT_SCORECARD: dict[str, Any] = {
 }
 
 REPORT_FACTORS = ("income_band", "dti_bps", "history_months", "obligations")
-EMPTY_HISTORY: dict[str, int] = {"on_time": 0, "late": 0, "defaults": 0, "closed": 0}
+EMPTY_HISTORY: dict[str, int] = {"on_time": 0, "late": 0, "defaults": 0, "closed": 0, "written_off": 0}
 
 
 @dataclass(frozen=True)

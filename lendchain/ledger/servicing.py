@@ -52,7 +52,8 @@ time, in the index's order (hour, then order of filing), emits the same ``loan.o
 events and history entries a tx would (the history entry's ``tx_id`` is
 ``kinds.LEDGER_TX_ID``, the events go to the block's ledger result) and
 files each loan again under its next check, or takes it out once it is
-closed or defaulted. So a loan nobody pays turns overdue and defaulted
+closed or defaulted (a defaulted loan written off, ``writeoff``, is never
+filed again). So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
 ``max_evaluations_per_block`` loans (chain parameter, default
 ``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block

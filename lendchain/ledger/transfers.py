@@ -18,11 +18,12 @@ hand a loan over:
   back (named after ``policy.withdraw``).
 
 Which states (``lifecycle.SERVICER_STATES``): from the acceptance of an offer,
-which names the lender, until the loan is closed or unfunded. Before that the
-loan has offers and no servicer; a closed, cancelled or unfunded loan needs
-none. An accepted loan not yet disbursed and a defaulted one (recoveries) need
+which names the lender, until the loan is closed, unfunded or written off
+(``writeoff``). Before that the loan has offers and no servicer; a closed,
+cancelled, unfunded or written-off loan needs none. An accepted loan not yet disbursed and a defaulted one (recoveries) need
 their servicer as much as a repaying one, and a member holding either could
-otherwise never leave. A transfer still pending when the loan closes lapses:
+otherwise never leave. A transfer still pending when the loan closes (or is
+written off) lapses:
 nothing can accept or withdraw it, and it keeps no member from leaving.
 
 What moves is the loan's ``lender``; everything read from it follows: who may

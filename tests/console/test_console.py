@@ -21,9 +21,14 @@ import tomli_w
 
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file
+from lendchain.ledger import queries
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
+from tests.ledger.chain import seeded_key
+from tests.ledger.test_admission import rules_world
+from tests.ledger.test_loan_transfer import open_loan
+from tests.ledger.test_write_off import default, write_off
 
 pytestmark = pytest.mark.slow
 
@@ -343,6 +348,51 @@ def test_a_block_page_shows_what_the_chain_did_at_its_start(net, open_console):
     text = panel.inner_text()
     assert f"chain (block {height}): 1 event before its transactions" in text
     assert "loan.overdue" in text and "instalment=2" in text
+    assert console.errors == []
+
+
+def euros(minor: int) -> str:
+    """``money`` of console.js, for EUR."""
+    return f"{minor // 100:,}.{minor % 100:02d} EUR"
+
+
+def test_a_written_off_loan_and_a_lenders_written_off_totals_show_on_their_pages(net, open_console):
+    """A loan written off on a ledger test chain (default takes months of block time), served in flight."""
+    chain, members = rules_world(version=4)
+    borrower = seeded_key(1)
+    chain.onboard(borrower, members[3])
+    loan_id = open_loan(chain, borrower, members[0])
+    default(chain, loan_id)
+    assert write_off(chain, members[0], loan_id).ok
+    answer = queries.lookup(chain.state, "loan", loan_id)
+    lost = answer["written_off"]
+    bank1 = net["bank1"].get("/status")["did"]
+    answer["borrower"] = bank1  # a party the node knows: no 404 in the log
+    sender = {"did": bank1, "name": "bank1"}
+    answer["history"] = [
+        {**answer["history"][-1], "timestamp_ms": lost["time_ms"], "tx_kind": "loan.write_off",
+         "tx_sender": sender, "signer": sender}
+    ]  # fmt: skip
+    book = {**queries.lookup(chain.state, "portfolio", members[0].did), "did": bank1, "name": "bank1"}
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answer))
+    console.page.route("**/portfolio/*", lambda route: route.fulfill(json=book))  # the DID is URL-encoded
+    console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
+    shown = console.page.locator("#loan-written-off")
+    shown.wait_for()
+    assert f"at block {lost['height']}" in shown.inner_text()
+    assert f"principal {euros(lost['principal'])}, interest {euros(lost['interest'])}" in shown.inner_text()
+    assert "recoveries after a write-off are not recorded on chain" in shown.inner_text()
+    assert lost["reason"] in console.text("#view")
+    assert (
+        console.page.locator("#loan-timeline li[data-event='loan.write_off']").get_attribute("class") == "bad"
+    )
+    assert "written off" in console.text("tr[data-instalment='12']")
+    console.page.goto(net["bank1"].url + f"/console/#/party/{bank1}")
+    row = console.page.locator("#portfolio tr[data-written-off='EUR']")
+    row.wait_for()
+    assert euros(lost["principal"]) in row.inner_text() and "no live loans" in console.text("#portfolio")
+    console.shot("loan-written-off")
     assert console.errors == []
 
 

@@ -34,7 +34,7 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
     states = {s for (s, _) in lc.TRANSITIONS} | {t for t, _ in lc.TRANSITIONS.values()}
     assert reachable == states
     sources = {s for (s, _) in lc.TRANSITIONS}
-    assert states - sources == {lc.CLOSED, lc.CANCELLED, lc.UNFUNDED}
+    assert states - sources == {lc.CLOSED, lc.CANCELLED, lc.UNFUNDED, lc.WRITTEN_OFF}
 
 
 @pytest.fixture

@@ -50,7 +50,13 @@ def test_on_time_repayment_to_closure_counts_in_history_and_score(world):
         )
         assert result.ok and domain_events(result.events)[-1]["penalty"] == 0
     assert loan(chain, loan_id)["state"] == "closed"
-    assert history(chain, borrower.did) == {"on_time": 12, "late": 0, "defaults": 0, "closed": 1}
+    assert history(chain, borrower.did) == {
+        "on_time": 12,
+        "late": 0,
+        "defaults": 0,
+        "closed": 1,
+        "written_off": 0,
+    }
     factors = {
         f["factor"]: f["points"] for f in queries.lookup(chain.state, "score", borrower.did)["factors"]
     }
@@ -179,7 +185,13 @@ def test_prepayment_settles_principal_and_begun_interest_and_waives_the_rest(wor
     assert view["principal_paid"] == APPLY["amount"] and view["amount_owed"] == 0
     assert view["interest_paid"] == first["interest"] + schedule[1]["interest"]
     assert view["interest_paid"] < sum(row["interest"] for row in schedule)
-    assert history(chain, borrower.did) == {"on_time": 1, "late": 0, "defaults": 0, "closed": 1}
+    assert history(chain, borrower.did) == {
+        "on_time": 1,
+        "late": 0,
+        "defaults": 0,
+        "closed": 1,
+        "written_off": 0,
+    }
 
 
 def test_equal_principal_loan_runs_to_closure(world):

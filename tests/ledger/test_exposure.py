@@ -55,6 +55,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
     assert exposure(chain, borrower.did) == {
         "did": borrower.did,
         "currencies": {},
+        "written_off": {},
         "carriers": [],
         "loans": [],
     }
@@ -150,6 +151,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "did": members[2].did,
         "name": "bank3",
         "currencies": {},
+        "written_off": {},
         "largest_borrowers": {},
         "pending_transfers": [],
     }

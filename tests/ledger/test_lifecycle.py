@@ -100,6 +100,7 @@ def test_transition_table_names_every_reachable_state():
         "repaying",
         "overdue",
         "defaulted",
+        "written_off",
         "closed",
         "cancelled",
     }

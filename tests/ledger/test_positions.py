@@ -77,6 +77,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "defaulted_loans": 0,
             }
         },
+        "written_off": {},
         "positions": [
             {
                 "loan_id": first,

@@ -41,7 +41,13 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         app, [("GET", f"/exposure/{borrower.did}", {}), ("GET", f"/exposure/{stranger}", {})]
     )
     assert found.status_code == 200
-    assert found.json() == {"did": borrower.did, "currencies": {}, "carriers": [], "loans": []}
+    assert found.json() == {
+        "did": borrower.did,
+        "currencies": {},
+        "written_off": {},
+        "carriers": [],
+        "loans": [],
+    }
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"
     assert missing.json()["message"] == f"{stranger} is no registered party and has no loans"

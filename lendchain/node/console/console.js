@@ -471,7 +471,7 @@ async function renderTx(id) {
 
 // ---- loan and party pages --------------------------------------------------------------
 
-const BAD_EVENTS = /overdue|default|cancel|expire|refus/;
+const BAD_EVENTS = /overdue|default|cancel|expire|refus|write_off|written_off/;
 
 // Who signed a history entry: a member by name (and did), a party by did, or, for what
 // the chain did by itself while executing someone's tx (an instalment falling overdue,
@@ -506,8 +506,9 @@ function scheduleRows(loan) {
   const late = /overdue|default/.test(loan.state);
   return (loan.schedule || []).map((row) => {
     const status = row.number <= paid ? pill("paid", "ok")
-      : row.number === paid + 1 && loan.state !== "closed" ? (late ? pill("overdue", "bad") : pill("due next", "warn"))
-        : pill("scheduled", "info");
+      : loan.state === "written_off" ? pill("written off", "bad")  // nothing is due on chain any more
+        : row.number === paid + 1 && loan.state !== "closed" ? (late ? pill("overdue", "bad") : pill("due next", "warn"))
+          : pill("scheduled", "info");
     return { dataset: { instalment: String(row.number) },
       cells: [String(row.number), money(row.payment, loan.currency), money(row.principal, loan.currency),
         money(row.interest, loan.currency), money(row.outstanding_after, loan.currency), status] };
@@ -528,7 +529,7 @@ async function renderLoan(id) {
   const c = loan.currency;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Loan ", h("span", { class: "mono" }, short(loan.loan_id, 16)), " ",
-      pill(loan.state, /overdue|default/.test(loan.state) ? "bad" : "info")),
+      pill(loan.state, /overdue|default|written_off/.test(loan.state) ? "bad" : "info")),
     h("div", { class: "cards" },
       card("amount", money(loan.amount, c)),
       card("term / rate", `${loan.term_months} months / ${loan.rate_bps ?? "—"} bps`),
@@ -551,6 +552,11 @@ async function renderLoan(id) {
         ["applied", time(loan.applied_ms)],
         ["disbursed", time(loan.disbursed_ms)],
         ["penalty owed", money(loan.penalty_owed, c)],
+        loan.written_off && ["written off", h("span", { id: "loan-written-off" },
+          `at block ${loan.written_off.height}, ${time(loan.written_off.time_ms)}: principal `
+          + `${money(loan.written_off.principal, c)}, interest ${money(loan.written_off.interest, c)}, `
+          + `penalty ${money(loan.written_off.penalty, c)} (recoveries after a write-off are not recorded on chain)`)],
+        loan.written_off && ["write-off reason", loan.written_off.reason],
       ]))),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
@@ -558,8 +564,17 @@ async function renderLoan(id) {
     scorePanel(borrower));
 }
 
+// What a borrower's exposure or a lender's book wrote off, per currency (an older node sends none).
+function writtenOffTable(writtenOff) {
+  const rows = Object.entries(writtenOff || {}).map(([c, t]) => ({ dataset: { writtenOff: c },
+    cells: [c, money(t.principal, c), money(t.interest, c), money(t.penalty, c), String(t.loans)] }));
+  return rows.length ? table(["currency", "written off principal", "interest", "penalty", "loans"], rows) : "";
+}
+
 function exposurePanel(exposure) {
-  if (!exposure || !Object.keys(exposure.currencies).length) return "";
+  if (!exposure || !Object.keys(exposure.currencies).length && !Object.keys(exposure.written_off || {}).length) {
+    return "";
+  }
   const totals = Object.entries(exposure.currencies).map(([c, t]) => ({ dataset: { currency: c },
     cells: [c, money(t.outstanding, c), money(t.committed, c), String(t.loans), String(t.overdue_loans),
       String(t.defaulted_loans), money(t.penalty_due, c)] }));
@@ -567,8 +582,11 @@ function exposurePanel(exposure) {
     cells: [row.name || partyLink(row.did), money(row.outstanding, row.currency),
       money(row.committed, row.currency), String(row.loans)] }));
   return h("div", { class: "panel", id: "exposure" }, h("h3", {}, "Exposure across lenders"),
-    table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals),
-    table(["carried by", "outstanding", "committed", "loans"], carriers));
+    totals.length
+      ? table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals)
+      : h("p", { class: "muted" }, "no live loans"),
+    carriers.length ? table(["carried by", "outstanding", "committed", "loans"], carriers) : "",
+    writtenOffTable(exposure.written_off));
 }
 
 function portfolioPanel(book) {
@@ -581,7 +599,8 @@ function portfolioPanel(book) {
   return h("div", { class: "panel", id: "portfolio" }, h("h3", {}, "Loans it services"),
     rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
-    largest.length ? table(["largest borrowers", "principal"], largest) : "");
+    largest.length ? table(["largest borrowers", "principal"], largest) : "",
+    writtenOffTable(book.written_off));
 }
 
 async function renderParty(did) {
@@ -599,7 +618,7 @@ async function renderParty(did) {
       party.registered_height ? ["registered", blockLink(party.registered_height)] : null,
       ["next nonce", String(party.nonce)],
       ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
-      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults, ${history.closed} closed`] : null,
+      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off), ${history.closed} closed`] : null,
     ])),
     exposurePanel(exposure),
     portfolioPanel(book),
