@@ -173,15 +173,23 @@ def test_a_defaulted_loan_can_be_handed_to_a_recovery_servicer(world):
     assert loan(chain, loan_id)["state"] == "defaulted"
 
 
-def test_investors_keep_their_positions_and_their_shares_of_repayments_after_a_transfer(world):
-    chain, members, borrower = world
-    bank1, bank2 = members[0], members[1]
+def syndicated_loan(chain, borrower, lender):
+    """A loan ``lender`` offered with a funding window, funded by investors alice and bob and by
+    ``lender`` itself (30,000 / 40,000 / 50,000), not yet disbursed; (its id, the commitments)."""
     alice, bob = seeded_key(2), seeded_key(3)
     for investor in (alice, bob):
         ok(chain, investor, "party.register", {"role": "investor"})
-    loan_id = open_loan(chain, borrower, bank1, disburse=False, funding_window_ms=60_000)
-    for funder, amount in ((alice, 30_000), (bank1, 40_000), (bob, 50_000)):
+    loan_id = open_loan(chain, borrower, lender, disburse=False, funding_window_ms=60_000)
+    commitments = ((alice, 30_000), (lender, 40_000), (bob, 50_000))
+    for funder, amount in commitments:
         ok(chain, funder, "loan.fund", {"loan_id": loan_id, "amount": amount})
+    return loan_id, commitments
+
+
+def test_investors_keep_their_positions_and_their_shares_of_repayments_after_a_transfer(world):
+    chain, members, borrower = world
+    bank1, bank2 = members[0], members[1]
+    loan_id, ((alice, _), _, (bob, _)) = syndicated_loan(chain, borrower, bank1)
     assert transfer(chain, bank1, loan_id, bank2).ok and accept(chain, bank2, loan_id).ok
     ok(chain, bank2, "loan.disburse", {"loan_id": loan_id})
     assert repay(chain, bank2, loan_id, 12_000).ok

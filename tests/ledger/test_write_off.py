@@ -22,7 +22,7 @@ from lendchain.ledger.transfers import servicing_duties
 from tests.ledger.chain import domain_events, seeded_key
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_domain_audit import CertifiedBlocks
-from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, transfer
+from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, syndicated_loan, transfer
 from tests.ledger.test_membership import propose, vote_through
 from tests.ledger.test_removal import demote
 
@@ -116,13 +116,8 @@ def test_a_defaulted_loan_is_written_off_with_what_was_owed_and_leaves_servicing
 def test_a_loan_written_off_is_no_longer_outstanding_and_each_view_reports_the_loss(world):
     chain, members, borrower = world
     bank1, bank2 = members[0], members[1]
-    alice, bob = seeded_key(2), seeded_key(3)
-    for investor in (alice, bob):
-        ok(chain, investor, "party.register", {"role": "investor"})
-    syndicated = open_loan(chain, borrower, bank1, disburse=False, funding_window_ms=60_000)
-    commitments = ((alice, 30_000), (bank1, 40_000), (bob, 50_000))
-    for funder, amount in commitments:
-        ok(chain, funder, "loan.fund", {"loan_id": syndicated, "amount": amount})
+    syndicated, commitments = syndicated_loan(chain, borrower, bank1)
+    (alice, _), _, (bob, _) = commitments
     ok(chain, bank1, "loan.disburse", {"loan_id": syndicated})
     assert repay(chain, bank1, syndicated, 12_000).ok
     default(chain, syndicated)
