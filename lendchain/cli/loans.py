@@ -147,6 +147,84 @@ def _portfolio_text(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@loan.command("books")
+@click.option("--currency", help="Only this currency (ISO 4217 code, e.g. EUR).")
+@client_options
+@click.pass_context
+@user_errors
+def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
+    """Every lender member's book side by side, per currency, with the consortium's totals.
+
+    What a supervisor reads first: per member and currency its live loans,
+    principal outstanding and committed, overdue and defaulted loans, penalty
+    due, and what it wrote off. From the members view and each lender's
+    portfolio (``/members/*``, ``/portfolio/{did}``), as of the node's head.
+    """
+    with client_from(kw) as client:
+        members = client.get("/members/*")["members"]
+        books = [
+            (member, client.get(f"/portfolio/{member['did']}"))
+            for member in members
+            if "lender" in member["roles"]
+        ]
+    emit(ctx, consortium_books(books, currency.upper() if currency else None), _books_text)
+
+
+BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
+
+
+def consortium_books(
+    books: list[tuple[dict[str, Any], dict[str, Any]]], currency: str | None
+) -> dict[str, Any]:
+    """A row per lender member and currency (``members`` view, ``portfolio`` view), and totals per currency."""
+    rows, totals = [], {}
+    for member, view in books:
+        written_off = view.get("written_off", {})
+        for code in sorted(set(view["currencies"]) | set(written_off)):
+            if currency is not None and code != currency:
+                continue
+            live, lost = view["currencies"].get(code, {}), written_off.get(code, {})
+            row = {
+                "member": member["name"],
+                "currency": code,
+                **{column: live.get(column, 0) for column in BOOK_COLUMNS},
+                "written_off": lost.get("principal", 0),
+                "written_off_loans": lost.get("loans", 0),
+                **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
+            }
+            rows.append(row)
+            total = totals.setdefault(
+                code, dict.fromkeys((*BOOK_COLUMNS, "written_off", "written_off_loans"), 0)
+            )
+            for column in total:
+                total[column] += row[column]
+    return {"books": rows, "totals": dict(sorted(totals.items()))}
+
+
+def _books_text(view: dict[str, Any]) -> str:
+    if not view["books"]:
+        return "no lender member has a loan on its books"
+    header = (
+        f"{'member':<12} {'cur':<4} {'loans':>6} {'outstanding':>14} {'committed':>12} "
+        f"{'overdue':>7} {'default':>7} {'penalty':>10} {'written off':>14}"
+    )
+
+    def line(name: str, code: str, t: dict[str, Any]) -> str:
+        return (
+            f"{name:<12} {code:<4} {t['loans']:>6} {t['outstanding']:>14} {t['committed']:>12} "
+            f"{t['overdue_loans']:>7} {t['defaulted_loans']:>7} {t['penalty_due']:>10} "
+            f"{t['written_off']:>14}"
+        )
+
+    lines = [header]
+    for row in view["books"]:
+        removed = f"  (removed at {row['removed_height']})" if "removed_height" in row else ""
+        lines.append(line(row["member"], row["currency"], row) + removed)
+    lines += [line("all", code, total) for code, total in view["totals"].items()]
+    lines.append("amounts in minor units (cents); written off: principal lost")
+    return "\n".join(lines)
+
+
 @loan.command("apply")
 @click.option("--amount", required=True, type=click.IntRange(1), help="Principal in minor units (cents).")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")

@@ -8,12 +8,16 @@ chain answers the commands' reads as a node's API would.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lendchain.cli.domain import describe_positions
 from lendchain.ledger import queries
 from tests.cli import test_loan_transfer_cli as transfer_cli
 from tests.cli.test_loan_transfer_cli import cli, execute, world
+from tests.ledger.chain import seeded_key
+from tests.ledger.test_loan_transfer import open_loan
 from tests.ledger.test_write_off import default
 
 REASON = "recovery ended"
@@ -113,3 +117,33 @@ def test_fund_positions_prints_a_funders_share_of_what_was_written_off():
         "EUR: written off share 24000 in 1 loans",
         f"  {'ab' * 8}…  written_off  committed 30000, received 3000, share 24000 of written_off",
     ]
+
+
+def test_loan_books_sets_every_lenders_book_side_by_side_with_the_totals(defaulted, monkeypatch):
+    monkeypatch.setitem(transfer_cli.PATHS, "members", "members")
+    chain, members, loan_id, sent = defaulted
+    bank1, bank2 = members[0], members[1]
+    assert cli("loan", "write-off", loan_id, "--reason", REASON).exit_code == 0
+    assert execute(chain, bank1, sent).ok
+    lost = queries.lookup(chain.state, "loan", loan_id)["written_off"]["principal"]
+    live = open_loan(chain, seeded_key(1), bank2)  # the same borrower, at another lender
+    outstanding = queries.lookup(chain.state, "loan", live)["outstanding_principal"]
+    view = json.loads(cli("--json", "loan", "books").output)
+    quiet = {"committed": 0, "overdue_loans": 0, "defaulted_loans": 0, "penalty_due": 0}
+    assert view["books"] == [
+        {"member": "bank1", "currency": "EUR", "loans": 0, "outstanding": 0, **quiet, "written_off": lost,
+         "written_off_loans": 1},
+        {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, **quiet, "written_off": 0,
+         "written_off_loans": 0},
+    ]  # fmt: skip
+    assert view["totals"] == {
+        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, "written_off": lost, "written_off_loans": 1}
+    }
+    text = cli("loan", "books").output.splitlines()
+    assert text[0].split() == ["member", "cur", "loans", "outstanding", "committed", "overdue", "default",
+                               "penalty", "written", "off"]  # fmt: skip
+    assert text[1].split() == ["bank1", "EUR", "0", "0", "0", "0", "0", "0", str(lost)]
+    assert text[3].split() == ["all", "EUR", "1", str(outstanding), "0", "0", "0", "0", str(lost)]
+    assert cli("loan", "books", "--currency", "usd").output.strip() == (
+        "no lender member has a loan on its books"
+    )
