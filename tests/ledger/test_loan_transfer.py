@@ -28,12 +28,17 @@ from tests.ledger.test_removal import demote
 APPLY = {"amount": 120_000, "currency": "EUR", "term_months": 12, "purpose": "a delivery van"}
 
 
-@pytest.fixture
-def world():
+def with_borrower():
+    """A rules-4 chain (``rules_world``), its members and borrower seeded_key(1), onboarded by bank4 (kyc)."""
     chain, members = rules_world(version=4)
     borrower = seeded_key(1)
     chain.onboard(borrower, members[3])
     return chain, members, borrower
+
+
+@pytest.fixture
+def world():
+    return with_borrower()
 
 
 def ok(chain, key, kind, payload):

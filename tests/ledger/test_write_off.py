@@ -22,22 +22,30 @@ from lendchain.ledger.transfers import servicing_duties
 from tests.ledger.chain import domain_events, seeded_key
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_domain_audit import CertifiedBlocks
-from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, syndicated_loan, transfer
+from tests.ledger.test_loan_transfer import (
+    APPLY,
+    loan,
+    ok,
+    open_loan,
+    repay,
+    syndicated_loan,
+    transfer,
+    with_borrower,
+)
 from tests.ledger.test_membership import propose, vote_through
 from tests.ledger.test_removal import demote
 
 REASON = "recovery ended: the borrower's estate was settled"
-RECOVERIES = (
-    "the loan was written off, which is final; recoveries after a write-off are not recorded on chain"
-)
 
 
 @pytest.fixture
 def world():
-    chain, members = rules_world(version=4)
-    borrower = seeded_key(1)
-    chain.onboard(borrower, members[3])
-    return chain, members, borrower
+    return with_borrower()
+
+
+RECOVERIES = (
+    "the loan was written off, which is final; recoveries after a write-off are not recorded on chain"
+)
 
 
 def default(chain, loan_id):
