@@ -179,13 +179,12 @@ def withdraw_policy(ctx: TxContext, tx: Transaction) -> None:
         raise TxRejected("forbidden", f"policy.withdraw: policy {policy_id.hex()[:16]} is not {tx.sender}'s")
     if policy["status"] != "active":
         raise TxRejected("invalid_state", f"policy {policy_id.hex()[:16]} is already {policy['status']}")
-    ctx.put(policy_key(policy_id), {**policy, "status": "withdrawn", "withdrawn_height": ctx.height})
+    _mark_withdrawn(ctx, policy_id, policy)
     ctx.put(POLICIES_KEY, [other for other in ctx.get(POLICIES_KEY) or [] if other != policy_id])
-    ctx.emit("policy.withdrawn", policy_id=policy_id.hex())
 
 
-def withdraw_policies_of(ctx: TxContext, lender: str, why: str) -> int:
-    """Withdraw every active policy of ``lender`` (a member removed: ``removal``); returns how many.
+def withdraw_policies_of(ctx: TxContext, lender: str, why: str) -> None:
+    """Withdraw every active policy of ``lender`` (a member removed: ``removal``).
 
     Its offers could never be accepted, and its policies would hold slots of
     ``MAX_ACTIVE_POLICIES``. Each is marked ``withdrawn`` with ``why``, and
@@ -195,17 +194,18 @@ def withdraw_policies_of(ctx: TxContext, lender: str, why: str) -> int:
     kept = []
     for policy_id in active:
         policy = ctx.get(policy_key(policy_id))
-        if policy["lender"] != lender:
+        if policy["lender"] == lender:
+            _mark_withdrawn(ctx, policy_id, policy, why=why)
+        else:
             kept.append(policy_id)
-            continue
-        ctx.put(
-            policy_key(policy_id),
-            {**policy, "status": "withdrawn", "withdrawn_height": ctx.height, "why": why},
-        )
-        ctx.emit("policy.withdrawn", policy_id=policy_id.hex(), why=why)
     if len(kept) != len(active):
         ctx.put(POLICIES_KEY, kept)
-    return len(active) - len(kept)
+
+
+def _mark_withdrawn(ctx: TxContext, policy_id: bytes, policy: dict[str, Any], **why: str) -> None:
+    """Record ``policy`` withdrawn at this height (and ``why``, when the ledger withdrew it)."""
+    ctx.put(policy_key(policy_id), {**policy, "status": "withdrawn", "withdrawn_height": ctx.height, **why})
+    ctx.emit("policy.withdrawn", policy_id=policy_id.hex(), **why)
 
 
 APPLICATION_HOOKS.append(auto_offer)

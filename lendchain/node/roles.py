@@ -83,7 +83,9 @@ class MemberRoles:
         """
         gone = cut_off(self.store, self.store.head().height) - {self.config.name}
         self._addresses_seen = current_addresses(self.store)
-        members = [member for member in self._members_on_chain() if member.name not in gone]
+        members = [
+            member for member in self._members_on_chain(self._addresses_seen) if member.name not in gone
+        ]
         if all(member.name != self.config.name for member in members):
             self.log.warning(
                 "%s is not a member of %s yet: it follows the chain once the members admit it "
@@ -94,9 +96,8 @@ class MemberRoles:
             members.append(Member(self.config.name, key.public_key, self.config.p2p_listen, (), False))
         return members
 
-    def _members_on_chain(self: Any) -> list[Member]:
-        """The genesis's members and observers, then admitted ones, at their current addresses."""
-        moved = current_addresses(self.store)
+    def _members_on_chain(self: Any, moved: dict[str, str]) -> list[Member]:
+        """The genesis's members and observers, then admitted ones, at ``moved`` (``current_addresses``)."""
         return [
             replace(member, address=moved.get(member.name, member.address))
             for member in (*self.genesis.members, *self.genesis.observers, *admitted_members(self.store))
@@ -105,7 +106,7 @@ class MemberRoles:
     def _remember_let_go(self: Any, schedule: KeySchedule) -> None:
         """At start: the removed members let go may still fetch the blocks up to their removal."""
         gone = cut_off(self.store, self.store.head().height) - {self.config.name}
-        for member in self._members_on_chain():
+        for member in self._members_on_chain(self._addresses_seen):
             if member.name in gone:
                 self.network.let_go(member, schedule.keys_of(member.name)[::-1])
 
