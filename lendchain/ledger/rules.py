@@ -59,6 +59,11 @@ Versions:
    ``member.remove`` is refused while the member is the lender of an open
    loan or named by a pending transfer, and ``loan.accept`` refuses an
    offer by a removed member.
+5. Adds the kinds ``loan.restructure``, ``loan.restructure_accept`` and
+   ``loan.restructure_withdraw`` (``restructuring``): the servicer and the
+   borrower agree to change a loan's remaining terms, and
+   ``loan.recover`` (``writeoff``): the servicer records money recovered
+   on a written-off loan.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 4
+RULES_VERSION = 5
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts
