@@ -188,6 +188,9 @@ class Network(InboundStreams, MemberSet):
         finally:
             if stream is not None:
                 await quietly(stream.reset())
+        # An answer is a sign of life: a member that stopped linking to us (it let this node's
+        # removed member go) but answers its catch-up does not get its connection dropped.
+        link.last_heard = trio.current_time()
         if kind is FrameKind.ERROR:
             raise NetworkError(f"{to} could not answer the request: {answer.decode(errors='replace')}")
         if kind is not FrameKind.RESPONSE:
@@ -389,7 +392,7 @@ class Network(InboundStreams, MemberSet):
                     swarm = host.get_network()
                     for listener in list(swarm.listeners.values()):
                         await bounded(listener.close())
-                    for link in self._links.values():
+                    for link in list(self._links.values()):  # a disconnect yields: members may change
                         await bounded(host.disconnect(link.peer_id))
                     for link in self._links.values():
                         link.up = False
@@ -525,10 +528,11 @@ class Network(InboundStreams, MemberSet):
             await trio.sleep(min(1.0, first_repair_s / 2))
             subscribed = self._pubsub.peer_topics.get(self.topic, set())
             now = trio.current_time()
-            for name, link in self._links.items():
+            # A copy: members come and go at run time, and a disconnect below yields.
+            for name, link in list(self._links.items()):
                 if link.peer_id in subscribed:
                     repair_after[name] = first_repair_s
-                elif link.up and now - link.up_since > repair_after[name]:
+                elif link.up and now - link.up_since > repair_after.setdefault(name, first_repair_s):
                     self._counters["gossip_repairs"] += 1
                     self.log.warning(
                         "%s is linked but its gossip subscription is missing after %.1f s; reconnecting",

@@ -3,7 +3,9 @@
 A member's outbound consensus stream is this node's inbound one: the handler
 checks its HELLO (chain id, and the name its key belongs to), then reads
 frames until the stream breaks or falls silent for ``dead_after_s``, charging
-each to the member's inbound budget. A request stream carries one request
+each to the member's inbound budget. A removed member's node let go
+(``network_members``) keeps its stream too, at a removed member's budget,
+and what it sends is dropped. A request stream carries one request
 (catch-up, a relayed batch) and its answer.
 """
 
@@ -37,11 +39,14 @@ class InboundStreams:
         return None
 
     async def _handle_consensus_stream(self: Any, stream: INetStream) -> None:
-        link = self._link_of_stream(stream)
+        # A removed member's node that has not read its removal yet keeps its link: were its
+        # stream reset, it would redial and drop the connection its catch-up requests ride on.
+        link = self._link_of_stream(stream, let_go=True)
         if link is None:
             await quietly(stream.reset())
             return
         name = link.member.name
+        heeded = not link.removed  # what a removed member sends is read (at its budget) and dropped
         reader = FrameReader(stream, self.options["max_frame_size"])
         try:
             with trio.fail_after(self.options["dead_after_s"]):
@@ -68,6 +73,9 @@ class InboundStreams:
                         self._counters["throttled_frames"] += 1
                         self._warn_throttled(link, "consensus frames")
                         await trio.sleep(wait)
+                    if not heeded:
+                        self._counters["removed_frames"] += 1
+                        continue
                     self._counters["frames_in"] += 1
                     self._counters["bytes_in"] += len(payload) + 5
                     try:

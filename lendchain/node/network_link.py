@@ -129,6 +129,7 @@ NETWORK_COUNTERS = (
     "gossip_repairs",
     "throttled_frames",
     "throttled_gossip",
+    "removed_frames",  # consensus frames from a removed member's node let go: read and dropped
 )
 
 

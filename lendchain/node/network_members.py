@@ -11,9 +11,11 @@ connections closed). A member whose node moved is dialled at its new address
 A removed member let go is not forgotten (``let_go``): its node may still
 connect, so that a node that was down when its member was removed can fetch
 the blocks up to the one that removes it and say so (the daemon serves it
-no block above that one). Nothing else it opens is served: its consensus
-streams are reset, its relayed txs refused, and gossip neither reaches it
-nor is taken from it (pubsub's blacklist). A node that read its own removal
+no block above that one). Nothing else it sends is taken: its consensus
+frames are read at its budget and dropped (its stream is kept, so that its
+link does not flap and drop the connection its requests ride on), its
+relayed txs refused, and gossip neither reaches it nor is taken from it
+(pubsub's blacklist). A node that read its own removal
 closes its links and dials no one (``leave``).
 """
 
