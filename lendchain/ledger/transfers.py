@@ -113,7 +113,7 @@ def _where(tx: Transaction, loan_id: bytes) -> str:
 
 def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     pending = loan.get("transfer")
     if pending is not None:
         raise TxRejected(
@@ -144,7 +144,7 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
             "invalid_state",
             f"{_where(tx, loan_id)}: no transfer is pending (the loan's lender offers one with loan.transfer)",
         )
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     unfit = _unfit_lender(ctx, tx.sender)
     if unfit is not None:  # the member changed since the offer: the offer checked it then
         raise TxRejected("forbidden", f"{_where(tx, loan_id)}: its pending transfer {unfit} now")
@@ -160,7 +160,7 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
 
 def withdraw_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     to = pending_to(loan)
     if to is None:
         raise TxRejected("invalid_state", f"{_where(tx, loan_id)}: no transfer is pending to withdraw")
