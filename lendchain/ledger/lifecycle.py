@@ -37,9 +37,7 @@ FUNDED = "funded"
 UNFUNDED = "unfunded"  # the funding deadline passed first; commitments were released
 OVERDUE = "overdue"
 DEFAULTED = "defaulted"
-WRITTEN_OFF = (
-    "written_off"  # charged off after default (writeoff.py, rules 4): final, but for recoveries (rules 5)
-)
+WRITTEN_OFF = "written_off"  # charged off after default (writeoff.py, rules 4): final but for recoveries
 
 # The rules version from which a written-off loan takes loan.recover (writeoff.py)
 RECOVERIES_SINCE = 5

@@ -20,7 +20,8 @@ hand a loan over:
 Which states (``lifecycle.SERVICER_STATES``): from the acceptance of an offer,
 which names the lender, until the loan is closed, unfunded or written off
 (``writeoff``). Before that the loan has offers and no servicer; a closed,
-cancelled, unfunded or written-off loan needs none. An accepted loan not yet disbursed and a defaulted one (recoveries) need
+cancelled, unfunded or written-off loan needs none (a written-off one keeps the
+servicer it had, who records recoveries on it from rules 5, but never changes it). An accepted loan not yet disbursed and a defaulted one (recoveries) need
 their servicer as much as a repaying one, and a member holding either could
 otherwise never leave. A transfer still pending when the loan closes (or is
 written off) lapses:
