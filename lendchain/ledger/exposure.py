@@ -337,7 +337,8 @@ def _counted_loans(
 
 
 def _add_written_off(written_off: dict[str, dict[str, int]], loan: dict[str, Any]) -> dict[str, int]:
-    """Add one written-off loan, and what was recovered on it, to its currency's written-off totals; those."""
+    """Add one written-off loan, and what was recovered on it since, to its currency's written-off totals;
+    those totals."""
     totals = written_off.setdefault(loan["currency"], dict.fromkeys(_WRITTEN_OFF_TOTALS, 0))
     for name in ("principal", "interest", "penalty"):
         totals[name] += loan["written_off"][name]
