@@ -302,12 +302,18 @@ def describe_positions(view: dict[str, Any]) -> str:
         f"outstanding share {t['outstanding']} ({t['overdue_loans']} overdue, {t['defaulted_loans']} defaulted)"
         for currency, t in view["currencies"].items()
     ]
-    lines += [  # an older release's node answers without it
+    lines += [  # an older release's node answers without it, or without what was recovered (rules 5)
         f"{currency}: written off share {t['principal']} in {t['loans']} loans"
+        + (
+            f", recovered since {t['recovered']}, net principal {t['net_principal']}"
+            if "recovered" in t
+            else ""
+        )
         for currency, t in view.get("written_off", {}).items()
     ]
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
+        share += f", recovered {p['recovered']}" if p.get("recovered") else ""
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )

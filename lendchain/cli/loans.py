@@ -6,7 +6,8 @@ commit. Amounts are integers in minor units (cents), rates in basis points.
 A loan's servicing moves to another lender by ``loan transfer``, which that
 lender accepts with ``loan accept-transfer``, and its servicer writes a
 defaulted loan off with ``loan write-off`` (rules version 4; see
-``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``).
+``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``) and records
+what it recovers afterwards with ``loan recover`` (rules version 5).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lendchain.cli._common import (
     user_errors,
 )
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
-from lendchain.ledger.writeoff import MAX_REASON
+from lendchain.ledger.writeoff import MAX_NOTE, MAX_REASON, RECOVERY_SINCE
 from lendchain.ledger.writeoff import SINCE_RULES as WRITE_OFF_SINCE
 
 
@@ -103,17 +104,25 @@ def _totals_text(currency: str, t: dict[str, int]) -> str:
 
 
 def _written_off_text(currency: str, t: dict[str, int]) -> str:
-    """One currency's written-off loans in a borrower's exposure or a lender's book (``writeoff``)."""
+    """One currency's written-off loans in a borrower's exposure or a lender's book (``writeoff``),
+    and on a line of its own what was recovered on them since (rules 5; an older release's node
+    answers without it)."""
     others = f" (funded by others {t['funded_by_others']})" if "funded_by_others" in t else ""
-    return (
+    lines = [
         f"  {currency}  written off: principal {t['principal']}{others}  interest {t['interest']}"
         f"  penalty {t['penalty']}  loans {t['loans']}"
-    )
+    ]
+    if "recovered" in t:
+        lines.append(
+            f"  {currency}  recovered since: {t['recovered']} (principal {t['recovered_principal']})"
+            f"  net loss {t['net']} (principal {t['net_principal']})"
+        )
+    return "\n".join(lines)
 
 
 @click.group()
 def loan() -> None:
-    """Apply for, offer, accept, disburse, repay, prepay, transfer, write off and show loans."""
+    """Apply for, offer, accept, disburse, repay, prepay, transfer, write off, recover and show loans."""
 
 
 @loan.command("portfolio")
@@ -157,8 +166,9 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
 
     What a supervisor reads first: per member and currency its live loans,
     principal outstanding and committed, overdue and defaulted loans, penalty
-    due, and what it wrote off. From the members view and each lender's
-    portfolio (``/members/*``, ``/portfolio/{did}``), as of the node's head.
+    due, the principal it wrote off, what of it was recovered since and the
+    net loss. From the members view and each lender's portfolio
+    (``/members/*``, ``/portfolio/{did}``), as of the node's head.
     """
     with client_from(kw) as client:
         members = client.get("/members/*")["members"]
@@ -171,6 +181,7 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
 
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
+WRITTEN_OFF_COLUMNS = ("written_off", "written_off_loans", "recovered", "net_written_off")  # principal, loans
 
 
 def consortium_books(
@@ -190,12 +201,13 @@ def consortium_books(
                 **{column: live.get(column, 0) for column in BOOK_COLUMNS},
                 "written_off": lost.get("principal", 0),
                 "written_off_loans": lost.get("loans", 0),
+                # Recoveries cover principal first (rules 5); an older release's node reports none.
+                "recovered": lost.get("recovered_principal", 0),
+                "net_written_off": lost.get("net_principal", lost.get("principal", 0)),
                 **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
             }
             rows.append(row)
-            total = totals.setdefault(
-                code, dict.fromkeys((*BOOK_COLUMNS, "written_off", "written_off_loans"), 0)
-            )
+            total = totals.setdefault(code, dict.fromkeys((*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS), 0))
             for column in total:
                 total[column] += row[column]
     return {"books": rows, "totals": dict(sorted(totals.items()))}
@@ -206,14 +218,14 @@ def _books_text(view: dict[str, Any]) -> str:
         return "no lender member has a loan on its books"
     header = (
         f"{'member':<12} {'cur':<4} {'loans':>6} {'outstanding':>14} {'committed':>12} "
-        f"{'overdue':>7} {'default':>7} {'penalty':>10} {'written off':>14}"
+        f"{'overdue':>7} {'default':>7} {'penalty':>10} {'written off':>14} {'recovered':>12} {'net':>14}"
     )
 
     def line(name: str, code: str, t: dict[str, Any]) -> str:
         return (
             f"{name:<12} {code:<4} {t['loans']:>6} {t['outstanding']:>14} {t['committed']:>12} "
             f"{t['overdue_loans']:>7} {t['defaulted_loans']:>7} {t['penalty_due']:>10} "
-            f"{t['written_off']:>14}"
+            f"{t['written_off']:>14} {t['recovered']:>12} {t['net_written_off']:>14}"
         )
 
     lines = [header]
@@ -221,7 +233,10 @@ def _books_text(view: dict[str, Any]) -> str:
         removed = f"  (removed at {row['removed_height']})" if "removed_height" in row else ""
         lines.append(line(row["member"], row["currency"], row) + removed)
     lines += [line("all", code, total) for code, total in view["totals"].items()]
-    lines.append("amounts in minor units (cents); written off: principal lost")
+    lines.append(
+        "amounts in minor units (cents); written off, recovered since and net: principal "
+        "(recoveries cover principal first)"
+    )
     return "\n".join(lines)
 
 
@@ -324,11 +339,38 @@ def loan_write_off(ctx: click.Context, loan_id: str, reason: str, **kw: Any) -> 
     """Write off a defaulted loan, as its servicer: the loan is final from then on.
 
     What it still owed (principal, interest, penalty) is recorded with the
-    reason. Recoveries after a write-off are not recorded on chain.
+    reason. Money recovered on it afterwards is recorded with `loan recover`.
     """
     if not reason.strip() or len(reason) > MAX_REASON:
         raise click.BadParameter(f"give the reason in 1 to {MAX_REASON} characters", param_hint="'--reason'")
     _send_since(ctx, kw, WRITE_OFF_SINCE, "loan.write_off", {"loan_id": loan_id, "reason": reason})
+
+
+@loan.command("recover")
+@click.argument("loan_id")
+@click.option("--amount", required=True, type=click.IntRange(1), help="Recovered, in minor units.")
+@click.option(
+    "--note",
+    help=f"Where it came from, for the auditors (1 to {MAX_NOTE} characters), e.g. 'guarantor paid'.",
+)
+@signer_options
+@click.pass_context
+@user_errors
+def loan_recover(ctx: click.Context, loan_id: str, amount: int, note: str | None, **kw: Any) -> None:
+    """Record money recovered on a written-off loan, as its servicer (rules version 5).
+
+    The loan stays written off. A recovery covers the principal written off
+    first, then the interest, then the penalty; all of them together never
+    exceed what was written off, and `loan show` gives the net loss.
+    """
+    payload: dict[str, Any] = {"loan_id": loan_id, "amount": amount}
+    if note is not None:
+        if not note.strip() or len(note) > MAX_NOTE:
+            raise click.BadParameter(
+                f"give the note in 1 to {MAX_NOTE} characters, or leave it out", param_hint="'--note'"
+            )
+        payload["note"] = note
+    _send_since(ctx, kw, RECOVERY_SINCE, "loan.recover", payload)
 
 
 def _send_since(
@@ -410,6 +452,7 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
                 f"interest {written_off['interest']}, penalty {written_off['penalty']}"
             )
             lines.append(f"  {'reason':<15} {written_off['reason']}")
+            lines += _recoveries_text(v)
         transfer = v.get("transfer")
         if transfer is not None:
             status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
@@ -419,3 +462,22 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
         return "\n".join(lines)
 
     emit(ctx, value, human)
+
+
+def _recoveries_text(loan: dict[str, Any]) -> list[str]:
+    """A written-off loan's recoveries, each from its history entry, and its net loss (rules 5)."""
+    lines = []
+    for entry in loan.get("history", []):
+        if entry["event"] == "loan.recover":
+            note = f" ({entry['note']})" if "note" in entry else ""
+            lines.append(
+                f"  {'recovered':<15} {entry['amount']} at height {entry['height']}: principal "
+                f"{entry['principal']}, interest {entry['interest']}, penalty {entry['penalty']}{note}"
+            )
+    net = loan.get("net_loss")  # an older release's node answers without it
+    if net is not None:
+        lines.append(
+            f"  {'net loss':<15} {net['total']}: principal {net['principal']}, interest {net['interest']}, "
+            f"penalty {net['penalty']}"
+        )
+    return lines

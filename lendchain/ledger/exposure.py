@@ -27,6 +27,17 @@ The loan is listed with the borrower's loans (``written_off``: its
 principal, and each carrier's share of it) and among a funder's positions
 (``share_of`` ``written_off``).
 
+What its servicer recovered on it since (``loan.recover``, rules 5) is
+reported beside it: each ``written_off`` total per currency also has
+``recovered`` (everything recovered), ``recovered_principal`` (the part that
+covered principal; recoveries cover principal first), ``net_principal`` (the
+principal still lost: the net charge-off) and ``net`` (everything still
+lost, ``writeoff.net_loss``); a written-off loan of the borrower's lists its
+``recovered`` and ``net_principal``; and a funder's totals and positions
+give its ``recovered`` share and, in the totals, its ``net_principal``
+share, each pro rata to its commitment as its share of the write-off is, so
+that the funders' shares add up to the loan's figures.
+
 ``portfolio_view`` (``GET /portfolio/{did}``, ``lendchain loan portfolio
 DID``) is the other side: a lender's book, the live loans it services, with
 the same totals per currency, the part other funders carry, and its largest
@@ -70,11 +81,22 @@ from lendchain.ledger.state import (
     read_value,
 )
 from lendchain.ledger.transfers import pending_to
+from lendchain.ledger.writeoff import net_loss
 
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
-_WRITTEN_OFF_TOTALS = ("principal", "interest", "penalty", "loans")
+_WRITTEN_OFF_TOTALS = (
+    "principal",
+    "interest",
+    "penalty",
+    "loans",
+    "recovered",
+    "recovered_principal",
+    "net_principal",
+    "net",
+)
+_FUNDER_WRITTEN_OFF = ("principal", "loans", "recovered", "net_principal")  # its shares, and the loans
 _POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
 TOP_BORROWERS = 10
 BOOK_PAGE_MAX = 2000  # index positions one book page reads: a read per position, a few ms per 1000
@@ -96,7 +118,9 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     for loan_id, loan, live in _counted_loans(get, loan_ids):
         if live is None:  # written off: a loss, carried by nobody any more
             _add_written_off(written_off, loan)
-            loans.append(_loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0))
+            row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0)
+            row["recovered"], row["net_principal"] = _recovered(loan), net_loss(loan)["principal"]
+            loans.append(row)
             continue
         field, amount, penalty = live
         _count(currencies, loan, field, amount, penalty)
@@ -260,14 +284,17 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         live = _live(loan) if committed else None
         if live is None and committed and loan["state"] == lc.WRITTEN_OFF:
             live = "written_off", loan["written_off"]["principal"], 0
-        share, principal_state = 0, None
+        share, principal_state, recovered = 0, None, 0
         if live is not None:  # its pro-rata part of the principal outstanding, committed or written off
             principal_state = live[0]
-            share = next(part for carrier, part in _carriers(loan, live[1]) if carrier == did)
-        if principal_state == "written_off":  # its loss
-            lost = written_off.setdefault(loan["currency"], {"principal": 0, "loans": 0})
+            share = _share(loan, live[1], did)
+        if principal_state == "written_off":  # its loss, and its part of what was recovered since
+            recovered = _share(loan, _recovered(loan), did)
+            lost = written_off.setdefault(loan["currency"], dict.fromkeys(_FUNDER_WRITTEN_OFF, 0))
             lost["principal"] += share
             lost["loans"] += 1
+            lost["recovered"] += recovered
+            lost["net_principal"] += _share(loan, net_loss(loan)["principal"], did)
         totals = currencies.setdefault(loan["currency"], dict.fromkeys(_POSITION_TOTALS, 0))
         totals["committed"] += mine["amount"] if committed else 0
         totals["loans"] += committed
@@ -287,6 +314,7 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
                 "received": mine["received"],
                 "share": share,
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
+                "recovered": recovered,  # its share of the recoveries on a loan written off
             }
         )
     return {
@@ -309,12 +337,23 @@ def _counted_loans(
 
 
 def _add_written_off(written_off: dict[str, dict[str, int]], loan: dict[str, Any]) -> dict[str, int]:
-    """Add one written-off loan to its currency's written-off totals; those totals."""
+    """Add one written-off loan, and what was recovered on it since, to its currency's written-off totals;
+    those totals."""
     totals = written_off.setdefault(loan["currency"], dict.fromkeys(_WRITTEN_OFF_TOTALS, 0))
     for name in ("principal", "interest", "penalty"):
         totals[name] += loan["written_off"][name]
     totals["loans"] += 1
+    lost = net_loss(loan)
+    totals["recovered"] += _recovered(loan)
+    totals["recovered_principal"] += loan["written_off"]["principal"] - lost["principal"]
+    totals["net_principal"] += lost["principal"]
+    totals["net"] += lost["total"]
     return totals
+
+
+def _recovered(loan: dict[str, Any]) -> int:
+    """Everything recovered on a written-off loan (``writeoff``, rules 5): 0 before the first recovery."""
+    return loan["recovered"]["total"] if "recovered" in loan else 0
 
 
 def _live(loan: dict[str, Any]) -> tuple[str, int, int] | None:
@@ -349,6 +388,11 @@ def _carriers(loan: dict[str, Any], amount: int) -> list[tuple[str, int]]:
     commitments = loan["funding"]["commitments"]
     parts = pro_rata(amount, [c["amount"] for c in commitments]) if commitments else []
     return [(c["funder"], part) for c, part in zip(commitments, parts, strict=True)]
+
+
+def _share(loan: dict[str, Any], amount: int, did: str) -> int:
+    """Funder ``did``'s pro-rata part of ``amount`` of the loan (``_carriers``)."""
+    return next(part for carrier, part in _carriers(loan, amount) if carrier == did)
 
 
 def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:

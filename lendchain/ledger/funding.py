@@ -86,7 +86,9 @@ def distribute(loan: dict[str, Any], amount: int) -> dict[str, Any]:
 
 def fund_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     funding = loan["funding"]
     if ctx.timestamp_ms >= funding["deadline_ms"]:
         raise TxRejected(
@@ -118,7 +120,9 @@ def fund_loan(ctx: TxContext, tx: Transaction) -> None:
 
 def expire_funding(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     funding = loan["funding"]
     if ctx.timestamp_ms < funding["deadline_ms"]:
         raise TxRejected(

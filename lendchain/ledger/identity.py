@@ -76,15 +76,19 @@ def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -
     return consent is not None and scope in consent["scopes"] and consent["until_ms"] > now_ms
 
 
-def repayment_history(get: Getter, did: str) -> dict[str, int]:
-    """Instalments paid on time and late, loans defaulted, closed and written off, over the borrower's loans.
+def repayment_history(get: Getter, did: str) -> dict[str, Any]:
+    """Instalments paid on time and late, loans defaulted, closed and written off, over the borrower's loans,
+    and what was recovered after write-offs, per currency.
 
     A written-off loan keeps its ``defaulted_ms`` (only a defaulted loan is
     written off), so it counts among ``defaults`` as before the write-off, and
     once more among ``written_off``, which the score shows and does not weigh:
-    a write-off never improves a score.
+    a write-off never improves a score. Nor does a recovery on it (rules 5,
+    ``writeoff``): ``recovered`` only shows the amounts, and the score never
+    reads them.
     """
-    history = dict(EMPTY_HISTORY)
+    history: dict[str, Any] = dict(EMPTY_HISTORY)
+    recovered: dict[str, int] = {}
     for loan_id in pagedlist.items(get, borrower_loans_key(did)):
         loan = get(loan_key(loan_id))
         history["on_time"] += loan.get("on_time", 0)
@@ -92,6 +96,9 @@ def repayment_history(get: Getter, did: str) -> dict[str, int]:
         history["defaults"] += 1 if loan.get("defaulted_ms") is not None else 0
         history["closed"] += 1 if loan["state"] == "closed" else 0
         history["written_off"] += 1 if loan["state"] == "written_off" else 0
+        if "recovered" in loan:
+            recovered[loan["currency"]] = recovered.get(loan["currency"], 0) + loan["recovered"]["total"]
+    history["recovered"] = dict(sorted(recovered.items()))
     return history
 
 

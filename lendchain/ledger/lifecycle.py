@@ -37,7 +37,10 @@ FUNDED = "funded"
 UNFUNDED = "unfunded"  # the funding deadline passed first; commitments were released
 OVERDUE = "overdue"
 DEFAULTED = "defaulted"
-WRITTEN_OFF = "written_off"  # its servicer charged it off after default (writeoff.py, rules 4): final
+WRITTEN_OFF = "written_off"  # charged off after default (writeoff.py, rules 4): final but for recoveries
+
+# The rules version from which a written-off loan takes loan.recover (writeoff.py)
+RECOVERIES_SINCE = 5
 
 # Actors
 BORROWER = "borrower"
@@ -60,6 +63,9 @@ CURED = "cured"  # a payment brought an overdue loan back within grace
 # offer (it names the lender) until the loan is closed, unfunded or written off. A loan before
 # acceptance has no servicer yet, and one closed, cancelled, unfunded or written off needs none. Its servicing may
 # change hands in any of them (transfers.py), defaulted included: recoveries need a servicer too.
+# A written-off loan keeps the servicer it had, who records recoveries on it from rules 5
+# (writeoff.py), but it is not among them: its servicing never changes hands again, and its
+# servicer may leave the consortium (nobody records recoveries on it then).
 SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
@@ -98,8 +104,10 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (REPAYING, "loan.prepay"): (REPAYING, SERVICER),
     (OVERDUE, "loan.prepay"): (OVERDUE, SERVICER),
     (DEFAULTED, "loan.prepay"): (DEFAULTED, SERVICER),
-    # The servicer writes a defaulted loan off once recovery ends (writeoff.py, rules 4)
+    # The servicer writes a defaulted loan off once recovery ends (writeoff.py, rules 4), and from
+    # rules 5 records what it still recovers afterwards: the loan stays written off
     (DEFAULTED, "loan.write_off"): (WRITTEN_OFF, SERVICER),
+    (WRITTEN_OFF, "loan.recover"): (WRITTEN_OFF, SERVICER),
     # Servicing changes hands (transfers.py, rules 4): the state stays as it is
     **{(state, "loan.transfer"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_withdraw"): (state, SERVICER) for state in SERVICER_STATES},
@@ -119,21 +127,35 @@ _ACTOR_NAMES = {
 }
 
 
-def advance(state: str, event: str, actors: frozenset[str], tx_id: bytes, loan_id: bytes) -> str:
-    """The loan's next state, or TxRejected saying which tx, loan, state and why."""
+def advance(
+    state: str, event: str, actors: frozenset[str], tx_id: bytes, loan_id: bytes, *, rules: int = 1
+) -> str:
+    """The loan's next state, or TxRejected saying which tx, loan, state and why.
+
+    ``rules`` is the block's rules version (``TxContext.rules``): it changes only what a refusal
+    on a written-off loan says, so a handler of a transaction kind passes it.
+    """
     row = TRANSITIONS.get((state, event))
     if row is not None and row[1] in actors:
         return row[0]
     where = f"tx {tx_id.hex()[:16]} ({event}) on loan {loan_id.hex()[:16]} in state {state!r}"
-    if state == WRITTEN_OFF:  # the one terminal state a refusal explains (it exists from rules 4)
-        raise TxRejected(
-            "invalid_state",
-            f"{where} is refused: the loan was written off, which is final; recoveries after a "
-            "write-off are not recorded on chain",
-        )
+    if state == WRITTEN_OFF and row is None:  # the one terminal state a refusal explains (from rules 4)
+        raise TxRejected("invalid_state", f"{where} is refused: {_written_off_is_final(rules)}")
     if row is None:
         allowed = sorted(s for (s, e) in TRANSITIONS if e == event)
         raise TxRejected(
             "invalid_state", f"{where} is refused: {event} is only allowed in state {', '.join(allowed)}"
         )
     raise TxRejected("forbidden", f"{where} is refused: only {_ACTOR_NAMES[row[1]]} may do this")
+
+
+def _written_off_is_final(rules: int) -> str:
+    # Under rules 4 the sentence stays word for word: it is hashed into the results root.
+    if rules < RECOVERIES_SINCE:
+        return (
+            "the loan was written off, which is final; recoveries after a write-off are not recorded on chain"
+        )
+    return (
+        "the loan was written off, which is final; the one transaction it still takes is loan.recover, "
+        "by which its servicer records money recovered on it"
+    )

@@ -154,7 +154,7 @@ def apply_for_loan(ctx: TxContext, tx: Transaction) -> None:
             "forbidden",
             f"sender {tx.sender} is not a registered borrower; send party.register with role borrower first",
         )
-    state = lc.advance(lc.NEW, tx.kind, actors, ctx.tx_id, ctx.tx_id)
+    state = lc.advance(lc.NEW, tx.kind, actors, ctx.tx_id, ctx.tx_id, rules=ctx.rules)
     # A missing parameter means required: a chain opts out explicitly, never by omission.
     if ctx.params.get("require_kyc", True) and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
         raise TxRejected(
@@ -213,7 +213,7 @@ def make_offer(
     terms: dict[str, Any],
 ) -> dict[str, Any]:
     """Record one offer on ``loan`` (manual, or automatic from a policy); the loan as updated."""
-    state = lc.advance(loan["state"], "loan.offer", actors, ctx.tx_id, loan_id)
+    state = lc.advance(loan["state"], "loan.offer", actors, ctx.tx_id, loan_id, rules=ctx.rules)
     if len(loan["offers"]) >= ctx.params["max_offers_per_loan"]:
         raise TxRejected(
             "invalid_state",
@@ -263,7 +263,9 @@ def offer_loan(ctx: TxContext, tx: Transaction) -> None:
 
 def accept_offer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     offer_id = bytes.fromhex(tx.payload["offer_id"])
     if offer_id not in loan["offers"]:
         raise TxRejected(
@@ -302,7 +304,9 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
 
 def cancel_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     for other in loan["offers"]:
         ctx.put(offer_key(other), {**ctx.get(offer_key(other)), "status": "withdrawn"})
     ctx.put(
@@ -314,7 +318,9 @@ def cancel_loan(ctx: TxContext, tx: Transaction) -> None:
 
 def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     loan = {
         **loan,
         "state": state,

@@ -39,6 +39,7 @@ from lendchain.ledger.state import (
     read_value,
 )
 from lendchain.ledger.transfers import servicing_duties
+from lendchain.ledger.writeoff import net_loss
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 REMINDER_INSTALMENTS = 3  # the next unpaid instalments shown per loan
@@ -130,7 +131,9 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     """A loan with its offers, history and, once an offer is accepted, schedule and balances.
 
     A written-off loan owes nothing on chain (outstanding principal and amount
-    owed 0); what was written off is its ``written_off`` record.
+    owed 0); what was written off is its ``written_off`` record, what was
+    recovered since its ``recovered`` record (once there is one), and what is
+    still lost ``net_loss`` (``writeoff.net_loss``: per component and in all).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -154,6 +157,7 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
         view["amount_owed"] = amount_owed(rows, Progress(*loan["progress"]))
         if loan["state"] == WRITTEN_OFF:  # nothing is owed on chain any more: its written_off says what was
             view["outstanding_principal"] = view["amount_owed"] = 0
+            view["net_loss"] = net_loss(loan)
         view["instalments_paid"] = loan["progress"][0]
     return view
 

@@ -63,7 +63,8 @@ Versions:
    ``loan.restructure_withdraw`` (``restructuring``): the servicer and the
    borrower agree to change a loan's remaining terms, and
    ``loan.recover`` (``writeoff``): the servicer records money recovered
-   on a written-off loan.
+   on a written-off loan, and a refused transaction on a written-off loan
+   names ``loan.recover`` as the one it still takes (``lifecycle.advance``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ same way from chain state alone:
 - ``on_time``, ``late``, ``defaults``: the chain's own repayment history of the
   borrower (instalments paid on time, paid late, loans defaulted), each a
   count times its points, ``on_time`` and ``late`` capped; a loan written
-  off after its default (``writeoff``) counts as the default it was;
+  off after its default (``writeoff``) counts as the default it was, and
+  money recovered on it afterwards (rules 5) changes nothing here;
 - ``clamp``: present only when the raw sum falls outside ``[min, max]``, so
   that the explanation always adds up to the score.
 
@@ -79,7 +80,7 @@ def table_points(table: list[list[int]], value: int) -> int:
 
 def credit_score(
     report: dict[str, Any] | None,
-    history: dict[str, int] | None,
+    history: dict[str, Any] | None,
     scorecard: dict[str, Any] | None = None,
 ) -> Score:
     """The score and its explanation; ``report`` is a stored credit report or None."""

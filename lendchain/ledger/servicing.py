@@ -224,7 +224,7 @@ def due_loan_pass(ctx: TxContext) -> None:
 
 def service_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     loan = track(ctx, loan_id, evaluate(ctx, loan_id, loan))
     ctx.put(loan_key(loan_id), loan)
     ctx.emit("loan.serviced", loan_id=loan_id.hex(), state=loan["state"], penalty_due=penalty_due(loan))
@@ -235,7 +235,7 @@ def repay_loan(ctx: TxContext, tx: Transaction) -> None:
     # Evaluating first is safe: a refusal below discards what the evaluation wrote.
     loan = evaluate(ctx, loan_id, loan)
     actors = loan_actors(ctx, tx.sender, loan)
-    state = lc.advance(loan["state"], tx.kind, actors, ctx.tx_id, loan_id)
+    state = lc.advance(loan["state"], tx.kind, actors, ctx.tx_id, loan_id, rules=ctx.rules)
     schedule = schedule_of(loan)
     progress = Progress(*loan["progress"])
     amount = tx.payload["amount"]
@@ -291,7 +291,9 @@ def payoff(loan: dict[str, Any], schedule: list[Instalment], now_ms: int) -> tup
 def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     loan = evaluate(ctx, loan_id, loan)
-    state = lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    state = lc.advance(
+        loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
+    )
     schedule = schedule_of(loan)
     now = ctx.timestamp_ms
     penalty, interest, principal = payoff(loan, schedule, now)

@@ -20,7 +20,8 @@ hand a loan over:
 Which states (``lifecycle.SERVICER_STATES``): from the acceptance of an offer,
 which names the lender, until the loan is closed, unfunded or written off
 (``writeoff``). Before that the loan has offers and no servicer; a closed,
-cancelled, unfunded or written-off loan needs none. An accepted loan not yet disbursed and a defaulted one (recoveries) need
+cancelled, unfunded or written-off loan needs none (a written-off one keeps the
+servicer it had, who records recoveries on it from rules 5, but never changes it). An accepted loan not yet disbursed and a defaulted one (recoveries) need
 their servicer as much as a repaying one, and a member holding either could
 otherwise never leave. A transfer still pending when the loan closes (or is
 written off) lapses:
@@ -113,7 +114,7 @@ def _where(tx: Transaction, loan_id: bytes) -> str:
 
 def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     pending = loan.get("transfer")
     if pending is not None:
         raise TxRejected(
@@ -144,7 +145,7 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
             "invalid_state",
             f"{_where(tx, loan_id)}: no transfer is pending (the loan's lender offers one with loan.transfer)",
         )
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     unfit = _unfit_lender(ctx, tx.sender)
     if unfit is not None:  # the member changed since the offer: the offer checked it then
         raise TxRejected("forbidden", f"{_where(tx, loan_id)}: its pending transfer {unfit} now")
@@ -160,7 +161,7 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
 
 def withdraw_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id)
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     to = pending_to(loan)
     if to is None:
         raise TxRejected("invalid_state", f"{_where(tx, loan_id)}: no transfer is pending to withdraw")

@@ -49,17 +49,23 @@ def test_the_servicer_writes_a_loan_off_and_show_portfolio_and_exposure_report_i
     totals = (
         f"principal {lost['principal']}{{}}  interest {lost['interest']}  penalty {lost['penalty']}  loans 1"
     )
+    whole = lost["principal"] + lost["interest"] + lost["penalty"]
+    nothing_back = (
+        f"  EUR  recovered since: 0 (principal 0)  net loss {whole} (principal {lost['principal']})"
+    )
     book = cli("loan", "portfolio", bank1.did).output.splitlines()
     assert book == [
         "portfolio of bank1",
         "  no live loans",
         "  EUR  written off: " + totals.format(" (funded by others 0)"),
+        nothing_back,
     ]
     borrower = queries.lookup(chain.state, "loan", loan_id)["borrower"]
     exposure = cli("party", "exposure", borrower).output.splitlines()
     assert exposure[1:] == [
         "  no live loans (nothing disbursed or committed)",
         "  EUR  written off: " + totals.format(""),
+        nothing_back,
     ]
 
 
@@ -132,18 +138,19 @@ def test_loan_books_sets_every_lenders_book_side_by_side_with_the_totals(default
     quiet = {"committed": 0, "overdue_loans": 0, "defaulted_loans": 0, "penalty_due": 0}
     assert view["books"] == [
         {"member": "bank1", "currency": "EUR", "loans": 0, "outstanding": 0, **quiet, "written_off": lost,
-         "written_off_loans": 1},
+         "written_off_loans": 1, "recovered": 0, "net_written_off": lost},
         {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, **quiet, "written_off": 0,
-         "written_off_loans": 0},
+         "written_off_loans": 0, "recovered": 0, "net_written_off": 0},
     ]  # fmt: skip
     assert view["totals"] == {
-        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, "written_off": lost, "written_off_loans": 1}
-    }
+        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, "written_off": lost, "written_off_loans": 1,
+                "recovered": 0, "net_written_off": lost}
+    }  # fmt: skip
     text = cli("loan", "books").output.splitlines()
     assert text[0].split() == ["member", "cur", "loans", "outstanding", "committed", "overdue", "default",
-                               "penalty", "written", "off"]  # fmt: skip
-    assert text[1].split() == ["bank1", "EUR", "0", "0", "0", "0", "0", "0", str(lost)]
-    assert text[3].split() == ["all", "EUR", "1", str(outstanding), "0", "0", "0", "0", str(lost)]
+                               "penalty", "written", "off", "recovered", "net"]  # fmt: skip
+    assert text[1].split() == ["bank1", "EUR", "0", "0", "0", "0", "0", "0", str(lost), "0", str(lost)]
+    assert text[3].split() == ["all", "EUR", "1", str(outstanding), *"0000", str(lost), "0", str(lost)]
     assert cli("loan", "books", "--currency", "usd").output.strip() == (
         "no lender member has a loan on its books"
     )

@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -356,22 +357,32 @@ def euros(minor: int) -> str:
     return f"{minor // 100:,}.{minor % 100:02d} EUR"
 
 
-def test_a_written_off_loan_and_a_lenders_written_off_totals_show_on_their_pages(net, open_console):
-    """A loan written off on a ledger test chain (default takes months of block time), served in flight."""
-    chain, members = rules_world(version=4)
+def utc(ms: int) -> str:
+    """``time`` of console.js."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_a_written_off_loan_its_recoveries_and_a_lenders_totals_show_on_their_pages(net, open_console):
+    """A loan written off on a ledger test chain (default takes months of block time), then a recovery
+    recorded on it (rules 5), served in flight."""
+    chain, members = rules_world(version=5)
     borrower = seeded_key(1)
     chain.onboard(borrower, members[3])
     loan_id = open_loan(chain, borrower, members[0])
     default(chain, loan_id)
     assert write_off(chain, members[0], loan_id).ok
+    recovery = {"loan_id": loan_id, "amount": 2_000, "note": "guarantor paid"}
+    assert chain.run_one(chain.tx(members[0], "loan.recover", recovery)).ok
     answer = queries.lookup(chain.state, "loan", loan_id)
-    lost = answer["written_off"]
+    lost, recovered, net_loss = answer["written_off"], answer["recovered"], answer["net_loss"]
     bank1 = net["bank1"].get("/status")["did"]
     answer["borrower"] = bank1  # a party the node knows: no 404 in the log
     sender = {"did": bank1, "name": "bank1"}
     answer["history"] = [
-        {**answer["history"][-1], "timestamp_ms": lost["time_ms"], "tx_kind": "loan.write_off",
-         "tx_sender": sender, "signer": sender}
+        {**answer["history"][-2], "timestamp_ms": lost["time_ms"], "tx_kind": "loan.write_off",
+         "tx_sender": sender, "signer": sender},
+        {**answer["history"][-1], "timestamp_ms": recovered["time_ms"], "tx_kind": "loan.recover",
+         "tx_sender": sender, "signer": sender},
     ]  # fmt: skip
     book = {**queries.lookup(chain.state, "portfolio", members[0].did), "did": bank1, "name": "bank1"}
     console = open_console(net["bank1"].url + "/console/")
@@ -382,17 +393,43 @@ def test_a_written_off_loan_and_a_lenders_written_off_totals_show_on_their_pages
     shown.wait_for()
     assert f"at block {lost['height']}" in shown.inner_text()
     assert f"principal {euros(lost['principal'])}, interest {euros(lost['interest'])}" in shown.inner_text()
-    assert "recoveries after a write-off are not recorded on chain" in shown.inner_text()
+    assert "not recorded on chain" not in console.text("#view")
     assert lost["reason"] in console.text("#view")
+    assert console.text("#loan-recovered") == (
+        f"{euros(2_000)} in 1 recovery, the last at block {recovered['height']}, "
+        f"{utc(recovered['time_ms'])}: principal {euros(2_000)}, "
+        f"interest {euros(0)}, penalty {euros(0)}"
+    )
+    assert console.text("#loan-net-loss") == (
+        f"{euros(net_loss['total'])}: principal {euros(lost['principal'] - 2_000)}, "
+        f"interest {euros(lost['interest'])}, penalty {euros(lost['penalty'])}"
+    )
+    assert console.text("#loan-net-loss-card") == euros(net_loss["total"])
     assert (
         console.page.locator("#loan-timeline li[data-event='loan.write_off']").get_attribute("class") == "bad"
     )
+    recovery_entry = console.page.locator("#loan-timeline li[data-event='loan.recover']")
+    assert recovery_entry.get_attribute("class") is None  # money came back: not marked bad
+    assert f"amount {euros(2_000)}" in recovery_entry.inner_text()
+    console.shot("loan-recovered")
     assert "written off" in console.text("tr[data-instalment='12']")
     console.page.goto(net["bank1"].url + f"/console/#/party/{bank1}")
     row = console.page.locator("#portfolio tr[data-written-off='EUR']")
     row.wait_for()
     assert euros(lost["principal"]) in row.inner_text() and "no live loans" in console.text("#portfolio")
+    cells = row.locator("td").all_inner_texts()
+    assert cells[-3:] == [euros(2_000), euros(lost["principal"] - 2_000), euros(net_loss["total"])]
     console.shot("loan-written-off")
+    # The borrower's page: its repayment history shows the recovery, its exposure the net loss.
+    party = queries.lookup(chain.state, "party", borrower.did)
+    exposure = queries.lookup(chain.state, "exposure", borrower.did)
+    console.page.route("**/parties/*", lambda route: route.fulfill(json=party))
+    console.page.route("**/exposure/*", lambda route: route.fulfill(json=exposure))
+    console.page.goto(net["bank1"].url + f"/console/#/party/{borrower.did}")
+    row = console.page.locator("#exposure tr[data-written-off='EUR']")
+    row.wait_for()
+    assert row.locator("td").all_inner_texts()[-3:] == cells[-3:]
+    assert f"1 defaults (1 written off, {euros(2_000)} recovered after write-offs)" in console.text("main")
     assert console.errors == []
 
 

@@ -90,6 +90,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "received": mine["received"],
                 "share": share,
                 "share_of": "outstanding",
+                "recovered": 0,
             }
         ],
     }

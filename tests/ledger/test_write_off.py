@@ -135,6 +135,9 @@ def test_a_loan_written_off_is_no_longer_outstanding_and_each_view_reports_the_l
     shares = pro_rata(lost["principal"], [amount for _, amount in commitments])
     assert sum(shares) == lost["principal"]
     totals = {name: lost[name] for name in ("principal", "interest", "penalty")}
+    # Nothing recovered yet: the net loss is what was written off.
+    totals |= {"recovered": 0, "recovered_principal": 0, "net_principal": lost["principal"]}
+    totals["net"] = lost["principal"] + lost["interest"] + lost["penalty"]
 
     exposure = queries.lookup(chain.state, "exposure", borrower.did)
     eur = exposure["currencies"]["EUR"]
@@ -164,7 +167,9 @@ def test_a_loan_written_off_is_no_longer_outstanding_and_each_view_reports_the_l
         [position] = positions["positions"]
         assert (position["state"], position["share_of"]) == ("written_off", "written_off")
         assert (position["share"], position["commitment"]) == (share, commitment)
-        assert positions["written_off"] == {"EUR": {"principal": share, "loans": 1}}
+        assert positions["written_off"] == {
+            "EUR": {"principal": share, "loans": 1, "recovered": 0, "net_principal": share}
+        }
         assert positions["currencies"]["EUR"]["outstanding"] == 0
 
 

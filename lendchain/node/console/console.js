@@ -536,7 +536,8 @@ async function renderLoan(id) {
       card("principal paid", money(loan.principal_paid, c)),
       card("interest paid", money(loan.interest_paid, c)),
       card("outstanding principal", money(loan.outstanding_principal, c)),
-      card("owed in total", money(loan.amount_owed, c))),
+      card("owed in total", money(loan.amount_owed, c)),
+      loan.net_loss ? card("net loss", money(loan.net_loss.total, c), "loan-net-loss-card") : ""),
     h("div", { class: "row" },
       h("div", { class: "panel" }, h("h3", {}, "Timeline"),
         h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, c)))),
@@ -555,8 +556,16 @@ async function renderLoan(id) {
         loan.written_off && ["written off", h("span", { id: "loan-written-off" },
           `at block ${loan.written_off.height}, ${time(loan.written_off.time_ms)}: principal `
           + `${money(loan.written_off.principal, c)}, interest ${money(loan.written_off.interest, c)}, `
-          + `penalty ${money(loan.written_off.penalty, c)} (recoveries after a write-off are not recorded on chain)`)],
+          + `penalty ${money(loan.written_off.penalty, c)}`)],
         loan.written_off && ["write-off reason", loan.written_off.reason],
+        loan.recovered && ["recovered since", h("span", { id: "loan-recovered" },
+          `${money(loan.recovered.total, c)} in ${loan.recovered.recoveries} `
+          + `${loan.recovered.recoveries === 1 ? "recovery" : "recoveries"}, the last at block `
+          + `${loan.recovered.height}, ${time(loan.recovered.time_ms)}: principal ${money(loan.recovered.principal, c)}, `
+          + `interest ${money(loan.recovered.interest, c)}, penalty ${money(loan.recovered.penalty, c)}`)],
+        loan.net_loss && ["net loss", h("span", { id: "loan-net-loss" },
+          `${money(loan.net_loss.total, c)}: principal ${money(loan.net_loss.principal, c)}, `
+          + `interest ${money(loan.net_loss.interest, c)}, penalty ${money(loan.net_loss.penalty, c)}`)],
       ]))),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
@@ -564,12 +573,20 @@ async function renderLoan(id) {
     scorePanel(borrower));
 }
 
-// What a borrower's exposure or a lender's book wrote off, per currency (an older node sends none).
+// What a borrower's exposure or a lender's book wrote off, per currency, and what was recovered
+// since (an older node sends none of it, or no recoveries).
 function writtenOffTable(writtenOff) {
+  const since = (t, key, c) => (t[key] === undefined ? "—" : money(t[key], c));
   const rows = Object.entries(writtenOff || {}).map(([c, t]) => ({ dataset: { writtenOff: c },
-    cells: [c, money(t.principal, c), money(t.interest, c), money(t.penalty, c), String(t.loans)] }));
-  return rows.length ? table(["currency", "written off principal", "interest", "penalty", "loans"], rows) : "";
+    cells: [c, money(t.principal, c), money(t.interest, c), money(t.penalty, c), String(t.loans),
+      since(t, "recovered", c), since(t, "net_principal", c), since(t, "net", c)] }));
+  return rows.length ? table(["currency", "written off principal", "interest", "penalty", "loans",
+    "recovered since", "net principal", "net loss"], rows) : "";
 }
+
+// What a borrower's repayment history shows of the recoveries on its written-off loans, per currency.
+const recoveredText = (recovered) => Object.entries(recovered || {})
+  .map(([c, amount]) => `, ${money(amount, c)} recovered after write-offs`).join("");
 
 function exposurePanel(exposure) {
   if (!exposure || !Object.keys(exposure.currencies).length && !Object.keys(exposure.written_off || {}).length) {
@@ -618,7 +635,7 @@ async function renderParty(did) {
       party.registered_height ? ["registered", blockLink(party.registered_height)] : null,
       ["next nonce", String(party.nonce)],
       ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
-      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off), ${history.closed} closed`] : null,
+      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed`] : null,
     ])),
     exposurePanel(exposure),
     portfolioPanel(book),
