@@ -77,12 +77,16 @@ def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -
 
 
 def repayment_history(get: Getter, did: str) -> dict[str, int]:
-    """Instalments paid on time and late, loans defaulted, closed and written off, over the borrower's loans.
+    """Instalments paid on time and late, loans defaulted, closed and written off, and restructurings
+    accepted, over the borrower's loans.
 
     A written-off loan keeps its ``defaulted_ms`` (only a defaulted loan is
     written off), so it counts among ``defaults`` as before the write-off, and
     once more among ``written_off``, which the score shows and does not weigh:
-    a write-off never improves a score.
+    a write-off never improves a score. A restructured loan (``restructuring``)
+    keeps its ``defaulted_ms`` too, and the instalments in arrears when it was
+    restructured count as ``late``; ``restructurings`` counts each one accepted,
+    which the score shows and does not weigh.
     """
     history = dict(EMPTY_HISTORY)
     for loan_id in pagedlist.items(get, borrower_loans_key(did)):
@@ -92,6 +96,7 @@ def repayment_history(get: Getter, did: str) -> dict[str, int]:
         history["defaults"] += 1 if loan.get("defaulted_ms") is not None else 0
         history["closed"] += 1 if loan["state"] == "closed" else 0
         history["written_off"] += 1 if loan["state"] == "written_off" else 0
+        history["restructurings"] += len(loan.get("restructurings", ()))
     return history
 
 

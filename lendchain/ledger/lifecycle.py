@@ -61,6 +61,9 @@ CURED = "cured"  # a payment brought an overdue loan back within grace
 # acceptance has no servicer yet, and one closed, cancelled, unfunded or written off needs none. Its servicing may
 # change hands in any of them (transfers.py), defaulted included: recoveries need a servicer too.
 SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
+# The states in which a loan's remaining terms may be changed (restructuring.py, rules 5): from the
+# disbursement, while something is still to repay, defaulted included (a workout after default).
+RESTRUCTURE_STATES = (DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -104,6 +107,14 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, "loan.transfer"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_withdraw"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_accept"): (state, TRANSFEREE) for state in SERVICER_STATES},
+    # The servicer and the borrower change the remaining terms (restructuring.py, rules 5): the
+    # borrower's acceptance makes an overdue or defaulted loan current again under the new schedule
+    **{(state, "loan.restructure"): (state, SERVICER) for state in RESTRUCTURE_STATES},
+    **{(state, "loan.restructure_withdraw"): (state, SERVICER) for state in RESTRUCTURE_STATES},
+    (DISBURSED, "loan.restructure_accept"): (DISBURSED, BORROWER),
+    (REPAYING, "loan.restructure_accept"): (REPAYING, BORROWER),
+    (OVERDUE, "loan.restructure_accept"): (REPAYING, BORROWER),
+    (DEFAULTED, "loan.restructure_accept"): (REPAYING, BORROWER),
 }
 
 _ACTOR_NAMES = {

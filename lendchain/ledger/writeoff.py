@@ -16,7 +16,7 @@ regulator see the loss:
 What is recorded. The loan's ``written_off`` is ``{height, time_ms,
 principal, interest, penalty, reason}``: the block, its time, and what was
 still owed at that moment, as the loan view showed it just before: the
-outstanding principal (``amount - principal_paid``), the scheduled interest
+outstanding principal (``loans.outstanding_principal``), the scheduled interest
 still unpaid (``schedule.amount_owed`` less that principal) and the penalty
 due (``servicing.penalty_due``; a defaulted loan stopped accruing it). The
 history entry and the ``loan.written_off`` event carry the same amounts.
@@ -44,7 +44,14 @@ from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
-from lendchain.ledger.loans import LOAN_ID_FIELD, load_loan, loan_actors, schedule_of, with_history
+from lendchain.ledger.loans import (
+    LOAN_ID_FIELD,
+    load_loan,
+    loan_actors,
+    outstanding_principal,
+    schedule_of,
+    with_history,
+)
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.servicing import penalty_due, track
@@ -66,7 +73,7 @@ def write_off_loan(ctx: TxContext, tx: Transaction) -> None:
             "bad_payload",
             "loan.write_off field 'reason' must say why the loan is written off, not only spaces",
         )
-    principal = loan["amount"] - loan["principal_paid"]
+    principal = outstanding_principal(loan)
     interest = amount_owed(schedule_of(loan), Progress(*loan["progress"])) - principal
     penalty = penalty_due(loan)
     record = {

@@ -56,6 +56,7 @@ def test_on_time_repayment_to_closure_counts_in_history_and_score(world):
         "defaults": 0,
         "closed": 1,
         "written_off": 0,
+        "restructurings": 0,
     }
     factors = {
         f["factor"]: f["points"] for f in queries.lookup(chain.state, "score", borrower.did)["factors"]
@@ -191,6 +192,7 @@ def test_prepayment_settles_principal_and_begun_interest_and_waives_the_rest(wor
         "defaults": 0,
         "closed": 1,
         "written_off": 0,
+        "restructurings": 0,
     }
 
 
