@@ -38,8 +38,9 @@ outstanding principal; later interest is waived.
   begun interest, which it pays first; the rest reduces the outstanding
   principal. The instalments whose period has begun count as settled (their
   interest is paid, their principal is part of what is amortized again) and
-  the remaining principal is amortized afresh over the rest of the original
-  term (``amortization``: same kind, same rate, integer rounding as ever).
+  the remaining principal is amortized afresh over the rest of the term
+  (``amortization``: same kind, same rate, integer rounding as ever; after a
+  restructuring, its rate and term).
   We keep the term and lower the instalments rather than shortening the
   term, so due dates, the due-loan index and the borrower's reminders stay
   where they were.
@@ -56,7 +57,8 @@ events and history entries a tx would (the history entry's ``tx_id`` is
 ``kinds.LEDGER_TX_ID``, the events go to the block's ledger result) and
 files each loan again under its next check, or takes it out once it is
 closed or defaulted (a defaulted loan written off, ``writeoff``, is never
-filed again). So a loan nobody pays turns overdue and defaulted
+filed again; one restructured, ``restructuring``, is filed again under its
+new schedule's first check). So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
 ``max_evaluations_per_block`` loans (chain parameter, default
 ``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block
