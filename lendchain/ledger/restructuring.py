@@ -44,8 +44,8 @@ What the acceptance does, at the block's time ``t``:
    proposal made before the default.
 2. What is owed at ``t`` is what a payoff in full would settle
    (``servicing.payoff``): the outstanding principal, the interest of every
-   unpaid instalment whose period has begun (the first unpaid one always),
-   and the penalty due. All three become the new principal: the unpaid
+   unpaid instalment whose period has begun (whole periods, the first unpaid
+   one always, as a payoff charges them), and the penalty due. All three become the new principal: the unpaid
    interest and the penalty are capitalised. The restructuring itself
    neither forgives nor adds to the debt as it stands at ``t``, and nothing
    owed is left outside the new schedule. Kept owed apart, a penalty would be
@@ -64,7 +64,9 @@ What the acceptance does, at the block's time ``t``:
    would make every instalment carry an extra that is neither its period's
    interest nor principal). As for the arrears, a payoff settles the
    capitalised principal in full, a payoff during the holiday included: the
-   holiday's interest was agreed at acceptance.
+   holiday's interest was agreed at acceptance. A new principal above
+   ``loans.MAX_AMOUNT`` (a high rate compounded over a long holiday) is
+   refused: the servicer proposes again.
 4. The new principal is amortized by the loan's schedule kind at the new
    rate over ``term_months - holiday_months`` monthly instalments, the first
    due at ``t + (holiday_months + 1)`` months (``servicing.due_ms``). The
