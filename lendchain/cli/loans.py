@@ -7,7 +7,10 @@ A loan's servicing moves to another lender by ``loan transfer``, which that
 lender accepts with ``loan accept-transfer``, and its servicer writes a
 defaulted loan off with ``loan write-off`` (rules version 4; see
 ``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``) and records
-what it recovers afterwards with ``loan recover`` (rules version 5).
+what it recovers afterwards with ``loan recover`` (rules version 5). Its
+servicer proposes new remaining terms with ``loan restructure``, which the
+borrower accepts with ``loan accept-restructure`` (rules version 5; see
+``lendchain.ledger.restructuring``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.ledger.loans import MAX_RATE_BPS
+from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
+from lendchain.ledger.restructuring import SINCE_RULES as RESTRUCTURE_SINCE
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
 from lendchain.ledger.writeoff import MAX_NOTE, MAX_REASON, RECOVERY_SINCE
 from lendchain.ledger.writeoff import SINCE_RULES as WRITE_OFF_SINCE
@@ -122,7 +128,7 @@ def _written_off_text(currency: str, t: dict[str, int]) -> str:
 
 @click.group()
 def loan() -> None:
-    """Apply for, offer, accept, disburse, repay, prepay, transfer, write off, recover and show loans."""
+    """Apply for, offer, accept, disburse, repay, prepay, restructure, transfer, write off, recover and show loans."""
 
 
 @loan.command("portfolio")
@@ -421,6 +427,100 @@ def loan_withdraw_transfer(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     _send_since(ctx, kw, TRANSFER_SINCE, "loan.transfer_withdraw", {"loan_id": loan_id})
 
 
+@loan.command("restructure")
+@click.argument("loan_id")
+@click.option(
+    "--rate-bps",
+    required=True,
+    type=click.IntRange(0, MAX_RATE_BPS),
+    help="The new annual rate in basis points.",
+)
+@click.option(
+    "--term-months",
+    required=True,
+    type=click.IntRange(1, 1200),
+    help="Months of the new schedule from the acceptance, the holiday included.",
+)
+@click.option(
+    "--holiday-months",
+    type=click.IntRange(0, MAX_HOLIDAY_MONTHS),
+    default=0,
+    show_default=True,
+    help="The first months of the new schedule, with nothing due (their interest is capitalised).",
+)
+@signer_options
+@click.pass_context
+@user_errors
+def loan_restructure(
+    ctx: click.Context, loan_id: str, rate_bps: int, term_months: int, holiday_months: int, **kw: Any
+) -> None:
+    """Propose new remaining terms for LOAN_ID, as its servicer; nothing changes until the borrower
+    runs `loan accept-restructure`.
+
+    On acceptance what is owed then (principal, begun interest, penalty) and
+    the holiday's interest become the new principal, repaid in monthly
+    instalments after the holiday. `loan withdraw-restructure` takes the
+    proposal back.
+    """
+    if holiday_months >= term_months:
+        raise click.BadParameter(
+            f"a new schedule of {term_months} months needs at least one month with an instalment after "
+            "the holiday",
+            param_hint="'--holiday-months'",
+        )
+    payload = {
+        "loan_id": loan_id,
+        "rate_bps": rate_bps,
+        "term_months": term_months,
+        "holiday_months": holiday_months,
+    }
+    _send_since(ctx, kw, RESTRUCTURE_SINCE, "loan.restructure", payload)
+
+
+@loan.command("accept-restructure")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_accept_restructure(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Accept LOAN_ID's pending restructuring, as its borrower: the new schedule starts now."""
+    _send_since(ctx, kw, RESTRUCTURE_SINCE, "loan.restructure_accept", {"loan_id": loan_id})
+
+
+@loan.command("withdraw-restructure")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def loan_withdraw_restructure(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Take back LOAN_ID's pending restructuring, as the loan's servicer."""
+    _send_since(ctx, kw, RESTRUCTURE_SINCE, "loan.restructure_withdraw", {"loan_id": loan_id})
+
+
+def _restructuring_lines(view: dict[str, Any]) -> list[str]:
+    """``loan show``'s lines for a proposal still recorded and each restructuring accepted."""
+    lines = []
+    proposal = view.get("restructuring")
+    if proposal is not None:
+        status = proposal["status"]
+        if status == "lapsed":
+            status = f"lapsed: {proposal['lapsed_because']}"
+        lines.append(
+            f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
+            f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"
+        )
+    for record in view.get("restructurings", []):
+        new = record["new"]
+        lines.append(
+            f"  {'restructured':<15} at height {record['height']} ({record['state']}): principal "
+            f"{record['principal']} + interest {record['interest']} + penalty {record['penalty']} + holiday "
+            f"interest {sum(record['holiday_interest'])} = {record['new_principal']}; {record['instalments']} "
+            f"instalments at {new['rate_bps']} bps after {new['holiday_months']} months of holiday, the first "
+            f"due at {record['first_due_ms']} ms"
+        )
+    return lines
+
+
 @loan.command("show")
 @click.argument("loan_id")
 @client_options
@@ -453,6 +553,7 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
             )
             lines.append(f"  {'reason':<15} {written_off['reason']}")
             lines += _recoveries_text(v)
+        lines += _restructuring_lines(v)
         transfer = v.get("transfer")
         if transfer is not None:
             status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"

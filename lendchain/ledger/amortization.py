@@ -14,6 +14,15 @@ and the remaining ``principal`` is amortized again, by the same kind and rate
 and the same rounding rules, over the periods left of the original term
 (numbered ``settled + 1`` … ``term``). The term is kept and the instalments
 fall: the borrower's due dates do not move, only what is due on them.
+
+A restructuring (``restructuring``, rules 5) appends ``[kept, principal,
+rate_bps, instalments]`` to the same list: the first ``kept`` instalments
+stay, and ``principal`` is amortized by the same kind at the new rate over
+``instalments`` more, numbered ``kept + 1`` …; the loan's ``rate_bps`` and
+``term_months`` (its number of instalments) become those, and a later
+partial prepayment amortizes again at them. So the schedule is rebuilt from
+the terms the loan had before its first restructuring (kept there as
+``old``) by applying every entry in order.
 """
 
 from __future__ import annotations
@@ -54,10 +63,17 @@ def build_schedule(kind: str, amount: int, rate_bps: int, term: int) -> list[Ins
 
 
 def loan_schedule(loan: dict[str, Any]) -> list[Instalment]:
-    """The schedule of a loan whose offer was accepted, after its partial prepayments (if any)."""
+    """The schedule of a loan whose offer was accepted, after its partial prepayments and
+    restructurings (if any)."""
     kind = loan.get("schedule_kind", "annuity")  # loans from before schedule kinds are annuities
-    rows = build_schedule(kind, loan["amount"], loan["rate_bps"], loan["term_months"])
-    for settled, principal in loan.get("reschedules", []):
-        rest = build_schedule(kind, principal, loan["rate_bps"], loan["term_months"] - settled)
+    restructurings = loan.get("restructurings")
+    first = restructurings[0]["old"] if restructurings else loan
+    rate, term = first["rate_bps"], first["term_months"]
+    rows = build_schedule(kind, loan["amount"], rate, term)
+    for entry in loan.get("reschedules", []):
+        settled, principal = entry[0], entry[1]
+        if len(entry) == 4:  # a restructuring: its rate and number of instalments from here on
+            rate, term = entry[2], settled + entry[3]
+        rest = build_schedule(kind, principal, rate, term - settled)
         rows = rows[:settled] + [row._replace(number=settled + row.number) for row in rest]
     return rows

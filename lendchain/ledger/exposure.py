@@ -6,7 +6,8 @@ party exposure DID``) adds up the borrower's live loans from the loan records
 every member holds:
 
 - ``outstanding``: principal not yet repaid on disbursed loans (disbursed,
-  repaying, overdue, defaulted);
+  repaying, overdue, defaulted), with what a restructuring capitalised into
+  it (``restructuring``, rules 5);
 - ``committed``: principal agreed but not yet paid out (accepted, funding,
   funded);
 
@@ -68,6 +69,7 @@ from typing import Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
 from lendchain.ledger.funding import pro_rata
+from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.servicing import penalty_due
 from lendchain.ledger.state import (
@@ -360,7 +362,7 @@ def _live(loan: dict[str, Any]) -> tuple[str, int, int] | None:
     """(``outstanding`` or ``committed``, its principal, penalty due) of a live loan; None otherwise."""
     state = loan["state"]
     if state in OUTSTANDING_STATES:
-        return "outstanding", loan["amount"] - loan["principal_paid"], penalty_due(loan)
+        return "outstanding", outstanding_principal(loan), penalty_due(loan)
     if state == lc.FUNDING:  # what the funders committed so far
         return "committed", loan["funding"]["funded"], 0
     if state in COMMITTED_STATES:

@@ -77,15 +77,18 @@ def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -
 
 
 def repayment_history(get: Getter, did: str) -> dict[str, Any]:
-    """Instalments paid on time and late, loans defaulted, closed and written off, over the borrower's loans,
-    and what was recovered after write-offs, per currency.
+    """Instalments paid on time and late, loans defaulted, closed and written off, restructurings
+    accepted, over the borrower's loans, and what was recovered after write-offs, per currency.
 
     A written-off loan keeps its ``defaulted_ms`` (only a defaulted loan is
     written off), so it counts among ``defaults`` as before the write-off, and
     once more among ``written_off``, which the score shows and does not weigh:
     a write-off never improves a score. Nor does a recovery on it (rules 5,
     ``writeoff``): ``recovered`` only shows the amounts, and the score never
-    reads them.
+    reads them. A restructured loan (``restructuring``) keeps its
+    ``defaulted_ms`` too, and the instalments in arrears when it was
+    restructured count as ``late``; ``restructurings`` counts each one
+    accepted, which the score shows and does not weigh.
     """
     history: dict[str, Any] = dict(EMPTY_HISTORY)
     recovered: dict[str, int] = {}
@@ -96,6 +99,7 @@ def repayment_history(get: Getter, did: str) -> dict[str, Any]:
         history["defaults"] += 1 if loan.get("defaulted_ms") is not None else 0
         history["closed"] += 1 if loan["state"] == "closed" else 0
         history["written_off"] += 1 if loan["state"] == "written_off" else 0
+        history["restructurings"] += len(loan.get("restructurings", ()))
         if "recovered" in loan:
             recovered[loan["currency"]] = recovered.get(loan["currency"], 0) + loan["recovered"]["total"]
     history["recovered"] = dict(sorted(recovered.items()))

@@ -67,6 +67,9 @@ CURED = "cured"  # a payment brought an overdue loan back within grace
 # (writeoff.py), but it is not among them: its servicing never changes hands again, and its
 # servicer may leave the consortium (nobody records recoveries on it then).
 SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
+# The states in which a loan's remaining terms may be changed (restructuring.py, rules 5): from the
+# disbursement, while something is still to repay, defaulted included (a workout after default).
+RESTRUCTURE_STATES = (DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -112,6 +115,14 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, "loan.transfer"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_withdraw"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, "loan.transfer_accept"): (state, TRANSFEREE) for state in SERVICER_STATES},
+    # The servicer and the borrower change the remaining terms (restructuring.py, rules 5): the
+    # borrower's acceptance makes an overdue or defaulted loan current again under the new schedule
+    **{(state, "loan.restructure"): (state, SERVICER) for state in RESTRUCTURE_STATES},
+    **{(state, "loan.restructure_withdraw"): (state, SERVICER) for state in RESTRUCTURE_STATES},
+    (DISBURSED, "loan.restructure_accept"): (DISBURSED, BORROWER),
+    (REPAYING, "loan.restructure_accept"): (REPAYING, BORROWER),
+    (OVERDUE, "loan.restructure_accept"): (REPAYING, BORROWER),
+    (DEFAULTED, "loan.restructure_accept"): (REPAYING, BORROWER),
 }
 
 _ACTOR_NAMES = {

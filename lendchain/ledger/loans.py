@@ -15,7 +15,7 @@ this module checks amounts and references.
 The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
 through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``writeoff``,
-``governance`` and ``audit`` —
+``restructuring``, ``governance`` and ``audit`` —
 import this module and are imported at its end, so importing the ledger
 registers every kind.
 
@@ -119,6 +119,12 @@ def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: st
 
 def schedule_of(loan: dict[str, Any]) -> list:
     return loan_schedule(loan)
+
+
+def outstanding_principal(loan: dict[str, Any]) -> int:
+    """Principal not yet repaid: the amount lent, plus what restructurings capitalised
+    (``restructuring``, rules 5), less the principal paid."""
+    return loan["amount"] + loan.get("capitalised", 0) - loan["principal_paid"]
 
 
 def append_index(ctx: TxContext, key: bytes, item: bytes) -> None:
@@ -375,5 +381,5 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 # The domain modules that build on these handlers register their kinds on import;
 # they import this module, so they are imported last.
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
-from lendchain.ledger import transfers, writeoff  # noqa: E402, F401
+from lendchain.ledger import restructuring, transfers, writeoff  # noqa: E402, F401
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

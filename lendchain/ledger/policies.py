@@ -37,6 +37,7 @@ from lendchain.ledger.loans import (
     MAX_FUNDING_WINDOW_MS,
     MAX_RATE_BPS,
     make_offer,
+    outstanding_principal,
 )
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import borrower_loans_key, loan_key
@@ -83,7 +84,7 @@ def exposure(ctx: TxContext, lender: str, borrower: str) -> int:
     for loan_id in pagedlist.items(ctx.get, borrower_loans_key(borrower)):
         loan = ctx.get(loan_key(loan_id))
         if loan["lender"] == lender and loan["state"] in LIVE_STATES:
-            total += loan["amount"] - loan["principal_paid"]
+            total += outstanding_principal(loan)
     return total
 
 

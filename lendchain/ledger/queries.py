@@ -21,8 +21,10 @@ from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import SERVICER_STATES, WRITTEN_OFF
+from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
+from lendchain.ledger.restructuring import lapse_of
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
 from lendchain.ledger.state import (
@@ -134,6 +136,10 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     owed 0); what was written off is its ``written_off`` record, what was
     recovered since its ``recovered`` record (once there is one), and what is
     still lost ``net_loss`` (``writeoff.net_loss``: per component and in all).
+    Once the loan is disbursed each schedule row has its ``due_ms``; after a
+    restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
+    ``restructurings`` say what each changed, and a proposal still recorded
+    has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -150,10 +156,18 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
     if view.get("transfer") is not None:  # one still recorded on a closed loan lapsed with it
         view["transfer"]["status"] = "pending" if loan["state"] in SERVICER_STATES else "lapsed"
+    if view.get("restructuring") is not None:
+        lapse = lapse_of(loan)
+        view["restructuring"] |= (
+            {"status": "pending"} if lapse is None else {"status": "lapsed", "lapsed_because": lapse}
+        )
     if loan["rate_bps"] is not None:
         rows = loan_schedule(loan)
         view["schedule"] = [row.to_value() for row in rows]
-        view["outstanding_principal"] = loan["amount"] - loan["principal_paid"]
+        if loan["disbursed_ms"] is not None:
+            for row in view["schedule"]:
+                row["due_ms"] = due_ms(loan, row["number"])
+        view["outstanding_principal"] = outstanding_principal(loan)
         view["amount_owed"] = amount_owed(rows, Progress(*loan["progress"]))
         if loan["state"] == WRITTEN_OFF:  # nothing is owed on chain any more: its written_off says what was
             view["outstanding_principal"] = view["amount_owed"] = 0

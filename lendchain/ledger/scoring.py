@@ -13,8 +13,13 @@ same way from chain state alone:
 - ``on_time``, ``late``, ``defaults``: the chain's own repayment history of the
   borrower (instalments paid on time, paid late, loans defaulted), each a
   count times its points, ``on_time`` and ``late`` capped; a loan written
-  off after its default (``writeoff``) counts as the default it was, and
-  money recovered on it afterwards (rules 5) changes nothing here;
+  off after its default (``writeoff``) counts as the default it was, and so
+  does a loan restructured after its default (``restructuring``); money
+  recovered on a written-off loan afterwards (rules 5) changes nothing here;
+- ``restructurings``: present only when the borrower has had a loan
+  restructured, the number accepted, worth 0 points: shown to a lender, not
+  weighed (the instalments in arrears when a loan was restructured already
+  count as ``late``, and its default, if any, among ``defaults``);
 - ``clamp``: present only when the raw sum falls outside ``[min, max]``, so
   that the explanation always adds up to the score.
 
@@ -47,7 +52,14 @@ DEFAULT_SCORECARD: dict[str, Any] = {
 }
 
 REPORT_FACTORS = ("income_band", "dti_bps", "history_months", "obligations")
-EMPTY_HISTORY: dict[str, int] = {"on_time": 0, "late": 0, "defaults": 0, "closed": 0, "written_off": 0}
+EMPTY_HISTORY: dict[str, int] = {
+    "on_time": 0,
+    "late": 0,
+    "defaults": 0,
+    "closed": 0,
+    "written_off": 0,
+    "restructurings": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,10 @@ def credit_score(
     factors.append(
         Factor("defaults", history["defaults"], history["defaults"] * card["default_points"], chain)
     )
+    if history["restructurings"]:
+        factors.append(
+            Factor("restructurings", history["restructurings"], 0, f"{chain} (shown, not weighed)")
+        )
     raw = sum(f.points for f in factors)
     total = min(max(raw, card["min"]), card["max"])
     if total != raw:

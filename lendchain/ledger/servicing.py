@@ -3,7 +3,10 @@
 Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
 
 - instalment ``n`` (1-based) of a disbursed loan is due at
-  ``disbursed_ms + n · MONTH_MS`` (a month is 30 days);
+  ``disbursed_ms + n · MONTH_MS`` (a month is 30 days); after a
+  restructuring (``restructuring``, rules 5) the instalments of its new
+  schedule are due a month apart from its ``first_due_ms``, the month after
+  its payment holiday (``due_ms``);
 - a loan is *evaluated* at the start of the first block at or after the
   time its state may change by itself (the due-loan pass below), and
   whenever a ``loan.repay``, ``loan.prepay`` or ``loan.service`` tx touches
@@ -35,8 +38,9 @@ outstanding principal; later interest is waived.
   begun interest, which it pays first; the rest reduces the outstanding
   principal. The instalments whose period has begun count as settled (their
   interest is paid, their principal is part of what is amortized again) and
-  the remaining principal is amortized afresh over the rest of the original
-  term (``amortization``: same kind, same rate, integer rounding as ever).
+  the remaining principal is amortized afresh over the rest of the term
+  (``amortization``: same kind, same rate, integer rounding as ever; after a
+  restructuring, its rate and term).
   We keep the term and lower the instalments rather than shortening the
   term, so due dates, the due-loan index and the borrower's reminders stay
   where they were.
@@ -53,7 +57,8 @@ events and history entries a tx would (the history entry's ``tx_id`` is
 ``kinds.LEDGER_TX_ID``, the events go to the block's ledger result) and
 files each loan again under its next check, or takes it out once it is
 closed or defaulted (a defaulted loan written off, ``writeoff``, is never
-filed again). So a loan nobody pays turns overdue and defaulted
+filed again; one restructured, ``restructuring``, is filed again under its
+new schedule's first check). So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
 ``max_evaluations_per_block`` loans (chain parameter, default
 ``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block
@@ -82,6 +87,7 @@ from lendchain.ledger.loans import (
     MAX_AMOUNT,
     load_loan,
     loan_actors,
+    outstanding_principal,
     schedule_of,
     with_history,
 )
@@ -105,7 +111,24 @@ def servicing_param(params: dict[str, Any], name: str) -> int:
 
 
 def due_ms(loan: dict[str, Any], number: int) -> int:
+    """When instalment ``number`` falls due: the last restructuring that kept fewer instalments
+    than ``number`` numbers it from its ``first_due_ms``; without one, from the disbursement."""
+    for record in reversed(loan.get("restructurings", ())):
+        kept = record["instalments_kept"]
+        if number > kept:
+            return record["first_due_ms"] + (number - kept - 1) * MONTH_MS
     return loan["disbursed_ms"] + number * MONTH_MS
+
+
+def periods_from(loan: dict[str, Any]) -> tuple[int, int]:
+    """(k, t): the schedule in force numbers its instalments from k + 1, and instalment k + n falls
+    due at t + n months. (0, the disbursement) until a restructuring: then the instalments it kept
+    and the end of its payment holiday (``restructuring``)."""
+    restructurings = loan.get("restructurings")
+    if not restructurings:
+        return 0, loan["disbursed_ms"]
+    last = restructurings[-1]
+    return last["instalments_kept"], last["first_due_ms"] - MONTH_MS
 
 
 def unpaid_instalments(loan: dict[str, Any], schedule: list[Instalment]) -> list[tuple[int, int]]:
@@ -143,7 +166,8 @@ def penalty_accrued(
 
 
 def penalty_due(loan: dict[str, Any]) -> int:
-    return loan.get("penalty_owed", 0) - loan.get("penalty_paid", 0)
+    """Penalty accrued and neither paid nor capitalised by a restructuring (``restructuring``)."""
+    return loan.get("penalty_owed", 0) - loan.get("penalty_paid", 0) - loan.get("penalty_capitalised", 0)
 
 
 def _counted(loan: dict[str, Any], field: str, times: int = 1) -> dict[str, Any]:
@@ -199,8 +223,9 @@ def next_check_ms(loan: dict[str, Any], now_ms: int, params: dict[str, Any]) -> 
     if first_unpaid > term:
         return None
     grace_ms = servicing_param(params, "grace_days") * DAY_MS
+    kept, start = periods_from(loan)
     # The first unpaid instalment not yet past due plus grace at now_ms (ceiling division).
-    number = max(first_unpaid, -(-(now_ms - grace_ms - loan["disbursed_ms"]) // MONTH_MS))
+    number = max(first_unpaid, kept + -(-(now_ms - grace_ms - start) // MONTH_MS))
     checks = []
     if number <= term:
         checks.append(due_ms(loan, number) + grace_ms + 1)
@@ -278,14 +303,16 @@ def payoff(loan: dict[str, Any], schedule: list[Instalment], now_ms: int) -> tup
     """(penalty, interest, principal) that settle the loan at ``now_ms``.
 
     Interest is owed for every unpaid instalment whose period has begun (the
-    first unpaid one always); the interest of later periods is waived.
+    first unpaid one always); the interest of later periods is waived. The
+    principal is the outstanding one, with what a restructuring capitalised
+    (its holiday's interest included: ``restructuring``).
     """
     interest = 0
     for position, (number, _) in enumerate(unpaid_instalments(loan, schedule)):
         if position == 0 or due_ms(loan, number - 1) <= now_ms:
             row = schedule[number - 1]
             interest += row.interest - (loan["progress"][1] if position == 0 else 0)
-    return penalty_due(loan), interest, loan["amount"] - loan["principal_paid"]
+    return penalty_due(loan), interest, outstanding_principal(loan)
 
 
 def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
@@ -342,10 +369,9 @@ def _prepay_part(
             f"loan.prepay field 'amount' is {amount}, less than the {penalty + interest + principal} that "
             f"settles {where}, which has arrears: bring it current with loan.repay, or prepay in full",
         )
+    kept, start = periods_from(loan)
     # The last period that has begun: every unpaid instalment up to it is settled now.
-    settled = min(
-        loan["term_months"], max(loan["progress"][0] + 1, (now - loan["disbursed_ms"]) // MONTH_MS + 1)
-    )
+    settled = min(loan["term_months"], max(loan["progress"][0] + 1, kept + (now - start) // MONTH_MS + 1))
     if settled == loan["term_months"]:
         raise TxRejected(
             "bad_payload",

@@ -32,7 +32,11 @@ disburse, repay, prepay or transfer again, a borrower's exposure (the lender
 carries a loan nobody else funds), the lender's portfolio and reminders, the
 per-borrower exposure a lending policy checks. The funders of a syndicated
 loan keep their commitments and receive their shares of every repayment as
-before: they fund the loan, not its servicer.
+before: they fund the loan, not its servicer. A restructuring the old
+servicer proposed and the borrower has not accepted (``restructuring``,
+rules 5) is dropped with the acceptance: the new servicer is not bound by
+its predecessor's offer (event ``loan.restructure_lapsed``; the history
+entry names the height it was offered at).
 
 Indexes. A servicer's loan index (``state.lender_loans_key``) is an
 append-only paged list (``pagedlist``): taking one loan out of the middle of
@@ -59,6 +63,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import DID_PATTERN
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.loans import LOAN_ID_FIELD, append_index, load_loan, loan_actors, with_history
+from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import institution_key, lender_loans_key, loan_key, offer_key
 
@@ -150,13 +155,17 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
     if unfit is not None:  # the member changed since the offer: the offer checked it then
         raise TxRejected("forbidden", f"{_where(tx, loan_id)}: its pending transfer {unfit} now")
     previous = loan["lender"]
-    loan = {key: value for key, value in loan.items() if key != "transfer"}
+    dropped = pending_restructuring(loan)  # only from rules 5: no older loan has one
+    lapsed = {} if dropped is None else {"restructuring_lapsed": dropped["height"]}
+    loan = {key: value for key, value in loan.items() if key not in ("transfer", "restructuring")}
     loan["lender"] = tx.sender
     loan["history_len"] = with_history(
-        loan_id, loan, ctx, tx.kind, previous_lender=previous, lender=tx.sender
+        loan_id, loan, ctx, tx.kind, previous_lender=previous, lender=tx.sender, **lapsed
     )
     ctx.put(loan_key(loan_id), loan)
     ctx.emit("loan.transferred", loan_id=loan_id.hex(), previous_lender=previous, lender=tx.sender)
+    if dropped is not None:
+        ctx.emit("loan.restructure_lapsed", loan_id=loan_id.hex(), offered_height=dropped["height"])
 
 
 def withdraw_transfer(ctx: TxContext, tx: Transaction) -> None:

@@ -17,7 +17,7 @@ regulator see the loss:
 What is recorded. The loan's ``written_off`` is ``{height, time_ms,
 principal, interest, penalty, reason}``: the block, its time, and what was
 still owed at that moment, as the loan view showed it just before: the
-outstanding principal (``amount - principal_paid``), the scheduled interest
+outstanding principal (``loans.outstanding_principal``), the scheduled interest
 still unpaid (``schedule.amount_owed`` less that principal) and the penalty
 due (``servicing.penalty_due``; a defaulted loan stopped accruing it). The
 history entry and the ``loan.written_off`` event carry the same amounts.
@@ -97,6 +97,7 @@ from lendchain.ledger.loans import (
     MAX_AMOUNT,
     load_loan,
     loan_actors,
+    outstanding_principal,
     schedule_of,
     with_history,
 )
@@ -127,7 +128,7 @@ def write_off_loan(ctx: TxContext, tx: Transaction) -> None:
             "bad_payload",
             "loan.write_off field 'reason' must say why the loan is written off, not only spaces",
         )
-    principal = loan["amount"] - loan["principal_paid"]
+    principal = outstanding_principal(loan)
     interest = amount_owed(schedule_of(loan), Progress(*loan["progress"])) - principal
     penalty = penalty_due(loan)
     record = {

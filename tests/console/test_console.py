@@ -29,6 +29,7 @@ from lendchain.node.testnet import generate_testnet
 from tests.ledger.chain import seeded_key
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_loan_transfer import open_loan
+from tests.ledger.test_restructure import accept_terms, overdue, propose
 from tests.ledger.test_write_off import default, write_off
 
 pytestmark = pytest.mark.slow
@@ -430,6 +431,47 @@ def test_a_written_off_loan_its_recoveries_and_a_lenders_totals_show_on_their_pa
     row.wait_for()
     assert row.locator("td").all_inner_texts()[-3:] == cells[-3:]
     assert f"1 defaults (1 written off, {euros(2_000)} recovered after write-offs)" in console.text("main")
+    assert console.errors == []
+
+
+def test_a_restructured_loan_shows_what_was_capitalised_its_new_schedule_and_a_new_proposal(
+    net, open_console
+):
+    """A loan restructured on a ledger test chain (it was overdue: a month of block time), served in flight."""
+    chain, members = rules_world(version=5)
+    borrower = seeded_key(1)
+    chain.onboard(borrower, members[3])
+    loan_id = open_loan(chain, borrower, members[0])
+    overdue(chain, loan_id)
+    assert propose(chain, members[0], loan_id).ok and accept_terms(chain, borrower, loan_id).ok
+    assert propose(chain, members[0], loan_id, rate_bps=500, term_months=30).ok
+    answer = queries.lookup(chain.state, "loan", loan_id)
+    [record] = answer["restructurings"]
+    bank1 = net["bank1"].get("/status")["did"]
+    answer["borrower"] = bank1  # a party the node knows: no 404 in the log
+    sender = {"did": bank1, "name": "bank1"}
+    answer["history"] = [
+        {**entry, "timestamp_ms": record["time_ms"], "tx_kind": entry["event"], "tx_sender": sender, "signer": sender}
+        for entry in answer["history"][-2:]
+    ]  # fmt: skip
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answer))
+    console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
+    proposal = console.page.locator("#loan-restructuring")
+    proposal.wait_for()
+    assert "500 bps over 30 months (0 of holiday)" in proposal.inner_text()
+    assert "the borrower may accept it" in proposal.inner_text()
+    done = console.text("[data-restructuring='0']")
+    assert (
+        f"from overdue: principal {euros(record['principal'])} + interest {euros(record['interest'])}" in done
+    )
+    assert f"= {euros(record['new_principal'])}; 21 instalments at 600 bps (was 900)" in done
+    first = console.text("tr[data-instalment='1']")
+    assert euros(answer["schedule"][0]["payment"]) in first and "due next" in first
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", first)  # its due time
+    timeline = console.page.locator("#loan-timeline li[data-event='loan.restructure_accept']").inner_text()
+    assert f"new_principal {euros(record['new_principal'])}" in timeline
+    console.shot("loan-restructured")
     assert console.errors == []
 
 

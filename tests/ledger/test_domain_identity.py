@@ -190,6 +190,8 @@ histories = st.fixed_dictionaries(
         "late": st.integers(0, 500),
         "defaults": st.integers(0, 10),
         "closed": st.integers(0, 10),
+        "written_off": st.integers(0, 10),
+        "restructurings": st.integers(0, 10),
     }
 )
 

@@ -68,7 +68,7 @@ def test_partial_prepayment_pays_begun_interest_then_principal_and_lowers_the_in
     assert view["reschedules"] == [[2, 61_643]]
     assert (view["principal_paid"], view["interest_paid"]) == (9_462 + 48_895, 1_200 + 1_105)
     assert view["outstanding_principal"] == 61_643 and view["instalments_paid"] == 2
-    # Same term: instalments 3..12 now amortize 61 643 at 12 %, 6 509 each, the last 6 497.
+    # Same term and due dates: instalments 3..12 now amortize 61 643 at 12 %, 6 509 each, the last 6 497.
     rest = view["schedule"][2:]
     assert [row["number"] for row in rest] == list(range(3, 13))
     assert rest[0] == {
@@ -77,6 +77,7 @@ def test_partial_prepayment_pays_begun_interest_then_principal_and_lowers_the_in
         "interest": 616,
         "principal": 5_893,
         "outstanding_after": 55_750,
+        "due_ms": disbursed + 3 * MONTH_MS,
     }
     assert rest[-1]["payment"] == 6_497 and rest[-1]["outstanding_after"] == 0
     assert sum(row["principal"] for row in rest) == 61_643

@@ -57,6 +57,7 @@ def test_on_time_repayment_to_closure_counts_in_history_and_score(world):
         "closed": 1,
         "written_off": 0,
         "recovered": {},
+        "restructurings": 0,
     }
     factors = {
         f["factor"]: f["points"] for f in queries.lookup(chain.state, "score", borrower.did)["factors"]
@@ -193,6 +194,7 @@ def test_prepayment_settles_principal_and_begun_interest_and_waives_the_rest(wor
         "closed": 1,
         "written_off": 0,
         "recovered": {},
+        "restructurings": 0,
     }
 
 

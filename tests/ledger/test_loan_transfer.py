@@ -28,9 +28,10 @@ from tests.ledger.test_removal import demote
 APPLY = {"amount": 120_000, "currency": "EUR", "term_months": 12, "purpose": "a delivery van"}
 
 
-def with_borrower():
-    """A rules-4 chain (``rules_world``), its members and borrower seeded_key(1), onboarded by bank4 (kyc)."""
-    chain, members = rules_world(version=4)
+def with_borrower(version=4):
+    """A chain on rules ``version`` (``rules_world``), its members and borrower seeded_key(1),
+    onboarded by bank4 (kyc)."""
+    chain, members = rules_world(version=version)
     borrower = seeded_key(1)
     chain.onboard(borrower, members[3])
     return chain, members, borrower

@@ -129,6 +129,7 @@ def test_a_recovery_never_improves_the_score_and_the_history_shows_the_amounts(w
         "defaults": 1,
         "closed": 0,
         "written_off": 1,
+        "restructurings": 0,
         "recovered": {"EUR": total},
     }
     assert score(chain, borrower.did) == defaulted_score

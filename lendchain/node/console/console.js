@@ -486,7 +486,7 @@ function signerOf(entry) {
 }
 
 const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
-const MONEY_KEYS = ["amount", "interest", "principal", "penalty"];
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal"];
 
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
@@ -510,9 +510,29 @@ function scheduleRows(loan) {
         : row.number === paid + 1 && loan.state !== "closed" ? (late ? pill("overdue", "bad") : pill("due next", "warn"))
           : pill("scheduled", "info");
     return { dataset: { instalment: String(row.number) },
-      cells: [String(row.number), money(row.payment, loan.currency), money(row.principal, loan.currency),
-        money(row.interest, loan.currency), money(row.outstanding_after, loan.currency), status] };
+      cells: [String(row.number), time(row.due_ms), money(row.payment, loan.currency),
+        money(row.principal, loan.currency), money(row.interest, loan.currency),
+        money(row.outstanding_after, loan.currency), status] };
   });
+}
+
+// A restructuring still proposed (pending, or lapsed and why) and each one the borrower accepted
+// (rules 5): what was capitalised into the new principal and the new schedule's terms.
+function restructuringRows(loan) {
+  const c = loan.currency;
+  const proposal = loan.restructuring;
+  const rows = proposal ? [[
+    proposal.status === "pending" ? "restructuring proposed" : "restructuring lapsed",
+    h("span", { id: "loan-restructuring" },
+      `${proposal.rate_bps} bps over ${proposal.term_months} months (${proposal.holiday_months} of holiday), `
+      + `at block ${proposal.height}` + (proposal.status === "pending" ? ": the borrower may accept it"
+        : `: ${proposal.lapsed_because}`))]] : [];
+  (loan.restructurings || []).forEach((r, n) => rows.push(["restructured", h("span", { dataset: { restructuring: String(n) } },
+    `at block ${r.height}, ${time(r.time_ms)}, from ${r.state}: principal ${money(r.principal, c)} + interest `
+    + `${money(r.interest, c)} + penalty ${money(r.penalty, c)} + holiday interest `
+    + `${money(r.holiday_interest.reduce((a, b) => a + b, 0), c)} = ${money(r.new_principal, c)}; `
+    + `${r.instalments} instalments at ${r.new.rate_bps} bps (was ${r.old.rate_bps}), the first due ${time(r.first_due_ms)}`)]));
+  return rows;
 }
 
 function scorePanel(party) {
@@ -566,9 +586,10 @@ async function renderLoan(id) {
         loan.net_loss && ["net loss", h("span", { id: "loan-net-loss" },
           `${money(loan.net_loss.total, c)}: principal ${money(loan.net_loss.principal, c)}, `
           + `interest ${money(loan.net_loss.interest, c)}, penalty ${money(loan.net_loss.penalty, c)}`)],
+        ...restructuringRows(loan),
       ]))),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
-      ? table(["#", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
+      ? table(["#", "due", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
       : h("p", { class: "muted" }, "no schedule until an offer is accepted")),
     scorePanel(borrower));
 }
@@ -635,7 +656,7 @@ async function renderParty(did) {
       party.registered_height ? ["registered", blockLink(party.registered_height)] : null,
       ["next nonce", String(party.nonce)],
       ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
-      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed`] : null,
+      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`] : null,
     ])),
     exposurePanel(exposure),
     portfolioPanel(book),
