@@ -25,6 +25,7 @@ from lendchain.ledger.state import read_value
 from tests.ledger.chain import domain_events
 from tests.ledger.test_domain_due import at
 from tests.ledger.test_loan_transfer import loan, ok, open_loan, repay, syndicated_loan, with_borrower
+from tests.ledger.test_recovery import recover
 from tests.ledger.test_restructure import accept_terms, propose, stored
 from tests.ledger.test_write_off import default, write_off
 
@@ -215,6 +216,18 @@ def test_later_repayments_follow_the_new_schedule_and_a_missed_one_defaults_it_a
         == record["new_principal"] - rows[1]["principal"]
     )
     assert lost["interest"] == defaulted["amount_owed"] - lost["principal"]
+    # What the restructuring capitalised is recoverable like any written-off amount, and no more.
+    everything = lost["principal"] + lost["interest"] + lost["penalty"]
+    assert recover(chain, bank1, loan_id, everything + 1).code == "bad_payload"
+    assert recover(chain, bank1, loan_id, everything).ok
+    recovered = loan(chain, loan_id)
+    assert (recovered["state"], recovered["recovered"]["total"], recovered["net_loss"]["total"]) == (
+        "written_off",
+        everything,
+        0,
+    )
+    refused = propose(chain, bank1, loan_id)  # a written-off loan is not restructured
+    assert refused.code == "invalid_state" and "loan.recover" in refused.message
 
 
 def test_a_defaulted_loan_restructured_is_current_again_and_keeps_its_default_on_record(world):
