@@ -20,9 +20,8 @@ from lendchain.ledger.rules import MIN_NOTICE_BLOCKS
 from lendchain.ledger.servicing import DAY_MS, MONTH_MS
 from lendchain.ledger.state import loan_key, read_value
 from lendchain.ledger.writeoff import RECOVERY_ORDER, allocate_recovery, net_loss
-from tests.ledger.chain import domain_events, seeded_key
-from tests.ledger.test_admission import rules_world
-from tests.ledger.test_loan_transfer import accept, loan, open_loan, repay, transfer
+from tests.ledger.chain import domain_events
+from tests.ledger.test_loan_transfer import accept, loan, open_loan, repay, transfer, with_borrower
 from tests.ledger.test_membership import advance_to, vote_through
 from tests.ledger.test_removal import demote
 from tests.ledger.test_write_off import RECOVERIES, default, write_off
@@ -34,17 +33,9 @@ FINAL_FROM_RULES_5 = (
 )
 
 
-def recovery_world(version=5):
-    """A chain on rules ``version`` (``rules_world``), its members and borrower seeded_key(1)."""
-    chain, members = rules_world(version=version)
-    borrower = seeded_key(1)
-    chain.onboard(borrower, members[3])
-    return chain, members, borrower
-
-
 @pytest.fixture
 def world():
-    return recovery_world()
+    return with_borrower(version=5)
 
 
 def written_off(chain, borrower, lender):
@@ -430,7 +421,7 @@ def test_under_rules_5_a_refusal_on_a_written_off_loan_names_loan_recover(world)
 
 
 def test_under_rules_4_loan_recover_is_an_unknown_kind():
-    chain, members, borrower = recovery_world(version=4)
+    chain, members, borrower = with_borrower(version=4)
     loan_id = written_off(chain, borrower, members[0])
     tx = chain.tx(members[0], "loan.recover", {"loan_id": loan_id, "amount": 1_000})
     block, execution = chain.cut([tx])
@@ -440,7 +431,7 @@ def test_under_rules_4_loan_recover_is_an_unknown_kind():
 
 
 def test_a_loan_written_off_under_rules_4_takes_recoveries_once_rules_5_are_in_force():
-    chain, members, borrower = recovery_world(version=4)
+    chain, members, borrower = with_borrower(version=4)
     bank1 = members[0]
     loan_id = written_off(chain, borrower, bank1)
     activation = chain.height + 4 + MIN_NOTICE_BLOCKS

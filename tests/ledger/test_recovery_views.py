@@ -1,7 +1,7 @@
 """What the views say of recoveries after a write-off (``loan.recover``, rules 5; see ``ledger.writeoff``
 and ``ledger.exposure``): the net loss per currency, each funder's share, the score, the audit export.
 
-The chains start on rules 5 from the genesis (``test_recovery.recovery_world``).
+The chains start on rules 5 from the genesis (``test_loan_transfer.with_borrower``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from lendchain.ledger import queries
 from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.funding import pro_rata
 from tests.ledger.test_domain_audit import CertifiedBlocks
-from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, syndicated_loan
-from tests.ledger.test_recovery import recover, recovery_world, written_off
+from tests.ledger.test_loan_transfer import APPLY, loan, ok, open_loan, repay, syndicated_loan, with_borrower
+from tests.ledger.test_recovery import recover, written_off
 from tests.ledger.test_write_off import default, score, write_off
 
 
 @pytest.fixture
 def world():
-    return recovery_world()
+    return with_borrower(version=5)
 
 
 def syndicated_written_off(chain, borrower, bank1):
