@@ -4,8 +4,7 @@ py-libp2p 0.8.1's pubsub can lose a member's subscription when two
 connections cross; the network notices a linked member it does not see
 subscribed and reconnects it. Members admitted at run time are checked
 like the genesis's, and a removal racing the check does not stop it.
-(Here the subscription is taken from pubsub's table by hand, which a
-reconnect does not put back, so the repairs repeat, backing off.)
+(Here the subscription is taken from pubsub's table by hand.)
 """
 
 from __future__ import annotations
@@ -43,10 +42,10 @@ def test_a_member_admitted_at_run_time_is_repaired_when_its_subscription_is_lost
                 "the joiner's subscription",
             )
             forget_subscription(node0, joiner)
+            # The check runs over a member it did not start with (it raised KeyError here once,
+            # which stopped the node's network): it reconnects it.
             await wait_for(lambda: node0.network.stats()["gossip_repairs"] >= 1, "a repair")
-            # The check ran over a member it did not start with (it raised KeyError here once,
-            # which stopped the node's network): it reconnects it, and backs off.
-            await wait_for(lambda: node0.network.stats()["gossip_repairs"] >= 2, "a second repair")
+            await wait_for(lambda: "joiner" in node0.network.connected_members(), "the link back")
             # Removed while unsubscribed: the next check skips it, and nothing breaks.
             forget_subscription(node0, joiner)
             assert node0.network.remove_member("joiner")
