@@ -130,7 +130,9 @@ def percent(bps: int) -> str:
     return f"{bps // 100}.{bps % 100:02d} %"
 
 
-def missing_consent(get: Callable[[bytes], Any], loan: dict[str, Any], proposal: dict[str, Any]) -> str | None:
+def missing_consent(
+    get: Callable[[bytes], Any], loan: dict[str, Any], proposal: dict[str, Any]
+) -> str | None:
     """Why the proposal cannot be accepted yet (a sentence's end): the majority and who consented so far,
     with their amounts; None once the consents are a majority."""
     counted = tally(get, loan, proposal)
