@@ -112,8 +112,8 @@ def tally(get: Callable[[bytes], Any], loan: dict[str, Any], proposal: dict[str,
     committed = sum(c["amount"] for c in counted)
     consenting = {consent["funder"] for consent in proposal["consents"]}
     consented = sum(c["amount"] for c in counted if c["funder"] in consenting)
-    needed = committed // 2 + 1
-    missing = max(0, needed - consented) if committed else 0
+    needed = committed // 2 + 1 if committed else 0  # the least amount strictly above half; none to ask
+    missing = max(0, needed - consented)
     return {
         "committed": committed,
         "consented": consented,
