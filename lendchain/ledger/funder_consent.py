@@ -60,7 +60,8 @@ amount) and the event ``loan.restructure_consented`` (the funder, its
 amount, what is consented in all and what is committed). A loan that is
 not syndicated is unchanged: no ``consents``, no consent needed.
 
-The loan view (``queries``) adds to a syndicated proposal its ``consent``
+The loan view (``queries``) adds to a syndicated proposal, while it is
+pending, its ``consent``
 (``tally``): what is ``committed``, ``consented`` and its share in basis
 points (``consented_bps``, rounded down), the least amount that is a
 majority (``needed``), what is ``missing`` and its share (``missing_bps``,

@@ -141,8 +141,9 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
     ``restructurings`` say what each changed, and a proposal still recorded
     has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``),
-    and on a syndicated loan its funders' ``consents`` and their ``consent``:
-    how far they are from the majority (``funder_consent.tally``).
+    and on a syndicated loan its funders' ``consents`` and, while it is
+    pending, their ``consent``: how far they are from the majority
+    (``funder_consent.tally``).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -164,7 +165,7 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
         view["restructuring"] |= (
             {"status": "pending"} if lapse is None else {"status": "lapsed", "lapsed_because": lapse}
         )
-        if "consents" in loan["restructuring"]:  # a syndicated loan's: how far from its funders' majority
+        if lapse is None and "consents" in loan["restructuring"]:  # how far from its funders' majority
             view["restructuring"]["consent"] = tally(
                 lambda key: read_value(reader, key), loan, loan["restructuring"]
             )

@@ -88,6 +88,7 @@ def test_a_lapsed_proposal_keeps_its_consents_as_a_record_and_counts_them_for_no
         bank1.did,
         ALICE.did,
     ]
+    assert "consent" not in lapsed  # nothing can accept it: no tally of what is missing
     refused = consent(chain, BOB, loan_id)
     assert refused.code == "invalid_state"
     assert (
