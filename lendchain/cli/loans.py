@@ -29,7 +29,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
-from lendchain.cli.restructure_consent import consent_lines
+from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.ledger.loans import MAX_RATE_BPS
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
 from lendchain.ledger.restructuring import SINCE_RULES as RESTRUCTURE_SINCE
@@ -519,7 +519,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"{record['principal']} + interest {record['interest']} + penalty {record['penalty']} + holiday "
             f"interest {sum(record['holiday_interest'])} = {record['new_principal']}; {record['instalments']} "
             f"instalments at {new['rate_bps']} bps after {new['holiday_months']} months of holiday, the first "
-            f"due at {record['first_due_ms']} ms"
+            f"due at {record['first_due_ms']} ms{accepted_consent_text(record)}"
         )
     return lines
 

@@ -58,3 +58,12 @@ def consent_lines(proposal: dict[str, Any]) -> list[str]:
             f"  {'consented':<15} {consent['funder']} {consent['amount']} at height {consent['height']}{how}"
         )
     return lines
+
+
+def accepted_consent_text(record: dict[str, Any]) -> str:
+    """The end of ``loan show``'s line for a restructuring accepted on a syndicated loan: who consented."""
+    if "consents" not in record:
+        return ""
+    funders = len(record["consents"])
+    held = sum(consent["amount"] for consent in record["consents"])
+    return f"; consented by {funders} funder{'' if funders == 1 else 's'} holding {held}"

@@ -61,7 +61,10 @@ def test_a_funder_consents_and_show_prints_the_share_what_is_missing_and_each_co
     ) in shown
     assert f"  consented       {ALICE.did} 30000 at height {chain.height}" in shown
     assert accept_terms(chain, BORROWER, loan_id).ok
-    assert "consent" not in cli("loan", "show", loan_id).output  # the record keeps them; show gives the terms
+    shown = cli("loan", "show", loan_id).output.splitlines()
+    [restructured] = [line for line in shown if line.startswith("  restructured ")]
+    assert restructured.endswith(" ms; consented by 2 funders holding 70000")
+    assert not any(line.startswith(("  consent ", "  consented ")) for line in shown)
 
 
 def test_a_withdrawn_proposal_shows_no_consent_and_a_loan_without_funders_none_at_all(funded):
