@@ -19,7 +19,8 @@ commitments must consent first.
   the servicer to withdraw the proposal.
 - ``loan.restructure_accept`` by the borrower is refused (``invalid_state``)
   until the consents reach the majority, saying how much is missing, in
-  amount and percent, and who has consented.
+  amount and percent, and who has consented (the first
+  ``NAMED_IN_REFUSAL`` of them, then how many more).
 
 The majority. By amount, not by head count (many small investors do not
 outvote the funder that carries most of the loan): the funders who
@@ -77,6 +78,9 @@ from lendchain.ledger.state import institution_key
 
 SINCE_RULES = 5
 BPS = 10_000
+NAMED_IN_REFUSAL = (
+    5  # consents a refused acceptance names: a result's sentence stays short however many funders
+)
 
 
 def syndicated(loan: dict[str, Any]) -> bool:
@@ -140,11 +144,13 @@ def missing_consent(
     if counted["majority"]:
         return None
     holders = {c["funder"] for c in counted_commitments(get, loan)}
+    counting = [c for c in proposal["consents"] if c["funder"] in holders]
     given = ", ".join(
         f"{c['funder']} ({c['amount']}{', by proposing' if c['by_proposal'] else ''})"
-        for c in proposal["consents"]
-        if c["funder"] in holders
+        for c in counting[:NAMED_IN_REFUSAL]
     )
+    if len(counting) > NAMED_IN_REFUSAL:
+        given += f" and {len(counting) - NAMED_IN_REFUSAL} more (the loan view lists them)"
     return (
         f"the consent of the funders holding more than half of the {counted['committed']} committed to the "
         f"loan, at least {counted['needed']}; consented so far {counted['consented']} "

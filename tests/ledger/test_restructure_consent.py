@@ -183,6 +183,25 @@ def test_exactly_half_refused_names_the_one_unit_missing_rounded_up_and_who_cons
     )
 
 
+def test_a_refused_acceptance_names_the_first_five_consents_and_counts_the_rest(world):
+    chain, members, borrower = world
+    bank1 = members[0]
+    small = [seeded_key(10 + n) for n in range(6)]
+    for investor in small:
+        ok(chain, investor, "party.register", {"role": "investor"})
+    loan_id = syndicate(chain, borrower, bank1, [*((key, 10_000) for key in small), (ALICE, 60_000)])
+    assert propose(chain, bank1, loan_id).ok
+    for investor in small:
+        assert consent(chain, investor, loan_id).ok
+    refused = accept_terms(chain, borrower, loan_id)
+    named = ", ".join(f"{key.did} (10000)" for key in small[:5])
+    assert (
+        f"consented so far 60000 (50.00 %) by {named} and 1 more (the loan view lists them); still missing 1"
+    ) in refused.message
+    assert small[5].did not in refused.message
+    assert len(loan(chain, loan_id)["restructuring"]["consents"]) == 6
+
+
 # Who ---------------------------------------------------------------------------------------
 
 
