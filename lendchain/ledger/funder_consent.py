@@ -78,9 +78,8 @@ from lendchain.ledger.state import institution_key
 
 SINCE_RULES = 5
 BPS = 10_000
-NAMED_IN_REFUSAL = (
-    5  # consents a refused acceptance names: a result's sentence stays short however many funders
-)
+# The consents a refused acceptance names: its sentence stays short however many funders consented.
+NAMED_IN_REFUSAL = 5
 
 
 def syndicated(loan: dict[str, Any]) -> bool:
