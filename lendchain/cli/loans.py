@@ -9,8 +9,9 @@ defaulted loan off with ``loan write-off`` (rules version 4; see
 ``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``) and records
 what it recovers afterwards with ``loan recover`` (rules version 5). Its
 servicer proposes new remaining terms with ``loan restructure``, which the
-borrower accepts with ``loan accept-restructure`` (rules version 5; see
-``lendchain.ledger.restructuring``).
+borrower accepts with ``loan accept-restructure`` once a syndicated loan's
+funders consent with ``loan consent-restructure`` (rules version 5; see
+``lendchain.ledger.restructuring`` and ``lendchain.cli.restructure_consent``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.ledger.loans import MAX_RATE_BPS
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
 from lendchain.ledger.restructuring import SINCE_RULES as RESTRUCTURE_SINCE
@@ -509,6 +511,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
             f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"
         )
+        lines += consent_lines(proposal)
     for record in view.get("restructurings", []):
         new = record["new"]
         lines.append(
@@ -516,7 +519,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"{record['principal']} + interest {record['interest']} + penalty {record['penalty']} + holiday "
             f"interest {sum(record['holiday_interest'])} = {record['new_principal']}; {record['instalments']} "
             f"instalments at {new['rate_bps']} bps after {new['holiday_months']} months of holiday, the first "
-            f"due at {record['first_due_ms']} ms"
+            f"due at {record['first_due_ms']} ms{accepted_consent_text(record)}"
         )
     return lines
 

@@ -10,7 +10,9 @@ Rules of this file (after h11's ``_state.py``):
   only by one actor: the loan's ``borrower``, any member with the ``lender``
   role, the loan's ``servicer`` (the lender whose offer was accepted, or the
   one a ``loan.transfer`` handed the loan to since), the ``transferee`` (the
-  lender a pending ``loan.transfer`` names), or the ``ledger`` itself.
+  lender a pending ``loan.transfer`` names), a ``committed_funder`` (one
+  holding a commitment on a syndicated loan, not released), or the
+  ``ledger`` itself.
 - This file knows nothing about amounts or storage; the handlers in
   ``loans.py`` check those and ask this table whether the move is allowed.
 
@@ -50,6 +52,8 @@ TRANSFEREE = "transferee"  # the lender a pending loan.transfer names (transfers
 LEDGER = "ledger"
 FUNDER = "funder"  # a registered investor or a lender member, other than the borrower
 MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
+# A funder holding a commitment on the loan, not released, whatever its roles now (funder_consent.py)
+COMMITTED_FUNDER = "committed_funder"
 
 # Internal events
 PAID_OFF = "paid_off"
@@ -123,6 +127,8 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (REPAYING, "loan.restructure_accept"): (REPAYING, BORROWER),
     (OVERDUE, "loan.restructure_accept"): (REPAYING, BORROWER),
     (DEFAULTED, "loan.restructure_accept"): (REPAYING, BORROWER),
+    # A syndicated loan's funders consent to the pending proposal (funder_consent.py, rules 5)
+    **{(state, "loan.restructure_consent"): (state, COMMITTED_FUNDER) for state in RESTRUCTURE_STATES},
 }
 
 _ACTOR_NAMES = {
@@ -135,6 +141,7 @@ _ACTOR_NAMES = {
     LEDGER: "the ledger itself",
     FUNDER: "a registered investor or a lender member other than the borrower",
     MEMBER: "a consortium member",
+    COMMITTED_FUNDER: "a funder of the loan whose commitment is not released",
 }
 
 

@@ -86,6 +86,11 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
         transfer = loan.get("transfer")  # pending servicing transfer (``transfers``, rules 4)
         if transfer is not None and transfer["to"] == did:
             actors.add(lc.TRANSFEREE)
+        funding = loan.get("funding")  # its commitments, whatever roles their holders have now
+        if funding is not None and any(
+            c["funder"] == did and c["status"] == "committed" for c in funding["commitments"]
+        ):
+            actors.add(lc.COMMITTED_FUNDER)
     return frozenset(actors)
 
 

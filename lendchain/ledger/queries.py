@@ -17,6 +17,7 @@ from lendchain.ledger import pagedlist
 from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
+from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
@@ -139,7 +140,10 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     Once the loan is disbursed each schedule row has its ``due_ms``; after a
     restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
     ``restructurings`` say what each changed, and a proposal still recorded
-    has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``).
+    has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``),
+    and on a syndicated loan its funders' ``consents`` and, while it is
+    pending, their ``consent``: how far they are from the majority
+    (``funder_consent.tally``).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -161,6 +165,10 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
         view["restructuring"] |= (
             {"status": "pending"} if lapse is None else {"status": "lapsed", "lapsed_because": lapse}
         )
+        if lapse is None and "consents" in loan["restructuring"]:  # how far from its funders' majority
+            view["restructuring"]["consent"] = tally(
+                lambda key: read_value(reader, key), loan, loan["restructuring"]
+            )
     if loan["rate_bps"] is not None:
         rows = loan_schedule(loan)
         view["schedule"] = [row.to_value() for row in rows]

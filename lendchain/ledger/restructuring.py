@@ -19,6 +19,12 @@ remaining terms rather than let it default. From rules version
 - ``loan.restructure_accept`` {loan_id}: the borrower accepts the pending
   proposal; it applies at the block's time (below).
 - ``loan.restructure_withdraw`` {loan_id}: the servicer takes it back.
+- ``loan.restructure_consent`` {loan_id}: a funder of a syndicated loan
+  consents to the pending proposal. A syndicated loan's proposal is
+  accepted only once the funders holding more than half of the commitments
+  have consented, the proposing servicer's own commitment by proposing
+  (``funder_consent``); the consents belong to the proposal and go with it.
+  A loan that is not syndicated needs no consent.
 
 Which states (``lifecycle.RESTRUCTURE_STATES``): disbursed, repaying, overdue
 and defaulted, the states in which a schedule is running. An accepted or
@@ -37,7 +43,8 @@ predecessor's offer (``transfers``: event ``loan.restructure_lapsed``).
 A payment, a cure or the loan falling overdue leaves it pending: the
 borrower may still take it.
 
-What the acceptance does, at the block's time ``t``:
+What the acceptance does, at the block's time ``t`` (a syndicated loan's
+once its funders' consents are a majority, checked after step 1):
 
 1. The loan is evaluated first (``servicing.evaluate``): penalty accrues up
    to ``t``, and a loan past its default threshold defaults, which lapses a
@@ -88,12 +95,14 @@ accepted: ``{height, time_ms, state, proposed_height, old {rate_bps,
 term_months}, new {rate_bps, term_months, holiday_months}, principal,
 interest, penalty, holiday_interest, new_principal, instalments,
 instalments_kept, first_due_ms, late}`` (``state`` is the one the loan was
-in; ``old.term_months`` its number of instalments then). Its ``capitalised``
+in; ``old.term_months`` its number of instalments then), and for a
+syndicated loan the ``consents`` it was accepted with. Its ``capitalised``
 is what restructurings added to the principal (``loans.outstanding_principal``
 is ``amount + capitalised - principal_paid``) and ``penalty_capitalised`` the
 penalty moved into it (``servicing.penalty_due`` leaves it out). A pending
-proposal is the loan's ``restructuring``. Each of the three kinds adds a
-history entry; the events are ``loan.restructure_offered``,
+proposal is the loan's ``restructuring`` (a syndicated loan's with its
+``consents``). Each of the four kinds adds a history entry; the events are
+``loan.restructure_offered``, ``loan.restructure_consented``,
 ``loan.restructured`` and ``loan.restructure_withdrawn``.
 
 What follows. Exposure, portfolio, positions and a lending policy's exposure
@@ -115,6 +124,8 @@ from typing import TYPE_CHECKING, Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.funder_consent import SINCE_RULES as CONSENT_SINCE
+from lendchain.ledger.funder_consent import missing_consent, opening_consents, syndicated, tally
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.loans import (
     LOAN_ID_FIELD,
@@ -225,6 +236,8 @@ def propose_restructuring(ctx: TxContext, tx: Transaction) -> None:
         "height": ctx.height,
         "state": loan["state"],
     }
+    if syndicated(loan):  # its funders consent before the borrower may accept (``funder_consent``)
+        proposal["consents"] = opening_consents(ctx.get, loan, tx.sender, ctx.height)
     loan = {**loan, "restructuring": proposal}
     loan["history_len"] = with_history(
         loan_id, loan, ctx, tx.kind, rate_bps=rate, term_months=term, holiday_months=holiday
@@ -248,6 +261,12 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
         loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
     )
     proposal = _pending(tx, loan_id, loan)
+    missing = missing_consent(ctx.get, loan, proposal) if syndicated(loan) else None
+    if missing is not None:
+        raise TxRejected(
+            "invalid_state",
+            f"{_where(tx, loan_id)}: its restructuring offered at height {proposal['height']} needs {missing}",
+        )
     now = ctx.timestamp_ms
     schedule = schedule_of(loan)
     penalty, interest, principal = payoff(loan, schedule, now)
@@ -283,6 +302,8 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
         "first_due_ms": now + (holiday + 1) * MONTH_MS,
         "late": late,
     }
+    if syndicated(loan):
+        record["consents"] = proposal["consents"]
     loan = {key: value for key, value in loan.items() if key != "restructuring"}
     loan |= {
         "state": state,
@@ -329,6 +350,42 @@ def withdraw_restructuring(ctx: TxContext, tx: Transaction) -> None:
     ctx.emit("loan.restructure_withdrawn", loan_id=loan_id.hex(), offered_height=proposal["height"])
 
 
+def consent_to_restructuring(ctx: TxContext, tx: Transaction) -> None:
+    loan_id, loan = load_loan(ctx, tx)
+    if not syndicated(loan):  # said before the lifecycle's refusal: nobody holds a commitment on it
+        raise TxRejected(
+            "invalid_state",
+            f"{_where(tx, loan_id)}: the loan is not syndicated (no funders' commitments fund it): its "
+            "restructuring needs no funder's consent, only the borrower's acceptance",
+        )
+    lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
+    proposal = _pending(tx, loan_id, loan)
+    given = next((c for c in proposal["consents"] if c["funder"] == tx.sender), None)
+    if given is not None:
+        how = "by proposing it" if given["by_proposal"] else f"at height {given['height']}"
+        raise TxRejected(
+            "invalid_state",
+            f"{_where(tx, loan_id)}: {tx.sender} already consented to its restructuring offered at height "
+            f"{proposal['height']}, {how}; a funder consents once to a proposal",
+        )
+    amount = next(c["amount"] for c in loan["funding"]["commitments"] if c["funder"] == tx.sender)
+    consent = {"funder": tx.sender, "amount": amount, "height": ctx.height, "by_proposal": False}
+    proposal = {**proposal, "consents": [*proposal["consents"], consent]}
+    loan = {**loan, "restructuring": proposal}
+    counted = tally(ctx.get, loan, proposal)
+    loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, funder=tx.sender, amount=amount)
+    ctx.put(loan_key(loan_id), loan)
+    ctx.emit(
+        "loan.restructure_consented",
+        loan_id=loan_id.hex(),
+        funder=tx.sender,
+        amount=amount,
+        consented=counted["consented"],
+        committed=counted["committed"],
+        offered_height=proposal["height"],
+    )
+
+
 register_kind(
     "loan.restructure",
     Schema(
@@ -345,4 +402,7 @@ register_kind(
 register_kind("loan.restructure_accept", Schema((LOAN_ID_FIELD,)), accept_restructuring, since=SINCE_RULES)
 register_kind(
     "loan.restructure_withdraw", Schema((LOAN_ID_FIELD,)), withdraw_restructuring, since=SINCE_RULES
+)
+register_kind(
+    "loan.restructure_consent", Schema((LOAN_ID_FIELD,)), consent_to_restructuring, since=CONSENT_SINCE
 )

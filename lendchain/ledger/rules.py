@@ -59,9 +59,11 @@ Versions:
    ``member.remove`` is refused while the member is the lender of an open
    loan or named by a pending transfer, and ``loan.accept`` refuses an
    offer by a removed member.
-5. Adds the kinds ``loan.restructure``, ``loan.restructure_accept`` and
-   ``loan.restructure_withdraw`` (``restructuring``): the servicer and the
-   borrower agree to change a loan's remaining terms, and
+5. Adds the kinds ``loan.restructure``, ``loan.restructure_accept``,
+   ``loan.restructure_withdraw`` and ``loan.restructure_consent``
+   (``restructuring``): the servicer and the borrower agree to change a
+   loan's remaining terms, a syndicated loan's once the funders holding more
+   than half of its commitments consent (``funder_consent``), and
    ``loan.recover`` (``writeoff``): the servicer records money recovered
    on a written-off loan, and a refused transaction on a written-off loan
    names ``loan.recover`` as the one it still takes (``lifecycle.advance``).

@@ -30,6 +30,7 @@ from tests.ledger.chain import seeded_key
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_loan_transfer import open_loan
 from tests.ledger.test_restructure import accept_terms, overdue, propose
+from tests.ledger.test_restructure_consent import ALICE, BOB, funders_world, syndicate
 from tests.ledger.test_write_off import default, write_off
 
 pytestmark = pytest.mark.slow
@@ -472,6 +473,50 @@ def test_a_restructured_loan_shows_what_was_capitalised_its_new_schedule_and_a_n
     timeline = console.page.locator("#loan-timeline li[data-event='loan.restructure_accept']").inner_text()
     assert f"new_principal {euros(record['new_principal'])}" in timeline
     console.shot("loan-restructured")
+    assert console.errors == []
+
+
+def test_a_syndicated_loans_proposal_shows_its_funders_consents_and_the_restructuring_who_consented(
+    net, open_console
+):
+    """A syndicated loan's proposal on a ledger test chain, one funder short of the majority, then accepted
+    once alice consented, each served in flight."""
+    chain, members, borrower = funders_world()
+    bank1 = members[0]
+    loan_id = syndicate(chain, borrower, bank1, [(ALICE, 30_000), (bank1, 40_000), (BOB, 50_000)])
+    assert propose(chain, bank1, loan_id).ok
+    offered_at = chain.height
+    answers = [queries.lookup(chain.state, "loan", loan_id)]
+    assert chain.run_one(chain.tx(ALICE, "loan.restructure_consent", {"loan_id": loan_id})).ok
+    assert accept_terms(chain, borrower, loan_id).ok
+    answers.append(queries.lookup(chain.state, "loan", loan_id))
+    for answer in answers:
+        answer["borrower"] = net["bank1"].get("/status")["did"]  # a party the node knows: no 404 in the log
+        answer["history"] = []
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answers[0]))
+    console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
+    consent = console.page.locator("#loan-restructuring-consent")
+    consent.wait_for()
+    assert consent.inner_text() == (
+        f"{euros(40_000)} of {euros(120_000)} committed (33.33 %); a majority needs more than half, at least "
+        f"{euros(60_001)}: missing {euros(20_001)} (16.67 %)"
+    )
+    assert console.text("#loan-restructuring").endswith(
+        "the borrower may accept it once its funders' consents are a majority"
+    )
+    servicer = console.page.locator("[data-consent='0']")
+    assert servicer.inner_text().endswith(f" {euros(40_000)} at block {offered_at}, by proposing")
+    assert servicer.locator("a").get_attribute("title") == bank1.did
+    console.shot("loan-restructuring-consent")
+
+    console.page.unroute(f"**/loans/{loan_id}")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answers[1]))
+    console.page.reload()
+    done = console.page.locator("[data-restructuring='0']")
+    done.wait_for()
+    assert done.inner_text().endswith(f"; consented by 2 funders holding {euros(70_000)}")
+    assert console.page.locator("#loan-restructuring-consent").count() == 0
     assert console.errors == []
 
 

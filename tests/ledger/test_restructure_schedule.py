@@ -45,9 +45,12 @@ def overdue_after_one_payment(chain, bank, loan_id):
     assert loan(chain, loan_id)["state"] == "overdue"
 
 
-def cured(chain, bank, borrower, loan_id, **terms):
-    """Propose ``terms`` (default ``TERMS``) and accept them; the restructuring's record."""
+def cured(chain, bank, borrower, loan_id, consenting=(), **terms):
+    """Propose ``terms`` (default ``TERMS``), have the funders ``consenting`` consent (a syndicated loan's
+    majority, ``funder_consent``) and accept them; the restructuring's record."""
     assert propose(chain, bank, loan_id, **terms).ok
+    for funder in consenting:
+        ok(chain, funder, "loan.restructure_consent", {"loan_id": loan_id})
     result = accept_terms(chain, borrower, loan_id)
     assert result.ok, result.message
     return loan(chain, loan_id)["restructurings"][-1]
@@ -263,7 +266,8 @@ def test_funders_shares_of_the_principal_and_of_later_repayments_stay_pro_rata(w
     ok(chain, bank1, "loan.disburse", {"loan_id": loan_id})
     overdue_after_one_payment(chain, bank1, loan_id)
     received = [c["received"] for c in loan(chain, loan_id)["funding"]["commitments"]]
-    record = cured(chain, bank1, borrower, loan_id)
+    bob = commitments[2][0]
+    record = cured(chain, bank1, borrower, loan_id, consenting=[bob])  # with bank1's own share, a majority
     view = loan(chain, loan_id)
     assert [c["received"] for c in view["funding"]["commitments"]] == received  # capitalising pays nobody
     assert [c["amount"] for c in view["funding"]["commitments"]] == shares

@@ -516,22 +516,37 @@ function scheduleRows(loan) {
   });
 }
 
+const percent = (bps) => `${Math.trunc(bps / 100)}.${String(bps % 100).padStart(2, "0")} %`;
+
 // A restructuring still proposed (pending, or lapsed and why) and each one the borrower accepted
-// (rules 5): what was capitalised into the new principal and the new schedule's terms.
+// (rules 5): what was capitalised into the new principal and the new schedule's terms; on a
+// syndicated loan, its funders' consents (funder_consent.py: a majority of the amount committed).
 function restructuringRows(loan) {
   const c = loan.currency;
   const proposal = loan.restructuring;
+  const counted = proposal && proposal.consent;  // pending on a syndicated loan (an older node: none)
+  const acceptable = counted && !counted.majority ? "once its funders' consents are a majority" : "";
   const rows = proposal ? [[
     proposal.status === "pending" ? "restructuring proposed" : "restructuring lapsed",
     h("span", { id: "loan-restructuring" },
       `${proposal.rate_bps} bps over ${proposal.term_months} months (${proposal.holiday_months} of holiday), `
-      + `at block ${proposal.height}` + (proposal.status === "pending" ? ": the borrower may accept it"
+      + `at block ${proposal.height}` + (proposal.status === "pending" ? `: the borrower may accept it ${acceptable}`.trim()
         : `: ${proposal.lapsed_because}`))]] : [];
+  if (counted) {
+    rows.push(["funders' consent", h("span", { id: "loan-restructuring-consent" },
+      `${money(counted.consented, c)} of ${money(counted.committed, c)} committed (${percent(counted.consented_bps)}); `
+      + `a majority needs more than half, at least ${money(counted.needed, c)}: `
+      + (counted.majority ? "reached" : `missing ${money(counted.missing, c)} (${percent(counted.missing_bps)})`))]);
+    proposal.consents.forEach((given, n) => rows.push(["consented", h("span", { dataset: { consent: String(n) } },
+      partyLink(given.funder), ` ${money(given.amount, c)} at block ${given.height}${given.by_proposal ? ", by proposing" : ""}`)]));
+  }
   (loan.restructurings || []).forEach((r, n) => rows.push(["restructured", h("span", { dataset: { restructuring: String(n) } },
     `at block ${r.height}, ${time(r.time_ms)}, from ${r.state}: principal ${money(r.principal, c)} + interest `
     + `${money(r.interest, c)} + penalty ${money(r.penalty, c)} + holiday interest `
     + `${money(r.holiday_interest.reduce((a, b) => a + b, 0), c)} = ${money(r.new_principal, c)}; `
-    + `${r.instalments} instalments at ${r.new.rate_bps} bps (was ${r.old.rate_bps}), the first due ${time(r.first_due_ms)}`)]));
+    + `${r.instalments} instalments at ${r.new.rate_bps} bps (was ${r.old.rate_bps}), the first due ${time(r.first_due_ms)}`
+    + (r.consents ? `; consented by ${plural(r.consents.length, "funder")} holding `
+      + `${money(r.consents.reduce((a, given) => a + given.amount, 0), c)}` : ""))]));
   return rows;
 }
 

@@ -1,0 +1,69 @@
+"""``lendchain loan consent-restructure``: a funder consents to a syndicated loan's pending
+restructuring, and what ``loan show`` says of the funders' consents (rules version 5; see
+``lendchain.ledger.funder_consent``).
+
+A module of its own beside ``loans`` (near its size limit), attached to the
+``loan`` group as ``book``'s commands are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.ledger.funder_consent import SINCE_RULES as CONSENT_SINCE
+from lendchain.ledger.funder_consent import percent
+
+
+@click.command("consent-restructure")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def consent_restructure(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Consent to LOAN_ID's pending restructuring, as a funder of the syndicated loan.
+
+    The borrower's `loan accept-restructure` is refused until the funders
+    holding more than half of the amount committed have consented (the
+    servicer's own commitment consents by proposing). A consent is to this
+    proposal's terms: it goes when the proposal is withdrawn or lapses.
+    `loan show` gives who has consented and what is still missing.
+    """
+    with client_from(kw) as client:
+        status = client.get("/status")
+    require_rules(status, CONSENT_SINCE, "loan.restructure_consent", "send it")
+    send_tx(ctx, kw, "loan.restructure_consent", {"loan_id": loan_id})
+
+
+def consent_lines(proposal: dict[str, Any]) -> list[str]:
+    """``loan show``'s lines for a syndicated loan's proposal: the share consented, what is still
+    missing, and each consent (none for a loan without funders, or from an older release's node)."""
+    counted = proposal.get("consent")
+    if counted is None:
+        return []
+    if counted["majority"]:
+        missing = "reached"
+    else:
+        missing = f"missing {counted['missing']} ({percent(counted['missing_bps'])})"
+    lines = [
+        f"  {'consent':<15} {counted['consented']} of {counted['committed']} committed "
+        f"({percent(counted['consented_bps'])}); a majority needs more than half, at least "
+        f"{counted['needed']}: {missing}"
+    ]
+    for consent in proposal["consents"]:
+        how = ", by proposing" if consent["by_proposal"] else ""
+        lines.append(
+            f"  {'consented':<15} {consent['funder']} {consent['amount']} at height {consent['height']}{how}"
+        )
+    return lines
+
+
+def accepted_consent_text(record: dict[str, Any]) -> str:
+    """The end of ``loan show``'s line for a restructuring accepted on a syndicated loan: who consented."""
+    if "consents" not in record:
+        return ""
+    funders = len(record["consents"])
+    held = sum(consent["amount"] for consent in record["consents"])
+    return f"; consented by {funders} funder{'' if funders == 1 else 's'} holding {held}"
