@@ -107,10 +107,15 @@ def forbearance_lines(loan: dict[str, Any]) -> list[str]:
     if status is None:
         return []
     since = f" since {status['since_ms']} ms" if status["since_ms"] is not None else ""
-    times = "time" if status["restructurings"] == 1 else "times"
+    count = status["restructurings"]
+    notes = [f"restructured {count} {'time' if count == 1 else 'times'}"]
+    if status["cure_ends_ms"] is not None:
+        notes.append(f"cured at {status['cure_ends_ms']} ms at the earliest")
+    if status["probation_ends_ms"] is not None:
+        notes.append(f"forborne until {status['probation_ends_ms']} ms at the earliest")
+    notes.append(f"as of {status['as_of_ms']} ms")
     return [
-        f"  {'forbearance':<15} {status['status']}{since} (restructured {status['restructurings']} {times}; "
-        f"as of {status['as_of_ms']} ms)",
+        f"  {'forbearance':<15} {status['status']}{since} ({'; '.join(notes)})",
         f"  {'':<15} {status['why']}",
     ]
 

@@ -154,7 +154,7 @@ def forbearance(
             view["probation_ends_ms"] = view["cure_ends_ms"] + PROBATION_MS
     elif spell.status == PERFORMING:
         view["probation_ends_ms"] = spell.since_ms + PROBATION_MS
-    why = _sentence(spell, loan["state"], view["cure_ends_ms"], view["probation_ends_ms"])
+    why = _sentence(spell, loan["state"])
     return {"status": spell.status, "since_ms": spell.since_ms, **view, "as_of_ms": as_of_ms, "why": why}
 
 
@@ -217,23 +217,22 @@ def _arrears_since(
     return [sorted(segment) for segment in reversed(segments[:-1])]
 
 
-def _sentence(spell: Spell, state: str, cure_ends: int | None, probation_ends: int | None) -> str:
-    """``why``: the rule that gave the status, and what would end it."""
+def _sentence(spell: Spell, state: str) -> str:
+    """``why``: the rule that gave the status, and what would end it (its times are the view's fields)."""
     if spell.status == ENDED:
         return f"probation passed: two years performing with nothing past due ({spell.why})"
     if spell.status == PERFORMING:
         return (
-            f"performing, on probation ({spell.why}); forborne until {probation_ends} ms "
-            "unless it falls past due or is restructured again"
+            f"performing, on probation ({spell.why}): forborne for two years unless it falls past due "
+            "or is restructured again"
         )
     if state in PAST_DUE_STATES:
-        now = f"{state} now, after: {spell.why}"
-        if cure_ends is None:
-            return f"non-performing: {now}; cured once nothing is past due"
-        return f"non-performing: {now}; cured no earlier than {cure_ends} ms, once nothing is past due"
+        return (
+            f"non-performing: {state} now, after: {spell.why}; cured once nothing is past due and a year "
+            "has passed"
+        )
     return (
-        f"non-performing ({spell.why}); cured at {cure_ends} ms if nothing falls past due, then on "
-        f"probation until {probation_ends} ms"
+        f"non-performing ({spell.why}): cured after a year with nothing past due, then two years on probation"
     )
 
 

@@ -42,9 +42,10 @@ def test_loan_show_prints_the_status_since_when_and_why(forborne):
     height = queries.lookup(chain.state, "loan", loan_id)["restructurings"][0]["height"]
     shown = cli("loan", "show", loan_id).output.splitlines()
     assert shown[-2:] == [
-        f"  forbearance     non_performing since {t} ms (restructured 1 time; as of {t} ms)",
-        f"                  non-performing (restructured at height {height} while overdue); cured at "
-        f"{t + CURE_MS} ms if nothing falls past due, then on probation until {t + CURE_MS + PROBATION_MS} ms",
+        f"  forbearance     non_performing since {t} ms (restructured 1 time; cured at {t + CURE_MS} ms at "
+        f"the earliest; forborne until {t + CURE_MS + PROBATION_MS} ms at the earliest; as of {t} ms)",
+        f"                  non-performing (restructured at height {height} while overdue): cured after a "
+        "year with nothing past due, then two years on probation",
     ]
 
 
