@@ -198,7 +198,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
     to another lender, or another lender offered to ``did``, by ``loan.transfer``.
     ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, and
-    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``. None for a DID that is no member and services no loan.
+    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``.
+    None for a DID that is no member and services no loan.
     """
 
     def get(key: bytes) -> Any:
