@@ -311,9 +311,16 @@ def describe_positions(view: dict[str, Any]) -> str:
         )
         for currency, t in view.get("written_off", {}).items()
     ]
+    lines += [  # its shares of the restructured loans still forborne (rules 5)
+        f"{currency}: forborne share {t['outstanding']} in {t['loans']} loans (performing "
+        f"{t['performing_outstanding']} in {t['performing_loans']}, non-performing "
+        f"{t['non_performing_outstanding']} in {t['non_performing_loans']})"
+        for currency, t in view.get("forborne", {}).items()
+    ]
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         share += f", recovered {p['recovered']}" if p.get("recovered") else ""
+        share += f", forbearance {p['forbearance']}" if p.get("forbearance") else ""
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )

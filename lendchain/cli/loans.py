@@ -12,6 +12,8 @@ servicer proposes new remaining terms with ``loan restructure``, which the
 borrower accepts with ``loan accept-restructure`` once a syndicated loan's
 funders consent with ``loan consent-restructure`` (rules version 5; see
 ``lendchain.ledger.restructuring`` and ``lendchain.cli.restructure_consent``).
+What ``party exposure``, ``loan portfolio``, ``loan books`` and a restructured
+loan's forbearance print is ``cli.reports``'s.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from lendchain.cli._common import (
     send_tx,
     signer_options,
     user_errors,
+)
+from lendchain.cli.reports import (
+    books_text,
+    consortium_books,
+    exposure_text,
+    forbearance_lines,
+    portfolio_text,
 )
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.ledger.loans import MAX_RATE_BPS
@@ -82,50 +91,7 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
 def party_exposure(ctx: click.Context, did: str, **kw: Any) -> None:
     """What DID owes across every lender: outstanding and committed principal, by currency and lender."""
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/exposure/{did}"), _exposure_text)
-
-
-def _exposure_text(view: dict[str, Any]) -> str:
-    lines = [f"exposure of {view['did']}"]
-    if not view["currencies"]:
-        lines.append("  no live loans (nothing disbursed or committed)")
-    lines += [_totals_text(currency, t) for currency, t in view["currencies"].items()]
-    lines += [_written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
-    if view["carriers"]:
-        lines.append("carried by")
-    for row in view["carriers"]:
-        who = row["name"] or row["did"]
-        lines.append(
-            f"  {who:<24} {row['currency']}  outstanding {row['outstanding']}  committed {row['committed']}"
-            f"  loans {row['loans']}"
-        )
-    return "\n".join(lines)
-
-
-def _totals_text(currency: str, t: dict[str, int]) -> str:
-    """One currency's totals of a borrower's exposure or a lender's book."""
-    others = f" (funded by others {t['funded_by_others']})" if "funded_by_others" in t else ""
-    return (
-        f"  {currency}  outstanding {t['outstanding']}{others}  committed {t['committed']}  loans {t['loans']}"
-        f"  overdue {t['overdue_loans']}  defaulted {t['defaulted_loans']}  penalty due {t['penalty_due']}"
-    )
-
-
-def _written_off_text(currency: str, t: dict[str, int]) -> str:
-    """One currency's written-off loans in a borrower's exposure or a lender's book (``writeoff``),
-    and on a line of its own what was recovered on them since (rules 5; an older release's node
-    answers without it)."""
-    others = f" (funded by others {t['funded_by_others']})" if "funded_by_others" in t else ""
-    lines = [
-        f"  {currency}  written off: principal {t['principal']}{others}  interest {t['interest']}"
-        f"  penalty {t['penalty']}  loans {t['loans']}"
-    ]
-    if "recovered" in t:
-        lines.append(
-            f"  {currency}  recovered since: {t['recovered']} (principal {t['recovered_principal']})"
-            f"  net loss {t['net']} (principal {t['net_principal']})"
-        )
-    return "\n".join(lines)
+        emit(ctx, client.get(f"/exposure/{did}"), exposure_text)
 
 
 @click.group()
@@ -141,27 +107,7 @@ def loan() -> None:
 def loan_portfolio(ctx: click.Context, did: str, **kw: Any) -> None:
     """A lender's book: the live loans DID services, by currency, and its largest borrowers."""
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/portfolio/{did}"), _portfolio_text)
-
-
-def _portfolio_text(view: dict[str, Any]) -> str:
-    lines = [f"portfolio of {view['name'] or view['did']}"]
-    if not view["currencies"]:
-        lines.append("  no live loans")
-    for currency, t in view["currencies"].items():
-        lines.append(_totals_text(currency, t))
-        lines += [
-            f"    {row['did']}  {row['principal']}" for row in view["largest_borrowers"].get(currency, [])
-        ]
-    lines += [_written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
-    transfers = view.get("pending_transfers", [])  # an older release's node answers without it
-    if transfers:
-        lines.append("pending transfers")
-    for row in transfers:
-        lines.append(
-            f"  loan {row['loan_id']} from {row['lender']} to {row['to']} (offered at height {row['offered_height']})"
-        )
-    return "\n".join(lines)
+        emit(ctx, client.get(f"/portfolio/{did}"), portfolio_text)
 
 
 @loan.command("books")
@@ -175,7 +121,8 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
     What a supervisor reads first: per member and currency its live loans,
     principal outstanding and committed, overdue and defaulted loans, penalty
     due, the principal it wrote off, what of it was recovered since and the
-    net loss. From the members view and each lender's portfolio
+    net loss, and its forborne (restructured) loans, performing and
+    non-performing (rules 5). From the members view and each lender's portfolio
     (``/members/*``, ``/portfolio/{did}``), as of the node's head.
     """
     with client_from(kw) as client:
@@ -185,67 +132,7 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
             for member in members
             if "lender" in member["roles"]
         ]
-    emit(ctx, consortium_books(books, currency.upper() if currency else None), _books_text)
-
-
-BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
-WRITTEN_OFF_COLUMNS = ("written_off", "written_off_loans", "recovered", "net_written_off")  # principal, loans
-
-
-def consortium_books(
-    books: list[tuple[dict[str, Any], dict[str, Any]]], currency: str | None
-) -> dict[str, Any]:
-    """A row per lender member and currency (``members`` view, ``portfolio`` view), and totals per currency."""
-    rows, totals = [], {}
-    for member, view in books:
-        written_off = view.get("written_off", {})
-        for code in sorted(set(view["currencies"]) | set(written_off)):
-            if currency is not None and code != currency:
-                continue
-            live, lost = view["currencies"].get(code, {}), written_off.get(code, {})
-            row = {
-                "member": member["name"],
-                "currency": code,
-                **{column: live.get(column, 0) for column in BOOK_COLUMNS},
-                "written_off": lost.get("principal", 0),
-                "written_off_loans": lost.get("loans", 0),
-                # Recoveries cover principal first (rules 5); an older release's node reports none.
-                "recovered": lost.get("recovered_principal", 0),
-                "net_written_off": lost.get("net_principal", lost.get("principal", 0)),
-                **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
-            }
-            rows.append(row)
-            total = totals.setdefault(code, dict.fromkeys((*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS), 0))
-            for column in total:
-                total[column] += row[column]
-    return {"books": rows, "totals": dict(sorted(totals.items()))}
-
-
-def _books_text(view: dict[str, Any]) -> str:
-    if not view["books"]:
-        return "no lender member has a loan on its books"
-    header = (
-        f"{'member':<12} {'cur':<4} {'loans':>6} {'outstanding':>14} {'committed':>12} "
-        f"{'overdue':>7} {'default':>7} {'penalty':>10} {'written off':>14} {'recovered':>12} {'net':>14}"
-    )
-
-    def line(name: str, code: str, t: dict[str, Any]) -> str:
-        return (
-            f"{name:<12} {code:<4} {t['loans']:>6} {t['outstanding']:>14} {t['committed']:>12} "
-            f"{t['overdue_loans']:>7} {t['defaulted_loans']:>7} {t['penalty_due']:>10} "
-            f"{t['written_off']:>14} {t['recovered']:>12} {t['net_written_off']:>14}"
-        )
-
-    lines = [header]
-    for row in view["books"]:
-        removed = f"  (removed at {row['removed_height']})" if "removed_height" in row else ""
-        lines.append(line(row["member"], row["currency"], row) + removed)
-    lines += [line("all", code, total) for code, total in view["totals"].items()]
-    lines.append(
-        "amounts in minor units (cents); written off, recovered since and net: principal "
-        "(recoveries cover principal first)"
-    )
-    return "\n".join(lines)
+    emit(ctx, consortium_books(books, currency.upper() if currency else None), books_text)
 
 
 @loan.command("apply")
@@ -563,7 +450,7 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
             lines.append(
                 f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
             )
-        return "\n".join(lines)
+        return "\n".join(lines + forbearance_lines(v))
 
     emit(ctx, value, human)
 

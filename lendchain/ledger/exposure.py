@@ -58,6 +58,18 @@ outstanding (or committed) that it carries, and the totals per currency. It
 reads the funder index ``loan.fund`` keeps from rules version 2, so
 commitments made under rules 1 are not listed.
 
+Forborne exposures. A restructured loan (``restructuring``, rules 5) is a
+forborne exposure until its probation ends (``forbearance``: performing or
+non-performing, judged at ``as_of_ms``, the head block's time). Each view
+reports them apart, under ``forborne`` per currency: the number of
+forborne loans and the principal outstanding on them, performing and
+non-performing apart (``forbearance.FORBORNE_TOTALS``; they are among the
+``outstanding`` loans as well, not beside them), the whole principal in
+the borrower's and the lender's views and the funder's pro-rata share of it
+in its positions. The borrower's loans and a funder's positions give each
+loan's ``forbearance`` status (None for a loan never restructured;
+``ended`` for one no longer forborne, closed or written off).
+
 Read-only and computed on request from state: nothing here is stored.
 """
 
@@ -68,6 +80,7 @@ from typing import Any
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
+from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
@@ -104,7 +117,7 @@ TOP_BORROWERS = 10
 BOOK_PAGE_MAX = 2000  # index positions one book page reads: a read per position, a few ms per 1000
 
 
-def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
+def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """The borrower's live loans, their totals per currency and who carries them; None if unknown."""
 
     def get(key: bytes) -> Any:
@@ -115,17 +128,20 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         return None
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
+    forborne: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
+        status = forbearance(reader, loan_id, loan, as_of_ms)
         if live is None:  # written off: a loss, carried by nobody any more
             _add_written_off(written_off, loan)
-            row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0)
+            row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0, status)
             row["recovered"], row["net_principal"] = _recovered(loan), net_loss(loan)["principal"]
             loans.append(row)
             continue
         field, amount, penalty = live
         _count(currencies, loan, field, amount, penalty)
+        forborne_totals(forborne, loan["currency"], status, amount)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
             row = carriers.get((carrier, loan["currency"]))
@@ -138,18 +154,27 @@ def exposure_view(reader: StateReader, did: str) -> dict[str, Any] | None:
                 }
             row[field] += share
             row["loans"] += 1
-        loans.append(_loan_row(loan_id, loan, field, amount, penalty))
+        loans.append(_loan_row(loan_id, loan, field, amount, penalty, status))
     return {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
+        "forborne": dict(sorted(forborne.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
     }
 
 
-def _loan_row(loan_id: bytes, loan: dict[str, Any], field: str, amount: int, penalty: int) -> dict[str, Any]:
-    """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off) and its carriers."""
+def _loan_row(
+    loan_id: bytes,
+    loan: dict[str, Any],
+    field: str,
+    amount: int,
+    penalty: int,
+    status: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off), its carriers
+    and its forbearance status (None if never restructured)."""
     return {
         "loan_id": loan_id.hex(),
         "state": loan["state"],
@@ -158,10 +183,11 @@ def _loan_row(loan_id: bytes, loan: dict[str, Any], field: str, amount: int, pen
         field: amount,
         "penalty_due": penalty,
         "carried_by": [{"did": carrier, field: share} for carrier, share in _carriers(loan, amount)],
+        "forbearance": status and status["status"],
     }
 
 
-def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
+def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """A lender's book: the live loans it services, per currency, and its largest borrowers.
 
     ``outstanding`` and ``committed`` are the loans' whole principal; of it,
@@ -171,7 +197,8 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
     The loans themselves, with their next instalments, are ``/reminders/{did}``.
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
     to another lender, or another lender offered to ``did``, by ``loan.transfer``.
-    ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off.
+    ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, and
+    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``.
     None for a DID that is no member and services no loan.
     """
 
@@ -183,6 +210,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         return None
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
+    forborne: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
     transfers = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
@@ -208,6 +236,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
         totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
+        forborne_totals(forborne, loan["currency"], forbearance(reader, loan_id, loan, as_of_ms), amount)
         by_borrower = borrowers.setdefault(loan["currency"], {})
         by_borrower[loan["borrower"]] = by_borrower.get(loan["borrower"], 0) + amount
     largest = {
@@ -222,6 +251,7 @@ def portfolio_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         "name": _member_name(get, did),
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
+        "forborne": dict(sorted(forborne.items())),
         "largest_borrowers": largest,
         "pending_transfers": transfers,
     }
@@ -267,8 +297,10 @@ def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str
     return {"did": did, "from": start, "next": end if end < total else None, "loans": rows}
 
 
-def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
-    """A funder's positions in syndicated loans, newest commitment last; None if it has none."""
+def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
+    """A funder's positions in syndicated loans, newest commitment last; None if it has none.
+
+    ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -278,6 +310,7 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         return None
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
+    forborne: dict[str, dict[str, int]] = {}
     positions = []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
@@ -304,6 +337,9 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
         totals["outstanding"] += share if principal_state == "outstanding" else 0
         totals["overdue_loans"] += loan["state"] == lc.OVERDUE
         totals["defaulted_loans"] += loan["state"] == lc.DEFAULTED
+        status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
+        if principal_state == "outstanding":
+            forborne_totals(forborne, loan["currency"], status, share)
         positions.append(
             {
                 "loan_id": loan_id.hex(),
@@ -317,12 +353,14 @@ def positions_view(reader: StateReader, did: str) -> dict[str, Any] | None:
                 "share": share,
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
                 "recovered": recovered,  # its share of the recoveries on a loan written off
+                "forbearance": status and status["status"],
             }
         )
     return {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
+        "forborne": dict(sorted(forborne.items())),
         "positions": positions,
     }
 
@@ -402,6 +440,6 @@ def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:
     return institution["name"] if institution else None
 
 
-register_lookup("exposure", exposure_view)
-register_lookup("portfolio", portfolio_view)
-register_lookup("positions", positions_view)
+register_lookup("exposure", exposure_view, timed=True)
+register_lookup("portfolio", portfolio_view, timed=True)
+register_lookup("positions", positions_view, timed=True)

@@ -3,7 +3,9 @@
 ``lookup(reader, kind, ref)`` is what the API's ``/loans/{id}`` and
 ``/parties/{did}`` answer; it returns None for anything unknown, including a
 reference that is not even well-formed (the API turns that into a 404 naming
-the reference).
+the reference). A view that judges something at a time (a loan's
+forbearance, ``forbearance``) is registered ``timed`` and takes the
+``as_of_ms`` a caller gives ``lookup``: the node gives its head block's time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lendchain.ledger import pagedlist
 from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.documents import document_key
+from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
@@ -130,7 +133,7 @@ def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
     return None if offer is None else {"offer_id": offer_id.hex(), **to_json(offer)}
 
 
-def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
+def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """A loan with its offers, history and, once an offer is accepted, schedule and balances.
 
     A written-off loan owes nothing on chain (outstanding principal and amount
@@ -143,7 +146,9 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
     has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``),
     and on a syndicated loan its funders' ``consents`` and, while it is
     pending, their ``consent``: how far they are from the majority
-    (``funder_consent.tally``).
+    (``funder_consent.tally``). Its ``forbearance`` is None unless it was
+    restructured, and then its status as a forborne exposure at ``as_of_ms``
+    (``forbearance.forbearance``).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -181,6 +186,7 @@ def get_loan(reader: StateReader, loan_id: bytes) -> dict[str, Any] | None:
             view["outstanding_principal"] = view["amount_owed"] = 0
             view["net_loss"] = net_loss(loan)
         view["instalments_paid"] = loan["progress"][0]
+    view["forbearance"] = forbearance(reader, loan_id, loan, as_of_ms)
     return view
 
 
@@ -253,8 +259,8 @@ def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return {"open": len(entries), "needed": quorum(len(voters)), "proposals": proposals}
 
 
-def _loan(reader: StateReader, ref: str) -> dict[str, Any] | None:
-    return get_loan(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
+def _loan(reader: StateReader, ref: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
+    return get_loan(reader, bytes.fromhex(ref), as_of_ms) if _HEX_ID.fullmatch(ref) else None
 
 
 def _members(reader: StateReader, name: str) -> dict[str, Any] | None:
@@ -276,7 +282,7 @@ def _offer(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return get_offer(reader, bytes.fromhex(ref)) if _HEX_ID.fullmatch(ref) else None
 
 
-_LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
+_LOOKUPS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "loan": _loan,
     "offer": _offer,
     "party": get_party,
@@ -290,16 +296,28 @@ _LOOKUPS: dict[str, Callable[[StateReader, str], dict[str, Any] | None]] = {
 }
 
 
-def register_lookup(kind: str, lookup_fn: Callable[[StateReader, str], dict[str, Any] | None]) -> None:
-    """Let a domain module answer ``lookup(reader, kind, ref)`` for a new kind."""
+_TIMED = {"loan"}  # the lookups that take ``as_of_ms``
+
+
+def register_lookup(
+    kind: str, lookup_fn: Callable[..., dict[str, Any] | None], *, timed: bool = False
+) -> None:
+    """Let a domain module answer ``lookup(reader, kind, ref)`` for a new kind; a ``timed`` one is
+    called with ``as_of_ms`` as well."""
     if kind in _LOOKUPS:
         raise ValueError(f"lookup kind {kind!r} is already registered")
     _LOOKUPS[kind] = lookup_fn
+    if timed:
+        _TIMED.add(kind)
 
 
-def lookup(reader: StateReader, kind: str, ref: str) -> dict[str, Any] | None:
-    """The JSON view of ``ref`` of ``kind`` (loan, offer, party), or None when unknown."""
+def lookup(reader: StateReader, kind: str, ref: str, *, as_of_ms: int | None = None) -> dict[str, Any] | None:
+    """The JSON view of ``ref`` of ``kind`` (loan, offer, party), or None when unknown.
+
+    ``as_of_ms`` is the time a timed view judges at (the head block's); without it, each such view
+    says what it falls back to.
+    """
     found = _LOOKUPS.get(kind)
     if found is None:
         raise ValueError(f"unknown lookup kind {kind!r}; known: {', '.join(sorted(_LOOKUPS))}")
-    return found(reader, ref)
+    return found(reader, ref, as_of_ms=as_of_ms) if kind in _TIMED else found(reader, ref)

@@ -165,7 +165,8 @@ class NodeViews:
                 "committed_nonce": next_nonce(self.store, ref),
                 "next_nonce": self._next_nonce(ref),
             }
-        found = queries.lookup(self.store, kind, ref)
+        # A timed view (a loan's forbearance) judges as of the head block's time, the chain's "now".
+        found = queries.lookup(self.store, kind, ref, as_of_ms=self.store.head().timestamp_ms)
         if kind == "loan" and found is not None:
             self._add_signers(found["history"])
         if kind == "members" and found is not None:  # a founding member's address is in the genesis

@@ -40,7 +40,8 @@ class ChainClient:
         if path == "/status":
             return {"height": self.chain.height, "rules": rules_status(self.chain.state, self.chain.height)}
         kind, ref = path.strip("/").split("/")
-        return queries.lookup(self.chain.state, PATHS[kind], ref)
+        # As a node does: a timed view (a loan's forbearance) judges as of the head block's time.
+        return queries.lookup(self.chain.state, PATHS[kind], ref, as_of_ms=self.chain.head_ms)
 
 
 def world(monkeypatch, version=4):

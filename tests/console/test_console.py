@@ -517,6 +517,59 @@ def test_a_syndicated_loans_proposal_shows_its_funders_consents_and_the_restruct
     done.wait_for()
     assert done.inner_text().endswith(f"; consented by 2 funders holding {euros(70_000)}")
     assert console.page.locator("#loan-restructuring-consent").count() == 0
+
+
+def test_a_forborne_loan_shows_its_status_and_the_books_their_forborne_totals(net, open_console):
+    """A loan restructured while overdue (non-performing forborne) on a ledger test chain, judged at its
+    head block, served in flight with the lender's book and the borrower's exposure."""
+    chain, members = rules_world(version=5)
+    borrower = seeded_key(1)
+    chain.onboard(borrower, members[3])
+    loan_id = open_loan(chain, borrower, members[0])
+    overdue(chain, loan_id)
+    assert propose(chain, members[0], loan_id).ok and accept_terms(chain, borrower, loan_id).ok
+    answer = queries.lookup(chain.state, "loan", loan_id, as_of_ms=chain.head_ms)
+    status, principal = answer["forbearance"], answer["outstanding_principal"]
+    bank1 = net["bank1"].get("/status")["did"]
+    answer["borrower"] = bank1  # a party the node knows: no 404 in the log
+    answer["history"] = []
+    book = {**queries.lookup(chain.state, "portfolio", members[0].did, as_of_ms=chain.head_ms), "did": bank1}
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answer))
+    console.page.route("**/portfolio/*", lambda route: route.fulfill(json=book))
+    console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
+    shown = console.page.locator("#loan-forbearance")
+    shown.wait_for()
+    assert shown.get_attribute("data-status") == "non_performing"
+    assert console.text("#loan-forbearance .pill") == "non-performing"
+    assert shown.inner_text().splitlines() == [
+        f"non-performing since {utc(status['since_ms'])} · 1 restructuring · cured no earlier than "
+        f"{utc(status['cure_ends_ms'])} · forborne until {utc(status['probation_ends_ms'])} at the earliest",
+        status["why"],
+    ]
+    console.shot("loan-forborne")
+    console.page.goto(net["bank1"].url + f"/console/#/party/{bank1}")
+    row = console.page.locator("#portfolio tr[data-forborne='EUR']")
+    row.wait_for()
+    assert row.locator("td").all_inner_texts() == [
+        "EUR",
+        "1",
+        euros(principal),
+        "0",
+        euros(0),
+        "1",
+        euros(principal),
+    ]
+    exposure = queries.lookup(chain.state, "exposure", borrower.did, as_of_ms=chain.head_ms)
+    console.page.route(
+        "**/parties/*", lambda route: route.fulfill(json=queries.lookup(chain.state, "party", borrower.did))
+    )
+    console.page.route("**/exposure/*", lambda route: route.fulfill(json=exposure))
+    console.page.goto(net["bank1"].url + f"/console/#/party/{borrower.did}")
+    row = console.page.locator("#exposure tr[data-forborne='EUR']")
+    row.wait_for()
+    assert row.locator("td").all_inner_texts()[-2:] == ["1", euros(principal)]
+    console.shot("exposure-forborne")
     assert console.errors == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 from unittest import mock
 
@@ -147,6 +148,49 @@ def test_a_committed_tx_status_says_its_kind_sender_and_time(loan_on_store):
     serviced = views.tx_status(bytes.fromhex(net.service_id))
     assert (serviced["kind"], serviced["sender_name"]) == ("loan.service", "bank2")
     assert views.tx_status(b"\x00" * 32) == {"id": "00" * 32, "status": "unknown"}
+
+
+def test_the_node_judges_a_loans_forbearance_at_its_head_blocks_time(tmp_path):
+    """``GET /loans/{id}`` and ``/portfolio/{did}`` judge a restructured loan as of the head block."""
+    genesis, members = make_genesis()
+    genesis = replace(genesis, app={"rules_version": 5})
+    lender, borrower = members[0], seeded_key(1)
+    chain = Chain.start(genesis)
+    with ChainStore.open(tmp_path / "db", genesis) as store:
+
+        def run(key, kind, payload, now_ms=None):
+            if now_ms is not None:
+                chain.head_ms = now_ms - 1000
+            block, execution = chain.cut([chain.tx(key, kind, payload)])
+            assert execution.results[0].ok, execution.results[0]
+            store.commit_block(block.encode(), b"certificate", execution)
+            chain.apply(block, execution)
+            return execution.results[0].tx_id.hex()
+
+        run(borrower, "party.register", {"role": "borrower"})
+        attest = {
+            "subject": borrower.did,
+            "level": 2,
+            "expires_ms": GENESIS_MS + 10**13,
+            "evidence_hash": "ab" * 32,
+        }
+        run(members[3], "kyc.attest", attest)
+        loan_id = run(borrower, "loan.apply", APPLY)
+        offer_id = run(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 1200})
+        run(borrower, "loan.accept", {"loan_id": loan_id, "offer_id": offer_id})
+        run(lender, "loan.disburse", {"loan_id": loan_id})
+        terms = {"loan_id": loan_id, "rate_bps": 600, "term_months": 24}
+        run(lender, "loan.restructure", terms, now_ms=chain.head_ms + MONTH_MS + 10 * DAY_MS)  # it is overdue
+        run(borrower, "loan.restructure_accept", {"loan_id": loan_id})
+        views = Views(store, genesis)
+        status = views.query("loan", loan_id)["forbearance"]
+        assert (status["status"], status["as_of_ms"]) == ("non_performing", store.head().timestamp_ms)
+
+        later = store.head().timestamp_ms + 20 * DAY_MS  # a block for someone else moves the head on
+        run(seeded_key(2), "party.register", {"role": "investor"}, now_ms=later)
+        assert views.query("loan", loan_id)["forbearance"]["as_of_ms"] == later
+        book = views.query("portfolio", lender.did)["forborne"]["EUR"]
+        assert (book["loans"], book["non_performing_loans"]) == (1, 1)
 
 
 class StubReplica:

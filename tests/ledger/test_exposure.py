@@ -56,6 +56,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "did": borrower.did,
         "currencies": {},
         "written_off": {},
+        "forborne": {},
         "carriers": [],
         "loans": [],
     }
@@ -152,6 +153,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "name": "bank3",
         "currencies": {},
         "written_off": {},
+        "forborne": {},
         "largest_borrowers": {},
         "pending_transfers": [],
     }

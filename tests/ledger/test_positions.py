@@ -78,6 +78,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
             }
         },
         "written_off": {},
+        "forborne": {},
         "positions": [
             {
                 "loan_id": first,
@@ -91,6 +92,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "share": share,
                 "share_of": "outstanding",
                 "recovered": 0,
+                "forbearance": None,
             }
         ],
     }

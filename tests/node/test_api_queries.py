@@ -24,7 +24,7 @@ class LedgerNode:
         self.chain = chain
 
     def query(self, kind: str, ref: str) -> dict[str, Any] | None:
-        return queries.lookup(self.chain.state, kind, ref)
+        return queries.lookup(self.chain.state, kind, ref, as_of_ms=self.chain.head_ms)
 
     def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
         return book_page(self.chain.state, did, start, limit)
@@ -45,6 +45,7 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         "did": borrower.did,
         "currencies": {},
         "written_off": {},
+        "forborne": {},
         "carriers": [],
         "loans": [],
     }

@@ -550,6 +550,24 @@ function restructuringRows(loan) {
   return rows;
 }
 
+// A restructured loan's status as a forborne exposure (rules 5), judged at the node's head block:
+// non-performing (under cure), performing (on probation) or ended, since when, what ends it and why.
+const FORBEARANCE_PILLS = { non_performing: "bad", performing: "warn", ended: "ok" };
+
+function forbearanceRow(loan) {
+  const f = loan.forbearance;
+  if (!f) return null;
+  const times = [
+    f.since_ms ? `since ${time(f.since_ms)}` : null,
+    `${f.restructurings} ${f.restructurings === 1 ? "restructuring" : "restructurings"}`,
+    f.cure_ends_ms ? `cured no earlier than ${time(f.cure_ends_ms)}` : null,
+    f.probation_ends_ms ? `forborne until ${time(f.probation_ends_ms)} at the earliest` : null,
+  ].filter(Boolean).join(" · ");
+  return ["forbearance", h("span", { id: "loan-forbearance", dataset: { status: f.status } },
+    pill(f.status.replace("_", "-"), FORBEARANCE_PILLS[f.status]), " ", times,
+    h("div", { class: "muted" }, f.why))];
+}
+
 function scorePanel(party) {
   const score = party && party.credit_score;
   if (!score) return "";
@@ -602,6 +620,7 @@ async function renderLoan(id) {
           `${money(loan.net_loss.total, c)}: principal ${money(loan.net_loss.principal, c)}, `
           + `interest ${money(loan.net_loss.interest, c)}, penalty ${money(loan.net_loss.penalty, c)}`)],
         ...restructuringRows(loan),
+        forbearanceRow(loan),
       ]))),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "due", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
@@ -618,6 +637,16 @@ function writtenOffTable(writtenOff) {
       since(t, "recovered", c), since(t, "net_principal", c), since(t, "net", c)] }));
   return rows.length ? table(["currency", "written off principal", "interest", "penalty", "loans",
     "recovered since", "net principal", "net loss"], rows) : "";
+}
+
+// The restructured loans still forborne in a borrower's exposure or a lender's book, per currency:
+// performing (on probation) and non-performing (under cure), among the live loans (rules 5).
+function forborneTable(forborne) {
+  const rows = Object.entries(forborne || {}).map(([c, t]) => ({ dataset: { forborne: c },
+    cells: [c, String(t.loans), money(t.outstanding, c), String(t.performing_loans),
+      money(t.performing_outstanding, c), String(t.non_performing_loans), money(t.non_performing_outstanding, c)] }));
+  return rows.length ? table(["currency", "forborne loans", "outstanding", "performing", "principal",
+    "non-performing", "principal"], rows) : "";
 }
 
 // What a borrower's repayment history shows of the recoveries on its written-off loans, per currency.
@@ -639,6 +668,7 @@ function exposurePanel(exposure) {
       ? table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals)
       : h("p", { class: "muted" }, "no live loans"),
     carriers.length ? table(["carried by", "outstanding", "committed", "loans"], carriers) : "",
+    forborneTable(exposure.forborne),
     writtenOffTable(exposure.written_off));
 }
 
@@ -653,6 +683,7 @@ function portfolioPanel(book) {
     rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
     largest.length ? table(["largest borrowers", "principal"], largest) : "",
+    forborneTable(book.forborne),
     writtenOffTable(book.written_off));
 }
 
