@@ -17,11 +17,9 @@ import pytest
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.rules import RULES_VERSION
-from lendchain.node.cluster import Cluster, free_port_block
 from lendchain.node.config import load_node_config
-from lendchain.node.testnet import generate_testnet
 from tests.cli.test_transfer_book_node import send_all
-from tests.node.helpers import lendchain_cli
+from tests.node.helpers import lendchain_cli, two_banks
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +28,7 @@ AMOUNT = 120_000
 
 @pytest.fixture
 def network(tmp_path: Path):
-    p2p = free_port_block(4)
-    api = free_port_block(4, start=p2p + 20)
-    layout = generate_testnet(
-        tmp_path / "net", 2, p2p_base_port=p2p, api_base_port=api, rules_version=RULES_VERSION
-    )
-    cluster = Cluster(list(layout.configs), tmp_path / "logs")
-    cluster.start_all()
-    try:
-        cluster.wait_healthy()
-        yield layout.configs
-    finally:
-        assert cluster.stop_all() == {"bank1": 0, "bank2": 0}
+    yield from two_banks(tmp_path, rules_version=RULES_VERSION)
 
 
 def test_half_the_syndicate_is_not_enough_and_the_other_funders_consent_lets_the_borrower_accept(

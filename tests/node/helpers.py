@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def metric(cluster: Cluster, name: str, metric_name: str, **labels: str) -> floa
 
 
 def start_testnet(
-    tmp_path: Path, nodes: int = 4, extra: dict[str, str] | None = None
+    tmp_path: Path, nodes: int = 4, extra: dict[str, str] | None = None, rules_version: int = 1
 ) -> tuple[Path, Cluster]:
     """A generated ``nodes``-member testnet under ``tmp_path/net`` on free ports, every node started.
 
@@ -104,7 +105,7 @@ def start_testnet(
     p2p = free_port_block(2 * nodes)
     api = free_port_block(2 * nodes, start=p2p + 20)
     net = tmp_path / "net"
-    layout = generate_testnet(net, nodes, p2p_base_port=p2p, api_base_port=api)
+    layout = generate_testnet(net, nodes, p2p_base_port=p2p, api_base_port=api, rules_version=rules_version)
     for name, toml in (extra or {}).items():
         config = net / f"{name}.toml"
         config.write_text(config.read_text() + "\n" + toml)
@@ -134,3 +135,14 @@ def push_blocks(
         return min(heights.values()) >= target
 
     wait_for(reached, timeout_s, f"every member at height {target}", interval_s=0.1)
+
+
+def two_banks(tmp_path: Path, rules_version: int) -> Iterator[list[Path]]:
+    """A running two-member testnet on rules ``rules_version``, for a fixture: its config paths;
+    both nodes must exit cleanly at the end."""
+    _, cluster = start_testnet(tmp_path, 2, rules_version=rules_version)
+    try:
+        cluster.wait_healthy()
+        yield [node.config_path for node in cluster.nodes.values()]
+    finally:
+        assert cluster.stop_all() == {"bank1": 0, "bank2": 0}
