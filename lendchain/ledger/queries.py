@@ -182,8 +182,10 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
                 row["due_ms"] = due_ms(loan, row["number"])
         view["outstanding_principal"] = outstanding_principal(loan)
         view["amount_owed"] = amount_owed(rows, Progress(*loan["progress"]))
+        # Accrued and neither paid nor capitalised by a restructuring (``penalty_owed`` is all accrued).
+        view["penalty_due"] = penalty_due(loan)
         if loan["state"] == WRITTEN_OFF:  # nothing is owed on chain any more: its written_off says what was
-            view["outstanding_principal"] = view["amount_owed"] = 0
+            view["outstanding_principal"] = view["amount_owed"] = view["penalty_due"] = 0
             view["net_loss"] = net_loss(loan)
         view["instalments_paid"] = loan["progress"][0]
     view["forbearance"] = forbearance(reader, loan_id, loan, as_of_ms)

@@ -139,6 +139,9 @@ def test_a_restructured_loan_shows_what_was_capitalised_its_new_schedule_and_a_n
         f"from overdue: principal {euros(record['principal'])} + interest {euros(record['interest'])}" in done
     )
     assert f"= {euros(record['new_principal'])}; 21 instalments at 600 bps (was 900)" in done
+    assert record["penalty"] > 0 and console.text("#loan-penalty-due") == (
+        f"{euros(0)} ({euros(record['penalty'])} capitalised by restructuring)"
+    )
     first = console.text("tr[data-instalment='1']")
     assert euros(answer["schedule"][0]["payment"]) in first and "due next" in first
     assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", first)  # its due time

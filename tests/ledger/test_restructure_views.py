@@ -33,6 +33,8 @@ def test_the_loan_view_shows_the_proposal_then_the_restructuring_and_every_rows_
     pending = loan(chain, loan_id)
     assert pending["restructuring"]["status"] == "pending" and "restructurings" not in pending
     assert len(pending["schedule"]) == 12  # the old schedule until the borrower accepts
+    accrued = pending["penalty_owed"]
+    assert accrued > 0 and pending["penalty_due"] == accrued  # overdue: penalty accrued, none paid
 
     assert accept_terms(chain, borrower, loan_id).ok
     view = loan(chain, loan_id)
@@ -41,6 +43,13 @@ def test_the_loan_view_shows_the_proposal_then_the_restructuring_and_every_rows_
     assert len(view["schedule"]) == 21 and view["term_months"] == 21
     assert view["schedule"][0]["due_ms"] == record["first_due_ms"] == chain.head_ms + 4 * MONTH_MS
     assert [e["event"] for e in view["history"][-2:]] == ["loan.restructure", "loan.restructure_accept"]
+    # The penalty went into the new principal: none is due, though all that accrued stays on record.
+    assert (view["penalty_owed"], view["penalty_capitalised"], view["penalty_due"]) == (
+        record["penalty"],
+        record["penalty"],
+        0,
+    )
+    assert record["penalty"] >= accrued  # evaluated up to the acceptance first
 
 
 def test_reminders_name_the_new_instalments_and_their_due_times(world):

@@ -605,7 +605,8 @@ async function renderLoan(id) {
         ["purpose", loan.purpose || "—"],
         ["applied", time(loan.applied_ms)],
         ["disbursed", time(loan.disbursed_ms)],
-        ["penalty owed", money(loan.penalty_owed, c)],
+        ["penalty due", h("span", { id: "loan-penalty-due" }, money(loan.penalty_due ?? loan.penalty_owed, c)
+          + (loan.penalty_capitalised ? ` (${money(loan.penalty_capitalised, c)} capitalised by restructuring)` : ""))],
         loan.written_off && ["written off", h("span", { id: "loan-written-off" },
           `at block ${loan.written_off.height}, ${time(loan.written_off.time_ms)}: principal `
           + `${money(loan.written_off.principal, c)}, interest ${money(loan.written_off.interest, c)}, `
