@@ -324,6 +324,13 @@ def describe_positions(view: dict[str, Any]) -> str:
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )
+        asked = p.get("consent_requested")  # a restructuring waiting for this funder's consent (rules 5)
+        if asked:
+            lines.append(
+                f"    restructuring proposed at height {asked['height']} ({asked['rate_bps']} bps over "
+                f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your consent: "
+                f"lendchain loan consent-restructure {p['loan_id']}"
+            )
     return "\n".join(lines)
 
 

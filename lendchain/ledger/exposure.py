@@ -81,9 +81,11 @@ from typing import Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
 from lendchain.ledger.forbearance import forbearance, forborne_totals
+from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
+from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.servicing import penalty_due
 from lendchain.ledger.state import (
     StateReader,
@@ -354,6 +356,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
                 "recovered": recovered,  # its share of the recoveries on a loan written off
                 "forbearance": status and status["status"],
+                "consent_requested": _consent_requested(get, loan, did) if committed else None,
             }
         )
     return {
@@ -361,8 +364,22 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
+        # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
+        "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
         "positions": positions,
     }
+
+
+def _consent_requested(get: Callable[[bytes], Any], loan: dict[str, Any], did: str) -> dict[str, Any] | None:
+    """The terms of the loan's pending restructuring if it asks ``did``'s consent and has not had it."""
+    proposal = pending_restructuring(loan)
+    if proposal is None or "consents" not in proposal:  # none pending, or no syndicate to ask
+        return None
+    if any(consent["funder"] == did for consent in proposal["consents"]):
+        return None
+    if not any(c["funder"] == did for c in counted_commitments(get, loan)):
+        return None  # its commitment is not counted (a removed member's)
+    return {key: proposal[key] for key in ("height", "rate_bps", "term_months", "holiday_months")}
 
 
 def _counted_loans(

@@ -135,3 +135,32 @@ def test_fund_positions_prints_a_funders_forborne_share_and_each_loans_status():
         f"  {'cd' * 8}…  repaying  committed 40000, received 4000, share 36000 of outstanding, "
         "forbearance performing",
     ]
+
+
+def test_fund_positions_names_a_restructuring_waiting_for_the_funders_consent():
+    position = {
+        "loan_id": "ef" * 32,
+        "state": "overdue",
+        "status": "committed",
+        "commitment": 30_000,
+        "received": 0,
+        "share": 30_000,
+        "share_of": "outstanding",
+        "recovered": 0,
+        "forbearance": None,
+        "consent_requested": {"height": 41, "rate_bps": 600, "term_months": 24, "holiday_months": 2},
+    }
+    view = {
+        "did": "did:key:zAlice",
+        "currencies": {},
+        "positions": [position],
+        "consents_requested": ["ef" * 32],
+    }
+    assert describe_positions(view).splitlines()[1:] == [
+        "    restructuring proposed at height 41 (600 bps over 24 months, 2 of holiday) waits for your consent: "
+        f"lendchain loan consent-restructure {'ef' * 32}"
+    ]
+    assert (
+        len(describe_positions({**view, "positions": [{**position, "consent_requested": None}]}).splitlines())
+        == 1
+    )

@@ -79,6 +79,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
         },
         "written_off": {},
         "forborne": {},
+        "consents_requested": [],
         "positions": [
             {
                 "loan_id": first,
@@ -93,6 +94,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "share_of": "outstanding",
                 "recovered": 0,
                 "forbearance": None,
+                "consent_requested": None,
             }
         ],
     }

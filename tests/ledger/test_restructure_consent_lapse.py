@@ -13,6 +13,7 @@ import json
 import pytest
 
 from lendchain import codec
+from lendchain.ledger import queries
 from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.state import loan_key, read_value
 from tests.ledger.chain import seeded_key
@@ -236,3 +237,25 @@ def test_an_audit_export_verifies_each_consent_with_its_funders_signature(world)
         ("loan.restructure_accept", borrower.did),
     ]
     assert verify_export(json.loads(json.dumps(document)), chain.genesis)["loan_id"] == loan_id
+
+
+def test_a_funders_positions_name_the_proposals_waiting_for_its_consent(world):
+    chain, members, borrower = world
+    bank1 = members[0]
+    loan_id = syndicated(chain, borrower, bank1)
+
+    def requested(key):
+        view = queries.lookup(chain.state, "positions", key.did)
+        [position] = [p for p in view["positions"] if p["loan_id"] == loan_id]
+        assert view["consents_requested"] == ([loan_id] if position["consent_requested"] else [])
+        return position["consent_requested"]
+
+    assert requested(ALICE) is None  # nothing proposed yet
+    assert propose(chain, bank1, loan_id, rate_bps=600, term_months=24, holiday_months=2).ok
+    asked = {"height": chain.height, "rate_bps": 600, "term_months": 24, "holiday_months": 2}
+    assert requested(ALICE) == requested(BOB) == asked
+    assert requested(bank1) is None  # its proposal was its consent
+    assert consent(chain, ALICE, loan_id).ok
+    assert requested(ALICE) is None and requested(BOB) == asked
+    assert withdraw(chain, bank1, loan_id).ok
+    assert requested(BOB) is None  # nothing pending any more
