@@ -112,7 +112,10 @@ def opening_consents(
 
 def tally(get: Callable[[bytes], Any], loan: dict[str, Any], proposal: dict[str, Any]) -> dict[str, Any]:
     """How far the proposal's consents are from the majority (the module docstring's ``consent``)."""
-    counted = counted_commitments(get, loan)
+    return _tally(counted_commitments(get, loan), proposal)
+
+
+def _tally(counted: list[dict[str, Any]], proposal: dict[str, Any]) -> dict[str, Any]:
     committed = sum(c["amount"] for c in counted)
     consenting = {consent["funder"] for consent in proposal["consents"]}
     consented = sum(c["amount"] for c in counted if c["funder"] in consenting)
@@ -139,10 +142,11 @@ def missing_consent(
 ) -> str | None:
     """Why the proposal cannot be accepted yet (a sentence's end): the majority and who consented so far,
     with their amounts; None once the consents are a majority."""
-    counted = tally(get, loan, proposal)
+    commitments = counted_commitments(get, loan)  # each holder's record read once
+    counted = _tally(commitments, proposal)
     if counted["majority"]:
         return None
-    holders = {c["funder"] for c in counted_commitments(get, loan)}
+    holders = {c["funder"] for c in commitments}
     counting = [c for c in proposal["consents"] if c["funder"] in holders]
     given = ", ".join(
         f"{c['funder']} ({c['amount']}{', by proposing' if c['by_proposal'] else ''})"
