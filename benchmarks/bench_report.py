@@ -118,6 +118,7 @@ def report(args: argparse.Namespace, run: Any, duration_s: float, nodes: dict) -
     sizes = [txs for _, txs in run.blocks if txs]
     return {
         "nodes": args.nodes,
+        "rules_version": args.rules_version,
         "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
         "submit": args.submit,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **run.machine_speed},
@@ -156,7 +157,11 @@ def _series(values: list[float | None], digits: int) -> str:
 def print_table(result: dict) -> None:
     lat, machine = result["latency_ms"], result["machine"]
     rows = [
-        ("nodes / mode", f"{result['nodes']} / {result['mode']}, submitted by {result['submit']}"),
+        (
+            "nodes / mode",
+            f"{result['nodes']} / {result['mode']}, submitted by {result['submit']}, "
+            f"rules {result['rules_version']}",
+        ),
         ("txs submitted / committed", f"{result['submitted']} / {result['committed']}"),
         ("rejected", result["rejected"]),
         ("mix", ", ".join(f"{k} {v}" for k, v in result["kinds"].items())),

@@ -439,6 +439,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the network directory")
     parser.add_argument(
+        "--rules-version",
+        type=int,
+        default=1,
+        help="the genesis's rules version (1, as every run before 2026-12-06's fifth session; "
+        "`lendchain testnet` writes the newest)",
+    )
+    parser.add_argument(
         "--idle-s", type=float, default=0, help="first measure the idle network's CPU for this long"
     )
     args = parser.parse_args(argv)
@@ -456,7 +463,13 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lendchain-bench-"))
     p2p = free_port_block(args.nodes + 2)
     api = free_port_block(args.nodes + 2, start=p2p + args.nodes + 20)
-    layout = generate_testnet(tmp / "net", args.nodes, p2p_base_port=p2p, api_base_port=api)
+    layout = generate_testnet(
+        tmp / "net",
+        args.nodes,
+        p2p_base_port=p2p,
+        api_base_port=api,
+        rules_version=args.rules_version,
+    )
     cluster = Cluster(list(layout.configs), tmp / "logs")
     lenders, attesters = (
         [
