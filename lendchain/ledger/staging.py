@@ -45,9 +45,10 @@ score lists its factors), and the stage is the highest of them:
 - stage 2, significant increase in credit risk (lifetime expected losses):
   more than ``SICR_DAYS_PAST_DUE`` (30) days past due (IFRS 9 5.5.11, the
   rebuttable presumption, not rebutted); or a performing forborne exposure
-  on probation (EBA/GL/2017/06 on credit risk management and expected
-  credit losses names forbearance among the indicators of a significant
-  increase; a loan under probation has not yet shown it is sound again);
+  on probation (IFRS 9 B5.5.17 counts concessions such as payment holidays
+  among the indicators of a significant increase, and a loan under EBA's
+  probation has not yet shown it is sound again; where a bank judges this
+  case by case, the chain makes it the rule);
 - stage 1 otherwise (IFRS 9 5.5.5: 12-month expected losses). Being past
   due 30 days or less, ``overdue`` included, is *not* stage 2 here: IFRS 9
   5.5.11 sets 30 days as the latest point at which the increase is
@@ -110,7 +111,7 @@ _SOURCES = {
     "past_due_over_90": "IFRS 9 B5.5.37 (default no later than 90 days past due, rebuttable)",
     "forborne_non_performing": "EBA FINREP Annex V (non-performing forborne); IFRS 9 Appendix A (a concession)",
     "past_due_over_30": "IFRS 9 5.5.11 (significant increase when more than 30 days past due, rebuttable)",
-    "forborne_performing": "EBA FINREP Annex V (forborne, on probation); EBA/GL/2017/06 (a SICR indicator)",
+    "forborne_performing": "EBA FINREP Annex V (forborne, on probation); IFRS 9 B5.5.17 (concessions)",
     "past_due": "IFRS 9 5.5.11 (30 days or less past due: no presumed significant increase)",
     "current": "IFRS 9 5.5.5 (12-month expected credit losses)",
     "not_staged": "IFRS 9 5.5.1; the chain stages drawn loans only (disbursed, repaying, overdue, defaulted)",
