@@ -29,7 +29,9 @@ Stages (``credit_stage``), from what the chain knows, after IFRS 9's
 rebuttable presumptions and the EBA forbearance rules ``forbearance``
 applies. Every rule that holds is listed in ``stage_reasons`` (the rule,
 the stage it gives, its value, a sentence and its source, as the credit
-score lists its factors), and the stage is the highest of them:
+score lists its factors; the value is the days past due for the past-due
+rules, the time of default for ``defaulted`` and None for the forborne
+ones), and the stage is the highest of them:
 
 - stage 3, credit-impaired (lifetime expected losses, interest on the net
   amount): the loan is ``defaulted`` (the chain's default: unpaid
