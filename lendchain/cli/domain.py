@@ -28,6 +28,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.cli.reports import position_stage_text, share_stage_lines
 from lendchain.crypto import (
     CryptoError,
     SigningKey,
@@ -317,10 +318,12 @@ def describe_positions(view: dict[str, Any]) -> str:
         f"{t['non_performing_outstanding']} in {t['non_performing_loans']})"
         for currency, t in view.get("forborne", {}).items()
     ]
+    lines += share_stage_lines(view)  # its shares by IFRS 9 stage and days past due (``staging``)
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         share += f", recovered {p['recovered']}" if p.get("recovered") else ""
         share += f", forbearance {p['forbearance']}" if p.get("forbearance") else ""
+        share += position_stage_text(p)
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )

@@ -12,8 +12,8 @@ servicer proposes new remaining terms with ``loan restructure``, which the
 borrower accepts with ``loan accept-restructure`` once a syndicated loan's
 funders consent with ``loan consent-restructure`` (rules version 5; see
 ``lendchain.ledger.restructuring`` and ``lendchain.cli.restructure_consent``).
-What ``party exposure``, ``loan portfolio``, ``loan books`` and a restructured
-loan's forbearance print is ``cli.reports``'s.
+What ``party exposure``, ``loan portfolio``, ``loan books``, a loan's days past
+due and stage and a restructured loan's forbearance print is ``cli.reports``'s.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from lendchain.cli.reports import (
     exposure_text,
     forbearance_lines,
     portfolio_text,
+    stage_lines_of_loan,
 )
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.ledger.loans import MAX_RATE_BPS
@@ -121,9 +122,10 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
     What a supervisor reads first: per member and currency its live loans,
     principal outstanding and committed, overdue and defaulted loans, penalty
     due, the principal it wrote off, what of it was recovered since and the
-    net loss, and its forborne (restructured) loans, performing and
-    non-performing (rules 5). From the members view and each lender's portfolio
-    (``/members/*``, ``/portfolio/{did}``), as of the node's head.
+    net loss, its forborne (restructured) loans, performing and
+    non-performing (rules 5), and its drawn loans by IFRS 9 stage and by days
+    past due (arrears ageing). From the members view and each lender's
+    portfolio (``/members/*``, ``/portfolio/{did}``), as of the node's head.
     """
     with client_from(kw) as client:
         members = client.get("/members/*")["members"]
@@ -417,7 +419,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
 @click.pass_context
 @user_errors
 def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
-    """Show a loan: state, amounts, schedule, history."""
+    """Show a loan: state, amounts, days past due and IFRS 9 stage (with why), schedule, history."""
     with client_from(kw) as client:
         value = client.get(f"/loans/{loan_id}")
 
@@ -435,6 +437,7 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
         ):
             if v.get(key) is not None:
                 lines.append(f"  {key:<15} {v[key]}")
+        lines += stage_lines_of_loan(v)
         written_off = v.get("written_off")
         if written_off is not None:
             lines.append(

@@ -1,17 +1,21 @@
 """What the exposure views print: a borrower's exposure, a lender's book, every lender's books side
-by side (``party exposure``, ``loan portfolio``, ``loan books``), and a loan's forbearance.
+by side (``party exposure``, ``loan portfolio``, ``loan books``), and a loan's forbearance and stage.
 
 Text only: the commands (``cli.loans``) read the node's views (``/exposure/{did}``,
 ``/portfolio/{did}``, ``/members/*``, ``/loans/{id}``) and hand them here. Each
 view's totals are per currency; a loan written off is reported apart
 (``written_off``), and so is a restructured loan still forborne (``forborne``:
-``ledger.forbearance``), which is among the live loans as well. A node of an
-older release answers without the newer parts, and the text leaves them out.
+``ledger.forbearance``), which is among the live loans as well. The drawn
+loans are split again by IFRS 9 stage and by days past due (``stages``,
+``ageing``: ``ledger.staging``, as of the head block). A node of an older
+release answers without the newer parts, and the text leaves them out.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS, STAGES
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
 WRITTEN_OFF_COLUMNS = ("written_off", "written_off_loans", "recovered", "net_written_off")  # principal, loans
@@ -24,6 +28,14 @@ FORBORNE_COLUMNS = {
     "forborne_non_performing_loans": "non_performing_loans",
     "forborne_non_performing": "non_performing_outstanding",
 }
+# A view's stage totals and arrears ageing are columns of a book's row under their own names
+STAGE_COLUMNS = (*STAGE_TOTALS, *AGEING_TOTALS)
+STAGE_NAMES = {1: "performing", 2: "credit risk increased significantly", 3: "credit-impaired"}
+# Each ageing bucket's heading: its days past due
+AGEING_LABELS = {
+    bucket: str(fewest) if most == fewest else f"{fewest}-{most}" if most else f">{fewest - 1}"
+    for bucket, fewest, most in AGEING_BUCKETS
+}
 
 
 def exposure_text(view: dict[str, Any]) -> str:
@@ -33,6 +45,7 @@ def exposure_text(view: dict[str, Any]) -> str:
     lines += [totals_text(currency, t) for currency, t in view["currencies"].items()]
     lines += [forborne_text(currency, t) for currency, t in view.get("forborne", {}).items()]
     lines += [written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
+    lines += stage_lines(view)
     if view["carriers"]:
         lines.append("carried by")
     for row in view["carriers"]:
@@ -80,6 +93,45 @@ def written_off_text(currency: str, t: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def stage_lines(view: dict[str, Any]) -> list[str]:
+    """A borrower's exposure's or a lender's book's drawn loans per currency by IFRS 9 stage and by days
+    past due: loans (principal outstanding) each; none from a node of an older release."""
+    lines = []
+    for currency, t in view.get("stages", {}).items():
+        cells = [f"stage {n}: loans {t[f'stage_{n}_loans']} ({t[f'stage_{n}_outstanding']})" for n in STAGES]
+        lines.append(f"  {currency}  {'  '.join(cells)}")
+    for currency, t in view.get("ageing", {}).items():
+        cells = [
+            f"{label}: {t[f'{bucket}_loans']} ({t[f'{bucket}_outstanding']})"
+            for bucket, label in AGEING_LABELS.items()
+        ]
+        lines.append(f"  {currency}  days past due {'  '.join(cells)}")
+    return lines
+
+
+def share_stage_lines(view: dict[str, Any]) -> list[str]:
+    """``fund positions``'s shares of the drawn loans per currency by IFRS 9 stage and by days past due:
+    share in loans each; none from a node of an older release."""
+    lines = []
+    for currency, t in view.get("stages", {}).items():
+        cells = [f"stage {n} {t[f'stage_{n}_outstanding']} in {t[f'stage_{n}_loans']}" for n in STAGES]
+        lines.append(f"{currency}: shares by stage: {', '.join(cells)}")
+    for currency, t in view.get("ageing", {}).items():
+        cells = [
+            f"{label} days {t[f'{bucket}_outstanding']} in {t[f'{bucket}_loans']}"
+            for bucket, label in AGEING_LABELS.items()
+        ]
+        lines.append(f"{currency}: shares by days past due: {', '.join(cells)}")
+    return lines
+
+
+def position_stage_text(position: dict[str, Any]) -> str:
+    """A position's loan's stage and days past due, for its line; nothing for a loan without a stage."""
+    if position.get("stage") is None:
+        return ""
+    return f", stage {position['stage']}, {position['days_past_due']} days past due"
+
+
 def portfolio_text(view: dict[str, Any]) -> str:
     lines = [f"portfolio of {view['name'] or view['did']}"]
     if not view["currencies"]:
@@ -91,6 +143,7 @@ def portfolio_text(view: dict[str, Any]) -> str:
         ]
     lines += [forborne_text(currency, t) for currency, t in view.get("forborne", {}).items()]
     lines += [written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
+    lines += stage_lines(view)
     transfers = view.get("pending_transfers", [])  # an older release's node answers without it
     if transfers:
         lines.append("pending transfers")
@@ -120,6 +173,23 @@ def forbearance_lines(loan: dict[str, Any]) -> list[str]:
     ]
 
 
+def stage_lines_of_loan(loan: dict[str, Any]) -> list[str]:
+    """``loan show``'s days past due and IFRS 9 stage, then each reason (the stage it gives, why, and
+    whose rule) on a line of its own; for a loan without a stage, why (nothing from an older node)."""
+    if "stage_reasons" not in loan:
+        return []
+    if loan["stage"] is None:  # its one reason says why
+        return [f"  {'stage':<15} none: {loan['stage_reasons'][0]['why']}"]
+    return [
+        f"  {'days past due':<15} {loan['days_past_due']} (as of {loan['stage_as_of_ms']} ms)",
+        f"  {'stage':<15} {loan['stage']} ({STAGE_NAMES[loan['stage']]})",
+        *(
+            f"  {'':<15} {reason['rule']} (stage {reason['stage']}): {reason['why']} [{reason['source']}]"
+            for reason in loan["stage_reasons"]
+        ),
+    ]
+
+
 def consortium_books(
     books: list[tuple[dict[str, Any], dict[str, Any]]], currency: str | None
 ) -> dict[str, Any]:
@@ -127,6 +197,9 @@ def consortium_books(
     rows, totals = [], {}
     for member, view in books:
         written_off, forborne = view.get("written_off", {}), view.get("forborne", {})
+        staged = {
+            code: {**t, **view.get("ageing", {}).get(code, {})} for code, t in view.get("stages", {}).items()
+        }
         for code in sorted(set(view["currencies"]) | set(written_off)):
             if currency is not None and code != currency:
                 continue
@@ -142,11 +215,14 @@ def consortium_books(
                 "net_written_off": lost.get("net_principal", lost.get("principal", 0)),
                 # Among the live loans above; an older release's node reports none.
                 **{column: forborne.get(code, {}).get(name, 0) for column, name in FORBORNE_COLUMNS.items()},
+                # Among the live loans above, by stage and days past due; an older release's node: none.
+                **{column: staged.get(code, {}).get(column, 0) for column in STAGE_COLUMNS},
                 **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
             }
             rows.append(row)
             total = totals.setdefault(
-                code, dict.fromkeys((*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS, *FORBORNE_COLUMNS), 0)
+                code,
+                dict.fromkeys((*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS, *FORBORNE_COLUMNS, *STAGE_COLUMNS), 0),
             )
             for column in total:
                 total[column] += row[column]
@@ -177,7 +253,7 @@ def books_text(view: dict[str, Any]) -> str:
         "amounts in minor units (cents); written off, recovered since and net: principal "
         "(recoveries cover principal first)"
     )
-    return "\n".join(lines + _forborne_books_lines(view))
+    return "\n".join(lines + _forborne_books_lines(view) + _stage_books_lines(view))
 
 
 def _forborne_books_lines(view: dict[str, Any]) -> list[str]:
@@ -203,3 +279,41 @@ def _forborne_books_lines(view: dict[str, Any]) -> list[str]:
     lines += [line(row["member"], row["currency"], row) for row in forborne]
     lines += [line("all", code, t) for code, t in view["totals"].items() if t.get("forborne_loans")]
     return lines
+
+
+def _stage_books_lines(view: dict[str, Any]) -> list[str]:
+    """``loan books``'s drawn loans by IFRS 9 stage, then by days past due (arrears ageing), per member
+    and currency with any, and their totals (loans, principal outstanding); none when no member has a
+    drawn loan (or the node is of an older release)."""
+
+    def drawn(t: dict[str, Any]) -> bool:
+        return any(t.get(f"stage_{stage}_loans") for stage in STAGES)
+
+    staged = [row for row in view["books"] if drawn(row)]
+    if not staged:
+        return []
+    totals = [(code, t) for code, t in view["totals"].items() if drawn(t)]
+
+    def table(columns: dict[str, str]) -> list[str]:
+        """A line per member and currency, then per currency for all: each column's loans and principal."""
+
+        def line(name: str, code: str, t: dict[str, Any]) -> str:
+            cells = "".join(
+                f" {t[f'{column}_loans']:>7} {t[f'{column}_outstanding']:>12}" for column in columns
+            )
+            return f"{name:<12} {code:<4}{cells}"
+
+        header = "".join(f" {heading:>7} {'principal':>12}" for heading in columns.values())
+        return [
+            f"{'member':<12} {'cur':<4}{header}",
+            *(line(row["member"], row["currency"], row) for row in staged),
+            *(line("all", code, t) for code, t in totals),
+        ]
+
+    return [
+        "IFRS 9 stages of the loans above, as of the head block: "
+        + ", ".join(f"{n} {name}" for n, name in STAGE_NAMES.items()),
+        *table({f"stage_{stage}": f"stage {stage}" for stage in STAGES}),
+        "days past due of their oldest unpaid instalment (arrears ageing)",
+        *table(AGEING_LABELS),
+    ]

@@ -70,6 +70,19 @@ in its positions. The borrower's loans and a funder's positions give each
 loan's ``forbearance`` status (None for a loan never restructured;
 ``ended`` for one no longer forborne, closed or written off).
 
+Stages and arrears. Each drawn loan (disbursed, repaying, overdue,
+defaulted) has its days past due and IFRS 9 stage at ``as_of_ms``
+(``staging``: from its due times and its forbearance status, with no read
+of its own). Each view totals them per currency: ``stages``, the number of
+loans and the principal outstanding in stage 1, 2 and 3
+(``staging.STAGE_TOTALS``), and ``ageing``, the same per band of days past
+due (0, 1-30, 31-60, 61-90, over 90: ``staging.AGEING_TOTALS``); each adds
+up to the ``outstanding`` loans and principal. The borrower's view and the
+lender's count the whole principal, a funder's positions its pro-rata share
+(as for ``forborne``), and the borrower's loans and a funder's positions give
+each loan's ``stage`` and ``days_past_due`` (None for a loan not drawn or no
+longer outstanding).
+
 Read-only and computed on request from state: nothing here is stored.
 """
 
@@ -87,6 +100,7 @@ from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.servicing import penalty_due
+from lendchain.ledger.staging import add_staged, credit_stage
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
@@ -131,19 +145,23 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
     forborne: dict[str, dict[str, int]] = {}
+    stages: dict[str, dict[str, int]] = {}
+    ageing: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
         status = forbearance(reader, loan_id, loan, as_of_ms)
+        staged = credit_stage(loan, status, as_of_ms)
         if live is None:  # written off: a loss, carried by nobody any more
             _add_written_off(written_off, loan)
-            row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0, status)
+            row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0, status, staged)
             row["recovered"], row["net_principal"] = _recovered(loan), net_loss(loan)["principal"]
             loans.append(row)
             continue
         field, amount, penalty = live
         _count(currencies, loan, field, amount, penalty)
         forborne_totals(forborne, loan["currency"], status, amount)
+        add_staged(stages, ageing, loan["currency"], staged, amount)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
             row = carriers.get((carrier, loan["currency"]))
@@ -156,12 +174,14 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
                 }
             row[field] += share
             row["loans"] += 1
-        loans.append(_loan_row(loan_id, loan, field, amount, penalty, status))
+        loans.append(_loan_row(loan_id, loan, field, amount, penalty, status, staged))
     return {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
+        "stages": dict(sorted(stages.items())),
+        "ageing": dict(sorted(ageing.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
     }
@@ -174,9 +194,10 @@ def _loan_row(
     amount: int,
     penalty: int,
     status: dict[str, Any] | None,
+    staged: dict[str, Any],
 ) -> dict[str, Any]:
-    """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off), its carriers
-    and its forbearance status (None if never restructured)."""
+    """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off), its carriers,
+    its forbearance status (None if never restructured), its days past due and stage (None unless drawn)."""
     return {
         "loan_id": loan_id.hex(),
         "state": loan["state"],
@@ -186,6 +207,8 @@ def _loan_row(
         "penalty_due": penalty,
         "carried_by": [{"did": carrier, field: share} for carrier, share in _carriers(loan, amount)],
         "forbearance": status and status["status"],
+        "stage": staged["stage"],
+        "days_past_due": staged["days_past_due"],
     }
 
 
@@ -200,7 +223,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
     to another lender, or another lender offered to ``did``, by ``loan.transfer``.
     ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, and
-    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``.
+    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``,
+    ``stages`` and ``ageing`` the drawn ones by stage and days past due then.
     None for a DID that is no member and services no loan.
     """
 
@@ -213,6 +237,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
     forborne: dict[str, dict[str, int]] = {}
+    stages: dict[str, dict[str, int]] = {}
+    ageing: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
     transfers = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
@@ -238,7 +264,9 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
         totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
-        forborne_totals(forborne, loan["currency"], forbearance(reader, loan_id, loan, as_of_ms), amount)
+        status = forbearance(reader, loan_id, loan, as_of_ms)
+        forborne_totals(forborne, loan["currency"], status, amount)
+        add_staged(stages, ageing, loan["currency"], credit_stage(loan, status, as_of_ms), amount)
         by_borrower = borrowers.setdefault(loan["currency"], {})
         by_borrower[loan["borrower"]] = by_borrower.get(loan["borrower"], 0) + amount
     largest = {
@@ -254,6 +282,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
+        "stages": dict(sorted(stages.items())),
+        "ageing": dict(sorted(ageing.items())),
         "largest_borrowers": largest,
         "pending_transfers": transfers,
     }
@@ -302,7 +332,8 @@ def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str
 def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """A funder's positions in syndicated loans, newest commitment last; None if it has none.
 
-    ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``."""
+    ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``, ``stages`` and
+    ``ageing`` its shares of the drawn loans by stage and days past due then."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -313,6 +344,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
     forborne: dict[str, dict[str, int]] = {}
+    stages: dict[str, dict[str, int]] = {}
+    ageing: dict[str, dict[str, int]] = {}
     positions = []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
@@ -340,8 +373,10 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals["overdue_loans"] += loan["state"] == lc.OVERDUE
         totals["defaulted_loans"] += loan["state"] == lc.DEFAULTED
         status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
+        staged = credit_stage(loan, status, as_of_ms)
         if principal_state == "outstanding":
             forborne_totals(forborne, loan["currency"], status, share)
+            add_staged(stages, ageing, loan["currency"], staged, share)
         positions.append(
             {
                 "loan_id": loan_id.hex(),
@@ -356,6 +391,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
                 "recovered": recovered,  # its share of the recoveries on a loan written off
                 "forbearance": status and status["status"],
+                "stage": staged["stage"],
+                "days_past_due": staged["days_past_due"],
                 "consent_requested": _consent_requested(get, loan, did) if committed else None,
             }
         )
@@ -364,6 +401,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
+        "stages": dict(sorted(stages.items())),
+        "ageing": dict(sorted(ageing.items())),
         # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
         "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
         "positions": positions,

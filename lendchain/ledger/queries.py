@@ -4,8 +4,9 @@
 ``/parties/{did}`` answer; it returns None for anything unknown, including a
 reference that is not even well-formed (the API turns that into a 404 naming
 the reference). A view that judges something at a time (a loan's
-forbearance, ``forbearance``) is registered ``timed`` and takes the
-``as_of_ms`` a caller gives ``lookup``: the node gives its head block's time.
+forbearance, ``forbearance``; its days past due and stage, ``staging``) is
+registered ``timed`` and takes the ``as_of_ms`` a caller gives ``lookup``:
+the node gives its head block's time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lendchain.ledger.policies import policy_key
 from lendchain.ledger.restructuring import lapse_of
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
+from lendchain.ledger.staging import credit_stage
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
@@ -148,7 +150,10 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     pending, their ``consent``: how far they are from the majority
     (``funder_consent.tally``). Its ``forbearance`` is None unless it was
     restructured, and then its status as a forborne exposure at ``as_of_ms``
-    (``forbearance.forbearance``).
+    (``forbearance.forbearance``). Its ``days_past_due``, IFRS 9 ``stage``
+    and the ``stage_reasons`` that put it there are judged at ``as_of_ms`` too
+    (``stage_as_of_ms``; ``staging.credit_stage``: None for a loan not drawn or
+    no longer outstanding, with the reason why).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -189,6 +194,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
             view["net_loss"] = net_loss(loan)
         view["instalments_paid"] = loan["progress"][0]
     view["forbearance"] = forbearance(reader, loan_id, loan, as_of_ms)
+    view.update(credit_stage(loan, view["forbearance"], as_of_ms))
     return view
 
 

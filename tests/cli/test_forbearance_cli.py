@@ -96,7 +96,7 @@ def test_loan_books_adds_the_forborne_columns_and_table(forborne):
                                "principal"]  # fmt: skip
     assert text[6].split() == ["bank1", "EUR", "1", str(principal), "0", "0", "1", str(principal)]
     assert text[7].split() == ["all", "EUR", "1", str(principal), "0", "0", "1", str(principal)]
-    assert len(text) == 8
+    assert text[8].startswith("IFRS 9 stages of the loans above")  # then its stage (``test_staging_cli``)
 
 
 def test_fund_positions_prints_a_funders_forborne_share_and_each_loans_status():

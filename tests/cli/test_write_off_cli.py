@@ -13,7 +13,7 @@ import json
 import pytest
 
 from lendchain.cli.domain import describe_positions
-from lendchain.cli.reports import FORBORNE_COLUMNS
+from lendchain.cli.reports import FORBORNE_COLUMNS, STAGE_COLUMNS
 from lendchain.ledger import queries
 from tests.cli import test_loan_transfer_cli as transfer_cli
 from tests.cli.test_loan_transfer_cli import cli, execute, world
@@ -138,15 +138,18 @@ def test_loan_books_sets_every_lenders_book_side_by_side_with_the_totals(default
     view = json.loads(cli("--json", "loan", "books").output)
     quiet = {"committed": 0, "overdue_loans": 0, "defaulted_loans": 0, "penalty_due": 0}
     quiet |= dict.fromkeys(FORBORNE_COLUMNS, 0)  # nothing restructured (rules 5)
+    quiet |= dict.fromkeys(STAGE_COLUMNS, 0)  # no drawn loan: no stage (bank2's is below)
+    current = {"stage_1_loans": 1, "stage_1_outstanding": outstanding, "dpd_0_loans": 1,
+               "dpd_0_outstanding": outstanding}  # fmt: skip
     assert view["books"] == [
         {"member": "bank1", "currency": "EUR", "loans": 0, "outstanding": 0, **quiet, "written_off": lost,
          "written_off_loans": 1, "recovered": 0, "net_written_off": lost},
-        {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, **quiet, "written_off": 0,
-         "written_off_loans": 0, "recovered": 0, "net_written_off": 0},
+        {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, **quiet, **current,
+         "written_off": 0, "written_off_loans": 0, "recovered": 0, "net_written_off": 0},
     ]  # fmt: skip
     assert view["totals"] == {
-        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, "written_off": lost, "written_off_loans": 1,
-                "recovered": 0, "net_written_off": lost}
+        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, **current, "written_off": lost,
+                "written_off_loans": 1, "recovered": 0, "net_written_off": lost}
     }  # fmt: skip
     text = cli("loan", "books").output.splitlines()
     assert text[0].split() == ["member", "cur", "loans", "outstanding", "committed", "overdue", "default",

@@ -57,6 +57,8 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "currencies": {},
         "written_off": {},
         "forborne": {},
+        "stages": {},
+        "ageing": {},
         "carriers": [],
         "loans": [],
     }
@@ -154,6 +156,8 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "currencies": {},
         "written_off": {},
         "forborne": {},
+        "stages": {},
+        "ageing": {},
         "largest_borrowers": {},
         "pending_transfers": [],
     }

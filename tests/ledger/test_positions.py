@@ -8,6 +8,7 @@ from lendchain.cli import domain as domain_cli
 from lendchain.cli import main
 from lendchain.ledger import pagedlist, queries
 from lendchain.ledger.funding import pro_rata
+from lendchain.ledger.staging import AGEING_TOTALS, STAGE_TOTALS
 from lendchain.ledger.state import funder_loans_key, read_value
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 from tests.ledger.test_domain_cli import FakeClient
@@ -79,6 +80,10 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
         },
         "written_off": {},
         "forborne": {},
+        "stages": {
+            "EUR": {**dict.fromkeys(STAGE_TOTALS, 0), "stage_1_loans": 1, "stage_1_outstanding": share}
+        },
+        "ageing": {"EUR": {**dict.fromkeys(AGEING_TOTALS, 0), "dpd_0_loans": 1, "dpd_0_outstanding": share}},
         "consents_requested": [],
         "positions": [
             {
@@ -94,6 +99,8 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "share_of": "outstanding",
                 "recovered": 0,
                 "forbearance": None,
+                "stage": 1,
+                "days_past_due": 0,
                 "consent_requested": None,
             }
         ],

@@ -46,6 +46,8 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         "currencies": {},
         "written_off": {},
         "forborne": {},
+        "stages": {},
+        "ageing": {},
         "carriers": [],
         "loans": [],
     }

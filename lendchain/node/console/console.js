@@ -568,6 +568,27 @@ function forbearanceRow(loan) {
     h("div", { class: "muted" }, f.why))];
 }
 
+// A drawn loan's days past due and IFRS 9 stage at the node's head block, with every rule that holds
+// and its source (staging.py); a loan without a stage says why. An older node sends none of it.
+const STAGE_NAMES = { 1: "performing", 2: "credit risk increased significantly", 3: "credit-impaired" };
+const STAGE_PILLS = { 1: "ok", 2: "warn", 3: "bad" };
+
+function stageRows(loan) {
+  if (!loan.stage_reasons) return [];
+  if (loan.stage === null) {
+    return [["IFRS 9 stage", h("span", { id: "loan-stage", dataset: { stage: "none" } },
+      `none: ${loan.stage_reasons[0].why}`)]];
+  }
+  return [
+    ["days past due", h("span", { id: "loan-days-past-due" },
+      `${plural(loan.days_past_due, "day")} as of ${time(loan.stage_as_of_ms)}`)],
+    ["IFRS 9 stage", h("span", { id: "loan-stage", dataset: { stage: String(loan.stage) } },
+      pill(`stage ${loan.stage}`, STAGE_PILLS[loan.stage]), " ", STAGE_NAMES[loan.stage],
+      loan.stage_reasons.map((r) => h("div", { class: "muted", dataset: { reason: r.rule } },
+        `${r.rule} (stage ${r.stage}): ${r.why} — ${r.source}`)))],
+  ];
+}
+
 function scorePanel(party) {
   const score = party && party.credit_score;
   if (!score) return "";
@@ -621,6 +642,7 @@ async function renderLoan(id) {
           `${money(loan.net_loss.total, c)}: principal ${money(loan.net_loss.principal, c)}, `
           + `interest ${money(loan.net_loss.interest, c)}, penalty ${money(loan.net_loss.penalty, c)}`)],
         ...restructuringRows(loan),
+        ...stageRows(loan),
         forbearanceRow(loan),
       ]))),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
@@ -650,6 +672,24 @@ function forborneTable(forborne) {
     "non-performing", "principal"], rows) : "";
 }
 
+// The drawn loans of a borrower's exposure or a lender's book per currency by IFRS 9 stage, and their
+// arrears ageing by days past due (loans · principal), as of the node's head block (an older node: none).
+const AGEING_BUCKETS = { dpd_0: "0 days past due", dpd_1_30: "1-30 days", dpd_31_60: "31-60 days",
+  dpd_61_90: "61-90 days", dpd_over_90: ">90 days" };
+
+function stagesTable(stages) {
+  const rows = Object.entries(stages || {}).map(([c, t]) => ({ dataset: { stages: c },
+    cells: [c, ...[1, 2, 3].flatMap((n) => [String(t[`stage_${n}_loans`]), money(t[`stage_${n}_outstanding`], c)])] }));
+  return rows.length ? table(["currency", "stage 1", "principal", "stage 2", "principal", "stage 3 (impaired)",
+    "principal"], rows) : "";
+}
+
+function ageingTable(ageing) {
+  const rows = Object.entries(ageing || {}).map(([c, t]) => ({ dataset: { ageing: c },
+    cells: [c, ...Object.keys(AGEING_BUCKETS).map((b) => `${t[b + "_loans"]} · ${money(t[b + "_outstanding"], c)}`)] }));
+  return rows.length ? table(["currency", ...Object.values(AGEING_BUCKETS)], rows) : "";
+}
+
 // What a borrower's repayment history shows of the recoveries on its written-off loans, per currency.
 const recoveredText = (recovered) => Object.entries(recovered || {})
   .map(([c, amount]) => `, ${money(amount, c)} recovered after write-offs`).join("");
@@ -670,6 +710,8 @@ function exposurePanel(exposure) {
       : h("p", { class: "muted" }, "no live loans"),
     carriers.length ? table(["carried by", "outstanding", "committed", "loans"], carriers) : "",
     forborneTable(exposure.forborne),
+    stagesTable(exposure.stages),
+    ageingTable(exposure.ageing),
     writtenOffTable(exposure.written_off));
 }
 
@@ -685,6 +727,8 @@ function portfolioPanel(book) {
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
     largest.length ? table(["largest borrowers", "principal"], largest) : "",
     forborneTable(book.forborne),
+    stagesTable(book.stages),
+    ageingTable(book.ageing),
     writtenOffTable(book.written_off));
 }
 
