@@ -24,7 +24,7 @@ from lendchain.cli.join import join
 from lendchain.cli.keys import keys
 from lendchain.cli.loans import loan, party
 from lendchain.cli.network import devnet, start, testnet
-from lendchain.cli.restructure_consent import consent_restructure
+from lendchain.cli.restructure_consent import consent_restructure, withdraw_consent
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,3 +62,4 @@ for command in (
 loan.add_command(transfer_book)  # in their own module: they page, batch and summarise
 loan.add_command(accept_transfers)
 loan.add_command(consent_restructure)  # beside loans.py, which is near its size limit
+loan.add_command(withdraw_consent)

@@ -329,10 +329,11 @@ def describe_positions(view: dict[str, Any]) -> str:
         )
         asked = p.get("consent_requested")  # a restructuring waiting for this funder's consent (rules 5)
         if asked:
+            until = f" until {asked['expires_ms']} ms" if "expires_ms" in asked else ""  # rules 6
             lines.append(
                 f"    restructuring proposed at height {asked['height']} ({asked['rate_bps']} bps over "
-                f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your consent: "
-                f"lendchain loan consent-restructure {p['loan_id']}"
+                f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your "
+                f"consent{until}: lendchain loan consent-restructure {p['loan_id']}"
             )
     return "\n".join(lines)
 

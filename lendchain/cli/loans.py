@@ -11,7 +11,10 @@ what it recovers afterwards with ``loan recover`` (rules version 5). Its
 servicer proposes new remaining terms with ``loan restructure``, which the
 borrower accepts with ``loan accept-restructure`` once a syndicated loan's
 funders consent with ``loan consent-restructure`` (rules version 5; see
-``lendchain.ledger.restructuring`` and ``lendchain.cli.restructure_consent``).
+``lendchain.ledger.restructuring`` and ``lendchain.cli.restructure_consent``),
+and a funder takes its consent back with ``loan withdraw-consent`` (rules
+version 6, which also limits restructurings per loan and lets proposals
+expire: ``lendchain.ledger.restructuring_limits``).
 What ``party exposure``, ``loan portfolio``, ``loan books``, a loan's days past
 due and stage and a restructured loan's forbearance print is ``cli.reports``'s.
 """
@@ -351,7 +354,10 @@ def loan_restructure(
     On acceptance what is owed then (principal, begun interest, penalty) and
     the holiday's interest become the new principal, repaid in monthly
     instalments after the holiday. `loan withdraw-restructure` takes the
-    proposal back.
+    proposal back. From rules 6 a loan is restructured at most the chain's
+    max_restructurings times (default 3), and a proposal expires
+    restructure_offer_ms after it is made (default 30 days; `loan show`
+    gives when): propose again after that.
     """
     if holiday_months >= term_months:
         raise click.BadParameter(
@@ -374,7 +380,8 @@ def loan_restructure(
 @click.pass_context
 @user_errors
 def loan_accept_restructure(ctx: click.Context, loan_id: str, **kw: Any) -> None:
-    """Accept LOAN_ID's pending restructuring, as its borrower: the new schedule starts now."""
+    """Accept LOAN_ID's pending restructuring, as its borrower: the new schedule starts now (refused
+    once the proposal has expired, rules 6)."""
     _send_since(ctx, kw, RESTRUCTURE_SINCE, "loan.restructure_accept", {"loan_id": loan_id})
 
 
@@ -396,6 +403,10 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
         status = proposal["status"]
         if status == "lapsed":
             status = f"lapsed: {proposal['lapsed_because']}"
+        elif status == "expired":  # rules 6: its expires_ms passed
+            status = f"expired at {proposal['expires_ms']} ms: the servicer may propose again"
+        elif "expires_ms" in proposal:
+            status += f", expires at {proposal['expires_ms']} ms"
         lines.append(
             f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
             f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"

@@ -1,6 +1,7 @@
 """``lendchain loan consent-restructure``: a funder consents to a syndicated loan's pending
-restructuring, and what ``loan show`` says of the funders' consents (rules version 5; see
-``lendchain.ledger.funder_consent``).
+restructuring (rules version 5; see ``lendchain.ledger.funder_consent``), ``lendchain loan
+withdraw-consent``: it takes the consent back before the acceptance (rules version 6; see
+``lendchain.ledger.consent_withdrawal``), and what ``loan show`` says of the funders' consents.
 
 A module of its own beside ``loans`` (near its size limit), attached to the
 ``loan`` group as ``book``'s commands are.
@@ -13,6 +14,8 @@ from typing import Any
 import click
 
 from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.ledger.consent_withdrawal import KIND
+from lendchain.ledger.consent_withdrawal import SINCE_RULES as WITHDRAWAL_SINCE
 from lendchain.ledger.funder_consent import SINCE_RULES as CONSENT_SINCE
 from lendchain.ledger.funder_consent import percent
 
@@ -28,13 +31,33 @@ def consent_restructure(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     The borrower's `loan accept-restructure` is refused until the funders
     holding more than half of the amount committed have consented (the
     servicer's own commitment consents by proposing). A consent is to this
-    proposal's terms: it goes when the proposal is withdrawn or lapses.
-    `loan show` gives who has consented and what is still missing.
+    proposal's terms: it goes when the proposal is withdrawn or lapses, and
+    counts for nothing once the proposal expires (rules 6). `loan show`
+    gives who has consented and what is still missing; `loan
+    withdraw-consent` takes the consent back before the acceptance.
     """
     with client_from(kw) as client:
         status = client.get("/status")
     require_rules(status, CONSENT_SINCE, "loan.restructure_consent", "send it")
     send_tx(ctx, kw, "loan.restructure_consent", {"loan_id": loan_id})
+
+
+@click.command("withdraw-consent")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def withdraw_consent(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Take back your consent to LOAN_ID's pending restructuring, as a funder that consented.
+
+    Possible until the borrower accepts the proposal (rules 6). The
+    servicer, whose proposal was its consent, withdraws the proposal with
+    `loan withdraw-restructure` instead. You may consent again later.
+    """
+    with client_from(kw) as client:
+        status = client.get("/status")
+    require_rules(status, WITHDRAWAL_SINCE, KIND, "send it")
+    send_tx(ctx, kw, KIND, {"loan_id": loan_id})
 
 
 def consent_lines(proposal: dict[str, Any]) -> list[str]:

@@ -26,8 +26,26 @@ Key order is (slot, page, order of filing). Cost of a move: one page of at
 most ``PAGE_ITEMS`` ids per slot touched, however many loans share the hour
 (at 500 tx/s one hour of chain files ~160,000 loans in a slot), plus
 ``due/<slot>`` when its pages change and ``due/slots`` when a slot fills or
-empties; that list has at most a few thousand entries, since checks fall
-within the next few months.
+empties.
+
+How long ``due/slots`` gets. It holds one entry per hour that has a loan
+filed in it, so its length is bounded by the hours between the block time
+and the farthest check, plus the hours the pass has not reached yet (a
+backlog only past ``max_evaluations_per_block`` loans due at once). A loan
+is filed at most one instalment ahead (a month and ``grace_days``), or,
+overdue on its last instalment, ``default_days`` ahead (90 by default),
+except after a restructuring with a payment holiday: its first check is
+``holiday_months + 1`` months and ``grace_days`` after the acceptance, at
+most 12 + 1 months and 5 days, 395 days (``restructuring``). So the list
+never has more than 9,481 entries on a chain with the default parameters
+(``tests/ledger/test_due_horizon.py`` files a loan in every hour of that
+horizon and checks it): 85 KB packed. Measured on the development machine:
+decoding it takes 0.3 ms, packing and hashing it 0.3 ms, a block that opens
+one new hour costs 0.6 ms more, and a block of 1,897 transactions that each
+open a new hour among 7,584 filled ones 35 ms (18 microseconds per transaction, a
+copy and an insertion of the list each). That is small beside a
+transaction's other work, so the one-list layout stays; a chain that set
+``default_days`` far beyond a year would grow the list in proportion.
 """
 
 from __future__ import annotations

@@ -333,7 +333,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     """A funder's positions in syndicated loans, newest commitment last; None if it has none.
 
     ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``, ``stages`` and
-    ``ageing`` its shares of the drawn loans by stage and days past due then."""
+    ``ageing`` its shares of the drawn loans by stage and days past due then, and a proposal
+    that expired by then (rules 6) asks no consent any more (``consent_requested``)."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -393,7 +394,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "forbearance": status and status["status"],
                 "stage": staged["stage"],
                 "days_past_due": staged["days_past_due"],
-                "consent_requested": _consent_requested(get, loan, did) if committed else None,
+                "consent_requested": _consent_requested(get, loan, did, as_of_ms) if committed else None,
             }
         )
     return {
@@ -409,16 +410,22 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     }
 
 
-def _consent_requested(get: Callable[[bytes], Any], loan: dict[str, Any], did: str) -> dict[str, Any] | None:
-    """The terms of the loan's pending restructuring if it asks ``did``'s consent and has not had it."""
-    proposal = pending_restructuring(loan)
+_REQUESTED = ("height", "rate_bps", "term_months", "holiday_months")  # what a funder is asked to consent to
+
+
+def _consent_requested(
+    get: Callable[[bytes], Any], loan: dict[str, Any], did: str, as_of_ms: int | None
+) -> dict[str, Any] | None:
+    """The terms of the loan's pending restructuring if it asks ``did``'s consent and has not had it,
+    with its ``expires_ms`` when it has one (rules 6): one expired at ``as_of_ms`` asks nothing."""
+    proposal = pending_restructuring(loan, as_of_ms)
     if proposal is None or "consents" not in proposal:  # none pending, or no syndicate to ask
         return None
     if any(consent["funder"] == did for consent in proposal["consents"]):
         return None
     if not any(c["funder"] == did for c in counted_commitments(get, loan)):
         return None  # its commitment is not counted (a removed member's)
-    return {key: proposal[key] for key in ("height", "rate_bps", "term_months", "holiday_months")}
+    return {key: proposal[key] for key in (*_REQUESTED, "expires_ms") if key in proposal}
 
 
 def _counted_loans(

@@ -11,12 +11,15 @@ commitments must consent first.
 - ``loan.restructure_consent`` {loan_id}: a funder of the loan, one holding
   a commitment that is not released (``lifecycle.COMMITTED_FUNDER``, whatever
   roles it holds now), consents to the pending proposal. Refused when no
-  proposal is pending (none, withdrawn, or lapsed), when the loan is not
-  syndicated (its proposal needs no consent), and when the funder has
-  consented to this proposal already (by a consent, or by proposing it).
-  A consent cannot be taken back, and there is no refusal kind: a funder
-  that does not agree does not consent, and one that changes its mind asks
-  the servicer to withdraw the proposal.
+  proposal is pending (none, withdrawn, or lapsed; from rules 6 one that
+  expired is refused with ``expired``: ``restructuring_limits``), when the
+  loan is not syndicated (its proposal needs no consent), and when the
+  funder has consented to this proposal already (by a consent, or by
+  proposing it). There is no refusal kind: a funder that does not agree
+  does not consent. Under rules 5 a consent cannot be taken back (a funder
+  that changes its mind asks the servicer to withdraw the proposal); from
+  rules 6 it can, until the acceptance: ``loan.restructure_consent_withdraw``
+  (``consent_withdrawal``).
 - ``loan.restructure_accept`` by the borrower is refused (``invalid_state``)
   until the consents reach the majority, saying how much is missing, in
   amount and percent, and who has consented (the first

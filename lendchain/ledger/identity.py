@@ -76,6 +76,25 @@ def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -
     return consent is not None and scope in consent["scopes"] and consent["until_ms"] > now_ms
 
 
+# From this rules version a loan counts each time it defaults (``default_episodes``)
+DEFAULT_EPISODES_SINCE = 6
+
+
+def default_episodes(loan: dict[str, Any]) -> int:
+    """How many times the loan defaulted, as the repayment history counts it.
+
+    A default stamps ``defaulted_ms`` (each time: a restructuring makes a
+    defaulted loan current again, and it may default again). Under rules 5 that
+    was all, so a loan counted once however often it defaulted. From rules
+    ``DEFAULT_EPISODES_SINCE`` each default also raises the loan's ``defaults``
+    (``servicing.evaluate``), starting from this count: a loan that defaulted
+    under older rules (once or more, the record cannot tell) counts once for
+    those, then once more per default. One read of the loan's own fields: the
+    score stays O(1) per loan, and a rules-5 loan's bytes are untouched.
+    """
+    return loan.get("defaults", 1 if loan.get("defaulted_ms") is not None else 0)
+
+
 def repayment_history(get: Getter, did: str) -> dict[str, Any]:
     """Instalments paid on time and late, loans defaulted, closed and written off, restructurings
     accepted, over the borrower's loans, and what was recovered after write-offs, per currency.
@@ -88,7 +107,9 @@ def repayment_history(get: Getter, did: str) -> dict[str, Any]:
     reads them. A restructured loan (``restructuring``) keeps its
     ``defaulted_ms`` too, and the instalments in arrears when it was
     restructured count as ``late``; ``restructurings`` counts each one
-    accepted, which the score shows and does not weigh.
+    accepted, which the score shows and does not weigh. ``defaults`` counts
+    default episodes (``default_episodes``): from rules 6 a loan that
+    defaults again after a restructuring counts again.
     """
     history: dict[str, Any] = dict(EMPTY_HISTORY)
     recovered: dict[str, int] = {}
@@ -96,7 +117,7 @@ def repayment_history(get: Getter, did: str) -> dict[str, Any]:
         loan = get(loan_key(loan_id))
         history["on_time"] += loan.get("on_time", 0)
         history["late"] += loan.get("late", 0)
-        history["defaults"] += 1 if loan.get("defaulted_ms") is not None else 0
+        history["defaults"] += default_episodes(loan)
         history["closed"] += 1 if loan["state"] == "closed" else 0
         history["written_off"] += 1 if loan["state"] == "written_off" else 0
         history["restructurings"] += len(loan.get("restructurings", ()))

@@ -129,6 +129,11 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (DEFAULTED, "loan.restructure_accept"): (REPAYING, BORROWER),
     # A syndicated loan's funders consent to the pending proposal (funder_consent.py, rules 5)
     **{(state, "loan.restructure_consent"): (state, COMMITTED_FUNDER) for state in RESTRUCTURE_STATES},
+    # ... and may take a consent back before the acceptance (consent_withdrawal.py, rules 6)
+    **{
+        (state, "loan.restructure_consent_withdraw"): (state, COMMITTED_FUNDER)
+        for state in RESTRUCTURE_STATES
+    },
 }
 
 _ACTOR_NAMES = {

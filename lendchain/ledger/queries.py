@@ -30,6 +30,7 @@ from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.restructuring import lapse_of
+from lendchain.ledger.restructuring_limits import expired
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
 from lendchain.ledger.staging import credit_stage
@@ -145,8 +146,9 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     Once the loan is disbursed each schedule row has its ``due_ms``; after a
     restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
     ``restructurings`` say what each changed, and a proposal still recorded
-    has a ``status``: ``pending``, or ``lapsed`` and why (``lapsed_because``),
-    and on a syndicated loan its funders' ``consents`` and, while it is
+    has a ``status``: ``pending``, ``lapsed`` and why (``lapsed_because``), or
+    from rules 6 ``expired`` (its ``expires_ms`` at or before ``as_of_ms``;
+    ``restructuring_limits``), and on a syndicated loan its funders' ``consents`` and, while it is
     pending, their ``consent``: how far they are from the majority
     (``funder_consent.tally``). Its ``forbearance`` is None unless it was
     restructured, and then its status as a forborne exposure at ``as_of_ms``
@@ -172,10 +174,14 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
         view["transfer"]["status"] = "pending" if loan["state"] in SERVICER_STATES else "lapsed"
     if view.get("restructuring") is not None:
         lapse = lapse_of(loan)
-        view["restructuring"] |= (
-            {"status": "pending"} if lapse is None else {"status": "lapsed", "lapsed_because": lapse}
-        )
-        if lapse is None and "consents" in loan["restructuring"]:  # how far from its funders' majority
+        if lapse is not None:
+            view["restructuring"] |= {"status": "lapsed", "lapsed_because": lapse}
+        elif expired(loan["restructuring"], as_of_ms):
+            view["restructuring"]["status"] = "expired"
+        else:
+            view["restructuring"]["status"] = "pending"
+        pending = view["restructuring"]["status"] == "pending"
+        if pending and "consents" in loan["restructuring"]:  # how far from its funders' majority
             view["restructuring"]["consent"] = tally(
                 lambda key: read_value(reader, key), loan, loan["restructuring"]
             )

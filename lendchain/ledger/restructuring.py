@@ -1,4 +1,5 @@
-"""Restructuring a loan (forbearance): ``loan.restructure`` and its answers (rules version 5).
+"""Restructuring a loan (forbearance): ``loan.restructure`` and its answers (rules version 5; its
+guard rails, rules version 6).
 
 A borrower in trouble and its servicer may agree to change the loan's
 remaining terms rather than let it default. From rules version
@@ -15,7 +16,8 @@ remaining terms rather than let it default. From rules version
   ``term_months`` less its ``instalments_paid``), or a holiday. The same
   terms again would only move an overdue loan's due dates forward without a
   concession, what supervisors call re-ageing. One proposal is pending at a
-  time: a second is refused until the first is accepted or withdrawn.
+  time: a second is refused until the first is accepted or withdrawn (or
+  lapses, or from rules 6 expires: below).
 - ``loan.restructure_accept`` {loan_id}: the borrower accepts the pending
   proposal; it applies at the block's time (below).
 - ``loan.restructure_withdraw`` {loan_id}: the servicer takes it back.
@@ -42,6 +44,18 @@ after it was made, or is closed or written off, and it is dropped when a
 predecessor's offer (``transfers``: event ``loan.restructure_lapsed``).
 A payment, a cure or the loan falling overdue leaves it pending: the
 borrower may still take it.
+
+Guard rails (rules version 6, ``restructuring_limits``). A loan is
+restructured at most ``max_restructurings`` times (chain parameter, default
+3): a proposal beyond it is refused, and so is the acceptance of one made
+under rules 5 that would go beyond it. A proposal expires
+``restructure_offer_ms`` (default 30 days) after its block's time, which it
+records as ``expires_ms``: from then on nothing can accept, consent to or
+withdraw it (code ``expired``), and a new proposal replaces it. Expiry is
+judged when a transaction acts on the proposal and when a view is read,
+never by a block hook (the docstring of ``restructuring_limits`` says why).
+A funder may take its consent back while the proposal is pending
+(``loan.restructure_consent_withdraw``, ``consent_withdrawal``).
 
 What the acceptance does, at the block's time ``t`` (a syndicated loan's
 once its funders' consents are a majority, checked after step 1):
@@ -101,9 +115,11 @@ is what restructurings added to the principal (``loans.outstanding_principal``
 is ``amount + capitalised - principal_paid``) and ``penalty_capitalised`` the
 penalty moved into it (``servicing.penalty_due`` leaves it out). A pending
 proposal is the loan's ``restructuring`` (a syndicated loan's with its
-``consents``). Each of the four kinds adds a history entry; the events are
-``loan.restructure_offered``, ``loan.restructure_consented``,
-``loan.restructured`` and ``loan.restructure_withdrawn``.
+``consents``; from rules 6 with its ``expires_ms``, which the proposal's
+history entry and event carry too). Each of the four kinds adds a history
+entry; the events are ``loan.restructure_offered``,
+``loan.restructure_consented``, ``loan.restructured`` and
+``loan.restructure_withdrawn``.
 
 What follows. Exposure, portfolio, positions and a lending policy's exposure
 check read the outstanding principal with what was capitalised. A syndicated
@@ -137,6 +153,7 @@ from lendchain.ledger.loans import (
     schedule_of,
     with_history,
 )
+from lendchain.ledger.restructuring_limits import check_limit, expired, expired_refusal, offer_expiry
 from lendchain.ledger.schedule import period_interest
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.servicing import (
@@ -168,46 +185,53 @@ def lapse_of(loan: dict[str, Any]) -> str | None:
     return None
 
 
-def pending_restructuring(loan: dict[str, Any]) -> dict[str, Any] | None:
-    """The loan's restructuring proposal, if one was made and has not lapsed."""
+def pending_restructuring(loan: dict[str, Any], now_ms: int | None) -> dict[str, Any] | None:
+    """The loan's restructuring proposal, if one was made and has neither lapsed nor expired at
+    ``now_ms`` (rules 6, ``restructuring_limits``; None: expiry is not judged)."""
     proposal = loan.get("restructuring")
-    return proposal if proposal is not None and lapse_of(loan) is None else None
+    if proposal is None or lapse_of(loan) is not None or expired(proposal, now_ms):
+        return None
+    return proposal
 
 
-def _where(tx: Transaction, loan_id: bytes) -> str:
+def where(tx: Transaction, loan_id: bytes) -> str:
+    """How a refusal of ``tx`` names itself and its loan."""
     return f"{tx.kind} on loan {loan_id.hex()[:16]}"
 
 
-def _pending(tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
-    """The pending proposal an acceptance or a withdrawal acts on; refused if there is none."""
+def pending_proposal(ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
+    """The pending proposal a transaction acts on; refused if there is none, it lapsed or it expired."""
     proposal = loan.get("restructuring")
     if proposal is None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: no restructuring is pending (the loan's servicer proposes one "
+            f"{where(tx, loan_id)}: no restructuring is pending (the loan's servicer proposes one "
             "with loan.restructure)",
         )
     lapse = lapse_of(loan)
     if lapse is not None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its restructuring offered at height {proposal['height']} lapsed: "
+            f"{where(tx, loan_id)}: its restructuring offered at height {proposal['height']} lapsed: "
             f"{lapse}; the servicer may propose another with loan.restructure",
         )
+    if expired(proposal, ctx.timestamp_ms):
+        raise expired_refusal(where(tx, loan_id), proposal, ctx.timestamp_ms)
     return proposal
 
 
 def propose_restructuring(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
-    pending = pending_restructuring(loan)
+    pending = pending_restructuring(loan, ctx.timestamp_ms)
     if pending is not None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its restructuring offered at height {pending['height']} is still "
+            f"{where(tx, loan_id)}: its restructuring offered at height {pending['height']} is still "
             "pending; the borrower must accept it, or the servicer withdraw it with "
             "loan.restructure_withdraw, first",
         )
+    check_limit(ctx, where(tx, loan_id), loan)
     rate, term = tx.payload["rate_bps"], tx.payload["term_months"]
     holiday = tx.payload.get("holiday_months", 0)
     longest = ctx.params["max_term_months"]
@@ -229,18 +253,20 @@ def propose_restructuring(ctx: TxContext, tx: Transaction) -> None:
             "instalments without a holiday are its terms now; change the rate or the term, or grant "
             "a holiday (the same terms would only re-age its arrears)",
         )
+    expiry = offer_expiry(ctx)  # from rules 6: when the proposal expires
     proposal = {
         "rate_bps": rate,
         "term_months": term,
         "holiday_months": holiday,
         "height": ctx.height,
         "state": loan["state"],
+        **expiry,
     }
     if syndicated(loan):  # its funders consent before the borrower may accept (``funder_consent``)
         proposal["consents"] = opening_consents(ctx.get, loan, tx.sender, ctx.height)
     loan = {**loan, "restructuring": proposal}
     loan["history_len"] = with_history(
-        loan_id, loan, ctx, tx.kind, rate_bps=rate, term_months=term, holiday_months=holiday
+        loan_id, loan, ctx, tx.kind, rate_bps=rate, term_months=term, holiday_months=holiday, **expiry
     )
     ctx.put(loan_key(loan_id), loan)
     ctx.emit(
@@ -250,6 +276,7 @@ def propose_restructuring(ctx: TxContext, tx: Transaction) -> None:
         rate_bps=rate,
         term_months=term,
         holiday_months=holiday,
+        **expiry,
     )
 
 
@@ -260,12 +287,13 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
     state = lc.advance(
         loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
     )
-    proposal = _pending(tx, loan_id, loan)
+    proposal = pending_proposal(ctx, tx, loan_id, loan)
+    check_limit(ctx, where(tx, loan_id), loan)  # a proposal made before rules 6 (rules 6 proposes within it)
     missing = missing_consent(ctx.get, loan, proposal) if syndicated(loan) else None
     if missing is not None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its restructuring offered at height {proposal['height']} needs {missing}",
+            f"{where(tx, loan_id)}: its restructuring offered at height {proposal['height']} needs {missing}",
         )
     now = ctx.timestamp_ms
     schedule = schedule_of(loan)
@@ -280,7 +308,7 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
     if balance > MAX_AMOUNT:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its new principal would be {balance}, more than the {MAX_AMOUNT} a "
+            f"{where(tx, loan_id)}: its new principal would be {balance}, more than the {MAX_AMOUNT} a "
             "loan may owe; the servicer must propose a lower rate or a shorter holiday",
         )
     kept = loan["progress"][0]
@@ -343,7 +371,7 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
 def withdraw_restructuring(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
-    proposal = _pending(tx, loan_id, loan)
+    proposal = pending_proposal(ctx, tx, loan_id, loan)
     loan = {key: value for key, value in loan.items() if key != "restructuring"}
     loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, offered_height=proposal["height"])
     ctx.put(loan_key(loan_id), loan)
@@ -355,17 +383,17 @@ def consent_to_restructuring(ctx: TxContext, tx: Transaction) -> None:
     if not syndicated(loan):  # said before the lifecycle's refusal: nobody holds a commitment on it
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: the loan is not syndicated (no funders' commitments fund it): its "
+            f"{where(tx, loan_id)}: the loan is not syndicated (no funders' commitments fund it): its "
             "restructuring needs no funder's consent, only the borrower's acceptance",
         )
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
-    proposal = _pending(tx, loan_id, loan)
+    proposal = pending_proposal(ctx, tx, loan_id, loan)
     given = next((c for c in proposal["consents"] if c["funder"] == tx.sender), None)
     if given is not None:
         how = "by proposing it" if given["by_proposal"] else f"at height {given['height']}"
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: {tx.sender} already consented to its restructuring offered at height "
+            f"{where(tx, loan_id)}: {tx.sender} already consented to its restructuring offered at height "
             f"{proposal['height']}, {how}; a funder consents once to a proposal",
         )
     amount = next(c["amount"] for c in loan["funding"]["commitments"] if c["funder"] == tx.sender)

@@ -67,6 +67,14 @@ Versions:
    ``loan.recover`` (``writeoff``): the servicer records money recovered
    on a written-off loan, and a refused transaction on a written-off loan
    names ``loan.recover`` as the one it still takes (``lifecycle.advance``).
+6. Guard rails on restructuring (``restructuring_limits``): a loan is
+   restructured at most ``max_restructurings`` times, a proposal expires
+   ``restructure_offer_ms`` after it is made (its acceptance and consents
+   are refused with ``expired`` from then), and the kind
+   ``loan.restructure_consent_withdraw`` (``consent_withdrawal``) lets a
+   funder take its consent back before the acceptance; a loan that
+   defaults again after a restructuring counts as a default once more in
+   the borrower's repayment history (``identity.default_episodes``).
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 5
+RULES_VERSION = 6
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts

@@ -15,7 +15,10 @@ same way from chain state alone:
   count times its points, ``on_time`` and ``late`` capped; a loan written
   off after its default (``writeoff``) counts as the default it was, and so
   does a loan restructured after its default (``restructuring``); money
-  recovered on a written-off loan afterwards (rules 5) changes nothing here;
+  recovered on a written-off loan afterwards (rules 5) changes nothing here.
+  ``defaults`` counts default episodes: from rules 6 a loan restructured
+  after its default that defaults again counts twice (under older rules
+  once), and the factor's source says so (``DEFAULTS_SOURCE``);
 - ``restructurings``: present only when the borrower has had a loan
   restructured, the number accepted, worth 0 points: shown to a lender, not
   weighed (the instalments in arrears when a loan was restructured already
@@ -51,6 +54,11 @@ DEFAULT_SCORECARD: dict[str, Any] = {
     "default_points": -200,
 }
 
+# How the ``defaults`` factor counts (``identity.default_episodes``), said where the score is explained.
+DEFAULTS_SOURCE = (
+    "repayment history on this chain: each default counts, so a loan that defaulted again after a "
+    "restructuring counts again (from rules 6; under older rules a loan counted once)"
+)
 REPORT_FACTORS = ("income_band", "dti_bps", "history_months", "obligations")
 EMPTY_HISTORY: dict[str, int] = {
     "on_time": 0,
@@ -112,7 +120,7 @@ def credit_score(
     factors.append(Factor("on_time", history["on_time"], on_time, chain))
     factors.append(Factor("late", history["late"], late, chain))
     factors.append(
-        Factor("defaults", history["defaults"], history["defaults"] * card["default_points"], chain)
+        Factor("defaults", history["defaults"], history["defaults"] * card["default_points"], DEFAULTS_SOURCE)
     )
     if history["restructurings"]:
         factors.append(

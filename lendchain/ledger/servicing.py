@@ -22,7 +22,8 @@ Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
 - a payment goes to penalty first, then to the schedule (interest, then
   principal, instalment by instalment); more than is owed is refused naming
   the amount owed. Each instalment a payment completes counts as on time or
-  late on the loan (``on_time``/``late``); a default stamps ``defaulted_ms``.
+  late on the loan (``on_time``/``late``); a default stamps ``defaulted_ms``
+  and, from rules 6, counts itself in ``defaults`` (``identity.default_episodes``).
   The borrower's repayment history, which the score reads, sums these over
   the borrower's loans (``identity.repayment_history``), so a repayment
   writes no key besides the loan's own.
@@ -81,6 +82,7 @@ from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.funding import distribute
+from lendchain.ledger.identity import DEFAULT_EPISODES_SINCE, default_episodes
 from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.loans import (
     LOAN_ID_FIELD,
@@ -209,6 +211,9 @@ def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, 
         loan["history_len"] = with_history(
             loan_id, loan, ctx, "loan.defaulted", instalment=number, due_ms=oldest_due
         )
+        # From rules 6 each default counts: a loan restructured after its default may default again.
+        if ctx.rules >= DEFAULT_EPISODES_SINCE:
+            loan["defaults"] = default_episodes(loan) + 1
         loan["defaulted_ms"] = now
         ctx.emit("loan.defaulted", loan_id=loan_id.hex(), instalment=number, due_ms=oldest_due)
     return loan

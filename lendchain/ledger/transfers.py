@@ -155,7 +155,7 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
     if unfit is not None:  # the member changed since the offer: the offer checked it then
         raise TxRejected("forbidden", f"{_where(tx, loan_id)}: its pending transfer {unfit} now")
     previous = loan["lender"]
-    dropped = pending_restructuring(loan)  # only from rules 5: no older loan has one
+    dropped = pending_restructuring(loan, ctx.timestamp_ms)  # only from rules 5: no older loan has one
     lapsed = {} if dropped is None else {"restructuring_lapsed": dropped["height"]}
     loan = {key: value for key, value in loan.items() if key not in ("transfer", "restructuring")}
     loan["lender"] = tx.sender

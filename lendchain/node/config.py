@@ -20,6 +20,8 @@ from typing import Any
 from lendchain import codec
 from lendchain.crypto import PUBLIC_KEY_SIZE
 from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member, address_problem
+from lendchain.ledger.restructuring_limits import PARAMS as LIMIT_PARAMS
+from lendchain.ledger.restructuring_limits import genesis_problem
 from lendchain.ledger.rules import RULES_VERSION
 
 
@@ -267,7 +269,21 @@ def genesis_from_doc(doc: dict[str, Any], path: Path) -> Genesis:
             f"rules_version must be an integer from 1 to {RULES_VERSION} (the newest rules this release "
             f"executes), got {version!r}",
         )
+    _check_restructuring_limits(top, app)
     return Genesis(chain_id, genesis_time_ms, tuple(members), tuple(observers), consensus, app)
+
+
+def _check_restructuring_limits(top: _Table, app: dict[str, Any]) -> None:
+    """The ``[app]`` guard rails on restructuring (rules 6, ``ledger.restructuring_limits``): values in
+    bounds, and no key that is a near miss of their names (it would leave the default in force)."""
+    for key in app:
+        if key not in LIMIT_PARAMS:
+            meant = difflib.get_close_matches(key, LIMIT_PARAMS, n=1, cutoff=0.85)
+            if meant:
+                raise ConfigError(f"{top.file}: unknown key 'app.{key}'; did you mean 'app.{meant[0]}'?")
+    problem = genesis_problem(app)
+    if problem is not None:
+        raise top.error(f"app.{problem[0]}", problem[1])
 
 
 def load_genesis(path: str | Path) -> Genesis:

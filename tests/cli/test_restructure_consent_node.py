@@ -1,10 +1,11 @@
-"""``loan restructure``, ``loan consent-restructure`` and ``loan accept-restructure`` on a syndicated loan,
-in ``lendchain`` processes against a real two-member network on rules 5.
+"""``loan restructure``, ``loan consent-restructure``, ``loan withdraw-consent`` and ``loan
+accept-restructure`` on a syndicated loan, in ``lendchain`` processes against a real two-member network
+on the newest rules.
 
-The chain-backed tests (test_restructure_consent_cli.py and the ledger's
-test_restructure_consent*.py) cover the cases; this one confirms the real
-paths: each command signs with its key file, the node takes the rules-5 kind,
-and a refused acceptance reaches the borrower as the chain's sentence.
+The chain-backed tests (test_restructure_consent_cli.py, test_restructure_guardrails_cli.py and the
+ledger's test_restructure_consent*.py and test_consent_withdrawal.py) cover the cases; this one confirms
+the real paths: each command signs with its key file, the node takes the kinds of rules 5 and 6, and a
+refused acceptance reaches the borrower as the chain's sentence.
 """
 
 from __future__ import annotations
@@ -82,6 +83,16 @@ def test_half_the_syndicate_is_not_enough_and_the_other_funders_consent_lets_the
     consented = lendchain_cli("loan", "consent-restructure", loan_id, "--key", str(investor_key), *node)
     assert consented.returncode == 0, consented.stderr
     assert "loan.restructure_consented" in consented.stdout
+    taken_back = lendchain_cli("loan", "withdraw-consent", loan_id, "--key", str(investor_key), *node)
+    assert taken_back.returncode == 0, taken_back.stderr
+    assert "loan.restructure_consent_withdrawn" in taken_back.stdout
+    shown = lendchain_cli("loan", "show", loan_id, *node).stdout
+    assert "60000 of 120000 committed (50.00 %)" in shown and "(pending, expires at " in shown
+    again = lendchain_cli("loan", "withdraw-consent", loan_id, "--key", str(investor_key), *node)
+    assert again.returncode == 1 and "failed (invalid_state)" in again.stderr
+    assert f"{investor.did} has not consented to its restructuring offered at height" in again.stderr
+    consented = lendchain_cli("loan", "consent-restructure", loan_id, "--key", str(investor_key), *node)
+    assert consented.returncode == 0, consented.stderr
     shown = lendchain_cli("loan", "show", loan_id, *node)
     assert (
         "120000 of 120000 committed (100.00 %); a majority needs more than half, at least 60001: reached"

@@ -1,5 +1,6 @@
-"""The console's pages of a loan's later life in a real browser (rules 5): a write-off and its
-recoveries, a restructuring, funders' consent to one, forborne exposures.
+"""The console's pages of a loan's later life in a real browser (rules 5 and 6): a write-off and its
+recoveries, a restructuring, funders' consent to one (and its withdrawal), a proposal's expiry,
+forborne exposures.
 
 Each page is served in flight (Playwright routes) from views a ledger test
 chain computed, so no block time has to pass on the real nodes; the nodes
@@ -192,6 +193,51 @@ def test_a_syndicated_loans_proposal_shows_its_funders_consents_and_the_restruct
     done.wait_for()
     assert done.inner_text().endswith(f"; consented by 2 funders holding {euros(70_000)}")
     assert console.page.locator("#loan-restructuring-consent").count() == 0
+
+
+def test_a_proposal_shows_until_when_it_may_be_accepted_and_then_that_it_expired(net, open_console):
+    """A syndicated loan's proposal (rules 6) with a consent given and withdrawn, judged before and at its
+    expiry, each served in flight."""
+    chain, members, borrower = funders_world(version=6)
+    bank1 = members[0]
+    loan_id = syndicate(chain, borrower, bank1, [(ALICE, 30_000), (bank1, 40_000), (BOB, 50_000)])
+    assert propose(chain, bank1, loan_id).ok
+    for kind in ("loan.restructure_consent", "loan.restructure_consent_withdraw"):
+        assert chain.run_one(chain.tx(ALICE, kind, {"loan_id": loan_id})).ok
+    expires_ms = queries.lookup(chain.state, "loan", loan_id)["restructuring"]["expires_ms"]
+    answers = [
+        queries.lookup(chain.state, "loan", loan_id, as_of_ms=ms) for ms in (chain.head_ms, expires_ms)
+    ]
+    bank1_did = net["bank1"].get("/status")["did"]
+    sender = {"did": bank1_did, "name": "bank1"}
+    for answer in answers:
+        answer["borrower"] = bank1_did  # a party the node knows: no 404 in the log
+        answer["history"] = [
+            {**entry, "timestamp_ms": chain.head_ms, "tx_kind": entry["event"], "tx_sender": sender, "signer": sender}
+            for entry in answer["history"][-1:]
+        ]  # fmt: skip
+    console = open_console(net["bank1"].url + "/console/")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answers[0]))
+    console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
+    proposal = console.page.locator("#loan-restructuring")
+    proposal.wait_for()
+    assert proposal.get_attribute("data-status") == "pending"
+    assert proposal.inner_text().endswith(
+        f"the borrower may accept it until {utc(expires_ms)} once its funders' consents are a majority"
+    )
+    assert console.page.locator("[data-consent]").count() == 1  # alice took hers back: bank1's is left
+    withdrawn = console.page.locator("#loan-timeline li[data-event='loan.restructure_consent_withdraw']")
+    assert "amount 300.00 EUR" in withdrawn.inner_text()
+    console.page.unroute(f"**/loans/{loan_id}")
+    console.page.route(f"**/loans/{loan_id}", lambda route: route.fulfill(json=answers[1]))
+    console.page.reload()
+    expired = console.page.locator("#loan-restructuring[data-status='expired']")
+    expired.wait_for()
+    assert expired.inner_text().endswith(f": expired {utc(expires_ms)}; the servicer may propose again")
+    assert "restructuring expired" in console.text("#view")
+    assert console.page.locator("#loan-restructuring-consent").count() == 0
+    console.shot("loan-restructuring-expired")
+    assert console.errors == []
 
 
 def test_a_forborne_loan_shows_its_status_and_the_books_their_forborne_totals(net, open_console):

@@ -140,6 +140,27 @@ def test_node_config_errors_name_the_key(net, change, message):
         ),
         (lambda d: d.update(app={"rules_version": "2"}), "rules_version must be an integer .* got '2'"),
         (lambda d: d.update(app={"rules_version": True}), "rules_version must be an integer .* got True"),
+        (
+            lambda d: d.update(app={"max_restructurings": 0}),
+            r"'app.max_restructurings' must be an integer from 1 to 20 \(restructurings per loan\), got 0",
+        ),
+        (lambda d: d.update(app={"max_restructurings": 21}), "'app.max_restructurings' .* got 21"),
+        (lambda d: d.update(app={"max_restructurings": "3"}), "'app.max_restructurings' .* got '3'"),
+        (lambda d: d.update(app={"max_restructurings": True}), "'app.max_restructurings' .* got True"),
+        (
+            lambda d: d.update(app={"restructure_offer_ms": 59_999}),
+            r"'app.restructure_offer_ms' must be an integer from 60000 to 31536000000 \(milliseconds a "
+            r"proposal stays open\), got 59999",
+        ),
+        (lambda d: d.update(app={"restructure_offer_ms": -1}), "'app.restructure_offer_ms' .* got -1"),
+        (
+            lambda d: d.update(app={"max_restructuring": 2}),
+            r"unknown key 'app.max_restructuring'; did you mean 'app.max_restructurings'\?",
+        ),
+        (
+            lambda d: d.update(app={"restructure_offer": 86_400_000}),
+            r"unknown key 'app.restructure_offer'; did you mean 'app.restructure_offer_ms'\?",
+        ),
     ],
 )
 def test_genesis_errors_name_the_key(net, change, message):
@@ -147,6 +168,13 @@ def test_genesis_errors_name_the_key(net, change, message):
     _edit(path, change)
     with pytest.raises(ConfigError, match=message):
         load_genesis(path)
+
+
+def test_a_genesis_sets_the_restructuring_guard_rails_within_their_bounds(net):
+    path = net.out / "genesis.toml"
+    _edit(path, lambda d: d.setdefault("app", {}).update(max_restructurings=20, restructure_offer_ms=60_000))
+    app = load_genesis(path).app
+    assert (app["max_restructurings"], app["restructure_offer_ms"]) == (20, 60_000)
 
 
 def test_invalid_toml_is_named(net):

@@ -22,10 +22,10 @@ ALICE, BOB, CAROL = seeded_key(2), seeded_key(3), seeded_key(4)
 NOT_A_FUNDER = "is refused: only a funder of the loan whose commitment is not released may do this"
 
 
-def funders_world():
-    """``with_borrower``'s rules-5 chain, its members and borrower, with alice, bob and carol registered
-    as investors."""
-    chain, members, borrower = with_borrower(version=5)
+def funders_world(version=5):
+    """``with_borrower``'s chain (rules 5 unless told), its members and borrower, with alice, bob and
+    carol registered as investors."""
+    chain, members, borrower = with_borrower(version=version)
     for investor in (ALICE, BOB, CAROL):
         ok(chain, investor, "party.register", {"role": "investor"})
     return chain, members, borrower

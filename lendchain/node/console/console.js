@@ -518,20 +518,29 @@ function scheduleRows(loan) {
 
 const percent = (bps) => `${Math.trunc(bps / 100)}.${String(bps % 100).padStart(2, "0")} %`;
 
-// A restructuring still proposed (pending, or lapsed and why) and each one the borrower accepted
-// (rules 5): what was capitalised into the new principal and the new schedule's terms; on a
-// syndicated loan, its funders' consents (funder_consent.py: a majority of the amount committed).
+// A restructuring still proposed (pending, lapsed and why, or expired: rules 6) and each one the
+// borrower accepted (rules 5): what was capitalised into the new principal and the new schedule's
+// terms; on a syndicated loan, its funders' consents (funder_consent.py: a majority of the amount
+// committed). A proposal made under rules 6 has an expires_ms (restructuring_limits.py).
+const PROPOSAL_LABELS = { pending: "restructuring proposed", lapsed: "restructuring lapsed", expired: "restructuring expired" };
+
+function proposalStatus(proposal, acceptable) {
+  if (proposal.status === "lapsed") return `: ${proposal.lapsed_because}`;
+  if (proposal.status === "expired") return `: expired ${time(proposal.expires_ms)}; the servicer may propose again`;
+  const until = proposal.expires_ms ? ` until ${time(proposal.expires_ms)}` : "";
+  return `: the borrower may accept it${until} ${acceptable}`.trimEnd();
+}
+
 function restructuringRows(loan) {
   const c = loan.currency;
   const proposal = loan.restructuring;
   const counted = proposal && proposal.consent;  // pending on a syndicated loan (an older node: none)
   const acceptable = counted && !counted.majority ? "once its funders' consents are a majority" : "";
   const rows = proposal ? [[
-    proposal.status === "pending" ? "restructuring proposed" : "restructuring lapsed",
-    h("span", { id: "loan-restructuring" },
+    PROPOSAL_LABELS[proposal.status] || "restructuring proposed",
+    h("span", { id: "loan-restructuring", dataset: { status: proposal.status } },
       `${proposal.rate_bps} bps over ${proposal.term_months} months (${proposal.holiday_months} of holiday), `
-      + `at block ${proposal.height}` + (proposal.status === "pending" ? `: the borrower may accept it ${acceptable}`.trim()
-        : `: ${proposal.lapsed_because}`))]] : [];
+      + `at block ${proposal.height}` + proposalStatus(proposal, acceptable))]] : [];
   if (counted) {
     rows.push(["funders' consent", h("span", { id: "loan-restructuring-consent" },
       `${money(counted.consented, c)} of ${money(counted.committed, c)} committed (${percent(counted.consented_bps)}); `
