@@ -67,6 +67,12 @@ Versions:
    ``loan.recover`` (``writeoff``): the servicer records money recovered
    on a written-off loan, and a refused transaction on a written-off loan
    names ``loan.recover`` as the one it still takes (``lifecycle.advance``).
+6. ``loan.transfer``, ``loan.transfer_accept`` and ``loan.transfer_withdraw``
+   work on a written-off loan: its recovery changes servicer (``transfers``);
+   adds the kind ``loan.recovery_end`` (``recovery_end``): the servicer ends
+   a written-off loan's recovery; ``member.remove`` is refused while the
+   member services the recovery of a written-off loan with money left to
+   recover (``removal``).
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 5
+RULES_VERSION = 6
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts

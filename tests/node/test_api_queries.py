@@ -26,8 +26,8 @@ class LedgerNode:
     def query(self, kind: str, ref: str) -> dict[str, Any] | None:
         return queries.lookup(self.chain.state, kind, ref, as_of_ms=self.chain.head_ms)
 
-    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
-        return book_page(self.chain.state, did, start, limit)
+    def book_page(self, did: str, start: int, limit: int, written_off: bool) -> dict[str, Any] | None:
+        return book_page(self.chain.state, did, start, limit, written_off)
 
 
 def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
