@@ -250,6 +250,15 @@ def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str
     return result
 
 
+def next_rules(status: dict[str, Any]) -> int:
+    """The rules version the chain's next block runs under, from the node's ``/status``."""
+    version = status["rules"]["version"]
+    for upgrade in status["rules"]["scheduled"]:
+        if upgrade["height"] <= status["height"] + 1:
+            version = upgrade["version"]
+    return version
+
+
 def require_rules(status: dict[str, Any], since: int, what: str, action: str) -> None:
     """Refuse, saying what to do, when the chain's next block runs rules older than ``since``.
 
@@ -258,13 +267,10 @@ def require_rules(status: dict[str, Any], since: int, what: str, action: str) ->
     the command would only wait for nothing; ``action`` names what to do once
     the version starts.
     """
-    version = status["rules"]["version"]
-    scheduled = status["rules"]["scheduled"]
-    for upgrade in scheduled:
-        if upgrade["height"] <= status["height"] + 1:
-            version = upgrade["version"]
+    version = next_rules(status)
     if version >= since:
         return
+    scheduled = status["rules"]["scheduled"]
     later = [upgrade["height"] for upgrade in scheduled if upgrade["version"] >= since]
     if later:
         what_to_do = f"it starts at height {later[0]}; {action} from then on"

@@ -11,6 +11,16 @@ reads the book again: a loan whose transfer now names ``--to`` was offered;
 for any other the node's tx status says why not. ``accept-transfers`` does
 the same with ``loan.transfer_accept`` for the transfers pending to the member.
 
+Written-off loans. From rules version 6 a written-off loan's recovery changes
+servicer with the same kinds (``ledger.transfers``), and a member servicing
+one with money left to recover cannot leave (``ledger.removal``). So both
+commands take those loans with the open ones once the chain runs rules 6
+(``--loans all``, the default: the book ``member.remove`` waits for), and
+``--loans open`` or ``--loans written-off`` picks one kind: a bank that sells
+its live book to one lender and hands its charge-offs to a collector runs
+each once. Under older rules ``all`` means the open loans, and
+``written-off`` is refused, naming the upgrade.
+
 Running either again after an interruption is safe: the book read first says
 what is done. A loan already pending to ``--to`` is counted and not sent
 again, one pending to another lender is reported and left alone, and an
@@ -35,6 +45,7 @@ from lendchain.cli._common import (
     emit,
     key_options,
     load_signer,
+    next_rules,
     require_rules,
     user_errors,
 )
@@ -43,10 +54,12 @@ from lendchain.crypto import SigningKey
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.ledger.transactions import Transaction
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
+from lendchain.ledger.transfers import WRITTEN_OFF_SINCE
 
 BATCH_TXS = 500  # per stream message: far under the API's 10,000 and 16 MiB, few messages per book
 _SHOWN = ("loan_id", "currency", "amount", "state", "lender")  # of each loan a dry run lists
 _RETRIED_ERRORS = (429, 503)  # rate limited, mempool full: the same batch goes again after retry_after_s
+LOAN_CHOICES = ("all", "open", "written-off")  # ``--loans``: see the module
 
 
 @dataclass
@@ -69,6 +82,13 @@ def _upper(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 
 def book_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--dry-run", is_flag=True, help="List what would be sent; send nothing.")(fn)
+    fn = click.option(
+        "--loans",
+        type=click.Choice(LOAN_CHOICES),
+        default="all",
+        show_default=True,
+        help="Open loans, written-off loans whose recovery moves (rules 6), or all (written-off from rules 6).",
+    )(fn)
     fn = click.option("--limit", type=click.IntRange(1), help="Send for at most this many loans.")(fn)
     fn = click.option(
         "--currency", callback=_upper, help="Only loans in this currency (ISO 4217 code, e.g. EUR)."
@@ -87,18 +107,22 @@ def book_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def transfer_book(ctx: click.Context, to: str, **kw: Any) -> None:
     """Offer every open loan the --key's member services to the lender member --to.
 
-    Loans with a transfer pending are not sent: one pending to --to already
-    counts as offered, one pending to another lender is reported. Safe to run
-    again; --to accepts them all with `loan accept-transfers`.
+    From rules version 6 also every written-off loan whose recovery it
+    services with money left to recover (--loans picks one kind). Loans with
+    a transfer pending are not sent: one pending to --to already counts as
+    offered, one pending to another lender is reported. Safe to run again;
+    --to accepts them all with `loan accept-transfers`.
     """
     with client_from(kw) as client:
-        require_rules(client.get("/status"), TRANSFER_SINCE, "loan.transfer", "hand the book over")
+        status = client.get("/status")
+        require_rules(status, TRANSFER_SINCE, "loan.transfer", "hand the book over")
+        written_off = _with_written_off(status, kw["loans"], "loan.transfer", "hand their recovery over")
         key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         me = _lender_member(client, key.did, "the key's member")
         target = _lender_member(client, to, "--to")
         if target["did"] == me["did"]:
             raise click.ClickException(f"--to {to} is the key's own member {me['name']}: name another lender")
-        rows = _in_currency(_read_book(client, me["did"]), kw["currency"])
+        rows = _chosen(_read_book(client, me["did"], written_off), kw)
         mine = [row for row in rows if row["lender"] == me["did"]]
         free = [row for row in mine if row["transfer"] is None]
         summary: dict[str, Any] = {
@@ -122,6 +146,7 @@ def transfer_book(ctx: click.Context, to: str, **kw: Any) -> None:
             free,
             "offered",
             lambda row: _to(row) == to,
+            written_off,
         )
 
 
@@ -136,12 +161,16 @@ def accept_transfers(ctx: click.Context, from_did: str | None, **kw: Any) -> Non
     Safe to run again: an accepted transfer is no longer pending.
     """
     with client_from(kw) as client:
-        require_rules(client.get("/status"), TRANSFER_SINCE, "loan.transfer_accept", "accept them")
+        status = client.get("/status")
+        require_rules(status, TRANSFER_SINCE, "loan.transfer_accept", "accept them")
+        written_off = _with_written_off(
+            status, kw["loans"], "loan.transfer_accept", "take their recovery over"
+        )
         key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         me = _lender_member(client, key.did, "the key's member")
         if from_did is not None and _member(client, from_did) is None:
             raise click.ClickException(f"--from {from_did} is no consortium member: give a lender's did:key")
-        rows = _in_currency(_read_book(client, me["did"]), kw["currency"])
+        rows = _chosen(_read_book(client, me["did"], written_off), kw)
         offered = [row for row in rows if _to(row) == me["did"] and from_did in (None, row["lender"])]
         summary: dict[str, Any] = {"command": "accept-transfers", "member": _who(me), "from": from_did}
         payloads = [{"loan_id": row["loan_id"]} for row in offered]
@@ -149,7 +178,19 @@ def accept_transfers(ctx: click.Context, from_did: str | None, **kw: Any) -> Non
         def accepted(row: dict[str, Any]) -> bool:
             return row["lender"] == me["did"]
 
-        _run(ctx, client, key, kw, summary, "loan.transfer_accept", payloads, offered, "accepted", accepted)
+        _run(
+            ctx,
+            client,
+            key,
+            kw,
+            summary,
+            "loan.transfer_accept",
+            payloads,
+            offered,
+            "accepted",
+            accepted,
+            written_off,
+        )
 
 
 def _run(
@@ -163,11 +204,19 @@ def _run(
     rows: list[dict[str, Any]],
     done_name: str,
     took_effect: Callable[[dict[str, Any]], bool],
+    written_off: bool,
 ) -> None:
-    """Send ``payloads`` (one per loan of ``rows``), see what took effect, print the summary."""
+    """Send ``payloads`` (one per loan of ``rows``), see what took effect, print the summary.
+
+    ``written_off``: the book read includes the written-off loans whose recovery moves (rules 6).
+    """
     limit = kw["limit"] if kw["limit"] is not None else len(payloads)
     summary.update(
-        currency=kw["currency"], kind=kind, eligible=len(payloads), left_by_limit=len(payloads[limit:])
+        currency=kw["currency"],
+        loans=kw["loans"],
+        kind=kind,
+        eligible=len(payloads),
+        left_by_limit=len(payloads[limit:]),
     )
     payloads, rows = payloads[:limit], rows[:limit]
     if kw["dry_run"]:
@@ -177,7 +226,7 @@ def _run(
         return
     sent = _send(client, key, kind, payloads, kw["timeout"])
     try:
-        outcome = _outcome(client, summary["member"]["did"], sent, kw["timeout"], took_effect)
+        outcome = _outcome(client, summary["member"]["did"], sent, kw["timeout"], took_effect, written_off)
     except NodeError as e:
         raise click.ClickException(
             f"sent {len(sent.txs)} {kind} txs but cannot see what became of them ({e}); "
@@ -235,19 +284,35 @@ def _who(member: dict[str, Any]) -> dict[str, str]:
     return {"did": member["did"], "name": member["name"]}
 
 
-def _read_book(client: Any, did: str) -> list[dict[str, Any]]:
-    """Every live loan of ``did``'s book, a page of its lender index per request."""
+def _with_written_off(status: dict[str, Any], loans: str, kind: str, action: str) -> bool:
+    """Whether ``--loans`` takes written-off loans on this chain; ``written-off`` refused before rules 6."""
+    if loans == "written-off":
+        require_rules(status, WRITTEN_OFF_SINCE, f"{kind} on a written-off loan", action)
+    return loans != "open" and next_rules(status) >= WRITTEN_OFF_SINCE
+
+
+def _read_book(client: Any, did: str, written_off: bool) -> list[dict[str, Any]]:
+    """Every live loan of ``did``'s book, a page of its lender index per request, and with
+    ``written_off`` the written-off loans whose recovery it services or is offered."""
     rows: list[dict[str, Any]] = []
     start: int | None = 0
+    extra = {"written_off": 1} if written_off else {}  # an older node ignores it, and lists none
     while start is not None:
-        page = client.get(f"/portfolio/{did}/loans", **{"from": start, "limit": BOOK_PAGE_MAX})
+        page = client.get(f"/portfolio/{did}/loans", **{"from": start, "limit": BOOK_PAGE_MAX, **extra})
         rows += page["loans"]
         start = page["next"]
     return rows
 
 
-def _in_currency(rows: list[dict[str, Any]], currency: str | None) -> list[dict[str, Any]]:
-    return rows if currency is None else [row for row in rows if row["currency"] == currency]
+def _chosen(rows: list[dict[str, Any]], kw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the book that ``--currency`` and ``--loans`` pick."""
+    if kw["currency"] is not None:
+        rows = [row for row in rows if row["currency"] == kw["currency"]]
+    if kw["loans"] == "open":
+        return [row for row in rows if row["state"] != "written_off"]
+    if kw["loans"] == "written-off":
+        return [row for row in rows if row["state"] == "written_off"]
+    return rows
 
 
 def _to(row: dict[str, Any]) -> str | None:
@@ -313,7 +378,12 @@ def _retry(stream: Any, batch: list[str], error: NodeError, deadline: float) -> 
 
 
 def _outcome(
-    client: Any, did: str, sent: Sent, timeout_s: float, took_effect: Callable[[dict[str, Any]], bool]
+    client: Any,
+    did: str,
+    sent: Sent,
+    timeout_s: float,
+    took_effect: Callable[[dict[str, Any]], bool],
+    written_off: bool,
 ) -> Outcome:
     """What became of the txs sent: read from the book once they are out of the mempool, else from
     each tx's status.
@@ -331,7 +401,7 @@ def _outcome(
         except NodeError as e:
             if e.status not in (None, 404):  # None: still pending at the timeout, said per tx below
                 raise
-    effective = {row["loan_id"] for row in _read_book(client, did) if took_effect(row)}
+    effective = {row["loan_id"] for row in _read_book(client, did, written_off) if took_effect(row)}
     for loan_id, tx in sent.txs:
         if loan_id in effective:
             outcome.done.append(loan_id)
@@ -380,7 +450,8 @@ def _heading(summary: dict[str, Any]) -> str:
     else:
         where = f"offered by {summary['from']}" if summary["from"] else "pending to it"
     currency = f" in {summary['currency']}" if summary["currency"] else ""
-    return f"{summary['command']}: {me['name']} ({me['did']}), {summary['kind']} {where}{currency}"
+    loans = f", {summary['loans']} loans" if summary["loans"] != "all" else ""
+    return f"{summary['command']}: {me['name']} ({me['did']}), {summary['kind']} {where}{currency}{loans}"
 
 
 def _skipped_lines(summary: dict[str, Any]) -> list[str]:

@@ -311,9 +311,15 @@ def describe_members(view: dict[str, Any]) -> str:
         lines.append(f"{'':<12} {member['did']}")
         if "open_loans_serviced" in member:  # asked for one member: what its removal waits for
             serviced, pending = member["open_loans_serviced"], member["transfers_pending_to"]
+            recovering = member.get("written_off_recovering")  # an older release's node leaves it out
+            recoveries = (
+                f", recovers {recovering} written-off loan{'s' if recovering != 1 else ''}"
+                if recovering is not None
+                else ""
+            )
             lines.append(
                 f"{'':<12} services {serviced} open loan{'s' if serviced != 1 else ''}, "
-                f"{pending} transfer{'s' if pending != 1 else ''} pending to it"
+                f"{pending} transfer{'s' if pending != 1 else ''} pending to it{recoveries}"
             )
     return "\n".join(lines)
 

@@ -7,7 +7,10 @@ A loan's servicing moves to another lender by ``loan transfer``, which that
 lender accepts with ``loan accept-transfer``, and its servicer writes a
 defaulted loan off with ``loan write-off`` (rules version 4; see
 ``lendchain.ledger.transfers`` and ``lendchain.ledger.writeoff``) and records
-what it recovers afterwards with ``loan recover`` (rules version 5). Its
+what it recovers afterwards with ``loan recover`` (rules version 5); from
+rules version 6 a written-off loan's recovery is handed on with the same
+transfer commands, and ``loan end-recovery`` ends it
+(``lendchain.ledger.recovery_end``). Its
 servicer proposes new remaining terms with ``loan restructure``, which the
 borrower accepts with ``loan accept-restructure`` once a syndicated loan's
 funders consent with ``loan consent-restructure`` (rules version 5; see
@@ -44,6 +47,7 @@ from lendchain.cli.reports import (
 )
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.ledger.loans import MAX_RATE_BPS
+from lendchain.ledger.recovery_end import SINCE_RULES as RECOVERY_END_SINCE
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
 from lendchain.ledger.restructuring import SINCE_RULES as RESTRUCTURE_SINCE
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
@@ -273,6 +277,27 @@ def loan_recover(ctx: click.Context, loan_id: str, amount: int, note: str | None
     _send_since(ctx, kw, RECOVERY_SINCE, "loan.recover", payload)
 
 
+@loan.command("end-recovery")
+@click.argument("loan_id")
+@click.option(
+    "--reason",
+    required=True,
+    help=f"Why nothing more will come, for the auditors (1 to {MAX_REASON} characters), e.g. 'borrower insolvent'.",
+)
+@signer_options
+@click.pass_context
+@user_errors
+def loan_end_recovery(ctx: click.Context, loan_id: str, reason: str, **kw: Any) -> None:
+    """End a written-off loan's recovery, as its servicer (rules version 6): its net loss is final.
+
+    Nothing more is recovered on it or handed on afterwards, and it no
+    longer keeps its servicer from leaving the consortium.
+    """
+    if not reason.strip() or len(reason) > MAX_REASON:
+        raise click.BadParameter(f"give the reason in 1 to {MAX_REASON} characters", param_hint="'--reason'")
+    _send_since(ctx, kw, RECOVERY_END_SINCE, "loan.recovery_end", {"loan_id": loan_id, "reason": reason})
+
+
 def _send_since(
     ctx: click.Context, kw: dict[str, Any], since: int, kind: str, payload: dict[str, Any]
 ) -> None:
@@ -296,7 +321,8 @@ def loan_transfer(ctx: click.Context, loan_id: str, to: str, **kw: Any) -> None:
     """Offer LOAN_ID's servicing to the lender member --to, as the loan's lender.
 
     Nothing moves until --to runs `loan accept-transfer`; until then the loan
-    stays yours, and `loan withdraw-transfer` takes the offer back.
+    stays yours, and `loan withdraw-transfer` takes the offer back. From rules
+    version 6 a written-off loan's recovery is offered the same way.
     """
     _send_since(ctx, kw, TRANSFER_SINCE, "loan.transfer", {"loan_id": loan_id, "to": to})
 
@@ -470,7 +496,8 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 
 
 def _recoveries_text(loan: dict[str, Any]) -> list[str]:
-    """A written-off loan's recoveries, each from its history entry, and its net loss (rules 5)."""
+    """A written-off loan's recoveries, each from its history entry, each time its recovery changed
+    servicer (rules 6), its net loss (rules 5) and the end of its recovery (rules 6)."""
     lines = []
     for entry in loan.get("history", []):
         if entry["event"] == "loan.recover":
@@ -479,10 +506,20 @@ def _recoveries_text(loan: dict[str, Any]) -> list[str]:
                 f"  {'recovered':<15} {entry['amount']} at height {entry['height']}: principal "
                 f"{entry['principal']}, interest {entry['interest']}, penalty {entry['penalty']}{note}"
             )
+        if entry["event"] == "loan.transfer_accept" and "recovered" in entry:  # a written-off loan's
+            lines.append(
+                f"  {'recovery moved':<15} at height {entry['height']} from {entry['previous_lender']} to "
+                f"{entry['lender']} (recovered {entry['recovered']} by then)"
+            )
     net = loan.get("net_loss")  # an older release's node answers without it
     if net is not None:
         lines.append(
             f"  {'net loss':<15} {net['total']}: principal {net['principal']}, interest {net['interest']}, "
             f"penalty {net['penalty']}"
+        )
+    ended = loan.get("recovery_ended")
+    if ended is not None:
+        lines.append(
+            f"  {'recovery ended':<15} at height {ended['height']}: {ended['reason']} (the net loss is final)"
         )
     return lines

@@ -7,8 +7,11 @@ view's totals are per currency; a loan written off is reported apart
 (``written_off``), and so is a restructured loan still forborne (``forborne``:
 ``ledger.forbearance``), which is among the live loans as well. The drawn
 loans are split again by IFRS 9 stage and by days past due (``stages``,
-``ageing``: ``ledger.staging``, as of the head block). A node of an older
-release answers without the newer parts, and the text leaves them out.
+``ageing``: ``ledger.staging``, as of the head block). A written-off loan
+whose recovery changed servicer (rules 6) is in each servicer's book with its
+part (``ledger.exposure``): a book says what it took over and handed on, and
+``loan books`` lists those moves apart. A node of an older release answers
+without the newer parts, and the text leaves them out.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
 WRITTEN_OFF_COLUMNS = ("written_off", "written_off_loans", "recovered", "net_written_off")  # principal, loans
+# The principal of written-off loans whose recovery changed servicer (rules 6), and the loans recovered now
+MOVED_COLUMNS = {
+    "recovery_taken_over": "taken_over_principal",
+    "recovery_handed_on": "handed_on_principal",
+    "recovering_loans": "recovering_loans",
+}
 # A view's forborne totals (``forbearance.FORBORNE_TOTALS``) as columns of a book's row
 FORBORNE_COLUMNS = {
     "forborne_loans": "loans",
@@ -89,6 +98,12 @@ def written_off_text(currency: str, t: dict[str, int]) -> str:
         lines.append(
             f"  {currency}  recovered since: {t['recovered']} (principal {t['recovered_principal']})"
             f"  net loss {t['net']} (principal {t['net_principal']})"
+        )
+    if t.get("taken_over") or t.get("handed_on"):  # a lender's book, where a recovery changed servicer
+        lines.append(
+            f"  {currency}  recovery changed servicer: taken over {t['taken_over']} (principal "
+            f"{t['taken_over_principal']})  handed on {t['handed_on']} (principal {t['handed_on_principal']})"
+            f"  recovering {t['recovering_loans']} loans"
         )
     return "\n".join(lines)
 
@@ -217,12 +232,17 @@ def consortium_books(
                 **{column: forborne.get(code, {}).get(name, 0) for column, name in FORBORNE_COLUMNS.items()},
                 # Among the live loans above, by stage and days past due; an older release's node: none.
                 **{column: staged.get(code, {}).get(column, 0) for column in STAGE_COLUMNS},
+                # Written-off loans whose recovery changed servicer (rules 6); an older node reports none.
+                **{column: lost.get(name, 0) for column, name in MOVED_COLUMNS.items()},
                 **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
             }
             rows.append(row)
             total = totals.setdefault(
                 code,
-                dict.fromkeys((*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS, *FORBORNE_COLUMNS, *STAGE_COLUMNS), 0),
+                dict.fromkeys(
+                    (*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS, *FORBORNE_COLUMNS, *STAGE_COLUMNS, *MOVED_COLUMNS),
+                    0,
+                ),
             )
             for column in total:
                 total[column] += row[column]
@@ -253,7 +273,9 @@ def books_text(view: dict[str, Any]) -> str:
         "amounts in minor units (cents); written off, recovered since and net: principal "
         "(recoveries cover principal first)"
     )
-    return "\n".join(lines + _forborne_books_lines(view) + _stage_books_lines(view))
+    return "\n".join(
+        lines + _forborne_books_lines(view) + _stage_books_lines(view) + _moved_books_lines(view)
+    )
 
 
 def _forborne_books_lines(view: dict[str, Any]) -> list[str]:
@@ -317,3 +339,26 @@ def _stage_books_lines(view: dict[str, Any]) -> list[str]:
         "days past due of their oldest unpaid instalment (arrears ageing)",
         *table(AGEING_LABELS),
     ]
+
+
+def _moved_books_lines(view: dict[str, Any]) -> list[str]:
+    """``loan books``'s written-off loans whose recovery changed servicer (rules 6), per member and
+    currency with any: the principal still lost that it took over and handed on, which close the gap
+    between its written off, recovered and net columns. None when no recovery ever moved."""
+    moved = [row for row in view["books"] if row.get("recovery_taken_over") or row.get("recovery_handed_on")]
+    if not moved:
+        return []
+
+    def line(name: str, code: str, t: dict[str, Any]) -> str:
+        return (
+            f"{name:<12} {code:<4} {t['recovery_taken_over']:>14} {t['recovery_handed_on']:>14} "
+            f"{t['recovering_loans']:>10}"
+        )
+
+    lines = [
+        "recoveries that changed servicer: principal still lost when taken over and handed on "
+        "(written off + taken over - recovered - handed on = net)",
+        f"{'member':<12} {'cur':<4} {'taken over':>14} {'handed on':>14} {'recovering':>10}",
+    ]
+    lines += [line(row["member"], row["currency"], row) for row in moved]
+    return lines

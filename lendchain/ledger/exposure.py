@@ -46,10 +46,30 @@ borrowers (concentration), for the lender's reconciliation and a regulator's
 supervision, and the servicing transfers pending from or to it
 (``transfers``: the lender they name accepts them from this list).
 
+A written-off loan whose recovery changed servicer (``transfers``, rules 6)
+is in the books of each member that serviced it, each with its part, as a
+bank's books would show it (``writeoff.recovery_spans``): the member that
+wrote it off keeps the write-off (principal, interest, penalty, ``loans``,
+``funded_by_others``); each servicer counts the recoveries it recorded
+(``recovered``, ``recovered_principal``); the servicer now counts what is
+still lost (``net_principal``, ``net``) and, while the recovery is open
+(``writeoff.recovery_open``), the loan among its ``recovering_loans``. What
+moved is on both sides: ``handed_on`` (and ``handed_on_principal``) is what
+was still lost when the member handed a recovery on, ``taken_over`` (and
+``taken_over_principal``) when it took one over. So each book rolls
+forward: written off + taken over - recovered - handed on = net (and the
+same in principal), and over every member's book each column adds up to the
+loans' own figures, which the borrower's exposure and the funders'
+positions report as before. A loan never handed on is all in one book, as
+under rules 5. In a borrower's exposure the principal written off on a loan
+nobody else funded is carried by the member that wrote it off.
+
 ``book_page`` (``GET /portfolio/{did}/loans``) lists that book loan by loan,
 a window of the lender's loan index at a time, for a client that acts on
 every loan (``lendchain loan transfer-book`` hands them all to another
-lender).
+lender); asked with ``written_off``, it lists the written-off loans whose
+recovery the lender services (``writeoff.recovery_open``) or is offered as
+well (rules 6 hands those on too).
 
 ``positions_view`` (``GET /positions/{did}``, ``lendchain fund positions
 DID``) is a funder's side of syndicated loans: each loan it committed to, its
@@ -111,8 +131,8 @@ from lendchain.ledger.state import (
     party_key,
     read_value,
 )
-from lendchain.ledger.transfers import pending_to
-from lendchain.ledger.writeoff import net_loss
+from lendchain.ledger.transfers import pending_to, pending_transfer
+from lendchain.ledger.writeoff import RECOVERY_ORDER, net_loss, recovery_open, recovery_spans, written_off_by
 
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
 COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
@@ -126,6 +146,14 @@ _WRITTEN_OFF_TOTALS = (
     "recovered_principal",
     "net_principal",
     "net",
+)
+# A lender's book also says which written-off loans it recovers now, and what moved by transfers
+_HANDOVER_TOTALS = (
+    "recovering_loans",
+    "taken_over",
+    "taken_over_principal",
+    "handed_on",
+    "handed_on_principal",
 )
 _FUNDER_WRITTEN_OFF = ("principal", "loans", "recovered", "net_principal")  # its shares, and the loans
 _POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
@@ -198,6 +226,7 @@ def _loan_row(
 ) -> dict[str, Any]:
     """One loan of a borrower's exposure: ``field`` (outstanding, committed or written_off), its carriers,
     its forbearance status (None if never restructured), its days past due and stage (None unless drawn)."""
+    lender = written_off_by(loan) if field == "written_off" else None  # who charged it off carries it
     return {
         "loan_id": loan_id.hex(),
         "state": loan["state"],
@@ -205,7 +234,7 @@ def _loan_row(
         "amount": loan["amount"],
         field: amount,
         "penalty_due": penalty,
-        "carried_by": [{"did": carrier, field: share} for carrier, share in _carriers(loan, amount)],
+        "carried_by": [{"did": carrier, field: share} for carrier, share in _carriers(loan, amount, lender)],
         "forbearance": status and status["status"],
         "stage": staged["stage"],
         "days_past_due": staged["days_past_due"],
@@ -222,10 +251,10 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     The loans themselves, with their next instalments, are ``/reminders/{did}``.
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
     to another lender, or another lender offered to ``did``, by ``loan.transfer``.
-    ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, and
-    ``forborne`` the live ones restructured and still forborne at ``as_of_ms``,
-    ``stages`` and ``ageing`` the drawn ones by stage and days past due then.
-    None for a DID that is no member and services no loan.
+    ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, or whose
+    recovery it took over (its part of each: see the module), ``forborne`` the live ones
+    restructured and still forborne at ``as_of_ms``, and ``stages`` and ``ageing`` the drawn
+    ones by stage and days past due then. None for a DID that is no member and services no loan.
     """
 
     def get(key: bytes) -> Any:
@@ -242,8 +271,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     borrowers: dict[str, dict[str, int]] = {}
     transfers = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
-        to = pending_to(loan)
-        if to is not None and live is not None and did in (loan["lender"], to):  # else it lapsed
+        to = pending_to(loan)  # None if it lapsed
+        if to is not None and did in (loan["lender"], to):
             transfers.append(
                 {
                     "loan_id": loan_id.hex(),
@@ -252,13 +281,10 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                     "offered_height": loan["transfer"]["height"],
                 }
             )
-        if loan["lender"] != did:  # handed on, or only offered to it (see ``transfers``)
+        if live is None:  # written off: its part may be in the books of members that no longer service it
+            _add_book_part(written_off, loan, did)
             continue
-        if live is None:
-            lost = loan["written_off"]["principal"]
-            totals = _add_written_off(written_off, loan)
-            others = sum(share for carrier, share in _carriers(loan, lost) if carrier != did)
-            totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
+        if loan["lender"] != did:  # handed on, or only offered to it (see ``transfers``)
             continue
         field, amount, penalty = live
         totals = _count(currencies, loan, field, amount, penalty)
@@ -289,14 +315,19 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     }
 
 
-def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str, Any] | None:
+def book_page(
+    reader: StateReader, did: str, start: int, limit: int, written_off: bool = False
+) -> dict[str, Any] | None:
     """The live loans at positions ``start`` … ``start + limit - 1`` of ``did``'s lender index.
 
     A row per loan ``did`` services, or whose pending transfer names it: its
     id, state, currency, amount, borrower, ``lender`` and pending ``transfer``
-    (``to``, offered ``height``; None if none). The index also holds closed
-    loans and loans handed on, which are left out, so a page may list fewer
-    than ``limit``; ``next`` is the position to ask from next, None after the
+    (``to``, offered ``height``, and ``written_off`` for the recovery of a
+    written-off loan; None if none). With ``written_off``, also the
+    written-off loans whose recovery ``did`` services (money left to recover,
+    recovery not ended) or is offered. The index also holds closed loans and
+    loans handed on, which are left out, so a page may list fewer than
+    ``limit``; ``next`` is the position to ask from next, None after the
     last. The index is append-only, so positions stay put while the chain
     moves on: a loan added meanwhile shows up on a later page. None for a DID
     that is no member and services no loan.
@@ -312,7 +343,11 @@ def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str
     rows = []
     for loan_id in pagedlist.window(get, index, start, limit):
         loan = get(loan_key(loan_id))
-        if _live(loan) is None or did not in (loan["lender"], pending_to(loan)):
+        if loan["state"] == lc.WRITTEN_OFF and written_off:
+            to = pending_to(loan)
+            if to != did and (loan["lender"] != did or (to is None and not recovery_open(loan))):
+                continue
+        elif _live(loan) is None or did not in (loan["lender"], pending_to(loan)):
             continue
         rows.append(
             {
@@ -322,7 +357,7 @@ def book_page(reader: StateReader, did: str, start: int, limit: int) -> dict[str
                 "amount": loan["amount"],
                 "borrower": loan["borrower"],
                 "lender": loan["lender"],
-                "transfer": loan.get("transfer"),
+                "transfer": pending_transfer(loan),
             }
         )
     end = start + limit
@@ -454,6 +489,45 @@ def _add_written_off(written_off: dict[str, dict[str, int]], loan: dict[str, Any
     return totals
 
 
+def _add_book_part(written_off: dict[str, dict[str, int]], loan: dict[str, Any], did: str) -> None:
+    """Add lender ``did``'s part of a written-off loan (see the module) to its currency's totals in
+    ``did``'s book, if it has a part: it wrote the loan off or serviced its recovery."""
+    spans = recovery_spans(loan)
+    if all(servicer != did for servicer, _, _ in spans):  # only offered to it, never taken over
+        return
+    totals = written_off.setdefault(
+        loan["currency"], dict.fromkeys((*_WRITTEN_OFF_TOTALS, *_HANDOVER_TOTALS), 0)
+    )
+    record = loan["written_off"]
+    principal, whole = record["principal"], sum(record[name] for name in RECOVERY_ORDER)
+    if written_off_by(loan) == did:
+        for name in RECOVERY_ORDER:
+            totals[name] += record[name]
+        totals["loans"] += 1
+        carried = _carriers(loan, principal, did)
+        totals["funded_by_others"] = totals.get("funded_by_others", 0) + sum(
+            share for carrier, share in carried if carrier != did
+        )
+    # Recoveries cover principal first, so the principal recovered by a total t is min(t, principal).
+    for number, (servicer, start, end) in enumerate(spans):
+        if servicer != did:
+            continue
+        totals["recovered"] += end - start
+        totals["recovered_principal"] += min(end, principal) - min(start, principal)
+        if number > 0:  # it took the recovery over
+            totals["taken_over"] += whole - start
+            totals["taken_over_principal"] += principal - min(start, principal)
+        if number < len(spans) - 1:  # it handed the recovery on
+            totals["handed_on"] += whole - end
+            totals["handed_on_principal"] += principal - min(end, principal)
+    if loan["lender"] == did:
+        lost = net_loss(loan)
+        totals["net_principal"] += lost["principal"]
+        totals["net"] += lost["total"]
+        totals["recovering_loans"] += recovery_open(loan)
+    totals.setdefault("funded_by_others", 0)
+
+
 def _recovered(loan: dict[str, Any]) -> int:
     """Everything recovered on a written-off loan (``writeoff``, rules 5): 0 before the first recovery."""
     return loan["recovered"]["total"] if "recovered" in loan else 0
@@ -484,10 +558,11 @@ def _count(
     return totals
 
 
-def _carriers(loan: dict[str, Any], amount: int) -> list[tuple[str, int]]:
-    """Who carries ``amount`` of the loan: its funders pro rata to their commitments, else its lender."""
+def _carriers(loan: dict[str, Any], amount: int, lender: str | None = None) -> list[tuple[str, int]]:
+    """Who carries ``amount`` of the loan: its funders pro rata to their commitments, else its lender
+    (``lender``, when given: who wrote a loan off carries its loss)."""
     if "funding" not in loan:
-        return [(loan["lender"], amount)]
+        return [(lender or loan["lender"], amount)]
     commitments = loan["funding"]["commitments"]
     parts = pro_rata(amount, [c["amount"] for c in commitments]) if commitments else []
     return [(c["funder"], part) for c, part in zip(commitments, parts, strict=True)]

@@ -15,6 +15,9 @@ Rules of this file (after h11's ``_state.py``):
   ``ledger`` itself.
 - This file knows nothing about amounts or storage; the handlers in
   ``loans.py`` check those and ask this table whether the move is allowed.
+- A row a later rules version added (``ROWS_SINCE``) does not exist before
+  it: ``advance`` takes the block's rules version and refuses such a move
+  word for word as the older rules did.
 
 A refused transition raises ``TxRejected`` naming the transaction, the loan,
 its state and why: ``invalid_state`` when the event is not allowed in that
@@ -43,6 +46,10 @@ WRITTEN_OFF = "written_off"  # charged off after default (writeoff.py, rules 4):
 
 # The rules version from which a written-off loan takes loan.recover (writeoff.py)
 RECOVERIES_SINCE = 5
+# The rules version from which a written-off loan's recovery changes servicer (transfers.py) and its
+# servicer may end its recovery (loan.recovery_end, writeoff.py)
+WRITTEN_OFF_TRANSFERS_SINCE = 6
+TRANSFER_KINDS = ("loan.transfer", "loan.transfer_accept", "loan.transfer_withdraw")
 
 # Actors
 BORROWER = "borrower"
@@ -68,8 +75,8 @@ CURED = "cured"  # a payment brought an overdue loan back within grace
 # acceptance has no servicer yet, and one closed, cancelled, unfunded or written off needs none. Its servicing may
 # change hands in any of them (transfers.py), defaulted included: recoveries need a servicer too.
 # A written-off loan keeps the servicer it had, who records recoveries on it from rules 5
-# (writeoff.py), but it is not among them: its servicing never changes hands again, and its
-# servicer may leave the consortium (nobody records recoveries on it then).
+# (writeoff.py), but it is not among them: under rules 4 and 5 its servicing never changes hands
+# again, and from rules 6 only its recovery does (the rows below, gated by ROWS_SINCE).
 SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 # The states in which a loan's remaining terms may be changed (restructuring.py, rules 5): from the
 # disbursement, while something is still to repay, defaulted included (a workout after default).
@@ -134,6 +141,16 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
         (state, "loan.restructure_consent_withdraw"): (state, COMMITTED_FUNDER)
         for state in RESTRUCTURE_STATES
     },
+    # From rules 6 a written-off loan's recovery changes servicer (transfers.py), and its servicer
+    # ends the recovery where nothing more will come (writeoff.py): the loan stays written off
+    (WRITTEN_OFF, "loan.transfer"): (WRITTEN_OFF, SERVICER),
+    (WRITTEN_OFF, "loan.transfer_withdraw"): (WRITTEN_OFF, SERVICER),
+    (WRITTEN_OFF, "loan.transfer_accept"): (WRITTEN_OFF, TRANSFEREE),
+    (WRITTEN_OFF, "loan.recovery_end"): (WRITTEN_OFF, SERVICER),
+}
+# The rows a later rules version added: before it they do not exist (``advance``)
+ROWS_SINCE: dict[tuple[str, str], int] = {
+    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE for event in (*TRANSFER_KINDS, "loan.recovery_end")
 }
 
 _ACTOR_NAMES = {
@@ -155,30 +172,45 @@ def advance(
 ) -> str:
     """The loan's next state, or TxRejected saying which tx, loan, state and why.
 
-    ``rules`` is the block's rules version (``TxContext.rules``): it changes only what a refusal
-    on a written-off loan says, so a handler of a transaction kind passes it.
+    ``rules`` is the block's rules version (``TxContext.rules``): it decides which rows exist
+    (``ROWS_SINCE``) and what a refusal on a written-off loan says, so a handler of a transaction
+    kind passes it.
     """
-    row = TRANSITIONS.get((state, event))
+    row = _row(state, event, rules)
     if row is not None and row[1] in actors:
         return row[0]
     where = f"tx {tx_id.hex()[:16]} ({event}) on loan {loan_id.hex()[:16]} in state {state!r}"
     if state == WRITTEN_OFF and row is None:  # the one terminal state a refusal explains (from rules 4)
         raise TxRejected("invalid_state", f"{where} is refused: {_written_off_is_final(rules)}")
     if row is None:
-        allowed = sorted(s for (s, e) in TRANSITIONS if e == event)
+        allowed = sorted(s for (s, e) in TRANSITIONS if e == event and _row(s, e, rules) is not None)
         raise TxRejected(
             "invalid_state", f"{where} is refused: {event} is only allowed in state {', '.join(allowed)}"
         )
     raise TxRejected("forbidden", f"{where} is refused: only {_ACTOR_NAMES[row[1]]} may do this")
 
 
+def _row(state: str, event: str, rules: int) -> tuple[str, str] | None:
+    """The table's row for ``state`` and ``event`` under rules ``rules``; None if there is none."""
+    if ROWS_SINCE.get((state, event), 1) > rules:
+        return None
+    return TRANSITIONS.get((state, event))
+
+
 def _written_off_is_final(rules: int) -> str:
-    # Under rules 4 the sentence stays word for word: it is hashed into the results root.
+    # Under rules 4 and 5 the sentences stay word for word: they are hashed into the results root.
     if rules < RECOVERIES_SINCE:
         return (
             "the loan was written off, which is final; recoveries after a write-off are not recorded on chain"
         )
+    if rules < WRITTEN_OFF_TRANSFERS_SINCE:
+        return (
+            "the loan was written off, which is final; the one transaction it still takes is loan.recover, "
+            "by which its servicer records money recovered on it"
+        )
     return (
-        "the loan was written off, which is final; the one transaction it still takes is loan.recover, "
-        "by which its servicer records money recovered on it"
+        "the loan was written off, which is final; the transactions it still takes are loan.recover, "
+        "by which its servicer records money recovered on it, loan.recovery_end, by which its servicer "
+        "ends its recovery, and loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
+        "its recovery moves to another lender"
     )

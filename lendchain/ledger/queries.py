@@ -25,7 +25,7 @@ from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
-from lendchain.ledger.lifecycle import SERVICER_STATES, WRITTEN_OFF
+from lendchain.ledger.lifecycle import WRITTEN_OFF
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.policies import policy_key
@@ -47,7 +47,7 @@ from lendchain.ledger.state import (
     party_key,
     read_value,
 )
-from lendchain.ledger.transfers import servicing_duties
+from lendchain.ledger.transfers import pending_transfer, servicing_duties
 from lendchain.ledger.writeoff import net_loss
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
@@ -142,7 +142,10 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     A written-off loan owes nothing on chain (outstanding principal and amount
     owed 0); what was written off is its ``written_off`` record, what was
     recovered since its ``recovered`` record (once there is one), and what is
-    still lost ``net_loss`` (``writeoff.net_loss``: per component and in all).
+    still lost ``net_loss`` (``writeoff.net_loss``: per component and in all);
+    from rules 6 its ``recovery_handovers`` (each servicer that handed its
+    recovery on) and ``recovery_ended``, once they exist. A ``transfer`` still
+    recorded has a ``status``: ``pending``, or ``lapsed`` (``transfers.pending_transfer``).
     Once the loan is disbursed each schedule row has its ``due_ms``; after a
     restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
     ``restructurings`` say what each changed, and a proposal still recorded
@@ -170,8 +173,8 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     view["history"] = [to_json(codec.unpack(raw)) for raw in raw_history]
     # The hash of the last entry commits to the whole history (each entry names its predecessor's).
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
-    if view.get("transfer") is not None:  # one still recorded on a closed loan lapsed with it
-        view["transfer"]["status"] = "pending" if loan["state"] in SERVICER_STATES else "lapsed"
+    if view.get("transfer") is not None:  # one still recorded on a closed or written-off loan may have lapsed
+        view["transfer"]["status"] = "pending" if pending_transfer(loan) is not None else "lapsed"
     if view.get("restructuring") is not None:
         lapse = lapse_of(loan)
         if lapse is not None:
@@ -278,7 +281,9 @@ def _loan(reader: StateReader, ref: str, as_of_ms: int | None = None) -> dict[st
 
 
 def _members(reader: StateReader, name: str) -> dict[str, Any] | None:
-    """``members_view``; for one member, also the loans it services (what ``member.remove`` waits for).
+    """``members_view``; for one member, also the loans it services (what ``member.remove`` waits for):
+    open loans, transfers pending to it, and written-off loans whose recovery it services with money
+    left to recover (``written_off_recovering``: from rules 6 they keep it too).
 
     Counted by one walk of its lender index (``transfers.servicing_duties``),
     so only when one member is asked for, not for ``*``.
@@ -287,8 +292,9 @@ def _members(reader: StateReader, name: str) -> dict[str, Any] | None:
     if view is None or name == "*":
         return view
     for member in view["members"]:
-        services, named = servicing_duties(lambda key: read_value(reader, key), member["did"])
-        member["open_loans_serviced"], member["transfers_pending_to"] = services, named
+        duties = servicing_duties(lambda key: read_value(reader, key), member["did"])
+        member["open_loans_serviced"], member["transfers_pending_to"] = duties.services, duties.named
+        member["written_off_recovering"] = duties.recovering
     return view
 
 

@@ -51,12 +51,13 @@ from lendchain.ledger.membership import member_status
 from lendchain.ledger.policies import withdraw_policies_of
 from lendchain.ledger.state import REMOVED_KEY, StateReader, get_params, institution_key, read_value
 from lendchain.ledger.transfers import SINCE_RULES as TRANSFER_SINCE
-from lendchain.ledger.transfers import servicing_duties
+from lendchain.ledger.transfers import WRITTEN_OFF_SINCE, servicing_duties
 
 ACTION = "member.remove"
 SINCE_RULES = 3  # the rules version that added the action
 EVENT = "member.removed"
 MAX_REASON = 200
+RECOVERIES_SINCE = WRITTEN_OFF_SINCE  # from which the recovery of a written-off loan keeps its servicer
 
 
 def removed_members(reader: StateReader) -> dict[str, int]:
@@ -93,19 +94,27 @@ def _conflict(ctx: TxContext, did: str) -> tuple[str, str] | None:
             f"(member.voting {did} observer) and remove it once that is in force"
         )
     if ctx.rules >= TRANSFER_SINCE:
-        services, named = servicing_duties(ctx.get, did)
-        if services or named:
-            return "invalid_state", _duties(institution["name"], services, named)
+        services, named, recovering = servicing_duties(ctx.get, did)
+        recovering = recovering if ctx.rules >= RECOVERIES_SINCE else 0
+        if services or named or recovering:
+            return "invalid_state", _duties(institution["name"], services, named, recovering)
     return None
 
 
-def _duties(name: str, services: int, named: int) -> str:
+def _duties(name: str, services: int, named: int, recovering: int) -> str:
     """Why a member that still has loans to service cannot leave, and what frees it."""
     held, first = [], []
     if services:
         held.append(f"is the lender of {services} open loan{'s' if services != 1 else ''}")
         first.append(
             f"{name} moves them to other lenders (loan.transfer, each accepted with loan.transfer_accept)"
+        )
+    if recovering:
+        loans = f"{recovering} written-off loan{'s' if recovering != 1 else ''}"
+        held.append(f"services the recovery of {loans} with money left to recover")
+        first.append(
+            f"{name} hands each recovery to another lender (loan.transfer, accepted with "
+            "loan.transfer_accept) or ends it where nothing more will come (loan.recovery_end)"
         )
     if named:
         held.append(f"is named by {named} pending loan transfer{'s' if named != 1 else ''}")

@@ -74,7 +74,13 @@ Versions:
    ``loan.restructure_consent_withdraw`` (``consent_withdrawal``) lets a
    funder take its consent back before the acceptance; a loan that
    defaults again after a restructuring counts as a default once more in
-   the borrower's repayment history (``identity.default_episodes``).
+   the borrower's repayment history (``identity.default_episodes``);
+   and ``loan.transfer``, ``loan.transfer_accept`` and ``loan.transfer_withdraw``
+   work on a written-off loan: its recovery changes servicer (``transfers``);
+   the kind ``loan.recovery_end`` (``recovery_end``) lets the servicer end
+   a written-off loan's recovery; ``member.remove`` is refused while the
+   member services the recovery of a written-off loan with money left to
+   recover (``removal``).
 """
 
 from __future__ import annotations

@@ -20,12 +20,43 @@ hand a loan over:
 Which states (``lifecycle.SERVICER_STATES``): from the acceptance of an offer,
 which names the lender, until the loan is closed, unfunded or written off
 (``writeoff``). Before that the loan has offers and no servicer; a closed,
-cancelled, unfunded or written-off loan needs none (a written-off one keeps the
-servicer it had, who records recoveries on it from rules 5, but never changes it). An accepted loan not yet disbursed and a defaulted one (recoveries) need
-their servicer as much as a repaying one, and a member holding either could
-otherwise never leave. A transfer still pending when the loan closes (or is
-written off) lapses:
-nothing can accept or withdraw it, and it keeps no member from leaving.
+cancelled or unfunded loan needs none. An accepted loan not yet disbursed
+and a defaulted one (recoveries) need their servicer as much as a repaying
+one, and a member holding either could otherwise never leave. A transfer
+still pending when the loan closes (or is written off) lapses: nothing can
+accept or withdraw it, and it keeps no member from leaving.
+
+Written-off loans (rules version ``WRITTEN_OFF_SINCE``). Under rules 4 and 5
+a written-off loan keeps the servicer it had for good, and once that member
+leaves nobody records recoveries on it. Banks hand charged-off loans to
+collectors, and a leaving member must not strand its funders' recoveries,
+so from rules 6 the three kinds work on a ``written_off`` loan too:
+
+- What moves is the recovery: the new servicer records the recoveries
+  (``loan.recover``) and may end the recovery (``loan.recovery_end``) or
+  hand it on again. Everything else stays with the loan: its
+  ``written_off`` record, what was ``recovered`` so far and the net loss,
+  and a syndicated loan's funders keep their pro-rata shares of the loss
+  and of every recovery, before and after.
+- The acceptance appends ``{lender, height, recovered}`` to the loan's
+  ``recovery_handovers``: the servicer that handed the recovery on, the
+  block, and the loan's ``recovered`` total at that moment (its history
+  entry carries ``recovered`` too). So the views tell who wrote the loan
+  off (the first servicer) and who recorded which recoveries, without
+  reading the loan's history (``exposure``).
+- An offer is refused on a loan whose recovery ended or with nothing left
+  to recover (``invalid_state``): there is no recovery to hand over. Its
+  record carries ``written_off`` (true): it offers the recovery of the
+  written-off loan.
+- A transfer offered before the write-off still lapses with it, under every
+  rules version: it offered the servicing of a live loan, and a charge-off
+  changes what is handed over, so the servicer offers again if it still
+  wants to. Only a transfer offered on the written-off loan (its record
+  says so) is pending (``pending_transfer``); a lapsed one can neither be
+  accepted nor withdrawn, and a new offer replaces it.
+- A pending transfer of a written-off loan keeps the member it names from
+  leaving, as any pending transfer does (``servicing_duties``), and its
+  servicer cannot end the recovery until it is withdrawn.
 
 What moves is the loan's ``lender``; everything read from it follows: who may
 disburse, repay, prepay or transfer again, a borrower's exposure (the lender
@@ -54,7 +85,7 @@ in the same walk, without an index of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
@@ -66,15 +97,26 @@ from lendchain.ledger.loans import LOAN_ID_FIELD, append_index, load_loan, loan_
 from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import institution_key, lender_loans_key, loan_key, offer_key
+from lendchain.ledger.writeoff import nothing_to_recover, recovery_open
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
 
 SINCE_RULES = 4  # the rules version that added the kinds (loans.REMOVED_OFFERS_REFUSED_SINCE is the same)
+WRITTEN_OFF_SINCE = lc.WRITTEN_OFF_TRANSFERS_SINCE  # from which a written-off loan's recovery moves
 
 
-def servicing_duties(get: Callable[[bytes], Any], did: str) -> tuple[int, int]:
-    """(open loans ``did`` services, open loans whose pending transfer names it).
+class ServicingDuties(NamedTuple):
+    """What keeps a member from leaving the consortium (``removal``), counted by ``servicing_duties``."""
+
+    services: int  # open loans it is the lender of
+    named: int  # loans whose pending transfer names it
+    recovering: int  # written-off loans it services with money left to recover, recovery not ended
+
+
+def servicing_duties(get: Callable[[bytes], Any], did: str) -> ServicingDuties:
+    """The open loans ``did`` services, the loans whose pending transfer names it, and the written-off
+    loans whose recovery it services (``writeoff.recovery_open``: a duty from rules 6, see ``removal``).
 
     One walk of the member's lender index: a read per page of it and one per
     loan, so the cost grows with the loans the member ever serviced (about
@@ -83,21 +125,39 @@ def servicing_duties(get: Callable[[bytes], Any], did: str) -> tuple[int, int]:
     when executed, so no index of open loans is kept for it (one kept from
     rules 4 would miss every older loan).
     """
-    services = named = 0
+    services = named = recovering = 0
     for loan_id in pagedlist.items(get, lender_loans_key(did)):
         loan = get(loan_key(loan_id))
+        if loan["state"] == lc.WRITTEN_OFF:
+            if loan["lender"] == did:
+                recovering += recovery_open(loan)
+            elif pending_to(loan) == did:
+                named += 1
+            continue
         if loan["state"] not in lc.SERVICER_STATES:
             continue
         if loan["lender"] == did:
             services += 1
         elif pending_to(loan) == did:
             named += 1
-    return services, named
+    return ServicingDuties(services, named, recovering)
+
+
+def pending_transfer(loan: dict[str, Any]) -> dict[str, Any] | None:
+    """The loan's transfer if it is pending; None if there is none or it lapsed (see the module)."""
+    transfer = loan.get("transfer")
+    if transfer is None:
+        return None
+    if loan["state"] in lc.SERVICER_STATES:
+        return transfer
+    if loan["state"] == lc.WRITTEN_OFF and transfer.get("written_off"):  # offered on the written-off loan
+        return transfer
+    return None
 
 
 def pending_to(loan: dict[str, Any]) -> str | None:
     """The member the loan's pending transfer names, if one is pending."""
-    transfer = loan.get("transfer")
+    transfer = pending_transfer(loan)
     return transfer["to"] if transfer is not None else None
 
 
@@ -120,7 +180,14 @@ def _where(tx: Transaction, loan_id: bytes) -> str:
 def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
-    pending = loan.get("transfer")
+    written_off = loan["state"] == lc.WRITTEN_OFF  # from rules 6 (the lifecycle refused it before)
+    if written_off:
+        nothing = nothing_to_recover(loan)
+        if nothing is not None:
+            raise TxRejected(
+                "invalid_state", f"{_where(tx, loan_id)}: {nothing}: there is no recovery to hand over"
+            )
+    pending = pending_transfer(loan)
     if pending is not None:
         raise TxRejected(
             "invalid_state",
@@ -137,7 +204,8 @@ def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     if to not in targets and to != ctx.get(offer_key(loan["offer_id"]))["lender"]:
         append_index(ctx, lender_loans_key(to), loan_id)  # once per member: see the module docstring
         targets = [*targets, to]
-    loan = {**loan, "transfer": {"to": to, "height": ctx.height}, "transfer_targets": targets}
+    offer = {"to": to, "height": ctx.height, **({"written_off": True} if written_off else {})}
+    loan = {**loan, "transfer": offer, "transfer_targets": targets}
     loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, to=to)
     ctx.put(loan_key(loan_id), loan)
     ctx.emit("loan.transfer_offered", loan_id=loan_id.hex(), lender=tx.sender, to=to)
@@ -145,16 +213,30 @@ def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
 
 def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    if loan.get("transfer") is None:
+    # Under rules 4 and 5 the lifecycle refuses a written-off loan, lapsed transfer or not
+    lapsed = (
+        ctx.rules >= WRITTEN_OFF_SINCE and loan["state"] == lc.WRITTEN_OFF and pending_transfer(loan) is None
+    )
+    if loan.get("transfer") is None or lapsed:
+        why = (
+            f" (the one offered at height {loan['transfer']['height']} lapsed when the loan was written off)"
+            if lapsed and "transfer" in loan
+            else ""
+        )
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: no transfer is pending (the loan's lender offers one with loan.transfer)",
+            f"{_where(tx, loan_id)}: no transfer is pending{why} (the loan's lender offers one with loan.transfer)",
         )
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
     unfit = _unfit_lender(ctx, tx.sender)
     if unfit is not None:  # the member changed since the offer: the offer checked it then
         raise TxRejected("forbidden", f"{_where(tx, loan_id)}: its pending transfer {unfit} now")
     previous = loan["lender"]
+    if loan["state"] == lc.WRITTEN_OFF:  # rules 6: its recovery moves, and the views need to know when
+        _hand_over_recovery(
+            ctx, tx, loan_id, {key: value for key, value in loan.items() if key != "transfer"}
+        )
+        return
     dropped = pending_restructuring(loan, ctx.timestamp_ms)  # only from rules 5: no older loan has one
     lapsed = {} if dropped is None else {"restructuring_lapsed": dropped["height"]}
     loan = {key: value for key, value in loan.items() if key not in ("transfer", "restructuring")}
@@ -166,6 +248,27 @@ def accept_transfer(ctx: TxContext, tx: Transaction) -> None:
     ctx.emit("loan.transferred", loan_id=loan_id.hex(), previous_lender=previous, lender=tx.sender)
     if dropped is not None:
         ctx.emit("loan.restructure_lapsed", loan_id=loan_id.hex(), offered_height=dropped["height"])
+
+
+def _hand_over_recovery(ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> None:
+    """Accept the transfer of a written-off loan (``loan``, without its transfer): record the handover.
+
+    A restructuring recorded on it lapsed with the write-off and stays on the record, as it would
+    without the transfer.
+    """
+    previous = loan["lender"]
+    recovered = loan["recovered"]["total"] if "recovered" in loan else 0
+    handover = {"lender": previous, "height": ctx.height, "recovered": recovered}
+    loan = {
+        **loan,
+        "lender": tx.sender,
+        "recovery_handovers": [*loan.get("recovery_handovers", []), handover],
+    }
+    loan["history_len"] = with_history(
+        loan_id, loan, ctx, tx.kind, previous_lender=previous, lender=tx.sender, recovered=recovered
+    )
+    ctx.put(loan_key(loan_id), loan)
+    ctx.emit("loan.transferred", loan_id=loan_id.hex(), previous_lender=previous, lender=tx.sender)
 
 
 def withdraw_transfer(ctx: TxContext, tx: Transaction) -> None:

@@ -28,9 +28,11 @@ improves a score.
 What follows from the state. ``written_off`` is outside
 ``servicing.SERVICED_STATES`` (the due-loan pass never evaluates it: a
 defaulted loan has already left the due-loan index, and the write-off takes
-it out again to be sure) and outside ``lifecycle.SERVICER_STATES``: its
-servicing never changes hands again, so a transfer still pending lapses, and
-its servicer may be removed from the consortium. It is no longer
+it out again to be sure) and outside ``lifecycle.SERVICER_STATES``: a
+transfer still pending lapses, and under rules 4 and 5 its servicing never
+changes hands again and its servicer may be removed from the consortium
+(from rules 6 its recovery may change hands, and keeps its servicer from
+leaving: below). It is no longer
 outstanding: exposure, portfolio and a lending policy's exposure check leave
 it out, and the exposure, portfolio and positions views report what was
 written off per currency (a funder's share of the principal is pro rata to
@@ -47,12 +49,14 @@ gets something), and funders and regulators need the net loss:
   never exceed what was written off (principal + interest + penalty): a
   larger amount is refused (``bad_payload``) naming what can still be
   recovered.
-- Who records it: the servicer the loan had when it was written off, while
-  it is a current member with the ``lender`` role. A written-off loan never
-  changes servicer, so once its servicer is removed from the consortium
+- Who records it: the loan's servicer, while it is a current member with
+  the ``lender`` role. Under rules 5 that is the servicer the loan had when
+  it was written off, for good, so once it is removed from the consortium
   nobody records recoveries on it (the refusal, ``forbidden``, says so to
-  anyone who tries), and while the servicer lacks the lender role (a
-  ``member.roles`` change) its recoveries wait until the role is back.
+  anyone who tries); from rules 6 the recovery can be handed to another
+  lender (``transfers``), who records them from its acceptance on. While
+  the servicer lacks the lender role (a ``member.roles`` change) its
+  recoveries wait until the role is back.
 - Allocation, principal first: a recovery covers what is still lost of the
   principal written off, then of the interest, then of the penalty
   (``RECOVERY_ORDER``, ``allocate_recovery``). This is how charge-off
@@ -80,8 +84,28 @@ gets something), and funders and regulators need the net loss:
   ``recovered``), and the score does not change.
 
 From rules 5 a refused transaction on a written-off loan says that
-``loan.recover`` is the one it still takes; under rules 4 the old sentence
-stays word for word (``lifecycle.advance``): results are hashed into blocks.
+``loan.recover`` is the one it still takes, and from rules 6 that it takes
+``loan.recover``, ``loan.recovery_end`` and the transfer kinds; under older
+rules the old sentences stay word for word (``lifecycle.advance``): results
+are hashed into blocks.
+
+Ending the recovery (rules version ``RECOVERY_END_SINCE``, ``recovery_end``):
+the servicer records that nothing more will be recovered, and the loan's
+net loss is final (``recovery_ended``). From then on ``loan.recover`` and
+``loan.transfer`` are refused on it (``invalid_state``), and its servicer
+may leave the consortium (``removal``): a loan with money left to recover
+(``recovery_open``) keeps it from leaving until the recovery is handed on
+or ended.
+
+Who shows what (``written_off_by``, ``recovery_spans``; ``exposure``). A
+bank's books show a charge-off where it was made, and a recovery where it
+was collected: the write-off stays with the member that wrote the loan off
+(the first entry of ``recovery_handovers``, or the loan's ``lender`` if the
+recovery never moved), each recovery is counted by the servicer that
+recorded it (the handovers split the loan's ``recovered`` total into each
+servicer's span), and what is still to recover by the servicer now. The
+loan's own figures, and a funder's or a borrower's view of them, do not
+depend on who services it.
 """
 
 from __future__ import annotations
@@ -113,6 +137,8 @@ SINCE_RULES = 4
 MAX_REASON = 200
 # loan.recover's rules version: lifecycle's refusals on a written-off loan change with it
 RECOVERY_SINCE = lc.RECOVERIES_SINCE
+# loan.recovery_end's, and that of the transfers of a written-off loan's recovery (``transfers``)
+RECOVERY_END_SINCE = lc.WRITTEN_OFF_TRANSFERS_SINCE
 MAX_NOTE = 200
 RECOVERY_ORDER = ("principal", "interest", "penalty")  # what a recovery covers first (module docstring)
 
@@ -172,10 +198,52 @@ def allocate_recovery(lost: dict[str, int], amount: int) -> dict[str, int]:
     return parts
 
 
+def recovery_open(loan: dict[str, Any]) -> bool:
+    """Whether a written-off loan's recovery still needs a servicer: money is left to recover on it and
+    its recovery was not ended (``loan.recovery_end``)."""
+    return "recovery_ended" not in loan and net_loss(loan)["total"] > 0
+
+
+def nothing_to_recover(loan: dict[str, Any]) -> str | None:
+    """Why a written-off loan has no recovery left to service (a sentence's end); None if it has."""
+    if "recovery_ended" in loan:
+        return f"its recovery ended at height {loan['recovery_ended']['height']} (loan.recovery_end)"
+    if net_loss(loan)["total"] == 0:
+        return "everything written off on it was recovered"
+    return None
+
+
+def written_off_by(loan: dict[str, Any]) -> str:
+    """The member that wrote the loan off: its servicer then (``recovery_handovers``, rules 6)."""
+    handovers = loan.get("recovery_handovers")
+    return handovers[0]["lender"] if handovers else loan["lender"]
+
+
+def recovery_spans(loan: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Each stretch of a written-off loan's recovery under one servicer, in order: (the servicer, the
+    loan's ``recovered`` total when it took the recovery over, and when it handed it on or now).
+
+    The first is the servicer that wrote the loan off, from 0; the last the servicer now.
+    """
+    recovered = loan["recovered"]["total"] if "recovered" in loan else 0
+    spans, start = [], 0
+    for handover in loan.get("recovery_handovers", []):
+        spans.append((handover["lender"], start, handover["recovered"]))
+        start = handover["recovered"]
+    spans.append((loan["lender"], start, recovered))
+    return spans
+
+
 def _servicer_gone(ctx: TxContext, loan: dict[str, Any]) -> str | None:
     """Why the written-off loan's servicer cannot record a recovery now (a sentence's end); None if it can."""
     servicer = ctx.get(institution_key(loan["lender"]))
-    if "removed_height" in servicer:
+    if "removed_height" in servicer and ctx.rules >= RECOVERY_END_SINCE:
+        return (
+            f"its servicer {servicer['name']} was removed from the consortium at height "
+            f"{servicer['removed_height']} without handing the recovery to another lender: nobody "
+            "records recoveries on it"
+        )
+    if "removed_height" in servicer:  # under rules 5 word for word: the results root hashes it
         return (
             f"its servicer {servicer['name']} was removed from the consortium at height "
             f"{servicer['removed_height']}, and a written-off loan never changes servicer: nobody "
@@ -192,6 +260,11 @@ def _servicer_gone(ctx: TxContext, loan: dict[str, Any]) -> str | None:
 def recover_on_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     where = f"loan.recover on loan {loan_id.hex()[:16]}"
+    if "recovery_ended" in loan:  # rules 6: said to anyone, as the servicer's absence is
+        raise TxRejected(
+            "invalid_state",
+            f"{where}: {nothing_to_recover(loan)}: its net loss is final and nothing more is recorded on it",
+        )
     gone = _servicer_gone(ctx, loan) if loan["state"] == lc.WRITTEN_OFF else None
     if gone is not None:  # said to anyone who tries, not only to a servicer that could not sign
         raise TxRejected("forbidden", f"{where}: {gone}")

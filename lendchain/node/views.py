@@ -176,8 +176,8 @@ class NodeViews:
                     member.setdefault("address", founding.address)
         return found
 
-    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
-        return book_page(self.store, did, start, limit)
+    def book_page(self, did: str, start: int, limit: int, written_off: bool = False) -> dict[str, Any] | None:
+        return book_page(self.store, did, start, limit, written_off)
 
     @cached_property
     def _member_names(self) -> dict[str, str]:

@@ -49,7 +49,9 @@ class ChainNode:
         if parts[0] == "parties":
             found = queries.lookup(state, "party", parts[1])
         elif parts[0] == "portfolio" and parts[2:] == ["loans"]:
-            found = book_page(state, parts[1], params["from"], params["limit"])
+            found = book_page(
+                state, parts[1], params["from"], params["limit"], bool(params.get("written_off", 0))
+            )
         else:
             raise AssertionError(f"the book commands do not read {path}")
         if found is None:

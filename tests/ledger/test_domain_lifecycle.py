@@ -36,8 +36,20 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
     leaving = {s for (s, _), (t, _) in lc.TRANSITIONS.items() if t != s}
     terminal = states - leaving
     assert terminal == {lc.CLOSED, lc.CANCELLED, lc.UNFUNDED, lc.WRITTEN_OFF}
-    # The one event a terminal state takes leaves it where it is: a recovery after a write-off (rules 5).
-    assert [row for row in lc.TRANSITIONS if row[0] in terminal] == [(lc.WRITTEN_OFF, "loan.recover")]
+    # The events a terminal state takes leave it where it is: a recovery after a write-off (rules 5),
+    # and from rules 6 the end of the recovery and the transfers that hand it to another lender.
+    assert [row for row in lc.TRANSITIONS if row[0] in terminal] == [
+        (lc.WRITTEN_OFF, "loan.recover"),
+        *[
+            (lc.WRITTEN_OFF, kind)
+            for kind in ("loan.transfer", "loan.transfer_withdraw", "loan.transfer_accept")
+        ],
+        (lc.WRITTEN_OFF, "loan.recovery_end"),
+    ]
+    assert set(lc.ROWS_SINCE) == {row for row in lc.TRANSITIONS if row[0] in terminal} - {
+        (lc.WRITTEN_OFF, "loan.recover")
+    }
+    assert set(lc.ROWS_SINCE.values()) == {6}
 
 
 @pytest.fixture

@@ -147,8 +147,8 @@ def test_the_named_lender_takes_the_loan_over_and_everything_read_from_the_lende
     reminders = queries.lookup(chain.state, "reminders", bank2.did)["loans"]
     assert [(r["loan_id"], r["role"]) for r in reminders] == [(loan_id, "servicer")]
     assert queries.lookup(chain.state, "reminders", bank1.did)["loans"] == []
-    assert servicing_duties(lambda k: read_value(chain.state, k), bank1.did) == (0, 0)
-    assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (1, 0)
+    assert servicing_duties(lambda k: read_value(chain.state, k), bank1.did) == (0, 0, 0)
+    assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (1, 0, 0)
 
 
 def test_an_accepted_loan_is_disbursed_by_the_new_lender_and_a_loan_handed_back_is_indexed_once(world):
@@ -331,7 +331,7 @@ def test_a_transfer_pending_when_the_loan_closes_lapses(world):
     assert repay(chain, bank1, loan_id, loan(chain, loan_id)["amount_owed"]).ok
     for result in (accept(chain, bank2, loan_id), withdraw(chain, bank1, loan_id)):
         assert result.code == "invalid_state" and "in state 'closed'" in result.message
-    assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (0, 0)
+    assert servicing_duties(lambda k: read_value(chain.state, k), bank2.did) == (0, 0, 0)
     assert queries.lookup(chain.state, "portfolio", bank2.did)["pending_transfers"] == []
 
 

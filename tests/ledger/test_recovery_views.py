@@ -89,7 +89,10 @@ def test_exposure_and_portfolio_report_recovered_and_net_amounts_per_currency(wo
     assert "recovered" not in next(r for r in exposure["loans"] if r["loan_id"] == live)
     shares = pro_rata(principal, [amount for _, amount in commitments])
     book = queries.lookup(chain.state, "portfolio", bank1.did)
-    assert book["written_off"] == {"EUR": {**expected, "funded_by_others": shares[0] + shares[2]}}
+    never_moved = {"taken_over": 0, "taken_over_principal": 0, "handed_on": 0, "handed_on_principal": 0}
+    assert book["written_off"] == {
+        "EUR": {**expected, "funded_by_others": shares[0] + shares[2], "recovering_loans": 1, **never_moved}
+    }
 
     # Past the principal, a recovery covers interest: the net principal loss is nil, interest is still lost.
     beyond = principal - 50_000 + interest // 2

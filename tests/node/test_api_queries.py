@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -12,6 +13,7 @@ from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 from tests.ledger.test_loan_transfer import open_loan
+from tests.ledger.test_recovery import written_off
 from tests.node.test_api_protection import call
 
 
@@ -26,8 +28,8 @@ class LedgerNode:
     def query(self, kind: str, ref: str) -> dict[str, Any] | None:
         return queries.lookup(self.chain.state, kind, ref, as_of_ms=self.chain.head_ms)
 
-    def book_page(self, did: str, start: int, limit: int) -> dict[str, Any] | None:
-        return book_page(self.chain.state, did, start, limit)
+    def book_page(self, did: str, start: int, limit: int, written_off: bool) -> dict[str, Any] | None:
+        return book_page(self.chain.state, did, start, limit, written_off)
 
 
 def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
@@ -100,3 +102,25 @@ def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():
     assert too_many.status_code == 400
     assert stranger.status_code == 404
     assert stranger.json()["message"] == f"{seeded_key(2).did} is no member and services no loan"
+
+
+def test_book_pages_list_written_off_loans_whose_recovery_the_lender_services_when_asked():
+    genesis, members = make_genesis()
+    chain = Chain.start(replace(genesis, app={"rules_version": 6}))
+    borrower = seeded_key(1)
+    chain.onboard(borrower, member_key(KYC_MEMBER))
+    loan_id = written_off(chain, borrower, members[0])
+    app = build_app(LedgerNode(chain), None, ApiLimits())
+    book = f"/portfolio/{members[0].did}/loans"
+    plain, asked, bad = call(
+        app,
+        [
+            ("GET", book, {}),
+            ("GET", book, {"params": {"written_off": 1}}),
+            ("GET", book, {"params": {"written_off": 2}}),
+        ],
+    )
+    assert plain.json()["loans"] == []  # as before rules 6: live loans only
+    assert [(row["loan_id"], row["state"]) for row in asked.json()["loans"]] == [(loan_id, "written_off")]
+    assert bad.status_code == 400
+    assert bad.json()["message"] == "query parameter 'written_off' must be an integer from 0 to 1"
