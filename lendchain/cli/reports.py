@@ -11,6 +11,7 @@ older release answers without the newer parts, and the text leaves them out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
@@ -118,6 +119,14 @@ def forbearance_lines(loan: dict[str, Any]) -> list[str]:
         f"  {'forbearance':<15} {status['status']}{since} ({'; '.join(notes)})",
         f"  {'':<15} {status['why']}",
     ]
+
+
+def lender_books(
+    members: list[dict[str, Any]], portfolio_of: Callable[[str], dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each lender member of the ``members`` view with its book (``portfolio_of`` its did): what
+    ``consortium_books`` adds up, read from a node (``loan books``) or a replayed chain (``report books``)."""
+    return [(member, portfolio_of(member["did"])) for member in members if "lender" in member["roles"]]
 
 
 def consortium_books(
