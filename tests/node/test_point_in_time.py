@@ -286,3 +286,14 @@ def test_a_missing_certificate_is_named(world, tmp_path):
         ReportError, match="the commit certificate of block 4 is missing; restore it from a backup"
     ):
         replayed(chain, copy, Target(height=5), lambda views: None)
+
+
+def test_rules_this_release_does_not_execute_are_named_with_the_height(world, monkeypatch):
+    chain, data_dir = world  # a rules-5 chain, replayed by a release that executes rules up to 4
+    monkeypatch.setattr("lendchain.ledger.rules.RULES_VERSION", 4)
+    with pytest.raises(
+        ReportError,
+        match="block 1 executes under rules version 5, which this lendchain release does not: report with a "
+        r"release that does \(or at a height below 1\)",
+    ):
+        replayed(chain, data_dir, Target(), lambda views: None)
