@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from lendchain.cli.report import NodeBlocks
-from lendchain.client import NodeClient
+from lendchain.client import NodeClient, NodeError
 from lendchain.consensus.certificate import CommitCertificate
 from lendchain.consensus.quorum import tag
 from lendchain.ledger.block import Block
@@ -105,7 +105,7 @@ def test_raw_blocks_are_the_stored_bytes_with_their_certificates_a_page_at_a_tim
         }
         assert client.get("/blocks/raw", **{"from": 10, "limit": 5})["blocks"][0]["height"] == 10
         assert client.get("/blocks/raw", **{"from": 11})["blocks"] == []
-        with pytest.raises(Exception, match="query parameter 'limit' must be an integer from 1 to 1000"):
+        with pytest.raises(NodeError, match="query parameter 'limit' must be an integer from 1 to 1000"):
             client.get("/blocks/raw", limit=1001)
     # A page stops at about max_bytes, but always holds one block.
     page = ReplayedViews(store, chain.genesis).raw_blocks(1, 10, max_bytes=1)
@@ -219,3 +219,40 @@ def test_a_wrong_token_and_an_older_node_are_told_apart(world, store):
             match="does not serve GET /blocks/raw .*: replay a backup of its data directory with --data-dir instead",
         ):
             NodeBlocks(client, chain.genesis)
+
+
+def test_the_block_after_an_as_of_time_must_build_on_the_reports_block(world, store):
+    """Certified by a quorum, but on another parent: it proves nothing about the report's block."""
+    chain, _ = world
+    after = chain.heights["second_day"] + 1
+
+    def elsewhere(item: dict) -> None:
+        block = Block.decode(bytes.fromhex(item["block"]))
+        forged = Block(replace(block.header, prev_hash=bytes(32)), block.txs)
+        item["block"] = forged.encode().hex()
+        item["certificate"] = certify(chain, item["height"], forged.hash())
+
+    with pytest.raises(
+        ReportError, match=f"block {after} fails the check: it does not build on block {after - 1}"
+    ):
+        node_report(
+            chain, Serving(store, chain.genesis, after, elsewhere), Target(as_of_ms=parse_as_of(SECOND_DAY))
+        )
+
+
+def test_a_node_that_claims_a_later_head_than_its_blocks_reach_is_caught(world, store):
+    """Its head's time lets an as-of time after the real head through; the blocks then end before it."""
+    chain, _ = world
+
+    class Boasting(ReplayedViews):
+        def raw_blocks(self, start, limit, max_bytes=8 << 20):
+            answer = super().raw_blocks(start, limit, max_bytes)
+            answer["head"]["timestamp_ms"] += 10 * 86_400_000
+            return answer
+
+    with pytest.raises(
+        ReportError,
+        match=f"node at {URL} said its newest block 10 is at 2024-06-02T09:00:00.000Z, but that block is at "
+        "2024-05-23T09:00:00.000Z: nothing proves it the last block at or before 2024-05-25T23:59:59.999Z",
+    ):
+        node_report(chain, Boasting(store, chain.genesis), Target(as_of_ms=parse_as_of("2024-05-25")))
