@@ -120,6 +120,8 @@ def parse_as_of(text: str) -> int:
     except ValueError:
         pass
     else:
+        if day == date.max:
+            raise ValueError(f"{text!r} is the last day a date can name: give a time instead")
         return (datetime.combine(day + timedelta(days=1), time(), UTC) - _EPOCH) // _MS - 1
     try:
         moment = datetime.fromisoformat(text)
