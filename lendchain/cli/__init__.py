@@ -24,6 +24,7 @@ from lendchain.cli.join import join
 from lendchain.cli.keys import keys
 from lendchain.cli.loans import loan, party
 from lendchain.cli.network import devnet, start, testnet
+from lendchain.cli.report import report
 from lendchain.cli.restructure_consent import consent_restructure, withdraw_consent
 
 
@@ -51,6 +52,7 @@ for command in (
     party,
     loan,
     verify_chain,
+    report,
     backup,
     restore,
     docker,

@@ -42,6 +42,7 @@ from lendchain.cli.reports import (
     consortium_books,
     exposure_text,
     forbearance_lines,
+    lender_books,
     portfolio_text,
     stage_lines_of_loan,
 )
@@ -136,11 +137,7 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
     """
     with client_from(kw) as client:
         members = client.get("/members/*")["members"]
-        books = [
-            (member, client.get(f"/portfolio/{member['did']}"))
-            for member in members
-            if "lender" in member["roles"]
-        ]
+        books = lender_books(members, lambda did: client.get(f"/portfolio/{did}"))
     emit(ctx, consortium_books(books, currency.upper() if currency else None), books_text)
 
 
@@ -460,39 +457,41 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     with client_from(kw) as client:
         value = client.get(f"/loans/{loan_id}")
 
-    def human(v: dict[str, Any]) -> str:
-        lines = [f"loan {loan_id}: {v.get('state')}"]
-        for key in (
-            "borrower",
-            "lender",
-            "amount",
-            "currency",
-            "term_months",
-            "rate_bps",
-            "principal_paid",
-            "interest_paid",
-        ):
-            if v.get(key) is not None:
-                lines.append(f"  {key:<15} {v[key]}")
-        lines += stage_lines_of_loan(v)
-        written_off = v.get("written_off")
-        if written_off is not None:
-            lines.append(
-                f"  {'written off':<15} at height {written_off['height']}: principal {written_off['principal']}, "
-                f"interest {written_off['interest']}, penalty {written_off['penalty']}"
-            )
-            lines.append(f"  {'reason':<15} {written_off['reason']}")
-            lines += _recoveries_text(v)
-        lines += _restructuring_lines(v)
-        transfer = v.get("transfer")
-        if transfer is not None:
-            status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
-            lines.append(
-                f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
-            )
-        return "\n".join(lines + forbearance_lines(v))
+    emit(ctx, value, loan_text)
 
-    emit(ctx, value, human)
+
+def loan_text(v: dict[str, Any]) -> str:
+    """What `loan show` prints of a loan view (``GET /loans/{id}``); `report loan` prints it too."""
+    lines = [f"loan {v['loan_id']}: {v.get('state')}"]
+    for key in (
+        "borrower",
+        "lender",
+        "amount",
+        "currency",
+        "term_months",
+        "rate_bps",
+        "principal_paid",
+        "interest_paid",
+    ):
+        if v.get(key) is not None:
+            lines.append(f"  {key:<15} {v[key]}")
+    lines += stage_lines_of_loan(v)
+    written_off = v.get("written_off")
+    if written_off is not None:
+        lines.append(
+            f"  {'written off':<15} at height {written_off['height']}: principal {written_off['principal']}, "
+            f"interest {written_off['interest']}, penalty {written_off['penalty']}"
+        )
+        lines.append(f"  {'reason':<15} {written_off['reason']}")
+        lines += _recoveries_text(v)
+    lines += _restructuring_lines(v)
+    transfer = v.get("transfer")
+    if transfer is not None:
+        status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
+        lines.append(
+            f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
+        )
+    return "\n".join(lines + forbearance_lines(v))
 
 
 def _recoveries_text(loan: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ without the newer parts, and the text leaves them out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS, STAGES
@@ -203,6 +204,14 @@ def stage_lines_of_loan(loan: dict[str, Any]) -> list[str]:
             for reason in loan["stage_reasons"]
         ),
     ]
+
+
+def lender_books(
+    members: list[dict[str, Any]], portfolio_of: Callable[[str], dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each lender member of the ``members`` view with its book (``portfolio_of`` its did): what
+    ``consortium_books`` adds up, read from a node (``loan books``) or a replayed chain (``report books``)."""
+    return [(member, portfolio_of(member["did"])) for member in members if "lender" in member["roles"]]
 
 
 def consortium_books(

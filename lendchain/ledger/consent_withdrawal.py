@@ -41,12 +41,11 @@ from typing import TYPE_CHECKING, Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.funder_consent import syndicated, tally
+from lendchain.ledger.funder_consent import syndicated
 from lendchain.ledger.kinds import register_kind
-from lendchain.ledger.loans import LOAN_ID_FIELD, load_loan, loan_actors, with_history
-from lendchain.ledger.restructuring import pending_proposal, where
+from lendchain.ledger.loans import LOAN_ID_FIELD, load_loan, loan_actors
+from lendchain.ledger.restructuring import pending_proposal, record_consents, where
 from lendchain.ledger.schema import Schema
-from lendchain.ledger.state import loan_key
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -97,21 +96,7 @@ def withdraw_consent(ctx: TxContext, tx: Transaction) -> None:
             "loan.restructure_withdraw instead",
         )
     consents = [c for c in proposal["consents"] if c["funder"] != tx.sender]
-    proposal = {**proposal, "consents": consents}
-    loan = {**loan, "restructuring": proposal}
-    counted = tally(ctx.get, loan, proposal)
-    amount = given["amount"]
-    loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, funder=tx.sender, amount=amount)
-    ctx.put(loan_key(loan_id), loan)
-    ctx.emit(
-        "loan.restructure_consent_withdrawn",
-        loan_id=loan_id.hex(),
-        funder=tx.sender,
-        amount=amount,
-        consented=counted["consented"],
-        committed=counted["committed"],
-        offered_height=proposal["height"],
-    )
+    record_consents(ctx, tx, loan_id, loan, consents, given["amount"], "loan.restructure_consent_withdrawn")
 
 
 register_kind(KIND, Schema((LOAN_ID_FIELD,)), withdraw_consent, since=SINCE_RULES)

@@ -399,13 +399,29 @@ def consent_to_restructuring(ctx: TxContext, tx: Transaction) -> None:
         )
     amount = next(c["amount"] for c in loan["funding"]["commitments"] if c["funder"] == tx.sender)
     consent = {"funder": tx.sender, "amount": amount, "height": ctx.height, "by_proposal": False}
-    proposal = {**proposal, "consents": [*proposal["consents"], consent]}
+    record_consents(
+        ctx, tx, loan_id, loan, [*proposal["consents"], consent], amount, "loan.restructure_consented"
+    )
+
+
+def record_consents(
+    ctx: TxContext,
+    tx: Transaction,
+    loan_id: bytes,
+    loan: dict[str, Any],
+    consents: list,
+    amount: int,
+    event: str,
+) -> None:
+    """Store the pending proposal with the funders' ``consents`` after ``tx.sender`` gave or withdrew its
+    own (for ``amount``), with its history entry and ``event`` naming the tally then."""
+    proposal = {**loan["restructuring"], "consents": consents}
     loan = {**loan, "restructuring": proposal}
     counted = tally(ctx.get, loan, proposal)
     loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, funder=tx.sender, amount=amount)
     ctx.put(loan_key(loan_id), loan)
     ctx.emit(
-        "loan.restructure_consented",
+        event,
         loan_id=loan_id.hex(),
         funder=tx.sender,
         amount=amount,

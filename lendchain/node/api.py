@@ -70,6 +70,7 @@ class NodeFacade(Protocol):
     def tx_status(self, tx_id: bytes) -> dict[str, Any]: ...
     def block(self, ref: str) -> dict[str, Any] | None: ...
     def blocks(self, start: int, limit: int) -> list[dict[str, Any]]: ...
+    def raw_blocks(self, start: int, limit: int) -> dict[str, Any]: ...
     def commits_since(self, height: int, limit: int) -> dict[str, Any]: ...
     async def wait_for_height(self, height: int, timeout_s: float) -> None: ...
     async def wait_tx(self, tx_id: bytes, timeout_s: float) -> dict[str, Any]: ...
@@ -351,6 +352,11 @@ def build_app(
         limit = _int_param(request, "limit", 20, 1, 500)
         return {"blocks": node.blocks(start, limit)}
 
+    async def raw_blocks(request: Request) -> Any:
+        start = _int_param(request, "from", 1, 1, 2**62)
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        return node.raw_blocks(start, limit)
+
     async def commits(request: Request) -> Any:
         since = _int_param(request, "since", 0, 0, 2**62)
         wait_ms = _int_param(request, "wait_ms", 0, 0, 60_000)
@@ -420,6 +426,7 @@ def build_app(
         Route("/txs/stream", _route(stream_over_http)),
         Route("/txs/{tx_id}", _route(tx_status)),
         Route("/blocks", _route(blocks)),
+        Route("/blocks/raw", _route(raw_blocks)),  # before /blocks/{ref}, which would take "raw"
         Route("/blocks/{ref}", _route(block)),
         Route("/commits", _route(commits)),
         Route("/loans/{ref}", _route(query_route("loan"))),

@@ -157,6 +157,8 @@ class ChainStore:
         self.path = path
         self.genesis = genesis
         self.write_error: StoreError | None = None
+        # False only for a throwaway store (a point-in-time replay): no fsync per block.
+        self.sync_writes = True
         self._check: ChecksumCheck | None = None  # the background checksum check, once started
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
@@ -507,7 +509,7 @@ class ChainStore:
         try:
             if injected == "disk_full":  # as LevelDB reports ENOSPC on its log append
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
-            batch = self._db.write_batch(sync=sync and injected is None)
+            batch = self._db.write_batch(sync=sync and self.sync_writes and injected is None)
             for key, value in ops:
                 if value is None:
                     batch.delete(key)

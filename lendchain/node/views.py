@@ -28,6 +28,7 @@ from lendchain.node.keyschedule import key_schedule
 # An idle member still re-announces its head certificate at least every two view-change
 # timeouts; this many such intervals without a word and it counts as silent.
 SILENT_INTERVALS = 3
+RAW_BLOCKS_MAX_BYTES = 8 << 20  # of block bytes per ``GET /blocks/raw`` answer, as a catch-up batch
 
 
 class NodeViews:
@@ -142,6 +143,30 @@ class NodeViews:
     def blocks(self, start: int, limit: int) -> list[dict[str, Any]]:
         head = self.store.head().height
         return [b for h in range(start, min(head, start + limit - 1) + 1) if (b := self._block_json(h))]
+
+    def raw_blocks(self, start: int, limit: int, max_bytes: int = RAW_BLOCKS_MAX_BYTES) -> dict[str, Any]:
+        """Committed blocks from ``start`` as their canonical bytes with their commit certificates (hex).
+
+        What a reader that trusts no node replays (``lendchain report``): the
+        JSON block view carries tx hashes, not the txs, so it cannot be
+        re-executed. Up to ``limit`` blocks and about ``max_bytes`` (always
+        at least one block when there is one), with the chain's genesis hash
+        and head, so the reader can tell a node of another chain at once.
+        """
+        head = self.store.head()
+        blocks, size = [], 0
+        for height in range(max(start, 1), min(head.height, start + limit - 1) + 1):
+            raw, certificate = self.store.block_bytes(height), self.store.certificate(height)
+            if raw is None or certificate is None or (blocks and size + len(raw) > max_bytes):
+                break
+            blocks.append({"height": height, "block": raw.hex(), "certificate": certificate.hex()})
+            size += len(raw) + len(certificate)
+        return {
+            "chain_id": self.genesis.chain_id,
+            "genesis_hash": self.genesis.hash().hex(),
+            "head": {"height": head.height, "hash": head.hash.hex(), "timestamp_ms": head.timestamp_ms},
+            "blocks": blocks,
+        }
 
     def commits_since(self, height: int, limit: int) -> dict[str, Any]:
         head = self.store.head().height

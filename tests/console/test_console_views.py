@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from types import SimpleNamespace
 from unittest import mock
@@ -150,10 +151,13 @@ def test_a_committed_tx_status_says_its_kind_sender_and_time(loan_on_store):
     assert views.tx_status(b"\x00" * 32) == {"id": "00" * 32, "status": "unknown"}
 
 
-def test_the_node_judges_a_loans_forbearance_at_its_head_blocks_time(tmp_path):
-    """``GET /loans/{id}`` and ``/portfolio/{did}`` judge a restructured loan as of the head block."""
+@contextmanager
+def disbursed_on_a_store(tmp_path, version: int = 1):
+    """A loan lent by ``members[0]`` and disbursed on a real ChainStore under rules ``version``:
+    ``(store, genesis, run, members, borrower, loan_id)``; ``run(key, kind, payload, now_ms=None)``
+    commits one tx in a block (at ``now_ms`` if given) and returns its id."""
     genesis, members = make_genesis()
-    genesis = replace(genesis, app={"rules_version": 5})
+    genesis = replace(genesis, app={"rules_version": version}) if version != 1 else genesis
     lender, borrower = members[0], seeded_key(1)
     chain = Chain.start(genesis)
     with ChainStore.open(tmp_path / "db", genesis) as store:
@@ -179,8 +183,18 @@ def test_the_node_judges_a_loans_forbearance_at_its_head_blocks_time(tmp_path):
         offer_id = run(lender, "loan.offer", {"loan_id": loan_id, "rate_bps": 1200})
         run(borrower, "loan.accept", {"loan_id": loan_id, "offer_id": offer_id})
         run(lender, "loan.disburse", {"loan_id": loan_id})
+        yield store, genesis, run, members, borrower, loan_id
+
+
+def test_the_node_judges_a_loans_forbearance_at_its_head_blocks_time(tmp_path):
+    """``GET /loans/{id}`` and ``/portfolio/{did}`` judge a restructured loan as of the head block."""
+    with disbursed_on_a_store(tmp_path, version=5) as (store, genesis, run, members, borrower, loan_id):
+        lender = members[0]
+        head_ms = store.head().timestamp_ms
         terms = {"loan_id": loan_id, "rate_bps": 600, "term_months": 24}
-        run(lender, "loan.restructure", terms, now_ms=chain.head_ms + MONTH_MS + 10 * DAY_MS)  # it is overdue
+        run(
+            lender, "loan.restructure", terms, now_ms=head_ms + 1000 + MONTH_MS + 10 * DAY_MS
+        )  # it is overdue
         run(borrower, "loan.restructure_accept", {"loan_id": loan_id})
         views = Views(store, genesis)
         status = views.query("loan", loan_id)["forbearance"]

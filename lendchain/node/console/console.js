@@ -491,7 +491,9 @@ const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_inter
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
     .filter(([k]) => !TIMELINE_KEYS.includes(k))
-    .map(([k, v]) => (MONEY_KEYS.includes(k) ? `${k} ${money(v, currency)}` : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
+    .map(([k, v]) => (MONEY_KEYS.includes(k) ? `${k} ${money(v, currency)}`
+      : k.endsWith("_ms") && Number.isInteger(v) && v > 1e11 ? `${k.slice(0, -3)} ${time(v)}`  // a time, not a duration
+        : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
   const signer = entry.signer ? entry.signer.did : "chain";
   return h("li", { class: BAD_EVENTS.test(entry.event) ? "bad" : null,
     dataset: { event: entry.event, signer, height: String(entry.height) } },
@@ -647,6 +649,11 @@ async function renderLoan(id) {
           + `${loan.recovered.recoveries === 1 ? "recovery" : "recoveries"}, the last at block `
           + `${loan.recovered.height}, ${time(loan.recovered.time_ms)}: principal ${money(loan.recovered.principal, c)}, `
           + `interest ${money(loan.recovered.interest, c)}, penalty ${money(loan.recovered.penalty, c)}`)],
+        // rules 6: who handed the recovery on (and what was recovered by then), and its end
+        ...(loan.recovery_handovers || []).map((r) => ["recovery handed on", h("span", { class: "recovery-handover" },
+          partyLink(r.lender), ` at block ${r.height}, with ${money(r.recovered, c)} recovered by then`)]),
+        loan.recovery_ended && ["recovery ended", h("span", { id: "loan-recovery-ended" },
+          `at block ${loan.recovery_ended.height}, ${time(loan.recovery_ended.time_ms)}: ${loan.recovery_ended.reason}`)],
         loan.net_loss && ["net loss", h("span", { id: "loan-net-loss" },
           `${money(loan.net_loss.total, c)}: principal ${money(loan.net_loss.principal, c)}, `
           + `interest ${money(loan.net_loss.interest, c)}, penalty ${money(loan.net_loss.penalty, c)}`)],
@@ -661,14 +668,19 @@ async function renderLoan(id) {
 }
 
 // What a borrower's exposure or a lender's book wrote off, per currency, and what was recovered
-// since (an older node sends none of it, or no recoveries).
+// since (an older node sends none of it, or no recoveries); a book's part of the recoveries that
+// changed servicer (taken over, handed on: exposure.py), when any did.
 function writtenOffTable(writtenOff) {
+  // A lender's book whose recoveries changed servicer (rules 6): what it took over and handed on.
+  const moved = Object.values(writtenOff || {}).some((t) => t.taken_over || t.handed_on);
   const since = (t, key, c) => (t[key] === undefined ? "—" : money(t[key], c));
   const rows = Object.entries(writtenOff || {}).map(([c, t]) => ({ dataset: { writtenOff: c },
     cells: [c, money(t.principal, c), money(t.interest, c), money(t.penalty, c), String(t.loans),
-      since(t, "recovered", c), since(t, "net_principal", c), since(t, "net", c)] }));
+      since(t, "recovered", c), since(t, "net_principal", c), since(t, "net", c),
+      ...(moved ? [since(t, "taken_over", c), since(t, "handed_on", c), String(t.recovering_loans ?? "—")] : [])] }));
   return rows.length ? table(["currency", "written off principal", "interest", "penalty", "loans",
-    "recovered since", "net principal", "net loss"], rows) : "";
+    "recovered since", "net principal", "net loss", ...(moved ? ["taken over", "handed on", "recovering"] : [])],
+  rows) : "";
 }
 
 // The restructured loans still forborne in a borrower's exposure or a lender's book, per currency:

@@ -1,0 +1,206 @@
+"""``lendchain report``: each report as of a date, headed by what it stands on; bad input in one sentence.
+
+The chain is ``report_chain``'s (loan A live on 2023-11-20, defaulted and loan
+B disbursed by 2024-05-20, A written off on 2024-05-23) in a stopped node's data
+directory; the node source is the API app in-process (``client_of``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import socket
+import struct
+from dataclasses import replace
+
+import plyvel
+import pytest
+from click.testing import CliRunner
+
+from lendchain.cli import main
+from lendchain.cli.loans import loan_text
+from lendchain.cli.reports import books_text, exposure_text, portfolio_text
+from lendchain.ledger.block import Block
+from lendchain.node.pointintime import ReplayedViews
+from lendchain.node.store import ChainStore
+from tests.node.report_chain import FIRST_DAY, SECOND_DAY, report_chain, write_genesis
+from tests.node.test_point_in_time_node import client_of
+
+report_cli = importlib.import_module("lendchain.cli.report")  # the package's ``report`` is the click group
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    chain = report_chain()
+    where = tmp_path_factory.mktemp("report")
+    return chain, chain.write_data_dir(where / "data"), chain.write_genesis(where / "genesis.toml")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def from_data_dir(world, *args: str) -> list[str]:
+    _, data_dir, genesis = world
+    return [*args, "--data-dir", str(data_dir), "--genesis", str(genesis)]
+
+
+def test_the_books_as_of_each_date_are_headed_by_the_block_they_stand_on(world):
+    chain = world[0]
+    first = run(*from_data_dir(world, "report", "books", "--as-of", FIRST_DAY))
+    assert first.exit_code == 0, first.output
+    heading, _, books = first.output.partition("\n\n")
+    assert heading.splitlines() == [
+        f"report of chain lendchain-ledger-test, genesis {chain.genesis.hash().hex()}",
+        f"block     height 5, hash {Block.decode(chain.chain.blocks[4][0]).hash().hex()}, at 2023-11-14T22:13:25.000Z",
+        "signed    bank1, bank2, bank3 (its commit certificate, view 0)",
+        "checked   5 blocks replayed from the genesis, each re-executed (tx, state and results roots, "
+        "signatures) and its certificate verified under the genesis keys and the replayed governance; "
+        f"from data directory {world[1]}",
+        "as of     2023-11-20T23:59:59.999Z: the last block at or before it; block 6, certified by bank1, "
+        "bank2, bank3, is at 2024-05-20T09:00:00.000Z, after it",
+    ]
+    as_json = json.loads(run("--json", *from_data_dir(world, "report", "books", "--as-of", FIRST_DAY)).output)
+    assert as_json["report"] == "books" and as_json["basis"]["height"] == 5
+    assert books.rstrip("\n") == books_text(as_json["view"])
+    assert [(row["member"], row["outstanding"]) for row in as_json["view"]["books"]] == [("bank1", 120_000)]
+
+    second = json.loads(run("--json", *from_data_dir(world, "report", "books", "--as-of", SECOND_DAY)).output)
+    assert second["basis"]["as_of"]["next_block"]["height"] == second["basis"]["height"] + 1 == 10
+    assert [
+        (row["member"], row["defaulted_loans"], row["outstanding"]) for row in second["view"]["books"]
+    ] == [
+        ("bank1", 1, 120_000),
+        ("bank2", 0, 120_000),
+    ]
+
+
+@pytest.mark.parametrize(
+    "command, text",
+    [
+        ("loan", loan_text),
+        ("exposure", exposure_text),
+        ("portfolio", portfolio_text),
+    ],
+)
+def test_each_report_prints_the_views_own_text_under_the_heading(world, command, text):
+    chain = world[0]
+    borrower = json.loads(run("--json", *from_data_dir(world, "report", "loan", chain.loan_a)).output)["view"]
+    ref = {"loan": chain.loan_a, "exposure": borrower["borrower"], "portfolio": chain.members[0].did}[command]
+    as_json = json.loads(
+        run("--json", *from_data_dir(world, "report", command, ref, "--as-of", SECOND_DAY)).output
+    )
+    printed = run(*from_data_dir(world, "report", command, ref, "--as-of", SECOND_DAY))
+    assert printed.exit_code == 0, printed.output
+    assert printed.output.split("\n\n", 1)[1].rstrip("\n") == text(as_json["view"])
+    assert printed.output.startswith("report of chain lendchain-ledger-test")
+    if command == "loan":
+        assert as_json["view"]["state"] == "defaulted"
+
+
+def test_positions_of_a_did_with_none_say_so_at_the_height(world):
+    chain = world[0]
+    result = run(*from_data_dir(world, "report", "positions", chain.members[2].did, "--height", "9"))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: {chain.members[2].did} had committed to no syndicated loan (indexed from rules 2) at height 9 "
+        "(2024-05-20T09:00:03.000Z)"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (
+            ["--as-of", "2024-31-05"],
+            2,
+            "Invalid value for '--as-of': '2024-31-05' is neither a date (YYYY-MM-DD",
+        ),
+        (["--as-of", "2024-05-20T09:00"], 2, "'2024-05-20T09:00' has no time zone: add Z for UTC"),
+        (["--as-of", FIRST_DAY, "--height", "3"], 2, "give --height or --as-of, not both"),
+        (["--node", "http://127.0.0.1:1"], 2, "give --data-dir or --node, not both"),
+        (["--height", "99"], 1, "Error: height 99 is above the newest block data directory"),
+        (["--as-of", "2030-01-01"], 1, "is after the newest block data directory"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_no_figures(world, args, code, message):
+    result = run(*from_data_dir(world, "report", "books", *args))
+    assert result.exit_code == code and result.stdout == ""
+    assert message in " ".join(result.stderr.split())
+
+
+def test_without_a_genesis_the_report_says_what_it_needs(world):
+    result = run("report", "books", "--data-dir", str(world[1]))
+    assert result.exit_code == 2
+    assert "give the consortium's genesis with --genesis FILE (or a node's --config)" in result.stderr
+
+
+def test_a_genesis_of_another_chain_is_refused(world, tmp_path):
+    chain, data_dir, _ = world
+    other = write_genesis(tmp_path / "other.toml", replace(chain.genesis, chain_id="another-chain"))
+    result = run("report", "books", "--data-dir", str(data_dir), "--genesis", str(other))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert (
+        "belongs to chain 'lendchain-ledger-test'" in result.stderr and "not to this genesis" in result.stderr
+    )
+
+
+def test_a_tampered_data_directory_names_the_height_and_prints_nothing(world, tmp_path):
+    _, data_dir, genesis = world
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    db = plyvel.DB(str(copy))
+    key = b"b:" + struct.pack(">Q", 2)
+    raw = db.get(key)
+    db.put(key, raw[:-1] + bytes([raw[-1] ^ 1]))
+    db.close()
+    result = run("report", "books", "--data-dir", str(copy), "--genesis", str(genesis))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(
+        f"Error: data directory {copy}: block 2 fails the check: block 2 tx root does not match its transactions; "
+        "nothing is reported"
+    )
+
+
+def test_an_unreachable_node_is_named(world):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run("report", "books", "--node", f"http://127.0.0.1:{port}", "--genesis", str(world[2]))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert (
+        result.stderr.strip()
+        == f"Error: cannot reach node at http://127.0.0.1:{port} (ConnectError); is it running?"
+    )
+
+
+def node_behind(monkeypatch, world, token=None, client_token=None):
+    """``report`` commands reach the API app over the chain's store (opened here) as their node."""
+    chain, data_dir, _ = world
+    store = ChainStore.open(data_dir, chain.genesis, create=False)
+    facade = ReplayedViews(store, chain.genesis)
+    monkeypatch.setattr(report_cli, "client_from", lambda kw: client_of(facade, token, client_token))
+    return store
+
+
+def test_a_report_from_a_node_is_the_data_directorys(monkeypatch, world):
+    expected = json.loads(
+        run("--json", *from_data_dir(world, "report", "books", "--as-of", SECOND_DAY)).output
+    )
+    with node_behind(monkeypatch, world):
+        result = run("--json", "report", "books", "--as-of", SECOND_DAY, "--genesis", str(world[2]))
+    assert result.exit_code == 0, result.output
+    served = json.loads(result.output)
+    assert served["view"] == expected["view"] and served["basis"]["source"] == "node at http://node"
+    assert served["basis"]["block_hash"] == expected["basis"]["block_hash"]
+
+
+def test_a_wrong_token_says_which_option_gives_it(monkeypatch, world):
+    with node_behind(monkeypatch, world, token="s3cret-token-0123456789", client_token="wrong"):
+        result = run("report", "books", "--genesis", str(world[2]))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "Error: node at http://node refused the request (missing or wrong bearer token): give its API token "
+        "with --token-file FILE"
+    )
