@@ -61,8 +61,9 @@ closed or defaulted (a defaulted loan written off, ``writeoff``, is never
 filed again; one restructured, ``restructuring``, is filed again under its
 new schedule's first check). So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
-``max_evaluations_per_block`` loans (chain parameter, default 256); the rest stay filed and the next block
-continues in that order, so a block's extra work is bounded. Blocks are only
+``max_evaluations_per_block`` loans (chain parameter, default 256); the
+rest stay filed and the next block continues in that order, so a block's
+extra work is bounded. Blocks are only
 cut when there are transactions (or in a view change), so on an idle chain
 the pass runs with the next block; evaluation by block time makes the
 amounts the same either way.
