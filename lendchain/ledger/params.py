@@ -281,13 +281,15 @@ def for_loan(params: dict[str, Any], name: str, loan: dict[str, Any]) -> int:
 def _similar(word: str, names: tuple[str, ...], percent: int) -> str | None:
     """The name most similar to ``word`` by difflib's ratio (2 x matching characters / both lengths),
     if at least ``percent`` % similar; in integers, as the ledger computes (a refusal names it)."""
-    best, best_score = None, 0
+    best, best_score = None, -1
     for name in names:
-        matcher = difflib.SequenceMatcher(None, name, word)
-        matching = sum(block.size for block in matcher.get_matching_blocks())
+        matching = sum(
+            block.size for block in difflib.SequenceMatcher(None, name, word).get_matching_blocks()
+        )
         total = len(name) + len(word)
-        if 100 * 2 * matching >= percent * total and 2 * matching * 1000 // total > best_score:
-            best, best_score = name, 2 * matching * 1000 // total
+        score = 2 * matching * 1000 // total  # per mille
+        if 2 * matching * 100 >= percent * total and score > best_score:
+            best, best_score = name, score
     return best
 
 
