@@ -44,13 +44,17 @@ from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
 from lendchain.ledger.governance import ACTIONS as GOVERNANCE_ACTIONS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
+from lendchain.ledger.params import PARAMS, ParamError, as_text, parse_text, problem, unknown
+from lendchain.ledger.params_change import ACTION as PARAMS_SET
+from lendchain.ledger.params_change import SINCE_RULES as PARAMS_SET_SINCE
+from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_genesis
 
 
 @click.group()
 def gov() -> None:
-    """Propose and vote changes to the scorecard, the members (roles, keys, votes, joining, moving, leaving)
-    and the rules, applied at 2f+1 votes; list proposals and members."""
+    """Propose and vote changes to the scorecard, the members (roles, keys, votes, joining, moving, leaving),
+    the chain parameters and the rules, applied at 2f+1 votes; list proposals, members and parameters."""
 
 
 @gov.command("propose")
@@ -70,9 +74,65 @@ def gov_propose(ctx: click.Context, action: str, key: str, value: str, **kw: Any
     member.admit NAME VALUE (from rules 3; prefer propose-admit, which checks
     the joining bank's request before it sends it), member.remove DID REASON
     (from rules 3; demote a voting member first), member.address DID MULTIADDR
-    (from rules 3: its node moved).
+    (from rules 3: its node moved), params.set NAME VALUE (from rules 6: a chain
+    parameter, see `gov params`; checked here before it is sent).
     """
+    if action == PARAMS_SET:
+        _check_params_change(kw, key, value)
     send_tx(ctx, kw, "gov.propose", {"action": action, "key": key, "value": value})
+
+
+def _check_params_change(kw: dict[str, Any], name: str, text: str) -> None:
+    """Refuse a params.set the ledger would refuse for its key, value or rules, before signing it."""
+    param = PARAMS.get(name)
+    if param is None:
+        raise click.BadParameter(unknown(name, PARAMS_SET_SINCE), param_hint="'KEY'")
+    if not param.changeable:
+        raise click.BadParameter(
+            f"governance does not change {name}: {param.fixed_because}", param_hint="'KEY'"
+        )
+    try:
+        parse_text(name, text)
+    except ParamError as e:
+        raise click.BadParameter(str(e), param_hint="'VALUE'") from None
+    with client_from(kw) as client:
+        status = client.get("/status")
+    require_rules(status, PARAMS_SET_SINCE, PARAMS_SET, "propose the change")
+
+
+@gov.command("params")
+@click.argument("name", default="*")
+@client_options
+@click.pass_context
+@user_errors
+def gov_params(ctx: click.Context, name: str, **kw: Any) -> None:
+    """Show every chain parameter (or NAME): its value in force, its default and where the value came
+    from (node route /params/*); `gov propose params.set NAME VALUE` changes one."""
+    if name != "*" and name not in PARAMS:
+        raise click.BadParameter(unknown(name, RULES_VERSION), param_hint="'NAME'")
+    with client_from(kw) as client:
+        view = client.get(f"/params/{name}")
+    emit(ctx, view, describe_params)
+
+
+def describe_params(view: dict[str, Any]) -> str:
+    lines = []
+    for row in view["parameters"]:
+        source = {"default": "the default", "genesis": "set by the genesis"}.get(row["source"])
+        if source is None:  # governance
+            source = f"changed by proposal {row['proposal_id'][:16]} at height {row['changed_height']}"
+        current = as_text(row["name"], row["value"]) if _readable(row) else json.dumps(row["value"])
+        default = as_text(row["name"], row["default"])
+        changeable = "params.set changes it" if row["changeable"] else "fixed"
+        lines.append(f"{row['name']:<26} {current:<24} default {default:<14} {source}; {changeable}")
+        for era in row.get("earlier_loans", ()):
+            lines.append(f"{'':<26} loans disbursed up to {era['disbursed_until_ms']} ms keep {era['value']}")
+    return "\n".join(lines)
+
+
+def _readable(row: dict[str, Any]) -> bool:
+    """Whether the value is one ``params.as_text`` writes (a genesis may hold anything)."""
+    return problem(row["name"], row["value"]) is None
 
 
 @gov.command("propose-rotate-key")

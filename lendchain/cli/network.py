@@ -5,13 +5,33 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lendchain.cli._common import config_option, emit, forget_env_passphrase, read_passphrase, user_errors
 from lendchain.crypto import read_key_file
+from lendchain.ledger.params import PARAMS, ParamError, parse_text, unknown
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_node_config
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as genesis ``[app]`` values, read as ``params.set`` reads them."""
+    chosen: dict[str, Any] = {}
+    for given in values:
+        key, equals, text = given.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{given!r} is not KEY=VALUE", param_hint="'--param'")
+        if key not in PARAMS:
+            raise click.BadParameter(unknown(key, RULES_VERSION), param_hint="'--param'")
+        if key == "rules_version":
+            raise click.BadParameter("give the rules version with --rules-version", param_hint="'--param'")
+        try:
+            chosen[key] = parse_text(key, text)
+        except ParamError as e:
+            raise click.BadParameter(str(e), param_hint="'--param'") from None
+    return chosen
 
 
 @click.command()
@@ -31,6 +51,15 @@ from lendchain.node.config import load_node_config
     type=click.IntRange(1, RULES_VERSION),
     help="Ledger rules the chain starts on: the newest by default; an older one to match an existing chain.",
 )
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda ctx, param, values: parse_params(values),
+    help="A chain parameter for the genesis [app] (repeatable), e.g. max_term_months=360, "
+    "currencies=EUR,USD; `lendchain gov params` lists them.",
+)
 @click.pass_context
 @user_errors
 def testnet(
@@ -43,6 +72,7 @@ def testnet(
     api_port: int,
     docker: bool,
     rules_version: int,
+    params: dict[str, Any],
 ) -> None:
     """Generate keys, a genesis and one config per node for a test network."""
     from lendchain.node.testnet import generate_testnet
@@ -56,6 +86,7 @@ def testnet(
         observers=observers,
         docker=docker,
         rules_version=rules_version,
+        params=params,
     )
     value = {
         "genesis": str(layout.out / "genesis.toml"),

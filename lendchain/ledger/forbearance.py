@@ -141,7 +141,7 @@ def forbearance(
     if loan["state"] == lc.CLOSED:  # a repayment in full records no time; a payoff (prepayment) does
         why = "closed: repaid in full, no exposure is left"
         return {"status": ENDED, "since_ms": loan.get("prepaid_ms"), **view, "as_of_ms": as_of_ms, "why": why}
-    grace_ms = servicing_param(get_params(reader), "grace_days") * DAY_MS
+    grace_ms = servicing_param(get_params(reader), "grace_days", loan) * DAY_MS
     arrears = _arrears_since(reader, loan_id, loan, grace_ms)
     if as_of_ms is None:  # no head to judge at: the latest time the record shows
         as_of_ms = max([records[-1]["time_ms"], *(time_ms for time_ms, _ in arrears[-1])])

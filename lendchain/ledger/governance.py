@@ -30,7 +30,10 @@ Kinds:
     ``value`` its node's new address, which every node dials from then on
     (see ``addresses``);
   - ``rules.upgrade``: ``key`` is the next rules version, ``value`` the
-    height it starts at, or ``cancel`` for a pending one (see ``rules``).
+    height it starts at, or ``cancel`` for a pending one (see ``rules``);
+  - ``params.set`` (from rules version 6): ``key`` is a chain parameter's
+    name, ``value`` its new value as text, in force from the next block
+    (see ``params_change``, and ``params`` for what each may be).
 
   The value is checked when proposed, so a proposal that reaches quorum
   applies, unless the chain moved past it meanwhile (a key taken, an upgrade
@@ -78,6 +81,10 @@ from lendchain.ledger.kinds import register_block_hook, register_kind
 from lendchain.ledger.membership import ACTION as MEMBER_VOTING
 from lendchain.ledger.membership import SINCE_RULES as MEMBER_VOTING_SINCE
 from lendchain.ledger.membership import apply_voting_change, parse_voting_change, voting_dids_at
+from lendchain.ledger.params import value as param
+from lendchain.ledger.params_change import ACTION as PARAMS_SET
+from lendchain.ledger.params_change import SINCE_RULES as PARAMS_SET_SINCE
+from lendchain.ledger.params_change import apply_params_change, parse_params_change
 from lendchain.ledger.removal import ACTION as MEMBER_REMOVE
 from lendchain.ledger.removal import SINCE_RULES as MEMBER_REMOVE_SINCE
 from lendchain.ledger.removal import apply_removal, parse_removal
@@ -85,7 +92,7 @@ from lendchain.ledger.rules import ACTION as RULES_UPGRADE
 from lendchain.ledger.rules import check_upgrade, schedule_upgrade
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, SCORECARD_KEY
-from lendchain.ledger.state import DEFAULT_PARAMS, institution_key
+from lendchain.ledger.state import institution_key
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -99,6 +106,7 @@ ACTIONS = (
     MEMBER_ADMIT,
     MEMBER_REMOVE,
     MEMBER_ADDRESS,
+    PARAMS_SET,
 )
 SCORECARD_INTS = (
     "base",
@@ -165,10 +173,13 @@ def parse_change(ctx: TxContext, action: str, key: str, value: str) -> Any:
     )
 
 
-def apply_change(ctx: TxContext, proposal: dict[str, Any]) -> None:
+def apply_change(ctx: TxContext, proposal: dict[str, Any], proposal_id: bytes) -> None:
     key, value = proposal["key"], proposal["parsed"]
     if proposal["action"] == RULES_UPGRADE:
         schedule_upgrade(ctx, proposal)
+        return
+    if proposal["action"] == PARAMS_SET:
+        apply_params_change(ctx, proposal, proposal_id)
         return
     member_change = _MEMBER_CHANGES.get(proposal["action"])
     if member_change is not None:
@@ -209,7 +220,7 @@ def _record_vote(ctx: TxContext, proposal_id: bytes, proposal: dict[str, Any], v
     needed = quorum(len(voters))
     counted = [did for did in votes if did in voters]
     if len(counted) >= needed:
-        apply_change(ctx, proposal)
+        apply_change(ctx, proposal, proposal_id)
         proposal |= {"status": "executed", "executed_height": ctx.height, "executed_tx": ctx.tx_id}
         _close(ctx, proposal_id, proposal)
         ctx.emit(
@@ -251,6 +262,8 @@ def _parse(ctx: TxContext, chain_id: str, action: str, key: str, value: str) -> 
     """The checked value of a proposed change (see each action's module); refuses one that could not apply."""
     if action == RULES_UPGRADE:
         return check_upgrade(ctx, key, value)
+    if action == PARAMS_SET:
+        return parse_params_change(ctx, key, value)
     member_change = _MEMBER_CHANGES.get(action)
     if member_change is not None:
         return member_change.parse(ctx, chain_id, key, value)
@@ -269,8 +282,7 @@ def propose(ctx: TxContext, tx: Transaction) -> None:
         "votes": [],
         "status": "open",
         "height": ctx.height,
-        "expires_ms": ctx.timestamp_ms
-        + ctx.params.get("voting_period_ms", DEFAULT_PARAMS["voting_period_ms"]),
+        "expires_ms": ctx.timestamp_ms + param(ctx.params, "voting_period_ms"),
     }
     open_proposals = list(ctx.get(OPEN_PROPOSALS_KEY) or [])
     insort(open_proposals, [proposal["expires_ms"], ctx.tx_id])
@@ -330,6 +342,7 @@ register_kind(
                     (MEMBER_ADMIT, MEMBER_ADMIT_SINCE),
                     (MEMBER_REMOVE, MEMBER_REMOVE_SINCE),
                     (MEMBER_ADDRESS, MEMBER_ADDRESS_SINCE),
+                    (PARAMS_SET, PARAMS_SET_SINCE),
                 ),
             ),
             Field("key", "str", min=1, max=80),

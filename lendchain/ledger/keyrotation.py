@@ -16,8 +16,8 @@ The genesis fixes the first one; a governance proposal replaces it:
 - Executed at the 2f+1 quorum like every proposal: ``NODE_KEYS_KEY`` gets
   ``[effective_height, public_key]`` appended under the member's name, with
   ``effective_height`` = executing block height + ``key_rotation_delay_blocks``
-  (chain parameter, default ``DEFAULT_DELAY_BLOCKS``, at least
-  ``MIN_DELAY_BLOCKS``). Uniqueness is checked again at execution (two open
+  (chain parameter, default 20 in ``params``, at least
+  ``MIN_DELAY_BLOCKS``; fixed by the genesis, see ``params``). Uniqueness is checked again at execution (two open
   proposals may name the same key); the vote that would execute a conflicting
   one is refused with ``duplicate``.
 
@@ -57,6 +57,7 @@ from lendchain.crypto import did_from_public_key, verify
 from lendchain.genesis import Genesis
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.params import value
 from lendchain.ledger.state import (
     REMOVED_KEY,
     StateReader,
@@ -70,7 +71,6 @@ from lendchain.ledger.transactions import Transaction
 ACTION = "member.rotate_key"
 ROTATION_TAG = "lendchain/key-rotation/1"
 NODE_KEYS_KEY = b"nodekeys"  # {member name: [[effective_height, public_key], ...]} rotations only
-DEFAULT_DELAY_BLOCKS = 20
 MIN_DELAY_BLOCKS = 2
 _VALUE = re.compile(r"([0-9a-f]{64}):([0-9a-f]{128})")
 
@@ -86,7 +86,7 @@ def rotation_value(public_key: bytes, proof: bytes) -> str:
 
 
 def delay_blocks(params: dict[str, Any]) -> int:
-    return int(params.get("key_rotation_delay_blocks", DEFAULT_DELAY_BLOCKS))
+    return int(value(params, "key_rotation_delay_blocks"))
 
 
 def genesis_key_schedule(genesis: Genesis) -> KeySchedule:

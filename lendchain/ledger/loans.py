@@ -37,6 +37,7 @@ from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import valid_kyc
 from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.params import value as param
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import (
     ZERO_ROOT,
@@ -167,24 +168,24 @@ def apply_for_loan(ctx: TxContext, tx: Transaction) -> None:
         )
     state = lc.advance(lc.NEW, tx.kind, actors, ctx.tx_id, ctx.tx_id, rules=ctx.rules)
     # A missing parameter means required: a chain opts out explicitly, never by omission.
-    if ctx.params.get("require_kyc", True) and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
+    if param(ctx.params, "require_kyc") and valid_kyc(ctx.get, tx.sender, ctx.timestamp_ms) is None:
         raise TxRejected(
             "forbidden",
             f"loan.apply sender {tx.sender} has no valid KYC attestation; a member with the kyc role "
             "must send kyc.attest for it first",
         )
     currency = tx.payload["currency"]
-    if currency not in ctx.params["currencies"]:
+    currencies = param(ctx.params, "currencies")
+    if currency not in currencies:
         raise TxRejected(
             "bad_payload",
-            f"loan.apply field 'currency' is {currency!r}; this chain lends in "
-            f"{', '.join(ctx.params['currencies'])}",
+            f"loan.apply field 'currency' is {currency!r}; this chain lends in {', '.join(currencies)}",
         )
     term = tx.payload["term_months"]
-    if term > ctx.params["max_term_months"]:
+    longest = param(ctx.params, "max_term_months")
+    if term > longest:
         raise TxRejected(
-            "bad_payload",
-            f"loan.apply field 'term_months' is {term}, more than this chain's {ctx.params['max_term_months']}",
+            "bad_payload", f"loan.apply field 'term_months' is {term}, more than this chain's {longest}"
         )
     loan = {
         "borrower": tx.sender,
@@ -225,7 +226,7 @@ def make_offer(
 ) -> dict[str, Any]:
     """Record one offer on ``loan`` (manual, or automatic from a policy); the loan as updated."""
     state = lc.advance(loan["state"], "loan.offer", actors, ctx.tx_id, loan_id, rules=ctx.rules)
-    if len(loan["offers"]) >= ctx.params["max_offers_per_loan"]:
+    if len(loan["offers"]) >= param(ctx.params, "max_offers_per_loan"):
         raise TxRejected(
             "invalid_state",
             f"loan {loan_id.hex()[:16]} already has {len(loan['offers'])} offers, the most allowed",

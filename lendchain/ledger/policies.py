@@ -39,6 +39,7 @@ from lendchain.ledger.loans import (
     make_offer,
     outstanding_principal,
 )
+from lendchain.ledger.params import value as param
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import borrower_loans_key, loan_key
 
@@ -109,7 +110,7 @@ def auto_offer(ctx: TxContext, loan_id: bytes) -> None:
     """Make one offer per matching active policy on the loan just applied for."""
     for policy_id in ctx.get(POLICIES_KEY) or []:
         loan = ctx.get(loan_key(loan_id))
-        if len(loan["offers"]) >= ctx.params["max_offers_per_loan"]:
+        if len(loan["offers"]) >= param(ctx.params, "max_offers_per_loan"):
             return
         policy = ctx.get(policy_key(policy_id))
         rate = matching_rate(ctx, policy, loan)
@@ -141,7 +142,7 @@ def publish_policy(ctx: TxContext, tx: Transaction) -> None:
             "bad_payload",
             f"policy.publish field 'min_amount' is {p['min_amount']}, above 'max_amount' {p['max_amount']}",
         )
-    if p["currency"] not in ctx.params["currencies"]:
+    if p["currency"] not in param(ctx.params, "currencies"):
         raise TxRejected(
             "bad_payload", f"policy.publish field 'currency' is {p['currency']!r}, not lent on this chain"
         )

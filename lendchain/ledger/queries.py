@@ -28,6 +28,7 @@ from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import WRITTEN_OFF
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
+from lendchain.ledger.params_change import params_view
 from lendchain.ledger.policies import policy_key
 from lendchain.ledger.restructuring import lapse_of
 from lendchain.ledger.restructuring_limits import expired
@@ -313,6 +314,7 @@ _LOOKUPS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "node_keys": node_keys_view,
     "voting": voting_view,
     "members": _members,
+    "params": params_view,
 }
 
 

@@ -153,6 +153,7 @@ from lendchain.ledger.loans import (
     schedule_of,
     with_history,
 )
+from lendchain.ledger.params import value as param
 from lendchain.ledger.restructuring_limits import check_limit, expired, expired_refusal, offer_expiry
 from lendchain.ledger.schedule import period_interest
 from lendchain.ledger.schema import Field, Schema
@@ -234,7 +235,7 @@ def propose_restructuring(ctx: TxContext, tx: Transaction) -> None:
     check_limit(ctx, where(tx, loan_id), loan)
     rate, term = tx.payload["rate_bps"], tx.payload["term_months"]
     holiday = tx.payload.get("holiday_months", 0)
-    longest = ctx.params["max_term_months"]
+    longest = param(ctx.params, "max_term_months")
     if term > longest:
         raise TxRejected(
             "bad_payload", f"loan.restructure field 'term_months' is {term}, more than this chain's {longest}"
@@ -298,7 +299,7 @@ def accept_restructuring(ctx: TxContext, tx: Transaction) -> None:
     now = ctx.timestamp_ms
     schedule = schedule_of(loan)
     penalty, interest, principal = payoff(loan, schedule, now)
-    late = len(arrears(loan, schedule, now, servicing_param(ctx.params, "grace_days") * DAY_MS))
+    late = len(arrears(loan, schedule, now, servicing_param(ctx.params, "grace_days", loan) * DAY_MS))
     rate, holiday = proposal["rate_bps"], proposal["holiday_months"]
     balance = principal + interest + penalty
     holiday_interest = []

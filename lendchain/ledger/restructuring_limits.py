@@ -10,14 +10,15 @@ loan that has since moved on. From rules version ``SINCE_RULES``:
 
 - The limit. ``loan.restructure`` is refused (``invalid_state``) once the
   loan has been restructured ``max_restructurings`` times (chain parameter,
-  default ``DEFAULT_MAX_RESTRUCTURINGS``), with a sentence naming the count
+  default 3), with a sentence naming the count
   and the limit. The acceptance checks it again, for a proposal made under
   rules 5 that would take the loan past the limit, so that no loan
   restructured under rules 6 holds more than ``max_restructurings`` records
   (which also bounds the loan record, read on every touch of the loan).
+  The limit in force is the block's: lowered by ``params.set``, a loan
+  already restructured as often is restructured no more.
 - Expiry. A proposal records ``expires_ms``: its block's time plus
-  ``restructure_offer_ms`` (chain parameter, default
-  ``DEFAULT_OFFER_MS``, 30 days). An acceptance, a consent or a
+  ``restructure_offer_ms`` (chain parameter, default 30 days). An acceptance, a consent or a
   withdrawal of a consent in a block whose time is at or past it, and a
   withdrawal of the proposal, are refused with code ``expired`` and a
   sentence saying when it expired and that the servicer may propose
@@ -41,11 +42,11 @@ known from the moment of the proposal (``loan.restructure_offered``
 carries ``expires_ms``), so a borrower's or a funder's system schedules its
 own reminder.
 
-The parameters come from the genesis ``[app]`` only (like
-``servicing.SERVICING_DEFAULTS``, never in ``state.DEFAULT_PARAMS``, which
-would change every genesis's stored bytes), and a node refuses a genesis
-whose values are out of ``PARAMS``' bounds (``genesis_problem``, called by
-``node.config``, which also refuses a key that looks like a typo of theirs).
+The parameters, their defaults and bounds are in the registry (``params``):
+set by the genesis ``[app]`` (a node refuses a genesis with a value out of
+bounds, or a key that looks like a typo of theirs: ``node.config``), and
+changed by governance (``params.set``; a proposal keeps the ``expires_ms``
+it was made with).
 """
 
 from __future__ import annotations
@@ -54,35 +55,9 @@ from typing import Any
 
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
-from lendchain.ledger.servicing import DAY_MS
+from lendchain.ledger.params import value
 
 SINCE_RULES = 6
-DEFAULT_MAX_RESTRUCTURINGS = 3
-DEFAULT_OFFER_MS = 30 * DAY_MS
-# name -> (default, least, greatest, what it is): what a genesis may set
-PARAMS: dict[str, tuple[int, int, int, str]] = {
-    # A loan carries every restructuring's record; twenty is far past any supervisor's patience.
-    "max_restructurings": (DEFAULT_MAX_RESTRUCTURINGS, 1, 20, "restructurings per loan"),
-    # Shorter than a minute could not be answered in time; longer than a year is no offer any more.
-    "restructure_offer_ms": (DEFAULT_OFFER_MS, 60_000, 365 * DAY_MS, "milliseconds a proposal stays open"),
-}
-
-
-def limit_param(params: dict[str, Any], name: str) -> int:
-    """The chain's value of one of ``PARAMS`` (its default when the genesis does not set it)."""
-    return params.get(name, PARAMS[name][0])
-
-
-def genesis_problem(app: dict[str, Any]) -> tuple[str, str] | None:
-    """``(key, what is wrong)`` for a genesis ``[app]`` value of ``PARAMS`` out of bounds; None when
-    they are fine (``node.config`` also refuses a key that looks like a typo of theirs)."""
-    for name, (_, least, greatest, what) in PARAMS.items():
-        value = app.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= greatest:
-            return name, f"must be an integer from {least} to {greatest} ({what}), got {value!r}"
-    return None
 
 
 def times(count: int) -> str:
@@ -94,7 +69,7 @@ def check_limit(ctx: TxContext, where: str, loan: dict[str, Any]) -> None:
     if ctx.rules < SINCE_RULES:
         return
     done = len(loan.get("restructurings", ()))
-    limit = limit_param(ctx.params, "max_restructurings")
+    limit = value(ctx.params, "max_restructurings")
     if done >= limit:
         raise TxRejected(
             "invalid_state",
@@ -109,7 +84,7 @@ def offer_expiry(ctx: TxContext) -> dict[str, int]:
     """What a new proposal records of its expiry: ``{"expires_ms": …}`` from rules 6, else nothing."""
     if ctx.rules < SINCE_RULES:
         return {}
-    return {"expires_ms": ctx.timestamp_ms + limit_param(ctx.params, "restructure_offer_ms")}
+    return {"expires_ms": ctx.timestamp_ms + value(ctx.params, "restructure_offer_ms")}
 
 
 def expired(proposal: dict[str, Any], now_ms: int | None) -> bool:

@@ -80,7 +80,8 @@ Versions:
    the kind ``loan.recovery_end`` (``recovery_end``) lets the servicer end
    a written-off loan's recovery; ``member.remove`` is refused while the
    member services the recovery of a written-off loan with money left to
-   recover (``removal``).
+   recover (``removal``); the governance action ``params.set``
+   (``params_change``) changes a chain parameter.
 """
 
 from __future__ import annotations

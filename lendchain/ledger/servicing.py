@@ -61,16 +61,17 @@ closed or defaulted (a defaulted loan written off, ``writeoff``, is never
 filed again; one restructured, ``restructuring``, is filed again under its
 new schedule's first check). So a loan nobody pays turns overdue and defaulted
 through blocks that do not mention it. The pass evaluates at most
-``max_evaluations_per_block`` loans (chain parameter, default
-``MAX_EVALUATIONS_PER_BLOCK``); the rest stay filed and the next block
-continues in that order, so a block's extra work is bounded. Blocks are only
+``max_evaluations_per_block`` loans (chain parameter, default 256); the
+rest stay filed and the next block continues in that order, so a block's
+extra work is bounded. Blocks are only
 cut when there are transactions (or in a view change), so on an idle chain
 the pass runs with the next block; evaluation by block time makes the
 amounts the same either way.
 
 ``loan.service`` {loan_id} still lets any member trigger the evaluation at
-once. The parameters come from the chain parameters (genesis ``[app]``) with
-``SERVICING_DEFAULTS``.
+once. ``grace_days``, ``default_days`` and ``penalty_bps`` are chain
+parameters (``params``) read per loan: a loan keeps the ones in force when it
+was disbursed, whatever governance changes later (``servicing_param``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ from lendchain.ledger.loans import (
     schedule_of,
     with_history,
 )
+from lendchain.ledger.params import for_loan, value
 from lendchain.ledger.schedule import Instalment, Progress, allocate_payment, amount_owed
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import loan_key
@@ -103,13 +105,13 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
 YEAR_MS = 365 * DAY_MS
-SERVICING_DEFAULTS = {"grace_days": 5, "default_days": 90, "penalty_bps": 1000}
 SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
-MAX_EVALUATIONS_PER_BLOCK = 256
 
 
-def servicing_param(params: dict[str, Any], name: str) -> int:
-    return params.get(name, SERVICING_DEFAULTS[name])
+def servicing_param(params: dict[str, Any], name: str, loan: dict[str, Any]) -> int:
+    """``grace_days``, ``default_days`` or ``penalty_bps`` of ``loan``: the value in force when it was
+    disbursed (``params.for_loan``: a change by governance applies to loans disbursed after it)."""
+    return for_loan(params, name, loan)
 
 
 def due_ms(loan: dict[str, Any], number: int) -> int:
@@ -159,12 +161,12 @@ def penalty_accrued(
     loan: dict[str, Any], schedule: list[Instalment], now_ms: int, params: dict[str, Any]
 ) -> int:
     """Penalty interest since the last evaluation, rounded down (see the module docstring)."""
-    grace_ms = servicing_param(params, "grace_days") * DAY_MS
+    grace_ms = servicing_param(params, "grace_days", loan) * DAY_MS
     as_of = loan.get("penalty_as_of_ms") or 0
     weighted = 0
     for number, left in arrears(loan, schedule, now_ms, grace_ms):
         weighted += left * (now_ms - max(as_of, due_ms(loan, number) + grace_ms))
-    return weighted * servicing_param(params, "penalty_bps") // (YEAR_MS * 10_000)
+    return weighted * servicing_param(params, "penalty_bps", loan) // (YEAR_MS * 10_000)
 
 
 def penalty_due(loan: dict[str, Any]) -> int:
@@ -182,7 +184,7 @@ def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, 
     if loan["state"] not in SERVICED_STATES:
         return loan
     now = ctx.timestamp_ms
-    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    grace_ms = servicing_param(ctx.params, "grace_days", loan) * DAY_MS
     first_unpaid = loan["progress"][0] + 1
     if first_unpaid > loan["term_months"] or due_ms(loan, first_unpaid) + grace_ms >= now:
         return loan  # the common case: nothing is late, so no schedule is needed
@@ -206,7 +208,7 @@ def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, 
             loan_id, loan, ctx, "loan.overdue", instalment=number, due_ms=oldest_due
         )
         ctx.emit("loan.overdue", loan_id=loan_id.hex(), instalment=number, due_ms=oldest_due)
-    if now > oldest_due + servicing_param(ctx.params, "default_days") * DAY_MS:
+    if now > oldest_due + servicing_param(ctx.params, "default_days", loan) * DAY_MS:
         loan["state"] = lc.advance(loan["state"], lc.WENT_DEFAULT, ledger, ctx.tx_id, loan_id)
         loan["history_len"] = with_history(
             loan_id, loan, ctx, "loan.defaulted", instalment=number, due_ms=oldest_due
@@ -227,7 +229,7 @@ def next_check_ms(loan: dict[str, Any], now_ms: int, params: dict[str, Any]) -> 
     term = loan["term_months"]
     if first_unpaid > term:
         return None
-    grace_ms = servicing_param(params, "grace_days") * DAY_MS
+    grace_ms = servicing_param(params, "grace_days", loan) * DAY_MS
     kept, start = periods_from(loan)
     # The first unpaid instalment not yet past due plus grace at now_ms (ceiling division).
     number = max(first_unpaid, kept + -(-(now_ms - grace_ms - start) // MONTH_MS))
@@ -235,7 +237,7 @@ def next_check_ms(loan: dict[str, Any], now_ms: int, params: dict[str, Any]) -> 
     if number <= term:
         checks.append(due_ms(loan, number) + grace_ms + 1)
     if loan["state"] == lc.OVERDUE:
-        checks.append(due_ms(loan, first_unpaid) + servicing_param(params, "default_days") * DAY_MS + 1)
+        checks.append(due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1)
     return max(min(checks), now_ms + 1) if checks else None
 
 
@@ -246,7 +248,7 @@ def track(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any
 
 def due_loan_pass(ctx: TxContext) -> None:
     """The block hook: evaluate the loans whose check time has come (see the module docstring)."""
-    limit = ctx.params.get("max_evaluations_per_block", MAX_EVALUATIONS_PER_BLOCK)
+    limit = value(ctx.params, "max_evaluations_per_block")
     for loan_id in due.due_loans(ctx, limit):
         loan = evaluate(ctx, loan_id, ctx.get(loan_key(loan_id)))
         ctx.put(loan_key(loan_id), track(ctx, loan_id, loan))
@@ -282,7 +284,7 @@ def repay_loan(ctx: TxContext, tx: Transaction) -> None:
     if amount > penalty:
         interest, principal, new_progress = allocate_payment(schedule, progress, amount - penalty)
     now = ctx.timestamp_ms
-    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    grace_ms = servicing_param(ctx.params, "grace_days", loan) * DAY_MS
     completed = range(progress.instalments_paid + 1, new_progress.instalments_paid + 1)
     late = sum(1 for number in completed if now > due_ms(loan, number) + grace_ms)
     loan = {
@@ -337,7 +339,7 @@ def prepay_loan(ctx: TxContext, tx: Transaction) -> None:
             f"loan.prepay field 'amount' is {amount}, more than the {owed} that settles loan "
             f"{loan_id.hex()[:16]} now (penalty {penalty}, interest {interest}, principal {principal})",
         )
-    grace_ms = servicing_param(ctx.params, "grace_days") * DAY_MS
+    grace_ms = servicing_param(ctx.params, "grace_days", loan) * DAY_MS
     if amount < owed:
         _prepay_part(ctx, tx, loan_id, {**loan, "state": state}, schedule, (penalty, interest, principal))
         return
@@ -368,7 +370,7 @@ def _prepay_part(
     amount = tx.payload["amount"]
     now = ctx.timestamp_ms
     where = f"loan {loan_id.hex()[:16]}"
-    if arrears(loan, schedule, now, servicing_param(ctx.params, "grace_days") * DAY_MS):
+    if arrears(loan, schedule, now, servicing_param(ctx.params, "grace_days", loan) * DAY_MS):
         raise TxRejected(
             "invalid_state",
             f"loan.prepay field 'amount' is {amount}, less than the {penalty + interest + principal} that "

@@ -43,6 +43,8 @@ import msgpack
 
 from lendchain import codec
 from lendchain.genesis import Genesis
+from lendchain.ledger.params import STORED_DEFAULTS
+from lendchain.ledger.params import value as param
 
 STATE_ROOT_TAG = b"lendchain/state/1"
 ZERO_ROOT = bytes(32)
@@ -57,15 +59,9 @@ ADMITTED_KEY = b"admitted"
 ADDRESSES_KEY = b"addresses"  # {member name: node address} changed by ``member.address`` (rules 3)
 REMOVED_KEY = b"removed"  # {member name: height of the block that removed it} (``removal``, rules 3)
 
-# Ledger parameters; genesis.app overrides any of them.
-DEFAULT_PARAMS: dict[str, Any] = {
-    "currencies": ["CHF", "EUR", "GBP", "INR", "KES", "USD"],
-    "max_term_months": 480,
-    "max_offers_per_loan": 16,
-    # loan.apply needs an unexpired KYC attestation; a genesis turns it off with require_kyc = false.
-    "require_kyc": True,
-    "voting_period_ms": 7 * 86_400_000,  # a governance proposal's votes count for a week of block time
-}
+# The parameters every genesis state stores, with their defaults unless genesis.app overrides them
+# (``params.STORED_DEFAULTS``: never grows, see ``params``); ``params.value`` reads any parameter.
+DEFAULT_PARAMS: dict[str, Any] = STORED_DEFAULTS
 
 
 class StateReader(Protocol):
@@ -271,7 +267,7 @@ def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
     changes[VOTING_MEMBERS_KEY] = codec.pack([member.did for member in genesis.members])
     if genesis.observers:
         changes[OBSERVERS_KEY] = codec.pack([member.did for member in genesis.observers])
-    version = genesis.app.get("rules_version", 1)
+    version = param(genesis.app, "rules_version")
     if version != 1:  # a chain that starts on newer rules: in force from block 1 (rules.rules_at)
         changes[RULES_KEY] = codec.pack([[1, version]])
     try:

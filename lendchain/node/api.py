@@ -453,6 +453,7 @@ def build_app(
         Route("/node-keys/{ref}", _route(query_route("node_keys"))),
         Route("/voting/{ref}", _route(query_route("voting"))),
         Route("/members/{ref}", _route(query_route("members", "no member {ref}"))),
+        Route("/params/{ref}", _route(query_route("params", "no chain parameter {ref}"))),
         Route("/status", _route(status)),
         Route("/health", _route(health)),
         Route("/ready", _route(ready)),

@@ -6,7 +6,27 @@ silently ignores ``listn = …`` would start with a default nobody chose.
 
 The genesis is the consortium's constitution: chain id, the voting members in
 order (the primary of view v is ``members[v mod n]``), read-only observers,
-and consensus parameters. Its hash is the previous-block hash of block 1.
+consensus parameters and the chain parameters (``[app]``, checked against the
+registry ``ledger.params``). Its hash is the previous-block hash of block 1.
+
+The ``[app]`` table is in that hash, so a chain's genesis can never be
+edited: a typo in it is the chain's for good. Hence two strengths of check:
+
+- ``strict``: every problem the registry finds (a key that is no parameter,
+  with the nearest name; a value of the wrong type or out of bounds) refuses
+  the genesis. For a genesis being created (``lendchain testnet``, devnet and
+  the docker network generate theirs with ``testnet.generate_testnet``) and
+  for one loaded to start a chain no node has run yet, where the loader can
+  tell (``lendchain devnet`` on a directory without data).
+- otherwise (the default): the genesis may be one a chain runs on, written
+  before the registry checked it, and a node must never refuse to restart on
+  its own chain; the problems are left for ``genesis_warnings``, which the
+  node logs at every start and ``start --check`` prints. A node starting on an
+  empty data directory cannot tell a new chain from one its peers have run
+  for years (a member joining late, or restoring), so it warns too. The
+  problems an older release already refused (a ``rules_version`` this release
+  does not run, restructuring limits out of bounds or misspelt:
+  ``Param.refused_always``) refuse the genesis either way: no chain has them.
 """
 
 from __future__ import annotations
@@ -20,8 +40,8 @@ from typing import Any
 from lendchain import codec
 from lendchain.crypto import PUBLIC_KEY_SIZE
 from lendchain.genesis import ROLES, ConsensusParams, Genesis, Member, address_problem
-from lendchain.ledger.restructuring_limits import PARAMS as LIMIT_PARAMS
-from lendchain.ledger.restructuring_limits import genesis_problem
+from lendchain.ledger.params import app_problems
+from lendchain.ledger.params import value as param
 from lendchain.ledger.rules import RULES_VERSION
 
 
@@ -222,7 +242,8 @@ def _read_member(t: _Table, voting: bool) -> Member:
     return Member(name, public_key, address, tuple(roles), voting)
 
 
-def genesis_from_doc(doc: dict[str, Any], path: Path) -> Genesis:
+def genesis_from_doc(doc: dict[str, Any], path: Path, *, strict: bool = False) -> Genesis:
+    """The genesis ``doc`` (read from ``path``) describes; ``strict``: see the module docstring."""
     top = _Table(doc, path, "")
     chain_id = top.get("chain_id", str, what="a chain id such as 'lendchain-test-1'")
     if not chain_id or len(chain_id) > 64:
@@ -262,33 +283,52 @@ def genesis_from_doc(doc: dict[str, Any], path: Path) -> Genesis:
         codec.pack(app)
     except codec.CodecError as e:
         raise top.error("app", f"cannot be encoded canonically ({e})") from None
-    version = app.get("rules_version", 1)
+    version = param(app, "rules_version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RULES_VERSION:
         raise top.error(
             "app",
             f"rules_version must be an integer from 1 to {RULES_VERSION} (the newest rules this release "
             f"executes), got {version!r}",
         )
-    _check_restructuring_limits(top, app)
+    for refused, message in _app_problems(path, app):
+        if strict or refused:
+            raise ConfigError(message)
     return Genesis(chain_id, genesis_time_ms, tuple(members), tuple(observers), consensus, app)
 
 
-def _check_restructuring_limits(top: _Table, app: dict[str, Any]) -> None:
-    """The ``[app]`` guard rails on restructuring (rules 6, ``ledger.restructuring_limits``): values in
-    bounds, and no key that is a near miss of their names (it would leave the default in force)."""
-    for key in app:
-        if key not in LIMIT_PARAMS:
-            meant = difflib.get_close_matches(key, LIMIT_PARAMS, n=1, cutoff=0.85)
-            if meant:
-                raise ConfigError(f"{top.file}: unknown key 'app.{key}'; did you mean 'app.{meant[0]}'?")
-    problem = genesis_problem(app)
-    if problem is not None:
-        raise top.error(f"app.{problem[0]}", problem[1])
+def _app_problems(path: Path, app: dict[str, Any]) -> list[tuple[bool, str]]:
+    """(refused at every load, sentence) for each problem of the genesis ``[app]`` table."""
+    found = []
+    for problem in app_problems(app):
+        if problem.unknown:
+            message = f"{path}: unknown key 'app.{problem.key}'; {problem.sentence}"
+        else:
+            message = f"{path}: 'app.{problem.key}' {problem.sentence}"
+        found.append((problem.refused_always, message))
+    return found
 
 
-def load_genesis(path: str | Path) -> Genesis:
+def refuse_app_problems(path: Path, app: dict[str, Any]) -> None:
+    """ConfigError naming the first problem of the ``[app]`` table of a genesis about to be written."""
+    problems = _app_problems(path, app)
+    if problems:
+        raise ConfigError(problems[0][1])
+
+
+def genesis_warnings(genesis: Genesis, path: Path) -> list[str]:
+    """What a strict load of the genesis at ``path`` would have refused, and what it means for its chain."""
+    consequence = (
+        "the chain's genesis stays as it is (its hash is the chain's identity): the ledger ignores an "
+        "unknown key and keeps a value as written; members change a parameter by governance "
+        "(lendchain gov propose params.set KEY VALUE)"
+    )
+    return [f"{message}; {consequence}" for _, message in _app_problems(path, genesis.app)]
+
+
+def load_genesis(path: str | Path, *, strict: bool = False) -> Genesis:
+    """The genesis at ``path``; ``strict`` for a new chain's (see the module docstring)."""
     path = Path(path)
-    return genesis_from_doc(_load_toml(path, "genesis file"), path)
+    return genesis_from_doc(_load_toml(path, "genesis file"), path, strict=strict)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

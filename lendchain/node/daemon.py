@@ -34,7 +34,7 @@ from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
 from lendchain.node.backup import NodeBackups
 from lendchain.node.byzantine import ByzantineSender
-from lendchain.node.config import NodeConfig, read_api_token
+from lendchain.node.config import NodeConfig, genesis_warnings, read_api_token
 from lendchain.node.driver import SyncServer, now_ms
 from lendchain.node.faults import Faults
 from lendchain.node.gossip import GOSSIP_CHECKED_MEMORY, GOSSIP_MAX_TXS, GossipIntake
@@ -78,6 +78,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.api_token = read_api_token(config.api_token_file) if config.api_token_file else None
         self.genesis = genesis
         self.log = logging.getLogger(f"lendchain.{config.name}")
+        for warning in genesis_warnings(genesis, config.genesis_path):  # at every start: see node.config
+            self.log.warning("%s", warning)
         # Once this member's rotation to next_key is in effect, the node shows its peers the new
         # key (at once, or on a start after it), and they retire the old one.
         self._next_key = next_key

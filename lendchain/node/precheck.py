@@ -1,7 +1,8 @@
 """``lendchain start --check``: every check a start makes, without starting.
 
 For a deploy pipeline or an operator about to restart a member: the config
-(already loaded), the keys (already opened), then what ``Node`` checks when
+(already loaded, its genesis's problems that a start only warns about
+listed as warnings), the keys (already opened), then what ``Node`` checks when
 it is built (the key against the genesis and the executed rotations, the
 data directory's format, chain and consistency, the rules this release can
 run, the API token), and that the API and p2p ports are free. It builds the
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from lendchain.crypto import SigningKey
-from lendchain.node.config import NodeConfig
+from lendchain.node.config import NodeConfig, genesis_warnings
 
 
 class PrecheckFailed(Exception):
@@ -61,6 +62,8 @@ def precheck(config: NodeConfig, key: SigningKey, next_key: SigningKey | None) -
         lines.append(
             f"ok: data directory {config.data_dir} at height {head.height}, rules version {rules['version']}"
         )
+    # The node starts on them, and logs them at every start (node.config says why).
+    lines += [f"warning: {warning}" for warning in genesis_warnings(config.genesis, config.genesis_path)]
     listen = config.p2p_listen.split("/")
     for what, host, port in (
         ("api", config.api_host, config.api_port),

@@ -6,12 +6,13 @@ import ipaddress
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
 from lendchain.crypto import SigningKey, write_key_file
 from lendchain.genesis import ConsensusParams, Genesis, Member
-from lendchain.node.config import ConfigError
+from lendchain.node.config import ConfigError, refuse_app_problems
 
 DEFAULT_ROLES = (
     ("lender", "kyc", "bureau"),
@@ -52,14 +53,20 @@ def generate_testnet(
     docker_subnet: str = DOCKER_SUBNET,
     consensus: ConsensusParams | None = None,
     rules_version: int = 1,
+    params: dict[str, Any] | None = None,
 ) -> TestnetLayout:
     """Write ``out/{genesis.toml,keys/,nodeN.toml}`` for an ``nodes``-member network.
+
+    ``params`` are chain parameters for the genesis ``[app]`` (``ledger.params``), checked
+    strictly before anything is written: a new chain starts without a typo in its genesis.
 
     With ``docker=True`` every node listens on 0.0.0.0 inside its own container
     and members are addressed by container IP on the ``docker_subnet`` bridge
     (``docker_ip``: the subnet's address 11, 12, … in member order).
     """
     out = Path(out)
+    app = {**({"rules_version": rules_version} if rules_version != 1 else {}), **(params or {})}
+    refuse_app_problems(out / "genesis.toml", app)
     if nodes < 1:
         raise ConfigError("a test network needs at least one node")
     if (out / "genesis.toml").exists():
@@ -83,7 +90,7 @@ def generate_testnet(
         members=tuple(m for m in members if m.voting),
         observers=tuple(m for m in members if not m.voting),
         consensus=consensus or ConsensusParams(),
-        app={"rules_version": rules_version} if rules_version != 1 else {},
+        app=app,
     )
     (out / "genesis.toml").write_text(tomli_w.dumps(genesis.to_toml_doc()))
     configs = []

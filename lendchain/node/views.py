@@ -199,6 +199,10 @@ class NodeViews:
                 founding = self.genesis.member(member["name"])
                 if founding is not None:
                     member.setdefault("address", founding.address)
+        if kind == "params" and found is not None:  # the state cannot tell a default the genesis wrote
+            for row in found["parameters"]:
+                if row["source"] == "default" and row["name"] in self.genesis.app:
+                    row["source"] = "genesis"
         return found
 
     def book_page(self, did: str, start: int, limit: int, written_off: bool = False) -> dict[str, Any] | None:

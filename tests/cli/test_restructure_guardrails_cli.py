@@ -11,11 +11,13 @@ block's time).
 from __future__ import annotations
 
 from lendchain.cli.domain import describe_positions
-from lendchain.ledger.restructuring_limits import DEFAULT_OFFER_MS
+from lendchain.ledger.params import PARAMS
 from tests.cli.test_loan_transfer_cli import cli, execute
 from tests.cli.test_restructure_consent_cli import funders_cli
 from tests.ledger.test_restructure import propose
 from tests.ledger.test_restructure_consent import ALICE, consent
+
+DEFAULT_OFFER_MS = PARAMS["restructure_offer_ms"].default
 
 
 def test_a_funder_withdraws_its_consent_and_show_prints_the_proposals_expiry(monkeypatch):

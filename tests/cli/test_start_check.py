@@ -77,3 +77,16 @@ def test_an_unreadable_api_token_file_is_refused(config):
     )
     result = check(config)
     assert result.exit_code == 1 and "missing.token cannot be read" in result.output
+
+
+def test_a_problem_in_the_genesis_app_table_is_a_warning_and_the_node_starts(config, caplog):
+    # A chain's genesis cannot be edited once it runs: the node must start on it (see node.config).
+    genesis = config.genesis_path
+    genesis.write_text(genesis.read_text() + "\n[app]\nmax_term_month = 360\n")
+    with caplog.at_level("WARNING"):
+        result = check(load_node_config(config.path))
+    assert result.exit_code == 0, result.output
+    warning = f"warning: {genesis}: unknown key 'app.max_term_month'; did you mean 'app.max_term_months'?"
+    assert warning in result.output
+    assert "members change a parameter by governance (lendchain gov propose params.set" in result.output
+    assert any("unknown key 'app.max_term_month'" in record.getMessage() for record in caplog.records)

@@ -1,12 +1,20 @@
 """Node config and genesis validation: every error names the file, the key and the fix."""
 
+import re
 import tomllib
 
 import pytest
 import tomli_w
 
 from lendchain.ledger.rules import RULES_VERSION
-from lendchain.node.config import ApiLimits, ConfigError, load_genesis, load_node_config, read_api_token
+from lendchain.node.config import (
+    ApiLimits,
+    ConfigError,
+    genesis_warnings,
+    load_genesis,
+    load_node_config,
+    read_api_token,
+)
 from lendchain.node.testnet import generate_testnet
 
 
@@ -248,3 +256,85 @@ def test_scheduled_backups_are_off_unless_configured_and_keep_seven_by_default(n
     _edit(net.configs[2], lambda d: d.update(store={"backup_interval_s": 3600, "backup_keep": 2}))
     store = load_node_config(net.configs[2]).store
     assert (store.backup_interval_s, store.backup_keep) == (3600, 2)
+
+
+# The genesis [app] table: the registry's checks, strict for a new chain, warnings for a running one.
+
+
+def _typo_in_app(path):
+    _edit(path, lambda d: d.update(app={"rules_version": 6, "max_term_month": 360}))
+
+
+@pytest.mark.parametrize(
+    "app, message",
+    [
+        ({"max_term_month": 360}, r"unknown key 'app.max_term_month'; did you mean 'app.max_term_months'\?"),
+        (
+            {"colour": "red"},
+            r"unknown key 'app.colour'; the chain parameters are currencies, max_term_months,",
+        ),
+        ({"require_kyc": "no"}, r"'app.require_kyc' must be true or false, got 'no'"),
+        (
+            {"max_term_months": "360"},
+            r"'app.max_term_months' must be an integer from 1 to 1200 \(months\), got '360'",
+        ),
+        (
+            {"max_term_months": 0},
+            r"'app.max_term_months' must be an integer from 1 to 1200 \(months\), got 0",
+        ),
+        ({"voting_period_ms": 1000}, r"'app.voting_period_ms' must be an integer from 60000 to 31536000000"),
+        ({"key_rotation_delay_blocks": 1}, r"'app.key_rotation_delay_blocks' .* got 1"),
+        ({"currencies": ["EUR", "eur"]}, r"'app.currencies' has 'eur', which is no currency code"),
+        ({"currencies": []}, r"'app.currencies' must name 1 to 32 currencies, not 0"),
+    ],
+)
+def test_a_new_chains_genesis_is_refused_for_any_problem_in_app(net, app, message):
+    path = net.out / "genesis.toml"
+    _edit(path, lambda d: d.update(app=app))
+    with pytest.raises(ConfigError, match=f"{path}: {message}"):
+        load_genesis(path, strict=True)
+    # A genesis a chain may already run on loads, and its problem is a warning.
+    genesis = load_genesis(path)
+    assert genesis.app == app
+    [warning] = genesis_warnings(genesis, path)
+    assert re.search(message, warning)
+    assert warning.endswith(
+        "members change a parameter by governance (lendchain gov propose params.set KEY VALUE)"
+    )
+
+
+def test_a_genesis_within_the_registry_loads_strictly_without_warnings(net):
+    path = net.out / "genesis.toml"
+    app = {"rules_version": 6, "currencies": ["EUR", "JPY"], "require_kyc": False, "grace_days": 0}
+    _edit(path, lambda d: d.update(app=app))
+    genesis = load_genesis(path, strict=True)
+    assert genesis.app == app and genesis_warnings(genesis, path) == []
+
+
+def test_testnet_refuses_a_problem_in_its_params_before_writing_anything(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'app.max_term_month'; did you mean 'app.max_term_months'"
+    ):
+        generate_testnet(tmp_path / "net", 4, params={"max_term_month": 360})
+    with pytest.raises(
+        ConfigError, match=r"'app.grace_days' must be an integer from 0 to 365 \(days\), got 400"
+    ):
+        generate_testnet(tmp_path / "net", 4, params={"grace_days": 400})
+    assert not (tmp_path / "net").exists()
+    layout = generate_testnet(tmp_path / "net", 4, rules_version=6, params={"max_term_months": 360})
+    assert load_genesis(layout.out / "genesis.toml", strict=True).app == {
+        "rules_version": 6,
+        "max_term_months": 360,
+    }
+
+
+def test_devnet_refuses_a_typo_until_a_node_has_run_the_chain(tmp_path):
+    from lendchain.node.devnet import _configs
+
+    layout = generate_testnet(tmp_path / "dev", 4)
+    _typo_in_app(layout.out / "genesis.toml")
+    with pytest.raises(ConfigError, match=r"did you mean 'app.max_term_months'"):
+        _configs(layout.out, 4, 8100, 47100)
+    (layout.out / "data" / "bank1").mkdir(parents=True)
+    (layout.out / "data" / "bank1" / "CURRENT").write_text("MANIFEST-000001\n")  # bank1 has run it
+    assert _configs(layout.out, 4, 8100, 47100) == list(layout.configs)

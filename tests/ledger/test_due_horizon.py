@@ -12,14 +12,15 @@ from __future__ import annotations
 from lendchain import codec
 from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.due import SLOT_MS, SLOTS_KEY, index_size, page_key, reschedule, slot_key, slot_of
+from lendchain.ledger.params import PARAMS
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
-from lendchain.ledger.servicing import DAY_MS, MONTH_MS, SERVICING_DEFAULTS
+from lendchain.ledger.servicing import DAY_MS, MONTH_MS
 from lendchain.ledger.state import MemoryState, read_value
 from tests.ledger.chain import GENESIS_MS
 from tests.ledger.test_loan_transfer import loan, open_loan, with_borrower
 from tests.ledger.test_restructure import accept_terms, propose, stored
 
-GRACE_MS = SERVICING_DEFAULTS["grace_days"] * DAY_MS
+GRACE_MS = PARAMS["grace_days"].default * DAY_MS
 # The farthest check after a block: the first instalment after the longest holiday, plus grace.
 HORIZON_MS = (MAX_HOLIDAY_MONTHS + 1) * MONTH_MS + GRACE_MS + 1
 HORIZON_HOURS = -(-HORIZON_MS // SLOT_MS)  # the hour slots a check in (now, now + HORIZON_MS] can fall in

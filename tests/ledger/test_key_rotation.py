@@ -9,13 +9,13 @@ import pytest
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block, check_block
 from lendchain.ledger.keyrotation import (
-    DEFAULT_DELAY_BLOCKS,
     NODE_KEYS_KEY,
     ROTATION_TAG,
     proof_body,
     rotation_value,
     scheduled_rotations,
 )
+from lendchain.ledger.params import PARAMS
 from lendchain.ledger.state import institution_key, party_key, read_value
 from tests.ledger.chain import CHAIN_ID, Chain, make_genesis, seeded_key
 
@@ -60,7 +60,7 @@ def test_rotation_is_scheduled_at_execution_height_plus_delay(world):
     assert read_value(chain.state, NODE_KEYS_KEY) is None  # 2 of 3 votes: nothing scheduled
     executed = vote(chain, members[2], proposal_id)
     assert executed.ok
-    effective = chain.height + DEFAULT_DELAY_BLOCKS
+    effective = chain.height + PARAMS["key_rotation_delay_blocks"].default
     assert scheduled_rotations(chain.state) == {"bank2": [[effective, new_key.public_key]]}
     rotation = next(e for e in executed.events if e["event"] == "member.key_rotation")
     assert rotation["member"] == "bank2" and rotation["effective_height"] == effective

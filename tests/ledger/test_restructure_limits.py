@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from lendchain.ledger import queries
-from lendchain.ledger.restructuring_limits import DEFAULT_OFFER_MS
+from lendchain.ledger.params import PARAMS
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS
 from lendchain.ledger.servicing import DAY_MS
 from tests.ledger.chain import Chain, domain_events, make_genesis, seeded_key
@@ -25,6 +25,8 @@ from tests.ledger.test_restructure import TERMS, accept_terms, overdue, propose,
 from tests.ledger.test_restructure_consent import ALICE, BOB, consent, syndicate
 
 RATES = (600, 500, 400, 300)
+
+DEFAULT_OFFER_MS = PARAMS["restructure_offer_ms"].default
 
 
 def guarded_world(version=6, **app):

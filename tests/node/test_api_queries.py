@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from lendchain.ledger import queries
 from lendchain.ledger.exposure import BOOK_PAGE_MAX, book_page
+from lendchain.ledger.params import PARAMS
 from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
+from lendchain.node.views import NodeViews
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
 from tests.ledger.test_loan_transfer import open_loan
 from tests.ledger.test_recovery import written_off
@@ -124,3 +127,35 @@ def test_book_pages_list_written_off_loans_whose_recovery_the_lender_services_wh
     assert [(row["loan_id"], row["state"]) for row in asked.json()["loans"]] == [(loan_id, "written_off")]
     assert bad.status_code == 400
     assert bad.json()["message"] == "query parameter 'written_off' must be an integer from 0 to 1"
+
+
+class ParamsNode(NodeViews):
+    """The node's own ``query`` (``NodeViews``) over a test chain: it adds what the genesis says."""
+
+    metrics_registry = CollectorRegistry()
+
+    def __init__(self, chain: Chain) -> None:
+        self.genesis = chain.genesis
+        self.store = SimpleNamespace(
+            get=chain.state.get, head=lambda: SimpleNamespace(timestamp_ms=chain.head_ms)
+        )
+
+
+def test_params_route_says_where_each_value_came_from_and_names_an_unknown_parameter():
+    genesis, _ = make_genesis()
+    # A genesis that writes a first-release parameter's default: the state alone cannot tell.
+    chain = Chain.start(replace(genesis, app={"rules_version": 6, "max_term_months": 480, "grace_days": 9}))
+    app = build_app(ParamsNode(chain), None, ApiLimits())
+    every, one, unknown = call(
+        app, [("GET", "/params/*", {}), ("GET", "/params/grace_days", {}), ("GET", "/params/colour", {})]
+    )
+    assert every.status_code == 200
+    sources = {row["name"]: row["source"] for row in every.json()["parameters"]}
+    assert sources == {
+        name: "genesis" if name in ("rules_version", "max_term_months", "grace_days") else "default"
+        for name in PARAMS
+    }
+    [grace] = one.json()["parameters"]
+    assert (grace["value"], grace["default"], grace["changeable"]) == (9, 5, True)
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "no chain parameter colour"
