@@ -20,6 +20,12 @@ version ``SINCE_RULES``:
 - ``loan.share_withdraw`` {loan_id}: the offering funder takes its pending
   offer back (named as the other withdrawals are).
 
+An offer by a member removed from the consortium since may still be taken:
+the member made it while it could sign, and its share thus finds a holder
+that signs (a removed member's commitment counts for nothing in a consent,
+``funder_consent``). The buyer must still be one when it accepts: a member
+that lost the lender role since is refused by the lifecycle.
+
 How much. ``amount`` is in units of the commitment, the weight every
 pro-rata split uses (``funding.pro_rata``): selling 30,000 of a 40,000
 commitment sells three quarters of its share of everything to come, whatever
@@ -352,22 +358,23 @@ def offer_share(ctx: TxContext, tx: Transaction) -> None:
 def _offer_to_accept(tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
     """The pending offer ``tx`` accepts: the one from its ``from``, or the only one naming its sender."""
     where = _where(tx, loan_id)
-    mine = [offer for offer in pending_offers(loan) if offer["to"] == tx.sender]
     seller = tx.payload.get("from")
-    if seller is not None:
-        chosen = [offer for offer in mine if offer["from"] == seller]
-        if not chosen:
-            raise TxRejected(
-                "invalid_state",
-                f"{where}: no offer of a share from {seller} to {tx.sender} is pending (a funder offers one "
-                f"with {ASSIGN})",
-            )
-        return chosen[0]
+    named = [
+        offer
+        for offer in loan["funding"].get("share_offers", ())
+        if offer["to"] == tx.sender and seller in (None, offer["from"])
+    ]
+    mine = [offer for offer in named if offer_lapse(loan, offer) is None]
     if not mine:
+        lapsed = f" (the one from {named[0]['from']} lapsed: {offer_lapse(loan, named[0])})" if named else ""
+        by = f" from {seller}" if seller is not None else ""
         raise TxRejected(
             "invalid_state",
-            f"{where}: no offer of a share to {tx.sender} is pending (a funder offers one with {ASSIGN})",
+            f"{where}: no offer of a share{by} to {tx.sender} is pending{lapsed} (a funder offers one "
+            f"with {ASSIGN})",
         )
+    if seller is not None:
+        return mine[0]
     if len(mine) > 1:
         sellers = ", ".join(offer["from"] for offer in mine)
         raise TxRejected(

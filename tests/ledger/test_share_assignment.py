@@ -400,6 +400,21 @@ def test_a_removed_member_is_not_named_and_cannot_take_an_offer_made_before(worl
     assert withdraw(chain, ALICE, loan_id).ok
 
 
+def test_an_offer_by_a_member_removed_since_is_still_taken(world):
+    chain, members, borrower, _ = world
+    bank1, bank2 = members[0], members[1]
+    loan_id = syndicate(chain, borrower, bank1, [(bank2, 60_000), (BOB, 60_000)])
+    assert offer(chain, bank2, loan_id, CAROL, 60_000).ok
+    demote(chain, members, bank2)
+    vote_through(chain, bank1, [], "member.remove", bank2.did, "leaves the consortium")
+    assert take(chain, CAROL, loan_id).ok
+    assert [c[:2] for c in holdings(chain, loan_id)] == [
+        (bank2.did, 0),
+        (BOB.did, 60_000),
+        (CAROL.did, 60_000),
+    ]
+
+
 def test_a_loan_that_is_not_syndicated_or_still_funding_has_no_share_to_sell(world):
     chain, members, borrower, _ = world
     bank1 = members[0]
@@ -452,7 +467,12 @@ def test_an_offer_made_before_the_write_off_lapses_with_it(world):
         f"{WITHDRAW} on loan {loan_id[:16]}: its offer to {CAROL.did} (offered at height {offered_at}) lapsed: "
         "the loan was written off after it was offered; there is nothing to withdraw",
     )
-    assert take(chain, CAROL, loan_id).code == "invalid_state"
+    refused = take(chain, CAROL, loan_id)
+    assert (refused.code, refused.message) == (
+        "invalid_state",
+        f"{ACCEPT} on loan {loan_id[:16]}: no offer of a share to {CAROL.did} is pending (the one from "
+        f"{ALICE.did} lapsed: the loan was written off after it was offered) (a funder offers one with {ASSIGN})",
+    )
     assert offer(chain, ALICE, loan_id, BOB, 1_200).ok  # a new offer replaces the lapsed one
     [pending] = loan(chain, loan_id)["funding"]["share_offers"]
     assert (pending["to"], pending["written_off"], pending["status"]) == (BOB.did, True, "pending")
