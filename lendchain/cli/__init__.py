@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import click
 
+from lendchain.cli.assignment import accept_assignment, assign, withdraw_assignment
 from lendchain.cli.backup import backup, restore
 from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
+from lendchain.cli.domain import fund
 from lendchain.cli.governance import gov
 from lendchain.cli.join import join
 from lendchain.cli.keys import keys
@@ -65,3 +67,5 @@ loan.add_command(transfer_book)  # in their own module: they page, batch and sum
 loan.add_command(accept_transfers)
 loan.add_command(consent_restructure)  # beside loans.py, which is near its size limit
 loan.add_command(withdraw_consent)
+for command in (assign, accept_assignment, withdraw_assignment):  # rules 6, in their own module
+    fund.add_command(command)

@@ -28,6 +28,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.cli.assignment import funding_share_lines, offered_lines, position_share_lines
 from lendchain.cli.reports import position_stage_text, share_stage_lines
 from lendchain.crypto import (
     CryptoError,
@@ -266,6 +267,7 @@ def describe_funding(view: dict[str, Any]) -> str:
     ]
     for c in funding["commitments"]:
         lines.append(f"  {c['funder']}  share {c['amount']}  received {c['received']}  {c['status']}")
+    lines += funding_share_lines(funding)  # rules 6: shares offered and sold
     return "\n".join(lines)
 
 
@@ -335,6 +337,8 @@ def describe_positions(view: dict[str, Any]) -> str:
                 f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your "
                 f"consent{until}: lendchain loan consent-restructure {p['loan_id']}"
             )
+        lines += position_share_lines(p)  # rules 6: bought, sold, its pending offer
+    lines += offered_lines(view)  # rules 6: shares offered to this funder
     return "\n".join(lines)
 
 

@@ -76,7 +76,8 @@ DID``) is a funder's side of syndicated loans: each loan it committed to, its
 commitment, what it received of the repayments, the part of the principal
 outstanding (or committed) that it carries, and the totals per currency. It
 reads the funder index ``loan.fund`` keeps from rules version 2, so
-commitments made under rules 1 are not listed.
+commitments made under rules 1 are not listed. From rules 6 a funder sells
+its share (``assignment``, which says what each position field then means).
 
 Forborne exposures. A restructured loan (``restructuring``, rules 5) is a
 forborne exposure until its probation ends (``forbearance``: performing or
@@ -113,6 +114,7 @@ from typing import Any
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
+from lendchain.ledger.assignment import holding, offers_to, position_trades, recovery_share
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.funding import pro_rata
@@ -382,11 +384,14 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     forborne: dict[str, dict[str, int]] = {}
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
-    positions = []
+    positions, offered = [], []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
-        mine = next(c for c in loan["funding"]["commitments"] if c["funder"] == did)
-        committed = mine["status"] == "committed"  # else released: the loan went unfunded
+        offered += offers_to(loan_id, loan, did)  # rules 6: shares offered to it (``assignment``)
+        mine = holding(loan, did)
+        if mine is None:  # only offered a share: indexed at the offer
+            continue
+        committed = mine["status"] == "committed"  # else released (the loan went unfunded) or sold whole
         live = _live(loan) if committed else None
         if live is None and committed and loan["state"] == lc.WRITTEN_OFF:
             live = "written_off", loan["written_off"]["principal"], 0
@@ -394,20 +399,21 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         if live is not None:  # its pro-rata part of the principal outstanding, committed or written off
             principal_state = live[0]
             share = _share(loan, live[1], did)
-        if principal_state == "written_off":  # its loss, and its part of what was recovered since
-            recovered = _share(loan, _recovered(loan), did)
+        # its part of what was recovered: as a holder, or before it sold its share whole (``assignment``)
+        if loan["state"] == lc.WRITTEN_OFF and (committed or mine.get("recovered")):
+            recovered = recovery_share(loan, did)
             lost = written_off.setdefault(loan["currency"], dict.fromkeys(_FUNDER_WRITTEN_OFF, 0))
             lost["principal"] += share
-            lost["loans"] += 1
+            lost["loans"] += committed
             lost["recovered"] += recovered
-            lost["net_principal"] += _share(loan, net_loss(loan)["principal"], did)
+            lost["net_principal"] += _share(loan, net_loss(loan)["principal"], did) if committed else 0
         totals = currencies.setdefault(loan["currency"], dict.fromkeys(_POSITION_TOTALS, 0))
         totals["committed"] += mine["amount"] if committed else 0
         totals["loans"] += committed
         totals["received"] += mine["received"]
         totals["outstanding"] += share if principal_state == "outstanding" else 0
-        totals["overdue_loans"] += loan["state"] == lc.OVERDUE
-        totals["defaulted_loans"] += loan["state"] == lc.DEFAULTED
+        totals["overdue_loans"] += committed and loan["state"] == lc.OVERDUE
+        totals["defaulted_loans"] += committed and loan["state"] == lc.DEFAULTED
         status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
         staged = credit_stage(loan, status, as_of_ms)
         if principal_state == "outstanding":
@@ -430,6 +436,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "stage": staged["stage"],
                 "days_past_due": staged["days_past_due"],
                 "consent_requested": _consent_requested(get, loan, did, as_of_ms) if committed else None,
+                **position_trades(loan, did),  # rules 6: bought, sold, its pending offer
             }
         )
     return {
@@ -441,6 +448,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "ageing": dict(sorted(ageing.items())),
         # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
         "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
+        "share_offers_to": offered,  # pending offers of a share to it (``assignment``)
         "positions": positions,
     }
 
@@ -565,7 +573,8 @@ def _carriers(loan: dict[str, Any], amount: int, lender: str | None = None) -> l
         return [(lender or loan["lender"], amount)]
     commitments = loan["funding"]["commitments"]
     parts = pro_rata(amount, [c["amount"] for c in commitments]) if commitments else []
-    return [(c["funder"], part) for c, part in zip(commitments, parts, strict=True)]
+    # A commitment sold whole (``assignment``) carries nothing: pro_rata gives its 0 nothing
+    return [(c["funder"], part) for c, part in zip(commitments, parts, strict=True) if c["amount"]]
 
 
 def _share(loan: dict[str, Any], amount: int, did: str) -> int:

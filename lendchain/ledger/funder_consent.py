@@ -40,7 +40,10 @@ gave before its removal goes with it): the other funders decide, as a
 "snooze you lose" clause in a facility agreement leaves out a lender that
 does not answer. Were every counted commitment gone, nobody would be left
 to ask and the acceptance needs no consent. A funder that lost the lender
-role still holds its commitment and still consents.
+role still holds its commitment and still consents. From rules 6 a funder
+may sell its share (``assignment``): a commitment sold whole (``assigned``)
+counts for nothing, and a consent stays with the funder that gave it,
+counted at what it holds at the acceptance; a buyer consents for itself.
 
 The servicer's own commitment. A servicer often funds a share of the loans
 it arranges. Proposing the terms is its consent: a proposal on a syndicated

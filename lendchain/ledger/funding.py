@@ -24,6 +24,12 @@ shares by ``pro_rata``: each gets the floor of its exact share, and the
 units left over go one each to the funders with the largest remainders, ties
 to the earlier commitment. The parts always add up to the payment and each
 is within one minor unit of the exact share.
+
+From rules version 6 a funder sells all or part of its commitment to a new
+holder (``assignment``): the commitments stay one record per funder, in
+order, a new holder's appended last, and a record sold whole keeps its place
+with an amount of 0, which ``pro_rata`` gives nothing. The amounts still add
+up to the target, so every split still adds up to the payment.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Rules of this file (after h11's ``_state.py``):
   role, the loan's ``servicer`` (the lender whose offer was accepted, or the
   one a ``loan.transfer`` handed the loan to since), the ``transferee`` (the
   lender a pending ``loan.transfer`` names), a ``committed_funder`` (one
-  holding a commitment on a syndicated loan, not released), or the
-  ``ledger`` itself.
+  holding a commitment on a syndicated loan, not released, nor sold whole:
+  ``assignment``), or the ``ledger`` itself.
 - This file knows nothing about amounts or storage; the handlers in
   ``loans.py`` check those and ask this table whether the move is allowed.
 - A row a later rules version added (``ROWS_SINCE``) does not exist before
@@ -50,6 +50,8 @@ RECOVERIES_SINCE = 5
 # servicer may end its recovery (loan.recovery_end, writeoff.py)
 WRITTEN_OFF_TRANSFERS_SINCE = 6
 TRANSFER_KINDS = ("loan.transfer", "loan.transfer_accept", "loan.transfer_withdraw")
+# A funder sells its share of a syndicated loan (assignment.py, rules 6)
+SHARE_KINDS = ("loan.share_assign", "loan.share_accept", "loan.share_withdraw")
 
 # Actors
 BORROWER = "borrower"
@@ -59,7 +61,8 @@ TRANSFEREE = "transferee"  # the lender a pending loan.transfer names (transfers
 LEDGER = "ledger"
 FUNDER = "funder"  # a registered investor or a lender member, other than the borrower
 MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
-# A funder holding a commitment on the loan, not released, whatever its roles now (funder_consent.py)
+# A funder holding a commitment on the loan, not released nor sold whole (assignment.py), whatever its
+# roles now (funder_consent.py)
 COMMITTED_FUNDER = "committed_funder"
 
 # Internal events
@@ -81,6 +84,10 @@ SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFA
 # The states in which a loan's remaining terms may be changed (restructuring.py, rules 5): from the
 # disbursement, while something is still to repay, defaulted included (a workout after default).
 RESTRUCTURE_STATES = (DISBURSED, REPAYING, OVERDUE, DEFAULTED)
+# The states in which a syndicated loan's funder may sell its share (assignment.py, rules 6): once
+# funded, until the loan is closed; written off included (its share of the recoveries is sold).
+# Not while it is funding: a funder that wants less then commits less.
+ASSIGN_STATES = (FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED, WRITTEN_OFF)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -147,10 +154,17 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (WRITTEN_OFF, "loan.transfer_withdraw"): (WRITTEN_OFF, SERVICER),
     (WRITTEN_OFF, "loan.transfer_accept"): (WRITTEN_OFF, TRANSFEREE),
     (WRITTEN_OFF, "loan.recovery_end"): (WRITTEN_OFF, SERVICER),
+    # From rules 6 a funder offers its share to a new holder, who accepts it, or takes the offer back
+    # (assignment.py): the state stays as it is
+    **{(state, "loan.share_assign"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
+    **{(state, "loan.share_accept"): (state, FUNDER) for state in ASSIGN_STATES},
+    **{(state, "loan.share_withdraw"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
 }
-# The rows a later rules version added: before it they do not exist (``advance``)
+# The rows a later rules version added: before it they do not exist (``advance``). The share kinds
+# are rules 6's themselves; their rows on a written-off loan are listed with the others it gained.
 ROWS_SINCE: dict[tuple[str, str], int] = {
-    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE for event in (*TRANSFER_KINDS, "loan.recovery_end")
+    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE
+    for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS)
 }
 
 _ACTOR_NAMES = {
@@ -211,6 +225,7 @@ def _written_off_is_final(rules: int) -> str:
     return (
         "the loan was written off, which is final; the transactions it still takes are loan.recover, "
         "by which its servicer records money recovered on it, loan.recovery_end, by which its servicer "
-        "ends its recovery, and loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
-        "its recovery moves to another lender"
+        "ends its recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
+        "its recovery moves to another lender, and on a syndicated loan loan.share_assign, loan.share_accept "
+        "and loan.share_withdraw, by which a funder sells its share of the recoveries"
     )

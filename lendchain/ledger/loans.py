@@ -15,9 +15,9 @@ this module checks amounts and references.
 The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
 through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``writeoff``,
-``recovery_end``, ``restructuring``, ``consent_withdrawal``, ``governance`` and ``audit`` —
-import this module and are imported at its end, so importing the ledger
-registers every kind.
+``recovery_end``, ``restructuring``, ``consent_withdrawal``, ``assignment``,
+``governance`` and ``audit`` — import this module and are imported at its
+end, so importing the ledger registers every kind.
 
 Ids: a loan's id is the id of its ``loan.apply`` tx and an offer's id the id of
 its ``loan.offer`` tx (a policy's auto-offer: see ``policies``), so ids are
@@ -388,5 +388,6 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 # they import this module, so they are imported last.
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
 from lendchain.ledger import recovery_end, restructuring, transfers, writeoff  # noqa: E402, F401
+from lendchain.ledger import assignment  # noqa: E402, F401  (after funding and writeoff: it reads them)
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

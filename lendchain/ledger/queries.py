@@ -19,6 +19,7 @@ from lendchain import codec
 from lendchain.ledger import pagedlist
 from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
+from lendchain.ledger.assignment import share_offer_views
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
@@ -146,7 +147,8 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     still lost ``net_loss`` (``writeoff.net_loss``: per component and in all);
     from rules 6 its ``recovery_handovers`` (each servicer that handed its
     recovery on) and ``recovery_ended``, once they exist. A ``transfer`` still
-    recorded has a ``status``: ``pending``, or ``lapsed`` (``transfers.pending_transfer``).
+    recorded has a ``status``: ``pending``, or ``lapsed`` (``transfers.pending_transfer``), and so
+    has each share offer of a syndicated loan's ``funding`` (rules 6; ``assignment.share_offer_views``).
     Once the loan is disbursed each schedule row has its ``due_ms``; after a
     restructuring (``restructuring``) the rows are the paid ones and the new schedule's, its
     ``restructurings`` say what each changed, and a proposal still recorded
@@ -176,6 +178,8 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
     if view.get("transfer") is not None:  # one still recorded on a closed or written-off loan may have lapsed
         view["transfer"]["status"] = "pending" if pending_transfer(loan) is not None else "lapsed"
+    if "share_offers" in view.get("funding", {}):  # rules 6: whether each share offer is still pending
+        view["funding"]["share_offers"] = share_offer_views(loan)
     if view.get("restructuring") is not None:
         lapse = lapse_of(loan)
         if lapse is not None:

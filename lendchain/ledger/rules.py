@@ -81,7 +81,11 @@ Versions:
    a written-off loan's recovery; ``member.remove`` is refused while the
    member services the recovery of a written-off loan with money left to
    recover (``removal``); the governance action ``params.set``
-   (``params_change``) changes a chain parameter.
+   (``params_change``) changes a chain parameter; the kinds
+   ``loan.share_assign``, ``loan.share_accept`` and ``loan.share_withdraw``
+   (``assignment``) let a syndicated loan's funder sell all or part of its
+   share to another investor or lender, which takes part in every later
+   pro-rata split.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
         },
         "ageing": {"EUR": {**dict.fromkeys(AGEING_TOTALS, 0), "dpd_0_loans": 1, "dpd_0_outstanding": share}},
         "consents_requested": [],
+        "share_offers_to": [],
         "positions": [
             {
                 "loan_id": first,
@@ -102,6 +103,9 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "stage": 1,
                 "days_past_due": 0,
                 "consent_requested": None,
+                "bought": 0,
+                "sold": 0,
+                "share_offer": None,
             }
         ],
     }

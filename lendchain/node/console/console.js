@@ -486,7 +486,7 @@ function signerOf(entry) {
 }
 
 const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
-const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal"];
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price"];
 
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
@@ -600,6 +600,49 @@ function stageRows(loan) {
   ];
 }
 
+// A syndicated loan's funders (funding.py): each holder's share and what it received; from rules 6 the
+// offers of a share still recorded (pending, or lapsed and why) and each share sold (assignment.py).
+const priceText = (record, c) => (record.price === undefined ? "—" : money(record.price, c));
+
+function fundersPanel(loan) {
+  const f = loan.funding;
+  if (!f) return "";
+  const c = loan.currency;
+  const holders = f.commitments.map((x) => ({ dataset: { funder: x.funder },
+    cells: [partyLink(x.funder), money(x.amount, c), money(x.received, c),
+      pill(x.status, x.status === "committed" ? "ok" : "info")] }));
+  const offers = (f.share_offers || []).map((o) => ({ dataset: { shareOffer: o.from, status: o.status },
+    cells: [partyLink(o.from), partyLink(o.to), money(o.amount, c), priceText(o, c), blockLink(o.height),
+      o.status === "lapsed" ? `lapsed: ${o.lapsed_because}` : pill("pending", "warn")] }));
+  const sales = (f.assignments || []).map((a, n) => ({ dataset: { assignment: String(n) },
+    cells: [partyLink(a.from), partyLink(a.to), money(a.amount, c), priceText(a, c), blockLink(a.height)] }));
+  return h("div", { class: "panel", id: "funders" }, h("h3", {}, "Funders"),
+    h("p", { class: "muted" }, `funded ${money(f.funded, c)} of ${money(f.target, c)}`),
+    table(["funder", "share", "received", "status"], holders),
+    offers.length ? [h("h3", {}, "Shares offered"),
+      table(["from", "to", "share", "price", "offered at", "status"], offers)] : "",
+    sales.length ? [h("h3", {}, "Shares sold"), table(["from", "to", "share", "price", "block"], sales)] : "");
+}
+
+// An investor's positions in syndicated loans (exposure.py): what it holds of each loan, what it received,
+// its share of the principal, and from rules 6 what it bought and sold and the shares offered to it.
+function positionsPanel(view) {
+  if (!view) return "";
+  const rows = view.positions.map((p) => ({ dataset: { position: p.loan_id },
+    cells: [loanLink(p.loan_id), p.state, money(p.commitment, p.currency),
+      pill(p.status, p.status === "committed" ? "ok" : "info"), money(p.received, p.currency),
+      p.share_of ? `${money(p.share, p.currency)} ${p.share_of.replace("_", " ")}` : "—",
+      money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
+  const offered = (view.share_offers_to || []).map((o) => ({ dataset: { offeredFrom: o.from },
+    cells: [loanLink(o.loan_id), partyLink(o.from), money(o.amount, o.currency), priceText(o, o.currency),
+      blockLink(o.height)] }));
+  return h("div", { class: "panel", id: "positions" }, h("h3", {}, "Positions in syndicated loans"),
+    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "bought", "sold"],
+      rows) : h("p", { class: "muted" }, "no share held"),
+    offered.length ? [h("h3", {}, "Shares offered to it"), table(["loan", "from", "share", "price", "offered at"],
+      offered)] : "");
+}
+
 function scorePanel(party) {
   const score = party && party.credit_score;
   if (!score) return "";
@@ -661,6 +704,7 @@ async function renderLoan(id) {
         ...stageRows(loan),
         forbearanceRow(loan),
       ]))),
+    fundersPanel(loan),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "due", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
       : h("p", { class: "muted" }, "no schedule until an offer is accepted")),
@@ -759,6 +803,8 @@ async function renderParty(did) {
     ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
   const book = party.kind === "member"
     ? await api("/portfolio/" + encodeURIComponent(did)).catch(() => null) : null;
+  const positions = party.role === "investor"  // 404 until it funds or is offered a share
+    ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
   const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Party"),
@@ -772,6 +818,7 @@ async function renderParty(did) {
     ])),
     exposurePanel(exposure),
     portfolioPanel(book),
+    positionsPanel(positions),
     scorePanel(party));
 }
 

@@ -1,0 +1,128 @@
+"""``lendchain fund assign | accept-assignment | withdraw-assignment``: a syndicated loan's funder sells
+all or part of its share to another investor or lender (rules version 6; see
+``lendchain.ledger.assignment``), and what ``fund show`` and ``fund positions`` say of the offers and
+the sales.
+
+A module of its own beside ``domain``, attached to its ``fund`` group as ``book``'s commands are to
+``loan``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.ledger.assignment import ACCEPT, ASSIGN, SINCE_RULES, WITHDRAW
+
+
+def _require_rules_6(kw: dict[str, Any], kind: str) -> None:
+    with client_from(kw) as client:
+        status = client.get("/status")
+    require_rules(status, SINCE_RULES, kind, "send it")
+
+
+@click.command("assign")
+@click.argument("loan_id")
+@click.argument("amount", type=click.IntRange(1))
+@click.option(
+    "--to", "to", required=True, help="DID of the registered investor or lender member that buys it."
+)
+@click.option(
+    "--price",
+    type=click.IntRange(0),
+    default=None,
+    help="What the buyer pays, in minor units (paid off chain; recorded for transparency).",
+)
+@signer_options
+@click.pass_context
+@user_errors
+def assign(ctx: click.Context, loan_id: str, amount: int, to: str, price: int | None, **kw: Any) -> None:
+    """Offer AMOUNT of your commitment to the syndicated loan LOAN_ID to the holder --to.
+
+    AMOUNT is in units of the commitment, the weight of every pro-rata split:
+    your whole commitment, or a part of at least 1 % of the loan that leaves
+    you at least as much. The buyer takes it with `fund accept-assignment`;
+    until then you may take it back with `fund withdraw-assignment`. One offer
+    per loan is pending at a time. Possible once the loan is funded, until it
+    is closed; on a written-off loan, what is sold is the share of the
+    recoveries still to come.
+    """
+    _require_rules_6(kw, ASSIGN)
+    payload: dict[str, Any] = {"loan_id": loan_id, "to": to, "amount": amount}
+    if price is not None:
+        payload["price"] = price
+    send_tx(ctx, kw, ASSIGN, payload)
+
+
+@click.command("accept-assignment")
+@click.argument("loan_id")
+@click.option(
+    "--from", "seller", default=None, help="DID of the funder whose offer you take (when several name you)."
+)
+@signer_options
+@click.pass_context
+@user_errors
+def accept_assignment(ctx: click.Context, loan_id: str, seller: str | None, **kw: Any) -> None:
+    """Take the share of LOAN_ID a funder offered you: you hold it, and receive its part of every later
+    repayment and recovery, from this transaction on."""
+    _require_rules_6(kw, ACCEPT)
+    send_tx(ctx, kw, ACCEPT, {"loan_id": loan_id, **({"from": seller} if seller is not None else {})})
+
+
+@click.command("withdraw-assignment")
+@click.argument("loan_id")
+@signer_options
+@click.pass_context
+@user_errors
+def withdraw_assignment(ctx: click.Context, loan_id: str, **kw: Any) -> None:
+    """Take back your pending offer of a share of LOAN_ID."""
+    _require_rules_6(kw, WITHDRAW)
+    send_tx(ctx, kw, WITHDRAW, {"loan_id": loan_id})
+
+
+def _price(record: dict[str, Any]) -> str:
+    return f" for {record['price']}" if "price" in record else ""
+
+
+def funding_share_lines(funding: dict[str, Any]) -> list[str]:
+    """``fund show``'s lines for the share offers and the sales recorded on a syndicated loan (none
+    before rules 6, or from an older release's node)."""
+    lines = []
+    for offer in funding.get("share_offers", []):
+        status = offer.get("status", "pending")
+        why = f": {offer['lapsed_because']}" if "lapsed_because" in offer else ""
+        lines.append(
+            f"  offer  {offer['from']} offers {offer['amount']} to {offer['to']}{_price(offer)} at height "
+            f"{offer['height']} ({status}{why})"
+        )
+    for sale in funding.get("assignments", []):
+        lines.append(
+            f"  sold   {sale['from']} sold {sale['amount']} to {sale['to']}{_price(sale)} at height {sale['height']}"
+        )
+    return lines
+
+
+def position_share_lines(position: dict[str, Any]) -> list[str]:
+    """``fund positions``' lines under one position: what was bought and sold, and its pending offer."""
+    lines = []
+    if position.get("bought") or position.get("sold"):
+        lines.append(f"    bought {position['bought']}, sold {position['sold']}")
+    offer = position.get("share_offer")
+    if offer:
+        lines.append(
+            f"    your offer of {offer['amount']} to {offer['to']}{_price(offer)} (height {offer['height']}) is "
+            f"pending: lendchain fund withdraw-assignment {position['loan_id']} takes it back"
+        )
+    return lines
+
+
+def offered_lines(view: dict[str, Any]) -> list[str]:
+    """``fund positions``' lines for the shares offered to the funder, each with the command taking it."""
+    return [
+        f"  offered: {offer['amount']} of loan {offer['loan_id'][:16]}… ({offer['state']}, {offer['currency']}) "
+        f"from {offer['from']}{_price(offer)} at height {offer['height']}: lendchain fund accept-assignment "
+        f"{offer['loan_id']} --from {offer['from']}"
+        for offer in view.get("share_offers_to", [])
+    ]
