@@ -81,6 +81,10 @@ SERVICER_STATES = (ACCEPTED, FUNDING, FUNDED, DISBURSED, REPAYING, OVERDUE, DEFA
 # The states in which a loan's remaining terms may be changed (restructuring.py, rules 5): from the
 # disbursement, while something is still to repay, defaulted included (a workout after default).
 RESTRUCTURE_STATES = (DISBURSED, REPAYING, OVERDUE, DEFAULTED)
+# The kinds by which a servicer keeps a loan's collateral up to date (collateral.py, rules 6), and the
+# states that take them: a written-off loan's collateral is what its recovery realises.
+COLLATERAL_UPKEEP = ("collateral.release", "collateral.revalue")
+COLLATERAL_STATES = (*SERVICER_STATES, WRITTEN_OFF)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -147,10 +151,16 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (WRITTEN_OFF, "loan.transfer_withdraw"): (WRITTEN_OFF, SERVICER),
     (WRITTEN_OFF, "loan.transfer_accept"): (WRITTEN_OFF, TRANSFEREE),
     (WRITTEN_OFF, "loan.recovery_end"): (WRITTEN_OFF, SERVICER),
+    # The servicer records the collateral securing the loan (collateral.py, rules 6): pledged while
+    # the loan has a servicer, released or revalued then and once it is written off (its recovery
+    # realises the collateral)
+    **{(state, "collateral.pledge"): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, event): (state, SERVICER) for state in COLLATERAL_STATES for event in COLLATERAL_UPKEEP},
 }
 # The rows a later rules version added: before it they do not exist (``advance``)
 ROWS_SINCE: dict[tuple[str, str], int] = {
-    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE for event in (*TRANSFER_KINDS, "loan.recovery_end")
+    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE
+    for event in (*TRANSFER_KINDS, "loan.recovery_end", *COLLATERAL_UPKEEP)
 }
 
 _ACTOR_NAMES = {
@@ -211,6 +221,7 @@ def _written_off_is_final(rules: int) -> str:
     return (
         "the loan was written off, which is final; the transactions it still takes are loan.recover, "
         "by which its servicer records money recovered on it, loan.recovery_end, by which its servicer "
-        "ends its recovery, and loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
-        "its recovery moves to another lender"
+        "ends its recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
+        "its recovery moves to another lender, and collateral.release and collateral.revalue, by which its "
+        "servicer keeps the collateral securing it up to date"
     )

@@ -15,7 +15,7 @@ this module checks amounts and references.
 The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
 through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``writeoff``,
-``recovery_end``, ``restructuring``, ``consent_withdrawal``, ``governance`` and ``audit`` —
+``recovery_end``, ``restructuring``, ``consent_withdrawal``, ``collateral``, ``governance`` and ``audit`` —
 import this module and are imported at its end, so importing the ledger
 registers every kind.
 
@@ -388,4 +388,5 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
 from lendchain.ledger import recovery_end, restructuring, transfers, writeoff  # noqa: E402, F401
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
+from lendchain.ledger import collateral  # noqa: E402, F401  (imported by the loans' closing paths too)
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

@@ -80,7 +80,12 @@ Versions:
    the kind ``loan.recovery_end`` (``recovery_end``) lets the servicer end
    a written-off loan's recovery; ``member.remove`` is refused while the
    member services the recovery of a written-off loan with money left to
-   recover (``removal``).
+   recover (``removal``); the kinds ``collateral.pledge``,
+   ``collateral.release`` and ``collateral.revalue`` (``collateral``): a
+   shared register of the assets securing loans, which refuses a
+   first-ranking pledge of an asset that already secures another loan, and
+   whose liens the ledger releases when a loan's claim ends (closed,
+   unfunded, recovered in full, recovery ended).
 """
 
 from __future__ import annotations

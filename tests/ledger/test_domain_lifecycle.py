@@ -37,7 +37,8 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
     terminal = states - leaving
     assert terminal == {lc.CLOSED, lc.CANCELLED, lc.UNFUNDED, lc.WRITTEN_OFF}
     # The events a terminal state takes leave it where it is: a recovery after a write-off (rules 5),
-    # and from rules 6 the end of the recovery and the transfers that hand it to another lender.
+    # and from rules 6 the end of the recovery, the transfers that hand it to another lender and the
+    # upkeep of the collateral that secures it.
     assert [row for row in lc.TRANSITIONS if row[0] in terminal] == [
         (lc.WRITTEN_OFF, "loan.recover"),
         *[
@@ -45,6 +46,8 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
             for kind in ("loan.transfer", "loan.transfer_withdraw", "loan.transfer_accept")
         ],
         (lc.WRITTEN_OFF, "loan.recovery_end"),
+        (lc.WRITTEN_OFF, "collateral.release"),
+        (lc.WRITTEN_OFF, "collateral.revalue"),
     ]
     assert set(lc.ROWS_SINCE) == {row for row in lc.TRANSITIONS if row[0] in terminal} - {
         (lc.WRITTEN_OFF, "loan.recover")

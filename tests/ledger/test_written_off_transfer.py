@@ -28,8 +28,9 @@ from tests.ledger.test_write_off import default, write_off
 FINAL_FROM_RULES_6 = (
     "the loan was written off, which is final; the transactions it still takes are loan.recover, by which "
     "its servicer records money recovered on it, loan.recovery_end, by which its servicer ends its "
-    "recovery, and loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which its recovery "
-    "moves to another lender"
+    "recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which its recovery "
+    "moves to another lender, and collateral.release and collateral.revalue, by which its servicer keeps "
+    "the collateral securing it up to date"
 )
 HOPELESS = "the borrower's estate is closed: nothing more will come"
 
