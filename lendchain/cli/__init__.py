@@ -17,6 +17,7 @@ import click
 from lendchain.cli.backup import backup, restore
 from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
+from lendchain.cli.collateral import collateral as collateral_group  # the module keeps its name
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.governance import gov
@@ -51,6 +52,7 @@ for command in (
     block,
     party,
     loan,
+    collateral_group,
     verify_chain,
     report,
     backup,
