@@ -49,6 +49,8 @@ def test_a_loans_collateral_an_assets_liens_and_a_borrowers_coverage_show_on_the
     assert van[5] == f"rank 1: {senior[:12]}… bank2 · {euros(50_000)} · disbursed"
     house = console.page.locator(f"#loan-collateral tr[data-asset='{HOUSE}'] td").all_inner_texts()
     assert (house[2], house[5]) == ("1", "none")
+    entry = console.page.locator("#loan-timeline li[data-event='collateral.pledge']").first.inner_text()
+    assert f"value {euros(30_000)}" in entry and "rank 2" in entry  # an amount, shown as money
 
     liens = queries.lookup(chain.state, "collateral", VAN)
     console.page.route(f"**/collateral/{VAN}", serve(liens))

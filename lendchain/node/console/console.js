@@ -486,7 +486,8 @@ function signerOf(entry) {
 }
 
 const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
-const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal"];
+// A collateral entry's value and previous value are amounts too (rules 6: collateral.py)
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "value", "previous"];
 
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
