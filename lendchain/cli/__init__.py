@@ -18,6 +18,7 @@ from lendchain.cli.assignment import accept_assignment, assign, withdraw_assignm
 from lendchain.cli.backup import backup, restore
 from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
+from lendchain.cli.collateral import collateral as collateral_group  # the module keeps its name
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.domain import fund
@@ -53,6 +54,7 @@ for command in (
     block,
     party,
     loan,
+    collateral_group,
     verify_chain,
     report,
     backup,

@@ -37,6 +37,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.cli.collateral import collateral_lines
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -476,6 +477,7 @@ def loan_text(v: dict[str, Any]) -> str:
         if v.get(key) is not None:
             lines.append(f"  {key:<15} {v[key]}")
     lines += stage_lines_of_loan(v)
+    lines += collateral_lines(v)
     written_off = v.get("written_off")
     if written_off is not None:
         lines.append(

@@ -7,7 +7,9 @@ view's totals are per currency; a loan written off is reported apart
 (``written_off``), and so is a restructured loan still forborne (``forborne``:
 ``ledger.forbearance``), which is among the live loans as well. The drawn
 loans are split again by IFRS 9 stage and by days past due (``stages``,
-``ageing``: ``ledger.staging``, as of the head block). A written-off loan
+``ageing``: ``ledger.staging``, as of the head block), and from rules 6 the
+outstanding principal by how much collateral covers it (``collateral``:
+``cli.collateral.coverage_lines``). A written-off loan
 whose recovery changed servicer (rules 6) is in each servicer's book with its
 part (``ledger.exposure``): a book says what it took over and handed on, and
 ``loan books`` lists those moves apart. A node of an older release answers
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lendchain.cli.collateral import coverage_lines
 from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS, STAGES
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
@@ -55,6 +58,7 @@ def exposure_text(view: dict[str, Any]) -> str:
     lines += [totals_text(currency, t) for currency, t in view["currencies"].items()]
     lines += [forborne_text(currency, t) for currency, t in view.get("forborne", {}).items()]
     lines += [written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
+    lines += coverage_lines(view)
     lines += stage_lines(view)
     if view["carriers"]:
         lines.append("carried by")
@@ -159,6 +163,7 @@ def portfolio_text(view: dict[str, Any]) -> str:
         ]
     lines += [forborne_text(currency, t) for currency, t in view.get("forborne", {}).items()]
     lines += [written_off_text(currency, t) for currency, t in view.get("written_off", {}).items()]
+    lines += coverage_lines(view)
     lines += stage_lines(view)
     transfers = view.get("pending_transfers", [])  # an older release's node answers without it
     if transfers:

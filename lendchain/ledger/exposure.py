@@ -104,6 +104,11 @@ lender's count the whole principal, a funder's positions its pro-rata share
 each loan's ``stage`` and ``days_past_due`` (None for a loan not drawn or no
 longer outstanding).
 
+Collateral (rules 6). The borrower's view and the lender's give, under
+``collateral`` per currency, how much of the outstanding principal the
+collateral pledged on it covers: ``secured``, ``unsecured``,
+``collateral_value`` and ``secured_loans`` (``collateral_views.add_coverage``).
+
 Read-only and computed on request from state: nothing here is stored.
 """
 
@@ -115,6 +120,7 @@ from typing import Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
 from lendchain.ledger.assignment import holding, offers_to, position_trades, recovery_share
+from lendchain.ledger.collateral_views import add_coverage
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.funding import pro_rata
@@ -177,6 +183,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
     forborne: dict[str, dict[str, int]] = {}
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
+    coverage: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
@@ -190,6 +197,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
             continue
         field, amount, penalty = live
         _count(currencies, loan, field, amount, penalty)
+        add_coverage(coverage, loan, field, amount)
         forborne_totals(forborne, loan["currency"], status, amount)
         add_staged(stages, ageing, loan["currency"], staged, amount)
         shares = _carriers(loan, amount)
@@ -212,6 +220,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         "forborne": dict(sorted(forborne.items())),
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
+        "collateral": dict(sorted(coverage.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
     }
@@ -271,6 +280,7 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
     borrowers: dict[str, dict[str, int]] = {}
+    coverage: dict[str, dict[str, int]] = {}
     transfers = []
     for loan_id, loan, live in _counted_loans(get, loan_ids):
         to = pending_to(loan)  # None if it lapsed
@@ -292,6 +302,7 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals = _count(currencies, loan, field, amount, penalty)
         others = sum(share for carrier, share in _carriers(loan, amount) if carrier != did)
         totals["funded_by_others"] = totals.get("funded_by_others", 0) + others
+        add_coverage(coverage, loan, field, amount)
         status = forbearance(reader, loan_id, loan, as_of_ms)
         forborne_totals(forborne, loan["currency"], status, amount)
         add_staged(stages, ageing, loan["currency"], credit_stage(loan, status, as_of_ms), amount)
@@ -312,6 +323,7 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "forborne": dict(sorted(forborne.items())),
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
+        "collateral": dict(sorted(coverage.items())),
         "largest_borrowers": largest,
         "pending_transfers": transfers,
     }

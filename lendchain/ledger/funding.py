@@ -12,7 +12,8 @@ loan amount). Then:
   ``funded``, and the servicer may disburse it.
 - ``loan.fund_expire`` {loan_id}: once the deadline has passed, any member
   closes an underfunded loan: it becomes ``unfunded`` and every commitment is
-  marked released.
+  marked released (from rules 6 so is the collateral pledged on it:
+  ``collateral``).
 
 From rules version 2 a funder's first commitment to a loan also appends the
 loan to the funder's index (``state.funder_loans_key``), so its positions can
@@ -37,6 +38,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
@@ -141,6 +143,7 @@ def expire_funding(ctx: TxContext, tx: Transaction) -> None:
     loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, released=funding["funded"])
     ctx.put(loan_key(loan_id), loan)
     ctx.emit("loan.unfunded", loan_id=loan_id.hex(), released=funding["funded"])
+    release_all(ctx, loan_id, loan, "unfunded")  # rules 6: nothing lent, nothing secured (``collateral``)
 
 
 register_kind("loan.fund", Schema((LOAN_ID_FIELD, Field("amount", "int", min=1, max=MAX_AMOUNT))), fund_loan)

@@ -88,6 +88,10 @@ RESTRUCTURE_STATES = (DISBURSED, REPAYING, OVERDUE, DEFAULTED)
 # funded, until the loan is closed; written off included (its share of the recoveries is sold).
 # Not while it is funding: a funder that wants less then commits less.
 ASSIGN_STATES = (FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED, WRITTEN_OFF)
+# The kinds by which a servicer keeps a loan's collateral up to date (collateral.py, rules 6), and the
+# states that take them: a written-off loan's collateral is what its recovery realises.
+COLLATERAL_UPKEEP = ("collateral.release", "collateral.revalue")
+COLLATERAL_STATES = (*SERVICER_STATES, WRITTEN_OFF)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -159,12 +163,17 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, "loan.share_assign"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
     **{(state, "loan.share_accept"): (state, FUNDER) for state in ASSIGN_STATES},
     **{(state, "loan.share_withdraw"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
+    # The servicer records the collateral securing the loan (collateral.py, rules 6): pledged while
+    # the loan has a servicer, released or revalued then and once it is written off (its recovery
+    # realises the collateral)
+    **{(state, "collateral.pledge"): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, event): (state, SERVICER) for state in COLLATERAL_STATES for event in COLLATERAL_UPKEEP},
 }
 # The rows a later rules version added: before it they do not exist (``advance``). The share kinds
 # are rules 6's themselves; their rows on a written-off loan are listed with the others it gained.
 ROWS_SINCE: dict[tuple[str, str], int] = {
     (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE
-    for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS)
+    for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS, *COLLATERAL_UPKEEP)
 }
 
 _ACTOR_NAMES = {
@@ -226,6 +235,7 @@ def _written_off_is_final(rules: int) -> str:
         "the loan was written off, which is final; the transactions it still takes are loan.recover, "
         "by which its servicer records money recovered on it, loan.recovery_end, by which its servicer "
         "ends its recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
-        "its recovery moves to another lender, and on a syndicated loan loan.share_assign, loan.share_accept "
-        "and loan.share_withdraw, by which a funder sells its share of the recoveries"
+        "its recovery moves to another lender, collateral.release and collateral.revalue, by which its "
+        "servicer keeps the collateral securing it up to date, and on a syndicated loan loan.share_assign, "
+        "loan.share_accept and loan.share_withdraw, by which a funder sells its share of the recoveries"
     )

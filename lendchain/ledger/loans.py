@@ -16,8 +16,8 @@ The domain modules built on these handlers — ``servicing`` (``loan.repay``,
 ``loan.prepay``, ``loan.service``), ``funding``, ``policies`` (auto-offers
 through ``APPLICATION_HOOKS``), ``documents``, ``transfers``, ``writeoff``,
 ``recovery_end``, ``restructuring``, ``consent_withdrawal``, ``assignment``,
-``governance`` and ``audit`` — import this module and are imported at its
-end, so importing the ledger registers every kind.
+``collateral``, ``governance`` and ``audit`` — import this module and are
+imported at its end, so importing the ledger registers every kind.
 
 Ids: a loan's id is the id of its ``loan.apply`` tx and an offer's id the id of
 its ``loan.offer`` tx (a policy's auto-offer: see ``policies``), so ids are
@@ -390,4 +390,5 @@ from lendchain.ledger import documents, funding, governance, policies, servicing
 from lendchain.ledger import recovery_end, restructuring, transfers, writeoff  # noqa: E402, F401
 from lendchain.ledger import assignment  # noqa: E402, F401  (after funding and writeoff: it reads them)
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
+from lendchain.ledger import collateral  # noqa: E402, F401  (imported by the loans' closing paths too)
 from lendchain.ledger import audit, exposure  # noqa: E402, F401  (after the kinds: they read queries)

@@ -20,6 +20,7 @@ from lendchain.ledger import pagedlist
 from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.assignment import share_offer_views
+from lendchain.ledger.collateral_views import asset_view, loan_collateral
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
@@ -161,7 +162,8 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     (``forbearance.forbearance``). Its ``days_past_due``, IFRS 9 ``stage``
     and the ``stage_reasons`` that put it there are judged at ``as_of_ms`` too
     (``stage_as_of_ms``; ``staging.credit_stage``: None for a loan not drawn or
-    no longer outstanding, with the reason why).
+    no longer outstanding, with the reason why). Its ``collateral``, ``collateral_value`` and
+    loan-to-value ``ltv_bps`` are ``collateral_views.loan_collateral``'s (rules 6).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -209,6 +211,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
         view["instalments_paid"] = loan["progress"][0]
     view["forbearance"] = forbearance(reader, loan_id, loan, as_of_ms)
     view.update(credit_stage(loan, view["forbearance"], as_of_ms))
+    view.update(loan_collateral(reader, loan_id, loan))
     return view
 
 
@@ -319,6 +322,7 @@ _LOOKUPS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "voting": voting_view,
     "members": _members,
     "params": params_view,
+    "collateral": asset_view,  # an asset's liens (``collateral_views``)
 }
 
 

@@ -14,7 +14,9 @@ final:
   The loan stays written off and keeps ``recovery_ended`` {height, time_ms,
   reason}; its history entry and the ``loan.recovery_ended`` event carry the
   reason and the net loss left (``net_loss``: what was written off less
-  what was recovered, which is final from then on).
+  what was recovered, which is final from then on). The ledger releases the
+  collateral still pledged on the loan in the same transaction
+  (``collateral``): nothing more will be realised on the claim.
 - Refused (``invalid_state``) when the recovery has ended already, and
   while a transfer of the loan is pending: the servicer offered the recovery
   to another lender, and withdraws that offer first
@@ -33,6 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
@@ -74,6 +77,7 @@ def end_recovery(ctx: TxContext, tx: Transaction) -> None:
     ctx.emit(
         "loan.recovery_ended", loan_id=loan_id.hex(), currency=loan["currency"], reason=reason, net_loss=lost
     )
+    release_all(ctx, loan_id, loan, "recovery_ended")  # nothing more is realised on it (``collateral``)
 
 
 register_kind(

@@ -85,7 +85,12 @@ Versions:
    ``loan.share_assign``, ``loan.share_accept`` and ``loan.share_withdraw``
    (``assignment``) let a syndicated loan's funder sell all or part of its
    share to another investor or lender, which takes part in every later
-   pro-rata split.
+   pro-rata split;
+   the kinds ``collateral.pledge``, ``collateral.release`` and
+   ``collateral.revalue`` (``collateral``): a shared register of the assets
+   securing loans, which refuses a first-ranking pledge of an asset that
+   already secures another loan, and whose liens the ledger releases when a
+   loan's claim ends (closed, unfunded, recovered in full, recovery ended).
 """
 
 from __future__ import annotations

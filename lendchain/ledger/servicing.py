@@ -32,7 +32,9 @@ Everything here is driven by block time (``ctx.timestamp_ms``), never a clock:
 the interest of every unpaid instalment whose period has begun, and all
 outstanding principal; later interest is waived.
 
-- ``amount`` equal to the payoff settles the whole debt and closes the loan;
+- ``amount`` equal to the payoff settles the whole debt and closes the loan
+  (a closing payment, by ``loan.repay`` too, releases from rules 6 the
+  collateral pledged on the loan: ``collateral``);
 - ``amount`` above it is refused naming the payoff;
 - ``amount`` below it is a partial prepayment, allowed on a loan without
   arrears and before its last period: it must be more than the penalty and
@@ -80,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import due
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.funding import distribute
@@ -439,6 +442,8 @@ def _record_payment(
         principal=principal,
         state=loan["state"],
     )
+    if loan["state"] == lc.CLOSED:  # rules 6: nothing is owed, so nothing is secured (``collateral``)
+        release_all(ctx, loan_id, loan, "closed")
 
 
 register_block_hook("servicing.due_loans", due_loan_pass)

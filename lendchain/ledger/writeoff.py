@@ -48,7 +48,8 @@ gets something), and funders and regulators need the net loss:
   kept for auditors, like a write-off's reason. Everything recovered may
   never exceed what was written off (principal + interest + penalty): a
   larger amount is refused (``bad_payload``) naming what can still be
-  recovered.
+  recovered. From rules 6 the recovery that recovers the last of it also
+  releases the collateral still pledged on the loan (``collateral``).
 - Who records it: the loan's servicer, while it is a current member with
   the ``lender`` role. Under rules 5 that is the servicer the loan had when
   it was written off, for good, so once it is removed from the consortium
@@ -113,6 +114,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
@@ -307,6 +309,8 @@ def recover_on_loan(ctx: TxContext, tx: Transaction) -> None:
         recovered=recovered["total"],
         net_loss=lost["total"] - amount,
     )
+    if amount == lost["total"]:  # rules 6: all written off is recovered, so the claim is met (``collateral``)
+        release_all(ctx, loan_id, loan, "recovered")
 
 
 register_kind(

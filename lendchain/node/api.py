@@ -447,6 +447,16 @@ def build_app(
             _route(query_route("positions", "{ref} committed to no syndicated loan (indexed from rules 2)")),
         ),
         Route("/audit/{ref}", _route(query_route("audit"))),
+        Route(
+            "/collateral/{ref}",
+            _route(
+                query_route(
+                    "collateral",
+                    "no lien is recorded on asset {ref} (an asset is named by its collateral id, 64 hex "
+                    "digits: lendchain collateral id)",
+                )
+            ),
+        ),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),
         Route("/proposals/{ref}", _route(query_route("proposal"))),

@@ -59,6 +59,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "forborne": {},
         "stages": {},
         "ageing": {},
+        "collateral": {},
         "carriers": [],
         "loans": [],
     }
@@ -158,6 +159,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "forborne": {},
         "stages": {},
         "ageing": {},
+        "collateral": {},
         "largest_borrowers": {},
         "pending_transfers": [],
     }

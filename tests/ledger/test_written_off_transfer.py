@@ -29,7 +29,8 @@ FINAL_FROM_RULES_6 = (
     "the loan was written off, which is final; the transactions it still takes are loan.recover, by which "
     "its servicer records money recovered on it, loan.recovery_end, by which its servicer ends its "
     "recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which its recovery "
-    "moves to another lender, and on a syndicated loan loan.share_assign, loan.share_accept and "
+    "moves to another lender, collateral.release and collateral.revalue, by which its servicer keeps the "
+    "collateral securing it up to date, and on a syndicated loan loan.share_assign, loan.share_accept and "
     "loan.share_withdraw, by which a funder sells its share of the recoveries"
 )
 HOPELESS = "the borrower's estate is closed: nothing more will come"

@@ -15,7 +15,8 @@ from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
 from lendchain.node.views import NodeViews
 from tests.ledger.chain import KYC_MEMBER, Chain, make_genesis, member_key, seeded_key
-from tests.ledger.test_loan_transfer import open_loan
+from tests.ledger.test_collateral import HOUSE, VAN, pledge
+from tests.ledger.test_loan_transfer import open_loan, with_borrower
 from tests.ledger.test_recovery import written_off
 from tests.node.test_api_protection import call
 
@@ -53,6 +54,7 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         "forborne": {},
         "stages": {},
         "ageing": {},
+        "collateral": {},
         "carriers": [],
         "loans": [],
     }
@@ -71,6 +73,32 @@ def test_portfolio_route_answers_a_member_and_names_a_stranger():
     assert found.status_code == 200 and found.json()["name"] == "bank1" and found.json()["currencies"] == {}
     assert missing.status_code == 404
     assert missing.json()["message"] == f"{stranger} is no member and services no loan"
+
+
+def test_collateral_route_answers_an_assets_liens_and_names_an_asset_without_any():
+    chain, members, borrower = with_borrower(version=6)
+    loan_id = open_loan(chain, borrower, members[0])
+    assert pledge(chain, members[0], loan_id).ok
+    app = build_app(LedgerNode(chain), None, ApiLimits())
+    found, missing, malformed = call(
+        app,
+        [
+            ("GET", f"/collateral/{VAN}", {}),
+            ("GET", f"/collateral/{HOUSE}", {}),
+            ("GET", "/collateral/VIN1", {}),
+        ],
+    )
+    assert found.status_code == 200
+    assert found.json()["kind"] == "vehicle"
+    assert [(lien["rank"], lien["loan_id"], lien["lender_name"]) for lien in found.json()["liens"]] == [
+        (1, loan_id, "bank1")
+    ]
+    for answer, ref in ((missing, HOUSE), (malformed, "VIN1")):
+        assert answer.status_code == 404 and answer.json()["error"] == "not_found"
+        assert answer.json()["message"] == (
+            f"no lien is recorded on asset {ref} (an asset is named by its collateral id, 64 hex digits: "
+            "lendchain collateral id)"
+        )
 
 
 def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():

@@ -486,7 +486,8 @@ function signerOf(entry) {
 }
 
 const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
-const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price"];
+// A collateral entry's value and previous value are amounts too (rules 6: collateral.py)
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price", "value", "previous"];
 
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
@@ -643,6 +644,37 @@ function positionsPanel(view) {
       offered)] : "");
 }
 
+// The collateral securing a loan (collateral.py, rules 6): each pledged asset with its lien and the liens
+// ahead of it on the asset, the value pledged and the loan-to-value (basis points, rounded up).
+const assetLink = (asset) => link("#/collateral/" + asset, short(asset, 16), "mono");
+
+function collateralPanel(loan) {
+  const pledges = loan.collateral || [];  // an older node: none
+  if (!pledges.length) return "";
+  const c = loan.currency;
+  const rows = pledges.map((p) => ({ dataset: { asset: p.asset },
+    cells: [assetLink(p.asset), p.kind, String(p.rank), money(p.value, c),
+      [blockLink(p.height), p.revalued_height ? [" · revalued ", blockLink(p.revalued_height)] : ""],
+      p.ahead.length ? p.ahead.map((a) => h("div", {}, `rank ${a.rank}: `, loanLink(a.loan_id),
+        ` ${a.lender_name || short(a.lender, 24)} · ${money(a.value, c)} · ${a.state}`)) : "none"] }));
+  const ltv = loan.ltv_bps === null ? "—" : percent(loan.ltv_bps);
+  return h("div", { class: "panel", id: "loan-collateral" }, h("h3", {}, "Collateral"),
+    h("p", { id: "loan-collateral-summary" },
+      `${money(loan.collateral_value, c)} pledged in ${plural(pledges.length, "asset")} · loan-to-value ${ltv}`),
+    table(["asset", "kind", "rank", "value", "pledged at", "liens ahead"], rows));
+}
+
+async function renderAsset(asset) {
+  const view = await api("/collateral/" + asset);
+  const rows = view.liens.map((l) => ({ dataset: { rank: String(l.rank) },
+    cells: [String(l.rank), loanLink(l.loan_id), l.lender_name || partyLink(l.lender), partyLink(l.borrower),
+      l.state, money(l.value, l.currency), money(l.principal, l.currency), blockLink(l.height)] }));
+  document.getElementById("view").replaceChildren(
+    h("h2", {}, "Asset ", h("span", { class: "mono" }, short(view.asset, 16)), " ", pill(view.kind, "info")),
+    h("div", { class: "panel", id: "asset-liens" }, h("h3", {}, "Liens by rank"),
+      table(["rank", "loan", "servicer", "borrower", "state", "value", "principal at risk", "since"], rows)));
+}
+
 function scorePanel(party) {
   const score = party && party.credit_score;
   if (!score) return "";
@@ -705,6 +737,7 @@ async function renderLoan(id) {
         forbearanceRow(loan),
       ]))),
     fundersPanel(loan),
+    collateralPanel(loan),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "due", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
       : h("p", { class: "muted" }, "no schedule until an offer is accepted")),
@@ -755,6 +788,15 @@ function ageingTable(ageing) {
   return rows.length ? table(["currency", ...Object.values(AGEING_BUCKETS)], rows) : "";
 }
 
+// How much of the outstanding principal the collateral pledged on it covers, per currency (rules 6),
+// once anything is secured (an older node: none).
+function coverageTable(coverage) {
+  if (!Object.values(coverage || {}).some((t) => t.secured_loans)) return "";
+  const rows = Object.entries(coverage).map(([c, t]) => ({ dataset: { collateral: c },
+    cells: [c, money(t.secured, c), money(t.unsecured, c), money(t.collateral_value, c), String(t.secured_loans)] }));
+  return table(["currency", "secured", "unsecured", "collateral value", "secured loans"], rows);
+}
+
 // What a borrower's repayment history shows of the recoveries on its written-off loans, per currency.
 const recoveredText = (recovered) => Object.entries(recovered || {})
   .map(([c, amount]) => `, ${money(amount, c)} recovered after write-offs`).join("");
@@ -774,6 +816,7 @@ function exposurePanel(exposure) {
       ? table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals)
       : h("p", { class: "muted" }, "no live loans"),
     carriers.length ? table(["carried by", "outstanding", "committed", "loans"], carriers) : "",
+    coverageTable(exposure.collateral),
     forborneTable(exposure.forborne),
     stagesTable(exposure.stages),
     ageingTable(exposure.ageing),
@@ -791,6 +834,7 @@ function portfolioPanel(book) {
     rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
     largest.length ? table(["largest borrowers", "principal"], largest) : "",
+    coverageTable(book.collateral),
     forborneTable(book.forborne),
     stagesTable(book.stages),
     ageingTable(book.ageing),
@@ -833,7 +877,9 @@ async function search(query) {
     // A loan's id is the id of its loan.apply tx, so a tx lookup answers both.
     const tx = await api("/txs/" + id).catch((e) => (e.status === 404 ? null : Promise.reject(e)));
     if (tx) return (tx.result && (tx.result.events || []).some((e) => e.loan_id === id)) ? "#/loan/" + id : "#/tx/" + id;
-    return "#/block/" + id;
+    // An asset's collateral id (rules 6) names no tx: it is an asset while a lien is recorded on it.
+    const asset = await api("/collateral/" + id).catch((e) => (e.status === 404 ? null : Promise.reject(e)));
+    return asset ? "#/collateral/" + id : "#/block/" + id;
   }
   throw new ApiError(400, `"${q}" is not a height, a 64-digit hex id or a did`);
 }
@@ -846,7 +892,7 @@ async function route() {
   const arg = decodeURIComponent(rest.join("/"));
   currentView = view;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === view);
-  const pages = { block: renderBlock, tx: renderTx, loan: renderLoan, party: renderParty };
+  const pages = { block: renderBlock, tx: renderTx, loan: renderLoan, party: renderParty, collateral: renderAsset };
   const root = document.getElementById("view");
   if (live[view]) return live[view]();
   if (!pages[view]) return void (window.location.hash = "#/network");
