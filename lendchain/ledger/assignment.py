@@ -90,7 +90,7 @@ the index of the holder an offer names, at the offer, once (the loan's
 record was indexed when it funded), so the holder finds the offers made to
 it in its positions before it accepts. The seller's index keeps the loan;
 which loans a DID holds is its record's ``amount`` and ``status``, and every
-reader checks that (``exposure.positions_view``).
+reader checks that (``positions.positions_view``).
 
 What is recorded. The loan's ``funding`` gains ``share_offers`` (each
 ``{from, to, amount, height, price?, written_off?}``, one per funder) and
@@ -104,7 +104,7 @@ and executes exactly what it did before.
 The views. The loan view (``queries``) gives each recorded share offer its
 ``status``, ``pending`` or ``lapsed`` with ``lapsed_because``
 (``share_offer_views``); its commitments are the holders. A funder's
-positions (``exposure.positions_view``) give per loan what its record holds
+positions (``positions.positions_view``) give per loan what its record holds
 now (``commitment``; ``status`` ``assigned`` once sold whole, carrying
 nothing), what it ``bought`` and ``sold`` in all and its pending
 ``share_offer``; what it ``received`` and its ``recovered`` share keep what

@@ -17,7 +17,7 @@ loan amount). Then:
 
 From rules version 2 a funder's first commitment to a loan also appends the
 loan to the funder's index (``state.funder_loans_key``), so its positions can
-be listed (``exposure.positions_view``) without walking every loan.
+be listed (``positions.positions_view``) without walking every loan.
 Commitments made under rules 1 are not in it.
 
 Every repayment of a funded loan is split among funders pro rata to their
