@@ -89,6 +89,9 @@ class Param:
     fixed_because: str = ""  # why governance may not change it
     refused_always: bool = False  # its values were checked before the registry: refused at every load
     since: int = 1  # the rules version that reads it first (``params.set`` refusals name only those known)
+    # INT: the lowest value ``params.set`` may set, above ``least`` where a lower one could leave the
+    # members no time to vote the next change (its own undoing included); 0: ``least``
+    change_least: int = 0
 
     @property
     def changeable(self) -> bool:
@@ -162,7 +165,9 @@ PARAMS: dict[str, Param] = {
             least=60_000,
             greatest=365 * _DAY_MS,
             unit="ms",
-            change=f"{_NEXT_BLOCK}, for proposals made from then on; open proposals keep their expires_ms",
+            change=f"{_NEXT_BLOCK}, for proposals made from then on; open proposals keep their expires_ms; "
+            "governance sets it no lower than one hour (a genesis may, for a test network)",
+            change_least=3_600_000,
         ),
         Param(
             "key_rotation_delay_blocks",

@@ -7,7 +7,9 @@
   when the key is no parameter (naming the nearest one), when governance
   may not change the parameter (``params.Param.fixed_because``: the rules
   version, the key rotation delay), when the value is not of its type or out
-  of its bounds, and when it is the value already in force.
+  of its bounds or below the floor governance may set (``Param.change_least``:
+  a voting period under an hour could leave no time to vote the next change),
+  and when it is the value already in force.
 - Checked when proposed and again when the vote executes it, against the
   chain as it is then: another change executed meanwhile may have made it
   moot (the vote is refused with ``invalid_state``, saying so).
@@ -74,6 +76,12 @@ def parse_params_change(ctx: TxContext, name: str, text: str) -> Any:
         new = parse_text(name, text)
     except ParamError as e:
         raise _refuse(f"field 'value': {e}") from None
+    if param.change_least and new < param.change_least:
+        raise _refuse(
+            f"field 'value': governance sets {name} no lower than {param.change_least} ({param.unit}), not "
+            f"{new}: a shorter one could leave the members too little time to vote the next change, "
+            "this one's undoing included"
+        )
     current = value(stored_params(ctx.get), name)
     if new == current:
         raise _refuse(

@@ -121,6 +121,12 @@ def test_a_currency_removed_takes_no_new_loan_and_its_live_loans_are_serviced_as
         ("max_term_months", "1201", "not '1201'"),
         ("max_term_months", "-5", "not '-5'"),
         ("voting_period_ms", "59999", "voting_period_ms is a whole number from 60000 to 31536000000 (ms)"),
+        (
+            "voting_period_ms",
+            "3599999",
+            "field 'value': governance sets voting_period_ms no lower than 3600000 (ms), not 3599999: a "
+            "shorter one could leave the members too little time to vote the next change",
+        ),
         ("require_kyc", "no", "field 'value': require_kyc is true or false, not 'no'"),
         (
             "currencies",
