@@ -252,13 +252,16 @@ def asset_text(view: dict[str, Any]) -> str:
 
 
 def collateral_lines(loan: dict[str, Any]) -> list[str]:
-    """``loan show``'s lines for a loan's collateral and loan-to-value (nothing without collateral, or
-    from an older release's node)."""
+    """``loan show``'s lines for a loan's collateral and loan-to-value, and its combined loan-to-value
+    when a lien ranks ahead of one of its own (nothing without collateral, or from an older release's
+    node)."""
     pledges = loan.get("collateral") or []
     if not pledges:
         return []
-    ltv = loan["ltv_bps"]
+    ltv, combined = loan["ltv_bps"], loan.get("combined_ltv_bps")  # none from an older release's node
     ratio = f"; loan-to-value {percent(ltv)} ({ltv} bps)" if ltv is not None else ""
+    if combined is not None and any(pledge["ahead"] for pledge in pledges):
+        ratio += f", combined with the liens ahead {percent(combined)} ({combined} bps)"
     assets = f"{len(pledges)} asset{'' if len(pledges) == 1 else 's'}"
     lines = [f"  {'collateral':<15} {loan['collateral_value']} in {assets}{ratio}"]
     for pledge in pledges:
@@ -273,6 +276,19 @@ def collateral_lines(loan: dict[str, Any]) -> list[str]:
                 f"(rank {lien['rank']}, value {lien['value']}, {lien['state']})"
             )
     return lines
+
+
+def share_coverage_lines(view: dict[str, Any]) -> list[str]:
+    """``fund positions``'s shares of the collateral coverage per currency, once any of its loans is
+    secured; none from an older release's node."""
+    coverage = view.get("collateral", {})
+    if not any(t["secured_loans"] for t in coverage.values()):
+        return []
+    return [
+        f"{currency}: secured share {t['secured']}, unsecured {t['unsecured']} (pledged value share "
+        f"{t['collateral_value']}, {t['secured_loans']} secured loans)"
+        for currency, t in coverage.items()
+    ]
 
 
 def coverage_lines(view: dict[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from lendchain.cli._common import (
     user_errors,
 )
 from lendchain.cli.assignment import funding_share_lines, offered_lines, position_share_lines
+from lendchain.cli.collateral import share_coverage_lines
 from lendchain.cli.reports import position_stage_text, share_stage_lines
 from lendchain.crypto import (
     CryptoError,
@@ -321,11 +322,13 @@ def describe_positions(view: dict[str, Any]) -> str:
         for currency, t in view.get("forborne", {}).items()
     ]
     lines += share_stage_lines(view)  # its shares by IFRS 9 stage and days past due (``staging``)
+    lines += share_coverage_lines(view)  # rules 6: its shares of what collateral covers
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         share += f", recovered {p['recovered']}" if p.get("recovered") else ""
         share += f", forbearance {p['forbearance']}" if p.get("forbearance") else ""
         share += position_stage_text(p)
+        share += f", secured {p['secured']}" if p.get("secured") else ""
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )

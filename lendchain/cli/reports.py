@@ -9,7 +9,7 @@ view's totals are per currency; a loan written off is reported apart
 loans are split again by IFRS 9 stage and by days past due (``stages``,
 ``ageing``: ``ledger.staging``, as of the head block), and from rules 6 the
 outstanding principal by how much collateral covers it (``collateral``:
-``cli.collateral.coverage_lines``). A written-off loan
+``cli.collateral.coverage_lines``; ``loan books`` has its columns and totals). A written-off loan
 whose recovery changed servicer (rules 6) is in each servicer's book with its
 part (``ledger.exposure``): a book says what it took over and handed on, and
 ``loan books`` lists those moves apart. A node of an older release answers
@@ -41,6 +41,8 @@ FORBORNE_COLUMNS = {
     "forborne_non_performing_loans": "non_performing_loans",
     "forborne_non_performing": "non_performing_outstanding",
 }
+# A view's collateral coverage of the outstanding principal (rules 6) as columns of a book's row
+COVERAGE_COLUMNS = ("secured", "unsecured", "collateral_value", "secured_loans")
 # A view's stage totals and arrears ageing are columns of a book's row under their own names
 STAGE_COLUMNS = (*STAGE_TOTALS, *AGEING_TOTALS)
 STAGE_NAMES = {1: "performing", 2: "credit risk increased significantly", 3: "credit-impaired"}
@@ -246,6 +248,8 @@ def consortium_books(
                 **{column: forborne.get(code, {}).get(name, 0) for column, name in FORBORNE_COLUMNS.items()},
                 # Among the live loans above, by stage and days past due; an older release's node: none.
                 **{column: staged.get(code, {}).get(column, 0) for column in STAGE_COLUMNS},
+                # Of the outstanding above, what collateral covers (rules 6); an older node: all unsecured.
+                **_coverage_columns(view.get("collateral", {}).get(code), live.get("outstanding", 0)),
                 # Written-off loans whose recovery changed servicer (rules 6); an older node reports none.
                 **{column: lost.get(name, 0) for column, name in MOVED_COLUMNS.items()},
                 **({"removed_height": member["removed_height"]} if "removed_height" in member else {}),
@@ -254,13 +258,27 @@ def consortium_books(
             total = totals.setdefault(
                 code,
                 dict.fromkeys(
-                    (*BOOK_COLUMNS, *WRITTEN_OFF_COLUMNS, *FORBORNE_COLUMNS, *STAGE_COLUMNS, *MOVED_COLUMNS),
+                    (
+                        *BOOK_COLUMNS,
+                        *WRITTEN_OFF_COLUMNS,
+                        *FORBORNE_COLUMNS,
+                        *STAGE_COLUMNS,
+                        *COVERAGE_COLUMNS,
+                        *MOVED_COLUMNS,
+                    ),
                     0,
                 ),
             )
             for column in total:
                 total[column] += row[column]
     return {"books": rows, "totals": dict(sorted(totals.items()))}
+
+
+def _coverage_columns(coverage: dict[str, int] | None, outstanding: int) -> dict[str, int]:
+    """A book's coverage columns in one currency: the view's, or none secured when it has none."""
+    if coverage is None:
+        return {"secured": 0, "unsecured": outstanding, "collateral_value": 0, "secured_loans": 0}
+    return {column: coverage[column] for column in COVERAGE_COLUMNS}
 
 
 def books_text(view: dict[str, Any]) -> str:
@@ -288,7 +306,11 @@ def books_text(view: dict[str, Any]) -> str:
         "(recoveries cover principal first)"
     )
     return "\n".join(
-        lines + _forborne_books_lines(view) + _stage_books_lines(view) + _moved_books_lines(view)
+        lines
+        + _forborne_books_lines(view)
+        + _stage_books_lines(view)
+        + _coverage_books_lines(view)
+        + _moved_books_lines(view)
     )
 
 
@@ -353,6 +375,31 @@ def _stage_books_lines(view: dict[str, Any]) -> list[str]:
         "days past due of their oldest unpaid instalment (arrears ageing)",
         *table(AGEING_LABELS),
     ]
+
+
+def _coverage_books_lines(view: dict[str, Any]) -> list[str]:
+    """``loan books``'s collateral coverage (rules 6): per member and currency with outstanding loans,
+    the principal the collateral pledged on them covers (``secured``, each loan's principal up to its
+    pledged value) and the rest, the pledged value and the secured loans, and the totals; none while no
+    member has a secured loan (or the node is of an older release)."""
+    if not any(row["secured_loans"] for row in view["books"]):
+        return []
+
+    def line(name: str, code: str, t: dict[str, Any]) -> str:
+        return (
+            f"{name:<12} {code:<4} {t['outstanding']:>14} {t['secured']:>14} {t['unsecured']:>14} "
+            f"{t['collateral_value']:>14} {t['secured_loans']:>7}"
+        )
+
+    lines = [
+        "collateral coverage of the outstanding principal above (secured: each loan's principal up to "
+        "its pledged value)",
+        f"{'member':<12} {'cur':<4} {'outstanding':>14} {'secured':>14} {'unsecured':>14} {'pledged':>14} "
+        f"{'loans':>7}",
+    ]
+    lines += [line(row["member"], row["currency"], row) for row in view["books"] if row["outstanding"]]
+    lines += [line("all", code, t) for code, t in view["totals"].items() if t["outstanding"]]
+    return lines
 
 
 def _moved_books_lines(view: dict[str, Any]) -> list[str]:

@@ -11,6 +11,18 @@
   lent of one accepted or funding, and the principal still lost of a
   written-off one (``writeoff.net_loss``: what its recovery may realise the
   collateral for).
+  ``combined_ltv_bps`` adds what ranks ahead (a junior lien is worth
+  nothing until the liens ahead of it are paid): the loan's principal at
+  risk plus that of each loan holding a lien ahead of one of its liens
+  (counted once when ahead on several assets), over its pledged value plus
+  the values of those liens ahead, in basis points rounded up the same way.
+  Each lien's value is its worth less what ranks ahead, so the denominator
+  is what the assets are worth down to this loan's ranks. It equals
+  ``ltv_bps`` when nothing ranks ahead on the chain (a charge held outside
+  the consortium is not seen), and is None when ``ltv_bps`` is. A loan
+  ahead is counted with its whole principal at risk, even if other assets
+  also secure it: never better covered than it is. The loans ahead are the
+  ones ``collateral`` reads already: no read of its own.
 - An asset (``GET /collateral/{asset}``, ``asset_view``): every live lien
   by rank, with its loan, the loan's borrower, servicer, state, currency and
   principal at risk; None (404) when no lien is recorded on it.
@@ -19,8 +31,11 @@
   each loan's principal up to its pledged value, ``unsecured`` the rest
   (``secured + unsecured`` is the currency's ``outstanding``),
   ``collateral_value`` the pledged value and ``secured_loans`` the loans with
-  any collateral. Read from the loan records the views read already: no
-  read of its own.
+  any collateral. A funder's positions (``positions``) total its pro-rata
+  parts (``exposure.funder_share``): its share of each loan's secured part
+  and of its pledged value, the rest of its outstanding share unsecured, so
+  over a loan's funders each adds up to the loan's figure. Read from the
+  loan records the views read already: no read of its own.
 
 Each lien's ``value`` is what it is worth to its loan, less what ranks ahead
 (``collateral``), so the values of one asset's liens add up without counting
@@ -30,6 +45,7 @@ it twice.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from lendchain.ledger import lifecycle as lc
@@ -88,9 +104,11 @@ def _servicer(reader: StateReader, did: str) -> dict[str, Any]:
 
 
 def loan_collateral(reader: StateReader, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
-    """A loan view's ``collateral``, ``collateral_value`` and ``ltv_bps``: one read per pledged asset and
-    one per lien ahead of the loan's (at most ``MAX_PLEDGES_PER_LOAN`` times ``MAX_LIENS_PER_ASSET``)."""
+    """A loan view's ``collateral``, ``collateral_value``, ``ltv_bps`` and ``combined_ltv_bps``: one read
+    per pledged asset and one per lien ahead of the loan's (at most ``MAX_PLEDGES_PER_LOAN`` times
+    ``MAX_LIENS_PER_ASSET``)."""
     rows = []
+    senior_value, senior_principal = 0, {}  # the liens ahead, and each loan ahead's principal at risk
     for pledge in loan.get("collateral", ()):
         liens = read_value(reader, asset_key(pledge["asset"]))["liens"]
         own = next(lien for lien in liens if lien["loan_id"] == loan_id)
@@ -100,11 +118,21 @@ def loan_collateral(reader: StateReader, loan_id: bytes, loan: dict[str, Any]) -
                 break
             other = read_value(reader, loan_key(lien["loan_id"]))
             ahead.append({**_lien_json(lien), **_servicer(reader, other["lender"]), "state": other["state"]})
+            senior_value += lien["value"]
+            senior_principal[lien["loan_id"]] = principal_at_risk(other) or 0
         rows.append(
             {"asset": pledge["asset"].hex(), "kind": pledge["kind"], **_lien_json(own), "ahead": ahead}
         )
-    value = pledged_value(loan)
-    return {"collateral": rows, "collateral_value": value, "ltv_bps": ltv_bps(principal_at_risk(loan), value)}
+    value, principal = pledged_value(loan), principal_at_risk(loan)
+    combined = None
+    if principal is not None and value > 0:  # else no ltv_bps either
+        combined = ltv_bps(principal + sum(senior_principal.values()), value + senior_value)
+    return {
+        "collateral": rows,
+        "collateral_value": value,
+        "ltv_bps": ltv_bps(principal, value),
+        "combined_ltv_bps": combined,
+    }
 
 
 def asset_view(reader: StateReader, ref: str) -> dict[str, Any] | None:
@@ -130,15 +158,31 @@ def asset_view(reader: StateReader, ref: str) -> dict[str, Any] | None:
     return {"asset": ref, "kind": record["kind"], "liens": liens}
 
 
-def add_coverage(coverage: dict[str, dict[str, int]], loan: dict[str, Any], field: str, amount: int) -> None:
+def secured_part(loan: dict[str, Any], amount: int) -> int:
+    """The part of ``amount`` outstanding on the loan that its pledged value covers."""
+    return min(amount, pledged_value(loan))
+
+
+def add_coverage(
+    coverage: dict[str, dict[str, int]],
+    loan: dict[str, Any],
+    field: str,
+    amount: int,
+    part: Callable[[int], int] | None = None,
+) -> None:
     """Add a live loan carrying ``amount`` of ``field`` (``outstanding`` or ``committed``: ``exposure``) to
-    its currency's coverage totals, if it is outstanding."""
+    its currency's coverage totals, if it is outstanding; with ``part`` (a funder's pro-rata part of a
+    figure of the loan), that part of its secured principal and pledged value, and ``part(amount)``
+    less its secured part as unsecured."""
     if field != "outstanding":
         return
     totals = coverage.setdefault(loan["currency"], dict.fromkeys(COVERAGE_TOTALS, 0))
     value = pledged_value(loan)
-    secured = min(amount, value)
+    secured = secured_part(loan, amount)
+    secured_loan = value > 0
+    if part is not None:
+        amount, secured, value = part(amount), part(secured), part(value)
     totals["secured"] += secured
     totals["unsecured"] += amount - secured
     totals["collateral_value"] += value
-    totals["secured_loans"] += value > 0
+    totals["secured_loans"] += secured_loan

@@ -11,7 +11,12 @@ rules 1 are not listed. From rules 6 a funder sells its share
 A funder's share of every figure is its pro-rata part by ``funding.pro_rata``
 (``exposure.funder_share``), so the shares add up over the funders to the
 loan's own figures, as ``exposure`` explains for the written-off, forborne and
-stage totals it shares with the borrower's and the lender's views.
+stage totals it shares with the borrower's and the lender's views. From rules 6
+``collateral`` totals per currency its parts of the collateral coverage of
+the outstanding principal (``collateral_views.add_coverage``: ``secured``,
+``unsecured``, ``collateral_value``, ``secured_loans``), and each position
+gives its ``secured`` part (None unless its share is of the principal
+outstanding).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
 from lendchain.ledger.assignment import holding, offers_to, position_trades, recovery_share
+from lendchain.ledger.collateral_views import add_coverage, secured_part
 from lendchain.ledger.exposure import funder_share, live_claim
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
@@ -53,6 +59,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     forborne: dict[str, dict[str, int]] = {}
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
+    coverage: dict[str, dict[str, int]] = {}
     positions, offered = [], []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
@@ -85,9 +92,13 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals["defaulted_loans"] += committed and loan["state"] == lc.DEFAULTED
         status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
         staged = credit_stage(loan, status, as_of_ms)
+        secured = None
         if principal_state == "outstanding":
             forborne_totals(forborne, loan["currency"], status, share)
             add_staged(stages, ageing, loan["currency"], staged, share)
+            part = _part_of(loan, did)
+            add_coverage(coverage, loan, principal_state, live[1], part)
+            secured = part(secured_part(loan, live[1]))
         positions.append(
             {
                 "loan_id": loan_id.hex(),
@@ -101,6 +112,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "share": share,
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
                 "recovered": recovered,  # its share of the recoveries on a loan written off
+                "secured": secured,  # its share of the outstanding principal the collateral covers
                 "forbearance": status and status["status"],
                 "stage": staged["stage"],
                 "days_past_due": staged["days_past_due"],
@@ -115,11 +127,17 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "forborne": dict(sorted(forborne.items())),
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
+        "collateral": dict(sorted(coverage.items())),
         # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
         "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
         "share_offers_to": offered,  # pending offers of a share to it (``assignment``)
         "positions": positions,
     }
+
+
+def _part_of(loan: dict[str, Any], did: str) -> Callable[[int], int]:
+    """Funder ``did``'s pro-rata part of a figure of the loan."""
+    return lambda amount: funder_share(loan, amount, did)
 
 
 _REQUESTED = ("height", "rate_bps", "term_months", "holiday_months")  # what a funder is asked to consent to

@@ -16,6 +16,8 @@ import pytest
 
 from lendchain.cli import collateral as collateral_cli
 from lendchain.cli import loans as loans_cli
+from lendchain.cli.domain import describe_positions
+from lendchain.cli.reports import COVERAGE_COLUMNS
 from lendchain.collateral_ids import asset_id
 from lendchain.ledger import queries
 from lendchain.ledger.rules import rules_status
@@ -24,7 +26,13 @@ from tests.ledger.test_collateral import HOUSE, VAN, pledge
 from tests.ledger.test_loan_transfer import open_loan, with_borrower
 
 VIN = "wvwzzz1jz-xw000001"  # VAN's VIN as a user might type it
-PATHS = {"loans": "loan", "portfolio": "portfolio", "exposure": "exposure", "collateral": "collateral"}
+PATHS = {
+    "loans": "loan",
+    "portfolio": "portfolio",
+    "exposure": "exposure",
+    "collateral": "collateral",
+    "members": "members",
+}
 
 
 class ChainClient:
@@ -146,7 +154,13 @@ def test_pledge_sends_the_hash_and_show_prints_the_liens_loan_show_and_the_views
     assert cli("collateral", "show", VAN).output == shown.output
 
     text = cli("loan", "show", other).output.splitlines()
-    assert "  collateral      20000 in 1 asset; loan-to-value 600.00 % (60000 bps)" in text
+    assert (  # bank1's 120,000 ranks ahead on an asset worth 100,000 in all
+        "  collateral      20000 in 1 asset; loan-to-value 600.00 % (60000 bps), combined with the liens "
+        "ahead 240.00 % (24000 bps)" in text
+    )
+    assert "  collateral      80000 in 1 asset; loan-to-value 150.00 % (15000 bps)" in (
+        cli("loan", "show", loan_id).output.splitlines()  # first-ranking: no combined ratio to add
+    )
     assert f"  pledged         vehicle {VAN} rank 2, value 20000, at height {chain.height}" in text
     assert f"  behind          loan {loan_id} of bank1 (rank 1, value 80000, disbursed)" in text
     exposure = cli("party", "exposure", borrower.did).output.splitlines()
@@ -156,10 +170,52 @@ def test_pledge_sends_the_hash_and_show_prints_the_liens_loan_show_and_the_views
     )
     book = cli("loan", "portfolio", bank1.did).output.splitlines()
     assert "  EUR  collateral: secured 80000  unsecured 40000  pledged value 80000  secured loans 1" in book
+    books = json.loads(cli("--json", "loan", "books").output)
+    coverage = [{c: row[c] for c in ("member", *COVERAGE_COLUMNS)} for row in books["books"]]
+    assert coverage == [
+        {"member": "bank1", "secured": 80_000, "unsecured": 40_000, "collateral_value": 80_000, "secured_loans": 1},
+        {"member": "bank2", "secured": 20_000, "unsecured": 100_000, "collateral_value": 20_000, "secured_loans": 1},
+    ]  # fmt: skip
+    total = books["totals"]["EUR"]
+    assert (total["secured"], total["unsecured"], total["outstanding"]) == (100_000, 140_000, 240_000)
+    table = cli("loan", "books").output.splitlines()
+    at = table.index(
+        "collateral coverage of the outstanding principal above (secured: each loan's principal up to "
+        "its pledged value)"
+    )
+    assert table[at + 1].split() == [
+        "member",
+        "cur",
+        "outstanding",
+        "secured",
+        "unsecured",
+        "pledged",
+        "loans",
+    ]
+    assert table[at + 2].split() == ["bank1", "EUR", "120000", "80000", "40000", "80000", "1"]
+    assert table[at + 4].split() == ["all", "EUR", "240000", "100000", "140000", "100000", "2"]
     assert cli("collateral", "release", loan_id, "--asset", VAN).exit_code == 0
     assert execute(chain, bank1, sent).ok
     book = cli("loan", "portfolio", bank1.did).output
     assert "collateral:" not in book  # nothing of bank1's is secured any more: the line says nothing
+
+
+def test_fund_positions_prints_its_shares_of_the_coverage_once_a_loan_is_secured():
+    position = {"loan_id": "ab" * 32, "state": "repaying", "status": "committed", "commitment": 40_000,
+                "received": 4_000, "share": 36_000, "share_of": "outstanding", "secured": 30_000}  # fmt: skip
+    totals = {"committed": 40_000, "received": 4_000, "outstanding": 36_000, "loans": 1, "overdue_loans": 0,
+              "defaulted_loans": 0}  # fmt: skip
+    coverage = {"secured": 30_000, "unsecured": 6_000, "collateral_value": 30_000, "secured_loans": 1}
+    view = {"currencies": {"EUR": totals}, "collateral": {"EUR": coverage}, "positions": [position]}
+    assert describe_positions(view).splitlines() == [
+        "EUR: committed 40000 in 1 loans, received 4000, outstanding share 36000 (0 overdue, 0 defaulted)",
+        "EUR: secured share 30000, unsecured 6000 (pledged value share 30000, 1 secured loans)",
+        f"  {'ab' * 8}…  repaying  committed 40000, received 4000, share 36000 of outstanding, secured 30000",
+    ]
+    unsecured = {**view, "collateral": {"EUR": {**coverage, "secured": 0, "unsecured": 36_000,
+                                                "collateral_value": 0, "secured_loans": 0}},
+                 "positions": [{**position, "secured": 0}]}  # fmt: skip
+    assert "secured" not in describe_positions(unsecured)  # nothing secured: the lines say nothing
 
 
 def test_release_and_revalue_send_the_asset_by_id_or_hash(monkeypatch):

@@ -140,16 +140,19 @@ def test_loan_books_sets_every_lenders_book_side_by_side_with_the_totals(default
     quiet |= dict.fromkeys(FORBORNE_COLUMNS, 0)  # nothing restructured (rules 5)
     unmoved = {"recovery_taken_over": 0, "recovery_handed_on": 0}  # no recovery changed servicer (rules 6)
     quiet |= dict.fromkeys(STAGE_COLUMNS, 0)  # no drawn loan: no stage (bank2's is below)
+    quiet |= {"secured": 0, "collateral_value": 0, "secured_loans": 0}  # nothing pledged (rules 6)
     current = {"stage_1_loans": 1, "stage_1_outstanding": outstanding, "dpd_0_loans": 1,
                "dpd_0_outstanding": outstanding}  # fmt: skip
     assert view["books"] == [
-        {"member": "bank1", "currency": "EUR", "loans": 0, "outstanding": 0, **quiet, "written_off": lost,
+        {"member": "bank1", "currency": "EUR", "loans": 0, "outstanding": 0, "unsecured": 0, **quiet, "written_off": lost,
          "written_off_loans": 1, "recovered": 0, "net_written_off": lost, **unmoved, "recovering_loans": 1},
-        {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, **quiet, **current,
+        {"member": "bank2", "currency": "EUR", "loans": 1, "outstanding": outstanding, "unsecured": outstanding,
+         **quiet, **current,
          "written_off": 0, "written_off_loans": 0, "recovered": 0, "net_written_off": 0, **unmoved, "recovering_loans": 0},
     ]  # fmt: skip
     assert view["totals"] == {
-        "EUR": {"loans": 1, "outstanding": outstanding, **quiet, **current, "written_off": lost,
+        "EUR": {"loans": 1, "outstanding": outstanding, "unsecured": outstanding, **quiet, **current,
+                "written_off": lost,
                 "written_off_loans": 1, "recovered": 0, "net_written_off": lost, **unmoved,
                 "recovering_loans": 1}
     }  # fmt: skip

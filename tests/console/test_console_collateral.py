@@ -1,5 +1,5 @@
 """The console's pages of the collateral register (rules 6) in a real browser: a loan's collateral with
-the liens ahead of it and its loan-to-value, an asset's page with its liens by rank, and a borrower's
+the liens ahead of it, its loan-to-value and its combined loan-to-value, an asset's page with its liens by rank, and a borrower's
 exposure with the coverage of what is outstanding.
 
 Pages are served in flight from views a ledger test chain computed, as in ``test_console_loans``.
@@ -43,7 +43,9 @@ def test_a_loans_collateral_an_assets_liens_and_a_borrowers_coverage_show_on_the
     summary.wait_for()
     assert summary.inner_text() == (
         f"{euros(130_000)} pledged in 2 assets · loan-to-value {percent(answer['ltv_bps'])}"
+        f" · combined with the liens ahead {percent(answer['combined_ltv_bps'])}"  # bank2's rank 1
     )
+    assert answer["combined_ltv_bps"] == -(-240_000 * 10_000 // 180_000)
     van = console.page.locator(f"#loan-collateral tr[data-asset='{VAN}'] td").all_inner_texts()
     assert van[:4] == [f"{VAN[:16]}…", "vehicle", "2", euros(30_000)]
     assert van[5] == f"rank 1: {senior[:12]}… bank2 · {euros(50_000)} · disbursed"

@@ -13,9 +13,12 @@ from lendchain.collateral_ids import asset_id
 from lendchain.ledger import queries
 from lendchain.ledger.audit import export_loan, verify_export
 from lendchain.ledger.collateral_views import ltv_bps, principal_at_risk
+from lendchain.ledger.funding import pro_rata
 from tests.ledger.test_collateral import AGREEMENT, HOUSE, VAN, pledge, release, revalue, second_borrower
 from tests.ledger.test_domain_audit import CertifiedBlocks
 from tests.ledger.test_loan_transfer import accept, loan, open_loan, repay, transfer, with_borrower
+from tests.ledger.test_restructure_consent import ALICE, BOB
+from tests.ledger.test_share_assignment import sell, share_world
 from tests.ledger.test_write_off import default, write_off
 
 
@@ -50,7 +53,12 @@ def test_a_loans_view_gives_its_collateral_the_liens_ahead_and_its_loan_to_value
     senior = open_loan(chain, borrower, bank2)
     loan_id = open_loan(chain, borrower, bank1)  # 120,000 at 900 bps over 12 months
     plain = loan(chain, loan_id)
-    assert (plain["collateral"], plain["collateral_value"], plain["ltv_bps"]) == ([], 0, None)
+    assert (plain["collateral"], plain["collateral_value"], plain["ltv_bps"], plain["combined_ltv_bps"]) == (
+        [],
+        0,
+        None,
+        None,
+    )
 
     assert pledge(chain, bank2, senior, value=50_000).ok
     senior_at = chain.height
@@ -98,6 +106,51 @@ def test_a_loans_view_gives_its_collateral_the_liens_ahead_and_its_loan_to_value
     view = loan(chain, loan_id)
     assert view["collateral_value"] == 100_000 and view["collateral"][1]["revalued_height"] == chain.height
     assert view["ltv_bps"] == -(-outstanding * 10_000 // 100_000)
+
+
+def test_a_junior_liens_combined_loan_to_value_adds_the_principal_and_value_of_the_liens_ahead(world):
+    chain, members, borrower = world
+    bank1, bank2 = members[0], members[1]
+    senior = open_loan(chain, borrower, bank2)  # 120,000 drawn, ahead on the van and the house
+    middle = open_loan(chain, borrower, bank1, disburse=False)  # 120,000 to be lent, ahead on the van
+    junior = open_loan(chain, borrower, bank1)
+    assert pledge(chain, bank2, senior, value=50_000).ok
+    assert pledge(chain, bank2, senior, asset=HOUSE, kind="real_estate", value=90_000).ok
+    assert pledge(chain, bank1, middle, value=20_000, rank=2).ok
+    assert pledge(chain, bank1, junior, value=10_000, rank=3).ok
+    assert pledge(chain, bank1, junior, asset=HOUSE, kind="real_estate", value=30_001, rank=2).ok
+    assert repay(chain, bank1, junior, 15_000).ok
+    mine = loan(chain, junior)["outstanding_principal"]
+    senior_left = loan(chain, senior)["outstanding_principal"]
+
+    view = loan(chain, junior)
+    assert view["ltv_bps"] == -(-mine * 10_000 // 40_001)
+    # The senior loan is ahead on both assets: its principal counts once, both its liens' values count.
+    principal = mine + senior_left + 120_000
+    value = 40_001 + 50_000 + 20_000 + 90_000
+    assert view["combined_ltv_bps"] == -(-principal * 10_000 // value)
+    assert view["combined_ltv_bps"] * value >= principal * 10_000 > (view["combined_ltv_bps"] - 1) * value
+
+    first = loan(chain, senior)  # nothing ahead: the two ratios agree
+    assert first["combined_ltv_bps"] == first["ltv_bps"] == -(-senior_left * 10_000 // 140_000)
+    assert loan(chain, middle)["combined_ltv_bps"] == -(-(120_000 + senior_left) * 10_000 // 70_000)
+
+    assert release(chain, bank2, senior).ok  # the van's first lien goes: only the house's stays ahead
+    view = loan(chain, junior)
+    assert view["combined_ltv_bps"] == -(
+        -(mine + senior_left + 120_000) * 10_000 // (40_001 + 20_000 + 90_000)
+    )
+    assert release(chain, bank2, senior, asset=HOUSE).ok and release(chain, bank1, middle).ok
+    view = loan(chain, junior)
+    assert view["combined_ltv_bps"] == view["ltv_bps"]  # ranks 2 and 3 keep their number, nothing ahead
+
+
+def test_a_rank_below_charges_held_outside_the_consortium_sees_nothing_ahead(world):
+    chain, members, borrower = world
+    loan_id = open_loan(chain, borrower, members[0], disburse=False)
+    assert pledge(chain, members[0], loan_id, value=60_000, rank=2).ok
+    view = loan(chain, loan_id)
+    assert view["combined_ltv_bps"] == view["ltv_bps"] == 20_000  # 120,000 to be lent over 60,000
 
 
 def test_the_principal_at_risk_is_the_amount_before_drawing_and_the_principal_still_lost_after_a_write_off(
@@ -189,6 +242,37 @@ def test_a_borrowers_exposure_and_a_lenders_book_say_how_much_collateral_covers_
     }
     book2 = queries.lookup(chain.state, "portfolio", bank2.did)["collateral"]
     assert book2 == {"EUR": {"secured": 0, "unsecured": 120_000, "collateral_value": 0, "secured_loans": 0}}
+
+
+def test_a_funders_positions_give_its_pro_rata_part_of_the_coverage_and_the_parts_add_up():
+    chain, members, borrower, loan_id = share_world()  # alice 30,000, bank1 40,000, bob 50,000
+    bank1 = members[0]
+    assert pledge(chain, bank1, loan_id, value=70_001).ok
+    assert repay(chain, bank1, loan_id, 12_345).ok
+    sell(chain, ALICE, BOB, loan_id, 10_000)  # alice 20,000, bob 60,000
+    outstanding = loan(chain, loan_id)["outstanding_principal"]
+    funders = (ALICE.did, bank1.did, BOB.did)
+    views = [queries.lookup(chain.state, "positions", did) for did in funders]
+
+    secured = pro_rata(70_001, [20_000, 40_000, 60_000])
+    shares = pro_rata(outstanding, [20_000, 40_000, 60_000])
+    for view, secured_part, share in zip(views, secured, shares, strict=True):
+        [position] = [p for p in view["positions"] if p["loan_id"] == loan_id]
+        assert (position["share"], position["secured"]) == (share, secured_part)
+        assert view["collateral"] == {
+            "EUR": {
+                "secured": secured_part,
+                "unsecured": share - secured_part,
+                "collateral_value": secured_part,  # the pledged value is all secured here
+                "secured_loans": 1,
+            }
+        }
+    exposure = queries.lookup(chain.state, "exposure", borrower.did)["collateral"]["EUR"]
+    for field in ("secured", "unsecured", "collateral_value"):  # the parts add up to the loan's figures
+        assert sum(view["collateral"]["EUR"][field] for view in views) == exposure[field]
+    assert exposure["secured"] == 70_001 and exposure["unsecured"] == outstanding - 70_001
+    alice = views[0]["collateral"]["EUR"]
+    assert alice["secured"] + alice["unsecured"] == views[0]["currencies"]["EUR"]["outstanding"]
 
 
 def test_reading_the_collateral_views_changes_nothing(world):

@@ -84,6 +84,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
             "EUR": {**dict.fromkeys(STAGE_TOTALS, 0), "stage_1_loans": 1, "stage_1_outstanding": share}
         },
         "ageing": {"EUR": {**dict.fromkeys(AGEING_TOTALS, 0), "dpd_0_loans": 1, "dpd_0_outstanding": share}},
+        "collateral": {"EUR": {"secured": 0, "unsecured": share, "collateral_value": 0, "secured_loans": 0}},
         "consents_requested": [],
         "share_offers_to": [],
         "positions": [
@@ -99,6 +100,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "share": share,
                 "share_of": "outstanding",
                 "recovered": 0,
+                "secured": 0,
                 "forbearance": None,
                 "stage": 1,
                 "days_past_due": 0,

@@ -155,6 +155,7 @@ def test_both_parties_positions_say_what_was_bought_sold_and_offered(world):
         "share": 0,
         "share_of": None,
         "recovered": 0,
+        "secured": None,
         "forbearance": None,
         "stage": 1,
         "days_past_due": 0,

@@ -658,9 +658,12 @@ function collateralPanel(loan) {
       p.ahead.length ? p.ahead.map((a) => h("div", {}, `rank ${a.rank}: `, loanLink(a.loan_id),
         ` ${a.lender_name || short(a.lender, 24)} · ${money(a.value, c)} · ${a.state}`)) : "none"] }));
   const ltv = loan.ltv_bps === null ? "—" : percent(loan.ltv_bps);
+  // A junior lien's ratio with the liens ahead of it (collateral_views); an older node sends none.
+  const combined = pledges.some((p) => p.ahead.length) && loan.combined_ltv_bps != null
+    ? ` · combined with the liens ahead ${percent(loan.combined_ltv_bps)}` : "";
   return h("div", { class: "panel", id: "loan-collateral" }, h("h3", {}, "Collateral"),
     h("p", { id: "loan-collateral-summary" },
-      `${money(loan.collateral_value, c)} pledged in ${plural(pledges.length, "asset")} · loan-to-value ${ltv}`),
+      `${money(loan.collateral_value, c)} pledged in ${plural(pledges.length, "asset")} · loan-to-value ${ltv}${combined}`),
     table(["asset", "kind", "rank", "value", "pledged at", "liens ahead"], rows));
 }
 
