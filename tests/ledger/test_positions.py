@@ -84,6 +84,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
             "EUR": {**dict.fromkeys(STAGE_TOTALS, 0), "stage_1_loans": 1, "stage_1_outstanding": share}
         },
         "ageing": {"EUR": {**dict.fromkeys(AGEING_TOTALS, 0), "dpd_0_loans": 1, "dpd_0_outstanding": share}},
+        "commitment_stages": {},
         "consents_requested": [],
         "share_offers_to": [],
         "positions": [
