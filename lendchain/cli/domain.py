@@ -363,7 +363,8 @@ def servicing_check(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 def describe_reminders(value: dict[str, Any]) -> str:
     lines = [f"reminders for {value['did']}"]
     for row in value["reminders"]:
-        lines.append(f"  loan {row['loan_id'][:16]} {row['state']}  penalty due {row['penalty_due']}")
+        stage = position_stage_text(row)  # none from a node of an older release
+        lines.append(f"  loan {row['loan_id'][:16]} {row['state']}  penalty due {row['penalty_due']}{stage}")
         for instalment in row["instalments"]:
             lines.append(f"    #{instalment['number']} due {instalment['due_ms']} ms: {instalment['amount']}")
     return "\n".join(lines)

@@ -7,7 +7,8 @@ view's totals are per currency; a loan written off is reported apart
 (``written_off``), and so is a restructured loan still forborne (``forborne``:
 ``ledger.forbearance``), which is among the live loans as well. The drawn
 loans are split again by IFRS 9 stage and by days past due (``stages``,
-``ageing``: ``ledger.staging``, as of the head block), and from rules 6 the
+``ageing``: ``ledger.staging``, as of the head block), the undisbursed
+commitments by stage apart (``commitment_stages``), and from rules 6 the
 outstanding principal by how much collateral covers it (``collateral``:
 ``cli.collateral.coverage_lines``; ``loan books`` has its columns and totals). A written-off loan
 whose recovery changed servicer (rules 6) is in each servicer's book with its
@@ -128,6 +129,9 @@ def stage_lines(view: dict[str, Any]) -> list[str]:
             for bucket, label in AGEING_LABELS.items()
         ]
         lines.append(f"  {currency}  days past due {'  '.join(cells)}")
+    for currency, t in view.get("commitment_stages", {}).items():
+        cells = [f"stage {n}: loans {t[f'stage_{n}_loans']} ({t[f'stage_{n}_committed']})" for n in STAGES]
+        lines.append(f"  {currency}  commitments {'  '.join(cells)}")
     return lines
 
 
@@ -144,13 +148,19 @@ def share_stage_lines(view: dict[str, Any]) -> list[str]:
             for bucket, label in AGEING_LABELS.items()
         ]
         lines.append(f"{currency}: shares by days past due: {', '.join(cells)}")
+    for currency, t in view.get("commitment_stages", {}).items():
+        cells = [f"stage {n} {t[f'stage_{n}_committed']} in {t[f'stage_{n}_loans']}" for n in STAGES]
+        lines.append(f"{currency}: shares of commitments by stage: {', '.join(cells)}")
     return lines
 
 
 def position_stage_text(position: dict[str, Any]) -> str:
-    """A position's loan's stage and days past due, for its line; nothing for a loan without a stage."""
+    """A position's (or a listed loan's) stage and days past due, for its line: a commitment's stage
+    alone (nothing is due on it yet); nothing for a loan without a stage."""
     if position.get("stage") is None:
         return ""
+    if position.get("days_past_due") is None:
+        return f", stage {position['stage']} (commitment)"
     return f", stage {position['stage']}, {position['days_past_due']} days past due"
 
 
@@ -203,8 +213,10 @@ def stage_lines_of_loan(loan: dict[str, Any]) -> list[str]:
         return []
     if loan["stage"] is None:  # its one reason says why
         return [f"  {'stage':<15} none: {loan['stage_reasons'][0]['why']}"]
+    dpd = loan["days_past_due"]  # None for a commitment: staged by its borrower's other loans
+    dpd_text = "none: an undisbursed commitment, nothing is due yet" if dpd is None else str(dpd)
     return [
-        f"  {'days past due':<15} {loan['days_past_due']} (as of {loan['stage_as_of_ms']} ms)",
+        f"  {'days past due':<15} {dpd_text} (as of {loan['stage_as_of_ms']} ms)",
         f"  {'stage':<15} {loan['stage']} ({STAGE_NAMES[loan['stage']]})",
         *(
             f"  {'':<15} {reason['rule']} (stage {reason['stage']}): {reason['why']} [{reason['source']}]"

@@ -98,6 +98,18 @@ lender's count the whole principal, a funder's positions its pro-rata share
 each loan's ``stage`` and ``days_past_due`` (None for a loan not drawn or no
 longer outstanding).
 
+Commitments are staged too (``staging``: from the borrower's record on its
+newest loans) and reported apart, so the drawn loans' figures above stay
+those of the drawn loans: ``commitment_stages`` per currency, the number of
+commitments and the amount committed in stage 1, 2 and 3
+(``staging.COMMITMENT_TOTALS``), adding up to the ``committed`` total. The
+borrower's view reads nothing more for them (its loans are the ones
+judged); the lender's and a funder's read each commitment's borrower's
+newest ``staging.BORROWER_LOANS_JUDGED`` loans, once per borrower, so a book
+costs at most that many reads more per commitment. The borrower's loans,
+a funder's positions and ``book_page``'s rows give a commitment's ``stage``
+(its ``days_past_due`` is None: nothing is due yet).
+
 Collateral (rules 6). The borrower's view and the lender's give, under
 ``collateral`` per currency, how much of the outstanding principal the
 collateral pledged on it covers: ``secured``, ``unsecured``,
@@ -119,7 +131,15 @@ from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.servicing import penalty_due
-from lendchain.ledger.staging import add_staged, credit_stage
+from lendchain.ledger.staging import (
+    BORROWER_LOANS_JUDGED,
+    COMMITTED_STATES,
+    add_commitment,
+    add_staged,
+    borrower_standing,
+    credit_stage,
+    standing_of,
+)
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
@@ -133,7 +153,6 @@ from lendchain.ledger.transfers import pending_to, pending_transfer
 from lendchain.ledger.writeoff import RECOVERY_ORDER, net_loss, recovery_open, recovery_spans, written_off_by
 
 OUTSTANDING_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
-COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)
 _TOTALS = ("outstanding", "committed", "loans", "overdue_loans", "defaulted_loans", "penalty_due")
 _WRITTEN_OFF_TOTALS = (
     "principal",
@@ -171,12 +190,21 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
     forborne: dict[str, dict[str, int]] = {}
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
+    commitment_stages: dict[str, dict[str, int]] = {}
     coverage: dict[str, dict[str, int]] = {}
     carriers: dict[tuple[str, str], dict[str, Any]] = {}
     loans = []
+    counted = []  # the drawn and written-off loans are staged first: the commitments' stages follow them
     for loan_id, loan, live in _counted_loans(get, loan_ids):
         status = forbearance(reader, loan_id, loan, as_of_ms)
-        staged = credit_stage(loan, status, as_of_ms)
+        staged = None if loan["state"] in COMMITTED_STATES else credit_stage(loan, status, as_of_ms)
+        counted.append((loan_id, loan, live, status, staged))
+    newest = set(loan_ids[-BORROWER_LOANS_JUDGED:])  # as ``staging.standing_of`` judges them
+    standing = borrower_standing(
+        (loan, staged) for loan_id, loan, _, _, staged in counted if staged is not None and loan_id in newest
+    )
+    for loan_id, loan, live, status, staged in counted:
+        staged = staged or credit_stage(loan, status, as_of_ms, standing)
         if live is None:  # written off: a loss, carried by nobody any more
             _add_written_off(written_off, loan)
             row = _loan_row(loan_id, loan, "written_off", loan["written_off"]["principal"], 0, status, staged)
@@ -187,7 +215,10 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         _count(currencies, loan, field, amount, penalty)
         add_coverage(coverage, loan, field, amount)
         forborne_totals(forborne, loan["currency"], status, amount)
-        add_staged(stages, ageing, loan["currency"], staged, amount)
+        if field == "committed":
+            add_commitment(commitment_stages, loan["currency"], staged, amount)
+        else:
+            add_staged(stages, ageing, loan["currency"], staged, amount)
         shares = _carriers(loan, amount)
         for carrier, share in shares:
             row = carriers.get((carrier, loan["currency"]))
@@ -208,6 +239,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         "forborne": dict(sorted(forborne.items())),
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
+        "commitment_stages": dict(sorted(commitment_stages.items())),
         "collateral": dict(sorted(coverage.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
@@ -267,6 +299,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     forborne: dict[str, dict[str, int]] = {}
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
+    commitment_stages: dict[str, dict[str, int]] = {}
+    standings: dict[str, dict[str, int]] = {}  # of the borrowers of its commitments, read once each
     borrowers: dict[str, dict[str, int]] = {}
     coverage: dict[str, dict[str, int]] = {}
     transfers = []
@@ -293,7 +327,11 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         add_coverage(coverage, loan, field, amount)
         status = forbearance(reader, loan_id, loan, as_of_ms)
         forborne_totals(forborne, loan["currency"], status, amount)
-        add_staged(stages, ageing, loan["currency"], credit_stage(loan, status, as_of_ms), amount)
+        if field == "committed":
+            staged = credit_stage(loan, status, as_of_ms, _standing(reader, standings, loan, as_of_ms))
+            add_commitment(commitment_stages, loan["currency"], staged, amount)
+        else:
+            add_staged(stages, ageing, loan["currency"], credit_stage(loan, status, as_of_ms), amount)
         by_borrower = borrowers.setdefault(loan["currency"], {})
         by_borrower[loan["borrower"]] = by_borrower.get(loan["borrower"], 0) + amount
     largest = {
@@ -311,6 +349,7 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "forborne": dict(sorted(forborne.items())),
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
+        "commitment_stages": dict(sorted(commitment_stages.items())),
         "collateral": dict(sorted(coverage.items())),
         "largest_borrowers": largest,
         "pending_transfers": transfers,
@@ -318,14 +357,21 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
 
 
 def book_page(
-    reader: StateReader, did: str, start: int, limit: int, written_off: bool = False
+    reader: StateReader,
+    did: str,
+    start: int,
+    limit: int,
+    written_off: bool = False,
+    as_of_ms: int | None = None,
 ) -> dict[str, Any] | None:
     """The live loans at positions ``start`` … ``start + limit - 1`` of ``did``'s lender index.
 
     A row per loan ``did`` services, or whose pending transfer names it: its
     id, state, currency, amount, borrower, ``lender`` and pending ``transfer``
     (``to``, offered ``height``, and ``written_off`` for the recovery of a
-    written-off loan; None if none). With ``written_off``, also the
+    written-off loan; None if none), and its ``stage`` and ``days_past_due`` at ``as_of_ms``
+    (``staging``: None for a loan written off; a commitment's stage reads its borrower's newest
+    loans, once per borrower on the page). With ``written_off``, also the
     written-off loans whose recovery ``did`` services (money left to recover,
     recovery not ended) or is offered. The index also holds closed loans and
     loans handed on, which are left out, so a page may list fewer than
@@ -343,6 +389,7 @@ def book_page(
     if total == 0 and get(institution_key(did)) is None:
         return None
     rows = []
+    standings: dict[str, dict[str, int]] = {}
     for loan_id in pagedlist.window(get, index, start, limit):
         loan = get(loan_key(loan_id))
         if loan["state"] == lc.WRITTEN_OFF and written_off:
@@ -351,6 +398,7 @@ def book_page(
                 continue
         elif live_claim(loan) is None or did not in (loan["lender"], pending_to(loan)):
             continue
+        staged = _row_stage(reader, standings, loan_id, loan, as_of_ms)
         rows.append(
             {
                 "loan_id": loan_id.hex(),
@@ -360,10 +408,36 @@ def book_page(
                 "borrower": loan["borrower"],
                 "lender": loan["lender"],
                 "transfer": pending_transfer(loan),
+                "stage": staged["stage"],
+                "days_past_due": staged["days_past_due"],
             }
         )
     end = start + limit
     return {"did": did, "from": start, "next": end if end < total else None, "loans": rows}
+
+
+def _standing(
+    reader: StateReader, standings: dict[str, dict[str, int]], loan: dict[str, Any], as_of_ms: int | None
+) -> dict[str, int]:
+    """``staging.standing_of`` the loan's borrower, read once per view into ``standings``."""
+    borrower = loan["borrower"]
+    if borrower not in standings:
+        standings[borrower] = standing_of(reader, borrower, as_of_ms)
+    return standings[borrower]
+
+
+def _row_stage(
+    reader: StateReader,
+    standings: dict[str, dict[str, int]],
+    loan_id: bytes,
+    loan: dict[str, Any],
+    as_of_ms: int | None,
+) -> dict[str, Any]:
+    """The loan's ``credit_stage`` at ``as_of_ms``, a commitment's from its borrower's standing."""
+    status = forbearance(reader, loan_id, loan, as_of_ms)
+    if loan["state"] in COMMITTED_STATES:
+        return credit_stage(loan, status, as_of_ms, _standing(reader, standings, loan, as_of_ms))
+    return credit_stage(loan, status, as_of_ms)
 
 
 def _counted_loans(

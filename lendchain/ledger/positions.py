@@ -33,7 +33,7 @@ from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.restructuring import pending_restructuring
-from lendchain.ledger.staging import add_staged, credit_stage
+from lendchain.ledger.staging import COMMITTED_STATES, add_commitment, add_staged, credit_stage, standing_of
 from lendchain.ledger.state import StateReader, funder_loans_key, loan_key, read_value
 from lendchain.ledger.writeoff import net_loss
 
@@ -45,7 +45,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     """A funder's positions in syndicated loans, newest commitment last; None if it has none.
 
     ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``, ``stages`` and
-    ``ageing`` its shares of the drawn loans by stage and days past due then, and a proposal
+    ``ageing`` its shares of the drawn loans by stage and days past due then, ``commitment_stages``
+    its shares of the undisbursed commitments by stage (``staging``), and a proposal
     that expired by then (rules 6) asks no consent any more (``consent_requested``)."""
 
     def get(key: bytes) -> Any:
@@ -60,6 +61,14 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     stages: dict[str, dict[str, int]] = {}
     ageing: dict[str, dict[str, int]] = {}
     coverage: dict[str, dict[str, int]] = {}
+    commitment_stages: dict[str, dict[str, int]] = {}
+    standings: dict[str, dict[str, int]] = {}
+
+    def standings_of(loan: dict[str, Any]) -> dict[str, int]:  # each borrower's read once (``staging``)
+        if loan["borrower"] not in standings:
+            standings[loan["borrower"]] = standing_of(reader, loan["borrower"], as_of_ms)
+        return standings[loan["borrower"]]
+
     positions, offered = [], []
     for loan_id in loan_ids:
         loan = get(loan_key(loan_id))
@@ -91,7 +100,10 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals["overdue_loans"] += committed and loan["state"] == lc.OVERDUE
         totals["defaulted_loans"] += committed and loan["state"] == lc.DEFAULTED
         status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
-        staged = credit_stage(loan, status, as_of_ms)
+        standing = standings_of(loan) if loan["state"] in COMMITTED_STATES else None
+        staged = credit_stage(loan, status, as_of_ms, standing)
+        if principal_state == "committed":  # its share of an undisbursed commitment, staged apart
+            add_commitment(commitment_stages, loan["currency"], staged, share)
         secured = None
         if principal_state == "outstanding":
             forborne_totals(forborne, loan["currency"], status, share)
@@ -128,6 +140,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "stages": dict(sorted(stages.items())),
         "ageing": dict(sorted(ageing.items())),
         "collateral": dict(sorted(coverage.items())),
+        "commitment_stages": dict(sorted(commitment_stages.items())),
         # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
         "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
         "share_offers_to": offered,  # pending offers of a share to it (``assignment``)

@@ -36,7 +36,7 @@ from lendchain.ledger.restructuring import lapse_of
 from lendchain.ledger.restructuring_limits import expired
 from lendchain.ledger.schedule import Progress, amount_owed
 from lendchain.ledger.servicing import SERVICED_STATES, due_ms, penalty_due, unpaid_instalments
-from lendchain.ledger.staging import credit_stage
+from lendchain.ledger.staging import COMMITTED_STATES, credit_stage, standing_of
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
@@ -67,9 +67,10 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
+def get_party(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """A registered party (role borrower/investor), a genesis member (role member), or a key
-    a member rotated to (kind member_key: which member it signs for, and from when)."""
+    a member rotated to (kind member_key: which member it signs for, and from when); a party's
+    reminders have their loans' stages at ``as_of_ms`` (``get_reminders``)."""
     party = read_value(reader, party_key(did))
     if party is not None:
         return {
@@ -77,7 +78,7 @@ def get_party(reader: StateReader, did: str) -> dict[str, Any] | None:
             "kind": "party",
             **to_json(party),
             "nonce": next_nonce(reader, did),
-            **credit_view(reader, did),
+            **credit_view(reader, did, as_of_ms),
         }
     institution = read_value(reader, institution_key(did))
     if institution is not None:
@@ -112,7 +113,7 @@ def moved_to(reader: StateReader, name: str) -> dict[str, str]:
     return {"address": address} if address else {}
 
 
-def credit_view(reader: StateReader, did: str) -> dict[str, Any]:
+def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any]:
     """A party's KYC attestation, latest credit report, repayment history and explained score."""
 
     def get(key: bytes) -> Any:
@@ -123,7 +124,7 @@ def credit_view(reader: StateReader, did: str) -> dict[str, Any]:
         "credit_report": to_json(get(credit_key(did))),
         "repayment_history": repayment_history(get, did),
         "credit_score": score_of(get, did).to_value(),
-        "reminders": (get_reminders(reader, did) or {"loans": []})["loans"],
+        "reminders": (get_reminders(reader, did, as_of_ms) or {"loans": []})["loans"],
     }
 
 
@@ -161,8 +162,9 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     restructured, and then its status as a forborne exposure at ``as_of_ms``
     (``forbearance.forbearance``). Its ``days_past_due``, IFRS 9 ``stage``
     and the ``stage_reasons`` that put it there are judged at ``as_of_ms`` too
-    (``stage_as_of_ms``; ``staging.credit_stage``: None for a loan not drawn or
-    no longer outstanding, with the reason why). Its ``collateral``, ``collateral_value`` and
+    (``stage_as_of_ms``; ``staging.credit_stage``: an undisbursed commitment's from its borrower's
+    newest loans, without days past due; None for a loan neither drawn nor committed, or no
+    longer outstanding, with the reason why). Its ``collateral``, ``collateral_value`` and
     loan-to-value ``ltv_bps`` are ``collateral_views.loan_collateral``'s (rules 6).
     """
     loan = read_value(reader, loan_key(loan_id))
@@ -210,17 +212,21 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
             view["net_loss"] = net_loss(loan)
         view["instalments_paid"] = loan["progress"][0]
     view["forbearance"] = forbearance(reader, loan_id, loan, as_of_ms)
-    view.update(credit_stage(loan, view["forbearance"], as_of_ms))
+    # A commitment's stage is its borrower's record on its newest loans (``staging.standing_of``).
+    standing = standing_of(reader, loan["borrower"], as_of_ms) if loan["state"] in COMMITTED_STATES else None
+    view.update(credit_stage(loan, view["forbearance"], as_of_ms, standing))
     view.update(loan_collateral(reader, loan_id, loan))
     return view
 
 
-def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
+def get_reminders(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """The instalments a borrower owes, or a servicer expects, on its live loans.
 
     The chain has no clock of its own, so each instalment carries its
     ``due_ms`` and the caller compares it with its time (or the head block's);
-    ``penalty_due`` is what accrued up to the loan's last evaluation. A
+    ``penalty_due`` is what accrued up to the loan's last evaluation. Each
+    loan's ``days_past_due`` and IFRS 9 ``stage`` are judged at ``as_of_ms``
+    (``staging.credit_stage``; without it, as of the loan's record). A
     servicer's index also holds the loans it handed on, or was offered, by
     ``loan.transfer``: only those it services now are its.
     """
@@ -238,6 +244,7 @@ def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
                     "role": role,
                     "state": loan["state"],
                     "penalty_due": penalty_due(loan),
+                    **_stage_of(reader, loan_id, loan, as_of_ms),
                     "instalments": [
                         {"number": n, "due_ms": due_ms(loan, n), "amount": left} for n, left in unpaid
                     ],
@@ -250,6 +257,14 @@ def get_reminders(reader: StateReader, did: str) -> dict[str, Any] | None:
     ):
         return None
     return {"did": did, "loans": rows}
+
+
+def _stage_of(
+    reader: StateReader, loan_id: bytes, loan: dict[str, Any], as_of_ms: int | None
+) -> dict[str, Any]:
+    """A drawn loan's ``stage`` and ``days_past_due`` at ``as_of_ms`` (``staging.credit_stage``)."""
+    staged = credit_stage(loan, forbearance(reader, loan_id, loan, as_of_ms), as_of_ms)
+    return {"stage": staged["stage"], "days_past_due": staged["days_past_due"]}
 
 
 def _by_hex_id(
@@ -326,7 +341,7 @@ _LOOKUPS: dict[str, Callable[..., dict[str, Any] | None]] = {
 }
 
 
-_TIMED = {"loan"}  # the lookups that take ``as_of_ms``
+_TIMED = {"loan", "party", "reminders"}  # the lookups that take ``as_of_ms``
 
 
 def register_lookup(

@@ -58,13 +58,43 @@ ones), and the stage is the highest of them:
   would put a loan there earlier. A bank's own model may; the reason
   ``past_due`` lists such a loan's DPD so a reader sees it.
 
-Which loans. Only a drawn exposure has a stage: a loan ``disbursed``,
-``repaying``, ``overdue`` or ``defaulted`` (``STAGED_STATES``). A loan
-written off or closed has no exposure left on chain; one applied for,
-offered, accepted, funding or funded is not disbursed (IFRS 9 also stages
-loan commitments; the views report them as ``committed`` apart, unstaged);
-one cancelled or unfunded lent nothing. Such a loan's ``stage`` and
-``days_past_due`` are None and its one reason says why.
+Which loans. A drawn exposure has a stage by the rules above: a loan
+``disbursed``, ``repaying``, ``overdue`` or ``defaulted`` (``STAGED_STATES``).
+A loan written off or closed has no exposure left on chain; one applied for
+or offered commits nobody yet; one cancelled or unfunded lent nothing. Such
+a loan's ``stage`` and ``days_past_due`` are None and its one reason says why.
+
+Commitments. A loan ``accepted``, ``funding`` or ``funded``
+(``COMMITTED_STATES``) is an undisbursed loan commitment, an off-balance
+exposure that IFRS 9 stages too: 5.5.6 (its credit risk is assessed from
+the date the entity became party to the irrevocable commitment) and B5.5.47
+(its expected losses are those on the part expected to be drawn; the chain
+takes the whole commitment). Nothing is due on it yet, so it has no days
+past due (``days_past_due`` None) and no arrears or forbearance of its own:
+what the chain knows of its credit risk is the borrower's record on its
+other loans. So ``commitment_stage`` gives it the highest of:
+
+- stage 3 if another loan of the borrower is in stage 3 (defaulted, more
+  than 90 days past due or non-performing forborne) or was written off with
+  a loss not yet recovered (``writeoff.net_loss``): default is a state of
+  the obligor, on any of its material obligations (CRR Art. 178(1); the
+  EBA's guidelines on applying it, EBA/GL/2016/07, apply it to the obligor,
+  and for retail let a bank apply it per facility, which the chain does
+  not), and a commitment to a defaulted obligor is credit-impaired (IFRS 9
+  Appendix A);
+- stage 2 if another loan of the borrower is in stage 2 (more than 30 days
+  past due, or performing forborne): that loan's arrears or concession are
+  evidence of a significant increase in the borrower's credit risk, which
+  is what IFRS 9 5.5.9 and B5.5.17 judge, not one instrument's;
+- stage 1 otherwise (IFRS 9 5.5.5): a new commitment is in stage 1 at
+  initial recognition, and nothing since shows an increase.
+
+The borrower's loans judged are its newest ``BORROWER_LOANS_JUDGED`` (32)
+in its borrower index, in every view alike, so that staging a commitment
+reads a bounded number of loans however long the borrower's history is; an
+older loan that is still defaulted is missed, which a borrower with more
+than 32 loans on chain is the only one to risk. ``borrower_standing`` counts
+them (it is given them, and reads nothing); ``standing_of`` reads them.
 
 Time. Everything is integer milliseconds of block time, judged at
 ``as_of_ms``: the node passes its head block's time, so the figures are
@@ -79,22 +109,31 @@ ahead of the chain.
 per-currency ``stages`` totals (count and principal outstanding per stage,
 ``STAGE_TOTALS``) and the arrears ageing ``ageing`` (count and principal per
 DPD bucket, ``AGEING_BUCKETS``) that the exposure, portfolio and positions
-views report.
+views report; ``add_commitment`` adds a staged commitment (or a funder's
+share of it) to ``commitment_stages`` apart (count and amount committed
+per stage, ``COMMITMENT_TOTALS``), so the drawn loans' figures stay those
+of the drawn loans.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from lendchain.ledger import lifecycle as lc
-from lendchain.ledger.forbearance import NON_PERFORMING, PERFORMING
+from lendchain.ledger import pagedlist
+from lendchain.ledger.forbearance import NON_PERFORMING, PERFORMING, forbearance
 from lendchain.ledger.servicing import DAY_MS, due_ms
+from lendchain.ledger.state import StateReader, borrower_loans_key, loan_key, read_value
+from lendchain.ledger.writeoff import net_loss
 
 SICR_DAYS_PAST_DUE = 30  # IFRS 9 5.5.11: more than this, credit risk increased significantly (stage 2)
 DEFAULT_DAYS_PAST_DUE = 90  # IFRS 9 B5.5.37: more than this, in default (stage 3)
 STAGES = (1, 2, 3)
 STAGED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE, lc.DEFAULTED)
+COMMITTED_STATES = (lc.ACCEPTED, lc.FUNDING, lc.FUNDED)  # undisbursed commitments (IFRS 9 5.5.6)
+BORROWER_LOANS_JUDGED = 32  # a commitment's stage reads at most this many of the borrower's newest loans
 # (bucket, fewest days, most days or None): the arrears ageing, as supervisors' templates band it
 AGEING_BUCKETS = (
     ("dpd_0", 0, 0),
@@ -104,6 +143,7 @@ AGEING_BUCKETS = (
     ("dpd_over_90", 91, None),
 )
 STAGE_TOTALS = tuple(f"stage_{stage}_{what}" for stage in STAGES for what in ("loans", "outstanding"))
+COMMITMENT_TOTALS = tuple(f"stage_{stage}_{what}" for stage in STAGES for what in ("loans", "committed"))
 AGEING_TOTALS = tuple(
     f"{bucket}_{what}" for bucket, _, _ in AGEING_BUCKETS for what in ("loans", "outstanding")
 )
@@ -116,7 +156,11 @@ _SOURCES = {
     "forborne_performing": "EBA FINREP Annex V (forborne, on probation); IFRS 9 B5.5.17 (concessions)",
     "past_due": "IFRS 9 5.5.11 (30 days or less past due: no presumed significant increase)",
     "current": "IFRS 9 5.5.5 (12-month expected credit losses)",
-    "not_staged": "IFRS 9 5.5.1; the chain stages drawn loans only (disbursed, repaying, overdue, defaulted)",
+    "not_staged": "IFRS 9 5.5.1; the chain stages drawn loans and commitments (accepted, funding, funded)",
+    "borrower_credit_impaired": "CRR Art. 178(1) (default of the obligor); IFRS 9 5.5.6, Appendix A",
+    "borrower_written_off": "CRR Art. 178(1) (default of the obligor); IFRS 9 5.4.4, Appendix A",
+    "borrower_increased_risk": "IFRS 9 5.5.6, 5.5.9 and B5.5.17 (the borrower's credit risk)",
+    "commitment": "IFRS 9 5.5.5 and 5.5.6 (12-month expected losses on the commitment)",
 }
 _NOT_STAGED = {
     lc.WRITTEN_OFF: "written off: no exposure is left on chain; the views report it under written_off",
@@ -167,15 +211,21 @@ def days_past_due(loan: dict[str, Any], as_of_ms: int) -> int:
 
 
 def credit_stage(
-    loan: dict[str, Any], forbearance_status: dict[str, Any] | None, as_of_ms: int | None
+    loan: dict[str, Any],
+    forbearance_status: dict[str, Any] | None,
+    as_of_ms: int | None,
+    standing: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``{days_past_due, stage, stage_reasons, stage_as_of_ms}`` of the loan at ``as_of_ms`` (the
-    module docstring's rules); ``forbearance_status`` is ``forbearance.forbearance``'s answer for it."""
+    module docstring's rules); ``forbearance_status`` is ``forbearance.forbearance``'s answer for it,
+    and ``standing`` ``borrower_standing``'s for its borrower, which a commitment needs."""
     state = loan["state"]
+    if state in COMMITTED_STATES:
+        if standing is None:
+            raise TypeError("a commitment's stage needs its borrower's standing (staging.standing_of)")
+        return commitment_stage(standing, as_of_ms)
     if state not in STAGED_STATES:
-        why = _NOT_STAGED.get(
-            state, "not disbursed: no drawn exposure (a commitment is reported as committed)"
-        )
+        why = _NOT_STAGED.get(state, "not accepted yet: nobody is committed to lend")
         reason = Reason("not_staged", None, None, why)
         return {
             "days_past_due": None,
@@ -226,6 +276,62 @@ def _reasons(loan: dict[str, Any], forborne: str | None, dpd: int) -> list[Reaso
     return reasons
 
 
+def borrower_standing(judged: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, int]:
+    """What a borrower's loans say of it, given (loan, its ``credit_stage``) for each of its newest
+    ``BORROWER_LOANS_JUDGED``: how many are in stage 3 and in stage 2, and how many were written off
+    with a loss not yet recovered. Its commitments, which have no stage of their own, count nowhere."""
+    standing = {"stage_3": 0, "stage_2": 0, "written_off": 0}
+    for loan, staged in judged:
+        if loan["state"] == lc.WRITTEN_OFF:
+            standing["written_off"] += net_loss(loan)["total"] > 0
+        elif loan["state"] in STAGED_STATES and staged["stage"] > 1:
+            standing[f"stage_{staged['stage']}"] += 1
+    return standing
+
+
+def standing_of(reader: StateReader, borrower: str, as_of_ms: int | None) -> dict[str, int]:
+    """``borrower_standing`` of ``borrower``'s newest ``BORROWER_LOANS_JUDGED`` loans at ``as_of_ms``,
+    read from its borrower index: that many loan reads, and a restructured loan's forbearance."""
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    index = borrower_loans_key(borrower)
+    newest = max(pagedlist.length(get, index) - BORROWER_LOANS_JUDGED, 0)
+    judged = []
+    for loan_id in pagedlist.window(get, index, newest, BORROWER_LOANS_JUDGED):
+        loan = get(loan_key(loan_id))
+        if loan["state"] in STAGED_STATES:
+            judged.append((loan, credit_stage(loan, forbearance(reader, loan_id, loan, as_of_ms), as_of_ms)))
+        elif loan["state"] == lc.WRITTEN_OFF:
+            judged.append((loan, {"stage": None}))
+    return borrower_standing(judged)
+
+
+def commitment_stage(standing: dict[str, int], as_of_ms: int | None) -> dict[str, Any]:
+    """``credit_stage``'s answer for an undisbursed commitment whose borrower's loans say ``standing``
+    (``borrower_standing``): no days past due, and the stage the module docstring's rule gives."""
+    reasons = []
+    if standing["stage_3"]:
+        why = f"{standing['stage_3']} of the borrower's other loans is credit-impaired: the obligor is in default"
+        reasons.append(Reason("borrower_credit_impaired", 3, standing["stage_3"], why))
+    if standing["written_off"]:
+        why = f"{standing['written_off']} of the borrower's loans is written off with a loss not recovered"
+        reasons.append(Reason("borrower_written_off", 3, standing["written_off"], why))
+    if standing["stage_2"]:
+        why = f"{standing['stage_2']} of the borrower's other loans is in stage 2: its credit risk increased"
+        reasons.append(Reason("borrower_increased_risk", 2, standing["stage_2"], why))
+    if not reasons:
+        why = "an undisbursed commitment; none of the borrower's loans is in stage 2 or 3 or written off"
+        reasons.append(Reason("commitment", 1, None, why))
+    return {
+        "days_past_due": None,
+        "stage": max(reason.stage for reason in reasons if reason.stage is not None),
+        "stage_reasons": [reason.to_value() for reason in reasons],
+        "stage_as_of_ms": as_of_ms,
+    }
+
+
 def ageing_bucket(dpd: int) -> str:
     """The arrears ageing bucket of ``dpd`` days past due (``AGEING_BUCKETS``)."""
     return next(bucket for bucket, _, most in AGEING_BUCKETS if most is None or dpd <= most)
@@ -239,8 +345,9 @@ def add_staged(
     outstanding: int,
 ) -> None:
     """Add a staged loan (``credit_stage``), or a funder's share of it (``outstanding``), to the
-    ``currency``'s stage totals and arrears ageing; nothing for a loan without a stage."""
-    if staged["stage"] is None:
+    ``currency``'s stage totals and arrears ageing; nothing for a loan without a stage, nor for a
+    commitment (no days past due: ``add_commitment`` counts it)."""
+    if staged["stage"] is None or staged["days_past_due"] is None:
         return
     by_stage = stages.setdefault(currency, dict.fromkeys(STAGE_TOTALS, 0))
     by_stage[f"stage_{staged['stage']}_loans"] += 1
@@ -249,3 +356,13 @@ def add_staged(
     bucket = ageing_bucket(staged["days_past_due"])
     by_age[f"{bucket}_loans"] += 1
     by_age[f"{bucket}_outstanding"] += outstanding
+
+
+def add_commitment(
+    commitment_stages: dict[str, dict[str, int]], currency: str, staged: dict[str, Any], committed: int
+) -> None:
+    """Add a staged commitment (``commitment_stage``), or a funder's share of it (``committed``), to the
+    ``currency``'s ``commitment_stages`` (``COMMITMENT_TOTALS``), apart from the drawn loans' stages."""
+    by_stage = commitment_stages.setdefault(currency, dict.fromkeys(COMMITMENT_TOTALS, 0))
+    by_stage[f"stage_{staged['stage']}_loans"] += 1
+    by_stage[f"stage_{staged['stage']}_committed"] += committed

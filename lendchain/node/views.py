@@ -206,7 +206,8 @@ class NodeViews:
         return found
 
     def book_page(self, did: str, start: int, limit: int, written_off: bool = False) -> dict[str, Any] | None:
-        return book_page(self.store, did, start, limit, written_off)
+        # Its rows' stages are judged as of the head block's time, as the timed views' are.
+        return book_page(self.store, did, start, limit, written_off, self.store.head().timestamp_ms)
 
     @cached_property
     def _member_names(self) -> dict[str, str]:

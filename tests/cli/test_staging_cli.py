@@ -15,7 +15,7 @@ import json
 import pytest
 
 from lendchain.cli import loans as loans_cli
-from lendchain.cli.domain import describe_positions
+from lendchain.cli.domain import describe_positions, describe_reminders
 from lendchain.cli.reports import STAGE_COLUMNS
 from lendchain.ledger import queries
 from tests.cli import test_loan_transfer_cli as transfer_cli
@@ -51,11 +51,14 @@ def test_loan_show_prints_the_days_past_due_the_stage_and_each_reason_with_its_s
     )
     assert forborne[-2].startswith("  forbearance     non_performing")  # the forbearance lines stay last
     committed = cli("loan", "show", loans["committed"]).output.splitlines()
-    assert (
-        "  stage           none: not disbursed: no drawn exposure (a commitment is reported as committed)"
-        in (committed)
+    at = committed.index(
+        f"  days past due   none: an undisbursed commitment, nothing is due yet (as of {chain.head_ms} ms)"
     )
-    assert not any(line.startswith("  days past due") for line in committed)
+    assert committed[at + 1 : at + 3] == [
+        "  stage           3 (credit-impaired)",
+        "                  borrower_credit_impaired (stage 3): 1 of the borrower's other loans is credit-impaired: "
+        "the obligor is in default [CRR Art. 178(1) (default of the obligor); IFRS 9 5.5.6, Appendix A]",
+    ]
     as_json = json.loads(cli("--json", "loan", "show", loans["late"]).output)
     assert (as_json["days_past_due"], as_json["stage"], as_json["stage_as_of_ms"]) == (45, 2, chain.head_ms)
 
@@ -73,14 +76,19 @@ def test_portfolio_and_exposure_print_the_stages_and_the_arrears_ageing_per_curr
         principal["usd"],
     )
     book_lines = cli("loan", "portfolio", members[0].did).output.splitlines()
-    assert book_lines[-2:] == [
+    assert book_lines[-3:] == [
         f"  EUR  stage 1: loans 1 ({current})  stage 2: loans 1 ({late})  stage 3: loans 1 ({forborne})",
         f"  EUR  days past due 0: 1 ({forborne})  1-30: 1 ({current})  31-60: 1 ({late})  61-90: 0 (0)  >90: 0 (0)",
+        "  EUR  commitments stage 1: loans 0 (0)  stage 2: loans 0 (0)  stage 3: loans 1 (120000)",
     ]
     exposure = cli("party", "exposure", borrower.did).output.splitlines()
     at = exposure.index("carried by")
     eur_late = late + principal["shared"]
-    assert exposure[at - 4 : at] == [
+    assert (
+        exposure[at - 1]
+        == "  EUR  commitments stage 1: loans 0 (0)  stage 2: loans 0 (0)  stage 3: loans 1 (120000)"
+    )
+    assert exposure[at - 5 : at - 1] == [
         f"  EUR  stage 1: loans 1 ({current})  stage 2: loans 2 ({eur_late})  stage 3: loans 1 ({forborne})",
         f"  USD  stage 1: loans 0 (0)  stage 2: loans 1 ({usd})  stage 3: loans 0 (0)",
         f"  EUR  days past due 0: 1 ({forborne})  1-30: 1 ({current})  31-60: 2 ({eur_late})  61-90: 0 (0)  "
@@ -132,3 +140,23 @@ def test_fund_positions_prints_a_funders_shares_by_stage_and_days_past_due(stage
         f"  {loans['shared'][:16]}…  overdue  committed 30000, received 0, share {share} of outstanding, "
         "stage 2, 44 days past due",
     ]
+
+
+def test_reminders_print_each_loans_stage_and_a_funders_positions_its_commitments_by_stage(staged_book):
+    chain, _, borrower, loans, funders = staged_book
+    party = queries.lookup(chain.state, "party", borrower.did, as_of_ms=chain.head_ms)
+    text = describe_reminders({"did": borrower.did, "reminders": party["reminders"]}).splitlines()
+    late = [line for line in text if line.startswith(f"  loan {loans['late'][:16]}")]
+    assert late[0].endswith(", stage 2, 45 days past due")
+    forborne = [line for line in text if line.startswith(f"  loan {loans['forborne'][:16]}")]
+    assert forborne[0].endswith(", stage 3, 0 days past due")
+    view = {  # a funder's share of a commitment in stage 2, and a position on it
+        "did": funders[0].did,
+        "currencies": {},
+        "commitment_stages": {"EUR": {"stage_1_loans": 0, "stage_1_committed": 0, "stage_2_loans": 1,
+                                      "stage_2_committed": 30_000, "stage_3_loans": 0, "stage_3_committed": 0}},
+        "positions": [],
+    }  # fmt: skip
+    assert "EUR: shares of commitments by stage: stage 1 0 in 0, stage 2 30000 in 1, stage 3 0 in 0" in (
+        describe_positions(view).splitlines()
+    )

@@ -50,11 +50,11 @@ def test_a_loans_stage_and_the_books_stage_and_ageing_tables_show(net, open_cons
     console.shot("loan-stage")
 
     console.page.goto(net["bank1"].url + f"/console/#/loan/{loans['committed']}")
-    console.page.locator("#loan-stage[data-stage='none']").wait_for()
-    assert console.text("#loan-stage") == (
-        "none: not disbursed: no drawn exposure (a commitment is reported as committed)"
+    console.page.locator("#loan-stage[data-stage='3']").wait_for()  # its borrower's forborne loan's stage
+    assert console.text("#loan-days-past-due") == (
+        f"none: an undisbursed commitment, nothing is due yet as of {utc(chain.head_ms)}"
     )
-    assert console.page.locator("#loan-days-past-due").count() == 0
+    assert console.page.locator("#loan-stage [data-reason='borrower_credit_impaired']").count() == 1
 
     book_view = {**view("portfolio", members[0].did), "did": bank1}
     console.page.route("**/portfolio/*", lambda route: route.fulfill(json=book_view))

@@ -20,7 +20,7 @@ from lendchain.ledger.servicing import DAY_MS, MONTH_MS
 from lendchain.ledger.staging import AGEING_BUCKETS, ageing_bucket
 from tests.ledger.test_forbearance import current_loan, restructure
 from tests.ledger.test_forbearance_bytes import at, owed_now, pay_due, payoff_now
-from tests.ledger.test_loan_transfer import APPLY, ok, open_loan, repay, syndicated_loan, with_borrower
+from tests.ledger.test_loan_transfer import APPLY, ok, open_loan, repay, with_borrower
 from tests.ledger.test_restructure import overdue
 from tests.ledger.test_write_off import default, write_off
 
@@ -176,9 +176,7 @@ def test_a_loan_restructured_while_current_is_stage_2_on_probation_then_stage_1(
 @pytest.mark.parametrize(
     ("state", "why"),
     [
-        ("applied", "not disbursed: no drawn exposure (a commitment is reported as committed)"),
-        ("accepted", "not disbursed: no drawn exposure (a commitment is reported as committed)"),
-        ("funded", "not disbursed: no drawn exposure (a commitment is reported as committed)"),
+        ("applied", "not accepted yet: nobody is committed to lend"),
         ("cancelled", "cancelled before disbursement: nothing was lent"),
         ("unfunded", "unfunded: its funders' commitments were released, nothing was lent"),
         ("closed", "closed: repaid in full, no exposure is left"),
@@ -192,10 +190,6 @@ def test_a_loan_not_drawn_or_no_longer_outstanding_has_no_stage_and_says_why(wor
         loan_id = ok(chain, borrower, "loan.apply", APPLY).tx_id.hex()
         if state == "cancelled":
             ok(chain, borrower, "loan.cancel", {"loan_id": loan_id})
-    elif state == "accepted":
-        loan_id = open_loan(chain, borrower, bank1, disburse=False)
-    elif state == "funded":
-        loan_id, _ = syndicated_loan(chain, borrower, bank1)
     elif state == "unfunded":
         loan_id = open_loan(chain, borrower, bank1, disburse=False, funding_window_ms=1)
         chain.run()

@@ -6,7 +6,8 @@ One borrower, two lenders, two currencies, judged at the head block's time
 instalment was repaid (its second is 15 days past due: stage 1), one nobody
 repaid (45 days: stage 2), one restructured while overdue (in its payment
 holiday, nothing past due, but non-performing forborne: stage 3) and one
-accepted but not paid out (no stage); bank2 a USD loan and a syndicated EUR
+accepted but not paid out (a commitment: stage 3, for the borrower's
+non-performing forborne loan; no days past due); bank2 a USD loan and a syndicated EUR
 loan nobody repaid. Every total is checked against the loans' own views,
 and each view's against the others'.
 """
@@ -16,9 +17,10 @@ from __future__ import annotations
 import pytest
 
 from lendchain.ledger import pagedlist, queries
+from lendchain.ledger.exposure import book_page
 from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.servicing import DAY_MS
-from lendchain.ledger.staging import AGEING_TOTALS, STAGE_TOTALS, ageing_bucket
+from lendchain.ledger.staging import AGEING_TOTALS, COMMITMENT_TOTALS, STAGE_TOTALS, ageing_bucket
 from lendchain.ledger.state import borrower_loans_key, read_value
 from tests.ledger import test_rules_before_5
 from tests.ledger.chain import seeded_key
@@ -82,12 +84,16 @@ def test_each_view_totals_its_loans_by_stage_and_days_past_due_and_the_views_agr
         "forborne": (3, 0),
         "usd": (2, 44),  # disbursed a few blocks (seconds) later: a few seconds short of 45 days
         "shared": (2, 44),
-        "committed": (None, None),
+        "committed": (3, None),
     }
+    assert [r["rule"] for r in shown["committed"]["stage_reasons"]] == [
+        "borrower_credit_impaired",
+        "borrower_increased_risk",
+    ]
     exposure = view(chain, "exposure", borrower.did)
     assert (exposure["stages"], exposure["ageing"]) == expected_totals(shown.values())
     for currency, totals in exposure["currencies"].items():  # every drawn loan in one stage, one bucket
-        drawn = [v for v in shown.values() if v["currency"] == currency and v["stage"] is not None]
+        drawn = [v for v in shown.values() if v["currency"] == currency and v["state"] in STAGED_STATES]
         outstanding = sum(v["outstanding_principal"] for v in drawn)
         assert totals["outstanding"] == outstanding
         for split, names in ((exposure["stages"], STAGE_TOTALS), (exposure["ageing"], AGEING_TOTALS)):
@@ -95,11 +101,18 @@ def test_each_view_totals_its_loans_by_stage_and_days_past_due_and_the_views_agr
             assert sum(split[currency][n] for n in names if n.endswith("_loans")) == len(drawn)
     rows = {row["loan_id"]: (row["stage"], row["days_past_due"]) for row in exposure["loans"]}
     assert rows == {loans[name]: (v["stage"], v["days_past_due"]) for name, v in shown.items()}
+    committed = shown["committed"]["amount"]  # apart from the drawn loans' stages, adding up to committed
+    assert exposure["currencies"]["EUR"]["committed"] == committed
+    assert exposure["commitment_stages"] == {
+        "EUR": {**dict.fromkeys(COMMITMENT_TOTALS, 0), "stage_3_loans": 1, "stage_3_committed": committed}
+    }
 
     books = [view(chain, "portfolio", bank.did) for bank in members[:2]]
     assert (books[0]["stages"], books[0]["ageing"]) == expected_totals(
         v for v in shown.values() if v["lender"] == members[0].did
     )
+    assert books[0]["commitment_stages"] == exposure["commitment_stages"]
+    assert books[1]["commitment_stages"] == {}
     for part in ("stages", "ageing"):  # the borrower's loans are these two books
         for currency, whole in exposure[part].items():
             for name, amount in whole.items():
@@ -134,8 +147,11 @@ def test_a_view_without_drawn_loans_has_no_stage_totals():
     assert exposure["currencies"]["EUR"]["committed"] > 0
     assert (exposure["stages"], exposure["ageing"]) == ({}, {})
     assert exposure["loans"][0]["loan_id"] == loan_id
-    assert (exposure["loans"][0]["stage"], exposure["loans"][0]["days_past_due"]) == (None, None)
-    assert view(chain, "portfolio", members[0].did)["stages"] == {}
+    assert (exposure["loans"][0]["stage"], exposure["loans"][0]["days_past_due"]) == (1, None)
+    committed = {**dict.fromkeys(COMMITMENT_TOTALS, 0), "stage_1_loans": 1, "stage_1_committed": 120_000}
+    assert exposure["commitment_stages"] == {"EUR": committed}
+    book = view(chain, "portfolio", members[0].did)
+    assert (book["stages"], book["commitment_stages"]) == ({}, {"EUR": committed})
 
 
 def read_every_view(chain, loans):
@@ -147,6 +163,12 @@ def read_every_view(chain, loans):
     for kind, key in (("exposure", 1), ("portfolio", 100), ("portfolio", 101), ("positions", 2)):
         for as_of_ms in (chain.head_ms, None):
             assert "stages" in queries.lookup(chain.state, kind, seeded_key(key).did, as_of_ms=as_of_ms)
+    for key in (100, 101):  # the rows that list loans one by one, with their stages
+        for as_of_ms in (chain.head_ms, None):
+            page = book_page(chain.state, seeded_key(key).did, 0, 100, True, as_of_ms)
+            assert all("stage" in row for row in page["loans"])
+            reminders = queries.lookup(chain.state, "reminders", seeded_key(key).did, as_of_ms=as_of_ms)
+            assert all("stage" in row for row in reminders["loans"])
     assert chain.state.values == before
 
 

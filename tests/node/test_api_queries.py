@@ -33,7 +33,7 @@ class LedgerNode:
         return queries.lookup(self.chain.state, kind, ref, as_of_ms=self.chain.head_ms)
 
     def book_page(self, did: str, start: int, limit: int, written_off: bool) -> dict[str, Any] | None:
-        return book_page(self.chain.state, did, start, limit, written_off)
+        return book_page(self.chain.state, did, start, limit, written_off, self.chain.head_ms)
 
 
 def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
@@ -54,6 +54,7 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         "forborne": {},
         "stages": {},
         "ageing": {},
+        "commitment_stages": {},
         "collateral": {},
         "carriers": [],
         "loans": [],
@@ -122,7 +123,10 @@ def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():
         "borrower": borrower.did,
         "lender": members[0].did,
         "transfer": None,
+        "stage": 1,
+        "days_past_due": 0,
     }
+    assert (rows[1]["stage"], rows[1]["days_past_due"]) == (1, None)  # a commitment: nothing due yet
     too_many, stranger = call(
         app,
         [

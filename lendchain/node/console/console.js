@@ -581,7 +581,7 @@ function forbearanceRow(loan) {
 }
 
 // A drawn loan's days past due and IFRS 9 stage at the node's head block, with every rule that holds
-// and its source (staging.py); a loan without a stage says why. An older node sends none of it.
+// and its source (staging.py), a commitment's from its borrower's loans; a loan without a stage says why. An older node sends none of it.
 const STAGE_NAMES = { 1: "performing", 2: "credit risk increased significantly", 3: "credit-impaired" };
 const STAGE_PILLS = { 1: "ok", 2: "warn", 3: "bad" };
 
@@ -591,9 +591,12 @@ function stageRows(loan) {
     return [["IFRS 9 stage", h("span", { id: "loan-stage", dataset: { stage: "none" } },
       `none: ${loan.stage_reasons[0].why}`)]];
   }
+  // A commitment (nothing due yet) is staged by its borrower's other loans: it has no days past due.
+  const late = loan.days_past_due === null
+    ? "none: an undisbursed commitment, nothing is due yet" : plural(loan.days_past_due, "day");
   return [
     ["days past due", h("span", { id: "loan-days-past-due" },
-      `${plural(loan.days_past_due, "day")} as of ${time(loan.stage_as_of_ms)}`)],
+      `${late} as of ${time(loan.stage_as_of_ms)}`)],
     ["IFRS 9 stage", h("span", { id: "loan-stage", dataset: { stage: String(loan.stage) } },
       pill(`stage ${loan.stage}`, STAGE_PILLS[loan.stage]), " ", STAGE_NAMES[loan.stage],
       loan.stage_reasons.map((r) => h("div", { class: "muted", dataset: { reason: r.rule } },
