@@ -19,39 +19,11 @@ from lendchain.cli import loans as loans_cli
 from lendchain.cli.domain import describe_positions
 from lendchain.cli.reports import COVERAGE_COLUMNS
 from lendchain.collateral_ids import asset_id
-from lendchain.ledger import queries
-from lendchain.ledger.rules import rules_status
-from tests.cli.test_loan_transfer_cli import cli, execute
+from tests.cli.test_loan_transfer_cli import ChainClient, cli, execute
 from tests.ledger.test_collateral import HOUSE, VAN, pledge
 from tests.ledger.test_loan_transfer import open_loan, with_borrower
 
 VIN = "wvwzzz1jz-xw000001"  # VAN's VIN as a user might type it
-PATHS = {
-    "loans": "loan",
-    "portfolio": "portfolio",
-    "exposure": "exposure",
-    "collateral": "collateral",
-    "members": "members",
-}
-
-
-class ChainClient:
-    """``/status`` and the query routes of a ledger test chain, as of its head block."""
-
-    def __init__(self, chain):
-        self.chain = chain
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def get(self, path):
-        if path == "/status":
-            return {"height": self.chain.height, "rules": rules_status(self.chain.state, self.chain.height)}
-        kind, ref = path.strip("/").split("/")
-        return queries.lookup(self.chain.state, PATHS[kind], ref, as_of_ms=self.chain.head_ms)
 
 
 def world(monkeypatch, version=6):

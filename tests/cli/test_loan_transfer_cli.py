@@ -21,11 +21,20 @@ from tests.ledger.chain import seeded_key
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_loan_transfer import open_loan
 
-PATHS = {"loans": "loan", "portfolio": "portfolio"}
+# The query routes a ledger test chain answers, by the first part of their path, as a node does.
+PATHS = {
+    "loans": "loan",
+    "portfolio": "portfolio",
+    "exposure": "exposure",
+    "positions": "positions",
+    "collateral": "collateral",
+    "members": "members",
+    "params": "params",
+}
 
 
 class ChainClient:
-    """``/status``, ``/loans/{id}`` and ``/portfolio/{did}`` of a ledger test chain."""
+    """``/status`` and the query routes (``PATHS``) of a ledger test chain, as of its head block."""
 
     def __init__(self, chain):
         self.chain = chain

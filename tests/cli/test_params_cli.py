@@ -13,37 +13,16 @@ from click.testing import CliRunner
 
 from lendchain.cli import governance as gov_cli
 from lendchain.cli import main
-from lendchain.ledger import queries
-from lendchain.ledger.rules import rules_status
 from lendchain.node.config import load_genesis
-from tests.cli.test_loan_transfer_cli import execute
+from tests.cli.test_loan_transfer_cli import ChainClient, execute
 from tests.ledger.test_admission import rules_world
 from tests.ledger.test_membership import vote
-
-
-class ParamsClient:
-    """``/status`` and ``/params/{name}`` of a ledger test chain."""
-
-    def __init__(self, chain):
-        self.chain = chain
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def get(self, path):
-        if path == "/status":
-            return {"height": self.chain.height, "rules": rules_status(self.chain.state, self.chain.height)}
-        assert path.startswith("/params/"), path
-        return queries.lookup(self.chain.state, "params", path.removeprefix("/params/"))
 
 
 def world(monkeypatch, version=6):
     chain, members = rules_world(version=version)
     sent = []
-    monkeypatch.setattr(gov_cli, "client_from", lambda kw: ParamsClient(chain))
+    monkeypatch.setattr(gov_cli, "client_from", lambda kw: ChainClient(chain))
     monkeypatch.setattr(gov_cli, "send_tx", lambda ctx, kw, kind, payload: sent.append((kind, payload)))
     return chain, members, sent
 

@@ -14,19 +14,8 @@ import pytest
 
 from lendchain.cli import assignment as assignment_cli
 from lendchain.cli import domain as domain_cli
-from lendchain.ledger import queries
 from tests.cli.test_loan_transfer_cli import ChainClient, cli, execute
 from tests.ledger.test_restructure_consent import ALICE, BOB, CAROL, funders_world, syndicate
-
-
-class FundsClient(ChainClient):
-    """``ChainClient`` that also answers ``/positions/{did}``."""
-
-    def get(self, path):
-        if path.startswith("/positions/"):
-            ref = path.rsplit("/", 1)[1]
-            return queries.lookup(self.chain.state, "positions", ref, as_of_ms=self.chain.head_ms)
-        return super().get(path)
 
 
 def funds_cli(monkeypatch, version=6):
@@ -35,7 +24,7 @@ def funds_cli(monkeypatch, version=6):
     loan_id = syndicate(chain, borrower, bank1, [(ALICE, 30_000), (bank1, 40_000), (BOB, 50_000)])
     sent = []
     for module in (assignment_cli, domain_cli):
-        monkeypatch.setattr(module, "client_from", lambda kw: FundsClient(chain))
+        monkeypatch.setattr(module, "client_from", lambda kw: ChainClient(chain))
     monkeypatch.setattr(
         assignment_cli, "send_tx", lambda ctx, kw, kind, payload: sent.append((kind, payload))
     )
