@@ -64,37 +64,28 @@ def test_an_investor_sells_part_of_its_share_and_the_buyer_takes_it(network, tmp
     )
     assert dust.returncode == 1 and "failed (bad_payload)" in dust.stderr
     assert "which would leave 1000, less than the 1200 a funder keeps" in dust.stderr
-    offered = lendchain_cli(
-        "fund",
-        "assign",
-        loan_id,
-        "30000",
-        "--to",
-        buyer.did,
-        "--price",
-        "29000",
-        "--key",
-        str(seller_key),
-        *node,
-    )
-    assert offered.returncode == 0, offered.stderr
-    assert "loan.share_offered" in offered.stdout
+
+    def offer_30000_for_29000():
+        offered = lendchain_cli(
+            "fund",
+            "assign",
+            loan_id,
+            "30000",
+            "--to",
+            buyer.did,
+            "--price",
+            "29000",
+            "--key",
+            str(seller_key),
+            *node,
+        )
+        assert offered.returncode == 0, offered.stderr
+        return offered
+
+    assert "loan.share_offered" in offer_30000_for_29000().stdout
     taken_back = lendchain_cli("fund", "withdraw-assignment", loan_id, "--key", str(seller_key), *node)
     assert taken_back.returncode == 0 and "loan.share_offer_withdrawn" in taken_back.stdout
-    offered = lendchain_cli(
-        "fund",
-        "assign",
-        loan_id,
-        "30000",
-        "--to",
-        buyer.did,
-        "--price",
-        "29000",
-        "--key",
-        str(seller_key),
-        *node,
-    )
-    assert offered.returncode == 0, offered.stderr
+    offer_30000_for_29000()
     asked = lendchain_cli("fund", "positions", buyer.did, *node).stdout
     assert f"lendchain fund accept-assignment {loan_id} --from {seller.did}" in asked
 
