@@ -1,8 +1,9 @@
 """``lendchain report``: point-in-time reports a supervisor can check without trusting a node.
 
-``report books``, ``exposure DID``, ``portfolio DID``, ``positions DID`` and
-``loan LOAN_ID`` print what ``loan books``, ``party exposure``, ``loan
-portfolio``, ``fund positions`` and ``loan show`` print, as the chain held it
+``report books``, ``exposure DID``, ``portfolio DID``, ``positions DID``,
+``loan LOAN_ID``, ``params`` and ``collateral ASSET`` print what ``loan
+books``, ``party exposure``, ``loan portfolio``, ``fund positions``, ``loan
+show``, ``gov params`` and ``collateral show`` print, as the chain held it
 at ``--height H`` or at ``--as-of DATE|TIME`` (the last block at or before it;
 a date is the end of that day UTC), or at the source's newest block. The
 blocks come from ``--data-dir`` (a stopped node's, or a backup) or from a
@@ -144,6 +145,31 @@ def report_loan(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     """A loan at a past block (state, amounts, schedule, history), as `loan show` prints it."""
     missing = f"there was no loan {loan_id}"
     _report(ctx, kw, "loan", lambda views: views.query("loan", loan_id), loan_text, missing)
+
+
+@report.command("params")
+@report_options
+@click.pass_context
+@user_errors
+def report_params(ctx: click.Context, **kw: Any) -> None:
+    """Every chain parameter in force at a past block and where it came from, as `gov params` prints it."""
+    from lendchain.cli.governance import describe_params
+
+    _report(ctx, kw, "params", lambda views: views.query("params", "*"), describe_params)
+
+
+@report.command("collateral")
+@click.argument("asset")
+@report_options
+@click.pass_context
+@user_errors
+def report_collateral(ctx: click.Context, asset: str, **kw: Any) -> None:
+    """Every lien on ASSET (its collateral id) at a past block, by rank, as `collateral show` prints it
+    (rules 6)."""
+    from lendchain.cli.collateral import asset_text
+
+    missing = f"no lien was recorded on asset {asset}"
+    _report(ctx, kw, "collateral", lambda views: views.query("collateral", asset), asset_text, missing)
 
 
 def _report(

@@ -19,12 +19,18 @@ import pytest
 from click.testing import CliRunner
 
 from lendchain.cli import main
+from lendchain.cli.collateral import asset_text
+from lendchain.cli.governance import describe_params
 from lendchain.cli.loans import loan_text
 from lendchain.cli.reports import books_text, exposure_text, portfolio_text
 from lendchain.ledger.block import Block
+from lendchain.ledger.params import PARAMS
 from lendchain.node.pointintime import ReplayedViews
 from lendchain.node.store import ChainStore
-from tests.node.report_chain import FIRST_DAY, SECOND_DAY, report_chain, write_genesis
+from tests.ledger.test_collateral import VAN, pledge, release
+from tests.ledger.test_domain_audit import CertifiedBlocks
+from tests.ledger.test_loan_transfer import open_loan, with_borrower
+from tests.node.report_chain import FIRST_DAY, SECOND_DAY, report_chain, write_data_dir, write_genesis
 from tests.node.test_point_in_time_node import client_of
 
 report_cli = importlib.import_module("lendchain.cli.report")  # the package's ``report`` is the click group
@@ -97,6 +103,46 @@ def test_each_report_prints_the_views_own_text_under_the_heading(world, command,
     assert printed.output.startswith("report of chain lendchain-ledger-test")
     if command == "loan":
         assert as_json["view"]["state"] == "defaulted"
+
+
+def test_the_parameters_report_prints_gov_params_text_as_of_the_block(world):
+    as_json = json.loads(run("--json", *from_data_dir(world, "report", "params", "--height", "3")).output)
+    assert as_json["report"] == "params" and as_json["basis"]["height"] == 3
+    rows = {row["name"]: row for row in as_json["view"]["parameters"]}
+    assert rows["voting_period_ms"]["value"] == PARAMS["voting_period_ms"].default
+    assert rows["rules_version"]["source"] in ("default", "genesis")
+    printed = run(*from_data_dir(world, "report", "params", "--height", "3"))
+    assert printed.exit_code == 0, printed.output
+    assert printed.output.split("\n\n", 1)[1].rstrip("\n") == describe_params(as_json["view"])
+
+
+def test_a_collateral_report_on_an_asset_with_no_lien_says_so_at_the_height(world):
+    asset = "ab" * 32
+    result = run(*from_data_dir(world, "report", "collateral", asset, "--height", "3"))
+    assert result.exit_code == 1
+    assert f"no lien was recorded on asset {asset} at height 3" in result.output
+
+
+def test_a_collateral_report_lists_the_liens_as_they_stood_at_the_height(tmp_path):
+    """A rules-6 chain: an asset pledged at one height and released at a later one."""
+    chain, members, borrower = with_borrower(version=6)
+    loan_id = open_loan(chain, borrower, members[0])
+    assert pledge(chain, members[0], loan_id).ok
+    pledged_at = chain.height
+    assert release(chain, members[0], loan_id).ok
+    data_dir = write_data_dir(tmp_path / "data", chain, CertifiedBlocks(chain, members))
+    genesis = write_genesis(tmp_path / "genesis.toml", chain.genesis)
+    source = ["--data-dir", str(data_dir), "--genesis", str(genesis)]
+    then = run("--json", "report", "collateral", VAN, "--height", str(pledged_at), *source)
+    assert then.exit_code == 0, then.output
+    [lien] = json.loads(then.output)["view"]["liens"]
+    assert (lien["loan_id"], lien["rank"], lien["value"]) == (loan_id, 1, 80_000)
+    printed = run("report", "collateral", VAN, "--height", str(pledged_at), *source)
+    assert printed.output.split("\n\n", 1)[1].rstrip("\n") == asset_text(json.loads(then.output)["view"])
+    now = run("report", "collateral", VAN, *source)  # the head: released
+    assert (
+        now.exit_code == 1 and f"no lien was recorded on asset {VAN} at height {chain.height}" in now.output
+    )
 
 
 def test_positions_of_a_did_with_none_say_so_at_the_height(world):
