@@ -52,6 +52,13 @@ def test_network_view_shows_members_peers_and_updates_without_reload(net, open_c
     for member in genesis.members:
         cells = page.locator(f"[data-consortium={member.name}] td").all_inner_texts()
         assert cells[:3] == [member.name, "genesis", "votes"] and cells[4] == member.address
+    # The chain parameters in force, as GET /params/* gives them: defaults on a fresh test network.
+    page.wait_for_selector("[data-param=voting_period_ms]")
+    for row in net["bank1"].get("/params/*")["parameters"]:
+        cells = page.locator(f"[data-param={row['name']}] td").all_inner_texts()
+        assert cells[0] == row["name"] and cells[3] in ("the default", "set by the genesis"), cells
+        assert cells[4] == ("params.set" if row["changeable"] else "fixed")
+    assert page.locator("[data-param=voting_period_ms] td").all_inner_texts()[1] == "604800000"
 
     height = int(console.text("#stat-height"))
     register_borrowers(net["bank2"].url, 5)

@@ -17,6 +17,7 @@ const poll = {
   viewChanges: [], // {at, from, to, how}
   reachable: true,
   members: null, // /members/*: the consortium as the chain records it, refreshed every MEMBERS_EVERY polls
+  params: null, // /params/*: the chain parameters in force, refreshed with the members
 };
 const MEMBERS_EVERY = 10;
 
@@ -144,6 +145,7 @@ async function refresh() {
   if (poll.members === null || poll.polls % MEMBERS_EVERY === 0) {
     // Governance changes it rarely; a node without the route (an older release) leaves the panel out.
     poll.members = await api("/members/*").then((v) => v.members, () => poll.members);
+    poll.params = await api("/params/*").then((v) => v.parameters, () => poll.params);
   }
   poll.polls += 1;
 }
@@ -304,6 +306,20 @@ function rulesText(rules) {
   return `version ${rules.version}${next}${stop}`;
 }
 
+// One chain parameter (params.py): its value in force, the default, where it came from, whether
+// governance may change it (params.set, rules 6).
+function paramRow(p) {
+  const shown = (v) => (Array.isArray(v) ? v.join(", ") : String(v));
+  const source = p.source === "governance"
+    ? [`changed at `, blockLink(p.changed_height)]
+    : p.source === "genesis" ? "set by the genesis" : "the default";
+  return {
+    dataset: { param: p.name },
+    cells: [h("span", { class: "mono" }, p.name), shown(p.value), shown(p.default), source,
+      p.changeable ? "params.set" : pill("fixed", "info")],
+  };
+}
+
 // One member of the consortium: how it joined, whether it votes, its roles, address, removal.
 function consortiumRow(m) {
   const joined = m.joined === "admitted" ? `admitted at #${m.admitted_height}` : "genesis";
@@ -363,7 +379,9 @@ function renderNetwork() {
           ["state root", h("span", { class: "mono" }, short(status.state_root, 24))],
           ["stable checkpoint", String(status.stable_checkpoint ?? "—")]]))),
     poll.members && h("div", { class: "panel" }, h("h3", {}, "Consortium, as the chain records it"),
-      table(["member", "joined", "vote", "roles", "node address", ""], poll.members.map(consortiumRow))));
+      table(["member", "joined", "vote", "roles", "node address", ""], poll.members.map(consortiumRow))),
+    poll.params && h("div", { class: "panel", id: "chain-params" }, h("h3", {}, "Chain parameters in force"),
+      table(["parameter", "value", "default", "from", "changed by"], poll.params.map(paramRow))));
   if (existing) {
     document.getElementById("network-top").replaceWith(top);
   } else {
