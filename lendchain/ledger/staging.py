@@ -313,13 +313,16 @@ def commitment_stage(standing: dict[str, int], as_of_ms: int | None) -> dict[str
     (``borrower_standing``): no days past due, and the stage the module docstring's rule gives."""
     reasons = []
     if standing["stage_3"]:
-        why = f"{standing['stage_3']} of the borrower's other loans is credit-impaired: the obligor is in default"
+        n = standing["stage_3"]
+        why = f"{n} of the borrower's other loans {_is(n)} credit-impaired: the obligor is in default"
         reasons.append(Reason("borrower_credit_impaired", 3, standing["stage_3"], why))
     if standing["written_off"]:
-        why = f"{standing['written_off']} of the borrower's loans is written off with a loss not recovered"
+        n = standing["written_off"]
+        why = f"{n} of the borrower's loans {_is(n)} written off with a loss not recovered"
         reasons.append(Reason("borrower_written_off", 3, standing["written_off"], why))
     if standing["stage_2"]:
-        why = f"{standing['stage_2']} of the borrower's other loans is in stage 2: its credit risk increased"
+        n = standing["stage_2"]
+        why = f"{n} of the borrower's other loans {_is(n)} in stage 2: the credit risk increased"
         reasons.append(Reason("borrower_increased_risk", 2, standing["stage_2"], why))
     if not reasons:
         why = "an undisbursed commitment; none of the borrower's loans is in stage 2 or 3 or written off"
@@ -330,6 +333,10 @@ def commitment_stage(standing: dict[str, int], as_of_ms: int | None) -> dict[str
         "stage_reasons": [reason.to_value() for reason in reasons],
         "stage_as_of_ms": as_of_ms,
     }
+
+
+def _is(count: int) -> str:
+    return "is" if count == 1 else "are"
 
 
 def ageing_bucket(dpd: int) -> str:
