@@ -58,6 +58,7 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block
 from lendchain.ledger.keyrotation import member_signers
 from lendchain.ledger.rules import UpgradeRequired
+from lendchain.node.driver import verify_certificate
 from lendchain.node.keyschedule import key_schedule
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
@@ -284,8 +285,7 @@ class _Replay:
     def _certified(self, height: int, block: Block, certificate: bytes) -> CommitCertificate:
         """The block's commit certificate, checked under the keys and voters known after its parent."""
         try:
-            cert = CommitCertificate.decode(certificate)
-            cert.verify(self.genesis.chain_id, self.schedule)
+            cert = verify_certificate(self.genesis.chain_id, self.schedule, certificate)
         except CertificateError as e:
             raise self._failed(
                 height,
