@@ -91,6 +91,7 @@ Versions:
    securing loans, which refuses a first-ranking pledge of an asset that
    already secures another loan, and whose liens the ledger releases when a
    loan's claim ends (closed, unfunded, recovered in full, recovery ended).
+7. (Open: this release is building it; its entries are added as they land.)
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 6
+RULES_VERSION = 7
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts
