@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from lendchain.cli.assignment import accept_assignment, assign, withdraw_assignment
+from lendchain.cli.assignment import accept_assignment, assign, decline_assignment, withdraw_assignment
 from lendchain.cli.backup import backup, restore
 from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
@@ -69,5 +69,6 @@ loan.add_command(transfer_book)  # in their own module: they page, batch and sum
 loan.add_command(accept_transfers)
 loan.add_command(consent_restructure)  # beside loans.py, which is near its size limit
 loan.add_command(withdraw_consent)
-for command in (assign, accept_assignment, withdraw_assignment):  # rules 6, in their own module
+# rules 6 (the decline rules 7), in their own module
+for command in (assign, accept_assignment, withdraw_assignment, decline_assignment):
     fund.add_command(command)

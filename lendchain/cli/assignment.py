@@ -1,7 +1,8 @@
 """``lendchain fund assign | accept-assignment | withdraw-assignment``: a syndicated loan's funder sells
 all or part of its share to another investor or lender (rules version 6; see
-``lendchain.ledger.assignment``), and what ``fund show`` and ``fund positions`` say of the offers and
-the sales.
+``lendchain.ledger.assignment``), ``fund decline-assignment``: the buyer declines it (rules 7; see
+``lendchain.ledger.share_decline``), and what ``fund show`` and ``fund positions`` say of the offers,
+the sales and the declines.
 
 A module of its own beside ``domain``, attached to its ``fund`` group as ``book``'s commands are to
 ``loan``.
@@ -15,12 +16,15 @@ import click
 
 from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
 from lendchain.ledger.assignment import ACCEPT, ASSIGN, SINCE_RULES, WITHDRAW
+from lendchain.ledger.share_decline import DECLINE
+from lendchain.ledger.share_decline import SINCE_RULES as DECLINE_SINCE
+from lendchain.ledger.writeoff import MAX_NOTE
 
 
-def _require_rules_6(kw: dict[str, Any], kind: str) -> None:
+def _require_rules_6(kw: dict[str, Any], kind: str, since: int = SINCE_RULES) -> None:
     with client_from(kw) as client:
         status = client.get("/status")
-    require_rules(status, SINCE_RULES, kind, "send it")
+    require_rules(status, since, kind, "send it")
 
 
 @click.command("assign")
@@ -82,6 +86,40 @@ def withdraw_assignment(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     send_tx(ctx, kw, WITHDRAW, {"loan_id": loan_id})
 
 
+@click.command("decline-assignment")
+@click.argument("loan_id")
+@click.option(
+    "--from",
+    "seller",
+    default=None,
+    help="DID of the funder whose offer you decline (when several name you).",
+)
+@click.option(
+    "--note", default=None, help=f"Why you decline it, for the seller (1 to {MAX_NOTE} characters)."
+)
+@signer_options
+@click.pass_context
+@user_errors
+def decline_assignment(
+    ctx: click.Context, loan_id: str, seller: str | None, note: str | None, **kw: Any
+) -> None:
+    """Decline the share of LOAN_ID a funder offered you: the offer ends, and its seller may offer the
+    share again, to you or to another (rules 7)."""
+    if note is not None and not note.strip():
+        raise click.BadParameter("must say why when given, not only spaces", param_hint="'--note'")
+    if note is not None and len(note) > MAX_NOTE:
+        raise click.BadParameter(
+            f"is {len(note)} characters long; say it in at most {MAX_NOTE}", param_hint="'--note'"
+        )
+    _require_rules_6(kw, DECLINE, DECLINE_SINCE)
+    payload: dict[str, Any] = {"loan_id": loan_id}
+    if seller is not None:
+        payload["from"] = seller
+    if note is not None:
+        payload["note"] = note
+    send_tx(ctx, kw, DECLINE, payload)
+
+
 def _price(record: dict[str, Any]) -> str:
     return f" for {record['price']}" if "price" in record else ""
 
@@ -101,7 +139,17 @@ def funding_share_lines(funding: dict[str, Any]) -> list[str]:
         lines.append(
             f"  sold   {sale['from']} sold {sale['amount']} to {sale['to']}{_price(sale)} at height {sale['height']}"
         )
+    for declined in funding.get("share_declines", []):  # rules 7
+        lines.append(
+            f"  declined  {declined['to']} declined {declined['amount']} from {declined['from']}"
+            f"{_price(declined)} at height {declined['height']} (offered at {declined['offered_height']})"
+            f"{_note(declined)}"
+        )
     return lines
+
+
+def _note(declined: dict[str, Any]) -> str:
+    return f": {declined['note']}" if "note" in declined else ""
 
 
 def position_share_lines(position: dict[str, Any]) -> list[str]:
@@ -114,6 +162,11 @@ def position_share_lines(position: dict[str, Any]) -> list[str]:
         lines.append(
             f"    your offer of {offer['amount']} to {offer['to']}{_price(offer)} (height {offer['height']}) is "
             f"pending: lendchain fund withdraw-assignment {position['loan_id']} takes it back"
+        )
+    for declined in position.get("offers_declined", []):  # rules 7: the buyer said no
+        lines.append(
+            f"    your offer of {declined['amount']} to {declined['to']}{_price(declined)} (height "
+            f"{declined['offered_height']}) was declined at height {declined['height']}{_note(declined)}"
         )
     return lines
 

@@ -327,7 +327,8 @@ def describe_positions(view: dict[str, Any]) -> str:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         share += f", recovered {p['recovered']}" if p.get("recovered") else ""
         share += f", forbearance {p['forbearance']}" if p.get("forbearance") else ""
-        share += position_stage_text(p)
+        # sold whole (rules 6): it carries none of the loan's risk, so no stage (an older node sends one)
+        share += ", sold whole: no stage" if p["status"] == "assigned" else position_stage_text(p)
         share += f", secured {p['secured']}" if p.get("secured") else ""
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"

@@ -98,6 +98,8 @@ def _check_params_change(kw: dict[str, Any], name: str, text: str) -> None:
     with client_from(kw) as client:
         status = client.get("/status")
     require_rules(status, PARAMS_SET_SINCE, PARAMS_SET, "propose the change")
+    # A parameter a later version added is no parameter to the ledger before it (``params.since``).
+    require_rules(status, param.since, f"{PARAMS_SET} {name}", "propose the change")
 
 
 @gov.command("params")

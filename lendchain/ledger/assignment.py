@@ -37,6 +37,11 @@ would take part in every split and consent count for nothing). A holding
 below the minimum is sold whole. The seller's holding can only grow while
 its offer is pending (it sells nothing else meanwhile), so the acceptance
 checks the parts again only for a whole holding that grew by a purchase.
+From rules 7 the least part is the chain parameter ``min_share_part_bps``
+(``params``; 100 by default) as the offer's block reads it, and the offer
+records it (``min_part_bps``): its acceptance judges the parts by the least
+part the offer was made under, so a change of the parameter re-judges no
+pending offer (an offer made under rules 6 keeps the 1 % of its rules).
 
 Which states (``lifecycle.ASSIGN_STATES``): funded, disbursed, repaying,
 overdue, defaulted and written off. Not while the loan is funding: a funder
@@ -95,7 +100,9 @@ reader checks that (``positions.positions_view``).
 What is recorded. The loan's ``funding`` gains ``share_offers`` (each
 ``{from, to, amount, height, price?, written_off?}``, one per funder) and
 ``assignments`` (each ``{from, to, amount, height, offered_height,
-price?}``, in order). Each kind adds a history entry (``from``, ``to``,
+price?}``, in order). From rules 7 an offer also records the least part it
+was made under (``min_part_bps``), and the buyer may decline it
+(``share_decline``). Each kind adds a history entry (``from``, ``to``,
 ``amount``, ``price``), so an audit export (``audit``) proves each sale,
 and emits ``loan.share_offered``, ``loan.share_assigned`` or
 ``loan.share_offer_withdrawn``. A chain that never assigns a share stores
@@ -132,6 +139,7 @@ from lendchain.ledger.loans import (
     loan_actors,
     with_history,
 )
+from lendchain.ledger.params import value as param
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import funder_loans_key, institution_key, loan_key, party_key
 from lendchain.ledger.writeoff import nothing_to_recover
@@ -141,13 +149,23 @@ if TYPE_CHECKING:
 
 SINCE_RULES = 6
 ASSIGN, ACCEPT, WITHDRAW = lc.SHARE_KINDS
-MIN_PART_BPS = 100  # the least part of a share sold, and left: 1 % of the loan
+MIN_PART_BPS = 100  # the least part of a share sold, and left, under rules 6: 1 % of the loan
+# From rules 7 the least part is a chain parameter, recorded on each offer (see the module docstring)
+MIN_PART_PARAM_SINCE = 7
 ASSIGNED = "assigned"  # a commitment sold whole: its record stays, with what it received
 
 
-def min_part(loan: dict[str, Any]) -> int:
-    """The least amount of a commitment sold or kept (see the module docstring)."""
-    return max(1, loan["funding"]["target"] * MIN_PART_BPS // BPS)
+def min_part(loan: dict[str, Any], bps: int = MIN_PART_BPS) -> int:
+    """The least amount of a commitment sold or kept, ``bps`` of the loan (see the module docstring)."""
+    return max(1, loan["funding"]["target"] * bps // BPS)
+
+
+def offer_part_bps(ctx: TxContext) -> int | None:
+    """The least part, in basis points, an offer made in ``ctx``'s block is judged by and records: the
+    chain parameter from rules 7; None under rules 6, whose offers record none (``MIN_PART_BPS``)."""
+    if ctx.rules < MIN_PART_PARAM_SINCE:
+        return None
+    return param(ctx.params, "min_share_part_bps")
 
 
 def holding(loan: dict[str, Any], did: str) -> dict[str, Any] | None:
@@ -230,29 +248,31 @@ def position_trades(loan: dict[str, Any], did: str) -> dict[str, Any]:
     return {**assignment_totals(loan, did), "share_offer": mine}
 
 
-def _where(tx: Transaction, loan_id: bytes) -> str:
+def share_where(tx: Transaction, loan_id: bytes) -> str:
     return f"{tx.kind} on loan {loan_id.hex()[:16]}"
 
 
-def _check_loan(ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> None:
-    """Refuse a share kind on a loan without shares, or still funding, then ask the lifecycle."""
+def check_share_loan(ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> None:
+    """Refuse a share kind (``share_decline``'s too) on a loan without shares, or still funding, or
+    (but for an answer to an offer) from a funder that sold its whole share; then ask the lifecycle."""
     if not syndicated(loan):  # said before the lifecycle's refusal: nobody holds a share of it
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: the loan is not syndicated (no funders' commitments fund it): its "
+            f"{share_where(tx, loan_id)}: the loan is not syndicated (no funders' commitments fund it): its "
             "lender carries it alone, and hands it on with loan.transfer",
         )
     if loan["state"] == lc.FUNDING:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: the loan is still funding (until {loan['funding']['deadline_ms']} ms): "
+            f"{share_where(tx, loan_id)}: the loan is still funding (until {loan['funding']['deadline_ms']} ms): "
             "its commitments are final once it is funded, and a funder that wants less commits less",
         )
     mine = holding(loan, tx.sender)
-    if tx.kind != ACCEPT and mine is not None and mine["status"] == ASSIGNED:
+    # a buyer answers an offer (accepts it, or from rules 7 declines it) whatever it held before
+    if tx.kind not in (ACCEPT, lc.SHARE_DECLINE) and mine is not None and mine["status"] == ASSIGNED:
         raise TxRejected(
             "forbidden",
-            f"{_where(tx, loan_id)}: {tx.sender} has sold its whole share of the loan: it holds none",
+            f"{share_where(tx, loan_id)}: {tx.sender} has sold its whole share of the loan: it holds none",
         )
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
 
@@ -279,18 +299,33 @@ def _unfit_holder(ctx: TxContext, loan: dict[str, Any], did: str) -> str | None:
     return None
 
 
-def _part_problem(loan: dict[str, Any], held: int, amount: int) -> str | None:
-    """Why selling ``amount`` of a holding of ``held`` is refused (a sentence's end); None if it is not."""
-    least = min_part(loan)
+def _percent(bps: int) -> str:
+    """Basis points as a percentage in words: 100 is "1", 150 "1.5", 5 "0.05"."""
+    whole, hundredths = divmod(bps, 100)
+    return str(whole) if not hundredths else f"{whole}.{hundredths:02d}".rstrip("0")
+
+
+def _part_problem(
+    loan: dict[str, Any], held: int, amount: int, bps: int | None, *, accepting: bool = False
+) -> str | None:
+    """Why selling ``amount`` of a holding of ``held`` is refused (a sentence's end); None if it is not.
+
+    ``bps`` is the least part the offer is judged by (``offer_part_bps``): None under rules 6, whose
+    wording stays word for word (its refusals are hashed into blocks' results); ``accepting`` when
+    the offer is judged again at its acceptance, by the part it was made under."""
+    least = min_part(loan, MIN_PART_BPS if bps is None else bps)
     if amount > held:
         return f"more than the {held} it holds"
     if amount == held:
         return None  # the whole holding, however small
     if amount < least:
-        return (
-            f"less than {least}, the least part of a share that is sold ({MIN_PART_BPS // 100} % of the "
-            f"loan's {loan['funding']['target']}), unless it is the whole {held}"
-        )
+        target = loan["funding"]["target"]
+        if bps is None:
+            which = f"{MIN_PART_BPS // 100} % of the loan's {target}"
+        else:
+            source = f"was {bps} when it was offered" if accepting else f"is {bps}"
+            which = f"{_percent(bps)} % of the loan's {target}: the chain's min_share_part_bps {source}"
+        return f"less than {least}, the least part of a share that is sold ({which}), unless it is the whole {held}"
     if held - amount < least:
         return (
             f"which would leave {held - amount}, less than the {least} a funder keeps; sell the whole "
@@ -301,8 +336,8 @@ def _part_problem(loan: dict[str, Any], held: int, amount: int) -> str | None:
 
 def offer_share(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    _check_loan(ctx, tx, loan_id, loan)
-    where = _where(tx, loan_id)
+    check_share_loan(ctx, tx, loan_id, loan)
+    where = share_where(tx, loan_id)
     if loan["state"] == lc.WRITTEN_OFF:
         nothing = nothing_to_recover(loan)
         if nothing is not None:
@@ -329,7 +364,8 @@ def offer_share(ctx: TxContext, tx: Transaction) -> None:
             f"{ASSIGN} field 'to' {unfit}: a share is held by a registered investor or a lender member",
         )
     held = holding(loan, tx.sender)["amount"]
-    problem = _part_problem(loan, held, amount)
+    bps = offer_part_bps(ctx)
+    problem = _part_problem(loan, held, amount, bps)
     if problem is not None:
         raise TxRejected("bad_payload", f"{ASSIGN} field 'amount' is {amount}, {problem}")
     price = {"price": tx.payload["price"]} if "price" in tx.payload else {}
@@ -340,6 +376,7 @@ def offer_share(ctx: TxContext, tx: Transaction) -> None:
         "height": ctx.height,
         **price,
         **({"written_off": True} if loan["state"] == lc.WRITTEN_OFF else {}),
+        **({"min_part_bps": bps} if bps is not None else {}),  # rules 7: the least part it is judged by
     }
     offered_to = funding.get("offered_to", [])
     if holding(loan, to) is None and to not in offered_to:
@@ -357,7 +394,7 @@ def offer_share(ctx: TxContext, tx: Transaction) -> None:
 
 def _offer_to_accept(tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
     """The pending offer ``tx`` accepts: the one from its ``from``, or the only one naming its sender."""
-    where = _where(tx, loan_id)
+    where = share_where(tx, loan_id)
     seller = tx.payload.get("from")
     named = [
         offer
@@ -387,14 +424,16 @@ def _offer_to_accept(tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> d
 
 def accept_share(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    _check_loan(ctx, tx, loan_id, loan)
+    check_share_loan(ctx, tx, loan_id, loan)
     offer = _offer_to_accept(tx, loan_id, loan)
     seller, amount = offer["from"], offer["amount"]
-    problem = _part_problem(loan, holding(loan, seller)["amount"], amount)
+    # judged by the least part the offer was made under: a rules-6 offer's is MIN_PART_BPS
+    held = holding(loan, seller)["amount"]
+    problem = _part_problem(loan, held, amount, offer.get("min_part_bps"), accepting=True)
     if problem is not None:  # a whole holding that grew by a purchase since the offer
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its offer of {amount} from {seller} no longer fits the share {seller} holds: "
+            f"{share_where(tx, loan_id)}: its offer of {amount} from {seller} no longer fits the share {seller} holds: "
             f"{problem}; {seller} withdraws it and offers again",
         )
     funding = credit_recoveries(loan)
@@ -454,19 +493,19 @@ def move_share(
 
 def withdraw_offer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
-    _check_loan(ctx, tx, loan_id, loan)
+    check_share_loan(ctx, tx, loan_id, loan)
     funding = loan["funding"]
     recorded = next((o for o in funding.get("share_offers", ()) if o["from"] == tx.sender), None)
     if recorded is None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: {tx.sender} has no offer of its share pending to withdraw",
+            f"{share_where(tx, loan_id)}: {tx.sender} has no offer of its share pending to withdraw",
         )
     lapse = offer_lapse(loan, recorded)
     if lapse is not None:
         raise TxRejected(
             "invalid_state",
-            f"{_where(tx, loan_id)}: its offer to {recorded['to']} (offered at height {recorded['height']}) "
+            f"{share_where(tx, loan_id)}: its offer to {recorded['to']} (offered at height {recorded['height']}) "
             f"lapsed: {lapse}; there is nothing to withdraw",
         )
     loan = {

@@ -52,6 +52,9 @@ WRITTEN_OFF_TRANSFERS_SINCE = 6
 TRANSFER_KINDS = ("loan.transfer", "loan.transfer_accept", "loan.transfer_withdraw")
 # A funder sells its share of a syndicated loan (assignment.py, rules 6)
 SHARE_KINDS = ("loan.share_assign", "loan.share_accept", "loan.share_withdraw")
+# ... and from rules 7 the buyer an offer names declines it (share_decline.py)
+SHARE_DECLINE = "loan.share_decline"
+SHARE_DECLINE_SINCE = 7
 
 # Actors
 BORROWER = "borrower"
@@ -163,6 +166,8 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, "loan.share_assign"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
     **{(state, "loan.share_accept"): (state, FUNDER) for state in ASSIGN_STATES},
     **{(state, "loan.share_withdraw"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
+    # From rules 7 the buyer an offer names may decline it (share_decline.py): asked as the acceptance is
+    **{(state, SHARE_DECLINE): (state, FUNDER) for state in ASSIGN_STATES},
     # The servicer records the collateral securing the loan (collateral.py, rules 6): pledged while
     # the loan has a servicer, released or revalued then and once it is written off (its recovery
     # realises the collateral)
@@ -170,10 +175,14 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, event): (state, SERVICER) for state in COLLATERAL_STATES for event in COLLATERAL_UPKEEP},
 }
 # The rows a later rules version added: before it they do not exist (``advance``). The share kinds
-# are rules 6's themselves; their rows on a written-off loan are listed with the others it gained.
+# are rules 6's themselves (the decline rules 7's); their rows on a written-off loan are listed with
+# the others it gained.
 ROWS_SINCE: dict[tuple[str, str], int] = {
-    (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE
-    for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS, *COLLATERAL_UPKEEP)
+    **{
+        (WRITTEN_OFF, event): WRITTEN_OFF_TRANSFERS_SINCE
+        for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS, *COLLATERAL_UPKEEP)
+    },
+    (WRITTEN_OFF, SHARE_DECLINE): SHARE_DECLINE_SINCE,
 }
 
 _ACTOR_NAMES = {
@@ -231,7 +240,7 @@ def _written_off_is_final(rules: int) -> str:
             "the loan was written off, which is final; the one transaction it still takes is loan.recover, "
             "by which its servicer records money recovered on it"
         )
-    return (
+    takes = (
         "the loan was written off, which is final; the transactions it still takes are loan.recover, "
         "by which its servicer records money recovered on it, loan.recovery_end, by which its servicer "
         "ends its recovery, loan.transfer, loan.transfer_accept and loan.transfer_withdraw, by which "
@@ -239,3 +248,6 @@ def _written_off_is_final(rules: int) -> str:
         "servicer keeps the collateral securing it up to date, and on a syndicated loan loan.share_assign, "
         "loan.share_accept and loan.share_withdraw, by which a funder sells its share of the recoveries"
     )
+    if rules < SHARE_DECLINE_SINCE:
+        return takes
+    return f"{takes}, and {SHARE_DECLINE}, by which the buyer an offer names declines it"

@@ -389,6 +389,7 @@ register_kind("loan.disburse", Schema((LOAN_ID_FIELD,)), disburse_loan)
 from lendchain.ledger import documents, funding, governance, policies, servicing  # noqa: E402, F401, I001
 from lendchain.ledger import recovery_end, restructuring, transfers, writeoff  # noqa: E402, F401
 from lendchain.ledger import assignment  # noqa: E402, F401  (after funding and writeoff: it reads them)
+from lendchain.ledger import share_decline  # noqa: E402, F401  (after assignment: it reads it)
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
 from lendchain.ledger import collateral  # noqa: E402, F401  (imported by the loans' closing paths too)
 from lendchain.ledger import audit, exposure, positions  # noqa: E402, F401  (after the kinds: they read queries)

@@ -249,6 +249,20 @@ PARAMS: dict[str, Param] = {
             since=6,
         ),
         Param(
+            "min_share_part_bps",
+            INT,
+            100,
+            "The least part of a syndicated loan's commitment that loan.share_assign sells, and leaves "
+            "its seller unless it sells the whole, in basis points of the loan's funding target "
+            "(from rules 7; rules 6 holds it at 100).",
+            least=1,
+            greatest=5000,
+            unit="basis points of the loan",
+            change=f"{_NEXT_BLOCK}, for offers made from then on; an offer pending is accepted by the "
+            "least part in force when it was made",
+            since=7,
+        ),
+        Param(
             "rules_version",
             INT,
             1,

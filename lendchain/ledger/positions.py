@@ -17,6 +17,14 @@ the outstanding principal (``collateral_views.add_coverage``: ``secured``,
 ``unsecured``, ``collateral_value``, ``secured_loans``), and each position
 gives its ``secured`` part (None unless its share is of the principal
 outstanding).
+
+A position's ``stage`` and ``days_past_due`` are its loan's (``staging``)
+while its commitment is held. A commitment released (the loan went unfunded)
+or sold whole (``status`` ``assigned``) carries none of the loan's credit
+risk: its position keeps what it received, and has no stage (both None), as
+it counts in none of the stage totals. From rules 7 each position lists the
+offers of its share the buyers declined (``offers_declined``,
+``share_decline``).
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.restructuring import pending_restructuring
+from lendchain.ledger.share_decline import declined_offers
 from lendchain.ledger.staging import COMMITTED_STATES, add_commitment, add_staged, credit_stage, standing_of
 from lendchain.ledger.state import StateReader, funder_loans_key, loan_key, read_value
 from lendchain.ledger.writeoff import net_loss
 
 _FUNDER_WRITTEN_OFF = ("principal", "loans", "recovered", "net_principal")  # its shares, and the loans
 _POSITION_TOTALS = ("committed", "received", "outstanding", "loans", "overdue_loans", "defaulted_loans")
+_NO_STAGE = {"stage": None, "days_past_due": None}
 
 
 def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
@@ -100,8 +110,10 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         totals["overdue_loans"] += committed and loan["state"] == lc.OVERDUE
         totals["defaulted_loans"] += committed and loan["state"] == lc.DEFAULTED
         status = forbearance(reader, loan_id, loan, as_of_ms) if committed else None
-        standing = standings_of(loan) if loan["state"] in COMMITTED_STATES else None
-        staged = credit_stage(loan, status, as_of_ms, standing)
+        staged = _NO_STAGE  # a commitment released or sold whole carries none of the loan's credit risk
+        if committed:
+            standing = standings_of(loan) if loan["state"] in COMMITTED_STATES else None
+            staged = credit_stage(loan, status, as_of_ms, standing)
         if principal_state == "committed":  # its share of an undisbursed commitment, staged apart
             add_commitment(commitment_stages, loan["currency"], staged, share)
         secured = None
@@ -130,6 +142,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "days_past_due": staged["days_past_due"],
                 "consent_requested": _consent_requested(get, loan, did, as_of_ms) if committed else None,
                 **position_trades(loan, did),  # rules 6: bought, sold, its pending offer
+                "offers_declined": declined_offers(loan, did),  # rules 7: its offers the buyers declined
             }
         )
     return {

@@ -92,6 +92,9 @@ Versions:
    already secures another loan, and whose liens the ledger releases when a
    loan's claim ends (closed, unfunded, recovered in full, recovery ended).
 7. (Open: this release is building it; its entries are added as they land.)
+   The kind ``loan.share_decline`` (``share_decline``) lets the buyer a share
+   offer names decline it; the least part of a share sold is the chain
+   parameter ``min_share_part_bps``, recorded on each offer (``assignment``).
 """
 
 from __future__ import annotations

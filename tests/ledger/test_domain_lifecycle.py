@@ -38,7 +38,8 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
     assert terminal == {lc.CLOSED, lc.CANCELLED, lc.UNFUNDED, lc.WRITTEN_OFF}
     # The events a terminal state takes leave it where it is: a recovery after a write-off (rules 5),
     # and from rules 6 the end of the recovery, the transfers that hand it to another lender and the
-    # sale of a funder's share of it, and the upkeep of the collateral that secures it.
+    # sale of a funder's share of it (from rules 7 its buyer's decline), and the upkeep of the collateral
+    # that secures it.
     assert [row for row in lc.TRANSITIONS if row[0] in terminal] == [
         (lc.WRITTEN_OFF, "loan.recover"),
         *[
@@ -50,13 +51,16 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
             (lc.WRITTEN_OFF, kind)
             for kind in ("loan.share_assign", "loan.share_accept", "loan.share_withdraw")
         ],
+        (lc.WRITTEN_OFF, "loan.share_decline"),
         (lc.WRITTEN_OFF, "collateral.release"),
         (lc.WRITTEN_OFF, "collateral.revalue"),
     ]
     assert set(lc.ROWS_SINCE) == {row for row in lc.TRANSITIONS if row[0] in terminal} - {
         (lc.WRITTEN_OFF, "loan.recover")
     }
-    assert set(lc.ROWS_SINCE.values()) == {6}
+    assert {row: since for row, since in lc.ROWS_SINCE.items() if since != 6} == {
+        (lc.WRITTEN_OFF, "loan.share_decline"): 7
+    }
 
 
 @pytest.fixture

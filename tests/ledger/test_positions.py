@@ -109,6 +109,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "bought": 0,
                 "sold": 0,
                 "share_offer": None,
+                "offers_declined": [],
             }
         ],
     }

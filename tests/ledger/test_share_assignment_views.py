@@ -157,12 +157,13 @@ def test_both_parties_positions_say_what_was_bought_sold_and_offered(world):
         "recovered": 0,
         "secured": None,
         "forbearance": None,
-        "stage": 1,
-        "days_past_due": 0,
+        "stage": None,  # sold whole: it carries none of the loan's credit risk, so no stage
+        "days_past_due": None,
         "consent_requested": None,
         "bought": 0,
         "sold": 30_000,
         "share_offer": None,
+        "offers_declined": [],
     }
     assert sold["currencies"]["EUR"] | {"received": 3_000} == {
         "committed": 0,
@@ -189,6 +190,22 @@ def test_both_parties_positions_say_what_was_bought_sold_and_offered(world):
         {"loan_id": loan_id, "currency": "EUR", "state": "repaying", **pending}
     ]
     assert position(chain, BOB.did, loan_id)["share_offer"] == pending
+
+
+def test_a_position_sold_whole_has_no_stage_and_counts_in_no_stage_total(world):
+    chain, members, borrower, loan_id = world
+    sell(chain, ALICE, CAROL, loan_id, 30_000)  # alice sells its whole share
+    sell(chain, BOB, CAROL, loan_id, 20_000)  # bob keeps 30,000
+    default(chain, loan_id)  # stage 3: credit-impaired
+    outstanding = loan(chain, loan_id)["outstanding_principal"]
+    sold = positions(chain, ALICE.did)
+    mine = sold["positions"][0]
+    assert (mine["status"], mine["stage"], mine["days_past_due"]) == ("assigned", None, None)
+    assert (sold["stages"], sold["ageing"], sold["commitment_stages"]) == ({}, {}, {})
+    kept = positions(chain, BOB.did)
+    part = pro_rata(outstanding, [0, 40_000, 30_000, 50_000])[2]
+    assert (kept["positions"][0]["stage"], kept["stages"]["EUR"]["stage_3_outstanding"]) == (3, part)
+    assert positions(chain, CAROL.did)["stages"]["EUR"]["stage_3_loans"] == 1
 
 
 def test_a_holder_only_offered_a_share_has_it_listed_and_no_position(world):

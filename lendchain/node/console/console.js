@@ -623,7 +623,8 @@ function stageRows(loan) {
 }
 
 // A syndicated loan's funders (funding.py): each holder's share and what it received; from rules 6 the
-// offers of a share still recorded (pending, or lapsed and why) and each share sold (assignment.py).
+// offers of a share still recorded (pending, or lapsed and why) and each share sold (assignment.py), and
+// from rules 7 each offer its buyer declined, with the buyer's note (share_decline.py).
 const priceText = (record, c) => (record.price === undefined ? "—" : money(record.price, c));
 
 function fundersPanel(loan) {
@@ -638,31 +639,51 @@ function fundersPanel(loan) {
       o.status === "lapsed" ? `lapsed: ${o.lapsed_because}` : pill("pending", "warn")] }));
   const sales = (f.assignments || []).map((a, n) => ({ dataset: { assignment: String(n) },
     cells: [partyLink(a.from), partyLink(a.to), money(a.amount, c), priceText(a, c), blockLink(a.height)] }));
+  const declines = (f.share_declines || []).map((d, n) => ({ dataset: { declined: String(n) },
+    cells: [partyLink(d.from), partyLink(d.to), money(d.amount, c), priceText(d, c), blockLink(d.offered_height),
+      blockLink(d.height), d.note || "—"] }));
   return h("div", { class: "panel", id: "funders" }, h("h3", {}, "Funders"),
     h("p", { class: "muted" }, `funded ${money(f.funded, c)} of ${money(f.target, c)}`),
     table(["funder", "share", "received", "status"], holders),
     offers.length ? [h("h3", {}, "Shares offered"),
       table(["from", "to", "share", "price", "offered at", "status"], offers)] : "",
-    sales.length ? [h("h3", {}, "Shares sold"), table(["from", "to", "share", "price", "block"], sales)] : "");
+    sales.length ? [h("h3", {}, "Shares sold"), table(["from", "to", "share", "price", "block"], sales)] : "",
+    declines.length ? [h("h3", {}, "Offers declined"),
+      table(["from", "to", "share", "price", "offered at", "declined at", "buyer's note"], declines)] : "");
 }
 
-// An investor's positions in syndicated loans (exposure.py): what it holds of each loan, what it received,
-// its share of the principal, and from rules 6 what it bought and sold and the shares offered to it.
+// A position's IFRS 9 stage (staging.py): a share sold whole carries none of the loan's risk, so it shows
+// as sold, apart from the stages (rules 6); a loan without a stage (or an older node) shows none.
+function positionStage(p) {
+  if (p.status === "assigned") return pill("sold", "info");
+  if (p.stage === null || p.stage === undefined) return "—";
+  return pill(`stage ${p.stage}`, STAGE_PILLS[p.stage]);
+}
+
+// A funder's positions in syndicated loans (positions.py), an investor's or a lender member's own: what it
+// holds of each loan, what it received, its share of the principal and its stage, and from rules 6 what it
+// bought and sold and the shares offered to it; from rules 7 its offers the buyers declined.
 function positionsPanel(view) {
   if (!view) return "";
   const rows = view.positions.map((p) => ({ dataset: { position: p.loan_id },
     cells: [loanLink(p.loan_id), p.state, money(p.commitment, p.currency),
       pill(p.status, p.status === "committed" ? "ok" : "info"), money(p.received, p.currency),
       p.share_of ? `${money(p.share, p.currency)} ${p.share_of.replace("_", " ")}` : "—",
-      money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
+      positionStage(p), money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
   const offered = (view.share_offers_to || []).map((o) => ({ dataset: { offeredFrom: o.from },
     cells: [loanLink(o.loan_id), partyLink(o.from), money(o.amount, o.currency), priceText(o, o.currency),
       blockLink(o.height)] }));
+  const declined = view.positions.flatMap((p) => (p.offers_declined || []).map((d) => ({
+    dataset: { declinedBy: d.to, loan: p.loan_id },
+    cells: [loanLink(p.loan_id), partyLink(d.to), money(d.amount, p.currency), priceText(d, p.currency),
+      blockLink(d.offered_height), blockLink(d.height), d.note || "—"] })));
   return h("div", { class: "panel", id: "positions" }, h("h3", {}, "Positions in syndicated loans"),
-    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "bought", "sold"],
-      rows) : h("p", { class: "muted" }, "no share held"),
+    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage", "bought",
+      "sold"], rows) : h("p", { class: "muted" }, "no share held"),
     offered.length ? [h("h3", {}, "Shares offered to it"), table(["loan", "from", "share", "price", "offered at"],
-      offered)] : "");
+      offered)] : "",
+    declined.length ? [h("h3", {}, "Its offers declined"), table(["loan", "declined by", "share", "price",
+      "offered at", "declined at", "buyer's note"], declined)] : "");
 }
 
 // The collateral securing a loan (collateral.py, rules 6): each pledged asset with its lien and the liens
@@ -871,7 +892,9 @@ async function renderParty(did) {
     ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
   const book = party.kind === "member"
     ? await api("/portfolio/" + encodeURIComponent(did)).catch(() => null) : null;
-  const positions = party.role === "investor"  // 404 until it funds or is offered a share
+  // An investor's positions, and a member's own (a lender funds syndicated loans too): 404 until it funds or
+  // is offered a share
+  const positions = party.role === "investor" || party.kind === "member"
     ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
   const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
