@@ -391,4 +391,5 @@ from lendchain.ledger import recovery_end, restructuring, transfers, writeoff  #
 from lendchain.ledger import assignment  # noqa: E402, F401  (after funding and writeoff: it reads them)
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
 from lendchain.ledger import collateral  # noqa: E402, F401  (imported by the loans' closing paths too)
+from lendchain.ledger import disputes  # noqa: E402, F401
 from lendchain.ledger import audit, exposure, positions  # noqa: E402, F401  (after the kinds: they read queries)

@@ -249,6 +249,19 @@ PARAMS: dict[str, Param] = {
             since=6,
         ),
         Param(
+            "dispute_response_ms",
+            INT,
+            30 * _DAY_MS,
+            "How long a credit report's furnisher has to answer the subject's dispute of it before the "
+            "report stops counting in the score (from rules 7).",
+            least=_DAY_MS,
+            greatest=180 * _DAY_MS,
+            unit="milliseconds a furnisher has to answer",
+            change=f"{_NEXT_BLOCK}, for disputes opened from then on; open ones keep their deadline_ms",
+            refused_always=True,
+            since=7,
+        ),
+        Param(
             "rules_version",
             INT,
             1,

@@ -92,6 +92,11 @@ Versions:
    already secures another loan, and whose liens the ledger releases when a
    loan's claim ends (closed, unfunded, recovered in full, recovery ended).
 7. (Open: this release is building it; its entries are added as they land.)
+   The kinds ``credit.dispute`` and ``credit.dispute_answer`` (``disputes``):
+   a borrower disputes its latest credit report and the member that
+   furnished it answers (confirmed, corrected or withdrawn); a report whose
+   dispute is unanswered ``dispute_response_ms`` after it was opened no longer
+   counts in the score (judged at each reader's time, ``dispute_records``).
 """
 
 from __future__ import annotations
