@@ -7,9 +7,10 @@ views) can use them without importing the handlers, which import ``identity``.
 
 A dispute names its report by the furnishing member and the report's height, which is what
 ``credit.report`` stores: the record is under
-``dispute/<subject>/<furnisher>/<report height, 8 bytes big-endian>``, so a report (one per member,
-subject and block from rules 7: ``identity.report_credit``) is disputed at most once, and a newer
-report is never mistaken for the disputed one. A record::
+``dispute/<subject>/<furnisher>/<report height, 8 bytes big-endian>``, so a report is disputed at
+most once, and a newer report is never mistaken for the disputed one (a member's second report of
+the subject in the block of a disputed one, which would take its name, is refused:
+``check_report_slot``). A record::
 
     {"subject", "furnisher", "report_height", "reason_hash", "height", "opened_ms", "deadline_ms",
      "answer": None | {"outcome", "evidence_hash", "height", "answered_ms", "on_time",
@@ -20,8 +21,13 @@ report is never mistaken for the disputed one. A record::
 naming one: the subject's ``disputes/of/<did>`` as ``[furnisher, report height]`` and the
 furnisher's ``disputes/to/<did>`` as ``[subject, report height]``.
 
-How a dispute stands is judged lazily, at a time: ``answered`` once answered, else ``overdue`` from
-its ``deadline_ms`` on, else ``open``. No block hook looks at open disputes; a transaction that reads
+How a dispute stands is judged lazily, at a time (``status_of``)::
+
+    open ──(block time reaches deadline_ms)──> overdue      the report stops counting
+    open ──credit.dispute_answer (on time)───> answered     confirmed / corrected / withdrawn
+    overdue ─credit.dispute_answer (late)────> answered     the same, recorded as late
+
+No block hook looks at open disputes; a transaction that reads
 the score judges at its block's time (``policies``), a view at the time its caller gives (the node:
 its head block's), so a report stops counting exactly when the first block at or after the deadline
 is made, and counts again the moment a late answer confirms it.
@@ -145,7 +151,7 @@ def report_standing(
         )
     if status == OPEN:
         notes.append(f"under dispute: {since}; its furnisher answers by {time_text(dispute['deadline_ms'])}")
-    else:
+    elif dispute["answer"]["outcome"] == CONFIRMED:  # a correction or withdrawal left no report so named
         answer = dispute["answer"]
         late = "" if answer["on_time"] else ", after its deadline"
         notes.append(

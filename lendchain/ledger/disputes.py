@@ -244,14 +244,14 @@ def _no_such_dispute(ctx: TxContext, subject: str, sender: str, height: int) -> 
     )
 
 
-_DID = Field("subject", "str", pattern=DID_PATTERN)
+_SUBJECT = Field("subject", "str", pattern=DID_PATTERN)
 _HEIGHT = Field("report_height", "int", min=1, max=2**62)
 
 register_kind(
     DISPUTE,
     Schema(
         (
-            _DID,
+            _SUBJECT,
             Field("member", "str", pattern=DID_PATTERN),
             _HEIGHT,
             Field("reason_hash", "str", pattern=HEX_HASH),
@@ -264,7 +264,7 @@ register_kind(
     ANSWER,
     Schema(
         (
-            _DID,
+            _SUBJECT,
             _HEIGHT,
             Field("outcome", "str", choices=OUTCOMES),
             Field("evidence_hash", "str", pattern=HEX_HASH),
