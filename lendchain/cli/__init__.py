@@ -19,9 +19,10 @@ from lendchain.cli.backup import backup, restore
 from lendchain.cli.book import accept_transfers, transfer_book
 from lendchain.cli.chain import block, status, tx, verify_chain
 from lendchain.cli.collateral import collateral as collateral_group  # the module keeps its name
+from lendchain.cli.disputes import credit_answer_dispute, credit_dispute, credit_disputes
 from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
-from lendchain.cli.domain import fund
+from lendchain.cli.domain import credit, fund
 from lendchain.cli.governance import gov
 from lendchain.cli.join import join
 from lendchain.cli.keys import keys
@@ -72,3 +73,5 @@ loan.add_command(withdraw_consent)
 # rules 6 (the decline rules 7), in their own module
 for command in (assign, accept_assignment, withdraw_assignment, decline_assignment):
     fund.add_command(command)
+for command in (credit_dispute, credit_answer_dispute, credit_disputes):  # rules 7, in their own module
+    credit.add_command(command)

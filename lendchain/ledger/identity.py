@@ -11,7 +11,10 @@ Kinds:
 - ``credit.report`` {subject, income_band, dti_bps, history_months,
   obligations, evidence_hash}: a member with the ``bureau`` or ``lender`` role
   reports coarse credit features of a party that consented to scope
-  ``credit`` for that member. The latest report of a subject counts.
+  ``credit`` for that member. The latest report of a subject counts. From
+  rules 7 the subject may dispute it (``disputes``), and a member's report of
+  a subject is refused in a block where the subject disputed one of that
+  member's reports made in the same block (``dispute_records.check_report_slot``).
 
 Times are block timestamps (ms); an attestation or consent is valid while
 the block time is before its expiry. The repayment history the score also
@@ -25,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import pagedlist
 from lendchain.ledger.context import TxContext
+from lendchain.ledger.dispute_records import SINCE_RULES as DISPUTES_SINCE
+from lendchain.ledger.dispute_records import check_report_slot, report_standing
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.schema import Field, Schema
-from lendchain.ledger.scoring import EMPTY_HISTORY, SCORECARD_KEY, Score, credit_score
-from lendchain.ledger.state import borrower_loans_key, institution_key, loan_key, party_key
+from lendchain.ledger.scoring import EMPTY_HISTORY, REPORT_FACTORS, SCORECARD_KEY, Score, credit_score
+from lendchain.ledger.state import borrower_loans_key, credit_key, institution_key, loan_key, party_key
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -49,10 +54,6 @@ def kyc_key(did: str) -> bytes:
 
 def consent_key(party: str, member: str) -> bytes:
     return b"consent/" + party.encode() + b"/" + member.encode()
-
-
-def credit_key(did: str) -> bytes:
-    return b"credit/" + did.encode()
 
 
 # Reads shared by handlers (ctx.get) and queries (a reader's decoded get) --------
@@ -127,9 +128,16 @@ def repayment_history(get: Getter, did: str) -> dict[str, Any]:
     return history
 
 
-def score_of(get: Getter, did: str) -> Score:
-    """The borrower's score from the latest credit report, chain history and scorecard."""
-    return credit_score(get(credit_key(did)), repayment_history(get, did), get(SCORECARD_KEY))
+def score_of(get: Getter, did: str, as_of_ms: int | None = None) -> Score:
+    """The borrower's score from the latest credit report, chain history and scorecard, at ``as_of_ms``.
+
+    The time matters only for a report under dispute (rules 7): from the dispute's deadline an
+    unanswered one no longer counts (``dispute_records.report_standing``; without a time, as when
+    the dispute was opened). A handler passes its block's time, a view the time it judges at.
+    """
+    standing = report_standing(get, did, get(credit_key(did)), as_of_ms)
+    history = repayment_history(get, did)
+    return credit_score(standing.report, history, get(SCORECARD_KEY), standing.note)
 
 
 # Handlers ---------------------------------------------------------------------
@@ -208,7 +216,9 @@ def report_credit(ctx: TxContext, tx: Transaction) -> None:
             "forbidden",
             f"credit.report field 'subject': {subject} has not consented to scope 'credit' for {tx.sender}",
         )
-    report = {name: tx.payload[name] for name in ("income_band", "dti_bps", "history_months", "obligations")}
+    if ctx.rules >= DISPUTES_SINCE:
+        check_report_slot(ctx, subject, tx.sender, "credit.report")
+    report = {name: tx.payload[name] for name in REPORT_FACTORS}
     report |= {
         "evidence_hash": bytes.fromhex(tx.payload["evidence_hash"]),
         "reporter": tx.sender,
@@ -219,6 +229,14 @@ def report_credit(ctx: TxContext, tx: Transaction) -> None:
 
 
 _DID = {"type": "str", "pattern": DID_PATTERN}
+# A report's features (``scoring.REPORT_FACTORS``), as credit.report and a correction
+# (``disputes``: credit.dispute_answer) carry them.
+REPORT_FIELDS = (
+    Field("income_band", "int", min=1, max=10),
+    Field("dti_bps", "int", min=0, max=1_000_000),
+    Field("history_months", "int", min=0, max=1200),
+    Field("obligations", "int", min=0, max=1000),
+)
 _EVIDENCE = Field("evidence_hash", "str", pattern=HEX_HASH)
 _TIME = {"type": "int", "min": 0, "max": 2**62}
 
@@ -246,17 +264,4 @@ register_kind(
     grant_consent,
 )
 register_kind("consent.revoke", Schema((Field("member", **_DID),)), revoke_consent)
-register_kind(
-    "credit.report",
-    Schema(
-        (
-            Field("subject", **_DID),
-            Field("income_band", "int", min=1, max=10),
-            Field("dti_bps", "int", min=0, max=1_000_000),
-            Field("history_months", "int", min=0, max=1200),
-            Field("obligations", "int", min=0, max=1000),
-            _EVIDENCE,
-        )
-    ),
-    report_credit,
-)
+register_kind("credit.report", Schema((Field("subject", **_DID), *REPORT_FIELDS, _EVIDENCE)), report_credit)

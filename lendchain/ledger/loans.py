@@ -392,4 +392,5 @@ from lendchain.ledger import assignment  # noqa: E402, F401  (after funding and 
 from lendchain.ledger import share_decline  # noqa: E402, F401  (after assignment: it reads it)
 from lendchain.ledger import consent_withdrawal  # noqa: E402, F401  (after restructuring: it reads it)
 from lendchain.ledger import collateral  # noqa: E402, F401  (imported by the loans' closing paths too)
+from lendchain.ledger import disputes  # noqa: E402, F401
 from lendchain.ledger import audit, exposure, positions  # noqa: E402, F401  (after the kinds: they read queries)

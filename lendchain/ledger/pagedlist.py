@@ -78,3 +78,13 @@ def window(get: Getter, key: bytes, start: int, count: int) -> list[Any]:
 def length(get: Getter, key: bytes) -> int:
     head = get(key)
     return 0 if head is None else head["count"]
+
+
+def last(get: Getter, key: bytes) -> Any | None:
+    """The item appended last (None for an empty list): one get, two when the tail is empty."""
+    head = get(key)
+    if head is None or not head["count"]:
+        return None
+    if head["tail"]:
+        return head["tail"][-1]
+    return get(page_key(key, head["count"] // PAGE_ITEMS - 1))[-1]

@@ -260,6 +260,20 @@ PARAMS: dict[str, Param] = {
             unit="basis points of the loan",
             change=f"{_NEXT_BLOCK}, for offers made from then on; an offer pending is accepted by the "
             "least part in force when it was made",
+            refused_always=True,
+            since=7,
+        ),
+        Param(
+            "dispute_response_ms",
+            INT,
+            30 * _DAY_MS,
+            "How long a credit report's furnisher has to answer the subject's dispute of it before the "
+            "report stops counting in the score (from rules 7).",
+            least=_DAY_MS,
+            greatest=180 * _DAY_MS,
+            unit="milliseconds a furnisher has to answer",
+            change=f"{_NEXT_BLOCK}, for disputes opened from then on; open ones keep their deadline_ms",
+            refused_always=True,
             since=7,
         ),
         Param(

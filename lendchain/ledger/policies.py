@@ -11,7 +11,8 @@ Kinds:
 
 When a ``loan.apply`` succeeds, every active policy, in the order published,
 is checked against the application: currency, amount range, term, KYC level,
-the borrower's score (``identity.score_of`` at that moment) and the lender's
+the borrower's score (``identity.score_of`` at that block's time: from rules 7 a report whose
+dispute is overdue does not count) and the lender's
 exposure to the borrower (outstanding principal of its live loans to them
 plus this amount must not pass ``max_exposure``). Each match makes an offer
 in the same transaction, with id ``sha256(AUTO_OFFER_TAG + loan id + policy
@@ -103,7 +104,7 @@ def matching_rate(ctx: TxContext, policy: dict[str, Any], loan: dict[str, Any]) 
             return None
     if exposure(ctx, policy["lender"], loan["borrower"]) + loan["amount"] > policy["max_exposure"]:
         return None
-    return rate_for(policy["bands"], score_of(ctx.get, loan["borrower"]).total)
+    return rate_for(policy["bands"], score_of(ctx.get, loan["borrower"], ctx.timestamp_ms).total)
 
 
 def auto_offer(ctx: TxContext, loan_id: bytes) -> None:

@@ -21,6 +21,7 @@ from lendchain.ledger.addresses import current_addresses
 from lendchain.ledger.amortization import loan_schedule
 from lendchain.ledger.assignment import share_offer_views
 from lendchain.ledger.collateral_views import asset_view, loan_collateral
+from lendchain.ledger.dispute_records import disputes_view, subject_disputes
 from lendchain.ledger.documents import document_key
 from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
@@ -114,7 +115,9 @@ def moved_to(reader: StateReader, name: str) -> dict[str, str]:
 
 
 def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any]:
-    """A party's KYC attestation, latest credit report, repayment history and explained score."""
+    """A party's KYC attestation, latest credit report, repayment history, explained score and, from
+    rules 7, its disputes of its credit reports (``dispute_records.subject_disputes``: counts and the
+    newest), the score and the disputes judged at ``as_of_ms``."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -123,16 +126,17 @@ def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> d
         "kyc": to_json(get(kyc_key(did))),
         "credit_report": to_json(get(credit_key(did))),
         "repayment_history": repayment_history(get, did),
-        "credit_score": score_of(get, did).to_value(),
+        "credit_score": score_of(get, did, as_of_ms).to_value(),
+        "disputes": subject_disputes(get, did, as_of_ms),
         "reminders": (get_reminders(reader, did, as_of_ms) or {"loans": []})["loans"],
     }
 
 
-def get_score(reader: StateReader, did: str) -> dict[str, Any] | None:
-    """The explained credit score of a registered party (None for anyone else)."""
+def get_score(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
+    """The explained credit score of a registered party at ``as_of_ms`` (None for anyone else)."""
     if read_value(reader, party_key(did)) is None:
         return None
-    return {"did": did, **credit_view(reader, did)["credit_score"]}
+    return {"did": did, **score_of(lambda key: read_value(reader, key), did, as_of_ms).to_value()}
 
 
 def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
@@ -338,10 +342,11 @@ _LOOKUPS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "members": _members,
     "params": params_view,
     "collateral": asset_view,  # an asset's liens (``collateral_views``)
+    "disputes": disputes_view,  # a party's or a member's credit disputes (``dispute_records``, rules 7)
 }
 
 
-_TIMED = {"loan", "party", "reminders"}  # the lookups that take ``as_of_ms``
+_TIMED = {"loan", "party", "reminders", "score", "disputes"}  # the lookups that take ``as_of_ms``
 
 
 def register_lookup(

@@ -95,6 +95,11 @@ Versions:
    The kind ``loan.share_decline`` (``share_decline``) lets the buyer a share
    offer names decline it; the least part of a share sold is the chain
    parameter ``min_share_part_bps``, recorded on each offer (``assignment``).
+   The kinds ``credit.dispute`` and ``credit.dispute_answer`` (``disputes``):
+   a borrower disputes its latest credit report and the member that
+   furnished it answers (confirmed, corrected or withdrawn); a report whose
+   dispute is unanswered ``dispute_response_ms`` after it was opened no longer
+   counts in the score (judged at each reader's time, ``dispute_records``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ same way from chain state alone:
   latest attested credit report (``credit.report``); each factor looks its
   value up in a table of ``[upper_bound, points]`` rows — the first row whose
   bound is at least the value applies, and values past the last bound take
-  the last row. Without a report these factors are worth 0;
+  the last row. Without a report these factors are worth 0. From rules 7 the
+  subject may dispute its report (``disputes``): the caller passes the report
+  the score counts (none once a dispute is overdue) and a ``note`` saying so,
+  which each factor's source carries (``dispute_records.report_standing``);
 - ``on_time``, ``late``, ``defaults``: the chain's own repayment history of the
   borrower (instalments paid on time, paid late, loans defaulted), each a
   count times its points, ``on_time`` and ``late`` capped; a loan written
@@ -102,17 +105,23 @@ def credit_score(
     report: dict[str, Any] | None,
     history: dict[str, Any] | None,
     scorecard: dict[str, Any] | None = None,
+    note: str = "",
 ) -> Score:
-    """The score and its explanation; ``report`` is a stored credit report or None."""
+    """The score and its explanation; ``report`` is a stored credit report or None.
+
+    ``note`` (a dispute's, ``dispute_records.report_standing``) follows the report's source, or
+    says why no report counts in place of "no credit report".
+    """
     card = scorecard or DEFAULT_SCORECARD
     history = history or EMPTY_HISTORY
     factors = [Factor("base", None, card["base"], "scorecard")]
     for name in REPORT_FACTORS:
         if report is None:
-            factors.append(Factor(name, None, 0, "no credit report"))
+            factors.append(Factor(name, None, 0, note or "no credit report"))
             continue
         value = report[name]
         source = f"credit report by {report['reporter']} at height {report['height']}"
+        source += f"; {note}" if note else ""
         factors.append(Factor(name, value, table_points(card["tables"][name], value), source))
     chain = "repayment history on this chain"
     on_time = min(history["on_time"] * card["on_time_points"], card["on_time_cap"])

@@ -181,6 +181,11 @@ def institution_key(did: str) -> bytes:
     return b"inst/" + did.encode()
 
 
+def credit_key(did: str) -> bytes:
+    """A party's latest credit report (``identity``: ``credit.report``; ``disputes`` reads it too)."""
+    return b"credit/" + did.encode()
+
+
 def loan_key(loan_id: bytes) -> bytes:
     return b"loan/" + loan_id
 

@@ -457,6 +457,9 @@ def build_app(
                 )
             ),
         ),
+        Route(
+            "/disputes/{ref}", _route(query_route("disputes", "{ref} is no registered party and no member"))
+        ),
         Route("/offers/{ref}", _route(query_route("offer"))),
         Route("/policies/{ref}", _route(query_route("policy"))),
         Route("/proposals/{ref}", _route(query_route("proposal"))),

@@ -30,6 +30,8 @@ PATHS = {
     "collateral": "collateral",
     "members": "members",
     "params": "params",
+    "parties": "party",
+    "disputes": "disputes",
 }
 
 

@@ -728,6 +728,24 @@ function scorePanel(party) {
       cells: [f.factor, f.value === null ? "—" : String(f.value), String(f.points), f.source] }))));
 }
 
+const DISPUTE_PILLS = { open: "warn", overdue: "bad", answered: "ok" };
+
+// A party's disputes of its credit reports, or a member's of the reports it furnished (rules 7).
+function disputesPanel(view, kind) {
+  if (!view || !view.count) return "";
+  const party = kind === "party";
+  const rows = view.shown.map((d) => ({ dataset: { height: String(d.report_height), status: d.status },
+    cells: [partyLink(party ? d.furnisher : d.subject), blockLink(d.report_height), time(d.opened_ms),
+      time(d.deadline_ms),
+      pill(d.answer ? d.answer.outcome + (d.answer.on_time ? "" : " (late)") : d.status, DISPUTE_PILLS[d.status]),
+      d.report_current ? "yes" : "replaced"] }));
+  return h("div", { class: "panel", id: "disputes" },
+    h("h3", {}, party ? "Disputes of its credit reports" : "Disputes of the credit reports it furnished"),
+    h("p", { class: "muted", id: "disputes-summary" }, `${plural(view.count, "dispute")}: ${view.open} open, ` +
+      `${view.overdue} overdue, ${view.answered_on_time} answered on time, ${view.answered_late} late`),
+    table([party ? "furnished by" : "subject", "report", "disputed", "answer due", "status", "latest report"], rows));
+}
+
 async function renderLoan(id) {
   const loan = await api("/loans/" + id);
   const borrower = await api("/parties/" + encodeURIComponent(loan.borrower)).catch(() => null);
@@ -896,6 +914,8 @@ async function renderParty(did) {
   // is offered a share
   const positions = party.role === "investor" || party.kind === "member"
     ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
+  const disputes = party.kind === "member"  // a party's come with it
+    ? await api("/disputes/" + encodeURIComponent(did)).catch(() => null) : party.disputes;
   const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Party"),
@@ -910,7 +930,8 @@ async function renderParty(did) {
     exposurePanel(exposure),
     portfolioPanel(book),
     positionsPanel(positions),
-    scorePanel(party));
+    scorePanel(party),
+    disputesPanel(disputes, party.kind));
 }
 
 // ---- search and routing --------------------------------------------------------------
