@@ -8,6 +8,12 @@ comparison (which holds the whole state in a Python dict), and prints each
 one's wall time and peak RSS (the child's ``ru_maxrss``). Run it at two sizes:
 the report's peak RSS should not grow with the chain, verify-chain's does.
 
+Then the replay cache (``--cache-dir``): a report at half the chain's height
+fills it (``cache_fill``: a replay from the genesis, kept), a report at the
+head resumes from it (``cache_resume``: the second half replayed), and one
+more at the head finds it there (``cache_at_head``: nothing replayed, the
+cache opened and its checksums verified).
+
 Usage:
   python benchmarks/report_bench.py [--txs 100000] [--block 1000] [--json]
 """
@@ -68,6 +74,30 @@ def child_run(args: list[str]) -> tuple[float, dict[str, float], str]:
     return time.perf_counter() - started, peaks, b"".join(chunks).decode()
 
 
+def cache_runs(config: str, data_dir: str, blocks: int, cache: Path) -> dict[str, float]:
+    """Wall seconds, peak heap and blocks replayed of three reports with ``--cache-dir``."""
+    result: dict[str, float] = {}
+    report = [
+        "--json",
+        "report",
+        "books",
+        "--config",
+        config,
+        "--data-dir",
+        data_dir,
+        "--cache-dir",
+        str(cache),
+    ]
+    for name, height in (("cache_fill", blocks // 2), ("cache_resume", None), ("cache_at_head", None)):
+        at = [] if height is None else ["--height", str(height)]
+        seconds, mb, out = child_run([*report, *at])
+        basis = json.loads(out)["basis"]
+        result[f"{name}_s"] = round(seconds, 1)
+        result[f"{name}_peak_anon_mb"] = round(mb["anon"])
+        result[f"{name}_blocks_replayed"] = basis["blocks_checked"]
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--txs", type=int, default=100_000, help="about this many txs in the chain")
@@ -88,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
             ["--json", "report", "books", "--config", config, "--data-dir", data_dir]
         )
         verify_s, verify_mb, _ = child_run(["verify-chain", "--config", config])
+        cached = cache_runs(config, data_dir, built.blocks, tmp / "cache")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
@@ -98,10 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
         **{f"report_books_peak_{k}_mb": round(v) for k, v in report_mb.items()},
         "verify_chain_s": round(verify_s, 1),
         **{f"verify_chain_peak_{k}_mb": round(v) for k, v in verify_mb.items()},
+        **cached,
         "lenders_reported": len(json.loads(out)["view"]["books"]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
-    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:<26} {v}" for k, v in result.items()))
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:<30} {v}" for k, v in result.items()))
     return result
 
 

@@ -15,6 +15,13 @@ what it stands on: the chain and genesis, the block (height, hash, time) and
 who certified it, and how many blocks were replayed and checked. A block that
 fails a check ends the command with the height and what did not match, and
 no figures.
+
+A data directory is read through a private copy, never opened itself
+(``datadir_snapshot``), and refused while a node runs on it. With
+``--cache-dir`` (or ``LENDCHAIN_REPORT_CACHE``) the replayed state is kept
+(``lendchain.node.replaycache``) and a later report at or after its block
+replays only the blocks since; how each report used the cache is said on
+stderr, so that stdout holds the report alone.
 """
 
 from __future__ import annotations
@@ -49,10 +56,18 @@ def _as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> int
 
 def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
+        "--cache-dir",
+        envvar="LENDCHAIN_REPORT_CACHE",
+        type=click.Path(file_okay=False),
+        help="Keep the replayed state here (made if missing; or LENDCHAIN_REPORT_CACHE), so that a later "
+        "report at the same block or after it replays only the blocks since, each checked as always.",
+    )(fn)
+    fn = click.option(
         "--scratch-dir",
         type=click.Path(file_okay=False, exists=True),
-        help="Where the replayed state goes while the command runs (default: the system's temp "
-        "directory); it needs about the disk of a node's data directory.",
+        help="Where the replayed state (without --cache-dir) and the copy of --data-dir go while the "
+        "command runs (default: the system's temp directory): about the disk of a node's data directory; on "
+        "--data-dir's filesystem its copy takes hard links, not a copy of its table files.",
     )(fn)
     fn = click.option(
         "--as-of",
@@ -72,7 +87,8 @@ def report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--data-dir",
         type=click.Path(file_okay=False, exists=True),
-        help="Replay the blocks of this data directory (a stopped node's, or a backup) instead of a node's.",
+        help="Replay the blocks of this data directory (a stopped node's, or a backup) instead of a node's; "
+        "it is read through a copy, and left as it was.",
     )(fn)
     return client_options(fn)
 
@@ -84,6 +100,7 @@ def report() -> None:
     \b
     lendchain report books --as-of 2026-09-30 --node URL --genesis genesis.toml
     lendchain report exposure DID --height 1200 --data-dir backups/bank1-h0000001200-…
+    lendchain report books --as-of 2026-10-31 --node URL --genesis genesis.toml --cache-dir ~/.cache/lc
     """
 
 
@@ -182,15 +199,17 @@ def _report(
 ) -> None:
     """Replay to the target, compute the view on the replayed chain, print it under its basis."""
     from lendchain.node.pointintime import ReportError, Target, replay_to
+    from lendchain.node.replaycache import ReplayCache
 
     if kw["height"] is not None and kw["as_of_ms"] is not None:
         raise click.UsageError("give --height or --as-of, not both")
     target = Target(kw["height"], kw["as_of_ms"])
     genesis = _genesis(kw)
+    cache = None if kw["cache_dir"] is None else ReplayCache(kw["cache_dir"], genesis, _note)
     try:
         with (
             _source(ctx, kw, genesis) as source,
-            replay_to(genesis, source, target, kw["scratch_dir"]) as replayed,
+            replay_to(genesis, source, target, kw["scratch_dir"], cache) as replayed,
         ):
             view = compute(replayed.views)
             basis = replayed.basis
@@ -203,6 +222,12 @@ def _report(
         {"report": name, "basis": basis, "view": view},
         lambda v: f"{basis_text(v['basis'])}\n\n{text(v['view'])}",
     )
+
+
+def _note(sentence: str) -> None:
+    """What the reader should know about how the report was made (the cache, a copy): on stderr, so
+    that stdout holds the report alone."""
+    click.echo(sentence if sentence.startswith("warning: ") else f"note: {sentence}", err=True)
 
 
 def _genesis(kw: dict[str, Any]) -> Genesis:
@@ -226,7 +251,7 @@ def _source(ctx: click.Context, kw: dict[str, Any], genesis: Genesis) -> Iterato
     if kw["data_dir"]:
         if ctx.get_parameter_source("node_url") == click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("give --data-dir or --node, not both: the blocks come from one of them")
-        source = DataDirBlocks(Path(kw["data_dir"]), genesis)
+        source = DataDirBlocks(Path(kw["data_dir"]), genesis, kw["scratch_dir"], _note)
         try:
             yield source
         finally:
@@ -261,12 +286,12 @@ class NodeBlocks:
         while height <= end:
             items = self._get(height, min(BLOCKS_PER_REQUEST, end - height + 1))["blocks"]
             if not items:
-                raise self._error(
+                raise self._damaged(
                     f"served no block from height {height}, though its newest is {self._head.height}"
                 )
             for item in items[: end - height + 1]:
                 if item["height"] != height:
-                    raise self._error(f"served block {item['height']} where block {height} was asked for")
+                    raise self._damaged(f"served block {item['height']} where block {height} was asked for")
                 yield height, bytes.fromhex(item["block"]), bytes.fromhex(item["certificate"])
                 height += 1
 
@@ -277,7 +302,7 @@ class NodeBlocks:
             raise self._refused(e) from None
         problem = _malformed(answer)
         if problem:
-            raise self._error(f"answered GET /blocks/raw with a malformed document ({problem})")
+            raise self._damaged(f"answered GET /blocks/raw with a malformed document ({problem})")
         return answer
 
     def _refused(self, e: NodeError) -> Exception:
@@ -300,6 +325,11 @@ class NodeBlocks:
         from lendchain.node.pointintime import ReportError
 
         return ReportError(f"{self.where} {what}")
+
+    def _damaged(self, what: str) -> Exception:
+        from lendchain.node.pointintime import NOTHING_REPORTED
+
+        return self._error(f"{what}; {NOTHING_REPORTED}")
 
 
 def _malformed(answer: Any) -> str | None:
@@ -341,13 +371,20 @@ def basis_text(basis: dict[str, Any]) -> str:
         cert = basis["certificate"]
         block = f"block     height {basis['height']}, hash {basis['block_hash']}, at {basis['time']}"
         signed = f"signed    {', '.join(cert['signers'])} (its commit certificate, view {cert['view']})"
+    resumed = basis.get("resumed_from")
+    replayed = (
+        f"{basis['blocks_checked']} blocks replayed from the genesis"
+        if resumed is None
+        else f"{basis['blocks_checked']} blocks replayed onto block {resumed['height']} of the replay cache "
+        f"{resumed['cache']} (blocks 1 to {resumed['height']} replayed from the genesis and checked alike by "
+        f"an earlier report; the source's block {resumed['height']} has the same hash)"
+    )
     lines = [
         f"report of chain {basis['chain_id']}, genesis {basis['genesis_hash']}",
         block,
         signed,
-        f"checked   {basis['blocks_checked']} blocks replayed from the genesis, each re-executed (tx, state "
-        "and results roots, signatures) and its certificate verified under the genesis keys and the "
-        f"replayed governance; from {basis['source']}",
+        f"checked   {replayed}, each re-executed (tx, state and results roots, signatures) and its certificate "
+        f"verified under the genesis keys and the replayed governance; from {basis['source']}",
     ]
     as_of = basis["as_of"]
     if as_of is not None:

@@ -39,18 +39,27 @@ Measured (``benchmarks/report_bench.py``, RESULTS-chain.md): a peak heap of
 85 MB at 20,000 txs and 150 MB at 600,000, where ``verify_chain``'s
 in-memory state took 87 and 558 MB. It needs about the disk of a node's data
 directory up to the target; ``scratch_dir`` puts it where there is room.
+
+A replay cache (``replaycache.ReplayCache``) keeps the replayed store for
+the next report instead of removing it: a report at its block or after it
+replays only the blocks since (``replay_into`` onto a store that already
+holds checked blocks), and says so in its basis (``resumed_from``).
+
+A data directory is read through a private copy (``DataDirBlocks``,
+``datadir_snapshot``: its tables hard-linked, its small files copied), so
+that the report leaves it byte for byte as it was.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
@@ -58,17 +67,29 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block
 from lendchain.ledger.keyrotation import member_signers
 from lendchain.ledger.rules import UpgradeRequired
+from lendchain.node.datadir_snapshot import SnapshotError, snapshot_data_dir
 from lendchain.node.driver import verify_certificate
 from lendchain.node.keyschedule import key_schedule
 from lendchain.node.store import ChainStore, StoreError
 from lendchain.node.views import NodeViews
 
+if TYPE_CHECKING:
+    from lendchain.node.replaycache import ReplayCache
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+# Every refusal over blocks that fail a check, or a source that is damaged or stops short, says it.
+NOTHING_REPORTED = "nothing is reported"
+
+
 class ReportError(Exception):
     """No report can be made: one sentence saying what is wrong and, where it can, what to do."""
+
+
+def _silent(_: str) -> None:
+    """A ``note`` nobody hears."""
 
 
 @dataclass(frozen=True)
@@ -139,21 +160,54 @@ def parse_as_of(text: str) -> int:
 class DataDirBlocks:
     """The blocks and certificates in a stopped node's data directory or a backup of one.
 
-    Only block and certificate records are read (with LevelDB's checksums);
-    the directory's own state, indexes and head are not trusted for anything
-    but where the blocks end.
+    The directory is never opened: a private copy is (``datadir_snapshot``:
+    hard links to its tables, copies of its small files, under
+    ``scratch_dir``), so that reading it cannot change it, and a directory a
+    node runs on is refused. Only block and certificate records are read
+    (with LevelDB's checksums); the directory's own state, indexes and head
+    are not trusted for anything but where the blocks end. ``note`` hears
+    what the reader should know (tables copied, not linked). ``close``
+    removes the copy.
     """
 
-    def __init__(self, path: Path, genesis: Genesis) -> None:
+    def __init__(
+        self,
+        path: Path,
+        genesis: Genesis,
+        scratch_dir: str | Path | None = None,
+        note: Callable[[str], None] = _silent,
+    ) -> None:
+        self.path = path
         self.where = f"data directory {path}"
+        self._copy_dir = scratch_path(scratch_dir, "lendchain-report-source-")
+        copy = self._copy_dir / "data"
         try:
-            self._store = ChainStore.open(path, genesis, create=False)
+            if not snapshot_data_dir(path, copy):
+                note(
+                    f"the table files of {self.where} were copied, not hard-linked (another filesystem than "
+                    "the scratch directory's): give --scratch-dir on its filesystem to save the copy"
+                )
+            self._store = ChainStore.open(copy, genesis, create=False)
+        except SnapshotError as e:
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            raise ReportError(str(e)) from None
         except StoreError as e:
-            hint = "; for a running node give --node URL instead" if "in use" in str(e) else ""
-            raise ReportError(f"{e}{hint}") from None
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            said = str(e).replace(str(copy), str(path))
+            raise ReportError(f"{said}; {NOTHING_REPORTED}") from None
+        except BaseException:
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            raise
 
     def close(self) -> None:
         self._store.close()
+        shutil.rmtree(self._copy_dir, ignore_errors=True)
+
+    def __enter__(self) -> DataDirBlocks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def head(self) -> SourceHead:
         head = self._store.head()
@@ -164,11 +218,15 @@ class DataDirBlocks:
             try:
                 raw, certificate = self._store.block_bytes(height), self._store.certificate(height)
             except StoreError as e:
-                raise ReportError(f"{self.where}: block {height} cannot be read: {e}") from None
+                said = str(e).replace(str(self._store.path), str(self.path))
+                raise ReportError(
+                    f"{self.where}: block {height} cannot be read: {said}; {NOTHING_REPORTED}"
+                ) from None
             if raw is None or certificate is None:
                 missing = "" if raw is None else "the commit certificate of "
                 raise ReportError(
-                    f"{self.where}: {missing}block {height} is missing; restore it from a backup"
+                    f"{self.where}: {missing}block {height} is missing; restore it from a backup; "
+                    f"{NOTHING_REPORTED}"
                 )
             yield height, raw, certificate
 
@@ -195,42 +253,99 @@ class ReplayedViews(NodeViews):
 
 @contextmanager
 def replay_to(
-    genesis: Genesis, source: BlockSource, target: Target, scratch_dir: str | Path | None = None
+    genesis: Genesis,
+    source: BlockSource,
+    target: Target,
+    scratch_dir: str | Path | None = None,
+    cache: ReplayCache | None = None,
 ) -> Iterator[PointInTime]:
     """Replay ``source``'s blocks from the genesis to ``target`` into a throwaway store, checking each.
 
     Yields the store at the target (removed on exit); ReportError names the
-    height and what did not match, or why the target cannot be reached.
+    height and what did not match, or why the target cannot be reached. With
+    a ``cache`` (``replaycache.ReplayCache``) the replay may resume from the
+    state an earlier report kept there, and leaves its own there.
     """
+    if cache is not None:
+        with cache.replay(source, target, scratch_dir) as replayed:
+            yield replayed
+        return
+    with throwaway_store(genesis, scratch_dir) as store:
+        yield replay_into(genesis, source, store, target)
+
+
+@contextmanager
+def throwaway_store(genesis: Genesis, scratch_dir: str | Path | None) -> Iterator[ChainStore]:
+    """A new store at the genesis under ``scratch_dir`` (the system's temp directory), removed on exit."""
+    scratch = scratch_path(scratch_dir, "lendchain-report-")
     try:
-        scratch = Path(tempfile.mkdtemp(prefix="lendchain-report-", dir=scratch_dir))
-    except OSError as e:
-        raise ReportError(
-            f"cannot make a scratch directory for the replay in {scratch_dir}: {e.strerror}"
-        ) from None
-    try:
-        store = ChainStore.open(scratch / "state", genesis, create=True)
-        store.sync_writes = False  # a throwaway copy: a crash loses nothing an fsync would save
+        store = open_replay_store(scratch / "state", genesis)
         try:
-            basis = _Replay(genesis, source, store).run(target)
-            yield PointInTime(store, ReplayedViews(store, genesis), basis)
+            yield store
         finally:
             store.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def open_replay_store(path: Path, genesis: Genesis) -> ChainStore:
+    """The store a replay writes into at ``path`` (made at the genesis if new), without an fsync per block:
+    a crash loses nothing an fsync would save, as the store is a copy of what the blocks say."""
+    store = ChainStore.open(path, genesis, create=True)
+    store.sync_writes = False
+    return store
+
+
+def scratch_path(scratch_dir: str | Path | None, prefix: str) -> Path:
+    """A new directory under ``scratch_dir`` (or the system's temp directory) for the command's files."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir))
+    except OSError as e:
+        raise ReportError(
+            f"cannot make a scratch directory for the replay in {scratch_dir or tempfile.gettempdir()}: "
+            f"{e.strerror}"
+        ) from None
+
+
+def replay_into(
+    genesis: Genesis,
+    source: BlockSource,
+    store: ChainStore,
+    target: Target,
+    resumed_from: dict[str, Any] | None = None,
+) -> PointInTime:
+    """Replay ``source``'s blocks after ``store``'s head up to ``target`` into ``store``, checking each.
+
+    The blocks ``store`` already holds are taken as checked: a new store
+    holds only the genesis; a replay cache's (``resumed_from`` says which and
+    where) holds blocks an earlier report replayed and checked. It must not
+    be past the target (a replay only goes forward).
+    """
+    basis = _Replay(genesis, source, store).run(target)
+    basis["resumed_from"] = resumed_from
+    return PointInTime(store, ReplayedViews(store, genesis), basis)
+
+
 class _Replay:
     def __init__(self, genesis: Genesis, source: BlockSource, store: ChainStore) -> None:
         self.genesis, self.source, self.store = genesis, source, store
-        self.schedule: KeySchedule = key_schedule(genesis, store, executed_height=0)
-        self.certificate: CommitCertificate | None = None  # the last replayed block's
+        self.first = store.head().height  # the blocks up to it were checked before
+        self.schedule: KeySchedule = key_schedule(genesis, store, executed_height=self.first)
+        # The last replayed block's; a resumed store's head's was checked when it was stored.
+        self.certificate: CommitCertificate | None = (
+            None if self.first == 0 else CommitCertificate.decode(store.certificate(self.first))
+        )
         self.after: dict[str, Any] | None = None  # the block after an as-of target, checked
 
     def run(self, target: Target) -> dict[str, Any]:
         head = self.source.head()
         end = self._last_height(target, head)
-        for height, raw, certificate in self.source.blocks(1, end):
+        start = self.store.head()
+        if end < self.first or (target.as_of_ms is not None and start.timestamp_ms > target.as_of_ms):
+            raise ValueError(
+                f"the store is at block {self.first}, past the target: a replay only goes forward"
+            )
+        for height, raw, certificate in self.source.blocks(self.first + 1, end):
             if height != self.store.head().height + 1:
                 raise self._failed(height, f"it comes where block {self.store.head().height + 1} was due")
             block = self._decode(height, raw)
@@ -243,13 +358,14 @@ class _Replay:
         reached = self.store.head()
         if self.after is None and reached.height != end:
             raise ReportError(
-                f"{self.source.where} served blocks up to height {reached.height}, not up to {end}"
+                f"{self.source.where} served blocks up to height {reached.height}, not up to {end}; "
+                f"{NOTHING_REPORTED}"
             )
         if target.as_of_ms is not None and self.after is None and reached.timestamp_ms != head.timestamp_ms:
             raise ReportError(  # its head's time let the replay start; no block after the time ends it
                 f"{self.source.where} said its newest block {head.height} is at {utc_text(head.timestamp_ms)}, "
                 f"but that block is at {utc_text(reached.timestamp_ms)}: nothing proves it the last block "
-                f"at or before {utc_text(target.as_of_ms)}"
+                f"at or before {utc_text(target.as_of_ms)}; {NOTHING_REPORTED}"
             )
         return self._basis(target)
 
@@ -324,8 +440,8 @@ class _Replay:
             self.store.commit_block(raw, certificate, execution)
         except StoreError as e:
             raise ReportError(
-                f"the replay could not store block {height} in its scratch directory ({e}); give --scratch-dir "
-                "on a disk with room"
+                f"the replay could not store block {height} ({e}); give --scratch-dir (or --cache-dir, if "
+                "given) on a disk with room"
             ) from None
         self.schedule = key_schedule(self.genesis, self.store, executed_height=height)
 
@@ -345,7 +461,7 @@ class _Replay:
 
     def _failed(self, height: int, what: str) -> ReportError:
         return ReportError(
-            f"{self.source.where}: block {height} fails the check: {what}; nothing is reported "
+            f"{self.source.where}: block {height} fails the check: {what}; {NOTHING_REPORTED} "
             "(these blocks are not the chain the genesis and its members' certificates prove)"
         )
 
@@ -365,7 +481,7 @@ class _Replay:
             "certificate": None
             if cert is None
             else {"view": cert.view, "signers": cert.signers(self.schedule)},
-            "blocks_checked": head.height,
+            "blocks_checked": head.height - self.first,
             "as_of": None
             if target.as_of_ms is None
             else {"ms": target.as_of_ms, "time": utc_text(target.as_of_ms), "next_block": self.after},

@@ -85,7 +85,7 @@ FORMAT = 2
 # On open, this many blocks below the head are checked to link by hash.
 RECENT_BLOCKS_CHECKED = 16
 RESULTS_MEMORY = 8  # blocks whose decoded tx results tx lookups keep
-_RESTORE = "the data directory is corrupt; restore it from a peer or a backup"
+RESTORE_ADVICE = "the data directory is corrupt; restore it from a peer or a backup"
 # Test-only write faults (lendchain.node.faults): how LevelDB reports each one.
 _INJECTED = {"disk_full": "No space left on device", "fsync_error": "Input/output error"}
 
@@ -113,7 +113,9 @@ def _height_key(prefix: bytes, height: int) -> bytes:
 def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
     said = leveldb_says(error)
     where = "" if str(path) in said else " in one of its table files (*.ldb)"
-    return StoreError(f"data directory {path} is damaged: reading it failed{where} ({said}); {_RESTORE}")
+    return StoreError(
+        f"data directory {path} is damaged: reading it failed{where} ({said}); {RESTORE_ADVICE}"
+    )
 
 
 def _open_files(path: Path) -> str:
@@ -209,7 +211,7 @@ class ChainStore:
             said = leveldb_says(e)
             files = "" if str(path) in said else f" in one of {_open_files(path)}"
             raise StoreError(
-                f"data directory {path} is damaged: LevelDB reports '{said}'{files}; {_RESTORE}"
+                f"data directory {path} is damaged: LevelDB reports '{said}'{files}; {RESTORE_ADVICE}"
             ) from None
         except OSError as e:
             raise StoreError(f"cannot create data directory {path}: {e.strerror}") from None
@@ -269,7 +271,9 @@ class ChainStore:
         try:
             height, block_hash, state_root, timestamp_ms = codec.unpack(raw)
         except (codec.CodecError, TypeError, ValueError):
-            raise StoreError(f"the chain head record in {self.path} is unreadable; {_RESTORE}") from None
+            raise StoreError(
+                f"the chain head record in {self.path} is unreadable; {RESTORE_ADVICE}"
+            ) from None
         return Head(height, block_hash, state_root, timestamp_ms)
 
     def wait_verified(self, timeout_s: float | None = None) -> bool:
@@ -310,44 +314,46 @@ class ChainStore:
         if self._get(_STATE + STATE_ROOT_KEY) != head.state_root:
             raise StoreError(
                 f"{where}: the state root in the state does not match the head record at "
-                f"height {head.height}; {_RESTORE}"
+                f"height {head.height}; {RESTORE_ADVICE}"
             )
         if self._get(_height_key(_BLOCK, head.height + 1)) is not None:
-            raise StoreError(f"{where}: a block is stored above the head height {head.height}; {_RESTORE}")
+            raise StoreError(
+                f"{where}: a block is stored above the head height {head.height}; {RESTORE_ADVICE}"
+            )
         if head.height == 0:
             if head.hash != self.genesis.hash() or head.state_root != genesis_state_root(self.genesis):
-                raise StoreError(f"{where}: the head at height 0 is not this genesis; {_RESTORE}")
+                raise StoreError(f"{where}: the head at height 0 is not this genesis; {RESTORE_ADVICE}")
             return
         block = self._checked_block(head.height)
         if block.hash() != head.hash:
             raise StoreError(
                 f"{where}: block {head.height} hashes to {block.hash().hex()[:16]}, but the head "
-                f"record says {head.hash.hex()[:16]}; {_RESTORE}"
+                f"record says {head.hash.hex()[:16]}; {RESTORE_ADVICE}"
             )
         if block.header.state_root != head.state_root:
             raise StoreError(
                 f"{where}: state root at head {head.height} does not match block {head.height}'s "
-                f"header; {_RESTORE}"
+                f"header; {RESTORE_ADVICE}"
             )
         if block.header.timestamp_ms != head.timestamp_ms:
-            raise StoreError(f"{where}: head timestamp disagrees with block {head.height}; {_RESTORE}")
+            raise StoreError(f"{where}: head timestamp disagrees with block {head.height}; {RESTORE_ADVICE}")
         if self.height_of_hash(head.hash) != head.height:
-            raise StoreError(f"{where}: the hash index does not list block {head.height}; {_RESTORE}")
+            raise StoreError(f"{where}: the hash index does not list block {head.height}; {RESTORE_ADVICE}")
         if self.certificate(head.height) is None:
-            raise StoreError(f"{where}: block {head.height} has no commit certificate; {_RESTORE}")
+            raise StoreError(f"{where}: block {head.height} has no commit certificate; {RESTORE_ADVICE}")
         if self._get(_height_key(_RESULTS, head.height)) is None:
-            raise StoreError(f"{where}: block {head.height} has no stored tx results; {_RESTORE}")
+            raise StoreError(f"{where}: block {head.height} has no stored tx results; {RESTORE_ADVICE}")
         for raw_tx in block.txs:
             if not self.has_tx(codec.sha256(raw_tx)):
                 raise StoreError(
-                    f"{where}: the tx index lacks a transaction of block {head.height}; {_RESTORE}"
+                    f"{where}: the tx index lacks a transaction of block {head.height}; {RESTORE_ADVICE}"
                 )
         child = block
         for height in range(head.height - 1, max(0, head.height - RECENT_BLOCKS_CHECKED) - 1, -1):
             parent_hash = self.genesis.hash() if height == 0 else self._checked_block(height).hash()
             if child.header.prev_hash != parent_hash:
                 raise StoreError(
-                    f"{where}: block {height + 1} does not link to block {height} by hash; {_RESTORE}"
+                    f"{where}: block {height + 1} does not link to block {height} by hash; {RESTORE_ADVICE}"
                 )
             if height > 0:
                 child = self._checked_block(height)
@@ -355,17 +361,17 @@ class ChainStore:
     def _checked_block(self, height: int) -> Block:
         raw = self.block_bytes(height)
         if raw is None:
-            raise StoreError(f"data directory {self.path}: block {height} is missing; {_RESTORE}")
+            raise StoreError(f"data directory {self.path}: block {height} is missing; {RESTORE_ADVICE}")
         try:
             block = Block.decode(raw)
         except InvalidBlock as e:
             raise StoreError(
-                f"data directory {self.path}: stored block {height} is damaged ({e}); {_RESTORE}"
+                f"data directory {self.path}: stored block {height} is damaged ({e}); {RESTORE_ADVICE}"
             ) from None
         if block.header.height != height:
             raise StoreError(
                 f"data directory {self.path}: block stored at height {height} says it is "
-                f"{block.header.height}; {_RESTORE}"
+                f"{block.header.height}; {RESTORE_ADVICE}"
             )
         return block
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from lendchain.cli import main
 from lendchain.cli.collateral import asset_text
+from lendchain.cli.domain import describe_positions
 from lendchain.cli.governance import describe_params
 from lendchain.cli.loans import loan_text
 from lendchain.cli.reports import books_text, exposure_text, portfolio_text
@@ -29,7 +30,9 @@ from lendchain.node.pointintime import ReplayedViews
 from lendchain.node.store import ChainStore
 from tests.ledger.test_collateral import VAN, pledge, release
 from tests.ledger.test_domain_audit import CertifiedBlocks
-from tests.ledger.test_loan_transfer import open_loan, with_borrower
+from tests.ledger.test_loan_transfer import loan, open_loan, repay, with_borrower
+from tests.ledger.test_restructure_consent import ALICE, BOB, CAROL, funders_world, syndicate
+from tests.ledger.test_share_assignment import sell
 from tests.node.report_chain import FIRST_DAY, SECOND_DAY, report_chain, write_data_dir, write_genesis
 from tests.node.test_point_in_time_node import client_of
 
@@ -153,6 +156,69 @@ def test_positions_of_a_did_with_none_say_so_at_the_height(world):
         f"Error: {chain.members[2].did} had committed to no syndicated loan (indexed from rules 2) at height 9 "
         "(2024-05-20T09:00:03.000Z)"
     )
+
+
+def test_positions_in_a_syndicated_loan_are_printed_as_they_stood_before_and_after_a_share_was_sold(tmp_path):
+    """A rules-6 chain: alice and bob fund 60,000 each of bank1's loan; a repayment; alice sells 20,000 of
+    her share to carol; another repayment (each shared pro rata by what each holds then)."""
+    chain, members, borrower = funders_world(version=6)
+    bank1 = members[0]
+    loan_id = syndicate(chain, borrower, bank1, [(ALICE, 60_000), (BOB, 60_000)])
+    assert repay(chain, bank1, loan_id, 12_000).ok
+    before_sale = chain.height
+    sell(chain, ALICE, CAROL, loan_id, 20_000)
+    assert repay(chain, bank1, loan_id, 12_000).ok
+    data_dir = write_data_dir(tmp_path / "data", chain, CertifiedBlocks(chain, members))
+    source = [
+        "--data-dir",
+        str(data_dir),
+        "--genesis",
+        str(write_genesis(tmp_path / "genesis.toml", chain.genesis)),
+    ]
+
+    def positions(did: str, height: int) -> list[str]:
+        as_json = run("--json", "report", "positions", did, "--height", str(height), *source)
+        printed = run("report", "positions", did, "--height", str(height), *source)
+        assert printed.exit_code == 0, printed.output
+        figures = printed.stdout.split("\n\n", 1)[1].rstrip("\n")
+        assert figures == describe_positions(json.loads(as_json.stdout)["view"])
+        return figures.splitlines()
+
+    alice = positions(ALICE.did, before_sale)
+    assert (
+        alice[0]
+        == "EUR: committed 60000 in 1 loans, received 6000, outstanding share 54864 (0 overdue, 0 defaulted)"
+    )
+    assert alice[-1] == (
+        f"  {loan_id[:16]}…  repaying  committed 60000, received 6000, share 54864 of outstanding, stage 1, "
+        "0 days past due"
+    )
+    assert positions(BOB.did, before_sale)[0] == alice[0]  # the same share, the same figures
+
+    alice = positions(ALICE.did, chain.height)
+    assert (
+        alice[0]
+        == "EUR: committed 40000 in 1 loans, received 10000, outstanding share 32828 (0 overdue, 0 defaulted)"
+    )
+    assert alice[-2:] == [
+        f"  {loan_id[:16]}…  repaying  committed 40000, received 10000, share 32828 of outstanding, stage 1, "
+        "0 days past due",
+        "    bought 0, sold 20000",
+    ]
+    carol = positions(CAROL.did, chain.height)
+    assert (
+        carol[0]
+        == "EUR: committed 20000 in 1 loans, received 2000, outstanding share 16414 (0 overdue, 0 defaulted)"
+    )
+    assert carol[-1] == "    bought 20000, sold 0"
+    bob = positions(BOB.did, chain.height)
+    assert (
+        bob[0]
+        == "EUR: committed 60000 in 1 loans, received 12000, outstanding share 49241 (0 overdue, 0 defaulted)"
+    )
+    assert 32_828 + 16_414 + 49_241 == loan(chain, loan_id)["outstanding_principal"]  # the shares, pro rata
+    before = run("report", "positions", CAROL.did, "--height", str(before_sale), *source)
+    assert before.exit_code == 1 and "had committed to no syndicated loan" in before.stderr
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 The in-process tests (test_report_cli.py, tests/node/test_point_in_time*.py)
 cover the cases; this one confirms the real paths: ``GET /blocks/raw`` served
 by a node process, a backup written by ``lendchain backup``, and a
-``lendchain`` process replaying each to a time between two disbursements.
+``lendchain`` process replaying each to a time between two disbursements;
+then a replay cache filled from the backup, from which the node's report
+at the head resumes.
 """
 
 from __future__ import annotations
@@ -81,3 +83,14 @@ def test_reports_from_a_running_node_and_from_its_backup_hold_each_times_figures
     )
     assert from_backup["view"] == as_of["view"]
     assert from_backup["basis"]["block_hash"] == as_of["basis"]["block_hash"]
+
+    # A replay cache filled from the backup serves the node's report at the head: only the blocks since.
+    cache = ["--cache-dir", str(Path(backup["path"]).parent / "report-cache")]
+    cached = books(
+        "report", "books", "--height", str(first["height"]), "--data-dir", backup["path"], *genesis, *cache
+    )
+    assert cached["basis"]["resumed_from"] is None
+    resumed = books("report", "books", "--height", str(head), *config, *cache)
+    assert resumed["basis"]["resumed_from"]["height"] == first["height"]
+    assert resumed["basis"]["blocks_checked"] == head - first["height"]
+    assert resumed["view"] == at_head["view"]

@@ -117,7 +117,10 @@ def test_a_nodes_blocks_give_the_data_directorys_report(world, store, tmp_path):
     target = Target(as_of_ms=parse_as_of(SECOND_DAY))
     basis, portfolio = node_report(chain, ReplayedViews(store, chain.genesis), target)
     store.close()
-    with replay_to(chain.genesis, DataDirBlocks(data_dir, chain.genesis), target, tmp_path) as pit:
+    with (
+        DataDirBlocks(data_dir, chain.genesis) as source,
+        replay_to(chain.genesis, source, target, tmp_path) as pit,
+    ):
         assert portfolio == pit.views.query("portfolio", chain.members[0].did)
         assert {**basis, "source": None} == {**pit.basis, "source": None}
     assert basis["source"] == f"node at {URL}" and basis["height"] == chain.heights["second_day"]
