@@ -24,6 +24,7 @@ from lendchain.cli.docker import docker
 from lendchain.cli.domain import COMMANDS as DOMAIN_COMMANDS
 from lendchain.cli.domain import credit, fund
 from lendchain.cli.governance import gov
+from lendchain.cli.guarantees import COMMANDS as GUARANTEE_COMMANDS
 from lendchain.cli.join import join
 from lendchain.cli.keys import keys
 from lendchain.cli.loans import loan, party
@@ -70,6 +71,8 @@ loan.add_command(transfer_book)  # in their own module: they page, batch and sum
 loan.add_command(accept_transfers)
 loan.add_command(consent_restructure)  # beside loans.py, which is near its size limit
 loan.add_command(withdraw_consent)
+for command in GUARANTEE_COMMANDS:  # rules 7, in their own module
+    loan.add_command(command)
 # rules 6 (the decline rules 7), in their own module
 for command in (assign, accept_assignment, withdraw_assignment, decline_assignment):
     fund.add_command(command)

@@ -38,6 +38,7 @@ from lendchain.cli._common import (
     user_errors,
 )
 from lendchain.cli.collateral import collateral_lines
+from lendchain.cli.guarantees import guarantee_lines
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -478,6 +479,7 @@ def loan_text(v: dict[str, Any]) -> str:
             lines.append(f"  {key:<15} {v[key]}")
     lines += stage_lines_of_loan(v)
     lines += collateral_lines(v)
+    lines += guarantee_lines(v)
     written_off = v.get("written_off")
     if written_off is not None:
         lines.append(

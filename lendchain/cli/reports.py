@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lendchain.cli.collateral import coverage_lines
+from lendchain.cli.guarantees import guarantor_lines
 from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS, STAGES
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
@@ -71,6 +72,7 @@ def exposure_text(view: dict[str, Any]) -> str:
             f"  {who:<24} {row['currency']}  outstanding {row['outstanding']}  committed {row['committed']}"
             f"  loans {row['loans']}"
         )
+    lines += guarantor_lines(view)  # rules 7
     return "\n".join(lines)
 
 

@@ -101,6 +101,7 @@ from typing import TYPE_CHECKING, Any
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.guarantees import release_guarantees
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.loans import HEX_ID, LOAN_ID_FIELD, MAX_AMOUNT, load_loan, loan_actors, with_history
 from lendchain.ledger.schema import Field, Schema
@@ -260,13 +261,14 @@ def release_all(ctx: TxContext, loan_id: bytes, loan: dict[str, Any], because: s
 
     Called by each transaction that ends a loan's claim (see the module
     docstring); nothing to do, and nothing written, for a loan without
-    collateral, which every loan is before rules 6.
+    collateral, which every loan is before rules 6. From rules 7 the claim's
+    end releases the loan's guarantees as well (``guarantees.release_guarantees``).
     """
-    if ctx.rules < SINCE_RULES or not loan.get("collateral"):
-        return
-    for pledge in loan["collateral"]:
-        loan = _take_off(ctx, loan_id, loan, pledge, because)
-    ctx.put(loan_key(loan_id), loan)
+    if ctx.rules >= SINCE_RULES and loan.get("collateral"):
+        for pledge in loan["collateral"]:
+            loan = _take_off(ctx, loan_id, loan, pledge, because)
+        ctx.put(loan_key(loan_id), loan)
+    release_guarantees(ctx, loan_id, loan, because)
 
 
 def revalue_asset(ctx: TxContext, tx: Transaction) -> None:

@@ -115,6 +115,12 @@ Collateral (rules 6). The borrower's view and the lender's give, under
 collateral pledged on it covers: ``secured``, ``unsecured``,
 ``collateral_value`` and ``secured_loans`` (``collateral_views.add_coverage``).
 
+Guarantees (rules 7, ``guarantee_views``). The borrower's view gives each
+live loan's ``guaranteed`` part and, per currency, ``guaranteed`` (amount and
+loans); ``guarantees`` is the DID's side as a guarantor: its contingent
+exposure per currency and by lender, and each guarantee proposed to it. A
+DID that only guarantees (a member giving a bank guarantee) has a view too.
+
 Read-only and computed on request from state: nothing here is stored.
 """
 
@@ -128,6 +134,7 @@ from lendchain.ledger import pagedlist
 from lendchain.ledger.collateral_views import add_coverage
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funding import pro_rata
+from lendchain.ledger.guarantee_views import add_guaranteed, guarantor_exposure, is_guarantor, loan_guaranteed
 from lendchain.ledger.loans import outstanding_principal
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.servicing import penalty_due
@@ -183,8 +190,9 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         return read_value(reader, key)
 
     loan_ids = list(pagedlist.items(get, borrower_loans_key(did)))
-    if not loan_ids and get(party_key(did)) is None:
+    if not loan_ids and get(party_key(did)) is None and not is_guarantor(get, did):
         return None
+    guaranteed: dict[str, dict[str, int]] = {}
     currencies: dict[str, dict[str, int]] = {}
     written_off: dict[str, dict[str, int]] = {}
     forborne: dict[str, dict[str, int]] = {}
@@ -232,6 +240,8 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
             row[field] += share
             row["loans"] += 1
         loans.append(_loan_row(loan_id, loan, field, amount, penalty, status, staged))
+        loans[-1]["guaranteed"] = loan_guaranteed(get, loan, as_of_ms)  # rules 7 (``guarantee_views``)
+        add_guaranteed(guaranteed, loan, loans[-1]["guaranteed"])
     return {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
@@ -243,6 +253,8 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         "collateral": dict(sorted(coverage.items())),
         "carriers": sorted(carriers.values(), key=lambda row: (row["currency"], row["did"])),
         "loans": loans,
+        "guaranteed": dict(sorted(guaranteed.items())),
+        "guarantees": guarantor_exposure(get, did, as_of_ms),  # as a guarantor (rules 7)
     }
 
 

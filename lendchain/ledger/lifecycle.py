@@ -55,6 +55,14 @@ SHARE_KINDS = ("loan.share_assign", "loan.share_accept", "loan.share_withdraw")
 # ... and from rules 7 the buyer an offer names declines it (share_decline.py)
 SHARE_DECLINE = "loan.share_decline"
 SHARE_DECLINE_SINCE = 7
+# From rules 7 a servicer takes guarantees of a loan, which the guarantor accepts (guarantees.py)
+GUARANTEE, GUARANTEE_ACCEPT, GUARANTEE_WITHDRAW = (
+    "loan.guarantee",
+    "loan.guarantee_accept",
+    "loan.guarantee_withdraw",
+)
+GUARANTEE_RELEASE, GUARANTEE_CALL = "loan.guarantee_release", "loan.guarantee_call"
+GUARANTEES_SINCE = 7
 
 # Actors
 BORROWER = "borrower"
@@ -67,6 +75,8 @@ MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
 # A funder holding a commitment on the loan, not released nor sold whole (assignment.py), whatever its
 # roles now (funder_consent.py)
 COMMITTED_FUNDER = "committed_funder"
+# The party a guarantee names, for the guarantee a transaction names (guarantees.py, rules 7)
+GUARANTOR = "guarantor"
 
 # Internal events
 PAID_OFF = "paid_off"
@@ -95,6 +105,8 @@ ASSIGN_STATES = (FUNDED, DISBURSED, REPAYING, OVERDUE, DEFAULTED, WRITTEN_OFF)
 # states that take them: a written-off loan's collateral is what its recovery realises.
 COLLATERAL_UPKEEP = ("collateral.release", "collateral.revalue")
 COLLATERAL_STATES = (*SERVICER_STATES, WRITTEN_OFF)
+# A guarantee is called once the borrower failed: the loan defaulted or was written off (guarantees.py)
+GUARANTEE_CALL_STATES = (DEFAULTED, WRITTEN_OFF)
 
 # (state, event) -> (next state, the one actor allowed to cause it)
 TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -173,6 +185,14 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     # realises the collateral)
     **{(state, "collateral.pledge"): (state, SERVICER) for state in SERVICER_STATES},
     **{(state, event): (state, SERVICER) for state in COLLATERAL_STATES for event in COLLATERAL_UPKEEP},
+    # From rules 7 (guarantees.py; its kinds do not exist before) the servicer takes a guarantee while
+    # the loan has a servicer, the guarantor accepts it, the servicer withdraws it before, releases it
+    # after (a written-off loan's too: its recovery may still call it) and calls it once the loan failed
+    **{(state, GUARANTEE): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, GUARANTEE_WITHDRAW): (state, SERVICER) for state in SERVICER_STATES},
+    **{(state, GUARANTEE_ACCEPT): (state, GUARANTOR) for state in SERVICER_STATES},
+    **{(state, GUARANTEE_RELEASE): (state, SERVICER) for state in COLLATERAL_STATES},
+    **{(state, GUARANTEE_CALL): (state, SERVICER) for state in GUARANTEE_CALL_STATES},
 }
 # The rows a later rules version added: before it they do not exist (``advance``). The share kinds
 # are rules 6's themselves (the decline rules 7's); their rows on a written-off loan are listed with
@@ -183,6 +203,7 @@ ROWS_SINCE: dict[tuple[str, str], int] = {
         for event in (*TRANSFER_KINDS, "loan.recovery_end", *SHARE_KINDS, *COLLATERAL_UPKEEP)
     },
     (WRITTEN_OFF, SHARE_DECLINE): SHARE_DECLINE_SINCE,
+    **{(WRITTEN_OFF, event): GUARANTEES_SINCE for event in (GUARANTEE_RELEASE, GUARANTEE_CALL)},
 }
 
 _ACTOR_NAMES = {
@@ -196,6 +217,7 @@ _ACTOR_NAMES = {
     FUNDER: "a registered investor or a lender member other than the borrower",
     MEMBER: "a consortium member",
     COMMITTED_FUNDER: "a funder of the loan whose commitment is not released",
+    GUARANTOR: "the guarantor the guarantee names",
 }
 
 
@@ -250,4 +272,7 @@ def _written_off_is_final(rules: int) -> str:
     )
     if rules < SHARE_DECLINE_SINCE:
         return takes
-    return f"{takes}, and {SHARE_DECLINE}, by which the buyer an offer names declines it"
+    return (
+        f"{takes}, {SHARE_DECLINE}, by which the buyer an offer names declines it, and {GUARANTEE_RELEASE} "
+        f"and {GUARANTEE_CALL}, by which its servicer releases or calls a guarantee of it"
+    )

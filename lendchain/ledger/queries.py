@@ -26,6 +26,7 @@ from lendchain.ledger.documents import document_key
 from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
+from lendchain.ledger.guarantee_views import loan_guarantees
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import WRITTEN_OFF
@@ -169,7 +170,9 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     (``stage_as_of_ms``; ``staging.credit_stage``: an undisbursed commitment's from its borrower's
     newest loans, without days past due; None for a loan neither drawn nor committed, or no
     longer outstanding, with the reason why). Its ``collateral``, ``collateral_value`` and
-    loan-to-value ``ltv_bps`` are ``collateral_views.loan_collateral``'s (rules 6).
+    loan-to-value ``ltv_bps`` are ``collateral_views.loan_collateral``'s (rules 6), its
+    ``guarantees`` (each with its status at ``as_of_ms``) and ``guaranteed`` part
+    ``guarantee_views.loan_guarantees``'s (rules 7).
     """
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
@@ -220,6 +223,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     standing = standing_of(reader, loan["borrower"], as_of_ms) if loan["state"] in COMMITTED_STATES else None
     view.update(credit_stage(loan, view["forbearance"], as_of_ms, standing))
     view.update(loan_collateral(reader, loan_id, loan))
+    view.update(loan_guarantees(lambda key: read_value(reader, key), loan, as_of_ms))
     return view
 
 

@@ -100,6 +100,10 @@ Versions:
    furnished it answers (confirmed, corrected or withdrawn); a report whose
    dispute is unanswered ``dispute_response_ms`` after it was opened no longer
    counts in the score (judged at each reader's time, ``dispute_records``).
+   The kinds ``loan.guarantee``, ``loan.guarantee_accept``, ``loan.guarantee_withdraw``,
+   ``loan.guarantee_release`` and ``loan.guarantee_call`` (``guarantees``): the servicer
+   records a guarantee of a loan that binds once the guarantor signs it, calls it once the loan
+   failed, and the ledger releases it when the loan's claim ends (``collateral.release_all``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
     # The events a terminal state takes leave it where it is: a recovery after a write-off (rules 5),
     # and from rules 6 the end of the recovery, the transfers that hand it to another lender and the
     # sale of a funder's share of it (from rules 7 its buyer's decline), and the upkeep of the collateral
-    # that secures it.
+    # that secures it, and from rules 7 the release and call of a guarantee of it.
     assert [row for row in lc.TRANSITIONS if row[0] in terminal] == [
         (lc.WRITTEN_OFF, "loan.recover"),
         *[
@@ -54,12 +54,16 @@ def test_every_state_is_reachable_and_terminal_states_have_no_way_out():
         (lc.WRITTEN_OFF, "loan.share_decline"),
         (lc.WRITTEN_OFF, "collateral.release"),
         (lc.WRITTEN_OFF, "collateral.revalue"),
+        (lc.WRITTEN_OFF, "loan.guarantee_release"),
+        (lc.WRITTEN_OFF, "loan.guarantee_call"),
     ]
     assert set(lc.ROWS_SINCE) == {row for row in lc.TRANSITIONS if row[0] in terminal} - {
         (lc.WRITTEN_OFF, "loan.recover")
     }
     assert {row: since for row, since in lc.ROWS_SINCE.items() if since != 6} == {
-        (lc.WRITTEN_OFF, "loan.share_decline"): 7
+        (lc.WRITTEN_OFF, "loan.share_decline"): 7,
+        (lc.WRITTEN_OFF, "loan.guarantee_release"): 7,
+        (lc.WRITTEN_OFF, "loan.guarantee_call"): 7,
     }
 
 

@@ -63,6 +63,8 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         "collateral": {},
         "carriers": [],
         "loans": [],
+        "guaranteed": {},
+        "guarantees": {"currencies": {}, "by_lender": [], "guarantees": []},
     }
     assert exposure(chain, seeded_key(9).did) is None  # nobody: 404 at the API
 

@@ -114,9 +114,9 @@ def test_an_offer_on_a_written_off_loan_is_declined_as_any(world):
     # Under rules 7 the sentence naming what a written-off loan still takes names the decline too.
     refused = repay(chain, members[0], loan_id, 1_000)
     assert refused.code == "invalid_state"
-    assert refused.message.endswith(
-        "by which a funder sells its share of the recoveries, and loan.share_decline, by which the buyer an "
-        "offer names declines it"
+    assert (
+        "by which a funder sells its share of the recoveries, loan.share_decline, by which the buyer an "
+        "offer names declines it, and loan.guarantee_release" in refused.message
     )
 
 

@@ -58,6 +58,8 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
         "collateral": {},
         "carriers": [],
         "loans": [],
+        "guaranteed": {},
+        "guarantees": {"currencies": {}, "by_lender": [], "guarantees": []},
     }
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"

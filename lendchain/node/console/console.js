@@ -505,7 +505,9 @@ function signerOf(entry) {
 
 const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "tx_sender", "signer"];
 // A collateral entry's value and previous value are amounts too (rules 6: collateral.py)
-const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price", "value", "previous"];
+// ... and so is what a guarantee's release says was called on it (rules 7: guarantees.py)
+const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price", "value", "previous",
+  "called"];
 
 function timelineItem(entry, currency) {
   const details = Object.entries(entry)
@@ -709,6 +711,33 @@ function collateralPanel(loan) {
     table(["asset", "kind", "rank", "value", "pledged at", "liens ahead"], rows));
 }
 
+// The guarantees of a loan (guarantees.py, rules 7): each with its guarantor, status at the head block's
+// time, cap, what was called and what the guarantor may still be called for; an older node sends none.
+function guaranteesPanel(loan) {
+  const rows = (loan.guarantees || []).map((g) => ({ dataset: { guarantee: g.guarantee_id },
+    cells: [partyLink(g.guarantor), g.kind, g.status, money(g.amount, g.currency), money(g.called, g.currency),
+      money(g.contingent, g.currency), g.expires_ms ? time(g.expires_ms) : "—"] }));
+  if (!rows.length) return "";
+  return h("div", { class: "panel", id: "loan-guarantees" }, h("h3", {}, "Guarantees"),
+    h("p", { id: "loan-guaranteed" }, `${money(loan.guaranteed, loan.currency)} of the principal at risk guaranteed`),
+    table(["guarantor", "kind", "status", "cap", "called", "contingent", "expires"], rows));
+}
+
+// What a DID stands behind as a guarantor, at every lender (guarantee_views, rules 7); an older node: nothing.
+function guarantorPanel(exposure) {
+  const mine = exposure && exposure.guarantees;
+  if (!mine || !mine.guarantees.length) return "";
+  const lenders = mine.by_lender.map((row) => ({ dataset: { lender: row.did },
+    cells: [row.name || partyLink(row.did), row.currency, money(row.contingent, row.currency),
+      money(row.called, row.currency), String(row.active), String(row.proposed)] }));
+  const rows = mine.guarantees.map((g) => ({ dataset: { guarantee: g.guarantee_id },
+    cells: [loanLink(g.loan_id), g.loan_state, g.status, money(g.amount, g.currency), money(g.called, g.currency),
+      money(g.contingent, g.currency)] }));
+  return h("div", { class: "panel", id: "guarantor" }, h("h3", {}, "Contingent exposure as guarantor"),
+    table(["lender", "currency", "contingent", "called", "active", "proposed"], lenders),
+    table(["loan", "loan state", "status", "cap", "called", "contingent"], rows));
+}
+
 async function renderAsset(asset) {
   const view = await api("/collateral/" + asset);
   const rows = view.liens.map((l) => ({ dataset: { rank: String(l.rank) },
@@ -801,6 +830,7 @@ async function renderLoan(id) {
       ]))),
     fundersPanel(loan),
     collateralPanel(loan),
+    guaranteesPanel(loan),
     h("div", { class: "panel" }, h("h3", {}, "Schedule"), loan.schedule
       ? table(["#", "due", "payment", "principal", "interest", "outstanding after", "status"], scheduleRows(loan))
       : h("p", { class: "muted" }, "no schedule until an offer is accepted")),
@@ -906,6 +936,7 @@ function portfolioPanel(book) {
 
 async function renderParty(did) {
   const party = await api("/parties/" + encodeURIComponent(did));
+  // A party's exposure carries what it guarantees too (rules 7); a member's bank guarantees are in the API's
   const exposure = party.kind === "party"
     ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
   const book = party.kind === "member"
@@ -928,6 +959,7 @@ async function renderParty(did) {
       history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`] : null,
     ])),
     exposurePanel(exposure),
+    guarantorPanel(exposure),
     portfolioPanel(book),
     positionsPanel(positions),
     scorePanel(party),
