@@ -40,7 +40,8 @@ before acceptance has no servicer to propose a guarantee, so an offered or
 cancelled loan holds none. The guarantor accepts (the ``GUARANTOR`` actor is
 the guarantor of the guarantee the transaction names). A call needs the
 loan defaulted or written off. A ``loan.transfer`` hands the guarantees on
-with the servicing, untouched.
+with the servicing, untouched; it is refused to a member that guarantees
+the loan (``transfers``), which would then have to call its own guarantee.
 
 Refused: a guarantor that is the borrower or the servicer itself
 (``bad_payload``), that is neither a registered party nor a member, or a
@@ -84,6 +85,7 @@ Nothing here changes a chain that never proposes a guarantee.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
@@ -191,6 +193,18 @@ def _check_guarantor(ctx: TxContext, tx: Transaction, loan: dict[str, Any]) -> s
     return guarantor
 
 
+def live_guarantee_by(
+    get: Callable[[bytes], Any], loan: dict[str, Any], did: str
+) -> tuple[bytes, dict[str, Any]] | None:
+    """The loan's proposed or accepted guarantee by ``did`` (its id and record), if it has one: at
+    most one, as a second is refused."""
+    for guarantee_id in loan.get("guarantees", []):
+        guarantee = get(guarantee_key(guarantee_id))
+        if guarantee["guarantor"] == did and guarantee["state"] in LIVE:
+            return guarantee_id, guarantee
+    return None
+
+
 def propose_guarantee(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
@@ -209,14 +223,14 @@ def propose_guarantee(ctx: TxContext, tx: Transaction) -> None:
             f"{tx.kind} field 'expires_ms' is {expires}, not after this block's time {ctx.timestamp_ms}",
         )
     ids = loan.get("guarantees", [])
-    for other_id in ids:
-        other = ctx.get(guarantee_key(other_id))
-        if other["guarantor"] == guarantor and other["state"] in LIVE:
-            raise TxRejected(
-                "duplicate",
-                f"{here}: {guarantor} guarantees the loan already ({other['state']} guarantee "
-                f"{other_id.hex()[:16]}); withdraw or release it first",
-            )
+    live = live_guarantee_by(ctx.get, loan, guarantor)
+    if live is not None:
+        other_id, other = live
+        raise TxRejected(
+            "duplicate",
+            f"{here}: {guarantor} guarantees the loan already ({other['state']} guarantee "
+            f"{other_id.hex()[:16]}); withdraw or release it first",
+        )
     if len(ids) >= MAX_PER_LOAN:
         raise TxRejected(
             "invalid_state", f"{here}: the loan has had {len(ids)} guarantees, the most a loan may have"

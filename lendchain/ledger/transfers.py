@@ -91,6 +91,7 @@ from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.guarantees import live_guarantee_by
 from lendchain.ledger.identity import DID_PATTERN
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.loans import LOAN_ID_FIELD, append_index, load_loan, loan_actors, with_history
@@ -177,6 +178,22 @@ def _where(tx: Transaction, loan_id: bytes) -> str:
     return f"{tx.kind} on loan {loan_id.hex()[:16]}"
 
 
+def _refuse_a_guarantor(
+    ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any], to: str
+) -> None:
+    """From rules 7 a loan is not handed to a member that guarantees it: a servicer cannot call a
+    guarantee on itself (``guarantees``), so the guarantee must end first."""
+    live = live_guarantee_by(ctx.get, loan, to)
+    if live is not None:
+        guarantee_id, guarantee = live
+        raise TxRejected(
+            "invalid_state",
+            f"{_where(tx, loan_id)}: {to} guarantees the loan ({guarantee['state']} guarantee "
+            f"{guarantee_id.hex()[:16]}), and a lender cannot guarantee a loan it services: the servicer "
+            "withdraws or releases that guarantee first",
+        )
+
+
 def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx)
     lc.advance(loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules)
@@ -200,6 +217,8 @@ def offer_transfer(ctx: TxContext, tx: Transaction) -> None:
     unfit = _unfit_lender(ctx, to)
     if unfit is not None:
         raise TxRejected("bad_payload", f"loan.transfer field 'to' {unfit}: only a lender can service a loan")
+    if ctx.rules >= lc.GUARANTEES_SINCE:
+        _refuse_a_guarantor(ctx, tx, loan_id, loan, to)
     targets = loan.get("transfer_targets", [])
     if to not in targets and to != ctx.get(offer_key(loan["offer_id"]))["lender"]:
         append_index(ctx, lender_loans_key(to), loan_id)  # once per member: see the module docstring

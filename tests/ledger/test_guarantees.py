@@ -240,6 +240,26 @@ def test_the_guarantees_follow_the_servicing_to_a_new_lender(world):
     assert act(chain, bank2, "release", loan_id, guarantee_id).ok
 
 
+def test_a_loan_is_not_handed_to_a_member_that_guarantees_it_until_that_guarantee_ends(world):
+    chain, members, borrower, loan_id = world
+    bank1, bank2 = members[0], members[1]
+    bank = guaranteed_by(chain, bank1, loan_id, bank2, amount=20_000, kind="bank")
+    refused = transfer(chain, bank1, loan_id, bank2)
+    assert (refused.code, refused.message) == (
+        "invalid_state",
+        f"loan.transfer on loan {loan_id[:16]}: {bank2.did} guarantees the loan (active guarantee "
+        f"{bank[:16]}), and a lender cannot guarantee a loan it services: the servicer withdraws or "
+        "releases that guarantee first",
+    )
+    assert act(chain, bank1, "release", loan_id, bank).ok
+    assert transfer(chain, bank1, loan_id, bank2).ok and accept(chain, bank2, loan_id).ok
+
+
+def test_under_rules_6_a_transfer_checks_no_guarantees():
+    chain, members, borrower, loan_id = guarantee_world(version=6)
+    assert transfer(chain, members[0], loan_id, members[1]).ok
+
+
 # The ledger's releases at the claim's end -------------------------------------------------------------
 
 
