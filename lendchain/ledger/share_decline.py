@@ -24,7 +24,8 @@ until it withdraws. From rules version ``SINCE_RULES``:
 What is recorded. The offer leaves the loan's ``funding.share_offers`` (the
 seller may offer again at once), and ``funding.share_declines`` gains
 ``{from, to, amount, height, offered_height, price?, note?}`` (``height``:
-the declining block), in order; the loan view shows them under ``funding``
+the declining block), in order, the newest ``KEPT_DECLINES`` of them (the
+loan's history keeps every decline); the loan view shows them under ``funding``
 and the seller's positions (``positions``) give each position's
 ``offers_declined``. Nothing else moves. A history entry ``loan.share_decline``
 (``from``, ``to``, ``amount``, ``note``) records the offer's end as the
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 
 SINCE_RULES = lc.SHARE_DECLINE_SINCE
 DECLINE = lc.SHARE_DECLINE
+# The newest declines the loan record keeps (the history keeps every one): a seller and a buyer in
+# league could otherwise grow the record every servicing transaction reads by an offer and a decline.
+KEPT_DECLINES = 16
 
 
 def declined_offers(loan: dict[str, Any], did: str) -> list[dict[str, Any]]:
@@ -140,7 +144,7 @@ def decline_offer(ctx: TxContext, tx: Transaction) -> None:
     funding = {
         **funding,
         "share_offers": [o for o in funding["share_offers"] if o["from"] != seller],
-        "share_declines": [*funding.get("share_declines", []), record],
+        "share_declines": [*funding.get("share_declines", []), record][-KEPT_DECLINES:],
     }
     loan = {**loan, "funding": funding}
     fields = {"from": seller, "to": tx.sender, "amount": amount, **note}

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from lendchain.ledger.audit import export_loan, verify_export
+from lendchain.ledger.share_decline import KEPT_DECLINES
 from lendchain.ledger.writeoff import MAX_NOTE
 from tests.ledger.test_domain_audit import CertifiedBlocks
 from tests.ledger.test_loan_transfer import loan, repay
@@ -71,6 +72,17 @@ def test_the_buyer_declines_an_offer_which_ends_and_the_seller_sees_why(world):
     assert offer(chain, ALICE, loan_id, CAROL, 12_000).ok
     assert take(chain, CAROL, loan_id).ok
     assert position(chain, ALICE.did, loan_id)["offers_declined"] == [record]  # kept: what happened
+
+
+def test_the_loan_keeps_its_newest_declines_and_its_history_every_one(world):
+    chain, members, borrower, loan_id = world
+    for n in range(KEPT_DECLINES + 2):
+        assert offer(chain, ALICE, loan_id, CAROL, 1_200 + n).ok
+        assert decline(chain, CAROL, loan_id, note=f"no {n}").ok
+    kept = loan(chain, loan_id)["funding"]["share_declines"]
+    assert [record["amount"] for record in kept] == [1_200 + n for n in range(2, KEPT_DECLINES + 2)]
+    declines = [entry for entry in history(chain, loan_id) if entry["event"] == DECLINE]
+    assert [entry["note"] for entry in declines] == [f"no {n}" for n in range(KEPT_DECLINES + 2)]
 
 
 def test_a_decline_without_a_note_records_none(world):
