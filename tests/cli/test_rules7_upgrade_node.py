@@ -26,6 +26,7 @@ from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, RULES_VERSION
 from lendchain.node.cluster import Cluster
+from lendchain.node.demo import run_demo
 from tests.cli.test_transfer_book_node import send_all
 from tests.node.helpers import lendchain_cli, push_blocks, start_testnet
 
@@ -105,6 +106,9 @@ def test_a_rules_6_network_upgrades_to_7_and_takes_its_kinds_through_the_cli(tmp
     net, cluster = start_testnet(tmp_path, rules_version=6)
     try:
         cluster.wait_healthy(timeout_s=90)
+        # The devnet's demo loan flows on rules 6 too, without the guarantee it shows from rules 7.
+        demo = run_demo(cluster, net)["text"]
+        assert "loan.repay" in demo and "(no guarantee: this chain runs rules older than 7)" in demo, demo
         bank1 = read_key_file(net / "keys" / "bank1.key")
         parties = {name: SigningKey.generate() for name in ("borrower", "seller", "buyer", "guarantor")}
         key_files = {name: str(write_key_file(tmp_path / f"{name}.key", k)) for name, k in parties.items()}
