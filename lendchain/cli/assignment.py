@@ -47,7 +47,8 @@ def assign(ctx: click.Context, loan_id: str, amount: int, to: str, price: int | 
 
     AMOUNT is in units of the commitment, the weight of every pro-rata split:
     your whole commitment, or a part of at least 1 % of the loan that leaves
-    you at least as much. The buyer takes it with `fund accept-assignment`;
+    you at least as much (from rules 7, at least the chain parameter
+    min_share_part_bps of the loan; see `gov params`). The buyer takes it with `fund accept-assignment`;
     until then you may take it back with `fund withdraw-assignment`. One offer
     per loan is pending at a time. Possible once the loan is funded, until it
     is closed; on a written-off loan, what is sold is the share of the

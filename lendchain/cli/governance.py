@@ -62,6 +62,7 @@ def gov() -> None:
     "action",
     # Every action the ledger takes but the rotation, which needs the new key's proof (below).
     type=click.Choice([action for action in GOVERNANCE_ACTIONS if action != ROTATE_KEY]),
+    metavar="ACTION",  # the choices, listed in the usage line, would bury KEY and VALUE; errors list them
 )
 @click.argument("key")
 @click.argument("value")

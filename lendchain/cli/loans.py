@@ -49,7 +49,8 @@ from lendchain.cli.reports import (
     stage_lines_of_loan,
 )
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
-from lendchain.ledger.loans import MAX_RATE_BPS
+from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.loans import MAX_FUNDING_WINDOW_MS, MAX_RATE_BPS
 from lendchain.ledger.recovery_end import SINCE_RULES as RECOVERY_END_SINCE
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
 from lendchain.ledger.restructuring import SINCE_RULES as RESTRUCTURE_SINCE
@@ -100,7 +101,8 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
 @click.pass_context
 @user_errors
 def party_exposure(ctx: click.Context, did: str, **kw: Any) -> None:
-    """What DID owes across every lender: outstanding and committed principal, by currency and lender."""
+    """What DID owes across every lender: outstanding and committed principal, by currency and lender;
+    from rules 7 also the part guarantees cover and, for a guarantor, its contingent exposure."""
     with client_from(kw) as client:
         emit(ctx, client.get(f"/exposure/{did}"), exposure_text)
 
@@ -162,12 +164,41 @@ def loan_apply(
 @loan.command("offer")
 @click.argument("loan_id")
 @click.option("--rate-bps", required=True, type=click.IntRange(0), help="Annual rate in basis points.")
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULE_KINDS),
+    default=None,
+    help="How the principal is repaid (the chain's default: annuity).",
+)
+@click.option(
+    "--funding-window-ms",
+    type=click.IntRange(1, MAX_FUNDING_WINDOW_MS),
+    default=None,
+    help="Make it a syndicated offer: once accepted, funders commit (`fund commit`) within this window.",
+)
 @signer_options
 @click.pass_context
 @user_errors
-def loan_offer(ctx: click.Context, loan_id: str, rate_bps: int, **kw: Any) -> None:
-    """Offer LOAN_ID an annuity at --rate-bps, signed by a lender member; prints the offer id."""
-    _sent_id(ctx, kw, "loan.offer", {"loan_id": loan_id, "rate_bps": rate_bps}, "offer id")
+def loan_offer(
+    ctx: click.Context,
+    loan_id: str,
+    rate_bps: int,
+    schedule: str | None,
+    funding_window_ms: int | None,
+    **kw: Any,
+) -> None:
+    """Offer LOAN_ID a loan at --rate-bps, signed by a lender member; prints the offer id.
+
+    Without --funding-window-ms the lender funds the whole loan itself; with
+    it, the accepted loan is funding until investors and lenders have
+    committed its amount, or the window ends (`fund expire`).
+    """
+    payload: dict[str, Any] = {"loan_id": loan_id, "rate_bps": rate_bps}
+    if schedule is not None:
+        payload["schedule"] = schedule
+    if funding_window_ms is not None:
+        payload["funding_window_ms"] = funding_window_ms
+    _sent_id(ctx, kw, "loan.offer", payload, "offer id")
 
 
 @loan.command("accept")

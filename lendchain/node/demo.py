@@ -5,8 +5,11 @@ the ``kyc`` role (the first one in the genesis, as the bank that onboarded the
 customer) attests its KYC, which ``loan.apply`` requires; the borrower applies
 through bank1; bank2, as lender, offers through bank2's API; the borrower
 accepts through bank3; bank2 disburses and records two repayments through
-bank4. Each step waits for its commit, and at the end every node must report
-the same head.
+bank4. On a chain that runs rules 7 a guarantor (another fresh did:key)
+registers, bank2 proposes that it guarantees half the loan and the guarantor
+signs it, and the demo prints the guarantor's contingent exposure as any member
+sees it; a reused network on older rules skips that and says so. Each step
+waits for its commit, and at the end every node must report the same head.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from typing import Any
 
 from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
+from lendchain.ledger.guarantees import SINCE_RULES as GUARANTEE_SINCE
 from lendchain.node.cluster import Cluster, ClusterError
 
 KYC_VALID_MS = 365 * 86_400_000
+GUARANTEED = 600_000  # half the demo loan
 
 
-def _borrower_key(directory: Path) -> SigningKey:
-    path = directory / "keys" / "demo-borrower.key"
+def _fresh_key(directory: Path, name: str) -> SigningKey:
+    path = directory / "keys" / f"{name}.key"
     if path.exists():
-        path.unlink()  # a fresh borrower each run: registration is once per DID
+        path.unlink()  # a fresh party each run: registration is once per DID
     key = SigningKey.generate()
     write_key_file(path, key)
     return key
@@ -41,6 +46,15 @@ def _kyc_member(cluster: Cluster) -> str:
     raise ClusterError("the demo needs a member with the kyc role in the genesis; none of the nodes has it")
 
 
+def _guarantor_line(exposure: dict[str, Any]) -> str:
+    """What the demo guarantor stands behind, from ``GET /exposure/{did}``."""
+    totals = exposure["guarantees"]["currencies"]
+    amounts = ", ".join(
+        f"{currency} {t['contingent']} on {t['active']} guarantee(s)" for currency, t in totals.items()
+    )
+    return f"the guarantor's contingent exposure, as every member sees it: {amounts}"
+
+
 def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
     names = cluster.names
     node = [names[i % len(names)] for i in range(4)]
@@ -48,13 +62,13 @@ def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
     clients = {name: NodeClient(cluster[name].url) for name in {*node, kyc_name}}
     lender_name = node[1]
     lender = read_key_file(cluster[lender_name].config.key_file)
-    borrower = _borrower_key(directory)
+    borrower = _fresh_key(directory, "demo-borrower")
     kyc_member = read_key_file(cluster[kyc_name].config.key_file)
     lines = [f"demo loan: borrower {borrower.did[:24]}…, lender {lender_name}"]
 
     def step(via: str, key: SigningKey, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         status = clients[via].send(key, kind, payload)
-        lines.append(f"  {kind:<15} via {via:<6} -> block {status['height']:<4} tx {status['id'][:16]}")
+        lines.append(f"  {kind:<21} via {via:<6} -> block {status['height']:<4} tx {status['id'][:16]}")
         return status
 
     try:
@@ -79,6 +93,28 @@ def run_demo(cluster: Cluster, directory: Path) -> dict[str, Any]:
         instalment = loan["schedule"][0]["payment"] if loan.get("schedule") else 100_000
         for _ in range(2):
             step(node[3], lender, "loan.repay", {"loan_id": loan_id, "amount": instalment})
+        if clients[node[0]].get("/status")["rules"]["version"] >= GUARANTEE_SINCE:
+            guarantor = _fresh_key(directory, "demo-guarantor")
+            step(node[1], guarantor, "party.register", {"role": "borrower"})
+            guarantee = {
+                "loan_id": loan_id,
+                "guarantor": guarantor.did,
+                "amount": GUARANTEED,
+                "kind": "personal",
+                "evidence_hash": hashlib.sha256(
+                    b"demo guarantee deed of " + guarantor.did.encode()
+                ).hexdigest(),
+            }
+            guarantee_id = step(node[2], lender, "loan.guarantee", guarantee)["id"]
+            step(
+                node[3],
+                guarantor,
+                "loan.guarantee_accept",
+                {"loan_id": loan_id, "guarantee_id": guarantee_id},
+            )
+            lines.append(_guarantor_line(clients[node[0]].get(f"/exposure/{guarantor.did}")))
+        else:
+            lines.append(f"(no guarantee: this chain runs rules older than {GUARANTEE_SINCE})")
         head = cluster.wait_agree(timeout_s=30)
         loan = clients[node[0]].get(f"/loans/{loan_id}")
         lines.append(

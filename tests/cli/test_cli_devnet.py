@@ -26,6 +26,11 @@ def test_devnet_runs_a_demo_loan_and_its_chain_verifies_offline(tmp_path):
     assert f"EUR outstanding {1_200_000 - repaid} on 1 loan(s) (carried by bank2 {1_200_000 - repaid})" in (
         result.stdout
     )
+    # The newest rules: the demo loan gets a guarantee (rules 7) its guarantor signs.
+    assert "loan.guarantee_accept" in result.stdout
+    assert "the guarantor's contingent exposure, as every member sees it: EUR 600000 on 1 guarantee(s)" in (
+        result.stdout
+    )
     assert "all 4 nodes agree" in result.stdout
     assert "stopped all nodes" in result.stdout and "exit codes" not in result.stdout
 
@@ -37,13 +42,13 @@ def test_devnet_runs_a_demo_loan_and_its_chain_verifies_offline(tmp_path):
             timeout=60,
         )
         assert verify.returncode == 0, verify.stderr
-        assert "replayed and certified up to height 8" in verify.stdout
+        assert "replayed and certified up to height 11" in verify.stdout
 
     # A second run reuses the same network and continues its chain.
     again = subprocess.run(args, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reusing the network" in again.stdout
-    assert "agree at height 16" in again.stdout
+    assert "agree at height 22" in again.stdout
 
 
 def test_verify_chain_refuses_a_directory_without_a_chain(tmp_path):
