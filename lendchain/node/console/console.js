@@ -664,14 +664,16 @@ function positionStage(p) {
 
 // A funder's positions in syndicated loans (positions.py), an investor's or a lender member's own: what it
 // holds of each loan, what it received, its share of the principal and its stage, and from rules 6 what it
-// bought and sold and the shares offered to it; from rules 7 its offers the buyers declined.
+// bought and sold and the shares offered to it; from rules 7 its offers the buyers declined and its part of
+// what the loan's guarantees cover.
 function positionsPanel(view) {
   if (!view) return "";
   const rows = view.positions.map((p) => ({ dataset: { position: p.loan_id },
     cells: [loanLink(p.loan_id), p.state, money(p.commitment, p.currency),
       pill(p.status, p.status === "committed" ? "ok" : "info"), money(p.received, p.currency),
       p.share_of ? `${money(p.share, p.currency)} ${p.share_of.replace("_", " ")}` : "—",
-      positionStage(p), money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
+      positionStage(p), p.guaranteed ? money(p.guaranteed, p.currency) : "—",
+      money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
   const offered = (view.share_offers_to || []).map((o) => ({ dataset: { offeredFrom: o.from },
     cells: [loanLink(o.loan_id), partyLink(o.from), money(o.amount, o.currency), priceText(o, o.currency),
       blockLink(o.height)] }));
@@ -680,8 +682,8 @@ function positionsPanel(view) {
     cells: [loanLink(p.loan_id), partyLink(d.to), money(d.amount, p.currency), priceText(d, p.currency),
       blockLink(d.offered_height), blockLink(d.height), d.note || "—"] })));
   return h("div", { class: "panel", id: "positions" }, h("h3", {}, "Positions in syndicated loans"),
-    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage", "bought",
-      "sold"], rows) : h("p", { class: "muted" }, "no share held"),
+    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage",
+      "guaranteed", "bought", "sold"], rows) : h("p", { class: "muted" }, "no share held"),
     offered.length ? [h("h3", {}, "Shares offered to it"), table(["loan", "from", "share", "price", "offered at"],
       offered)] : "",
     declined.length ? [h("h3", {}, "Its offers declined"), table(["loan", "declined by", "share", "price",
