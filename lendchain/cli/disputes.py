@@ -170,18 +170,59 @@ def _open_dispute(view: dict[str, Any], furnisher: str) -> int:
 
 
 @click.command("disputes")
-@click.argument("did")
+@click.argument("did", required=False)
+@click.option(
+    "--members",
+    "all_members",
+    is_flag=True,
+    help="Every member's record, one line each, instead of one DID's.",
+)
 @client_options
 @click.pass_context
 @user_errors
-def credit_disputes(ctx: click.Context, did: str, **kw: Any) -> None:
+def credit_disputes(ctx: click.Context, did: str | None, all_members: bool, **kw: Any) -> None:
     """List a party's disputes of its credit reports, or those of a member's reports.
 
     For a member, how many it answered on time and late, and how many are
     overdue now (judged at the head block's time), as a supervisor reads them.
+    With --members, that record for every member of the consortium.
     """
+    if (did is None) == (not all_members):
+        raise click.UsageError("give a DID, or --members for every member's record (not both)")
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/disputes/{did}"), describe_disputes)
+        if all_members:
+            emit(ctx, member_records(client), describe_member_records)
+        else:
+            emit(ctx, client.get(f"/disputes/{did}"), describe_disputes)
+
+
+RECORD = ("count", "open", "overdue", "answered_on_time", "answered_late")  # a member's counts
+
+
+def member_records(client: Any) -> dict[str, Any]:
+    """``GET /disputes/{did}``'s counts for every member ``GET /members/*`` lists, removed ones too
+    (a supervisor still reads what they answered), in the consortium's order."""
+    records = []
+    for member in client.get("/members/*")["members"]:
+        view = client.get(f"/disputes/{member['did']}")
+        removed = {"removed_height": member["removed_height"]} if "removed_height" in member else {}
+        records.append(
+            {"name": member["name"], "did": member["did"], **removed, **{k: view[k] for k in RECORD}}
+        )
+    return {"members": records}
+
+
+def describe_member_records(value: dict[str, Any]) -> str:
+    """One line per member: the disputes of the reports it furnished and where they stand."""
+    width = max((len(m["name"]) for m in value["members"]), default=0)
+    lines = [f"disputes of the credit reports each member furnished ({len(value['members'])} members)"]
+    for m in value["members"]:
+        removed = f" (removed at height {m['removed_height']})" if "removed_height" in m else ""
+        lines.append(
+            f"  {m['name']:<{width}}  {m['count']} dispute{'' if m['count'] == 1 else 's'}: {m['open']} open, {m['overdue']} overdue, "
+            f"{m['answered_on_time']} answered on time, {m['answered_late']} late{removed}"
+        )
+    return "\n".join(lines)
 
 
 def describe_disputes(view: dict[str, Any]) -> str:

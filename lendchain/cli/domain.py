@@ -323,6 +323,10 @@ def describe_positions(view: dict[str, Any]) -> str:
     ]
     lines += share_stage_lines(view)  # its shares by IFRS 9 stage and days past due (``staging``)
     lines += share_coverage_lines(view)  # rules 6: its shares of what collateral covers
+    lines += [  # rules 7: its shares of what the loans' guarantees cover (an older node sends none)
+        f"{currency}: guaranteed share {t['guaranteed']} in {t['guaranteed_loans']} loans"
+        for currency, t in view.get("guaranteed", {}).items()
+    ]
     for p in view["positions"]:
         share = f", share {p['share']} of {p['share_of']}" if p["share_of"] else ""
         share += f", recovered {p['recovered']}" if p.get("recovered") else ""
@@ -330,6 +334,7 @@ def describe_positions(view: dict[str, Any]) -> str:
         # sold whole (rules 6): it carries none of the loan's risk, so no stage (an older node sends one)
         share += ", sold whole: no stage" if p["status"] == "assigned" else position_stage_text(p)
         share += f", secured {p['secured']}" if p.get("secured") else ""
+        share += f", guaranteed {p['guaranteed']}" if p.get("guaranteed") else ""
         lines.append(
             f"  {p['loan_id'][:16]}…  {p['state']}  {p['status']} {p['commitment']}, received {p['received']}{share}"
         )

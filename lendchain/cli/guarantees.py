@@ -235,3 +235,18 @@ def guarantor_lines(view: dict[str, Any]) -> list[str]:
             f"{row['currency']}"
         )
     return lines
+
+
+def guarantor_report(exposure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``report guarantees`` shows of an exposure view: the DID's guarantees and its contingent
+    exposure (``guarantee_views.guarantor_exposure``); None when no guarantee was proposed to it."""
+    if exposure is None or not exposure["guarantees"]["guarantees"]:
+        return None
+    return {"did": exposure["did"], **exposure["guarantees"]}
+
+
+def guarantor_text(view: dict[str, Any]) -> str:
+    """``report guarantees``: the DID, then what ``party exposure`` prints of it as a guarantor."""
+    count = len(view["guarantees"])
+    head = f"{view['did']}: {count} guarantee{'' if count == 1 else 's'} proposed to it"
+    return "\n".join([head, *guarantor_lines({"guarantees": view})])

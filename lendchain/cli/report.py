@@ -1,9 +1,10 @@
 """``lendchain report``: point-in-time reports a supervisor can check without trusting a node.
 
 ``report books``, ``exposure DID``, ``portfolio DID``, ``positions DID``,
-``loan LOAN_ID``, ``params`` and ``collateral ASSET`` print what ``loan
-books``, ``party exposure``, ``loan portfolio``, ``fund positions``, ``loan
-show``, ``gov params`` and ``collateral show`` print, as the chain held it
+``loan LOAN_ID``, ``params``, ``collateral ASSET``, ``guarantees DID`` and
+``disputes DID`` print what ``loan books``, ``party exposure``, ``loan
+portfolio``, ``fund positions``, ``loan show``, ``gov params``, ``collateral
+show``, ``party exposure`` (its guarantor part) and ``credit disputes`` print, as the chain held it
 at ``--height H`` or at ``--as-of DATE|TIME`` (the last block at or before it;
 a date is the end of that day UTC), or at the source's newest block. The
 blocks come from ``--data-dir`` (a stopped node's, or a backup) or from a
@@ -187,6 +188,37 @@ def report_collateral(ctx: click.Context, asset: str, **kw: Any) -> None:
 
     missing = f"no lien was recorded on asset {asset}"
     _report(ctx, kw, "collateral", lambda views: views.query("collateral", asset), asset_text, missing)
+
+
+@report.command("guarantees")
+@click.argument("did")
+@report_options
+@click.pass_context
+@user_errors
+def report_guarantees(ctx: click.Context, did: str, **kw: Any) -> None:
+    """DID's contingent exposure as a guarantor at a past block: per currency and by lender, and each
+    guarantee proposed to it, as `party exposure` prints them (rules 7)."""
+    from lendchain.cli.guarantees import guarantor_report, guarantor_text
+
+    def guarantees(views: Any) -> dict[str, Any] | None:
+        return guarantor_report(views.query("exposure", did))
+
+    missing = f"no guarantee had been proposed to {did}"
+    _report(ctx, kw, "guarantees", guarantees, guarantor_text, missing)
+
+
+@report.command("disputes")
+@click.argument("did")
+@report_options
+@click.pass_context
+@user_errors
+def report_disputes(ctx: click.Context, did: str, **kw: Any) -> None:
+    """A party's disputes of its credit reports at a past block, or a member's record of answering the
+    disputes of its reports (on time, late, overdue then), as `credit disputes` prints them (rules 7)."""
+    from lendchain.cli.disputes import describe_disputes
+
+    missing = f"{did} was no registered party and no member"
+    _report(ctx, kw, "disputes", lambda views: views.query("disputes", did), describe_disputes, missing)
 
 
 def _report(

@@ -25,6 +25,14 @@ risk: its position keeps what it received, and has no stage (both None), as
 it counts in none of the stage totals. From rules 7 each position lists the
 offers of its share the buyers declined (``offers_declined``,
 ``share_decline``).
+
+Guarantees (rules 7, ``guarantee_views``). A position whose commitment is
+held gives its part of the loan's ``guaranteed`` amount (the contingent
+amounts of the loan's active guarantees at ``as_of_ms``, at most the
+principal at risk), pro rata as its ``share``: None where it has no share.
+``guaranteed`` totals those parts per currency with the number of loans
+they are of (``guaranteed_loans``), as a borrower's exposure does for its
+loans: the funder sees how much of what it carries someone stands behind.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from lendchain.ledger.collateral_views import add_coverage, secured_part
 from lendchain.ledger.exposure import funder_share, live_claim
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
+from lendchain.ledger.guarantee_views import add_guaranteed, loan_guaranteed
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.share_decline import declined_offers
@@ -73,6 +82,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     coverage: dict[str, dict[str, int]] = {}
     commitment_stages: dict[str, dict[str, int]] = {}
     standings: dict[str, dict[str, int]] = {}
+    guaranteed: dict[str, dict[str, int]] = {}  # rules 7: its parts of what guarantees cover
 
     def standings_of(loan: dict[str, Any]) -> dict[str, int]:  # each borrower's read once (``staging``)
         if loan["borrower"] not in standings:
@@ -123,6 +133,10 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
             part = _part_of(loan, did)
             add_coverage(coverage, loan, principal_state, live[1], part)
             secured = part(secured_part(loan, live[1]))
+        covered = None  # rules 7: its part of the loan's guaranteed amount, while it holds a share
+        if principal_state is not None:
+            covered = funder_share(loan, loan_guaranteed(get, loan, as_of_ms), did)
+            add_guaranteed(guaranteed, loan, covered)
         positions.append(
             {
                 "loan_id": loan_id.hex(),
@@ -137,6 +151,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "share_of": principal_state,  # "outstanding", "committed", "written_off", or None
                 "recovered": recovered,  # its share of the recoveries on a loan written off
                 "secured": secured,  # its share of the outstanding principal the collateral covers
+                "guaranteed": covered,  # its share of what the loan's active guarantees cover (rules 7)
                 "forbearance": status and status["status"],
                 "stage": staged["stage"],
                 "days_past_due": staged["days_past_due"],
@@ -154,6 +169,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "ageing": dict(sorted(ageing.items())),
         "collateral": dict(sorted(coverage.items())),
         "commitment_stages": dict(sorted(commitment_stages.items())),
+        "guaranteed": dict(sorted(guaranteed.items())),
         # The loans whose pending restructuring waits for this funder's consent (``funder_consent``).
         "consents_requested": [p["loan_id"] for p in positions if p["consent_requested"]],
         "share_offers_to": offered,  # pending offers of a share to it (``assignment``)

@@ -27,6 +27,7 @@ from lendchain.ledger.forbearance import forbearance
 from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.guarantee_views import loan_guarantees
+from lendchain.ledger.guarantees import guarantor_index_key
 from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import WRITTEN_OFF
@@ -42,6 +43,7 @@ from lendchain.ledger.staging import COMMITTED_STATES, credit_stage, standing_of
 from lendchain.ledger.state import (
     StateReader,
     borrower_loans_key,
+    funder_loans_key,
     history_entry_hash,
     institution_key,
     lender_loans_key,
@@ -81,6 +83,7 @@ def get_party(reader: StateReader, did: str, as_of_ms: int | None = None) -> dic
             **to_json(party),
             "nonce": next_nonce(reader, did),
             **credit_view(reader, did, as_of_ms),
+            **indexed_views(reader, did),
         }
     institution = read_value(reader, institution_key(did))
     if institution is not None:
@@ -93,6 +96,7 @@ def get_party(reader: StateReader, did: str, as_of_ms: int | None = None) -> dic
             "voting_changes": [{"effective_height": h, "voting": voting} for h, voting in changes],
             **moved_to(reader, institution["name"]),
             "nonce": next_nonce(reader, did),
+            **indexed_views(reader, did),
         }
     signer = member_signers(reader).get(did)
     if signer is not None:  # a member's rotated-to key: it signs for the member in its heights
@@ -107,6 +111,21 @@ def get_party(reader: StateReader, did: str, as_of_ms: int | None = None) -> dic
             "nonce": next_nonce(reader, did),
         }
     return None
+
+
+def indexed_views(reader: StateReader, did: str) -> dict[str, int]:
+    """How many loans ``did``'s funder index holds (``funder_loans``: its ``GET /positions/{did}``
+    exists when any) and how many guarantees were proposed to it (``guarantees_proposed_to``, rules 7:
+    a member's ``GET /exposure/{did}`` exists when any), so that a reader such as the console asks
+    for those views only when they exist. One read of each index's length."""
+
+    def get(key: bytes) -> Any:
+        return read_value(reader, key)
+
+    return {
+        "funder_loans": pagedlist.length(get, funder_loans_key(did)),
+        "guarantees_proposed_to": pagedlist.length(get, guarantor_index_key(did)),
+    }
 
 
 def moved_to(reader: StateReader, name: str) -> dict[str, str]:

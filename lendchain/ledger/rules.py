@@ -104,6 +104,9 @@ Versions:
    ``loan.guarantee_release`` and ``loan.guarantee_call`` (``guarantees``): the servicer
    records a guarantee of a loan that binds once the guarantor signs it, calls it once the loan
    failed, and the ledger releases it when the loan's claim ends (``collateral.release_all``).
+   Views only, no change to what a block does: a funder's positions give its part of what the
+   guarantees cover (``positions``), and a party's or member's view counts its funder and guarantor
+   indexes (``queries.indexed_views``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.servicing import DAY_MS
 from tests.cli.test_loan_transfer_cli import ChainClient, cli, execute
 from tests.ledger.chain import seeded_key
-from tests.ledger.test_disputes import CORRECTION, REASON, start
+from tests.ledger.test_disputes import CORRECTION, REASON, REPORT, start
 
 
 def world(monkeypatch, signer, version=7):
@@ -225,3 +225,69 @@ class NotFoundClient:
         from lendchain.client import NodeError
 
         raise NodeError(f"{path.rsplit('/', 1)[1]} is no registered party and no member", status=404)
+
+
+def test_every_members_record_is_listed_for_a_supervisor(monkeypatch):
+    """bank2 lets a dispute pass its deadline; bank4 answers one late: `credit disputes --members`."""
+    chain, members, borrower, reported, sent = world(monkeypatch, 2)
+    bank2, bank4 = members[1], members[3]
+
+    def disputed(member, height):
+        payload = {
+            "subject": borrower.did,
+            "member": member.did,
+            "report_height": height,
+            "reason_hash": REASON,
+        }
+        assert chain.run_one(chain.tx(borrower, "credit.dispute", payload)).ok
+
+    disputed(bank2, reported)  # only the latest report can be disputed: bank4 reports after it
+    assert chain.run_one(chain.tx(bank4, "credit.report", {"subject": borrower.did, **REPORT})).ok
+    newer = chain.height
+    disputed(bank4, newer)
+    chain.head_ms += DAY_MS  # both deadlines pass; bank4 answers after its own
+    answer = {
+        "subject": borrower.did,
+        "report_height": newer,
+        "outcome": "confirmed",
+        "evidence_hash": REASON,
+    }
+    assert chain.run_one(chain.tx(bank4, "credit.dispute_answer", answer)).ok
+
+    result = cli("credit", "disputes", "--members")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "disputes of the credit reports each member furnished (4 members)",
+        "  bank1  0 disputes: 0 open, 0 overdue, 0 answered on time, 0 late",
+        "  bank2  1 dispute: 0 open, 1 overdue, 0 answered on time, 0 late",
+        "  bank3  0 disputes: 0 open, 0 overdue, 0 answered on time, 0 late",
+        "  bank4  1 dispute: 0 open, 0 overdue, 0 answered on time, 1 late",
+    ]
+    [first, second, *_] = json.loads(cli("--json", "credit", "disputes", "--members").output)["members"]
+    assert first == {
+        "name": "bank1",
+        "did": members[0].did,
+        "count": 0,
+        "open": 0,
+        "overdue": 0,
+        "answered_on_time": 0,
+        "answered_late": 0,
+    }
+    assert (second["did"], second["overdue"]) == (bank2.did, 1)
+
+
+def test_a_removed_members_record_says_when_it_was_removed():
+    text = disputes_cli.describe_member_records(
+        {"members": [{"name": "bank9", "removed_height": 40, **dict.fromkeys(disputes_cli.RECORD, 0)}]}
+    )
+    assert text.splitlines()[1] == (
+        "  bank9  0 disputes: 0 open, 0 overdue, 0 answered on time, 0 late (removed at height 40)"
+    )
+
+
+@pytest.mark.parametrize("args", [[], ["did:key:zSomeone", "--members"]])
+def test_disputes_wants_a_did_or_members_not_both(monkeypatch, args):
+    world(monkeypatch, "borrower")
+    result = cli("credit", "disputes", *args)
+    assert result.exit_code == 2
+    assert "give a DID, or --members for every member's record (not both)" in result.output

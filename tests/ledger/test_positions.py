@@ -86,6 +86,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
         "ageing": {"EUR": {**dict.fromkeys(AGEING_TOTALS, 0), "dpd_0_loans": 1, "dpd_0_outstanding": share}},
         "collateral": {"EUR": {"secured": 0, "unsecured": share, "collateral_value": 0, "secured_loans": 0}},
         "commitment_stages": {},
+        "guaranteed": {},  # rules 7: no guarantee covers its loans
         "consents_requested": [],
         "share_offers_to": [],
         "positions": [
@@ -102,6 +103,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
                 "share_of": "outstanding",
                 "recovered": 0,
                 "secured": 0,
+                "guaranteed": 0,  # rules 7: no guarantee covers the loan
                 "forbearance": None,
                 "stage": 1,
                 "days_past_due": 0,

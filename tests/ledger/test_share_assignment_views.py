@@ -156,6 +156,7 @@ def test_both_parties_positions_say_what_was_bought_sold_and_offered(world):
         "share_of": None,
         "recovered": 0,
         "secured": None,
+        "guaranteed": None,  # rules 7: no share, so no part of what guarantees cover
         "forbearance": None,
         "stage": None,  # sold whole: it carries none of the loan's credit risk, so no stage
         "days_past_due": None,

@@ -18,6 +18,7 @@ const poll = {
   reachable: true,
   members: null, // /members/*: the consortium as the chain records it, refreshed every MEMBERS_EVERY polls
   params: null, // /params/*: the chain parameters in force, refreshed with the members
+  disputes: null, // /disputes/{did} of every member from rules 7 (memberDisputes), refreshed with the members
 };
 const MEMBERS_EVERY = 10;
 
@@ -146,8 +147,20 @@ async function refresh() {
     // Governance changes it rarely; a node without the route (an older release) leaves the panel out.
     poll.members = await api("/members/*").then((v) => v.members, () => poll.members);
     poll.params = await api("/params/*").then((v) => v.parameters, () => poll.params);
+    poll.disputes = await memberDisputes(status, poll.members);
   }
   poll.polls += 1;
+}
+
+// Each member's record of answering the disputes of the credit reports it furnished (rules 7), for a
+// supervisor: asked only of a chain on rules 7 or later, or scheduled to reach it (none before), one request
+// per member.
+async function memberDisputes(status, members) {
+  const rules = status.rules;
+  if (!members || !rules || (rules.version < 7 && !rules.scheduled.some((s) => s.version >= 7))) return null;
+  const records = await Promise.all(members.map((m) => api("/disputes/" + encodeURIComponent(m.did))
+    .then((view) => ({ ...view, name: m.name }), () => null)));
+  return records.filter((record) => record !== null);
 }
 
 async function tick() {
@@ -333,6 +346,16 @@ function consortiumRow(m) {
   };
 }
 
+// One member's dispute record (GET /disputes/{did}): overdue and late answers stand out.
+function disputeRecordRow(r) {
+  const flagged = (count, kind) => (count ? pill(String(count), kind) : "0");
+  return {
+    dataset: { disputesOf: r.name },
+    cells: [link("#/party/" + encodeURIComponent(r.did), r.name), String(r.count), String(r.open),
+      flagged(r.overdue, "bad"), String(r.answered_on_time), flagged(r.answered_late, "warn")],
+  };
+}
+
 function renderNetwork() {
   const root = document.getElementById("view");
   const status = poll.status;
@@ -380,6 +403,12 @@ function renderNetwork() {
           ["stable checkpoint", String(status.stable_checkpoint ?? "—")]]))),
     poll.members && h("div", { class: "panel" }, h("h3", {}, "Consortium, as the chain records it"),
       table(["member", "joined", "vote", "roles", "node address", ""], poll.members.map(consortiumRow))),
+    poll.disputes && h("div", { class: "panel", id: "dispute-records" },
+      h("h3", {}, "Disputes of the credit reports each member furnished"),
+      table(["member", "disputes", "open", "overdue now", "answered on time", "answered late"],
+        poll.disputes.map(disputeRecordRow)),
+      h("p", { class: "muted" }, "Judged at the head block's time: a dispute its member has not answered by " +
+        "its deadline is overdue, and the report it names no longer counts in the score.")),
     poll.params && h("div", { class: "panel", id: "chain-params" }, h("h3", {}, "Chain parameters in force"),
       table(["parameter", "value", "default", "from", "changed by"], poll.params.map(paramRow))));
   if (existing) {
@@ -664,14 +693,16 @@ function positionStage(p) {
 
 // A funder's positions in syndicated loans (positions.py), an investor's or a lender member's own: what it
 // holds of each loan, what it received, its share of the principal and its stage, and from rules 6 what it
-// bought and sold and the shares offered to it; from rules 7 its offers the buyers declined.
+// bought and sold and the shares offered to it; from rules 7 its offers the buyers declined and its part of
+// what the loan's guarantees cover.
 function positionsPanel(view) {
   if (!view) return "";
   const rows = view.positions.map((p) => ({ dataset: { position: p.loan_id },
     cells: [loanLink(p.loan_id), p.state, money(p.commitment, p.currency),
       pill(p.status, p.status === "committed" ? "ok" : "info"), money(p.received, p.currency),
       p.share_of ? `${money(p.share, p.currency)} ${p.share_of.replace("_", " ")}` : "—",
-      positionStage(p), money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
+      positionStage(p), p.guaranteed ? money(p.guaranteed, p.currency) : "—",
+      money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
   const offered = (view.share_offers_to || []).map((o) => ({ dataset: { offeredFrom: o.from },
     cells: [loanLink(o.loan_id), partyLink(o.from), money(o.amount, o.currency), priceText(o, o.currency),
       blockLink(o.height)] }));
@@ -680,8 +711,8 @@ function positionsPanel(view) {
     cells: [loanLink(p.loan_id), partyLink(d.to), money(d.amount, p.currency), priceText(d, p.currency),
       blockLink(d.offered_height), blockLink(d.height), d.note || "—"] })));
   return h("div", { class: "panel", id: "positions" }, h("h3", {}, "Positions in syndicated loans"),
-    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage", "bought",
-      "sold"], rows) : h("p", { class: "muted" }, "no share held"),
+    rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage",
+      "guaranteed", "bought", "sold"], rows) : h("p", { class: "muted" }, "no share held"),
     offered.length ? [h("h3", {}, "Shares offered to it"), table(["loan", "from", "share", "price", "offered at"],
       offered)] : "",
     declined.length ? [h("h3", {}, "Its offers declined"), table(["loan", "declined by", "share", "price",
@@ -724,7 +755,8 @@ function guaranteesPanel(loan) {
 }
 
 // What a DID stands behind as a guarantor, at every lender (guarantee_views, rules 7); an older node: nothing.
-function guarantorPanel(exposure) {
+// A member's are bank guarantees, titled so.
+function guarantorPanel(exposure, title) {
   const mine = exposure && exposure.guarantees;
   if (!mine || !mine.guarantees.length) return "";
   const lenders = mine.by_lender.map((row) => ({ dataset: { lender: row.did },
@@ -733,7 +765,7 @@ function guarantorPanel(exposure) {
   const rows = mine.guarantees.map((g) => ({ dataset: { guarantee: g.guarantee_id },
     cells: [loanLink(g.loan_id), g.loan_state, g.status, money(g.amount, g.currency), money(g.called, g.currency),
       money(g.contingent, g.currency)] }));
-  return h("div", { class: "panel", id: "guarantor" }, h("h3", {}, "Contingent exposure as guarantor"),
+  return h("div", { class: "panel", id: "guarantor" }, h("h3", {}, title),
     table(["lender", "currency", "contingent", "called", "active", "proposed"], lenders),
     table(["loan", "loan state", "status", "cap", "called", "contingent"], rows));
 }
@@ -936,15 +968,17 @@ function portfolioPanel(book) {
 
 async function renderParty(did) {
   const party = await api("/parties/" + encodeURIComponent(did));
-  // A party's exposure carries what it guarantees too (rules 7); a member's bank guarantees are in the API's
-  const exposure = party.kind === "party"
+  // A party's exposure carries what it guarantees too (rules 7). A member has an exposure view only once a
+  // guarantee was proposed to it (a bank guarantee): its page counts them, so none is asked for in vain.
+  const exposure = party.kind === "party" || party.guarantees_proposed_to
     ? await api("/exposure/" + encodeURIComponent(did)).catch(() => null) : null;
   const book = party.kind === "member"
     ? await api("/portfolio/" + encodeURIComponent(did)).catch(() => null) : null;
-  // An investor's positions, and a member's own (a lender funds syndicated loans too): 404 until it funds or
-  // is offered a share
-  const positions = party.role === "investor" || party.kind === "member"
-    ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
+  // An investor's positions, and a member's own (a lender funds syndicated loans too): none until it funds or
+  // is offered a share, which its page counts (funder_loans; an older node does not: then ask and see)
+  const funds = party.funder_loans === undefined ? party.role === "investor" || party.kind === "member"
+    : party.funder_loans > 0;
+  const positions = funds ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
   const disputes = party.kind === "member"  // a party's come with it
     ? await api("/disputes/" + encodeURIComponent(did)).catch(() => null) : party.disputes;
   const history = party.repayment_history;
@@ -959,7 +993,7 @@ async function renderParty(did) {
       history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`] : null,
     ])),
     exposurePanel(exposure),
-    guarantorPanel(exposure),
+    guarantorPanel(exposure, party.kind === "member" ? "Bank guarantees it gives" : "Contingent exposure as guarantor"),
     portfolioPanel(book),
     positionsPanel(positions),
     scorePanel(party),
