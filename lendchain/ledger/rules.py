@@ -91,22 +91,24 @@ Versions:
    securing loans, which refuses a first-ranking pledge of an asset that
    already secures another loan, and whose liens the ledger releases when a
    loan's claim ends (closed, unfunded, recovered in full, recovery ended).
-7. (Open: this release is building it; its entries are added as they land.)
-   The kind ``loan.share_decline`` (``share_decline``) lets the buyer a share
-   offer names decline it; the least part of a share sold is the chain
-   parameter ``min_share_part_bps``, recorded on each offer (``assignment``).
-   The kinds ``credit.dispute`` and ``credit.dispute_answer`` (``disputes``):
-   a borrower disputes its latest credit report and the member that
-   furnished it answers (confirmed, corrected or withdrawn); a report whose
-   dispute is unanswered ``dispute_response_ms`` after it was opened no longer
-   counts in the score (judged at each reader's time, ``dispute_records``).
-   The kinds ``loan.guarantee``, ``loan.guarantee_accept``, ``loan.guarantee_withdraw``,
-   ``loan.guarantee_release`` and ``loan.guarantee_call`` (``guarantees``): the servicer
-   records a guarantee of a loan that binds once the guarantor signs it, calls it once the loan
-   failed, and the ledger releases it when the loan's claim ends (``collateral.release_all``).
-   Views only, no change to what a block does: a funder's positions give its part of what the
-   guarantees cover (``positions``), and a party's or member's view counts its funder and guarantor
-   indexes (``queries.indexed_views``).
+7. The kind ``loan.share_decline`` (``share_decline``) lets the buyer a share
+   offer names decline it (a loan record keeps the newest 16 declines); the
+   least part of a share sold is the chain parameter ``min_share_part_bps``,
+   recorded on each offer (``assignment``). The kinds ``credit.dispute`` and
+   ``credit.dispute_answer`` (``disputes``): a borrower disputes its latest
+   credit report and the member that furnished it answers (confirmed,
+   corrected or withdrawn); a report whose dispute is unanswered
+   ``dispute_response_ms`` after it was opened no longer counts in the score
+   (judged at each reader's time, ``dispute_records``), and a member reports
+   a subject again only in a later block than a dispute of its report. The
+   kinds ``loan.guarantee``, ``loan.guarantee_accept``,
+   ``loan.guarantee_withdraw``, ``loan.guarantee_release`` and
+   ``loan.guarantee_call`` (``guarantees``): the servicer records a guarantee
+   of a loan that binds once the guarantor signs it, calls it once the loan
+   failed, and the ledger releases it when the loan's claim ends
+   (``collateral.release_all``); ``loan.transfer`` is refused to a member
+   that guarantees the loan. Rules 7 is closed: ``test_rules7_bytes`` pins
+   what it stores and says, and a change to either is rules 8.
 """
 
 from __future__ import annotations
