@@ -9,7 +9,6 @@ lender as the chain's sentence, and the payment that closes a loan frees its ass
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from lendchain.collateral_ids import asset_id
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_node_config
-from tests.cli.test_transfer_book_node import send_all
+from tests.cli.test_transfer_book_node import attest_kyc, send_all
 from tests.node.helpers import lendchain_cli, two_banks
 
 pytestmark = pytest.mark.slow
@@ -38,13 +37,7 @@ def test_the_second_lender_is_refused_the_van_the_first_holds_until_its_loan_is_
     borrower = SigningKey.generate()
     with NodeClient(configs[0].api_url, timeout=10) as client:
         send_all(client, borrower, "party.register", [{"role": "borrower"}])
-        attest = {
-            "subject": borrower.did,
-            "level": 2,
-            "expires_ms": int(time.time() * 1000) + 10**10,
-            "evidence_hash": "ab" * 32,
-        }
-        send_all(client, bank1, "kyc.attest", [attest])
+        attest_kyc(client, bank1, borrower)
         apply = {"amount": 120_000, "currency": "EUR", "term_months": 12, "purpose": "a delivery van"}
         loans = send_all(client, borrower, "loan.apply", [apply, apply])
         for loan_id, lender in zip(loans, (bank1, bank2), strict=True):

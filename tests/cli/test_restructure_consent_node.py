@@ -10,7 +10,6 @@ refused acceptance reaches the borrower as the chain's sentence.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_node_config
-from tests.cli.test_transfer_book_node import send_all
+from tests.cli.test_transfer_book_node import attest_kyc, send_all
 from tests.node.helpers import lendchain_cli, two_banks
 
 pytestmark = pytest.mark.slow
@@ -43,13 +42,7 @@ def test_half_the_syndicate_is_not_enough_and_the_other_funders_consent_lets_the
     with NodeClient(config.api_url, timeout=10) as client:
         send_all(client, borrower, "party.register", [{"role": "borrower"}])
         send_all(client, investor, "party.register", [{"role": "investor"}])
-        attest = {
-            "subject": borrower.did,
-            "level": 2,
-            "expires_ms": int(time.time() * 1000) + 10**10,
-            "evidence_hash": "ab" * 32,
-        }
-        send_all(client, bank1, "kyc.attest", [attest])
+        attest_kyc(client, bank1, borrower)
         apply = {"amount": AMOUNT, "currency": "EUR", "term_months": 12, "purpose": "a bakery oven"}
         [loan_id] = send_all(client, borrower, "loan.apply", [apply])
         offer = {"loan_id": loan_id, "rate_bps": 900, "funding_window_ms": 3_600_000}

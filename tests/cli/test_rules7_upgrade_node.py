@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.rules import MIN_NOTICE_BLOCKS, RULES_VERSION
 from lendchain.node.cluster import Cluster
 from lendchain.node.demo import run_demo
-from tests.cli.test_transfer_book_node import send_all
+from tests.cli.test_transfer_book_node import attest_kyc, send_all
 from tests.node.helpers import lendchain_cli, push_blocks, start_testnet
 
 pytestmark = pytest.mark.slow
@@ -82,13 +81,7 @@ def syndicated_loan(client: NodeClient, net: Path, bank1: SigningKey, parties: d
     for name, key in parties.items():
         send_all(client, key, "party.register", [{"role": "borrower" if name == "borrower" else "investor"}])
     borrower = parties["borrower"]
-    attest = {
-        "subject": borrower.did,
-        "level": 2,
-        "expires_ms": int(time.time() * 1000) + 10**10,
-        "evidence_hash": "ab" * 32,
-    }
-    send_all(client, bank1, "kyc.attest", [attest])
+    attest_kyc(client, bank1, borrower)
     apply = {"amount": TARGET, "currency": "EUR", "term_months": 12, "purpose": "a delivery van"}
     [loan_id] = send_all(client, borrower, "loan.apply", [apply])
     offer = ["--json", "loan", "offer", loan_id, "--rate-bps", "800", "--funding-window-ms", "3600000"]

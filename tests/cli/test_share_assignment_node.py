@@ -10,7 +10,6 @@ as the chain's sentence, and the node's positions view follows the holders.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from lendchain.client import NodeClient
 from lendchain.crypto import SigningKey, read_key_file, write_key_file
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_node_config
-from tests.cli.test_transfer_book_node import send_all
+from tests.cli.test_transfer_book_node import attest_kyc, send_all
 from tests.node.helpers import lendchain_cli, two_banks
 
 pytestmark = pytest.mark.slow
@@ -42,13 +41,7 @@ def test_an_investor_sells_part_of_its_share_and_the_buyer_takes_it(network, tmp
         send_all(client, borrower, "party.register", [{"role": "borrower"}])
         for investor in (seller, buyer):
             send_all(client, investor, "party.register", [{"role": "investor"}])
-        attest = {
-            "subject": borrower.did,
-            "level": 2,
-            "expires_ms": int(time.time() * 1000) + 10**10,
-            "evidence_hash": "ab" * 32,
-        }
-        send_all(client, bank1, "kyc.attest", [attest])
+        attest_kyc(client, bank1, borrower)
         apply = {"amount": AMOUNT, "currency": "EUR", "term_months": 12, "purpose": "a bakery oven"}
         [loan_id] = send_all(client, borrower, "loan.apply", [apply])
         offer = {"loan_id": loan_id, "rate_bps": 900, "funding_window_ms": 3_600_000}

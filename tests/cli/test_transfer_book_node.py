@@ -39,19 +39,24 @@ def send_all(client: NodeClient, key: SigningKey, kind: str, payloads: list[dict
     return [tx.id.hex() for tx in txs]
 
 
+def attest_kyc(client: NodeClient, member: SigningKey, subject: SigningKey) -> None:
+    """``member`` (a kyc member) attests ``subject`` at level 2 for years to come."""
+    attest = {
+        "subject": subject.did,
+        "level": 2,
+        "expires_ms": int(time.time() * 1000) + 10**10,
+        "evidence_hash": "ab" * 32,
+    }
+    send_all(client, member, "kyc.attest", [attest])
+
+
 def test_a_book_is_handed_over_and_taken_over_on_a_running_network(network):
     bank1_config, bank2_config = (load_node_config(path) for path in network)
     bank1, bank2 = read_key_file(bank1_config.key_file), read_key_file(bank2_config.key_file)
     borrower = SigningKey.generate()
     with NodeClient(bank1_config.api_url, timeout=10) as client:
         send_all(client, borrower, "party.register", [{"role": "borrower"}])
-        attest = {
-            "subject": borrower.did,
-            "level": 2,
-            "expires_ms": int(time.time() * 1000) + 10**10,
-            "evidence_hash": "ab" * 32,
-        }
-        send_all(client, bank1, "kyc.attest", [attest])
+        attest_kyc(client, bank1, borrower)
         applications = [
             {"amount": 5_000 + n, "currency": ("EUR", "USD")[n % 2], "term_months": 6, "purpose": "stock"}
             for n in range(LOANS)
