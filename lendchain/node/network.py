@@ -52,6 +52,7 @@ from lendchain.node.network_host import (
     build_host,
     build_pubsub,
     check_listen_address_free,
+    close_connections,
     listenable,
     peer_id_of,
     wrap_gossip,
@@ -393,7 +394,7 @@ class Network(InboundStreams, MemberSet):
                     for listener in list(swarm.listeners.values()):
                         await bounded(listener.close())
                     for link in list(self._links.values()):  # a disconnect yields: members may change
-                        await bounded(host.disconnect(link.peer_id))
+                        await bounded(close_connections(host, link.peer_id))
                     for link in self._links.values():
                         link.up = False
 
@@ -446,7 +447,7 @@ class Network(InboundStreams, MemberSet):
             except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors
                 # A connection that cannot open a stream is half-dead (e.g. the peer
                 # vanished without closing it): drop it so the next attempt dials afresh.
-                await bounded(host.disconnect(link.peer_id))
+                await bounded(close_connections(host, link.peer_id))
                 link.failed_dials += 1
                 link.try_next_peer_id()
                 n = link.failed_dials
@@ -503,7 +504,7 @@ class Network(InboundStreams, MemberSet):
                     reason = f"nothing heard for {now - link.last_heard:.1f} s; connection closed"
                     break
             nursery.cancel_scope.cancel()
-            await bounded(self._host.disconnect(link.peer_id))
+            await bounded(close_connections(self._host, link.peer_id))
 
         link.last_heard = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -518,7 +519,10 @@ class Network(InboundStreams, MemberSet):
         With two connections to one member, py-libp2p 0.8.1's pubsub can lose the
         member's subscription announcement; neither side notices, and gossip
         between them stops. Every member subscribes before it dials, so a member
-        linked for a while without a known subscription is in that state.
+        linked for a while without a known subscription is in that state. Closing
+        its connections (``close_connections``) makes both sides open new pubsub
+        streams on the next one (``DeliveringPubsub._handle_new_peer``), whose
+        hellos carry the subscriptions again.
         """
         assert self._pubsub is not None and self._host is not None
         first_repair_s = self.options["gossip_repair_s"]
@@ -541,7 +545,7 @@ class Network(InboundStreams, MemberSet):
                     )
                     repair_after[name] = min(repair_after[name] * 2, 120.0)
                     link.up_since = now
-                    await bounded(self._host.disconnect(link.peer_id))
+                    await bounded(close_connections(self._host, link.peer_id))
 
     # -- gossip ----------------------------------------------------------------------
 

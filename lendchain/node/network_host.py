@@ -32,8 +32,11 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.exceptions import ParseError
 from libp2p.identity_utils import create_identity_from_seed
+from libp2p.io.exceptions import IncompleteReadError
 from libp2p.network.config import RetryConfig
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.pubsub import pubsub as _pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -197,6 +200,25 @@ def build_host(
     return host
 
 
+async def close_connections(host: IHost, peer_id: ID) -> None:
+    """Close every connection to ``peer_id`` that the swarm lists now.
+
+    Not ``host.disconnect``: py-libp2p 0.8.1's ``Swarm.close_peer`` closes the
+    connections it listed, then forgets every connection of the peer, a new one
+    included that the peer dialled while those closed (members redial within
+    0.1 s). That one goes on carrying streams, but the swarm no longer lists it:
+    nothing can close it, pubsub never hears it closed, and the node counts the
+    member as not connected (seen when the gossip repair reconnected a member:
+    its subscription never came back). A connection closed here leaves the
+    swarm's list by itself.
+    """
+    for connection in host.get_network().get_connections(peer_id):
+        try:
+            await connection.close()
+        except Exception:  # one that fails to close is gone or going; close the others
+            pass
+
+
 async def _never_auto_connect() -> None:
     return None
 
@@ -325,10 +347,48 @@ class DeliveringPubsub(Pubsub):
         the topic's peers, the router could mesh it, and what we publish to the
         mesh would go nowhere.
         """
-        if self.is_peer_blacklisted(stream.muxed_conn.peer_id):
+        peer_id = stream.muxed_conn.peer_id
+        if self.is_peer_blacklisted(peer_id):
             await stream.reset()
             return
-        await super().stream_handler(stream)
+        try:
+            await self.continuously_read_stream(stream)
+        except (StreamError, ParseError, IncompleteReadError):
+            await stream.reset()
+            # Its connection closed: the disconnect notice forgets the peer if it has no other
+            # connection. Forgetting it here (as the stock handler does) would also drop what
+            # it announced on a newer connection, and it announces that only once.
+            if not self._on_closed_connection(stream):
+                self._handle_dead_peer(peer_id)
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        """Open our stream to a peer that connected, first dropping one left on a closed connection.
+
+        py-libp2p 0.8.1 hears a connection closed 0.1 s late, and then only if
+        the peer has no other: a member that redials at once (every member
+        does) is connected again by then, so its old stream stays registered,
+        the stock handler skips the new connection as "already has a pubsub
+        stream", and neither side sends the other its subscriptions: gossip
+        between the two stops. Dropping the stale stream (not the peer's
+        subscriptions: it re-announces them on its new stream) lets the hello
+        go out on the new connection.
+        """
+        if self._stale(peer_id):
+            del self.peers[peer_id]
+            queue = self.peer_queues.pop(peer_id, None)
+            if queue is not None:
+                queue.close()
+            self.router.remove_peer(peer_id)
+        await super()._handle_new_peer(peer_id)
+
+    def _stale(self, peer_id: ID) -> bool:
+        """Whether our registered stream to ``peer_id`` rides on a connection that closed."""
+        stream = self.peers.get(peer_id)
+        return stream is not None and self._on_closed_connection(stream)
+
+    @staticmethod
+    def _on_closed_connection(stream: INetStream) -> bool:
+        return bool(getattr(stream.muxed_conn, "is_closed", False))
 
 
 def build_pubsub(

@@ -29,7 +29,7 @@ import trio
 from libp2p.peer.id import ID
 
 from lendchain.genesis import Member
-from lendchain.node.network_host import peer_id_of
+from lendchain.node.network_host import close_connections, peer_id_of
 from lendchain.node.network_link import InboundBudget, MemberLink, bounded
 
 # Permanent peerstore entry for member addresses (libp2p's connect() adds 120 s ones).
@@ -52,7 +52,7 @@ class MemberSet:
             for key in retired:
                 self._by_peer.pop(peer_id_of(key), None)
                 if self._host is not None:  # drop what it still has open (new streams are refused)
-                    trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
+                    trio.lowlevel.spawn_system_task(bounded, close_connections(self._host, peer_id_of(key)))
             self.log.warning(
                 "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
             )
@@ -121,7 +121,7 @@ class MemberSet:
         for peer_id in link.peer_ids:
             self._by_peer.pop(peer_id, None)
             if self._host is not None:
-                trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id))
+                trio.lowlevel.spawn_system_task(bounded, close_connections(self._host, peer_id))
         link.wake.set()
         return link
 
