@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
 from libp2p.crypto.ed25519 import Ed25519PublicKey
@@ -48,10 +49,14 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
+
+# How fast a removed member's node may talk on its pubsub stream (``DeliveringPubsub._hear_out``).
+HEAR_OUT_BYTES_PER_S = 64 * 1024
 
 # py-libp2p 0.8.1 creates each peer's outbound pubsub queue as ``RpcQueue()``
 # with room for 32 RPCs and drops the rest silently; the class name is looked
@@ -341,15 +346,15 @@ class DeliveringPubsub(Pubsub):
             self.deliver(publish_message)
 
     async def stream_handler(self, stream: INetStream) -> None:
-        """Read a peer's pubsub stream, unless the peer is blacklisted (a removed member's node).
+        """Read a peer's pubsub stream; a blacklisted peer's (a removed member's node) is heard out.
 
-        The stock handler reads it anyway: its subscriptions would put the peer in
-        the topic's peers, the router could mesh it, and what we publish to the
-        mesh would go nowhere.
+        The stock handler reads a blacklisted peer's stream as any other: its
+        subscriptions would put the peer in the topic's peers, the router could
+        mesh it, and what we publish to the mesh would go nowhere.
         """
         peer_id = stream.muxed_conn.peer_id
         if self.is_peer_blacklisted(peer_id):
-            await stream.reset()
+            await self._hear_out(stream)
             return
         try:
             await self.continuously_read_stream(stream)
@@ -360,6 +365,36 @@ class DeliveringPubsub(Pubsub):
             # it announced on a newer connection, and it announces that only once.
             if not self._on_closed_connection(stream):
                 self._handle_dead_peer(peer_id)
+
+    async def _hear_out(self, stream: INetStream) -> None:
+        """Read a blacklisted peer's pubsub stream and drop what it says, at most ``HEAR_OUT_BYTES_PER_S``.
+
+        It is also told our subscriptions, on a stream of ours that carries
+        nothing else. Its node may not know yet that its member was removed (it
+        fetches its blocks up to the removal); were its streams reset, or were it
+        never told that we subscribe, it would take the silence for a lost
+        subscription and reconnect again and again (``Network._repair_gossip``).
+        Nothing is published to it: it is in no mesh of ours.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        ours: INetStream | None = None
+        try:
+            ours = await self.host.new_stream(peer_id, self.protocols)
+            await ours.write(encode_varint_prefixed(self.get_hello_packet().SerializeToString()))
+            while True:
+                said = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+                await trio.sleep(len(said) / HEAR_OUT_BYTES_PER_S)
+        except Exception:  # its connection closed, or it sent something unreadable
+            pass
+        finally:
+            for each in (stream, ours):
+                if each is not None:
+                    with trio.move_on_after(1.0) as scope:
+                        scope.shield = True
+                        try:
+                            await each.reset()
+                        except Exception:
+                            pass
 
     async def _handle_new_peer(self, peer_id: ID) -> None:
         """Open our stream to a peer that connected, first dropping one left on a closed connection.

@@ -26,7 +26,8 @@ block that admits it they link to it (``_follow_roster``) and it follows the
 chain from its start, like any observer, until a ``member.voting`` change
 promotes it. A member removed (``member.remove``, never while it votes) is
 let go the same way, ``key_rotation_delay_blocks`` after the removal: its
-links close. Its node may still connect and fetch blocks up to the one that
+links close. From the removal on, its peers dial it no more (``Network.stop_dialling``)
+and only answer its node. It may still connect and fetch blocks up to the one that
 removes it, and no further, even if it was down when that happened; once it
 has read its removal it closes its own links (``Network.leave``).
 """
@@ -207,6 +208,8 @@ class MemberRoles:
         if removed == self._removals_seen:
             return
         self._removals_seen = removed
+        for name in removed.keys() - {self.config.name}:  # its node may read its removal and leave
+            self.network.stop_dialling(name)
         self.signers = member_signers(self.store)
         if self.config.name in removed:
             self.log.error(
