@@ -330,6 +330,7 @@ class MemberRoles:
                     self.log.warning("observer sync from %s failed: %s", name, e)
                     continue
                 self._observer_target = max(self._observer_target, target)
+                self._peer_heights_heard = True
                 for height, block, certificate in blocks:
                     if height != self.store.head().height + 1 or self._role_changed.is_set():
                         break
