@@ -221,6 +221,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
                 await nursery.start(self._run_role)
                 self._restore_pending()
                 nursery.start_soon(self._gossip_flusher)
+                nursery.start_soon(self._learn_peer_heights)
                 nursery.start_soon(self._maintenance)
                 store = self.config.store
                 if store.backup_interval_s:

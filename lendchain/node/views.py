@@ -36,6 +36,7 @@ class NodeViews:
     _removals_seen: dict[str, int] = {}  # kept by ``MemberRoles._note_removals``: none until it runs
     _peer_heights_heard = False  # a peer said how far the chain is since the start (``sync_target``)
     _observer_target = 0  # the highest head the voting members' answers named (a follower's)
+    _claimed_target = 0  # the head f+1 voting members claimed when asked (``_learn_peer_heights``)
     _catch_up_asks: dict[str, MemberSighting]  # member -> its node's last request for blocks
 
     def check_tx(self, raw: bytes) -> dict[str, Any]:
@@ -294,8 +295,9 @@ class NodeViews:
         """The height this node must reach to be caught up; None until a peer has said how far the chain is.
 
         A voting member learns it from its peers' signed consensus messages (the
-        replica fetches the blocks it lacks up to a height it can prove), a
-        follower from the voting members' answers to its fetches. Until one of them
+        replica fetches the blocks it lacks up to a height it can prove) or their
+        answers to its asking (``_learn_peer_heights``), a follower from the
+        voting members' answers to its fetches. Until one of them
         has been heard since the start, a node on an older store (restored from a
         backup, or down a while) cannot tell it is behind, so it does not say it
         is caught up. A removed member's node has every block it may ever fetch.
@@ -307,7 +309,7 @@ class NodeViews:
             others = set(self.voters) - {self.config.name}
             if self.driver.member_sightings or not others:
                 self._peer_heights_heard = True
-            target = self.driver.sync_target
+            target = max(self.driver.sync_target, self._claimed_target)
         else:
             target = self._observer_target
         return max(target, head) if self._peer_heights_heard else None

@@ -56,6 +56,37 @@ def test_a_peer_heard_shows_how_far_behind_the_node_is_until_it_caught_up(node):
     assert node.is_ready()
 
 
+def ask_heads(node, heads: dict[str, int | None]) -> list[str]:
+    """Run ``_learn_peer_heights`` once against peers claiming ``heads`` (None: no answer)."""
+    asked: list[str] = []
+
+    async def request(name: str, payload: bytes, timeout_s: float) -> bytes:
+        asked.append(name)
+        assert codec.unpack(payload) == {"from": 1, "to": 0}  # an empty range: the head only
+        if heads[name] is None:
+            raise TimeoutError(f"request to {name} timed out")
+        return codec.pack({"head": heads[name], "blocks": []})
+
+    node.network.reachable_members = lambda: set(heads)
+    node._request = request
+    trio.run(node._learn_peer_heights)
+    return asked
+
+
+def test_an_idle_chain_says_how_far_it_is_when_asked(node):
+    node._ready = True  # at its genesis no member sends a consensus message: it asks them instead
+    assert ask_heads(node, {"bank2": 0, "bank3": 0, "bank4": None}) == ["bank2", "bank3", "bank4"]
+    assert node.sync_status()["state"] == "synced" and node.is_ready()
+
+
+def test_the_height_f_plus_1_members_claim_is_the_target_one_liar_cannot_raise_it(node):
+    ask_heads(node, {"bank2": 5, "bank3": 9, "bank4": None})
+    assert (node.sync_status()["behind"], node.sync_status()["target"]) == (5, 5)  # bank3 alone says 9
+    node._peer_heights_heard, node._claimed_target = False, 0
+    ask_heads(node, {"bank2": 10**9, "bank3": 0, "bank4": 0})
+    assert node.sync_status()["state"] == "synced"
+
+
 def test_a_follower_knows_once_a_voting_member_answered_its_fetch(node):
     node._ready = True
     node.driver = None  # an observer's node follows without a replica
