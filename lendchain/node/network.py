@@ -352,7 +352,6 @@ class Network(InboundStreams, GossipSide, MemberSet):
         host = build_host(self.key, self._listen, self._is_member, self._refused)
         pubsub, router = build_pubsub(
             host,
-            peers=len(self._links),
             heartbeat_s=self.options["gossip_heartbeat_s"],
             max_message_size=self.options["max_gossip_size"],
             deliver=self._deliver_gossip,

@@ -55,6 +55,13 @@ from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
 
+# A full mesh up to 12 other members: the publisher reaches everyone itself (see MemberGossipSub).
+# Not sized by the genesis's member count: members admitted later (member.admit) need room too.
+# A mesh sized for a 2-member genesis held one peer: an admitted member could take the other
+# member's place in it, and once the admitted one was removed, gossip between the two did not
+# come back within 30 s (tests/network/test_network.py, the let-go test).
+MESH_DEGREE = 12
+
 # How fast a removed member's node may talk on its pubsub stream (``DeliveringPubsub._hear_out``).
 HEAR_OUT_BYTES_PER_S = 64 * 1024
 
@@ -428,16 +435,14 @@ class DeliveringPubsub(Pubsub):
 
 def build_pubsub(
     host: IHost,
-    peers: int,
     heartbeat_s: float,
     max_message_size: int,
     deliver: Callable[[rpc_pb2.Message], None],
 ) -> tuple[DeliveringPubsub, MemberGossipSub]:
-    """A gossipsub router sized for ``peers`` other members on a closed network."""
+    """A gossipsub router for a closed network of up to ``MESH_DEGREE`` + 1 members."""
     max_rpc_bytes = max_message_size + 64 * 1024  # room for the signed envelope and peer record
     _RoomyRpcQueue.max_rpc_bytes = max(_RoomyRpcQueue.max_rpc_bytes, max_rpc_bytes)
-    # A full mesh up to 12 peers: the publisher reaches everyone itself (see MemberGossipSub).
-    degree = max(1, min(12, peers))
+    degree = MESH_DEGREE
     router = MemberGossipSub(
         protocols=[PROTOCOL_ID_V11],
         degree=degree,
