@@ -47,7 +47,7 @@ def status(ctx: click.Context, **kw: Any) -> None:
                 f"view     {v.get('view', '-')}  primary {v.get('primary', '-')}"
                 + ("  (view change in progress)" if v.get("in_view_change") else ""),
                 *_voters_line(v.get("members")),
-                f"sync     {sync.get('state', '-')} (target {sync.get('target', '-')})",
+                f"sync     {_sync_text(sync)}",
                 f"peers    {', '.join(v.get('peers', [])) or 'none'}",
                 f"mempool  {v.get('mempool', {}).get('txs', 0)} txs",
                 _backup_line(v.get("backup", {}), scheduled=bool(v.get("backup_schedule"))),
@@ -57,6 +57,15 @@ def status(ctx: click.Context, **kw: Any) -> None:
         )
 
     emit(ctx, value, human)
+
+
+def _sync_text(sync: dict[str, Any]) -> str:
+    """Caught up, or how far behind (not known until the node has heard a peer since it started)."""
+    if sync.get("state") != "catching_up":
+        return f"{sync.get('state', '-')} (target {sync.get('target', '-')})"
+    if sync.get("behind") is None:
+        return "catching_up (how far behind is not known yet: no peer heard since the start)"
+    return f"catching_up ({sync['behind']} blocks behind, target {sync['target']})"
 
 
 def _voters_line(members: list[str] | None) -> list[str]:

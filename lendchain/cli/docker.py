@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from lendchain.cli._common import emit
+from lendchain.cli.network import parse_params
 
 
 @contextmanager
@@ -58,6 +59,14 @@ def docker() -> None:
 @click.option("--project", help="Compose project: container and network name prefix [lendchain].")
 @click.option("--subnet", help="The nodes' private bridge network [172.28.0.0/16].")
 @click.option("--api-port", type=click.IntRange(1, 65530), help="Bank i's API on 127.0.0.1:PORT+i [8100].")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda ctx, param, values: parse_params(values),
+    help="A chain parameter for the genesis [app] of a new network (repeatable), as for lendchain testnet.",
+)
 @click.pass_context
 def docker_up(
     ctx: click.Context,
@@ -68,15 +77,18 @@ def docker_up(
     project: str | None,
     subnet: str | None,
     api_port: int | None,
+    params: dict[str, Any],
 ) -> None:
     """Build images if missing, start the network and wait until every node is healthy.
 
     A second network runs beside the first from its own --dir, with a
     --project, --subnet and --api-port of its own; the directory remembers
-    them (docker.toml), so later commands need only --dir.
+    them (docker.toml), so later commands need only --dir. A genesis no node
+    has run yet is checked as strictly as one --param writes.
     """
     ports = tuple(api_port + i for i in range(1, 6)) if api_port is not None else None
-    with _net(directory, observer, project=project, subnet=subnet, api_ports=ports) as net:
+    given = {"project": project, "subnet": subnet, "api_ports": ports, "params": params or None}
+    with _net(directory, observer, **given) as net:
         _show(ctx, net.up(build=not no_build, timeout_s=timeout))
 
 

@@ -93,6 +93,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.mempool = Mempool(config.mempool)
         self.app = NodeApp(genesis, config.name, self.store, self.mempool, self.log)
         self.metrics.observe_rules(self.store, self.store.head().height)
+        self.metrics.height.set(self.store.head().height)  # from the start, not from the first commit
         self._check_rotation_key()
         self.backups = NodeBackups(config, self.store, self.metrics, self.log)
         self.voters = schedule.voters_at(self.store.head().height + 1)  # at the height in flight
@@ -118,7 +119,9 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self.network.set_consensus_peers(self.consensus_peers)
         self._remember_let_go(schedule)
         self._note_removals(removed_members(self.store))  # a removed member's node says so at every start
-        self.metrics.attach(self.network.stats, self.network.member_stats, self.store.memory_bytes)
+        self.metrics.attach(
+            self.network.stats, self.network.member_stats, self.store.memory_bytes, self.sync_status
+        )
         self.faults = Faults.from_env()
         if self.faults.active:
             self.store.block_write_fault = self.faults.block_write_fault
@@ -159,7 +162,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self._started = time.monotonic()
         self._recent_commits: deque[float] = deque(maxlen=512)
         self._ready = False
-        self._observer_target = 0
+        self._catch_up_asks = {}
         self._role_changed = trio.Event()
         # Test-only traffic delay (fault file "delay_ms"): frames wait here.
         self._delayed, self._delayed_out = trio.open_memory_channel(math.inf)
@@ -218,6 +221,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
                 await nursery.start(self._run_role)
                 self._restore_pending()
                 nursery.start_soon(self._gossip_flusher)
+                nursery.start_soon(self._learn_peer_heights)
                 nursery.start_soon(self._maintenance)
                 store = self.config.store
                 if store.backup_interval_s:
@@ -257,7 +261,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         return await self.backups.take(name, keep)
 
     def is_ready(self) -> bool:
-        return self._ready and (self.driver is None or self.driver.sync_target <= self.store.head().height)
+        """Up, and caught up: at the height its peers showed it (not before it heard one)."""
+        return self._ready and self.sync_target() == self.store.head().height
 
     # -- transactions in --------------------------------------------------------
 
@@ -390,6 +395,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             return await self._sync_server.handle(sender, payload, up_to=removed_at)
         if relayed is not None:
             return self.relay.receive(sender, relayed)
+        self.note_catch_up(sender, payload)
         return await self._sync_server.handle(sender, payload)
 
     def _send(self, to: str, payload: bytes) -> bool:

@@ -2,24 +2,18 @@
 
 This module owns the host side of ``docker/compose.yaml``: it generates the
 network's keys and configs (``generate_testnet(docker=True)`` plus an API
-token), builds the images when they are missing (offline: a base image from
-Debian packages, then the node image from wheels built here), runs
+token), builds the images when they are missing (``dockerimages``), runs
 docker-compose, waits on conditions through the published APIs, and breaks
 the network on purpose: stop, kill and restart one container, cut one off the
-bridge network and put it back.
-
-The node image is tagged with a digest of the sources it is built from, so a
-changed tree gets a fresh image and an unchanged one is never rebuilt. Every
-failure is a ``DockerNetError`` with one sentence that says what to do.
+bridge network and put it back. Every failure is a ``DockerNetError`` with
+one sentence that says what to do.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 import tomllib
@@ -32,14 +26,22 @@ import httpx
 import tomli_w
 
 from lendchain.client import NodeClient, NodeError
+from lendchain.genesis import Genesis
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import ConfigError, load_genesis
+from lendchain.node.dockerimages import (
+    DOCKER_DIR,
+    NODE_IMAGE_REPO,
+    DockerNetError,
+    compose_command,
+    ensure_node_image,
+    image_exists,
+    run_docker,
+)
 from lendchain.node.testnet import DOCKER_SUBNET, docker_ip, generate_testnet
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKER_DIR = REPO_ROOT / "docker"
 COMPOSE_FILE = DOCKER_DIR / "compose.yaml"
 DEFAULT_NETWORK_DIR = DOCKER_DIR / "network"
 NODES = ("bank1", "bank2", "bank3", "bank4")
@@ -49,20 +51,6 @@ CONTAINER_API_PORT = 8100
 DEFAULT_API_PORTS = (8101, 8102, 8103, 8104, 8105)
 IMAGE_UID = 10001
 SETTINGS_FILE = "docker.toml"  # in the network directory: its compose project, subnet and API ports
-BASE_IMAGE = "lendchain-base:bookworm"
-NODE_IMAGE_REPO = "lendchain-node"
-# What goes into the node image; a change to any of these makes a new tag.
-_IMAGE_INPUTS = (
-    "Dockerfile",
-    ".dockerignore",
-    "pyproject.toml",
-    "docker/entrypoint.sh",
-    "docker/healthcheck.py",
-)
-
-
-class DockerNetError(RuntimeError):
-    """Docker is missing, a build or compose command failed, or a condition was not met in time."""
 
 
 def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.1) -> T:
@@ -80,132 +68,6 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, int
             detail = f" (last error: {last_error})" if last_error else ""
             raise DockerNetError(f"gave up after {timeout_s:.0f} s waiting for {what}{detail}")
         time.sleep(interval_s)
-
-
-# Docker itself --------------------------------------------------------------
-
-
-def docker_unavailable_reason() -> str | None:
-    """None when the Docker engine answers and a compose tool is installed, else why not."""
-    if shutil.which("docker") is None:
-        return "the docker command is not installed"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return "the Docker engine did not answer 'docker info' within 30 s"
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"the Docker engine does not answer 'docker info' ({last})"
-    try:
-        compose_command()
-    except DockerNetError as e:
-        return str(e)
-    return None
-
-
-_compose_cmd: list[str] | None = None
-
-
-def compose_command() -> list[str]:
-    """``docker compose`` (the v2 plugin) when present, else ``docker-compose``."""
-    global _compose_cmd
-    if _compose_cmd is None:
-        plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-        if plugin.returncode == 0:
-            _compose_cmd = ["docker", "compose"]
-        elif shutil.which("docker-compose"):
-            _compose_cmd = ["docker-compose"]
-        else:
-            raise DockerNetError(
-                "neither 'docker compose' nor 'docker-compose' is installed; install the Compose tool"
-            )
-    return list(_compose_cmd)
-
-
-def run_docker(args: list[str], *, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise DockerNetError(f"'{' '.join(args)}' did not finish within {timeout_s:.0f} s") from None
-    if check and result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise DockerNetError(f"'{' '.join(args)}' failed with exit code {result.returncode}:\n{tail}")
-    return result
-
-
-def image_exists(tag: str) -> bool:
-    return run_docker(["docker", "image", "inspect", tag], check=False).returncode == 0
-
-
-# Images ---------------------------------------------------------------------
-
-
-def source_digest(root: Path = REPO_ROOT) -> str:
-    """A short digest of everything the node image is built from."""
-    files = [root / name for name in _IMAGE_INPUTS]
-    files += sorted((root / "lendchain").rglob("*.py"))
-    h = hashlib.sha256()
-    for path in files:
-        if path.is_file():
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:12]
-
-
-def node_image_tag(root: Path = REPO_ROOT) -> str:
-    return f"{NODE_IMAGE_REPO}:src-{source_digest(root)}"
-
-
-def _run_script(script: str, env: dict[str, str], quiet: bool, timeout_s: float) -> None:
-    path = DOCKER_DIR / script
-    if not path.is_file():
-        raise DockerNetError(
-            f"{path} is missing; run lendchain docker from a checkout of the lendchain repository"
-        )
-    kwargs: dict[str, Any] = {"capture_output": True, "text": True} if quiet else {}
-    try:
-        result = subprocess.run(
-            ["sh", str(path), "--force"], env={**os.environ, **env}, timeout=timeout_s, **kwargs
-        )
-    except subprocess.TimeoutExpired:
-        raise DockerNetError(f"{script} did not finish within {timeout_s:.0f} s") from None
-    if result.returncode != 0:
-        tail = "\n".join(((result.stdout or "") + (result.stderr or "")).strip().splitlines()[-20:])
-        raise DockerNetError(
-            f"{script} failed with exit code {result.returncode}" + (f":\n{tail}" if tail else "")
-        )
-
-
-def ensure_base_image(base_image: str = BASE_IMAGE, *, force: bool = False, quiet: bool = False) -> str:
-    """Build the Debian base image with debootstrap unless it exists (needs root)."""
-    if force or not image_exists(base_image):
-        if not base_image.startswith("lendchain-base:"):
-            return base_image  # an ordinary registry image: docker build pulls it
-        _run_script("build-base-image.sh", {"LENDCHAIN_BASE_IMAGE": base_image}, quiet, 900)
-    return base_image
-
-
-def ensure_node_image(base_image: str | None = None, *, force: bool = False, quiet: bool = False) -> str:
-    """The node image for the current sources: built (with its base) only if missing.
-
-    The image is tagged ``lendchain-node:src-<digest>`` and also
-    ``lendchain-node:dev``; older ``src-`` tags are removed after a build.
-    """
-    base = ensure_base_image(base_image or os.environ.get("LENDCHAIN_BASE_IMAGE", BASE_IMAGE), quiet=quiet)
-    tag = node_image_tag()
-    built = force or not image_exists(tag)
-    if built:
-        env = {"LENDCHAIN_BASE_IMAGE": base, "LENDCHAIN_NODE_IMAGE": tag}
-        _run_script("build-node-image.sh", env, quiet, 900)
-        stale = run_docker(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", NODE_IMAGE_REPO])
-        for old in stale.stdout.split():
-            if old.startswith(f"{NODE_IMAGE_REPO}:src-") and old != tag:
-                run_docker(["docker", "image", "rm", old], check=False)
-    run_docker(["docker", "tag", tag, f"{NODE_IMAGE_REPO}:dev"])
-    if built:
-        # Untagged leftovers of earlier builds: venv stages and replaced node images.
-        for label in ("org.lendchain.image=venv-stage", "org.lendchain.image=node"):
-            run_docker(["docker", "image", "prune", "--force", "--filter", f"label={label}"], check=False)
-    return tag
 
 
 # The network ----------------------------------------------------------------
@@ -244,6 +106,7 @@ class DockerNet:
     image: str | None = None
     observer: bool = False
     subnet: str = DOCKER_SUBNET
+    params: dict[str, Any] | None = None  # chain parameters for the genesis [app] of a new network
     _clients: dict[str, NodeClient] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -316,17 +179,29 @@ class DockerNet:
 
     def prepare(self) -> None:
         """Generate the configs (once) and make the key files readable by the containers' user."""
-        if not (self.network_dir / "genesis.toml").exists():
-            # The observer is always in the genesis, so it can join a running chain later.
-            generate_testnet(
-                self.network_dir,
-                nodes=len(NODES),
-                observers=1,
-                docker=True,
-                docker_subnet=self.subnet,
-                rules_version=RULES_VERSION,  # a new network starts on the newest rules
+        genesis_path = self.network_dir / "genesis.toml"
+        if not genesis_path.exists():
+            try:  # checks ``params`` strictly, as ``lendchain testnet --param`` does
+                # The observer is always in the genesis, so it can join a running chain later.
+                generate_testnet(
+                    self.network_dir,
+                    nodes=len(NODES),
+                    observers=1,
+                    docker=True,
+                    docker_subnet=self.subnet,
+                    rules_version=RULES_VERSION,  # a new network starts on the newest rules
+                    params=self.params,
+                )
+            except ConfigError as e:
+                raise DockerNetError(str(e)) from None
+        elif self.params:
+            raise DockerNetError(
+                f"{self.network_dir} holds a network already, so --param has no genesis to go into; "
+                "change a parameter of a running chain by governance (lendchain gov propose params.set "
+                f"KEY VALUE), or remove {self.network_dir} (after 'lendchain docker down --volumes') to "
+                "generate a new one"
             )
-        genesis = load_genesis(self.network_dir / "genesis.toml")
+        genesis = self._load_genesis(genesis_path)
         names = tuple(m.name for m in genesis.members)
         observers = tuple(m.name for m in genesis.observers)
         if names != NODES or (self.observer and OBSERVER not in observers):
@@ -358,6 +233,41 @@ class DockerNet:
             # rather than run the nodes as root.
             for path in [self.network_dir, *self.network_dir.rglob("*")]:
                 os.chown(path, IMAGE_UID, 0)
+
+    def _load_genesis(self, path: Path) -> Genesis:
+        """The network's genesis: checked strictly while no node of the network has run its chain.
+
+        A genesis no node has run yet (generated and then edited, or written by
+        ``lendchain testnet --docker``) is a new chain's: a typo in its ``[app]``
+        would be the chain's for good (its hash is the chain's identity), so it is
+        refused here, before any container starts, as ``lendchain testnet --param``
+        refuses one. Once a node has a store, the chain runs on that genesis
+        whatever it says, and its nodes warn at every start (``node.config``).
+        """
+        started = self.chain_started()
+        try:
+            return load_genesis(path, strict=not started)
+        except ConfigError as e:
+            if started:
+                raise DockerNetError(str(e)) from None
+            raise DockerNetError(
+                f"{e}; no node of this network has run its chain yet (the compose project {self.project} "
+                f"has no data volume), so fix {path}, or remove {self.network_dir} to generate it again"
+            ) from None
+
+    def chain_started(self) -> bool:
+        """Whether a node of this network may hold a store: its compose project has a data volume.
+
+        False when docker cannot say; then no node of it runs either.
+        """
+        label = f"label=com.docker.compose.project={self.project}"
+        try:
+            listed = run_docker(
+                ["docker", "volume", "ls", "--quiet", "--filter", label], check=False, timeout_s=30
+            )
+        except (DockerNetError, OSError):
+            return False
+        return listed.returncode == 0 and any(name.endswith("-data") for name in listed.stdout.split())
 
     def container_uid(self) -> int:
         return IMAGE_UID if os.geteuid() == 0 else os.getuid()

@@ -351,6 +351,8 @@ class ConsensusDriver:
                 if not applied:
                     self.log.warning("blocks from %s were not applied; asking another member", peer)
                     peers.pop(0)
+                else:  # the next batch from the next peer: each sees this node catching up (views)
+                    peers.append(peers.pop(0))
                 start = self.store.head().height + 1
         finally:
             self._fetching = False

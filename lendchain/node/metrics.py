@@ -56,6 +56,27 @@ class _StoreCollector(Collector):
         )
 
 
+class _SyncCollector(Collector):
+    """Whether the node is caught up, and how far behind it is, at scrape time (``NodeViews.sync_status``)."""
+
+    def __init__(self, sync_status: Callable[[], dict[str, Any]]) -> None:
+        self.sync_status = sync_status
+
+    def collect(self):
+        sync = self.sync_status()
+        yield GaugeMetricFamily(
+            "lendchain_catching_up",
+            "1 while the node is behind its peers, or has heard none of them since it started",
+            value=int(sync["state"] != "synced"),
+        )
+        if sync["behind"] is not None:  # absent while not known
+            yield GaugeMetricFamily(
+                "lendchain_sync_behind_blocks",
+                "blocks between this node's head and the height its peers showed it",
+                value=sync["behind"],
+            )
+
+
 class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -173,11 +194,14 @@ class NodeMetrics:
         stats: Callable[[], dict[str, Any]],
         member_stats: Callable[[], dict[str, dict[str, int]]] | None = None,
         store_memory_bytes: Callable[[], int] | None = None,
+        sync_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """Export the network layer's counters, and the store's memory, at scrape time."""
+        """Export the network layer's counters, the store's memory and the sync state at scrape time."""
         self.registry.register(_NetworkCollector(stats, member_stats))
         if store_memory_bytes is not None:
             self.registry.register(_StoreCollector(store_memory_bytes))
+        if sync_status is not None:
+            self.registry.register(_SyncCollector(sync_status))
 
     def observe_replica(self, replica: Any) -> None:
         view = replica.view

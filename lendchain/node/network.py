@@ -14,7 +14,7 @@ both sides redial. A write that does not finish within ``write_timeout_s`` is
 never cancelled half-way: the stream is reset instead and the link rebuilt.
 Catch-up requests and transactions relayed to the primary (relay.py) use one
 short stream each on ``/lendchain/request/1``.
-Transactions travel on gossipsub (``network_host.build_pubsub``).
+Transactions travel on gossipsub (``network_gossip``, ``network_host.build_pubsub``).
 
 Each member has an inbound budget (``network_link.InboundBudget``): consensus
 frames and requests beyond ``peer_frames_per_s`` / ``peer_bytes_per_s`` are
@@ -43,15 +43,16 @@ from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 
 from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
+from lendchain.node.network_gossip import GossipSide
 from lendchain.node.network_host import (
     build_host,
     build_pubsub,
     check_listen_address_free,
+    close_connections,
     listenable,
     peer_id_of,
     wrap_gossip,
@@ -83,7 +84,7 @@ class NetworkError(Exception):
     """A network operation failed: unknown member, not connected, timeout, peer error."""
 
 
-class Network(InboundStreams, MemberSet):
+class Network(InboundStreams, GossipSide, MemberSet):
     def __init__(
         self,
         *,
@@ -235,10 +236,12 @@ class Network(InboundStreams, MemberSet):
         return [*self._order]
 
     def stats(self) -> dict[str, int | float]:
+        # A removed member's link (not let go yet) counts in neither: this node no longer dials it.
+        members = [link for link in self._links.values() if not link.passive]
         return {
             **self._counters,
-            "connected": len(self.connected_members()),
-            "members": len(self._links),  # the other consortium nodes: all connected when healthy
+            "connected": sum(link.up for link in members),
+            "members": len(members),  # the other consortium nodes: all connected when healthy
             "queued": sum(len(link.queue) for link in self._links.values()),
             "gossip_peers": len(self.gossip_members()),
         }
@@ -349,7 +352,6 @@ class Network(InboundStreams, MemberSet):
         host = build_host(self.key, self._listen, self._is_member, self._refused)
         pubsub, router = build_pubsub(
             host,
-            peers=len(self._links),
             heartbeat_s=self.options["gossip_heartbeat_s"],
             max_message_size=self.options["max_gossip_size"],
             deliver=self._deliver_gossip,
@@ -379,7 +381,7 @@ class Network(InboundStreams, MemberSet):
                 try:
                     async with trio.open_nursery() as nursery:
                         self._links_nursery = nursery
-                        for link in self._links.values():
+                        for link in [*self._links.values(), *self._let_go_links()]:
                             nursery.start_soon(self._maintain, link)
                         nursery.start_soon(self._repair_gossip)
                         self.log.info("p2p listening on %s as %s", self._listen, self.peer_id)
@@ -393,8 +395,8 @@ class Network(InboundStreams, MemberSet):
                     for listener in list(swarm.listeners.values()):
                         await bounded(listener.close())
                     for link in list(self._links.values()):  # a disconnect yields: members may change
-                        await bounded(host.disconnect(link.peer_id))
-                    for link in self._links.values():
+                        await bounded(close_connections(host, link.peer_id))
+                    for link in [*self._links.values(), *self._let_go_links()]:
                         link.up = False
 
     def _connected(self, link: MemberLink) -> bool:
@@ -417,12 +419,18 @@ class Network(InboundStreams, MemberSet):
             )
 
     async def _maintain(self, link: MemberLink) -> None:
-        """Keep one outbound consensus stream to ``link``'s member, redialling with backoff."""
+        """Keep one outbound consensus stream to ``link``'s member, redialling with backoff.
+
+        A passive link (a removed member's) dials no one: it opens its stream over
+        a connection the member's node made, whenever there is one.
+        """
         assert self._host is not None
         host = self._host
         delay = self.options["redial_min_s"]
         ever_up = False
         while not link.removed:
+            if link.passive and not await self._wait_for_its_dial(link):
+                break
             # Both members dialling each other at once leaves two connections, and
             # py-libp2p's pubsub then sometimes loses a subscription on one of them. The
             # member with the larger PeerID (the current one of each: keys rotate) gives
@@ -434,6 +442,8 @@ class Network(InboundStreams, MemberSet):
                         await trio.sleep(0.02)
             try:
                 with trio.fail_after(self.options["dial_timeout_s"]):
+                    if not self._connected(link) and link.passive:
+                        continue  # its node's connection went before our stream opened: wait again
                     if not self._connected(link):
                         # A failed dial puts the peer in a 60 s negative cache; a member is
                         # always worth another try.
@@ -446,16 +456,17 @@ class Network(InboundStreams, MemberSet):
             except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors
                 # A connection that cannot open a stream is half-dead (e.g. the peer
                 # vanished without closing it): drop it so the next attempt dials afresh.
-                await bounded(host.disconnect(link.peer_id))
+                await bounded(close_connections(host, link.peer_id))
                 link.failed_dials += 1
                 link.try_next_peer_id()
                 n = link.failed_dials
-                log = self.log.info if n in (1, 10) or n % 100 == 0 else self.log.debug
+                noted = not link.passive and (n in (1, 10) or n % 100 == 0)  # passive: its node went
+                log = self.log.info if noted else self.log.debug
                 log("cannot reach %s at %s (attempt %d): %s", link.member.name, link.maddr, n, e)
                 await trio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.options["redial_max_s"])
                 continue
-            if ever_up:
+            if ever_up and not link.passive:
                 self._counters["reconnects"] += 1
             ever_up = True
             link.failed_dials = 0
@@ -503,7 +514,7 @@ class Network(InboundStreams, MemberSet):
                     reason = f"nothing heard for {now - link.last_heard:.1f} s; connection closed"
                     break
             nursery.cancel_scope.cancel()
-            await bounded(self._host.disconnect(link.peer_id))
+            await bounded(close_connections(self._host, link.peer_id))
 
         link.last_heard = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -511,68 +522,3 @@ class Network(InboundStreams, MemberSet):
             nursery.start_soon(watchdog)
         await bounded(stream.reset())
         return reason
-
-    async def _repair_gossip(self) -> None:
-        """Reconnect a member whose gossip subscription never arrived.
-
-        With two connections to one member, py-libp2p 0.8.1's pubsub can lose the
-        member's subscription announcement; neither side notices, and gossip
-        between them stops. Every member subscribes before it dials, so a member
-        linked for a while without a known subscription is in that state.
-        """
-        assert self._pubsub is not None and self._host is not None
-        first_repair_s = self.options["gossip_repair_s"]
-        # A reconnect also resets the consensus link, so repeated repairs back off.
-        repair_after = {name: first_repair_s for name in self._links}
-        while True:
-            await trio.sleep(min(1.0, first_repair_s / 2))
-            subscribed = self._pubsub.peer_topics.get(self.topic, set())
-            now = trio.current_time()
-            # A copy: members come and go at run time, and a disconnect below yields.
-            for name, link in list(self._links.items()):
-                if link.peer_id in subscribed:
-                    repair_after[name] = first_repair_s
-                elif link.up and now - link.up_since > repair_after.setdefault(name, first_repair_s):
-                    self._counters["gossip_repairs"] += 1
-                    self.log.warning(
-                        "%s is linked but its gossip subscription is missing after %.1f s; reconnecting",
-                        name,
-                        now - link.up_since,
-                    )
-                    repair_after[name] = min(repair_after[name] * 2, 120.0)
-                    link.up_since = now
-                    await bounded(self._host.disconnect(link.peer_id))
-
-    # -- gossip ----------------------------------------------------------------------
-
-    def _gossip_validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        if forwarder == self.my_peer_id:
-            return True  # our own publish: the daemon checked it before publishing
-        if ID(msg.from_id) not in self._by_peer:
-            self._counters["gossip_rejected"] += 1
-            return False
-        link = self._by_peer.get(forwarder)
-        if link is not None and link.budget is not None:
-            if not link.budget.admit(trio.current_time(), gossip_bytes=len(msg.data)):
-                self._counters["throttled_gossip"] += 1
-                self._warn_throttled(link, "gossip")
-                return False
-        try:
-            valid = bool(self._validate_gossip(self._unwrap(msg)[1]))
-        except ValueError:
-            valid = False
-        except Exception:
-            self.log.exception("gossip validator raised; rejecting the message")
-            valid = False
-        if not valid:
-            self._counters["gossip_rejected"] += 1
-        return valid
-
-    def _deliver_gossip(self, msg: rpc_pb2.Message) -> None:
-        if ID(msg.from_id) == self.my_peer_id or self._inject_loss("gossip_loss"):
-            return
-        self._counters["gossip_in"] += 1
-        try:
-            self._on_gossip(self._unwrap(msg)[1])
-        except Exception:
-            self.log.exception("gossip handler failed")

@@ -28,12 +28,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.exceptions import ParseError
 from libp2p.identity_utils import create_identity_from_seed
+from libp2p.io.exceptions import IncompleteReadError
 from libp2p.network.config import RetryConfig
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.pubsub import pubsub as _pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -45,10 +49,21 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
+
+# A full mesh up to 12 other members: the publisher reaches everyone itself (see MemberGossipSub).
+# Not sized by the genesis's member count: members admitted later (member.admit) need room too.
+# A mesh sized for a 2-member genesis held one peer: an admitted member could take the other
+# member's place in it, and once the admitted one was removed, gossip between the two did not
+# come back within 30 s (tests/network/test_network.py, the let-go test).
+MESH_DEGREE = 12
+
+# How fast a removed member's node may talk on its pubsub stream (``DeliveringPubsub._hear_out``).
+HEAR_OUT_BYTES_PER_S = 64 * 1024
 
 # py-libp2p 0.8.1 creates each peer's outbound pubsub queue as ``RpcQueue()``
 # with room for 32 RPCs and drops the rest silently; the class name is looked
@@ -197,6 +212,25 @@ def build_host(
     return host
 
 
+async def close_connections(host: IHost, peer_id: ID) -> None:
+    """Close every connection to ``peer_id`` that the swarm lists now.
+
+    Not ``host.disconnect``: py-libp2p 0.8.1's ``Swarm.close_peer`` closes the
+    connections it listed, then forgets every connection of the peer, a new one
+    included that the peer dialled while those closed (members redial within
+    0.1 s). That one goes on carrying streams, but the swarm no longer lists it:
+    nothing can close it, pubsub never hears it closed, and the node counts the
+    member as not connected (seen when the gossip repair reconnected a member:
+    its subscription never came back). A connection closed here leaves the
+    swarm's list by itself.
+    """
+    for connection in host.get_network().get_connections(peer_id):
+        try:
+            await connection.close()
+        except Exception:  # one that fails to close is gone or going; close the others
+            pass
+
+
 async def _never_auto_connect() -> None:
     return None
 
@@ -319,30 +353,96 @@ class DeliveringPubsub(Pubsub):
             self.deliver(publish_message)
 
     async def stream_handler(self, stream: INetStream) -> None:
-        """Read a peer's pubsub stream, unless the peer is blacklisted (a removed member's node).
+        """Read a peer's pubsub stream; a blacklisted peer's (a removed member's node) is heard out.
 
-        The stock handler reads it anyway: its subscriptions would put the peer in
-        the topic's peers, the router could mesh it, and what we publish to the
-        mesh would go nowhere.
+        The stock handler reads a blacklisted peer's stream as any other: its
+        subscriptions would put the peer in the topic's peers, the router could
+        mesh it, and what we publish to the mesh would go nowhere.
         """
-        if self.is_peer_blacklisted(stream.muxed_conn.peer_id):
-            await stream.reset()
+        peer_id = stream.muxed_conn.peer_id
+        if self.is_peer_blacklisted(peer_id):
+            await self._hear_out(stream)
             return
-        await super().stream_handler(stream)
+        try:
+            await self.continuously_read_stream(stream)
+        except (StreamError, ParseError, IncompleteReadError):
+            await stream.reset()
+            # Its connection closed: the disconnect notice forgets the peer if it has no other
+            # connection. Forgetting it here (as the stock handler does) would also drop what
+            # it announced on a newer connection, and it announces that only once.
+            if not self._on_closed_connection(stream):
+                self._handle_dead_peer(peer_id)
+
+    async def _hear_out(self, stream: INetStream) -> None:
+        """Read a blacklisted peer's pubsub stream and drop what it says, at most ``HEAR_OUT_BYTES_PER_S``.
+
+        It is also told our subscriptions, on a stream of ours that carries
+        nothing else. Its node may not know yet that its member was removed (it
+        fetches its blocks up to the removal); were its streams reset, or were it
+        never told that we subscribe, it would take the silence for a lost
+        subscription and reconnect again and again (``Network._repair_gossip``).
+        Nothing is published to it: it is in no mesh of ours.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        ours: INetStream | None = None
+        try:
+            ours = await self.host.new_stream(peer_id, self.protocols)
+            await ours.write(encode_varint_prefixed(self.get_hello_packet().SerializeToString()))
+            while True:
+                said = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+                await trio.sleep(len(said) / HEAR_OUT_BYTES_PER_S)
+        except Exception:  # its connection closed, or it sent something unreadable
+            pass
+        finally:
+            for each in (stream, ours):
+                if each is not None:
+                    with trio.move_on_after(1.0) as scope:
+                        scope.shield = True
+                        try:
+                            await each.reset()
+                        except Exception:
+                            pass
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        """Open our stream to a peer that connected, first dropping one left on a closed connection.
+
+        py-libp2p 0.8.1 hears a connection closed 0.1 s late, and then only if
+        the peer has no other: a member that redials at once (every member
+        does) is connected again by then, so its old stream stays registered,
+        the stock handler skips the new connection as "already has a pubsub
+        stream", and neither side sends the other its subscriptions: gossip
+        between the two stops. Dropping the stale stream (not the peer's
+        subscriptions: it re-announces them on its new stream) lets the hello
+        go out on the new connection.
+        """
+        if self._stale(peer_id):
+            del self.peers[peer_id]
+            queue = self.peer_queues.pop(peer_id, None)
+            if queue is not None:
+                queue.close()
+            self.router.remove_peer(peer_id)
+        await super()._handle_new_peer(peer_id)
+
+    def _stale(self, peer_id: ID) -> bool:
+        """Whether our registered stream to ``peer_id`` rides on a connection that closed."""
+        stream = self.peers.get(peer_id)
+        return stream is not None and self._on_closed_connection(stream)
+
+    @staticmethod
+    def _on_closed_connection(stream: INetStream) -> bool:
+        return bool(getattr(stream.muxed_conn, "is_closed", False))
 
 
 def build_pubsub(
     host: IHost,
-    peers: int,
     heartbeat_s: float,
     max_message_size: int,
     deliver: Callable[[rpc_pb2.Message], None],
 ) -> tuple[DeliveringPubsub, MemberGossipSub]:
-    """A gossipsub router sized for ``peers`` other members on a closed network."""
+    """A gossipsub router for a closed network of up to ``MESH_DEGREE`` + 1 members."""
     max_rpc_bytes = max_message_size + 64 * 1024  # room for the signed envelope and peer record
     _RoomyRpcQueue.max_rpc_bytes = max(_RoomyRpcQueue.max_rpc_bytes, max_rpc_bytes)
-    # A full mesh up to 12 peers: the publisher reaches everyone itself (see MemberGossipSub).
-    degree = max(1, min(12, peers))
+    degree = MESH_DEGREE
     router = MemberGossipSub(
         protocols=[PROTOCOL_ID_V11],
         degree=degree,

@@ -5,7 +5,7 @@ checks its HELLO (chain id, and the name its key belongs to), then reads
 frames until the stream breaks or falls silent for ``dead_after_s``, charging
 each to the member's inbound budget. A removed member's node let go
 (``network_members``) keeps its stream too, at a removed member's budget,
-and what it sends is dropped. A request stream carries one request
+and what it sends is dropped; this node's stream back to it carries PINGs only. A request stream carries one request
 (catch-up, a relayed batch) and its answer.
 """
 
@@ -46,7 +46,7 @@ class InboundStreams:
             await quietly(stream.reset())
             return
         name = link.member.name
-        heeded = not link.removed  # what a removed member sends is read (at its budget) and dropped
+        heeded = not link.let_go  # what a removed member sends is read (at its budget) and dropped
         reader = FrameReader(stream, self.options["max_frame_size"])
         try:
             with trio.fail_after(self.options["dead_after_s"]):

@@ -153,7 +153,13 @@ class MemberLink:
         self.failed_dials = 0  # since the link was last up
         self.budget: InboundBudget | None = None  # set by Network.run from its options
         self.warned_throttle_at = -1e9  # trio time of the last "rate limited" warning
-        self.removed = False  # the member was removed (``Network.remove_member``): stop dialling it
+        self.removed = (
+            False  # this link was dropped (``Network.remove_member``, ``leave``): its supervisor stops
+        )
+        # Dial the member no more, only answer its node's own connections with a stream back (so
+        # that its node's link hears us): a removed member (``Network.stop_dialling``, ``let_go``).
+        self.passive = False
+        self.let_go = False  # a removed member let go: what its node sends is read and dropped
 
     def set_keys(self, public_keys: list[bytes]) -> list[ID]:
         """Accept these node keys' PeerIDs (newest first, retired ones left out) and dial the newest.

@@ -8,6 +8,10 @@ shrinks when it lets a removed one go (``remove_member``: its link and
 connections closed). A member whose node moved is dialled at its new address
 (``set_address``).
 
+A removed member is dialled no more from the block that removes it
+(``stop_dialling``), though its link lasts until it is let go: a node that
+read its own removal closes its links and dials no one (``leave``), so
+dialling it would only be refused, every few seconds, until the let-go.
 A removed member let go is not forgotten (``let_go``): its node may still
 connect, so that a node that was down when its member was removed can fetch
 the blocks up to the one that removes it and say so (the daemon serves it
@@ -15,8 +19,14 @@ no block above that one). Nothing else it sends is taken: its consensus
 frames are read at its budget and dropped (its stream is kept, so that its
 link does not flap and drop the connection its requests ride on), its
 relayed txs refused, and gossip neither reaches it nor is taken from it
-(pubsub's blacklist). A node that read its own removal
-closes its links and dials no one (``leave``).
+(pubsub's blacklist).
+
+Either way the link is *passive*: this node never dials the member, but
+when the member's node connects, a supervisor opens this node's stream back
+over that connection and keeps it alive with PINGs. A node that has not read
+its removal yet judges its links by what it hears on them; without the
+stream back it would hear nothing, close the connection every
+``dead_after_s`` and dial again.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import trio
 from libp2p.peer.id import ID
 
 from lendchain.genesis import Member
-from lendchain.node.network_host import peer_id_of
+from lendchain.node.network_host import close_connections, peer_id_of
 from lendchain.node.network_link import InboundBudget, MemberLink, bounded
 
 # Permanent peerstore entry for member addresses (libp2p's connect() adds 120 s ones).
@@ -38,6 +48,7 @@ ADDR_TTL = 10**9
 # may be hostile, and each request can cost us a response of up to 64 blocks. Enough to read
 # its removal: 32 requests (2,048 blocks) at once, then 2 a second.
 LET_GO_RATES = {"frames": (2.0, 32.0), "bytes": (64.0 * 1024, 256.0 * 1024)}
+PASSIVE_POLL_S = 0.1  # how soon a passive link answers a removed member's node that connected
 
 
 class MemberSet:
@@ -52,7 +63,7 @@ class MemberSet:
             for key in retired:
                 self._by_peer.pop(peer_id_of(key), None)
                 if self._host is not None:  # drop what it still has open (new streams are refused)
-                    trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id_of(key)))
+                    trio.lowlevel.spawn_system_task(bounded, close_connections(self._host, peer_id_of(key)))
             self.log.warning(
                 "%s proved a newer node key: its %d older ones are refused now", name, len(retired)
             )
@@ -85,7 +96,10 @@ class MemberSet:
         link = self._drop_link(name)
         if link is None:
             return False
-        self._keep_let_go(link)
+        gone = MemberLink(link.member)  # a fresh link: the dropped one's supervisor is stopping
+        gone.retired = set(link.retired)
+        gone.set_keys(link.keys or [link.member.public_key])
+        self._keep_let_go(gone)
         self.log.warning(
             "%s was removed from the consortium: its links are closed; its node may fetch blocks "
             "up to its removal, nothing else",
@@ -98,6 +112,23 @@ class MemberSet:
         link = MemberLink(member)
         link.set_keys(keys)
         self._keep_let_go(link)
+
+    def stop_dialling(self: Any, name: str) -> bool:
+        """Dial a removed member no more (``member.remove``); False if unknown or done already.
+
+        Its link stays until it is let go: its node may still connect (it has not
+        read its removal yet) and is answered as before.
+        """
+        link = self._links.get(name)
+        if link is None or link.passive:
+            return False
+        link.passive = True
+        self.log.info(
+            "%s was removed from the consortium: this node dials it no more, and answers its node "
+            "until it lets it go",
+            name,
+        )
+        return True
 
     def leave(self: Any) -> None:
         """This node's own member was removed and the node read it: close every link, dial no one."""
@@ -121,12 +152,12 @@ class MemberSet:
         for peer_id in link.peer_ids:
             self._by_peer.pop(peer_id, None)
             if self._host is not None:
-                trio.lowlevel.spawn_system_task(bounded, self._host.disconnect(peer_id))
+                trio.lowlevel.spawn_system_task(bounded, close_connections(self._host, peer_id))
         link.wake.set()
         return link
 
     def _keep_let_go(self: Any, link: MemberLink) -> None:
-        link.removed = True
+        link.let_go = link.passive = True
         for peer_id in link.peer_ids:
             self._let_go[peer_id] = link
             # Into pubsub's blacklist set, not through add_to_blacklist: its teardown drops the
@@ -135,6 +166,23 @@ class MemberSet:
             if self._pubsub is not None:
                 self._pubsub.blacklisted_peers.add(peer_id)
         link.budget = InboundBudget(LET_GO_RATES, trio.current_time() if self._host is not None else 0.0)
+        if self._host is not None and self._links_nursery is not None:
+            self._links_nursery.start_soon(self._maintain, link)
+
+    def _let_go_links(self: Any) -> list[MemberLink]:
+        """Each removed member let go once (``_let_go`` lists it under each of its PeerIDs)."""
+        return list({id(link): link for link in self._let_go.values()}.values())
+
+    async def _wait_for_its_dial(self: Any, link: MemberLink) -> bool:
+        """A passive link: wait until the member's node connects (True) or the link is dropped (False)."""
+        while not link.removed:
+            for peer_id in link.peer_ids:
+                connections = self._host.get_network().get_connections(peer_id)
+                if any(not connection.is_closed for connection in connections):
+                    link.peer_id = peer_id
+                    return True
+            await trio.sleep(PASSIVE_POLL_S)
+        return False
 
     def _prepare_let_go(self: Any, pubsub: Any, now: float) -> None:
         """Before the host runs: removed members let go get no gossip, and a fresh request budget."""

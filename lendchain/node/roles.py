@@ -26,7 +26,8 @@ block that admits it they link to it (``_follow_roster``) and it follows the
 chain from its start, like any observer, until a ``member.voting`` change
 promotes it. A member removed (``member.remove``, never while it votes) is
 let go the same way, ``key_rotation_delay_blocks`` after the removal: its
-links close. Its node may still connect and fetch blocks up to the one that
+links close. From the removal on, its peers dial it no more (``Network.stop_dialling``)
+and only answer its node. It may still connect and fetch blocks up to the one that
 removes it, and no further, even if it was down when that happened; once it
 has read its removal it closes its own links (``Network.leave``).
 """
@@ -42,6 +43,7 @@ import trio
 from lendchain import codec
 from lendchain.consensus.certificate import CertificateError, CommitCertificate
 from lendchain.consensus.keys import KeySchedule
+from lendchain.consensus.quorum import faulty
 from lendchain.consensus.replica import Replica
 from lendchain.genesis import Member
 from lendchain.ledger.addresses import current_addresses
@@ -207,6 +209,8 @@ class MemberRoles:
         if removed == self._removals_seen:
             return
         self._removals_seen = removed
+        for name in removed.keys() - {self.config.name}:  # its node may read its removal and leave
+            self.network.stop_dialling(name)
         self.signers = member_signers(self.store)
         if self.config.name in removed:
             self.log.error(
@@ -312,6 +316,34 @@ class MemberRoles:
             self.metrics.voting.set(int(voting))
             self._role_changed.set()
 
+    async def _learn_peer_heights(self: Any) -> None:
+        """After the start, ask the other voting members how far the chain is, until one answers.
+
+        A voting member otherwise learns it from their consensus messages only,
+        and an idle chain at its genesis sends none, so it could never tell that
+        it is caught up (``sync_target``). The answers are claims, not proof: the
+        height that f+1 of them claim (one of those is honest) is its target
+        until the replica proves a higher one; the blocks it fetches it checks.
+        """
+        claims: dict[str, int] = {}
+        while not self._peer_heights_heard and self.config.name not in self._removals_seen:
+            head = self.store.head().height
+            for name in sorted(set(self.voters) - {self.config.name}):
+                if name not in self.network.reachable_members():
+                    continue
+                try:  # an empty range: only the peer's head comes back
+                    answer = await self._request(name, codec.pack({"from": head + 1, "to": head}), 2.0)
+                    claims[name], _ = decode_sync_response(answer)
+                except Exception as e:  # not up yet, cut off, or an answer that is no sync answer
+                    self.log.debug("asking %s how far the chain is failed: %s", name, e)
+            if claims:
+                ranked = sorted(claims.values(), reverse=True)
+                f = faulty(len(self.voters))
+                self._claimed_target = ranked[f] if len(ranked) > f else head
+                self._peer_heights_heard = True
+                return
+            await trio.sleep(OBSERVER_POLL_S)
+
     async def _follow_as_observer(self: Any) -> None:
         """Read-only follower: fetch certified blocks from a voting member and apply them."""
         while True:
@@ -327,6 +359,7 @@ class MemberRoles:
                     self.log.warning("observer sync from %s failed: %s", name, e)
                     continue
                 self._observer_target = max(self._observer_target, target)
+                self._peer_heights_heard = True
                 for height, block, certificate in blocks:
                     if height != self.store.head().height + 1 or self._role_changed.is_set():
                         break

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from lendchain import codec
 from lendchain.crypto import did_from_public_key
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block
@@ -33,6 +34,10 @@ RAW_BLOCKS_MAX_BYTES = 8 << 20  # of block bytes per ``GET /blocks/raw`` answer,
 
 class NodeViews:
     _removals_seen: dict[str, int] = {}  # kept by ``MemberRoles._note_removals``: none until it runs
+    _peer_heights_heard = False  # a peer said how far the chain is since the start (``sync_target``)
+    _observer_target = 0  # the highest head the voting members' answers named (a follower's)
+    _claimed_target = 0  # the head f+1 voting members claimed when asked (``_learn_peer_heights``)
+    _catch_up_asks: dict[str, MemberSighting]  # member -> its node's last request for blocks
 
     def check_tx(self, raw: bytes) -> dict[str, Any]:
         """What the next block would do with ``raw``: a dry run on the committed head, nothing kept.
@@ -257,7 +262,6 @@ class NodeViews:
     def status(self) -> dict[str, Any]:
         head = self.store.head()
         replica = self.replica
-        target = self.driver.sync_target if self.driver else self._observer_target
         return {
             "name": self.config.name,
             # The member's ledger identity (its genesis key's); after a key rotation the node
@@ -281,15 +285,56 @@ class NodeViews:
             "member_heights": self._member_heights(head.height),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
             "rules": rules_status(self.store, head.height),
-            "sync": {
-                "state": "catching_up" if target > head.height else "synced",
-                "target": max(target, head.height),
-                "blocks_per_s": self._commit_rate(),
-            },
+            "sync": self.sync_status(),
             "uptime_s": round(time.monotonic() - self._started, 1),
             "backup": self.backups.newest,
             "backup_schedule": self._backup_schedule(),
         }
+
+    def sync_target(self) -> int | None:
+        """The height this node must reach to be caught up; None until a peer has said how far the chain is.
+
+        A voting member learns it from its peers' signed consensus messages (the
+        replica fetches the blocks it lacks up to a height it can prove) or their
+        answers to its asking (``_learn_peer_heights``), a follower from the
+        voting members' answers to its fetches. Until one of them
+        has been heard since the start, a node on an older store (restored from a
+        backup, or down a while) cannot tell it is behind, so it does not say it
+        is caught up. A removed member's node has every block it may ever fetch.
+        """
+        head = self.store.head().height
+        if self.config.name in self._removals_seen:
+            return head
+        if self.driver is not None:
+            others = set(self.voters) - {self.config.name}
+            if self.driver.member_sightings or not others:
+                self._peer_heights_heard = True
+            target = max(self.driver.sync_target, self._claimed_target)
+        else:
+            target = self._observer_target
+        return max(target, head) if self._peer_heights_heard else None
+
+    def sync_status(self) -> dict[str, Any]:
+        """``catching_up`` (``behind`` blocks, or None while not known yet) or ``synced``."""
+        head = self.store.head().height
+        target = self.sync_target()
+        behind = None if target is None else target - head
+        return {
+            "state": "synced" if behind == 0 else "catching_up",
+            "target": target,
+            "behind": behind,
+            "blocks_per_s": self._commit_rate(),
+        }
+
+    def note_catch_up(self, member: str, request: bytes) -> None:
+        """``member``'s node asked this one for blocks (``request``, a sync request): it is alive, at
+        the height below the first block it asked for. Its own consensus messages say nothing while
+        it catches up (a node restored from a backup has no head certificate to announce)."""
+        try:
+            start = int(codec.unpack(request, max_size=1024)["from"])
+        except (codec.CodecError, KeyError, TypeError, ValueError):
+            return
+        self._catch_up_asks[member] = MemberSighting(max(start - 1, 0), time.monotonic())
 
     def _backup_schedule(self) -> dict[str, Any] | None:
         """``[store] backup_interval_s`` and ``backup_keep``, and when the next backup is due."""
@@ -327,6 +372,17 @@ class NodeViews:
         for name in self.voters:
             is_self = name == self.config.name
             seen = MemberSighting(own_height, now) if is_self else sightings.get(name)
+            # Its node asking for blocks we hold, more lately than it voted: it is catching up
+            # (restored from a backup, say), at the height it asked from, and not down.
+            asked = None if is_self else self._catch_up_asks.get(name)
+            catching_up = (
+                asked is not None
+                and (seen is None or asked.seen_at > seen.seen_at)
+                and asked.height < own_height
+                and now - asked.seen_at <= silent_after_s
+            )
+            if catching_up:
+                seen = asked
             last_seen_s = round(now - seen.seen_at, 1) if seen else None
             rows.append(
                 {
@@ -336,6 +392,7 @@ class NodeViews:
                     "connected": is_self or name in connected,
                     "self": is_self,
                     "silent": last_seen_s is not None and last_seen_s > silent_after_s,
+                    "catching_up": catching_up,
                 }
             )
         return rows

@@ -61,6 +61,7 @@ class Views(NodeViews):
         self.member_keys = {m.name: [m.public_key] for m in (*genesis.members, *genesis.observers)}
         self.mempool = NoMempool()
         self._observer_target = 0
+        self._catch_up_asks = {}  # no member's node asked this one for blocks
         self._started = time.monotonic()
         self._recent_commits = []
         self.signers = {}  # no member has rotated its key
@@ -264,6 +265,7 @@ def test_status_gives_every_members_height_connection_and_silence(tmp_path):
         "connected": True,
         "self": True,
         "silent": False,
+        "catching_up": False,
     }
     assert (rows["bank2"]["height"], rows["bank2"]["connected"], rows["bank2"]["silent"]) == (3, True, False)
     assert 0.5 <= rows["bank2"]["last_seen_s"] < 30
@@ -275,6 +277,7 @@ def test_status_gives_every_members_height_connection_and_silence(tmp_path):
         "connected": False,
         "self": False,
         "silent": False,
+        "catching_up": False,
     }
 
 

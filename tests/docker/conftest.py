@@ -13,15 +13,15 @@ import time
 
 import pytest
 
-from lendchain.node import dockernet
+from lendchain.node import dockerimages
 
 
 def _skip_reason() -> str | None:
-    reason = dockernet.docker_unavailable_reason()
+    reason = dockerimages.docker_unavailable_reason()
     if reason:
         return f"docker tests need a Docker engine: {reason}"
-    base = os.environ.get("LENDCHAIN_BASE_IMAGE", dockernet.BASE_IMAGE)
-    if base.startswith("lendchain-base:") and not dockernet.image_exists(base) and os.geteuid() != 0:
+    base = os.environ.get("LENDCHAIN_BASE_IMAGE", dockerimages.BASE_IMAGE)
+    if base.startswith("lendchain-base:") and not dockerimages.image_exists(base) and os.geteuid() != 0:
         return (
             f"base image {base} is missing and debootstrap needs root; run docker/build-base-image.sh as root"
         )
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 def node_image() -> str:
     """The node image for the current sources (and its base), built here if missing."""
     start = time.monotonic()
-    tag = dockernet.ensure_node_image(quiet=True)
+    tag = dockerimages.ensure_node_image(quiet=True)
     print(f"node image {tag} ready in {time.monotonic() - start:.0f} s")
     return tag
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tomllib
 
 import pytest
 
-from lendchain.node import dockernet
+from lendchain.node import dockerimages, dockernet
 from lendchain.node.config import load_genesis
 
 
@@ -118,15 +119,15 @@ def test_source_digest_follows_the_package_sources(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     module = tmp_path / "lendchain" / "m.py"
     module.write_text("A = 1\n")
-    before = dockernet.source_digest(tmp_path)
-    assert dockernet.source_digest(tmp_path) == before
+    before = dockerimages.source_digest(tmp_path)
+    assert dockerimages.source_digest(tmp_path) == before
     module.write_text("A = 2\n")
-    assert dockernet.source_digest(tmp_path) != before
+    assert dockerimages.source_digest(tmp_path) != before
 
 
 def test_compose_file_puts_each_bank_on_the_private_network_with_its_own_key_only(tmp_path):
     yaml = pytest.importorskip("yaml", reason="reading compose's output needs PyYAML")
-    if dockernet.shutil.which("docker") is None:
+    if shutil.which("docker") is None:
         pytest.skip("the docker command is not installed")
     # Not the default subnet, so the file's variables are what puts the addresses there.
     net = dockernet.DockerNet(
@@ -137,7 +138,7 @@ def test_compose_file_puts_each_bank_on_the_private_network_with_its_own_key_onl
     )
     net.prepare()
     try:
-        cmd = dockernet.compose_command()
+        cmd = dockerimages.compose_command()
     except dockernet.DockerNetError as e:
         pytest.skip(str(e))
     result = subprocess.run(

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from lendchain.node import dockernet
+from lendchain.node import dockerimages, dockernet
 
 pytestmark = pytest.mark.docker
 
@@ -22,7 +22,7 @@ def docker_run(image: str, *args: str, env: dict[str, str] | None = None) -> sub
 
 
 def test_base_image_is_debian_with_python_3_11_and_venv(node_image):
-    base = dockernet.ensure_base_image()
+    base = dockerimages.ensure_base_image()
     result = docker_run(base, "python3", "-c", "import sys, venv, ensurepip; print(sys.version_info[:2])")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(3, 11)"
@@ -44,7 +44,7 @@ def test_node_image_runs_the_cli_as_an_unprivileged_user(node_image):
 
 
 def test_node_image_holds_lendchain_in_its_venv(node_image):
-    assert node_image.startswith(f"{dockernet.NODE_IMAGE_REPO}:src-")
+    assert node_image.startswith(f"{dockerimages.NODE_IMAGE_REPO}:src-")
     installed = docker_run(
         node_image, "python", "-c", "import lendchain.node.dockernet as d, pathlib; print(d.__file__)"
     )

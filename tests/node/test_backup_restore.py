@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lendchain.client import NodeError
@@ -101,8 +102,25 @@ def test_a_running_node_backs_up_and_a_member_restores_from_it(tmp_path):
         restored = lendchain_cli("--json", "restore", str(backup_dir), "--config", config)
         assert restored.returncode == 0, restored.stderr
         assert json.loads(restored.stdout)["height"] == info["height"]
+        # Started cut off from its peers, it cannot know it is behind: it does not say it is
+        # caught up, nor ready (its height is the backup's from the start, not 0).
+        (tmp_path / "faults").mkdir()
+        cluster.use_fault_files(tmp_path / "faults")
+        cluster.set_faults("bank2", isolate=True)
         cluster.start("bank2")
         cluster.wait_healthy(["bank2"], timeout_s=90)
+        assert "fault injection now: isolate=True" in cluster["bank2"].log_path.read_text()
+        sync = cluster["bank2"].get("/status")["sync"]
+        assert (sync["state"], sync["behind"]) == ("catching_up", None), sync
+        assert httpx.get(cluster["bank2"].url + "/ready", timeout=5).status_code == 503
+        assert metric(cluster, "bank2", "lendchain_catching_up") == 1
+        assert metric(cluster, "bank2", "lendchain_height") == info["height"]
+        cluster.set_faults("bank2")  # back on the network: it hears how far behind it is, catches up
+        wait_for(lambda: cluster["bank2"].get("/status")["sync"]["state"] == "synced", 60, "bank2 synced")
+        wait_for(
+            lambda: httpx.get(cluster["bank2"].url + "/ready", timeout=5).status_code == 200, 30, "ready"
+        )
+        assert metric(cluster, "bank2", "lendchain_catching_up") == 0
         assert metric(cluster, "bank2", "lendchain_backup_height") == cold_info["height"]  # found at start
         committed_everywhere(cluster, before + after, ["bank2"])
         with client(cluster, "bank2") as c:

@@ -180,6 +180,13 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         removed = propose_by_cli(net, "propose", "member.remove", key.did, "leaves the consortium")
         vote_through(cluster, net, removed["id"], voters=("bank2", "bank3"))
         removed_at = executed_height(net, removed["id"])
+        # From the removal on the members dial bank5 no more (its node, were it up, would read the
+        # removal and leave): no longer a node they link to, so no link counts as down.
+        wait_for(lambda: metric(cluster, "bank1", "lendchain_p2p_members") == 3, 30, "bank1 to stop dialling")
+        assert metric(cluster, "bank1", "lendchain_p2p_connected") == 3
+        assert "bank5 was removed from the consortium: this node dials it no more" in (
+            cluster["bank1"].log_path.read_text()
+        )
         push_blocks(cluster, removed_at + DELAY + 1, names=list(BANKS))
         wait_for(
             lambda: cluster["bank1"].get("/status")["consortium"] == list(BANKS), 30, "bank5 to be let go"
@@ -188,6 +195,7 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         assert let_go in cluster["bank1"].log_path.read_text()
         # Back, it may still fetch blocks up to the one that removes it, and no further:
         # its operator reads the removal on its own node, which then links to no one.
+        restarted_at = len(cluster["bank5"].log_path.read_text())
         cluster.start("bank5")
         wait_for(lambda: cluster["bank5"].get("/status")["role"] == "removed", 60, "bank5 to learn it")
         log = cluster["bank5"].log_path.read_text()
@@ -200,6 +208,11 @@ def test_a_bank_joins_by_governance_votes_once_promoted_and_leaves(tmp_path):
         start = cluster.heights(["bank1"])["bank1"]
         push_blocks(cluster, start + 3, names=list(BANKS))  # the four go on
         assert cluster["bank5"].get("/status")["height"] == removed_at
+        # Its links never flapped, it said once that it links to no one, and no one dialled it.
+        since_restart = cluster["bank5"].log_path.read_text()[restarted_at:]
+        assert since_restart.count("it links to no member now") == 1
+        for flap in ("nothing heard for", "refused inbound connection", "gossip subscription is missing"):
+            assert flap not in since_restart, flap
 
         # The consortium as the chain records it, from any member's node.
         shown = lendchain_cli("--json", "gov", "members", "--config", str(net / "bank2.toml"))

@@ -273,10 +273,12 @@ function legend(items) {
 
 const BEHIND_BLOCKS = 2; // a member's votes may trail this node's head by a block or so
 
-// A member's state as this node sees it: down (no link, or heard from once and then
-// silent), behind (its signed messages name a height well below ours), or up.
+// A member's state as this node sees it: catching up (its node asks this one for blocks, as a
+// node restored from a backup does), down (no link, or heard from once and then silent),
+// behind (its signed messages name a height well below ours), or up.
 function memberState(row, ownHeight) {
   if (row.self) return ["this node", "info", "self"];
+  if (row.catching_up) return [`catching up (${ownHeight - row.height} behind)`, "warn", "catching_up"];
   if (!row.connected || row.silent) return ["down", "bad", "down"];
   if (row.height === null) return ["not heard yet", "warn", "unheard"];
   if (row.height < ownHeight - BEHIND_BLOCKS) return ["behind", "warn", "behind"];
@@ -303,6 +305,14 @@ function memberRows(status) {
       ],
     };
   });
+}
+
+// Caught up, or how far behind (not known until a peer has been heard since the node started).
+function syncText(sync) {
+  if (!sync.state) return "—";
+  if (sync.state === "synced") return `synced at #${sync.target}`;
+  if (sync.behind === null || sync.behind === undefined) return "catching up: no peer heard yet";
+  return `catching up: ${sync.behind} behind (target #${sync.target})`;
 }
 
 // How many members vote at the height in flight (member.voting may change it) and how many may fail.
@@ -382,7 +392,7 @@ function renderNetwork() {
       card("consensus", viewState),
       card("peers connected", `${status.peers.length} of ${Math.max((status.consortium || status.members).length - 1, 0)}`, "stat-peers"),
       card("mempool", `${status.mempool.txs} txs · ${(status.mempool.bytes / 1024).toFixed(1)} KiB`, "stat-mempool"),
-      card("sync", `${sync.state || "—"} (target ${sync.target ?? "—"})`),
+      card("sync", syncText(sync), "stat-sync"),
       card("role", status.role),
       card("voting members", votersText(status.members), "stat-voters"),
       card("rules", rulesText(status.rules), "stat-rules"),
@@ -392,7 +402,8 @@ function renderNetwork() {
         table(["member", "link from this node", "", "height", "last heard", "state", "last proposed"],
           memberRows(status)),
         h("p", { class: "muted" }, "A member's height is the highest block its signed consensus messages " +
-          "to this node named; a member with no link to this node, or gone quiet, is down.")),
+          "to this node named, or, while it catches up, the height it asks blocks from; a member " +
+          "with no link to this node, or gone quiet, is down.")),
       h("div", { class: "panel" }, h("h3", {}, "Recent view changes"),
         changes.length
           ? table(["when", "view", "seen in"], changes.map((c) => ({ cells: [time(c.at), `${c.from} → ${c.to}`, c.how] })))
