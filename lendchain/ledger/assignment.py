@@ -508,17 +508,28 @@ def withdraw_offer(ctx: TxContext, tx: Transaction) -> None:
             f"{share_where(tx, loan_id)}: its offer to {recorded['to']} (offered at height {recorded['height']}) "
             f"lapsed: {lapse}; there is nothing to withdraw",
         )
-    loan = {
-        **loan,
-        "funding": {
-            **funding,
-            "share_offers": [o for o in funding["share_offers"] if o["from"] != tx.sender],
-        },
-    }
     fields = {"from": tx.sender, "to": recorded["to"], "amount": recorded["amount"]}
+    end_offer(ctx, tx, loan_id, loan, recorded, "loan.share_offer_withdrawn", fields)
+
+
+def end_offer(
+    ctx: TxContext,
+    tx: Transaction,
+    loan_id: bytes,
+    loan: dict[str, Any],
+    offer: dict[str, Any],
+    event: str,
+    fields: dict[str, Any],
+    **funding_change: Any,
+) -> None:
+    """Take ``offer`` off the loan's pending offers (with ``funding_change`` to the loan's funding),
+    record ``fields`` in its history under ``tx``'s kind and emit ``event``: a withdrawal or a decline."""
+    funding = loan["funding"]
+    remaining = [o for o in funding["share_offers"] if o["from"] != offer["from"]]
+    loan = {**loan, "funding": {**funding, "share_offers": remaining, **funding_change}}
     loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, **fields)
     ctx.put(loan_key(loan_id), loan)
-    ctx.emit("loan.share_offer_withdrawn", loan_id=loan_id.hex(), **fields, offered_height=recorded["height"])
+    ctx.emit(event, loan_id=loan_id.hex(), **fields, offered_height=offer["height"])
 
 
 register_kind(

@@ -42,6 +42,7 @@ from lendchain.ledger.assignment import (
     ASSIGN,
     WITHDRAW,
     check_share_loan,
+    end_offer,
     offer_lapse,
     pending_offers,
     share_where,
@@ -50,9 +51,8 @@ from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import DID_PATTERN
 from lendchain.ledger.kinds import register_kind
-from lendchain.ledger.loans import LOAN_ID_FIELD, load_loan, with_history
+from lendchain.ledger.loans import LOAN_ID_FIELD, load_loan
 from lendchain.ledger.schema import Field, Schema
-from lendchain.ledger.state import loan_key
 from lendchain.ledger.writeoff import MAX_NOTE
 
 if TYPE_CHECKING:
@@ -140,17 +140,9 @@ def decline_offer(ctx: TxContext, tx: Transaction) -> None:
         **price,
         **note,
     }
-    funding = loan["funding"]
-    funding = {
-        **funding,
-        "share_offers": [o for o in funding["share_offers"] if o["from"] != seller],
-        "share_declines": [*funding.get("share_declines", []), record][-KEPT_DECLINES:],
-    }
-    loan = {**loan, "funding": funding}
+    declines = [*loan["funding"].get("share_declines", []), record][-KEPT_DECLINES:]
     fields = {"from": seller, "to": tx.sender, "amount": amount, **note}
-    loan["history_len"] = with_history(loan_id, loan, ctx, tx.kind, **fields)
-    ctx.put(loan_key(loan_id), loan)
-    ctx.emit("loan.share_offer_declined", loan_id=loan_id.hex(), **fields, offered_height=offer["height"])
+    end_offer(ctx, tx, loan_id, loan, offer, "loan.share_offer_declined", fields, share_declines=declines)
 
 
 register_kind(
