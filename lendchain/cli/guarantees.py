@@ -219,9 +219,11 @@ def guarantor_lines(view: dict[str, Any]) -> list[str]:
         return lines
     lines.append("as guarantor (contingent exposure)")
     for currency, t in mine["currencies"].items():
+        # what it was ever called for, ended guarantees included (an older node sends none)
+        ever = f"  called ever {t['called_total']} on {t['called_guarantees']}" if "called_total" in t else ""
         lines.append(
             f"  {currency}  contingent {t['contingent']}  called {t['called']}  active {t['active']}  "
-            f"proposed {t['proposed']}"
+            f"proposed {t['proposed']}{ever}"
         )
     for row in mine["by_lender"]:
         lines.append(

@@ -1,4 +1,4 @@
-"""What the views show of guarantees (``guarantees``, rules 7).
+"""What the views show of guarantees (``guarantees``, rules 7 and 8).
 
 - A guarantee's ``status`` at the reader's time (``status_of``): its stored
   state, or ``expired`` for one proposed or active whose ``expires_ms`` is at
@@ -10,16 +10,23 @@
   outstanding principal, the amount to be lent of a commitment, the principal
   still lost of a written-off loan). Called amounts are demands already, so
   they are reported apart (``called``), not as contingent.
-- A loan (``GET /loans/{id}``, ``loan_guarantees``): each guarantee with its
+- A loan (``GET /loans/{id}``, ``loan_guarantees``): each guarantee ever
+  proposed on it (``guarantees.loan_guarantee_ids``: from rules 8 an ended
+  one leaves the loan's own list, not the view) with its
   guarantor, kind, cap (``amount``), ``called``, ``status`` and
   ``contingent``; and ``guaranteed``, the principal at risk the active
   guarantees cover (their contingent amounts summed, at most the principal
   at risk: two guarantors of the same loan do not cover it twice).
 - A guarantor (``GET /exposure/{did}``'s ``guarantees``, ``guarantor_exposure``):
   every guarantee proposed to it, and per currency its contingent exposure,
-  the amounts called and the number of active and proposed guarantees, in all
-  and by lender (each loan's servicer now), so that a bank sees what the
-  guarantor stands behind at every other bank. The borrower's own exposure
+  the amounts called on its live guarantees (``called``) and the number of
+  active and proposed guarantees, in all and by lender (each loan's servicer
+  now), so that a bank sees what the guarantor stands behind at every other
+  bank. Per currency too, ``called_total``: what was ever called on any of its
+  guarantees, live or ended (a release ends the claim, not the record that the
+  guarantor was called), and ``called_guarantees``, how many were ever called;
+  a currency appears when it has a live guarantee or one ever called. The
+  borrower's own exposure
   notes, per loan and per currency, how much of it is ``guaranteed``.
 
 Read-only, computed on request; a loan without guarantees costs no read.
@@ -32,12 +39,21 @@ from typing import Any
 
 from lendchain.ledger import pagedlist
 from lendchain.ledger.collateral_views import principal_at_risk
-from lendchain.ledger.guarantees import ACTIVE, LIVE, PROPOSED, guarantee_key, guarantor_index_key
+from lendchain.ledger.guarantees import (
+    ACTIVE,
+    LIVE,
+    PROPOSED,
+    guarantee_key,
+    guarantor_index_key,
+    loan_guarantee_ids,
+)
 from lendchain.ledger.state import institution_key, loan_key
 
 Getter = Callable[[bytes], Any]
 EXPIRED = "expired"
 GUARANTOR_TOTALS = ("contingent", "called", "active", "proposed")
+# Per currency only: over every guarantee proposed to the guarantor, live or ended
+EVER_CALLED = ("called_total", "called_guarantees")
 
 
 def status_of(guarantee: dict[str, Any], as_of_ms: int | None) -> str:
@@ -69,11 +85,15 @@ def guarantee_view(
     return view
 
 
-def loan_guarantees(get: Getter, loan: dict[str, Any], as_of_ms: int | None) -> dict[str, Any]:
+def _views(get: Getter, ids: list[bytes], loan: dict[str, Any], as_of_ms: int | None) -> list[dict[str, Any]]:
+    return [guarantee_view(gid, get(guarantee_key(gid)), loan, as_of_ms) for gid in ids]
+
+
+def loan_guarantees(
+    get: Getter, loan_id: bytes, loan: dict[str, Any], as_of_ms: int | None
+) -> dict[str, Any]:
     """The loan view's ``guarantees`` and ``guaranteed`` (see the module docstring)."""
-    views = [
-        guarantee_view(gid, get(guarantee_key(gid)), loan, as_of_ms) for gid in loan.get("guarantees", ())
-    ]
+    views = _views(get, loan_guarantee_ids(get, loan_id, loan), loan, as_of_ms)
     return {"guarantees": views, "guaranteed": guaranteed(loan, views)}
 
 
@@ -83,10 +103,12 @@ def guaranteed(loan: dict[str, Any], views: list[dict[str, Any]]) -> int:
 
 
 def loan_guaranteed(get: Getter, loan: dict[str, Any], as_of_ms: int | None) -> int:
-    """``guaranteed`` of a loan, for the borrower's exposure: no read for a loan without guarantees."""
+    """``guaranteed`` of a loan, for the borrower's exposure: no read for a loan without guarantees.
+    The loan's own list suffices: it holds every live guarantee (and under rules 7 the ended ones too,
+    which cover nothing)."""
     if not loan.get("guarantees"):
         return 0
-    return loan_guarantees(get, loan, as_of_ms)["guaranteed"]
+    return guaranteed(loan, _views(get, loan["guarantees"], loan, as_of_ms))
 
 
 def add_guaranteed(totals: dict[str, dict[str, int]], loan: dict[str, Any], amount: int) -> None:
@@ -113,6 +135,10 @@ def guarantor_exposure(get: Getter, did: str, as_of_ms: int | None) -> dict[str,
         view = guarantee_view(guarantee_id, guarantee, loan, as_of_ms)
         view |= {"loan_state": loan["state"], "borrower": loan["borrower"], "lender": loan["lender"]}
         rows.append(view)
+        if guarantee["called"]:
+            totals = currencies.setdefault(loan["currency"], _currency_row())
+            totals["called_total"] += guarantee["called"]
+            totals["called_guarantees"] += 1
         if view["status"] not in (ACTIVE, PROPOSED):
             continue
         by_lender = lenders.get((loan["lender"], loan["currency"]))
@@ -124,7 +150,7 @@ def guarantor_exposure(get: Getter, did: str, as_of_ms: int | None) -> dict[str,
                 "currency": loan["currency"],
                 **dict.fromkeys(GUARANTOR_TOTALS, 0),
             }
-        totals = currencies.setdefault(loan["currency"], dict.fromkeys(GUARANTOR_TOTALS, 0))
+        totals = currencies.setdefault(loan["currency"], _currency_row())
         for row in (totals, by_lender):
             row["contingent"] += view["contingent"]
             row["called"] += guarantee["called"]
@@ -134,3 +160,7 @@ def guarantor_exposure(get: Getter, did: str, as_of_ms: int | None) -> dict[str,
         "by_lender": sorted(lenders.values(), key=lambda row: (row["currency"], row["did"])),
         "guarantees": rows,
     }
+
+
+def _currency_row() -> dict[str, int]:
+    return dict.fromkeys((*GUARANTOR_TOTALS, *EVER_CALLED), 0)

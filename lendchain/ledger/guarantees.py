@@ -1,4 +1,4 @@
-"""Guarantees of loans: who stands behind a borrower, for every lender to see (rules version 7).
+"""Guarantees of loans: who stands behind a borrower, for every lender to see (rules version 7; 8).
 
 A guarantee is exposure too. A person who guaranteed three loans at three
 banks owes all three if the borrowers fail, and no bank sees the others; on
@@ -48,7 +48,8 @@ Refused: a guarantor that is the borrower or the servicer itself
 removed member (``not_found`` / ``invalid_state``); a cap above the loan's
 principal (``bad_payload``); an expiry not after the block (``bad_payload``);
 a second live guarantee by the same guarantor on the loan (``duplicate``);
-more than ``MAX_PER_LOAN`` guarantees on one loan (``invalid_state``); an
+more than ``MAX_PER_LOAN`` guarantees on one loan (``invalid_state``; from
+rules 8 more than ``MAX_PER_LOAN`` live ones: see below); an
 accept by anyone but the guarantor (``forbidden``), of a guarantee no longer
 proposed, withdrawn or accepted already (``invalid_state``) or expired
 (``expired``); a withdrawal after the acceptance, a release before it, a call
@@ -73,11 +74,32 @@ State:
   evidence_hash, expires_ms?, state (``proposed``, ``active``, ``withdrawn``,
   ``released``, ``lapsed``), proposed_by, height, time_ms, called, calls,
   accepted_height?, ended_height?, because?, called_height?}.
-- the loan's ``guarantees``: the ids of every guarantee proposed on it, in
-  order, at most ``MAX_PER_LOAN``; absent on a loan that never had one, so
-  nothing is read or written for it when its claim ends.
+- the loan's ``guarantees``: under rules 7 the ids of every guarantee
+  proposed on it, in order, at most ``MAX_PER_LOAN``; from rules 8 its live
+  ones only (below). Absent on a loan that never had one, so nothing is read
+  or written for it when its claim ends.
+- ``lguar/<loan id>`` (``loan_guarantees_key``, rules 8): the ids of every
+  guarantee proposed on the loan, in order, a paged list (``pagedlist``).
 - ``gloans/<did>`` (``guarantor_index_key``): the ids of the guarantees
   proposed to a guarantor, a paged list (``pagedlist``) like a borrower's loans.
+
+Rules 8: the cap counts live guarantees. Under rules 7 a guarantee stays in
+the loan's ``guarantees`` after it ended, so a loan whose guarantors changed
+``MAX_PER_LOAN`` times could never take another. From ``LIVE_LIST_SINCE`` the
+list holds the proposed and active guarantees only, and the cap counts them
+(as stored: one past its ``expires_ms`` counts until the servicer withdraws
+or releases it, expiry being judged lazily). A guarantee leaves the list in
+the transaction that ends it (withdrawal, release, the ledger's release or
+lapse), so the loan record, which every servicing transaction reads, stays
+bounded however often a servicer and a guarantor propose and withdraw; it
+keeps ``guarantees`` (empty) once the loan had one. What ended stays
+findable without the record: in ``lguar/<loan id>``, which the views read
+(``loan_guarantee_ids``), the guarantor's index and the loan's history. A transaction naming a guarantee
+finds it by its own ``loan_id`` (ended or live), so one that ended is
+refused for its state, as under rules 7. A loan whose guarantees were
+proposed under rules 7 moves to this layout at its first rules-8 transaction
+that proposes or ends one (``_live_ids``): its list, ended ids included,
+seeds ``lguar/<loan id>``, and its ended ids leave the record.
 
 Each transaction appends a history entry to the loan and emits an event.
 Nothing here changes a chain that never proposes a guarantee.
@@ -89,6 +111,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger import pagedlist
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.identity import DID_PATTERN
@@ -113,6 +136,8 @@ PROPOSE, ACCEPT, WITHDRAW = lc.GUARANTEE, lc.GUARANTEE_ACCEPT, lc.GUARANTEE_WITH
 RELEASE, CALL = lc.GUARANTEE_RELEASE, lc.GUARANTEE_CALL
 KINDS = ("personal", "corporate", "bank")
 MAX_PER_LOAN = 16
+# From this rules version the loan's ``guarantees`` holds its live guarantees only (module docstring)
+LIVE_LIST_SINCE = 8
 PROPOSED, ACTIVE, WITHDRAWN, RELEASED, LAPSED = "proposed", "active", "withdrawn", "released", "lapsed"
 LIVE = (PROPOSED, ACTIVE)
 
@@ -124,6 +149,32 @@ def guarantee_key(guarantee_id: bytes) -> bytes:
 def guarantor_index_key(did: str) -> bytes:
     """The ids of the guarantees proposed to ``did``, as a paged list (``pagedlist``)."""
     return b"gloans/" + did.encode()
+
+
+def loan_guarantees_key(loan_id: bytes) -> bytes:
+    """The ids of every guarantee proposed on the loan from rules 8, as a paged list (``pagedlist``)."""
+    return b"lguar/" + loan_id
+
+
+def loan_guarantee_ids(get: Callable[[bytes], Any], loan_id: bytes, loan: dict[str, Any]) -> list[bytes]:
+    """Every guarantee ever proposed on the loan, in order, ended ones included: its paged list once
+    rules 8 touched its guarantees, else its own list (every one, under rules 7). No read for a loan
+    that never had one."""
+    if "guarantees" not in loan:
+        return []
+    return list(pagedlist.items(get, loan_guarantees_key(loan_id))) or list(loan["guarantees"])
+
+
+def _live_ids(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> list[bytes]:
+    """Rules 8: the loan's live guarantee ids. A loan whose list rules 7 wrote (ended ids in it, no paged
+    list yet) moves to rules 8's layout first: its whole list seeds the paged list."""
+    ids = loan.get("guarantees", [])
+    key = loan_guarantees_key(loan_id)
+    if not ids or pagedlist.length(ctx.get, key):
+        return ids
+    for guarantee_id in ids:
+        append_index(ctx, key, guarantee_id)
+    return [gid for gid in ids if ctx.get(guarantee_key(gid))["state"] in LIVE]
 
 
 def principal_of(loan: dict[str, Any]) -> int:
@@ -138,6 +189,15 @@ def _where(tx: Transaction, loan_id: bytes) -> str:
 def _named(ctx: TxContext, tx: Transaction, loan_id: bytes, loan: dict[str, Any]) -> tuple[bytes, dict]:
     """The guarantee of the loan that ``tx``'s ``guarantee_id`` names; ``not_found`` if none."""
     guarantee_id = bytes.fromhex(tx.payload["guarantee_id"])
+    if ctx.rules >= LIVE_LIST_SINCE:  # an ended guarantee left the loan's list: its record says whose
+        guarantee = ctx.get(guarantee_key(guarantee_id))
+        if guarantee is None or guarantee["loan_id"] != loan_id:
+            raise TxRejected(
+                "not_found",
+                f"{tx.kind} field 'guarantee_id' names no guarantee of loan {loan_id.hex()[:16]} "
+                f"({guarantee_id.hex()[:16]}): see the loan's guarantees",
+            )
+        return guarantee_id, guarantee
     if guarantee_id not in loan.get("guarantees", ()):
         count = len(loan.get("guarantees", ()))
         raise TxRejected(
@@ -197,7 +257,8 @@ def live_guarantee_by(
     get: Callable[[bytes], Any], loan: dict[str, Any], did: str
 ) -> tuple[bytes, dict[str, Any]] | None:
     """The loan's proposed or accepted guarantee by ``did`` (its id and record), if it has one: at
-    most one, as a second is refused."""
+    most one, as a second is refused. (From rules 8 the loan's list holds live ones only, but one rules 7
+    wrote may still hold ended ones: the state is checked either way.)"""
     for guarantee_id in loan.get("guarantees", []):
         guarantee = get(guarantee_key(guarantee_id))
         if guarantee["guarantor"] == did and guarantee["state"] in LIVE:
@@ -222,7 +283,7 @@ def propose_guarantee(ctx: TxContext, tx: Transaction) -> None:
             "bad_payload",
             f"{tx.kind} field 'expires_ms' is {expires}, not after this block's time {ctx.timestamp_ms}",
         )
-    ids = loan.get("guarantees", [])
+    ids = _live_ids(ctx, loan_id, loan) if ctx.rules >= LIVE_LIST_SINCE else loan.get("guarantees", [])
     live = live_guarantee_by(ctx.get, loan, guarantor)
     if live is not None:
         other_id, other = live
@@ -232,6 +293,12 @@ def propose_guarantee(ctx: TxContext, tx: Transaction) -> None:
             f"{other_id.hex()[:16]}); withdraw or release it first",
         )
     if len(ids) >= MAX_PER_LOAN:
+        if ctx.rules >= LIVE_LIST_SINCE:
+            raise TxRejected(
+                "invalid_state",
+                f"{here}: the loan has {len(ids)} live guarantees (proposed or active), the most a loan may "
+                "have at once; withdraw or release one first",
+            )
         raise TxRejected(
             "invalid_state", f"{here}: the loan has had {len(ids)} guarantees, the most a loan may have"
         )
@@ -251,6 +318,8 @@ def propose_guarantee(ctx: TxContext, tx: Transaction) -> None:
     }
     ctx.put(guarantee_key(ctx.tx_id), guarantee)
     append_index(ctx, guarantor_index_key(guarantor), ctx.tx_id)
+    if ctx.rules >= LIVE_LIST_SINCE:
+        append_index(ctx, loan_guarantees_key(loan_id), ctx.tx_id)
     loan = {**loan, "guarantees": [*ids, ctx.tx_id]}
     fields = {
         "guarantee_id": ctx.tx_id.hex(),
@@ -273,8 +342,11 @@ def _change(
     event: str,
     **fields: Any,
 ) -> None:
-    """Store the changed guarantee, the loan's history entry and the event."""
+    """Store the changed guarantee, the loan's history entry and the event; from rules 8 one that ended
+    leaves the loan's list of live guarantees."""
     ctx.put(guarantee_key(guarantee_id), guarantee)
+    if ctx.rules >= LIVE_LIST_SINCE and guarantee["state"] not in LIVE:
+        loan = {**loan, "guarantees": [gid for gid in _live_ids(ctx, loan_id, loan) if gid != guarantee_id]}
     told = {"guarantee_id": guarantee_id.hex(), "guarantor": guarantee["guarantor"], **fields}
     loan = {**loan, "history_len": with_history(loan_id, loan, ctx, tx.kind, **told)}
     ctx.put(loan_key(loan_id), loan)
@@ -340,10 +412,14 @@ def call_guarantee(ctx: TxContext, tx: Transaction) -> None:
 def release_guarantees(ctx: TxContext, loan_id: bytes, loan: dict[str, Any], because: str) -> None:
     """Release the loan's accepted guarantees, and let its proposed ones lapse, as its claim just ended
     ``because`` (``loan`` as stored by the caller). Nothing read or written for a loan without guarantees,
-    which every loan is before rules 7."""
+    which every loan is before rules 7; from rules 8 they all leave its list of live ones."""
     if ctx.rules < SINCE_RULES or not loan.get("guarantees"):
         return
-    for guarantee_id in loan["guarantees"]:
+    ids = loan["guarantees"]
+    if ctx.rules >= LIVE_LIST_SINCE:
+        ids = _live_ids(ctx, loan_id, loan)
+        loan = {**loan, "guarantees": []}
+    for guarantee_id in ids:
         guarantee = ctx.get(guarantee_key(guarantee_id))
         if guarantee["state"] not in LIVE:
             continue

@@ -17,7 +17,8 @@ Rules of this file (after h11's ``_state.py``):
   ``loans.py`` check those and ask this table whether the move is allowed.
 - A row a later rules version added (``ROWS_SINCE``) does not exist before
   it: ``advance`` takes the block's rules version and refuses such a move
-  word for word as the older rules did.
+  word for word as the older rules did. A row whose actor a later version
+  widened (``ACTORS_SINCE``) asks the older actor before it.
 
 A refused transition raises ``TxRejected`` naming the transaction, the loan,
 its state and why: ``invalid_state`` when the event is not allowed in that
@@ -55,6 +56,9 @@ SHARE_KINDS = ("loan.share_assign", "loan.share_accept", "loan.share_withdraw")
 # ... and from rules 7 the buyer an offer names declines it (share_decline.py)
 SHARE_DECLINE = "loan.share_decline"
 SHARE_DECLINE_SINCE = 7
+# ... and from rules 8 the buyer an offer names declines it whatever its roles now: declining takes on
+# no exposure, so a buyer whose lender role governance removed after the offer still may
+DECLINE_BY_ANY_BUYER_SINCE = 8
 # From rules 7 a servicer takes guarantees of a loan, which the guarantor accepts (guarantees.py)
 GUARANTEE, GUARANTEE_ACCEPT, GUARANTEE_WITHDRAW = (
     "loan.guarantee",
@@ -77,6 +81,9 @@ MEMBER = "member"  # any consortium member (servicing checks anyone may trigger)
 COMMITTED_FUNDER = "committed_funder"
 # The party a guarantee names, for the guarantee a transaction names (guarantees.py, rules 7)
 GUARANTOR = "guarantor"
+# A FUNDER, or the holder a share offer recorded on the loan names whatever its roles now
+# (share_decline.py, rules 8)
+FUNDER_OR_BUYER = "funder_or_buyer"
 
 # Internal events
 PAID_OFF = "paid_off"
@@ -179,6 +186,7 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     **{(state, "loan.share_accept"): (state, FUNDER) for state in ASSIGN_STATES},
     **{(state, "loan.share_withdraw"): (state, COMMITTED_FUNDER) for state in ASSIGN_STATES},
     # From rules 7 the buyer an offer names may decline it (share_decline.py): asked as the acceptance is
+    # (from rules 8 of the buyer whatever its roles now: ACTORS_SINCE)
     **{(state, SHARE_DECLINE): (state, FUNDER) for state in ASSIGN_STATES},
     # The servicer records the collateral securing the loan (collateral.py, rules 6): pledged while
     # the loan has a servicer, released or revalued then and once it is written off (its recovery
@@ -205,6 +213,11 @@ ROWS_SINCE: dict[tuple[str, str], int] = {
     (WRITTEN_OFF, SHARE_DECLINE): SHARE_DECLINE_SINCE,
     **{(WRITTEN_OFF, event): GUARANTEES_SINCE for event in (GUARANTEE_RELEASE, GUARANTEE_CALL)},
 }
+# The rows whose actor a later rules version widened: (version, actor from then); before it the
+# table's actor. From rules 8 a share offer's buyer declines it whatever its roles now.
+ACTORS_SINCE: dict[tuple[str, str], tuple[int, str]] = {
+    (state, SHARE_DECLINE): (DECLINE_BY_ANY_BUYER_SINCE, FUNDER_OR_BUYER) for state in ASSIGN_STATES
+}
 
 _ACTOR_NAMES = {
     BORROWER: "the loan's borrower",
@@ -218,6 +231,10 @@ _ACTOR_NAMES = {
     MEMBER: "a consortium member",
     COMMITTED_FUNDER: "a funder of the loan whose commitment is not released",
     GUARANTOR: "the guarantor the guarantee names",
+    FUNDER_OR_BUYER: (
+        "a registered investor or a lender member other than the borrower, or the buyer a share offer of "
+        "the loan names"
+    ),
 }
 
 
@@ -248,7 +265,11 @@ def _row(state: str, event: str, rules: int) -> tuple[str, str] | None:
     """The table's row for ``state`` and ``event`` under rules ``rules``; None if there is none."""
     if ROWS_SINCE.get((state, event), 1) > rules:
         return None
-    return TRANSITIONS.get((state, event))
+    row = TRANSITIONS.get((state, event))
+    widened = ACTORS_SINCE.get((state, event))
+    if row is not None and widened is not None and rules >= widened[0]:
+        return row[0], widened[1]
+    return row
 
 
 def _written_off_is_final(rules: int) -> str:

@@ -78,16 +78,19 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
         actors.add(lc.LENDER)
     party = None if roles else ctx.get(party_key(did))
     if loan is not None:
+        # its commitments and share offers, whatever roles their holders have now
+        funding = loan.get("funding")
         if loan["borrower"] == did:
             actors.add(lc.BORROWER)
         elif "lender" in roles or (party is not None and party["role"] == "investor"):
-            actors.add(lc.FUNDER)
+            actors.update((lc.FUNDER, lc.FUNDER_OR_BUYER))
+        elif funding is not None and any(o["to"] == did for o in funding.get("share_offers", ())):
+            actors.add(lc.FUNDER_OR_BUYER)  # the buyer a share offer names (rules 8: ``share_decline``)
         if loan.get("lender") == did:
             actors.add(lc.SERVICER)
         transfer = loan.get("transfer")  # pending servicing transfer (``transfers``, rules 4)
         if transfer is not None and transfer["to"] == did:
             actors.add(lc.TRANSFEREE)
-        funding = loan.get("funding")  # its commitments, whatever roles their holders have now
         if funding is not None and any(
             c["funder"] == did and c["status"] == "committed" for c in funding["commitments"]
         ):

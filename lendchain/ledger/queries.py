@@ -242,7 +242,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     standing = standing_of(reader, loan["borrower"], as_of_ms) if loan["state"] in COMMITTED_STATES else None
     view.update(credit_stage(loan, view["forbearance"], as_of_ms, standing))
     view.update(loan_collateral(reader, loan_id, loan))
-    view.update(loan_guarantees(lambda key: read_value(reader, key), loan, as_of_ms))
+    view.update(loan_guarantees(lambda key: read_value(reader, key), loan_id, loan, as_of_ms))
     return view
 
 

@@ -109,6 +109,16 @@ Versions:
    (``collateral.release_all``); ``loan.transfer`` is refused to a member
    that guarantees the loan. Rules 7 is closed: ``test_rules7_bytes`` pins
    what it stores and says, and a change to either is rules 8.
+8. A loan's cap of ``MAX_PER_LOAN`` guarantees counts its live ones
+   (proposed or active) only: an ended guarantee (withdrawn, released,
+   lapsed) leaves the loan's ``guarantees`` in the transaction that ends it,
+   and every guarantee proposed on the loan is kept in the paged list
+   ``lguar/<loan id>`` that the views read (``guarantees``); a transaction
+   naming a guarantee finds it by its record's loan. The buyer a pending
+   share offer names declines it whatever its roles now (a member whose
+   lender role was removed since the offer: ``lifecycle.ACTORS_SINCE``,
+   ``share_decline``). Rules 8 is open: ``test_rules8_bytes`` records what it
+   stores and says so far, and may still change until it is closed.
 """
 
 from __future__ import annotations
@@ -122,7 +132,7 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.state import RULES_KEY, StateReader, read_value
 
 # The newest rules version this software executes (it executes every older one as well).
-RULES_VERSION = 7
+RULES_VERSION = 8
 ACTION = "rules.upgrade"
 MIN_NOTICE_BLOCKS = 10
 CANCEL = "cancel"  # the value of a proposal that takes a scheduled version back before it starts

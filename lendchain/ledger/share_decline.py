@@ -1,4 +1,4 @@
-"""The buyer declines a share offered to it: ``loan.share_decline`` (rules version 7).
+"""The buyer declines a share offered to it: ``loan.share_decline`` (rules version 7; 8).
 
 Under rules 6 an offer of a share (``assignment``) ends when its buyer
 accepts it, its seller withdraws it, or the loan moves on (it lapses). A
@@ -13,7 +13,12 @@ until it withdraws. From rules version ``SINCE_RULES``:
   the seller and the auditors, as a recovery's note is.
 - Who: the buyer the offer names, asked of the lifecycle as its acceptance
   is (a registered investor or a lender member other than the borrower),
-  whatever it held of the loan before. The seller is refused (``forbidden``):
+  whatever it held of the loan before. From rules 8
+  (``lifecycle.DECLINE_BY_ANY_BUYER_SINCE``) the buyer an offer recorded on
+  the loan names passes the lifecycle whatever its roles now: declining takes
+  on no exposure, so a member whose lender role governance removed after the
+  offer declines it instead of leaving the seller to withdraw it (under rules
+  7 the lifecycle refuses it, ``forbidden``). The seller is refused (``forbidden``):
   it takes its own offer back with ``loan.share_withdraw``; so is anyone
   else while offers are pending that name others. An offer withdrawn,
   accepted, declined or never made is not pending, and one that lapsed

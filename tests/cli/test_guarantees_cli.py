@@ -64,7 +64,7 @@ def test_a_guarantee_is_proposed_accepted_called_and_shown(monkeypatch, tmp_path
     assert execute(chain, bank1, sent).ok
     exposure = cli("party", "exposure", GINA.did).output
     assert "as guarantor (contingent exposure)" in exposure
-    assert "  EUR  contingent 35000  called 25000  active 1  proposed 0" in exposure
+    assert "  EUR  contingent 35000  called 25000  active 1  proposed 0  called ever 25000 on 1" in exposure
     assert (
         f"  guarantee {guarantee_id[:16]} of loan {loan_id[:16]} (defaulted): active, cap 60000" in exposure
     )
@@ -73,6 +73,8 @@ def test_a_guarantee_is_proposed_accepted_called_and_shown(monkeypatch, tmp_path
     assert cli("loan", "release-guarantee", loan_id).exit_code == 0
     assert sent[-1] == ("loan.guarantee_release", {"loan_id": loan_id, "guarantee_id": guarantee_id})
     assert execute(chain, bank1, sent).ok
+    released = cli("party", "exposure", GINA.did).output  # the call outlives the guarantee
+    assert "  EUR  contingent 0  called 0  active 0  proposed 0  called ever 25000 on 1" in released
 
 
 def test_withdraw_names_the_guarantee_when_the_loan_has_several(monkeypatch):

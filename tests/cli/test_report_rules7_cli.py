@@ -75,7 +75,14 @@ def test_a_guarantors_contingent_exposure_as_it_stood_at_each_height(tmp_path):
     then = reported(source, "guarantees", GINA.did, "--height", str(active))
     assert then["basis"]["height"] == active
     assert then["view"]["currencies"] == {
-        "EUR": {"contingent": 60_000, "called": 0, "active": 1, "proposed": 0}
+        "EUR": {
+            "contingent": 60_000,
+            "called": 0,
+            "active": 1,
+            "proposed": 0,
+            "called_total": 0,
+            "called_guarantees": 0,
+        }
     }
     assert guarantor_text(then["view"]).splitlines()[0] == f"{GINA.did}: 1 guarantee proposed to it"
     now = reported(source, "guarantees", GINA.did)
@@ -84,6 +91,8 @@ def test_a_guarantors_contingent_exposure_as_it_stood_at_each_height(tmp_path):
         "called": 20_000,
         "active": 1,
         "proposed": 0,
+        "called_total": 20_000,
+        "called_guarantees": 1,
     }
     [row] = now["view"]["by_lender"]
     assert (row["name"], row["contingent"], row["called"]) == ("bank1", 40_000, 20_000)

@@ -1,7 +1,10 @@
-"""What the views show of guarantees (rules 7; see ``ledger.guarantee_views``): a guarantor's contingent
-exposure across lenders, the borrower's guaranteed part, and expiry judged at the reader's time."""
+"""What the views show of guarantees (rules 7 and 8; see ``ledger.guarantee_views``): a guarantor's
+contingent exposure across lenders, what it was ever called for, the borrower's guaranteed part, and
+expiry judged at the reader's time."""
 
 from __future__ import annotations
+
+import pytest
 
 from lendchain.ledger import queries
 from tests.ledger.chain import seeded_key
@@ -28,7 +31,14 @@ def test_a_guarantor_sees_its_contingent_exposure_at_every_lender_with_what_was_
 
     view = exposure(chain, GINA.did)["guarantees"]
     assert view["currencies"] == {
-        "EUR": {"contingent": 60_000 + 40_000, "called": 10_000, "active": 2, "proposed": 1}
+        "EUR": {
+            "contingent": 60_000 + 40_000,
+            "called": 10_000,
+            "active": 2,
+            "proposed": 1,
+            "called_total": 10_000,
+            "called_guarantees": 1,
+        }
     }
     lenders = {
         (r["name"], r["contingent"], r["called"], r["active"], r["proposed"]) for r in view["by_lender"]
@@ -38,6 +48,43 @@ def test_a_guarantor_sees_its_contingent_exposure_at_every_lender_with_what_was_
     assert rows[pending]["status"] == "proposed" and rows[pending]["contingent"] == 0
     assert rows[called]["loan_state"] == "defaulted" and rows[called]["lender"] == bank2.did
     assert rows[called]["borrower"] == other_borrower.did
+
+
+@pytest.mark.parametrize("version", [7, 8])
+def test_what_a_guarantor_was_called_for_stays_in_its_called_total_once_the_guarantee_ended(version):
+    """A view, read the same way under every rules version: a release ends the claim, not the record
+    that the guarantor was called."""
+    chain, members, borrower, loan_id = guarantee_world(version=version)
+    bank1 = members[0]
+    first = guaranteed_by(chain, bank1, loan_id, amount=60_000)
+    default(chain, loan_id)
+    assert act(chain, bank1, "call", loan_id, first, amount=15_000).ok
+    assert act(chain, bank1, "call", loan_id, first, amount=5_000).ok
+    live = exposure(chain, GINA.did)["guarantees"]["currencies"]["EUR"]
+    assert (live["called"], live["called_total"], live["called_guarantees"]) == (20_000, 20_000, 1)
+
+    assert act(chain, bank1, "release", loan_id, first).ok
+    view = exposure(chain, GINA.did)["guarantees"]
+    assert view["currencies"] == {
+        "EUR": {
+            "contingent": 0,
+            "called": 0,  # on live guarantees: none is left
+            "active": 0,
+            "proposed": 0,
+            "called_total": 20_000,
+            "called_guarantees": 1,
+        }
+    }
+    assert view["by_lender"] == []  # live figures only
+    assert [(row["status"], row["called"]) for row in view["guarantees"]] == [("released", 20_000)]
+
+
+def test_a_guarantee_ended_without_a_call_adds_no_currency_row():
+    chain, members, borrower, loan_id = guarantee_world(version=8)
+    withdrawn = propose(chain, members[0], loan_id, amount=5_000).tx_id.hex()
+    assert act(chain, members[0], "withdraw", loan_id, withdrawn).ok
+    view = exposure(chain, GINA.did)["guarantees"]
+    assert view["currencies"] == {} and [row["status"] for row in view["guarantees"]] == ["withdrawn"]
 
 
 def test_the_contingent_exposure_is_limited_by_the_principal_still_outstanding():
