@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from lendchain import codec
 from lendchain.bounded import BoundedCache, ByteBoundedCache
+from lendchain.ledger import transactions as transactions_module
 from lendchain.ledger.transactions import (
     MAX_TX_SIZE,
     TX_TAG,
@@ -181,6 +182,36 @@ def test_wrong_field_type_and_negative_nonce():
     assert error.code == "malformed" and "'nonce'" in error.message
     error = code_of(decode_transaction, codec.pack([{**body, "nonce": -1}, sig]))
     assert error.code == "malformed" and "negative" in error.message
+
+
+def test_a_decoded_tx_holds_what_its_constructor_would_and_its_id():
+    # Decoding fills the instance's dict at once rather than through the frozen __init__:
+    # a field added to Transaction must be filled there too.
+    original = tx()
+    decoded = transactions_module._decode_transaction(original.encode())
+    built = Transaction(*(getattr(original, f.name) for f in dataclasses.fields(Transaction)))
+    assert vars(decoded) == {**vars(built), "id": codec.sha256(original.encode())}
+    assert [f.name for f in dataclasses.fields(Transaction)][-1] == "_encoded"
+    assert decoded == original and hash(decoded.id) == hash(original.id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.nonce = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("chain_id", 1, "field 'chain_id' must be str"),
+        ("created_ms", True, "field 'created_ms' must be int"),
+        ("created_ms", "1", "field 'created_ms' must be int"),
+        ("kind", b"loan.apply", "field 'kind' must be str"),
+        ("nonce", False, "field 'nonce' must be int"),
+        ("payload", [], "field 'payload' must be dict"),
+        ("sender", None, "field 'sender' must be str"),
+    ],
+)
+def test_a_body_field_of_the_wrong_type_is_named(field, value, message):
+    error = code_of(decode_transaction, codec.pack([{**tx().body(), field: value}, bytes(64)]))
+    assert (error.code, error.message) == ("malformed", message)
 
 
 def test_non_canonical_encoding_is_refused():
