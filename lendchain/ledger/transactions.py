@@ -102,8 +102,13 @@ class Transaction:
 
     def signing_bytes(self) -> bytes:
         """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
-        raw = self.encode()
-        return _TAG_PREFIX + codec.pack(self.chain_id) + raw[1:-_SIGNATURE_TAIL]
+        return _signing_prefix(self.chain_id) + self.encode()[1:-_SIGNATURE_TAIL]
+
+
+@lru_cache(maxsize=16)
+def _signing_prefix(chain_id: str) -> bytes:
+    """What the signed bytes of a tx for ``chain_id`` start with: packed once per chain, not per tx."""
+    return _TAG_PREFIX + codec.pack(chain_id)
 
 
 def build_transaction(

@@ -47,9 +47,19 @@ def test_round_trip_keeps_id_and_signature():
     check_stateless(decoded, CHAIN_ID)
 
 
-def test_signing_bytes_sliced_from_wire_equal_codec_signing_bytes():
-    t = tx()
-    assert t.signing_bytes() == codec.signing_bytes(TX_TAG, CHAIN_ID, t.body())
+@pytest.mark.parametrize("chain_id", [CHAIN_ID, "another-chain", CHAIN_ID, "x" * 40])
+def test_signing_bytes_sliced_from_wire_equal_codec_signing_bytes(chain_id):
+    t = tx(chain_id=chain_id)
+    assert t.signing_bytes() == codec.signing_bytes(TX_TAG, chain_id, t.body())
+
+
+def test_the_signing_prefix_memory_is_bounded_and_right_after_evictions():
+    chains = [f"chain-{i}" for i in range(40)]
+    for chain_id in [*chains, *chains[:3]]:  # the first ones again, long evicted
+        t = tx(chain_id=chain_id)
+        assert t.signing_bytes() == codec.signing_bytes(TX_TAG, chain_id, t.body())
+    info = transactions_module._signing_prefix.cache_info()
+    assert info.maxsize == 16 and info.currsize <= 16
 
 
 @given(
