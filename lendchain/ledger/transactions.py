@@ -147,7 +147,34 @@ _decoded: ByteBoundedCache[Transaction] = ByteBoundedCache(DECODE_CACHE_SIZE, DE
 # Every decoded tx that something still holds (the node's mempool holds up to 100,000, far
 # more than the bounded cache), by its bytes: a block carrying a tx that waited in the mempool
 # longer than the cache remembers gets the mempool's object back, not a second decode.
-_alive: weakref.WeakValueDictionary[bytes, Transaction] = weakref.WeakValueDictionary()
+# A dict of ``_HeldTx``, not a ``WeakValueDictionary``: that one's miss raises and catches a
+# KeyError and its entries are built by Python code (``KeyedRef``), which cost each new tx
+# 3,500 instructions more in ``benchmarks/intake_bench.py`` (valgrind, RESULTS.md).
+_alive: dict[bytes, _HeldTx] = {}
+
+
+class _HeldTx(weakref.ref):
+    """A weak reference to a decoded tx that knows its bytes: its entry in ``_alive``."""
+
+    __slots__ = ("raw",)
+    raw: bytes
+
+
+def _hold(raw: bytes, tx: Transaction) -> None:
+    held = _HeldTx(tx, _forget)
+    held.raw = raw
+    _alive[raw] = held
+
+
+def _forget(held: _HeldTx, alive: dict[bytes, _HeldTx] = _alive) -> None:
+    """The tx died: drop its entry, unless a newer tx holds its bytes (at exit too: the default)."""
+    if alive.get(held.raw) is held:
+        alive.pop(held.raw, None)
+
+
+def _held(raw: bytes) -> Transaction | None:
+    held = _alive.get(raw)
+    return None if held is None else held()
 
 
 def decode_transaction(raw: bytes) -> Transaction:
@@ -155,10 +182,10 @@ def decode_transaction(raw: bytes) -> Transaction:
     raw = bytes(raw)
     tx = _decoded.get(raw)
     if tx is None:
-        tx = _alive.get(raw)
+        tx = _held(raw)
         if tx is None:
             tx = _decode_transaction(raw)
-            _alive[raw] = tx
+            _hold(raw, tx)
     return tx
 
 
@@ -287,7 +314,8 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
         _well_formed.put(tx_id, chain_id)
         raw = tx.encode()
         _decoded.put(raw, tx)
-        _alive.setdefault(raw, tx)  # a tx built here, not decoded, is found by its bytes too
+        if _held(raw) is None:  # a tx built here, not decoded, is found by its bytes too
+            _hold(raw, tx)
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
 

@@ -295,6 +295,40 @@ def test_a_tx_still_held_is_never_decoded_twice_however_long_ago_the_cache_forgo
     assert decode_transaction(raws[1]).id == gone_id and decodes == [raws[1]]
 
 
+def test_the_held_txs_forget_a_tx_when_it_dies_and_never_a_newer_one(monkeypatch):
+    """``_alive`` holds weak references only: its size follows what the node holds, no more."""
+    monkeypatch.setattr(transactions_module, "_decoded", ByteBoundedCache(1, 1 << 20))
+    raws = [tx(nonce=n).encode() for n in range(80, 84)]
+    held = [decode_transaction(r) for r in raws]
+    assert all(transactions_module._held(r) is t for r, t in zip(raws, held, strict=True))
+    del held[1:]
+    assert transactions_module._held(raws[0]) is held[0]
+    assert not any(r in transactions_module._alive for r in raws[1:])  # dropped as each died
+    # A dead entry replaced by a newer tx's: the old reference's callback leaves the new one.
+    old = transactions_module._alive[raws[0]]
+    newer = Transaction(*(getattr(held[0], f.name) for f in dataclasses.fields(Transaction)))
+    transactions_module._hold(raws[0], newer)
+    transactions_module._forget(old)
+    assert transactions_module._held(raws[0]) is newer
+    del held[0], newer
+    assert raws[0] not in transactions_module._alive
+
+
+def test_a_built_tx_is_found_by_its_bytes_once_checked_and_a_bad_did_is_still_refused():
+    built = tx(nonce=90)
+    raw = built.encode()
+    assert transactions_module._held(raw) is None
+    check_stateless(built, CHAIN_ID, check_signature=False)
+    assert decode_transaction(raw) is built
+    bad = dataclasses.replace(tx(nonce=91), sender="did:key:z0OIl", _encoded=b"")
+    error = code_of(check_stateless, bad, CHAIN_ID)
+    assert (error.code, error.message) == (
+        "malformed",
+        "field 'sender' is not an Ed25519 did:key ('did:key:z0OIl' is not valid base58btc)",
+    )
+    assert transactions_module._held(bad.encode()) is None  # a refused tx is not held
+
+
 def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remembered(monkeypatch):
     from lendchain.ledger import transactions
 
