@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import ormsgpack
@@ -49,7 +49,26 @@ _BODY_FIELDS = {
     "payload": dict,
     "sender": str,
 }
+_BODY_TYPES = tuple(_BODY_FIELDS.values())
 _TAG_PREFIX = b"\x93" + codec.pack(TX_TAG)
+
+
+class TxId:
+    """``Transaction.id``: the sha256 of the wire form, hashed on the first read and kept.
+
+    A non-data descriptor: the hash is stored in the instance's dict, which
+    then shadows it, so every later read is a plain attribute lookup (a node
+    reads a tx's id about ten times). Not ``functools.cached_property``: in
+    Python 3.11 that takes a lock on every first read, which cost a decoded tx
+    more than its hash (timeit). Two threads reading a new tx's id both store the same
+    bytes.
+    """
+
+    def __get__(self, tx: Transaction | None, owner: type | None = None) -> Any:
+        if tx is None:
+            return self
+        tx_id = tx.__dict__["id"] = codec.sha256(tx.encode())
+        return tx_id
 
 
 @dataclass(frozen=True)
@@ -79,16 +98,17 @@ class Transaction:
             object.__setattr__(self, "_encoded", codec.pack([self.body(), self.signature]))
         return self._encoded
 
-    @cached_property
-    def id(self) -> bytes:
-        # cached_property stores into the instance dict (frozen or not), so every later read
-        # is a plain attribute lookup: a node reads a tx's id about ten times.
-        return codec.sha256(self.encode())
+    id = TxId()
 
     def signing_bytes(self) -> bytes:
         """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
-        raw = self.encode()
-        return _TAG_PREFIX + codec.pack(self.chain_id) + raw[1:-_SIGNATURE_TAIL]
+        return _signing_prefix(self.chain_id) + self.encode()[1:-_SIGNATURE_TAIL]
+
+
+@lru_cache(maxsize=16)
+def _signing_prefix(chain_id: str) -> bytes:
+    """What the signed bytes of a tx for ``chain_id`` start with: packed once per chain, not per tx."""
+    return _TAG_PREFIX + codec.pack(chain_id)
 
 
 def build_transaction(
@@ -127,7 +147,34 @@ _decoded: ByteBoundedCache[Transaction] = ByteBoundedCache(DECODE_CACHE_SIZE, DE
 # Every decoded tx that something still holds (the node's mempool holds up to 100,000, far
 # more than the bounded cache), by its bytes: a block carrying a tx that waited in the mempool
 # longer than the cache remembers gets the mempool's object back, not a second decode.
-_alive: weakref.WeakValueDictionary[bytes, Transaction] = weakref.WeakValueDictionary()
+# A dict of ``_HeldTx``, not a ``WeakValueDictionary``: that one's miss raises and catches a
+# KeyError and its entries are built by Python code (``KeyedRef``), which cost each new tx
+# 3,500 instructions more in ``benchmarks/intake_bench.py`` (valgrind, RESULTS.md).
+_alive: dict[bytes, _HeldTx] = {}
+
+
+class _HeldTx(weakref.ref):
+    """A weak reference to a decoded tx that knows its bytes: its entry in ``_alive``."""
+
+    __slots__ = ("raw",)
+    raw: bytes
+
+
+def _hold(raw: bytes, tx: Transaction) -> None:
+    held = _HeldTx(tx, _forget)
+    held.raw = raw
+    _alive[raw] = held
+
+
+def _forget(held: _HeldTx, alive: dict[bytes, _HeldTx] = _alive) -> None:
+    """The tx died: drop its entry, unless a newer tx holds its bytes (at exit too: the default)."""
+    if alive.get(held.raw) is held:
+        alive.pop(held.raw, None)
+
+
+def _held(raw: bytes) -> Transaction | None:
+    held = _alive.get(raw)
+    return None if held is None else held()
 
 
 def decode_transaction(raw: bytes) -> Transaction:
@@ -135,10 +182,10 @@ def decode_transaction(raw: bytes) -> Transaction:
     raw = bytes(raw)
     tx = _decoded.get(raw)
     if tx is None:
-        tx = _alive.get(raw)
+        tx = _held(raw)
         if tx is None:
             tx = _decode_transaction(raw)
-            _alive[raw] = tx
+            _hold(raw, tx)
     return tx
 
 
@@ -190,24 +237,33 @@ def _decode_transaction(raw: bytes) -> Transaction:
         raise TxRejected("malformed", f"field 'signature' must be {_SIGNATURE_SIZE} bytes")
     if not isinstance(body, dict):
         raise TxRejected("malformed", "transaction body must be a map")
-    if set(body) != set(_BODY_FIELDS):
+    if body.keys() != _BODY_FIELDS.keys():
         extra = sorted(set(body) ^ set(_BODY_FIELDS))
         raise TxRejected("malformed", f"transaction body has a missing or unknown field {extra[0]!r}")
-    for name, expected in _BODY_FIELDS.items():
-        if not isinstance(body[name], expected) or isinstance(body[name], bool):
-            raise TxRejected("malformed", f"field {name!r} must be {expected.__name__}")
+    # Exactly the expected types in the canonical (sorted) order is the usual case, checked at
+    # once; anything else is checked field by field, which names the first wrong one.
+    if tuple(map(type, body.values())) != _BODY_TYPES:
+        for name, expected in _BODY_FIELDS.items():
+            if not isinstance(body[name], expected) or isinstance(body[name], bool):
+                raise TxRejected("malformed", f"field {name!r} must be {expected.__name__}")
     if body["nonce"] < 0:
         raise TxRejected("malformed", f"field 'nonce' must not be negative, got {body['nonce']}")
-    return Transaction(
-        body["chain_id"],
-        body["kind"],
-        body["sender"],
-        body["nonce"],
-        body["created_ms"],
-        body["payload"],
-        signature,
-        bytes(raw),
+    # What ``Transaction(...)`` builds, and its id: the frozen dataclass's ``__init__`` sets each
+    # of eight fields through ``object.__setattr__`` (a quarter of a decode's time, timeit). A
+    # decoded tx's id is always read, so it is hashed here.
+    tx = object.__new__(Transaction)
+    tx.__dict__.update(
+        chain_id=body["chain_id"],
+        kind=body["kind"],
+        sender=body["sender"],
+        nonce=body["nonce"],
+        created_ms=body["created_ms"],
+        payload=body["payload"],
+        signature=signature,
+        _encoded=raw,
+        id=codec.sha256(raw),
     )
+    return tx
 
 
 @lru_cache(maxsize=65536)
@@ -258,7 +314,8 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
         _well_formed.put(tx_id, chain_id)
         raw = tx.encode()
         _decoded.put(raw, tx)
-        _alive.setdefault(raw, tx)  # a tx built here, not decoded, is found by its bytes too
+        if _held(raw) is None:  # a tx built here, not decoded, is found by its bytes too
+            _hold(raw, tx)
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
 

@@ -110,21 +110,26 @@ class Mempool:
         A second transaction for the same (sender, nonce) is refused: the
         first one seen wins, like a bank refusing a duplicate cheque number.
         """
-        if tx.tx_id in self._by_id:
+        # Each field read once: this runs for every tx a node pools, and PendingTx's fields are
+        # properties over the tx.
+        tx_id = tx.tx_id
+        if tx_id in self._by_id:
             return False
-        if len(self._by_id) >= self.config.max_txs or self._bytes + len(tx.raw) > self.config.max_bytes:
+        size = len(tx.raw)
+        if len(self._by_id) >= self.config.max_txs or self._bytes + size > self.config.max_bytes:
             raise MempoolFull(f"mempool is full ({len(self._by_id)} txs, {self._bytes} bytes); retry shortly")
-        sender = self._senders.setdefault(tx.sender, _Sender())
-        existing = sender.by_nonce.get(tx.nonce)
+        did, nonce = tx.sender, tx.nonce
+        sender = self._senders.get(did)
+        if sender is None:
+            sender = self._senders[did] = _Sender()
+        existing = sender.by_nonce.get(nonce)
         if existing is not None:
-            raise ValueError(
-                f"nonce {tx.nonce} of {tx.sender} is already taken by pending tx {existing.tx_id.hex()}"
-            )
-        sender.by_nonce[tx.nonce] = tx
-        self._by_id[tx.tx_id] = tx
-        self._arrival[tx.tx_id] = None
-        self._bytes += len(tx.raw)
-        self._outcomes.pop(tx.tx_id, None)
+            raise ValueError(f"nonce {nonce} of {did} is already taken by pending tx {existing.tx_id.hex()}")
+        sender.by_nonce[nonce] = tx
+        self._by_id[tx_id] = tx
+        self._arrival[tx_id] = None
+        self._bytes += size
+        self._outcomes.pop(tx_id, None)
         return True
 
     def next_free_nonce(self, sender: str, committed: int) -> int:

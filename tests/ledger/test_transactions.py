@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from lendchain import codec
 from lendchain.bounded import BoundedCache, ByteBoundedCache
+from lendchain.ledger import transactions as transactions_module
 from lendchain.ledger.transactions import (
     MAX_TX_SIZE,
     TX_TAG,
@@ -46,9 +47,19 @@ def test_round_trip_keeps_id_and_signature():
     check_stateless(decoded, CHAIN_ID)
 
 
-def test_signing_bytes_sliced_from_wire_equal_codec_signing_bytes():
-    t = tx()
-    assert t.signing_bytes() == codec.signing_bytes(TX_TAG, CHAIN_ID, t.body())
+@pytest.mark.parametrize("chain_id", [CHAIN_ID, "another-chain", CHAIN_ID, "x" * 40])
+def test_signing_bytes_sliced_from_wire_equal_codec_signing_bytes(chain_id):
+    t = tx(chain_id=chain_id)
+    assert t.signing_bytes() == codec.signing_bytes(TX_TAG, chain_id, t.body())
+
+
+def test_the_signing_prefix_memory_is_bounded_and_right_after_evictions():
+    chains = [f"chain-{i}" for i in range(40)]
+    for chain_id in [*chains, *chains[:3]]:  # the first ones again, long evicted
+        t = tx(chain_id=chain_id)
+        assert t.signing_bytes() == codec.signing_bytes(TX_TAG, chain_id, t.body())
+    info = transactions_module._signing_prefix.cache_info()
+    assert info.maxsize == 16 and info.currsize <= 16
 
 
 @given(
@@ -183,6 +194,36 @@ def test_wrong_field_type_and_negative_nonce():
     assert error.code == "malformed" and "negative" in error.message
 
 
+def test_a_decoded_tx_holds_what_its_constructor_would_and_its_id():
+    # Decoding fills the instance's dict at once rather than through the frozen __init__:
+    # a field added to Transaction must be filled there too.
+    original = tx()
+    decoded = transactions_module._decode_transaction(original.encode())
+    built = Transaction(*(getattr(original, f.name) for f in dataclasses.fields(Transaction)))
+    assert vars(decoded) == {**vars(built), "id": codec.sha256(original.encode())}
+    assert [f.name for f in dataclasses.fields(Transaction)][-1] == "_encoded"
+    assert decoded == original and hash(decoded.id) == hash(original.id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.nonce = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("chain_id", 1, "field 'chain_id' must be str"),
+        ("created_ms", True, "field 'created_ms' must be int"),
+        ("created_ms", "1", "field 'created_ms' must be int"),
+        ("kind", b"loan.apply", "field 'kind' must be str"),
+        ("nonce", False, "field 'nonce' must be int"),
+        ("payload", [], "field 'payload' must be dict"),
+        ("sender", None, "field 'sender' must be str"),
+    ],
+)
+def test_a_body_field_of_the_wrong_type_is_named(field, value, message):
+    error = code_of(decode_transaction, codec.pack([{**tx().body(), field: value}, bytes(64)]))
+    assert (error.code, error.message) == ("malformed", message)
+
+
 def test_non_canonical_encoding_is_refused():
     raw = tx().encode()
     # Re-encode the nonce 0 as a uint8 (0xcc 0x00) instead of a positive fixint.
@@ -252,6 +293,40 @@ def test_a_tx_still_held_is_never_decoded_twice_however_long_ago_the_cache_forgo
     gone_id = decode_transaction(raws[1]).id
     decodes.clear()
     assert decode_transaction(raws[1]).id == gone_id and decodes == [raws[1]]
+
+
+def test_the_held_txs_forget_a_tx_when_it_dies_and_never_a_newer_one(monkeypatch):
+    """``_alive`` holds weak references only: its size follows what the node holds, no more."""
+    monkeypatch.setattr(transactions_module, "_decoded", ByteBoundedCache(1, 1 << 20))
+    raws = [tx(nonce=n).encode() for n in range(80, 84)]
+    held = [decode_transaction(r) for r in raws]
+    assert all(transactions_module._held(r) is t for r, t in zip(raws, held, strict=True))
+    del held[1:]
+    assert transactions_module._held(raws[0]) is held[0]
+    assert not any(r in transactions_module._alive for r in raws[1:])  # dropped as each died
+    # A dead entry replaced by a newer tx's: the old reference's callback leaves the new one.
+    old = transactions_module._alive[raws[0]]
+    newer = Transaction(*(getattr(held[0], f.name) for f in dataclasses.fields(Transaction)))
+    transactions_module._hold(raws[0], newer)
+    transactions_module._forget(old)
+    assert transactions_module._held(raws[0]) is newer
+    del held[0], newer
+    assert raws[0] not in transactions_module._alive
+
+
+def test_a_built_tx_is_found_by_its_bytes_once_checked_and_a_bad_did_is_still_refused():
+    built = tx(nonce=90)
+    raw = built.encode()
+    assert transactions_module._held(raw) is None
+    check_stateless(built, CHAIN_ID, check_signature=False)
+    assert decode_transaction(raw) is built
+    bad = dataclasses.replace(tx(nonce=91), sender="did:key:z0OIl", _encoded=b"")
+    error = code_of(check_stateless, bad, CHAIN_ID)
+    assert (error.code, error.message) == (
+        "malformed",
+        "field 'sender' is not an Ed25519 did:key ('did:key:z0OIl' is not valid base58btc)",
+    )
+    assert transactions_module._held(bad.encode()) is None  # a refused tx is not held
 
 
 def test_a_well_formed_tx_is_checked_once_per_chain_and_refusals_are_never_remembered(monkeypatch):

@@ -9,6 +9,7 @@ from trio.testing import MockClock
 import lendchain.ledger.transactions as transactions
 from lendchain import codec
 from lendchain.crypto import SigningKey
+from lendchain.ledger.keyrotation import MemberSigner
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.daemon import Node
 from lendchain.node.gossip import GOSSIP_FLUSH_S
@@ -80,6 +81,29 @@ def test_a_tx_already_verified_is_not_checked_again(node, monkeypatch):
     monkeypatch.setattr(transactions, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
     assert node._validate_gossip(message(txs)) is True
     assert checked == [txs[2].id]
+
+
+def test_a_replaced_member_key_is_refused_at_admission_from_gossip_and_the_api(node):
+    """Only a member's did is looked up for a rotation: anyone else's tx skips that step."""
+    old_key, current_key = SigningKey(b"\x06" * 32), SigningKey(b"\x07" * 32)
+    node.signers = {
+        old_key.did: MemberSigner("bank2", "did:key:z6Mkbank2", (0, 1), 0),
+        current_key.did: MemberSigner("bank2", "did:key:z6Mkbank2", (0, 1), 1),
+    }
+    genesis = node.genesis
+
+    def register(key: SigningKey) -> Transaction:
+        return build_transaction(key, genesis.chain_id, "party.register", 0, {"role": "borrower"}, 1)
+
+    stale, current, borrower = register(old_key), register(current_key), registrations(node, 1)[0]
+    message_of = f"sender {old_key.did} is bank2's replaced key (its successor signs from height 1): "
+    message_of += "sign with bank2's current node key"
+    assert node.submit([stale.encode()]) == [
+        {"id": stale.id.hex(), "status": "rejected", "code": "forbidden", "message": message_of}
+    ]
+    assert node._validate_gossip(message([stale])) is True  # stateless: the key is a valid did:key
+    node._on_gossip(message([stale, current, borrower]))
+    assert stale.id not in node.mempool and current.id in node.mempool and borrower.id in node.mempool
 
 
 def test_a_batch_the_network_cannot_take_now_goes_out_first_on_the_next_flush(node, monkeypatch):
