@@ -33,6 +33,12 @@ def knows_subscription(peer: Peer, other: Peer) -> bool:
 
 
 async def gossip_reaches(sender: Peer, receiver: Peer, data: bytes) -> None:
+    # Published before the sender's router meshes the receiver (a heartbeat after its subscription
+    # is known), a message reaches no one: a node's re-gossip sends its txs again, a test would wait
+    # forever (it did, 2 runs in 11 of tests/network under load).
+    await wait_for(
+        lambda: receiver.name in sender.network.gossip_members(), f"{receiver.name} in {sender.name}'s mesh"
+    )
     await sender.network.publish(data)
     await wait_for(lambda: data in receiver.gossip, f"{sender.name}'s gossip {data!r} at {receiver.name}")
 
