@@ -75,9 +75,9 @@ def validate(
             if profiling:
                 profiler.enable()
             started = time.process_time()
-            _, execution = check_next_block(store, raw, verified)
+            block, execution = check_next_block(store, raw, verified)
             checked = time.process_time()
-            store.commit_block(raw, b"certificate", execution)
+            store.commit_block(raw, b"certificate", execution, block=block)
             stored = time.process_time()
             if profiling:
                 profiler.disable()
@@ -127,8 +127,8 @@ def validate_as_node(
                 )
             ]
             app.commit(height, raw, digest, CERTIFICATE, delivered)
-            for tx_raw in store.block(height).txs:  # the daemon's _on_commit: commit latencies
-                accepted_at.pop(decode_transaction(tx_raw).id, None)
+            for tx_id in app.last_committed_tx_ids:  # the daemon's _on_commit: commit latencies
+                accepted_at.pop(tx_id, None)
             assert not app.mempool, f"{len(app.mempool)} txs of block {height} left in the mempool"
             stored = time.process_time()
             if profiling:

@@ -459,12 +459,16 @@ class ChainStore:
         certificate: bytes,
         execution: BlockExecution,
         wal: list[tuple[bytes, bytes]] | None = None,
+        block: Block | None = None,
     ) -> Head:
         """Store a committed block with its certificate and effects, atomically and durably.
 
         ``wal``: consensus WAL records (as ``wal_write`` takes them) written in the same batch.
+        ``block``: ``raw_block`` decoded, when the caller holds it (``check_block`` returned it),
+        so that a block of thousands of txs is not decoded and re-encoded once more here.
         """
-        block = Block.decode(raw_block)
+        if block is None:
+            block = Block.decode(raw_block)
         header = block.header
         head = self._head
         if header.height != head.height + 1:
