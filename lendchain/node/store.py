@@ -490,8 +490,8 @@ class ChainStore:
             (_CERT + height_bytes, certificate),
             (_HASH + block_hash, height_bytes),
         ]
-        for index, tx_id in enumerate(execution.tx_ids):
-            ops.append((_TX + tx_id, codec.pack_trusted([header.height, index])))
+        locations = codec.pack_pairs(header.height, range(len(execution.tx_ids)))  # [height, index]
+        ops += [(_TX + tx_id, location) for tx_id, location in zip(execution.tx_ids, locations, strict=True)]
         ops.append((_RESULTS + height_bytes, codec.pack_packed_list([r.packed for r in execution.results])))
         ops += [(_STATE + key, value) for key, value in execution.changes.items()]
         ops += [(_WAL + key, value or None) for key, value in wal or ()]
