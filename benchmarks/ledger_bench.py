@@ -153,9 +153,9 @@ def main() -> None:
         store = ChainStore.open(tmp, genesis)
         for raw in blocks:
             with t_execute:
-                _, execution = check_next_block(store, raw, verified)
+                block, execution = check_next_block(store, raw, verified)
             with t_store:
-                store.commit_block(raw, b"certificate", execution)
+                store.commit_block(raw, b"certificate", execution, block=block)
         assert store.head().state_root == state.get(b"meta/state_root")
         store.close()
 

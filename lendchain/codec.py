@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -182,6 +183,17 @@ def pack_packed_list(items: list[bytes]) -> bytes:
     """
     packer = _packer()
     return packer.pack_array_header(len(items)) + b"".join(items)
+
+
+def pack_pairs(first: Any, seconds: Iterable[int]) -> list[bytes]:
+    """``[pack([first, n]) for n in seconds]``, for ints ``n`` from 0 to 2**64-1.
+
+    The array header and ``first`` are packed once; each int by msgpack
+    itself, whose shortest form is the one canonical form of an int.
+    """
+    packer = _packer()
+    prefix = packer.pack_array_header(2) + pack(first)
+    return [prefix + packed for packed in map(packer.pack, seconds)]
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

@@ -28,12 +28,20 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    """The RFC 6962 tree hash of ``leaves`` (raw leaf bytes, not yet hashed)."""
+    """The RFC 6962 tree hash of ``leaves`` (raw leaf bytes, not yet hashed).
+
+    Every block hashes two trees of one leaf per tx (its txs, its results), so
+    the hashes are written out here rather than one ``leaf_hash`` or
+    ``node_hash`` call per leaf and node.
+    """
     if not leaves:
         return EMPTY_ROOT
-    level = [leaf_hash(leaf) for leaf in leaves]
+    sha256 = hashlib.sha256
+    level = [sha256(_LEAF + leaf).digest() for leaf in leaves]
     while len(level) > 1:
-        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        # zip stops before an unpaired last node; it is carried up unchanged.
+        pairs = zip(level[::2], level[1::2], strict=False)
+        paired = [sha256(_NODE + left + right).digest() for left, right in pairs]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired

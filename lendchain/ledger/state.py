@@ -99,6 +99,7 @@ class OverlayReader:
 
 
 _FOUR_ITEMS = b"\x94"  # msgpack fixarray header, 4 items
+_BIN_32 = b"\xc4\x20"  # msgpack bin 8 header, 32 bytes: how a tx id (a sha256) packs
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ class TxResult:
         That is the array header for four items, the packed tx id, then the
         three items of ``packed`` (whose first byte is its own header, 0x93).
         """
+        if len(self.tx_id) == 32:
+            return _FOUR_ITEMS + _BIN_32 + self.tx_id + self.packed[1:]
         return _FOUR_ITEMS + codec.pack_trusted(self.tx_id) + self.packed[1:]
 
     def to_json(self) -> dict[str, Any]:

@@ -123,6 +123,9 @@ class NodeApp:
         params = genesis.consensus
         self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
         self._warned_upgrade: list[int] | None = None
+        # The ids of the txs of the block the last ``commit`` stored, in block order: the
+        # daemon's commit listener reads them rather than the block back from the store.
+        self.last_committed_tx_ids: list[bytes] = []
         self.warn_if_upgrade_needed()
         active_rules(store, store.head().height + 1)  # UpgradeRequired: this release cannot go on
 
@@ -228,7 +231,8 @@ class NodeApp:
                 ) from None
         else:
             decoded, execution = pending.block, pending.execution
-        self.store.commit_block(block, certificate, execution, wal)
+        self.store.commit_block(block, certificate, execution, wal, block=decoded)
+        self.last_committed_tx_ids = execution.tx_ids
         tx_ids = []
         next_nonces: dict[str, int] = {}
         for raw in decoded.txs:

@@ -476,11 +476,11 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         self._follow_addresses()
         self._note_rotation(height)
         self._review_role(height, schedule)
-        block = self.store.block(height)
+        tx_ids = self.app.last_committed_tx_ids  # block ``height``'s: its commit came just before
         now = time.monotonic()
-        self.metrics.txs_committed.inc(len(block.txs))
-        for raw in block.txs:
-            accepted = self._accepted_at.pop(decode_transaction(raw).id, None)
+        self.metrics.txs_committed.inc(len(tx_ids))
+        for tx_id in tx_ids:
+            accepted = self._accepted_at.pop(tx_id, None)
             if accepted is not None:
                 self.metrics.commit_latency.observe(now - accepted)
         self._recent_commits.append(now)

@@ -239,18 +239,22 @@ class Mempool:
         self._remember(tx_id, Outcome("rejected", code, message))
 
     def _drop(self, tx_id: bytes) -> None:
-        tx = self._by_id.pop(tx_id, None)
-        if tx is None:
+        pending = self._by_id.pop(tx_id, None)
+        if pending is None:
             return
         self._arrival.pop(tx_id, None)
-        self._bytes -= len(tx.raw)
+        # The Transaction's own fields, not PendingTx's properties: a block's commit drops
+        # thousands of txs, and each property read is a Python call.
+        tx = pending.tx
+        self._bytes -= len(tx.encode())
         entry = self._senders[tx.sender]
-        entry.by_nonce.pop(tx.nonce, None)
+        nonce = tx.nonce
+        entry.by_nonce.pop(nonce, None)
         if not entry.by_nonce:
             del self._senders[tx.sender]
-        elif tx.nonce == entry.run_from:  # committed from the bottom: the rest of the run holds
+        elif nonce == entry.run_from:  # committed from the bottom: the rest of the run holds
             entry.run_from += 1
-        elif entry.run_from < tx.nonce < entry.run_end:  # a hole in the run: forget it
+        elif entry.run_from < nonce < entry.run_end:  # a hole in the run: forget it
             entry.run_end = entry.run_from
 
     def _remember(self, tx_id: bytes, outcome: Outcome) -> None:

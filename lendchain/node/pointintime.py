@@ -419,7 +419,7 @@ class _Replay:
     def _execute(self, height: int, raw: bytes, certificate: bytes) -> None:
         head = self.store.head()
         try:
-            _, execution = check_block(
+            block, execution = check_block(
                 raw,
                 expected_height=height,
                 parent_hash=head.hash,
@@ -437,7 +437,7 @@ class _Replay:
                 f"lendchain release does not: report with a release that does (or at a height below {height})"
             ) from None
         try:
-            self.store.commit_block(raw, certificate, execution)
+            self.store.commit_block(raw, certificate, execution, block=block)
         except StoreError as e:
             raise ReportError(
                 f"the replay could not store block {height} ({e}); give --scratch-dir (or --cache-dir, if "

@@ -459,12 +459,16 @@ class ChainStore:
         certificate: bytes,
         execution: BlockExecution,
         wal: list[tuple[bytes, bytes]] | None = None,
+        block: Block | None = None,
     ) -> Head:
         """Store a committed block with its certificate and effects, atomically and durably.
 
         ``wal``: consensus WAL records (as ``wal_write`` takes them) written in the same batch.
+        ``block``: ``raw_block`` decoded, when the caller holds it (``check_block`` returned it),
+        so that a block of thousands of txs is not decoded and re-encoded once more here.
         """
-        block = Block.decode(raw_block)
+        if block is None:
+            block = Block.decode(raw_block)
         header = block.header
         head = self._head
         if header.height != head.height + 1:
@@ -486,8 +490,8 @@ class ChainStore:
             (_CERT + height_bytes, certificate),
             (_HASH + block_hash, height_bytes),
         ]
-        for index, tx_id in enumerate(execution.tx_ids):
-            ops.append((_TX + tx_id, codec.pack_trusted([header.height, index])))
+        locations = codec.pack_pairs(header.height, range(len(execution.tx_ids)))  # [height, index]
+        ops += [(_TX + tx_id, location) for tx_id, location in zip(execution.tx_ids, locations, strict=True)]
         ops.append((_RESULTS + height_bytes, codec.pack_packed_list([r.packed for r in execution.results])))
         ops += [(_STATE + key, value) for key, value in execution.changes.items()]
         ops += [(_WAL + key, value or None) for key, value in wal or ()]

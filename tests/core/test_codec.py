@@ -179,3 +179,15 @@ def test_a_list_of_packed_items_packs_as_the_list(items):
 def test_a_packed_list_gets_the_header_its_length_needs(length):
     items = [i % 3 for i in range(length)]  # array16 from 16 items, array32 from 65536
     assert codec.pack_packed_list([codec.pack(item) for item in items]) == codec.pack(items)
+
+
+@given(values, st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=20))
+def test_pairs_with_one_first_item_pack_as_each_pair(first, seconds):
+    assert codec.pack_pairs(first, seconds) == [codec.pack([first, n]) for n in seconds]
+
+
+def test_pairs_take_each_int_in_its_shortest_form():
+    """The tx index's [height, index] values, across every width an index can need."""
+    edges = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+    assert codec.pack_pairs(2**40, edges) == [codec.pack([2**40, n]) for n in edges]
+    assert codec.pack_pairs(7, range(300)) == [codec.pack([7, n]) for n in range(300)]

@@ -54,6 +54,21 @@ def test_merkle_known_values():
     assert merkle.merkle_root([b"a", b"b", b"c"]) == merkle.node_hash(merkle.node_hash(a, b), c)
 
 
+def rfc6962_tree_hash(leaves: list[bytes]) -> bytes:
+    """MTH of RFC 6962 section 2.1, as the RFC writes it: split at the largest power of two below n."""
+    if len(leaves) == 1:
+        return codec.sha256(b"\x00" + leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return codec.sha256(b"\x01" + rfc6962_tree_hash(leaves[:k]) + rfc6962_tree_hash(leaves[k:]))
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=70))
+def test_the_merkle_root_is_the_rfc_6962_tree_hash(leaves):
+    assert merkle.merkle_root(leaves) == rfc6962_tree_hash(leaves)
+
+
 @given(st.lists(st.binary(max_size=8), min_size=1, max_size=40), st.data())
 def test_inclusion_proofs_verify_and_bind_the_leaf(leaves, data):
     root = merkle.merkle_root(leaves)

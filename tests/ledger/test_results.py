@@ -24,3 +24,9 @@ def test_leaf_and_stored_form_are_the_canonical_encodings(tx_id, code, message, 
     assert result.leaf() == codec.pack([tx_id, code, message, evs])
     assert result.packed == codec.pack([code, message, evs])
     assert TxResult.from_value(tx_id, codec.unpack(result.packed)) == result
+
+
+@given(st.binary(max_size=300).filter(lambda b: len(b) != 32), st.sampled_from(["ok", "not_found"]), events)
+def test_a_leaf_of_an_id_of_another_length_is_the_canonical_encoding_too(tx_id, code, evs):
+    """Tx ids are sha256 digests; a result built by hand with any other id still packs canonically."""
+    assert TxResult(tx_id, code, "", tuple(evs)).leaf() == codec.pack([tx_id, code, "", evs])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lendchain.crypto import SigningKey
 from lendchain.ledger.block import make_block
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.daemon import Node
+from lendchain.node.mempool import PendingTx
 
 
 def registration(node: Node, key: SigningKey, created_ms: int = 0) -> Transaction:
@@ -99,3 +102,23 @@ def test_accepted_and_refused_txs_are_counted_by_source_and_reason(node):
     assert count("lendchain_tx_accepted_total", source="gossip") == 1
     assert count("lendchain_tx_accepted_total", source="restore") == 0
     assert count("lendchain_tx_rejected_total", reason="malformed") == 1
+
+
+def test_a_commit_counts_its_txs_and_the_latency_of_those_this_node_accepted(node, monkeypatch):
+    """The commit listener takes the block's tx ids from the commit, not from the block read back."""
+
+    def sample(name: str) -> float:
+        return node.metrics.registry.get_sample_value(name) or 0.0
+
+    mine = [registration(node, SigningKey.generate()) for _ in range(2)]
+    node.submit([tx.encode() for tx in mine])
+    heard = registration(node, SigningKey.generate())  # pooled by a test, not accepted through intake
+    node.app.verified.add(heard.id)
+    node.mempool.add(PendingTx(heard, 0))
+    commit_pending(node)
+    assert node.app.last_committed_tx_ids == [tx.id for tx in [*mine, heard]]
+    monkeypatch.setattr(node.store, "block", lambda height: pytest.fail(f"block {height} was read back"))
+    node._on_commit(1)
+    assert sample("lendchain_txs_committed_total") == 3
+    assert sample("lendchain_commit_latency_seconds_count") == 2
+    assert all(tx.id not in node._accepted_at for tx in mine)

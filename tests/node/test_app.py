@@ -222,3 +222,20 @@ def test_the_proposers_block_is_hashed_without_decoding_and_only_recent_blocks_a
     # Blocks are not kept past the cache's bound (they were ~300 KB each at full load).
     assert len(primary._digests) == app_module.DIGEST_MEMORY
     assert blocks[0] not in primary._digests and blocks[-1] in primary._digests
+
+
+def test_a_validated_block_is_decoded_once_and_its_commit_names_its_txs_in_order(network, monkeypatch):
+    """``validate`` decodes the block; ``commit`` stores what validate decoded and decodes nothing."""
+    primary, backup = network
+    txs = registrations(3)
+    admit(primary, txs)
+    admit(backup, txs)
+    block = propose_and_validate(primary, backup)
+    digest = backup.digest(block)
+    decoded: list[bytes] = []
+    real = Block.decode
+    monkeypatch.setattr(Block, "decode", staticmethod(lambda raw: decoded.append(raw) or real(raw)))
+    backup.commit(1, block, digest, b"certificate-1")
+    assert decoded == []
+    assert backup.store.block_bytes(1) == block and backup.store.head().hash == digest
+    assert backup.last_committed_tx_ids == [tx.id for tx in txs]
