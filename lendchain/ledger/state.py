@@ -36,13 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 import msgpack
 
 from lendchain import codec
 from lendchain.genesis import Genesis
+from lendchain.lazy import lazy_attribute
 from lendchain.ledger.params import STORED_DEFAULTS
 from lendchain.ledger.params import value as param
 
@@ -119,7 +119,7 @@ class TxResult:
         """Stored form (the tx id is the index key, so it is not repeated)."""
         return [self.code, self.message, list(self.events)]
 
-    @cached_property
+    @lazy_attribute
     def packed(self) -> bytes:
         """``codec.pack(self.to_value())``, encoded once: the leaf and the stored block share it."""
         return codec.pack_trusted(self.to_value())
