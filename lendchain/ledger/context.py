@@ -185,6 +185,8 @@ class TxContext:
         The commitment (length and head hash of the loan's history after this tx)
         lands in the results root, so an audit export can prove no entry is missing.
         """
+        if not self.history_heads:  # party and KYC txs: no loan history
+            return list(self.events)
         commitments = [
             {"event": "loan.history", "loan_id": loan_id.hex(), "length": length, "head": head.hex()}
             for loan_id, (length, head) in self.history_heads.items()
