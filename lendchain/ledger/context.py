@@ -46,11 +46,15 @@ class BlockOverlay:
         self._dirty: set[bytes] = set()
 
     def read(self, key: bytes) -> Any | None:
-        if key in self._values:
-            return self._values[key]
-        raw = self._stored(key)
-        value = None if raw is None else decode_state_value(raw)
-        self._values[key] = value
+        values = self._values
+        if key in values:
+            return values[key]
+        raw = self._encoded.get(key)  # ``_stored``, inlined: every first read of a key comes here
+        if raw is None:
+            raw = self._reader.get(key)
+            if raw is not None:
+                self._encoded[key] = raw
+        value = values[key] = None if raw is None else decode_state_value(raw)
         return value
 
     def _stored(self, key: bytes) -> bytes | None:
@@ -87,6 +91,17 @@ class BlockOverlay:
             self._encoded.pop(key, None)
         else:
             self._encoded[key] = encoded
+
+    def write_all(self, writes: dict[bytes, Any | None], encoded: dict[bytes, bytes]) -> None:
+        """``write`` of every item of ``writes``; ``encoded`` holds the known bytes of some of them."""
+        self._values.update(writes)
+        self._dirty.update(writes)
+        known = self._encoded
+        for key in writes:
+            if key in encoded:
+                known[key] = encoded[key]
+            else:
+                known.pop(key, None)
 
     def changes(self) -> dict[bytes, bytes | None]:
         """The block's writes, encoded; ``None`` deletes a key."""
@@ -129,7 +144,8 @@ class TxContext:
         self._overlay = overlay
 
     def get(self, key: bytes) -> Any | None:
-        value = self.writes[key] if key in self.writes else self._overlay.read(key)
+        writes = self.writes
+        value = writes[key] if key in writes else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
 
     def get_encoded(self, key: bytes) -> bytes:
@@ -157,9 +173,7 @@ class TxContext:
 
     def commit(self) -> None:
         """Hand this context's writes to the block overlay (the handler returned normally)."""
-        encoded = self.encoded_writes
-        for key, value in self.writes.items():
-            self._overlay.write(key, value, encoded.get(key))
+        self._overlay.write_all(self.writes, self.encoded_writes)
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record a small receipt event; values must be JSON-friendly (ids as hex)."""
@@ -171,6 +185,8 @@ class TxContext:
         The commitment (length and head hash of the loan's history after this tx)
         lands in the results root, so an audit export can prove no entry is missing.
         """
+        if not self.history_heads:  # party and KYC txs: no loan history
+            return list(self.events)
         commitments = [
             {"event": "loan.history", "loan_id": loan_id.hex(), "length": length, "head": head.hex()}
             for loan_id, (length, head) in self.history_heads.items()

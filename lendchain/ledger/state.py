@@ -36,13 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 import msgpack
 
 from lendchain import codec
 from lendchain.genesis import Genesis
+from lendchain.lazy import lazy_attribute
 from lendchain.ledger.params import STORED_DEFAULTS
 from lendchain.ledger.params import value as param
 
@@ -102,7 +102,7 @@ _FOUR_ITEMS = b"\x94"  # msgpack fixarray header, 4 items
 _BIN_32 = b"\xc4\x20"  # msgpack bin 8 header, 32 bytes: how a tx id (a sha256) packs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TxResult:
     """What one included transaction did: ``code`` is ``ok`` or a stable rejection code."""
 
@@ -110,6 +110,14 @@ class TxResult:
     code: str
     message: str = ""
     events: tuple[dict[str, Any], ...] = ()
+
+    def __init__(
+        self, tx_id: bytes, code: str, message: str = "", events: tuple[dict[str, Any], ...] = ()
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field with a call of
+        # object.__setattr__; one update of the instance dict does the same, for a third of
+        # the cost, and a block builds one result per tx.
+        self.__dict__.update(tx_id=tx_id, code=code, message=message, events=events)
 
     @property
     def ok(self) -> bool:
@@ -119,7 +127,7 @@ class TxResult:
         """Stored form (the tx id is the index key, so it is not repeated)."""
         return [self.code, self.message, list(self.events)]
 
-    @cached_property
+    @lazy_attribute
     def packed(self) -> bytes:
         """``codec.pack(self.to_value())``, encoded once: the leaf and the stored block share it."""
         return codec.pack_trusted(self.to_value())
