@@ -32,6 +32,7 @@ import ormsgpack
 from lendchain import codec
 from lendchain.bounded import BoundedCache, ByteBoundedCache
 from lendchain.crypto import DidError, SigningKey, public_key_from_did, verify_raw
+from lendchain.lazy import lazy_attribute
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import lookup_kind
 from lendchain.ledger.schema import check_payload
@@ -51,24 +52,6 @@ _BODY_FIELDS = {
 }
 _BODY_TYPES = tuple(_BODY_FIELDS.values())
 _TAG_PREFIX = b"\x93" + codec.pack(TX_TAG)
-
-
-class TxId:
-    """``Transaction.id``: the sha256 of the wire form, hashed on the first read and kept.
-
-    A non-data descriptor: the hash is stored in the instance's dict, which
-    then shadows it, so every later read is a plain attribute lookup (a node
-    reads a tx's id about ten times). Not ``functools.cached_property``: in
-    Python 3.11 that takes a lock on every first read, which cost a decoded tx
-    more than its hash (timeit). Two threads reading a new tx's id both store the same
-    bytes.
-    """
-
-    def __get__(self, tx: Transaction | None, owner: type | None = None) -> Any:
-        if tx is None:
-            return self
-        tx_id = tx.__dict__["id"] = codec.sha256(tx.encode())
-        return tx_id
 
 
 @dataclass(frozen=True)
@@ -98,7 +81,11 @@ class Transaction:
             object.__setattr__(self, "_encoded", codec.pack([self.body(), self.signature]))
         return self._encoded
 
-    id = TxId()
+    @lazy_attribute
+    def id(self) -> bytes:
+        """The sha256 of the wire form, hashed on the first read and kept: a node reads a tx's id
+        about ten times, and ``lazy_attribute`` is ``cached_property`` without its lock."""
+        return codec.sha256(self.encode())
 
     def signing_bytes(self) -> bytes:
         """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
