@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from lendchain import codec
 from lendchain.crypto import SigningKey
 from lendchain.ledger.block import make_block
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.daemon import Node
+from lendchain.node.mempool import MempoolFull
 
 
 def registration(node: Node, key: SigningKey, created_ms: int = 0) -> Transaction:
@@ -99,3 +105,26 @@ def test_accepted_and_refused_txs_are_counted_by_source_and_reason(node):
     assert count("lendchain_tx_accepted_total", source="gossip") == 1
     assert count("lendchain_tx_accepted_total", source="restore") == 0
     assert count("lendchain_tx_rejected_total", reason="malformed") == 1
+
+
+def test_a_batch_counts_its_accepted_txs_also_when_the_mempool_fills_part_way(node):
+    """A stream message or a gossip message is counted once, as many txs as the pool took from it."""
+
+    def count(source: str) -> float:
+        return (
+            node.metrics.registry.get_sample_value("lendchain_tx_accepted_total", {"source": source}) or 0.0
+        )
+
+    node.mempool.config = dataclasses.replace(node.mempool.config, max_txs=5)
+    pooled = registration(node, SigningKey.generate())
+    node.submit([pooled.encode()])
+    batch = [pooled, *(registration(node, SigningKey.generate()) for _ in range(2))]
+    results = node.submit([tx.encode() for tx in batch] + [b"\x93junk"])  # known, 2 new, malformed
+    assert [r["status"] for r in results] == ["known", "accepted", "accepted", "rejected"]
+    assert count("api") == 3
+    gossip = [registration(node, SigningKey.generate()) for _ in range(3)]
+    node._on_gossip(codec.pack([tx.encode() for tx in gossip]))  # the pool takes 2 and is full
+    assert (count("gossip"), len(node.mempool)) == (2, 5)
+    with pytest.raises(MempoolFull):
+        node.submit([registration(node, SigningKey.generate()).encode()])
+    assert count("api") == 3
