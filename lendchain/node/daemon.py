@@ -54,6 +54,8 @@ REGOSSIP_MAX_MS = 12_000
 MAINTENANCE_S = 1.0
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
+# Senders whose committed nonce admission remembers until the next commit (then it forgets all).
+NONCE_MEMORY = 65_536
 
 
 class Node(NodeViews, GossipIntake, MemberRoles):
@@ -158,6 +160,8 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         # When each pooled tx was accepted, for the commit-latency metric. Bounded: a tx that
         # leaves the pool without committing (dropped from a proposal, stale) is never popped.
         self._accepted_at: BoundedCache[bytes, float] = BoundedCache(self.config.mempool.max_txs)
+        self._committed_nonces: dict[str, int] = {}
+        self._committed_nonces_head = self.store.head()
         self._commit_event = trio.Event()
         self._started = time.monotonic()
         self._recent_commits: deque[float] = deque(maxlen=512)
@@ -302,7 +306,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         # Pending here first, before any state read: gossip repeats and relays bring those.
         if tx_id in self.mempool:
             return {"id": tx_id.hex(), "status": "known", "state": "pending"}
-        committed = next_nonce(self.store, tx.sender)
+        committed = self._committed_nonce(tx.sender)
         if self._committed_already(tx, committed):
             return {"id": tx_id.hex(), "status": "known", "state": "committed"}
         try:
@@ -357,6 +361,24 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             self.log.info(
                 "restored %d accepted txs into the mempool (%d had committed or lapsed)", restored, gone
             )
+
+    def _committed_nonce(self, sender: str) -> int:
+        """``next_nonce(self.store, sender)``, read from LevelDB once per sender and head.
+
+        A sender's txs come in runs (a borrower registers and applies in one batch; a lender
+        offers, disburses and is repaid for many loans), and only a commit changes the state:
+        ``ChainStore`` writes state in ``commit_block`` alone, which replaces its head, so the
+        nonces read at one head hold until the head changes.
+        """
+        head = self.store.head()
+        nonces = self._committed_nonces
+        if head is not self._committed_nonces_head or len(nonces) >= NONCE_MEMORY:
+            nonces.clear()
+            self._committed_nonces_head = head
+        nonce = nonces.get(sender)
+        if nonce is None:
+            nonce = nonces[sender] = next_nonce(self.store, sender)
+        return nonce
 
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))

@@ -10,6 +10,7 @@ from lendchain import codec
 from lendchain.crypto import SigningKey
 from lendchain.ledger.block import make_block
 from lendchain.ledger.transactions import Transaction, build_transaction
+from lendchain.node import daemon
 from lendchain.node.daemon import Node
 from lendchain.node.mempool import MempoolFull
 
@@ -128,3 +129,36 @@ def test_a_batch_counts_its_accepted_txs_also_when_the_mempool_fills_part_way(no
     with pytest.raises(MempoolFull):
         node.submit([registration(node, SigningKey.generate()).encode()])
     assert count("api") == 3
+
+
+def test_a_senders_committed_nonce_is_read_once_per_head(node, monkeypatch):
+    """Only a commit changes the state: a sender's later txs at one head take its nonce from memory."""
+    key = SigningKey.generate()
+    txs = [
+        build_transaction(
+            key,
+            node.genesis.chain_id,
+            "party.register",
+            nonce,
+            {"role": "borrower"},
+            node.genesis.genesis_time_ms,
+        )
+        for nonce in range(3)
+    ]
+    reads: list[bytes] = []
+    real_get = node.store.get
+    monkeypatch.setattr(node.store, "get", lambda k: reads.append(k) or real_get(k))
+    assert [r["status"] for r in node.submit([txs[0].encode(), txs[1].encode()])] == ["accepted"] * 2
+    assert len(reads) == 1
+    commit_pending(node)  # executes nonces 0 and 1: the next is 2, read again at the new head
+    reads.clear()
+    again = node.submit([txs[1].encode(), txs[2].encode()])
+    assert [r["status"] for r in again] == ["known", "accepted"] and again[0]["state"] == "committed"
+    assert reads.count(reads[0]) == 1
+
+
+def test_the_nonce_memory_is_bounded(node, monkeypatch):
+    monkeypatch.setattr(daemon, "NONCE_MEMORY", 2)
+    for _ in range(5):
+        assert node.submit([registration(node, SigningKey.generate()).encode()])[0]["status"] == "accepted"
+        assert len(node._committed_nonces) <= 2
