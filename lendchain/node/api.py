@@ -19,6 +19,7 @@ answers or send JSON writes.
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import json
 import time
@@ -235,6 +236,15 @@ def _batch(doc: Any, limits: ApiLimits) -> list[bytes]:
     if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
         raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
     items = [doc["tx"]] if "tx" in doc else doc["txs"]
+    if isinstance(items, list) and len(items) <= limits.max_batch_txs:
+        # A good batch decodes in one pass, by a2b_hex: a quarter fewer instructions than
+        # bytes.fromhex, which also skips whitespace. It refuses a non-str (TypeError) and
+        # whitespace or a bad digit (binascii.Error, a ValueError); the checks below then run,
+        # as they always did, to name what is wrong, or to take hex with spaces in it.
+        try:
+            return [binascii.a2b_hex(t) for t in items]
+        except (TypeError, ValueError):
+            pass
     if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
         raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
     if len(items) > limits.max_batch_txs:
@@ -288,6 +298,44 @@ def _stream_answer(
     return answer
 
 
+_ACCEPTED_KEYS = ("id", "status")
+_ANSWER_KEYS = (("results",), ("results", "id"))
+# What json.dumps (ensure_ascii) writes as it is: printable ASCII but the quote and the backslash.
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    """``json.dumps(answer)``, byte for byte; the answer to a message whose txs were all accepted
+    from a template.
+
+    That is the usual answer on a busy stream, and json.dumps spends about
+    8,000 instructions on each ``{"id": hex, "status": "accepted"}`` in it
+    (its circular check, a list of items per dict, escaping each character),
+    where checking the results' shape and joining their ids costs about a
+    quarter of that. Any other answer, a result of another shape or key
+    order, or an id that json.dumps would escape, goes through json.dumps.
+    """
+    results = answer.get("results")
+    if not results or type(results) is not list or tuple(answer) not in _ANSWER_KEYS:
+        return json.dumps(answer)
+    ids = [
+        r["id"] if type(r) is dict and tuple(r) == _ACCEPTED_KEYS and r["status"] == "accepted" else None
+        for r in results
+    ]
+    try:
+        plain = "".join(ids)
+    except TypeError:  # a result of another shape, or an id that is no str
+        return json.dumps(answer)
+    if not plain.isascii() or plain.encode().translate(None, _PLAIN):
+        return json.dumps(answer)
+    text = (
+        '{"results": [{"id": "' + '", "status": "accepted"}, {"id": "'.join(ids) + '", "status": "accepted"}]'
+    )
+    if "id" in answer:
+        return text + ', "id": ' + json.dumps(answer["id"]) + "}"
+    return text + "}"
+
+
 def build_app(
     node: NodeFacade,
     token: str | None = None,
@@ -320,7 +368,7 @@ def build_app(
             if message["type"] == "websocket.disconnect":
                 return
             answer = _stream_answer(node, limits, writes, client, message)
-            await websocket.send_text(json.dumps(answer))
+            await websocket.send_text(_answer_text(answer))
 
     async def stream_over_http(request: Request) -> Any:
         raise ApiError(

@@ -85,12 +85,16 @@ class GossipIntake:
                 return
             txs = self._gossip_checked.pop(data, None) or []
         self.metrics.gossip_txs.labels("in").inc(len(txs))
-        for tx in txs:
-            try:
-                self._accept(tx, source="gossip", verified=True)
-            except MempoolFull:
-                self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
-                return
+        accepted = 0
+        try:
+            for tx in txs:
+                if self._accept(tx, source="gossip", verified=True, counted=False)["status"] == "accepted":
+                    accepted += 1
+        except MempoolFull:
+            self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
+        finally:
+            if accepted:  # one count per message: the counter takes a lock per ``inc``
+                self.metrics.tx_accepted_from["gossip"].inc(accepted)
 
     # -- out -----------------------------------------------------------------------
 

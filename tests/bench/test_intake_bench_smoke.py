@@ -34,6 +34,15 @@ def test_every_tx_goes_through_gossip_or_the_api_and_is_pooled():
         assert all(row["us_per_tx"] > 0 for row in stages.values()) and result["us_per_tx"] > 0
 
 
+def test_only_the_streams_messages_go_in_with_only_stream():
+    done = run("--json", "--skip-verify", "--only-stream")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    stages = result["stages"]
+    assert stages["gossip_validate"]["txs"] == stages["gossip_deliver"]["txs"] == 0
+    assert result["txs"] == stages["api_stream"]["txs"] > 0  # every one pooled (the bench checks)
+
+
 def test_the_instruction_count_stop_prints_nothing_and_a_bad_size_is_refused():
     done = run("--stop-after", "build")
     assert (done.returncode, done.stdout) == (0, ""), done.stderr[-3000:]

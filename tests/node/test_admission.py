@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from lendchain import codec
 from lendchain.crypto import SigningKey
 from lendchain.ledger.block import make_block
 from lendchain.ledger.transactions import Transaction, build_transaction
+from lendchain.node import daemon
 from lendchain.node.daemon import Node
-from lendchain.node.mempool import PendingTx
+from lendchain.node.mempool import MempoolFull, PendingTx
 
 
 def registration(node: Node, key: SigningKey, created_ms: int = 0) -> Transaction:
@@ -122,3 +126,59 @@ def test_a_commit_counts_its_txs_and_the_latency_of_those_this_node_accepted(nod
     assert sample("lendchain_txs_committed_total") == 3
     assert sample("lendchain_commit_latency_seconds_count") == 2
     assert all(tx.id not in node._accepted_at for tx in mine)
+
+
+def test_a_batch_counts_its_accepted_txs_also_when_the_mempool_fills_part_way(node):
+    """A stream message or a gossip message is counted once, as many txs as the pool took from it."""
+
+    def count(source: str) -> float:
+        return (
+            node.metrics.registry.get_sample_value("lendchain_tx_accepted_total", {"source": source}) or 0.0
+        )
+
+    node.mempool.config = dataclasses.replace(node.mempool.config, max_txs=5)
+    pooled = registration(node, SigningKey.generate())
+    node.submit([pooled.encode()])
+    batch = [pooled, *(registration(node, SigningKey.generate()) for _ in range(2))]
+    results = node.submit([tx.encode() for tx in batch] + [b"\x93junk"])  # known, 2 new, malformed
+    assert [r["status"] for r in results] == ["known", "accepted", "accepted", "rejected"]
+    assert count("api") == 3
+    gossip = [registration(node, SigningKey.generate()) for _ in range(3)]
+    node._on_gossip(codec.pack([tx.encode() for tx in gossip]))  # the pool takes 2 and is full
+    assert (count("gossip"), len(node.mempool)) == (2, 5)
+    with pytest.raises(MempoolFull):
+        node.submit([registration(node, SigningKey.generate()).encode()])
+    assert count("api") == 3
+
+
+def test_a_senders_committed_nonce_is_read_once_per_head(node, monkeypatch):
+    """Only a commit changes the state: a sender's later txs at one head take its nonce from memory."""
+    key = SigningKey.generate()
+    txs = [
+        build_transaction(
+            key,
+            node.genesis.chain_id,
+            "party.register",
+            nonce,
+            {"role": "borrower"},
+            node.genesis.genesis_time_ms,
+        )
+        for nonce in range(3)
+    ]
+    reads: list[bytes] = []
+    real_get = node.store.get
+    monkeypatch.setattr(node.store, "get", lambda k: reads.append(k) or real_get(k))
+    assert [r["status"] for r in node.submit([txs[0].encode(), txs[1].encode()])] == ["accepted"] * 2
+    assert len(reads) == 1
+    commit_pending(node)  # executes nonces 0 and 1: the next is 2, read again at the new head
+    reads.clear()
+    again = node.submit([txs[1].encode(), txs[2].encode()])
+    assert [r["status"] for r in again] == ["known", "accepted"] and again[0]["state"] == "committed"
+    assert reads.count(reads[0]) == 1
+
+
+def test_the_nonce_memory_is_bounded(node, monkeypatch):
+    monkeypatch.setattr(daemon, "NONCE_MEMORY", 2)
+    for _ in range(5):
+        assert node.submit([registration(node, SigningKey.generate()).encode()])[0]["status"] == "accepted"
+        assert len(node._committed_nonces) <= 2

@@ -121,6 +121,42 @@ def test_batches_and_messages_over_the_limits_are_refused():
     assert got[2]["results"] == [{"id": "01", "status": "accepted"}] * 2
 
 
+def test_a_bad_batch_names_the_same_fault_as_ever():
+    """A good batch is hex-decoded in one pass; a bad one still gets the first of the checks it fails."""
+    listed = {"error": "bad_request", "message": "'txs' must be a list of hex strings", "status": 400}
+    cases = [
+        ({"txs": ["01", 5]}, listed),
+        ({"tx": 5}, listed),
+        ({"txs": ["01", None, "zz"]}, listed),  # a non-str before a bad hex one
+        ({"txs": ["01", "zz", 5]}, listed),  # and after it: the list check comes first
+        ({"txs": ["01", 5, "01"]}, listed),  # over the batch limit too: the list check comes first
+        (
+            {"txs": ["zz"] * 3},
+            {"error": "too_large", "message": "a batch holds at most 2 txs, got 3", "status": 413},
+        ),
+        (
+            {"txs": ["01", "0g"]},
+            {"error": "bad_request", "message": "'txs[1]' must be hex", "status": 400},
+        ),
+        ({"tx": "abc"}, {"error": "bad_request", "message": "'txs[0]' must be hex", "status": 400}),
+        ({"tx": "é1"}, {"error": "bad_request", "message": "'txs[0]' must be hex", "status": 400}),
+    ]
+    node = FakeNode()
+    got = answers(session(app_for(node, max_batch_txs=2), [message for message, _ in cases]))
+    assert got == [answer for _, answer in cases]
+    assert node.submitted == []
+
+
+def test_hex_with_spaces_or_capitals_is_taken_as_ever():
+    node = FakeNode()
+    got = answers(session(app_for(node), [{"txs": ["01 aa", "0A0b"]}, {"tx": "00"}]))
+    assert got == [
+        {"results": [{"id": "01aa", "status": "accepted"}, {"id": "0a0b", "status": "accepted"}]},
+        {"results": [{"id": "00", "status": "rejected"}]},
+    ]
+    assert node.submitted == [[b"\x01\xaa", b"\x0a\x0b"], [b"\x00"]]
+
+
 def test_a_full_mempool_answers_503_with_the_seconds_to_wait():
     got = answers(session(app_for(FakeNode(full_after=1)), [{"tx": "01"}, {"tx": "02", "id": 2}]))
     assert got[0] == {"results": [{"id": "01", "status": "accepted"}]}
