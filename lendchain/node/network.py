@@ -53,6 +53,7 @@ from lendchain.node.network_host import (
     build_pubsub,
     check_listen_address_free,
     close_connections,
+    forget_closed_connections,
     listenable,
     peer_id_of,
     wrap_gossip,
@@ -451,6 +452,8 @@ class Network(InboundStreams, GossipSide, MemberSet):
                         # Dial the member's address on the chain only, whatever else the peerstore learned.
                         host.get_peerstore().clear_addrs(link.peer_id)
                         host.get_peerstore().add_addrs(link.peer_id, [link.maddr], ADDR_TTL)
+                        if forget_closed_connections(host, link.peer_id):
+                            self._counters["stuck_closes"] += 1
                         await host.connect(PeerInfo(link.peer_id, [link.maddr]))
                     stream = await host.new_stream(link.peer_id, [CONSENSUS_PROTOCOL])
             except Exception as e:  # trio.TooSlowError, SwarmException, stream negotiation errors

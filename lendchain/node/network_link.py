@@ -127,6 +127,8 @@ NETWORK_COUNTERS = (
     "reconnects",
     "injected_losses",
     "gossip_repairs",
+    # redials that first dropped a connection closed but still listed (``forget_closed_connections``)
+    "stuck_closes",
     "throttled_frames",
     "throttled_gossip",
     "removed_frames",  # consensus frames from a removed member's node let go: read and dropped
