@@ -81,12 +81,16 @@ def validate(
             stored = time.process_time()
             if profiling:
                 profiler.disable()
-            totals = by_kind.setdefault(kind, {"txs": 0, "execute_s": 0.0, "store_s": 0.0})
-            totals["txs"] += count
-            totals["execute_s"] += checked - started
-            totals["store_s"] += stored - checked
+            _add_times(by_kind, kind, count, checked - started, stored - checked)
         store.close()
     return by_kind, (pstats.Stats(profiler) if profiler else None)
+
+
+def _add_times(by_kind: dict, kind: str, count: int, execute_s: float, store_s: float) -> None:
+    totals = by_kind.setdefault(kind, {"txs": 0, "execute_s": 0.0, "store_s": 0.0})
+    totals["txs"] += count
+    totals["execute_s"] += execute_s
+    totals["store_s"] += store_s
 
 
 def validate_as_node(
@@ -133,10 +137,7 @@ def validate_as_node(
             stored = time.process_time()
             if profiling:
                 profiler.disable()
-            totals = by_kind.setdefault(kind, {"txs": 0, "execute_s": 0.0, "store_s": 0.0})
-            totals["txs"] += count
-            totals["execute_s"] += checked - started
-            totals["store_s"] += stored - checked
+            _add_times(by_kind, kind, count, checked - started, stored - checked)
         store.close()
     return by_kind, (pstats.Stats(profiler) if profiler else None)
 
