@@ -117,8 +117,8 @@ Versions:
    naming a guarantee finds it by its record's loan. The buyer a pending
    share offer names declines it whatever its roles now (a member whose
    lender role was removed since the offer: ``lifecycle.ACTORS_SINCE``,
-   ``share_decline``). Rules 8 is open: ``test_rules8_bytes`` records what it
-   stores and says so far, and may still change until it is closed.
+   ``share_decline``). Rules 8 is closed: ``test_rules8_bytes`` pins what it
+   stores and says, and a change to either is rules 9.
 """
 
 from __future__ import annotations

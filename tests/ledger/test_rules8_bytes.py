@@ -4,9 +4,8 @@
 
 Like ``test_rules7_bytes`` for rules 7: fixed keys and block times, and the last block's hash commits to
 every state root and results root before it (refusals included: their sentences are hashed). Rules 8 is
-open, so these hashes may still be re-recorded by a change that means to alter what rules 8 store or say;
-once it is closed, a change that alters them belongs to rules 9. Reading every view after every step
-leaves the state as it was.
+closed: a change that alters these hashes belongs to rules 9, and they are never re-recorded. Reading
+every view after every step leaves the state as it was.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from tests.ledger.test_share_decline import decline, decline_world
 from tests.ledger.test_write_off import default, write_off
 from tests.ledger.test_written_off_transfer import end
 
-# The head hashes of ``scenario`` and ``upgraded`` as rules 8 stands (open).
+# The head hashes of ``scenario`` and ``upgraded`` under rules 8 (closed).
 RULES_8_HEAD = "510ed8e52c460181adff7e8de093d26fb4cacc1bca6c79020e13a15c85e33e14"
 RULES_8_UPGRADED_HEAD = "411c01fbca7c0d649344256ac7be718fba9d9dffd9717830669ec7cb547ec91f"
 
