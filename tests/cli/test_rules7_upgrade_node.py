@@ -139,7 +139,7 @@ def test_a_rules_6_network_upgrades_to_7_and_takes_its_kinds_through_the_cli(tmp
         upgrade = propose_by_cli(net, "rules.upgrade", "7", str(activation))
         vote_by_cli(net, upgrade)
         shown = ok("status", "--config", str(net / "bank3.toml"))
-        assert "rules    version 6 (this release runs up to 7)" in shown
+        assert f"rules    version 6 (this release runs up to {RULES_VERSION})" in shown
         assert f"version 7 from height {activation}" in shown
         pending = lendchain_cli(*guarantee)
         assert pending.returncode == 1, pending.stdout + pending.stderr
@@ -154,7 +154,7 @@ def test_a_rules_6_network_upgrades_to_7_and_takes_its_kinds_through_the_cli(tmp
             status = cluster[name].get("/status")
             assert status["rules"]["version"] == 7 and status["rules"]["scheduled"] == [], (name, status)
             assert (status["height"], status["state_root"]) == (head["height"], head["state_root"]), name
-        assert "rules    version 7 (this release runs up to 7)" in ok(
+        assert f"rules    version 7 (this release runs up to {RULES_VERSION})" in ok(
             "status", "--config", str(net / "bank4.toml")
         )
 
