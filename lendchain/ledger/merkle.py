@@ -37,15 +37,7 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     if not leaves:
         return EMPTY_ROOT
     sha256 = hashlib.sha256
-    level = [sha256(_LEAF + leaf).digest() for leaf in leaves]
-    while len(level) > 1:
-        # zip stops before an unpaired last node; it is carried up unchanged.
-        pairs = zip(level[::2], level[1::2], strict=False)
-        paired = [sha256(_NODE + left + right).digest() for left, right in pairs]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
-    return level[0]
+    return _subtree([sha256(_LEAF + leaf).digest() for leaf in leaves])
 
 
 def _split(n: int) -> int:
@@ -57,9 +49,13 @@ def _split(n: int) -> int:
 
 
 def _subtree(hashes: Sequence[bytes]) -> bytes:
+    """The root over leaf hashes, level by level (the node hash written out: see ``merkle_root``)."""
+    sha256 = hashlib.sha256
     level = list(hashes)
     while len(level) > 1:
-        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        # zip stops before an unpaired last node; it is carried up unchanged.
+        pairs = zip(level[::2], level[1::2], strict=False)
+        paired = [sha256(_NODE + left + right).digest() for left, right in pairs]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
