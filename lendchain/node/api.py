@@ -298,44 +298,6 @@ def _stream_answer(
     return answer
 
 
-_ACCEPTED_KEYS = ("id", "status")
-_ANSWER_KEYS = (("results",), ("results", "id"))
-# What json.dumps (ensure_ascii) writes as it is: printable ASCII but the quote and the backslash.
-_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
-
-
-def _answer_text(answer: dict[str, Any]) -> str:
-    """``json.dumps(answer)``, byte for byte; the answer to a message whose txs were all accepted
-    from a template.
-
-    That is the usual answer on a busy stream, and json.dumps spends about
-    8,000 instructions on each ``{"id": hex, "status": "accepted"}`` in it
-    (its circular check, a list of items per dict, escaping each character),
-    where checking the results' shape and joining their ids costs about a
-    quarter of that. Any other answer, a result of another shape or key
-    order, or an id that json.dumps would escape, goes through json.dumps.
-    """
-    results = answer.get("results")
-    if not results or type(results) is not list or tuple(answer) not in _ANSWER_KEYS:
-        return json.dumps(answer)
-    ids = [
-        r["id"] if type(r) is dict and tuple(r) == _ACCEPTED_KEYS and r["status"] == "accepted" else None
-        for r in results
-    ]
-    try:
-        plain = "".join(ids)
-    except TypeError:  # a result of another shape, or an id that is no str
-        return json.dumps(answer)
-    if not plain.isascii() or plain.encode().translate(None, _PLAIN):
-        return json.dumps(answer)
-    text = (
-        '{"results": [{"id": "' + '", "status": "accepted"}, {"id": "'.join(ids) + '", "status": "accepted"}]'
-    )
-    if "id" in answer:
-        return text + ', "id": ' + json.dumps(answer["id"]) + "}"
-    return text + "}"
-
-
 def build_app(
     node: NodeFacade,
     token: str | None = None,
@@ -368,7 +330,7 @@ def build_app(
             if message["type"] == "websocket.disconnect":
                 return
             answer = _stream_answer(node, limits, writes, client, message)
-            await websocket.send_text(_answer_text(answer))
+            await websocket.send_text(json.dumps(answer))
 
     async def stream_over_http(request: Request) -> Any:
         raise ApiError(
