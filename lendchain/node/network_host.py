@@ -48,12 +48,12 @@ from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
+from lendchain.node.network_mux import ReaderFirstYamux
 
 # A full mesh up to 12 other members: the publisher reaches everyone itself (see MemberGossipSub).
 # Not sized by the genesis's member count: members admitted later (member.admit) need room too.
@@ -191,7 +191,7 @@ def build_host(
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: MemberOnlyNoise(key_pair, is_member, on_refused)},
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        muxer_opt={YAMUX_PROTOCOL_ID: ReaderFirstYamux},
         listen_addrs=[listen],
         enable_mDNS=False,
         enable_upnp=False,

@@ -1,0 +1,95 @@
+"""A yamux connection whose frame reader never waits to write.
+
+py-libp2p 0.8.1's yamux reader (``Yamux.handle_incoming``) answers some
+frames itself: a ping with its ack, a new stream with its ack, a frame for an
+unknown stream with a reset. It writes each answer inline, under the
+connection's write lock. When a writer holds that lock while the socket is
+full (the peer is not reading), the reader stops reading until the write
+ends. If the peer's reader is stopped the same way at the same moment, each
+side's writer waits for the other's reader, and neither reads again: the link
+goes silent both ways until something times it out. Two members streaming
+gossip at each other under load did exactly that ("nothing heard for 5 s").
+``tests/network/test_yamux_replies.py`` builds the deadlock with one ping from
+each side.
+
+go-yamux answers without blocking its reader, and so does this subclass: the
+reader's answers wait in a short queue that a task of the connection writes,
+in order, under the same lock, while the reader goes on reading. Every other
+writer (streams, pings, window updates) writes as before.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from libp2p.network.connection.exceptions import RawConnError
+from libp2p.stream_muxer import muxer_multistream as _muxer_multistream
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+logger = logging.getLogger(__name__)
+
+# The most answers the reader may leave unwritten. Each is a 12-byte header,
+# and a member only produces them by sending pings and opening streams: one
+# that asks for thousands while reading none of them is dropped.
+MAX_PENDING_REPLIES = 1024
+
+
+class ReplyQueueFull(RawConnError):
+    """The peer asks for answers much faster than it reads them."""
+
+
+class ReaderFirstYamux(Yamux):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._reader: trio.lowlevel.Task | None = None
+        self._replies: list[bytes] = []
+        self._replying = False
+        self.replies_deferred = 0
+
+    async def handle_incoming(self) -> None:
+        self._reader = trio.lowlevel.current_task()
+        await super().handle_incoming()
+
+    async def _write_frame(self, data: bytes) -> None:
+        # The base class also builds a debug line for every frame; its header
+        # decoding and f-string cost more than the write itself.
+        if self._reader is not None and trio.lowlevel.current_task() is self._reader:
+            self._defer_reply(data)
+            await trio.lowlevel.checkpoint()
+            return
+        async with self._write_lock:
+            await self.secured_conn.write(data)
+        await trio.lowlevel.checkpoint()
+
+    def _defer_reply(self, frame: bytes) -> None:
+        if len(self._replies) >= MAX_PENDING_REPLIES:
+            # handle_incoming takes a RawConnError for a broken connection and ends it.
+            raise ReplyQueueFull(
+                f"{len(self._replies)} answers to {self.peer_id} wait unwritten: it sends "
+                "pings or new streams without reading; closing the connection"
+            )
+        self._replies.append(frame)
+        self.replies_deferred += 1
+        if not self._replying and self._nursery is not None:
+            self._replying = True
+            self._nursery.start_soon(self._write_replies)
+
+    async def _write_replies(self) -> None:
+        try:
+            while self._replies:
+                async with self._write_lock:
+                    frames = b"".join(self._replies)
+                    self._replies.clear()
+                    await self.secured_conn.write(frames)
+        except Exception as e:  # the connection is going away; its reader sees why
+            logger.debug("answers to %s not written: %s: %s", self.peer_id, type(e).__name__, e)
+            self._replies.clear()
+        finally:
+            self._replying = False
+
+
+# py-libp2p 0.8.1's muxer negotiation builds ``Yamux(...)`` by that name whatever
+# muxer class the host was given, so the subclass is placed there: every host
+# in this process (only ours exist) gets it.
+_muxer_multistream.Yamux = ReaderFirstYamux  # type: ignore[misc]
