@@ -214,14 +214,18 @@ def block_show(ctx: click.Context, ref: str, **kw: Any) -> None:
 def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
     """List block headers from a height."""
     with client_from(kw) as client:
-        value = client.get("/blocks", start=start, limit=limit)
+        value = client.get("/blocks", **{"from": start, "limit": limit})
 
     def human(v: Any) -> str:
-        blocks = v.get("blocks", v) if isinstance(v, dict) else v
-        return "\n".join(
-            f"{b['height']:>8}  {b['hash'][:16]}  txs={len(b.get('txs', [])) if isinstance(b.get('txs'), list) else b.get('tx_count', '?')}"
-            for b in blocks
-        )
+        lines = []
+        for b in v["blocks"]:
+            header = b["header"]
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(header["timestamp_ms"] / 1000))
+            lines.append(
+                f"{header['height']:>8}  {b['hash'][:16]}  {when} UTC  txs={header['tx_count']:<5}  "
+                f"proposer {header['proposer']}"
+            )
+        return "\n".join(lines) or f"no blocks from height {start}"
 
     emit(ctx, value, human)
 

@@ -182,9 +182,26 @@ def _is_console(path: str) -> bool:
     return path == _CONSOLE_PREFIX or path.startswith(_CONSOLE_PREFIX + "/")
 
 
-def _route(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+def _route(
+    handler: Callable[[Request], Awaitable[Any]], params: tuple[str, ...] = ()
+) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` as an endpoint; a query parameter not in ``params`` is refused with 400.
+
+    A misspelt parameter (``?start=`` for ``?from=``) would otherwise be ignored
+    and the caller answered from the default without a word.
+    """
+
     async def endpoint(request: Request) -> Response:
         try:
+            unknown = sorted(set(request.query_params) - set(params))
+            if unknown:
+                takes = f"it takes {', '.join(params)}" if params else "it takes none"
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(repr(u) for u in unknown)} on {request.url.path}: {takes}",
+                )
             result = await handler(request)
         except ApiError as e:
             return _error(e.status, e.code, e.message, e.headers)
@@ -434,11 +451,13 @@ def build_app(
         Route("/txs/check", _route(check), methods=["POST"]),
         WebSocketRoute("/txs/stream", submit_stream),
         Route("/txs/stream", _route(stream_over_http)),
-        Route("/txs/{tx_id}", _route(tx_status)),
-        Route("/blocks", _route(blocks)),
-        Route("/blocks/raw", _route(raw_blocks)),  # before /blocks/{ref}, which would take "raw"
+        Route("/txs/{tx_id}", _route(tx_status, ("wait_ms",))),
+        Route("/blocks", _route(blocks, ("from", "limit"))),
+        Route(
+            "/blocks/raw", _route(raw_blocks, ("from", "limit"))
+        ),  # before /blocks/{ref}, which would take "raw"
         Route("/blocks/{ref}", _route(block)),
-        Route("/commits", _route(commits)),
+        Route("/commits", _route(commits, ("since", "wait_ms", "limit"))),
         Route("/loans/{ref}", _route(query_route("loan"))),
         Route("/parties/{ref}", _route(query_route("party"))),
         Route("/nonces/{ref}", _route(query_route("nonce"))),
@@ -451,7 +470,7 @@ def build_app(
         Route(
             "/portfolio/{ref}", _route(query_route("portfolio", "{ref} is no member and services no loan"))
         ),
-        Route("/portfolio/{ref}/loans", _route(book_page)),
+        Route("/portfolio/{ref}/loans", _route(book_page, ("from", "limit", "written_off"))),
         Route(
             "/positions/{ref}",
             _route(query_route("positions", "{ref} committed to no syndicated loan (indexed from rules 2)")),
