@@ -76,7 +76,11 @@ class NodeClient:
         return body
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+        """GET ``path``; query parameters may be in it, as keywords, or both (None ones left out)."""
+        path, _, query = path.partition("?")
+        merged = httpx.QueryParams(query).merge({k: v for k, v in params.items() if v is not None})
+        # httpx replaces a path's query with ``params`` when both are given, even an empty one.
+        return self.request("GET", path, params=merged)
 
     def backup(
         self, name: str | None = None, keep: int | None = None, timeout_s: float = 3600.0
