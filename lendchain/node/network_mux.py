@@ -72,8 +72,12 @@ class ReaderFirstYamux(Yamux):
         self._replies.append(frame)
         self.replies_deferred += 1
         if not self._replying and self._nursery is not None:
+            try:
+                self._nursery.start_soon(self._write_replies)
+            except RuntimeError:  # the connection's nursery has closed: nothing is written now
+                self._replies.clear()
+                return
             self._replying = True
-            self._nursery.start_soon(self._write_replies)
 
     async def _write_replies(self) -> None:
         try:
