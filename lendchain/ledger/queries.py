@@ -2,8 +2,8 @@
 
 ``lookup(reader, kind, ref)`` is what the API's ``/loans/{id}`` and
 ``/parties/{did}`` answer; it returns None for anything unknown, including a
-reference that is not even well-formed (the API turns that into a 404 naming
-the reference). A view that judges something at a time (a loan's
+reference that is not even well-formed (the API refuses those with a 400 before
+it asks: ``node/api_input.py``; None it answers with a 404). A view that judges something at a time (a loan's
 forbearance, ``forbearance``; its days past due and stage, ``staging``) is
 registered ``timed`` and takes the ``as_of_ms`` a caller gives ``lookup``:
 the node gives its head block's time.

@@ -19,10 +19,10 @@ answers or send JSON writes.
 
 from __future__ import annotations
 
-import binascii
 import hmac
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
+from lendchain.node.api_input import (
+    HEIGHT_MAX,
+    ApiError,
+    bad_request,
+    batch,
+    block_ref,
+    did_ref,
+    hex_id,
+    int_param,
+    json_body,
+    parse_json,
+)
 from lendchain.node.backup import BackupError
 from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
@@ -50,15 +62,6 @@ _READS = ("GET", "HEAD", "OPTIONS")
 CONSOLE_DIR = Path(__file__).parent / "console"
 _CONSOLE_PREFIX = "/console"
 _TAKEN = ("accepted", "known")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 class NodeFacade(Protocol):
@@ -182,26 +185,37 @@ def _is_console(path: str) -> bool:
     return path == _CONSOLE_PREFIX or path.startswith(_CONSOLE_PREFIX + "/")
 
 
+def _check_query(request: Request, params: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query_params) - set(params))
+    if unknown:
+        takes = f"it takes {', '.join(params)}" if params else "it takes none"
+        raise bad_request(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)} on {request.url.path}: {takes}"
+        )
+    repeated = [
+        (name, n) for name, n in Counter(k for k, _ in request.query_params.multi_items()).items() if n > 1
+    ]
+    if repeated:
+        name, times = repeated[0]
+        raise bad_request(
+            f"query parameter '{name}' is given {times} times on {request.url.path}: give it once"
+        )
+
+
 def _route(
     handler: Callable[[Request], Awaitable[Any]], params: tuple[str, ...] = ()
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` as an endpoint; a query parameter not in ``params`` is refused with 400.
+    """``handler`` as an endpoint; a query parameter not in ``params``, or given twice, is refused with 400.
 
     A misspelt parameter (``?start=`` for ``?from=``) would otherwise be ignored
-    and the caller answered from the default without a word.
+    and the caller answered from the default without a word; of one given twice
+    (``?from=1&from=5``) only the last would count.
     """
 
     async def endpoint(request: Request) -> Response:
         try:
-            unknown = sorted(set(request.query_params) - set(params))
-            if unknown:
-                takes = f"it takes {', '.join(params)}" if params else "it takes none"
-                raise ApiError(
-                    400,
-                    "bad_request",
-                    f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-                    f"{', '.join(repr(u) for u in unknown)} on {request.url.path}: {takes}",
-                )
+            _check_query(request, params)
             result = await handler(request)
         except ApiError as e:
             return _error(e.status, e.code, e.message, e.headers)
@@ -212,63 +226,59 @@ def _route(
     return endpoint
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
-        raise ApiError(400, "bad_request", f"query parameter '{name}' must be an integer from {lo} to {hi}")
-    return int(raw)
+def _loan_id(ref: str) -> str:
+    return hex_id(ref, "loan id")
 
 
-def _hex_param(value: str, name: str, size: int | None = None) -> bytes:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"'{name}' must be hex") from None
-    if size is not None and len(raw) != size:
-        raise ApiError(400, "bad_request", f"'{name}' must be {size} bytes ({2 * size} hex digits)")
-    return raw
+def _proposal_ref(ref: str) -> str:
+    expected = "a proposal id is 64 hex digits (32 bytes), or 'open' for the open proposals"
+    return ref if ref == "open" else hex_id(ref, "proposal id", expected)
 
 
-async def _json_body(request: Request, limit: int, empty: Any = None) -> Any:
-    """The request's JSON body; ``empty`` for no body at all, when given."""
-    chunks, size = [], 0
-    async for chunk in request.stream():  # a chunked body has no Content-Length to check up front
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"request body is over {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body and empty is not None:
-        return empty
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "request body is not valid JSON") from None
+def _asset_ref(ref: str) -> str:
+    return hex_id(
+        ref, "asset", "an asset is named by its collateral id, 64 hex digits: lendchain collateral id"
+    )
 
 
-def _batch(doc: Any, limits: ApiLimits) -> list[bytes]:
-    """The raw txs of a ``POST /txs`` body (``{"tx": hex}`` or ``{"txs": [hex, ...]}``), or ApiError."""
-    if not isinstance(doc, dict) or ("tx" in doc) == ("txs" in doc):
-        raise ApiError(400, "bad_request", 'body must be {"tx": hex} or {"txs": [hex, ...]}')
-    items = [doc["tx"]] if "tx" in doc else doc["txs"]
-    if isinstance(items, list) and len(items) <= limits.max_batch_txs:
-        # A good batch decodes in one pass, by a2b_hex: a quarter fewer instructions than
-        # bytes.fromhex, which also skips whitespace. It refuses a non-str (TypeError) and
-        # whitespace or a bad digit (binascii.Error, a ValueError); the checks below then run,
-        # as they always did, to name what is wrong, or to take hex with spaces in it.
-        try:
-            return [binascii.a2b_hex(t) for t in items]
-        except (TypeError, ValueError):
-            pass
-    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
-        raise ApiError(400, "bad_request", "'txs' must be a list of hex strings")
-    if len(items) > limits.max_batch_txs:
-        raise ApiError(
-            413, "too_large", f"a batch holds at most {limits.max_batch_txs} txs, got {len(items)}"
-        )
-    return [_hex_param(t, f"txs[{i}]") for i, t in enumerate(items)]
+def _name(ref: str) -> str:
+    """A member's or a parameter's name, or ``*``: any string names one, or none (404)."""
+    return ref
+
+
+_NO_PARTY = "{ref} is no registered party and no member"
+# GET /<path>: node.query(kind, ref) on the ref ``parse`` takes, and the 404 sentence when it is None.
+_QUERIES: tuple[tuple[str, str, Callable[[str], str], str], ...] = (
+    ("/loans/{ref}", "loan", _loan_id, "no loan {ref}"),
+    ("/parties/{ref}", "party", did_ref, _NO_PARTY),
+    ("/nonces/{ref}", "nonce", did_ref, ""),  # any did:key has a nonce: 0 before its first tx
+    ("/scores/{ref}", "score", did_ref, "{ref} is no registered party: only a party has a credit score"),
+    ("/reminders/{ref}", "reminders", did_ref, _NO_PARTY),
+    ("/exposure/{ref}", "exposure", did_ref, "{ref} is no registered party and has no loans"),
+    ("/portfolio/{ref}", "portfolio", did_ref, "{ref} is no member and services no loan"),
+    (
+        "/positions/{ref}",
+        "positions",
+        did_ref,
+        "{ref} committed to no syndicated loan (indexed from rules 2)",
+    ),
+    ("/audit/{ref}", "audit", _loan_id, "no loan {ref}"),
+    (
+        "/collateral/{ref}",
+        "collateral",
+        _asset_ref,
+        "no lien is recorded on asset {ref} (an asset is named by its collateral id, 64 hex digits: "
+        "lendchain collateral id)",
+    ),
+    ("/disputes/{ref}", "disputes", did_ref, _NO_PARTY),
+    ("/offers/{ref}", "offer", lambda ref: hex_id(ref, "offer id"), "no offer {ref}"),
+    ("/policies/{ref}", "policy", lambda ref: hex_id(ref, "policy id"), "no policy {ref}"),
+    ("/proposals/{ref}", "proposal", _proposal_ref, "no proposal {ref}"),
+    ("/node-keys/{ref}", "node_keys", _name, "no member {ref}"),
+    ("/voting/{ref}", "voting", _name, "no member {ref}"),
+    ("/members/{ref}", "members", _name, "no member {ref}"),
+    ("/params/{ref}", "params", _name, "no chain parameter {ref}"),
+)
 
 
 def _submit(node: NodeFacade, raw: list[bytes]) -> list[dict[str, Any]]:
@@ -301,11 +311,8 @@ def _stream_answer(
             data = message.get("bytes") or b""
         if len(data) > limits.max_body_bytes:
             raise ApiError(413, "too_large", f"message is over {limits.max_body_bytes} bytes")
-        try:
-            doc = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "bad_request", "message is not valid JSON") from None
-        answer: dict[str, Any] = {"results": _submit(node, _batch(doc, limits))}
+        doc = parse_json(data, "message")
+        answer: dict[str, Any] = {"results": _submit(node, batch(doc, limits, also=("id",)))}
     except ApiError as e:
         answer = {"error": e.code, "message": e.message, "status": e.status}
         if "Retry-After" in e.headers:
@@ -325,8 +332,8 @@ def build_app(
     writes = RateLimiter(limits.write_rate_per_s, limits.write_burst, clock)
 
     async def submit(request: Request) -> Any:
-        doc = await _json_body(request, limits.max_body_bytes)
-        results = _submit(node, _batch(doc, limits))
+        doc = await json_body(request, limits.max_body_bytes)
+        results = _submit(node, batch(doc, limits))
         if "tx" in doc:
             result = results[0]
             return JSONResponse(result, status_code=202 if result["status"] in _TAKEN else 400)
@@ -334,12 +341,16 @@ def build_app(
         return JSONResponse({"results": results}, status_code=202 if taken else 400)
 
     async def check(request: Request) -> Any:
-        doc = await _json_body(request, limits.max_body_bytes)
+        doc = await json_body(request, limits.max_body_bytes)
         if not isinstance(doc, dict) or set(doc) != {"tx"}:
-            raise ApiError(400, "bad_request", 'body must be {"tx": hex}: one transaction per check')
-        return node.check_tx(_batch(doc, limits)[0])
+            raise bad_request('body must be {"tx": hex}: one transaction per check')
+        return node.check_tx(batch(doc, limits)[0])
 
     async def submit_stream(websocket: WebSocket) -> None:
+        if websocket.query_params:  # refused as a request's would be; the stream takes none
+            refusal = _error(400, "bad_request", "/txs/stream takes no query parameters")
+            await _refuse_websocket(refusal, websocket.scope, websocket.receive, websocket.send)
+            return
         await websocket.accept()
         client = _client(websocket.scope)
         while True:
@@ -358,8 +369,8 @@ def build_app(
         )
 
     async def tx_status(request: Request) -> Any:
-        tx_id = _hex_param(request.path_params["tx_id"], "tx id", 32)
-        wait_ms = _int_param(request, "wait_ms", 0, 0, 60_000)
+        tx_id = bytes.fromhex(hex_id(request.path_params["tx_id"], "tx id"))
+        wait_ms = int_param(request, "wait_ms", 0, 0, 60_000)
         if wait_ms:
             status = await node.wait_tx(tx_id, wait_ms / 1000)
         else:
@@ -369,44 +380,49 @@ def build_app(
         return status
 
     async def block(request: Request) -> Any:
-        found = node.block(request.path_params["ref"])
+        ref = block_ref(request.path_params["ref"])
+        found = node.block(ref)
         if found is None:
-            raise ApiError(404, "not_found", f"no block {request.path_params['ref']}")
+            raise ApiError(404, "not_found", f"no block {ref}")
         return found
 
     async def blocks(request: Request) -> Any:
-        start = _int_param(request, "from", 1, 0, 2**62)
-        limit = _int_param(request, "limit", 20, 1, 500)
+        start = int_param(request, "from", 1, 0, HEIGHT_MAX)
+        limit = int_param(request, "limit", 20, 1, 500)
         return {"blocks": node.blocks(start, limit)}
 
     async def raw_blocks(request: Request) -> Any:
-        start = _int_param(request, "from", 1, 1, 2**62)
-        limit = _int_param(request, "limit", 100, 1, 1000)
+        start = int_param(request, "from", 1, 1, HEIGHT_MAX)
+        limit = int_param(request, "limit", 100, 1, 1000)
         return node.raw_blocks(start, limit)
 
     async def commits(request: Request) -> Any:
-        since = _int_param(request, "since", 0, 0, 2**62)
-        wait_ms = _int_param(request, "wait_ms", 0, 0, 60_000)
-        limit = _int_param(request, "limit", 100, 1, 1000)
+        since = int_param(request, "since", 0, 0, HEIGHT_MAX)
+        wait_ms = int_param(request, "wait_ms", 0, 0, 60_000)
+        limit = int_param(request, "limit", 100, 1, 1000)
         if wait_ms:
             await node.wait_for_height(since + 1, wait_ms / 1000)
         return node.commits_since(since, limit)
 
-    def query_route(kind: str, missing: str = "no {kind} {ref}") -> Callable[[Request], Awaitable[Any]]:
+    def query_route(
+        kind: str, parse: Callable[[str], str], missing: str
+    ) -> Callable[[Request], Awaitable[Any]]:
+        """A route answering ``node.query(kind, ref)``; ``parse`` takes the ref or refuses it (400)."""
+
         async def handler(request: Request) -> Any:
-            ref = request.path_params["ref"]
+            ref = parse(request.path_params["ref"])
             found = node.query(kind, ref)
             if found is None:
-                raise ApiError(404, "not_found", missing.format(kind=kind, ref=ref))
+                raise ApiError(404, "not_found", missing.format(ref=ref))
             return found
 
         return handler
 
     async def book_page(request: Request) -> Any:
-        did = request.path_params["ref"]
-        start = _int_param(request, "from", 0, 0, 2**62)
-        limit = _int_param(request, "limit", 500, 1, BOOK_PAGE_MAX)
-        written_off = bool(_int_param(request, "written_off", 0, 0, 1))  # the recoveries it services too
+        did = did_ref(request.path_params["ref"])
+        start = int_param(request, "from", 0, 0, HEIGHT_MAX)
+        limit = int_param(request, "limit", 500, 1, BOOK_PAGE_MAX)
+        written_off = bool(int_param(request, "written_off", 0, 0, 1))  # the recoveries it services too
         found = node.book_page(did, start, limit, written_off)
         if found is None:
             raise ApiError(404, "not_found", f"{did} is no member and services no loan")
@@ -424,7 +440,7 @@ def build_app(
         return {"status": "ready"}
 
     async def backup(request: Request) -> Any:
-        doc = await _json_body(request, limits.max_body_bytes, empty={})
+        doc = await json_body(request, limits.max_body_bytes, empty={})
         name = doc.get("name") if isinstance(doc, dict) else None
         keep = doc.get("keep") if isinstance(doc, dict) else None
         if (
@@ -458,44 +474,8 @@ def build_app(
         ),  # before /blocks/{ref}, which would take "raw"
         Route("/blocks/{ref}", _route(block)),
         Route("/commits", _route(commits, ("since", "wait_ms", "limit"))),
-        Route("/loans/{ref}", _route(query_route("loan"))),
-        Route("/parties/{ref}", _route(query_route("party"))),
-        Route("/nonces/{ref}", _route(query_route("nonce"))),
-        Route("/scores/{ref}", _route(query_route("score"))),
-        Route("/reminders/{ref}", _route(query_route("reminders"))),
-        Route(
-            "/exposure/{ref}",
-            _route(query_route("exposure", "{ref} is no registered party and has no loans")),
-        ),
-        Route(
-            "/portfolio/{ref}", _route(query_route("portfolio", "{ref} is no member and services no loan"))
-        ),
+        *(Route(path, _route(query_route(kind, parse, missing))) for path, kind, parse, missing in _QUERIES),
         Route("/portfolio/{ref}/loans", _route(book_page, ("from", "limit", "written_off"))),
-        Route(
-            "/positions/{ref}",
-            _route(query_route("positions", "{ref} committed to no syndicated loan (indexed from rules 2)")),
-        ),
-        Route("/audit/{ref}", _route(query_route("audit"))),
-        Route(
-            "/collateral/{ref}",
-            _route(
-                query_route(
-                    "collateral",
-                    "no lien is recorded on asset {ref} (an asset is named by its collateral id, 64 hex "
-                    "digits: lendchain collateral id)",
-                )
-            ),
-        ),
-        Route(
-            "/disputes/{ref}", _route(query_route("disputes", "{ref} is no registered party and no member"))
-        ),
-        Route("/offers/{ref}", _route(query_route("offer"))),
-        Route("/policies/{ref}", _route(query_route("policy"))),
-        Route("/proposals/{ref}", _route(query_route("proposal"))),
-        Route("/node-keys/{ref}", _route(query_route("node_keys"))),
-        Route("/voting/{ref}", _route(query_route("voting"))),
-        Route("/members/{ref}", _route(query_route("members", "no member {ref}"))),
-        Route("/params/{ref}", _route(query_route("params", "no chain parameter {ref}"))),
         Route("/status", _route(status)),
         Route("/health", _route(health)),
         Route("/ready", _route(ready)),

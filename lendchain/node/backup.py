@@ -246,7 +246,7 @@ def back_up_node(store: ChainStore, config: NodeConfig, name: str | None, keep: 
     """
     if keep is not None and keep < 1:
         raise BackupError(f"keep must be at least 1 (the backup just taken), not {keep}", "bad_request")
-    name = check_name(name or default_name(config.name, store.head().height, time.time()))
+    name = check_name(default_name(config.name, store.head().height, time.time()) if name is None else name)
     where, dest = config.backup_dir, config.backup_dir / name
     info = take_backup(store, dest, config.name)
     if keep is not None:
@@ -321,7 +321,8 @@ class NodeBackups:
         """``back_up_node`` in a thread; BackupError (with its ``code``) when it was not taken."""
         if self.running:
             raise BackupError("a backup of this node is already running; wait for it", "busy")
-        name = name or default_name(self.config.name, self.store.head().height, self._clock())
+        if name is None:  # an empty name is refused (check_name), not taken for the default
+            name = default_name(self.config.name, self.store.head().height, self._clock())
         self.running = True
         try:
             # Abandoned on cancel: the thread stops at its next step once the store closes.

@@ -96,12 +96,17 @@ def test_collateral_route_answers_an_assets_liens_and_names_an_asset_without_any
     assert [(lien["rank"], lien["loan_id"], lien["lender_name"]) for lien in found.json()["liens"]] == [
         (1, loan_id, "bank1")
     ]
-    for answer, ref in ((missing, HOUSE), (malformed, "VIN1")):
-        assert answer.status_code == 404 and answer.json()["error"] == "not_found"
-        assert answer.json()["message"] == (
-            f"no lien is recorded on asset {ref} (an asset is named by its collateral id, 64 hex digits: "
-            "lendchain collateral id)"
-        )
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert missing.json()["message"] == (
+        f"no lien is recorded on asset {HOUSE} (an asset is named by its collateral id, 64 hex digits: "
+        "lendchain collateral id)"
+    )
+    # Not even an asset's id: refused for what it is, not looked up (tests/node/test_api_bad_input.py).
+    assert malformed.status_code == 400 and malformed.json() == {
+        "error": "bad_request",
+        "message": "asset 'VIN1' is not hex: an asset is named by its collateral id, 64 hex digits: "
+        "lendchain collateral id",
+    }
 
 
 def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():

@@ -89,9 +89,10 @@ def test_each_message_is_answered_in_order_with_post_txs_results():
     assert got == [
         {"results": [{"id": "01aa", "status": "accepted"}, {"id": "00bb", "status": "rejected"}], "id": 7},
         {"results": [{"id": "02cc", "status": "accepted"}]},
-        {"results": []},
+        # As POST /txs answers it: an empty batch is a mistake, not a batch of nothing.
+        {"error": "bad_request", "message": "'txs' is empty: a batch holds 1 to 10000 txs", "status": 400},
     ]
-    assert node.submitted == [[b"\x01\xaa", b"\x00\xbb"], [b"\x02\xcc"], []]
+    assert node.submitted == [[b"\x01\xaa", b"\x00\xbb"], [b"\x02\xcc"]]
 
 
 def test_a_bad_message_gets_its_error_and_the_stream_stays_open():
@@ -126,7 +127,7 @@ def test_a_bad_batch_names_the_same_fault_as_ever():
     listed = {"error": "bad_request", "message": "'txs' must be a list of hex strings", "status": 400}
     cases = [
         ({"txs": ["01", 5]}, listed),
-        ({"tx": 5}, listed),
+        ({"tx": 5}, {"error": "bad_request", "message": "'tx' must be a hex string", "status": 400}),
         ({"txs": ["01", None, "zz"]}, listed),  # a non-str before a bad hex one
         ({"txs": ["01", "zz", 5]}, listed),  # and after it: the list check comes first
         ({"txs": ["01", 5, "01"]}, listed),  # over the batch limit too: the list check comes first
@@ -138,8 +139,11 @@ def test_a_bad_batch_names_the_same_fault_as_ever():
             {"txs": ["01", "0g"]},
             {"error": "bad_request", "message": "'txs[1]' must be hex", "status": 400},
         ),
-        ({"tx": "abc"}, {"error": "bad_request", "message": "'txs[0]' must be hex", "status": 400}),
-        ({"tx": "é1"}, {"error": "bad_request", "message": "'txs[0]' must be hex", "status": 400}),
+        (
+            {"tx": "abc"},
+            {"error": "bad_request", "message": "'tx' has an odd number of hex digits (3)", "status": 400},
+        ),
+        ({"tx": "é1"}, {"error": "bad_request", "message": "'tx' must be hex", "status": 400}),
     ]
     node = FakeNode()
     got = answers(session(app_for(node, max_batch_txs=2), [message for message, _ in cases]))
