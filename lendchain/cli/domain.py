@@ -31,6 +31,7 @@ from lendchain.cli._common import (
 from lendchain.cli.assignment import funding_share_lines, offered_lines, position_share_lines
 from lendchain.cli.collateral import share_coverage_lines
 from lendchain.cli.reports import position_stage_text, share_stage_lines
+from lendchain.client import ref_path
 from lendchain.crypto import (
     CryptoError,
     SigningKey,
@@ -175,7 +176,7 @@ def describe_score(view: dict[str, Any]) -> str:
 def score_explain(ctx: click.Context, did: str, **kw: Any) -> None:
     """Show DID's score, each factor's points and the data it came from."""
     with client_from(kw) as client:
-        party = client.get(f"/parties/{did}")
+        party = client.get(ref_path("/parties", did))
     if "credit_score" not in party:
         raise click.ClickException(f"{did} is a consortium member, not a registered party; it has no score")
     emit(ctx, {"did": did, **party["credit_score"]}, describe_score)
@@ -280,7 +281,7 @@ def describe_funding(view: dict[str, Any]) -> str:
 def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     """Show a syndicated loan's funders, shares and repayments received."""
     with client_from(kw) as client:
-        view = client.get(f"/loans/{loan_id}")
+        view = client.get(ref_path("/loans", loan_id))
     if "funding" not in view:
         raise click.ClickException(
             f"loan {loan_id} is not syndicated (its accepted offer had no funding window)"
@@ -296,7 +297,7 @@ def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 def fund_positions(ctx: click.Context, did: str, **kw: Any) -> None:
     """Show DID's positions in syndicated loans: commitments, repayments received, share of the principal."""
     with client_from(kw) as client:
-        view = client.get(f"/positions/{did}")
+        view = client.get(ref_path("/positions", did))
     emit(ctx, view, describe_positions)
 
 
@@ -384,7 +385,7 @@ def describe_reminders(value: dict[str, Any]) -> str:
 def servicing_reminders(ctx: click.Context, did: str, **kw: Any) -> None:
     """The next unpaid instalments on a borrower's live loans."""
     with client_from(kw) as client:
-        party = client.get(f"/parties/{did}")
+        party = client.get(ref_path("/parties", did))
     if "reminders" not in party:
         raise click.ClickException(
             f"{did} is a consortium member, not a registered party; it has no reminders"
@@ -448,7 +449,7 @@ def doc_open(ctx: click.Context, loan_id: str, document_id: str, out: str, **kw:
     sealed for the old key, one attached after it for the new one.
     """
     with client_from(kw) as client:
-        view = client.get(f"/loans/{loan_id}")
+        view = client.get(ref_path("/loans", loan_id))
     found = [d for d in view.get("documents", []) if d["document_id"] == document_id]
     if not found:
         raise click.ClickException(f"loan {loan_id} has no document {document_id}")
@@ -494,7 +495,7 @@ def audit() -> None:
 def audit_export(ctx: click.Context, loan_id: str, out: str, **kw: Any) -> None:
     """Write LOAN_ID's history with inclusion proofs and commit certificates (node route /audit/{id})."""
     with client_from(kw) as client:
-        document = client.get(f"/audit/{loan_id}")
+        document = client.get(ref_path("/audit", loan_id))
     Path(out).write_text(json.dumps(document, indent=1, sort_keys=True))
     summary = {"loan_id": loan_id, "out": out, "entries": len(document["entries"])}
     emit(ctx, summary, lambda v: f"wrote {v['entries']} entries of loan {loan_id} to {v['out']}")

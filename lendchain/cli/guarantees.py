@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.client import ref_path
 from lendchain.ledger.guarantees import ACCEPT, CALL, KINDS, PROPOSE, RELEASE, SINCE_RULES, WITHDRAW
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -30,7 +31,7 @@ def _loan_for(kw: dict[str, Any], kind: str, loan_id: str) -> dict[str, Any]:
     """The loan view, once the chain's next block runs rules 7 (sent sooner, a tx would never be included)."""
     with client_from(kw) as client:
         require_rules(client.get("/status"), SINCE_RULES, kind, "send it")
-        return client.get(f"/loans/{loan_id}")
+        return client.get(ref_path("/loans", loan_id))
 
 
 def _guarantee_id(loan: dict[str, Any], given: str | None, status: str, command: str) -> str:
