@@ -22,6 +22,7 @@ from lendchain.cli._common import (
 )
 from lendchain.client import ref_path
 from lendchain.consensus.quorum import faulty
+from lendchain.ledger.dispute_records import time_text
 
 _BLOCK_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -220,7 +221,7 @@ def _block_text(block: dict[str, Any]) -> str:
     header = block["header"]
     lines = [
         f"block    {header['height']}  {block['hash']}",
-        f"time     {_utc(header['timestamp_ms'])}",
+        f"time     {time_text(header['timestamp_ms'])}",
         f"proposer {header['proposer']}",
         f"parent   {header['prev_hash']}",
         f"roots    state {header['state_root']}",
@@ -240,10 +241,6 @@ def _block_text(block: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _utc(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
-
-
 @block.command("list")
 @click.option("--from", "start", default=1, show_default=True, help="First height.")
 @click.option("--limit", default=20, show_default=True)
@@ -260,7 +257,7 @@ def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
         for b in v["blocks"]:
             header = b["header"]
             lines.append(
-                f"{header['height']:>8}  {b['hash'][:16]}  {_utc(header['timestamp_ms'])}  txs={header['tx_count']:<5}  "
+                f"{header['height']:>8}  {b['hash'][:16]}  {time_text(header['timestamp_ms'])}  txs={header['tx_count']:<5}  "
                 f"proposer {header['proposer']}"
             )
         return "\n".join(lines) or f"no blocks from height {start}"

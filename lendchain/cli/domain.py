@@ -40,6 +40,7 @@ from lendchain.crypto import (
     seal_to,
 )
 from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.dispute_records import time_text
 from lendchain.node.config import load_node_config
 
 DAY_MS = 86_400_000
@@ -265,7 +266,7 @@ def describe_funding(view: dict[str, Any]) -> str:
     funding = view["funding"]
     lines = [
         f"loan {view['loan_id']} {view['state']}: funded {funding['funded']} of {funding['target']}"
-        f" by {funding['deadline_ms']} ms"
+        f" by {time_text(funding['deadline_ms'])}"
     ]
     for c in funding["commitments"]:
         lines.append(f"  {c['funder']}  share {c['amount']}  received {c['received']}  {c['status']}")
@@ -341,7 +342,7 @@ def describe_positions(view: dict[str, Any]) -> str:
         )
         asked = p.get("consent_requested")  # a restructuring waiting for this funder's consent (rules 5)
         if asked:
-            until = f" until {asked['expires_ms']} ms" if "expires_ms" in asked else ""  # rules 6
+            until = f" until {time_text(asked['expires_ms'])}" if "expires_ms" in asked else ""  # rules 6
             lines.append(
                 f"    restructuring proposed at height {asked['height']} ({asked['rate_bps']} bps over "
                 f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your "
@@ -373,7 +374,9 @@ def describe_reminders(value: dict[str, Any]) -> str:
         stage = position_stage_text(row)  # none from a node of an older release
         lines.append(f"  loan {row['loan_id'][:16]} {row['state']}  penalty due {row['penalty_due']}{stage}")
         for instalment in row["instalments"]:
-            lines.append(f"    #{instalment['number']} due {instalment['due_ms']} ms: {instalment['amount']}")
+            lines.append(
+                f"    #{instalment['number']} due {time_text(instalment['due_ms'])}: {instalment['amount']}"
+            )
     return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ from lendchain.client import ref_path
 from lendchain.crypto import read_key_file
 from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
 from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.governance import ACTIONS as GOVERNANCE_ACTIONS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
@@ -133,7 +134,9 @@ def describe_params(view: dict[str, Any]) -> str:
         changeable = "params.set changes it" if row["changeable"] else "fixed"
         lines.append(f"{row['name']:<26} {current:<24} default {default:<14} {source}; {changeable}")
         for era in row.get("earlier_loans", ()):
-            lines.append(f"{'':<26} loans disbursed up to {era['disbursed_until_ms']} ms keep {era['value']}")
+            lines.append(
+                f"{'':<26} loans disbursed up to {time_text(era['disbursed_until_ms'])} keep {era['value']}"
+            )
     return "\n".join(lines)
 
 
@@ -344,7 +347,7 @@ def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
         change = f"{view['key']} = {view['value']}"
     line = f"{view['proposal_id']}  {view['action']} {change}  {view['status']}, {votes} votes"
     if view["status"] == "open":
-        line += f", open until {view['expires_ms']} ms"
+        line += f", open until {time_text(view['expires_ms'])}"
     elif view["status"] == "executed":
         line += f" (executed at height {view['executed_height']})"
     return line

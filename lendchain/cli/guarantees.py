@@ -22,6 +22,7 @@ import click
 
 from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
 from lendchain.client import ref_path
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.guarantees import ACCEPT, CALL, KINDS, PROPOSE, RELEASE, SINCE_RULES, WITHDRAW
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -201,7 +202,7 @@ def guarantee_lines(loan: dict[str, Any]) -> list[str]:
         return []
     lines = [f"  {'guaranteed':<15} {loan['guaranteed']} {loan['currency']} of the principal at risk"]
     for row in rows:
-        expiry = f", expires at {row['expires_ms']} ms" if row.get("expires_ms") else ""
+        expiry = f", expires at {time_text(row['expires_ms'])}" if row.get("expires_ms") else ""
         lines.append(
             f"  {'guarantee':<15} {row['guarantee_id'][:16]} {row['kind']} by {row['guarantor']}: {row['status']}, "
             f"cap {row['amount']}, called {row['called']}, contingent {row['contingent']}{expiry}"

@@ -51,6 +51,7 @@ from lendchain.cli.reports import (
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
 from lendchain.client import ref_path
 from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.loans import MAX_FUNDING_WINDOW_MS, MAX_RATE_BPS
 from lendchain.ledger.recovery_end import SINCE_RULES as RECOVERY_END_SINCE
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
@@ -461,9 +462,9 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
         if status == "lapsed":
             status = f"lapsed: {proposal['lapsed_because']}"
         elif status == "expired":  # rules 6: its expires_ms passed
-            status = f"expired at {proposal['expires_ms']} ms: the servicer may propose again"
+            status = f"expired at {time_text(proposal['expires_ms'])}: the servicer may propose again"
         elif "expires_ms" in proposal:
-            status += f", expires at {proposal['expires_ms']} ms"
+            status += f", expires at {time_text(proposal['expires_ms'])}"
         lines.append(
             f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
             f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"
@@ -476,7 +477,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"{record['principal']} + interest {record['interest']} + penalty {record['penalty']} + holiday "
             f"interest {sum(record['holiday_interest'])} = {record['new_principal']}; {record['instalments']} "
             f"instalments at {new['rate_bps']} bps after {new['holiday_months']} months of holiday, the first "
-            f"due at {record['first_due_ms']} ms{accepted_consent_text(record)}"
+            f"due at {time_text(record['first_due_ms'])}{accepted_consent_text(record)}"
         )
     return lines
 

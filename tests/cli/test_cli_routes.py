@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from lendchain.cli import main
+from lendchain.ledger import queries
 from lendchain.ledger.block import Block
+from lendchain.ledger.dispute_records import time_text
 from tests.cli.api_node import use_chain
 from tests.ledger.test_domain_governance import propose
 from tests.ledger.test_loan_transfer import open_loan, with_borrower
@@ -88,14 +90,30 @@ def test_loan_show_prints_the_loan_a_node_answers(monkeypatch, world):
     assert json.loads(as_json.output)["loan_id"] == loan_id
 
 
+def test_servicing_reminders_says_when_each_instalment_is_due(monkeypatch, world):
+    chain, _, borrower, loan_id = world
+    use_chain(monkeypatch, chain)
+    (reminder,) = queries.lookup(chain.state, "party", borrower.did, as_of_ms=chain.head_ms)["reminders"]
+    text = run("servicing", "reminders", borrower.did)
+    assert text.exit_code == 0, text.output
+    assert text.output.splitlines()[2:] == [
+        f"    #{due['number']} due {time_text(due['due_ms'])}: {due['amount']}"
+        for due in reminder["instalments"]
+    ]
+    assert text.output.splitlines()[2].endswith(" UTC: " + str(reminder["instalments"][0]["amount"]))
+
+
 def test_gov_show_names_a_proposal_by_its_id_and_sends_open_to_gov_list(monkeypatch, world):
     chain, members, *_ = world
     proposal_id = propose(chain, members[0], "scorecard.set", "base", "350").tx_id.hex()
     paths = use_chain(monkeypatch, chain)
 
+    expires_ms = queries.lookup(chain.state, "proposal", proposal_id)["expires_ms"]
     shown = run("gov", "show", proposal_id)
     assert shown.exit_code == 0, shown.output
-    assert shown.output.startswith(f"{proposal_id}  scorecard.set base = 350  open, 1 votes, open until ")
+    assert shown.output.strip() == (
+        f"{proposal_id}  scorecard.set base = 350  open, 1 votes, open until {time_text(expires_ms)}"
+    )
 
     for as_json in ((), ("--json",)):
         refused = run(*as_json, "gov", "show", "open")
