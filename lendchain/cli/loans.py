@@ -488,7 +488,8 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
 @click.pass_context
 @user_errors
 def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
-    """Show a loan: state, amounts, days past due and IFRS 9 stage (with why), schedule, history."""
+    """Show a loan: state, amounts, days past due and IFRS 9 stage (with why), collateral, guarantees,
+    write-off, restructuring, transfer; with --json also its schedule and history."""
     with client_from(kw) as client:
         value = client.get(ref_path("/loans", loan_id))
 
