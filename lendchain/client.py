@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -21,6 +22,21 @@ from websockets.sync.client import ClientConnection, connect
 
 from lendchain.crypto import SigningKey
 from lendchain.ledger.transactions import Transaction, build_transaction
+
+
+def ref_path(route: str, ref: str, *rest: str) -> str:
+    """``route/ref`` (then ``rest``), with ``ref`` escaped as one path segment of the API's URL.
+
+    A reference is what a user typed: unescaped, ``../status`` would ask for
+    ``/status`` and ``x?from=1`` would send a query parameter, and the command
+    would print another route's answer. ``:`` (in a did:key) and ``*`` (every
+    member) stay as they are; ``.`` and ``..``, which a client drops from a
+    path, are escaped too.
+    """
+    segment = quote(ref, safe=":*@")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return "/".join((route, segment, *rest))
 
 
 class NodeError(Exception):
@@ -105,7 +121,7 @@ class NodeClient:
         return self._chain_id
 
     def next_nonce(self, did: str) -> int:
-        return int(self.get(f"/nonces/{did}")["next_nonce"])
+        return int(self.get(ref_path("/nonces", did))["next_nonce"])
 
     def build(
         self, key: SigningKey, kind: str, payload: dict[str, Any], nonce: int | None = None
@@ -136,7 +152,7 @@ class NodeClient:
         return TxStream(self.url, self._headers, self._timeout)
 
     def tx(self, tx_id: str) -> dict[str, Any]:
-        return self.get(f"/txs/{tx_id}")
+        return self.get(ref_path("/txs", tx_id))
 
     def wait_tx(self, tx_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait until the node reports the tx committed, expired or rejected."""
@@ -146,7 +162,7 @@ class NodeClient:
         hold_s = max(0.0, min(10.0, self._timeout - 2.0))
         while True:
             remaining = deadline - time.monotonic()
-            status = self.get(f"/txs/{tx_id}", wait_ms=int(max(0, min(remaining, hold_s)) * 1000))
+            status = self.get(ref_path("/txs", tx_id), wait_ms=int(max(0, min(remaining, hold_s)) * 1000))
             if status["status"] != "pending":
                 return status
             if remaining <= 0:

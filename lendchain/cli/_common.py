@@ -218,10 +218,10 @@ class MemberKeys:
 
 def member_keys(client: Any, member: str) -> MemberKeys | None:
     """Voting member ``member`` (by name) from the node's key schedule; None if there is none."""
-    from lendchain.client import NodeError
+    from lendchain.client import NodeError, ref_path
 
     try:
-        doc = client.get(f"/node-keys/{member}")
+        doc = client.get(ref_path("/node-keys", member))
     except NodeError as e:
         if e.status == 404:
             return None

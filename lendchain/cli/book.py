@@ -49,7 +49,7 @@ from lendchain.cli._common import (
     require_rules,
     user_errors,
 )
-from lendchain.client import NodeError
+from lendchain.client import NodeError, ref_path
 from lendchain.crypto import SigningKey
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.ledger.transactions import Transaction
@@ -250,13 +250,13 @@ def _run(
 def _member(client: Any, did: str) -> dict[str, Any] | None:
     """The consortium member ``did`` is, or signs for with a rotated key (its party view); None if none."""
     try:
-        party = client.get(f"/parties/{did}")
+        party = client.get(ref_path("/parties", did))
     except NodeError as e:
         if e.status == 404:
             return None
         raise
     if party is not None and party["kind"] == "member_key":
-        party = client.get(f"/parties/{party['member_did']}")
+        party = client.get(ref_path("/parties", party["member_did"]))
     return party if party is not None and party["kind"] == "member" else None
 
 
@@ -298,7 +298,9 @@ def _read_book(client: Any, did: str, written_off: bool) -> list[dict[str, Any]]
     start: int | None = 0
     extra = {"written_off": 1} if written_off else {}  # an older node ignores it, and lists none
     while start is not None:
-        page = client.get(f"/portfolio/{did}/loans", **{"from": start, "limit": BOOK_PAGE_MAX, **extra})
+        page = client.get(
+            ref_path("/portfolio", did, "loans"), **{"from": start, "limit": BOOK_PAGE_MAX, **extra}
+        )
         rows += page["loans"]
         start = page["next"]
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -19,7 +20,11 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.client import ref_path
 from lendchain.consensus.quorum import faulty
+from lendchain.ledger.dispute_records import time_text
+
+_BLOCK_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @click.command()
@@ -200,9 +205,40 @@ def block() -> None:
 @user_errors
 def block_show(ctx: click.Context, ref: str, **kw: Any) -> None:
     """Show a block by height, hash or 'head', with who signed its commit certificate."""
+    # Checked here: /blocks/raw is a route of its own, and anything else is no block.
+    if not (ref == "head" or ref.isdigit() or _BLOCK_HASH.fullmatch(ref)):
+        raise click.BadParameter(
+            f"{ref!r} is no block: give a height, a block hash (64 lowercase hex digits) or 'head'",
+            param_hint="'REF'",
+        )
     with client_from(kw) as client:
-        value = client.get(f"/blocks/{ref}")
-    emit(ctx, value)
+        value = client.get(ref_path("/blocks", ref))
+    emit(ctx, value, _block_text)
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    """What `block show` prints of a block view (``GET /blocks/{ref}``)."""
+    header = block["header"]
+    lines = [
+        f"block    {header['height']}  {block['hash']}",
+        f"time     {time_text(header['timestamp_ms'])}",
+        f"proposer {header['proposer']}",
+        f"parent   {header['prev_hash']}",
+        f"roots    state {header['state_root']}",
+        f"         txs {header['tx_root']}  results {header['results_root']}",
+        f"txs      {header['tx_count']}",
+        *(f"  {tx_id}" for tx_id in block["txs"]),
+    ]
+    events = block.get("ledger_events", [])
+    if events:
+        lines.append(f"ledger   {len(events)} event{'s' if len(events) != 1 else ''} of its own")
+        lines += (f"  {json.dumps(event, sort_keys=True)}" for event in events)
+    certificate = block.get("certificate")
+    if certificate is None:
+        lines.append("certified  no commit certificate stored")
+    else:
+        lines.append(f"certified  in view {certificate['view']} by {', '.join(certificate['signers'])}")
+    return "\n".join(lines)
 
 
 @block.command("list")
@@ -220,9 +256,8 @@ def block_list(ctx: click.Context, start: int, limit: int, **kw: Any) -> None:
         lines = []
         for b in v["blocks"]:
             header = b["header"]
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(header["timestamp_ms"] / 1000))
             lines.append(
-                f"{header['height']:>8}  {b['hash'][:16]}  {when} UTC  txs={header['tx_count']:<5}  "
+                f"{header['height']:>8}  {b['hash'][:16]}  {time_text(header['timestamp_ms'])}  txs={header['tx_count']:<5}  "
                 f"proposer {header['proposer']}"
             )
         return "\n".join(lines) or f"no blocks from height {start}"

@@ -29,6 +29,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.client import ref_path
 from lendchain.collateral_ids import AssetIdError, asset_id, normalise
 from lendchain.ledger.collateral import ASSET_KINDS, MAX_RANK, PLEDGE, RELEASE, REVALUE, SINCE_RULES
 from lendchain.ledger.funder_consent import percent
@@ -234,7 +235,7 @@ def collateral_show(
     if not _HEX.fullmatch(ref):
         raise click.BadParameter("must be a collateral id (64 lowercase hex digits)", param_hint="'ASSET'")
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/collateral/{ref}"), asset_text)
+        emit(ctx, client.get(ref_path("/collateral", ref)), asset_text)
 
 
 def asset_text(view: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from lendchain.cli._common import (
     signer_options,
     user_errors,
 )
+from lendchain.client import ref_path
 from lendchain.ledger.dispute_records import CORRECTED, OUTCOMES, SINCE_RULES, time_text
 from lendchain.ledger.disputes import ANSWER, DISPUTE
 from lendchain.ledger.scoring import REPORT_FACTORS
@@ -79,7 +80,9 @@ def credit_dispute(ctx: click.Context, member: str | None, report_height: int | 
         require_rules(client.get("/status"), SINCE_RULES, DISPUTE, "send it")
         subject = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client).did
         if member is None or report_height is None:
-            member, report_height = _latest_report(client.get(f"/parties/{subject}"), member, report_height)
+            member, report_height = _latest_report(
+                client.get(ref_path("/parties", subject)), member, report_height
+            )
     payload = {
         "subject": subject,
         "member": member,
@@ -146,7 +149,7 @@ def credit_answer_dispute(
         require_rules(client.get("/status"), SINCE_RULES, ANSWER, "send it")
         if report_height is None:
             key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
-            report_height = _open_dispute(client.get(f"/disputes/{subject}"), key.did)
+            report_height = _open_dispute(client.get(ref_path("/disputes", subject)), key.did)
     payload = {
         "subject": subject,
         "report_height": report_height,
@@ -193,7 +196,7 @@ def credit_disputes(ctx: click.Context, did: str | None, all_members: bool, **kw
         if all_members:
             emit(ctx, member_records(client), describe_member_records)
         else:
-            emit(ctx, client.get(f"/disputes/{did}"), describe_disputes)
+            emit(ctx, client.get(ref_path("/disputes", did)), describe_disputes)
 
 
 RECORD = ("count", "open", "overdue", "answered_on_time", "answered_late")  # a member's counts
@@ -204,7 +207,7 @@ def member_records(client: Any) -> dict[str, Any]:
     (a supervisor still reads what they answered), in the consortium's order."""
     records = []
     for member in client.get("/members/*")["members"]:
-        view = client.get(f"/disputes/{member['did']}")
+        view = client.get(ref_path("/disputes", member["did"]))
         removed = {"removed_height": member["removed_height"]} if "removed_height" in member else {}
         records.append(
             {"name": member["name"], "did": member["did"], **removed, **{k: view[k] for k in RECORD}}

@@ -31,6 +31,7 @@ from lendchain.cli._common import (
 from lendchain.cli.assignment import funding_share_lines, offered_lines, position_share_lines
 from lendchain.cli.collateral import share_coverage_lines
 from lendchain.cli.reports import position_stage_text, share_stage_lines
+from lendchain.client import ref_path
 from lendchain.crypto import (
     CryptoError,
     SigningKey,
@@ -39,6 +40,7 @@ from lendchain.crypto import (
     seal_to,
 )
 from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.dispute_records import time_text
 from lendchain.node.config import load_node_config
 
 DAY_MS = 86_400_000
@@ -175,7 +177,7 @@ def describe_score(view: dict[str, Any]) -> str:
 def score_explain(ctx: click.Context, did: str, **kw: Any) -> None:
     """Show DID's score, each factor's points and the data it came from."""
     with client_from(kw) as client:
-        party = client.get(f"/parties/{did}")
+        party = client.get(ref_path("/parties", did))
     if "credit_score" not in party:
         raise click.ClickException(f"{did} is a consortium member, not a registered party; it has no score")
     emit(ctx, {"did": did, **party["credit_score"]}, describe_score)
@@ -264,7 +266,7 @@ def describe_funding(view: dict[str, Any]) -> str:
     funding = view["funding"]
     lines = [
         f"loan {view['loan_id']} {view['state']}: funded {funding['funded']} of {funding['target']}"
-        f" by {funding['deadline_ms']} ms"
+        f" by {time_text(funding['deadline_ms'])}"
     ]
     for c in funding["commitments"]:
         lines.append(f"  {c['funder']}  share {c['amount']}  received {c['received']}  {c['status']}")
@@ -280,7 +282,7 @@ def describe_funding(view: dict[str, Any]) -> str:
 def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     """Show a syndicated loan's funders, shares and repayments received."""
     with client_from(kw) as client:
-        view = client.get(f"/loans/{loan_id}")
+        view = client.get(ref_path("/loans", loan_id))
     if "funding" not in view:
         raise click.ClickException(
             f"loan {loan_id} is not syndicated (its accepted offer had no funding window)"
@@ -296,7 +298,7 @@ def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 def fund_positions(ctx: click.Context, did: str, **kw: Any) -> None:
     """Show DID's positions in syndicated loans: commitments, repayments received, share of the principal."""
     with client_from(kw) as client:
-        view = client.get(f"/positions/{did}")
+        view = client.get(ref_path("/positions", did))
     emit(ctx, view, describe_positions)
 
 
@@ -340,7 +342,7 @@ def describe_positions(view: dict[str, Any]) -> str:
         )
         asked = p.get("consent_requested")  # a restructuring waiting for this funder's consent (rules 5)
         if asked:
-            until = f" until {asked['expires_ms']} ms" if "expires_ms" in asked else ""  # rules 6
+            until = f" until {time_text(asked['expires_ms'])}" if "expires_ms" in asked else ""  # rules 6
             lines.append(
                 f"    restructuring proposed at height {asked['height']} ({asked['rate_bps']} bps over "
                 f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your "
@@ -372,7 +374,9 @@ def describe_reminders(value: dict[str, Any]) -> str:
         stage = position_stage_text(row)  # none from a node of an older release
         lines.append(f"  loan {row['loan_id'][:16]} {row['state']}  penalty due {row['penalty_due']}{stage}")
         for instalment in row["instalments"]:
-            lines.append(f"    #{instalment['number']} due {instalment['due_ms']} ms: {instalment['amount']}")
+            lines.append(
+                f"    #{instalment['number']} due {time_text(instalment['due_ms'])}: {instalment['amount']}"
+            )
     return "\n".join(lines)
 
 
@@ -384,7 +388,7 @@ def describe_reminders(value: dict[str, Any]) -> str:
 def servicing_reminders(ctx: click.Context, did: str, **kw: Any) -> None:
     """The next unpaid instalments on a borrower's live loans."""
     with client_from(kw) as client:
-        party = client.get(f"/parties/{did}")
+        party = client.get(ref_path("/parties", did))
     if "reminders" not in party:
         raise click.ClickException(
             f"{did} is a consortium member, not a registered party; it has no reminders"
@@ -448,7 +452,7 @@ def doc_open(ctx: click.Context, loan_id: str, document_id: str, out: str, **kw:
     sealed for the old key, one attached after it for the new one.
     """
     with client_from(kw) as client:
-        view = client.get(f"/loans/{loan_id}")
+        view = client.get(ref_path("/loans", loan_id))
     found = [d for d in view.get("documents", []) if d["document_id"] == document_id]
     if not found:
         raise click.ClickException(f"loan {loan_id} has no document {document_id}")
@@ -494,7 +498,7 @@ def audit() -> None:
 def audit_export(ctx: click.Context, loan_id: str, out: str, **kw: Any) -> None:
     """Write LOAN_ID's history with inclusion proofs and commit certificates (node route /audit/{id})."""
     with client_from(kw) as client:
-        document = client.get(f"/audit/{loan_id}")
+        document = client.get(ref_path("/audit", loan_id))
     Path(out).write_text(json.dumps(document, indent=1, sort_keys=True))
     summary = {"loan_id": loan_id, "out": out, "entries": len(document["entries"])}
     emit(ctx, summary, lambda v: f"wrote {v['entries']} entries of loan {loan_id} to {v['out']}")

@@ -13,6 +13,7 @@ command.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
@@ -38,9 +39,11 @@ from lendchain.cli.admission import (
     read_request,
     refuse_founding_name,
 )
+from lendchain.client import ref_path
 from lendchain.crypto import read_key_file
 from lendchain.ledger.admission import ACTION as MEMBER_ADMIT
 from lendchain.ledger.admission import SINCE_RULES as ADMIT_SINCE
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.governance import ACTIONS as GOVERNANCE_ACTIONS
 from lendchain.ledger.keyrotation import ACTION as ROTATE_KEY
 from lendchain.ledger.keyrotation import ROTATION_TAG, proof_body, rotation_value
@@ -49,6 +52,8 @@ from lendchain.ledger.params_change import ACTION as PARAMS_SET
 from lendchain.ledger.params_change import SINCE_RULES as PARAMS_SET_SINCE
 from lendchain.ledger.rules import RULES_VERSION
 from lendchain.node.config import load_genesis
+
+_PROPOSAL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @click.group()
@@ -114,7 +119,7 @@ def gov_params(ctx: click.Context, name: str, **kw: Any) -> None:
     if name != "*" and name not in PARAMS:
         raise click.BadParameter(unknown(name, RULES_VERSION), param_hint="'NAME'")
     with client_from(kw) as client:
-        view = client.get(f"/params/{name}")
+        view = client.get(ref_path("/params", name))
     emit(ctx, view, describe_params)
 
 
@@ -129,7 +134,9 @@ def describe_params(view: dict[str, Any]) -> str:
         changeable = "params.set changes it" if row["changeable"] else "fixed"
         lines.append(f"{row['name']:<26} {current:<24} default {default:<14} {source}; {changeable}")
         for era in row.get("earlier_loans", ()):
-            lines.append(f"{'':<26} loans disbursed up to {era['disbursed_until_ms']} ms keep {era['value']}")
+            lines.append(
+                f"{'':<26} loans disbursed up to {time_text(era['disbursed_until_ms'])} keep {era['value']}"
+            )
     return "\n".join(lines)
 
 
@@ -319,8 +326,15 @@ def gov_list(ctx: click.Context, **kw: Any) -> None:
 @user_errors
 def gov_show(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
     """Show PROPOSAL_ID: its change, votes and status."""
+    # The node answers ``/proposals/open`` with the open list, not a proposal: `gov list` prints that.
+    if not _PROPOSAL_ID.fullmatch(proposal_id):
+        raise click.BadParameter(
+            "a proposal is named by the id of its gov.propose tx, 64 lowercase hex digits "
+            "(`lendchain gov list` shows the open ones)",
+            param_hint="'PROPOSAL_ID'",
+        )
     with client_from(kw) as client:
-        view = client.get(f"/proposals/{proposal_id}")
+        view = client.get(ref_path("/proposals", proposal_id))
     emit(ctx, view, describe_proposal)
 
 
@@ -333,7 +347,7 @@ def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
         change = f"{view['key']} = {view['value']}"
     line = f"{view['proposal_id']}  {view['action']} {change}  {view['status']}, {votes} votes"
     if view["status"] == "open":
-        line += f", open until {view['expires_ms']} ms"
+        line += f", open until {time_text(view['expires_ms'])}"
     elif view["status"] == "executed":
         line += f" (executed at height {view['executed_height']})"
     return line
@@ -356,7 +370,7 @@ def describe_open_proposals(view: dict[str, Any]) -> str:
 def gov_members(ctx: click.Context, name: str, **kw: Any) -> None:
     """Show every member (or NAME): roles, vote, how it joined, address, removal (node route /members/*)."""
     with client_from(kw) as client:
-        view = client.get(f"/members/{name}")
+        view = client.get(ref_path("/members", name))
     emit(ctx, view, describe_members)
 
 

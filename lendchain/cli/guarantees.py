@@ -21,6 +21,8 @@ from typing import Any
 import click
 
 from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.client import ref_path
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.guarantees import ACCEPT, CALL, KINDS, PROPOSE, RELEASE, SINCE_RULES, WITHDRAW
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -30,7 +32,7 @@ def _loan_for(kw: dict[str, Any], kind: str, loan_id: str) -> dict[str, Any]:
     """The loan view, once the chain's next block runs rules 7 (sent sooner, a tx would never be included)."""
     with client_from(kw) as client:
         require_rules(client.get("/status"), SINCE_RULES, kind, "send it")
-        return client.get(f"/loans/{loan_id}")
+        return client.get(ref_path("/loans", loan_id))
 
 
 def _guarantee_id(loan: dict[str, Any], given: str | None, status: str, command: str) -> str:
@@ -200,7 +202,7 @@ def guarantee_lines(loan: dict[str, Any]) -> list[str]:
         return []
     lines = [f"  {'guaranteed':<15} {loan['guaranteed']} {loan['currency']} of the principal at risk"]
     for row in rows:
-        expiry = f", expires at {row['expires_ms']} ms" if row.get("expires_ms") else ""
+        expiry = f", expires at {time_text(row['expires_ms'])}" if row.get("expires_ms") else ""
         lines.append(
             f"  {'guarantee':<15} {row['guarantee_id'][:16]} {row['kind']} by {row['guarantor']}: {row['status']}, "
             f"cap {row['amount']}, called {row['called']}, contingent {row['contingent']}{expiry}"

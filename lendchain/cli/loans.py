@@ -49,7 +49,9 @@ from lendchain.cli.reports import (
     stage_lines_of_loan,
 )
 from lendchain.cli.restructure_consent import accepted_consent_text, consent_lines
+from lendchain.client import ref_path
 from lendchain.ledger.amortization import SCHEDULE_KINDS
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.loans import MAX_FUNDING_WINDOW_MS, MAX_RATE_BPS
 from lendchain.ledger.recovery_end import SINCE_RULES as RECOVERY_END_SINCE
 from lendchain.ledger.restructuring import MAX_HOLIDAY_MONTHS
@@ -92,7 +94,7 @@ def party_register(ctx: click.Context, role: str, attestation: str | None, **kw:
 def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
     """Show a party's registration."""
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/parties/{did}"))
+        emit(ctx, client.get(ref_path("/parties", did)))
 
 
 @party.command("exposure")
@@ -104,7 +106,7 @@ def party_exposure(ctx: click.Context, did: str, **kw: Any) -> None:
     """What DID owes across every lender: outstanding and committed principal, by currency and lender;
     from rules 7 also the part guarantees cover and, for a guarantor, its contingent exposure."""
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/exposure/{did}"), exposure_text)
+        emit(ctx, client.get(ref_path("/exposure", did)), exposure_text)
 
 
 @click.group()
@@ -120,7 +122,7 @@ def loan() -> None:
 def loan_portfolio(ctx: click.Context, did: str, **kw: Any) -> None:
     """A lender's book: the live loans DID services, by currency, and its largest borrowers."""
     with client_from(kw) as client:
-        emit(ctx, client.get(f"/portfolio/{did}"), portfolio_text)
+        emit(ctx, client.get(ref_path("/portfolio", did)), portfolio_text)
 
 
 @loan.command("books")
@@ -141,7 +143,7 @@ def loan_books(ctx: click.Context, currency: str | None, **kw: Any) -> None:
     """
     with client_from(kw) as client:
         members = client.get("/members/*")["members"]
-        books = lender_books(members, lambda did: client.get(f"/portfolio/{did}"))
+        books = lender_books(members, lambda did: client.get(ref_path("/portfolio", did)))
     emit(ctx, consortium_books(books, currency.upper() if currency else None), books_text)
 
 
@@ -460,9 +462,9 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
         if status == "lapsed":
             status = f"lapsed: {proposal['lapsed_because']}"
         elif status == "expired":  # rules 6: its expires_ms passed
-            status = f"expired at {proposal['expires_ms']} ms: the servicer may propose again"
+            status = f"expired at {time_text(proposal['expires_ms'])}: the servicer may propose again"
         elif "expires_ms" in proposal:
-            status += f", expires at {proposal['expires_ms']} ms"
+            status += f", expires at {time_text(proposal['expires_ms'])}"
         lines.append(
             f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
             f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"
@@ -475,7 +477,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"{record['principal']} + interest {record['interest']} + penalty {record['penalty']} + holiday "
             f"interest {sum(record['holiday_interest'])} = {record['new_principal']}; {record['instalments']} "
             f"instalments at {new['rate_bps']} bps after {new['holiday_months']} months of holiday, the first "
-            f"due at {record['first_due_ms']} ms{accepted_consent_text(record)}"
+            f"due at {time_text(record['first_due_ms'])}{accepted_consent_text(record)}"
         )
     return lines
 
@@ -486,9 +488,10 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
 @click.pass_context
 @user_errors
 def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
-    """Show a loan: state, amounts, days past due and IFRS 9 stage (with why), schedule, history."""
+    """Show a loan: state, amounts, days past due and IFRS 9 stage (with why), collateral, guarantees,
+    write-off, restructuring, transfer; with --json also its schedule and history."""
     with client_from(kw) as client:
-        value = client.get(f"/loans/{loan_id}")
+        value = client.get(ref_path("/loans", loan_id))
 
     emit(ctx, value, loan_text)
 

@@ -160,7 +160,7 @@ def report_positions(ctx: click.Context, did: str, **kw: Any) -> None:
 @click.pass_context
 @user_errors
 def report_loan(ctx: click.Context, loan_id: str, **kw: Any) -> None:
-    """A loan at a past block (state, amounts, schedule, history), as `loan show` prints it."""
+    """A loan at a past block, as `loan show` prints it (with --json also its schedule and history)."""
     missing = f"there was no loan {loan_id}"
     _report(ctx, kw, "loan", lambda views: views.query("loan", loan_id), loan_text, missing)
 

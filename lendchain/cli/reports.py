@@ -24,6 +24,7 @@ from typing import Any
 
 from lendchain.cli.collateral import coverage_lines
 from lendchain.cli.guarantees import guarantor_lines
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.staging import AGEING_BUCKETS, AGEING_TOTALS, STAGE_TOTALS, STAGES
 
 BOOK_COLUMNS = ("loans", "outstanding", "committed", "overdue_loans", "defaulted_loans", "penalty_due")
@@ -194,14 +195,14 @@ def forbearance_lines(loan: dict[str, Any]) -> list[str]:
     status = loan.get("forbearance")
     if status is None:
         return []
-    since = f" since {status['since_ms']} ms" if status["since_ms"] is not None else ""
+    since = f" since {time_text(status['since_ms'])}" if status["since_ms"] is not None else ""
     count = status["restructurings"]
     notes = [f"restructured {count} {'time' if count == 1 else 'times'}"]
     if status["cure_ends_ms"] is not None:
-        notes.append(f"cured at {status['cure_ends_ms']} ms at the earliest")
+        notes.append(f"cured at {time_text(status['cure_ends_ms'])} at the earliest")
     if status["probation_ends_ms"] is not None:
-        notes.append(f"forborne until {status['probation_ends_ms']} ms at the earliest")
-    notes.append(f"as of {status['as_of_ms']} ms")
+        notes.append(f"forborne until {time_text(status['probation_ends_ms'])} at the earliest")
+    notes.append(f"as of {time_text(status['as_of_ms'])}")
     return [
         f"  {'forbearance':<15} {status['status']}{since} ({'; '.join(notes)})",
         f"  {'':<15} {status['why']}",
@@ -218,7 +219,7 @@ def stage_lines_of_loan(loan: dict[str, Any]) -> list[str]:
     dpd = loan["days_past_due"]  # None for a commitment: staged by its borrower's other loans
     dpd_text = "none: an undisbursed commitment, nothing is due yet" if dpd is None else str(dpd)
     return [
-        f"  {'days past due':<15} {dpd_text} (as of {loan['stage_as_of_ms']} ms)",
+        f"  {'days past due':<15} {dpd_text} (as of {time_text(loan['stage_as_of_ms'])})",
         f"  {'stage':<15} {loan['stage']} ({STAGE_NAMES[loan['stage']]})",
         *(
             f"  {'':<15} {reason['rule']} (stage {reason['stage']}): {reason['why']} [{reason['source']}]"

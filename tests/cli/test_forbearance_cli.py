@@ -14,6 +14,7 @@ import pytest
 
 from lendchain.cli.domain import describe_positions
 from lendchain.ledger import queries
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.forbearance import CURE_MS, PROBATION_MS
 from tests.cli import test_loan_transfer_cli as transfer_cli
 from tests.cli.test_loan_transfer_cli import cli, world
@@ -42,8 +43,9 @@ def test_loan_show_prints_the_status_since_when_and_why(forborne):
     height = queries.lookup(chain.state, "loan", loan_id)["restructurings"][0]["height"]
     shown = cli("loan", "show", loan_id).output.splitlines()
     assert shown[-2:] == [
-        f"  forbearance     non_performing since {t} ms (restructured 1 time; cured at {t + CURE_MS} ms at "
-        f"the earliest; forborne until {t + CURE_MS + PROBATION_MS} ms at the earliest; as of {t} ms)",
+        f"  forbearance     non_performing since {time_text(t)} (restructured 1 time; cured at "
+        f"{time_text(t + CURE_MS)} at "
+        f"the earliest; forborne until {time_text(t + CURE_MS + PROBATION_MS)} at the earliest; as of {time_text(t)})",
         f"                  non-performing (restructured at height {height} while overdue): cured after a "
         "year with nothing past due, then two years on probation",
     ]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from lendchain.cli import governance as gov_cli
 from lendchain.cli import main
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.params import PARAMS
 from lendchain.node.config import load_genesis
 from tests.cli.test_loan_transfer_cli import ChainClient, execute
@@ -63,7 +64,7 @@ def test_servicing_terms_changed_say_what_earlier_loans_keep(monkeypatch):
     proposal_id = execute(chain, members[0], sent).tx_id.hex()
     assert vote(chain, members[1], proposal_id).ok and vote(chain, members[2], proposal_id).ok
     shown = cli("gov", "params", "grace_days").output.splitlines()
-    assert shown[1] == f"{'':<26} loans disbursed up to {chain.head_ms} ms keep 5"
+    assert shown[1] == f"{'':<26} loans disbursed up to {time_text(chain.head_ms)} keep 5"
 
 
 @pytest.mark.parametrize(

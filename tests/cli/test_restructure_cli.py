@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lendchain.ledger import queries
+from lendchain.ledger.dispute_records import time_text
 from tests.cli.test_loan_transfer_cli import cli, execute, world
 from tests.ledger.chain import seeded_key
 from tests.ledger.test_restructure import overdue
@@ -62,7 +63,7 @@ def test_the_servicer_proposes_the_borrower_accepts_and_show_prints_both(late):
         f"  restructured    at height {chain.height} (overdue): principal {record['principal']} + interest "
         f"{record['interest']} + penalty {record['penalty']} + holiday interest "
         f"{sum(record['holiday_interest'])} = {record['new_principal']}; 21 instalments at 600 bps after 3 "
-        f"months of holiday, the first due at {record['first_due_ms']} ms"
+        f"months of holiday, the first due at {time_text(record['first_due_ms'])}"
     ) in shown
     assert not any(line.startswith("  restructuring ") for line in shown)
 

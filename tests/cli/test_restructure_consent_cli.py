@@ -63,7 +63,7 @@ def test_a_funder_consents_and_show_prints_the_share_what_is_missing_and_each_co
     assert accept_terms(chain, BORROWER, loan_id).ok
     shown = cli("loan", "show", loan_id).output.splitlines()
     [restructured] = [line for line in shown if line.startswith("  restructured ")]
-    assert restructured.endswith(" ms; consented by 2 funders holding 70000")
+    assert restructured.endswith(" UTC; consented by 2 funders holding 70000")
     assert not any(line.startswith(("  consent ", "  consented ")) for line in shown)
 
 

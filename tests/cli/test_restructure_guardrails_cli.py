@@ -11,6 +11,7 @@ block's time).
 from __future__ import annotations
 
 from lendchain.cli.domain import describe_positions
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.params import PARAMS
 from tests.cli.test_loan_transfer_cli import cli, execute
 from tests.cli.test_restructure_consent_cli import funders_cli
@@ -28,7 +29,7 @@ def test_a_funder_withdraws_its_consent_and_show_prints_the_proposals_expiry(mon
     shown = cli("loan", "show", loan_id).output.splitlines()
     assert (
         f"  restructuring   600 bps over 24 months (3 of holiday), offered at height {offered_at} "
-        f"(pending, expires at {expires_ms} ms)"
+        f"(pending, expires at {time_text(expires_ms)})"
     ) in shown
     assert f"  consented       {ALICE.did} 30000 at height {chain.height}" in shown
 
@@ -44,7 +45,7 @@ def test_a_funder_withdraws_its_consent_and_show_prints_the_proposals_expiry(mon
     shown = cli("loan", "show", loan_id).output.splitlines()
     assert (
         f"  restructuring   600 bps over 24 months (3 of holiday), offered at height {offered_at} "
-        f"(expired at {expires_ms} ms: the servicer may propose again)"
+        f"(expired at {time_text(expires_ms)}: the servicer may propose again)"
     ) in shown
     assert not any(line.startswith("  consent ") for line in shown)
 
@@ -91,5 +92,5 @@ def test_fund_positions_says_until_when_a_restructuring_waits_for_the_funders_co
     }
     assert describe_positions(view).splitlines()[1:] == [
         "    restructuring proposed at height 41 (600 bps over 24 months, 2 of holiday) waits for your consent "
-        f"until 1702592000000 ms: lendchain loan consent-restructure {'ef' * 32}"
+        f"until 2023-12-14 22:13:20 UTC: lendchain loan consent-restructure {'ef' * 32}"
     ]

@@ -18,6 +18,7 @@ from lendchain.cli import loans as loans_cli
 from lendchain.cli.domain import describe_positions, describe_reminders
 from lendchain.cli.reports import STAGE_COLUMNS
 from lendchain.ledger import queries
+from lendchain.ledger.dispute_records import time_text
 from tests.cli import test_loan_transfer_cli as transfer_cli
 from tests.cli.test_loan_transfer_cli import ChainClient, cli
 from tests.ledger.test_staging_views import book  # noqa: F401 (the fixture)
@@ -36,7 +37,7 @@ def staged_book(monkeypatch, book):  # noqa: F811
 def test_loan_show_prints_the_days_past_due_the_stage_and_each_reason_with_its_source(staged_book):
     chain, _, _, loans, _ = staged_book
     late = cli("loan", "show", loans["late"]).output.splitlines()
-    at = late.index(f"  days past due   45 (as of {chain.head_ms} ms)")
+    at = late.index(f"  days past due   45 (as of {time_text(chain.head_ms)})")
     assert late[at + 1 : at + 3] == [
         "  stage           2 (credit risk increased significantly)",
         "                  past_due_over_30 (stage 2): 45 days past due, more than 30: credit risk presumed "
@@ -45,14 +46,16 @@ def test_loan_show_prints_the_days_past_due_the_stage_and_each_reason_with_its_s
     ]
     forborne = cli("loan", "show", loans["forborne"]).output.splitlines()
     at = forborne.index("  stage           3 (credit-impaired)")
-    assert forborne[at - 1] == f"  days past due   0 (as of {chain.head_ms} ms)"  # in its payment holiday
+    assert (
+        forborne[at - 1] == f"  days past due   0 (as of {time_text(chain.head_ms)})"
+    )  # in its payment holiday
     assert forborne[at + 1].startswith(
         "                  forborne_non_performing (stage 3): a non-performing"
     )
     assert forborne[-2].startswith("  forbearance     non_performing")  # the forbearance lines stay last
     committed = cli("loan", "show", loans["committed"]).output.splitlines()
     at = committed.index(
-        f"  days past due   none: an undisbursed commitment, nothing is due yet (as of {chain.head_ms} ms)"
+        f"  days past due   none: an undisbursed commitment, nothing is due yet (as of {time_text(chain.head_ms)})"
     )
     assert committed[at + 1 : at + 3] == [
         "  stage           3 (credit-impaired)",

@@ -197,7 +197,7 @@ def test_servicing_reminders_prints_due_instalments(monkeypatch):
     monkeypatch.setattr(domain, "client_from", lambda kw: FakeClient({f"/parties/{DID}": party}))
     result = CliRunner().invoke(root, ["servicing", "reminders", DID])
     assert result.exit_code == 0, result.output
-    assert "overdue" in result.output and "#2 due 1000 ms: 850" in result.output
+    assert "overdue" in result.output and "#2 due 1970-01-01 00:00:01 UTC: 850" in result.output
 
 
 def test_doc_open_with_a_node_config_tries_its_key_then_its_next_key(monkeypatch, tmp_path):

@@ -1,0 +1,83 @@
+"""The CLI's own ``NodeClient``, answered by the node's API app in-process from a ledger test chain.
+
+``use_chain(monkeypatch, chain)`` points every command's ``--node`` at the
+real API app (``build_app``) over a test chain: what a command sends (path,
+escaping, query parameters) is checked by the routes that serve a node, and
+what it prints is printed from the views a node answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from lendchain.cli import _common
+from lendchain.client import NodeClient
+from lendchain.ledger.block import Block
+from lendchain.ledger.rules import rules_status
+from lendchain.node.api import build_app
+from lendchain.node.config import ApiLimits
+from tests.ledger.chain import CHAIN_ID, Chain
+from tests.node.test_api_queries import LedgerNode
+
+
+class ChainApi(LedgerNode):
+    """``LedgerNode`` with the chain's status and blocks, as ``NodeViews`` answers them from a store."""
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "chain_id": CHAIN_ID,
+            "height": self.chain.height,
+            "rules": rules_status(self.chain.state, self.chain.height),
+        }
+
+    def block(self, ref: str) -> dict[str, Any] | None:
+        found = [Block.decode(raw) for raw, _ in self.chain.blocks]
+        for block in found:
+            if ref in (str(block.header.height), block.hash().hex()) or (
+                ref == "head" and block.header.height == self.chain.height
+            ):
+                return {**block.to_json(), "ledger_events": []}
+        return None
+
+
+class _AppTransport(httpx.BaseTransport):
+    """A synchronous transport that hands each request to an ASGI app, as a server would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, client=("127.0.0.1", 40000))
+            answer = await transport.handle_async_request(request)
+            return httpx.Response(answer.status_code, headers=answer.headers, content=await answer.aread())
+
+        return trio.run(run)
+
+
+def api_client(node: Any) -> NodeClient:
+    client = NodeClient("http://node")
+    client._http.close()
+    client._http = httpx.Client(
+        base_url="http://node", transport=_AppTransport(build_app(node, None, ApiLimits()))
+    )
+    return client
+
+
+def use_chain(monkeypatch: Any, chain: Chain) -> list[str]:
+    """Have every command talk to ``chain`` through the API app; the paths they asked for, in order."""
+    node = ChainApi(chain)
+    asked: list[str] = []
+
+    def make_client(*_: Any) -> NodeClient:
+        client = api_client(node)
+        client._http.event_hooks["request"].append(
+            lambda request: asked.append(request.url.raw_path.decode())
+        )
+        return client
+
+    monkeypatch.setattr(_common, "make_client", make_client)
+    return asked

@@ -1,0 +1,156 @@
+"""CLI commands against the node's API app: what they ask for is the route meant, what they print reads.
+
+Found by running every command against a node: a reference was pasted into
+the URL unescaped, so ``loan show ../status`` fetched ``/status`` (and failed
+on it with a traceback, or printed it with ``--json``) and ``party show
+'x?from=1'`` sent a query parameter; ``gov show open`` printed a traceback;
+``block show raw`` printed ``/blocks/raw``; ``block show`` printed the view as
+JSON without ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from lendchain.cli import main
+from lendchain.ledger import queries
+from lendchain.ledger.block import Block
+from lendchain.ledger.dispute_records import time_text
+from tests.cli.api_node import use_chain
+from tests.ledger.test_domain_governance import propose
+from tests.ledger.test_loan_transfer import open_loan, with_borrower
+
+
+@pytest.fixture
+def world():
+    chain, members, borrower = with_borrower()
+    loan_id = open_loan(chain, borrower, members[0])
+    return chain, members, borrower, loan_id
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize(
+    ("args", "asked", "error"),
+    [
+        (("loan", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (("loan", "show", ".."), "/loans/%2E%2E", "no loan .."),
+        (("fund", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (("party", "show", "x?from=1"), "/parties/x%3Ffrom%3D1", "no party x?from=1"),
+        (("party", "exposure", "x#y"), "/exposure/x%23y", "x#y is no registered party and has no loans"),
+        (("gov", "members", "bank1/../../status"), "/members/bank1%2F..%2F..%2Fstatus", None),
+        (("tx", "show", ".."), "/txs/%2E%2E", "'tx id' must be hex"),
+    ],
+)
+def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked, error):
+    chain, *_ = world
+    paths = use_chain(monkeypatch, chain)
+    for as_json in ((), ("--json",)):
+        answer = run(*as_json, *args)
+        assert answer.exit_code == 1, answer.output
+        assert answer.exception is None or isinstance(answer.exception, SystemExit)
+        assert answer.output.startswith("Error: ")
+        if error is not None:
+            assert answer.output.strip() == f"Error: {error}"
+    assert paths == [asked, asked]
+
+
+def test_a_did_and_a_star_still_reach_their_views(monkeypatch, world):
+    chain, members, borrower, _ = world
+    paths = use_chain(monkeypatch, chain)
+    exposure = run("party", "exposure", borrower.did)
+    assert exposure.exit_code == 0, exposure.output
+    assert exposure.output.splitlines()[0] == f"exposure of {borrower.did}"
+    every = run("gov", "members", "*")
+    assert every.exit_code == 0, every.output
+    assert [line.split()[0] for line in every.output.splitlines()[::2]] == [
+        "bank1",
+        "bank2",
+        "bank3",
+        "bank4",
+    ]
+    assert paths == [f"/exposure/{borrower.did}", "/members/*"]
+
+
+def test_loan_show_prints_the_loan_a_node_answers(monkeypatch, world):
+    chain, members, borrower, loan_id = world
+    use_chain(monkeypatch, chain)
+    text = run("loan", "show", loan_id)
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0] == f"loan {loan_id}: disbursed"
+    assert f"  borrower        {borrower.did}" in lines
+    assert f"  lender          {members[0].did}" in lines
+    as_json = run("--json", "loan", "show", loan_id)
+    assert json.loads(as_json.output)["loan_id"] == loan_id
+
+
+def test_servicing_reminders_says_when_each_instalment_is_due(monkeypatch, world):
+    chain, _, borrower, loan_id = world
+    use_chain(monkeypatch, chain)
+    (reminder,) = queries.lookup(chain.state, "party", borrower.did, as_of_ms=chain.head_ms)["reminders"]
+    text = run("servicing", "reminders", borrower.did)
+    assert text.exit_code == 0, text.output
+    assert text.output.splitlines()[2:] == [
+        f"    #{due['number']} due {time_text(due['due_ms'])}: {due['amount']}"
+        for due in reminder["instalments"]
+    ]
+    assert text.output.splitlines()[2].endswith(" UTC: " + str(reminder["instalments"][0]["amount"]))
+
+
+def test_gov_show_names_a_proposal_by_its_id_and_sends_open_to_gov_list(monkeypatch, world):
+    chain, members, *_ = world
+    proposal_id = propose(chain, members[0], "scorecard.set", "base", "350").tx_id.hex()
+    paths = use_chain(monkeypatch, chain)
+
+    expires_ms = queries.lookup(chain.state, "proposal", proposal_id)["expires_ms"]
+    shown = run("gov", "show", proposal_id)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.strip() == (
+        f"{proposal_id}  scorecard.set base = 350  open, 1 votes, open until {time_text(expires_ms)}"
+    )
+
+    for as_json in ((), ("--json",)):
+        refused = run(*as_json, "gov", "show", "open")
+        assert refused.exit_code == 2, refused.output
+        assert (
+            "a proposal is named by the id of its gov.propose tx, 64 lowercase hex digits" in refused.output
+        )
+        assert "`lendchain gov list` shows the open ones" in refused.output
+
+    listed = run("gov", "list")
+    assert listed.output.startswith(f"{proposal_id}  scorecard.set base = 350  open, 1/3 votes")
+    assert paths == [f"/proposals/{proposal_id}", "/proposals/open"]
+
+
+def test_block_show_prints_a_block_and_refuses_what_is_no_block(monkeypatch, world):
+    chain, *_ = world
+    paths = use_chain(monkeypatch, chain)
+    second = Block.decode(chain.blocks[1][0])
+
+    for ref in ("2", second.hash().hex()):
+        text = run("block", "show", ref)
+        assert text.exit_code == 0, text.output
+        lines = text.output.splitlines()
+        assert lines[0] == f"block    2  {second.hash().hex()}"
+        assert f"proposer {second.header.proposer}" in lines
+        assert f"parent   {second.header.prev_hash.hex()}" in lines
+        assert f"txs      {second.header.tx_count}" in lines
+        assert lines[-1] == "certified  no commit certificate stored"
+    head = run("block", "show")
+    assert head.output.splitlines()[0].split()[1] == str(chain.height)
+    as_json = run("--json", "block", "show", "2")
+    assert json.loads(as_json.output)["hash"] == second.hash().hex()
+
+    for ref in ("raw", "latest", "1.5", "AB" * 32):
+        refused = run("block", "show", ref)
+        assert refused.exit_code == 2, refused.output
+        assert f"{ref!r} is no block: give a height, a block hash (64 lowercase hex digits) or 'head'" in (
+            refused.output
+        )
+    assert paths == ["/blocks/2", f"/blocks/{second.hash().hex()}", "/blocks/head", "/blocks/2"]
