@@ -31,6 +31,9 @@ def world():
     return chain, members, borrower, loan_id
 
 
+NOT_A_DID = "'{}' is not a did:key (expected 'did:key:z…'): this route takes a party's or a member's did:key"
+
+
 def run(*args: str):
     return CliRunner().invoke(main, list(args))
 
@@ -39,12 +42,16 @@ def run(*args: str):
     ("args", "asked", "error"),
     [
         (("loan", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
-        (("loan", "show", ".."), "/loans/%2E%2E", "no loan .."),
+        (
+            ("loan", "show", ".."),
+            "/loans/%2E%2E",
+            "loan id '..' is not hex: a loan id is 64 hex digits (32 bytes)",
+        ),
         (("fund", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
-        (("party", "show", "x?from=1"), "/parties/x%3Ffrom%3D1", "no party x?from=1"),
-        (("party", "exposure", "x#y"), "/exposure/x%23y", "x#y is no registered party and has no loans"),
+        (("party", "show", "x?from=1"), "/parties/x%3Ffrom%3D1", NOT_A_DID.format("x?from=1")),
+        (("party", "exposure", "x#y"), "/exposure/x%23y", NOT_A_DID.format("x#y")),
         (("gov", "members", "bank1/../../status"), "/members/bank1%2F..%2F..%2Fstatus", None),
-        (("tx", "show", ".."), "/txs/%2E%2E", "'tx id' must be hex"),
+        (("tx", "show", ".."), "/txs/%2E%2E", "tx id '..' is not hex: a tx id is 64 hex digits (32 bytes)"),
     ],
 )
 def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked, error):
