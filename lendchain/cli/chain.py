@@ -24,7 +24,7 @@ from lendchain.client import ref_path
 from lendchain.consensus.quorum import faulty
 from lendchain.ledger.dispute_records import time_text
 
-_BLOCK_HASH = re.compile(r"[0-9a-f]{64}")
+_BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @click.command()
@@ -208,7 +208,7 @@ def block_show(ctx: click.Context, ref: str, **kw: Any) -> None:
     # Checked here: /blocks/raw is a route of its own, and anything else is no block.
     if not (ref == "head" or ref.isdigit() or _BLOCK_HASH.fullmatch(ref)):
         raise click.BadParameter(
-            f"{ref!r} is no block: give a height, a block hash (64 lowercase hex digits) or 'head'",
+            f"{ref!r} is no block: give a height, a block hash (64 hex digits) or 'head'",
             param_hint="'REF'",
         )
     with client_from(kw) as client:
