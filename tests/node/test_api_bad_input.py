@@ -20,7 +20,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import trio
 from prometheus_client import CollectorRegistry
 
 from lendchain.ledger.errors import TxRejected
@@ -419,30 +418,7 @@ def test_a_bad_stream_message_is_answered_with_its_error_and_the_stream_stays_op
 
 
 def test_the_stream_refuses_query_parameters_at_opening(world):
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/txs/stream",
-        "raw_path": b"/txs/stream",
-        "root_path": "",
-        "query_string": b"batch=10",
-        "headers": [],
-        "client": ("127.0.0.1", 40000),
-        "server": ("node", 8101),
-        "subprotocols": [],
-        "extensions": {"websocket.http.response": {}},
-    }
-    incoming = [{"type": "websocket.connect"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def send(event: dict[str, Any]) -> None:
-        sent.append(event)
-
-    trio.run(world.app, scope, receive, send)
+    sent = session(world.app, [], headers=[], query_string=b"batch=10")
     assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 400
     body = b"".join(event.get("body", b"") for event in sent[1:])
     assert json.loads(body) == {"error": "bad_request", "message": "/txs/stream takes no query parameters"}

@@ -38,7 +38,9 @@ class FakeNode:
         return [{"id": raw.hex(), "status": "accepted" if raw[0] else "rejected"} for raw in raw_txs]
 
 
-def session(app, messages: list[Any], headers=BEARER, client: str = "127.0.0.1") -> list[dict[str, Any]]:
+def session(
+    app, messages: list[Any], headers=BEARER, client: str = "127.0.0.1", query_string: bytes = b""
+) -> list[dict[str, Any]]:
     """Open /txs/stream on ``app``, send ``messages`` (JSON values, or str as they are), then close.
 
     Returns what the app sent, as ASGI events.
@@ -50,7 +52,7 @@ def session(app, messages: list[Any], headers=BEARER, client: str = "127.0.0.1")
         "path": "/txs/stream",
         "raw_path": b"/txs/stream",
         "root_path": "",
-        "query_string": b"",
+        "query_string": query_string,
         "headers": headers,
         "client": (client, 40000),
         "server": ("node", 8101),
