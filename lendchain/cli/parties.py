@@ -151,9 +151,11 @@ def _dispute_lines(disputes: dict[str, Any] | None) -> list[str]:
 
 
 def _loan_lines(view: dict[str, Any]) -> list[str]:
-    live = view.get("reminders", [])
-    applied = view.get("borrower_loans")
-    summary = f"{len(live)} live" + (f" of {applied} applied for" if applied is not None else "")
+    live = view.get("reminders", [])  # the loans being repaid: disbursed, repaying or overdue
+    applied = view.get("borrower_loans")  # an older node does not count them
+    summary = (
+        f"{applied} applied for, " if applied is not None else ""
+    ) + f"{len(live) or 'none'} being repaid"
     lines = [_row("loans", summary)]
     for row in live:
         due = row["instalments"][:1]

@@ -77,7 +77,7 @@ def test_party_show_prints_a_borrowers_view_as_text(monkeypatch, world):
         + ")",
         "            `lendchain score explain DID` gives each factor's value and source",
         "disputes    none of its credit reports",
-        "loans       1 live of 1 applied for",
+        "loans       1 applied for, 1 being repaid",
         f"            {loan_id} disbursed, stage 1, 0 days past due, penalty due 0;"
         f" next #1 due {time_text(first['due_ms'])}: {first['amount']}",
     ]
