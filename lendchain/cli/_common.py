@@ -22,6 +22,7 @@ from lendchain.crypto import (
     read_key_file,
     read_public_key_file,
 )
+from lendchain.ledger.dispute_records import time_text
 from lendchain.node.config import ConfigError, load_node_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -291,5 +292,25 @@ def describe_tx(status: dict[str, Any]) -> str:
         if key.endswith("_id") and isinstance(value, str):
             lines.append(f"  {key}: {value}")
     for event in result.get("events", []):
-        lines.append(f"  event: {json.dumps(event, sort_keys=True)}")
+        lines.append(f"  event: {event_text(event)}")
     return "\n".join(lines)
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """One ledger event as a line: its name, then each field and value (a time ``*_ms`` as a UTC date)."""
+    fields = ", ".join(
+        f"{key} {_field_text(key, value)}" for key, value in sorted(event.items()) if key != "event"
+    )
+    return str(event.get("event", "?")) + (f": {fields}" if fields else "")
+
+
+def _field_text(key: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    if isinstance(value, int) and key.endswith("_ms"):
+        return time_text(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_field_text(key, item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_field_text(k, v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)

@@ -15,6 +15,7 @@ from lendchain.cli._common import (
     config_option,
     describe_tx,
     emit,
+    event_text,
     load_signer,
     send_tx,
     signer_options,
@@ -232,7 +233,7 @@ def _block_text(block: dict[str, Any]) -> str:
     events = block.get("ledger_events", [])
     if events:
         lines.append(f"ledger   {len(events)} event{'s' if len(events) != 1 else ''} of its own")
-        lines += (f"  {json.dumps(event, sort_keys=True)}" for event in events)
+        lines += (f"  {event_text(event)}" for event in events)
     certificate = block.get("certificate")
     if certificate is None:
         lines.append("certified  no commit certificate stored")

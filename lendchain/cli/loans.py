@@ -39,6 +39,7 @@ from lendchain.cli._common import (
 )
 from lendchain.cli.collateral import collateral_lines
 from lendchain.cli.guarantees import guarantee_lines
+from lendchain.cli.parties import member_names, party_text
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -92,9 +93,13 @@ def party_register(ctx: click.Context, role: str, attestation: str | None, **kw:
 @click.pass_context
 @user_errors
 def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
-    """Show a party's registration."""
+    """Show a party: a borrower's or investor's registration, KYC, consents, credit report,
+    repayments, score, disputes and loans; a member's roles, vote and address; a member's rotated key."""
     with client_from(kw) as client:
-        emit(ctx, client.get(ref_path("/parties", did)))
+        view = client.get(ref_path("/parties", did))
+        as_text = not ctx.find_root().params.get("as_json")
+        names = member_names(client) if as_text and view.get("kind") == "party" else {}
+    emit(ctx, view, lambda v: party_text(v, names))
 
 
 @party.command("exposure")

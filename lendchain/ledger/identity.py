@@ -34,7 +34,14 @@ from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import EMPTY_HISTORY, REPORT_FACTORS, SCORECARD_KEY, Score, credit_score
-from lendchain.ledger.state import borrower_loans_key, credit_key, institution_key, loan_key, party_key
+from lendchain.ledger.state import (
+    borrower_loans_key,
+    credit_key,
+    institution_key,
+    loan_key,
+    party_key,
+    roster_dids,
+)
 
 if TYPE_CHECKING:
     from lendchain.ledger.transactions import Transaction
@@ -75,6 +82,30 @@ def valid_kyc(get: Getter, did: str, now_ms: int) -> dict[str, Any] | None:
 def has_consent(get: Getter, party: str, member: str, scope: str, now_ms: int) -> bool:
     consent = get(consent_key(party, member))
     return consent is not None and scope in consent["scopes"] and consent["until_ms"] > now_ms
+
+
+def consents_of(get: Getter, did: str, as_of_ms: int | None = None) -> list[dict[str, Any]]:
+    """The consents ``did`` has given and not revoked, in member order: each member's name, the
+    scopes, until when and from which block, and whether it is ``in_force`` at ``as_of_ms`` (without
+    a time, whether it was given at all). For the party view; one read per member (there is no
+    index of a party's consents, and the roster is small)."""
+    consents = []
+    for member in roster_dids(get):
+        consent = get(consent_key(did, member))
+        if consent is None:
+            continue
+        institution = get(institution_key(member))
+        consents.append(
+            {
+                "member": member,
+                "name": institution["name"] if institution else None,
+                "scopes": list(consent["scopes"]),
+                "until_ms": consent["until_ms"],
+                "height": consent["height"],
+                "in_force": as_of_ms is None or consent["until_ms"] > as_of_ms,
+            }
+        )
+    return consents
 
 
 # From this rules version a loan counts each time it defaults (``default_episodes``)

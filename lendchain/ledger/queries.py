@@ -28,7 +28,7 @@ from lendchain.ledger.funder_consent import tally
 from lendchain.ledger.governance import OPEN_PROPOSALS_KEY, proposal_key, quorum
 from lendchain.ledger.guarantee_views import loan_guarantees
 from lendchain.ledger.guarantees import guarantor_index_key
-from lendchain.ledger.identity import credit_key, kyc_key, repayment_history, score_of
+from lendchain.ledger.identity import consents_of, credit_key, kyc_key, repayment_history, score_of
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import WRITTEN_OFF
 from lendchain.ledger.loans import outstanding_principal
@@ -135,15 +135,18 @@ def moved_to(reader: StateReader, name: str) -> dict[str, str]:
 
 
 def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any]:
-    """A party's KYC attestation, latest credit report, repayment history, explained score and, from
-    rules 7, its disputes of its credit reports (``dispute_records.subject_disputes``: counts and the
-    newest), the score and the disputes judged at ``as_of_ms``."""
+    """A party's KYC attestation, the consents it gave (``identity.consents_of``), latest credit
+    report, how many loans it applied for (``borrower_loans``), repayment history, explained score
+    and, from rules 7, its disputes of its credit reports (``dispute_records.subject_disputes``:
+    counts and the newest), the consents, score and disputes judged at ``as_of_ms``."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
 
     return {
         "kyc": to_json(get(kyc_key(did))),
+        "consents": consents_of(get, did, as_of_ms),
+        "borrower_loans": pagedlist.length(get, borrower_loans_key(did)),
         "credit_report": to_json(get(credit_key(did))),
         "repayment_history": repayment_history(get, did),
         "credit_score": score_of(get, did, as_of_ms).to_value(),

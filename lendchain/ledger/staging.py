@@ -123,6 +123,7 @@ from typing import Any
 
 from lendchain.ledger import lifecycle as lc
 from lendchain.ledger import pagedlist
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.forbearance import NON_PERFORMING, PERFORMING, forbearance
 from lendchain.ledger.servicing import DAY_MS, due_ms
 from lendchain.ledger.state import StateReader, borrower_loans_key, loan_key, read_value
@@ -248,14 +249,10 @@ def _reasons(loan: dict[str, Any], forborne: str | None, dpd: int) -> list[Reaso
     """Every rule that holds for a staged loan ``dpd`` days past due, forborne as ``forborne`` says."""
     reasons = []
     if loan["state"] == lc.DEFAULTED:
-        reasons.append(
-            Reason(
-                "defaulted",
-                3,
-                loan.get("defaulted_ms"),
-                f"in default since {loan.get('defaulted_ms')} ms (unpaid past the chain's default_days)",
-            )
-        )
+        defaulted_ms = loan.get("defaulted_ms")
+        since = "" if defaulted_ms is None else f" since {time_text(defaulted_ms)}"
+        why = f"in default{since} (unpaid past the chain's default_days)"
+        reasons.append(Reason("defaulted", 3, defaulted_ms, why))
     if dpd > DEFAULT_DAYS_PAST_DUE:
         why = f"{dpd} days past due, more than {DEFAULT_DAYS_PAST_DUE}: presumed in default"
         reasons.append(Reason("past_due_over_90", 3, dpd, why))

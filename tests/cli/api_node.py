@@ -17,6 +17,7 @@ from lendchain.cli import _common
 from lendchain.client import NodeClient
 from lendchain.ledger.block import Block
 from lendchain.ledger.rules import rules_status
+from lendchain.ledger.state import ledger_events_key, read_value
 from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
 from tests.ledger.chain import CHAIN_ID, Chain
@@ -24,7 +25,8 @@ from tests.node.test_api_queries import LedgerNode
 
 
 class ChainApi(LedgerNode):
-    """``LedgerNode`` with the chain's status and blocks, as ``NodeViews`` answers them from a store."""
+    """``LedgerNode`` with the chain's status, blocks (with what the ledger did at their start) and txs,
+    as ``NodeViews`` answers them from a store."""
 
     def status(self) -> dict[str, Any]:
         return {
@@ -36,11 +38,27 @@ class ChainApi(LedgerNode):
     def block(self, ref: str) -> dict[str, Any] | None:
         found = [Block.decode(raw) for raw, _ in self.chain.blocks]
         for block in found:
-            if ref in (str(block.header.height), block.hash().hex()) or (
-                ref == "head" and block.header.height == self.chain.height
-            ):
-                return {**block.to_json(), "ledger_events": []}
+            height = block.header.height
+            if ref in (str(height), block.hash().hex()) or (ref == "head" and height == self.chain.height):
+                events = read_value(self.chain.state, ledger_events_key(height)) or []
+                return {**block.to_json(), "ledger_events": events}
         return None
+
+    def tx_status(self, tx_id: bytes) -> dict[str, Any]:
+        for raw, execution in self.chain.blocks:
+            for index, result in enumerate(execution.results):
+                if result.tx_id == tx_id:
+                    block = Block.decode(raw)
+                    return {
+                        "id": tx_id.hex(),
+                        "status": "committed",
+                        "height": block.header.height,
+                        "index": index,
+                        "block_hash": block.hash().hex(),
+                        "timestamp_ms": block.header.timestamp_ms,
+                        "result": result.to_json(),
+                    }
+        return {"id": tx_id.hex(), "status": "unknown"}
 
 
 class _AppTransport(httpx.BaseTransport):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from lendchain.ledger import queries
+from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.due import SLOT_MS
 from lendchain.ledger.forbearance import PROBATION_MS
 from lendchain.ledger.servicing import DAY_MS, MONTH_MS
@@ -129,7 +130,7 @@ def test_a_defaulted_loan_stays_stage_3_when_its_arrears_are_paid(world):
     reason = queries.lookup(chain.state, "loan", loan_id, as_of_ms=chain.head_ms)["stage_reasons"][0]
     assert (reason["value"], reason["why"]) == (
         defaulted_ms,
-        f"in default since {defaulted_ms} ms (unpaid past the chain's default_days)",
+        f"in default since {time_text(defaulted_ms)} (unpaid past the chain's default_days)",
     )
     assert repay(chain, bank1, loan_id, owed_now(chain, loan_id)).ok  # the penalty and instalment 1
     assert staged(chain, loan_id) == (140, 3, ["defaulted", "past_due_over_90"])  # instalment 2's

@@ -766,10 +766,16 @@ function guaranteesPanel(loan) {
 }
 
 // What a DID stands behind as a guarantor, at every lender (guarantee_views, rules 7); an older node: nothing.
-// A member's are bank guarantees, titled so.
+// A member's are bank guarantees, titled so. Per currency its totals, and from rules 8 what it was ever
+// called for on any guarantee, live or ended (called_total, on called_guarantees guarantees): a release
+// ends the claim, not the record that the guarantor was called (an older node: "—").
 function guarantorPanel(exposure, title) {
   const mine = exposure && exposure.guarantees;
   if (!mine || !mine.guarantees.length) return "";
+  const ever = (t, key, text) => (t[key] === undefined ? "—" : text(t[key]));
+  const currencies = Object.entries(mine.currencies || {}).map(([c, t]) => ({ dataset: { guarantorCurrency: c },
+    cells: [c, money(t.contingent, c), money(t.called, c), ever(t, "called_total", (v) => money(v, c)),
+      ever(t, "called_guarantees", String), String(t.active), String(t.proposed)] }));
   const lenders = mine.by_lender.map((row) => ({ dataset: { lender: row.did },
     cells: [row.name || partyLink(row.did), row.currency, money(row.contingent, row.currency),
       money(row.called, row.currency), String(row.active), String(row.proposed)] }));
@@ -777,7 +783,9 @@ function guarantorPanel(exposure, title) {
     cells: [loanLink(g.loan_id), g.loan_state, g.status, money(g.amount, g.currency), money(g.called, g.currency),
       money(g.contingent, g.currency)] }));
   return h("div", { class: "panel", id: "guarantor" }, h("h3", {}, title),
-    table(["lender", "currency", "contingent", "called", "active", "proposed"], lenders),
+    currencies.length ? table(["currency", "contingent", "called (live guarantees)", "called ever",
+      "guarantees called", "active", "proposed"], currencies) : "",
+    lenders.length ? table(["lender", "currency", "contingent", "called", "active", "proposed"], lenders) : "",
     table(["loan", "loan state", "status", "cap", "called", "contingent"], rows));
 }
 
@@ -941,17 +949,26 @@ function exposurePanel(exposure) {
   if (!exposure || !Object.keys(exposure.currencies).length && !Object.keys(exposure.written_off || {}).length) {
     return "";
   }
+  // rules 7: the part of it guarantees cover, per currency and per loan (an older node: no column)
+  const guaranteed = exposure.guaranteed;
+  const covered = (t, c) => (guaranteed ? [money(t ? t.guaranteed : 0, c)] : []);
   const totals = Object.entries(exposure.currencies).map(([c, t]) => ({ dataset: { currency: c },
     cells: [c, money(t.outstanding, c), money(t.committed, c), String(t.loans), String(t.overdue_loans),
-      String(t.defaulted_loans), money(t.penalty_due, c)] }));
+      String(t.defaulted_loans), money(t.penalty_due, c), ...covered(guaranteed && guaranteed[c], c)] }));
   const carriers = exposure.carriers.map((row) => ({ dataset: { carrier: row.did },
     cells: [row.name || partyLink(row.did), money(row.outstanding, row.currency),
       money(row.committed, row.currency), String(row.loans)] }));
+  const loans = (exposure.loans || []).map((l) => ({ dataset: { exposureLoan: l.loan_id },
+    cells: [loanLink(l.loan_id), l.state, money(l.outstanding, l.currency), money(l.penalty_due, l.currency),
+      positionStage(l), l.days_past_due ?? "—", ...(guaranteed ? [money(l.guaranteed ?? 0, l.currency)] : [])] }));
   return h("div", { class: "panel", id: "exposure" }, h("h3", {}, "Exposure across lenders"),
     totals.length
-      ? table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due"], totals)
+      ? table(["currency", "outstanding", "committed", "loans", "overdue", "defaulted", "penalty due",
+        ...(guaranteed ? ["guaranteed"] : [])], totals)
       : h("p", { class: "muted" }, "no live loans"),
     carriers.length ? table(["carried by", "outstanding", "committed", "loans"], carriers) : "",
+    loans.length ? table(["loan", "state", "outstanding", "penalty due", "stage", "days past due",
+      ...(guaranteed ? ["guaranteed"] : [])], loans) : "",
     coverageTable(exposure.collateral),
     forborneTable(exposure.forborne),
     stagesTable(exposure.stages),
@@ -966,15 +983,82 @@ function portfolioPanel(book) {
       String(t.overdue_loans), String(t.defaulted_loans), money(t.penalty_due, c)] }));
   const largest = Object.entries(book.largest_borrowers).flatMap(([c, list]) => list.map((row) => ({
     cells: [partyLink(row.did), money(row.principal, c)] })));
+  // loan.transfer offers from or to this lender not accepted yet (rules 4; an older node: none)
+  const transfers = (book.pending_transfers || []).map((t) => ({ dataset: { transfer: t.loan_id },
+    cells: [loanLink(t.loan_id), partyLink(t.lender), partyLink(t.to), blockLink(t.offered_height)] }));
   return h("div", { class: "panel", id: "portfolio" }, h("h3", {}, "Loans it services"),
     rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
     largest.length ? table(["largest borrowers", "principal"], largest) : "",
+    transfers.length ? [h("h3", {}, "Servicing transfers pending"),
+      table(["loan", "from", "to", "offered at"], transfers)] : "",
     coverageTable(book.collateral),
     forborneTable(book.forborne),
     stagesTable(book.stages),
     ageingTable(book.ageing),
     writtenOffTable(book.written_off));
+}
+
+// A registered party's record (queries.get_party): its KYC attestation, the consents it gave (each in force
+// or expired at the head block's time), its latest credit report, how many loans it applied for and its
+// repayments. An older node sends no consents and no count: none shown.
+function registeredRows(party) {
+  const kyc = party.kyc;
+  const report = party.credit_report;
+  const history = party.repayment_history;
+  return [
+    party.attestation && ["attestation", h("span", { class: "mono" }, party.attestation)],
+    ["KYC", kyc ? h("span", { id: "party-kyc" }, `level ${kyc.level}, attested by `, partyLink(kyc.attester),
+      " at ", blockLink(kyc.height), `, expires ${time(kyc.expires_ms)}, evidence `,
+      h("span", { class: "mono", title: kyc.evidence_hash }, short(kyc.evidence_hash, 16))) : "none"],
+    party.consents && ["consents", party.consents.length ? party.consents.map((c) => h("div",
+      { dataset: { consent: c.member } }, `${c.name || short(c.member, 24)}: ${c.scopes.join(", ")} until `
+      + `${time(c.until_ms)}, given at `, blockLink(c.height), " ", c.in_force ? pill("in force", "ok")
+      : pill("expired", "warn"))) : "none"],
+    ["credit report", report ? h("span", { id: "party-credit-report" }, `income band ${report.income_band}, `
+      + `debt-to-income ${percent(report.dti_bps)}, ${report.history_months} months of credit history, `
+      + `${report.obligations} obligations; reported by `, partyLink(report.reporter), " at ",
+    blockLink(report.height)) : "none"],
+    party.borrower_loans !== undefined && ["loans applied for", String(party.borrower_loans)],
+    history && ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`],
+  ];
+}
+
+// A member's record: its roles, its vote (the genesis's or admission's, then each change), its address,
+// admission and removal.
+function memberRecordRows(party) {
+  const changes = (party.voting_changes || []).map((c) =>
+    `; ${c.voting ? "votes" : "stops voting"} from block ${c.effective_height}`).join("");
+  return [
+    ["name", party.name],
+    ["roles", (party.roles || []).join(", ") || "none"],
+    ["voting", h("span", { id: "party-voting" }, (party.voting ? "votes" : "observer") + changes)],
+    ["public key", h("span", { class: "mono" }, party.public_key)],
+    party.address && ["address", h("span", { class: "mono" }, party.address)],
+    party.admitted_height && ["admitted", blockLink(party.admitted_height)],
+    party.removed_height && ["removed", h("span", { id: "party-removed" }, blockLink(party.removed_height),
+      `: ${party.removal_reason}`)],
+  ];
+}
+
+// A key a member rotated to: the member it signs for, and the heights it signs in.
+function memberKeyRows(party) {
+  return [
+    ["signs for", [party.member, " ", partyLink(party.member_did)]],
+    ["from block", blockLink(party.signs_from_height)],
+    ["replaced at", party.signs_until_height == null ? "— (signs now)" : blockLink(party.signs_until_height)],
+  ];
+}
+
+// The loans a borrower is repaying and their next unpaid instalments (queries.get_reminders), with each
+// loan's stage and days past due as of the head block. Amounts are in the loan's currency.
+function remindersPanel(party) {
+  const rows = (party.reminders || []).map((r) => ({ dataset: { reminder: r.loan_id },
+    cells: [loanLink(r.loan_id), r.state, positionStage(r), r.days_past_due ?? "—", money(r.penalty_due),
+      r.instalments.map((i) => h("div", {}, `#${i.number} due ${time(i.due_ms)}: ${money(i.amount)}`))] }));
+  if (!rows.length) return "";
+  return h("div", { class: "panel", id: "reminders" }, h("h3", {}, "Loans being repaid"),
+    table(["loan", "state", "stage", "days past due", "penalty due", "next instalments"], rows));
 }
 
 async function renderParty(did) {
@@ -992,17 +1076,17 @@ async function renderParty(did) {
   const positions = funds ? await api("/positions/" + encodeURIComponent(did)).catch(() => null) : null;
   const disputes = party.kind === "member"  // a party's come with it
     ? await api("/disputes/" + encodeURIComponent(did)).catch(() => null) : party.disputes;
-  const history = party.repayment_history;
   document.getElementById("view").replaceChildren(
     h("h2", {}, "Party"),
-    h("div", { class: "panel" }, kv([
+    h("div", { class: "panel", id: "party-record" }, kv([
       ["did", h("span", { class: "mono" }, party.did)],
-      ["kind", party.kind], ["role", party.role],
+      ["kind", party.kind], party.role && ["role", party.role],
       party.registered_height ? ["registered", blockLink(party.registered_height)] : null,
       ["next nonce", String(party.nonce)],
-      ["KYC", party.kyc ? JSON.stringify(party.kyc) : "none"],
-      history ? ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`] : null,
+      ...(party.kind === "member" ? memberRecordRows(party) : party.kind === "member_key" ? memberKeyRows(party)
+        : registeredRows(party)),
     ])),
+    remindersPanel(party),
     exposurePanel(exposure),
     guarantorPanel(exposure, party.kind === "member" ? "Bank guarantees it gives" : "Contingent exposure as guarantor"),
     portfolioPanel(book),
