@@ -77,7 +77,8 @@ def test_the_second_lender_is_refused_the_van_the_first_holds_until_its_loan_is_
         owed = client.get(f"/loans/{first}")["amount_owed"]
     repaid = lendchain_cli("loan", "repay", first, "--amount", str(owed), "--config", str(network[0]))
     assert repaid.returncode == 0, repaid.stderr
-    assert '"because": "closed"' in repaid.stdout
+    released = [line for line in repaid.stdout.splitlines() if "event: collateral.released:" in line]
+    assert len(released) == 1 and f"asset {van}, because closed, loan_id {first}" in released[0]
     shown = lendchain_cli("collateral", "show", van, *node).stdout
     assert f"asset {van} (vehicle): 1 lien" in shown and first not in shown
 
