@@ -69,6 +69,7 @@ from lendchain.node.network_link import (
     quietly,
 )
 from lendchain.node.network_members import ADDR_TTL, MemberSet
+from lendchain.node.network_mux import ReaderFirstYamux
 from lendchain.node.network_wire import (
     FrameKind,
     FrameReader,
@@ -245,6 +246,7 @@ class Network(InboundStreams, GossipSide, MemberSet):
             "members": len(members),  # the other consortium nodes: all connected when healthy
             "queued": sum(len(link.queue) for link in self._links.values()),
             "gossip_peers": len(self.gossip_members()),
+            "yamux_replies_queued": ReaderFirstYamux.queued_total,
         }
 
     def member_stats(self) -> dict[str, dict[str, int]]:

@@ -40,6 +40,10 @@ class ReplyQueueFull(RawConnError):
 
 
 class ReaderFirstYamux(Yamux):
+    # Answers the readers of this process's connections queued instead of writing inline (one
+    # node per process): ``Network.stats`` shows it as ``lendchain_p2p_yamux_replies_queued``.
+    queued_total = 0
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._reader: trio.lowlevel.Task | None = None
@@ -71,6 +75,7 @@ class ReaderFirstYamux(Yamux):
             )
         self._replies.append(frame)
         self.replies_deferred += 1
+        ReaderFirstYamux.queued_total += 1
         if not self._replying and self._nursery is not None:
             try:
                 self._nursery.start_soon(self._write_replies)

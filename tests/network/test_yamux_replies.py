@@ -164,10 +164,13 @@ def test_py_libp2p_yamux_deadlocks_when_both_readers_answer_a_ping():
 
 def test_the_same_traffic_gets_through_with_one_ping_and_with_many():
     for pings in (1, 50):
+        before = ReaderFirstYamux.queued_total
         done, sides = trio.run(_both_ways_with_pings, ReaderFirstYamux, 1000, pings)
         assert done, f"{pings} pings"
-        # Every answer went through the reply queue, none inline.
+        # Every answer went through the reply queue, none inline; the process-wide count
+        # (lendchain_p2p_yamux_replies_queued) adds them up.
         assert all(side.replies_deferred >= pings for side in sides)
+        assert ReaderFirstYamux.queued_total - before == sum(side.replies_deferred for side in sides)
 
 
 def test_without_pings_the_traffic_got_through_anyway():
@@ -234,5 +237,6 @@ def test_members_connect_over_the_reader_first_muxer():
             swarm = node0.network._host.get_network()
             (conn,) = swarm.get_connections(node1.network.my_peer_id)
             assert type(conn.muxed_conn) is ReaderFirstYamux
+            assert node0.network.stats()["yamux_replies_queued"] == ReaderFirstYamux.queued_total
 
     trio.run(main)
