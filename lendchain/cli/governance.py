@@ -131,6 +131,9 @@ def describe_params(view: dict[str, Any]) -> str:
             source = f"changed by proposal {row['proposal_id'][:16]} at height {row['changed_height']}"
         current = as_text(row["name"], row["value"]) if _readable(row) else json.dumps(row["value"])
         default = as_text(row["name"], row["default"])
+        if row["name"].endswith("_ms") and _readable(row):  # milliseconds, as params.set takes them
+            current += f" ({duration_text(row['value'])})"
+            default += f" ({duration_text(row['default'])})"
         changeable = "params.set changes it" if row["changeable"] else "fixed"
         lines.append(f"{row['name']:<26} {current:<24} default {default:<14} {source}; {changeable}")
         for era in row.get("earlier_loans", ()):
@@ -138,6 +141,18 @@ def describe_params(view: dict[str, Any]) -> str:
                 f"{'':<26} loans disbursed up to {time_text(era['disbursed_until_ms'])} keep {era['value']}"
             )
     return "\n".join(lines)
+
+
+def duration_text(ms: int) -> str:
+    """A duration in milliseconds as days, hours, minutes and seconds: ``604800000`` is "7 d"."""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds, parts = ms // 1000, []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts)
 
 
 def _readable(row: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from lendchain.cli import governance as gov_cli
 from lendchain.cli import main
+from lendchain.cli.governance import duration_text
 from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.params import PARAMS
 from lendchain.node.config import load_genesis
@@ -53,9 +54,31 @@ def test_a_change_is_proposed_executed_and_shown_with_its_proposal(monkeypatch):
     assert shown[5] == (
         f"{'key_rotation_delay_blocks':<26} {'5':<24} default {'20':<14} set by the genesis; fixed"
     )
+    # A duration in milliseconds (as params.set takes it) also reads as days and hours.
+    (voting,) = [line for line in shown if line.startswith("voting_period_ms ")]
+    assert voting == (
+        f"{'voting_period_ms':<26} {'604800000 (7 d)':<24} default {'604800000 (7 d)':<14} the default; "
+        "params.set changes it"
+    )
     one = json.loads(cli("--json", "gov", "params", "currencies").output)
     assert one["parameters"][0]["value"] == ["EUR", "USD", "JPY"]
     assert one["parameters"][0]["proposal_id"] == proposal_id
+
+
+@pytest.mark.parametrize(
+    "ms, text",
+    [
+        (0, "0 ms"),
+        (999, "999 ms"),
+        (1000, "1 s"),
+        (90_000, "1 min 30 s"),
+        (129_600_000, "1 d 12 h"),
+        (2_592_000_000, "30 d"),
+        (93_784_005, "1 d 2 h 3 min 4 s"),
+    ],
+)
+def test_duration_text(ms, text):
+    assert duration_text(ms) == text
 
 
 def test_servicing_terms_changed_say_what_earlier_loans_keep(monkeypatch):
