@@ -74,7 +74,34 @@ def exposure_text(view: dict[str, Any]) -> str:
             f"  loans {row['loans']}"
         )
     lines += guarantor_lines(view)  # rules 7
+    lines += exposure_loan_lines(view)
     return "\n".join(lines)
+
+
+def exposure_loan_lines(view: dict[str, Any]) -> list[str]:
+    """The borrower's loans one by one: id, state, what it counts for, stage and days past due."""
+    rows = view.get("loans", [])
+    lines = [f"loans ({len(rows)})"] if rows else []
+    for row in rows:
+        field = next(f for f in ("outstanding", "committed", "written_off") if f in row)
+        cells = [
+            f"  {row['loan_id'][:16]}  {row['state']:<11} {row['currency']}  "
+            f"{field.replace('_', ' ')} {row[field]} of {row['amount']}"
+        ]
+        if row.get("days_past_due"):
+            cells.append(f"{row['days_past_due']} days past due")
+        if row.get("stage") is not None:
+            cells.append(f"stage {row['stage']}")
+        if row.get("penalty_due"):
+            cells.append(f"penalty due {row['penalty_due']}")
+        if row.get("forbearance"):
+            cells.append(f"forbearance {row['forbearance'].replace('_', '-')}")
+        if row.get("guaranteed"):
+            cells.append(f"guaranteed {row['guaranteed']}")
+        if "recovered" in row:
+            cells.append(f"recovered {row['recovered']}, net loss {row['net_principal']}")
+        lines.append("  ".join(cells))
+    return lines
 
 
 def totals_text(currency: str, t: dict[str, int]) -> str:

@@ -161,3 +161,17 @@ def test_block_show_prints_a_block_and_refuses_what_is_no_block(monkeypatch, wor
             refused.output
         )
     assert paths == ["/blocks/2", f"/blocks/{second.hash().hex()}", "/blocks/head", "/blocks/2"]
+
+
+def test_party_exposure_lists_the_borrowers_loans_one_by_one(monkeypatch, world):
+    chain, members, borrower, loan_id = world
+    use_chain(monkeypatch, chain)
+    view = queries.lookup(chain.state, "exposure", borrower.did, as_of_ms=chain.head_ms)
+    (row,) = view["loans"]
+    text = run("party", "exposure", borrower.did)
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[-2:] == [
+        "loans (1)",
+        f"  {loan_id[:16]}  disbursed   EUR  outstanding {row['outstanding']} of {row['amount']}  stage 1",
+    ]

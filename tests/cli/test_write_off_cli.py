@@ -67,6 +67,9 @@ def test_the_servicer_writes_a_loan_off_and_show_portfolio_and_exposure_report_i
         "  no live loans (nothing disbursed or committed)",
         "  EUR  written off: " + totals.format(""),
         nothing_back,
+        "loans (1)",
+        f"  {loan_id[:16]}  written_off EUR  written off {lost['principal']} of {lost['principal']}"
+        f"  recovered 0, net loss {lost['principal']}",
     ]
 
 
