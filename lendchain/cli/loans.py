@@ -39,7 +39,7 @@ from lendchain.cli._common import (
 )
 from lendchain.cli.collateral import collateral_lines
 from lendchain.cli.guarantees import guarantee_lines
-from lendchain.cli.parties import member_names, party_text
+from lendchain.cli.parties import member_names, names_needed, party_text
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -98,7 +98,7 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
     with client_from(kw) as client:
         view = client.get(ref_path("/parties", did))
         as_text = not ctx.find_root().params.get("as_json")
-        names = member_names(client) if as_text and view.get("kind") == "party" else {}
+        names = member_names(client) if as_text and names_needed(view) else {}
     emit(ctx, view, lambda v: party_text(v, names))
 
 

@@ -135,24 +135,37 @@ def moved_to(reader: StateReader, name: str) -> dict[str, str]:
 
 
 def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any]:
-    """A party's KYC attestation, the consents it gave (``identity.consents_of``), latest credit
-    report, how many loans it applied for (``borrower_loans``), repayment history, explained score
-    and, from rules 7, its disputes of its credit reports (``dispute_records.subject_disputes``:
-    counts and the newest), the consents, score and disputes judged at ``as_of_ms``."""
+    """A party's KYC attestation (with its attesting member's name, ``attester_name``), the consents
+    it gave (``identity.consents_of``), latest credit report (with its reporter's name,
+    ``reporter_name``), how many loans it applied for (``borrower_loans``), repayment history,
+    explained score and, from rules 7, its disputes of its credit reports
+    (``dispute_records.subject_disputes``: counts and the newest), the consents, score and disputes
+    judged at ``as_of_ms``. The names are read here, not stored: a reader needs no member list."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
 
     return {
-        "kyc": to_json(get(kyc_key(did))),
+        "kyc": _named_by(get, get(kyc_key(did)), "attester"),
         "consents": consents_of(get, did, as_of_ms),
         "borrower_loans": pagedlist.length(get, borrower_loans_key(did)),
-        "credit_report": to_json(get(credit_key(did))),
+        "credit_report": _named_by(get, get(credit_key(did)), "reporter"),
         "repayment_history": repayment_history(get, did),
         "credit_score": score_of(get, did, as_of_ms).to_value(),
         "disputes": subject_disputes(get, did, as_of_ms),
         "reminders": (get_reminders(reader, did, as_of_ms) or {"loans": []})["loans"],
     }
+
+
+def _named_by(
+    get: Callable[[bytes], Any], record: dict[str, Any] | None, field: str
+) -> dict[str, Any] | None:
+    """``record`` as JSON with the name of the member its ``field`` holds the DID of (``{field}_name``;
+    None if that DID is no member's, which the ledger does not let happen)."""
+    if record is None:
+        return None
+    institution = get(institution_key(record[field]))
+    return {**to_json(record), f"{field}_name": institution["name"] if institution else None}
 
 
 def get_score(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
