@@ -3,7 +3,8 @@
 Found by running every command against a node: a reference was pasted into
 the URL unescaped, so ``loan show ../status`` fetched ``/status`` (and failed
 on it with a traceback, or printed it with ``--json``) and ``party show
-'x?from=1'`` sent a query parameter; ``gov show open`` printed a traceback;
+'x?from=1'`` sent a query parameter; escaped, a reference holding a ``/`` got
+the node's "no route GET /loans/ab/cd"; ``gov show open`` printed a traceback;
 ``block show raw`` printed ``/blocks/raw``; ``block show`` printed the view as
 JSON without ``--json``.
 """
@@ -31,6 +32,7 @@ def world():
     return chain, members, borrower, loan_id
 
 
+NOT_HEX = "is not hex: a {} is 64 hex digits (32 bytes)"
 NOT_A_DID = "'{}' is not a did:key (expected 'did:key:z…'): this route takes a party's or a member's did:key"
 
 
@@ -41,17 +43,37 @@ def run(*args: str):
 @pytest.mark.parametrize(
     ("args", "asked", "error"),
     [
-        (("loan", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (
+            ("loan", "show", "../status"),
+            "/loans/..%2Fstatus",
+            "loan id '../status' " + NOT_HEX.format("loan id"),
+        ),
+        (("loan", "show", "ab/cd"), "/loans/ab%2Fcd", "loan id 'ab/cd' " + NOT_HEX.format("loan id")),
         (
             ("loan", "show", ".."),
             "/loans/%2E%2E",
             "loan id '..' is not hex: a loan id is 64 hex digits (32 bytes)",
         ),
-        (("fund", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (
+            ("fund", "show", "../status"),
+            "/loans/..%2Fstatus",
+            "loan id '../status' " + NOT_HEX.format("loan id"),
+        ),
         (("party", "show", "x?from=1"), "/parties/x%3Ffrom%3D1", NOT_A_DID.format("x?from=1")),
+        (("party", "show", "x/y"), "/parties/x%2Fy", NOT_A_DID.format("x/y")),
+        (
+            ("party", "show", "did:key:z6Mk/x"),
+            "/parties/did:key:z6Mk%2Fx",
+            "'did:key:z6Mk/x' is not valid base58btc: this route takes a party's or a member's did:key",
+        ),
         (("party", "exposure", "x#y"), "/exposure/x%23y", NOT_A_DID.format("x#y")),
-        (("gov", "members", "bank1/../../status"), "/members/bank1%2F..%2F..%2Fstatus", None),
-        (("tx", "show", ".."), "/txs/%2E%2E", "tx id '..' is not hex: a tx id is 64 hex digits (32 bytes)"),
+        (
+            ("gov", "members", "bank1/../../status"),
+            "/members/bank1%2F..%2F..%2Fstatus",
+            "no member bank1/../../status",
+        ),
+        (("tx", "show", ".."), "/txs/%2E%2E", "tx id '..' " + NOT_HEX.format("tx id")),
+        (("tx", "show", "ab/cd"), "/txs/ab%2Fcd", "tx id 'ab/cd' " + NOT_HEX.format("tx id")),
     ],
 )
 def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked, error):
@@ -154,7 +176,7 @@ def test_block_show_prints_a_block_and_refuses_what_is_no_block(monkeypatch, wor
     as_json = run("--json", "block", "show", "2")
     assert json.loads(as_json.output)["hash"] == second.hash().hex()
 
-    for ref in ("raw", "latest", "1.5", "ab" * 31):
+    for ref in ("raw", "latest", "1.5", "ab" * 31, "1/2"):
         refused = run("block", "show", ref)
         assert refused.exit_code == 2, refused.output
         assert f"{ref!r} is no block: give a height, a block hash (64 hex digits) or 'head'" in (

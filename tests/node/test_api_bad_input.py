@@ -230,6 +230,37 @@ def test_well_formed_refs_that_name_nothing_are_404s_that_say_so(world):
         assert response.json() == {"error": "not_found", "message": message}
 
 
+def test_a_ref_holding_an_escaped_slash_gets_its_routes_sentence_not_no_route(world):
+    """The server decodes ``%2F`` before routing: ``/loans/ab%2Fcd`` answered "no route GET /loans/ab/cd",
+    and ``/portfolio/<x>%2Floans`` answered as ``/portfolio/<x>/loans``, the book of ``x``."""
+    portfolio = f"/portfolio/{world.lender}%2Floans"
+    cases = [
+        ("/loans/ab%2Fcd", 400, "loan id 'ab/cd' is not hex: a loan id is 64 hex digits (32 bytes)"),
+        ("/loans/..%2Fstatus", 400, "loan id '../status' is not hex: a loan id is 64 hex digits (32 bytes)"),
+        ("/txs/ab%2fcd", 400, "tx id 'ab/cd' is not hex: a tx id is 64 hex digits (32 bytes)"),
+        ("/blocks/1%2F2", 400, "block '1/2' is no height, block hash (64 hex digits) or 'head'"),
+        (
+            f"/parties/{GOOD_DID}%2Fx",
+            400,
+            f"'{GOOD_DID}/x' is not valid base58btc: this route takes a party's or a member's did:key",
+        ),
+        (portfolio, 400, "/loans' is not valid base58btc: this route takes a party's or a member's did:key"),
+        (
+            portfolio + "/loans",
+            400,
+            "/loans' is not valid base58btc: this route takes a party's or a member's",
+        ),
+        ("/members/bank1%2F..", 404, "no member bank1/.."),  # no name has a '/'
+        ("/params/a%2Fb", 404, "no chain parameter a/b"),
+        ("/loans%2Fab", 404, "no route GET /loans%2Fab"),  # not in a reference: /loans/ab is no route
+    ]
+    responses = call(world.app, [("GET", path, {}) for path, *_ in cases])
+    for (path, status, message), response in zip(cases, responses, strict=True):
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"] == ("bad_request" if status == 400 else "not_found")
+        assert message in response.json()["message"], (path, response.json())
+
+
 def test_well_formed_refs_are_answered_capitals_and_all(world):
     """The other side of the table: the parsing at the edge takes what it should."""
     head = call(world.app, [("GET", "/blocks/head", {})])[0].json()
