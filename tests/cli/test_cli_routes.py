@@ -195,5 +195,5 @@ def test_party_exposure_lists_the_borrowers_loans_one_by_one(monkeypatch, world)
     lines = text.output.splitlines()
     assert lines[-2:] == [
         "loans (1)",
-        f"  {loan_id[:16]}  disbursed   EUR  outstanding {row['outstanding']} of {row['amount']}  stage 1",
+        f"  {loan_id[:16]}  disbursed   EUR  outstanding {row['outstanding']} of {row['amount']}  stage 1, 0 days past due",
     ]
