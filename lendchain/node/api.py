@@ -64,6 +64,10 @@ _READS = ("GET", "HEAD", "OPTIONS")
 CONSOLE_DIR = Path(__file__).parent / "console"
 _CONSOLE_PREFIX = "/console"
 _TAKEN = ("accepted", "known")
+# The most a page of each paged route holds (``?limit=``): block views, raw blocks, commits.
+BLOCKS_PAGE_MAX = 500
+RAW_BLOCKS_PAGE_MAX = 1000
+COMMITS_PAGE_MAX = 1000
 
 
 class NodeFacade(Protocol):
@@ -419,18 +423,18 @@ def build_app(
 
     async def blocks(request: Request) -> Any:
         start = int_param(request, "from", 1, 0, HEIGHT_MAX)
-        limit = int_param(request, "limit", 20, 1, 500)
+        limit = int_param(request, "limit", 20, 1, BLOCKS_PAGE_MAX)
         return {"blocks": node.blocks(start, limit)}
 
     async def raw_blocks(request: Request) -> Any:
         start = int_param(request, "from", 1, 1, HEIGHT_MAX)
-        limit = int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, RAW_BLOCKS_PAGE_MAX)
         return node.raw_blocks(start, limit)
 
     async def commits(request: Request) -> Any:
         since = int_param(request, "since", 0, 0, HEIGHT_MAX)
         wait_ms = int_param(request, "wait_ms", 0, 0, 60_000)
-        limit = int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, COMMITS_PAGE_MAX)
         if wait_ms:
             await node.wait_for_height(since + 1, wait_ms / 1000)
         return node.commits_since(since, limit)

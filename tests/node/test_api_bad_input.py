@@ -23,8 +23,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.ledger.transactions import check_stateless, decode_transaction
-from lendchain.node.api import build_app
+from lendchain.node.api import BLOCKS_PAGE_MAX, COMMITS_PAGE_MAX, RAW_BLOCKS_PAGE_MAX, build_app
 from lendchain.node.api_input import HEIGHT_MAX
 from lendchain.node.backup import NodeBackups
 from lendchain.node.config import ApiLimits, MempoolConfig
@@ -325,16 +326,20 @@ def test_a_parameter_given_twice_is_refused_rather_than_the_last_one_taken(world
 def test_the_largest_values_in_range_are_answered_not_crashed_on(world):
     book = f"/portfolio/{world.lender}/loans"
     requests = [
-        ("/blocks", {"from": HEIGHT_MAX, "limit": 500}),
-        ("/blocks/raw", {"from": HEIGHT_MAX, "limit": 1000}),
-        ("/commits", {"since": HEIGHT_MAX, "limit": 1000}),
-        (book, {"from": HEIGHT_MAX, "limit": 2000}),
+        ("/blocks", {"from": HEIGHT_MAX, "limit": BLOCKS_PAGE_MAX}),
+        ("/blocks/raw", {"from": HEIGHT_MAX, "limit": RAW_BLOCKS_PAGE_MAX}),
+        ("/commits", {"since": HEIGHT_MAX, "limit": COMMITS_PAGE_MAX}),
+        (book, {"from": HEIGHT_MAX, "limit": BOOK_PAGE_MAX}),
     ]
     blocks, raw, commits, page = call(world.app, [("GET", path, {"params": p}) for path, p in requests])
     assert blocks.status_code == 200 and blocks.json() == {"blocks": []}
     assert raw.status_code == 200 and raw.json()["blocks"] == []
     assert commits.status_code == 200 and commits.json()["commits"] == []
     assert page.status_code == 200 and page.json()["loans"] == [] and page.json()["next"] is None
+    # One more than a page holds is refused, naming the most.
+    over = call(world.app, [("GET", path, {"params": {"limit": p["limit"] + 1}}) for path, p in requests])
+    for (_, p), response in zip(requests, over, strict=True):
+        assert_refused(response, 400, "bad_request", f"'limit' must be an integer from 1 to {p['limit']}")
 
 
 # -- bodies ---------------------------------------------------------------------------------------
