@@ -849,10 +849,10 @@ async function renderLoan(id) {
       h("div", { class: "panel" }, h("h3", {}, "Parties"), kv([
         ["loan id", h("span", { class: "mono" }, loan.loan_id)],
         ["borrower", partyLink(loan.borrower)],
-        ["lender", partyLink(loan.lender)],
+        ["lender", memberOf(loan.lender_name, loan.lender)],
         loan.transfer && [
             loan.transfer.status === "pending" ? "transfer offered to" : "transfer lapsed (was offered to)",
-            partyLink(loan.transfer.to),
+            memberOf(loan.transfer.to_name, loan.transfer.to),
         ],
         ["purpose", loan.purpose || "—"],
         ["applied", time(loan.applied_ms)],
