@@ -73,8 +73,6 @@ def run(*args: str):
             "/members/bank1%2F..%2F..%2Fstatus",
             "no member bank1/../../status",
         ),
-        (("tx", "show", ".."), "/txs/%2E%2E", "tx id '..' " + NOT_HEX.format("tx id")),
-        (("tx", "show", "ab/cd"), "/txs/ab%2Fcd", "tx id 'ab/cd' " + NOT_HEX.format("tx id")),
     ],
 )
 def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked, error):
@@ -88,6 +86,18 @@ def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked
         if error is not None:
             assert answer.output.strip() == f"Error: {error}"
     assert paths == [asked, asked]
+
+
+@pytest.mark.parametrize("command", ["show", "status", "wait"])
+def test_a_tx_command_refuses_what_is_no_tx_id_before_asking(monkeypatch, world, command):
+    """``tx show stream`` asked ``GET /txs/stream`` and printed that the stream is a WebSocket."""
+    chain, *_ = world
+    paths = use_chain(monkeypatch, chain)
+    for ref in ("stream", "check", "..", "ab/cd", "ab" * 31):
+        refused = run("tx", command, ref)
+        assert refused.exit_code == 2, refused.output
+        assert f"{ref!r} is no tx id: a tx id is 64 hex digits (32 bytes)" in refused.output
+    assert paths == []
 
 
 def test_a_did_and_a_star_still_reach_their_views(monkeypatch, world):
