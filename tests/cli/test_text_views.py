@@ -169,3 +169,22 @@ def test_tx_show_and_block_show_print_each_event_as_text(monkeypatch, world):
         for event in events
     ]
     assert not any(line.lstrip().startswith("{") for line in block)
+
+
+def test_score_and_reminders_name_the_member_a_did_is_instead_of_a_party(monkeypatch, world):
+    """Both said "is a consortium member" of a member's rotated key too, and named no member."""
+    chain, members, *_ = world
+    new_key = seeded_key(42)
+    rotate_bank2(chain, members, new_key)
+    use_chain(monkeypatch, chain)
+    for command, what in ((("score", "explain"), "score"), (("servicing", "reminders"), "reminders")):
+        for did, said in (
+            (members[0].did, f"{members[0].did} is consortium member bank1, not a registered party"),
+            (
+                new_key.did,
+                f"{new_key.did} is a key consortium member bank2 signs with, not a registered party",
+            ),
+        ):
+            refused = CliRunner().invoke(main, [*command, did])
+            assert refused.exit_code == 1, refused.output
+            assert refused.output.strip() == f"Error: {said}; it has no {what}"
