@@ -26,6 +26,15 @@ from lendchain.consensus.quorum import faulty
 from lendchain.ledger.dispute_records import time_text
 
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
+_TX_ID = _BLOCK_HASH  # both are sha256 digests
+
+
+def _tx_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A TX_ID argument, checked here: ``/txs/stream`` and ``/txs/check`` are routes of their own, so
+    ``tx show stream`` would be answered that the stream is a WebSocket."""
+    if not _TX_ID.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is no tx id: a tx id is 64 hex digits (32 bytes)")
+    return value
 
 
 @click.command()
@@ -182,7 +191,7 @@ def _check_text(answer: dict[str, Any]) -> str:
 
 
 @tx.command("show")
-@click.argument("tx_id")
+@click.argument("tx_id", callback=_tx_id)
 @click.option("--wait", "wait_s", default=0.0, help="Wait up to this many seconds for it to commit.")
 @client_options
 @click.pass_context
@@ -320,7 +329,7 @@ def verify_chain(ctx: click.Context, config_path: str, data_dir: str | None) -> 
 
 
 @tx.command("status")
-@click.argument("tx_id")
+@click.argument("tx_id", callback=_tx_id)
 @client_options
 @click.pass_context
 @user_errors
@@ -331,7 +340,7 @@ def tx_status(ctx: click.Context, tx_id: str, **kw: Any) -> None:
 
 
 @tx.command("wait")
-@click.argument("tx_id")
+@click.argument("tx_id", callback=_tx_id)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait.")
 @client_options
 @click.pass_context

@@ -98,8 +98,10 @@ def _latest_report(party: dict[str, Any], member: str | None, height: int | None
     if report is None:
         raise click.ClickException(f"{party['did']} has no credit report to dispute")
     if member is not None and member != report["reporter"]:
+        name = report.get("reporter_name")  # none from a node of an older release
+        reporter = f"{name} ({report['reporter']})" if name else report["reporter"]
         raise click.ClickException(
-            f"{party['did']}'s latest credit report is by {report['reporter']}, not {member}: "
+            f"{party['did']}'s latest credit report is by {reporter}, not {member}: "
             "only the latest report can be disputed"
         )
     if height is not None and height != report["height"]:

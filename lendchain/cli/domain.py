@@ -179,8 +179,16 @@ def score_explain(ctx: click.Context, did: str, **kw: Any) -> None:
     with client_from(kw) as client:
         party = client.get(ref_path("/parties", did))
     if "credit_score" not in party:
-        raise click.ClickException(f"{did} is a consortium member, not a registered party; it has no score")
+        raise click.ClickException(f"{_no_party(party)}; it has no score")
     emit(ctx, {"did": did, **party["credit_score"]}, describe_score)
+
+
+def _no_party(view: dict[str, Any]) -> str:
+    """What a ``GET /parties/{did}`` view that is no registered party's is: a member's DID, by the
+    member's name, or a key a member rotated to, naming the member it signs for."""
+    if view["kind"] == "member_key":
+        return f"{view['did']} is a key consortium member {view['member']} signs with, not a registered party"
+    return f"{view['did']} is consortium member {view['name']}, not a registered party"
 
 
 # policies ------------------------------------------------------------------------
@@ -390,9 +398,7 @@ def servicing_reminders(ctx: click.Context, did: str, **kw: Any) -> None:
     with client_from(kw) as client:
         party = client.get(ref_path("/parties", did))
     if "reminders" not in party:
-        raise click.ClickException(
-            f"{did} is a consortium member, not a registered party; it has no reminders"
-        )
+        raise click.ClickException(f"{_no_party(party)}; it has no reminders")
     emit(ctx, {"did": did, "reminders": party["reminders"]}, describe_reminders)
 
 

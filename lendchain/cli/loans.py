@@ -39,7 +39,7 @@ from lendchain.cli._common import (
 )
 from lendchain.cli.collateral import collateral_lines
 from lendchain.cli.guarantees import guarantee_lines
-from lendchain.cli.parties import member_names, party_text
+from lendchain.cli.parties import member_names, names_needed, party_text
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -98,7 +98,7 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
     with client_from(kw) as client:
         view = client.get(ref_path("/parties", did))
         as_text = not ctx.find_root().params.get("as_json")
-        names = member_names(client) if as_text and view.get("kind") == "party" else {}
+        names = member_names(client) if as_text and names_needed(view) else {}
     emit(ctx, view, lambda v: party_text(v, names))
 
 
@@ -515,7 +515,7 @@ def loan_text(v: dict[str, Any]) -> str:
         "interest_paid",
     ):
         if v.get(key) is not None:
-            lines.append(f"  {key:<15} {v[key]}")
+            lines.append(f"  {key:<15} {_named(v[key], v.get('lender_name')) if key == 'lender' else v[key]}")
     lines += stage_lines_of_loan(v)
     lines += collateral_lines(v)
     lines += guarantee_lines(v)
@@ -532,9 +532,15 @@ def loan_text(v: dict[str, Any]) -> str:
     if transfer is not None:
         status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
         lines.append(
-            f"  {'transfer':<15} to {transfer['to']}, offered at height {transfer['height']} ({status})"
+            f"  {'transfer':<15} to {_named(transfer['to'], transfer.get('to_name'))}, offered at height "
+            f"{transfer['height']} ({status})"
         )
     return "\n".join(lines + forbearance_lines(v))
+
+
+def _named(did: str, name: str | None) -> str:
+    """A member as ``name (did)``; its DID alone from a node of an older release, which names none."""
+    return f"{name} ({did})" if name else did
 
 
 def _recoveries_text(loan: dict[str, Any]) -> list[str]:

@@ -1,5 +1,6 @@
 """What ``lendchain party show`` prints of a party's view (``GET /parties/{did}``), and the names it
-uses for members.
+uses for members: the view's own (``attester_name``, ``reporter_name``), or from an older node,
+which answers without them, ``GET /members/*``'s.
 
 Three kinds of DID answer: a registered ``party`` (a borrower or investor: its
 registration, KYC attestation, consents, latest credit report, repayment
@@ -25,8 +26,20 @@ def member_names(client: Any) -> dict[str, str]:
     return {member["did"]: member["name"] for member in client.get("/members/*")["members"]}
 
 
+def names_needed(view: dict[str, Any]) -> bool:
+    """Whether ``party_text`` needs ``member_names`` for ``view``: a node of an older release answers
+    a party's KYC attestation and credit report without their members' names (``attester_name``,
+    ``reporter_name``)."""
+    kyc, report = view.get("kyc"), view.get("credit_report")
+    return view.get("kind") == "party" and (
+        (kyc is not None and "attester_name" not in kyc)
+        or (report is not None and "reporter_name" not in report)
+    )
+
+
 def party_text(view: dict[str, Any], names: dict[str, str] | None = None) -> str:
-    """The view as lines an operator reads; ``names`` gives the members' names by DID."""
+    """The view as lines an operator reads; ``names`` gives the members' names by DID where the view
+    has none (``names_needed``)."""
     names = names or {}
     if view["kind"] == "member":
         lines = _member_lines(view)
@@ -45,8 +58,10 @@ def _more(text: str) -> str:
     return " " * LABEL + text
 
 
-def _who(did: str, names: dict[str, str]) -> str:
-    return f"{names[did]} ({did})" if did in names else did
+def _who(did: str, name: str | None, names: dict[str, str]) -> str:
+    """A member as ``name (did)``: the name the view gives, else the one ``names`` has, else the DID alone."""
+    name = name or names.get(did)
+    return f"{name} ({did})" if name else did
 
 
 def _party_lines(view: dict[str, Any], names: dict[str, str]) -> list[str]:
@@ -70,11 +85,9 @@ def _party_lines(view: dict[str, Any], names: dict[str, str]) -> list[str]:
 def _kyc_lines(kyc: dict[str, Any] | None, names: dict[str, str]) -> list[str]:
     if kyc is None:
         return [_row("KYC", "none")]
+    attester = _who(kyc["attester"], kyc.get("attester_name"), names)
     return [
-        _row(
-            "KYC",
-            f"level {kyc['level']}, attested by {_who(kyc['attester'], names)} at block {kyc['height']}",
-        ),
+        _row("KYC", f"level {kyc['level']}, attested by {attester} at block {kyc['height']}"),
         _more(f"expires {time_text(kyc['expires_ms'])}, evidence sha256 {kyc['evidence_hash']}"),
     ]
 
@@ -99,8 +112,9 @@ def _consent_lines(consents: list[dict[str, Any]] | None) -> list[str]:
 def _report_lines(report: dict[str, Any] | None, names: dict[str, str]) -> list[str]:
     if report is None:
         return [_row("credit", "no credit report")]
+    reporter = _who(report["reporter"], report.get("reporter_name"), names)
     return [
-        _row("credit", f"reported by {_who(report['reporter'], names)} at block {report['height']}"),
+        _row("credit", f"reported by {reporter} at block {report['height']}"),
         _more(
             f"income band {report['income_band']}, debt-to-income {report['dti_bps']} bps, "
             f"{report['history_months']} months of credit history, {report['obligations']} obligations"

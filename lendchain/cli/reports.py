@@ -79,7 +79,8 @@ def exposure_text(view: dict[str, Any]) -> str:
 
 
 def exposure_loan_lines(view: dict[str, Any]) -> list[str]:
-    """The borrower's loans one by one: id, state, what it counts for, stage and days past due."""
+    """The borrower's loans one by one: id, state, what it counts for, stage and days past due
+    (``stage_text``)."""
     rows = view.get("loans", [])
     lines = [f"loans ({len(rows)})"] if rows else []
     for row in rows:
@@ -88,10 +89,9 @@ def exposure_loan_lines(view: dict[str, Any]) -> list[str]:
             f"  {row['loan_id'][:16]}  {row['state']:<11} {row['currency']}  "
             f"{field.replace('_', ' ')} {row[field]} of {row['amount']}"
         ]
-        if row.get("days_past_due"):
-            cells.append(f"{row['days_past_due']} days past due")
-        if row.get("stage") is not None:
-            cells.append(f"stage {row['stage']}")
+        stage = stage_text(row)
+        if stage:
+            cells.append(stage)
         if row.get("penalty_due"):
             cells.append(f"penalty due {row['penalty_due']}")
         if row.get("forbearance"):
@@ -184,14 +184,22 @@ def share_stage_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
-def position_stage_text(position: dict[str, Any]) -> str:
-    """A position's (or a listed loan's) stage and days past due, for its line: a commitment's stage
-    alone (nothing is due on it yet); nothing for a loan without a stage."""
-    if position.get("stage") is None:
+def stage_text(row: dict[str, Any]) -> str:
+    """A loan's IFRS 9 stage and days past due as a row of a view gives them (a loan of a borrower's
+    exposure, a funder's position, a party's live loan): ``stage 2, 45 days past due``; a commitment's
+    stage alone (nothing is due on it yet); empty for a loan without a stage, or from a node of a
+    release that does not stage loans."""
+    if row.get("stage") is None:
         return ""
-    if position.get("days_past_due") is None:
-        return f", stage {position['stage']} (commitment)"
-    return f", stage {position['stage']}, {position['days_past_due']} days past due"
+    if row.get("days_past_due") is None:
+        return f"stage {row['stage']} (commitment)"
+    return f"stage {row['stage']}, {row['days_past_due']} days past due"
+
+
+def position_stage_text(position: dict[str, Any]) -> str:
+    """``stage_text`` to end a position's (or a listed loan's) line: after a comma, when there is one."""
+    stage = stage_text(position)
+    return f", {stage}" if stage else ""
 
 
 def portfolio_text(view: dict[str, Any]) -> str:

@@ -135,24 +135,39 @@ def moved_to(reader: StateReader, name: str) -> dict[str, str]:
 
 
 def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any]:
-    """A party's KYC attestation, the consents it gave (``identity.consents_of``), latest credit
-    report, how many loans it applied for (``borrower_loans``), repayment history, explained score
-    and, from rules 7, its disputes of its credit reports (``dispute_records.subject_disputes``:
-    counts and the newest), the consents, score and disputes judged at ``as_of_ms``."""
+    """A party's KYC attestation (with its attesting member's name, ``attester_name``), the consents
+    it gave (``identity.consents_of``), latest credit report (with its reporter's name,
+    ``reporter_name``), how many loans it applied for (``borrower_loans``), repayment history,
+    explained score and, from rules 7, its disputes of its credit reports
+    (``dispute_records.subject_disputes``: counts and the newest), the consents, score and disputes
+    judged at ``as_of_ms``. The names are read here, not stored: a reader needs no member list."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
 
     return {
-        "kyc": to_json(get(kyc_key(did))),
+        "kyc": _named_by(reader, get(kyc_key(did)), "attester"),
         "consents": consents_of(get, did, as_of_ms),
         "borrower_loans": pagedlist.length(get, borrower_loans_key(did)),
-        "credit_report": to_json(get(credit_key(did))),
+        "credit_report": _named_by(reader, get(credit_key(did)), "reporter"),
         "repayment_history": repayment_history(get, did),
         "credit_score": score_of(get, did, as_of_ms).to_value(),
         "disputes": subject_disputes(get, did, as_of_ms),
         "reminders": (get_reminders(reader, did, as_of_ms) or {"loans": []})["loans"],
     }
+
+
+def _member_name(reader: StateReader, did: str | None) -> str | None:
+    """The name of the member ``did`` is; None for no DID or no member's."""
+    institution = read_value(reader, institution_key(did)) if did is not None else None
+    return institution["name"] if institution else None
+
+
+def _named_by(reader: StateReader, record: dict[str, Any] | None, field: str) -> dict[str, Any] | None:
+    """``record`` as JSON with the name of the member its ``field`` holds the DID of (``{field}_name``)."""
+    if record is None:
+        return None
+    return {**to_json(record), f"{field}_name": _member_name(reader, record[field])}
 
 
 def get_score(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
@@ -168,7 +183,8 @@ def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
 
 
 def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -> dict[str, Any] | None:
-    """A loan with its offers, history and, once an offer is accepted, schedule and balances.
+    """A loan with its offers, history and, once an offer is accepted, schedule and balances; its
+    lender's name (``lender_name``) and a transfer's recipient's (``to_name``), read here, not stored.
 
     A written-off loan owes nothing on chain (outstanding principal and amount
     owed 0); what was written off is its ``written_off`` record, what was
@@ -209,8 +225,10 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     view["history"] = [to_json(codec.unpack(raw)) for raw in raw_history]
     # The hash of the last entry commits to the whole history (each entry names its predecessor's).
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
+    view["lender_name"] = _member_name(reader, loan["lender"])
     if view.get("transfer") is not None:  # one still recorded on a closed or written-off loan may have lapsed
         view["transfer"]["status"] = "pending" if pending_transfer(loan) is not None else "lapsed"
+        view["transfer"]["to_name"] = _member_name(reader, loan["transfer"]["to"])
     if "share_offers" in view.get("funding", {}):  # rules 6: whether each share offer is still pending
         view["funding"]["share_offers"] = share_offer_views(loan)
     if view.get("restructuring") is not None:

@@ -41,6 +41,7 @@ from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.node.api_input import (
     HEIGHT_MAX,
     ApiError,
+    RefRoutes,
     bad_request,
     batch,
     block_ref,
@@ -49,6 +50,7 @@ from lendchain.node.api_input import (
     int_param,
     json_body,
     parse_json,
+    slashed_ref,
 )
 from lendchain.node.backup import BackupError
 from lendchain.node.config import ApiLimits
@@ -62,6 +64,10 @@ _READS = ("GET", "HEAD", "OPTIONS")
 CONSOLE_DIR = Path(__file__).parent / "console"
 _CONSOLE_PREFIX = "/console"
 _TAKEN = ("accepted", "known")
+# The most a page of each paged route holds (``?limit=``): block views, raw blocks, commits.
+BLOCKS_PAGE_MAX = 500
+RAW_BLOCKS_PAGE_MAX = 1000
+COMMITS_PAGE_MAX = 1000
 
 
 class NodeFacade(Protocol):
@@ -181,6 +187,21 @@ async def _refuse_websocket(response: Response, scope: Scope, receive: Receive, 
         await send({"type": "websocket.close", "code": 1008})
 
 
+class _SlashedRefs:
+    """A path with an escaped ``/`` answered from its raw form (``api_input.slashed_ref``), before routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            refusal = slashed_ref(scope["method"], scope["raw_path"], _REF_ROUTES)
+            if refusal is not None:
+                await _error(refusal.status, refusal.code, refusal.message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _is_console(path: str) -> bool:
     return path == _CONSOLE_PREFIX or path.startswith(_CONSOLE_PREFIX + "/")
 
@@ -228,6 +249,10 @@ def _route(
 
 def _loan_id(ref: str) -> str:
     return hex_id(ref, "loan id")
+
+
+def _tx_id(ref: str) -> str:
+    return hex_id(ref, "tx id")
 
 
 def _proposal_ref(ref: str) -> str:
@@ -279,6 +304,16 @@ _QUERIES: tuple[tuple[str, str, Callable[[str], str], str], ...] = (
     ("/members/{ref}", "members", _name, "no member {ref}"),
     ("/params/{ref}", "params", _name, "no chain parameter {ref}"),
 )
+_NO_TX = "no transaction {ref} is known to this node"
+_NO_BLOCK = "no block {ref}"
+_NO_BOOK = "{ref} is no member and services no loan"
+# Every route that takes a reference in its path (``slashed_ref``).
+_REF_ROUTES: RefRoutes = {
+    "/txs/{ref}": (_tx_id, _NO_TX),
+    "/blocks/{ref}": (block_ref, _NO_BLOCK),
+    **{path: (parse, missing) for path, _, parse, missing in _QUERIES},
+    "/portfolio/{ref}/loans": (did_ref, _NO_BOOK),
+}
 
 
 def _submit(node: NodeFacade, raw: list[bytes]) -> list[dict[str, Any]]:
@@ -369,37 +404,37 @@ def build_app(
         )
 
     async def tx_status(request: Request) -> Any:
-        tx_id = bytes.fromhex(hex_id(request.path_params["tx_id"], "tx id"))
+        tx_id = bytes.fromhex(_tx_id(request.path_params["ref"]))
         wait_ms = int_param(request, "wait_ms", 0, 0, 60_000)
         if wait_ms:
             status = await node.wait_tx(tx_id, wait_ms / 1000)
         else:
             status = node.tx_status(tx_id)
         if status["status"] == "unknown":
-            raise ApiError(404, "not_found", f"no transaction {tx_id.hex()} is known to this node")
+            raise ApiError(404, "not_found", _NO_TX.format(ref=tx_id.hex()))
         return status
 
     async def block(request: Request) -> Any:
         ref = block_ref(request.path_params["ref"])
         found = node.block(ref)
         if found is None:
-            raise ApiError(404, "not_found", f"no block {ref}")
+            raise ApiError(404, "not_found", _NO_BLOCK.format(ref=ref))
         return found
 
     async def blocks(request: Request) -> Any:
         start = int_param(request, "from", 1, 0, HEIGHT_MAX)
-        limit = int_param(request, "limit", 20, 1, 500)
+        limit = int_param(request, "limit", 20, 1, BLOCKS_PAGE_MAX)
         return {"blocks": node.blocks(start, limit)}
 
     async def raw_blocks(request: Request) -> Any:
         start = int_param(request, "from", 1, 1, HEIGHT_MAX)
-        limit = int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, RAW_BLOCKS_PAGE_MAX)
         return node.raw_blocks(start, limit)
 
     async def commits(request: Request) -> Any:
         since = int_param(request, "since", 0, 0, HEIGHT_MAX)
         wait_ms = int_param(request, "wait_ms", 0, 0, 60_000)
-        limit = int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, COMMITS_PAGE_MAX)
         if wait_ms:
             await node.wait_for_height(since + 1, wait_ms / 1000)
         return node.commits_since(since, limit)
@@ -425,7 +460,7 @@ def build_app(
         written_off = bool(int_param(request, "written_off", 0, 0, 1))  # the recoveries it services too
         found = node.book_page(did, start, limit, written_off)
         if found is None:
-            raise ApiError(404, "not_found", f"{did} is no member and services no loan")
+            raise ApiError(404, "not_found", _NO_BOOK.format(ref=did))
         return found
 
     async def status(request: Request) -> Any:
@@ -467,7 +502,7 @@ def build_app(
         Route("/txs/check", _route(check), methods=["POST"]),
         WebSocketRoute("/txs/stream", submit_stream),
         Route("/txs/stream", _route(stream_over_http)),
-        Route("/txs/{tx_id}", _route(tx_status, ("wait_ms",))),
+        Route("/txs/{ref}", _route(tx_status, ("wait_ms",))),
         Route("/blocks", _route(blocks, ("from", "limit"))),
         Route(
             "/blocks/raw", _route(raw_blocks, ("from", "limit"))
@@ -495,6 +530,9 @@ def build_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Guard, token=token, limits=limits, writes=writes)],
+        middleware=[
+            Middleware(_Guard, token=token, limits=limits, writes=writes),
+            Middleware(_SlashedRefs),
+        ],
         exception_handlers={404: not_found, 405: bad_method, 500: crashed},
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
@@ -79,6 +81,40 @@ def block_ref(ref: str) -> str:
     if ref.isascii() and ref.isdigit():
         raise bad_request(f"block height {shown(ref)} is over {HEIGHT_MAX}")
     raise bad_request(f"block {shown(ref)} is no height, block hash (64 hex digits) or 'head'")
+
+
+# A path route that takes a reference: how it parses one, and its 404 sentence for one that names nothing.
+RefRoutes = Mapping[str, tuple[Callable[[str], str], str]]
+_ESCAPED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+
+
+def slashed_ref(method: str, raw_path: bytes, routes: RefRoutes) -> ApiError | None:
+    """The answer to a path with an escaped ``/`` (``%2F``) in it, or None for any other path.
+
+    The server decodes the path before routing, so ``/loans/ab%2Fcd`` (a loan
+    id ``ab/cd``, sent as one segment) would be routed as ``/loans/ab/cd``: a
+    generic "no route" 404, or another route's answer (``/portfolio/x%2Floans``
+    is ``/portfolio/x/loans``). From the raw path, a reference holding the
+    ``/`` gets what its route says of it: the 400 sentence of a malformed id,
+    DID or block, or for a name (no member's or parameter's has a ``/``) the
+    route's 404. An escaped ``/`` anywhere else is no route.
+    """
+    if not _ESCAPED_SLASH.search(raw_path):
+        return None
+    segments = raw_path.split(b"/")
+    for template, (parse, missing) in routes.items():
+        parts = template.encode().split(b"/")
+        if len(parts) != len(segments):
+            continue
+        at = next(i for i, part in enumerate(parts) if part.startswith(b"{"))
+        literal = all(parts[i] == segments[i] for i in range(len(parts)) if i != at)
+        if literal and _ESCAPED_SLASH.search(segments[at]):
+            try:
+                ref = parse(unquote_to_bytes(segments[at]).decode("utf-8", "replace"))
+            except ApiError as refusal:
+                return refusal
+            return ApiError(404, "not_found", missing.format(ref=ref))
+    return ApiError(404, "not_found", f"no route {method} {raw_path.decode('ascii', 'replace')}")
 
 
 def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -3,7 +3,8 @@
 Found by running every command against a node: a reference was pasted into
 the URL unescaped, so ``loan show ../status`` fetched ``/status`` (and failed
 on it with a traceback, or printed it with ``--json``) and ``party show
-'x?from=1'`` sent a query parameter; ``gov show open`` printed a traceback;
+'x?from=1'`` sent a query parameter; escaped, a reference holding a ``/`` got
+the node's "no route GET /loans/ab/cd"; ``gov show open`` printed a traceback;
 ``block show raw`` printed ``/blocks/raw``; ``block show`` printed the view as
 JSON without ``--json``.
 """
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from lendchain.cli import main
+from lendchain.cli.loans import loan_text
 from lendchain.ledger import queries
 from lendchain.ledger.block import Block
 from lendchain.ledger.dispute_records import time_text
@@ -31,6 +33,7 @@ def world():
     return chain, members, borrower, loan_id
 
 
+NOT_HEX = "is not hex: a {} is 64 hex digits (32 bytes)"
 NOT_A_DID = "'{}' is not a did:key (expected 'did:key:z…'): this route takes a party's or a member's did:key"
 
 
@@ -41,17 +44,35 @@ def run(*args: str):
 @pytest.mark.parametrize(
     ("args", "asked", "error"),
     [
-        (("loan", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (
+            ("loan", "show", "../status"),
+            "/loans/..%2Fstatus",
+            "loan id '../status' " + NOT_HEX.format("loan id"),
+        ),
+        (("loan", "show", "ab/cd"), "/loans/ab%2Fcd", "loan id 'ab/cd' " + NOT_HEX.format("loan id")),
         (
             ("loan", "show", ".."),
             "/loans/%2E%2E",
             "loan id '..' is not hex: a loan id is 64 hex digits (32 bytes)",
         ),
-        (("fund", "show", "../status"), "/loans/..%2Fstatus", "no route GET /loans/../status"),
+        (
+            ("fund", "show", "../status"),
+            "/loans/..%2Fstatus",
+            "loan id '../status' " + NOT_HEX.format("loan id"),
+        ),
         (("party", "show", "x?from=1"), "/parties/x%3Ffrom%3D1", NOT_A_DID.format("x?from=1")),
+        (("party", "show", "x/y"), "/parties/x%2Fy", NOT_A_DID.format("x/y")),
+        (
+            ("party", "show", "did:key:z6Mk/x"),
+            "/parties/did:key:z6Mk%2Fx",
+            "'did:key:z6Mk/x' is not valid base58btc: this route takes a party's or a member's did:key",
+        ),
         (("party", "exposure", "x#y"), "/exposure/x%23y", NOT_A_DID.format("x#y")),
-        (("gov", "members", "bank1/../../status"), "/members/bank1%2F..%2F..%2Fstatus", None),
-        (("tx", "show", ".."), "/txs/%2E%2E", "tx id '..' is not hex: a tx id is 64 hex digits (32 bytes)"),
+        (
+            ("gov", "members", "bank1/../../status"),
+            "/members/bank1%2F..%2F..%2Fstatus",
+            "no member bank1/../../status",
+        ),
     ],
 )
 def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked, error):
@@ -65,6 +86,18 @@ def test_a_reference_is_sent_as_one_path_segment(monkeypatch, world, args, asked
         if error is not None:
             assert answer.output.strip() == f"Error: {error}"
     assert paths == [asked, asked]
+
+
+@pytest.mark.parametrize("command", ["show", "status", "wait"])
+def test_a_tx_command_refuses_what_is_no_tx_id_before_asking(monkeypatch, world, command):
+    """``tx show stream`` asked ``GET /txs/stream`` and printed that the stream is a WebSocket."""
+    chain, *_ = world
+    paths = use_chain(monkeypatch, chain)
+    for ref in ("stream", "check", "..", "ab/cd", "ab" * 31):
+        refused = run("tx", command, ref)
+        assert refused.exit_code == 2, refused.output
+        assert f"{ref!r} is no tx id: a tx id is 64 hex digits (32 bytes)" in refused.output
+    assert paths == []
 
 
 def test_a_did_and_a_star_still_reach_their_views(monkeypatch, world):
@@ -92,9 +125,11 @@ def test_loan_show_prints_the_loan_a_node_answers(monkeypatch, world):
     lines = text.output.splitlines()
     assert lines[0] == f"loan {loan_id}: disbursed"
     assert f"  borrower        {borrower.did}" in lines
-    assert f"  lender          {members[0].did}" in lines
-    as_json = run("--json", "loan", "show", loan_id)
-    assert json.loads(as_json.output)["loan_id"] == loan_id
+    assert f"  lender          bank1 ({members[0].did})" in lines  # the view names the lender
+    as_json = json.loads(run("--json", "loan", "show", loan_id).output)
+    assert (as_json["loan_id"], as_json["lender_name"]) == (loan_id, "bank1")
+    del as_json["lender_name"]  # as a node of an older release answers: the DID alone
+    assert f"  lender          {members[0].did}" in loan_text(as_json).splitlines()
 
 
 def test_servicing_reminders_says_when_each_instalment_is_due(monkeypatch, world):
@@ -154,7 +189,7 @@ def test_block_show_prints_a_block_and_refuses_what_is_no_block(monkeypatch, wor
     as_json = run("--json", "block", "show", "2")
     assert json.loads(as_json.output)["hash"] == second.hash().hex()
 
-    for ref in ("raw", "latest", "1.5", "ab" * 31):
+    for ref in ("raw", "latest", "1.5", "ab" * 31, "1/2"):
         refused = run("block", "show", ref)
         assert refused.exit_code == 2, refused.output
         assert f"{ref!r} is no block: give a height, a block hash (64 hex digits) or 'head'" in (
@@ -173,5 +208,5 @@ def test_party_exposure_lists_the_borrowers_loans_one_by_one(monkeypatch, world)
     lines = text.output.splitlines()
     assert lines[-2:] == [
         "loans (1)",
-        f"  {loan_id[:16]}  disbursed   EUR  outstanding {row['outstanding']} of {row['amount']}  stage 1",
+        f"  {loan_id[:16]}  disbursed   EUR  outstanding {row['outstanding']} of {row['amount']}  stage 1, 0 days past due",
     ]

@@ -62,7 +62,7 @@ def test_a_borrower_disputes_its_latest_report_named_from_the_node(monkeypatch, 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--member", "did:key:zOther"], "latest credit report is by {bank2}, not did:key:zOther"),
+        (["--member", "did:key:zOther"], "latest credit report is by bank2 ({bank2}), not did:key:zOther"),
         (["--report-height", "1"], "latest credit report is at height {reported}, not 1: only the latest"),
         ([], None),
     ],

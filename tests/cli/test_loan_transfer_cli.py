@@ -87,8 +87,8 @@ def test_a_loan_is_offered_shown_pending_and_taken_over(monkeypatch):
     offered_at = chain.height
 
     shown = cli("loan", "show", loan_id).output
-    assert f"  lender          {bank1.did}" in shown
-    assert f"  transfer        to {bank2.did}, offered at height {offered_at} (pending)" in shown
+    assert f"  lender          bank1 ({bank1.did})" in shown
+    assert f"  transfer        to bank2 ({bank2.did}), offered at height {offered_at} (pending)" in shown
     book = cli("loan", "portfolio", bank2.did).output
     assert "pending transfers" in book
     assert f"  loan {loan_id} from {bank1.did} to {bank2.did} (offered at height {offered_at})" in book
@@ -97,7 +97,7 @@ def test_a_loan_is_offered_shown_pending_and_taken_over(monkeypatch):
     assert sent[-1] == ("loan.transfer_accept", {"loan_id": loan_id})
     assert execute(chain, bank2, sent).ok
     shown = cli("loan", "show", loan_id).output
-    assert f"  lender          {bank2.did}" in shown and "transfer " not in shown
+    assert f"  lender          bank2 ({bank2.did})" in shown and "transfer " not in shown
     assert "pending transfers" not in cli("loan", "portfolio", bank2.did).output
 
 

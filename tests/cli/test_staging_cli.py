@@ -163,3 +163,26 @@ def test_reminders_print_each_loans_stage_and_a_funders_positions_its_commitment
     assert "EUR: shares of commitments by stage: stage 1 0 in 0, stage 2 30000 in 1, stage 3 0 in 0" in (
         describe_positions(view).splitlines()
     )
+
+
+def test_party_exposure_writes_each_loans_stage_as_party_show_and_fund_positions_do(staged_book):
+    """One helper writes a loan's stage for every line (``reports.stage_text``): ``party exposure``
+    wrote its own "45 days past due  stage 2" cells, and a commitment's stage without saying it was one."""
+    chain, _, borrower, loans, _ = staged_book
+    exposure = cli("party", "exposure", borrower.did).output.splitlines()
+    shown = cli("party", "show", borrower.did).output.splitlines()
+
+    def cells(loan: str) -> list[str]:
+        (line,) = [line for line in exposure if line.startswith(f"  {loans[loan][:16]}  ")]
+        return line.split("  ")
+
+    def party_line(loan: str) -> str:
+        (line,) = [line for line in shown if line.strip().startswith(loans[loan])]
+        return line
+
+    assert "stage 2, 45 days past due" in cells("late")
+    assert ", stage 2, 45 days past due, penalty due " in party_line("late")
+    assert "stage 3, 0 days past due" in cells("forborne")
+    assert ", stage 3, 0 days past due, penalty due " in party_line("forborne")
+    assert "stage 3 (commitment)" in cells("committed")  # nothing is due on it yet
+    assert not any("days past due" in cell for cell in cells("committed"))

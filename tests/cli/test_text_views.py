@@ -8,6 +8,7 @@ show`` and ``block show`` printed each event as a JSON object with its times in 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from lendchain.ledger import queries
 from lendchain.ledger.block import Block
 from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.state import ledger_events_key, read_value
-from tests.cli.api_node import use_chain
+from tests.cli.api_node import ChainApi, use_chain
 from tests.ledger.chain import seeded_key
 from tests.ledger.test_domain_identity import REPORT
 from tests.ledger.test_key_rotation import rotate_bank2
@@ -84,8 +85,29 @@ def test_party_show_prints_a_borrowers_view_as_text(monkeypatch, world):
     assert bank3.did not in "\n".join(lines)  # a consent names the member by its name
     as_json = json.loads(run("--json", "party", "show", borrower.did))
     assert as_json["consents"] == view["consents"] and as_json["borrower_loans"] == 1
-    # the members' names only for the text
-    assert paths == [f"/parties/{borrower.did}", "/members/*", f"/parties/{borrower.did}"]
+    # The view names the attesting and reporting members: no member list is asked for.
+    assert (as_json["kyc"]["attester_name"], as_json["credit_report"]["reporter_name"]) == ("bank4", "bank2")
+    assert paths == [f"/parties/{borrower.did}", f"/parties/{borrower.did}"]
+
+
+def test_party_show_asks_an_older_node_for_the_members_names(monkeypatch, world):
+    """A node of an older release answers the KYC attestation and credit report without the members'
+    names: the text names them from ``GET /members/*``, as it did before the view had them."""
+    chain, members, borrower, _ = world
+    answer = ChainApi.query
+
+    def older(node: ChainApi, kind: str, ref: str) -> dict[str, Any] | None:
+        view = answer(node, kind, ref)
+        if kind == "party":
+            del view["kyc"]["attester_name"], view["credit_report"]["reporter_name"]
+        return view
+
+    monkeypatch.setattr(ChainApi, "query", older)
+    paths = use_chain(monkeypatch, chain)
+    lines = run("party", "show", borrower.did).splitlines()
+    assert lines[3].startswith(f"KYC         level 2, attested by bank4 ({members[3].did}) at block ")
+    assert lines[7].startswith(f"credit      reported by bank2 ({members[1].did}) at block ")
+    assert paths == [f"/parties/{borrower.did}", "/members/*"]
 
 
 def test_party_show_prints_a_member_and_a_members_rotated_key_as_text(monkeypatch, world):
@@ -147,3 +169,22 @@ def test_tx_show_and_block_show_print_each_event_as_text(monkeypatch, world):
         for event in events
     ]
     assert not any(line.lstrip().startswith("{") for line in block)
+
+
+def test_score_and_reminders_name_the_member_a_did_is_instead_of_a_party(monkeypatch, world):
+    """Both said "is a consortium member" of a member's rotated key too, and named no member."""
+    chain, members, *_ = world
+    new_key = seeded_key(42)
+    rotate_bank2(chain, members, new_key)
+    use_chain(monkeypatch, chain)
+    for command, what in ((("score", "explain"), "score"), (("servicing", "reminders"), "reminders")):
+        for did, said in (
+            (members[0].did, f"{members[0].did} is consortium member bank1, not a registered party"),
+            (
+                new_key.did,
+                f"{new_key.did} is a key consortium member bank2 signs with, not a registered party",
+            ),
+        ):
+            refused = CliRunner().invoke(main, [*command, did])
+            assert refused.exit_code == 1, refused.output
+            assert refused.output.strip() == f"Error: {said}; it has no {what}"

@@ -53,7 +53,7 @@ def test_the_recovery_moves_and_ends_and_show_portfolio_and_books_say_so(written
     assert sent[-1] == ("loan.recovery_end", {"loan_id": loan_id, "reason": REASON})
     assert execute(chain, bank2, sent).ok
     shown = cli("loan", "show", loan_id).output.splitlines()
-    assert f"  lender          {bank2.did}" in shown
+    assert f"  lender          bank2 ({bank2.did})" in shown
     assert (
         f"  recovery moved  at height {moved_at} from {bank1.did} to {bank2.did} (recovered 4000 by then)"
         in (shown)

@@ -172,6 +172,7 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
         "loan.transfer",
     ]
     assert "transfer offered to" in console.text("main") and "lapsed" not in console.text("main")
+    assert f"bank1 {bank1_did[:24]}" in console.text("main")  # the member offered it, by name and DID
     first = console.text("#loan-timeline li >> nth=0")
     assert "block #" in first and "UTC" in first and "24,000.00 EUR" in first
     bank2_did = net["bank2"].get("/status")["did"]

@@ -52,7 +52,7 @@ def test_a_borrowers_page_shows_its_kyc_consents_credit_report_and_loans(net, op
     shown = console.page.locator("#party-kyc")
     shown.wait_for()
     assert shown.inner_text() == (
-        f"level 2, attested by {members[3].did[:24]}… at #{kyc['height']}, expires {utc(kyc['expires_ms'])},"
+        f"level 2, attested by bank4 {members[3].did[:24]}… at #{kyc['height']}, expires {utc(kyc['expires_ms'])},"
         f" evidence {kyc['evidence_hash'][:16]}…"
     )
     consents = {c["name"]: c for c in party["consents"]}
@@ -64,7 +64,7 @@ def test_a_borrowers_page_shows_its_kyc_consents_credit_report_and_loans(net, op
     )
     assert console.text("#party-credit-report") == (
         "income band 6, debt-to-income 30.00 %, 40 months of credit history, 1 obligations; reported by "
-        f"{bank2.did[:24]}… at #{report['height']}"
+        f"bank2 {bank2.did[:24]}… at #{report['height']}"
     )
     assert "{" not in console.text("#party-record")
 

@@ -105,10 +105,11 @@ def test_score_explain_prints_each_factor(monkeypatch):
     assert "score 320" in human.output and "on_time" in human.output and "+20" in human.output
     as_json = CliRunner().invoke(root, ["--json", "score", "explain", DID])
     assert json.loads(as_json.output) == {"did": DID, "score": 320, "factors": factors}
-    member = {"did": DID, "kind": "member"}
+    member = {"did": DID, "kind": "member", "name": "bank1"}
     monkeypatch.setattr(domain, "client_from", lambda kw: FakeClient({f"/parties/{DID}": member}))
     refused = CliRunner().invoke(root, ["score", "explain", DID])
-    assert refused.exit_code == 1 and "not a registered party" in refused.output
+    assert refused.exit_code == 1
+    assert f"{DID} is consortium member bank1, not a registered party; it has no score" in refused.output
 
 
 def node_keys(*members):

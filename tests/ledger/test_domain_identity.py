@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lendchain.ledger import queries
+from lendchain.ledger.identity import credit_key, kyc_key
 from lendchain.ledger.scoring import DEFAULT_SCORECARD, REPORT_FACTORS, credit_score, table_points
+from lendchain.ledger.state import read_value
 from lendchain.node.config import load_genesis
 from tests.ledger.chain import GENESIS_MS, Chain, make_genesis, seeded_key
 
@@ -39,14 +41,17 @@ def test_kyc_attest_by_kyc_member_stores_only_level_expiry_and_hash(world):
     chain, borrower, members = world
     payload = {"subject": borrower.did, "level": 2, "expires_ms": FAR, "evidence_hash": EVIDENCE}
     assert chain.run_one(chain.tx(members[3], "kyc.attest", payload)).ok
-    party = queries.lookup(chain.state, "party", borrower.did)
-    assert party["kyc"] == {
+    stored = {
         "level": 2,
         "expires_ms": FAR,
         "evidence_hash": EVIDENCE,
         "attester": members[3].did,
         "height": chain.height,
     }
+    assert queries.to_json(read_value(chain.state, kyc_key(borrower.did))) == stored
+    # The view names the attesting member too, read from its record at read time: nothing more is stored.
+    party = queries.lookup(chain.state, "party", borrower.did)
+    assert party["kyc"] == {**stored, "attester_name": "bank4"}
 
 
 @pytest.mark.parametrize(
@@ -110,7 +115,9 @@ def test_credit_report_needs_unexpired_consent_and_revocation_ends_it(world):
     grant = {"member": bureau.did, "scopes": "credit,kyc", "until_ms": FAR}
     assert chain.run_one(chain.tx(borrower, "consent.grant", grant)).ok
     assert chain.run_one(chain.tx(bureau, "credit.report", report)).ok
-    assert queries.lookup(chain.state, "party", borrower.did)["credit_report"]["dti_bps"] == 3000
+    stored = queries.lookup(chain.state, "party", borrower.did)["credit_report"]
+    assert (stored["dti_bps"], stored["reporter"], stored["reporter_name"]) == (3000, bureau.did, "bank4")
+    assert "reporter_name" not in read_value(chain.state, credit_key(borrower.did))
     # A regulator has neither role.
     assert chain.run_one(chain.tx(members[2], "credit.report", report)).code == "forbidden"
     assert chain.run_one(chain.tx(borrower, "consent.revoke", {"member": bureau.did})).ok

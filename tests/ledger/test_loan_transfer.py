@@ -102,8 +102,14 @@ def test_the_named_lender_takes_the_loan_over_and_everything_read_from_the_lende
     }
     offered_at = chain.height
     pending = loan(chain, loan_id)
-    assert pending["lender"] == bank1.did  # nothing moves until bank2 accepts
-    assert pending["transfer"] == {"to": bank2.did, "height": offered_at, "status": "pending"}
+    # nothing moves until bank2 accepts; the view names the members (read from their records, not stored)
+    assert (pending["lender"], pending["lender_name"]) == (bank1.did, "bank1")
+    assert pending["transfer"] == {
+        "to": bank2.did,
+        "height": offered_at,
+        "status": "pending",
+        "to_name": "bank2",
+    }
     assert repay(chain, bank2, loan_id, 1).code == "forbidden"
     portfolio = queries.lookup(chain.state, "portfolio", bank2.did)
     assert portfolio["currencies"] == {}

@@ -74,6 +74,7 @@ def test_the_new_servicer_records_the_recoveries_and_the_old_one_no_longer_can(w
         "height": chain.height,
         "written_off": True,
         "status": "pending",
+        "to_name": "bank2",
     }
     accepted = accept(chain, bank2, loan_id)
     assert accepted.ok, accepted.message

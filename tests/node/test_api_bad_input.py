@@ -23,8 +23,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.ledger.transactions import check_stateless, decode_transaction
-from lendchain.node.api import build_app
+from lendchain.node.api import BLOCKS_PAGE_MAX, COMMITS_PAGE_MAX, RAW_BLOCKS_PAGE_MAX, build_app
 from lendchain.node.api_input import HEIGHT_MAX
 from lendchain.node.backup import NodeBackups
 from lendchain.node.config import ApiLimits, MempoolConfig
@@ -230,6 +231,37 @@ def test_well_formed_refs_that_name_nothing_are_404s_that_say_so(world):
         assert response.json() == {"error": "not_found", "message": message}
 
 
+def test_a_ref_holding_an_escaped_slash_gets_its_routes_sentence_not_no_route(world):
+    """The server decodes ``%2F`` before routing: ``/loans/ab%2Fcd`` answered "no route GET /loans/ab/cd",
+    and ``/portfolio/<x>%2Floans`` answered as ``/portfolio/<x>/loans``, the book of ``x``."""
+    portfolio = f"/portfolio/{world.lender}%2Floans"
+    cases = [
+        ("/loans/ab%2Fcd", 400, "loan id 'ab/cd' is not hex: a loan id is 64 hex digits (32 bytes)"),
+        ("/loans/..%2Fstatus", 400, "loan id '../status' is not hex: a loan id is 64 hex digits (32 bytes)"),
+        ("/txs/ab%2fcd", 400, "tx id 'ab/cd' is not hex: a tx id is 64 hex digits (32 bytes)"),
+        ("/blocks/1%2F2", 400, "block '1/2' is no height, block hash (64 hex digits) or 'head'"),
+        (
+            f"/parties/{GOOD_DID}%2Fx",
+            400,
+            f"'{GOOD_DID}/x' is not valid base58btc: this route takes a party's or a member's did:key",
+        ),
+        (portfolio, 400, "/loans' is not valid base58btc: this route takes a party's or a member's did:key"),
+        (
+            portfolio + "/loans",
+            400,
+            "/loans' is not valid base58btc: this route takes a party's or a member's",
+        ),
+        ("/members/bank1%2F..", 404, "no member bank1/.."),  # no name has a '/'
+        ("/params/a%2Fb", 404, "no chain parameter a/b"),
+        ("/loans%2Fab", 404, "no route GET /loans%2Fab"),  # not in a reference: /loans/ab is no route
+    ]
+    responses = call(world.app, [("GET", path, {}) for path, *_ in cases])
+    for (path, status, message), response in zip(cases, responses, strict=True):
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"] == ("bad_request" if status == 400 else "not_found")
+        assert message in response.json()["message"], (path, response.json())
+
+
 def test_well_formed_refs_are_answered_capitals_and_all(world):
     """The other side of the table: the parsing at the edge takes what it should."""
     head = call(world.app, [("GET", "/blocks/head", {})])[0].json()
@@ -294,16 +326,20 @@ def test_a_parameter_given_twice_is_refused_rather_than_the_last_one_taken(world
 def test_the_largest_values_in_range_are_answered_not_crashed_on(world):
     book = f"/portfolio/{world.lender}/loans"
     requests = [
-        ("/blocks", {"from": HEIGHT_MAX, "limit": 500}),
-        ("/blocks/raw", {"from": HEIGHT_MAX, "limit": 1000}),
-        ("/commits", {"since": HEIGHT_MAX, "limit": 1000}),
-        (book, {"from": HEIGHT_MAX, "limit": 2000}),
+        ("/blocks", {"from": HEIGHT_MAX, "limit": BLOCKS_PAGE_MAX}),
+        ("/blocks/raw", {"from": HEIGHT_MAX, "limit": RAW_BLOCKS_PAGE_MAX}),
+        ("/commits", {"since": HEIGHT_MAX, "limit": COMMITS_PAGE_MAX}),
+        (book, {"from": HEIGHT_MAX, "limit": BOOK_PAGE_MAX}),
     ]
     blocks, raw, commits, page = call(world.app, [("GET", path, {"params": p}) for path, p in requests])
     assert blocks.status_code == 200 and blocks.json() == {"blocks": []}
     assert raw.status_code == 200 and raw.json()["blocks"] == []
     assert commits.status_code == 200 and commits.json()["commits"] == []
     assert page.status_code == 200 and page.json()["loans"] == [] and page.json()["next"] is None
+    # One more than a page holds is refused, naming the most.
+    over = call(world.app, [("GET", path, {"params": {"limit": p["limit"] + 1}}) for path, p in requests])
+    for (_, p), response in zip(requests, over, strict=True):
+        assert_refused(response, 400, "bad_request", f"'limit' must be an integer from 1 to {p['limit']}")
 
 
 # -- bodies ---------------------------------------------------------------------------------------

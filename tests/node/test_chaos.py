@@ -21,12 +21,11 @@ import pytest
 
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey
+from lendchain.node.api import BLOCKS_PAGE_MAX
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
 from lendchain.node.testnet import generate_testnet
 
 CHAOS_S = float(os.environ.get("LENDCHAIN_CHAOS_S", "40"))
-# Blocks the checker reads per request from each node (the API's most).
-BLOCK_PAGE = 500
 
 # Start-up, the checker and the shutdown take up to ~6 minutes more than the faults.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(CHAOS_S) + 600)]
@@ -145,8 +144,8 @@ def _check(cluster: Cluster, accepted: list[str]) -> int:
     seen: Counter[str] = Counter()
     clients = [NodeClient(cluster[n].url, timeout=30) for n in cluster.names]
     try:
-        for start in range(1, head + 1, BLOCK_PAGE):
-            limit = min(BLOCK_PAGE, head + 1 - start)
+        for start in range(1, head + 1, BLOCKS_PAGE_MAX):
+            limit = min(BLOCKS_PAGE_MAX, head + 1 - start)
             pages = [c.get(f"/blocks?from={start}&limit={limit}")["blocks"] for c in clients]
             assert all(len(page) == limit for page in pages), (
                 f"a node lacks blocks {start}-{start + limit - 1}"

@@ -88,7 +88,9 @@ const partyLink = (did) => {
   a.title = did;
   return a;
 };
-const senderOf = (s) => (s.sender ? [s.sender_name ? s.sender_name + " " : "", partyLink(s.sender)] : "—");
+// A member by its name (an older node sends none) and its DID, which links to its page.
+const memberOf = (name, did) => [name ? name + " " : "", partyLink(did)];
+const senderOf = (s) => (s.sender ? memberOf(s.sender_name, s.sender) : "—");
 const pill = (text, kind) => h("span", { class: "pill " + kind }, text);
 const card = (label, value, id) => h("div", { class: "card" }, h("div", { class: "label" }, label),
   h("div", { class: "value", id }, value));
@@ -847,10 +849,10 @@ async function renderLoan(id) {
       h("div", { class: "panel" }, h("h3", {}, "Parties"), kv([
         ["loan id", h("span", { class: "mono" }, loan.loan_id)],
         ["borrower", partyLink(loan.borrower)],
-        ["lender", partyLink(loan.lender)],
+        ["lender", memberOf(loan.lender_name, loan.lender)],
         loan.transfer && [
             loan.transfer.status === "pending" ? "transfer offered to" : "transfer lapsed (was offered to)",
-            partyLink(loan.transfer.to),
+            memberOf(loan.transfer.to_name, loan.transfer.to),
         ],
         ["purpose", loan.purpose || "—"],
         ["applied", time(loan.applied_ms)],
@@ -1001,14 +1003,15 @@ function portfolioPanel(book) {
 
 // A registered party's record (queries.get_party): its KYC attestation, the consents it gave (each in force
 // or expired at the head block's time), its latest credit report, how many loans it applied for and its
-// repayments. An older node sends no consents and no count: none shown.
+// repayments. An older node sends no consents and no count: none shown; nor the attesting and reporting
+// members' names: their DIDs alone shown.
 function registeredRows(party) {
   const kyc = party.kyc;
   const report = party.credit_report;
   const history = party.repayment_history;
   return [
     party.attestation && ["attestation", h("span", { class: "mono" }, party.attestation)],
-    ["KYC", kyc ? h("span", { id: "party-kyc" }, `level ${kyc.level}, attested by `, partyLink(kyc.attester),
+    ["KYC", kyc ? h("span", { id: "party-kyc" }, `level ${kyc.level}, attested by `, memberOf(kyc.attester_name, kyc.attester),
       " at ", blockLink(kyc.height), `, expires ${time(kyc.expires_ms)}, evidence `,
       h("span", { class: "mono", title: kyc.evidence_hash }, short(kyc.evidence_hash, 16))) : "none"],
     party.consents && ["consents", party.consents.length ? party.consents.map((c) => h("div",
@@ -1017,7 +1020,7 @@ function registeredRows(party) {
       : pill("expired", "warn"))) : "none"],
     ["credit report", report ? h("span", { id: "party-credit-report" }, `income band ${report.income_band}, `
       + `debt-to-income ${percent(report.dti_bps)}, ${report.history_months} months of credit history, `
-      + `${report.obligations} obligations; reported by `, partyLink(report.reporter), " at ",
+      + `${report.obligations} obligations; reported by `, memberOf(report.reporter_name, report.reporter), " at ",
     blockLink(report.height)) : "none"],
     party.borrower_loans !== undefined && ["loans applied for", String(party.borrower_loans)],
     history && ["repayments", `${history.on_time} on time, ${history.late} late, ${history.defaults} defaults (${history.written_off ?? 0} written off${recoveredText(history.recovered)}), ${history.closed} closed, ${history.restructurings ?? 0} restructured`],
