@@ -24,6 +24,7 @@ from lendchain.cli._common import (
 from lendchain.client import ref_path
 from lendchain.consensus.quorum import faulty
 from lendchain.ledger.dispute_records import time_text
+from lendchain.node.pages import BLOCKS_PAGE_MAX, HEIGHT_MAX
 
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 _TX_ID = _BLOCK_HASH  # both are sha256 digests
@@ -252,8 +253,16 @@ def _block_text(block: dict[str, Any]) -> str:
 
 
 @block.command("list")
-@click.option("--from", "start", default=1, show_default=True, help="First height.")
-@click.option("--limit", default=20, show_default=True)
+@click.option(
+    "--from", "start", type=click.IntRange(0, HEIGHT_MAX), default=1, show_default=True, help="First height."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, BLOCKS_PAGE_MAX),
+    default=20,
+    show_default=True,
+    help=f"How many blocks (the node hands out at most {BLOCKS_PAGE_MAX} at a time).",
+)
 @client_options
 @click.pass_context
 @user_errors

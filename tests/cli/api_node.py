@@ -44,6 +44,10 @@ class ChainApi(LedgerNode):
                 return {**block.to_json(), "ledger_events": events}
         return None
 
+    def blocks(self, start: int, limit: int) -> list[dict[str, Any]]:
+        last = min(self.chain.height, start + limit - 1)
+        return [found for height in range(start, last + 1) if (found := self.block(str(height)))]
+
     def tx_status(self, tx_id: bytes) -> dict[str, Any]:
         for raw, execution in self.chain.blocks:
             for index, result in enumerate(execution.results):
