@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -23,6 +23,7 @@ from lendchain.crypto import (
     read_public_key_file,
 )
 from lendchain.ledger.dispute_records import time_text
+from lendchain.ledger.member_names import dids_in
 from lendchain.node.config import ConfigError, load_node_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -247,8 +248,14 @@ def send_tx(ctx: click.Context, kw: dict[str, Any], kind: str, payload: dict[str
     with client_from(kw) as client:
         key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         result = client.send(key, kind, payload, wait=not kw["no_wait"], timeout_s=kw["timeout"])
-    emit(ctx, result, describe_tx)
+        names = event_names(ctx, client, tx_events(result))
+    emit(ctx, result, lambda status: describe_tx(status, names))
     return result
+
+
+def tx_events(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of a tx's result (none while it is not committed)."""
+    return (status.get("result") or {}).get("events", [])
 
 
 def next_rules(status: dict[str, Any]) -> int:
@@ -282,35 +289,79 @@ def require_rules(status: dict[str, Any], since: int, what: str, action: str) ->
     )
 
 
-def describe_tx(status: dict[str, Any]) -> str:
+def member_text(did: str, name: str | None = None, names: Mapping[str, str] | None = None) -> str:
+    """A member as ``name (did)``: the name a view gives, else the one ``names`` has for ``did``; the
+    DID alone when neither has one (a party's DID, or a node of an older release that names none)."""
+    name = name or (names or {}).get(did)
+    return f"{name} ({did})" if name else did
+
+
+def named_in(text: str, names: Mapping[str, str]) -> str:
+    """``text`` (a ledger sentence) with each member DID that ``names`` has written ``name (did)``."""
+    for did, name in names.items():
+        text = text.replace(did, f"{name} ({did})")
+    return text
+
+
+def roster_names(client: Any) -> dict[str, str]:
+    """Every member's name by DID (removed members too), from ``GET /members/*``."""
+    return {member["did"]: member["name"] for member in client.get("/members/*")["members"]}
+
+
+def event_names(ctx: click.Context, client: Any, events: list[dict[str, Any]]) -> dict[str, str]:
+    """The names of the members that ``events`` name by DID, for their text (``event_text``).
+
+    Events are a tx's record, DIDs only: the names are asked of the node (``GET /members/*``), only
+    for text and only when an event holds a DID. Nothing when the node cannot say: the DIDs show.
+    """
+    from lendchain.client import NodeError
+
+    if ctx.find_root().params.get("as_json") or not dids_in(events):
+        return {}
+    try:
+        return roster_names(client)
+    except NodeError:
+        return {}
+
+
+def describe_tx(status: dict[str, Any], names: Mapping[str, str] | None = None) -> str:
+    """A tx's status as text; ``names`` names the members its events hold the DIDs of."""
     if status.get("status") != "committed":
         message = status.get("message")
         return f"tx {status['id']} {status['status']}" + (f": {message}" if message else "")
     result = status.get("result") or {}
     lines = [f"tx {status['id']} committed in block {status['height']}: {result.get('code', '?')}"]
+    if status.get("sender"):  # an older node does not say who signed it
+        signer = member_text(status["sender"], status.get("sender_name"), names)
+        lines.append(f"  {status.get('kind', 'tx')} signed by {signer}")
     for key, value in sorted(result.items()):
         if key.endswith("_id") and isinstance(value, str):
             lines.append(f"  {key}: {value}")
     for event in result.get("events", []):
-        lines.append(f"  event: {event_text(event)}")
+        lines.append(f"  event: {event_text(event, names)}")
     return "\n".join(lines)
 
 
-def event_text(event: dict[str, Any]) -> str:
-    """One ledger event as a line: its name, then each field and value (a time ``*_ms`` as a UTC date)."""
+def event_text(event: dict[str, Any], names: Mapping[str, str] | None = None) -> str:
+    """One ledger event as a line: its name, then each field and value (a time ``*_ms`` as a UTC date,
+    a member's DID as ``name (did)`` when ``names`` has it)."""
     fields = ", ".join(
-        f"{key} {_field_text(key, value)}" for key, value in sorted(event.items()) if key != "event"
+        f"{key} {_field_text(key, value, names or {})}"
+        for key, value in sorted(event.items())
+        if key != "event"
     )
     return str(event.get("event", "?")) + (f": {fields}" if fields else "")
 
 
-def _field_text(key: str, value: Any) -> str:
+def _field_text(key: str, value: Any, names: Mapping[str, str]) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "yes", False: "no", None: "none"}[value]
     if isinstance(value, int) and key.endswith("_ms"):
         return time_text(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_field_text(key, item) for item in value) + "]"
+        return "[" + ", ".join(_field_text(key, item, names) for item in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} {_field_text(k, v)}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{k} {_field_text(k, v, names)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, str):
+        return member_text(value, names=names)
     return str(value)

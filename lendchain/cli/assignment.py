@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.cli._common import (
+    client_from,
+    member_text,
+    require_rules,
+    send_tx,
+    signer_options,
+    user_errors,
+)
 from lendchain.ledger.assignment import ACCEPT, ASSIGN, SINCE_RULES, WITHDRAW
 from lendchain.ledger.share_decline import DECLINE
 from lendchain.ledger.share_decline import SINCE_RULES as DECLINE_SINCE
@@ -125,24 +132,30 @@ def _price(record: dict[str, Any]) -> str:
     return f" for {record['price']}" if "price" in record else ""
 
 
-def funding_share_lines(funding: dict[str, Any]) -> list[str]:
+def funding_share_lines(funding: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
     """``fund show``'s lines for the share offers and the sales recorded on a syndicated loan (none
-    before rules 6, or from an older release's node)."""
+    before rules 6, or from an older release's node); a member by name and DID when ``names`` (the
+    loan view's ``member_names``) has it."""
+
+    def who(did: str) -> str:
+        return member_text(did, names=names)
+
     lines = []
     for offer in funding.get("share_offers", []):
         status = offer.get("status", "pending")
         why = f": {offer['lapsed_because']}" if "lapsed_because" in offer else ""
         lines.append(
-            f"  offer  {offer['from']} offers {offer['amount']} to {offer['to']}{_price(offer)} at height "
-            f"{offer['height']} ({status}{why})"
+            f"  offer  {who(offer['from'])} offers {offer['amount']} to {who(offer['to'])}{_price(offer)} "
+            f"at height {offer['height']} ({status}{why})"
         )
     for sale in funding.get("assignments", []):
         lines.append(
-            f"  sold   {sale['from']} sold {sale['amount']} to {sale['to']}{_price(sale)} at height {sale['height']}"
+            f"  sold   {who(sale['from'])} sold {sale['amount']} to {who(sale['to'])}{_price(sale)} at height "
+            f"{sale['height']}"
         )
     for declined in funding.get("share_declines", []):  # rules 7
         lines.append(
-            f"  declined  {declined['to']} declined {declined['amount']} from {declined['from']}"
+            f"  declined  {who(declined['to'])} declined {declined['amount']} from {who(declined['from'])}"
             f"{_price(declined)} at height {declined['height']} (offered at {declined['offered_height']})"
             f"{_note(declined)}"
         )
@@ -153,30 +166,35 @@ def _note(declined: dict[str, Any]) -> str:
     return f": {declined['note']}" if "note" in declined else ""
 
 
-def position_share_lines(position: dict[str, Any]) -> list[str]:
-    """``fund positions``' lines under one position: what was bought and sold, and its pending offer."""
+def position_share_lines(position: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
+    """``fund positions``' lines under one position: what was bought and sold, and its pending offer;
+    a buyer by name and DID when ``names`` (the view's ``member_names``) has it."""
     lines = []
     if position.get("bought") or position.get("sold"):
         lines.append(f"    bought {position['bought']}, sold {position['sold']}")
     offer = position.get("share_offer")
     if offer:
         lines.append(
-            f"    your offer of {offer['amount']} to {offer['to']}{_price(offer)} (height {offer['height']}) is "
+            f"    your offer of {offer['amount']} to {member_text(offer['to'], names=names)}{_price(offer)} "
+            f"(height {offer['height']}) is "
             f"pending: lendchain fund withdraw-assignment {position['loan_id']} takes it back"
         )
     for declined in position.get("offers_declined", []):  # rules 7: the buyer said no
         lines.append(
-            f"    your offer of {declined['amount']} to {declined['to']}{_price(declined)} (height "
+            f"    your offer of {declined['amount']} to {member_text(declined['to'], names=names)}"
+            f"{_price(declined)} (height "
             f"{declined['offered_height']}) was declined at height {declined['height']}{_note(declined)}"
         )
     return lines
 
 
 def offered_lines(view: dict[str, Any]) -> list[str]:
-    """``fund positions``' lines for the shares offered to the funder, each with the command taking it."""
+    """``fund positions``' lines for the shares offered to the funder, each with the command taking it
+    (the seller by name and DID when the view's ``member_names`` has it)."""
+    names = view.get("member_names")
     return [
         f"  offered: {offer['amount']} of loan {offer['loan_id'][:16]}… ({offer['state']}, {offer['currency']}) "
-        f"from {offer['from']}{_price(offer)} at height {offer['height']}: lendchain fund accept-assignment "
+        f"from {member_text(offer['from'], names=names)}{_price(offer)} at height {offer['height']}: lendchain fund accept-assignment "
         f"{offer['loan_id']} --from {offer['from']}"
         for offer in view.get("share_offers_to", [])
     ]

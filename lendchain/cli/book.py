@@ -45,6 +45,7 @@ from lendchain.cli._common import (
     emit,
     key_options,
     load_signer,
+    member_text,
     next_rules,
     require_rules,
     user_errors,
@@ -131,7 +132,9 @@ def transfer_book(ctx: click.Context, to: str, **kw: Any) -> None:
             "to": _who(target),
             "already_offered": [row["loan_id"] for row in mine if _to(row) == to],
             "pending_elsewhere": [
-                {"loan_id": row["loan_id"], "to": _to(row)} for row in mine if _to(row) not in (None, to)
+                {"loan_id": row["loan_id"], "to": _to(row), "to_name": row["transfer"].get("to_name")}
+                for row in mine
+                if _to(row) not in (None, to)
             ],
         }
         payloads = [{"loan_id": row["loan_id"], "to": to} for row in free]
@@ -168,11 +171,17 @@ def accept_transfers(ctx: click.Context, from_did: str | None, **kw: Any) -> Non
         )
         key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
         me = _lender_member(client, key.did, "the key's member")
-        if from_did is not None and _member(client, from_did) is None:
+        offering = _member(client, from_did) if from_did is not None else None
+        if from_did is not None and offering is None:
             raise click.ClickException(f"--from {from_did} is no consortium member: give a lender's did:key")
         rows = _chosen(_read_book(client, me["did"], written_off), kw)
         offered = [row for row in rows if _to(row) == me["did"] and from_did in (None, row["lender"])]
-        summary: dict[str, Any] = {"command": "accept-transfers", "member": _who(me), "from": from_did}
+        summary: dict[str, Any] = {
+            "command": "accept-transfers",
+            "member": _who(me),
+            "from": from_did,
+            "from_name": offering["name"] if offering is not None else None,
+        }
         payloads = [{"loan_id": row["loan_id"]} for row in offered]
 
         def accepted(row: dict[str, Any]) -> bool:
@@ -221,7 +230,9 @@ def _run(
     payloads, rows = payloads[:limit], rows[:limit]
     if kw["dry_run"]:
         summary["dry_run"] = True
-        summary["would_send"] = [{name: row[name] for name in _SHOWN} for row in rows]
+        summary["would_send"] = [
+            {**{name: row[name] for name in _SHOWN}, "lender_name": row.get("lender_name")} for row in rows
+        ]
         emit(ctx, summary, _dry_run_text)
         return
     sent = _send(client, key, kind, payloads, kw["timeout"])
@@ -450,7 +461,11 @@ def _heading(summary: dict[str, Any]) -> str:
     if summary["command"] == "transfer-book":
         where = f"to {summary['to']['name']} ({summary['to']['did']})"
     else:
-        where = f"offered by {summary['from']}" if summary["from"] else "pending to it"
+        where = (
+            f"offered by {member_text(summary['from'], summary['from_name'])}"
+            if summary["from"]
+            else "pending to it"
+        )
     currency = f" in {summary['currency']}" if summary["currency"] else ""
     loans = f", {summary['loans']} loans" if summary["loans"] != "all" else ""
     return f"{summary['command']}: {me['name']} ({me['did']}), {summary['kind']} {where}{currency}{loans}"
@@ -465,7 +480,9 @@ def _skipped_lines(summary: dict[str, Any]) -> list[str]:
     elsewhere = summary.get("pending_elsewhere", [])
     if elsewhere:
         lines.append(f"  pending to another lender, left alone: {len(elsewhere)}")
-        lines += [f"    loan {row['loan_id']} to {row['to']}" for row in elsewhere]
+        lines += [
+            f"    loan {row['loan_id']} to {member_text(row['to'], row['to_name'])}" for row in elsewhere
+        ]
     if summary["left_by_limit"]:
         lines.append(f"  left for a later run by --limit: {summary['left_by_limit']}")
     return lines
@@ -475,7 +492,8 @@ def _dry_run_text(summary: dict[str, Any]) -> str:
     would = summary["would_send"]
     lines = [_heading(summary), f"  dry run, nothing sent: would send {len(would)}"]
     lines += [
-        f"    loan {row['loan_id']}  {row['currency']} {row['amount']}  {row['state']}  lender {row['lender']}"
+        f"    loan {row['loan_id']}  {row['currency']} {row['amount']}  {row['state']}  "
+        f"lender {member_text(row['lender'], row['lender_name'])}"
         for row in would
     ]
     return "\n".join(lines + _skipped_lines(summary))

@@ -15,15 +15,18 @@ from lendchain.cli._common import (
     config_option,
     describe_tx,
     emit,
+    event_names,
     event_text,
     load_signer,
     send_tx,
     signer_options,
+    tx_events,
     user_errors,
 )
 from lendchain.client import ref_path
 from lendchain.consensus.quorum import faulty
 from lendchain.ledger.dispute_records import time_text
+from lendchain.node.pages import BLOCKS_PAGE_MAX, HEIGHT_MAX
 
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 _TX_ID = _BLOCK_HASH  # both are sha256 digests
@@ -200,7 +203,8 @@ def tx_show(ctx: click.Context, tx_id: str, wait_s: float, **kw: Any) -> None:
     """Show a transaction's status, block and result."""
     with client_from(kw) as client:
         value = client.wait_tx(tx_id, wait_s) if wait_s > 0 else client.tx(tx_id)
-    emit(ctx, value, describe_tx)
+        names = event_names(ctx, client, tx_events(value))
+    emit(ctx, value, lambda status: describe_tx(status, names))
 
 
 @click.group()
@@ -223,11 +227,13 @@ def block_show(ctx: click.Context, ref: str, **kw: Any) -> None:
         )
     with client_from(kw) as client:
         value = client.get(ref_path("/blocks", ref))
-    emit(ctx, value, _block_text)
+        names = event_names(ctx, client, value.get("ledger_events", []))
+    emit(ctx, value, lambda block: _block_text(block, names))
 
 
-def _block_text(block: dict[str, Any]) -> str:
-    """What `block show` prints of a block view (``GET /blocks/{ref}``)."""
+def _block_text(block: dict[str, Any], names: dict[str, str]) -> str:
+    """What `block show` prints of a block view (``GET /blocks/{ref}``); ``names`` names the members
+    its ledger events hold the DIDs of."""
     header = block["header"]
     lines = [
         f"block    {header['height']}  {block['hash']}",
@@ -242,7 +248,7 @@ def _block_text(block: dict[str, Any]) -> str:
     events = block.get("ledger_events", [])
     if events:
         lines.append(f"ledger   {len(events)} event{'s' if len(events) != 1 else ''} of its own")
-        lines += (f"  {event_text(event)}" for event in events)
+        lines += (f"  {event_text(event, names)}" for event in events)
     certificate = block.get("certificate")
     if certificate is None:
         lines.append("certified  no commit certificate stored")
@@ -252,8 +258,16 @@ def _block_text(block: dict[str, Any]) -> str:
 
 
 @block.command("list")
-@click.option("--from", "start", default=1, show_default=True, help="First height.")
-@click.option("--limit", default=20, show_default=True)
+@click.option(
+    "--from", "start", type=click.IntRange(0, HEIGHT_MAX), default=1, show_default=True, help="First height."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, BLOCKS_PAGE_MAX),
+    default=20,
+    show_default=True,
+    help=f"How many blocks (the node hands out at most {BLOCKS_PAGE_MAX} at a time).",
+)
 @client_options
 @click.pass_context
 @user_errors
@@ -336,7 +350,9 @@ def verify_chain(ctx: click.Context, config_path: str, data_dir: str | None) -> 
 def tx_status(ctx: click.Context, tx_id: str, **kw: Any) -> None:
     """Show a transaction's status now (pending, committed with its result, expired, rejected)."""
     with client_from(kw) as client:
-        emit(ctx, client.tx(tx_id), describe_tx)
+        value = client.tx(tx_id)
+        names = event_names(ctx, client, tx_events(value))
+    emit(ctx, value, lambda status: describe_tx(status, names))
 
 
 @tx.command("wait")
@@ -349,6 +365,7 @@ def tx_wait(ctx: click.Context, tx_id: str, timeout: float, **kw: Any) -> None:
     """Wait until a transaction commits (or expires or is rejected); exit 1 if it did not commit."""
     with client_from(kw) as client:
         value = client.wait_tx(tx_id, timeout)
-    emit(ctx, value, describe_tx)
+        names = event_names(ctx, client, tx_events(value))
+    emit(ctx, value, lambda status: describe_tx(status, names))
     if value.get("status") != "committed":
         ctx.exit(1)

@@ -22,6 +22,7 @@ from lendchain.cli._common import (
     client_options,
     emit,
     load_signer,
+    member_text,
     require_rules,
     send_tx,
     signer_options,
@@ -98,8 +99,7 @@ def _latest_report(party: dict[str, Any], member: str | None, height: int | None
     if report is None:
         raise click.ClickException(f"{party['did']} has no credit report to dispute")
     if member is not None and member != report["reporter"]:
-        name = report.get("reporter_name")  # none from a node of an older release
-        reporter = f"{name} ({report['reporter']})" if name else report["reporter"]
+        reporter = member_text(report["reporter"], report.get("reporter_name"))  # an older node: the DID
         raise click.ClickException(
             f"{party['did']}'s latest credit report is by {reporter}, not {member}: "
             "only the latest report can be disputed"
@@ -231,9 +231,15 @@ def describe_member_records(value: dict[str, Any]) -> str:
 
 
 def describe_disputes(view: dict[str, Any]) -> str:
+    """``credit disputes DID``: the counts, then the newest disputes one a line; a member by its name
+    and DID (the DID alone from an older node, which names none)."""
     whose = "of its credit reports" if view["kind"] == "party" else "of the credit reports it furnished"
+    if view["kind"] == "party":
+        who = f"{view['did']} (party)"
+    else:
+        who = f"member {member_text(view['did'], view.get('name'))}"
     lines = [
-        f"{view['did']} ({view['kind']}): {view['count']} dispute{'' if view['count'] == 1 else 's'} {whose}: "
+        f"{who}: {view['count']} dispute{'' if view['count'] == 1 else 's'} {whose}: "
         f"{view['open']} open, {view['overdue']} overdue, {view['answered_on_time']} answered on time, "
         f"{view['answered_late']} answered late"
     ]
@@ -244,8 +250,9 @@ def describe_disputes(view: dict[str, Any]) -> str:
 
 
 def dispute_line(dispute: dict[str, Any], kind: str) -> str:
-    """One dispute: whose report, since when, and where it stands."""
-    who = f"report by {dispute['furnisher']}" if kind == "party" else f"{dispute['subject']}'s report"
+    """One dispute: whose report (its furnisher by name and DID), since when, and where it stands."""
+    furnisher = member_text(dispute["furnisher"], dispute.get("furnisher_name"))
+    who = f"report by {furnisher}" if kind == "party" else f"{dispute['subject']}'s report"
     head = f"{who} at height {dispute['report_height']}, disputed at height {dispute['height']}"
     if dispute["status"] != "answered":
         due = time_text(dispute["deadline_ms"])

@@ -113,7 +113,9 @@ def docker_status(ctx: click.Context, directory: str | None) -> None:
 @docker.command("logs")
 @click.argument("node", required=False)
 @_dir
-@click.option("--tail", default=200, show_default=True)
+@click.option(
+    "--tail", type=click.IntRange(0), default=200, show_default=True, help="Lines from the end of each log."
+)
 @click.option("--follow", is_flag=True)
 def docker_logs(node: str | None, directory: str | None, tail: int, follow: bool) -> None:
     """Show (or follow) a node's logs, or all of them."""

@@ -24,12 +24,15 @@ from lendchain.cli._common import (
     client_options,
     emit,
     load_signer,
+    member_text,
+    named_in,
     send_tx,
     signer_options,
     user_errors,
 )
 from lendchain.cli.assignment import funding_share_lines, offered_lines, position_share_lines
 from lendchain.cli.collateral import share_coverage_lines
+from lendchain.cli.parties import party_member_names
 from lendchain.cli.reports import position_stage_text, share_stage_lines
 from lendchain.client import ref_path
 from lendchain.crypto import (
@@ -161,11 +164,14 @@ def score() -> None:
     """The open credit score."""
 
 
-def describe_score(view: dict[str, Any]) -> str:
+def describe_score(view: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """The score and each factor's points, value and source; a member a source names by its DID is
+    named by ``names`` too (``parties.party_member_names``)."""
     lines = [f"score {view['score']} for {view['did']}"]
     for factor in view["factors"]:
         value = "-" if factor["value"] is None else str(factor["value"])
-        lines.append(f"  {factor['factor']:<15} {factor['points']:>+6}  value {value:<10} {factor['source']}")
+        source = named_in(factor["source"], names or {})
+        lines.append(f"  {factor['factor']:<15} {factor['points']:>+6}  value {value:<10} {source}")
     return "\n".join(lines)
 
 
@@ -180,7 +186,8 @@ def score_explain(ctx: click.Context, did: str, **kw: Any) -> None:
         party = client.get(ref_path("/parties", did))
     if "credit_score" not in party:
         raise click.ClickException(f"{_no_party(party)}; it has no score")
-    emit(ctx, {"did": did, **party["credit_score"]}, describe_score)
+    names = party_member_names(party)
+    emit(ctx, {"did": did, **party["credit_score"]}, lambda v: describe_score(v, names))
 
 
 def _no_party(view: dict[str, Any]) -> str:
@@ -270,15 +277,18 @@ def fund_expire(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     send_tx(ctx, kw, "loan.fund_expire", {"loan_id": loan_id})
 
 
-def describe_funding(view: dict[str, Any]) -> str:
+def describe_funding(view: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """``fund show``: the funders and their shares, by name and DID where ``names`` (the loan view's
+    ``member_names``) has one (an investor, a party, has none)."""
     funding = view["funding"]
     lines = [
         f"loan {view['loan_id']} {view['state']}: funded {funding['funded']} of {funding['target']}"
         f" by {time_text(funding['deadline_ms'])}"
     ]
     for c in funding["commitments"]:
-        lines.append(f"  {c['funder']}  share {c['amount']}  received {c['received']}  {c['status']}")
-    lines += funding_share_lines(funding)  # rules 6: shares offered and sold
+        funder = member_text(c["funder"], names=names)
+        lines.append(f"  {funder}  share {c['amount']}  received {c['received']}  {c['status']}")
+    lines += funding_share_lines(funding, names)  # rules 6: shares offered and sold
     return "\n".join(lines)
 
 
@@ -295,7 +305,8 @@ def fund_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
         raise click.ClickException(
             f"loan {loan_id} is not syndicated (its accepted offer had no funding window)"
         )
-    emit(ctx, {"loan_id": loan_id, "state": view["state"], "funding": view["funding"]}, describe_funding)
+    funding = {"loan_id": loan_id, "state": view["state"], "funding": view["funding"]}
+    emit(ctx, funding, lambda v: describe_funding(v, view.get("member_names")))
 
 
 @fund.command("positions")
@@ -356,7 +367,7 @@ def describe_positions(view: dict[str, Any]) -> str:
                 f"{asked['term_months']} months, {asked['holiday_months']} of holiday) waits for your "
                 f"consent{until}: lendchain loan consent-restructure {p['loan_id']}"
             )
-        lines += position_share_lines(p)  # rules 6: bought, sold, its pending offer
+        lines += position_share_lines(p, view.get("member_names"))  # rules 6: bought, sold, its pending offer
     lines += offered_lines(view)  # rules 6: shares offered to this funder
     return "\n".join(lines)
 

@@ -354,13 +354,20 @@ def gov_show(ctx: click.Context, proposal_id: str, **kw: Any) -> None:
 
 
 def describe_proposal(view: dict[str, Any], needed: int | None = None) -> str:
+    """One proposal a line: its change, status and the votes that count, by their members' names
+    (``member_names``; the DIDs from an older node, which names none), the proposer's first."""
     cast = view.get("counted_votes", view["votes"])  # a vote counts while its voter votes
     votes = f"{len(cast)}/{needed}" if needed else str(len(cast))
+    names = view.get("member_names", {})
+    if cast:
+        votes += f" votes ({', '.join(names.get(did, did) for did in cast)})"
+    else:
+        votes += " votes"
     if view["action"] == MEMBER_ADMIT:
         change = describe_admission(view["key"], view["value"])
     else:
         change = f"{view['key']} = {view['value']}"
-    line = f"{view['proposal_id']}  {view['action']} {change}  {view['status']}, {votes} votes"
+    line = f"{view['proposal_id']}  {view['action']} {change}  {view['status']}, {votes}"
     if view["status"] == "open":
         line += f", open until {time_text(view['expires_ms'])}"
     elif view["status"] == "executed":

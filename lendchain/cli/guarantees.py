@@ -20,7 +20,14 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.cli._common import (
+    client_from,
+    member_text,
+    require_rules,
+    send_tx,
+    signer_options,
+    user_errors,
+)
 from lendchain.client import ref_path
 from lendchain.ledger.dispute_records import time_text
 from lendchain.ledger.guarantees import ACCEPT, CALL, KINDS, PROPOSE, RELEASE, SINCE_RULES, WITHDRAW
@@ -46,7 +53,9 @@ def _guarantee_id(loan: dict[str, Any], given: str | None, status: str, command:
     found = [g for g in loan.get("guarantees", []) if g["status"] == status]
     if len(found) == 1:
         return found[0]["guarantee_id"]
-    listed = "; ".join(f"{g['guarantee_id']} by {g['guarantor']}" for g in found) or "none"
+    names = loan.get("member_names")  # a member's bank guarantee by its name (an older node: the DID)
+    listed = "; ".join(f"{g['guarantee_id']} by {member_text(g['guarantor'], names=names)}" for g in found)
+    listed = listed or "none"
     raise click.UsageError(
         f"{command}: loan {loan['loan_id']} has {len(found)} {status} guarantees ({listed}); "
         "name one with --guarantee ID"
@@ -201,10 +210,12 @@ def guarantee_lines(loan: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = [f"  {'guaranteed':<15} {loan['guaranteed']} {loan['currency']} of the principal at risk"]
+    names = loan.get("member_names")  # a member's bank guarantee by its name (an older node: the DID)
     for row in rows:
         expiry = f", expires at {time_text(row['expires_ms'])}" if row.get("expires_ms") else ""
         lines.append(
-            f"  {'guarantee':<15} {row['guarantee_id'][:16]} {row['kind']} by {row['guarantor']}: {row['status']}, "
+            f"  {'guarantee':<15} {row['guarantee_id'][:16]} {row['kind']} by "
+            f"{member_text(row['guarantor'], names=names)}: {row['status']}, "
             f"cap {row['amount']}, called {row['called']}, contingent {row['contingent']}{expiry}"
         )
     return lines
@@ -246,11 +257,12 @@ def guarantor_report(exposure: dict[str, Any] | None) -> dict[str, Any] | None:
     exposure (``guarantee_views.guarantor_exposure``); None when no guarantee was proposed to it."""
     if exposure is None or not exposure["guarantees"]["guarantees"]:
         return None
-    return {"did": exposure["did"], **exposure["guarantees"]}
+    return {"did": exposure["did"], "name": exposure.get("name"), **exposure["guarantees"]}
 
 
 def guarantor_text(view: dict[str, Any]) -> str:
     """``report guarantees``: the DID, then what ``party exposure`` prints of it as a guarantor."""
     count = len(view["guarantees"])
-    head = f"{view['did']}: {count} guarantee{'' if count == 1 else 's'} proposed to it"
+    who = member_text(view["did"], view.get("name"))  # a member's bank guarantees: by its name
+    head = f"{who}: {count} guarantee{'' if count == 1 else 's'} proposed to it"
     return "\n".join([head, *guarantor_lines({"guarantees": view})])

@@ -32,14 +32,16 @@ from lendchain.cli._common import (
     client_from,
     client_options,
     emit,
+    member_text,
     require_rules,
+    roster_names,
     send_tx,
     signer_options,
     user_errors,
 )
 from lendchain.cli.collateral import collateral_lines
 from lendchain.cli.guarantees import guarantee_lines
-from lendchain.cli.parties import member_names, names_needed, party_text
+from lendchain.cli.parties import names_needed, party_text
 from lendchain.cli.reports import (
     books_text,
     consortium_books,
@@ -98,7 +100,7 @@ def party_show(ctx: click.Context, did: str, **kw: Any) -> None:
     with client_from(kw) as client:
         view = client.get(ref_path("/parties", did))
         as_text = not ctx.find_root().params.get("as_json")
-        names = member_names(client) if as_text and names_needed(view) else {}
+        names = roster_names(client) if as_text and names_needed(view) else {}
     emit(ctx, view, lambda v: party_text(v, names))
 
 
@@ -474,7 +476,7 @@ def _restructuring_lines(view: dict[str, Any]) -> list[str]:
             f"  {'restructuring':<15} {proposal['rate_bps']} bps over {proposal['term_months']} months "
             f"({proposal['holiday_months']} of holiday), offered at height {proposal['height']} ({status})"
         )
-        lines += consent_lines(proposal)
+        lines += consent_lines(proposal, view.get("member_names"))
     for record in view.get("restructurings", []):
         new = record["new"]
         lines.append(
@@ -502,7 +504,9 @@ def loan_show(ctx: click.Context, loan_id: str, **kw: Any) -> None:
 
 
 def loan_text(v: dict[str, Any]) -> str:
-    """What `loan show` prints of a loan view (``GET /loans/{id}``); `report loan` prints it too."""
+    """What `loan show` prints of a loan view (``GET /loans/{id}``); `report loan` prints it too. Its
+    members by name and DID (``member_names``, ``lender_name``; the DID alone from an older node)."""
+    names = v.get("member_names")
     lines = [f"loan {v['loan_id']}: {v.get('state')}"]
     for key in (
         "borrower",
@@ -515,7 +519,8 @@ def loan_text(v: dict[str, Any]) -> str:
         "interest_paid",
     ):
         if v.get(key) is not None:
-            lines.append(f"  {key:<15} {_named(v[key], v.get('lender_name')) if key == 'lender' else v[key]}")
+            shown = member_text(v[key], v.get("lender_name"), names) if key == "lender" else v[key]
+            lines.append(f"  {key:<15} {shown}")
     lines += stage_lines_of_loan(v)
     lines += collateral_lines(v)
     lines += guarantee_lines(v)
@@ -532,20 +537,16 @@ def loan_text(v: dict[str, Any]) -> str:
     if transfer is not None:
         status = "pending" if transfer["status"] == "pending" else f"lapsed: the loan is {v.get('state')}"
         lines.append(
-            f"  {'transfer':<15} to {_named(transfer['to'], transfer.get('to_name'))}, offered at height "
+            f"  {'transfer':<15} to {member_text(transfer['to'], transfer.get('to_name'), names)}, offered at height "
             f"{transfer['height']} ({status})"
         )
     return "\n".join(lines + forbearance_lines(v))
 
 
-def _named(did: str, name: str | None) -> str:
-    """A member as ``name (did)``; its DID alone from a node of an older release, which names none."""
-    return f"{name} ({did})" if name else did
-
-
 def _recoveries_text(loan: dict[str, Any]) -> list[str]:
     """A written-off loan's recoveries, each from its history entry, each time its recovery changed
     servicer (rules 6), its net loss (rules 5) and the end of its recovery (rules 6)."""
+    names = loan.get("member_names")
     lines = []
     for entry in loan.get("history", []):
         if entry["event"] == "loan.recover":
@@ -556,8 +557,9 @@ def _recoveries_text(loan: dict[str, Any]) -> list[str]:
             )
         if entry["event"] == "loan.transfer_accept" and "recovered" in entry:  # a written-off loan's
             lines.append(
-                f"  {'recovery moved':<15} at height {entry['height']} from {entry['previous_lender']} to "
-                f"{entry['lender']} (recovered {entry['recovered']} by then)"
+                f"  {'recovery moved':<15} at height {entry['height']} from "
+                f"{member_text(entry['previous_lender'], names=names)} to {member_text(entry['lender'], names=names)} "
+                f"(recovered {entry['recovered']} by then)"
             )
     net = loan.get("net_loss")  # an older release's node answers without it
     if net is not None:

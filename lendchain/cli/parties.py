@@ -15,19 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from lendchain.cli._common import member_text
 from lendchain.cli.reports import position_stage_text
 from lendchain.ledger.dispute_records import time_text
 
 LABEL = 12  # the width of the label column
 
 
-def member_names(client: Any) -> dict[str, str]:
-    """Every member's name by DID (removed members too), from ``GET /members/*``."""
-    return {member["did"]: member["name"] for member in client.get("/members/*")["members"]}
-
-
 def names_needed(view: dict[str, Any]) -> bool:
-    """Whether ``party_text`` needs ``member_names`` for ``view``: a node of an older release answers
+    """Whether ``party_text`` needs ``_common.roster_names`` for ``view``: a node of an older release answers
     a party's KYC attestation and credit report without their members' names (``attester_name``,
     ``reporter_name``)."""
     kyc, report = view.get("kyc"), view.get("credit_report")
@@ -35,6 +31,21 @@ def names_needed(view: dict[str, Any]) -> bool:
         (kyc is not None and "attester_name" not in kyc)
         or (report is not None and "reporter_name" not in report)
     )
+
+
+def party_member_names(view: dict[str, Any]) -> dict[str, str]:
+    """The members a party's view names, by DID: its KYC attester, its credit report's reporter and
+    the furnishers of the reports it disputed (each view part's ``*_name``; none from an older node)."""
+    named = [
+        (view.get("kyc"), "attester"),
+        (view.get("credit_report"), "reporter"),
+        *((dispute, "furnisher") for dispute in (view.get("disputes") or {}).get("shown", [])),
+    ]
+    return {
+        record[field]: record[f"{field}_name"]
+        for record, field in named
+        if record is not None and record.get(f"{field}_name")
+    }
 
 
 def party_text(view: dict[str, Any], names: dict[str, str] | None = None) -> str:
@@ -58,12 +69,6 @@ def _more(text: str) -> str:
     return " " * LABEL + text
 
 
-def _who(did: str, name: str | None, names: dict[str, str]) -> str:
-    """A member as ``name (did)``: the name the view gives, else the one ``names`` has, else the DID alone."""
-    name = name or names.get(did)
-    return f"{name} ({did})" if name else did
-
-
 def _party_lines(view: dict[str, Any], names: dict[str, str]) -> list[str]:
     did = view["did"]
     registered = f"{view['role']}, registered at block {view['registered_height']}"
@@ -85,7 +90,7 @@ def _party_lines(view: dict[str, Any], names: dict[str, str]) -> list[str]:
 def _kyc_lines(kyc: dict[str, Any] | None, names: dict[str, str]) -> list[str]:
     if kyc is None:
         return [_row("KYC", "none")]
-    attester = _who(kyc["attester"], kyc.get("attester_name"), names)
+    attester = member_text(kyc["attester"], kyc.get("attester_name"), names)
     return [
         _row("KYC", f"level {kyc['level']}, attested by {attester} at block {kyc['height']}"),
         _more(f"expires {time_text(kyc['expires_ms'])}, evidence sha256 {kyc['evidence_hash']}"),
@@ -112,7 +117,7 @@ def _consent_lines(consents: list[dict[str, Any]] | None) -> list[str]:
 def _report_lines(report: dict[str, Any] | None, names: dict[str, str]) -> list[str]:
     if report is None:
         return [_row("credit", "no credit report")]
-    reporter = _who(report["reporter"], report.get("reporter_name"), names)
+    reporter = member_text(report["reporter"], report.get("reporter_name"), names)
     return [
         _row("credit", f"reported by {reporter} at block {report['height']}"),
         _more(

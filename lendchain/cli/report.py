@@ -41,7 +41,7 @@ from lendchain.cli.reports import books_text, consortium_books, exposure_text, l
 from lendchain.client import NodeError
 from lendchain.genesis import Genesis
 
-BLOCKS_PER_REQUEST = 200  # of GET /blocks/raw (the node also stops at about 8 MiB)
+BLOCKS_PER_REQUEST = 200  # of GET /blocks/raw, at most pages.RAW_BLOCKS_PAGE_MAX (and about 8 MiB)
 
 
 def _as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lendchain.cli._common import member_text
 from lendchain.cli.collateral import coverage_lines
 from lendchain.cli.guarantees import guarantor_lines
 from lendchain.ledger.dispute_records import time_text
@@ -57,7 +58,7 @@ AGEING_LABELS = {
 
 
 def exposure_text(view: dict[str, Any]) -> str:
-    lines = [f"exposure of {view['did']}"]
+    lines = [f"exposure of {member_text(view['did'], view.get('name'))}"]  # a member guarantor's name
     if not view["currencies"]:
         lines.append("  no live loans (nothing disbursed or committed)")
     lines += [totals_text(currency, t) for currency, t in view["currencies"].items()]
@@ -218,9 +219,10 @@ def portfolio_text(view: dict[str, Any]) -> str:
     transfers = view.get("pending_transfers", [])  # an older release's node answers without it
     if transfers:
         lines.append("pending transfers")
-    for row in transfers:
+    for row in transfers:  # each member by name and DID (an older node names none: the DIDs alone)
         lines.append(
-            f"  loan {row['loan_id']} from {row['lender']} to {row['to']} (offered at height {row['offered_height']})"
+            f"  loan {row['loan_id']} from {member_text(row['lender'], row.get('lender_name'))} to "
+            f"{member_text(row['to'], row.get('to_name'))} (offered at height {row['offered_height']})"
         )
     return "\n".join(lines)
 

@@ -13,7 +13,14 @@ from typing import Any
 
 import click
 
-from lendchain.cli._common import client_from, require_rules, send_tx, signer_options, user_errors
+from lendchain.cli._common import (
+    client_from,
+    member_text,
+    require_rules,
+    send_tx,
+    signer_options,
+    user_errors,
+)
 from lendchain.ledger.consent_withdrawal import KIND
 from lendchain.ledger.consent_withdrawal import SINCE_RULES as WITHDRAWAL_SINCE
 from lendchain.ledger.funder_consent import SINCE_RULES as CONSENT_SINCE
@@ -60,9 +67,10 @@ def withdraw_consent(ctx: click.Context, loan_id: str, **kw: Any) -> None:
     send_tx(ctx, kw, KIND, {"loan_id": loan_id})
 
 
-def consent_lines(proposal: dict[str, Any]) -> list[str]:
+def consent_lines(proposal: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
     """``loan show``'s lines for a syndicated loan's proposal: the share consented, what is still
-    missing, and each consent (none for a loan without funders, or from an older release's node)."""
+    missing, and each consent by its funder (named when ``names``, the loan view's ``member_names``,
+    has it; none for a loan without funders, or from an older release's node)."""
     counted = proposal.get("consent")
     if counted is None:
         return []
@@ -78,7 +86,8 @@ def consent_lines(proposal: dict[str, Any]) -> list[str]:
     for consent in proposal["consents"]:
         how = ", by proposing" if consent["by_proposal"] else ""
         lines.append(
-            f"  {'consented':<15} {consent['funder']} {consent['amount']} at height {consent['height']}{how}"
+            f"  {'consented':<15} {member_text(consent['funder'], names=names)} {consent['amount']} at height "
+            f"{consent['height']}{how}"
         )
     return lines
 

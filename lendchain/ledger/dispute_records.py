@@ -43,6 +43,7 @@ from typing import Any
 from lendchain.ledger import pagedlist
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
+from lendchain.ledger.member_names import MemberNames
 from lendchain.ledger.state import StateReader, credit_key, institution_key, party_key, read_value
 
 SINCE_RULES = 7
@@ -182,9 +183,12 @@ def _withdrawn_note(get: Getter, did: str) -> str:
 # Views ------------------------------------------------------------------------------
 
 
-def dispute_view(get: Getter, dispute: dict[str, Any], as_of_ms: int | None) -> dict[str, Any]:
-    """One dispute, JSON-ready: its record, its ``status`` at ``as_of_ms`` and whether the report it
-    names is still the subject's latest (``report_current``: a newer report replaced it when not)."""
+def dispute_view(
+    get: Getter, dispute: dict[str, Any], as_of_ms: int | None, names: MemberNames
+) -> dict[str, Any]:
+    """One dispute, JSON-ready: its record with its furnisher's name (``furnisher_name``, from
+    ``names``), its ``status`` at ``as_of_ms`` and whether the report it names is still the subject's
+    latest (``report_current``: a newer report replaced it when not)."""
     report = get(credit_key(dispute["subject"]))
     current = report is not None and (report["reporter"], report["height"]) == (
         dispute["furnisher"],
@@ -193,6 +197,7 @@ def dispute_view(get: Getter, dispute: dict[str, Any], as_of_ms: int | None) -> 
     answer = dispute["answer"]
     return {
         **{key: value for key, value in dispute.items() if key not in ("reason_hash", "answer")},
+        "furnisher_name": names(dispute["furnisher"]),
         "reason_hash": dispute["reason_hash"].hex(),
         "status": status_of(dispute, as_of_ms),
         "report_current": current,
@@ -204,7 +209,8 @@ def disputes_summary(
     get: Getter, index: bytes, subject_of: Callable[[list[Any]], bytes], as_of_ms: int | None
 ) -> dict[str, Any]:
     """The counts over every dispute under ``index`` (one walk of it) and the newest ``DISPUTES_SHOWN``,
-    newest first; ``subject_of`` turns an index item into its dispute's key."""
+    newest first, each furnisher's name read once; ``subject_of`` turns an index item into its
+    dispute's key."""
     counts = {"count": 0, OPEN: 0, OVERDUE: 0, "answered_on_time": 0, "answered_late": 0}
     for item in pagedlist.items(get, index):
         dispute = get(subject_of(item))
@@ -216,7 +222,8 @@ def disputes_summary(
             counts[status] += 1
     total = counts["count"]
     newest = pagedlist.window(get, index, max(0, total - DISPUTES_SHOWN), DISPUTES_SHOWN)
-    shown = [dispute_view(get, get(subject_of(item)), as_of_ms) for item in reversed(newest)]
+    names = MemberNames(get)
+    shown = [dispute_view(get, get(subject_of(item)), as_of_ms, names) for item in reversed(newest)]
     return {**counts, "shown": shown}
 
 
@@ -237,7 +244,8 @@ def furnisher_disputes(get: Getter, did: str, as_of_ms: int | None) -> dict[str,
 def disputes_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """``GET /disputes/{did}``: a registered party's disputes of its credit reports, or the disputes
     of the reports a member furnished (how many it answered on time, late, and how many are
-    overdue now, for a supervisor), judged at ``as_of_ms``; None for a DID that is neither.
+    overdue now, for a supervisor; with the member's ``name``), judged at ``as_of_ms``; None for a
+    DID that is neither.
 
     Counted by one walk of the DID's index: a query, never a handler, reads it whole.
     """
@@ -247,6 +255,12 @@ def disputes_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
 
     if get(party_key(did)) is not None:
         return {"did": did, "kind": "party", **subject_disputes(get, did, as_of_ms)}
-    if get(institution_key(did)) is not None:
-        return {"did": did, "kind": "member", **furnisher_disputes(get, did, as_of_ms)}
+    institution = get(institution_key(did))
+    if institution is not None:
+        return {
+            "did": did,
+            "kind": "member",
+            "name": institution["name"],
+            **furnisher_disputes(get, did, as_of_ms),
+        }
     return None

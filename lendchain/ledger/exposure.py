@@ -136,6 +136,7 @@ from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funding import pro_rata
 from lendchain.ledger.guarantee_views import add_guaranteed, guarantor_exposure, is_guarantor, loan_guaranteed
 from lendchain.ledger.loans import outstanding_principal
+from lendchain.ledger.member_names import MemberNames, member_name
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.servicing import penalty_due
 from lendchain.ledger.staging import (
@@ -184,7 +185,8 @@ BOOK_PAGE_MAX = 2000  # index positions one book page reads: a read per position
 
 
 def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
-    """The borrower's live loans, their totals per currency and who carries them; None if unknown."""
+    """The borrower's live loans, their totals per currency and who carries them; None if unknown.
+    ``name`` is a member's (one that guarantees, rules 7), read here; None for a party."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -233,7 +235,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
             if row is None:  # the carrier's name is read once, for its first loan in the currency
                 row = carriers[carrier, loan["currency"]] = {
                     "did": carrier,
-                    "name": _member_name(get, carrier),
+                    "name": member_name(get, carrier),
                     "currency": loan["currency"],
                     **dict.fromkeys(("outstanding", "committed", "loans"), 0),
                 }
@@ -244,6 +246,7 @@ def exposure_view(reader: StateReader, did: str, as_of_ms: int | None = None) ->
         add_guaranteed(guaranteed, loan, loans[-1]["guaranteed"])
     return {
         "did": did,
+        "name": member_name(get, did),  # a member that guarantees (rules 7); None for a party
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
@@ -293,7 +296,8 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     with the most principal outstanding and committed here (concentration).
     The loans themselves, with their next instalments, are ``/reminders/{did}``.
     ``pending_transfers`` lists the live loans whose servicing ``did`` offered
-    to another lender, or another lender offered to ``did``, by ``loan.transfer``.
+    to another lender, or another lender offered to ``did``, by ``loan.transfer``, with both
+    members' names (``lender_name``, ``to_name``).
     ``written_off`` totals, per currency, the loans ``did`` serviced and wrote off, or whose
     recovery it took over (its part of each: see the module), ``forborne`` the live ones
     restructured and still forborne at ``as_of_ms``, and ``stages`` and ``ageing`` the drawn
@@ -316,16 +320,13 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     borrowers: dict[str, dict[str, int]] = {}
     coverage: dict[str, dict[str, int]] = {}
     transfers = []
+    names = MemberNames(get)
     for loan_id, loan, live in _counted_loans(get, loan_ids):
         to = pending_to(loan)  # None if it lapsed
         if to is not None and did in (loan["lender"], to):
+            transfer = {"loan_id": loan_id.hex(), "lender": loan["lender"], "to": to}
             transfers.append(
-                {
-                    "loan_id": loan_id.hex(),
-                    "lender": loan["lender"],
-                    "to": to,
-                    "offered_height": loan["transfer"]["height"],
-                }
+                {**names.named(transfer, "lender", "to"), "offered_height": loan["transfer"]["height"]}
             )
         if live is None:  # written off: its part may be in the books of members that no longer service it
             _add_book_part(written_off, loan, did)
@@ -355,7 +356,7 @@ def portfolio_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     }
     return {
         "did": did,
-        "name": _member_name(get, did),
+        "name": names(did),
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
         "forborne": dict(sorted(forborne.items())),
@@ -379,8 +380,8 @@ def book_page(
     """The live loans at positions ``start`` … ``start + limit - 1`` of ``did``'s lender index.
 
     A row per loan ``did`` services, or whose pending transfer names it: its
-    id, state, currency, amount, borrower, ``lender`` and pending ``transfer``
-    (``to``, offered ``height``, and ``written_off`` for the recovery of a
+    id, state, currency, amount, borrower, ``lender`` (and ``lender_name``) and pending ``transfer``
+    (``to`` and ``to_name``, offered ``height``, and ``written_off`` for the recovery of a
     written-off loan; None if none), and its ``stage`` and ``days_past_due`` at ``as_of_ms``
     (``staging``: None for a loan written off; a commitment's stage reads its borrower's newest
     loans, once per borrower on the page). With ``written_off``, also the
@@ -402,6 +403,7 @@ def book_page(
         return None
     rows = []
     standings: dict[str, dict[str, int]] = {}
+    names = MemberNames(get)
     for loan_id in pagedlist.window(get, index, start, limit):
         loan = get(loan_key(loan_id))
         if loan["state"] == lc.WRITTEN_OFF and written_off:
@@ -411,6 +413,7 @@ def book_page(
         elif live_claim(loan) is None or did not in (loan["lender"], pending_to(loan)):
             continue
         staged = _row_stage(reader, standings, loan_id, loan, as_of_ms)
+        transfer = pending_transfer(loan)
         rows.append(
             {
                 "loan_id": loan_id.hex(),
@@ -419,7 +422,8 @@ def book_page(
                 "amount": loan["amount"],
                 "borrower": loan["borrower"],
                 "lender": loan["lender"],
-                "transfer": pending_transfer(loan),
+                "lender_name": names(loan["lender"]),
+                "transfer": None if transfer is None else names.named(transfer, "to"),
                 "stage": staged["stage"],
                 "days_past_due": staged["days_past_due"],
             }
@@ -561,11 +565,6 @@ def _carriers(loan: dict[str, Any], amount: int, lender: str | None = None) -> l
 def funder_share(loan: dict[str, Any], amount: int, did: str) -> int:
     """Funder ``did``'s pro-rata part of ``amount`` of the loan (``_carriers``)."""
     return next(part for carrier, part in _carriers(loan, amount) if carrier == did)
-
-
-def _member_name(get: Callable[[bytes], Any], did: str) -> str | None:
-    institution = get(institution_key(did))
-    return institution["name"] if institution else None
 
 
 register_lookup("exposure", exposure_view, timed=True)

@@ -48,6 +48,7 @@ from lendchain.ledger.exposure import funder_share, live_claim
 from lendchain.ledger.forbearance import forbearance, forborne_totals
 from lendchain.ledger.funder_consent import counted_commitments
 from lendchain.ledger.guarantee_views import add_guaranteed, loan_guaranteed
+from lendchain.ledger.member_names import MemberNames
 from lendchain.ledger.queries import register_lookup
 from lendchain.ledger.restructuring import pending_restructuring
 from lendchain.ledger.share_decline import declined_offers
@@ -66,7 +67,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
     ``forborne`` totals its shares of the loans still forborne at ``as_of_ms``, ``stages`` and
     ``ageing`` its shares of the drawn loans by stage and days past due then, ``commitment_stages``
     its shares of the undisbursed commitments by stage (``staging``), and a proposal
-    that expired by then (rules 6) asks no consent any more (``consent_requested``)."""
+    that expired by then (rules 6) asks no consent any more (``consent_requested``).
+    ``member_names`` gives the name of every member the view names (``member_names.names_in``)."""
 
     def get(key: bytes) -> Any:
         return read_value(reader, key)
@@ -160,7 +162,7 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
                 "offers_declined": declined_offers(loan, did),  # rules 7: its offers the buyers declined
             }
         )
-    return {
+    view = {
         "did": did,
         "currencies": dict(sorted(currencies.items())),
         "written_off": dict(sorted(written_off.items())),
@@ -175,6 +177,8 @@ def positions_view(reader: StateReader, did: str, as_of_ms: int | None = None) -
         "share_offers_to": offered,  # pending offers of a share to it (``assignment``)
         "positions": positions,
     }
+    # The names of the members it names (lenders, buyers and sellers of shares), read, not stored
+    return {**view, "member_names": MemberNames(get).names_in(view)}
 
 
 def _part_of(loan: dict[str, Any], did: str) -> Callable[[int], int]:

@@ -32,6 +32,7 @@ from lendchain.ledger.identity import consents_of, credit_key, kyc_key, repaymen
 from lendchain.ledger.keyrotation import member_signers, node_keys_view
 from lendchain.ledger.lifecycle import WRITTEN_OFF
 from lendchain.ledger.loans import outstanding_principal
+from lendchain.ledger.member_names import MemberNames
 from lendchain.ledger.membership import members_view, voting_changes, voting_dids_after_changes, voting_view
 from lendchain.ledger.params_change import params_view
 from lendchain.ledger.policies import policy_key
@@ -145,11 +146,12 @@ def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> d
     def get(key: bytes) -> Any:
         return read_value(reader, key)
 
+    names = MemberNames(get)
     return {
-        "kyc": _named_by(reader, get(kyc_key(did)), "attester"),
+        "kyc": _named_by(names, get(kyc_key(did)), "attester"),
         "consents": consents_of(get, did, as_of_ms),
         "borrower_loans": pagedlist.length(get, borrower_loans_key(did)),
-        "credit_report": _named_by(reader, get(credit_key(did)), "reporter"),
+        "credit_report": _named_by(names, get(credit_key(did)), "reporter"),
         "repayment_history": repayment_history(get, did),
         "credit_score": score_of(get, did, as_of_ms).to_value(),
         "disputes": subject_disputes(get, did, as_of_ms),
@@ -157,17 +159,9 @@ def credit_view(reader: StateReader, did: str, as_of_ms: int | None = None) -> d
     }
 
 
-def _member_name(reader: StateReader, did: str | None) -> str | None:
-    """The name of the member ``did`` is; None for no DID or no member's."""
-    institution = read_value(reader, institution_key(did)) if did is not None else None
-    return institution["name"] if institution else None
-
-
-def _named_by(reader: StateReader, record: dict[str, Any] | None, field: str) -> dict[str, Any] | None:
+def _named_by(names: MemberNames, record: dict[str, Any] | None, field: str) -> dict[str, Any] | None:
     """``record`` as JSON with the name of the member its ``field`` holds the DID of (``{field}_name``)."""
-    if record is None:
-        return None
-    return {**to_json(record), f"{field}_name": _member_name(reader, record[field])}
+    return None if record is None else names.named(to_json(record), field)
 
 
 def get_score(reader: StateReader, did: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
@@ -184,7 +178,10 @@ def get_offer(reader: StateReader, offer_id: bytes) -> dict[str, Any] | None:
 
 def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -> dict[str, Any] | None:
     """A loan with its offers, history and, once an offer is accepted, schedule and balances; its
-    lender's name (``lender_name``) and a transfer's recipient's (``to_name``), read here, not stored.
+    lender's name (``lender_name``), a transfer's recipient's (``to_name``) and, in ``member_names``
+    (``{did: name}``), the name of every member the view names anywhere (its funders, the members
+    its shares are offered and sold to, its guarantors, the servicers in its history), read here,
+    not stored.
 
     A written-off loan owes nothing on chain (outstanding principal and amount
     owed 0); what was written off is its ``written_off`` record, what was
@@ -215,6 +212,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     loan = read_value(reader, loan_key(loan_id))
     if loan is None:
         return None
+    names = MemberNames(lambda key: read_value(reader, key))
     view = {"loan_id": loan_id.hex(), **to_json(loan)}
     view["offers"] = [get_offer(reader, offer_id) for offer_id in loan["offers"]]
     view["documents"] = [
@@ -225,10 +223,10 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     view["history"] = [to_json(codec.unpack(raw)) for raw in raw_history]
     # The hash of the last entry commits to the whole history (each entry names its predecessor's).
     view["history_head"] = history_entry_hash(raw_history[-1]).hex() if raw_history else None
-    view["lender_name"] = _member_name(reader, loan["lender"])
+    view["lender_name"] = names(loan["lender"])
     if view.get("transfer") is not None:  # one still recorded on a closed or written-off loan may have lapsed
         view["transfer"]["status"] = "pending" if pending_transfer(loan) is not None else "lapsed"
-        view["transfer"]["to_name"] = _member_name(reader, loan["transfer"]["to"])
+        view["transfer"]["to_name"] = names(loan["transfer"]["to"])
     if "share_offers" in view.get("funding", {}):  # rules 6: whether each share offer is still pending
         view["funding"]["share_offers"] = share_offer_views(loan)
     if view.get("restructuring") is not None:
@@ -264,6 +262,7 @@ def get_loan(reader: StateReader, loan_id: bytes, as_of_ms: int | None = None) -
     view.update(credit_stage(loan, view["forbearance"], as_of_ms, standing))
     view.update(loan_collateral(reader, loan_id, loan))
     view.update(loan_guarantees(lambda key: read_value(reader, key), loan_id, loan, as_of_ms))
+    view["member_names"] = names.names_in(view)
     return view
 
 
@@ -332,9 +331,12 @@ _proposal_by_id = _by_hex_id(proposal_key, "proposal")
 
 
 def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
-    """One proposal by id; or ``open``: the proposals open for votes, the soonest to expire first."""
+    """One proposal by id; or ``open``: the proposals open for votes, the soonest to expire first.
+    Each with ``member_names``: the names of its proposer, its voters and any member it changes."""
+    names = MemberNames(lambda key: read_value(reader, key))
     if ref != "open":
-        return _proposal_by_id(reader, ref)
+        found = _proposal_by_id(reader, ref)
+        return None if found is None else {**found, "member_names": names.names_in(found)}
     entries = read_value(reader, OPEN_PROPOSALS_KEY) or []
     # A reader does not know its height: the voters once every scheduled member.voting change
     # is in force (the genesis voters until the first one) give the quorum and count the votes.
@@ -343,7 +345,8 @@ def _proposal(reader: StateReader, ref: str) -> dict[str, Any] | None:
     for _, proposal_id in entries[:OPEN_PROPOSALS_SHOWN]:
         proposal = read_value(reader, proposal_key(proposal_id))
         counted = [did for did in proposal["votes"] if did in voters]
-        proposals.append({"proposal_id": proposal_id.hex(), **to_json(proposal), "counted_votes": counted})
+        shown = {"proposal_id": proposal_id.hex(), **to_json(proposal), "counted_votes": counted}
+        proposals.append({**shown, "member_names": names.names_in(shown)})
     return {"open": len(entries), "needed": quorum(len(voters)), "proposals": proposals}
 
 

@@ -39,7 +39,6 @@ from starlette.websockets import WebSocket
 
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.node.api_input import (
-    HEIGHT_MAX,
     ApiError,
     RefRoutes,
     bad_request,
@@ -55,6 +54,7 @@ from lendchain.node.api_input import (
 from lendchain.node.backup import BackupError
 from lendchain.node.config import ApiLimits
 from lendchain.node.mempool import MempoolFull
+from lendchain.node.pages import BLOCKS_PAGE_MAX, COMMITS_PAGE_MAX, HEIGHT_MAX, RAW_BLOCKS_PAGE_MAX
 from lendchain.node.ratelimit import RateLimiter, retry_after_header
 
 _OPEN_PATHS = ("/health", "/ready")
@@ -64,10 +64,6 @@ _READS = ("GET", "HEAD", "OPTIONS")
 CONSOLE_DIR = Path(__file__).parent / "console"
 _CONSOLE_PREFIX = "/console"
 _TAKEN = ("accepted", "known")
-# The most a page of each paged route holds (``?limit=``): block views, raw blocks, commits.
-BLOCKS_PAGE_MAX = 500
-RAW_BLOCKS_PAGE_MAX = 1000
-COMMITS_PAGE_MAX = 1000
 
 
 class NodeFacade(Protocol):

@@ -20,12 +20,12 @@ from starlette.requests import Request
 
 from lendchain.crypto import DidError, public_key_from_did
 from lendchain.node.config import ApiLimits
+from lendchain.node.pages import HEIGHT_MAX
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]{64}")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEIGHT = re.compile(r"[0-9]{1,19}")
 _INT = re.compile(r"-?[0-9]{1,19}")  # longer is out of every range a route takes (and int() refuses 4,300+)
-HEIGHT_MAX = 2**62
 _SHOWN_MAX = 80  # characters of a bad reference echoed back
 
 

@@ -20,6 +20,7 @@ from lendchain.ledger.block import Block
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.execute import execute_txs
 from lendchain.ledger.exposure import book_page
+from lendchain.ledger.member_names import member_name
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, next_nonce, read_value
 from lendchain.ledger.transactions import Transaction, check_stateless, decode_transaction
@@ -220,9 +221,12 @@ class NodeViews:
         return {m.did: m.name for m in (*self.genesis.members, *self.genesis.observers)}
 
     def _member_name(self, did: str) -> str | None:
-        """The member ``did`` is, or signs for with a key it rotated to; None for anyone else."""
+        """The member ``did`` is, or signs for with a key it rotated to; None for anyone else. A member
+        admitted since the genesis is named from its record (one read, as for a party's DID)."""
         signer = self.signers.get(did)
-        return signer.name if signer is not None else self._member_names.get(did)
+        if signer is not None:
+            return signer.name
+        return self._member_names.get(did) or member_name(lambda key: read_value(self.store, key), did)
 
     def _party(self, did: str) -> dict[str, Any]:
         return {"did": did, "name": self._member_name(did)}

@@ -16,8 +16,10 @@ import trio
 from lendchain.cli import _common
 from lendchain.client import NodeClient
 from lendchain.ledger.block import Block
+from lendchain.ledger.member_names import member_name
 from lendchain.ledger.rules import rules_status
 from lendchain.ledger.state import ledger_events_key, read_value
+from lendchain.ledger.transactions import decode_transaction
 from lendchain.node.api import build_app
 from lendchain.node.config import ApiLimits
 from tests.ledger.chain import CHAIN_ID, Chain
@@ -44,11 +46,16 @@ class ChainApi(LedgerNode):
                 return {**block.to_json(), "ledger_events": events}
         return None
 
+    def blocks(self, start: int, limit: int) -> list[dict[str, Any]]:
+        last = min(self.chain.height, start + limit - 1)
+        return [found for height in range(start, last + 1) if (found := self.block(str(height)))]
+
     def tx_status(self, tx_id: bytes) -> dict[str, Any]:
         for raw, execution in self.chain.blocks:
             for index, result in enumerate(execution.results):
                 if result.tx_id == tx_id:
                     block = Block.decode(raw)
+                    tx = decode_transaction(block.txs[index])
                     return {
                         "id": tx_id.hex(),
                         "status": "committed",
@@ -56,6 +63,9 @@ class ChainApi(LedgerNode):
                         "index": index,
                         "block_hash": block.hash().hex(),
                         "timestamp_ms": block.header.timestamp_ms,
+                        "kind": tx.kind,
+                        "sender": tx.sender,
+                        "sender_name": member_name(lambda key: read_value(self.chain.state, key), tx.sender),
                         "result": result.to_json(),
                     }
         return {"id": tx_id.hex(), "status": "unknown"}

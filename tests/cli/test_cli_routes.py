@@ -128,8 +128,9 @@ def test_loan_show_prints_the_loan_a_node_answers(monkeypatch, world):
     assert f"  lender          bank1 ({members[0].did})" in lines  # the view names the lender
     as_json = json.loads(run("--json", "loan", "show", loan_id).output)
     assert (as_json["loan_id"], as_json["lender_name"]) == (loan_id, "bank1")
-    del as_json["lender_name"]  # as a node of an older release answers: the DID alone
-    assert f"  lender          {members[0].did}" in loan_text(as_json).splitlines()
+    assert as_json["member_names"] == {members[0].did: "bank1"}  # the borrower is a party: no name
+    del as_json["lender_name"], as_json["member_names"]  # as a node of an older release answers
+    assert f"  lender          {members[0].did}" in loan_text(as_json).splitlines()  # the DID alone
 
 
 def test_servicing_reminders_says_when_each_instalment_is_due(monkeypatch, world):
@@ -154,7 +155,7 @@ def test_gov_show_names_a_proposal_by_its_id_and_sends_open_to_gov_list(monkeypa
     shown = run("gov", "show", proposal_id)
     assert shown.exit_code == 0, shown.output
     assert shown.output.strip() == (
-        f"{proposal_id}  scorecard.set base = 350  open, 1 votes, open until {time_text(expires_ms)}"
+        f"{proposal_id}  scorecard.set base = 350  open, 1 votes (bank1), open until {time_text(expires_ms)}"
     )
 
     for as_json in ((), ("--json",)):
@@ -166,7 +167,7 @@ def test_gov_show_names_a_proposal_by_its_id_and_sends_open_to_gov_list(monkeypa
         assert "`lendchain gov list` shows the open ones" in refused.output
 
     listed = run("gov", "list")
-    assert listed.output.startswith(f"{proposal_id}  scorecard.set base = 350  open, 1/3 votes")
+    assert listed.output.startswith(f"{proposal_id}  scorecard.set base = 350  open, 1/3 votes (bank1)")
     assert paths == [f"/proposals/{proposal_id}", "/proposals/open"]
 
 

@@ -54,7 +54,7 @@ def test_a_borrower_disputes_its_latest_report_named_from_the_node(monkeypatch, 
     assert listed.splitlines() == [
         f"{borrower.did} (party): 1 dispute of its credit reports: 1 open, 0 overdue, 0 answered on time, "
         "0 answered late",
-        f"  report by {members[1].did} at height {reported}, disputed at height {chain.height}: open, answer "
+        f"  report by bank2 ({members[1].did}) at height {reported}, disputed at height {chain.height}: open, answer "
         f"due by {time_text(deadline)}; it counts meanwhile",
     ]
 
@@ -135,7 +135,7 @@ def test_the_furnisher_answers_the_open_dispute_with_a_correction_and_lists_it(m
     assert execute(chain, members[1], sent).ok
     listed = cli("credit", "disputes", members[1].did).output.splitlines()
     assert listed == [
-        f"{members[1].did} (member): 1 dispute of the credit reports it furnished: 0 open, 0 overdue, "
+        f"member bank2 ({members[1].did}): 1 dispute of the credit reports it furnished: 0 open, 0 overdue, "
         "1 answered on time, 0 answered late",
         f"  {borrower.did}'s report at height {reported}, disputed at height {chain.height - 1}: corrected at "
         f"height {chain.height} (on time)",
@@ -183,7 +183,9 @@ def test_overdue_disputes_are_listed_as_such_for_a_supervisor(monkeypatch):
     assert line.endswith(f": overdue since {time_text(deadline)}; it no longer counts")
     monkeypatch.setattr(domain_cli, "client_from", lambda kw: ChainClient(chain))
     score = cli("score", "explain", borrower.did).output
-    assert f"  income_band         +0  value -          the credit report by {members[1].did}" in score
+    assert (
+        f"  income_band         +0  value -          the credit report by bank2 ({members[1].did})" in score
+    )
     assert f"does not count: disputed by the subject since {time_text(deadline - DAY_MS)}" in score
 
 

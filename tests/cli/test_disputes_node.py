@@ -60,12 +60,13 @@ def test_a_borrower_disputes_its_report_and_the_bureau_withdraws_it(network, tmp
     listed = lendchain_cli("credit", "disputes", bank1.did, *node)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0] == (
-        f"{bank1.did} (member): 1 dispute of the credit reports it furnished: 1 open, 0 overdue, "
+        f"member bank1 ({bank1.did}): 1 dispute of the credit reports it furnished: 1 open, 0 overdue, "
         "0 answered on time, 0 answered late"
     )
     assert f"{borrower.did}'s report at height {reported}, disputed at height" in listed.stdout
     explained = lendchain_cli("score", "explain", borrower.did, *node).stdout
     assert "under dispute: disputed by the subject since" in explained
+    assert f"credit report by bank1 ({bank1.did}) at height {reported}" in explained  # a real node names it
 
     answered = lendchain_cli(
         "credit",
@@ -83,5 +84,6 @@ def test_a_borrower_disputes_its_report_and_the_bureau_withdraws_it(network, tmp
     assert again.returncode == 1 and f"{borrower.did} has no credit report to dispute" in again.stderr
     explained = lendchain_cli("score", "explain", borrower.did, *node).stdout
     assert (
-        f"no credit report: the credit report by {bank1.did} at height {reported} was withdrawn" in explained
+        f"no credit report: the credit report by bank1 ({bank1.did}) at height {reported} was withdrawn"
+        in explained
     )

@@ -91,7 +91,10 @@ def test_a_loan_is_offered_shown_pending_and_taken_over(monkeypatch):
     assert f"  transfer        to bank2 ({bank2.did}), offered at height {offered_at} (pending)" in shown
     book = cli("loan", "portfolio", bank2.did).output
     assert "pending transfers" in book
-    assert f"  loan {loan_id} from {bank1.did} to {bank2.did} (offered at height {offered_at})" in book
+    assert (
+        f"  loan {loan_id} from bank1 ({bank1.did}) to bank2 ({bank2.did}) (offered at height {offered_at})"
+        in book
+    )
 
     assert cli("loan", "accept-transfer", loan_id).exit_code == 0
     assert sent[-1] == ("loan.transfer_accept", {"loan_id": loan_id})

@@ -48,7 +48,7 @@ def test_a_funder_consents_and_show_prints_the_share_what_is_missing_and_each_co
         "  consent         40000 of 120000 committed (33.33 %); a majority needs more than half, at least "
         "60001: missing 20001 (16.67 %)"
     ) in shown
-    assert f"  consented       {bank1.did} 40000 at height {offered_at}, by proposing" in shown
+    assert f"  consented       bank1 ({bank1.did}) 40000 at height {offered_at}, by proposing" in shown
 
     result = cli("loan", "consent-restructure", loan_id)
     assert result.exit_code == 0, result.output

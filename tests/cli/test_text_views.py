@@ -144,7 +144,7 @@ def test_tx_show_and_block_show_print_each_event_as_text(monkeypatch, world):
 
     shown = run("tx", "show", granted.tx_id.hex()).splitlines()
     assert shown[-1] == (
-        f"  event: consent.granted: member {members[0].did}, party {borrower.did}, scopes [credit],"
+        f"  event: consent.granted: member bank1 ({members[0].did}), party {borrower.did}, scopes [credit],"
         f" until_ms {time_text(10**13)}"
     )
 

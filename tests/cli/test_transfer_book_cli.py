@@ -159,7 +159,7 @@ def test_a_loan_pending_to_another_lender_is_reported_and_left_alone(world):
     assert result.exit_code == 0
     assert "sent 3 of 3: offered 3" in result.output
     assert (
-        f"pending to another lender, left alone: 1\n    loan {loan_ids[0]} to {world.bank3.did}"
+        f"pending to another lender, left alone: 1\n    loan {loan_ids[0]} to bank3 ({world.bank3.did})"
         in result.output
     )
     assert world.pending_to(loan_ids) == {
@@ -235,7 +235,7 @@ def test_a_dry_run_lists_the_loans_and_sends_nothing(world):
     text = cli("loan", "transfer-book", "--to", world.bank2.did, "--key", world.keys["bank1"], "--dry-run")
     assert text.exit_code == 0
     assert "dry run, nothing sent: would send 2" in text.output
-    assert f"    loan {loan_ids[1]}  USD 10001  disbursed  lender {world.bank1.did}" in text.output
+    assert f"    loan {loan_ids[1]}  USD 10001  disbursed  lender bank1 ({world.bank1.did})" in text.output
     doc = json.loads(
         cli("--json", "loan", "accept-transfers", "--key", world.keys["bank2"], "--dry-run").output
     )

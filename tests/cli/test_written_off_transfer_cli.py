@@ -55,8 +55,8 @@ def test_the_recovery_moves_and_ends_and_show_portfolio_and_books_say_so(written
     shown = cli("loan", "show", loan_id).output.splitlines()
     assert f"  lender          bank2 ({bank2.did})" in shown
     assert (
-        f"  recovery moved  at height {moved_at} from {bank1.did} to {bank2.did} (recovered 4000 by then)"
-        in (shown)
+        f"  recovery moved  at height {moved_at} from bank1 ({bank1.did}) to bank2 ({bank2.did}) "
+        "(recovered 4000 by then)" in (shown)
     )
     assert shown[-1] == f"  recovery ended  at height {chain.height}: {REASON} (the net loss is final)"
 
@@ -152,7 +152,7 @@ def test_a_dry_run_lists_the_written_off_loans_with_their_state(tmp_path, monkey
     text = cli(*args, "--loans", "written-off", "--dry-run").output
     assert text.splitlines()[0].endswith(", written-off loans")
     assert "would send 2" in text
-    assert f"    loan {lost[1]}  USD 10001  written_off  lender {world.bank1.did}" in text
+    assert f"    loan {lost[1]}  USD 10001  written_off  lender bank1 ({world.bank1.did})" in text
 
 
 def test_before_rules_6_the_book_is_the_open_loans_and_written_off_ones_are_refused(tmp_path, monkeypatch):

@@ -151,7 +151,7 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
     payment = str(loan["schedule"][0]["payment"])
     repaid = cli("loan", "repay", loan_id, "--amount", payment, "--key", lender, node="bank2")
     bank1_did = net["bank1"].get("/status")["did"]  # bank2 offers bank1 the loan's servicing
-    cli("loan", "transfer", loan_id, "--to", bank1_did, "--key", lender, node="bank2")
+    transferred = cli("loan", "transfer", loan_id, "--to", bank1_did, "--key", lender, node="bank2")
     net.wait_agree(["bank1", "bank2", "bank3"], timeout_s=60)
     signed = [(applied, borrower_did), (offered, "bank2"), (accepted, borrower_did), (disbursed, "bank2")]
     signed.append((repaid, "bank2"))
@@ -173,6 +173,8 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
     ]
     assert "transfer offered to" in console.text("main") and "lapsed" not in console.text("main")
     assert f"bank1 {bank1_did[:24]}" in console.text("main")  # the member offered it, by name and DID
+    # the history entry names it too, by the loan view's member_names
+    assert "to bank1" in console.text("#loan-timeline li[data-event='loan.transfer']")
     first = console.text("#loan-timeline li >> nth=0")
     assert "block #" in first and "UTC" in first and "24,000.00 EUR" in first
     bank2_did = net["bank2"].get("/status")["did"]
@@ -207,7 +209,14 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
         "#portfolio tr[data-currency='EUR']"
     )
     assert borrower_did[:24] in console.text("#portfolio")
+    # the servicing it offered bank1, both members by name and DID (portfolio's lender_name, to_name)
+    pending = console.page.locator(f"#portfolio tr[data-transfer='{loan_id}'] td").all_inner_texts()
+    assert pending[1:3] == [f"bank2 {bank2_did[:24]}…", f"bank1 {bank1_did[:24]}…"]
     console.shot("member")
+    # a tx's events hold DIDs only: the page names a member by the consortium's list the poll keeps
+    page.goto(net["bank3"].url + f"/console/#/tx/{transferred['id']}")
+    page.wait_for_selector(f"text=to=bank1 ({bank1_did})")
+    assert f"lender=bank2 ({bank2_did})" in console.text("main")
     assert console.errors == []
 
 

@@ -57,8 +57,11 @@ def test_a_borrowers_disputes_and_a_furnishers_record_show_on_their_pages(net, o
         "overdue",
         "replaced",
     ]
+    assert overdue[0] == f"bank2 {bank2.did[:24]}…"  # its furnisher by the view's furnisher_name
     answered = console.page.locator(f"#disputes tr[data-height='{newer}'] td").all_inner_texts()
     assert answered[4:] == ["confirmed", "yes"]
+    # the score's sources name the report by its furnisher's DID: the page adds the member's name
+    assert f"credit report by bank4 ({bank4.did}) at height {newer}" in console.text("main")
 
     member = queries.lookup(chain.state, "party", bank2.did)
     console.page.route("**/parties/*", serve(member))

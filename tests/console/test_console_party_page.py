@@ -115,10 +115,11 @@ def test_a_lenders_page_shows_the_servicing_transfers_pending(net, open_console)
     row = console.page.locator(f"#portfolio tr[data-transfer='{loan_id}'] td")
     row.first.wait_for()
     offered = book["pending_transfers"][0]["offered_height"]
+    # each member by the name the view gives and its DID
     assert row.all_inner_texts() == [
         f"{loan_id[:12]}…",
-        f"{bank1.did[:24]}…",
-        f"{bank2.did[:24]}…",
+        f"bank1 {bank1.did[:24]}…",
+        f"bank2 {bank2.did[:24]}…",
         f"#{offered}",
     ]
     assert console.text("#party-voting") == "votes"

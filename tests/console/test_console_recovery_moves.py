@@ -43,8 +43,10 @@ def test_a_recovery_handed_on_and_ended_shows_on_the_loan_and_in_both_books(net,
     console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
     shown = console.page.locator(".recovery-handover")
     shown.wait_for()
-    handed_on = f"{bank1.did[:24]}… at block {handover['height']}, with {euros(4_000)} recovered by then"
-    assert shown.inner_text() == handed_on  # a party link shows a DID's first 24 characters
+    handed_on = (
+        f"bank1 {bank1.did[:24]}… at block {handover['height']}, with {euros(4_000)} recovered by then"
+    )
+    assert shown.inner_text() == handed_on  # the view's member_names name it; a DID link shows 24 characters
     assert console.text("#loan-recovery-ended") == (
         f"at block {ended['height']}, {utc(ended['time_ms'])}: {HOPELESS}"
     )

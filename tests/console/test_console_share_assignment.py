@@ -63,6 +63,11 @@ def test_the_loan_page_lists_holders_offers_and_sales_and_an_investors_page_its_
     console.page.goto(net["bank1"].url + f"/console/#/loan/{loan_id}")
     holders = console.page.locator("#funders tr[data-funder]")
     holders.first.wait_for()
+    # a member funder by its name (the loan's member_names) and DID, an investor by its DID alone
+    assert [row.locator("td").first.inner_text() for row in holders.all()][:2] == [
+        f"{ALICE.did[:24]}…",
+        f"bank1 {bank1.did[:24]}…",
+    ]
     assert [row.locator("td").all_inner_texts()[1:] for row in holders.all()] == [
         [euros(0), euros(3_000), "assigned"],
         [euros(40_000), euros(4_000), "committed"],

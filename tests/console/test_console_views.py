@@ -150,6 +150,11 @@ def test_a_committed_tx_status_says_its_kind_sender_and_time(loan_on_store):
     serviced = views.tx_status(bytes.fromhex(net.service_id))
     assert (serviced["kind"], serviced["sender_name"]) == ("loan.service", "bank2")
     assert views.tx_status(b"\x00" * 32) == {"id": "00" * 32, "status": "unknown"}
+    # A member the genesis does not list (one admitted since) is named from its record on chain:
+    # before, its txs and history entries showed its DID alone.
+    bank2_unlisted = replace(net.genesis, members=tuple(m for m in net.genesis.members if m.name != "bank2"))
+    serviced = Views(net.store, bank2_unlisted).tx_status(bytes.fromhex(net.service_id))
+    assert serviced["sender_name"] == "bank2"
 
 
 @contextmanager

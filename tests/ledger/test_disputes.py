@@ -120,6 +120,7 @@ def test_an_open_dispute_is_recorded_and_the_report_still_counts_noted_as_disput
     assert shown == {
         "subject": borrower.did,
         "furnisher": members[1].did,
+        "furnisher_name": "bank2",  # read at read time: the record holds the DID only
         "report_height": reported,
         "reason_hash": REASON,
         "height": chain.height,

@@ -54,6 +54,7 @@ def test_exposure_adds_up_a_borrowers_live_loans_across_lenders_and_currencies()
         ok(chain, investor, "party.register", {"role": "investor"})
     assert exposure(chain, borrower.did) == {
         "did": borrower.did,
+        "name": None,  # a party: only a member (a guarantor) has a name on chain
         "currencies": {},
         "written_off": {},
         "forborne": {},

@@ -114,7 +114,14 @@ def test_the_named_lender_takes_the_loan_over_and_everything_read_from_the_lende
     portfolio = queries.lookup(chain.state, "portfolio", bank2.did)
     assert portfolio["currencies"] == {}
     assert portfolio["pending_transfers"] == [
-        {"loan_id": loan_id, "lender": bank1.did, "to": bank2.did, "offered_height": offered_at}
+        {
+            "loan_id": loan_id,
+            "lender": bank1.did,
+            "to": bank2.did,
+            "lender_name": "bank1",  # both members named at read time
+            "to_name": "bank2",
+            "offered_height": offered_at,
+        }
     ]
 
     accepted = accept(chain, bank2, loan_id)

@@ -68,6 +68,7 @@ def test_a_funders_positions_list_its_commitments_receipts_and_share_of_the_prin
     assert mine["received"] > 0
     assert view == {
         "did": alice.did,
+        "member_names": {bank2.did: "bank2"},  # its loan's lender, named at read time
         "currencies": {
             "EUR": {
                 "committed": 50_000,

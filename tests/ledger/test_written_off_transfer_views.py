@@ -150,7 +150,14 @@ def test_a_lender_only_offered_the_recovery_has_none_of_it_in_its_book(world):
     loan_id = written_off(chain, borrower, bank1)
     assert transfer(chain, bank1, loan_id, bank2).ok
     assert book(chain, bank2) is None
-    pending = {"loan_id": loan_id, "lender": bank1.did, "to": bank2.did, "offered_height": chain.height}
+    pending = {
+        "loan_id": loan_id,
+        "lender": bank1.did,
+        "to": bank2.did,
+        "lender_name": "bank1",
+        "to_name": "bank2",
+        "offered_height": chain.height,
+    }
     for key in (bank1, bank2):
         assert queries.lookup(chain.state, "portfolio", key.did)["pending_transfers"] == [pending]
 
@@ -210,7 +217,7 @@ def test_the_book_page_lists_the_recoveries_a_lender_services_when_asked(world):
         None,
     )
     assert transfer(chain, bank1, open_recovery, bank2).ok
-    offer = {"to": bank2.did, "height": chain.height, "written_off": True}
+    offer = {"to": bank2.did, "height": chain.height, "written_off": True, "to_name": "bank2"}
     assert [r["transfer"] for r in rows(bank1)] == [offer]
     assert [(r["loan_id"], r["transfer"]) for r in rows(bank2)] == [(open_recovery, offer)]
     assert rows(bank2, written_off=False) == []

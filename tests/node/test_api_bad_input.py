@@ -25,12 +25,12 @@ from prometheus_client import CollectorRegistry
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.exposure import BOOK_PAGE_MAX
 from lendchain.ledger.transactions import check_stateless, decode_transaction
-from lendchain.node.api import BLOCKS_PAGE_MAX, COMMITS_PAGE_MAX, RAW_BLOCKS_PAGE_MAX, build_app
-from lendchain.node.api_input import HEIGHT_MAX
+from lendchain.node.api import build_app
 from lendchain.node.backup import NodeBackups
 from lendchain.node.config import ApiLimits, MempoolConfig
 from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
+from lendchain.node.pages import BLOCKS_PAGE_MAX, COMMITS_PAGE_MAX, HEIGHT_MAX, RAW_BLOCKS_PAGE_MAX
 from lendchain.node.store import ChainStore
 from lendchain.node.views import NodeViews
 from tests.ledger.chain import member_key, seeded_key

@@ -49,6 +49,7 @@ def test_exposure_route_answers_a_borrower_and_names_an_unknown_did():
     assert found.status_code == 200
     assert found.json() == {
         "did": borrower.did,
+        "name": None,  # a party's: only a member has a name on chain
         "currencies": {},
         "written_off": {},
         "forborne": {},
@@ -129,6 +130,7 @@ def test_a_lenders_book_is_paged_by_index_position_until_next_is_none():
         "amount": 120_000,
         "borrower": borrower.did,
         "lender": members[0].did,
+        "lender_name": "bank1",
         "transfer": None,
         "stage": 1,
         "days_past_due": 0,

@@ -21,8 +21,8 @@ import pytest
 
 from lendchain.client import NodeClient, NodeError
 from lendchain.crypto import SigningKey
-from lendchain.node.api import BLOCKS_PAGE_MAX
 from lendchain.node.cluster import Cluster, free_port_block, wait_for
+from lendchain.node.pages import BLOCKS_PAGE_MAX
 from lendchain.node.testnet import generate_testnet
 
 CHAOS_S = float(os.environ.get("LENDCHAIN_CHAOS_S", "40"))

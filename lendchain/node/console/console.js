@@ -88,8 +88,16 @@ const partyLink = (did) => {
   a.title = did;
   return a;
 };
-// A member by its name (an older node sends none) and its DID, which links to its page.
-const memberOf = (name, did) => [name ? name + " " : "", partyLink(did)];
+// A member's name: the one a view gives, else the one in the consortium's list the poll keeps
+// (/members/*); none for a party (parties have no names on chain), or before the first poll.
+const nameOf = (did, name) => name || ((poll.members || []).find((m) => m.did === did) || {}).name;
+// A member by its name (see nameOf) and its DID, which links to its page; a party by its DID alone.
+const memberOf = (name, did) => {
+  const known = did ? nameOf(did, name) : null;
+  return [known ? known + " " : "", partyLink(did)];
+};
+// A member a view names by DID in a nested record, by the view's member_names (an older node: none).
+const namedIn = (names, did) => memberOf(names && names[did], did);
 const senderOf = (s) => (s.sender ? memberOf(s.sender_name, s.sender) : "—");
 const pill = (text, kind) => h("span", { class: "pill " + kind }, text);
 const card = (label, value, id) => h("div", { class: "card" }, h("div", { class: "label" }, label),
@@ -470,11 +478,17 @@ function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
+// A value of an event: a member's DID as "name (did)" once the poll has the consortium's list.
+const memberText = (value) => {
+  const name = typeof value === "string" && value.startsWith("did:key:") ? nameOf(value) : null;
+  return name ? `${name} (${value})` : value;
+};
+
 function eventSummary(event) {
   const parts = Object.entries(event).filter(([k]) => k !== "event" && k !== "loan_id");
   return h("span", {}, h("strong", {}, event.event || "event"), " ",
     event.loan_id ? ["loan ", loanLink(event.loan_id), " "] : "",
-    parts.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "));
+    parts.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : memberText(v)}`).join(" "));
 }
 
 function resultCell(result) {
@@ -551,12 +565,13 @@ const TIMELINE_KEYS = ["event", "height", "tx_id", "timestamp_ms", "tx_kind", "t
 const MONEY_KEYS = ["amount", "interest", "principal", "penalty", "holiday_interest", "new_principal", "price", "value", "previous",
   "called"];
 
-function timelineItem(entry, currency) {
+// A history entry; a member it names by DID (a servicer, a funder) by its name (names: the loan's member_names).
+function timelineItem(entry, currency, names) {
   const details = Object.entries(entry)
     .filter(([k]) => !TIMELINE_KEYS.includes(k))
     .map(([k, v]) => (MONEY_KEYS.includes(k) ? `${k} ${money(v, currency)}`
       : k.endsWith("_ms") && Number.isInteger(v) && v > 1e11 ? `${k.slice(0, -3)} ${time(v)}`  // a time, not a duration
-        : `${k} ${typeof v === "string" ? short(v, 16) : v}`));
+        : `${k} ${typeof v === "string" ? (names && names[v]) || short(v, 16) : v}`));
   const signer = entry.signer ? entry.signer.did : "chain";
   return h("li", { class: BAD_EVENTS.test(entry.event) ? "bad" : null,
     dataset: { event: entry.event, signer, height: String(entry.height) } },
@@ -612,7 +627,7 @@ function restructuringRows(loan) {
       + `a majority needs more than half, at least ${money(counted.needed, c)}: `
       + (counted.majority ? "reached" : `missing ${money(counted.missing, c)} (${percent(counted.missing_bps)})`))]);
     proposal.consents.forEach((given, n) => rows.push(["consented", h("span", { dataset: { consent: String(n) } },
-      partyLink(given.funder), ` ${money(given.amount, c)} at block ${given.height}${given.by_proposal ? ", by proposing" : ""}`)]));
+      namedIn(loan.member_names, given.funder), ` ${money(given.amount, c)} at block ${given.height}${given.by_proposal ? ", by proposing" : ""}`)]));
   }
   (loan.restructurings || []).forEach((r, n) => rows.push(["restructured", h("span", { dataset: { restructuring: String(n) } },
     `at block ${r.height}, ${time(r.time_ms)}, from ${r.state}: principal ${money(r.principal, c)} + interest `
@@ -675,16 +690,17 @@ function fundersPanel(loan) {
   const f = loan.funding;
   if (!f) return "";
   const c = loan.currency;
+  const who = (did) => namedIn(loan.member_names, did);  // a member funder by name; an investor by DID
   const holders = f.commitments.map((x) => ({ dataset: { funder: x.funder },
-    cells: [partyLink(x.funder), money(x.amount, c), money(x.received, c),
+    cells: [who(x.funder), money(x.amount, c), money(x.received, c),
       pill(x.status, x.status === "committed" ? "ok" : "info")] }));
   const offers = (f.share_offers || []).map((o) => ({ dataset: { shareOffer: o.from, status: o.status },
-    cells: [partyLink(o.from), partyLink(o.to), money(o.amount, c), priceText(o, c), blockLink(o.height),
+    cells: [who(o.from), who(o.to), money(o.amount, c), priceText(o, c), blockLink(o.height),
       o.status === "lapsed" ? `lapsed: ${o.lapsed_because}` : pill("pending", "warn")] }));
   const sales = (f.assignments || []).map((a, n) => ({ dataset: { assignment: String(n) },
-    cells: [partyLink(a.from), partyLink(a.to), money(a.amount, c), priceText(a, c), blockLink(a.height)] }));
+    cells: [who(a.from), who(a.to), money(a.amount, c), priceText(a, c), blockLink(a.height)] }));
   const declines = (f.share_declines || []).map((d, n) => ({ dataset: { declined: String(n) },
-    cells: [partyLink(d.from), partyLink(d.to), money(d.amount, c), priceText(d, c), blockLink(d.offered_height),
+    cells: [who(d.from), who(d.to), money(d.amount, c), priceText(d, c), blockLink(d.offered_height),
       blockLink(d.height), d.note || "—"] }));
   return h("div", { class: "panel", id: "funders" }, h("h3", {}, "Funders"),
     h("p", { class: "muted" }, `funded ${money(f.funded, c)} of ${money(f.target, c)}`),
@@ -717,11 +733,11 @@ function positionsPanel(view) {
       positionStage(p), p.guaranteed ? money(p.guaranteed, p.currency) : "—",
       money(p.bought ?? 0, p.currency), money(p.sold ?? 0, p.currency)] }));
   const offered = (view.share_offers_to || []).map((o) => ({ dataset: { offeredFrom: o.from },
-    cells: [loanLink(o.loan_id), partyLink(o.from), money(o.amount, o.currency), priceText(o, o.currency),
+    cells: [loanLink(o.loan_id), namedIn(view.member_names, o.from), money(o.amount, o.currency), priceText(o, o.currency),
       blockLink(o.height)] }));
   const declined = view.positions.flatMap((p) => (p.offers_declined || []).map((d) => ({
     dataset: { declinedBy: d.to, loan: p.loan_id },
-    cells: [loanLink(p.loan_id), partyLink(d.to), money(d.amount, p.currency), priceText(d, p.currency),
+    cells: [loanLink(p.loan_id), namedIn(view.member_names, d.to), money(d.amount, p.currency), priceText(d, p.currency),
       blockLink(d.offered_height), blockLink(d.height), d.note || "—"] })));
   return h("div", { class: "panel", id: "positions" }, h("h3", {}, "Positions in syndicated loans"),
     rows.length ? table(["loan", "state", "holds", "status", "received", "share of principal", "stage",
@@ -759,7 +775,7 @@ function collateralPanel(loan) {
 // time, cap, what was called and what the guarantor may still be called for; an older node sends none.
 function guaranteesPanel(loan) {
   const rows = (loan.guarantees || []).map((g) => ({ dataset: { guarantee: g.guarantee_id },
-    cells: [partyLink(g.guarantor), g.kind, g.status, money(g.amount, g.currency), money(g.called, g.currency),
+    cells: [namedIn(loan.member_names, g.guarantor), g.kind, g.status, money(g.amount, g.currency), money(g.called, g.currency),
       money(g.contingent, g.currency), g.expires_ms ? time(g.expires_ms) : "—"] }));
   if (!rows.length) return "";
   return h("div", { class: "panel", id: "loan-guarantees" }, h("h3", {}, "Guarantees"),
@@ -802,12 +818,22 @@ async function renderAsset(asset) {
       table(["rank", "loan", "servicer", "borrower", "state", "value", "principal at risk", "since"], rows)));
 }
 
+// A score factor's source names a report by its furnisher's DID: written "name (did)" with the names the
+// party's view gives its KYC attester, credit reporter and disputed reports' furnishers (an older node: none).
+function namedSource(source, party) {
+  const named = [[party.kyc, "attester"], [party.credit_report, "reporter"],
+    ...((party.disputes && party.disputes.shown) || []).map((d) => [d, "furnisher"])];
+  const names = new Map(named.filter(([record, field]) => record && record[field + "_name"])
+    .map(([record, field]) => [record[field], record[field + "_name"]]));  // each member once
+  return [...names].reduce((text, [did, name]) => text.split(did).join(`${name} (${did})`), source);
+}
+
 function scorePanel(party) {
   const score = party && party.credit_score;
   if (!score) return "";
   return h("div", { class: "panel" }, h("h3", {}, `Credit score ${score.score}`),
     table(["factor", "value", "points", "source"], score.factors.map((f) => ({
-      cells: [f.factor, f.value === null ? "—" : String(f.value), String(f.points), f.source] }))));
+      cells: [f.factor, f.value === null ? "—" : String(f.value), String(f.points), namedSource(f.source, party)] }))));
 }
 
 const DISPUTE_PILLS = { open: "warn", overdue: "bad", answered: "ok" };
@@ -817,7 +843,7 @@ function disputesPanel(view, kind) {
   if (!view || !view.count) return "";
   const party = kind === "party";
   const rows = view.shown.map((d) => ({ dataset: { height: String(d.report_height), status: d.status },
-    cells: [partyLink(party ? d.furnisher : d.subject), blockLink(d.report_height), time(d.opened_ms),
+    cells: [party ? memberOf(d.furnisher_name, d.furnisher) : partyLink(d.subject), blockLink(d.report_height), time(d.opened_ms),
       time(d.deadline_ms),
       pill(d.answer ? d.answer.outcome + (d.answer.on_time ? "" : " (late)") : d.status, DISPUTE_PILLS[d.status]),
       d.report_current ? "yes" : "replaced"] }));
@@ -845,7 +871,7 @@ async function renderLoan(id) {
       loan.net_loss ? card("net loss", money(loan.net_loss.total, c), "loan-net-loss-card") : ""),
     h("div", { class: "row" },
       h("div", { class: "panel" }, h("h3", {}, "Timeline"),
-        h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, c)))),
+        h("ol", { class: "timeline", id: "loan-timeline" }, loan.history.map((e) => timelineItem(e, c, loan.member_names)))),
       h("div", { class: "panel" }, h("h3", {}, "Parties"), kv([
         ["loan id", h("span", { class: "mono" }, loan.loan_id)],
         ["borrower", partyLink(loan.borrower)],
@@ -871,7 +897,7 @@ async function renderLoan(id) {
           + `interest ${money(loan.recovered.interest, c)}, penalty ${money(loan.recovered.penalty, c)}`)],
         // rules 6: who handed the recovery on (and what was recovered by then), and its end
         ...(loan.recovery_handovers || []).map((r) => ["recovery handed on", h("span", { class: "recovery-handover" },
-          partyLink(r.lender), ` at block ${r.height}, with ${money(r.recovered, c)} recovered by then`)]),
+          namedIn(loan.member_names, r.lender), ` at block ${r.height}, with ${money(r.recovered, c)} recovered by then`)]),
         loan.recovery_ended && ["recovery ended", h("span", { id: "loan-recovery-ended" },
           `at block ${loan.recovery_ended.height}, ${time(loan.recovery_ended.time_ms)}: ${loan.recovery_ended.reason}`)],
         loan.net_loss && ["net loss", h("span", { id: "loan-net-loss" },
@@ -987,7 +1013,7 @@ function portfolioPanel(book) {
     cells: [partyLink(row.did), money(row.principal, c)] })));
   // loan.transfer offers from or to this lender not accepted yet (rules 4; an older node: none)
   const transfers = (book.pending_transfers || []).map((t) => ({ dataset: { transfer: t.loan_id },
-    cells: [loanLink(t.loan_id), partyLink(t.lender), partyLink(t.to), blockLink(t.offered_height)] }));
+    cells: [loanLink(t.loan_id), memberOf(t.lender_name, t.lender), memberOf(t.to_name, t.to), blockLink(t.offered_height)] }));
   return h("div", { class: "panel", id: "portfolio" }, h("h3", {}, "Loans it services"),
     rows.length ? table(["currency", "outstanding", "funded by others", "committed", "loans", "overdue",
       "defaulted", "penalty due"], rows) : h("p", { class: "muted" }, "no live loans"),
