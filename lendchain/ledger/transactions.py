@@ -20,6 +20,7 @@ and remembers by tx id.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ _BODY_FIELDS = {
     "payload": dict,
     "sender": str,
 }
+_BODY_NAMES = tuple(_BODY_FIELDS)
 _BODY_TYPES = tuple(_BODY_FIELDS.values())
 _TAG_PREFIX = b"\x93" + codec.pack(TX_TAG)
 
@@ -169,7 +171,8 @@ def decode_transaction(raw: bytes) -> Transaction:
     raw = bytes(raw)
     tx = _decoded.get(raw)
     if tx is None:
-        tx = _held(raw)
+        held = _alive.get(raw)  # ``_held(raw)``, without a Python call: this runs for every tx
+        tx = None if held is None else held()
         if tx is None:
             tx = _decode_transaction(raw)
             _hold(raw, tx)
@@ -214,27 +217,28 @@ def _decode_transaction(raw: bytes) -> Transaction:
     if len(raw) > MAX_TX_SIZE:
         raise TxRejected("too_large", f"transaction is {len(raw)} bytes, more than {MAX_TX_SIZE}")
     try:
-        value = unpack_tx(raw)
-    except codec.CodecError as e:
-        raise TxRejected("malformed", f"transaction is not canonical msgpack: {e}") from None
-    if not isinstance(value, list) or len(value) != 2:
-        raise TxRejected("malformed", "transaction must be the array [body, signature]")
-    body, signature = value
-    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_SIZE:
-        raise TxRejected("malformed", f"field 'signature' must be {_SIGNATURE_SIZE} bytes")
-    if not isinstance(body, dict):
-        raise TxRejected("malformed", "transaction body must be a map")
-    if body.keys() != _BODY_FIELDS.keys():
-        extra = sorted(set(body) ^ set(_BODY_FIELDS))
-        raise TxRejected("malformed", f"transaction body has a missing or unknown field {extra[0]!r}")
-    # Exactly the expected types in the canonical (sorted) order is the usual case, checked at
-    # once; anything else is checked field by field, which names the first wrong one.
-    if tuple(map(type, body.values())) != _BODY_TYPES:
-        for name, expected in _BODY_FIELDS.items():
-            if not isinstance(body[name], expected) or isinstance(body[name], bool):
-                raise TxRejected("malformed", f"field {name!r} must be {expected.__name__}")
-    if body["nonce"] < 0:
-        raise TxRejected("malformed", f"field 'nonce' must not be negative, got {body['nonce']}")
+        value = ormsgpack.unpackb(raw)
+    except ValueError:
+        value = None
+    body = signature = None
+    if type(value) is list and len(value) == 2:
+        body, signature = value
+    # The usual tx passes every check at once: the six fields' exact types in their sorted
+    # order, a payload of leaves, a 64-byte signature, a nonce of at least 0, and bytes that
+    # ormsgpack's sorted re-encoding gives back. ``unpack_tx`` and ``_body_and_signature``
+    # accept exactly such a tx too, along a way that walks the body twice; anything else goes
+    # that way, which refuses it and names what is wrong.
+    if not (
+        type(body) is dict
+        and tuple(map(type, body.values())) == _BODY_TYPES
+        and tuple(body) == _BODY_NAMES
+        and type(signature) is bytes
+        and len(signature) == _SIGNATURE_SIZE
+        and body["nonce"] >= 0
+        and _LEAVES.issuperset(map(type, body["payload"].values()))
+        and ormsgpack.packb(value, option=ormsgpack.OPT_SORT_KEYS) == raw
+    ):
+        body, signature = _body_and_signature(raw)
     # What ``Transaction(...)`` builds, and its id: the frozen dataclass's ``__init__`` sets each
     # of eight fields through ``object.__setattr__`` (a quarter of a decode's time, timeit). A
     # decoded tx's id is always read, so it is hashed here.
@@ -248,9 +252,33 @@ def _decode_transaction(raw: bytes) -> Transaction:
         payload=body["payload"],
         signature=signature,
         _encoded=raw,
-        id=codec.sha256(raw),
+        id=hashlib.sha256(raw).digest(),
     )
     return tx
+
+
+def _body_and_signature(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    """The body and signature of wire bytes of at most ``MAX_TX_SIZE``, checked one by one."""
+    try:
+        value = unpack_tx(raw)
+    except codec.CodecError as e:
+        raise TxRejected("malformed", f"transaction is not canonical msgpack: {e}") from None
+    if not isinstance(value, list) or len(value) != 2:
+        raise TxRejected("malformed", "transaction must be the array [body, signature]")
+    body, signature = value
+    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_SIZE:
+        raise TxRejected("malformed", f"field 'signature' must be {_SIGNATURE_SIZE} bytes")
+    if not isinstance(body, dict):
+        raise TxRejected("malformed", "transaction body must be a map")
+    if body.keys() != _BODY_FIELDS.keys():
+        extra = sorted(set(body) ^ set(_BODY_FIELDS))
+        raise TxRejected("malformed", f"transaction body has a missing or unknown field {extra[0]!r}")
+    for name, expected in _BODY_FIELDS.items():
+        if not isinstance(body[name], expected) or isinstance(body[name], bool):
+            raise TxRejected("malformed", f"field {name!r} must be {expected.__name__}")
+    if body["nonce"] < 0:
+        raise TxRejected("malformed", f"field 'nonce' must not be negative, got {body['nonce']}")
+    return body, signature
 
 
 @lru_cache(maxsize=65536)
@@ -297,18 +325,19 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
     """
     tx_id = tx.id
     if _well_formed.get(tx_id) != chain_id:
-        _check_well_formed(tx, chain_id)
-        _well_formed.put(tx_id, chain_id)
         raw = tx.encode()
+        _check_well_formed(tx, len(raw), chain_id)
+        _well_formed.put(tx_id, chain_id)
         _decoded.put(raw, tx)
-        if _held(raw) is None:  # a tx built here, not decoded, is found by its bytes too
+        held = _alive.get(raw)  # ``_held(raw)``, without its Python call
+        if held is None or held() is None:  # a tx built here, not decoded, is found by its bytes too
             _hold(raw, tx)
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
 
 
-def _check_well_formed(tx: Transaction, chain_id: str) -> None:
-    size = len(tx.encode())
+def _check_well_formed(tx: Transaction, size: int, chain_id: str) -> None:
+    """What ``check_stateless`` checks besides the signature; ``size``: the length of ``tx.encode()``."""
     if size > MAX_TX_SIZE:
         raise TxRejected("too_large", f"transaction is {size} bytes, more than {MAX_TX_SIZE}")
     if tx.chain_id != chain_id:

@@ -58,11 +58,11 @@ class CheckedSignatures:
     """
 
     def __init__(self, mempool: Mempool, limit: int) -> None:
-        self._mempool = mempool
+        self._pooled = mempool.ids
         self._recent: BoundedCache[bytes, None] = BoundedCache(limit)
 
     def __contains__(self, tx_id: object) -> bool:
-        return tx_id in self._recent or tx_id in self._mempool
+        return tx_id in self._recent or tx_id in self._pooled
 
     def add(self, tx_id: bytes) -> None:
         self._recent.put(tx_id)

@@ -303,11 +303,15 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         that counts a batch's accepted txs at once.
         """
         tx_id = tx.id
+        pooled = self.mempool.ids  # ``in`` and ``len`` without a Python call: this runs for every tx
         # Pending here first, before any state read: gossip repeats and relays bring those.
-        if tx_id in self.mempool:
+        if tx_id in pooled:
             return {"id": tx_id.hex(), "status": "known", "state": "pending"}
         committed = self._committed_nonce(tx.sender)
-        if self._committed_already(tx, committed):
+        # Every committed tx used up its nonce (execution advances it whatever the tx's result),
+        # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
+        # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
+        if tx.nonce < committed and self.store.has_tx(tx_id):
             return {"id": tx_id.hex(), "status": "known", "state": "committed"}
         try:
             if tx.sender in self.signers:  # a member's key: a rotation may have replaced it
@@ -325,7 +329,7 @@ class Node(NodeViews, GossipIntake, MemberRoles):
                     "bad_nonce", f"nonce {tx.nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
                 )
             self.mempool.add(PendingTx(tx, now_ms()))
-            if len(self.mempool) == 1 and self.driver is not None:
+            if len(pooled) == 1 and self.driver is not None:
                 self.driver.nudge()  # the first tx of an idle pool: the primary proposes at once
         except TxRejected as e:
             self.metrics.tx_rejected.labels(e.code).inc()
@@ -382,13 +386,6 @@ class Node(NodeViews, GossipIntake, MemberRoles):
 
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))
-
-    def _committed_already(self, tx: Transaction, committed_nonce: int) -> bool:
-        """Whether ``tx`` is committed (``committed_nonce``: its sender's next nonce)."""
-        # Every committed tx used up its nonce (execution advances it whatever the tx's result),
-        # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
-        # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
-        return tx.nonce < committed_nonce and self.store.has_tx(tx.id)
 
     async def _maintenance(self) -> None:
         """Expire old txs, re-gossip unconfirmed ones, refresh gauges."""

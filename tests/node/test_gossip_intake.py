@@ -83,6 +83,18 @@ def test_a_tx_already_verified_is_not_checked_again(node, monkeypatch):
     assert checked == [txs[2].id]
 
 
+def test_a_pooled_tx_is_not_checked_again_after_its_id_left_the_recent_memory(node, monkeypatch):
+    txs = registrations(node, 3)
+    assert [r["status"] for r in node.submit([tx.encode() for tx in txs[:2]])] == ["accepted"] * 2
+    node.app.verified._recent.clear()  # as if 65,536 other ids had been checked since
+    checked: list[bytes] = []
+    real_verify = transactions.verify_signature
+    monkeypatch.setattr(transactions, "verify_signature", lambda tx: checked.append(tx.id) or real_verify(tx))
+    assert node._validate_gossip(message(txs)) is True
+    assert checked == [txs[2].id]  # the two in the mempool count as checked
+    assert all(tx.id in node.app.verified for tx in txs)
+
+
 def test_a_replaced_member_key_is_refused_at_admission_from_gossip_and_the_api(node):
     """Only a member's did is looked up for a rotation: anyone else's tx skips that step."""
     old_key, current_key = SigningKey(b"\x06" * 32), SigningKey(b"\x07" * 32)

@@ -137,3 +137,17 @@ def test_oldest_lists_ids_in_arrival_order():
         pool.add(item)
     assert pool.oldest(2) == [items[0].tx_id, items[1].tx_id]
     assert pool.oldest(10) == [item.tx_id for item in items]
+
+
+def test_ids_follow_the_pool_as_txs_come_and_go():
+    pool = Mempool(MempoolConfig(tx_ttl_ms=1_000))
+    first, second, third = tx("a", 0, added_ms=0), tx("a", 1, added_ms=0), tx("b", 0, added_ms=5_000)
+    ids = pool.ids  # taken once: a live view, as ``CheckedSignatures`` and ``Node._accept`` hold it
+    for item in (first, second, third):
+        pool.add(item)
+    assert set(ids) == {first.tx_id, second.tx_id, third.tx_id} and len(ids) == len(pool) == 3
+    pool.remove([first.tx_id])
+    pool.expire(now_ms=2_000)  # second is older than the TTL; third is not
+    assert set(ids) == {third.tx_id} and second.tx_id not in ids
+    pool.reject(third.tx_id, "bad_nonce", "used")
+    assert len(ids) == 0
