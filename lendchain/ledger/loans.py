@@ -119,11 +119,34 @@ def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: st
     elif known is not None and known[0] == number:
         prev = known[1]
     else:
-        prev = history_entry_hash(ctx.get_encoded(loan_history_key(loan_id, number - 1)))
+        previous = ctx.get_encoded(loan_history_key(loan_id, number - 1))
+        prev = _entry_hashes.get(previous) or _older_entry_hashes.get(previous)
+        if prev is None:
+            prev = history_entry_hash(previous)
     entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, "prev": prev, **fields}
     encoded = ctx.put_encoded(loan_history_key(loan_id, number), entry)
-    ctx.history_heads[loan_id] = (number + 1, history_entry_hash(encoded))
+    head = history_entry_hash(encoded)
+    ctx.history_heads[loan_id] = (number + 1, head)
+    _remember_entry_hash(encoded, head)
     return number + 1
+
+
+# The hash of each history entry written lately, by its bytes. A loan's next event, often a block
+# or two later, names the hash of the entry before it, and reading that entry back gives the
+# same bytes: they need not be hashed again. Keyed by the bytes themselves, a hit is right
+# whichever block, chain or state they came from (a proposal never committed included). Two
+# generations: when the newer holds ENTRY_HASH_MEMORY // 2 entries it becomes the older one and
+# the oldest is dropped whole.
+ENTRY_HASH_MEMORY = 8_192
+_entry_hashes: dict[bytes, bytes] = {}
+_older_entry_hashes: dict[bytes, bytes] = {}
+
+
+def _remember_entry_hash(encoded: bytes, digest: bytes) -> None:
+    global _entry_hashes, _older_entry_hashes
+    _entry_hashes[encoded] = digest
+    if len(_entry_hashes) >= ENTRY_HASH_MEMORY // 2:
+        _older_entry_hashes, _entry_hashes = _entry_hashes, {}
 
 
 def schedule_of(loan: dict[str, Any]) -> list:
