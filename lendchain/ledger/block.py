@@ -206,14 +206,17 @@ def check_block(
     chain_id: str,
     verified_tx_ids: Container[bytes] = (),
     signature_workers: int = 2,
+    decoded: Block | None = None,
 ) -> tuple[Block, BlockExecution]:
     """Decode, check and execute a proposed or received block; InvalidBlock says what is wrong.
 
     ``now_ms=None`` skips the clock-skew check (a committed block replayed
     later). Signatures of txs whose ids are in ``verified_tx_ids`` are not
-    checked again; the others are checked in bulk.
+    checked again; the others are checked in bulk. ``decoded`` is
+    ``Block.decode(raw)`` when the caller has it already (a node hashes a
+    proposal's header before it validates the proposal).
     """
-    block = Block.decode(raw)
+    block = Block.decode(raw) if decoded is None else decoded
     header = block.header
     if header.chain_id != chain_id:
         raise InvalidBlock(f"block is for chain {header.chain_id!r}, this chain is {chain_id!r}")

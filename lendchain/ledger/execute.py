@@ -118,7 +118,7 @@ def execute_txs(
     changes = overlay.changes()
     state_root = seal_changes(reader, changes)
     execution = BlockExecution(
-        changes, state_root, results, [tx.id for tx in included], dropped, ledger_events
+        changes, state_root, results, [tx.id for tx in included], dropped, ledger_events, included
     )
     return included, execution
 

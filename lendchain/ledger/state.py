@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -45,6 +45,9 @@ from lendchain.genesis import Genesis
 from lendchain.lazy import lazy_attribute
 from lendchain.ledger.params import STORED_DEFAULTS
 from lendchain.ledger.params import value as param
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
 
 STATE_ROOT_TAG = b"lendchain/state/1"
 ZERO_ROOT = bytes(32)
@@ -178,6 +181,9 @@ class BlockExecution:
     # Events of the ledger's own work at the start of the block (block hooks: the due-loan
     # pass); committed as one extra leaf after the tx results in the results root.
     ledger_events: tuple[dict[str, Any], ...] = ()
+    # The included txs themselves (``tx_ids`` are their ids), as decoded for execution: the
+    # node's commit reads their senders and nonces without decoding the block's txs again.
+    txs: list[Transaction] = field(default_factory=list, compare=False, repr=False)
 
 
 def nonce_key(did: str) -> bytes:
