@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from lendchain import codec
@@ -129,7 +130,7 @@ class Block:
                 raise InvalidBlock(f"block header field {name!r} must be {_HASH_SIZE} bytes")
             if expected is int and item < 0:
                 raise InvalidBlock(f"block header field {name!r} must not be negative")
-        if not isinstance(txs, list) or not all(isinstance(tx, bytes) for tx in txs):
+        if not isinstance(txs, list) or not all(map(isinstance, txs, repeat(bytes))):
             raise InvalidBlock("block body must be a list of transaction byte strings")
         decoded = BlockHeader(*header)
         if decoded.tx_count != len(txs):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import ormsgpack
+
 from lendchain import codec
 from lendchain.ledger.state import StateReader
 
@@ -29,9 +31,10 @@ def decode_state_value(raw: bytes) -> Any:
     State values were written canonically by this ledger (``codec.pack``),
     so the re-encode check of ``codec.unpack`` is skipped here; it would double
     the cost of every read. Wire input (txs, blocks) always goes through
-    ``codec.unpack``.
+    ``codec.unpack``. (``codec.unpack_trusted``, called here without its own frame: once per
+    first read of a key in a block.)
     """
-    return codec.unpack_trusted(raw)
+    return ormsgpack.unpackb(raw)
 
 
 class BlockOverlay:
@@ -142,10 +145,15 @@ class TxContext:
         # context extended; the executor turns them into ``loan.history`` receipt events.
         self.history_heads: dict[bytes, tuple[int, bytes]] = {}
         self._overlay = overlay
+        self._block_values = overlay._values  # what the block read or wrote: looked up here first
 
     def get(self, key: bytes) -> Any | None:
         writes = self.writes
-        value = writes[key] if key in writes else self._overlay.read(key)
+        if key in writes:
+            value = writes[key]
+        else:
+            values = self._block_values
+            value = values[key] if key in values else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
 
     def get_encoded(self, key: bytes) -> bytes:

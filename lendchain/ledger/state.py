@@ -122,6 +122,22 @@ class TxResult:
         # the cost, and a block builds one result per tx.
         self.__dict__.update(tx_id=tx_id, code=code, message=message, events=events)
 
+    @classmethod
+    def executed(
+        cls, tx_id: bytes, code: str, message: str = "", events: tuple[dict[str, Any], ...] = ()
+    ) -> TxResult:
+        """A result as execution makes it: ``packed`` encoded at once, since the block's results
+        root and its stored results both need it (no lazy first read per tx)."""
+        result = cls.__new__(cls)
+        result.__dict__.update(
+            tx_id=tx_id,
+            code=code,
+            message=message,
+            events=events,
+            packed=codec.pack_trusted([code, message, list(events)]),
+        )
+        return result
+
     @property
     def ok(self) -> bool:
         return self.code == "ok"
@@ -249,9 +265,13 @@ def funder_loans_key(did: str) -> bytes:
 
 
 def changes_digest(changes: dict[bytes, bytes | None]) -> bytes:
-    items = [[key, changes[key]] for key in sorted(changes) if key != STATE_ROOT_KEY]
-    # A list of [bytes, bytes-or-nil] pairs is already canonical: msgpack.packb gives
-    # exactly codec.pack's bytes without walking every item.
+    keys = sorted(changes)
+    if STATE_ROOT_KEY in changes:
+        keys.remove(STATE_ROOT_KEY)
+    # A list of (bytes, bytes-or-nil) pairs is already canonical: msgpack.packb gives exactly
+    # codec.pack's bytes (a tuple packs as the array a list does) without walking every item,
+    # and zip builds the pairs without a Python step per key.
+    items = list(zip(keys, map(changes.__getitem__, keys), strict=True))
     return codec.sha256(msgpack.packb(items, use_bin_type=True))
 
 
