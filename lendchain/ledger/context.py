@@ -8,6 +8,8 @@ refused transaction leaves nothing behind but its consumed nonce.
 Values are shared with the overlay's cache: a handler builds new dicts and
 lists instead of mutating what ``get`` returned (``get`` copies the top
 level of a map, which covers the common ``{**loan, "state": …}`` update).
+``peek`` hands out the block's value itself, without that copy, to code that
+only reads it (the actor check, the lifecycle handlers that rebuild a loan).
 
 Canonical bytes are packed at most once per value: a value read from the
 store keeps the bytes it was read as, and a value written with
@@ -156,6 +158,14 @@ class TxContext:
             value = values[key] if key in values else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
 
+    def peek(self, key: bytes) -> Any | None:
+        """``get`` without its copy, for a caller that only reads the value (never changes it)."""
+        writes = self.writes
+        if key in writes:
+            return writes[key]
+        values = self._block_values
+        return values[key] if key in values else self._overlay.read(key)
+
     def get_encoded(self, key: bytes) -> bytes:
         """The canonical bytes of ``get(key)`` (the stored bytes when this block has not changed it)."""
         if key in self.writes:
@@ -166,7 +176,8 @@ class TxContext:
 
     def put(self, key: bytes, value: Any) -> None:
         self.writes[key] = value
-        self.encoded_writes.pop(key, None)
+        if key in self.encoded_writes:  # rare (a value written with put_encoded, rewritten)
+            del self.encoded_writes[key]
 
     def put_encoded(self, key: bytes, value: Any) -> bytes:
         """``put``, keeping the value's canonical bytes (for a value that is hashed now); returns them."""

@@ -90,3 +90,15 @@ def test_a_value_hashed_then_rewritten_in_the_block_is_stored_as_rewritten():
     first.commit()
     assert _context(overlay).get_encoded(b"k") == codec.pack({"a": "second", "b": [1, b"x"]})
     assert overlay.changes() == {b"k": codec.pack({"a": "second", "b": [1, b"x"]})}
+
+
+def test_get_hands_out_a_copy_and_peek_the_value_the_block_holds():
+    overlay = BlockOverlay(MemoryState({b"k": codec.pack(STORED)}))
+    context = _context(overlay)
+    copy, held = context.get(b"k"), context.peek(b"k")
+    assert copy == held == STORED and copy is not held and held is overlay.read(b"k")
+    copy["a"] = "changed"  # a handler may change what get gave it: the block does not see it
+    assert context.peek(b"k") == STORED and overlay.changes() == {}
+    context.put(b"k", {"a": "written"})
+    assert context.peek(b"k") == {"a": "written"} and context.peek(b"missing") is None
+    assert _context(overlay).peek(b"k") == STORED  # not committed: another tx sees the block's value
