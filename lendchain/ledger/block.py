@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from lendchain import codec
@@ -129,7 +130,7 @@ class Block:
                 raise InvalidBlock(f"block header field {name!r} must be {_HASH_SIZE} bytes")
             if expected is int and item < 0:
                 raise InvalidBlock(f"block header field {name!r} must not be negative")
-        if not isinstance(txs, list) or not all(isinstance(tx, bytes) for tx in txs):
+        if not isinstance(txs, list) or not all(map(isinstance, txs, repeat(bytes))):
             raise InvalidBlock("block body must be a list of transaction byte strings")
         decoded = BlockHeader(*header)
         if decoded.tx_count != len(txs):
@@ -206,14 +207,17 @@ def check_block(
     chain_id: str,
     verified_tx_ids: Container[bytes] = (),
     signature_workers: int = 2,
+    decoded: Block | None = None,
 ) -> tuple[Block, BlockExecution]:
     """Decode, check and execute a proposed or received block; InvalidBlock says what is wrong.
 
     ``now_ms=None`` skips the clock-skew check (a committed block replayed
     later). Signatures of txs whose ids are in ``verified_tx_ids`` are not
-    checked again; the others are checked in bulk.
+    checked again; the others are checked in bulk. ``decoded`` is
+    ``Block.decode(raw)`` when the caller has it already (a node hashes a
+    proposal's header before it validates the proposal).
     """
-    block = Block.decode(raw)
+    block = Block.decode(raw) if decoded is None else decoded
     header = block.header
     if header.chain_id != chain_id:
         raise InvalidBlock(f"block is for chain {header.chain_id!r}, this chain is {chain_id!r}")

@@ -8,18 +8,25 @@ refused transaction leaves nothing behind but its consumed nonce.
 Values are shared with the overlay's cache: a handler builds new dicts and
 lists instead of mutating what ``get`` returned (``get`` copies the top
 level of a map, which covers the common ``{**loan, "state": …}`` update).
+``peek`` hands out the block's value itself, without that copy, to code that
+only reads it (the actor check, the lifecycle handlers that rebuild a loan).
 
 Canonical bytes are packed at most once per value: a value read from the
 store keeps the bytes it was read as, and a value written with
 ``put_encoded`` (a history entry, hashed as it is written) keeps the bytes it
 was hashed as, so neither is packed again to be hashed or to be stored.
+Bytes are decoded at most once per process, lately: ``decoded`` keeps the
+values of the bytes read or packed in the last blocks, for the next blocks.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import ormsgpack
+
 from lendchain import codec
+from lendchain.ledger.decoded import DECODED, MISSING
 from lendchain.ledger.state import StateReader
 
 
@@ -29,9 +36,10 @@ def decode_state_value(raw: bytes) -> Any:
     State values were written canonically by this ledger (``codec.pack``),
     so the re-encode check of ``codec.unpack`` is skipped here; it would double
     the cost of every read. Wire input (txs, blocks) always goes through
-    ``codec.unpack``.
+    ``codec.unpack``. (``codec.unpack_trusted``, called here without its own frame: once per
+    first read of a key in a block.)
     """
-    return codec.unpack_trusted(raw)
+    return ormsgpack.unpackb(raw)
 
 
 class BlockOverlay:
@@ -54,7 +62,14 @@ class BlockOverlay:
             raw = self._reader.get(key)
             if raw is not None:
                 self._encoded[key] = raw
-        value = values[key] = None if raw is None else decode_state_value(raw)
+        if raw is None:
+            values[key] = None
+            return None
+        value = DECODED.get(raw)  # decoded (or packed) lately: by a block before this one, mostly
+        if value is MISSING:
+            value = decode_state_value(raw)
+            DECODED.remember(raw, value)
+        values[key] = value
         return value
 
     def _stored(self, key: bytes) -> bytes | None:
@@ -110,10 +125,11 @@ class BlockOverlay:
             value = self._values[key]
             if value is None:
                 changes[key] = None
-            elif key in self._encoded:
+            elif key in self._encoded:  # a history entry: hashed, never read back decoded
                 changes[key] = self._encoded[key]
             else:
-                changes[key] = codec.pack_trusted(value)
+                raw = changes[key] = codec.pack_trusted(value)
+                DECODED.remember(raw, value)  # the next blocks read it back as these bytes
         return changes
 
 
@@ -142,11 +158,24 @@ class TxContext:
         # context extended; the executor turns them into ``loan.history`` receipt events.
         self.history_heads: dict[bytes, tuple[int, bytes]] = {}
         self._overlay = overlay
+        self._block_values = overlay._values  # what the block read or wrote: looked up here first
 
     def get(self, key: bytes) -> Any | None:
         writes = self.writes
-        value = writes[key] if key in writes else self._overlay.read(key)
+        if key in writes:
+            value = writes[key]
+        else:
+            values = self._block_values
+            value = values[key] if key in values else self._overlay.read(key)
         return dict(value) if isinstance(value, dict) else value
+
+    def peek(self, key: bytes) -> Any | None:
+        """``get`` without its copy, for a caller that only reads the value (never changes it)."""
+        writes = self.writes
+        if key in writes:
+            return writes[key]
+        values = self._block_values
+        return values[key] if key in values else self._overlay.read(key)
 
     def get_encoded(self, key: bytes) -> bytes:
         """The canonical bytes of ``get(key)`` (the stored bytes when this block has not changed it)."""
@@ -158,7 +187,8 @@ class TxContext:
 
     def put(self, key: bytes, value: Any) -> None:
         self.writes[key] = value
-        self.encoded_writes.pop(key, None)
+        if key in self.encoded_writes:  # rare (a value written with put_encoded, rewritten)
+            del self.encoded_writes[key]
 
     def put_encoded(self, key: bytes, value: Any) -> bytes:
         """``put``, keeping the value's canonical bytes (for a value that is hashed now); returns them."""

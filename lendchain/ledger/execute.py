@@ -110,15 +110,15 @@ def execute_txs(
         try:
             kind.handler(context, acting_sender(signers, tx, height) if signers else tx)
         except TxRejected as e:
-            results.append(TxResult(tx_id, e.code, e.message))
+            results.append(TxResult.executed(tx_id, e.code, e.message))
         else:
             context.commit()
-            results.append(TxResult(tx_id, "ok", "", tuple(context.receipt_events())))
+            results.append(TxResult.executed(tx_id, "ok", "", tuple(context.receipt_events())))
         included.append(tx)
     changes = overlay.changes()
     state_root = seal_changes(reader, changes)
     execution = BlockExecution(
-        changes, state_root, results, [tx.id for tx in included], dropped, ledger_events
+        changes, state_root, results, [tx.id for tx in included], dropped, ledger_events, included
     )
     return included, execution
 

@@ -27,6 +27,8 @@ state, ``forbidden`` when the signer is not the actor the row requires.
 
 from __future__ import annotations
 
+from functools import cache
+
 from lendchain.ledger.errors import TxRejected
 
 # States
@@ -261,6 +263,7 @@ def advance(
     raise TxRejected("forbidden", f"{where} is refused: only {_ACTOR_NAMES[row[1]]} may do this")
 
 
+@cache  # every lifecycle tx asks; the tables are constants, and the answers few
 def _row(state: str, event: str, rules: int) -> tuple[str, str] | None:
     """The table's row for ``state`` and ``event`` under rules ``rules``; None if there is none."""
     if ROWS_SINCE.get((state, event), 1) > rules:

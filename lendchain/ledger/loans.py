@@ -69,20 +69,23 @@ REMOVED_OFFERS_REFUSED_SINCE = 4
 
 
 def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozenset[str]:
-    actors = set()
-    institution = ctx.get(institution_key(did))  # read once: every lifecycle tx asks
-    roles = tuple(institution["roles"]) if institution else ()
-    if institution is not None:
-        actors.add(lc.MEMBER)
-    if "lender" in roles:
-        actors.add(lc.LENDER)
-    party = None if roles else ctx.get(party_key(did))
+    # Records read, not changed: ``peek`` skips the copy ``get`` makes (every lifecycle tx asks).
+    institution = ctx.peek(institution_key(did))
+    roles = institution["roles"] if institution else ()
+    lender = "lender" in roles
+    if institution is None:
+        actors = set()
+    elif lender:
+        actors = {lc.MEMBER, lc.LENDER}
+    else:
+        actors = {lc.MEMBER}
     if loan is not None:
+        party = None if roles else ctx.peek(party_key(did))
         # its commitments and share offers, whatever roles their holders have now
         funding = loan.get("funding")
         if loan["borrower"] == did:
             actors.add(lc.BORROWER)
-        elif "lender" in roles or (party is not None and party["role"] == "investor"):
+        elif lender or (party is not None and party["role"] == "investor"):
             actors.update((lc.FUNDER, lc.FUNDER_OR_BUYER))
         elif funding is not None and any(o["to"] == did for o in funding.get("share_offers", ())):
             actors.add(lc.FUNDER_OR_BUYER)  # the buyer a share offer names (rules 8: ``share_decline``)
@@ -98,9 +101,13 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
     return frozenset(actors)
 
 
-def load_loan(ctx: TxContext, tx: Transaction, field: str = "loan_id") -> tuple[bytes, dict[str, Any]]:
+def load_loan(
+    ctx: TxContext, tx: Transaction, field: str = "loan_id", *, shared: bool = False
+) -> tuple[bytes, dict[str, Any]]:
+    """The loan ``tx`` names, as a copy its handler may change; with ``shared``, the record the
+    block holds itself, for a handler that only builds new dicts from it (never changes it)."""
     loan_id = bytes.fromhex(tx.payload[field])
-    loan = ctx.get(loan_key(loan_id))
+    loan = ctx.peek(loan_key(loan_id)) if shared else ctx.get(loan_key(loan_id))
     if loan is None:
         raise TxRejected("not_found", f"{tx.kind} field {field!r} names no known loan ({loan_id.hex()})")
     return loan_id, loan
@@ -119,11 +126,34 @@ def with_history(loan_id: bytes, loan: dict[str, Any], ctx: TxContext, event: st
     elif known is not None and known[0] == number:
         prev = known[1]
     else:
-        prev = history_entry_hash(ctx.get_encoded(loan_history_key(loan_id, number - 1)))
+        previous = ctx.get_encoded(loan_history_key(loan_id, number - 1))
+        prev = _entry_hashes.get(previous) or _older_entry_hashes.get(previous)
+        if prev is None:
+            prev = history_entry_hash(previous)
     entry = {"event": event, "height": ctx.height, "tx_id": ctx.tx_id, "prev": prev, **fields}
     encoded = ctx.put_encoded(loan_history_key(loan_id, number), entry)
-    ctx.history_heads[loan_id] = (number + 1, history_entry_hash(encoded))
+    head = history_entry_hash(encoded)
+    ctx.history_heads[loan_id] = (number + 1, head)
+    _remember_entry_hash(encoded, head)
     return number + 1
+
+
+# The hash of each history entry written lately, by its bytes. A loan's next event, often a block
+# or two later, names the hash of the entry before it, and reading that entry back gives the
+# same bytes: they need not be hashed again. Keyed by the bytes themselves, a hit is right
+# whichever block, chain or state they came from (a proposal never committed included). Two
+# generations: when the newer holds ENTRY_HASH_MEMORY // 2 entries it becomes the older one and
+# the oldest is dropped whole.
+ENTRY_HASH_MEMORY = 8_192
+_entry_hashes: dict[bytes, bytes] = {}
+_older_entry_hashes: dict[bytes, bytes] = {}
+
+
+def _remember_entry_hash(encoded: bytes, digest: bytes) -> None:
+    global _entry_hashes, _older_entry_hashes
+    _entry_hashes[encoded] = digest
+    if len(_entry_hashes) >= ENTRY_HASH_MEMORY // 2:
+        _older_entry_hashes, _entry_hashes = _entry_hashes, {}
 
 
 def schedule_of(loan: dict[str, Any]) -> list:
@@ -260,7 +290,7 @@ def make_offer(
 
 
 def offer_loan(ctx: TxContext, tx: Transaction) -> None:
-    loan_id, loan = load_loan(ctx, tx)
+    loan_id, loan = load_loan(ctx, tx, shared=True)  # make_offer builds the loan anew
     terms = {"schedule": tx.payload.get("schedule", "annuity")}
     if "funding_window_ms" in tx.payload:
         terms["funding_window_ms"] = tx.payload["funding_window_ms"]
@@ -277,7 +307,7 @@ def offer_loan(ctx: TxContext, tx: Transaction) -> None:
 
 
 def accept_offer(ctx: TxContext, tx: Transaction) -> None:
-    loan_id, loan = load_loan(ctx, tx)
+    loan_id, loan = load_loan(ctx, tx, shared=True)  # changed below only as a new dict
     state = lc.advance(
         loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
     )
@@ -332,7 +362,7 @@ def cancel_loan(ctx: TxContext, tx: Transaction) -> None:
 
 
 def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
-    loan_id, loan = load_loan(ctx, tx)
+    loan_id, loan = load_loan(ctx, tx, shared=True)  # changed below only as a new dict
     state = lc.advance(
         loan["state"], tx.kind, loan_actors(ctx, tx.sender, loan), ctx.tx_id, loan_id, rules=ctx.rules
     )

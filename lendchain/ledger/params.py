@@ -308,7 +308,7 @@ def for_loan(params: dict[str, Any], name: str, loan: dict[str, Any]) -> int:
         for until_ms, *terms in params.get(SERVICING_ERAS, ()):
             if disbursed_ms <= until_ms:
                 return terms[SERVICING.index(name)]
-    return value(params, name)
+    return params[name] if name in params else PARAMS[name].default  # ``value``, without its call
 
 
 def _similar(word: str, names: tuple[str, ...], percent: int) -> str | None:

@@ -111,10 +111,10 @@ YEAR_MS = 365 * DAY_MS
 SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
 
 
-def servicing_param(params: dict[str, Any], name: str, loan: dict[str, Any]) -> int:
-    """``grace_days``, ``default_days`` or ``penalty_bps`` of ``loan``: the value in force when it was
-    disbursed (``params.for_loan``: a change by governance applies to loans disbursed after it)."""
-    return for_loan(params, name, loan)
+# ``grace_days``, ``default_days`` or ``penalty_bps`` of a loan: the value in force when it was
+# disbursed (``params.for_loan``: a change by governance applies to loans disbursed after it).
+# A repayment asks several times, so this is ``for_loan`` itself, not a call of it.
+servicing_param = for_loan
 
 
 def due_ms(loan: dict[str, Any], number: int) -> int:
@@ -266,7 +266,7 @@ def service_loan(ctx: TxContext, tx: Transaction) -> None:
 
 
 def repay_loan(ctx: TxContext, tx: Transaction) -> None:
-    loan_id, loan = load_loan(ctx, tx)
+    loan_id, loan = load_loan(ctx, tx, shared=True)  # evaluate and the payment build new dicts
     # Evaluating first is safe: a refusal below discards what the evaluation wrote.
     loan = evaluate(ctx, loan_id, loan)
     actors = loan_actors(ctx, tx.sender, loan)

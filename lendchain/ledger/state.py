@@ -34,9 +34,10 @@ replaying the change sets from genesis (what ``verify-chain`` does).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -45,6 +46,9 @@ from lendchain.genesis import Genesis
 from lendchain.lazy import lazy_attribute
 from lendchain.ledger.params import STORED_DEFAULTS
 from lendchain.ledger.params import value as param
+
+if TYPE_CHECKING:
+    from lendchain.ledger.transactions import Transaction
 
 STATE_ROOT_TAG = b"lendchain/state/1"
 ZERO_ROOT = bytes(32)
@@ -119,6 +123,22 @@ class TxResult:
         # the cost, and a block builds one result per tx.
         self.__dict__.update(tx_id=tx_id, code=code, message=message, events=events)
 
+    @classmethod
+    def executed(
+        cls, tx_id: bytes, code: str, message: str = "", events: tuple[dict[str, Any], ...] = ()
+    ) -> TxResult:
+        """A result as execution makes it: ``packed`` encoded at once, since the block's results
+        root and its stored results both need it (no lazy first read per tx)."""
+        result = cls.__new__(cls)
+        result.__dict__.update(
+            tx_id=tx_id,
+            code=code,
+            message=message,
+            events=events,
+            packed=codec.pack_trusted([code, message, list(events)]),
+        )
+        return result
+
     @property
     def ok(self) -> bool:
         return self.code == "ok"
@@ -178,6 +198,9 @@ class BlockExecution:
     # Events of the ledger's own work at the start of the block (block hooks: the due-loan
     # pass); committed as one extra leaf after the tx results in the results root.
     ledger_events: tuple[dict[str, Any], ...] = ()
+    # The included txs themselves (``tx_ids`` are their ids), as decoded for execution: the
+    # node's commit reads their senders and nonces without decoding the block's txs again.
+    txs: list[Transaction] = field(default_factory=list, compare=False, repr=False)
 
 
 def nonce_key(did: str) -> bytes:
@@ -210,7 +233,7 @@ HISTORY_TAG = b"lendchain/loan-history/1"
 
 def history_entry_hash(raw_entry: bytes) -> bytes:
     """The hash of one history entry's canonical bytes; the next entry's ``prev`` is this."""
-    return codec.sha256(HISTORY_TAG + raw_entry)
+    return hashlib.sha256(HISTORY_TAG + raw_entry).digest()  # ``codec.sha256``, without its call
 
 
 def ledger_events_key(height: int) -> bytes:
@@ -243,9 +266,13 @@ def funder_loans_key(did: str) -> bytes:
 
 
 def changes_digest(changes: dict[bytes, bytes | None]) -> bytes:
-    items = [[key, changes[key]] for key in sorted(changes) if key != STATE_ROOT_KEY]
-    # A list of [bytes, bytes-or-nil] pairs is already canonical: msgpack.packb gives
-    # exactly codec.pack's bytes without walking every item.
+    keys = sorted(changes)
+    if STATE_ROOT_KEY in changes:
+        keys.remove(STATE_ROOT_KEY)
+    # A list of (bytes, bytes-or-nil) pairs is already canonical: msgpack.packb gives exactly
+    # codec.pack's bytes (a tuple packs as the array a list does) without walking every item,
+    # and zip builds the pairs without a Python step per key.
+    items = list(zip(keys, map(changes.__getitem__, keys), strict=True))
     return codec.sha256(msgpack.packb(items, use_bin_type=True))
 
 

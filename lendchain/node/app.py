@@ -11,7 +11,9 @@ mempool (only checked txs enter it) and the last ``VERIFIED_MEMORY`` tx ids
 that passed a check anywhere (API, gossip, a validated proposal); block
 validation skips those and checks the rest. Txs are decoded once per node
 too: the mempool holds them decoded, and a block built or checked here gets
-those same objects back (``transactions.decode_transaction``).
+those same objects back (``transactions.decode_transaction``); its commit
+takes them from the execution. A proposal is decoded once, when ``digest``
+hashes its header, and ``validate`` checks that same decoded block.
 
 Blocks are sized to the network (``BlockSizer``): with one height in flight,
 a block that takes longer than the view-change timeout to go round makes the
@@ -34,7 +36,6 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
 from lendchain.ledger.rules import RULES_KEY, RULES_VERSION, active_rules, pending_upgrade
 from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
-from lendchain.ledger.transactions import decode_transaction
 from lendchain.node.mempool import Mempool
 from lendchain.node.store import ChainStore
 
@@ -44,6 +45,9 @@ VERIFIED_MEMORY = 65_536  # ~20 s at 3,000 tx/s: a validated proposal commits we
 # asked for again (by its replica, right after ``propose`` built and hashed it); others are
 # hashed once as they arrive. 256 kept ~75 MB of old blocks per node at 3,000 tx/s.
 DIGEST_MEMORY = 8
+# Blocks kept decoded after ``digest`` hashed them, for ``validate``, which the replica calls
+# next on the same proposal: a block is decoded once per node, not twice.
+DECODED_MEMORY = 2
 
 
 class ExecutionDiverged(RuntimeError):
@@ -114,6 +118,7 @@ class NodeApp:
         self.verified = CheckedSignatures(mempool, VERIFIED_MEMORY)
         self._pending: dict[bytes, _Pending] = {}
         self._digests: BoundedCache[bytes, bytes] = BoundedCache(DIGEST_MEMORY)
+        self._decoded: BoundedCache[bytes, Block] = BoundedCache(DECODED_MEMORY)
         # When this node last proposed a block with txs: a block that is not full waits until
         # ``block_interval_ms`` after that, so a round that took longer than the interval is
         # followed at once by the txs that arrived during it.
@@ -147,8 +152,10 @@ class NodeApp:
     def digest(self, block: bytes) -> bytes:
         found = self._digests.get(block)
         if found is None:
-            found = Block.decode(block).hash()
+            decoded = Block.decode(block)
+            found = decoded.hash()
             self._digests.put(block, found)
+            self._decoded.put(block, decoded)
         return found
 
     def propose(self, height: int, prev_digest: bytes, now_ms: int) -> bytes | None:
@@ -190,12 +197,15 @@ class NodeApp:
                 max_skew_ms=self.genesis.consensus.max_clock_skew_ms,
                 chain_id=self.genesis.chain_id,
                 verified_tx_ids=self.verified,
+                decoded=self._decoded.pop(block, None),
             )
         except InvalidBlock as e:
             return str(e)
         for tx_id in execution.tx_ids:
             self.verified.add(tx_id)
-        self._pending[decoded.hash()] = _Pending(height, decoded, execution)
+        digest = decoded.hash()
+        self._digests.put(block, digest)
+        self._pending[digest] = _Pending(height, decoded, execution)
         return None
 
     # -- commit ------------------------------------------------------------
@@ -233,14 +243,10 @@ class NodeApp:
             decoded, execution = pending.block, pending.execution
         self.store.commit_block(block, certificate, execution, wal, block=decoded)
         self.last_committed_tx_ids = execution.tx_ids
-        tx_ids = []
-        next_nonces: dict[str, int] = {}
-        for raw in decoded.txs:
-            tx = decode_transaction(raw)
-            tx_ids.append(tx.id)
-            # Every included tx used up its nonce, whatever its result, and a sender's txs are
-            # included in nonce order: this is the sender's next nonce, without a state read.
-            next_nonces[tx.sender] = tx.nonce + 1
+        tx_ids = list(execution.tx_ids)
+        # Every included tx used up its nonce, whatever its result, and a sender's txs are
+        # included in nonce order: its last one gives its next nonce, without a state read.
+        next_nonces = {tx.sender: tx.nonce + 1 for tx in execution.txs}
         self.mempool.remove(tx_ids)
         for sender, nonce in next_nonces.items():
             stale = self.mempool.prune_stale(sender, nonce)

@@ -35,6 +35,19 @@ def leveldb_says(error: plyvel.Error) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
+def open_files(path: Path) -> str:
+    """The files LevelDB reads to open ``path``, for messages that do not name one."""
+    names = ["CURRENT"]
+    try:
+        current = (path / "CURRENT").read_text(errors="replace").strip()
+    except OSError:
+        current = ""
+    if current.startswith("MANIFEST-"):
+        names.append(current)
+    names += sorted(p.name for p in path.glob("*.log"))
+    return ", ".join(names)
+
+
 # What os.link raises where a filesystem has no hard links (or none left for a file).
 NO_HARD_LINKS = frozenset(
     {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}

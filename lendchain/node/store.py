@@ -15,6 +15,8 @@ never between. ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
 Tx results are stored per block (``r:``): LevelDB's compaction rewrites records
 under random keys (tx ids) at every level, records in height order hardly ever.
+State reads look first at the changes of the last blocks this store committed
+(``recent_state``), which the next blocks mostly read again.
 
 Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
 MANIFEST or log record, or a missing table, refuses to open), and every read
@@ -59,8 +61,9 @@ from lendchain.ledger.state import (
     genesis_changes,
     genesis_state_root,
 )
-from lendchain.node.checksums import ChecksumCheck, leveldb_says
+from lendchain.node.checksums import ChecksumCheck, leveldb_says, open_files
 from lendchain.node.config import STORE_COMPRESSIONS
+from lendchain.node.recent_state import RecentState
 
 _META = b"m:"
 _BLOCK = b"b:"
@@ -118,19 +121,6 @@ def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
     )
 
 
-def _open_files(path: Path) -> str:
-    """The files LevelDB reads to open ``path``, for messages that do not name one."""
-    names = ["CURRENT"]
-    try:
-        current = (path / "CURRENT").read_text(errors="replace").strip()
-    except OSError:
-        current = ""
-    if current.startswith("MANIFEST-"):
-        names.append(current)
-    names += sorted(p.name for p in path.glob("*.log"))
-    return ", ".join(names)
-
-
 # Read and write tuning (issue 7, benchmarks/RESULTS-chain.md). Each state get
 # probes every level whose key range covers the key; a bloom filter of ~10 bits
 # per key lets a get skip the tables that do not hold it (most of them, for
@@ -169,6 +159,7 @@ class ChainStore:
         self.closing = threading.Event()
         self._flush_lock = threading.Lock()
         self._results: BoundedCache[int, list] = BoundedCache(RESULTS_MEMORY)  # height -> results
+        self._recent = RecentState()  # the last blocks' changes, which the next ones read again
         # Ids under p: (a tombstone for a tx that came by gossip would only feed compaction).
         self._pending_ids = {key[len(_PENDING) :] for key in self._scan(_PENDING, include_value=False)}
 
@@ -209,7 +200,7 @@ class ChainStore:
             raise StoreError(f"cannot open data directory {path}: {leveldb_says(e)}") from None
         except plyvel.CorruptionError as e:
             said = leveldb_says(e)
-            files = "" if str(path) in said else f" in one of {_open_files(path)}"
+            files = "" if str(path) in said else f" in one of {open_files(path)}"
             raise StoreError(
                 f"data directory {path} is damaged: LevelDB reports '{said}'{files}; {RESTORE_ADVICE}"
             ) from None
@@ -408,6 +399,9 @@ class ChainStore:
     # -- reading ---------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
+        for changes in self._recent.blocks:
+            if key in changes:
+                return changes[key]
         return self._get(_STATE + key)
 
     def state_keys(self) -> list[bytes]:
@@ -466,6 +460,7 @@ class ChainStore:
         ``wal``: consensus WAL records (as ``wal_write`` takes them) written in the same batch.
         ``block``: ``raw_block`` decoded, when the caller holds it (``check_block`` returned it),
         so that a block of thousands of txs is not decoded and re-encoded once more here.
+        ``execution.changes`` is kept (not copied) for later reads: it must not change after.
         """
         if block is None:
             block = Block.decode(raw_block)
@@ -501,7 +496,12 @@ class ChainStore:
                 codec.pack([new_head.height, new_head.hash, new_head.state_root, new_head.timestamp_ms]),
             )
         )
-        self._write(ops, sync=True, what=f"block {header.height}", fault=self.block_write_fault)
+        try:
+            written = self._write(ops, sync=True, what=f"block {header.height}", fault=self.block_write_fault)
+        except StoreError:
+            self._recent.forget()  # whether the batch reached LevelDB is unknown
+            raise
+        self._recent.remember(execution.changes, written - len(raw_block))
         self._head = new_head
         return new_head
 
@@ -512,8 +512,11 @@ class ChainStore:
         sync: bool,
         what: str,
         fault: Callable[[], str | None] | None = None,
-    ) -> None:
-        """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store."""
+    ) -> int:
+        """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store.
+
+        Returns the batch's size in bytes (its keys, values and record headers).
+        """
         self.raise_if_write_failed()
         injected = fault() if fault is not None else None
         try:
@@ -526,6 +529,7 @@ class ChainStore:
                 else:
                     batch.put(key, value)
             batch.write()
+            size = batch.approximate_size()
             if injected == "fsync_error":  # the record reached the OS; whether it is durable is unknown
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
         except plyvel.Error as e:
@@ -535,6 +539,7 @@ class ChainStore:
                 f"writes: free space or fix the disk, then start the node again"
             )
             raise self.write_error from None
+        return size
 
     def memory_bytes(self) -> int:
         """LevelDB's own estimate of its memtables and block cache, in bytes (0 once closed)."""

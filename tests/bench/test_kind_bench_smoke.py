@@ -46,3 +46,14 @@ def test_the_instruction_count_stops_print_nothing():
     for stage in ("build", "propose"):
         done = run("--stop-after", stage)
         assert (done.returncode, done.stdout) == (0, ""), done.stderr[-3000:]
+
+
+def test_without_the_teardown_the_report_is_the_same_and_whole():
+    """``--no-teardown`` leaves with os._exit after the report: it must be written out in full."""
+    done = run("--json", "--node", "--no-gc", "--no-teardown")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert set(result["by_kind"]) == KINDS and result["txs"] == 1100
+    for stage in ("build", "propose"):
+        stopped = run("--stop-after", stage, "--no-teardown")
+        assert (stopped.returncode, stopped.stdout) == (0, ""), stopped.stderr[-3000:]

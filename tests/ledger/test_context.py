@@ -3,6 +3,7 @@
 from lendchain import codec
 from lendchain.ledger import context as context_module
 from lendchain.ledger.context import BlockOverlay, TxContext
+from lendchain.ledger.decoded import DecodedValues
 from lendchain.ledger.state import MemoryState
 
 STORED = {"b": [1, b"x"], "a": "first"}
@@ -66,6 +67,7 @@ class CountingState(MemoryState):
 
 
 def test_hashing_a_stored_value_reads_it_once_and_decodes_it_only_when_read(monkeypatch):
+    monkeypatch.setattr(context_module, "DECODED", DecodedValues())  # nothing decoded before
     decoded = []
     real = context_module.decode_state_value
     monkeypatch.setattr(context_module, "decode_state_value", lambda raw: decoded.append(raw) or real(raw))
@@ -90,3 +92,15 @@ def test_a_value_hashed_then_rewritten_in_the_block_is_stored_as_rewritten():
     first.commit()
     assert _context(overlay).get_encoded(b"k") == codec.pack({"a": "second", "b": [1, b"x"]})
     assert overlay.changes() == {b"k": codec.pack({"a": "second", "b": [1, b"x"]})}
+
+
+def test_get_hands_out_a_copy_and_peek_the_value_the_block_holds():
+    overlay = BlockOverlay(MemoryState({b"k": codec.pack(STORED)}))
+    context = _context(overlay)
+    copy, held = context.get(b"k"), context.peek(b"k")
+    assert copy == held == STORED and copy is not held and held is overlay.read(b"k")
+    copy["a"] = "changed"  # a handler may change what get gave it: the block does not see it
+    assert context.peek(b"k") == STORED and overlay.changes() == {}
+    context.put(b"k", {"a": "written"})
+    assert context.peek(b"k") == {"a": "written"} and context.peek(b"missing") is None
+    assert _context(overlay).peek(b"k") == STORED  # not committed: another tx sees the block's value

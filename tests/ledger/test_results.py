@@ -24,6 +24,10 @@ def test_leaf_and_stored_form_are_the_canonical_encodings(tx_id, code, message, 
     assert result.leaf() == codec.pack([tx_id, code, message, evs])
     assert result.packed == codec.pack([code, message, evs])
     assert TxResult.from_value(tx_id, codec.unpack(result.packed)) == result
+    # Execution packs its results at once: the same result, the same bytes.
+    executed = TxResult.executed(tx_id, code, message, tuple(evs))
+    assert executed == result and "packed" in vars(executed)
+    assert executed.packed == result.packed and executed.leaf() == result.leaf()
 
 
 @given(st.binary(max_size=300).filter(lambda b: len(b) != 32), st.sampled_from(["ok", "not_found"]), events)

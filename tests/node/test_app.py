@@ -23,6 +23,7 @@ from lendchain.node.store import ChainStore
 from tests.ledger.chain import CHAIN_ID, GENESIS_MS, Chain, make_genesis, seeded_key
 
 NOW_MS = GENESIS_MS + 1_000
+APPLY = {"amount": 9_000, "currency": "EUR", "term_months": 3, "purpose": "tools"}
 
 
 @pytest.fixture
@@ -239,3 +240,45 @@ def test_a_validated_block_is_decoded_once_and_its_commit_names_its_txs_in_order
     assert decoded == []
     assert backup.store.block_bytes(1) == block and backup.store.head().hash == digest
     assert backup.last_committed_tx_ids == [tx.id for tx in txs]
+
+
+@pytest.mark.parametrize("hashed_first", [True, False])
+def test_a_proposal_is_decoded_once_whether_it_is_hashed_before_or_after_it_is_validated(
+    network, monkeypatch, hashed_first
+):
+    """The replica hashes a pre-prepared block (``digest``), then validates it; either way round, once."""
+    primary, backup = network
+    txs = registrations(3)
+    admit(primary, txs)
+    admit(backup, txs)
+    head = primary.store.head()
+    block = primary.propose(1, head.hash, NOW_MS)
+    decoded: list[bytes] = []
+    real = Block.decode
+    monkeypatch.setattr(Block, "decode", staticmethod(lambda raw: decoded.append(raw) or real(raw)))
+    if hashed_first:
+        digest = backup.digest(block)
+    assert backup.validate(1, head.hash, block, NOW_MS) is None
+    if not hashed_first:
+        digest = backup.digest(block)
+    backup.commit(1, block, digest, b"certificate-1")
+    assert decoded == [block] and digest == real(block).hash()
+    assert backup.store.head().hash == digest and not backup._decoded
+
+
+def test_a_commit_drops_its_txs_and_the_pooled_txs_whose_nonces_it_used(network):
+    """The senders' next nonces come from the block's txs (the execution's): a pooled tx whose nonce
+    a committed tx of its sender took can never commit, and its sender is told so."""
+    primary, backup = network
+    chain = Chain.start(make_genesis()[0])
+    sender = seeded_key(7)
+    committed = [chain.tx(sender, "party.register", {"role": "borrower"}, nonce=0), *registrations(2, 20)]
+    superseded = chain.tx(sender, "party.register", {"role": "investor"}, nonce=0)
+    later = chain.tx(sender, "loan.apply", APPLY, nonce=1)
+    admit(primary, committed)
+    admit(backup, [superseded, later, *committed[1:]])
+    block = propose_and_validate(primary, backup)
+    backup.commit(1, block, backup.digest(block), b"certificate-1")
+    assert len(backup.mempool) == 1 and later.id in backup.mempool
+    assert backup.mempool.recent_outcome(superseded.id).code == "bad_nonce"
+    assert backup.last_committed_tx_ids == [tx.id for tx in committed]
