@@ -15,8 +15,6 @@ Canonical bytes are packed at most once per value: a value read from the
 store keeps the bytes it was read as, and a value written with
 ``put_encoded`` (a history entry, hashed as it is written) keeps the bytes it
 was hashed as, so neither is packed again to be hashed or to be stored.
-Bytes are decoded at most once per process, lately: ``decoded`` keeps the
-values of the bytes read or packed in the last blocks, for the next blocks.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from typing import Any
 import ormsgpack
 
 from lendchain import codec
-from lendchain.ledger.decoded import DECODED, MISSING
 from lendchain.ledger.state import StateReader
 
 
@@ -62,14 +59,7 @@ class BlockOverlay:
             raw = self._reader.get(key)
             if raw is not None:
                 self._encoded[key] = raw
-        if raw is None:
-            values[key] = None
-            return None
-        value = DECODED.get(raw)  # decoded (or packed) lately: by a block before this one, mostly
-        if value is MISSING:
-            value = decode_state_value(raw)
-            DECODED.remember(raw, value)
-        values[key] = value
+        value = values[key] = None if raw is None else decode_state_value(raw)
         return value
 
     def _stored(self, key: bytes) -> bytes | None:
@@ -125,11 +115,10 @@ class BlockOverlay:
             value = self._values[key]
             if value is None:
                 changes[key] = None
-            elif key in self._encoded:  # a history entry: hashed, never read back decoded
+            elif key in self._encoded:
                 changes[key] = self._encoded[key]
             else:
-                raw = changes[key] = codec.pack_trusted(value)
-                DECODED.remember(raw, value)  # the next blocks read it back as these bytes
+                changes[key] = codec.pack_trusted(value)
         return changes
 
 

@@ -3,7 +3,6 @@
 from lendchain import codec
 from lendchain.ledger import context as context_module
 from lendchain.ledger.context import BlockOverlay, TxContext
-from lendchain.ledger.decoded import DecodedValues
 from lendchain.ledger.state import MemoryState
 
 STORED = {"b": [1, b"x"], "a": "first"}
@@ -67,7 +66,6 @@ class CountingState(MemoryState):
 
 
 def test_hashing_a_stored_value_reads_it_once_and_decodes_it_only_when_read(monkeypatch):
-    monkeypatch.setattr(context_module, "DECODED", DecodedValues())  # nothing decoded before
     decoded = []
     real = context_module.decode_state_value
     monkeypatch.setattr(context_module, "decode_state_value", lambda raw: decoded.append(raw) or real(raw))
