@@ -32,6 +32,7 @@ from lendchain.ledger.dispute_records import SINCE_RULES as DISPUTES_SINCE
 from lendchain.ledger.dispute_records import check_report_slot, report_standing
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.kinds import register_kind
+from lendchain.ledger.member_names import member_name
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.scoring import EMPTY_HISTORY, REPORT_FACTORS, SCORECARD_KEY, Score, credit_score
 from lendchain.ledger.state import (
@@ -94,11 +95,10 @@ def consents_of(get: Getter, did: str, as_of_ms: int | None = None) -> list[dict
         consent = get(consent_key(did, member))
         if consent is None:
             continue
-        institution = get(institution_key(member))
         consents.append(
             {
                 "member": member,
-                "name": institution["name"] if institution else None,
+                "name": member_name(get, member),
                 "scopes": list(consent["scopes"]),
                 "until_ms": consent["until_ms"],
                 "height": consent["height"],
