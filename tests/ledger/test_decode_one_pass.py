@@ -16,7 +16,7 @@ import pytest
 from lendchain.ledger import transactions
 from lendchain.ledger.errors import TxRejected
 from lendchain.ledger.transactions import MAX_TX_SIZE
-from tests.ledger.test_unpack_tx import REFUSED_OR_ODD, SIG, body, valid_txs
+from tests.ledger.test_unpack_tx import REFUSED_OR_ODD, SIG, body, mutated, valid_txs
 
 PLAIN = msgpack.Packer(use_bin_type=True)
 
@@ -93,20 +93,7 @@ def test_random_mutations_of_valid_txs_get_the_field_by_field_answer():
     seeds = valid_txs()
     decoded = 0
     for _ in range(20_000):
-        raw = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 3)):
-            where = rng.randrange(len(raw))
-            action = rng.random()
-            if action < 0.5:
-                raw[where] = rng.randrange(256)
-            elif action < 0.7:
-                raw.insert(where, rng.randrange(256))
-            elif action < 0.9:
-                del raw[where]
-            else:
-                del raw[where:]
-                break
-        data = bytes(raw)
+        data = mutated(rng, seeds)
         got = outcome(transactions._decode_transaction, data)
         assert got == outcome(field_by_field, data), data.hex()
         decoded += got[0] == "tx"
