@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import trio
 from libp2p.pubsub.pb import rpc_pb2
 
@@ -49,14 +50,20 @@ def test_message_ids_give_each_message_its_content_id():
     assert ids(other) == content_message_id(other) != ids(first)
 
 
-def test_message_ids_hash_a_message_object_once(monkeypatch):
-    hashed: list[bytes] = []
+@pytest.fixture
+def hashed(monkeypatch) -> list[bytes]:
+    """The seqnos of the messages ``content_message_id`` hashes from here on, in order."""
+    seqnos: list[bytes] = []
 
     def counting(msg: rpc_pb2.Message) -> bytes:
-        hashed.append(msg.seqno)
+        seqnos.append(msg.seqno)
         return content_message_id(msg)
 
     monkeypatch.setattr(network_host, "content_message_id", counting)
+    return seqnos
+
+
+def test_message_ids_hash_a_message_object_once(hashed):
     ids = MessageIds()
     msgs = [message(b"peer-a", seqno, b"batch") for seqno in range(3)]
     answers = [[ids(msg) for _ in range(5)] for msg in msgs]  # as pubsub asks for a received one
@@ -64,14 +71,7 @@ def test_message_ids_hash_a_message_object_once(monkeypatch):
     assert all(len(set(asked)) == 1 for asked in answers)
 
 
-def test_message_ids_forget_old_messages_and_hash_them_again(monkeypatch):
-    hashed: list[bytes] = []
-
-    def counting(msg: rpc_pb2.Message) -> bytes:
-        hashed.append(msg.seqno)
-        return content_message_id(msg)
-
-    monkeypatch.setattr(network_host, "content_message_id", counting)
+def test_message_ids_forget_old_messages_and_hash_them_again(hashed):
     ids = MessageIds()
     msgs = [message(b"peer-a", seqno, b"batch") for seqno in range(MessageIds.MEMORY + 1)]
     first_ids = [ids(msg) for msg in msgs]
