@@ -24,6 +24,7 @@ from lendchain.cli._common import (
     load_signer,
     member_text,
     require_rules,
+    roster_names,
     send_tx,
     signer_options,
     user_errors,
@@ -151,7 +152,7 @@ def credit_answer_dispute(
         require_rules(client.get("/status"), SINCE_RULES, ANSWER, "send it")
         if report_height is None:
             key = load_signer(kw["key_path"], kw["config_path"], kw["passphrase_file"], client)
-            report_height = _open_dispute(client.get(ref_path("/disputes", subject)), key.did)
+            report_height = _open_dispute(client, client.get(ref_path("/disputes", subject)), key.did)
     payload = {
         "subject": subject,
         "report_height": report_height,
@@ -161,11 +162,12 @@ def credit_answer_dispute(
     send_tx(ctx, kw, ANSWER, {**payload, **given})
 
 
-def _open_dispute(view: dict[str, Any], furnisher: str) -> int:
+def _open_dispute(client: Any, view: dict[str, Any], furnisher: str) -> int:
     """The report height of the one unanswered dispute of ``furnisher``'s reports in ``view``."""
     waiting = [d for d in view.get("shown", []) if d["furnisher"] == furnisher and d["answer"] is None]
     if not waiting:
-        raise click.ClickException(f"{view['did']} has no unanswered dispute of a report by {furnisher}")
+        signer = member_text(furnisher, names=roster_names(client))  # asked only to refuse
+        raise click.ClickException(f"{view['did']} has no unanswered dispute of a report by {signer}")
     if len(waiting) > 1:
         heights = ", ".join(str(d["report_height"]) for d in waiting)
         raise click.ClickException(

@@ -142,7 +142,7 @@ def test_the_furnisher_answers_the_open_dispute_with_a_correction_and_lists_it(m
     ]
     again = cli("credit", "answer-dispute", borrower.did, "--outcome", "confirmed", "--evidence-hash", REASON)
     assert again.exit_code == 1
-    assert f"{borrower.did} has no unanswered dispute of a report by {members[1].did}" in again.output
+    assert f"{borrower.did} has no unanswered dispute of a report by bank2 ({members[1].did})" in again.output
 
 
 @pytest.mark.parametrize(
