@@ -199,7 +199,8 @@ def test_a_loan_sent_with_the_cli_appears_on_its_loan_page_with_its_timeline(net
     outstanding = 2_400_000 - cli("loan", "show", loan_id, node="bank3")["principal_paid"]
     eur = console.text("#exposure tr[data-currency='EUR']")
     assert eur.startswith("EUR") and f"{outstanding // 100:,}.{outstanding % 100:02d} EUR" in eur
-    assert "bank2" in console.text(f"#exposure tr[data-carrier='{bank2_did}']")
+    carrier = console.text(f"#exposure tr[data-carrier='{bank2_did}']")
+    assert carrier.startswith(f"bank2 {bank2_did[:24]}")  # the member's name and its DID's link
     console.shot("party")
     # bank2's page: the loans it services, with the borrower as its largest.
     page.fill("#search-input", bank2_did)

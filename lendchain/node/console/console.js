@@ -984,7 +984,7 @@ function exposurePanel(exposure) {
     cells: [c, money(t.outstanding, c), money(t.committed, c), String(t.loans), String(t.overdue_loans),
       String(t.defaulted_loans), money(t.penalty_due, c), ...covered(guaranteed && guaranteed[c], c)] }));
   const carriers = exposure.carriers.map((row) => ({ dataset: { carrier: row.did },
-    cells: [row.name || partyLink(row.did), money(row.outstanding, row.currency),
+    cells: [memberOf(row.name, row.did), money(row.outstanding, row.currency),
       money(row.committed, row.currency), String(row.loans)] }));
   const loans = (exposure.loans || []).map((l) => ({ dataset: { exposureLoan: l.loan_id },
     cells: [loanLink(l.loan_id), l.state, money(l.outstanding, l.currency), money(l.penalty_due, l.currency),
