@@ -176,8 +176,13 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
             check_next_block(store, raw, {tx.id for tx in candidates}, chain_id)
             window.validate_cpu = time.thread_time() - cpu
             window.validate_txs = len(candidates)
+        node_wal: list[tuple[bytes, bytes]] = []
+        if getattr(args, "node_writes", False):  # store_bench.py: what a node writes besides
+            node_wal = node_writes_before_commit(store, candidates, raw, block.hash(), height)
         wall, cpu = time.perf_counter(), time.thread_time()
-        store.commit_block(raw, certificate, execution)
+        store.commit_block(raw, certificate, execution, node_wal or None)
+        if node_wal:
+            store.pending_delete(list(execution.tx_ids))
         window.commit_cpu += time.thread_time() - cpu
         window.wall += time.perf_counter() - wall
         if height % interval == 0:
@@ -222,6 +227,24 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     for config in layout.configs[1:]:
         shutil.copytree(data_dir, load_data_dir(config))
     return built
+
+
+def node_writes_before_commit(
+    store: ChainStore, txs: list, raw_block: bytes, digest: bytes, height: int
+) -> list[tuple[bytes, bytes]]:
+    """What one node of four writes for a block besides ``commit_block``; the WAL records it deletes.
+
+    The accepted-tx records (``p:``) of the quarter of the block's txs that
+    clients submitted to this node, and the WAL's copy of the proposal
+    (``blk/``) with the node's prepare vote, synced, as a backup's
+    ``Persist`` does; its commit deletes them (``pending_delete``, the WAL
+    records in its batch). The signed votes and certificates a real node
+    also logs are left out.
+    """
+    store.pending_put([(tx.id, tx.encode()) for tx in txs[::4]])
+    records = [(wal.block_key(height, digest), raw_block), (wal.vote_key(height, 0, b"p"), digest)]
+    store.wal_write(records)
+    return [(key, b"") for key, _ in records]
 
 
 def load_data_dir(config_path: Path) -> Path:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -480,24 +480,20 @@ class ChainStore:
         block_hash = header.hash()
         new_head = Head(header.height, block_hash, header.state_root, header.timestamp_ms)
         height_bytes = struct.pack(">Q", header.height)
+        head_record = codec.pack([new_head.height, new_head.hash, new_head.state_root, new_head.timestamp_ms])
         ops: list[tuple[bytes, bytes | None]] = [
             (_BLOCK + height_bytes, raw_block),
             (_CERT + height_bytes, certificate),
             (_HASH + block_hash, height_bytes),
+            (_RESULTS + height_bytes, codec.pack_packed_list([r.packed for r in execution.results])),
+            (_HEAD_KEY, head_record),
         ]
-        locations = codec.pack_pairs(header.height, range(len(execution.tx_ids)))  # [height, index]
-        ops += [(_TX + tx_id, location) for tx_id, location in zip(execution.tx_ids, locations, strict=True)]
-        ops.append((_RESULTS + height_bytes, codec.pack_packed_list([r.packed for r in execution.results])))
-        ops += [(_STATE + key, value) for key, value in execution.changes.items()]
         ops += [(_WAL + key, value or None) for key, value in wal or ()]
-        ops.append(
-            (
-                _HEAD_KEY,
-                codec.pack([new_head.height, new_head.hash, new_head.state_root, new_head.timestamp_ms]),
-            )
-        )
+        locations = codec.pack_pairs(header.height, range(len(execution.tx_ids)))  # [height, index]
+        runs = ((_TX, zip(execution.tx_ids, locations, strict=True)), (_STATE, execution.changes.items()))
         try:
-            written = self._write(ops, sync=True, what=f"block {header.height}", fault=self.block_write_fault)
+            what = f"block {header.height}"
+            written = self._write(ops, runs, sync=True, what=what, fault=self.block_write_fault)
         except StoreError:
             self._recent.forget()  # whether the batch reached LevelDB is unknown
             raise
@@ -508,6 +504,7 @@ class ChainStore:
     def _write(
         self,
         ops: list[tuple[bytes, bytes | None]],
+        runs: Iterable[tuple[bytes, Iterable[tuple[bytes, bytes | None]]]] = (),
         *,
         sync: bool,
         what: str,
@@ -515,6 +512,8 @@ class ChainStore:
     ) -> int:
         """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store.
 
+        ``runs``: (prefix, pairs of key and value) put straight from the pairs: a block's
+        thousands of tx index and state records, not copied into ``ops`` as tuples.
         Returns the batch's size in bytes (its keys, values and record headers).
         """
         self.raise_if_write_failed()
@@ -523,11 +522,18 @@ class ChainStore:
             if injected == "disk_full":  # as LevelDB reports ENOSPC on its log append
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
             batch = self._db.write_batch(sync=sync and self.sync_writes and injected is None)
+            put, delete = batch.put, batch.delete
             for key, value in ops:
                 if value is None:
-                    batch.delete(key)
+                    delete(key)
                 else:
-                    batch.put(key, value)
+                    put(key, value)
+            for prefix, pairs in runs:
+                for key, value in pairs:
+                    if value is None:
+                        delete(prefix + key)
+                    else:
+                        put(prefix + key, value)
             batch.write()
             size = batch.approximate_size()
             if injected == "fsync_error":  # the record reached the OS; whether it is durable is unknown

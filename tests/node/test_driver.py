@@ -68,9 +68,9 @@ def writes(monkeypatch):
     log: list[tuple] = []
     real = ChainStore._write
 
-    def recording(self, ops, *, sync, what, fault=None):
-        log.append((what, sync, [key for key, _ in ops]))
-        return real(self, ops, sync=sync, what=what, fault=fault)
+    def recording(self, ops, runs=(), *, sync, what, fault=None):
+        log.append((what, sync, [key for key, _ in ops]))  # runs: a block's tx index and state
+        return real(self, ops, runs, sync=sync, what=what, fault=fault)
 
     monkeypatch.setattr(ChainStore, "_write", recording)
     return log
