@@ -275,15 +275,24 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
         ``ChainStore`` writes state in ``commit_block`` alone, which replaces its head, so the
         nonces read at one head hold until the head changes.
         """
-        head = self.store.head()
-        nonces = self._committed_nonces
-        if head is not self._committed_nonces_head or len(nonces) >= NONCE_MEMORY:
-            nonces.clear()
-            self._committed_nonces_head = head
+        nonces = self._nonce_memory()
         nonce = nonces.get(sender)
         if nonce is None:
+            if len(nonces) >= NONCE_MEMORY:
+                nonces.clear()
             nonce = nonces[sender] = next_nonce(self.store, sender)
         return nonce
+
+    def _nonce_memory(self) -> dict[str, int]:
+        """The committed nonces read at the current head, by sender (emptied when the head moves).
+
+        A hit is the sender's committed nonce; on a miss ask ``_committed_nonce``.
+        """
+        head = self.store.head()
+        if head is not self._committed_nonces_head:
+            self._committed_nonces.clear()
+            self._committed_nonces_head = head
+        return self._committed_nonces
 
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))

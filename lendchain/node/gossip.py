@@ -85,14 +85,13 @@ class GossipIntake:
                 return
             txs = self._gossip_checked.pop(data, None) or []
         self.metrics.gossip_txs.labels("in").inc(len(txs))
-        accepted = 0
+        answers: list[dict[str, Any] | None] = []  # None for each tx accepted
         try:
-            for tx in txs:
-                if self._accept(tx, source="gossip", verified=True, counted=False)["status"] == "accepted":
-                    accepted += 1
+            self._admit(txs, "gossip", True, answers)
         except MempoolFull:
             self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
         finally:
+            accepted = answers.count(None)
             if accepted:  # one count per message: the counter takes a lock per ``inc``
                 self.metrics.tx_accepted_from["gossip"].inc(accepted)
 
