@@ -65,15 +65,14 @@ class GossipIntake:
         """The txs of a batch from a peer (gossip, relay) if each decodes and its signature checks."""
         if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
             return None
+        checked, chain_id = self.app.verified, self.genesis.chain_id
         try:
             txs = [decode_transaction(raw) for raw in items]
-            for tx in txs:
-                if tx.id not in self.app.verified:
-                    check_stateless(tx, self.genesis.chain_id)
+            for tx in checked.unchecked(txs):
+                check_stateless(tx, chain_id)
         except TxRejected:
             return None
-        for tx in txs:
-            self.app.verified.add(tx.id)
+        checked.add_all([tx.id for tx in txs])
         return txs
 
     def _on_gossip(self: Any, data: bytes) -> None:

@@ -138,3 +138,19 @@ def test_a_batch_the_network_cannot_take_now_goes_out_first_on_the_next_flush(no
 
     trio.run(main, clock=MockClock(autojump_threshold=0))
     assert published == [txs] and node._gossip_outbox == [] and failures == []
+
+
+def test_the_unchecked_txs_of_a_batch_are_those_not_in_the_checked_signatures(node):
+    """``CheckedSignatures.unchecked`` answers ``tx.id not in checked`` for each tx, in order."""
+    txs = registrations(node, 4)
+    checked = node.app.verified
+    checked.add(txs[1].id)
+    node.submit([txs[2].encode()])  # pooled: counts as checked
+    checked._recent.clear()
+    batch = [txs[3], txs[0], txs[1], txs[2], txs[0]]
+    checked.add(txs[1].id)
+    assert (
+        checked.unchecked(batch) == [tx for tx in batch if tx.id not in checked] == [txs[3], txs[0], txs[0]]
+    )
+    checked.add_all([txs[3].id, txs[0].id])
+    assert checked.unchecked(batch) == []
