@@ -16,7 +16,7 @@ from typing import Any
 
 from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
 from lendchain.node.driver import now_ms
-from lendchain.node.mempool import MempoolFull, PendingTx
+from lendchain.node.mempool import MempoolFull, new_pending
 
 # A sender may queue at most this many nonces ahead of its committed one.
 MAX_NONCE_GAP = 10_000
@@ -124,7 +124,7 @@ class TxAdmission:
                         raise TxRejected(
                             "bad_nonce", f"nonce {nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
                         )
-                    pool_add(PendingTx(tx, added_ms))
+                    pool_add(new_pending((tx, added_ms)))
                 except TxRejected as e:
                     rejected.labels(e.code).inc()
                     answers.append(

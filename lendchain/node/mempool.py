@@ -24,6 +24,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import NamedTuple
 
@@ -65,6 +66,11 @@ class PendingTx(NamedTuple):
     @property
     def raw(self) -> bytes:
         return self.tx.encode()
+
+
+# ``new_pending((tx, added_ms))`` is ``PendingTx(tx, added_ms)`` without the Python frame of a
+# named tuple's ``__new__``: admission builds one for every tx a node pools.
+new_pending = partial(tuple.__new__, PendingTx)
 
 
 @dataclass(frozen=True)
