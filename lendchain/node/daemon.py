@@ -155,7 +155,11 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
             )
         self._gossip_outbox: list[bytes] = []
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
-        self._gossip_checked: BoundedCache[bytes, list[Transaction]] = BoundedCache(GOSSIP_CHECKED_MEMORY)
+        # Validated gossip messages' txs by the message object's id, holding the message (so no
+        # other object can take its id): a key of ~56 KiB of bytes was hashed once per message.
+        self._gossip_checked: BoundedCache[int, tuple[bytes, list[Transaction]]] = BoundedCache(
+            GOSSIP_CHECKED_MEMORY
+        )
         # When each pooled tx was accepted, for the commit-latency metric. Bounded: a tx that
         # leaves the pool without committing (dropped from a proposal, stale) is never popped.
         self._accepted_at: BoundedCache[bytes, float] = BoundedCache(self.config.mempool.max_txs)

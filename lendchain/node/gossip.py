@@ -58,7 +58,7 @@ class GossipIntake:
         txs = self._check_batch(items)
         if txs is None:
             return False
-        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
+        self._gossip_checked.put(id(data), (data, txs))  # delivery follows validation: it takes them here
         return True
 
     def _check_batch(self: Any, items: object) -> list[Transaction] | None:
@@ -78,11 +78,14 @@ class GossipIntake:
     def _on_gossip(self: Any, data: bytes) -> None:
         if self.faults.drops_gossip():
             return
-        txs = self._gossip_checked.pop(data, None)
-        if txs is None:
+        # py-libp2p hands validation and delivery the same message object; an equal copy of a
+        # validated message is validated again (then found here by its own id).
+        checked = self._gossip_checked.pop(id(data), None)
+        if checked is None:
             if not self._validate_gossip(data):
                 return
-            txs = self._gossip_checked.pop(data, None) or []
+            checked = self._gossip_checked.pop(id(data), None)
+        txs = checked[1] if checked is not None else []
         self.metrics.gossip_txs.labels("in").inc(len(txs))
         answers: list[dict[str, Any] | None] = []  # None for each tx accepted
         try:
