@@ -97,7 +97,7 @@ class Mempool:
         self._by_id: dict[bytes, PendingTx] = {}
         # The pooled tx ids, a live view: ``tx_id in mempool.ids`` and ``len(mempool.ids)`` answer
         # what ``tx_id in mempool`` and ``len(mempool)`` do, without a Python call
-        # (``Node._accept`` and ``CheckedSignatures`` ask for every tx a node takes in).
+        # (``Node._admit`` and ``CheckedSignatures`` ask for every tx a node takes in).
         self.ids = self._by_id.keys()
         # Arrival order across senders: the fairness order for block building.
         self._arrival: OrderedDict[bytes, None] = OrderedDict()
