@@ -137,15 +137,8 @@ class TxAdmission:
                     raise
                 except ValueError as e:  # same sender and nonce already pending
                     rejected.labels("duplicate_nonce").inc()
-                    message = str(e)
-                    answers.append(
-                        {
-                            "id": tx_id.hex(),
-                            "status": "rejected",
-                            "code": "duplicate_nonce",
-                            "message": message,
-                        }
-                    )
+                    refusal = {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce"}
+                    answers.append({**refusal, "message": str(e)})
                     continue
                 if len(pooled) == 1 and self.driver is not None:
                     self.driver.nudge()  # the first tx of an idle pool: the primary proposes at once
