@@ -84,6 +84,11 @@ def test_a_stream_message_is_answered_and_kept_as_its_txs_sent_one_by_one(twins)
     assert [a["status"] for a in answers].count("accepted") == 4
     assert {a.get("code") for a in answers} >= {"malformed", "bad_signature", "unknown_kind", "forbidden"}
     assert state(at_once) == state(one_by_one)
+    duplicate = answers[7]  # the answer's keys in the order the API has always written them
+    assert list(duplicate) == ["id", "status", "code", "message"] and duplicate["code"] == "duplicate_nonce"
+    assert (
+        duplicate["message"] == f"nonce 1 of {SENDER.did} is already taken by pending tx {answers[2]['id']}"
+    )
 
 
 def test_a_gossip_message_is_pooled_as_its_txs_accepted_one_by_one(twins):
