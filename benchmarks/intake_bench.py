@@ -6,7 +6,7 @@ backup node meets them in ``network_bench.py``: every sender talks to one
 node, so the txs of a quarter of the senders come in on this node's
 ``/txs/stream`` WebSocket, and the rest arrive as gossip messages of at most ``GOSSIP_MAX_BYTES`` from the other
 three, each validated (``Node._validate_gossip``: decode, stateless checks,
-Ed25519) and then delivered (``Node._on_gossip`` -> ``Node._accept``: nonce
+Ed25519) and then delivered (``Node._on_gossip`` -> ``Node._admit``: nonce
 read, mempool). The mix is ``network_bench.py``'s: borrowers register, are
 KYC-attested and apply; every fourth loan is offered, accepted, disbursed and
 repaid twice. Keys and txs are the same in every run.

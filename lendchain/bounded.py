@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -40,6 +40,16 @@ class BoundedCache(OrderedDict[K, V]):
         self[key] = value  # type: ignore[assignment]
         # No lock: each step is atomic under the GIL, and threads that race here (a client
         # decoding in a pool) can at worst drop one entry more than needed, never grow the cache.
+        while len(self) > self.limit:
+            try:
+                self.popitem(last=False)
+            except KeyError:
+                break
+
+    def put_all(self, keys: Iterable[K], value: V | None = None) -> None:
+        """``put(key, value)`` for each of ``keys``, in one call (a batch of txs)."""
+        for key in keys:
+            self[key] = value  # type: ignore[assignment]
         while len(self) > self.limit:
             try:
                 self.popitem(last=False)
@@ -75,3 +85,8 @@ class ByteBoundedCache(BoundedCache[bytes, V]):
             while len(self) > self.limit or self.bytes > self.max_bytes:
                 old, _ = self.popitem(last=False)
                 self.bytes -= len(old)
+
+    def put_all(self, keys: Iterable[bytes], value: V | None = None) -> None:
+        """``put(key, value)`` for each of ``keys``: each counts its bytes."""
+        for key in keys:
+            self.put(key, value)

@@ -72,34 +72,32 @@ def check_payload(kind: str, schema: Schema, payload: Any) -> None:
     if not names.issuperset(payload):
         unknown = sorted(set(payload) - names)
         raise TxRejected("bad_payload", f"{kind} payload has unknown field {unknown[0]!r}")
+    # Every tx runs this loop for each of its payload's fields, so the checks are written
+    # out here rather than called per field; messages are only built for a refusal.
     for f in schema.fields:
         if f.name not in payload:
             if f.required:
                 raise TxRejected("bad_payload", f"{kind} payload is missing field {f.name!r}")
             continue
-        _check_field(kind, f, payload[f.name])
-
-
-def _check_field(kind: str, f: Field, value: Any) -> None:
-    # Every tx runs this for each of its fields: messages are only built for a refusal.
-    expected = _TYPES[f.type]
-    # bool is a subclass of int in Python; a payload must not pass True as an amount.
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise TxRejected("bad_payload", f"{_where(kind, f)} must be {f.type}, got {type(value).__name__}")
-    if expected is not bool:
-        size = value if expected is int else len(value)
-        if f.min is not None and size < f.min:
-            raise TxRejected(
-                "bad_payload", f"{_where(kind, f)} must be at least {f.min}{_unit(f)}, got {size}"
-            )
-        if f.max is not None and size > f.max:
-            raise TxRejected(
-                "bad_payload", f"{_where(kind, f)} must be at most {f.max}{_unit(f)}, got {size}"
-            )
-    if f.choices and value not in f.choices:
-        raise _not_a_choice(_where(kind, f), f.choices, value)
-    if f.pattern is not None and f.matcher(value) is None:
-        raise TxRejected("bad_payload", f"{_where(kind, f)} must match {f.pattern}, got {value!r}")
+        value = payload[f.name]
+        expected = _TYPES[f.type]
+        # bool is a subclass of int in Python; a payload must not pass True as an amount.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise TxRejected("bad_payload", f"{_where(kind, f)} must be {f.type}, got {type(value).__name__}")
+        if expected is not bool:
+            size = value if expected is int else len(value)
+            if f.min is not None and size < f.min:
+                raise TxRejected(
+                    "bad_payload", f"{_where(kind, f)} must be at least {f.min}{_unit(f)}, got {size}"
+                )
+            if f.max is not None and size > f.max:
+                raise TxRejected(
+                    "bad_payload", f"{_where(kind, f)} must be at most {f.max}{_unit(f)}, got {size}"
+                )
+        if f.choices and value not in f.choices:
+            raise _not_a_choice(_where(kind, f), f.choices, value)
+        if f.pattern is not None and f.matcher(value) is None:
+            raise TxRejected("bad_payload", f"{_where(kind, f)} must match {f.pattern}, got {value!r}")
 
 
 def _where(kind: str, f: Field) -> str:

@@ -91,7 +91,7 @@ class Transaction:
 
     def signing_bytes(self) -> bytes:
         """Exactly ``codec.signing_bytes(TX_TAG, chain_id, body)``, sliced from the wire form."""
-        return _signing_prefix(self.chain_id) + self.encode()[1:-_SIGNATURE_TAIL]
+        return _signing_prefix(self.chain_id) + (self._encoded or self.encode())[1:-_SIGNATURE_TAIL]
 
 
 @lru_cache(maxsize=16)
@@ -175,7 +175,8 @@ def decode_transaction(raw: bytes) -> Transaction:
         tx = None if held is None else held()
         if tx is None:
             tx = _decode_transaction(raw)
-            _hold(raw, tx)
+            held = _alive[raw] = _HeldTx(tx, _forget)  # ``_hold(raw, tx)``, without its Python call
+            held.raw = raw
     return tx
 
 
@@ -325,8 +326,23 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
     """
     tx_id = tx.id
     if _well_formed.get(tx_id) != chain_id:
-        raw = tx.encode()
-        _check_well_formed(tx, len(raw), chain_id)
+        # What is checked besides the signature, written out here: this runs once for every tx
+        # a node takes in, and a call per step costs more than some of the steps.
+        raw = tx._encoded or tx.encode()
+        if len(raw) > MAX_TX_SIZE:
+            raise TxRejected("too_large", f"transaction is {len(raw)} bytes, more than {MAX_TX_SIZE}")
+        if tx.chain_id != chain_id:
+            raise TxRejected(
+                "wrong_chain", f"field 'chain_id' is {tx.chain_id!r}, this chain is {chain_id!r}"
+            )
+        kind = lookup_kind(tx.kind)
+        if kind is None:
+            raise TxRejected("unknown_kind", f"field 'kind' names unknown transaction kind {tx.kind!r}")
+        try:
+            sender_public_key(tx.sender)
+        except DidError as e:
+            raise TxRejected("malformed", f"field 'sender' is not an Ed25519 did:key ({e})") from None
+        check_payload(tx.kind, kind.schema, tx.payload)
         _well_formed.put(tx_id, chain_id)
         _decoded.put(raw, tx)
         held = _alive.get(raw)  # ``_held(raw)``, without its Python call
@@ -334,19 +350,3 @@ def check_stateless(tx: Transaction, chain_id: str, *, check_signature: bool = T
             _hold(raw, tx)
     if check_signature and not verify_signature(tx):
         raise TxRejected("bad_signature", f"field 'signature' is not {tx.sender}'s signature of this body")
-
-
-def _check_well_formed(tx: Transaction, size: int, chain_id: str) -> None:
-    """What ``check_stateless`` checks besides the signature; ``size``: the length of ``tx.encode()``."""
-    if size > MAX_TX_SIZE:
-        raise TxRejected("too_large", f"transaction is {size} bytes, more than {MAX_TX_SIZE}")
-    if tx.chain_id != chain_id:
-        raise TxRejected("wrong_chain", f"field 'chain_id' is {tx.chain_id!r}, this chain is {chain_id!r}")
-    kind = lookup_kind(tx.kind)
-    if kind is None:
-        raise TxRejected("unknown_kind", f"field 'kind' names unknown transaction kind {tx.kind!r}")
-    try:
-        sender_public_key(tx.sender)
-    except DidError as e:
-        raise TxRejected("malformed", f"field 'sender' is not an Ed25519 did:key ({e})") from None
-    check_payload(tx.kind, kind.schema, tx.payload)

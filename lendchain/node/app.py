@@ -36,6 +36,7 @@ from lendchain.genesis import Genesis
 from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
 from lendchain.ledger.rules import RULES_KEY, RULES_VERSION, active_rules, pending_upgrade
 from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
+from lendchain.ledger.transactions import Transaction
 from lendchain.node.mempool import Mempool
 from lendchain.node.store import ChainStore
 
@@ -70,6 +71,14 @@ class CheckedSignatures:
 
     def add(self, tx_id: bytes) -> None:
         self._recent.put(tx_id)
+
+    def unchecked(self, txs: list[Transaction]) -> list[Transaction]:
+        """The txs whose id is not here, in order: ``tx.id not in self`` for each, in one call."""
+        recent, pooled = self._recent, self._pooled
+        return [tx for tx in txs if tx.id not in recent and tx.id not in pooled]
+
+    def add_all(self, tx_ids: list[bytes]) -> None:
+        self._recent.put_all(tx_ids)
 
 
 class BlockSizer:

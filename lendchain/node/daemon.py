@@ -29,7 +29,8 @@ from lendchain.ledger.keyrotation import member_signers, scheduled_rotations
 from lendchain.ledger.removal import cut_off, removed_members
 from lendchain.ledger.rules import UpgradeRequired
 from lendchain.ledger.state import next_nonce
-from lendchain.ledger.transactions import Transaction, TxRejected, check_stateless, decode_transaction
+from lendchain.ledger.transactions import Transaction
+from lendchain.node.admission import TxAdmission
 from lendchain.node.api import build_app
 from lendchain.node.app import ExecutionDiverged, NodeApp
 from lendchain.node.backup import NodeBackups
@@ -40,7 +41,7 @@ from lendchain.node.faults import Faults
 from lendchain.node.gossip import GOSSIP_CHECKED_MEMORY, GOSSIP_MAX_TXS, GossipIntake
 from lendchain.node.keyschedule import key_schedule, member_keys, unheld_rotation
 from lendchain.node.logs import setup_logging
-from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
+from lendchain.node.mempool import Mempool
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.network import Network, NetworkError
 from lendchain.node.regossip import RegossipSchedule
@@ -52,13 +53,11 @@ from lendchain.node.views import NodeViews
 REGOSSIP_AFTER_MS = 3000  # then 6 s, 12 s, ... up to REGOSSIP_MAX_MS (see regossip.py)
 REGOSSIP_MAX_MS = 12_000
 MAINTENANCE_S = 1.0
-# A sender may queue at most this many nonces ahead of its committed one.
-MAX_NONCE_GAP = 10_000
 # Senders whose committed nonce admission remembers until the next commit (then it forgets all).
 NONCE_MEMORY = 65_536
 
 
-class Node(NodeViews, GossipIntake, MemberRoles):
+class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
     def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
         self.store = ChainStore.open(
             config.data_dir, config.genesis, create=True, compression=config.store.compression
@@ -156,7 +155,11 @@ class Node(NodeViews, GossipIntake, MemberRoles):
             )
         self._gossip_outbox: list[bytes] = []
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
-        self._gossip_checked: BoundedCache[bytes, list[Transaction]] = BoundedCache(GOSSIP_CHECKED_MEMORY)
+        # Validated gossip messages' txs by the message object's id, holding the message (so no
+        # other object can take its id): a key of ~56 KiB of bytes was hashed once per message.
+        self._gossip_checked: BoundedCache[int, tuple[bytes, list[Transaction]]] = BoundedCache(
+            GOSSIP_CHECKED_MEMORY
+        )
         # When each pooled tx was accepted, for the commit-latency metric. Bounded: a tx that
         # leaves the pool without committing (dropped from a proposal, stale) is never popped.
         self._accepted_at: BoundedCache[bytes, float] = BoundedCache(self.config.mempool.max_txs)
@@ -268,104 +271,6 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         """Up, and caught up: at the height its peers showed it (not before it heard one)."""
         return self._ready and self.sync_target() == self.store.head().height
 
-    # -- transactions in --------------------------------------------------------
-
-    def submit(self, raw_txs: list[bytes]) -> list[dict[str, Any]]:
-        results = []
-        kept: list[tuple[bytes, bytes]] = []
-        try:
-            for raw in raw_txs:
-                try:
-                    tx = decode_transaction(raw)
-                except TxRejected as e:
-                    self.metrics.tx_rejected.labels(e.code).inc()
-                    results.append({"id": None, "status": "rejected", "code": e.code, "message": e.message})
-                    continue
-                result = self._accept(tx, source="api", counted=False)
-                results.append(result)
-                if result["status"] == "accepted":
-                    kept.append((tx.id, raw))
-        finally:
-            # Kept in LevelDB until it commits, expires or is rejected: a crash does not lose it.
-            # One batch per request (a MempoolFull part-way still keeps what was accepted), and
-            # one count: the counter takes a lock per ``inc``.
-            if kept:
-                self.store.pending_put(kept)
-                self.metrics.tx_accepted_from["api"].inc(len(kept))
-        return results
-
-    def _accept(
-        self, tx: Transaction, source: str, verified: bool = False, counted: bool = True
-    ) -> dict[str, Any]:
-        """Admit a decoded tx to the mempool; ``verified`` when its signature was just checked.
-
-        ``counted=False`` leaves an accepted tx out of ``lendchain_tx_accepted``: for a caller
-        that counts a batch's accepted txs at once.
-        """
-        tx_id = tx.id
-        pooled = self.mempool.ids  # ``in`` and ``len`` without a Python call: this runs for every tx
-        # Pending here first, before any state read: gossip repeats and relays bring those.
-        if tx_id in pooled:
-            return {"id": tx_id.hex(), "status": "known", "state": "pending"}
-        committed = self._committed_nonce(tx.sender)
-        # Every committed tx used up its nonce (execution advances it whatever the tx's result),
-        # so a tx at or above its sender's next nonce is not in the tx index: a new tx, the
-        # common case, skips that LevelDB read (4.6 % of a backup's CPU in a py-spy profile).
-        if tx.nonce < committed and self.store.has_tx(tx_id):
-            return {"id": tx_id.hex(), "status": "known", "state": "committed"}
-        try:
-            if tx.sender in self.signers:  # a member's key: a rotation may have replaced it
-                self._refuse_replaced_key(tx, self.store.head().height + 1)  # say so now, not in a block
-            if not verified and tx_id not in self.app.verified:
-                check_stateless(tx, self.genesis.chain_id)
-                self.app.verified.add(tx_id)
-            expected = self.mempool.next_free_nonce(tx.sender, committed)
-            if tx.nonce < committed:
-                raise TxRejected(
-                    "bad_nonce", f"nonce {tx.nonce} of {tx.sender} is already used; next is {expected}"
-                )
-            if tx.nonce > expected + MAX_NONCE_GAP:
-                raise TxRejected(
-                    "bad_nonce", f"nonce {tx.nonce} is more than {MAX_NONCE_GAP} ahead of {expected}"
-                )
-            self.mempool.add(PendingTx(tx, now_ms()))
-            if len(pooled) == 1 and self.driver is not None:
-                self.driver.nudge()  # the first tx of an idle pool: the primary proposes at once
-        except TxRejected as e:
-            self.metrics.tx_rejected.labels(e.code).inc()
-            return {"id": tx_id.hex(), "status": "rejected", "code": e.code, "message": e.message}
-        except MempoolFull:
-            self.metrics.tx_rejected.labels("mempool_full").inc()
-            raise
-        except ValueError as e:  # same sender and nonce already pending
-            self.metrics.tx_rejected.labels("duplicate_nonce").inc()
-            return {"id": tx_id.hex(), "status": "rejected", "code": "duplicate_nonce", "message": str(e)}
-        if counted:
-            self.metrics.tx_accepted_from[source].inc()
-        self._accepted_at.put(tx_id, time.monotonic())
-        if source in ("api", "restore"):
-            self._gossip_outbox.append(tx.encode())
-            self._regossip.add(tx_id, now_ms())
-        return {"id": tx_id.hex(), "status": "accepted"}
-
-    def _restore_pending(self) -> None:
-        """Put back the txs this node accepted before a crash or restart and had not committed."""
-        restored = gone = 0
-        items = self.store.pending_items()
-        items.sort(key=lambda item: decode_transaction(item[1]).nonce)
-        for tx_id, raw in items:
-            result = self._accept(decode_transaction(raw), source="restore")
-            if result["status"] == "accepted":
-                self.store.pending_put([(tx_id, raw)])
-                restored += 1
-            else:
-                self.store.pending_delete([tx_id])
-                gone += 1
-        if restored or gone:
-            self.log.info(
-                "restored %d accepted txs into the mempool (%d had committed or lapsed)", restored, gone
-            )
-
     def _committed_nonce(self, sender: str) -> int:
         """``next_nonce(self.store, sender)``, read from LevelDB once per sender and head.
 
@@ -374,15 +279,24 @@ class Node(NodeViews, GossipIntake, MemberRoles):
         ``ChainStore`` writes state in ``commit_block`` alone, which replaces its head, so the
         nonces read at one head hold until the head changes.
         """
-        head = self.store.head()
-        nonces = self._committed_nonces
-        if head is not self._committed_nonces_head or len(nonces) >= NONCE_MEMORY:
-            nonces.clear()
-            self._committed_nonces_head = head
+        nonces = self._nonce_memory()
         nonce = nonces.get(sender)
         if nonce is None:
+            if len(nonces) >= NONCE_MEMORY:
+                nonces.clear()
             nonce = nonces[sender] = next_nonce(self.store, sender)
         return nonce
+
+    def _nonce_memory(self) -> dict[str, int]:
+        """The committed nonces read at the current head, by sender (emptied when the head moves).
+
+        A hit is the sender's committed nonce; on a miss ask ``_committed_nonce``.
+        """
+        head = self.store.head()
+        if head is not self._committed_nonces_head:
+            self._committed_nonces.clear()
+            self._committed_nonces_head = head
+        return self._committed_nonces
 
     def _next_nonce(self, sender: str) -> int:
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))

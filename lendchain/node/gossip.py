@@ -58,41 +58,42 @@ class GossipIntake:
         txs = self._check_batch(items)
         if txs is None:
             return False
-        self._gossip_checked.put(data, txs)  # delivery follows validation: it takes them from here
+        self._gossip_checked.put(id(data), (data, txs))  # delivery follows validation: it takes them here
         return True
 
     def _check_batch(self: Any, items: object) -> list[Transaction] | None:
         """The txs of a batch from a peer (gossip, relay) if each decodes and its signature checks."""
         if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
             return None
+        checked, chain_id = self.app.verified, self.genesis.chain_id
         try:
             txs = [decode_transaction(raw) for raw in items]
-            for tx in txs:
-                if tx.id not in self.app.verified:
-                    check_stateless(tx, self.genesis.chain_id)
+            for tx in checked.unchecked(txs):
+                check_stateless(tx, chain_id)
         except TxRejected:
             return None
-        for tx in txs:
-            self.app.verified.add(tx.id)
+        checked.add_all([tx.id for tx in txs])
         return txs
 
     def _on_gossip(self: Any, data: bytes) -> None:
         if self.faults.drops_gossip():
             return
-        txs = self._gossip_checked.pop(data, None)
-        if txs is None:
+        # py-libp2p hands validation and delivery the same message object; an equal copy of a
+        # validated message is validated again (then found here by its own id).
+        checked = self._gossip_checked.pop(id(data), None)
+        if checked is None:
             if not self._validate_gossip(data):
                 return
-            txs = self._gossip_checked.pop(data, None) or []
+            checked = self._gossip_checked.pop(id(data), None)
+        txs = checked[1] if checked is not None else []
         self.metrics.gossip_txs.labels("in").inc(len(txs))
-        accepted = 0
+        answers: list[dict[str, Any] | None] = []  # None for each tx accepted
         try:
-            for tx in txs:
-                if self._accept(tx, source="gossip", verified=True, counted=False)["status"] == "accepted":
-                    accepted += 1
+            self._admit(txs, "gossip", True, answers)
         except MempoolFull:
             self.log.warning("mempool full: dropping gossiped tx; its sender's node will re-gossip it")
         finally:
+            accepted = answers.count(None)
             if accepted:  # one count per message: the counter takes a lock per ``inc``
                 self.metrics.tx_accepted_from["gossip"].inc(accepted)
 

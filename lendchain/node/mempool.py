@@ -24,6 +24,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import NamedTuple
 
@@ -67,6 +68,11 @@ class PendingTx(NamedTuple):
         return self.tx.encode()
 
 
+# ``new_pending((tx, added_ms))`` is ``PendingTx(tx, added_ms)`` without the Python frame of a
+# named tuple's ``__new__``: admission builds one for every tx a node pools.
+new_pending = partial(tuple.__new__, PendingTx)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Why a transaction the node once held is no longer pending."""
@@ -91,7 +97,7 @@ class Mempool:
         self._by_id: dict[bytes, PendingTx] = {}
         # The pooled tx ids, a live view: ``tx_id in mempool.ids`` and ``len(mempool.ids)`` answer
         # what ``tx_id in mempool`` and ``len(mempool)`` do, without a Python call
-        # (``Node._accept`` and ``CheckedSignatures`` ask for every tx a node takes in).
+        # (``Node._admit`` and ``CheckedSignatures`` ask for every tx a node takes in).
         self.ids = self._by_id.keys()
         # Arrival order across senders: the fairness order for block building.
         self._arrival: OrderedDict[bytes, None] = OrderedDict()

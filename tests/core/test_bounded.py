@@ -41,3 +41,26 @@ def test_a_byte_bounded_cache_drops_the_oldest_past_its_byte_budget_and_never_ke
 def test_a_byte_bounded_cache_with_no_byte_budget_is_refused():
     with pytest.raises(ValueError, match="at least 1 byte"):
         ByteBoundedCache(1, max_bytes=0)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10])
+def test_put_all_leaves_what_a_put_of_each_key_leaves(limit):
+    keys = ["a", "b", "a", "c", "d", "e"]
+    one_by_one: BoundedCache[str, int] = BoundedCache(limit)
+    at_once: BoundedCache[str, int] = BoundedCache(limit)
+    for cache in (one_by_one, at_once):
+        cache.put("z", 0)
+    for key in keys:
+        one_by_one.put(key, 7)
+    at_once.put_all(keys, 7)
+    assert list(at_once.items()) == list(one_by_one.items())
+
+
+def test_put_all_into_a_byte_bounded_cache_counts_every_key():
+    one_by_one: ByteBoundedCache[None] = ByteBoundedCache(10, max_bytes=6)
+    at_once: ByteBoundedCache[None] = ByteBoundedCache(10, max_bytes=6)
+    keys = [b"aa", b"bb", b"aa", b"ccc", b"x" * 7]
+    for key in keys:
+        one_by_one.put(key)
+    at_once.put_all(keys)
+    assert (list(at_once), at_once.bytes) == (list(one_by_one), one_by_one.bytes) == ([b"bb", b"ccc"], 5)

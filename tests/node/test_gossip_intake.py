@@ -138,3 +138,34 @@ def test_a_batch_the_network_cannot_take_now_goes_out_first_on_the_next_flush(no
 
     trio.run(main, clock=MockClock(autojump_threshold=0))
     assert published == [txs] and node._gossip_outbox == [] and failures == []
+
+
+def test_the_unchecked_txs_of_a_batch_are_those_not_in_the_checked_signatures(node):
+    """``CheckedSignatures.unchecked`` answers ``tx.id not in checked`` for each tx, in order."""
+    txs = registrations(node, 4)
+    checked = node.app.verified
+    checked.add(txs[1].id)
+    node.submit([txs[2].encode()])  # pooled: counts as checked
+    checked._recent.clear()
+    batch = [txs[3], txs[0], txs[1], txs[2], txs[0]]
+    checked.add(txs[1].id)
+    assert (
+        checked.unchecked(batch) == [tx for tx in batch if tx.id not in checked] == [txs[3], txs[0], txs[0]]
+    )
+    checked.add_all([txs[3].id, txs[0].id])
+    assert checked.unchecked(batch) == []
+
+
+def test_an_equal_copy_of_a_validated_message_is_validated_again_and_pooled(node, monkeypatch):
+    """Validated txs wait for their delivery by the message object, which py-libp2p hands both."""
+    txs = registrations(node, 3)
+    data = message(txs)
+    assert node._validate_gossip(data) is True
+    validated: list[bytes] = []
+    real_validate = node._validate_gossip
+    monkeypatch.setattr(node, "_validate_gossip", lambda d: validated.append(d) or real_validate(d))
+    copy = bytes(bytearray(data))
+    node._on_gossip(copy)
+    assert validated == [copy] and all(tx.id in node.mempool for tx in txs)
+    node._on_gossip(data)  # the first object's entry is still there: taken without validation
+    assert validated == [copy] and len(node.mempool) == 3 and node._gossip_checked == {}

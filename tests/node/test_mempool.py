@@ -4,7 +4,7 @@ import pytest
 
 from lendchain.ledger.transactions import Transaction
 from lendchain.node.config import MempoolConfig
-from lendchain.node.mempool import Mempool, MempoolFull, PendingTx
+from lendchain.node.mempool import Mempool, MempoolFull, PendingTx, new_pending
 
 
 def tx(sender: str, nonce: int, pad: int = 0, added_ms: int = 0, signature: bytes = bytes(64)) -> PendingTx:
@@ -151,3 +151,10 @@ def test_ids_follow_the_pool_as_txs_come_and_go():
     assert set(ids) == {third.tx_id} and second.tx_id not in ids
     pool.reject(third.tx_id, "bad_nonce", "used")
     assert len(ids) == 0
+
+
+def test_new_pending_builds_the_pending_tx_the_named_tuple_builds():
+    tx = object()
+    built = new_pending((tx, 1234))
+    assert type(built) is PendingTx and built == PendingTx(tx, 1234)
+    assert (built.tx, built.added_ms) == (tx, 1234)
