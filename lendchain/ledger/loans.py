@@ -373,7 +373,7 @@ def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
         "history_len": with_history(loan_id, loan, ctx, tx.kind, amount=loan["amount"]),
     }
     # From now on the ledger checks the loan's instalments at each block (servicing's due-loan pass).
-    ctx.put(loan_key(loan_id), servicing.track(ctx, loan_id, loan))
+    ctx.put(loan_key(loan_id), servicing.track(ctx, loan_id, loan, own=True))
     ctx.emit("loan.disbursed", loan_id=loan_id.hex(), amount=loan["amount"], currency=loan["currency"])
 
 
