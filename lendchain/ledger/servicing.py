@@ -250,13 +250,19 @@ def next_check_ms(
         grace_ms = grace_of(params, loan)
     kept, start = periods_from(loan)
     # The first unpaid instalment not yet past due plus grace at now_ms (ceiling division).
-    number = max(first_unpaid, kept + -(-(now_ms - grace_ms - start) // MONTH_MS))
-    checks = []
-    if number <= term:
-        checks.append(due_ms(loan, number) + grace_ms + 1)
+    number = kept + -(-(now_ms - grace_ms - start) // MONTH_MS)
+    if number < first_unpaid:
+        number = first_unpaid
+    # The earlier of the two checks, and never before now_ms + 1 (min and max written out:
+    # every repayment and disbursement asks).
+    check = due_ms(loan, number) + grace_ms + 1 if number <= term else None
     if loan["state"] == lc.OVERDUE:
-        checks.append(due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1)
-    return max(min(checks), now_ms + 1) if checks else None
+        defaults = due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1
+        if check is None or defaults < check:
+            check = defaults
+    if check is None:
+        return None
+    return check if check > now_ms else now_ms + 1
 
 
 def track(

@@ -2,7 +2,7 @@
 
 ``allocate``/``owed_from`` (a repayment reads the loan's progress as three numbers),
 ``due_ms`` without a walk of an empty restructuring list, ``evaluate``/``next_check_ms``
-handed the grace period by their caller, and ``due.reschedule`` updating its caller's own
+handed the grace period by their caller (and ``next_check_ms`` without min/max calls), and ``due.reschedule`` updating its caller's own
 dict: each against the code it replaced (kept here as the reference) or its other form.
 """
 
@@ -19,10 +19,13 @@ from lendchain.ledger.schedule import Progress, allocate, allocate_payment, amou
 from lendchain.ledger.servicing import (
     DAY_MS,
     MONTH_MS,
+    SERVICED_STATES,
     due_ms,
     evaluate,
     grace_of,
     next_check_ms,
+    periods_from,
+    servicing_param,
 )
 from lendchain.ledger.state import MemoryState
 
@@ -181,3 +184,51 @@ def test_rescheduling_the_callers_own_loan_gives_the_same_loan_and_index(old_ms,
         return after, context.writes
 
     assert run(True) == run(False)
+
+
+def reference_next_check_ms(loan, now_ms, params):
+    """``servicing.next_check_ms`` before its min and max were written out."""
+    if loan["state"] not in SERVICED_STATES:
+        return None
+    first_unpaid = loan["progress"][0] + 1
+    term = loan["term_months"]
+    if first_unpaid > term:
+        return None
+    grace_ms = servicing_param(params, "grace_days", loan) * DAY_MS
+    kept, start = periods_from(loan)
+    number = max(first_unpaid, kept + -(-(now_ms - grace_ms - start) // MONTH_MS))
+    checks = []
+    if number <= term:
+        checks.append(reference_due_ms(loan, number) + grace_ms + 1)
+    if loan["state"] == "overdue":
+        checks.append(
+            reference_due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1
+        )
+    return max(min(checks), now_ms + 1) if checks else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    state=st.sampled_from(["disbursed", "repaying", "overdue", "closed", "defaulted"]),
+    paid=st.integers(0, 14),
+    term=st.integers(1, 13),
+    disbursed_ms=st.integers(0, 10**12),
+    elapsed_ms=st.integers(-MONTH_MS, 20 * MONTH_MS),
+    grace_days=st.integers(0, 40),
+    default_days=st.integers(0, 200),
+    restructured=st.booleans(),
+)
+def test_next_check_matches_the_reference(
+    state, paid, term, disbursed_ms, elapsed_ms, grace_days, default_days, restructured
+):
+    loan = serviced_loan(state, paid, disbursed_ms)
+    loan["term_months"] = term
+    if restructured:
+        loan["restructurings"] = [
+            {"instalments_kept": min(paid, 2), "first_due_ms": disbursed_ms + 4 * MONTH_MS}
+        ]
+    params = {"grace_days": grace_days, "default_days": default_days}
+    now = disbursed_ms + elapsed_ms
+    expected = reference_next_check_ms(loan, now, params)
+    assert next_check_ms(loan, now, params) == expected
+    assert next_check_ms(loan, now, params, grace_days * DAY_MS) == expected
