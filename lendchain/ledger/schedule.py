@@ -88,6 +88,10 @@ def _annuity_schedule(amount: int, rate_bps: int, term: int) -> tuple[Instalment
     return tuple(rows)
 
 
+# The cached rows themselves (a tuple), for a reader that never changes them (``amortization.schedule_rows``).
+annuity_rows = _annuity_schedule
+
+
 class Progress(NamedTuple):
     """How far repayment has got: whole instalments paid, and what of the current one."""
 

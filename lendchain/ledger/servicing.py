@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import due
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.amortization import schedule_rows
 from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
@@ -299,7 +300,7 @@ def repay_loan(ctx: TxContext, tx: Transaction) -> None:
     loan = evaluate(ctx, loan_id, loan, grace_ms)
     actors = loan_actors(ctx, tx.sender, loan)
     state = lc.advance(loan["state"], tx.kind, actors, ctx.tx_id, loan_id, rules=ctx.rules)
-    schedule = schedule_of(loan)
+    schedule = schedule_rows(loan)  # only read below
     paid, on_interest, on_principal = loan["progress"]
     amount = tx.payload["amount"]
     owed_penalty = penalty_due(loan)

@@ -2,8 +2,10 @@
 
 ``allocate``/``owed_from`` (a repayment reads the loan's progress as three numbers),
 ``due_ms`` without a walk of an empty restructuring list, ``evaluate``/``next_check_ms``
-handed the grace period by their caller (and ``next_check_ms`` without min/max calls), and ``due.reschedule`` updating its caller's own
-dict: each against the code it replaced (kept here as the reference) or its other form.
+handed the grace period by their caller (and ``next_check_ms`` without min/max calls),
+``due.reschedule`` updating its caller's own dict, and ``schedule_rows`` (the cached rows of
+a loan never rescheduled): each against the code it replaced (kept here as the reference)
+or its other form.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lendchain.ledger import due
-from lendchain.ledger.amortization import build_schedule
+from lendchain.ledger.amortization import build_schedule, loan_schedule, schedule_rows
 from lendchain.ledger.context import BlockOverlay, TxContext
 from lendchain.ledger.schedule import Progress, allocate, allocate_payment, amount_owed, owed_from
 from lendchain.ledger.servicing import (
@@ -232,3 +234,22 @@ def test_next_check_matches_the_reference(
     expected = reference_next_check_ms(loan, now, params)
     assert next_check_ms(loan, now, params) == expected
     assert next_check_ms(loan, now, params, grace_days * DAY_MS) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from([None, "annuity", "equal_principal", "balloon"]),
+    amount=st.integers(-2, 10**9),
+    rate_bps=st.integers(-2, 40_000),
+    term=st.integers(-1, 60),
+    reschedules=st.one_of(st.none(), st.just([]), st.just([[1, 5_000]])),
+)
+def test_schedule_rows_are_the_loans_schedule(kind, amount, rate_bps, term, reschedules):
+    loan = {"amount": amount, "rate_bps": rate_bps, "term_months": term}
+    if kind is not None:
+        loan["schedule_kind"] = kind
+    if reschedules is not None:
+        loan["reschedules"] = reschedules
+    expected = outcome(loan_schedule, loan)
+    got = outcome(schedule_rows, loan)
+    assert (list(got) if expected[0] != "refused" else got) == expected
