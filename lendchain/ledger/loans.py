@@ -82,12 +82,11 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
     else:
         actors = {lc.MEMBER}
     if loan is not None:
-        party = None if roles else ctx.peek(party_key(did))
         # its commitments and share offers, whatever roles their holders have now
         funding = loan.get("funding")
         if loan["borrower"] == did:
             actors.add(lc.BORROWER)
-        elif lender or (party is not None and party["role"] == "investor"):
+        elif lender or (not roles and _is_investor(ctx, did)):
             actors.update((lc.FUNDER, lc.FUNDER_OR_BUYER))
         elif funding is not None and any(o["to"] == did for o in funding.get("share_offers", ())):
             actors.add(lc.FUNDER_OR_BUYER)  # the buyer a share offer names (rules 8: ``share_decline``)
@@ -101,6 +100,13 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
         ):
             actors.add(lc.COMMITTED_FUNDER)
     return frozenset(actors)
+
+
+def _is_investor(ctx: TxContext, did: str) -> bool:
+    """Whether ``did`` is registered as an investor: read only when the answer matters (the
+    borrower acting on its own loan, every acceptance, needs no party record)."""
+    party = ctx.peek(party_key(did))
+    return party is not None and party["role"] == "investor"
 
 
 def load_loan(
