@@ -114,7 +114,8 @@ SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
 
 # ``grace_days``, ``default_days`` or ``penalty_bps`` of a loan: the value in force when it was
 # disbursed (``params.for_loan``: a change by governance applies to loans disbursed after it).
-# A repayment asks several times, so this is ``for_loan`` itself, not a call of it.
+# Every evaluation and next check asks, so this is ``for_loan`` itself, not a call of it (a repayment
+# reads ``grace_days`` once, ``grace_of``, and hands it on).
 servicing_param = for_loan
 
 
