@@ -30,7 +30,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from lendchain.ledger.schedule import Instalment, annuity_schedule, period_interest
+from lendchain.ledger.schedule import Instalment, annuity_rows, annuity_schedule, period_interest
 
 SCHEDULE_KINDS = ("annuity", "equal_principal")
 
@@ -60,6 +60,23 @@ def build_schedule(kind: str, amount: int, rate_bps: int, term: int) -> list[Ins
     if kind == "annuity":
         return annuity_schedule(amount, rate_bps, term)
     raise ValueError(f"unknown schedule kind {kind!r}; known: {', '.join(SCHEDULE_KINDS)}")
+
+
+_CACHED_ROWS = {"annuity": annuity_rows, "equal_principal": _equal_principal}
+
+
+def schedule_rows(loan: dict[str, Any]) -> tuple[Instalment, ...] | list[Instalment]:
+    """``loan_schedule`` for a reader that never changes it: a loan never rescheduled nor
+    restructured (the usual one) gets the cached rows themselves, without the list copy and the
+    three calls that build it. Checked like ``build_schedule`` would (a kind, amount, rate or
+    term it refuses takes the same path and is refused the same way)."""
+    if "reschedules" in loan or "restructurings" in loan:
+        return loan_schedule(loan)
+    rows = _CACHED_ROWS.get(loan.get("schedule_kind", "annuity"))
+    amount, rate, term = loan["amount"], loan["rate_bps"], loan["term_months"]
+    if rows is None or amount <= 0 or term <= 0 or rate < 0:
+        return loan_schedule(loan)
+    return rows(amount, rate, term)
 
 
 def loan_schedule(loan: dict[str, Any]) -> list[Instalment]:

@@ -204,10 +204,20 @@ class TxContext:
         The commitment (length and head hash of the loan's history after this tx)
         lands in the results root, so an audit export can prove no entry is missing.
         """
-        if not self.history_heads:  # party and KYC txs: no loan history
+        heads = self.history_heads
+        if not heads:  # party and KYC txs: no loan history
             return list(self.events)
+        if len(heads) == 1:  # a lifecycle tx: one loan, without a comprehension's frame
+            ((loan_id, (length, head)),) = heads.items()
+            commitment = {
+                "event": "loan.history",
+                "loan_id": loan_id.hex(),
+                "length": length,
+                "head": head.hex(),
+            }
+            return [*self.events, commitment]
         commitments = [
             {"event": "loan.history", "loan_id": loan_id.hex(), "length": length, "head": head.hex()}
-            for loan_id, (length, head) in self.history_heads.items()
+            for loan_id, (length, head) in heads.items()
         ]
         return [*self.events, *commitments]

@@ -127,8 +127,14 @@ def _remove(ctx: TxContext, slot: int, page: int, loan_id: bytes) -> None:
     ctx.put(SLOTS_KEY, [other for other in ctx.get(SLOTS_KEY) or [] if other != slot])
 
 
-def reschedule(ctx: TxContext, loan_id: bytes, loan: dict[str, Any], check_ms: int | None) -> dict[str, Any]:
-    """The loan filed under ``check_ms`` (None: taken out of the index); the caller stores it."""
+def reschedule(
+    ctx: TxContext, loan_id: bytes, loan: dict[str, Any], check_ms: int | None, *, own: bool = False
+) -> dict[str, Any]:
+    """The loan filed under ``check_ms`` (None: taken out of the index); the caller stores it.
+
+    With ``own`` the caller built ``loan`` itself (it is nobody else's value), so it is updated in
+    place rather than copied; state values are packed with sorted keys, so the bytes are the same.
+    """
     old = loan.get("next_check_ms")
     if old == check_ms:
         return loan
@@ -139,6 +145,10 @@ def reschedule(ctx: TxContext, loan_id: bytes, loan: dict[str, Any], check_ms: i
         if old_slot is not None:
             _remove(ctx, old_slot, page, loan_id)
         page = None if new_slot is None else _add(ctx, new_slot, loan_id)
+    if own:
+        loan["next_check_ms"] = check_ms
+        loan["due_page"] = page
+        return loan
     return {**loan, "next_check_ms": check_ms, "due_page": page}
 
 

@@ -28,6 +28,7 @@ come from the genesis with their roles.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import lifecycle as lc
@@ -63,6 +64,7 @@ MAX_FUNDING_WINDOW_MS = 365 * 86_400_000
 # removed member signs nothing, so the loan would have a lender that can neither service it nor
 # hand it on (``transfers``, the same version).
 REMOVED_OFFERS_REFUSED_SINCE = 4
+_INTEREST = itemgetter(2)  # ``Instalment.interest``, read in C rather than by a generator step per row
 
 
 # Who is the sender? ------------------------------------------------------------
@@ -80,12 +82,11 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
     else:
         actors = {lc.MEMBER}
     if loan is not None:
-        party = None if roles else ctx.peek(party_key(did))
         # its commitments and share offers, whatever roles their holders have now
         funding = loan.get("funding")
         if loan["borrower"] == did:
             actors.add(lc.BORROWER)
-        elif lender or (party is not None and party["role"] == "investor"):
+        elif lender or (not roles and _is_investor(ctx, did)):
             actors.update((lc.FUNDER, lc.FUNDER_OR_BUYER))
         elif funding is not None and any(o["to"] == did for o in funding.get("share_offers", ())):
             actors.add(lc.FUNDER_OR_BUYER)  # the buyer a share offer names (rules 8: ``share_decline``)
@@ -99,6 +100,13 @@ def loan_actors(ctx: TxContext, did: str, loan: dict[str, Any] | None) -> frozen
         ):
             actors.add(lc.COMMITTED_FUNDER)
     return frozenset(actors)
+
+
+def _is_investor(ctx: TxContext, did: str) -> bool:
+    """Whether ``did`` is registered as an investor: read only when the answer matters (the
+    borrower acting on its own loan, every acceptance, needs no party record)."""
+    party = ctx.peek(party_key(did))
+    return party is not None and party["role"] == "investor"
 
 
 def load_loan(
@@ -270,7 +278,7 @@ def make_offer(
         "lender": lender,
         "rate_bps": rate_bps,
         "instalment": rows[0].payment,
-        "total_interest": sum(row.interest for row in rows),
+        "total_interest": sum(map(_INTEREST, rows)),
         "height": ctx.height,
         "status": "open",
         **terms,
@@ -317,10 +325,11 @@ def accept_offer(ctx: TxContext, tx: Transaction) -> None:
             "not_found",
             f"loan.accept field 'offer_id' names no offer on loan {loan_id.hex()[:16]} ({offer_id.hex()})",
         )
-    offers = {other: ctx.get(offer_key(other)) for other in loan["offers"]}
+    # Read, not changed (each offer is stored again as a new dict): ``peek``, without ``get``'s copy.
+    offers = {other: ctx.peek(offer_key(other)) for other in loan["offers"]}
     offer = offers[offer_id]
     if ctx.rules >= REMOVED_OFFERS_REFUSED_SINCE:
-        lender = ctx.get(institution_key(offer["lender"]))
+        lender = ctx.peek(institution_key(offer["lender"]))
         if "removed_height" in lender:
             raise TxRejected(
                 "invalid_state",
@@ -373,7 +382,7 @@ def disburse_loan(ctx: TxContext, tx: Transaction) -> None:
         "history_len": with_history(loan_id, loan, ctx, tx.kind, amount=loan["amount"]),
     }
     # From now on the ledger checks the loan's instalments at each block (servicing's due-loan pass).
-    ctx.put(loan_key(loan_id), servicing.track(ctx, loan_id, loan))
+    ctx.put(loan_key(loan_id), servicing.track(ctx, loan_id, loan, own=True))
     ctx.emit("loan.disbursed", loan_id=loan_id.hex(), amount=loan["amount"], currency=loan["currency"])
 
 

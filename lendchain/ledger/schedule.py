@@ -21,6 +21,7 @@ Everything is computed exactly with integers; there are no floats.
 from __future__ import annotations
 
 from functools import lru_cache
+from operator import itemgetter
 from typing import NamedTuple
 
 BPS_PER_UNIT = 10_000
@@ -87,6 +88,10 @@ def _annuity_schedule(amount: int, rate_bps: int, term: int) -> tuple[Instalment
     return tuple(rows)
 
 
+# The cached rows themselves (a tuple), for a reader that never changes them (``amortization.schedule_rows``).
+annuity_rows = _annuity_schedule
+
+
 class Progress(NamedTuple):
     """How far repayment has got: whole instalments paid, and what of the current one."""
 
@@ -95,10 +100,17 @@ class Progress(NamedTuple):
     principal_paid: int = 0  # of the current instalment
 
 
+_PAYMENT = itemgetter(1)  # ``Instalment.payment``, read in C rather than by a generator step per row
+
+
 def amount_owed(schedule: list[Instalment], progress: Progress) -> int:
     """Everything still to pay under the schedule, from ``progress`` on."""
-    rest = sum(row.payment for row in schedule[progress.instalments_paid :])
-    return rest - progress.interest_paid - progress.principal_paid
+    return owed_from(schedule, *progress)
+
+
+def owed_from(schedule: list[Instalment], paid: int, on_interest: int, on_principal: int) -> int:
+    """``amount_owed`` on the progress's three numbers (a repayment reads them from the loan)."""
+    return sum(map(_PAYMENT, schedule[paid:])) - on_interest - on_principal
 
 
 def allocate_payment(
@@ -112,32 +124,42 @@ def allocate_payment(
     prepayment discount). Raises ValueError for a non-positive amount or one
     above ``amount_owed``.
     """
+    interest, principal, paid, on_interest, on_principal = allocate(schedule, *progress, amount)
+    return interest, principal, Progress(paid, on_interest, on_principal)
+
+
+def allocate(
+    schedule: list[Instalment], paid: int, on_interest: int, on_principal: int, amount: int
+) -> tuple[int, int, int, int, int]:
+    """``allocate_payment`` on the progress's three numbers, giving (interest, principal) and the
+    new progress's three: for a repayment, which keeps progress as the loan's list of three."""
     if amount <= 0:
         raise ValueError(f"a payment must be positive, got {amount}")
     interest = principal = 0
-    paid, on_interest, on_principal = (
-        progress.instalments_paid,
-        progress.interest_paid,
-        progress.principal_paid,
-    )
     left = amount
+    rows = len(schedule)
     while left > 0:
         # Too much shows as running past the last row. Every row's payment is its interest
         # plus its principal, so that is exactly amount > amount_owed, found without a
         # second sum over the schedule (a repayment has summed it once already).
-        if paid == len(schedule):
-            raise ValueError(
-                f"a payment of {amount} is more than the {amount_owed(schedule, progress)} still owed"
-            )
+        if paid == rows:
+            # Every row from the start is paid in full now: what was owed is what was allocated.
+            raise ValueError(f"a payment of {amount} is more than the {amount - left} still owed")
         row = schedule[paid]
-        step = min(left, row.interest - on_interest)
+        # min(left, what the row still wants), twice, written out: a builtin call each costs
+        # more than the rest of the step.
+        step = row.interest - on_interest
+        if left < step:
+            step = left
         on_interest += step
         interest += step
         left -= step
-        step = min(left, row.principal - on_principal)
+        step = row.principal - on_principal
+        if left < step:
+            step = left
         on_principal += step
         principal += step
         left -= step
         if on_interest == row.interest and on_principal == row.principal:
             paid, on_interest, on_principal = paid + 1, 0, 0
-    return interest, principal, Progress(paid, on_interest, on_principal)
+    return interest, principal, paid, on_interest, on_principal

@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 from lendchain.ledger import due
 from lendchain.ledger import lifecycle as lc
+from lendchain.ledger.amortization import schedule_rows
 from lendchain.ledger.collateral import release_all
 from lendchain.ledger.context import TxContext
 from lendchain.ledger.errors import TxRejected
@@ -98,7 +99,7 @@ from lendchain.ledger.loans import (
     with_history,
 )
 from lendchain.ledger.params import for_loan, value
-from lendchain.ledger.schedule import Instalment, Progress, allocate_payment, amount_owed
+from lendchain.ledger.schedule import Instalment, allocate, owed_from
 from lendchain.ledger.schema import Field, Schema
 from lendchain.ledger.state import loan_key
 
@@ -113,17 +114,20 @@ SERVICED_STATES = (lc.DISBURSED, lc.REPAYING, lc.OVERDUE)
 
 # ``grace_days``, ``default_days`` or ``penalty_bps`` of a loan: the value in force when it was
 # disbursed (``params.for_loan``: a change by governance applies to loans disbursed after it).
-# A repayment asks several times, so this is ``for_loan`` itself, not a call of it.
+# Every evaluation and next check asks, so this is ``for_loan`` itself, not a call of it (a repayment
+# reads ``grace_days`` once, ``grace_of``, and hands it on).
 servicing_param = for_loan
 
 
 def due_ms(loan: dict[str, Any], number: int) -> int:
     """When instalment ``number`` falls due: the last restructuring that kept fewer instalments
     than ``number`` numbers it from its ``first_due_ms``; without one, from the disbursement."""
-    for record in reversed(loan.get("restructurings", ())):
-        kept = record["instalments_kept"]
-        if number > kept:
-            return record["first_due_ms"] + (number - kept - 1) * MONTH_MS
+    restructurings = loan.get("restructurings")
+    if restructurings:  # most loans have none: no reversed walk of an empty list
+        for record in reversed(restructurings):
+            kept = record["instalments_kept"]
+            if number > kept:
+                return record["first_due_ms"] + (number - kept - 1) * MONTH_MS
     return loan["disbursed_ms"] + number * MONTH_MS
 
 
@@ -182,12 +186,21 @@ def _counted(loan: dict[str, Any], field: str, times: int = 1) -> dict[str, Any]
     return {**loan, field: loan.get(field, 0) + times} if times else loan
 
 
-def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
-    """The loan after accruing penalty and applying overdue/default at this block's time."""
+def grace_of(params: dict[str, Any], loan: dict[str, Any]) -> int:
+    """The loan's grace period in ms (``grace_days`` in force at its disbursement)."""
+    return servicing_param(params, "grace_days", loan) * DAY_MS
+
+
+def evaluate(
+    ctx: TxContext, loan_id: bytes, loan: dict[str, Any], grace_ms: int | None = None
+) -> dict[str, Any]:
+    """The loan after accruing penalty and applying overdue/default at this block's time
+    (``grace_ms``: ``grace_of`` the loan, when the caller has it already)."""
     if loan["state"] not in SERVICED_STATES:
         return loan
     now = ctx.timestamp_ms
-    grace_ms = servicing_param(ctx.params, "grace_days", loan) * DAY_MS
+    if grace_ms is None:
+        grace_ms = grace_of(ctx.params, loan)
     first_unpaid = loan["progress"][0] + 1
     if first_unpaid > loan["term_months"] or due_ms(loan, first_unpaid) + grace_ms >= now:
         return loan  # the common case: nothing is late, so no schedule is needed
@@ -224,29 +237,43 @@ def evaluate(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, 
     return loan
 
 
-def next_check_ms(loan: dict[str, Any], now_ms: int, params: dict[str, Any]) -> int | None:
-    """When the loan's state may next change by itself (after ``now_ms``), or None if it cannot."""
+def next_check_ms(
+    loan: dict[str, Any], now_ms: int, params: dict[str, Any], grace_ms: int | None = None
+) -> int | None:
+    """When the loan's state may next change by itself (after ``now_ms``), or None if it cannot
+    (``grace_ms``: ``grace_of`` the loan, when the caller has it already)."""
     if loan["state"] not in SERVICED_STATES:
         return None
     first_unpaid = loan["progress"][0] + 1
     term = loan["term_months"]
     if first_unpaid > term:
         return None
-    grace_ms = servicing_param(params, "grace_days", loan) * DAY_MS
+    if grace_ms is None:
+        grace_ms = grace_of(params, loan)
     kept, start = periods_from(loan)
     # The first unpaid instalment not yet past due plus grace at now_ms (ceiling division).
-    number = max(first_unpaid, kept + -(-(now_ms - grace_ms - start) // MONTH_MS))
-    checks = []
-    if number <= term:
-        checks.append(due_ms(loan, number) + grace_ms + 1)
+    number = kept + -(-(now_ms - grace_ms - start) // MONTH_MS)
+    if number < first_unpaid:
+        number = first_unpaid
+    # The earlier of the two checks, and never before now_ms + 1 (min and max written out:
+    # every repayment and disbursement asks).
+    check = due_ms(loan, number) + grace_ms + 1 if number <= term else None
     if loan["state"] == lc.OVERDUE:
-        checks.append(due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1)
-    return max(min(checks), now_ms + 1) if checks else None
+        defaults = due_ms(loan, first_unpaid) + servicing_param(params, "default_days", loan) * DAY_MS + 1
+        if check is None or defaults < check:
+            check = defaults
+    if check is None:
+        return None
+    return check if check > now_ms else now_ms + 1
 
 
-def track(ctx: TxContext, loan_id: bytes, loan: dict[str, Any]) -> dict[str, Any]:
-    """The loan filed in the due-loan index under its next check (or taken out of it)."""
-    return due.reschedule(ctx, loan_id, loan, next_check_ms(loan, ctx.timestamp_ms, ctx.params))
+def track(
+    ctx: TxContext, loan_id: bytes, loan: dict[str, Any], grace_ms: int | None = None, *, own: bool = False
+) -> dict[str, Any]:
+    """The loan filed in the due-loan index under its next check (or taken out of it); ``own``:
+    ``loan`` is the caller's own new dict, updated in place (``due.reschedule``)."""
+    check_ms = next_check_ms(loan, ctx.timestamp_ms, ctx.params, grace_ms)
+    return due.reschedule(ctx, loan_id, loan, check_ms, own=own)
 
 
 def due_loan_pass(ctx: TxContext) -> None:
@@ -267,15 +294,18 @@ def service_loan(ctx: TxContext, tx: Transaction) -> None:
 
 def repay_loan(ctx: TxContext, tx: Transaction) -> None:
     loan_id, loan = load_loan(ctx, tx, shared=True)  # evaluate and the payment build new dicts
+    # Read once for the evaluation, the payment and the next check: none of them changes the
+    # disbursement time the parameter is chosen by.
+    grace_ms = grace_of(ctx.params, loan)
     # Evaluating first is safe: a refusal below discards what the evaluation wrote.
-    loan = evaluate(ctx, loan_id, loan)
+    loan = evaluate(ctx, loan_id, loan, grace_ms)
     actors = loan_actors(ctx, tx.sender, loan)
     state = lc.advance(loan["state"], tx.kind, actors, ctx.tx_id, loan_id, rules=ctx.rules)
-    schedule = schedule_of(loan)
-    progress = Progress(*loan["progress"])
+    schedule = schedule_rows(loan)  # only read below
+    paid, on_interest, on_principal = loan["progress"]
     amount = tx.payload["amount"]
     owed_penalty = penalty_due(loan)
-    owed = amount_owed(schedule, progress) + owed_penalty
+    owed = owed_from(schedule, paid, on_interest, on_principal) + owed_penalty
     if amount > owed:
         raise TxRejected(
             "bad_payload",
@@ -283,22 +313,23 @@ def repay_loan(ctx: TxContext, tx: Transaction) -> None:
         )
     penalty = min(amount, owed_penalty)
     interest = principal = 0
-    new_progress = progress
+    progress = [paid, on_interest, on_principal]
     if amount > penalty:
-        interest, principal, new_progress = allocate_payment(schedule, progress, amount - penalty)
+        interest, principal, *progress = allocate(schedule, paid, on_interest, on_principal, amount - penalty)
     now = ctx.timestamp_ms
-    grace_ms = servicing_param(ctx.params, "grace_days", loan) * DAY_MS
-    completed = range(progress.instalments_paid + 1, new_progress.instalments_paid + 1)
-    late = sum(1 for number in completed if now > due_ms(loan, number) + grace_ms)
+    late = 0
+    for number in range(paid + 1, progress[0] + 1):  # the instalments this payment completed
+        if now > due_ms(loan, number) + grace_ms:
+            late += 1
     loan = {
         **loan,
         "principal_paid": loan["principal_paid"] + principal,
         "interest_paid": loan["interest_paid"] + interest,
         "penalty_paid": loan.get("penalty_paid", 0) + penalty,
-        "progress": [new_progress.instalments_paid, new_progress.interest_paid, new_progress.principal_paid],
+        "progress": progress,
     }
     # This handler's own new dict: the counters are raised in it rather than by two more copies.
-    for field, times in (("late", late), ("on_time", len(completed) - late)):
+    for field, times in (("late", late), ("on_time", progress[0] - paid - late)):
         if times:
             loan[field] = loan.get(field, 0) + times
     if amount == owed:
@@ -306,7 +337,7 @@ def repay_loan(ctx: TxContext, tx: Transaction) -> None:
     elif state == lc.OVERDUE and not arrears(loan, schedule, now, grace_ms):
         state = lc.advance(state, lc.CURED, frozenset({lc.LEDGER}), ctx.tx_id, loan_id)
     loan["state"] = state
-    _record_payment(ctx, tx, loan_id, loan, "loan.repaid", amount, penalty, interest, principal)
+    _record_payment(ctx, tx, loan_id, loan, "loan.repaid", amount, penalty, interest, principal, grace_ms)
 
 
 def payoff(loan: dict[str, Any], schedule: list[Instalment], now_ms: int) -> tuple[int, int, int]:
@@ -425,14 +456,16 @@ def _record_payment(
     penalty: int,
     interest: int,
     principal: int,
+    grace_ms: int | None = None,
 ) -> None:
-    """History entry, funders' shares, the stored loan and the event for one payment."""
+    """History entry, funders' shares, the stored loan and the event for one payment. ``loan`` is
+    the handler's own new dict (changed in place); ``grace_ms`` as for ``track``."""
     loan["history_len"] = with_history(
         loan_id, loan, ctx, tx.kind, amount=amount, penalty=penalty, interest=interest, principal=principal
     )
     if "funding" in loan:
         loan = distribute(loan, amount)
-    loan = track(ctx, loan_id, loan)
+    loan = track(ctx, loan_id, loan, grace_ms, own=True)
     ctx.put(loan_key(loan_id), loan)
     ctx.emit(
         event,
