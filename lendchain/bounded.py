@@ -38,18 +38,20 @@ class BoundedCache(OrderedDict[K, V]):
     def put(self, key: K, value: V | None = None) -> None:
         """Remember ``key`` (with ``value``); a key already held keeps its age."""
         self[key] = value  # type: ignore[assignment]
-        # No lock: each step is atomic under the GIL, and threads that race here (a client
-        # decoding in a pool) can at worst drop one entry more than needed, never grow the cache.
-        while len(self) > self.limit:
-            try:
-                self.popitem(last=False)
-            except KeyError:
-                break
+        if len(self) > self.limit:
+            self._drop_oldest()
 
     def put_all(self, keys: Iterable[K], value: V | None = None) -> None:
         """``put(key, value)`` for each of ``keys``, in one call (a batch of txs)."""
         for key in keys:
             self[key] = value  # type: ignore[assignment]
+        if len(self) > self.limit:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest entries until ``limit`` holds."""
+        # No lock: each step is atomic under the GIL, and threads that race here (a client
+        # decoding in a pool) can at worst drop one entry more than needed, never grow the cache.
         while len(self) > self.limit:
             try:
                 self.popitem(last=False)
