@@ -150,13 +150,17 @@ class NodeApp:
 
     def oldest_request(self) -> tuple[bytes, int] | None:
         # The backlog an honest primary may order first is at most its pool, which gossip keeps
-        # close to ours; the rate is the one measured here (before any measurement: the
-        # starting block size per target interval).
+        # close to ours.
         oldest = self.mempool.oldest_ready(lambda did: next_nonce(self.store, did))
         if oldest is None:
             return None
+        return oldest.tx_id, self.backlog_ms()
+
+    def backlog_ms(self) -> int:
+        """How long the pool takes to commit at the rate measured here (before any measurement:
+        the starting block size per target interval)."""
         rate = self.sizer.rate or self.sizer.cap / self.sizer.target_s
-        return oldest.tx_id, int(1000 * len(self.mempool) / max(rate, 1.0))
+        return int(1000 * len(self.mempool) / max(rate, 1.0))
 
     def digest(self, block: bytes) -> bytes:
         found = self._digests.get(block)
