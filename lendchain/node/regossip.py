@@ -13,10 +13,11 @@ A transaction that arrives behind a backlog is not lost for waiting as long
 as the backlog takes: its first repeat waits, on top of ``first_after_ms``,
 twice the backlog the node estimated when it came (``NodeApp.backlog_ms``; at
 most ``max_backlog_wait_ms``). With a fixed 3 s, 10 nodes on 2 cores under a
-4,000-tx window (a ~8 s queue) re-gossiped about 70 % of all transactions;
+4,000-tx window (a ~8 s queue) re-gossiped most transactions (each node took
+in 2.2-2.4 copies of every tx it did not originate);
 every copy costs every member a decode and py-libp2p's forwarding, which slowed
-the commits, which lengthened the queue and made more txs stale: CPU per
-committed tx doubled in the middle of a run. A transaction gossip really lost
+the commits, which lengthened the queue and made more txs stale (RESULTS.md,
+third session of 2026-12-07). A transaction gossip really lost
 on the way to the primary still gets there sooner under load: a backup's
 request timer relays it (``relay.py``).
 """
