@@ -38,7 +38,9 @@ that heard of nothing), the backup relays it to the primary
 (``RelayRequest``). If it is still not ordered after ``REQUEST_TIMEOUTS``
 timeouts plus twice that backlog estimate, the backup asks for a view
 change. The backlog term keeps a long but moving queue (a loaded network)
-from deposing an honest primary; it is capped at
+from deposing an honest primary. Each scan may raise it (never lower it)
+while the request waits: the pool may fill after the request came here, and
+an honest primary may have received any of those txs before it. It is capped at
 ``REQUEST_MAX_BACKLOG_TIMEOUTS`` timeouts, so a primary that slows the
 measured rate down cannot stretch the deadline without end. The watch
 restarts when the request commits or the view changes.
@@ -71,8 +73,24 @@ class RequestWatch:
     since_ms: int
     relay_at_ms: int
     deadline_ms: int
+    backlog_ms: int = 0  # the largest backlog estimate (capped) seen while it waited
     relayed: bool = False
     stall_credit_ms: int = 0  # given back for this node's own stalls (``_credit_stall``)
+
+    def allow_backlog(self, backlog_ms: int) -> None:
+        """The backlog estimate grew while the request waited: move the relay and the deadline with it.
+
+        The pool filled after the watch began (measured: 10 nodes on 2 cores, each backup
+        watched its first tx while the start-up burst of 4,000 was still arriving, then
+        relayed 2,000 txs the primary held already). ``backlog_ms`` is capped by the caller,
+        so the deadline still comes at most ``REQUEST_MAX_BACKLOG_TIMEOUTS`` timeouts
+        (twice) after it would without any backlog.
+        """
+        extra = backlog_ms - self.backlog_ms
+        if extra > 0:
+            self.backlog_ms = backlog_ms
+            self.relay_at_ms += extra
+            self.deadline_ms += 2 * extra
 
     def relay_due(self, now_ms: int, height: int, proposing: bool, idle_wait_ms: int) -> bool:
         """Relay once the backlog had time to move, or after ``idle_wait_ms`` of an idle primary.
@@ -190,14 +208,18 @@ class TimerSteps:
                 self._request_watch = None
                 return
             request, backlog_ms = oldest
+            backlog_ms = min(max(backlog_ms, 0), REQUEST_MAX_BACKLOG_TIMEOUTS * self._timeout())
             if watch is None or watch.request != request or watch.view != self._view:
-                backlog_ms = min(max(backlog_ms, 0), REQUEST_MAX_BACKLOG_TIMEOUTS * self._timeout())
                 relay_at = now + half_timeout + backlog_ms
                 deadline = now + REQUEST_TIMEOUTS * self._timeout() + 2 * backlog_ms
                 self._request_watch = RequestWatch(
-                    request, self._view, self._committed_height, now, relay_at, deadline
+                    request, self._view, self._committed_height, now, relay_at, deadline, backlog_ms
                 )
                 return
+            watch.allow_backlog(backlog_ms)
+            due = now >= watch.deadline_ms or watch.relay_due(
+                now, self._committed_height, proposing, half_timeout
+            )
         if not due:
             return
         if watch.relay_due(now, self._committed_height, proposing, half_timeout):

@@ -90,6 +90,7 @@ class TxAdmission:
         signers, checked, chain_id = self.signers, self.app.verified, self.genesis.chain_id
         rejected = self.metrics.tx_rejected
         outgoing = source in ("api", "restore")
+        backlog_ms = self.app.backlog_ms() if outgoing else 0  # the batch's wait: regossip.py
         added_ms = now_ms()
         accepted: list[bytes] = []
         try:
@@ -146,7 +147,7 @@ class TxAdmission:
                 accepted.append(tx_id)
                 if outgoing:
                     self._gossip_outbox.append(tx.encode())
-                    self._regossip.add(tx_id, added_ms)
+                    self._regossip.add(tx_id, added_ms, backlog_ms)
         finally:
             if accepted:  # for the commit-latency metric
                 self._accepted_at.put_all(accepted, time.monotonic())

@@ -18,8 +18,8 @@ hashes its header, and ``validate`` checks that same decoded block.
 Blocks are sized to the network (``BlockSizer``): with one height in flight,
 a block that takes longer than the view-change timeout to go round makes the
 backups depose an honest primary, so a proposal carries what this network
-has been committing in a quarter of that timeout, up to the genesis's
-``max_block_txs``. A block that is not full waits until ``block_interval_ms``
+has been committing in half that timeout (``BLOCK_ROUND_TIMEOUTS``), up to
+the genesis's ``max_block_txs``. A block that is not full waits until ``block_interval_ms``
 after this node's previous proposal, so the wait batches txs only when the
 rounds are faster than the interval: a round that took longer is followed at
 once by what arrived during it.
@@ -81,12 +81,22 @@ class CheckedSignatures:
         self._recent.put_all(tx_ids)
 
 
+# The share of the view-change timeout a full block's round is sized to (``BlockSizer.target_s``).
+# A round costs a fixed time whatever the block's size (votes, WAL writes, ten processes taking
+# turns on two cores) plus a time per tx, and sizing to the commit rate settles where the round
+# takes ``target_s``: with a fixed part near a quarter timeout (10 nodes on 2 cores: ~0.45 s of
+# 0.5 s) blocks drifted down to 100-150 txs, per-block costs per tx doubled, and the commit rate
+# halved mid-run. Half a timeout still leaves a round twice its time before a backup gives up.
+BLOCK_ROUND_TIMEOUTS = 0.5
+
+
 class BlockSizer:
     """How many txs the next proposal carries: the measured commit rate times ``target_s``.
 
     The rate is measured between consecutive commits while the mempool stayed
     non-empty (an idle wait is not a slow network) and smoothed; the cap
-    stays between ``min_txs`` and ``max_txs``.
+    stays between ``min_txs`` and ``max_txs``. Blocks settle at the size whose
+    round takes ``target_s``: a round's fixed time must stay well under it.
     """
 
     SMOOTHING = 0.3
@@ -135,7 +145,9 @@ class NodeApp:
         # Senders whose txs this node's proposals leave out: only a test's fault file fills it.
         self.censored_senders: set[str] = set()
         params = genesis.consensus
-        self.sizer = BlockSizer(params.max_block_txs, params.view_change_timeout_ms / 4000)
+        self.sizer = BlockSizer(
+            params.max_block_txs, BLOCK_ROUND_TIMEOUTS * params.view_change_timeout_ms / 1000
+        )
         self._warned_upgrade: list[int] | None = None
         # The ids of the txs of the block the last ``commit`` stored, in block order: the
         # daemon's commit listener reads them rather than the block back from the store.
@@ -150,13 +162,17 @@ class NodeApp:
 
     def oldest_request(self) -> tuple[bytes, int] | None:
         # The backlog an honest primary may order first is at most its pool, which gossip keeps
-        # close to ours; the rate is the one measured here (before any measurement: the
-        # starting block size per target interval).
+        # close to ours.
         oldest = self.mempool.oldest_ready(lambda did: next_nonce(self.store, did))
         if oldest is None:
             return None
+        return oldest.tx_id, self.backlog_ms()
+
+    def backlog_ms(self) -> int:
+        """How long the pool takes to commit at the rate measured here (before any measurement:
+        the starting block size per target interval)."""
         rate = self.sizer.rate or self.sizer.cap / self.sizer.target_s
-        return oldest.tx_id, int(1000 * len(self.mempool) / max(rate, 1.0))
+        return int(1000 * len(self.mempool) / max(rate, 1.0))
 
     def digest(self, block: bytes) -> bytes:
         found = self._digests.get(block)

@@ -52,6 +52,7 @@ from lendchain.node.views import NodeViews
 
 REGOSSIP_AFTER_MS = 3000  # then 6 s, 12 s, ... up to REGOSSIP_MAX_MS (see regossip.py)
 REGOSSIP_MAX_MS = 12_000
+REGOSSIP_MAX_BACKLOG_WAIT_MS = 60_000  # the most a backlog delays a tx's first re-gossip
 MAINTENANCE_S = 1.0
 # Senders whose committed nonce admission remembers until the next commit (then it forgets all).
 NONCE_MEMORY = 65_536
@@ -154,7 +155,7 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
                 self.network.options["max_frame_size"],
             )
         self._gossip_outbox: list[bytes] = []
-        self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS)
+        self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS, REGOSSIP_MAX_BACKLOG_WAIT_MS)
         # Validated gossip messages' txs by the message object's id, holding the message (so no
         # other object can take its id): a key of ~56 KiB of bytes was hashed once per message.
         self._gossip_checked: BoundedCache[int, tuple[bytes, list[Transaction]]] = BoundedCache(

@@ -179,3 +179,57 @@ def test_stalls_delay_the_request_timer_by_one_timeout_at_most_while_blocks_comm
     plain = request_timeout_at(Cluster())
     stalled = request_timeout_at(Stalling(stall_ms=5))
     assert plain < stalled <= plain + T + 40
+
+
+def report_changing_backlog(c: Cluster) -> dict[str, int]:
+    """Like ``report_backlog``, with the backlog read from the dict returned at every scan."""
+    backlog = {"ms": 0}
+    for name in BACKUPS:
+        app = c.apps[name]
+        app.oldest_request = lambda app=app: (app._pending(1)[0], backlog["ms"]) if app._pending(1) else None
+    return backlog
+
+
+def test_a_backlog_that_grows_while_the_request_waits_moves_the_relay_and_the_deadline():
+    """The pool fills behind the watched request (a start-up burst): the relay and the view
+    change wait for the backlog as it is now, as if it had been there when the watch began."""
+    c = Recording()
+    censored_tx(c)
+    backlog = report_changing_backlog(c)
+    busy_run(c, 40)  # the watch began with no backlog: its relay was due at half a timeout
+    backlog["ms"] = 300
+    busy_run(c, T // 2 + 300 - 80)
+    assert c.relays == []
+    busy_run(c, 80)
+    assert {name for _, name, _ in c.relays} == set(BACKUPS)
+    busy_run(c, REQUEST_TIMEOUTS * T + 2 * 300 - (T // 2 + 300 + 40) - 80)
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 160)
+    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+
+
+def test_a_backlog_that_shrinks_does_not_bring_the_relay_forward():
+    c = Recording()
+    censored_tx(c)
+    backlog = report_changing_backlog(c)
+    backlog["ms"] = 300
+    busy_run(c, 40)
+    backlog["ms"] = 0
+    busy_run(c, T // 2 + 300 - 80)
+    assert c.relays == []
+    busy_run(c, 80)
+    assert {name for _, name, _ in c.relays} == set(BACKUPS)
+
+
+def test_a_growing_backlog_is_capped_as_a_fixed_one():
+    """Raising the estimate while the request waits stretches the deadline no further than the cap."""
+    c = Cluster()
+    censored_tx(c)
+    backlog = report_changing_backlog(c)
+    busy_run(c, 40)
+    backlog["ms"] = 10**9
+    cap = REQUEST_MAX_BACKLOG_TIMEOUTS * T
+    busy_run(c, REQUEST_TIMEOUTS * T + 2 * cap - 120)
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 160)
+    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)

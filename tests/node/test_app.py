@@ -200,7 +200,7 @@ def test_the_oldest_request_says_how_long_the_pool_takes_at_the_measured_rate(ne
     _, backup = network
     admit(backup, registrations(30))
     backup.sizer.rate = 10.0  # txs per second
-    assert backup.oldest_request()[1] == 3000
+    assert backup.oldest_request()[1] == backup.backlog_ms() == 3000
     backup.sizer.rate = None  # not measured yet: the starting block size per target interval
     expected = int(1000 * 30 / (backup.sizer.cap / backup.sizer.target_s))
     assert backup.oldest_request()[1] == expected

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lendchain.node.app import BlockSizer
+from lendchain.genesis import ConsensusParams
+from lendchain.node.app import BLOCK_ROUND_TIMEOUTS, BlockSizer
 
 
 def test_starts_at_the_start_size_within_bounds():
@@ -46,3 +47,23 @@ def test_an_idle_wait_is_not_measured_as_a_slow_network():
     assert sizer.cap == 1000
     sizer.on_commit(10, now_s=60.0, work_left=True)  # a minute later: a lone tx
     assert sizer.cap == 1000 and sizer.rate == 2000
+
+
+def settled_cap(target_s: float, fixed_s: float, per_tx_s: float) -> int:
+    """The cap after 200 busy rounds that each take ``fixed_s`` plus ``per_tx_s`` per tx of a full block."""
+    sizer = BlockSizer(max_txs=2000, target_s=target_s)
+    now = 0.0
+    for _ in range(200):
+        txs = sizer.cap
+        now += fixed_s + per_tx_s * txs
+        sizer.on_commit(txs, now_s=now, work_left=True)
+    return sizer.cap
+
+
+def test_blocks_settle_where_a_round_takes_the_target_and_a_fixed_round_time_shrinks_them():
+    # Rounds of 0.45 s fixed plus 0.25 ms per tx (10 nodes on 2 cores): a quarter of the 2 s
+    # timeout leaves blocks of ~200 txs, the node's half a timeout ~2,000 (the genesis's limit).
+    assert 150 <= settled_cap(0.5, 0.45, 0.00025) <= 200
+    node_target = BLOCK_ROUND_TIMEOUTS * ConsensusParams().view_change_timeout_ms / 1000
+    assert node_target == 1.0
+    assert settled_cap(node_target, 0.45, 0.00025) >= 1900
