@@ -11,16 +11,26 @@ one dict lookup and no bookkeeping.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable
+from itertools import islice, repeat
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+# A full cache drops this fraction of its limit at once, so that a put into a full cache (every
+# put, once a node has run a while) does not pay a Python call and a Python loop step for
+# the one entry it pushes out; caches of fewer than 64 entries keep exactly ``limit``.
+SLACK_DIVISOR = 64
+
 
 class BoundedCache(OrderedDict[K, V]):
     """A mapping that keeps at most ``limit`` entries: ``put`` past the limit drops the oldest.
+
+    Past the limit, ``put`` drops the oldest entries down to ``limit`` less a
+    slack of ``limit // SLACK_DIVISOR`` (0 for a cache of fewer than 64), in
+    one C-level sweep: the next puts, up to the slack, drop nothing.
 
     Add entries with ``put`` only (item assignment does not evict). Reads are
     the inherited C methods, with no Python frame: ``get`` and ``in`` run
@@ -34,6 +44,7 @@ class BoundedCache(OrderedDict[K, V]):
             raise ValueError(f"a bounded cache holds at least 1 entry, got limit {limit}")
         super().__init__()
         self.limit = limit
+        self.keep = limit - limit // SLACK_DIVISOR  # what a drop leaves
 
     def put(self, key: K, value: V | None = None) -> None:
         """Remember ``key`` (with ``value``); a key already held keeps its age."""
@@ -48,15 +59,15 @@ class BoundedCache(OrderedDict[K, V]):
         if len(self) > self.limit:
             self._drop_oldest()
 
-    def _drop_oldest(self) -> None:
-        """Drop the oldest entries until ``limit`` holds."""
-        # No lock: each step is atomic under the GIL, and threads that race here (a client
-        # decoding in a pool) can at worst drop one entry more than needed, never grow the cache.
-        while len(self) > self.limit:
-            try:
-                self.popitem(last=False)
-            except KeyError:
-                break
+    def _drop_oldest(self) -> list[K]:
+        """Drop the oldest entries down to ``keep``; the keys dropped."""
+        # No lock: listing the oldest keys runs in C without a switch of threads, and a key
+        # that a racing thread dropped meanwhile is skipped (``pop`` with a default), so
+        # threads that race here (a client decoding in a pool) can at worst drop more than
+        # needed, never grow the cache. ``map`` drains in C: no Python step per entry.
+        oldest = list(islice(self, len(self) - self.keep))
+        deque(map(self.pop, oldest, repeat(None)), maxlen=0)
+        return oldest
 
 
 class ByteBoundedCache(BoundedCache[bytes, V]):
@@ -84,8 +95,10 @@ class ByteBoundedCache(BoundedCache[bytes, V]):
             if key not in self:
                 self.bytes += len(key)
             self[key] = value  # type: ignore[assignment]
-            while len(self) > self.limit or self.bytes > self.max_bytes:
-                old, _ = self.popitem(last=False)
+            if len(self) > self.limit:
+                self.bytes -= sum(map(len, self._drop_oldest()))
+            while self.bytes > self.max_bytes:
+                old, _ = self.popitem(False)
                 self.bytes -= len(old)
 
     def put_all(self, keys: Iterable[bytes], value: V | None = None) -> None:

@@ -64,3 +64,28 @@ def test_put_all_into_a_byte_bounded_cache_counts_every_key():
         one_by_one.put(key)
     at_once.put_all(keys)
     assert (list(at_once), at_once.bytes) == (list(one_by_one), one_by_one.bytes) == ([b"bb", b"ccc"], 5)
+
+
+@pytest.mark.parametrize("limit", [64, 130, 1000])
+def test_past_its_limit_a_cache_drops_the_oldest_down_to_its_slack_at_once_and_keeps_the_newest(limit):
+    cache: BoundedCache[int, int] = BoundedCache(limit)
+    slack = limit // 64
+    for number in range(limit + 1):
+        cache.put(number, number)
+    assert list(cache) == list(range(slack + 1, limit + 1)) and len(cache) == cache.keep == limit - slack
+    for number in range(limit + 1, limit + 1 + slack):  # the slack fills without a drop
+        cache.put(number, number)
+    assert list(cache) == list(range(slack + 1, limit + 1 + slack)) and len(cache) == limit
+    for number in range(limit + 1 + slack, 5 * limit):  # never more than ``limit``; always the newest
+        cache.put(number, number)
+        assert len(cache) <= limit and next(reversed(cache)) == number
+    assert list(cache.items()) == [(n, n) for n in range(5 * limit - len(cache), 5 * limit)]
+
+
+def test_a_full_byte_bounded_cache_drops_at_once_and_counts_the_bytes_it_drops():
+    cache: ByteBoundedCache[int] = ByteBoundedCache(128, max_bytes=10_000)
+    keys = [b"k" * (1 + number % 7) + number.to_bytes(2, "big") for number in range(1000)]
+    for number, key in enumerate(keys):
+        cache.put(key, number)
+        assert len(cache) <= 128 and cache.bytes == sum(map(len, cache)) and cache[key] == number
+    assert list(cache) == keys[-len(cache) :]
