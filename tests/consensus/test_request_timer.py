@@ -84,18 +84,24 @@ def test_a_backup_relays_its_oldest_request_to_the_primary_after_half_a_timeout(
     assert all(T // 2 <= at - first_seen <= T // 2 + 40 for at, _, _ in c.relays), c.relays
 
 
+def relay_then_view_change(c: Cluster, backlog_ms: int) -> None:
+    """40 ms before the relay is due: no relay yet; every backup relays within 80 ms, and asks
+    for a view change once ``REQUEST_TIMEOUTS`` timeouts and twice the backlog have passed."""
+    assert c.relays == []
+    busy_run(c, 80)
+    assert {name for _, name, _ in c.relays} == set(BACKUPS)
+    busy_run(c, REQUEST_TIMEOUTS * T + 2 * backlog_ms - (T // 2 + backlog_ms + 40) - 80)
+    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+    busy_run(c, 160)
+    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+
+
 def test_the_relay_waits_for_the_backlog_and_the_deadline_allows_twice_it():
     c = Recording()
     censored_tx(c)
     report_backlog(c, 300)
     busy_run(c, T // 2 + 300 - 40)
-    assert c.relays == []
-    busy_run(c, 80)
-    assert {name for _, name, _ in c.relays} == set(BACKUPS)
-    busy_run(c, REQUEST_TIMEOUTS * T + 2 * 300 - (T // 2 + 300 + 40) - 80)
-    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
-    busy_run(c, 160)
-    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+    relay_then_view_change(c, backlog_ms=300)
 
 
 def test_an_honest_primary_under_steady_load_is_never_deposed():
@@ -199,13 +205,7 @@ def test_a_backlog_that_grows_while_the_request_waits_moves_the_relay_and_the_de
     busy_run(c, 40)  # the watch began with no backlog: its relay was due at half a timeout
     backlog["ms"] = 300
     busy_run(c, T // 2 + 300 - 80)
-    assert c.relays == []
-    busy_run(c, 80)
-    assert {name for _, name, _ in c.relays} == set(BACKUPS)
-    busy_run(c, REQUEST_TIMEOUTS * T + 2 * 300 - (T // 2 + 300 + 40) - 80)
-    assert views(c) == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
-    busy_run(c, 160)
-    assert all(c.replicas[name].view == 1 for name in BACKUPS), views(c)
+    relay_then_view_change(c, backlog_ms=300)
 
 
 def test_a_backlog_that_shrinks_does_not_bring_the_relay_forward():
