@@ -9,9 +9,10 @@ Keys by prefix (heights are 8-byte big-endian, so blocks sort by height)::
     w:<key>      consensus WAL records     p:<tx id>   accepted, not yet committed
 
 A committed block and all its effects (block, certificate, hash and tx
-indexes, state changes, new head) are written in ONE WriteBatch with
-sync=True, so after a crash the store is at the previous head or the new one,
-never between. ``open`` checks that head, stored head block, state root and
+indexes, state changes, new head) are written in ONE WriteBatch, so after a
+crash the store is at the previous head or the new one, never between. The
+batch is synced by itself, or (``durable=False``, the consensus driver) by the
+store's next synced write, with the block first (``store_writes.py``). ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
 Tx results are stored per block (``r:``): LevelDB's compaction rewrites records
 under random keys (tx ids) at every level, records in height order hardly ever.
