@@ -242,8 +242,12 @@ class NodeApp:
         digest: bytes,
         certificate: bytes,
         wal: list[tuple[bytes, bytes]] | None = None,
+        durable: bool = True,
     ) -> bytes:
-        """Execute (if needed) and store a committed block (with ``wal`` records); returns its root."""
+        """Execute (if needed) and store a committed block (with ``wal`` records); returns its root.
+
+        ``durable=False``: the block is durable at the store's next synced write, not at once
+        (``ChainStore.commit_block``)."""
         pending = self._pending.pop(digest, None)
         head = self.store.head()
         if pending is None or head.hash != pending.block.header.prev_hash:
@@ -266,7 +270,7 @@ class NodeApp:
                 ) from None
         else:
             decoded, execution = pending.block, pending.execution
-        self.store.commit_block(block, certificate, execution, wal, block=decoded)
+        self.store.commit_block(block, certificate, execution, wal, block=decoded, durable=durable)
         self.last_committed_tx_ids = execution.tx_ids
         tx_ids = list(execution.tx_ids)
         # Every included tx used up its nonce, whatever its result, and a sender's txs are

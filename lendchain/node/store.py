@@ -9,9 +9,10 @@ Keys by prefix (heights are 8-byte big-endian, so blocks sort by height)::
     w:<key>      consensus WAL records     p:<tx id>   accepted, not yet committed
 
 A committed block and all its effects (block, certificate, hash and tx
-indexes, state changes, new head) are written in ONE WriteBatch with
-sync=True, so after a crash the store is at the previous head or the new one,
-never between. ``open`` checks that head, stored head block, state root and
+indexes, state changes, new head) are written in ONE WriteBatch, so after a
+crash the store is at the previous head or the new one, never between. The
+batch is synced by itself, or (``durable=False``, the consensus driver) by the
+store's next synced write, with the block first (``store_writes.py``). ``open`` checks that head, stored head block, state root and
 indexes agree, and names the height and what disagrees when they do not.
 Tx results are stored per block (``r:``): LevelDB's compaction rewrites records
 under random keys (tx ids) at every level, records in height order hardly ever.
@@ -46,7 +47,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import plyvel
 
@@ -64,6 +64,8 @@ from lendchain.ledger.state import (
 from lendchain.node.checksums import ChecksumCheck, leveldb_says, open_files
 from lendchain.node.config import STORE_COMPRESSIONS
 from lendchain.node.recent_state import RecentState
+from lendchain.node.store_writes import DB_OPTIONS as _DB_OPTIONS
+from lendchain.node.store_writes import DeferredSync, apply_batch
 
 _META = b"m:"
 _BLOCK = b"b:"
@@ -121,26 +123,6 @@ def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
     )
 
 
-# Read and write tuning (issue 7, benchmarks/RESULTS-chain.md). Each state get
-# probes every level whose key range covers the key; a bloom filter of ~10 bits
-# per key lets a get skip the tables that do not hold it (most of them, for
-# keys of recent loans and for keys that do not exist yet, which every new
-# party, nonce and tx id is). The block cache holds decompressed blocks, so it
-# fills only with compression "snappy": LevelDB maps up to 1,000 table files
-# into memory and reads uncompressed blocks (the default) straight from the
-# mapping, which the page cache keeps instead (measured: 4 KB of cache in use
-# after 50,000 random gets, against the full 64 MB with snappy; RESULTS.md,
-# sixth session of 2026-12-05). A 32 MB write buffer (LevelDB's default is
-# 4 MB) flushes fewer, larger tables, so less is rewritten level to level: 4 %
-# less CPU per tx over 200,000 txs than 16 MB, for up to 32 MB more memory
-# (RESULTS.md, 2026-12-04).
-_DB_OPTIONS: dict[str, Any] = {
-    "bloom_filter_bits": 10,
-    "lru_cache_size": 64 * 1024 * 1024,
-    "write_buffer_size": 32 * 1024 * 1024,
-}
-
-
 class ChainStore:
     """One node's LevelDB. Implements ``StateReader`` (``get``) over committed state."""
 
@@ -155,6 +137,7 @@ class ChainStore:
         # Test-only (faults.py): returns a key of _INJECTED to fail the next block write.
         self.block_write_fault: Callable[[], str | None] | None = None
         self._head = self._read_head()
+        self._deferred = DeferredSync(path)  # blocks written unsynced (``commit_block(durable=False)``)
         # A backup thread flushes the memtable; close waits for that and tells it to stop.
         self.closing = threading.Event()
         self._flush_lock = threading.Lock()
@@ -376,6 +359,8 @@ class ChainStore:
             self._check.stop()
         with self._flush_lock:
             if not self._db.closed:
+                if self._deferred.unsynced and self.write_error is None:
+                    self._deferred.write_synced(lambda: None)
                 self._db.close()
 
     def flush_memtable(self) -> None:
@@ -454,8 +439,12 @@ class ChainStore:
         execution: BlockExecution,
         wal: list[tuple[bytes, bytes]] | None = None,
         block: Block | None = None,
+        durable: bool = True,
     ) -> Head:
         """Store a committed block with its certificate and effects, atomically and durably.
+
+        ``durable=False``: durable at the store's next synced write (``store_writes.py``); the
+        consensus driver's next WAL record, before its next vote, is one.
 
         ``wal``: consensus WAL records (as ``wal_write`` takes them) written in the same batch.
         ``block``: ``raw_block`` decoded, when the caller holds it (``check_block`` returned it),
@@ -493,7 +482,9 @@ class ChainStore:
         runs = ((_TX, zip(execution.tx_ids, locations, strict=True)), (_STATE, execution.changes.items()))
         try:
             what = f"block {header.height}"
-            written = self._write(ops, runs, sync=True, what=what, fault=self.block_write_fault)
+            written = self._write(
+                ops, runs, sync=True, what=what, fault=self.block_write_fault, durable=durable
+            )
         except StoreError:
             self._recent.forget()  # whether the batch reached LevelDB is unknown
             raise
@@ -509,40 +500,41 @@ class ChainStore:
         sync: bool,
         what: str,
         fault: Callable[[], str | None] | None = None,
+        durable: bool = True,
     ) -> int:
         """Apply ``ops`` (a None value deletes) in one batch; the first failure poisons the store.
 
         ``runs``: (prefix, pairs of key and value) put straight from the pairs: a block's
         thousands of tx index and state records, not copied into ``ops`` as tuples.
+        ``durable=False`` (with ``sync``): durable at the next synced write (``store_writes.py``).
         Returns the batch's size in bytes (its keys, values and record headers).
         """
         self.raise_if_write_failed()
         injected = fault() if fault is not None else None
+        size = 0
+
+        def write(sync_now: bool) -> None:
+            nonlocal size
+            size = apply_batch(self._db, ops, runs, sync_now)
+
         try:
             if injected == "disk_full":  # as LevelDB reports ENOSPC on its log append
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
-            batch = self._db.write_batch(sync=sync and self.sync_writes and injected is None)
-            put, delete = batch.put, batch.delete
-            for key, value in ops:
-                if value is None:
-                    delete(key)
-                else:
-                    put(key, value)
-            for prefix, pairs in runs:
-                for key, value in pairs:
-                    if value is None:
-                        delete(prefix + key)
-                    else:
-                        put(prefix + key, value)
-            batch.write()
-            size = batch.approximate_size()
+            sync = sync and self.sync_writes and injected is None
+            if sync and not durable:
+                self._deferred.write_unsynced_block(lambda: write(False))
+            elif sync and self._deferred.unsynced:
+                self._deferred.write_synced(lambda: write(False))
+            else:
+                write(sync)
             if injected == "fsync_error":  # the record reached the OS; whether it is durable is unknown
                 raise plyvel.IOError(f"IO error: {self._log_file()}: {_INJECTED[injected]}".encode())
-        except plyvel.Error as e:
+        except (plyvel.Error, OSError) as e:
+            said = leveldb_says(e) if isinstance(e, plyvel.Error) else f"fsync: {e.strerror}"
             self.write_error = StoreError(
-                f"writing {what} to data directory {self.path} failed ({leveldb_says(e)}); "
-                f"blocks up to {self._head.height} are stored safely, and the store takes no more "
-                f"writes: free space or fix the disk, then start the node again"
+                f"writing {what} to data directory {self.path} failed ({said}); "
+                f"blocks up to {self._head.height - self._deferred.blocks} are stored safely, "
+                f"and the store takes no more writes: free space or fix the disk, then start the node again"
             )
             raise self.write_error from None
         return size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ from trio.testing import MockClock
 from lendchain.consensus.events import Deliver, Persist, Send, Tick
 from lendchain.node import driver as driver_module
 from lendchain.node import store as store_module
+from lendchain.node import store_writes
 from lendchain.node.app import NodeApp
 from lendchain.node.config import MempoolConfig
 from lendchain.node.driver import IDLE_TICK_S, STALL_SLACK_S, TICK_S, ConsensusDriver
@@ -64,19 +66,23 @@ def app(tmp_path):
 
 @pytest.fixture
 def writes(monkeypatch):
-    """Every LevelDB batch the store writes: (what, sync, keys), and the sends in between."""
+    """Every LevelDB batch the store writes: (what, synced now, keys), and the sends in between.
+
+    A block written ``durable=False`` counts as not synced now: the next synced write syncs it."""
     log: list[tuple] = []
     real = ChainStore._write
 
-    def recording(self, ops, runs=(), *, sync, what, fault=None):
-        log.append((what, sync, [key for key, _ in ops]))  # runs: a block's tx index and state
-        return real(self, ops, runs, sync=sync, what=what, fault=fault)
+    def recording(self, ops, runs=(), *, sync, what, fault=None, durable=True):
+        log.append((what, sync and durable, [key for key, _ in ops]))  # runs: tx index and state
+        return real(self, ops, runs, sync=sync, what=what, fault=fault, durable=durable)
 
     monkeypatch.setattr(ChainStore, "_write", recording)
     return log
 
 
-def test_the_wal_records_before_a_deliver_go_into_the_blocks_own_synced_batch(app, writes):
+def test_the_wal_records_before_a_deliver_go_into_the_blocks_own_batch_synced_by_the_next_vote(
+    app, writes, monkeypatch
+):
     primary = app
     admit(primary, registrations(2))
     head = primary.store.head()
@@ -93,18 +99,29 @@ def test_the_wal_records_before_a_deliver_go_into_the_blocks_own_synced_batch(ap
             Deliver(1, block, digest, b"certificate-1"),
         ]
     )
+    synced_files: list[str] = []
+    real_sync = store_writes._datasync
+    monkeypatch.setattr(
+        store_writes,
+        "_datasync",
+        lambda fd: (synced_files.append(os.readlink(f"/proc/self/fd/{fd}")), real_sync(fd)),
+    )
     drive(primary, replica, sent)
 
-    synced = [(what, keys) for what, sync, keys in writes if sync]
     # The vote is on disk before the COMMIT leaves; the certificate and the deletions ride
-    # with block 1: two synced writes, not three.
-    assert [what for what, _ in synced] == ["consensus WAL records", "block 1"]
+    # with block 1, which is written but not synced on its own: one synced write, not two.
+    assert [(what, sync) for what, sync, _ in writes] == [("consensus WAL records", True), ("block 1", False)]
     assert sent == [("bank2", b"COMMIT")]
-    block_keys = synced[1][1]
+    block_keys = writes[1][2]
     assert store_module._WAL + b"cert/1" in block_keys and store_module._WAL + b"vote/old" in block_keys
     assert primary.store.head().height == 1
     assert primary.store.wal_items() == [(b"cert/1", b"certificate-1")]
     assert any(type(e).__name__ == "Executed" for e in replica.events)  # the replica hears back
+    assert synced_files == []
+    # The next vote's WAL record syncs the log file holding block 1 (and itself) before it returns.
+    primary.store.wal_write([(b"vote/next", b"d")])
+    current = primary.store._deferred.current_log()
+    assert synced_files == [str(current)] and primary.store._deferred.unsynced == []
 
 
 def test_a_persist_that_no_deliver_follows_is_written_on_its_own_before_the_next_send(app, writes):
