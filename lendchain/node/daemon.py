@@ -303,10 +303,11 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
         return self.mempool.next_free_nonce(sender, next_nonce(self.store, sender))
 
     async def _maintenance(self) -> None:
-        """Expire old txs, re-gossip unconfirmed ones, refresh gauges."""
+        """Sync a quiet network's last block, expire old txs, re-gossip unconfirmed ones, refresh gauges."""
         while True:
             await trio.sleep(MAINTENANCE_S)
             self.store.raise_if_write_failed()  # e.g. an API write hit a full disk: stop now
+            self.store.sync_committed()  # a quiet network's last block: no WAL write follows it
             now = now_ms()
             expired = self.mempool.expire(now)
             for tx in expired:

@@ -363,6 +363,16 @@ class ChainStore:
                     self._deferred.write_synced(lambda: None)
                 self._db.close()
 
+    def sync_committed(self) -> None:
+        """Make blocks committed with ``durable=False`` durable now, if any wait for a synced write.
+
+        Under load the next WAL record does it within milliseconds; on a network gone quiet
+        after a block none may come for hours, so the node's maintenance calls this each second.
+        A failure poisons the store as any failed write does.
+        """
+        if self._deferred.unsynced and self.write_error is None:
+            self._write([], sync=True, what="committed blocks")
+
     def flush_memtable(self) -> None:
         """Write LevelDB's memtable out as a table file, so the table files hold every stored write.
 

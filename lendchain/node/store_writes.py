@@ -5,7 +5,9 @@ The consensus driver writes a committed block unsynced (``ChainStore.commit_bloc
 ``durable=False``). Its batch reaches LevelDB's log (and the OS) at once, so a process
 crash keeps it; what a power loss can take is only the log's unsynced tail. The node's
 next synced write (its next WAL record, which comes before its next vote leaves) makes
-that tail durable, in order: the block before anything written after it. Losing the block
+that tail durable, in order: the block before anything written after it. On a network gone
+quiet no WAL record may follow for hours, so the node's maintenance pass syncs what waits
+each second (``ChainStore.sync_committed``). Losing the block
 before then leaves the store at the previous head, atomically (a batch is one log record),
 with the WAL still holding that height's votes, block and prepared certificate: where a
 crash just before the commit leaves a node today. The block is final elsewhere (2f+1

@@ -117,3 +117,21 @@ def test_a_failed_sync_of_a_deferred_block_poisons_the_store_and_says_the_block_
 def test_a_log_leveldb_deleted_after_flushing_it_needs_no_sync(tmp_path, synced):
     store_writes.sync_file(tmp_path / "000007.log")
     assert synced == []
+
+
+def test_sync_committed_makes_a_quiet_networks_last_block_durable_once(tmp_path, synced):
+    genesis = make_genesis()[0]
+    store = ChainStore.open(tmp_path / "bank1", genesis, create=True)
+    try:
+        store.sync_committed()  # nothing deferred: no write, no sync
+        assert synced == []
+        chain = Chain.start(genesis)
+        commit_empty_block(store, chain, durable=False)
+        assert synced == []
+        store.sync_committed()
+        assert len(synced) == 1  # the block's log
+        store.sync_committed()  # synced already: nothing more
+        assert len(synced) == 1 and store.head().height == 1
+    finally:
+        store.close()
+    assert len(synced) == 1  # close found nothing left to sync
