@@ -64,6 +64,8 @@ from lendchain.ledger.state import (
 from lendchain.node.checksums import ChecksumCheck, leveldb_says, open_files
 from lendchain.node.config import STORE_COMPRESSIONS
 from lendchain.node.recent_state import RecentState
+from lendchain.node.store_records import PENDING as _PENDING
+from lendchain.node.store_records import NodeRecords
 from lendchain.node.store_writes import DB_OPTIONS as _DB_OPTIONS
 from lendchain.node.store_writes import DeferredSync, apply_batch
 
@@ -75,16 +77,11 @@ _TX = b"t:"
 _RESULTS = b"r:"
 _STATE = b"s:"
 _WAL = b"w:"
-# Accepted, not yet committed txs: written (unsynced: a process crash keeps them, the OS
-# page cache holds them) before the API answers 202, reloaded into the mempool on start.
-_PENDING = b"p:"
 _NO_RECORD = b"\xff\xff"  # above every key: flush_memtable's empty compaction range
 _GENESIS_KEY = _META + b"genesis"
 _CHAIN_ID_KEY = _META + b"chain_id"
 _HEAD_KEY = _META + b"head"
 _FORMAT_KEY = _META + b"format"
-# This node's own record, not chain data: peers' node keys it refuses (see ``retire_keys``).
-_RETIRED_KEYS = _META + b"retired_keys"
 # 2: tx results per block under r:<height>; the tx index holds [height, index] (was 1: the result too)
 FORMAT = 2
 # On open, this many blocks below the head are checked to link by hash.
@@ -123,7 +120,7 @@ def _read_failed(path: Path, error: plyvel.Error) -> StoreError:
     )
 
 
-class ChainStore:
+class ChainStore(NodeRecords):
     """One node's LevelDB. Implements ``StateReader`` (``get``) over committed state."""
 
     def __init__(self, db: plyvel.DB, path: Path, genesis: Genesis) -> None:
@@ -574,29 +571,3 @@ class ChainStore:
         """Write WAL records durably (one synced batch); an empty value deletes the record."""
         ops = [(_WAL + key, value or None) for key, value in entries]
         self._write(ops, sync=True, what="consensus WAL records")
-
-    def pending_put(self, txs: list[tuple[bytes, bytes]]) -> None:
-        """Remember accepted txs (id, raw) so a restart does not lose them."""
-        self._write([(_PENDING + tx_id, raw) for tx_id, raw in txs], sync=False, what="accepted txs")
-        self._pending_ids.update(tx_id for tx_id, _ in txs)
-
-    def pending_delete(self, tx_ids: list[bytes]) -> None:
-        """Forget accepted txs; ids this store never held cost nothing (most of a block's)."""
-        held = [tx_id for tx_id in tx_ids if tx_id in self._pending_ids]
-        if held:
-            self._write([(_PENDING + tx_id, None) for tx_id in held], sync=False, what="accepted txs")
-            self._pending_ids.difference_update(held)
-
-    def retired_keys(self) -> dict[str, list[bytes]]:
-        """Member name -> the node keys this node refuses it for: it has proved a newer one."""
-        raw = self._get(_RETIRED_KEYS)
-        return codec.unpack(raw) if raw else {}
-
-    def retire_keys(self, name: str, keys: list[bytes]) -> None:
-        """Add to ``name``'s refused keys (synced: a restart must not admit them again)."""
-        retired = self.retired_keys()
-        retired[name] = sorted({*retired.get(name, ()), *keys})
-        self._write([(_RETIRED_KEYS, codec.pack(retired))], sync=True, what="retired node keys")
-
-    def pending_items(self) -> list[tuple[bytes, bytes]]:
-        return [(key[len(_PENDING) :], value) for key, value in self._scan(_PENDING)]
