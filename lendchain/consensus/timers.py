@@ -92,6 +92,10 @@ class RequestWatch:
             self.relay_at_ms += extra
             self.deadline_ms += 2 * extra
 
+    def due(self, now_ms: int, height: int, proposing: bool, idle_wait_ms: int) -> bool:
+        """A relay or the view change is due (``relay_due``, or the deadline has passed)."""
+        return now_ms >= self.deadline_ms or self.relay_due(now_ms, height, proposing, idle_wait_ms)
+
     def relay_due(self, now_ms: int, height: int, proposing: bool, idle_wait_ms: int) -> bool:
         """Relay once the backlog had time to move, or after ``idle_wait_ms`` of an idle primary.
 
@@ -197,9 +201,7 @@ class TimerSteps:
         # shows no PRE-PREPARE for ~0.5 s (a quarter timeout relayed 11 times per 200k run).
         half_timeout = self._timeout() // 2
         proposing = self._committed_height + 1 in self._preprepares
-        due = watch is not None and (
-            now >= watch.deadline_ms or watch.relay_due(now, self._committed_height, proposing, half_timeout)
-        )
+        due = watch is not None and watch.due(now, self._committed_height, proposing, half_timeout)
         # Ask the app again before acting, too: the request may have committed since the last scan.
         if due or now >= self._request_scan_at:
             self._request_scan_at = now + min(REQUEST_SCAN_MS, self._params.view_change_timeout_ms // 4)
@@ -217,9 +219,7 @@ class TimerSteps:
                 )
                 return
             watch.allow_backlog(backlog_ms)
-            due = now >= watch.deadline_ms or watch.relay_due(
-                now, self._committed_height, proposing, half_timeout
-            )
+            due = watch.due(now, self._committed_height, proposing, half_timeout)
         if not due:
             return
         if watch.relay_due(now, self._committed_height, proposing, half_timeout):
