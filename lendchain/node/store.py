@@ -347,7 +347,8 @@ class ChainStore(NodeRecords):
         return block
 
     def close(self) -> None:
-        """Stop the background check (it stops between two records) and close LevelDB.
+        """Stop the background check (it stops between two records), sync blocks committed
+        unsynced (``sync_committed``) and close LevelDB.
 
         A backup running in another thread stops at its next step (``closing``).
         """
@@ -356,8 +357,7 @@ class ChainStore(NodeRecords):
             self._check.stop()
         with self._flush_lock:
             if not self._db.closed:
-                if self._deferred.unsynced and self.write_error is None:
-                    self._deferred.write_synced(lambda: None)
+                self.sync_committed()
                 self._db.close()
 
     def sync_committed(self) -> None:
