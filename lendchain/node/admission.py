@@ -155,12 +155,11 @@ class TxAdmission:
     def _restore_pending(self: Any) -> None:
         """Put back the txs this node accepted before a crash or restart and had not committed."""
         restored = gone = 0
-        items = self.store.pending_items()
-        items.sort(key=lambda item: decode_transaction(item[1]).nonce)
-        for tx_id, raw in items:
-            result = self._accept(decode_transaction(raw), source="restore")
-            if result["status"] == "accepted":
-                self.store.pending_put([(tx_id, raw)])
+        items = [(tx_id, decode_transaction(raw)) for tx_id, raw in self.store.pending_items()]
+        items.sort(key=lambda item: item[1].nonce)
+        for tx_id, tx in items:
+            # Accepted: its record stays as it is (the store read it, and knows its id).
+            if self._accept(tx, source="restore")["status"] == "accepted":
                 restored += 1
             else:
                 self.store.pending_delete([tx_id])
