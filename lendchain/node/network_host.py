@@ -53,6 +53,7 @@ from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_byt
 from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.crypto import SigningKey
+from lendchain.node import network_records
 from lendchain.node.network_mux import ReaderFirstYamux
 
 # A full mesh up to 12 other members: the publisher reaches everyone itself (see MemberGossipSub).
@@ -83,6 +84,7 @@ class _RoomyRpcQueue(RpcQueue):
 
 
 _pubsub_module.RpcQueue = _RoomyRpcQueue  # type: ignore[misc]
+network_records.install()  # the signed peer record of every pubsub RPC, made and checked once
 
 
 class _DropDialErrors(logging.Filter):
@@ -201,7 +203,7 @@ def build_host(
     # otherwise replace a peer's addresses with those of the signed peer record every RPC carries, which on a
     # node listening on 0.0.0.0 name its own wildcard address: dialling that peer then reached
     # the dialler itself (Noise: PeerIDMismatchesPubkey) and, after a partition, never healed.
-    host.get_peerstore().consume_peer_record = _keep_genesis_addresses  # type: ignore[method-assign]
+    host.get_peerstore().consume_peer_record = network_records.keep_genesis_addresses  # type: ignore[method-assign]
     swarm = host.get_network()
     # The swarm's auto-connector dials any peer in the peerstore (including
     # addresses learned through identify) to reach 150+ connections; members are
@@ -255,11 +257,6 @@ def forget_closed_connections(host: IHost, peer_id: ID) -> int:
 
 async def _never_auto_connect() -> None:
     return None
-
-
-def _keep_genesis_addresses(envelope: object, ttl: int) -> bool:
-    """Accept a peer record (pubsub checked its signature) without touching the addresses."""
-    return True
 
 
 def content_message_id(msg: rpc_pb2.Message) -> bytes:
