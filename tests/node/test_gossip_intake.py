@@ -12,7 +12,7 @@ from lendchain.crypto import SigningKey
 from lendchain.ledger.keyrotation import MemberSigner
 from lendchain.ledger.transactions import Transaction, build_transaction
 from lendchain.node.daemon import Node
-from lendchain.node.gossip import GOSSIP_FLUSH_S
+from lendchain.node.gossip import GOSSIP_FLUSH_MAX_S, GOSSIP_FLUSH_S
 from lendchain.node.network import NetworkError
 
 FLUSHES = 3  # flush intervals the flusher runs for, on the mock clock
@@ -169,3 +169,41 @@ def test_an_equal_copy_of_a_validated_message_is_validated_again_and_pooled(node
     assert validated == [copy] and all(tx.id in node.mempool for tx in txs)
     node._on_gossip(data)  # the first object's entry is still there: taken without validation
     assert validated == [copy] and len(node.mempool) == 3 and node._gossip_checked == {}
+
+
+def test_the_flush_waits_a_tenth_of_the_backlog_between_its_bounds(node):
+    node.app.sizer.rate = 100.0  # txs per second
+    assert node._gossip_flush_s() == GOSSIP_FLUSH_S  # an empty pool
+    node.submit([tx.encode() for tx in registrations(node, 300)])  # 3 s to commit
+    assert node.app.backlog_ms() == 3_000
+    assert node._gossip_flush_s() == pytest.approx(0.3)
+    node.app.sizer.rate = 1.0  # the same pool now takes 300 s
+    assert node._gossip_flush_s() == GOSSIP_FLUSH_MAX_S
+
+
+def test_behind_a_backlog_the_outbox_leaves_later_in_fewer_messages(node, monkeypatch):
+    """Txs the API admits behind a 3 s backlog go out each 0.3 s, not each 0.1 s."""
+    node.app.sizer.rate = 100.0
+    node.submit([tx.encode() for tx in registrations(node, 300)])  # pooled and in the outbox
+    node._gossip_outbox.clear()
+    sent: list[tuple[float, int]] = []
+
+    async def publish(data: bytes) -> None:
+        sent.append((trio.current_time(), len(codec.unpack(data))))
+
+    monkeypatch.setattr(node.network, "publish", publish)
+
+    async def trickle() -> None:  # one tx every 0.02 s, as a client would send them
+        for tx in registrations(node, 30):
+            node._gossip_outbox.append(tx.encode())
+            await trio.sleep(0.02)
+
+    async def main() -> None:
+        with trio.move_on_after(0.61):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                nursery.start_soon(node._gossip_flusher)
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert [round(at, 2) for at, _ in sent] == [0.3, 0.6]
+    assert sum(count for _, count in sent) == 30
