@@ -18,7 +18,8 @@ the last ones' (1.4-1.5 s), nor the throughput or the view changes.
 Out: txs this node admitted from its API go to ``_gossip_outbox``; every
 ``GOSSIP_FLUSH_S`` the outbox leaves in messages of at most
 ``GOSSIP_MAX_BYTES``. Behind a backlog the flush waits longer, a tenth of
-the time the pool takes to commit (``NodeApp.backlog_ms``), at most
+the time the pool takes to commit (``NodeApp.backlog_ms``, once the node has
+measured a commit rate: before that the backlog is a guess), at most
 ``GOSSIP_FLUSH_MAX_S``: a tx that waits seconds in the queue loses nothing
 by leaving a few hundred ms later, and each gossip message costs every
 receiver a fixed amount (py-libp2p's signature check of the message, its
@@ -123,6 +124,8 @@ class GossipIntake:
 
     def _gossip_flush_s(self: Any) -> float:
         """How long the outbox collects before the next flush: longer behind a backlog."""
+        if self.app.sizer.rate is None:  # no commit rate measured yet: the backlog is a guess
+            return GOSSIP_FLUSH_S
         behind_s = self.app.backlog_ms() * GOSSIP_FLUSH_BACKLOG_SHARE / 1000
         return min(GOSSIP_FLUSH_MAX_S, max(GOSSIP_FLUSH_S, behind_s))
 
