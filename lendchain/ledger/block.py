@@ -31,6 +31,7 @@ from itertools import repeat
 from typing import Any
 
 from lendchain import codec
+from lendchain.lazy import lazy_attribute
 from lendchain.ledger import merkle
 from lendchain.ledger.errors import InvalidBlock, TxRejected
 from lendchain.ledger.execute import execute_txs, results_root
@@ -74,6 +75,12 @@ class BlockHeader:
         ]
 
     def hash(self) -> bytes:
+        return self._hash
+
+    @lazy_attribute
+    def _hash(self) -> bytes:
+        """Computed once per header: a backup hashes a proposal as it arrives, then validates and
+        stores that same decoded block, and a proposer stores the block it built and hashed."""
         return codec.hash_value([BLOCK_TAG, self.to_value()])
 
     def to_json(self) -> dict[str, Any]:

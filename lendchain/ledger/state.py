@@ -356,4 +356,7 @@ def next_nonce(reader: StateReader, did: str) -> int:
 
 
 def get_params(reader: StateReader) -> dict[str, Any]:
-    return read_value(reader, PARAMS_KEY) or dict(DEFAULT_PARAMS)
+    # Read before every block's execution: decoded as the ledger's own state (``unpack_trusted``),
+    # not re-encoded to check its form, which cost three times the decoding.
+    raw = reader.get(PARAMS_KEY)
+    return (codec.unpack_trusted(raw) if raw is not None else None) or dict(DEFAULT_PARAMS)

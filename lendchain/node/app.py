@@ -37,6 +37,7 @@ from lendchain.ledger.block import Block, InvalidBlock, check_block, make_block
 from lendchain.ledger.rules import RULES_KEY, RULES_VERSION, active_rules, pending_upgrade
 from lendchain.ledger.state import BlockExecution, OverlayReader, StateReader, next_nonce
 from lendchain.ledger.transactions import Transaction
+from lendchain.node.keyschedule import CommittedRoster
 from lendchain.node.mempool import Mempool
 from lendchain.node.store import ChainStore
 
@@ -152,6 +153,8 @@ class NodeApp:
         # The ids of the txs of the block the last ``commit`` stored, in block order: the
         # daemon's commit listener reads them rather than the block back from the store.
         self.last_committed_tx_ids: list[bytes] = []
+        # The members' keys and votes at the store's head, which ``commit`` keeps current.
+        self.roster = CommittedRoster(genesis, store)
         self.warn_if_upgrade_needed()
         active_rules(store, store.head().height + 1)  # UpgradeRequired: this release cannot go on
 
@@ -271,6 +274,7 @@ class NodeApp:
         else:
             decoded, execution = pending.block, pending.execution
         self.store.commit_block(block, certificate, execution, wal, block=decoded, durable=durable)
+        self.roster.after_commit(execution.changes)
         self.last_committed_tx_ids = execution.tx_ids
         tx_ids = list(execution.tx_ids)
         # Every included tx used up its nonce, whatever its result, and a sender's txs are

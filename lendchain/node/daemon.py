@@ -407,8 +407,8 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
         return await self.network.request(to, payload, timeout_s)
 
     def _on_commit(self, height: int) -> None:
-        schedule = key_schedule(self.genesis, self.store)
-        removed = removed_members(self.store)
+        roster = self.app.roster  # the commit just before kept it current
+        schedule, removed = roster.schedule, roster.removed
         gone = cut_off(self.store, height, removed)
         keys = member_keys(schedule, gone)
         if keys != self.member_keys:  # a rotation or admission executed, or a removed member is let go

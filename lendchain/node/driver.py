@@ -44,7 +44,6 @@ from lendchain.consensus.events import (
 )
 from lendchain.consensus.replica import Replica
 from lendchain.node.app import NodeApp
-from lendchain.node.keyschedule import keys_learned
 from lendchain.node.metrics import NodeMetrics
 from lendchain.node.store import ChainStore
 
@@ -304,7 +303,7 @@ class ConsensusDriver:
             self._height_changed.set()
             self._height_changed = trio.Event()
             # Rotations this block scheduled reach the replica before it votes at the next height.
-            learned = keys_learned(self.store, action.height)
+            learned = self.app.roster.keys_learned(action.height)
             return learned, Executed(action.height, action.digest, state_root)
         elif isinstance(action, FetchBlocks):
             self.sync_target = max(self.sync_target, action.to_height)

@@ -141,7 +141,7 @@ class MemberRoles:
         When it is this node's own member, the node moves its listener there
         (``_move_listen_address``): peers dial only the new address from now on.
         """
-        moved = current_addresses(self.store)
+        moved = self.app.roster.addresses
         if moved == self._addresses_seen:
             return
         for name, address in moved.items():

@@ -4,11 +4,13 @@ genesis bytes it stores never change; values parse and check as the README's tab
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import lendchain
+from lendchain import codec
 from lendchain.ledger.params import (
     PARAMS,
     SERVICING_ERAS,
@@ -21,6 +23,8 @@ from lendchain.ledger.params import (
     parse_text,
     problem,
 )
+from lendchain.ledger.state import DEFAULT_PARAMS, PARAMS_KEY, MemoryState, get_params
+from tests.ledger.chain import Chain, make_genesis
 
 SOURCE = Path(lendchain.__file__).parent
 README = SOURCE.parent / "README.md"
@@ -143,3 +147,19 @@ def test_the_readme_table_is_the_registry():
         "README.md's table of chain parameters differs from the registry: paste "
         "`python -c 'from lendchain.ledger.params import markdown_table; print(markdown_table())'`"
     )
+
+
+def test_a_blocks_execution_decodes_the_params_without_re_encoding_them(monkeypatch):
+    """``get_params`` runs before every block: it decodes the ledger's own state as execution's reads
+    do, and gives what the checked decoding gave, on a genesis that overrides a default too."""
+    genesis, _ = make_genesis()
+    genesis = replace(genesis, app={"key_rotation_delay_blocks": 12})
+    chain = Chain.start(genesis)
+    raw = chain.state.get(PARAMS_KEY)
+    assert get_params(chain.state) == codec.unpack(raw) == {**DEFAULT_PARAMS, "key_rotation_delay_blocks": 12}
+    checked: list[bytes] = []
+    real = codec.unpack
+    monkeypatch.setattr(codec, "unpack", lambda data, **limits: checked.append(data) or real(data, **limits))
+    chain.run()
+    assert raw not in checked
+    assert get_params(MemoryState()) == DEFAULT_PARAMS

@@ -8,12 +8,14 @@ signature check (``verify_raw``) and every decode of wire bytes.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
+from lendchain import codec
 from lendchain.bounded import BoundedCache
 from lendchain.ledger import transactions
-from lendchain.ledger.block import Block
+from lendchain.ledger.block import BLOCK_TAG, Block
 from lendchain.ledger.transactions import Transaction, check_stateless
 from lendchain.node import app as app_module
 from lendchain.node.app import NodeApp
@@ -282,3 +284,39 @@ def test_a_commit_drops_its_txs_and_the_pooled_txs_whose_nonces_it_used(network)
     assert len(backup.mempool) == 1 and later.id in backup.mempool
     assert backup.mempool.recent_outcome(superseded.id).code == "bad_nonce"
     assert backup.last_committed_tx_ids == [tx.id for tx in committed]
+
+
+def test_a_block_header_is_hashed_once_by_the_primary_and_once_by_a_backup(network, monkeypatch):
+    """The backup hashes a proposal as it arrives (``digest``), then validates and stores that same
+    decoded block; the primary stores the block it built and hashed. Neither hashes it again."""
+    primary, backup = network
+    txs = registrations(3)
+    admit(primary, txs)
+    admit(backup, txs)
+    hashed: list[int] = []
+    real = codec.hash_value
+    monkeypatch.setattr(
+        codec, "hash_value", lambda value: hashed.append(value[0] == BLOCK_TAG) or real(value)
+    )
+    head = primary.store.head()
+    block = primary.propose(1, head.hash, NOW_MS)
+    digest = primary.digest(block)
+    primary.commit(1, block, digest, b"certificate-1")
+    assert hashed.count(True) == 1
+    hashed.clear()
+    assert backup.digest(block) == digest
+    assert backup.validate(1, head.hash, block, NOW_MS) is None
+    backup.commit(1, block, digest, b"certificate-1")
+    assert hashed.count(True) == 1
+    assert backup.store.head().hash == primary.store.head().hash == digest
+
+
+def test_a_header_changed_by_replace_is_hashed_anew(network):
+    """The hash is kept on the header object; a header built from another (a test's forgery, the
+    Byzantine proposer's) is a new object and hashes its own fields."""
+    primary, _ = network
+    admit(primary, registrations(1))
+    head = primary.store.head()
+    header = Block.decode(primary.propose(1, head.hash, NOW_MS)).header
+    forged = replace(header, state_root=bytes(32))
+    assert header.hash() != forged.hash() == codec.hash_value([BLOCK_TAG, forged.to_value()])
