@@ -17,11 +17,13 @@ the last ones' (1.4-1.5 s), nor the throughput or the view changes.
 
 Out: txs this node admitted from its API go to ``_gossip_outbox``; every
 ``GOSSIP_FLUSH_S`` the outbox leaves in messages of at most
-``GOSSIP_MAX_BYTES``.
+``GOSSIP_MAX_BYTES``. An empty outbox is not polled: the flusher waits for
+its first tx (``_queue_gossip``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trio
@@ -99,9 +101,22 @@ class GossipIntake:
 
     # -- out -----------------------------------------------------------------------
 
+    def _queue_gossip(self: Any, raw: bytes) -> None:
+        if not self._gossip_outbox:
+            self._gossip_queued.set()  # wakes an idle flusher
+        self._gossip_outbox.append(raw)
+
     async def _gossip_flusher(self: Any) -> None:
         while True:
             await trio.sleep(GOSSIP_FLUSH_S)
+            if not self._gossip_outbox:
+                # Idle: wait for a tx, then flush when this loop's next poll would have come, so
+                # a tx waits no longer than before, without ten empty wake-ups a second.
+                polled = trio.current_time()
+                self._gossip_queued = trio.Event()
+                await self._gossip_queued.wait()
+                polls = math.ceil((trio.current_time() - polled) / GOSSIP_FLUSH_S)
+                await trio.sleep_until(polled + polls * GOSSIP_FLUSH_S)
             while self._gossip_outbox:
                 batch = self._take_gossip_batch()
                 if not self.faults.drops_gossip():

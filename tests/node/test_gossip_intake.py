@@ -169,3 +169,34 @@ def test_an_equal_copy_of_a_validated_message_is_validated_again_and_pooled(node
     assert validated == [copy] and all(tx.id in node.mempool for tx in txs)
     node._on_gossip(data)  # the first object's entry is still there: taken without validation
     assert validated == [copy] and len(node.mempool) == 3 and node._gossip_checked == {}
+
+
+def test_an_idle_flusher_sleeps_until_a_tx_comes_then_flushes_on_its_poll_times(node, monkeypatch):
+    """An empty outbox is not polled (10 wake-ups a second per node), yet a tx leaves at the
+    next ``GOSSIP_FLUSH_S`` step after the flusher's start, as when it polled."""
+    tx = registrations(node, 1)[0].encode()
+    published: list[tuple[float, list[bytes]]] = []
+    wakes = []
+
+    async def publish(data: bytes) -> None:
+        published.append((trio.current_time(), codec.unpack(data)))
+
+    monkeypatch.setattr(node.network, "publish", publish)
+
+    class Wakes(trio.abc.Instrument):
+        def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+            if task.name.endswith("_gossip_flusher"):
+                wakes.append(trio.current_time())
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node._gossip_flusher)
+            await trio.sleep(10 + 2.5 * GOSSIP_FLUSH_S)
+            node._queue_gossip(tx)
+            await trio.sleep(GOSSIP_FLUSH_S)
+            nursery.cancel_scope.cancel()
+
+    clock = MockClock(autojump_threshold=0)
+    trio.run(main, clock=clock, instruments=[Wakes()])
+    assert published == [(pytest.approx(10 + 3 * GOSSIP_FLUSH_S), [tx])]
+    assert len([t for t in wakes if t < 10]) <= 2, wakes
