@@ -146,7 +146,7 @@ class TxAdmission:
                 answers.append(None)
                 accepted.append(tx_id)
                 if outgoing:
-                    self._gossip_outbox.append(tx.encode())
+                    self._queue_gossip(tx.encode())
                     self._regossip.add(tx_id, added_ms, backlog_ms)
         finally:
             if accepted:  # for the commit-latency metric

@@ -155,6 +155,7 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
                 self.network.options["max_frame_size"],
             )
         self._gossip_outbox: list[bytes] = []
+        self._gossip_queued = trio.Event()  # set when the outbox gets its first tx
         self._regossip = RegossipSchedule(REGOSSIP_AFTER_MS, REGOSSIP_MAX_MS, REGOSSIP_MAX_BACKLOG_WAIT_MS)
         # Validated gossip messages' txs by the message object's id, holding the message (so no
         # other object can take its id): a key of ~56 KiB of bytes was hashed once per message.
@@ -316,7 +317,7 @@ class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
             if expired:
                 self.store.pending_delete([tx.tx_id for tx in expired])
             for tx_id in self._regossip.due(now, self.mempool.__contains__, GOSSIP_MAX_TXS):
-                self._gossip_outbox.append(self.mempool.get(tx_id).raw)
+                self._queue_gossip(self.mempool.get(tx_id).raw)
             self.metrics.peers.set(len(self.network.connected_members()))
             self.metrics.mempool_txs.set(len(self.mempool))
             self.metrics.mempool_bytes.set(self.mempool.size_bytes)

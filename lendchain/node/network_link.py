@@ -158,6 +158,7 @@ class MemberLink:
         self.removed = (
             False  # this link was dropped (``Network.remove_member``, ``leave``): its supervisor stops
         )
+        self.dropped = trio.Event()  # set with ``removed``: wakes the link's watchdog at once
         # Dial the member no more, only answer its node's own connections with a stream back (so
         # that its node's link hears us): a removed member (``Network.stop_dialling``, ``let_go``).
         self.passive = False

@@ -146,6 +146,7 @@ class MemberSet:
         if link is None:
             return None
         link.removed = True  # its supervisor stops at its next turn
+        link.dropped.set()
         self._order.remove(name)
         self._consensus_links = [other for other in self._consensus_links if other is not link]
         self._member_keys = {other: keys for other, keys in self._member_keys.items() if other != name}

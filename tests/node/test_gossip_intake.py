@@ -197,7 +197,7 @@ def test_behind_a_backlog_the_outbox_leaves_later_in_fewer_messages(node, monkey
 
     async def trickle() -> None:  # one tx every 0.02 s, as a client would send them
         for tx in registrations(node, 30):
-            node._gossip_outbox.append(tx.encode())
+            node._queue_gossip(tx.encode())
             await trio.sleep(0.02)
 
     async def main() -> None:
@@ -209,3 +209,34 @@ def test_behind_a_backlog_the_outbox_leaves_later_in_fewer_messages(node, monkey
     trio.run(main, clock=MockClock(autojump_threshold=0))
     assert [round(at, 2) for at, _ in sent] == [0.3, 0.6]
     assert sum(count for _, count in sent) == 30
+
+
+def test_an_idle_flusher_sleeps_until_a_tx_comes_then_flushes_on_its_poll_times(node, monkeypatch):
+    """An empty outbox is not polled (10 wake-ups a second per node), yet a tx leaves at the
+    next ``GOSSIP_FLUSH_S`` step after the flusher's start, as when it polled."""
+    tx = registrations(node, 1)[0].encode()
+    published: list[tuple[float, list[bytes]]] = []
+    wakes = []
+
+    async def publish(data: bytes) -> None:
+        published.append((trio.current_time(), codec.unpack(data)))
+
+    monkeypatch.setattr(node.network, "publish", publish)
+
+    class Wakes(trio.abc.Instrument):
+        def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+            if task.name.endswith("_gossip_flusher"):
+                wakes.append(trio.current_time())
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node._gossip_flusher)
+            await trio.sleep(10 + 2.5 * GOSSIP_FLUSH_S)
+            node._queue_gossip(tx)
+            await trio.sleep(GOSSIP_FLUSH_S)
+            nursery.cancel_scope.cancel()
+
+    clock = MockClock(autojump_threshold=0)
+    trio.run(main, clock=clock, instruments=[Wakes()])
+    assert published == [(pytest.approx(10 + 3 * GOSSIP_FLUSH_S), [tx])]
+    assert len([t for t in wakes if t < 10]) <= 2, wakes
