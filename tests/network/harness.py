@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 
 from lendchain.crypto import SigningKey
@@ -116,6 +117,11 @@ class Peer:
         assert self.cancel_scope is not None
         self.cancel_scope.cancel()
         await self.stopped.wait()
+
+
+def logged(caplog: pytest.LogCaptureFixture, *texts: str) -> bool:
+    """Whether a captured log line holds one of ``texts``."""
+    return any(text in r.getMessage() for r in caplog.records for text in texts)
 
 
 async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:

@@ -13,7 +13,7 @@ from collections import Counter
 
 import trio
 
-from tests.network.harness import Peer, make_members, running, wait_for, wait_full_mesh
+from tests.network.harness import Peer, logged, make_members, running, wait_for, wait_full_mesh
 
 WINDOW_S = 2.0
 
@@ -60,10 +60,7 @@ def test_a_member_that_stops_pinging_is_dropped_after_dead_after_s(caplog):
         async with running(peers):
             await wait_for(lambda: "node1" in peers[0].network.connected_members(), "node0's link to node1")
             await wait_for(
-                lambda: any(
-                    "nothing heard for" in r.getMessage() or "silent for 0.6 s" in r.getMessage()
-                    for r in caplog.records
-                ),
+                lambda: logged(caplog, "nothing heard for", "silent for 0.6 s"),
                 "node0 to give up on silent node1",
                 timeout_s=5,
             )
@@ -83,9 +80,7 @@ def test_removing_a_member_ends_its_link_without_waiting_for_the_watchdogs_deadl
             peers[0].network.remove_member("node1")
             with trio.fail_after(3):
                 await wait_for(
-                    lambda: any(
-                        "link to node1 down: the member was removed" in r.getMessage() for r in caplog.records
-                    ),
+                    lambda: logged(caplog, "link to node1 down: the member was removed"),
                     "node0's link to node1 to end",
                 )
 

@@ -15,7 +15,7 @@ import trio
 from lendchain.node.network import CONSENSUS_PROTOCOL, REQUEST_PROTOCOL
 from lendchain.node.network_host import peer_id_of
 from lendchain.node.network_wire import FrameKind, encode_frame, encode_hello
-from tests.network.harness import CHAIN_ID, Peer, make_members, running, wait_for, wait_full_mesh
+from tests.network.harness import CHAIN_ID, Peer, logged, make_members, running, wait_for, wait_full_mesh
 
 MAX_FRAME = 4096
 
@@ -128,7 +128,7 @@ def test_silent_stream_is_closed_after_dead_after_s(caplog):
             stream = await host1.new_stream(peer_id_of(keys["node0"].public_key), [CONSENSUS_PROTOCOL])
             await stream.write(encode_hello(CHAIN_ID, "node1"))  # then nothing, not even PINGs
             await wait_for(
-                lambda: any("silent for 0.6 s" in r.getMessage() for r in caplog.records),
+                lambda: logged(caplog, "silent for 0.6 s"),
                 "node0 to give up on the silent stream",
                 timeout_s=5,
             )
@@ -158,7 +158,7 @@ def test_stalled_write_closes_the_connection_instead_of_cancelling_the_write(cap
             for _ in range(16):  # 16 MiB: far beyond what yamux windows and socket buffers hold
                 peers[0].network.send("node1", b"x" * (1 << 20))
             await wait_for(
-                lambda: any("write stalled" in r.getMessage() for r in caplog.records),
+                lambda: logged(caplog, "write stalled"),
                 "node0 to notice its write to node1 is stuck",
             )
             await wait_for(
