@@ -16,6 +16,7 @@ from lendchain.node.gossip import GOSSIP_FLUSH_MAX_S, GOSSIP_FLUSH_S
 from lendchain.node.network import NetworkError
 
 FLUSHES = 3  # flush intervals the flusher runs for, on the mock clock
+IDLE_S = 10 + 2.5 * GOSSIP_FLUSH_S  # an idle outbox's wait before a tx comes, on the mock clock
 
 
 def registrations(node: Node, count: int) -> list[Transaction]:
@@ -231,7 +232,7 @@ def test_an_idle_flusher_sleeps_until_a_tx_comes_then_flushes_on_its_poll_times(
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(node._gossip_flusher)
-            await trio.sleep(10 + 2.5 * GOSSIP_FLUSH_S)
+            await trio.sleep(IDLE_S)  # the mock clock's seconds: no real time passes
             node._queue_gossip(tx)
             await trio.sleep(GOSSIP_FLUSH_S)
             nursery.cancel_scope.cancel()
