@@ -348,7 +348,7 @@ class ChainStore(NodeRecords):
 
     def close(self) -> None:
         """Stop the background check (it stops between two records), sync blocks committed
-        unsynced (``sync_committed``) and close LevelDB.
+        unsynced (``sync_committed``) and close LevelDB, also when that sync fails.
 
         A backup running in another thread stops at its next step (``closing``).
         """
@@ -357,8 +357,12 @@ class ChainStore(NodeRecords):
             self._check.stop()
         with self._flush_lock:
             if not self._db.closed:
-                self.sync_committed()
-                self._db.close()
+                try:
+                    self.sync_committed()
+                finally:
+                    # Closed even when that sync fails: its error still reaches the caller, and
+                    # LevelDB's lock is released, so the node can restart on this directory.
+                    self._db.close()
 
     def sync_committed(self) -> None:
         """Make blocks committed with ``durable=False`` durable now, if any wait for a synced write.

@@ -135,3 +135,25 @@ def test_sync_committed_makes_a_quiet_networks_last_block_durable_once(tmp_path,
     finally:
         store.close()
     assert len(synced) == 1  # close found nothing left to sync
+
+
+def test_a_failed_sync_on_close_still_closes_leveldb_and_the_store_reopens(tmp_path, monkeypatch):
+    genesis = make_genesis()[0]
+    store = ChainStore.open(tmp_path / "bank1", genesis, create=True)
+    chain = Chain.start(genesis)
+    commit_empty_block(store, chain)  # block 1, synced
+    commit_empty_block(store, chain, durable=False)  # block 2, deferred
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store_writes, "_datasync", failing)
+    with pytest.raises(StoreError, match="blocks up to 1 are stored safely"):
+        store.close()
+    monkeypatch.undo()
+    # LevelDB's lock is released: a restart opens the directory, with at least the synced block.
+    reopened = ChainStore.open(tmp_path / "bank1", genesis, create=False)
+    try:
+        assert reopened.head().height >= 1
+    finally:
+        reopened.close()
