@@ -128,6 +128,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     data_dir = load_data_dir(layout.configs[0])
     started = time.perf_counter()
     store = ChainStore.open(data_dir, genesis)
+    store.sync_writes = getattr(args, "sync_writes", True)  # chain_window.py builds unsynced
     window = Window()
     window_thread0 = time.thread_time()
     window_process0 = time.process_time()
