@@ -274,7 +274,7 @@ class NodeApp:
         else:
             decoded, execution = pending.block, pending.execution
         self.store.commit_block(block, certificate, execution, wal, block=decoded, durable=durable)
-        self.roster.after_commit(execution.changes)
+        self.roster.after_commit(execution.changes, height)
         self.last_committed_tx_ids = execution.tx_ids
         tx_ids = list(execution.tx_ids)
         # Every included tx used up its nonce, whatever its result, and a sender's txs are

@@ -113,6 +113,11 @@ class CommittedRoster:
     ``ROSTER_KEYS`` or the record of an admitted member, which is all they are
     made of; every other block leaves them as they were. The values are shared:
     callers read them and never change them.
+
+    Every commit of the node's store is meant to come through ``NodeApp.commit``,
+    which calls ``after_commit``. Should a commit ever go around it, the next
+    ``after_commit`` sees a height that is not the next one and reads everything
+    again, rather than keep an older member set's keys.
     """
 
     def __init__(self, genesis: Genesis, reader: StateReader) -> None:
@@ -132,11 +137,17 @@ class CommittedRoster:
         self.schedule = _schedule(self.genesis, self.admitted, self.rotations, self.voting)
         admitted_dids = read_value(reader, ADMITTED_KEY) or []
         self._watched = (*ROSTER_KEYS, *(institution_key(did) for did in admitted_dids))
+        head = getattr(reader, "head", None)  # a store has one; a bare state reader does not
+        self.height: int | None = head().height if head is not None else None
 
-    def after_commit(self, changes: Container[bytes]) -> None:
-        """The store committed a block with these state ``changes``: read again if they touch us."""
-        if any(key in changes for key in self._watched):
+    def after_commit(self, changes: Container[bytes], height: int | None = None) -> None:
+        """The store committed block ``height`` with these state ``changes``: read again if they
+        touch us, or if a commit went by without this call (``height`` is not the next one)."""
+        skipped = height is not None and self.height is not None and height != self.height + 1
+        if skipped or any(key in changes for key in self._watched):
             self._read()
+        if height is not None:
+            self.height = height
 
     def keys_learned(self, executed_height: int) -> KeysLearned:
         """``keys_learned(store, executed_height)``, from what is kept."""

@@ -102,3 +102,35 @@ def test_a_node_reads_none_of_the_roster_after_an_ordinary_block(node, monkeypat
     assert not set(ROSTER_KEYS) & set(reads)
     assert learned == keys_learned(node.store, 1)
     assert node.app.roster.schedule.voters_at(2) == key_schedule(node.genesis, node.store).voters_at(2)
+
+
+class HeadedReads(CountedReads):
+    """A counted reader with a store's ``head()``: the chain's height."""
+
+    def __init__(self, chain) -> None:
+        super().__init__(chain.state)
+        self.chain = chain
+
+    def head(self):
+        return type("Head", (), {"height": self.chain.height})()
+
+
+def test_a_commit_that_went_around_the_roster_is_caught_up_at_the_next_one():
+    chain, members, _ = observer_world()
+    reads = HeadedReads(chain)
+    roster = CommittedRoster(chain.genesis, reads)
+    assert roster.height == chain.height
+    reads.keys.clear()
+    assert chain.run_one(chain.tx(seeded_key(5), "party.register", {"role": "borrower"})).ok
+    roster.after_commit(chain.blocks[-1][1].changes, chain.height)  # the next height, nothing of ours
+    assert reads.keys == [] and roster.height == chain.height
+
+    new = seeded_key(78)
+    rotate(chain, members, chain.genesis.observers[0].did, "regulator", new)  # the roster hears none
+    assert not agrees(roster, chain)
+    assert chain.run_one(chain.tx(seeded_key(6), "party.register", {"role": "borrower"})).ok
+    changes = chain.blocks[-1][1].changes
+    assert not any(key in changes for key in ROSTER_KEYS)  # this block alone would not make it read
+    roster.after_commit(changes, chain.height)
+    assert roster.height == chain.height and agrees(roster, chain)
+    assert [(name, key) for name, _, key in roster.rotations] == [("regulator", new.public_key)]
