@@ -16,7 +16,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import plyvel
 
@@ -79,11 +79,25 @@ def link_snapshot(path: Path, snapshot: Path, place: Callable[[Path, Path], obje
             continue
 
 
+class KeyPass(Protocol):
+    """Told every stored key by the pass (``store_absent.AbsentKeys``)."""
+
+    def seen(self, keys: list[bytes]) -> None: ...
+
+    def scanned(self) -> None: ...
+
+
+_KEY_CHUNK = 4096  # keys handed to a ``KeyPass`` at once
+
+
 class ChecksumCheck:
     """One pass over the store at ``path`` (open as ``db``), started at once in its own thread.
 
     ``read_failed(path, error)`` turns LevelDB's error into the store's
-    StoreError, which becomes ``damage``.
+    StoreError, which becomes ``damage``. ``keys``, if given, is told every
+    key the pass reads, and ``scanned`` once it read all of them without
+    damage (a snapshot holds the table files only: the caller knows whether
+    they hold every write it has not told ``keys`` of itself).
     """
 
     def __init__(
@@ -91,10 +105,12 @@ class ChecksumCheck:
         db: plyvel.DB,
         path: Path,
         read_failed: Callable[[Path, plyvel.Error], StoreError],
+        keys: KeyPass | None = None,
     ) -> None:
         self._db = db
         self.path = path
         self._read_failed = read_failed
+        self._keys = keys
         self.damage: StoreError | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"verify {path.name}", daemon=True)
@@ -149,11 +165,26 @@ class ChecksumCheck:
         return plyvel.DB(str(snapshot), paranoid_checks=True, max_open_files=_SNAPSHOT_OPEN_FILES)
 
     def _scan(self, db: plyvel.DB, where: Path) -> None:
+        told, stopping = self._keys, self._stopping
         try:
             with db.iterator(include_value=False, verify_checksums=True, fill_cache=False) as keys:
-                for _ in keys:
-                    if self._stopping.is_set():
-                        return
+                if told is None:
+                    for _ in keys:
+                        if stopping.is_set():
+                            return
+                else:
+                    chunk: list[bytes] = []
+                    for key in keys:
+                        chunk.append(key)
+                        if len(chunk) == _KEY_CHUNK:
+                            if stopping.is_set():
+                                return
+                            told.seen(chunk)
+                            chunk = []
+                    told.seen(chunk)
         except plyvel.Error as e:
             said = leveldb_says(e).replace(str(where), str(self.path))
             self.damage = self._read_failed(self.path, plyvel.CorruptionError(said.encode()))
+            return
+        if told is not None and not stopping.is_set():
+            told.scanned()

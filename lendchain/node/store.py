@@ -17,7 +17,9 @@ indexes agree, and names the height and what disagrees when they do not.
 Tx results are stored per block (``r:``): LevelDB's compaction rewrites records
 under random keys (tx ids) at every level, records in height order hardly ever.
 State reads look first at the changes of the last blocks this store committed
-(``recent_state``), which the next blocks mostly read again.
+(``recent_state``), which the next blocks mostly read again, then at a filter of
+the state keys the store holds (``store_absent``), which answers a read of a key
+never written without LevelDB once the background check below has read them all.
 
 Damaged files: LevelDB opens with ``paranoid_checks`` (a damaged CURRENT,
 MANIFEST or log record, or a missing table, refuses to open), and every read
@@ -64,6 +66,7 @@ from lendchain.ledger.state import (
 from lendchain.node.checksums import ChecksumCheck, leveldb_says, open_files
 from lendchain.node.config import STORE_COMPRESSIONS
 from lendchain.node.recent_state import RecentState
+from lendchain.node.store_absent import AbsentKeys
 from lendchain.node.store_records import PENDING as _PENDING
 from lendchain.node.store_records import NodeRecords
 from lendchain.node.store_writes import DB_OPTIONS as _DB_OPTIONS
@@ -140,6 +143,8 @@ class ChainStore(NodeRecords):
         self._flush_lock = threading.Lock()
         self._results: BoundedCache[int, list] = BoundedCache(RESULTS_MEMORY)  # height -> results
         self._recent = RecentState()  # the last blocks' changes, which the next ones read again
+        # State keys the store surely lacks (store_absent.py): filled by the checksum check's pass.
+        self.absent = AbsentKeys(_STATE)
         # Ids under p: (a tombstone for a tx that came by gossip would only feed compaction).
         self._pending_ids = {key[len(_PENDING) :] for key in self._scan(_PENDING, include_value=False)}
 
@@ -186,21 +191,26 @@ class ChainStore(NodeRecords):
             ) from None
         except OSError as e:
             raise StoreError(f"cannot create data directory {path}: {e.strerror}") from None
+        # LevelDB writes the log it recovers at open to a table and starts an empty log: the
+        # tables then hold every earlier write, which the filter of absent keys relies on.
+        in_tables = all(log.stat().st_size == 0 for log in path.glob("*.log"))
         try:
-            cls._initialise(db, path, genesis)
+            created = cls._initialise(db, path, genesis)
             store = cls(db, path, genesis)
             store._check_consistency()
+            store.absent.add_all(created)  # the genesis state, in the memtable
         except plyvel.Error as e:
             db.close()
             raise _read_failed(path, e) from None
         except BaseException:
             db.close()
             raise
-        store._check = ChecksumCheck(db, path, _read_failed)
+        store._check = ChecksumCheck(db, path, _read_failed, store.absent if in_tables else None)
         return store
 
     @staticmethod
-    def _initialise(db: plyvel.DB, path: Path, genesis: Genesis) -> None:
+    def _initialise(db: plyvel.DB, path: Path, genesis: Genesis) -> list[bytes]:
+        """Write a new store's genesis, or check an existing store's; the state keys written."""
         stored = db.get(_GENESIS_KEY, verify_checksums=True)
         if stored is None:
             with db.iterator(include_value=False) as keys:
@@ -218,7 +228,7 @@ class ChainStore(NodeRecords):
                     batch.put(_GENESIS_KEY, genesis.hash())
             except plyvel.Error as e:
                 raise StoreError(f"cannot initialise data directory {path}: {leveldb_says(e)}") from None
-            return
+            return list(changes)
         try:
             written = codec.unpack(db.get(_FORMAT_KEY) or codec.pack("unknown"))
         except codec.CodecError:
@@ -236,6 +246,7 @@ class ChainStore(NodeRecords):
                 f"{stored.hex()[:16]}, not to this genesis ({genesis.chain_id!r}, "
                 f"{genesis.hash().hex()[:16]}); use another data directory or the matching genesis"
             )
+        return []
 
     def _read_head(self) -> Head:
         raw = self._get(_HEAD_KEY)
@@ -398,6 +409,8 @@ class ChainStore(NodeRecords):
         for changes in self._recent.blocks:
             if key in changes:
                 return changes[key]
+        if self.absent.surely_absent(key):
+            return None
         return self._get(_STATE + key)
 
     def state_keys(self) -> list[bytes]:
@@ -491,6 +504,7 @@ class ChainStore(NodeRecords):
         ops += [(_WAL + key, value or None) for key, value in wal or ()]
         locations = codec.pack_pairs(header.height, range(len(execution.tx_ids)))  # [height, index]
         runs = ((_TX, zip(execution.tx_ids, locations, strict=True)), (_STATE, execution.changes.items()))
+        self.absent.add_all(key for key, value in execution.changes.items() if value is not None)
         try:
             what = f"block {header.height}"
             written = self._write(

@@ -302,6 +302,7 @@ def test_damage_the_background_check_finds_poisons_the_store_like_a_failed_write
         assert f"data directory {path} is damaged" in str(info.value)
         assert "checksum mismatch" in str(info.value)
         assert store.damage is info.value
+        assert not store.absent.ready  # a pass that found damage leaves every read to LevelDB
         # The daemon polls this every second and stops on it.
         with pytest.raises(StoreError) as polled:
             store.raise_if_write_failed()
@@ -319,6 +320,7 @@ def test_a_sound_store_passes_the_background_check_and_close_stops_it(tmp_path, 
     (path / "verify-snapshot").mkdir()  # left by a node killed mid-check
     with ChainStore.open(path, genesis) as store:
         assert store.wait_verified(timeout_s=30)
+        assert store.absent.ready  # the pass told the filter of absent state keys every key
         store.raise_if_write_failed()
         assert verify_chain(store) == OLD_BLOCKS
         assert not (path / "verify-snapshot").exists()  # the check's hard links are gone
