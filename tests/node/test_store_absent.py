@@ -14,6 +14,7 @@ import os
 import threading
 import weakref
 
+import plyvel
 import pytest
 
 from lendchain.node import checksums
@@ -230,3 +231,31 @@ def test_a_new_store_holds_the_genesis_state_in_its_memtable_and_the_filter_stil
         assert_reads_as_leveldb(store, {key: store._get(b"s:" + key) for key in genesis_keys})
     finally:
         store.close()
+
+
+def test_a_store_whose_log_holds_records_at_open_never_answers_from_the_filter(
+    tmp_path, genesis, monkeypatch
+):
+    """The pass reads table files only; a log with records at open (LevelDB always writes the log
+    it recovers to a table, so this is a stand-in) leaves the filter unready for good."""
+    path = tmp_path / "bank1"
+    real_db = plyvel.DB
+
+    def with_a_full_log(name, **options):
+        db = real_db(name, **options)
+        if name == str(path):
+            (path / "999999.log").write_bytes(b"records LevelDB kept in its memtable")
+        return db
+
+    monkeypatch.setattr(plyvel, "DB", with_a_full_log)
+    store = open_store(path, genesis)
+    try:
+        assert store.wait_verified(timeout_s=30)
+        assert not store.absent.ready
+        reads: list[bytes] = []
+        real_get = store._get
+        monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
+        assert store.get(keys(1, b"never")[0]) is None and len(reads) == 1
+    finally:
+        store.close()
+        (path / "999999.log").unlink()
