@@ -91,20 +91,29 @@ def test_a_store_with_an_unsynced_block_syncs_it_on_close(tmp_path, synced):
         reopened.close()
 
 
+def with_a_deferred_block(path) -> ChainStore:
+    """A new store at ``path``: block 1 synced, block 2 written unsynced (deferred)."""
+    genesis = make_genesis()[0]
+    store = ChainStore.open(path, genesis, create=True)
+    chain = Chain.start(genesis)
+    commit_empty_block(store, chain)
+    commit_empty_block(store, chain, durable=False)
+    return store
+
+
+def fail_every_sync(monkeypatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store_writes, "_datasync", failing)
+
+
 def test_a_failed_sync_of_a_deferred_block_poisons_the_store_and_says_the_block_is_not_safe(
     tmp_path, monkeypatch
 ):
-    genesis = make_genesis()[0]
-    store = ChainStore.open(tmp_path / "bank1", genesis, create=True)
+    store = with_a_deferred_block(tmp_path / "bank1")
     try:
-        chain = Chain.start(genesis)
-        commit_empty_block(store, chain)  # block 1, synced
-        commit_empty_block(store, chain, durable=False)  # block 2, deferred
-
-        def failing(fd: int) -> None:
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(store_writes, "_datasync", failing)
+        fail_every_sync(monkeypatch)
         with pytest.raises(StoreError, match="blocks up to 1 are stored safely"):
             store.wal_write([(b"vote/x", b"d")])
         with pytest.raises(StoreError, match="Input/output error"):
@@ -138,21 +147,13 @@ def test_sync_committed_makes_a_quiet_networks_last_block_durable_once(tmp_path,
 
 
 def test_a_failed_sync_on_close_still_closes_leveldb_and_the_store_reopens(tmp_path, monkeypatch):
-    genesis = make_genesis()[0]
-    store = ChainStore.open(tmp_path / "bank1", genesis, create=True)
-    chain = Chain.start(genesis)
-    commit_empty_block(store, chain)  # block 1, synced
-    commit_empty_block(store, chain, durable=False)  # block 2, deferred
-
-    def failing(fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(store_writes, "_datasync", failing)
+    store = with_a_deferred_block(tmp_path / "bank1")
+    fail_every_sync(monkeypatch)
     with pytest.raises(StoreError, match="blocks up to 1 are stored safely"):
         store.close()
     monkeypatch.undo()
     # LevelDB's lock is released: a restart opens the directory, with at least the synced block.
-    reopened = ChainStore.open(tmp_path / "bank1", genesis, create=False)
+    reopened = ChainStore.open(tmp_path / "bank1", make_genesis()[0], create=False)
     try:
         assert reopened.head().height >= 1
     finally:
