@@ -64,7 +64,7 @@ class AbsentKeys:
     def __init__(self, prefix: bytes, first_capacity: int = FIRST_CAPACITY) -> None:
         if first_capacity & (first_capacity - 1):
             raise ValueError("the first capacity must be a power of two")
-        self._prefix = prefix  # what the store puts before a state key, which ``stored`` strips
+        self._prefix = prefix  # what the store puts before a state key, which ``seen`` strips
         self._filters: tuple[_Filter, ...] = (_Filter(first_capacity),)
         self._lock = threading.Lock()  # adders: the committing thread and the checksum check's
         self.ready = False  # every stored key has been added; set by ``scanned``
