@@ -127,7 +127,7 @@ def build_chain(layout: TestnetLayout, keys: dict[str, SigningKey], args: argpar
     built = Built()
     data_dir = load_data_dir(layout.configs[0])
     started = time.perf_counter()
-    store = ChainStore.open(data_dir, genesis)
+    store = ChainStore.open(data_dir, genesis, key_filter=True)  # as a node opens its store
     store.sync_writes = getattr(args, "sync_writes", True)  # chain_window.py builds unsynced
     window = Window()
     window_thread0 = time.thread_time()

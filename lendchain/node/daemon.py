@@ -61,7 +61,11 @@ NONCE_MEMORY = 65_536
 class Node(NodeViews, TxAdmission, GossipIntake, MemberRoles):
     def __init__(self, config: NodeConfig, key: SigningKey, *, next_key: SigningKey | None = None):
         self.store = ChainStore.open(
-            config.data_dir, config.genesis, create=True, compression=config.store.compression
+            config.data_dir,
+            config.genesis,
+            create=True,
+            compression=config.store.compression,
+            key_filter=True,
         )
         try:
             self._build(config, key, next_key)

@@ -291,7 +291,7 @@ def throwaway_store(genesis: Genesis, scratch_dir: str | Path | None) -> Iterato
 def open_replay_store(path: Path, genesis: Genesis) -> ChainStore:
     """The store a replay writes into at ``path`` (made at the genesis if new), without an fsync per block:
     a crash loses nothing an fsync would save, as the store is a copy of what the blocks say."""
-    store = ChainStore.open(path, genesis, create=True)
+    store = ChainStore.open(path, genesis, create=True, key_filter=True)
     store.sync_writes = False
     return store
 

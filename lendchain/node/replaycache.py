@@ -259,7 +259,7 @@ class ReplayCache:
             self._discard(str(e))
             return None
         try:
-            store = ChainStore.open(state, self.genesis, create=False)
+            store = ChainStore.open(state, self.genesis, create=False, key_filter=True)
         except StoreError as e:
             self._discard(str(e))
             return None

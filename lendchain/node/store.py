@@ -152,9 +152,17 @@ class ChainStore(NodeRecords):
 
     @classmethod
     def open(
-        cls, path: str | Path, genesis: Genesis, create: bool = True, compression: str = "none"
+        cls,
+        path: str | Path,
+        genesis: Genesis,
+        create: bool = True,
+        compression: str = "none",
+        key_filter: bool = False,
     ) -> ChainStore:
         """Open (or with ``create``, initialise) the store at ``path`` for ``genesis``.
+
+        ``key_filter``: fill the filter of absent state keys (``store_absent``), for a store that
+        blocks execute against (a node's, a replay's); not for one only read (a report's source).
 
         ``compression`` ("none" or "snappy") applies to table files written
         from now on; LevelDB reads blocks written either way.
@@ -191,8 +199,7 @@ class ChainStore(NodeRecords):
             ) from None
         except OSError as e:
             raise StoreError(f"cannot create data directory {path}: {e.strerror}") from None
-        # LevelDB writes the log it recovers at open to a table and starts an empty log: the
-        # tables then hold every earlier write, which the filter of absent keys relies on.
+        # LevelDB writes a recovered log to a table and starts an empty log (store_absent.py).
         in_tables = all(log.stat().st_size == 0 for log in path.glob("*.log"))
         try:
             created = cls._initialise(db, path, genesis)
@@ -205,7 +212,9 @@ class ChainStore(NodeRecords):
         except BaseException:
             db.close()
             raise
-        store._check = ChecksumCheck(db, path, _read_failed, store.absent if in_tables else None)
+        store._check = ChecksumCheck(
+            db, path, _read_failed, store.absent if key_filter and in_tables else None
+        )
         return store
 
     @staticmethod
@@ -371,8 +380,7 @@ class ChainStore(NodeRecords):
                 try:
                     self.sync_committed()
                 finally:
-                    # Closed even when that sync fails: its error still reaches the caller, and
-                    # LevelDB's lock is released, so the node can restart on this directory.
+                    # Even when that sync fails (its error goes on): the node can restart here.
                     self._db.close()
 
     def sync_committed(self) -> None:

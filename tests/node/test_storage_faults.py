@@ -295,7 +295,7 @@ def test_damage_the_background_check_finds_poisons_the_store_like_a_failed_write
     path = tmp_path / "db"
     chain = _store_with_tables(path, genesis)
     _flip_byte(_table(path), 100)  # inside block 1, which open itself does not read
-    with ChainStore.open(path, genesis) as store:  # the head and recent blocks are sound
+    with ChainStore.open(path, genesis, key_filter=True) as store:  # the head and recent blocks are sound
         assert store.head().height == OLD_BLOCKS
         with pytest.raises(StoreError) as info:
             store.wait_verified(timeout_s=30)
@@ -318,7 +318,7 @@ def test_a_sound_store_passes_the_background_check_and_close_stops_it(tmp_path, 
     path = tmp_path / "db"
     _store_with_tables(path, genesis)
     (path / "verify-snapshot").mkdir()  # left by a node killed mid-check
-    with ChainStore.open(path, genesis) as store:
+    with ChainStore.open(path, genesis, key_filter=True) as store:
         assert store.wait_verified(timeout_s=30)
         assert store.absent.ready  # the pass told the filter of absent state keys every key
         store.raise_if_write_failed()

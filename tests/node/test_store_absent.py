@@ -68,7 +68,7 @@ def genesis():
 
 
 def open_store(path, genesis, chain: Chain | None = None) -> ChainStore:
-    store = ChainStore.open(path, genesis, create=chain is None)
+    store = ChainStore.open(path, genesis, create=chain is None, key_filter=True)
     store_chain[store] = chain or Chain.start(genesis)
     return store
 
@@ -174,7 +174,7 @@ def test_keys_committed_while_the_pass_reads_are_never_called_absent(tmp_path, g
 def _commit_and_crash(path, first: int) -> None:
     """Child process: commit a block of registrations, then die without closing the store."""
     genesis = make_genesis()[0]
-    store = ChainStore.open(path, genesis, create=True)
+    store = ChainStore.open(path, genesis, create=True, key_filter=True)
     chain = Chain.start(genesis)
     commit(store, chain, registrations(chain, first, 20))
     os._exit(0)
@@ -259,3 +259,16 @@ def test_a_store_whose_log_holds_records_at_open_never_answers_from_the_filter(
     finally:
         store.close()
         (path / "999999.log").unlink()
+
+
+def test_a_store_opened_without_the_filter_reads_every_key_from_leveldb(tmp_path, genesis, monkeypatch):
+    store = ChainStore.open(tmp_path / "bank1", genesis)  # a report's source, a backup, verify-chain
+    try:
+        assert store.wait_verified(timeout_s=30)
+        assert not store.absent.ready
+        reads: list[bytes] = []
+        real_get = store._get
+        monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
+        assert store.get(keys(1, b"never")[0]) is None and len(reads) == 1
+    finally:
+        store.close()
