@@ -59,6 +59,22 @@ def assert_reads_as_leveldb(store: ChainStore, wanted: dict[bytes, bytes]) -> No
         assert key in since or got == value, key
 
 
+def counted_reads(store: ChainStore, monkeypatch) -> list[bytes]:
+    """The keys the store reads from LevelDB from now on."""
+    reads: list[bytes] = []
+    real_get = store._get
+    monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
+    return reads
+
+
+def assert_every_read_goes_to_leveldb(store: ChainStore, monkeypatch) -> None:
+    """The pass is over and the filter never answers: even a key never written is read."""
+    assert store.wait_verified(timeout_s=30)
+    assert not store.absent.ready
+    reads = counted_reads(store, monkeypatch)
+    assert store.get(keys(1, b"never")[0]) is None and len(reads) == 1
+
+
 store_chain: weakref.WeakKeyDictionary[ChainStore, Chain] = weakref.WeakKeyDictionary()
 
 
@@ -130,9 +146,7 @@ def test_a_reopened_store_answers_absent_keys_from_memory_and_stored_ones_from_l
         assert stored.items() <= every.items()
         assert_reads_as_leveldb(store, every)
 
-        reads: list[bytes] = []
-        real_get = store._get
-        monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
+        reads = counted_reads(store, monkeypatch)
         never = keys(20, b"never")
         assert [store.get(key) for key in never] == [None] * len(never)
         assert len(reads) <= 1  # a false "maybe" (~0.24 %) reads LevelDB, and finds nothing
@@ -250,12 +264,7 @@ def test_a_store_whose_log_holds_records_at_open_never_answers_from_the_filter(
     monkeypatch.setattr(plyvel, "DB", with_a_full_log)
     store = open_store(path, genesis)
     try:
-        assert store.wait_verified(timeout_s=30)
-        assert not store.absent.ready
-        reads: list[bytes] = []
-        real_get = store._get
-        monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
-        assert store.get(keys(1, b"never")[0]) is None and len(reads) == 1
+        assert_every_read_goes_to_leveldb(store, monkeypatch)
     finally:
         store.close()
         (path / "999999.log").unlink()
@@ -264,11 +273,6 @@ def test_a_store_whose_log_holds_records_at_open_never_answers_from_the_filter(
 def test_a_store_opened_without_the_filter_reads_every_key_from_leveldb(tmp_path, genesis, monkeypatch):
     store = ChainStore.open(tmp_path / "bank1", genesis)  # a report's source, a backup, verify-chain
     try:
-        assert store.wait_verified(timeout_s=30)
-        assert not store.absent.ready
-        reads: list[bytes] = []
-        real_get = store._get
-        monkeypatch.setattr(store, "_get", lambda key: reads.append(key) or real_get(key))
-        assert store.get(keys(1, b"never")[0]) is None and len(reads) == 1
+        assert_every_read_goes_to_leveldb(store, monkeypatch)
     finally:
         store.close()
