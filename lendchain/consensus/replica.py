@@ -175,6 +175,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
         self._last_progress = 0
         self._last_resend = 0
         self._idle_resends = 0  # retransmissions since the last progress: each one waits twice as long
+        self._round_heard = 0  # when another member's message last moved the round in flight
         self._started = False
         if not wal and head_view > self._view:
             self._join_view(head_view)
@@ -384,6 +385,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
         self._preprepares[pp.height] = pp
         self._blocks.setdefault(pp.height, {})[pp.digest] = pp.block
         self._on_round_progress(pp.height)
+        self._heard_round(pp.signer, pp.height)
         self._try_prepare()
         self._try_deliver()
 
@@ -444,6 +446,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
                 self._fault(vote.signer, "equivocation", f"two {vote.KIND}s at height {vote.height}")
             return
         self._vote_of[seen_key] = vote.digest
+        self._heard_round(vote.signer, vote.height)
         log = self._prepares if isinstance(vote, m.Prepare) else self._commits
         log.setdefault((vote.height, vote.digest), {})[vote.signer] = vote.signature
         if isinstance(vote, m.Prepare):
