@@ -125,3 +125,33 @@ def test_cpu_samples_are_skipped_while_a_node_is_gone(bench):
     assert len(run.cpu_samples) == 1 and run.cpu_samples[0][1] > 0
     bench.sample_cpu(run, [alive, SimpleNamespace(process=gone)])
     assert len(run.cpu_samples) == 1
+
+
+def test_busiest_window_finds_the_span_with_most_commits(bench, bench_report):
+    # first submission at 100; 10 commits a second from 101 to 130, then 1 a second to 170
+    busy = [101 + k / 10 for k in range(300)]
+    slow = [131.0 + k for k in range(40)]
+    done = busy + slow
+    run = bench.Run(
+        workload=None,
+        submitted_at=[100.0] * len(done),
+        committed_at=done,
+        # 1 CPU s per s throughout
+        cpu_samples=[(100.0 + t, float(t), float(t) / 2) for t in range(0, 81, 5)],
+    )
+    window = bench_report.sustained(run, span_s=30.0)
+    # [101, 131] holds the 300 busy commits and the slow one at 131
+    assert window == {"tx_per_s": round(301 / 30, 1), "start_s": 1.0, "cpu_ms_per_tx": round(30_000 / 301, 3)}
+    # a window may not run past the last commit (170): the latest starts at 110
+    late = bench_report.sustained(run, span_s=60.0)
+    assert late["start_s"] == 1.0 and late["tx_per_s"] == round((300 + 30) / 60, 1)
+    # all commits in the run's last 60 s: the window ends at the last commit
+    run.committed_at = [150.0 + k / 10 for k in range(100)]  # 150..159.9, the run is 59.9 s long
+    assert bench_report.sustained(run, span_s=60.0) is None
+    run.committed_at[-1] = 175.0  # now 75 s long: [115, 175] holds all 100
+    assert bench_report.sustained(run, span_s=60.0) == {
+        "tx_per_s": round(100 / 60, 1),
+        "start_s": 15.0,
+        "cpu_ms_per_tx": 600.0,
+    }
+    assert bench_report.sustained(bench.Run(workload=None)) is None
