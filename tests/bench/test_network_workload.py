@@ -155,3 +155,9 @@ def test_busiest_window_finds_the_span_with_most_commits(bench, bench_report):
         "cpu_ms_per_tx": 600.0,
     }
     assert bench_report.sustained(bench.Run(workload=None)) is None
+
+
+def test_the_table_shows_the_busiest_window_or_says_the_run_was_too_short(bench_report):
+    assert bench_report._busiest(None) == "- (a run shorter than 60 s)"
+    window = {"tx_per_s": 2984.7, "start_s": 1.0, "cpu_ms_per_tx": 0.647}
+    assert bench_report._busiest(window) == "2985 tx/s, 0.647 ms, from 1.0 s"
