@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import os
-import platform
 import statistics
 from typing import Any
+
+from node_probe import machine_identity
 
 # Txs that act on an existing loan; the rest (registrations, KYC, applications) are cheaper.
 LIFECYCLE_KINDS = frozenset({"loan.offer", "loan.accept", "loan.disburse", "loan.repay"})
@@ -160,7 +160,7 @@ def report(args: argparse.Namespace, run: Any, duration_s: float, nodes: dict) -
         "rules_version": args.rules_version,
         "mode": f"rate {args.rate} tx/s" if args.rate else f"window {args.window}",
         "submit": args.submit,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **run.machine_speed},
+        "machine": {**machine_identity(), **run.machine_speed},
         "submitted": len(run.workload.txs),
         "committed": committed,
         "rejected": len(run.rejected),
@@ -223,6 +223,7 @@ def print_table(result: dict) -> None:
             f"{result['cpu_ms_per_tx']} ms; {result['main_thread_cpu_ms_per_tx']} ms",
         ),
         ("CPU per tx of this load generator", f"{result['load_generator_cpu_ms_per_tx']} ms"),
+        ("machine, code", f"{machine['cpu_model']}, {machine['cpus']} CPUs; {machine['lendchain_commit']}"),
         (
             "this machine: tx decode / Ed25519 verify",
             f"{machine.get('tx_decode_us', '?')} / {machine.get('ed25519_verify_us', '?')} µs",

@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shutil
 import signal
 import statistics
@@ -54,7 +52,7 @@ import httpx
 import tomli_w
 from chain_build import Built, Window, build_chain
 from network_bench import build_workload, drive
-from node_probe import cpu_seconds, main_thread_cpu_seconds, memory_mb
+from node_probe import cpu_seconds, machine_identity, main_thread_cpu_seconds, memory_mb
 
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
@@ -245,7 +243,7 @@ def report(args: argparse.Namespace, built: Built, chain_nodes: dict, fresh_node
     start, end = first.per_tx_us(), last.per_tx_us()
     ratio = end["execute_commit_cpu"] / start["execute_commit_cpu"]
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_identity(),
         "txs": built.txs,
         "blocks": built.blocks,
         "block_txs": args.block,
@@ -289,7 +287,9 @@ def print_table(result: dict) -> None:
     cost = result["cost_us_per_tx"]
     first, last = cost["first_window"], cost["last_window"]
     live, fresh = result["live_at_height"], result["live_fresh"]
+    machine = result["machine"]
     rows = [
+        ("machine, code", f"{machine['cpu_model']}, {machine['cpus']} CPUs; {machine['lendchain_commit']}"),
         ("chain", f"{result['txs']:,} txs in {result['blocks']:,} blocks of {result['block_txs']}"),
         ("build time", f"{result['build_s']} s"),
         ("", f"window ending at {first['end_txs']:,} txs  vs  at {last['end_txs']:,} txs"),

@@ -161,3 +161,56 @@ def test_the_table_shows_the_busiest_window_or_says_the_run_was_too_short(bench_
     assert bench_report._busiest(None) == "- (a run shorter than 60 s)"
     window = {"tx_per_s": 2984.7, "start_s": 1.0, "cpu_ms_per_tx": 0.647}
     assert bench_report._busiest(window) == "2985 tx/s, 0.647 ms, from 1.0 s"
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu vme
+
+processor\t: 1
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+"""
+
+
+def test_a_result_names_the_cpu_by_family_and_model_and_the_code_by_commit(bench):
+    import node_probe  # beside network_bench, on the path the bench fixture set
+
+    assert node_probe.cpu_model(CPUINFO) == "AMD EPYC (family 25, model 17)"
+    assert node_probe.cpu_model("processor\t: 0\nmodel name\t: Neoverse-N1\n") == "Neoverse-N1"
+    assert node_probe.cpu_model("processor\t: 0\nCPU implementer\t: 0x41\n") is None
+    identity = node_probe.machine_identity()
+    assert identity["cpus"] == os.cpu_count() and identity["cpu_model"]
+    tree = BENCH.parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode != 0:
+        assert identity["lendchain_commit"] is None
+    else:
+        assert identity["lendchain_commit"].split("+")[0] == head.stdout.strip()
+
+
+def test_a_tree_with_changes_to_lendchain_says_so(bench, tmp_path):
+    import node_probe
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "lendchain").mkdir()
+    (tmp_path / "lendchain" / "x.py").write_text("a = 1\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "one")
+    clean = node_probe.tree_commit(tmp_path)
+    assert clean is not None and "+" not in clean
+    (tmp_path / "README.md").write_text("other\n")  # not the code: still the commit
+    assert node_probe.tree_commit(tmp_path) == clean
+    (tmp_path / "lendchain" / "x.py").write_text("a = 2\n")
+    assert node_probe.tree_commit(tmp_path) == clean + "+changes"
+    assert node_probe.tree_commit(tmp_path / "lendchain" / "nowhere") is None
