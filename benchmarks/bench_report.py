@@ -129,7 +129,7 @@ def sustained(run: Any, span_s: float = SUSTAINED_S) -> dict[str, float] | None:
         return None
     first, last = min(sent), done[-1]
     best_count, best_start = 0, first
-    for commit in done:  # the busiest window starts at a commit, or ends at the last one
+    for commit in sorted(set(done)):  # the busiest window starts at a commit, or ends at the last
         start = min(commit, last - span_s)
         count = bisect.bisect_right(done, start + span_s) - bisect.bisect_left(done, start)
         if count > best_count:

@@ -125,8 +125,15 @@ def cpu_model(cpuinfo: str) -> str | None:
     return name
 
 
+# What a result depends on: the node's code, and the benchmarks' own (their workloads).
+MEASURED_CODE = ("lendchain", "benchmarks/*.py")
+
+
 def tree_commit(tree: Path) -> str | None:
-    """The git commit of the lendchain tree at ``tree``, "+changes" when it differs; None outside git."""
+    """The git commit of the lendchain tree at ``tree``; None outside git.
+
+    "+changes" follows it when the tree's ``MEASURED_CODE`` differs from that commit.
+    """
     try:
         head = subprocess.run(
             ["git", "-C", str(tree), "rev-parse", "--short=12", "HEAD"],
@@ -137,7 +144,7 @@ def tree_commit(tree: Path) -> str | None:
         if head.returncode != 0:
             return None
         changed = subprocess.run(
-            ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no", "--", "lendchain"],
+            ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no", "--", *MEASURED_CODE],
             capture_output=True,
             text=True,
             timeout=10,
@@ -151,8 +158,8 @@ def machine_identity() -> dict[str, object]:
     """What a result needs beside it to be compared: CPU model and count, Python, the code's commit.
 
     The commit is that of the tree ``lendchain`` is imported from (an A/B run with
-    ``PYTHONPATH`` names the tree it ran), with "+changes" when its ``lendchain/`` differs
-    from that commit.
+    ``PYTHONPATH`` names the tree it ran), with "+changes" when its code differs from that
+    commit (``tree_commit``).
     """
     try:
         model = cpu_model(Path("/proc/cpuinfo").read_text())

@@ -195,7 +195,7 @@ def test_a_result_names_the_cpu_by_family_and_model_and_the_code_by_commit(bench
         assert identity["lendchain_commit"].split("+")[0] == head.stdout.strip()
 
 
-def test_a_tree_with_changes_to_lendchain_says_so(bench, tmp_path):
+def test_a_tree_with_changes_to_its_code_says_so(bench, tmp_path):
     import node_probe
 
     def git(*args):
@@ -212,5 +212,17 @@ def test_a_tree_with_changes_to_lendchain_says_so(bench, tmp_path):
     (tmp_path / "README.md").write_text("other\n")  # not the code: still the commit
     assert node_probe.tree_commit(tmp_path) == clean
     (tmp_path / "lendchain" / "x.py").write_text("a = 2\n")
+    assert node_probe.tree_commit(tmp_path) == clean + "+changes"
+    git("checkout", "-q", "--", "lendchain")
+    assert node_probe.tree_commit(tmp_path) == clean
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "b.py").write_text("w = 1\n")
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("r\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "two")
+    clean = node_probe.tree_commit(tmp_path)
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("results change, not the code\n")
+    assert node_probe.tree_commit(tmp_path) == clean
+    (tmp_path / "benchmarks" / "b.py").write_text("w = 2\n")  # a workload changed
     assert node_probe.tree_commit(tmp_path) == clean + "+changes"
     assert node_probe.tree_commit(tmp_path / "lendchain" / "nowhere") is None
