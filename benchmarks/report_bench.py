@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from chain_bench import make_network, member_keys
 from chain_build import build_chain, load_data_dir
+from node_probe import machine_identity
 
 
 def child_run(args: list[str]) -> tuple[float, dict[str, float], str]:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         **{f"verify_chain_peak_{k}_mb": round(v) for k, v in verify_mb.items()},
         **cached,
         "lenders_reported": len(json.loads(out)["view"]["books"]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine_identity(),
     }
     print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:<30} {v}" for k, v in result.items()))
     return result
