@@ -17,7 +17,7 @@ import bisect
 import statistics
 from typing import Any
 
-from node_probe import machine_identity
+from node_probe import machine_identity, machine_line
 
 # Txs that act on an existing loan; the rest (registrations, KYC, applications) are cheaper.
 LIFECYCLE_KINDS = frozenset({"loan.offer", "loan.accept", "loan.disburse", "loan.repay"})
@@ -223,7 +223,7 @@ def print_table(result: dict) -> None:
             f"{result['cpu_ms_per_tx']} ms; {result['main_thread_cpu_ms_per_tx']} ms",
         ),
         ("CPU per tx of this load generator", f"{result['load_generator_cpu_ms_per_tx']} ms"),
-        ("machine, code", f"{machine['cpu_model']}, {machine['cpus']} CPUs; {machine['lendchain_commit']}"),
+        ("machine, code", machine_line(machine)),
         (
             "this machine: tx decode / Ed25519 verify",
             f"{machine.get('tx_decode_us', '?')} / {machine.get('ed25519_verify_us', '?')} µs",

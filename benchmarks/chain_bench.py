@@ -52,7 +52,7 @@ import httpx
 import tomli_w
 from chain_build import Built, Window, build_chain
 from network_bench import build_workload, drive
-from node_probe import cpu_seconds, machine_identity, main_thread_cpu_seconds, memory_mb
+from node_probe import cpu_seconds, machine_identity, machine_line, main_thread_cpu_seconds, memory_mb
 
 from lendchain.crypto import SigningKey, read_key_file
 from lendchain.node.cluster import Cluster, ClusterError, free_port_block, wait_for
@@ -289,7 +289,7 @@ def print_table(result: dict) -> None:
     live, fresh = result["live_at_height"], result["live_fresh"]
     machine = result["machine"]
     rows = [
-        ("machine, code", f"{machine['cpu_model']}, {machine['cpus']} CPUs; {machine['lendchain_commit']}"),
+        ("machine, code", machine_line(machine)),
         ("chain", f"{result['txs']:,} txs in {result['blocks']:,} blocks of {result['block_txs']}"),
         ("build time", f"{result['build_s']} s"),
         ("", f"window ending at {first['end_txs']:,} txs  vs  at {last['end_txs']:,} txs"),

@@ -171,3 +171,8 @@ def machine_identity() -> dict[str, object]:
         "python": platform.python_version(),
         "lendchain_commit": tree_commit(Path(lendchain.__file__).resolve().parents[1]),
     }
+
+
+def machine_line(machine: dict) -> str:
+    """``machine_identity`` (as a result holds it) on one line of a benchmark's table."""
+    return f"{machine['cpu_model']}, {machine['cpus']} CPUs; {machine['lendchain_commit']}"
