@@ -13,8 +13,6 @@ from __future__ import annotations
 import struct
 
 import trio
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.peer.id import ID
 from libp2p.stream_muxer.yamux.yamux import (
     FLAG_SYN,
     TYPE_PING,
@@ -25,67 +23,9 @@ from libp2p.stream_muxer.yamux.yamux import (
 from lendchain.node import network_mux
 from lendchain.node.network_mux import ReaderFirstYamux
 from tests.network.harness import running, sender_and_receiver, wait_for
+from tests.network.yamux_pipe import OneWay, pair
 
 CHUNK = b"x" * 60_000
-
-
-class OneWay:
-    """A byte pipe holding at most ``capacity`` bytes: a sender waits while it is full."""
-
-    def __init__(self, capacity: int) -> None:
-        self.buffer = bytearray()
-        self.capacity = capacity
-        self.lot = trio.lowlevel.ParkingLot()
-        self.carried = 0
-
-    async def send_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            while len(self.buffer) >= self.capacity:
-                await self.lot.park()
-            room = self.capacity - len(self.buffer)
-            self.buffer += view[:room]
-            view = view[room:]
-            self.lot.unpark_all()
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        while not self.buffer:
-            await self.lot.park()
-        out = bytes(self.buffer[:max_bytes])
-        del self.buffer[:max_bytes]
-        self.carried += len(out)
-        self.lot.unpark_all()
-        await trio.lowlevel.checkpoint()
-        return out
-
-
-class PipeEnd:
-    """The secured-connection face yamux reads and writes."""
-
-    def __init__(self, inbound: OneWay, outbound: OneWay, is_initiator: bool) -> None:
-        self.inbound, self.outbound, self.is_initiator = inbound, outbound, is_initiator
-
-    async def read(self, n: int | None = None) -> bytes:
-        return await self.inbound.receive_some(n or 65536)
-
-    async def write(self, data: bytes) -> None:
-        await self.outbound.send_all(data)
-
-    async def close(self) -> None:
-        pass
-
-    def get_remote_address(self) -> None:
-        return None
-
-
-def _peer_id() -> ID:
-    return ID.from_pubkey(create_new_key_pair().public_key)
-
-
-def _pair(muxer: type[Yamux], capacity: int) -> tuple[Yamux, Yamux]:
-    there, back = OneWay(capacity), OneWay(capacity)
-    return muxer(PipeEnd(back, there, True), _peer_id()), muxer(PipeEnd(there, back, False), _peer_id())
 
 
 def _ping(muxer: Yamux, value: int) -> bytes:
@@ -114,7 +54,7 @@ async def _stalled(pipes: tuple[OneWay, OneWay], for_s: float) -> None:
 
 async def _both_ways_with_pings(muxer: type[Yamux], capacity: int, pings: int) -> tuple[bool, list[Yamux]]:
     """Streams 6 MB each way while each side pings; False when traffic stopped for 2 s."""
-    a, b = _pair(muxer, capacity)
+    a, b = pair(muxer, capacity)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(a.start)
         nursery.start_soon(b.start)
@@ -181,7 +121,7 @@ def test_without_pings_the_traffic_got_through_anyway():
 
 def test_answers_are_written_in_order_after_the_writer_lets_go():
     async def main():
-        a, b = _pair(ReaderFirstYamux, 1 << 20)
+        a, b = pair(ReaderFirstYamux, 1 << 20)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(a.start)
             await a.event_started.wait()
@@ -213,7 +153,7 @@ def test_a_peer_that_asks_for_answers_without_reading_them_is_dropped(monkeypatc
     monkeypatch.setattr(network_mux, "MAX_PENDING_REPLIES", 5)
 
     async def main():
-        a, _ = _pair(ReaderFirstYamux, 1 << 20)
+        a, _ = pair(ReaderFirstYamux, 1 << 20)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(a.start)
             await a.event_started.wait()
