@@ -117,9 +117,9 @@ class BulkCreditStream(YamuxStream):
     bytes still buffered. Once that is at least half the target, one update
     returns all of it and the target may grow (py-libp2p's auto-tuning, kept).
     Until then less than half a window is held back, so a sender out of
-    credit waits on bytes its peer has not read yet, which is backpressure,
-    never on bytes it has: the same hysteresis as go-yamux's
-    ``sendWindowUpdate``.
+    credit has more than half a window in flight or unread at its peer: it
+    waits for the reader (backpressure), never on credit the reader keeps.
+    This is the hysteresis of go-yamux's ``sendWindowUpdate``.
     """
 
     async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
