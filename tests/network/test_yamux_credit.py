@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+from contextlib import asynccontextmanager
 
 import trio
 from libp2p.stream_muxer.yamux.yamux import (
@@ -23,10 +24,11 @@ from libp2p.stream_muxer.yamux.yamux import (
 
 from lendchain.node import network_mux
 from lendchain.node.network_mux import BulkCreditStream, ReaderFirstYamux
-from tests.network.harness import Peer, make_members, running, sender_and_receiver, wait_for, wait_full_mesh
+from tests.network.harness import Peer, make_members, running, wait_for, wait_full_mesh
 from tests.network.yamux_pipe import pair
 
 MESSAGE = b"m" * 1_000
+CHUNK = bytes(range(256)) * 200  # 51,200 bytes: the window is no multiple of it
 
 
 def _credits(written: bytes) -> list[int]:
@@ -43,23 +45,30 @@ def _credits(written: bytes) -> list[int]:
     return increments
 
 
-async def _one_read_per_message(messages: int) -> tuple[list[int], int]:
-    """``messages`` small messages from a to b, each read by b before a sends the next.
-
-    Returns the credits b wrote and how many bytes b read.
-    """
-    a, b = pair(ReaderFirstYamux, 1 << 20, keep=True)
-    received = 0
+@asynccontextmanager
+async def _stream(capacity: int):
+    """Two running muxers over pipes of ``capacity`` bytes, a stream from a to b opened: (a, b, out, into)."""
+    a, b = pair(ReaderFirstYamux, capacity, keep=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(a.start)
         nursery.start_soon(b.start)
         out = await a.open_stream()
         into = await b.accept_stream()
+        yield a, b, out, into
+        nursery.cancel_scope.cancel()
+
+
+async def _one_read_per_message(messages: int) -> tuple[list[int], int]:
+    """``messages`` small messages from a to b, each read by b before a sends the next.
+
+    Returns the credits b wrote and how many bytes b read.
+    """
+    received = 0
+    async with _stream(1 << 20) as (_, b, out, into):
         for _ in range(messages):
             await out.write(MESSAGE)
             received += len(await into.read(65536))
         await trio.sleep(0.05)  # any credit written has reached the pipe
-        nursery.cancel_scope.cancel()
     return _credits(bytes(b.secured_conn.outbound.log)), received
 
 
@@ -80,24 +89,18 @@ def test_reads_under_half_a_window_return_no_credit():
 
 async def _bulk(total: int, capacity: int) -> dict:
     """``total`` bytes from a to b through a pipe of ``capacity`` bytes, read as they come."""
-    a, b = pair(ReaderFirstYamux, capacity, keep=True)
     sent, got = hashlib.sha256(), hashlib.sha256()
     received = 0
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(a.start)
-        nursery.start_soon(b.start)
-        out = await a.open_stream()
-        into = await b.accept_stream()
+    async with _stream(capacity) as (_, b, out, into):
 
         async def write() -> None:
-            chunk = bytes(range(256)) * 200  # 51,200 bytes, not a divisor of the window
-            for _ in range(total // len(chunk)):
-                sent.update(chunk)
-                await out.write(chunk)
+            for _ in range(total // len(CHUNK)):
+                sent.update(CHUNK)
+                await out.write(CHUNK)
 
         async def read() -> None:
             nonlocal received
-            while received < total // 51_200 * 51_200:
+            while received < total // len(CHUNK) * len(CHUNK):
                 data = await into.read(65536)
                 got.update(data)
                 received += len(data)
@@ -115,7 +118,6 @@ async def _bulk(total: int, capacity: int) -> dict:
             "receiver_window": into.recv_window,
             "classes": {type(out), type(into)},
         }
-        nursery.cancel_scope.cancel()
     return result
 
 
@@ -123,7 +125,7 @@ def test_a_bulk_transfer_gets_through_with_one_update_per_half_window(caplog):
     caplog.set_level(logging.WARNING)
     total = 6_000_000
     result = trio.run(_bulk, total, 1000)  # a pipe as small as a full socket's buffer
-    assert result["intact"] and result["received"] == total // 51_200 * 51_200
+    assert result["intact"] and result["received"] == total // len(CHUNK) * len(CHUNK)
     assert result["classes"] == {BulkCreditStream}
     # Each update returns at least half of the window the reader had then.
     assert 0 < len(result["credits"]) <= result["received"] // (DEFAULT_WINDOW_SIZE // 2)
@@ -131,20 +133,6 @@ def test_a_bulk_transfer_gets_through_with_one_update_per_half_window(caplog):
     # use is the one the receiver keeps, and the sender never overran it.
     assert result["sender_window"] == result["receiver_window"] >= DEFAULT_WINDOW_SIZE // 2
     assert not [r for r in caplog.records if "exceeded receive window" in r.getMessage()]
-
-
-def test_members_streams_credit_in_bulk():
-    node0, node1 = sender_and_receiver()
-
-    async def main():
-        async with running([node0, node1]):
-            await wait_for(lambda: node0.network.connected_members() == {node1.name}, "the link")
-            swarm = node0.network._host.get_network()
-            (conn,) = swarm.get_connections(node1.network.my_peer_id)
-            streams = list(conn.muxed_conn.streams.values())
-            assert streams and all(type(s) is BulkCreditStream for s in streams)
-
-    trio.run(main)
 
 
 def test_a_member_its_peer_throttles_keeps_its_link_and_every_frame_arrives():

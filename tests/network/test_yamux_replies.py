@@ -21,7 +21,7 @@ from libp2p.stream_muxer.yamux.yamux import (
 )
 
 from lendchain.node import network_mux
-from lendchain.node.network_mux import ReaderFirstYamux
+from lendchain.node.network_mux import BulkCreditStream, ReaderFirstYamux
 from tests.network.harness import running, sender_and_receiver, wait_for
 from tests.network.yamux_pipe import OneWay, pair
 
@@ -168,7 +168,7 @@ def test_a_peer_that_asks_for_answers_without_reading_them_is_dropped(monkeypatc
     trio.run(main)
 
 
-def test_members_connect_over_the_reader_first_muxer():
+def test_members_connect_over_the_reader_first_muxer_with_bulk_credit_streams():
     node0, node1 = sender_and_receiver()
 
     async def main():
@@ -178,5 +178,7 @@ def test_members_connect_over_the_reader_first_muxer():
             (conn,) = swarm.get_connections(node1.network.my_peer_id)
             assert type(conn.muxed_conn) is ReaderFirstYamux
             assert node0.network.stats()["yamux_replies_queued"] == ReaderFirstYamux.queued_total
+            streams = list(conn.muxed_conn.streams.values())  # see test_yamux_credit.py
+            assert streams and all(type(s) is BulkCreditStream for s in streams)
 
     trio.run(main)
