@@ -47,14 +47,14 @@ def _credits(written: bytes) -> list[int]:
 
 @asynccontextmanager
 async def _stream(capacity: int):
-    """Two running muxers over pipes of ``capacity`` bytes, a stream from a to b opened: (a, b, out, into)."""
+    """Muxers a and b running over pipes of ``capacity`` bytes, a stream from a to b open: (b, out, into)."""
     a, b = pair(ReaderFirstYamux, capacity, keep=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(a.start)
         nursery.start_soon(b.start)
         out = await a.open_stream()
         into = await b.accept_stream()
-        yield a, b, out, into
+        yield b, out, into
         nursery.cancel_scope.cancel()
 
 
@@ -64,7 +64,7 @@ async def _one_read_per_message(messages: int) -> tuple[list[int], int]:
     Returns the credits b wrote and how many bytes b read.
     """
     received = 0
-    async with _stream(1 << 20) as (_, b, out, into):
+    async with _stream(1 << 20) as (b, out, into):
         for _ in range(messages):
             await out.write(MESSAGE)
             received += len(await into.read(65536))
@@ -91,7 +91,7 @@ async def _bulk(total: int, capacity: int) -> dict:
     """``total`` bytes from a to b through a pipe of ``capacity`` bytes, read as they come."""
     sent, got = hashlib.sha256(), hashlib.sha256()
     received = 0
-    async with _stream(capacity) as (_, b, out, into):
+    async with _stream(capacity) as (b, out, into):
 
         async def write() -> None:
             for _ in range(total // len(CHUNK)):
