@@ -50,16 +50,13 @@ class PromptLock:
 
     ``trio.Lock.acquire`` yields to the scheduler even when the lock is free:
     the task goes to the back of the run queue and the loop polls epoll before
-    it goes on. py-libp2p takes ~11 locks along one frame's way from a member
-    to another, six of them yamux's connection and stream locks, which these
-    classes replace: a frame sent alone (``benchmarks/frame_bench.py``) took
-    19 task steps and now takes 13 (8 if every lock on the way were this one).
+    it goes on. py-libp2p's yamux takes a lock ~10 times along one frame's way
+    through a connection, so a frame sent and read in the same process
+    (``benchmarks/frame_bench.py``) took 19 task steps where the work needs 8.
     This lock checks for cancellation as ``trio.Lock`` does, takes a free lock
     at once, and waits in ``trio.Lock``'s queue (first come, first served)
     when it is held or others wait. A path that takes it still yields at its
-    socket read or write, so no task keeps the loop to itself. Like
-    ``trio.Lock``, a KeyboardInterrupt cannot land between taking it and
-    holding it (KI protection).
+    socket read or write, so no task keeps the loop to itself.
     """
 
     __slots__ = ("_lock",)
@@ -67,7 +64,6 @@ class PromptLock:
     def __init__(self) -> None:
         self._lock = trio.Lock()
 
-    @trio.lowlevel.enable_ki_protection
     async def acquire(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
@@ -75,11 +71,9 @@ class PromptLock:
         except trio.WouldBlock:
             await self._lock.acquire()
 
-    @trio.lowlevel.enable_ki_protection
     def acquire_nowait(self) -> None:
         self._lock.acquire_nowait()
 
-    @trio.lowlevel.enable_ki_protection
     def release(self) -> None:
         self._lock.release()
 
@@ -89,11 +83,9 @@ class PromptLock:
     def statistics(self) -> trio.LockStatistics:
         return self._lock.statistics()
 
-    @trio.lowlevel.enable_ki_protection
     async def __aenter__(self) -> None:
         await self.acquire()
 
-    @trio.lowlevel.enable_ki_protection
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
