@@ -45,51 +45,6 @@ logger = logging.getLogger(__name__)
 MAX_PENDING_REPLIES = 1024
 
 
-class PromptLock:
-    """A ``trio.Lock`` whose uncontended acquire is a cancel point but not a schedule point.
-
-    ``trio.Lock.acquire`` yields to the scheduler even when the lock is free:
-    the task goes to the back of the run queue and the loop polls epoll before
-    it goes on. py-libp2p's yamux takes a lock ~10 times along one frame's way
-    through a connection, so a frame sent and read in the same process
-    (``benchmarks/frame_bench.py``) took 19 task steps where the work needs 8.
-    This lock checks for cancellation as ``trio.Lock`` does, takes a free lock
-    at once, and waits in ``trio.Lock``'s queue (first come, first served)
-    when it is held or others wait. A path that takes it still yields at its
-    socket read or write, so no task keeps the loop to itself.
-    """
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = trio.Lock()
-
-    async def acquire(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._lock.acquire_nowait()  # refused while another task holds it or waits for it
-        except trio.WouldBlock:
-            await self._lock.acquire()
-
-    def acquire_nowait(self) -> None:
-        self._lock.acquire_nowait()
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-    def statistics(self) -> trio.LockStatistics:
-        return self._lock.statistics()
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
-
-
 class ReplyQueueFull(RawConnError):
     """The peer asks for answers much faster than it reads them."""
 
@@ -101,9 +56,6 @@ class ReaderFirstYamux(Yamux):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Taken for every frame read (``handle_incoming``, ``read_stream``) and written.
-        self.streams_lock = PromptLock()
-        self._write_lock = PromptLock()
         self._reader: trio.lowlevel.Task | None = None
         self._replies: list[bytes] = []
         self._replying = False
@@ -169,10 +121,6 @@ class BulkCreditStream(YamuxStream):
     waits for the reader (backpressure), never on credit the reader keeps.
     This is the hysteresis of go-yamux's ``sendWindowUpdate``.
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.window_lock = PromptLock()  # taken on every write and every read
 
     async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
         increment = 0
