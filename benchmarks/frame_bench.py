@@ -38,6 +38,7 @@ from lendchain.crypto import SigningKey
 from lendchain.genesis import Member
 from lendchain.node.cluster import free_port_block
 from lendchain.node.network import Network
+from lendchain.node.network_link import NETWORK_OPTIONS
 
 CHAIN_ID = "lendchain-frame-bench"
 WARM_UP_FRAMES = 200
@@ -113,7 +114,9 @@ async def send_frames(sender: Network, receiver: Receiver, frames: list[bytes], 
         window = frames[sent : sent + in_flight]
         for frame in window:
             if not sender.send("node1", frame):
-                raise RuntimeError("the link to node1 refused a frame (down or its queue full)")
+                raise RuntimeError(
+                    "node1's link refused a frame: down, its queue full or the frame over max_frame_size"
+                )
         sent += len(window)
         await receiver.wait_for(start + sent, timeout_s=60)
     if receiver.frames[start:] != frames:
@@ -168,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < 1 or args.in_flight < 1 or args.size < 10:
         parser.error("--frames and --in-flight must be at least 1, --size at least 10")
+    if args.size > NETWORK_OPTIONS["max_frame_size"] or args.in_flight > NETWORK_OPTIONS["queue_frames"]:
+        parser.error(
+            f"--size is at most the frame limit ({NETWORK_OPTIONS['max_frame_size']} bytes) and "
+            f"--in-flight at most a link's queue ({NETWORK_OPTIONS['queue_frames']} frames)"
+        )
     logging.basicConfig(level=logging.WARNING)
     steps = TaskSteps()
     result = trio.run(measure, args.frames, args.size, args.in_flight, steps, instruments=[steps])

@@ -29,6 +29,8 @@ def test_frames_one_at_a_time_and_batched_are_measured():
     assert 0 < ten["task_steps_per_frame"] < one["task_steps_per_frame"]
 
 
-def test_a_bad_argument_is_refused():
+def test_bad_arguments_are_refused_before_anything_starts():
     refused = run("--frames", "0")
     assert refused.returncode == 2 and "--frames and --in-flight must be at least 1" in refused.stderr
+    too_big = run("--size", "100000000")
+    assert too_big.returncode == 2 and "--size is at most the frame limit" in too_big.stderr
