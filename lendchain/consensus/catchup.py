@@ -57,6 +57,13 @@ class CatchUpSteps:
             self._fetch(self._committed_height + 1, proof.height, signers)
         self._maybe_propose()
 
+    def _own_checkpoint(self: Any, proof: CheckpointProof) -> m.Checkpoint | None:
+        """Our CHECKPOINT among a stable proof's signatures: a restarted replica can send it again."""
+        for signer, signature in proof.signatures:
+            if signer == self._me:
+                return m.Checkpoint(self._me, signature, proof.height, proof.state_root)
+        return None
+
     def _claim(self: Any, member: str, committed: int) -> None:
         """Record that ``member``'s messages show it committed ``committed``; f+1 such claims are proof."""
         if member == self._me or committed <= self._claims.get(member, 0):

@@ -160,7 +160,7 @@ class Replica(ViewChangeSteps, CatchUpSteps, TimerSteps, MemberSteps):
             self._new_view_sent[view] = new_view
         self._checkpoints: dict[tuple[int, bytes], dict[str, bytes]] = {}
         self._checkpoint_of: dict[tuple[str, int], bytes] = {}
-        self._my_checkpoint: m.Checkpoint | None = None
+        self._my_checkpoint: m.Checkpoint | None = self._own_checkpoint(restored.stable)
         self._roots: dict[int, bytes] = {}
         self._claims: dict[str, int] = {}
         self._fetch_target, self._fetch_sent_ms = committed_height, None

@@ -269,5 +269,12 @@ class TimerSteps:
                     self._add_vote(vote)
         if self._head_cert is not None:
             self._broadcast(self._sign(m.CertAnnounce, certificate=self._head_cert))
-        if self._my_checkpoint is not None and self._my_checkpoint.height > self._stable.height:
-            self._broadcast(self._my_checkpoint)
+        checkpoint = self._my_checkpoint
+        if checkpoint is not None and (
+            checkpoint.height > self._stable.height
+            # A member that missed the CHECKPOINTs of our stable height keeps its window below the
+            # next height, and when its vote is needed for a quorum (f members silent), nothing
+            # else moves it: the chain stalls. While work waits, ours goes again for it.
+            or (checkpoint.height == self._stable.height and self._work_since is not None)
+        ):
+            self._broadcast(checkpoint)

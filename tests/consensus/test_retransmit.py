@@ -78,3 +78,51 @@ def test_a_round_that_falls_silent_is_sent_again_a_quarter_timeout_after_its_las
     assert silent_from < first <= silent_from + T // 4, (silent_from, first)
     assert "preprepare" in {kind for _, kind, sender in wire.repeats if sender == "r0"}
     assert c.heights() == {"r0": 0, "r1": 0, "r2": 0, "r3": 0}
+
+
+def _stall_with_r1_missing_the_checkpoints() -> Cluster:
+    """r3 is silent, so r0, r1 and r2 are the quorum; no CHECKPOINT reaches r1 (K = 2, L = 4).
+
+    r0 and r2 make checkpoints 2 and 4 stable; r1 commits blocks 1-4 too, but its
+    window stays (0, 4], so it ignores the PRE-PREPARE at 5 and the chain cannot
+    go on without it. (Simulation seed 3002510 stalled so: a Byzantine member and
+    one that had caught up past its lost CHECKPOINTs, in every later view.)
+    """
+    c = Cluster()
+    c.down.add("r3")
+    c.submit(40)
+    c.run(300, drop=lambda sender, to, msg: to == "r1" and isinstance(msg, m.Checkpoint))
+    assert {name: c.heights()[name] for name in ("r0", "r1", "r2")} == {"r0": 4, "r1": 4, "r2": 4}
+    stable = {name: c.replicas[name].stable_checkpoint for name in ("r0", "r1", "r2")}
+    assert stable == {"r0": 4, "r1": 0, "r2": 4}
+    return c
+
+
+def test_a_member_that_missed_the_stable_checkpoint_hears_it_again_while_work_waits():
+    c = _stall_with_r1_missing_the_checkpoints()
+    c.run(2000)
+    assert c.replicas["r1"].stable_checkpoint >= 4
+    assert min(c.heights()[name] for name in ("r0", "r1", "r2")) > 6
+
+
+def test_a_restarted_member_sends_its_checkpoint_from_the_stable_proof_in_its_wal():
+    c = _stall_with_r1_missing_the_checkpoints()
+    for name in ("r0", "r2"):  # their CHECKPOINTs at 4 now live only in the WAL's stable proof
+        c.restart(name)
+        assert c.replicas[name].stable_checkpoint == 4
+    c.run(2000)
+    assert c.replicas["r1"].stable_checkpoint >= 4
+    assert min(c.heights()[name] for name in ("r0", "r1", "r2")) > 6
+
+
+def test_an_idle_member_does_not_send_its_stable_checkpoint_again():
+    sent: list[m.Checkpoint] = []
+    c = Cluster()
+    for _ in range(4):
+        c.submit(1)
+        c.run(100)
+    c.run(500)
+    assert set(c.heights().values()) == {4} and {r.stable_checkpoint for r in c.replicas.values()} == {4}
+    c.outbox.clear()
+    c.run(3000, drop=lambda sender, to, msg: isinstance(msg, m.Checkpoint) and not sent.append(msg))
+    assert sent == []
