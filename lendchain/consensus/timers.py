@@ -174,6 +174,13 @@ class TimerSteps:
 
     def _on_tick(self: Any) -> None:
         now = self._now
+        if self._catching_up() and now - self._fetch_sent_ms >= self._timeout():
+            # A fetch left unanswered (its peer lacked the blocks, or was cut off) is asked again,
+            # by voters and non-voters alike: nothing else may ask. A replica one block behind
+            # holds that block's certificate, so announcements of it are not news, and a chain
+            # that stalls for this replica's vote sends none of anything else.
+            peers = [name for name in self._era(self._committed_height + 1).names if name != self._me]
+            self._fetch(self._committed_height + 1, self._fetch_target, peers)
         if not self._voting():
             return  # no timers for a member that does not vote at the height in flight
         if self._in_vc:

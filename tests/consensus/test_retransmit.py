@@ -7,8 +7,10 @@ longer than that but keeps hearing from the other members is not sent again.
 
 from dataclasses import replace
 
+import pytest
+
 from lendchain.consensus import messages as m
-from lendchain.consensus.events import Receive
+from lendchain.consensus.events import Receive, SyncedBlock
 from tests.consensus.harness import PARAMS, Cluster
 
 T = 1000  # a timeout long enough for a slow round: retransmission is due after T / 4
@@ -126,3 +128,32 @@ def test_an_idle_member_does_not_send_its_stable_checkpoint_again():
     c.outbox.clear()
     c.run(3000, drop=lambda sender, to, msg: isinstance(msg, m.Checkpoint) and not sent.append(msg))
     assert sent == []
+
+
+@pytest.mark.parametrize("observers, behind", [(1, "r4"), (0, "r3")])
+def test_a_fetch_left_unanswered_is_asked_again(observers: int, behind: str):
+    """A replica one block behind holds that block's certificate from an announcement, so later
+    announcements are no news to it; its unanswered fetch is asked again on its timer, voter or not.
+    (Simulation seed 3004180 stalled so: an observer promoted at the next height, one block behind
+    after its one fetch went to a peer that lacked the block, and a silent Byzantine member.)"""
+    c = Cluster(observers=observers)
+    c.down.add(behind)
+    c.submit(1)
+    c.run(100)
+    assert c.heights()[behind] == 0 and c.heights()["r0"] == 1
+    c.down.discard(behind)
+    c.run(300)  # the others' retransmitted announcements show it block 1's certificate
+    assert c.fetches[behind] and c.heights()[behind] == 0
+    c.fetches[behind].clear()  # that fetch goes unanswered
+    c.run(1000)
+    assert c.fetches[behind], "the fetch must be asked again"
+    serve_fetches(c, behind, "r0")
+    assert c.heights()[behind] == 1
+
+
+def serve_fetches(c: Cluster, name: str, source: str) -> None:
+    """Answer ``name``'s block fetches from ``source``'s chain, as the driver would."""
+    while c.fetches[name]:
+        fetch = c.fetches[name].pop(0)
+        for delivered in c.chains[source][fetch.from_height - 1 : fetch.to_height]:
+            c.step(name, SyncedBlock(delivered.height, delivered.block, delivered.certificate))
