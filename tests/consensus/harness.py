@@ -16,6 +16,7 @@ from lendchain.consensus.events import (
     Persist,
     Receive,
     Send,
+    SyncedBlock,
     Tick,
 )
 from lendchain.consensus.keys import KeySchedule
@@ -143,6 +144,13 @@ class Cluster:
         for _ in range(ms // 10):
             self.tick(10, only)
             self.deliver_all(drop)
+
+    def serve_fetches(self, name: str, source: str) -> None:
+        """Answer ``name``'s block fetches from ``source``'s chain, as the driver would."""
+        while self.fetches[name]:
+            fetch = self.fetches[name].pop(0)
+            for delivered in self.chains[source][fetch.from_height - 1 : fetch.to_height]:
+                self.step(name, SyncedBlock(delivered.height, delivered.block, delivered.certificate))
 
     def heights(self) -> dict[str, int]:
         return {name: len(chain) for name, chain in self.chains.items()}

@@ -381,14 +381,6 @@ def test_an_app_that_halts_stops_the_replica_instead_of_accusing_the_primary() -
     assert c.faults["r1"] == [] and not c.outbox
 
 
-def serve_fetches(c: Cluster, name: str, source: str) -> None:
-    """Answer ``name``'s block fetches from ``source``'s chain, as the driver would."""
-    while c.fetches[name]:
-        fetch = c.fetches[name].pop(0)
-        for delivered in c.chains[source][fetch.from_height - 1 : fetch.to_height]:
-            c.step(name, SyncedBlock(delivered.height, delivered.block, delivered.certificate))
-
-
 def test_a_replica_back_after_a_view_change_joins_the_view_its_fetched_blocks_were_committed_in() -> None:
     """A replica's WAL says view 0; a quorum moved to view 1 meanwhile. A commit certificate of view 1
     proves the quorum entered it (as ``Replica._join_view`` argues), so the replica follows it and votes
@@ -403,7 +395,7 @@ def test_a_replica_back_after_a_view_change_joins_the_view_its_fetched_blocks_we
     assert c.replicas["r0"].view == 0
     for _ in range(20):
         c.run(50)
-        serve_fetches(c, "r0", "r1")
+        c.serve_fetches("r0", "r1")
     assert c.heights()["r0"] == c.heights()["r1"] >= 1
     assert c.replicas["r0"].view == 1 and not c.replicas["r0"].in_view_change
     # r2 fails: r0, r1 and r3 are the quorum of view 1 at once, with no view change.

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from lendchain.consensus import messages as m
-from lendchain.consensus.events import Receive, SyncedBlock
+from lendchain.consensus.events import Receive
 from tests.consensus.harness import PARAMS, Cluster
 
 T = 1000  # a timeout long enough for a slow round: retransmission is due after T / 4
@@ -153,13 +153,5 @@ def test_a_fetch_left_unanswered_is_asked_again(observers: int, behind: str):
     c.fetches[behind].clear()  # that fetch goes unanswered
     c.run(1000)
     assert c.fetches[behind], "the fetch must be asked again"
-    serve_fetches(c, behind, "r0")
+    c.serve_fetches(behind, "r0")
     assert c.heights()[behind] == 1
-
-
-def serve_fetches(c: Cluster, name: str, source: str) -> None:
-    """Answer ``name``'s block fetches from ``source``'s chain, as the driver would."""
-    while c.fetches[name]:
-        fetch = c.fetches[name].pop(0)
-        for delivered in c.chains[source][fetch.from_height - 1 : fetch.to_height]:
-            c.step(name, SyncedBlock(delivered.height, delivered.block, delivered.certificate))
