@@ -3,6 +3,9 @@
 A replica re-sends its PRE-PREPARE (the primary), its votes and its head
 certificate a quarter timeout after the last commit. A round that takes
 longer than that but keeps hearing from the other members is not sent again.
+While work waits it also re-sends its CHECKPOINT of the stable height (for a
+member that missed it), and a replica catching up asks again for blocks a
+fetch did not bring.
 """
 
 from dataclasses import replace
